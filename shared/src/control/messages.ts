@@ -1,0 +1,122 @@
+/**
+ * The control channel, modelled on QMP: JSON text frames over a WebSocket.
+ *
+ *   client → agent   { id, command, args }
+ *   agent → client   { id, return } | { id, error: { code, message } }
+ *   agent → client   { event, data, timestamp }           (unsolicited, to every client)
+ *
+ * Commands (args → return):
+ *   query-vms      {}                                  → { vms: VmInfo[] }
+ *   create-vm      { name, memory, init, workload, seed } → VmInfo           (source agents)
+ *   stop / cont    { vm }                              → VmInfo
+ *   migrate        { vm, to, mode?, params? }          → { migrationId }     (returns at once; follow events)
+ *   query-migrate  { migrationId? }                    → MigrationInfo | null
+ *   migrate-cancel { migrationId? }                    → { cancelled: boolean }
+ *   query-report   { migrationId }                     → MigrationReport | null
+ *   digest         { vm }                              → { digest, steps, status } (pauses nothing; racy while running)
+ *   destroy-vm     { vm }                              → { destroyed: true }
+ * Events: MIGRATION { migrationId, status }, MIGRATION_PASS { migrationId, pass },
+ *         MIGRATION_REPORT { migrationId, report }, VM_STATE { name, state }.
+ */
+import type { MigrationReport } from '../report/types.ts';
+
+export type VmState = 'running' | 'paused' | 'migrating-out' | 'incoming' | 'migrated';
+
+export interface VmInfo {
+  name: string;
+  state: VmState;
+  steps: number;
+  memoryBytes: number;
+  workload: string;
+}
+
+/** Live figures of a migration, named as QMP's `query-migrate` names them. */
+export interface MigrationInfo {
+  migrationId: string;
+  vm: string;
+  mode: 'precopy' | 'postcopy' | 'hybrid';
+  status: string;
+  /** Bytes put on the wire so far. */
+  transferred: number;
+  /** Bytes still to send (dirty pages × page size, as of the last harvest). */
+  remaining: number;
+  /** Guest memory size. */
+  total: number;
+  /** Zero pages sent as zero records (QMP: duplicate). */
+  duplicate: number;
+  /** Pages sent with their bytes (QMP: normal). */
+  normal: number;
+  /** Pages dirtied per second, measured over the last round. */
+  dirtyPagesRate: number;
+  /** Megabits per second over the last round. */
+  mbps: number;
+  /** How many dirty-log harvests so far (QMP: dirty-sync-count). */
+  dirtySyncCount: number;
+  /** Expected downtime in ms if it switched over now. */
+  expectedDowntime: number;
+  /** Milliseconds since the migration started. */
+  totalTime: number;
+  setupTime: number;
+  /** Set once the VM has resumed on the destination. */
+  downtime: number | null;
+  /** Share of guest memory sent at least once in this pass (0..1). */
+  passProgress: number;
+  pass: number;
+}
+
+export interface MigrateParams {
+  /** @default 300 (ms) */
+  downtimeLimitMs?: number;
+  /** @default 30 */
+  maxRounds?: number;
+  /** Bytes per second; null or absent = unlimited. */
+  maxBandwidthBps?: number | null;
+}
+
+export interface ControlCommands {
+  'query-vms': { args: Record<string, never>; result: { vms: VmInfo[] } };
+  'create-vm': {
+    args: { name: string; memory: string | number; init?: string; workload?: string; seed?: number };
+    result: VmInfo;
+  };
+  stop: { args: { vm: string }; result: VmInfo };
+  cont: { args: { vm: string }; result: VmInfo };
+  migrate: {
+    args: { vm: string; to: string; mode?: 'precopy' | 'postcopy' | 'hybrid'; params?: MigrateParams };
+    result: { migrationId: string };
+  };
+  'query-migrate': { args: { migrationId?: string }; result: MigrationInfo | null };
+  'migrate-cancel': { args: { migrationId?: string }; result: { cancelled: boolean } };
+  'query-report': { args: { migrationId: string }; result: MigrationReport | null };
+  digest: { args: { vm: string }; result: { digest: string; steps: number; state: VmState } };
+  'destroy-vm': { args: { vm: string }; result: { destroyed: true } };
+}
+
+export type CommandName = keyof ControlCommands;
+export type CommandArgs<C extends CommandName> = ControlCommands[C]['args'];
+export type CommandResult<C extends CommandName> = ControlCommands[C]['result'];
+
+export interface ControlEvents {
+  MIGRATION: { migrationId: string; status: string; vm: string };
+  MIGRATION_PASS: { migrationId: string; pass: number };
+  MIGRATION_REPORT: { migrationId: string; report: MigrationReport };
+  VM_STATE: { name: string; state: VmState };
+}
+
+export type EventName = keyof ControlEvents;
+
+export interface ControlRequest {
+  id: number;
+  command: string;
+  args?: unknown;
+}
+
+export type ControlResponse =
+  { id: number; return: unknown } | { id: number; error: { code: string; message: string } };
+
+export interface ControlEvent {
+  event: string;
+  data: unknown;
+  /** Milliseconds since the epoch on the agent's clock. */
+  timestamp: number;
+}

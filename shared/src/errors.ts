@@ -1,0 +1,78 @@
+/**
+ * One error class for everything livemig rejects or fails at, matched on its stable `code`
+ * (never on `instanceof` or the message text). Every code is listed, with its meaning, in
+ * ERROR_CODES below; docs/errors.md is generated from the same table by a test, so the two
+ * cannot drift.
+ */
+
+/** Stable error codes and what each means. Add new codes here, nowhere else. */
+export const ERROR_CODES = {
+  // Input and configuration
+  ERR_INVALID_ARGUMENT: 'A flag, option or parameter has a bad value (message says which and why).',
+  ERR_INVALID_SIZE: 'A size could not be parsed or is outside the allowed range (e.g. "12XB", "0").',
+  ERR_INVALID_DURATION: 'A duration could not be parsed (e.g. "10 parsecs").',
+  ERR_INVALID_RATE: 'A bandwidth or rate could not be parsed (e.g. "fast").',
+  ERR_INVALID_WORKLOAD: 'A workload spec names an unknown workload or has a bad parameter.',
+  ERR_INVALID_INIT: 'An --init spec is not zero | random | mixed:<fraction in [0,1]>.',
+  // Toy VM
+  ERR_VM_STATE: 'The VM is not in a state that allows the operation (e.g. resume while running).',
+  ERR_VCPU_CRASHED: 'The vCPU worker thread exited or threw unexpectedly.',
+  ERR_STATE_MISMATCH: 'Imported CPU or device state does not fit this VM (size, workload, version).',
+  // Wire protocol
+  ERR_BAD_MAGIC: 'A frame did not start with the livemig magic number: the peer is not a livemig agent.',
+  ERR_PROTOCOL_VERSION: 'The peer speaks a protocol version this agent does not support.',
+  ERR_UNKNOWN_MESSAGE: 'A frame carried a message type this agent does not know.',
+  ERR_FRAME_TOO_LARGE: 'A frame declared a length over the configured maximum frame size.',
+  ERR_BAD_METADATA: 'Frame metadata is not valid msgpack or does not match the message schema.',
+  ERR_BAD_PAYLOAD: 'A frame payload length does not match what its metadata describes.',
+  ERR_TRUNCATED: 'The stream ended in the middle of a frame.',
+  ERR_UNEXPECTED_MESSAGE: 'A valid message arrived in a state or direction where it is not allowed.',
+  ERR_PAGE_OUT_OF_RANGE: 'A page number from the peer is outside the VM.',
+  ERR_BUFFER_OVERFLOW: 'A read or write buffer grew past its hard cap.',
+  ERR_IDLE_TIMEOUT: 'The peer sent nothing (not even a heartbeat) for longer than the idle timeout.',
+  ERR_HANDSHAKE: 'The handshake failed (incompatible page size, capabilities or VM spec).',
+  // Migration
+  ERR_BAD_TRANSITION: 'A migration state machine was asked for a transition its table does not allow.',
+  ERR_CONNECTION: 'A connection failed or closed before the migration finished.',
+  ERR_PEER_ABORTED: 'The peer aborted the migration and said why (see the message).',
+  ERR_DIGEST_MISMATCH: "The destination's memory digest differs from the source's at the stop point.",
+  ERR_CANCELLED: 'The migration was cancelled by the operator.',
+  ERR_TIMEOUT: 'An operation did not finish within its time limit.',
+  ERR_NOT_FOUND: 'A named VM or migration does not exist on this agent.',
+  ERR_BUSY: 'The VM is already migrating, or the name is already taken.',
+  ERR_CONTROL: 'A control-channel request was malformed or failed.',
+  ERR_INTERNAL: 'A bug: an invariant was broken. Please report it with the log.',
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** The error livemig throws. `code` is stable; `message` is for people. */
+export class MigrationError extends Error {
+  override readonly name = 'MigrationError';
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+  }
+
+  /** A plain object for JSON reports and the wire (`{ code, message }`). */
+  toJSON(): { code: ErrorCode; message: string } {
+    return { code: this.code, message: this.message };
+  }
+}
+
+/** True when `value` is a MigrationError (by shape, so it also holds across realms/workers). */
+export function isMigrationError(value: unknown): value is MigrationError {
+  if (!(value instanceof Error)) return false;
+  const code: unknown = (value as Error & { code?: unknown }).code;
+  return typeof code === 'string' && code in ERROR_CODES;
+}
+
+/** Wrap anything thrown into a MigrationError, keeping an existing one as it is. */
+export function toMigrationError(value: unknown, fallback: ErrorCode = 'ERR_INTERNAL'): MigrationError {
+  if (value instanceof MigrationError) return value;
+  if (isMigrationError(value)) return new MigrationError(value.code, value.message, { cause: value });
+  const message = value instanceof Error ? value.message : String(value);
+  return new MigrationError(fallback, message, { cause: value });
+}

@@ -1,0 +1,9 @@
+/**
+ * @livemig/shared — what both agents are and speak. Leaf modules are re-exported here; the
+ * larger areas have their own entry points: `@livemig/shared/vm`, `@livemig/shared/protocol`,
+ * `@livemig/shared/report`.
+ */
+export * from './errors.ts';
+export * from './units.ts';
+export * from './logger.ts';
+export * from './state-machine.ts';

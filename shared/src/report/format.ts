@@ -1,0 +1,96 @@
+/**
+ * The human rendering of a report: a short table a person reads top to bottom — outcome first,
+ * then the three costs (time, downtime, bytes), then the rounds and the proof (digests).
+ */
+import { formatBytes, formatDuration, formatRate } from '../units.ts';
+import type { MigrationReport } from './types.ts';
+
+const SWITCHOVER_WORDS: Record<string, string> = {
+  converged: 'expected downtime fell under the limit',
+  'nothing-dirty': 'nothing left dirty',
+  'max-rounds': 'hit the maximum number of rounds (did not converge)',
+  'not-shrinking': 'the dirty set stopped shrinking for 3 rounds (did not converge)',
+  postcopy: 'switched to post-copy',
+};
+
+function pad(text: string, width: number): string {
+  return text.length >= width ? text : text + ' '.repeat(width - text.length);
+}
+
+function padLeft(text: string, width: number): string {
+  return text.length >= width ? text : ' '.repeat(width - text.length) + text;
+}
+
+/** Render the report as plain text (no colours), lines joined with "\n". */
+export function formatReport(report: MigrationReport): string {
+  const lines: string[] = [];
+  const field = (label: string, value: string): void => {
+    lines.push(`  ${pad(label, 18)} ${value}`);
+  };
+  const title = `livemig ${report.mode} migration: ${report.outcome.toUpperCase()}`;
+  lines.push(title, '='.repeat(title.length));
+  if (report.error) field('error', `${report.error.code}: ${report.error.message}`);
+  field(
+    'vm',
+    `${report.vm.name ? `${report.vm.name}, ` : ''}${formatBytes(report.vm.memoryBytes)}, workload ${report.vm.workload}`,
+  );
+  if (report.vmRunsOn) field('vm now runs on', report.vmRunsOn);
+  field('total time', formatDuration(report.times.totalMs));
+  field(
+    'downtime',
+    `${formatDuration(report.times.downtimeMs)} (source pause → destination resume${
+      report.times.rttMs === undefined ? '' : `, RTT ${formatDuration(report.times.rttMs)}`
+    })`,
+  );
+  if (report.network) {
+    field(
+      'network downtime',
+      `${formatDuration(report.network.downtimeMs)} (longest gap a client saw; ${report.network.lostReplies} replies lost, ${report.network.lostWrites} writes lost)`,
+    );
+  }
+  field('setup', formatDuration(report.times.setupMs));
+  field(
+    'bytes on the wire',
+    `${formatBytes(report.bytes.wire)} (page payload ${formatBytes(report.bytes.pagePayload)}, ${(
+      report.bytes.wire / Math.max(1, report.vm.memoryBytes)
+    ).toFixed(2)}× memory)`,
+  );
+  const p = report.pages;
+  field('pages', `${p.total} total: ${p.sent} sent, ${p.zero} zero, ${p.resent} re-sent, ${p.faulted} faulted`);
+  if (report.switchover) {
+    const s = report.switchover;
+    field('switchover', `${SWITCHOVER_WORDS[s.reason] ?? s.reason} (expected ${formatDuration(s.expectedDowntimeMs)})`);
+    field(
+      'limits',
+      `downtime ${formatDuration(s.downtimeLimitMs)}, ${s.maxRounds} rounds, bandwidth ${
+        s.maxBandwidthBps === null ? 'unlimited' : formatRate(s.maxBandwidthBps)
+      }`,
+    );
+  }
+  const v = report.verify;
+  field(
+    'memory digest',
+    v.match ? `match (${v.sourceDigest})` : `MISMATCH source ${v.sourceDigest} ≠ dest ${v.destDigest}`,
+  );
+  if (report.oracle) {
+    const o = report.oracle;
+    field(
+      'oracle',
+      o.match
+        ? `match at step ${o.steps} (migrated VM = never-migrated reference)`
+        : `MISMATCH at step ${o.steps}: ${o.migratedDigest} ≠ ${o.referenceDigest}`,
+    );
+  }
+  if (report.rounds.length) {
+    lines.push('', '  round     pages        bytes       time    bandwidth   dirty after');
+    for (const r of report.rounds) {
+      lines.push(
+        `  ${padLeft(String(r.index), 5)} ${padLeft(String(r.pages), 9)} ${padLeft(formatBytes(r.bytes), 12)} ${padLeft(
+          formatDuration(r.ms),
+          10,
+        )} ${padLeft(formatRate(r.bandwidthBps), 12)} ${padLeft(String(r.dirtyAfter), 13)}`,
+      );
+    }
+  }
+  return lines.join('\n');
+}

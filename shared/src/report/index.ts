@@ -1,0 +1,4 @@
+/** The migration report: its types (a contract), its JSON schema, and its human rendering. */
+export * from './types.ts';
+export * from './schema.ts';
+export * from './format.ts';

@@ -1,0 +1,62 @@
+/**
+ * JSON Schema (draft 2020-12 subset) of the schema-1 report, for programs that consume
+ * `--json` output and for our tests. Extra fields are allowed, contract fields are required.
+ */
+const num = { type: 'number' } as const;
+const str = { type: 'string' } as const;
+
+export const REPORT_JSON_SCHEMA = {
+  $id: 'https://livemig.invalid/schemas/report-1.json',
+  type: 'object',
+  required: ['schema', 'mode', 'outcome', 'error', 'vm', 'times', 'bytes', 'pages', 'rounds', 'verify', 'network'],
+  properties: {
+    schema: { const: 'livemig.report/1' },
+    mode: { enum: ['precopy', 'postcopy', 'hybrid'] },
+    outcome: { enum: ['completed', 'failed', 'cancelled'] },
+    error: {
+      oneOf: [
+        { type: 'null' },
+        { type: 'object', required: ['code', 'message'], properties: { code: str, message: str } },
+      ],
+    },
+    vm: {
+      type: 'object',
+      required: ['memoryBytes', 'pageSize', 'workload'],
+      properties: { memoryBytes: num, pageSize: num, workload: str },
+    },
+    times: {
+      type: 'object',
+      required: ['totalMs', 'downtimeMs', 'setupMs'],
+      properties: { totalMs: num, downtimeMs: num, setupMs: num },
+    },
+    bytes: { type: 'object', required: ['wire', 'pagePayload'], properties: { wire: num, pagePayload: num } },
+    pages: {
+      type: 'object',
+      required: ['total', 'sent', 'zero', 'resent', 'faulted'],
+      properties: { total: num, sent: num, zero: num, resent: num, faulted: num },
+    },
+    rounds: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['index', 'pages', 'bytes', 'ms', 'bandwidthBps', 'dirtyAfter'],
+        properties: { index: num, pages: num, bytes: num, ms: num, bandwidthBps: num, dirtyAfter: num },
+      },
+    },
+    verify: {
+      type: 'object',
+      required: ['sourceDigest', 'destDigest', 'match'],
+      properties: { sourceDigest: str, destDigest: str, match: { type: 'boolean' } },
+    },
+    network: {
+      oneOf: [
+        { type: 'null' },
+        {
+          type: 'object',
+          required: ['downtimeMs', 'lostReplies', 'lostWrites'],
+          properties: { downtimeMs: num, lostReplies: num, lostWrites: num },
+        },
+      ],
+    },
+  },
+} as const;

@@ -1,0 +1,67 @@
+/**
+ * The migration report — a contract (ARCHITECTURE.md §6). Fields may be added; none of the
+ * schema-1 fields may be renamed or dropped without bumping `schema`. Times are milliseconds,
+ * sizes bytes, rates bytes per second.
+ */
+
+export const REPORT_SCHEMA = 'livemig.report/1';
+
+export type MigrationMode = 'precopy' | 'postcopy' | 'hybrid';
+export type MigrationOutcome = 'completed' | 'failed' | 'cancelled';
+
+/** Why pre-copy stopped iterating and switched over (the rule that fired). */
+export type SwitchoverReason =
+  | 'converged' // expected downtime ≤ downtime-limit
+  | 'nothing-dirty'
+  | 'max-rounds'
+  | 'not-shrinking' // the dirty set stopped shrinking for 3 rounds
+  | 'postcopy'; // hybrid/post-copy switched without converging
+
+export interface RoundReport {
+  /** 0 = the full first pass. */
+  index: number;
+  /** Pages sent in this round (raw and zero). */
+  pages: number;
+  /** Bytes put on the wire for this round (frames, headers included). */
+  bytes: number;
+  ms: number;
+  /** Measured bytes per second over this round. */
+  bandwidthBps: number;
+  /** Pages found dirty when the round ended (what the next round would send). */
+  dirtyAfter: number;
+}
+
+export interface MigrationReport {
+  schema: typeof REPORT_SCHEMA;
+  mode: MigrationMode;
+  outcome: MigrationOutcome;
+  error: null | { code: string; message: string };
+  vm: { name?: string; memoryBytes: number; pageSize: number; workload: string; init?: string; seed?: number };
+  times: {
+    totalMs: number;
+    /** Source vCPU pause → destination vCPU resume (see docs: how it is measured). */
+    downtimeMs: number;
+    setupMs: number;
+    /** Extra: pause → `Ready` at the source (stop-and-copy incl. verification). */
+    stopCopyMs?: number;
+    /** Extra: the RTT used to correct the downtime, measured on the data connection. */
+    rttMs?: number;
+  };
+  bytes: { wire: number; pagePayload: number };
+  pages: { total: number; sent: number; zero: number; resent: number; faulted: number };
+  rounds: RoundReport[];
+  verify: { sourceDigest: string; destDigest: string; match: boolean };
+  network: null | { downtimeMs: number; lostReplies: number; lostWrites: number };
+  /** Extra: the switchover rule and the limits in force. */
+  switchover?: {
+    reason: SwitchoverReason;
+    downtimeLimitMs: number;
+    maxRounds: number;
+    maxBandwidthBps: number | null;
+    expectedDowntimeMs: number;
+  };
+  /** Extra: the determinism oracle, when the caller ran one (demo, tests). */
+  oracle?: { steps: number; migratedDigest: string; referenceDigest: string; match: boolean };
+  /** Extra: where the VM runs once the migration is over. */
+  vmRunsOn?: 'source' | 'destination' | 'paused-on-source';
+}
