@@ -1,5 +1,18 @@
 /** The subcommands, in the order `--help` lists them. Each file registers one command. */
 import type { Command } from 'commander';
+import { registerSourceCommand } from '@livemig/agent-source';
+import { registerDestCommand } from '@livemig/agent-dest';
+import { logLevelFlag } from '../options.ts';
+import { registerDemoCommand } from './demo.ts';
+import { registerMigrateCommand } from './migrate.ts';
+import { registerStatusCommand } from './status.ts';
 import { registerVmCommand } from './vm.ts';
 
-export const COMMANDS: ReadonlyArray<(program: Command) => void> = [registerVmCommand];
+export const COMMANDS: ReadonlyArray<(program: Command) => void> = [
+  registerDemoCommand,
+  registerMigrateCommand,
+  registerStatusCommand,
+  (program) => registerSourceCommand(program, logLevelFlag),
+  (program) => registerDestCommand(program, logLevelFlag),
+  registerVmCommand,
+];

@@ -7,3 +7,5 @@ export * from './errors.ts';
 export * from './units.ts';
 export * from './logger.ts';
 export * from './state-machine.ts';
+export * from './address.ts';
+export * from './daemon.ts';

@@ -5,7 +5,7 @@
  */
 import pino, { type Logger, type LevelWithSilent } from 'pino';
 
-export type { Logger } from 'pino';
+export type { Logger, LevelWithSilent } from 'pino';
 
 export const LOG_LEVELS: readonly LevelWithSilent[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 

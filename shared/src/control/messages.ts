@@ -8,7 +8,7 @@
  * Commands (args → return):
  *   query-vms      {}                                  → { vms: VmInfo[] }
  *   create-vm      { name, memory, init, workload, seed } → VmInfo           (source agents)
- *   stop / cont    { vm }                              → VmInfo
+ *   stop / cont    { vm } / { vm, force? }             → VmInfo
  *   migrate        { vm, to, mode?, params? }          → { migrationId }     (returns at once; follow events)
  *   query-migrate  { migrationId? }                    → MigrationInfo | null
  *   migrate-cancel { migrationId? }                    → { cancelled: boolean }
@@ -80,7 +80,7 @@ export interface ControlCommands {
     result: VmInfo;
   };
   stop: { args: { vm: string }; result: VmInfo };
-  cont: { args: { vm: string }; result: VmInfo };
+  cont: { args: { vm: string; force?: boolean }; result: VmInfo };
   migrate: {
     args: { vm: string; to: string; mode?: 'precopy' | 'postcopy' | 'hybrid'; params?: MigrateParams };
     result: { migrationId: string };

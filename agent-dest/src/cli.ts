@@ -1,0 +1,43 @@
+/** `livemig dest`: run the destination agent. Flags → a checked config → the daemon. */
+import type { Command } from 'commander';
+import { createLogger, isLoopback, parseHostPort, runDaemon, type LevelWithSilent } from '@livemig/shared';
+import { DestDaemon } from './daemon.ts';
+
+interface DestFlags {
+  listen: string;
+  control: string;
+  logLevel: LevelWithSilent;
+}
+
+export function registerDestCommand(program: Command, parseLogLevel: (text: string) => LevelWithSilent): void {
+  program
+    .command('dest')
+    .description('Run the destination agent: accept migrations on the data port and keep running the VMs received.')
+    .option('--listen <host:port>', 'data port migrations arrive on; 127.0.0.1 only by default', '127.0.0.1:7070')
+    .option('--control <host:port>', 'control API address (ws); 127.0.0.1 only by default', '127.0.0.1:7071')
+    .option('--log-level <level>', 'fatal | error | warn | info | debug | trace | silent', parseLogLevel, 'info')
+    .addHelpText(
+      'after',
+      '\nPrints one line {"event":"ready","listen":"…","control":"ws://…"} on stdout once listening.\n' +
+        'There is no authentication yet: keep both ports on loopback or a trusted network.',
+    )
+    .action(async (flags: DestFlags) => {
+      const listen = parseHostPort(flags.listen, '--listen');
+      const control = parseHostPort(flags.control, '--control');
+      const logger = createLogger({ name: 'agent-dest', level: flags.logLevel });
+      for (const [what, address] of [
+        ['listen', listen],
+        ['control', control],
+      ] as const) {
+        if (!isLoopback(address.host))
+          logger.warn({ [what]: address }, `${what} port is reachable beyond this machine and has no authentication`);
+      }
+      await runDaemon(logger, async () => {
+        const daemon = await DestDaemon.start({ listen, control, logger });
+        return {
+          ready: { role: 'dest', listen: daemon.dataAddress, control: daemon.controlUrl, agentId: daemon.agentId },
+          stop: (r) => daemon.stop(r),
+        };
+      });
+    });
+}

@@ -1,0 +1,5 @@
+/** @livemig/agent-source: the source daemon and its outgoing migrations. */
+export * from './daemon.ts';
+export * from './cli.ts';
+export { OutgoingMigration, resolveMigrateParams, DEFAULT_MIGRATE_PARAMS } from './migration/outgoing.ts';
+export { decideSwitchover } from './migration/convergence.ts';

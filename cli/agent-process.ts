@@ -1,0 +1,89 @@
+/**
+ * Start a livemig agent as a child process and wait for its ready line (`{"event":"ready",…}`
+ * on stdout), which tells the ports it bound — so callers pass port 0 and never guess or
+ * sleep. Used by `livemig demo` and by the integration tests.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { MigrationError } from '@livemig/shared';
+
+/** The CLI entry point, runnable with plain `node`. */
+export const CLI_PATH = fileURLToPath(new URL('../bin/livemig.mjs', import.meta.url));
+export const REPO_ROOT = fileURLToPath(new URL('../', import.meta.url));
+
+export interface AgentProcess {
+  role: 'source' | 'dest';
+  child: ChildProcess;
+  /** ws:// URL of the control API. */
+  control: string;
+  /** HOST:PORT of the data port (destinations only, else ''). */
+  listen: string;
+  /** What the process wrote to stderr (its logs) so far. */
+  logs(): string;
+  /** Resolves when the process ends. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** SIGTERM, then SIGKILL after `graceMs`; resolves when it has exited. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+export interface StartAgentOptions {
+  /** Extra flags after the role. */
+  args?: readonly string[];
+  /** Where its stderr goes besides the in-memory log: 'pipe' keeps it only in memory. @default 'pipe' */
+  stderr?: 'pipe' | 'inherit';
+  /** Give up when not ready within this time. @default 30000 */
+  readyTimeoutMs?: number;
+  /** Called with the child as soon as it is spawned (e.g. to track it for cleanup). */
+  onSpawn?: (child: ChildProcess) => void;
+}
+
+/** Start `livemig source|dest` on loopback, free ports, and wait until it is ready. */
+export async function startAgentProcess(
+  role: 'source' | 'dest',
+  options: StartAgentOptions = {},
+): Promise<AgentProcess> {
+  const ports =
+    role === 'dest' ? ['--listen', '127.0.0.1:0', '--control', '127.0.0.1:0'] : ['--control', '127.0.0.1:0'];
+  const child = spawn(process.execPath, [CLI_PATH, role, ...ports, ...(options.args ?? [])], {
+    cwd: REPO_ROOT,
+    stdio: ['ignore', 'pipe', options.stderr ?? 'pipe'],
+  });
+  options.onSpawn?.(child);
+  let logs = '';
+  child.stderr?.on('data', (chunk: Buffer) => (logs += chunk.toString()));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
+  const lines = createInterface({ input: child.stdout! });
+  const timeoutMs = options.readyTimeoutMs ?? 30_000;
+  let timer: NodeJS.Timeout | undefined;
+  const ready = await new Promise<Record<string, string>>((resolve, reject) => {
+    lines.on('line', (line) => {
+      if (!line.startsWith('{')) return;
+      try {
+        const parsed = JSON.parse(line) as Record<string, string>;
+        if (parsed.event === 'ready') resolve(parsed);
+      } catch {
+        // Not the ready line.
+      }
+    });
+    timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new MigrationError('ERR_TIMEOUT', `${role} agent not ready within ${timeoutMs} ms:\n${logs}`));
+    }, timeoutMs);
+    void exited.then(({ code, signal }) =>
+      reject(
+        new MigrationError('ERR_CONNECTION', `${role} agent exited (${code ?? signal}) before it was ready:\n${logs}`),
+      ),
+    );
+  }).finally(() => clearTimeout(timer));
+  const stop = async (graceMs = 10_000): Promise<void> => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGTERM');
+    const killer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    await exited;
+    clearTimeout(killer);
+  };
+  return { role, child, control: ready.control!, listen: ready.listen ?? '', logs: () => logs, exited, stop };
+}

@@ -1,0 +1,51 @@
+/** Option parsers shared by the CLI commands: each turns a flag's text into a checked value. */
+import { InvalidArgumentError } from 'commander';
+import { isMigrationError, parseDuration, parseRate } from '@livemig/shared';
+import { LOG_LEVELS } from '@livemig/shared';
+
+/** Wrap a parser so commander reports its MigrationError as a usage error for that flag. */
+export function flag<T>(parse: (text: string) => T): (text: string) => T {
+  return (text) => {
+    try {
+      return parse(text);
+    } catch (error) {
+      throw new InvalidArgumentError(isMigrationError(error) ? error.message : String(error));
+    }
+  };
+}
+
+export const durationFlag = flag((text) => {
+  const ms = parseDuration(text);
+  if (!(ms > 0)) throw new InvalidArgumentError(`duration must be > 0, got "${text}"`);
+  return ms;
+});
+
+export const rateFlag = flag((text) => {
+  const bps = parseRate(text);
+  if (!(bps > 0)) throw new InvalidArgumentError(`rate must be > 0, got "${text}"`);
+  return bps;
+});
+
+export const positiveIntFlag = flag((text) => {
+  const value = Number(text);
+  if (!Number.isSafeInteger(value) || value < 1)
+    throw new InvalidArgumentError(`expected a whole number ≥ 1, got "${text}"`);
+  return value;
+});
+
+export const logLevelFlag = flag((text) => {
+  if (!(LOG_LEVELS as readonly string[]).includes(text)) {
+    throw new InvalidArgumentError(`log level must be one of ${LOG_LEVELS.join(', ')}`);
+  }
+  return text as (typeof LOG_LEVELS)[number];
+});
+
+export const MODES = ['precopy', 'postcopy', 'hybrid'] as const;
+export type ModeName = (typeof MODES)[number];
+
+export const modeFlag = flag((text) => {
+  if (!(MODES as readonly string[]).includes(text)) {
+    throw new InvalidArgumentError(`mode must be one of ${MODES.join(', ')}`);
+  }
+  return text as ModeName;
+});

@@ -1,0 +1,134 @@
+/**
+ * Opening a migration's data connection, both ends. The source connects and says Hello; the
+ * destination listens, answers Welcome (or an Error frame naming why not: wrong version, not a
+ * livemig peer), and hands each accepted peer — a PeerChannel plus the PageApplier its Pages
+ * bytes go to — to the daemon.
+ */
+import type { Logger } from 'pino';
+import { MigrationError, toMigrationError } from '../errors.ts';
+import type { HostPort } from '../address.ts';
+import {
+  acceptWelcome,
+  createFramedServer,
+  FramedSocket,
+  makeHello,
+  MsgType,
+  negotiate,
+  type FramedSocketOptions,
+  type HandshakeConfig,
+} from '../protocol/index.ts';
+import { FramedPeerChannel } from './framed-peer-channel.ts';
+import { PageApplier } from './page-applier.ts';
+import type { PeerChannel } from './peer-channel.ts';
+
+/** Capabilities this build offers today. */
+export const OFFERED_CAPABILITIES = ['setup-bitmap', 'zero-pages'] as const;
+
+/** How long a peer may take to say Hello / answer Welcome. */
+const HANDSHAKE_TIMEOUT_MS = 10_000;
+
+export interface ConnectPeerOptions extends HostPort {
+  agentId: string;
+  logger: Logger;
+  signal?: AbortSignal;
+  socket?: FramedSocketOptions;
+}
+
+/** Source side: connect, Hello → Welcome. Rejects with a MigrationError (ERR_CONNECTION, ERR_PROTOCOL_VERSION, …). */
+export async function connectPeer(options: ConnectPeerOptions): Promise<PeerChannel> {
+  const socket = await FramedSocket.connect({
+    ...options.socket,
+    host: options.host,
+    port: options.port,
+    role: 'source',
+  });
+  const local: HandshakeConfig = { agentId: options.agentId, capabilities: [...OFFERED_CAPABILITIES] };
+  const started = performance.now();
+  const channel = new FramedPeerChannel(socket, { remoteAgentId: `${options.host}:${options.port}`, rttMs: 0 });
+  try {
+    channel.send(makeHello(local));
+    const welcome = await withTimeout(channel.expect(MsgType.Welcome, options.signal), 'Welcome');
+    const rttMs = performance.now() - started;
+    const negotiated = acceptWelcome(local, welcome);
+    options.logger.debug({ event: 'handshake.done', ...negotiated, capabilities: [...negotiated.capabilities], rttMs });
+    channel.identify(negotiated.remoteAgentId, rttMs);
+    return channel;
+  } catch (error) {
+    const failure = toMigrationError(error, 'ERR_HANDSHAKE');
+    channel.abort(failure);
+    throw failure;
+  }
+}
+
+export interface AcceptedPeer {
+  channel: PeerChannel;
+  applier: PageApplier;
+  remoteAgentId: string;
+}
+
+export interface ListenOptions extends HostPort {
+  agentId: string;
+  logger: Logger;
+  onPeer: (peer: AcceptedPeer) => void;
+  socket?: FramedSocketOptions;
+}
+
+export interface PeerListener {
+  address(): HostPort;
+  close(): Promise<void>;
+}
+
+/** Destination side: listen; each connection that completes Hello → Welcome becomes an AcceptedPeer. */
+export function listenForPeers(options: ListenOptions): Promise<PeerListener> {
+  const local: HandshakeConfig = { agentId: options.agentId, capabilities: [...OFFERED_CAPABILITIES] };
+  const server = createFramedServer({ ...options.socket, role: 'dest' }, (socket) => {
+    const applier = new PageApplier();
+    socket.setSink(applier);
+    const remote = `${socket.socket.remoteAddress ?? '?'}:${socket.socket.remotePort ?? '?'}`;
+    const channel = new FramedPeerChannel(socket, { remoteAgentId: remote, rttMs: 0 });
+    void (async () => {
+      try {
+        const hello = await withTimeout(channel.expect(MsgType.Hello), 'Hello');
+        const welcome = negotiate(local, hello);
+        channel.send(welcome);
+        options.logger.debug({ event: 'handshake.done', peer: hello.agentId, version: welcome.version });
+        channel.identify(hello.agentId, 0);
+        options.onPeer({ channel, applier, remoteAgentId: hello.agentId });
+      } catch (error) {
+        const failure = toMigrationError(error, 'ERR_HANDSHAKE');
+        options.logger.warn({ event: 'handshake.failed', peer: remote, err: failure }, 'rejected a connection');
+        channel.abort(failure);
+      }
+    })();
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', (error) =>
+      reject(
+        new MigrationError('ERR_CONNECTION', `cannot listen on ${options.host}:${options.port}: ${error.message}`, {
+          cause: error,
+        }),
+      ),
+    );
+    server.listen(options.port, options.host, () => {
+      resolve({
+        address: () => {
+          const address = server.address();
+          if (address === null || typeof address === 'string') throw new MigrationError('ERR_INTERNAL', 'no address');
+          return { host: address.address, port: address.port };
+        },
+        close: () => new Promise<void>((done) => server.close(() => done())),
+      });
+    });
+  });
+}
+
+function withTimeout<T>(promise: Promise<T>, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new MigrationError('ERR_TIMEOUT', `peer sent no ${what} within ${HANDSHAKE_TIMEOUT_MS} ms`)),
+      HANDSHAKE_TIMEOUT_MS,
+    );
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}

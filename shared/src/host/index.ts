@@ -1,0 +1,3 @@
+/** Hosting VMs by name: shared by both daemons. */
+export * from './vm-host.ts';
+export * from './host-commands.ts';

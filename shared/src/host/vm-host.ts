@@ -1,0 +1,141 @@
+/**
+ * The VMs an agent hosts, by name. Both daemons use it: the source hosts VMs it may migrate
+ * out, the destination hosts the VMs it received (and could later migrate them on). It owns
+ * the operator-visible VM state — running | paused | migrating-out | incoming | migrated — and
+ * refuses operator actions that would break a migration's ownership rules (e.g. `cont` on a
+ * VM that is mid-migration).
+ */
+import { MigrationError } from '../errors.ts';
+import type { VmInfo, VmState } from '../control/messages.ts';
+import { ToyVm, type VmSpec } from '../vm/index.ts';
+
+export interface HostedVm {
+  readonly name: string;
+  readonly vm: ToyVm;
+  state: VmState;
+}
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+export class VmHost {
+  readonly #vms = new Map<string, HostedVm>();
+  readonly #onState: (name: string, state: VmState) => void;
+
+  constructor(onState: (name: string, state: VmState) => void = () => {}) {
+    this.#onState = onState;
+  }
+
+  /** Check a VM name: 1–64 of letters, digits, '.', '_', '-', starting with a letter or digit. */
+  static checkName(name: unknown): string {
+    if (typeof name !== 'string' || !NAME.test(name)) {
+      throw new MigrationError(
+        'ERR_INVALID_ARGUMENT',
+        `bad VM name ${JSON.stringify(name)}: use 1–64 letters, digits, '.', '_' or '-'`,
+      );
+    }
+    return name;
+  }
+
+  /** Boot a VM from its spec and start it running. */
+  async create(name: string, spec: VmSpec): Promise<HostedVm> {
+    this.#reserve(name);
+    const vm = await ToyVm.boot(spec);
+    vm.start();
+    return this.adopt(name, vm, 'running');
+  }
+
+  /** Take a VM under this host's name table (e.g. one built by an incoming migration). */
+  adopt(name: string, vm: ToyVm, state: VmState): HostedVm {
+    const hosted: HostedVm = { name, vm, state };
+    this.#vms.set(name, hosted);
+    this.#onState(name, state);
+    return hosted;
+  }
+
+  /** Throw ERR_BUSY if the name is taken. */
+  #reserve(name: string): void {
+    VmHost.checkName(name);
+    if (this.#vms.has(name)) throw new MigrationError('ERR_BUSY', `a VM named "${name}" already exists here`);
+  }
+
+  /** True when no VM has this name (so an incoming migration may use it). */
+  isFree(name: string): boolean {
+    return !this.#vms.has(name);
+  }
+
+  get(name: string): HostedVm {
+    const hosted = this.#vms.get(name);
+    if (!hosted) {
+      const known = [...this.#vms.keys()];
+      throw new MigrationError(
+        'ERR_NOT_FOUND',
+        `no VM named "${name}" here${known.length ? ` (have: ${known.join(', ')})` : ' (none hosted)'}`,
+      );
+    }
+    return hosted;
+  }
+
+  setState(name: string, state: VmState): void {
+    const hosted = this.get(name);
+    if (hosted.state === state) return;
+    hosted.state = state;
+    this.#onState(name, state);
+  }
+
+  info(name: string): VmInfo {
+    const { vm, state } = this.get(name);
+    return { name, state, steps: vm.steps, memoryBytes: vm.spec.memoryBytes, workload: vm.spec.workload };
+  }
+
+  list(): VmInfo[] {
+    return [...this.#vms.keys()].map((name) => this.info(name));
+  }
+
+  /** Operator pause (QMP `stop`). */
+  async stop(name: string): Promise<VmInfo> {
+    const hosted = this.get(name);
+    if (hosted.state === 'paused') return this.info(name);
+    if (hosted.state !== 'running') {
+      throw new MigrationError('ERR_VM_STATE', `cannot stop "${name}": it is ${hosted.state}`);
+    }
+    await hosted.vm.pause();
+    this.setState(name, 'paused');
+    return this.info(name);
+  }
+
+  /**
+   * Operator resume (QMP `cont`). Refused mid-migration, and after the VM was handed off unless
+   * `force` is given: a handoff whose confirmation was lost leaves the VM paused here in state
+   * "migrated", and only the operator can know whether the destination runs it.
+   */
+  cont(name: string, options: { force?: boolean } = {}): VmInfo {
+    const hosted = this.get(name);
+    if (hosted.state === 'running') return this.info(name);
+    const forced = options.force === true && hosted.state === 'migrated';
+    if (hosted.state !== 'paused' && !forced) {
+      throw new MigrationError(
+        'ERR_VM_STATE',
+        `cannot resume "${name}": it is ${hosted.state}${
+          hosted.state === 'migrated'
+            ? ' (it was handed to the destination; resuming here could make two copies — use force only if the destination does not run it)'
+            : ''
+        }`,
+      );
+    }
+    hosted.vm.resume();
+    this.setState(name, 'running');
+    return this.info(name);
+  }
+
+  /** Stop and free a VM. */
+  async remove(name: string): Promise<void> {
+    const hosted = this.get(name);
+    this.#vms.delete(name);
+    await hosted.vm.destroy();
+  }
+
+  /** Free every VM (daemon shutdown). */
+  async removeAll(): Promise<void> {
+    for (const name of [...this.#vms.keys()]) await this.remove(name);
+  }
+}

@@ -1,0 +1,96 @@
+/**
+ * The memory digest: xxhash64 (hash-wasm) of every page, combined in page order —
+ * digest = xxhash64(xxhash64(page 0) ‖ xxhash64(page 1) ‖ … ) as 16 hex digits, each page hash
+ * in xxhash64's canonical 8-byte form. It depends only on the bytes (not on regions, dirty state
+ * or how the memory got there), so a source at pause and a destination before resume agree
+ * exactly when their memory does.
+ *
+ * Per-page composition (ARCHITECTURE §2) is what lets a PageDigestLedger compute the same value
+ * incrementally from the pages as they are sent or received, in any order, with pages never
+ * sent counted as zero pages — so a migration can verify without rehashing all of memory
+ * inside its downtime. Hashing pages one by one costs ~10–20% against one long stream
+ * (hash-wasm at 5–7 GB/s per page vs 7–8 GB/s streaming, this machine), well above the 2 GB/s
+ * goal. digestMemory() yields to the event loop every 256 MiB so an agent stays responsive.
+ */
+import { createXXHash64, type IHasher } from 'hash-wasm';
+import { MigrationError } from '../errors.ts';
+import { PAGE_SIZE, type GuestMemory } from './guest-memory.ts';
+
+const HASH_BYTES = 8;
+const BATCH_PAGES = 1024;
+const YIELD_EVERY_PAGES = (256 * 1024 * 1024) / PAGE_SIZE;
+
+// One synchronous page hasher per thread: each use is init → update → digest with no await in
+// between, so sharing it is safe. The combining hashers are per call (digestMemory awaits).
+const pageHasher: IHasher = await createXXHash64();
+const combiner: IHasher = await createXXHash64();
+const ZERO_PAGE_HASH = hashPage(new Uint8Array(PAGE_SIZE));
+
+function hashPage(bytes: Uint8Array): Uint8Array {
+  pageHasher.init();
+  pageHasher.update(bytes);
+  return pageHasher.digest('binary');
+}
+
+/** The memory digest (hex) of all guest memory. Consistent only while the vCPU is paused. */
+export async function digestMemory(memory: GuestMemory): Promise<string> {
+  const hasher = await createXXHash64();
+  hasher.init();
+  const batch = new Uint8Array(BATCH_PAGES * HASH_BYTES);
+  let filled = 0;
+  for (let n = 0; n < memory.pageCount; n++) {
+    pageHasher.init();
+    pageHasher.update(memory.page(n));
+    batch.set(pageHasher.digest('binary'), filled * HASH_BYTES);
+    filled += 1;
+    if (filled === BATCH_PAGES) {
+      hasher.update(batch);
+      filled = 0;
+    }
+    if (n % YIELD_EVERY_PAGES === YIELD_EVERY_PAGES - 1) await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+  if (filled > 0) hasher.update(batch.subarray(0, filled * HASH_BYTES));
+  return hasher.digest('hex');
+}
+
+/**
+ * The memory digest kept page by page: update(page, bytes) as pages are sent or received (in
+ * any order, a page any number of times: the last bytes win); digest() then equals
+ * digestMemory() of a memory holding exactly those pages, every other page zero. 8 bytes per
+ * page (2 MiB per GiB); digest() hashes only those, ~0.3 ms per GiB.
+ */
+export class PageDigestLedger {
+  /** Pages covered. */
+  readonly pageCount: number;
+  readonly #hashes: Uint8Array;
+
+  /** A ledger of `pageCount` zero pages. */
+  constructor(pageCount: number) {
+    this.pageCount = pageCount;
+    this.#hashes = new Uint8Array(pageCount * HASH_BYTES);
+    for (let n = 0; n < pageCount; n++) this.#hashes.set(ZERO_PAGE_HASH, n * HASH_BYTES);
+  }
+
+  /** Records page n's current bytes (PAGE_SIZE of them). */
+  update(page: number, bytes: Uint8Array): void {
+    if (!(page >= 0 && page < this.pageCount && Number.isInteger(page))) {
+      throw new MigrationError('ERR_PAGE_OUT_OF_RANGE', `page ${page} is outside the VM (0..${this.pageCount - 1})`);
+    }
+    if (bytes.length !== PAGE_SIZE) {
+      throw new MigrationError('ERR_INVALID_ARGUMENT', `a page is ${PAGE_SIZE} bytes, got ${bytes.length}`);
+    }
+    this.#hashes.set(hashPage(bytes), page * HASH_BYTES);
+  }
+
+  /** Records page n as all zero. */
+  updateZero(page: number): void {
+    this.#hashes.set(ZERO_PAGE_HASH, page * HASH_BYTES);
+  }
+
+  /** The digest of the pages recorded so far (hex; same definition as digestMemory). */
+  digest(): string {
+    combiner.init();
+    combiner.update(this.#hashes);
+    return combiner.digest('hex');
+  }
+}

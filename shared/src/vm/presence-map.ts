@@ -1,0 +1,56 @@
+/**
+ * The post-copy presence map: one bit per page, set when the page has arrived on the
+ * destination. Only the host sets bits (Atomics.or, after copying the page's bytes in, so a
+ * vCPU that sees the bit with Atomics.load also sees the bytes); the vCPU only reads them.
+ * `missing` is kept on the host side. Waking a vCPU blocked on a page is the vCPU's business
+ * (see Vcpu.pageArrived); this class is only the set.
+ */
+
+/** Shared bitmap of pages present in guest memory. */
+export class PresenceMap {
+  /** Pages covered. */
+  readonly pageCount: number;
+  /** The shared buffer (pass to the vCPU worker). */
+  readonly buffer: SharedArrayBuffer;
+  /** The live words (bit p in word p >>> 5). */
+  readonly words: Int32Array;
+  #missing: number;
+
+  /** A map with every page absent (or present), or a view of an existing one (worker side). */
+  constructor(pageCount: number, options: { present?: boolean; buffer?: SharedArrayBuffer } = {}) {
+    this.pageCount = pageCount;
+    this.buffer = options.buffer ?? new SharedArrayBuffer(Math.ceil(pageCount / 32) * 4);
+    this.words = new Int32Array(this.buffer);
+    this.#missing = pageCount;
+    if (options.present) this.markAll();
+  }
+
+  /** Pages not yet present (host side count). */
+  get missing(): number {
+    return this.#missing;
+  }
+
+  /** True if page p is present. */
+  has(p: number): boolean {
+    return (Atomics.load(this.words, p >>> 5) & (1 << (p & 31))) !== 0;
+  }
+
+  /** Marks page p present; true if it was absent (host only). */
+  mark(p: number): boolean {
+    const bit = 1 << (p & 31);
+    const old = Atomics.or(this.words, p >>> 5, bit);
+    if ((old & bit) !== 0) return false;
+    this.#missing -= 1;
+    return true;
+  }
+
+  /** Marks every page present (host only). */
+  markAll(): void {
+    const w = this.words;
+    const full = this.pageCount >>> 5;
+    for (let i = 0; i < full; i++) Atomics.store(w, i, -1);
+    const tail = this.pageCount & 31;
+    if (tail !== 0) Atomics.store(w, full, (1 << tail) - 1);
+    this.#missing = 0;
+  }
+}

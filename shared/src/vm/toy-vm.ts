@@ -1,0 +1,419 @@
+/**
+ * ToyVm: the machine livemig migrates — guest memory, dirty log, presence map (post-copy
+ * destinations), register file, devices and one vCPU worker — behind a small API.
+ *
+ * Lifecycle: boot() (memory initialised, vCPU parked) or createIncoming() (zero memory, no CPU
+ * state yet, optionally every page absent) → start()/resume() ⇄ pause() → destroy().
+ * Ownership: the host side (this object, on the agent's event loop) owns everything except
+ * what the vCPU writes: guest memory, the dirty log, registers and devices while it runs.
+ * State export/import is only allowed while paused, when the vCPU has nothing in flight.
+ *
+ * What a pre-copy source uses: harvestDirty() each round (also OR-ed into the ever-dirty map),
+ * possiblyNonZero() for round 0, memory.page(n) views to send, pause() for stop-and-copy, then
+ * exportCpuState()/exportDeviceState()/digest(). A destination: createIncoming(),
+ * memory.writePage() (pre-copy) or installPage() (post-copy, wakes a vCPU blocked on that
+ * page), onFault() to request pages, importCpuState()/importDeviceState(), then start().
+ */
+import { MigrationError } from '../errors.ts';
+import type { ReadonlyBitmap } from './bitmap.ts';
+import { DeviceBus, type DeviceState } from './devices.ts';
+import { digestMemory } from './digest.ts';
+import { DirtyLog } from './dirty-log.ts';
+import { GuestMemory, type GuestMemoryOptions } from './guest-memory.ts';
+import { initialiseMemory } from './init.ts';
+import { PresenceMap } from './presence-map.ts';
+import { deriveKey, hashString } from './prng.ts';
+import { R_KEY, RegisterFile } from './registers.ts';
+import { Vcpu, type PageFault } from './vcpu.ts';
+import { parseVmSpec, resolveVmSpec, type VmSpec } from './vm-spec.ts';
+import type { WorkloadSpec } from './workload-spec.ts';
+
+/** Where the VM is in its lifecycle. */
+export type VmStatus = 'running' | 'paused' | 'destroyed' | 'crashed';
+
+/** Options for boot / createIncoming (today: the region size, for tests). */
+export type ToyVmOptions = GuestMemoryOptions;
+
+/** Options for createIncoming. */
+export interface IncomingOptions extends ToyVmOptions {
+  /** Every page starts absent; a vCPU access to an absent page faults until it is installed. */
+  postcopy: boolean;
+}
+
+/** Live figures for display and reports. */
+export interface VmStats {
+  status: VmStatus;
+  /** Step counter (includes steps run before an import). */
+  steps: number;
+  /** Guest page writes this VM executed itself (steps it ran × writes per step). */
+  pageWrites: number;
+  /** Wall time this VM spent running, ms. */
+  runningMs: number;
+  /** pageWrites / runningMs, per second. */
+  averageWriteRatePagesPerSec: number;
+  /** Write rate over about the last second (sampled when stats() is called). */
+  writeRatePagesPerSec: number;
+  /** The workload's requested rate (0 = as fast as it can; idle asks for ticks, not writes). */
+  requestedWriteRatePagesPerSec: number;
+  /** Throttle in force (1 = none). */
+  throttle: number;
+  /** Post-copy: faults raised, faults the host read too late to see (ring overflow), total ms blocked. */
+  faults: number;
+  faultsLost: number;
+  faultBlockedMs: number;
+  /** Post-copy: pages not yet present. */
+  missingPages: number;
+}
+
+const RATE_WINDOW_MS = 1000;
+
+/** A running (or paused) toy VM. */
+export class ToyVm {
+  /** The canonical spec this VM was built from. */
+  readonly spec: VmSpec;
+  /** Guest memory. */
+  readonly memory: GuestMemory;
+  /** The dirty log (harvest through harvestDirty() so the ever-dirty map stays exact). */
+  readonly dirtyLog: DirtyLog;
+  /** The parsed workload. */
+  readonly workload: WorkloadSpec;
+  /** ms spent initialising memory at boot (0 for incoming VMs). */
+  readonly initMs: number;
+  readonly #registers: RegisterFile;
+  readonly #devices: DeviceBus;
+  readonly #presence: PresenceMap | null;
+  readonly #vcpu: Vcpu;
+  readonly #specHash: number;
+  #status: 'running' | 'paused' | 'destroyed' = 'paused';
+  #runStartedAt = 0;
+  #runStartSteps = 0;
+  #ranMs = 0;
+  #ranSteps = 0;
+  #samples: { t: number; steps: number }[] = [];
+
+  private constructor(parts: {
+    spec: VmSpec;
+    memory: GuestMemory;
+    dirtyLog: DirtyLog;
+    workload: WorkloadSpec;
+    registers: RegisterFile;
+    devices: DeviceBus;
+    presence: PresenceMap | null;
+    vcpu: Vcpu;
+    specHash: number;
+    initMs: number;
+  }) {
+    this.spec = parts.spec;
+    this.memory = parts.memory;
+    this.dirtyLog = parts.dirtyLog;
+    this.workload = parts.workload;
+    this.initMs = parts.initMs;
+    this.#registers = parts.registers;
+    this.#devices = parts.devices;
+    this.#presence = parts.presence;
+    this.#vcpu = parts.vcpu;
+    this.#specHash = parts.specHash;
+  }
+
+  /** Boots a VM: memory initialised from the spec, registers reset, vCPU parked ('paused') until start(). */
+  static async boot(spec: VmSpec, options: ToyVmOptions = {}): Promise<ToyVm> {
+    return ToyVm.#create(spec, options, { incoming: false, postcopy: false });
+  }
+
+  /**
+   * An empty VM to migrate into: zero memory, no CPU state (start() refuses until
+   * importCpuState()), vCPU parked. With postcopy, every page is absent until installPage() /
+   * markPresent().
+   */
+  static async createIncoming(spec: VmSpec, options: IncomingOptions): Promise<ToyVm> {
+    return ToyVm.#create(spec, options, { incoming: true, postcopy: options.postcopy });
+  }
+
+  static async #create(
+    input: VmSpec,
+    options: ToyVmOptions,
+    mode: { incoming: boolean; postcopy: boolean },
+  ): Promise<ToyVm> {
+    const spec = parseVmSpec({
+      memory: input.memoryBytes,
+      init: input.init,
+      workload: input.workload,
+      seed: input.seed,
+    });
+    const { init, workload } = resolveVmSpec(spec);
+    const memory = GuestMemory.allocate(spec.memoryBytes, options);
+    const t0 = performance.now();
+    if (!mode.incoming) await initialiseMemory(memory, init, spec.seed);
+    const initMs = mode.incoming ? 0 : performance.now() - t0;
+    const specHash = hashString(`${spec.memoryBytes}|${spec.workload}`);
+    const registers = new RegisterFile();
+    if (!mode.incoming) {
+      registers.reset(workload.definition.id, specHash);
+      registers.words[R_KEY] = deriveKey(spec.seed, 1);
+      workload.definition.initRegisters?.(registers.words, workload.params, memory.pageCount);
+    }
+    const devices = new DeviceBus();
+    const dirtyLog = new DirtyLog(memory.pageCount);
+    const presence = mode.postcopy ? new PresenceMap(memory.pageCount) : null;
+    const vcpu = await Vcpu.start({
+      memory: memory.layout,
+      dirty: dirtyLog.buffer,
+      presence: presence?.buffer ?? null,
+      registers: registers.buffer,
+      devices: devices.buffer,
+      workload: spec.workload,
+    });
+    return new ToyVm({ spec, memory, dirtyLog, workload, registers, devices, presence, vcpu, specHash, initMs });
+  }
+
+  /** 'running', 'paused', 'destroyed', or 'crashed' (the vCPU worker died; see failure). */
+  get status(): VmStatus {
+    if (this.#status !== 'destroyed' && this.#vcpu.failure) return 'crashed';
+    return this.#status;
+  }
+
+  /** Why the vCPU died, if it did. */
+  get failure(): MigrationError | undefined {
+    return this.#vcpu.failure;
+  }
+
+  /** The step counter, live (read from shared memory, no round trip). */
+  get steps(): number {
+    return this.#vcpu.steps;
+  }
+
+  /** The throttle in force (1 = none). */
+  get throttle(): number {
+    return this.#vcpu.throttle;
+  }
+
+  /** Starts the vCPU (same as resume()). */
+  start(): void {
+    this.resume();
+  }
+
+  /** Lets a paused VM run. Throws ERR_VM_STATE if it is running, destroyed, or has no CPU state yet. */
+  resume(): void {
+    this.#expect('paused', 'resume');
+    if (!this.#registers.loaded) {
+      throw new MigrationError('ERR_VM_STATE', 'cannot start an incoming VM before its CPU state is imported');
+    }
+    this.#markRunning(); // before the worker moves, so the step count it records is exact
+    this.#vcpu.resume();
+  }
+
+  /** Resolves once the vCPU is quiesced (no store in flight). Resolves at once if already paused. */
+  async pause(): Promise<void> {
+    if (this.#status === 'paused') return;
+    this.#expect('running', 'pause');
+    await this.#vcpu.pause();
+    if (this.#status === 'running') this.#markPaused();
+  }
+
+  /**
+   * Runs exactly n more steps, then pauses (resolves early if pause() is called meanwhile).
+   * Paced like a normal run unless fullSpeed, which ignores the workload's rate and the throttle
+   * (the state after n steps is the same either way).
+   */
+  async runSteps(n: number, options: { fullSpeed?: boolean } = {}): Promise<void> {
+    if (!Number.isSafeInteger(n) || n < 0) {
+      throw new MigrationError('ERR_INVALID_ARGUMENT', `step count must be a non-negative integer, got ${n}`);
+    }
+    this.#expect('paused', 'run steps');
+    if (!this.#registers.loaded) {
+      throw new MigrationError('ERR_VM_STATE', 'cannot run an incoming VM before its CPU state is imported');
+    }
+    const target = this.steps + n;
+    this.#markRunning();
+    try {
+      await this.#vcpu.runUntil(target, options);
+    } finally {
+      if (this.#status === 'running') this.#markPaused();
+    }
+  }
+
+  /** Lets the vCPU run `fraction` of wall time (0 < fraction ≤ 1; 1 = unthrottled), for auto-converge. */
+  setThrottle(fraction: number): void {
+    this.#alive('throttle');
+    this.#vcpu.setThrottle(fraction);
+  }
+
+  /** Pages dirtied since the previous harvest, ascending; they are cleared and added to possiblyNonZero(). */
+  harvestDirty(): Uint32Array {
+    this.#alive('harvest the dirty log of');
+    return this.dirtyLog.harvest(this.memory.touched);
+  }
+
+  /**
+   * Pages that may be non-zero: non-zero after init ∪ written by the host ∪ ever harvested ∪
+   * dirty now. Every other page is known zero (pre-copy round 0 need not read it). A live map,
+   * exact right after harvestDirty(); clone() it to keep a snapshot. (On a post-copy
+   * destination, absent pages are not included: they are not known yet.)
+   */
+  possiblyNonZero(): ReadonlyBitmap {
+    this.dirtyLog.peekInto(this.memory.touched);
+    return this.memory.touched;
+  }
+
+  /** True if this VM tracks page presence (a post-copy destination). */
+  get postcopy(): boolean {
+    return this.#presence !== null;
+  }
+
+  /** Pages not yet present (0 unless a post-copy destination). */
+  get missingPages(): number {
+    return this.#presence?.missing ?? 0;
+  }
+
+  /** True if page n is present (always, unless a post-copy destination). */
+  isPresent(n: number): boolean {
+    return this.#presence ? this.#presence.has(n) : true;
+  }
+
+  /** Marks pages whose bytes are already in memory (e.g. via memory.writePage) as present, waking a vCPU blocked on one. */
+  markPresent(pages: Iterable<number>): void {
+    const presence = this.#presence;
+    if (!presence) return;
+    for (const p of pages) {
+      if (!(p >= 0 && p < this.memory.pageCount)) {
+        throw new MigrationError(
+          'ERR_PAGE_OUT_OF_RANGE',
+          `page ${p} is outside the VM (0..${this.memory.pageCount - 1})`,
+        );
+      }
+      if (presence.mark(p)) this.#vcpu.pageArrived(p);
+    }
+    if (presence.missing === 0) this.#vcpu.setAllPresent();
+  }
+
+  /**
+   * Post-copy: copies bytes into page n, marks it present and wakes a vCPU blocked on it.
+   * Returns false (and writes nothing) if the page is already present — the VM may have written
+   * it since, so a late copy must never overwrite it.
+   */
+  installPage(n: number, bytes: Uint8Array): boolean {
+    if (!this.#presence) throw new MigrationError('ERR_VM_STATE', 'installPage() is for post-copy destinations');
+    if (!(n >= 0 && n < this.memory.pageCount)) this.memory.page(n); // throws ERR_PAGE_OUT_OF_RANGE
+    if (this.#presence.has(n)) return false;
+    this.memory.writePage(n, bytes);
+    this.markPresent([n]);
+    return true;
+  }
+
+  /** Marks every page present (post-copy complete): the vCPU drops all presence checks. */
+  markAllPresent(): void {
+    if (!this.#presence) return;
+    this.#presence.markAll();
+    this.#vcpu.setAllPresent();
+  }
+
+  /** Calls listener(fault) for each post-copy fault (page, time). Returns an unsubscribe function. */
+  onFault(listener: (fault: PageFault) => void): () => void {
+    return this.#vcpu.onFault(listener);
+  }
+
+  /** Calls listener if the vCPU worker dies. Returns an unsubscribe function. */
+  onCrash(listener: (error: MigrationError) => void): () => void {
+    return this.#vcpu.onCrash(listener);
+  }
+
+  /** The register file as bytes (CPU_STATE_BYTES). Paused only. */
+  exportCpuState(): Uint8Array {
+    this.#expect('paused', 'export CPU state of');
+    return this.#registers.export();
+  }
+
+  /** Loads CPU state exported by a VM with the same workload and memory size. Paused only; ERR_STATE_MISMATCH if it does not fit. */
+  importCpuState(bytes: Uint8Array): void {
+    this.#expect('paused', 'import CPU state into');
+    this.#registers.import(bytes, { workloadId: this.workload.definition.id, specHash: this.#specHash });
+    this.#vcpu.publishSteps(this.#registers.steps);
+  }
+
+  /** Device state as plain data (msgpack-able). Paused only. */
+  exportDeviceState(): DeviceState {
+    this.#expect('paused', 'export device state of');
+    return this.#devices.exportState();
+  }
+
+  /** Loads device state from exportDeviceState(). Paused only; ERR_STATE_MISMATCH if malformed. */
+  importDeviceState(state: unknown): void {
+    this.#expect('paused', 'import device state into');
+    this.#devices.importState(state);
+  }
+
+  /** The console output still in the device's ring (for display). */
+  get consoleTail(): string {
+    return this.#devices.consoleTail;
+  }
+
+  /** xxhash64 of all memory in page order (hex). A consistent snapshot only while paused. */
+  async digest(): Promise<string> {
+    this.#alive('digest');
+    return digestMemory(this.memory);
+  }
+
+  /** Live figures. The recent write rate is measured between calls (about a 1 s window). */
+  stats(): VmStats {
+    const now = performance.now();
+    const steps = this.steps;
+    const running = this.#status === 'running';
+    const runningMs = this.#ranMs + (running ? now - this.#runStartedAt : 0);
+    const ranSteps = this.#ranSteps + (running ? steps - this.#runStartSteps : 0);
+    const perStep = this.workload.definition.writesPerStep;
+    const average = runningMs > 0 ? (ranSteps * perStep * 1000) / runningMs : 0;
+    const samples = this.#samples;
+    const last = samples[samples.length - 1];
+    if (!last || now - last.t >= 50) samples.push({ t: now, steps });
+    while (samples.length > 2 && samples[1]!.t <= now - RATE_WINDOW_MS) samples.shift();
+    const first = samples[0]!;
+    const recent = now - first.t >= 50 ? ((steps - first.steps) * perStep * 1000) / (now - first.t) : average;
+    const faults = this.#vcpu.faults;
+    return {
+      status: this.status,
+      steps,
+      pageWrites: ranSteps * perStep,
+      runningMs,
+      averageWriteRatePagesPerSec: average,
+      writeRatePagesPerSec: recent,
+      requestedWriteRatePagesPerSec: this.workload.definition.stepsPerSecond(this.workload.params) * perStep,
+      throttle: this.throttle,
+      faults: faults.count,
+      faultsLost: faults.lost,
+      faultBlockedMs: faults.blockedMs,
+      missingPages: this.missingPages,
+    };
+  }
+
+  /** Stops the vCPU worker and releases the VM. Idempotent. */
+  async destroy(): Promise<void> {
+    if (this.#status === 'running') this.#markPaused();
+    this.#status = 'destroyed';
+    await this.#vcpu.destroy();
+  }
+
+  #markRunning(): void {
+    this.#status = 'running';
+    this.#runStartedAt = performance.now();
+    this.#runStartSteps = this.steps;
+  }
+
+  #markPaused(): void {
+    this.#status = 'paused';
+    this.#ranMs += performance.now() - this.#runStartedAt;
+    this.#ranSteps += this.steps - this.#runStartSteps;
+  }
+
+  #expect(status: 'running' | 'paused', action: string): void {
+    const current = this.status;
+    if (current !== status) {
+      throw new MigrationError('ERR_VM_STATE', `cannot ${action} a VM that is ${current}`, {
+        cause: this.#vcpu.failure,
+      });
+    }
+  }
+
+  #alive(action: string): void {
+    if (this.#status === 'destroyed') throw new MigrationError('ERR_VM_STATE', `cannot ${action} a destroyed VM`);
+  }
+}

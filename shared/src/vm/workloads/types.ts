@@ -1,0 +1,78 @@
+/**
+ * What a workload is: a deterministic program over (registers, guest memory). The registry
+ * (workloads/index.ts) lists them; the vCPU worker runs one.
+ *
+ * Rules every workload follows, because migration and the determinism oracle depend on them:
+ * - All state lives in the register file and guest memory: run() loads registers into locals,
+ *   runs, and stores them back before returning. No other state survives a call.
+ * - A step's effect depends only on the registers and memory, never on time or batch sizes.
+ * - Every store is followed by marking its page in the dirty log (data first, then the mark).
+ * - nextPages() names every page the next step will read or write, without changing anything:
+ *   that is how the vCPU checks post-copy presence before a step, so a step never starts on an
+ *   absent page and a vCPU blocked on a fault is always at a clean step boundary.
+ */
+
+/** A workload parameter, as listed by `--help` and checked by the spec parser. */
+export interface WorkloadParam {
+  /** Name in the spec, e.g. "wss". */
+  name: string;
+  /** "size" accepts 64MiB-style sizes; "count" a non-negative integer. */
+  kind: 'size' | 'count';
+  /** Default value, possibly depending on the VM's memory size. */
+  default: number | ((memoryBytes: number) => number);
+  /** Default, in words, for --help (e.g. "min(64MiB, memory/4)"). */
+  defaultText: string;
+  /** One line for --help. */
+  description: string;
+}
+
+/** Resolved parameter values by name. */
+export type WorkloadParams = Readonly<Record<string, number>>;
+
+/** What a workload program runs against (the worker's views of shared memory). */
+export interface WorkloadEnv {
+  /** The register file. */
+  regs: Uint32Array;
+  /** Guest memory, one Int32Array per region. */
+  mem32: readonly Int32Array[];
+  /** Guest memory, one Uint8Array per region. */
+  mem8: readonly Uint8Array[];
+  /** Page n is in region n >>> regionPageShift. */
+  regionPageShift: number;
+  /** The dirty log's words. */
+  dirty: Int32Array;
+  /** Number of pages. */
+  pageCount: number;
+  /** Resolved parameters. */
+  params: WorkloadParams;
+}
+
+/** A workload bound to a VM. */
+export interface WorkloadProgram {
+  /** Runs exactly n steps (n ≥ 1), all pages present. */
+  run(n: number): void;
+  /** Writes the pages the next step touches into out (reads first, then writes) and returns how many (0–2). */
+  nextPages(out: Int32Array): number;
+}
+
+/** A registry entry. */
+export interface WorkloadDefinition {
+  /** Stable numeric id, stored in the register file. Never reuse one. */
+  id: number;
+  /** Name in specs, e.g. "hotset". */
+  name: string;
+  /** One line for --help and error messages. */
+  summary: string;
+  /** Parameters, in canonical order. */
+  params: readonly WorkloadParam[];
+  /** Guest page writes per step (0 or 1). */
+  writesPerStep: number;
+  /** Steps per second the vCPU paces itself to; 0 = as fast as it can. */
+  stepsPerSecond(params: WorkloadParams): number;
+  /** Extra checks against the VM size; throws ERR_INVALID_WORKLOAD. */
+  validate?(params: WorkloadParams, memoryBytes: number): void;
+  /** Sets this workload's registers at boot (identification and step counter are already set). */
+  initRegisters?(regs: Uint32Array, params: WorkloadParams, pageCount: number): void;
+  /** Binds the program to a VM (in the vCPU worker). */
+  create(env: WorkloadEnv): WorkloadProgram;
+}

@@ -1,0 +1,54 @@
+/**
+ * Real livemig processes for integration tests, always cleaned up: every process started here
+ * is killed by `stopAll()`, which the tests call in `afterEach` — even when the test failed.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { CLI_PATH, REPO_ROOT, startAgentProcess, type AgentProcess } from '../../cli/agent-process.ts';
+
+export type { AgentProcess } from '../../cli/agent-process.ts';
+
+const live = new Set<ChildProcess>();
+
+function track(child: ChildProcess): void {
+  live.add(child);
+  child.once('exit', () => live.delete(child));
+}
+
+/** Run `livemig <args>` to completion; resolves with its output and exit status. */
+export function runCli(
+  args: readonly string[],
+  options: { timeoutMs?: number } = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [CLI_PATH, ...args], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  track(child);
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 120_000);
+  return new Promise((resolve) => {
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** Start an agent (`livemig source|dest …`) on free loopback ports, debug logs kept for failures. */
+export function startAgent(role: 'source' | 'dest', args: readonly string[] = []): Promise<AgentProcess> {
+  return startAgentProcess(role, { args: ['--log-level', 'debug', ...args], onSpawn: track });
+}
+
+/** Kill every process these helpers started that is still running. */
+export async function stopAll(): Promise<void> {
+  await Promise.all(
+    [...live].map(
+      (child) =>
+        new Promise<void>((resolve) => {
+          if (child.exitCode !== null || child.signalCode !== null) return resolve();
+          child.once('exit', () => resolve());
+          child.kill('SIGKILL');
+        }),
+    ),
+  );
+}

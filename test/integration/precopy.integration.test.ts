@@ -1,0 +1,235 @@
+/**
+ * Pre-copy migration end to end, with real agent processes on loopback: every workload
+ * arrives intact (digest + determinism oracle after it ran on at the destination), a VM that
+ * cannot converge still arrives, and every failure in ARCHITECTURE.md §7 leaves the VM
+ * running on exactly one side with all its memory, with the surviving agent serving the next
+ * migration.
+ */
+import net from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Ajv } from 'ajv';
+import { ControlClient } from '@livemig/shared/control';
+import { REPORT_JSON_SCHEMA, type MigrationReport } from '@livemig/shared/report';
+import { parseVmSpec, type VmSpec } from '@livemig/shared/vm';
+import { followMigration } from '../../cli/follow-migration.ts';
+import { checkOracle } from '../helpers/oracle.ts';
+import { runCli, startAgent, stopAll, type AgentProcess } from '../helpers/processes.ts';
+import { waitUntil } from '../helpers/wait.ts';
+
+afterEach(stopAll);
+
+const WORKLOADS = ['idle', 'uniform:rate=20000', 'hotset:wss=4MiB,rate=20000', 'sweep:rate=20000', 'ab:rate=20000'];
+
+async function sourceWithVm(vm: string, spec: VmSpec): Promise<AgentProcess> {
+  return startAgent('source', [
+    '--vm',
+    vm,
+    '--memory',
+    String(spec.memoryBytes),
+    '--init',
+    spec.init,
+    '--workload',
+    spec.workload,
+    '--seed',
+    String(spec.seed),
+  ]);
+}
+
+async function migrate(
+  source: AgentProcess,
+  vm: string,
+  to: string,
+  params: Record<string, unknown> = {},
+  during?: (client: ControlClient, migrationId: string) => Promise<void>,
+): Promise<MigrationReport> {
+  const client = await ControlClient.connect(source.control);
+  try {
+    const { migrationId } = await client.request('migrate', { vm, to, params });
+    const report = followMigration(client, migrationId, { progress: false });
+    if (during) await during(client, migrationId);
+    return await report;
+  } finally {
+    client.close();
+  }
+}
+
+async function vmsOn(agent: AgentProcess): Promise<Array<{ name: string; state: string; steps: number }>> {
+  const client = await ControlClient.connect(agent.control);
+  try {
+    return (await client.request('query-vms', {})).vms;
+  } finally {
+    client.close();
+  }
+}
+
+/** Wait until the migration has put at least `bytes` on the wire (mid-round 0). */
+async function sentAtLeast(client: ControlClient, migrationId: string, bytes: number): Promise<void> {
+  await waitUntil(
+    async () => {
+      const info = await client.request('query-migrate', { migrationId });
+      return info !== null && info.status === 'precopy' && info.transferred >= bytes;
+    },
+    { what: `${bytes} bytes sent in pre-copy` },
+  );
+}
+
+describe('pre-copy migration between real agents', () => {
+  it.each(WORKLOADS)('migrates a VM running %s; digests match and the oracle holds after it ran on', async (w) => {
+    const spec = parseVmSpec({ memory: '32MiB', init: 'mixed:0.5', workload: w, seed: 11 });
+    const [source, dest] = await Promise.all([sourceWithVm('vm1', spec), startAgent('dest')]);
+    const report = await migrate(source, 'vm1', dest.listen);
+    expect(report.outcome, JSON.stringify(report.error)).toBe('completed');
+    expect(report.verify.match).toBe(true);
+    expect(report.verify.sourceDigest).toBe(report.verify.destDigest);
+    expect(report.rounds.length).toBeGreaterThanOrEqual(2);
+    expect(report.times.downtimeMs).toBeGreaterThan(0);
+    // The source hands the VM over and keeps it paused as "migrated"; the destination runs it.
+    expect((await vmsOn(source)).map((v) => v.state)).toEqual(['migrated']);
+    const [arrived] = await vmsOn(dest);
+    expect(arrived?.state).toBe('running');
+    // Let it run on at the destination, then compare with a never-migrated reference.
+    await waitUntil(async () => ((await vmsOn(dest))[0]?.steps ?? 0) > (arrived?.steps ?? 0) || w === 'idle', {
+      what: 'the VM makes progress at the destination',
+    });
+    const oracle = await checkOracle(dest.control, 'vm1', spec);
+    expect(oracle.digest).toBe(oracle.referenceDigest);
+  });
+
+  it('a dirty rate above the capped bandwidth does not converge: the report names the rule, the VM still arrives intact', async () => {
+    const spec = parseVmSpec({ memory: '16MiB', init: 'random', workload: 'uniform:rate=0', seed: 5 });
+    const [source, dest] = await Promise.all([sourceWithVm('busy', spec), startAgent('dest')]);
+    const report = await migrate(source, 'busy', dest.listen, {
+      maxBandwidthBps: 20e6,
+      maxRounds: 5,
+      downtimeLimitMs: 10,
+    });
+    expect(report.outcome, JSON.stringify(report.error)).toBe('completed');
+    expect(['max-rounds', 'not-shrinking']).toContain(report.switchover?.reason);
+    expect(report.switchover?.expectedDowntimeMs).toBeGreaterThan(10);
+    expect(report.verify.match).toBe(true);
+    const oracle = await checkOracle(dest.control, 'busy', spec);
+    expect(oracle.digest).toBe(oracle.referenceDigest);
+  });
+});
+
+describe('failures leave the VM on exactly one side, intact', () => {
+  const spec = parseVmSpec({ memory: '64MiB', init: 'random', workload: 'hotset:wss=2MiB,rate=5000', seed: 3 });
+  /** Slow enough (8 MB/s for 64 MiB) that "mid-round" is a wide window. */
+  const slow = { maxBandwidthBps: 8e6 };
+
+  it('cancel mid-round: the VM keeps running on the source, the destination discards its copy', async () => {
+    const [source, dest] = await Promise.all([sourceWithVm('vm', spec), startAgent('dest')]);
+    const report = await migrate(source, 'vm', dest.listen, slow, async (client, id) => {
+      await sentAtLeast(client, id, 2 << 20);
+      expect(await client.request('migrate-cancel', { migrationId: id })).toEqual({ cancelled: true });
+    });
+    expect(report.outcome).toBe('cancelled');
+    expect(report.error?.code).toBe('ERR_CANCELLED');
+    expect(report.vmRunsOn).toBe('source');
+    const before = (await vmsOn(source))[0]!;
+    expect(before.state).toBe('running');
+    await waitUntil(async () => ((await vmsOn(source))[0]?.steps ?? 0) > before.steps, { what: 'the VM runs on' });
+    await waitUntil(async () => (await vmsOn(dest)).length === 0, { what: 'the destination discards its copy' });
+    const oracle = await checkOracle(source.control, 'vm', spec);
+    expect(oracle.digest).toBe(oracle.referenceDigest);
+  });
+
+  it('SIGKILL of the destination mid-round: the VM keeps running on the source, which serves the next migration', async () => {
+    const [source, dest] = await Promise.all([sourceWithVm('vm', spec), startAgent('dest')]);
+    const report = await migrate(source, 'vm', dest.listen, slow, async (client, id) => {
+      await sentAtLeast(client, id, 2 << 20);
+      dest.child.kill('SIGKILL');
+    });
+    expect(report.outcome).toBe('failed');
+    expect(report.error?.code).toMatch(/^ERR_(CONNECTION|PEER_ABORTED)$/);
+    expect(report.vmRunsOn).toBe('source');
+    expect((await vmsOn(source))[0]?.state).toBe('running');
+    // The surviving source migrates the same VM to a fresh destination.
+    const dest2 = await startAgent('dest');
+    const again = await migrate(source, 'vm', dest2.listen);
+    expect(again.outcome, JSON.stringify(again.error)).toBe('completed');
+    const oracle = await checkOracle(dest2.control, 'vm', spec);
+    expect(oracle.digest).toBe(oracle.referenceDigest);
+  });
+
+  it('SIGKILL of the source mid-round: the destination frees the half-built VM and serves the next migration', async () => {
+    const [source, dest] = await Promise.all([sourceWithVm('vm', spec), startAgent('dest')]);
+    const client = await ControlClient.connect(source.control);
+    const { migrationId } = await client.request('migrate', { vm: 'vm', to: dest.listen, params: slow });
+    await sentAtLeast(client, migrationId, 2 << 20);
+    expect((await vmsOn(dest)).map((v) => v.state)).toEqual(['incoming']);
+    source.child.kill('SIGKILL');
+    client.close();
+    await waitUntil(async () => (await vmsOn(dest)).length === 0, { what: 'the destination frees the half-built VM' });
+    const source2 = await sourceWithVm('vm', spec);
+    const report = await migrate(source2, 'vm', dest.listen);
+    expect(report.outcome, JSON.stringify(report.error)).toBe('completed');
+    const oracle = await checkOracle(dest.control, 'vm', spec);
+    expect(oracle.digest).toBe(oracle.referenceDigest);
+  });
+
+  it('a fake peer sending garbage gets a typed error; the destination keeps serving', async () => {
+    const dest = await startAgent('dest');
+    const [host, port] = dest.listen.split(':') as [string, string];
+    const closed = await new Promise<string>((resolve, reject) => {
+      const socket = net.connect({ host, port: Number(port) }, () =>
+        socket.write(Buffer.from('GET / HTTP/1.1\r\n\r\n')),
+      );
+      let received = '';
+      socket.on('data', (chunk) => (received += chunk.toString('latin1')));
+      socket.on('close', () => resolve(received));
+      socket.on('error', reject);
+    });
+    // The destination answered with an Error frame naming the code, then closed.
+    expect(closed).toContain('ERR_BAD_MAGIC');
+    const spec2 = parseVmSpec({ memory: '8MiB', init: 'random', workload: 'idle', seed: 1 });
+    const source = await sourceWithVm('after', spec2);
+    const report = await migrate(source, 'after', dest.listen);
+    expect(report.outcome).toBe('completed');
+  });
+
+  it('a fake destination sending garbage fails the migration with a typed error; the VM keeps running', async () => {
+    const fake = net.createServer((socket) => {
+      socket.on('error', () => {});
+      socket.write(Buffer.alloc(64, 0x41));
+    });
+    await new Promise<void>((resolve) => fake.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (fake.address() as net.AddressInfo).port;
+      const spec2 = parseVmSpec({ memory: '8MiB', init: 'random', workload: 'uniform:rate=1000', seed: 2 });
+      const source = await sourceWithVm('vm', spec2);
+      const report = await migrate(source, 'vm', `127.0.0.1:${port}`);
+      expect(report.outcome).toBe('failed');
+      expect(report.error?.code).toBe('ERR_BAD_MAGIC');
+      expect((await vmsOn(source))[0]?.state).toBe('running');
+      const oracle = await checkOracle(source.control, 'vm', spec2);
+      expect(oracle.digest).toBe(oracle.referenceDigest);
+    } finally {
+      fake.close();
+    }
+  });
+});
+
+describe('livemig migrate --json', () => {
+  it('prints exactly one report object that validates against the published schema', async () => {
+    const spec = parseVmSpec({ memory: '16MiB', init: 'random', workload: 'hotset:wss=1MiB,rate=5000', seed: 9 });
+    const [source, dest] = await Promise.all([sourceWithVm('vm', spec), startAgent('dest')]);
+    const result = await runCli(['migrate', '--control', source.control, '--vm', 'vm', '--to', dest.listen, '--json']);
+    expect(result.code, result.stderr).toBe(0);
+    const lines = result.stdout.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    const report = JSON.parse(lines[0]!) as MigrationReport;
+    const validate = new Ajv({ strict: false }).compile(REPORT_JSON_SCHEMA);
+    expect(validate(report), JSON.stringify(validate.errors)).toBe(true);
+    expect(report.outcome).toBe('completed');
+  });
+
+  it('rejects bad flags with exit status 2 and the reason', async () => {
+    const result = await runCli(['migrate', '--vm', 'x', '--to', 'nowhere', '--json']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/--to|HOST:PORT/);
+    const bandwidth = await runCli(['migrate', '--vm', 'x', '--to', '127.0.0.1:1', '--max-bandwidth', 'fast']);
+    expect(bandwidth.code).toBe(2);
+    expect(bandwidth.stderr).toMatch(/rate/);
+  });
+});

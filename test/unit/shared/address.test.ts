@@ -1,0 +1,23 @@
+import { describe, expect, it } from 'vitest';
+import { formatHostPort, isLoopback, parseHostPort } from '@livemig/shared';
+
+describe('parseHostPort', () => {
+  it.each([
+    ['127.0.0.1:7070', { host: '127.0.0.1', port: 7070 }],
+    ['localhost:0', { host: 'localhost', port: 0 }],
+    ['[::1]:7070', { host: '::1', port: 7070 }],
+    ['ws://10.0.0.2:7171', { host: '10.0.0.2', port: 7171 }],
+  ])('%s', (text, expected) => {
+    expect(parseHostPort(text)).toEqual(expected);
+  });
+
+  it.each(['7070', 'host:', ':7070', 'host:70000', '::1:7070', 'a b:1'])('rejects %j', (text) => {
+    expect(() => parseHostPort(text)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }));
+  });
+
+  it('formats IPv6 with brackets and knows loopback', () => {
+    expect(formatHostPort({ host: '::1', port: 1 })).toBe('[::1]:1');
+    expect(isLoopback('127.0.0.5')).toBe(true);
+    expect(isLoopback('10.0.0.1')).toBe(false);
+  });
+});

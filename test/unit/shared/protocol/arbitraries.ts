@@ -1,0 +1,121 @@
+/**
+ * fast-check arbitraries for every protocol message, shared by the protocol tests. Each produces
+ * messages through the `msg.*` factories, valid for a VM of PAGE_COUNT pages of PAGE_SIZE bytes.
+ */
+import fc from 'fast-check';
+import { MIGRATION_MODES, msg, type Message, type VmSpec } from '../../../../shared/src/protocol/index.ts';
+
+export const PAGE_SIZE = 4096;
+export const PAGE_COUNT = 1024;
+
+const u32 = fc.integer({ min: 0, max: 0xffff_ffff });
+const uint = fc.maxSafeNat();
+const num = fc.double({ noNaN: true, noDefaultInfinity: true }).filter((d) => !Object.is(d, -0));
+const str = fc.string({ maxLength: 40 });
+const pageNumber = fc.integer({ min: 0, max: PAGE_COUNT - 1 });
+
+const vmSpec: fc.Arbitrary<VmSpec> = fc.record({
+  name: str,
+  memoryBytes: fc.integer({ min: 1, max: 64 }).map((n) => n * PAGE_SIZE),
+  pageSize: fc.constant(PAGE_SIZE),
+  workload: str,
+  init: str,
+  seed: u32,
+});
+
+/** Plain data as msgpack round-trips it (no undefined, no -0, integers and doubles kept). */
+const plainValue = fc.letrec((tie) => ({
+  value: fc.oneof(
+    { depthSize: 'small', withCrossShrink: true },
+    fc.constant(null),
+    fc.boolean(),
+    fc.integer(),
+    fc.double({ noNaN: true, noDefaultInfinity: true }).filter((d) => !Object.is(d, -0)),
+    str,
+    fc.array(tie('value'), { maxLength: 4 }),
+    fc.dictionary(
+      fc.string({ maxLength: 8 }).filter((k) => k !== '__proto__'),
+      tie('value'),
+      { maxKeys: 4 },
+    ),
+  ),
+}));
+
+const pagesMessage = fc
+  .array(fc.tuple(pageNumber, fc.constantFrom(0, 1), fc.uint8Array({ minLength: 1, maxLength: 1 })), {
+    minLength: 0,
+    maxLength: 12,
+  })
+  .chain((entries) =>
+    fc.record({ round: u32, requestId: u32 }).map(({ round, requestId }) => {
+      const raw = entries.filter(([, kind]) => kind === 0);
+      const data = new Uint8Array(raw.length * PAGE_SIZE);
+      raw.forEach(([, , fill], i) => data.fill(fill[0]!, i * PAGE_SIZE, (i + 1) * PAGE_SIZE));
+      return msg.pages({
+        round,
+        requestId,
+        pages: entries.map(([p]) => p),
+        kinds: entries.map(([, k]) => k),
+        data,
+      });
+    }),
+  );
+
+/** One arbitrary per message type, keyed by name. */
+export const messageArbitraries: Record<string, fc.Arbitrary<Message>> = {
+  Hello: fc
+    .record({
+      versions: fc.array(fc.integer({ min: 1, max: 255 }), { minLength: 1, maxLength: 4 }),
+      agentId: str,
+      capabilities: fc.array(str, { maxLength: 5 }),
+    })
+    .map((f) => msg.hello(f)),
+  Welcome: fc
+    .record({ version: fc.integer({ min: 1, max: 255 }), agentId: str, capabilities: fc.array(str, { maxLength: 5 }) })
+    .map((f) => msg.welcome(f)),
+  Setup: fc
+    .record({ migrationId: str, mode: fc.constantFrom(...MIGRATION_MODES), vm: vmSpec, withBitmap: fc.boolean() })
+    .map(({ withBitmap, ...f }) => {
+      const pages = f.vm.memoryBytes / f.vm.pageSize;
+      return msg.setup(withBitmap ? { ...f, bitmap: new Uint8Array(Math.ceil(pages / 8)).fill(0xa5) } : f);
+    }),
+  SetupDone: num.map((ms) => msg.setupDone(ms)),
+  Pages: pagesMessage,
+  RoundEnd: fc.record({ round: u32, pages: uint, bytes: uint }).map((f) => msg.roundEnd(f)),
+  CpuState: fc
+    .tuple(uint, fc.uint8Array({ minLength: 1, maxLength: 256 }))
+    .map(([steps, regs]) => msg.cpuState(steps, regs)),
+  DeviceState: fc
+    .dictionary(
+      fc.string({ maxLength: 8 }).filter((k) => k !== '__proto__'),
+      plainValue.value,
+      { maxKeys: 5 },
+    )
+    .map((state) => msg.deviceState(state)),
+  StopCopyEnd: str.map((d) => msg.stopCopyEnd(d)),
+  Ready: str.map((d) => msg.ready(d)),
+  Handoff: fc.constant(msg.handoff()),
+  Resumed: num.map((ms) => msg.resumed(ms)),
+  PageRequest: fc
+    .tuple(fc.integer({ min: 1, max: 0xffff_ffff }), fc.array(pageNumber, { minLength: 1, maxLength: 16 }))
+    .map(([id, pages]) => msg.pageRequest(id, pages)),
+  Complete: fc.constant(msg.complete()),
+  Cancel: str.map((r) => msg.cancel(r)),
+  Error: fc.tuple(str, str).map(([code, text]) => msg.error(code, text)),
+  Heartbeat: u32.map((seq) => msg.heartbeat(seq)),
+};
+
+/** Any message. */
+export const anyMessage: fc.Arbitrary<Message> = fc.oneof(...Object.values(messageArbitraries));
+
+/** Normalise a message for deep equality (typed arrays → plain arrays, Buffers → Uint8Array contents). */
+export function normalise(value: unknown): unknown {
+  if (value instanceof Uint8Array || value instanceof Uint32Array) return { bytes: [...value] };
+  if (Array.isArray(value)) return value.map(normalise);
+  if (value !== null && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const key of Object.keys(value).sort()) out[key] = normalise((value as Record<string, unknown>)[key]);
+    return out;
+  }
+  return value;
+}

@@ -1,0 +1,134 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ToyVm } from '../../../../shared/src/vm/toy-vm.ts';
+import { parseVmSpec, type VmSpecInput } from '../../../../shared/src/vm/vm-spec.ts';
+
+const code = (c: string) => expect.objectContaining({ code: c });
+const vms: ToyVm[] = [];
+async function boot(input: VmSpecInput, options = {}): Promise<ToyVm> {
+  const vm = await ToyVm.boot(parseVmSpec(input), options);
+  vms.push(vm);
+  return vm;
+}
+afterEach(async () => {
+  await Promise.all(vms.splice(0).map((vm) => vm.destroy()));
+});
+
+/** Waits (by polling the live counter, which is the point of it) until the vCPU has run `steps`. */
+async function untilSteps(vm: ToyVm, steps: number): Promise<void> {
+  while (vm.steps < steps) await sleep(2);
+}
+
+describe('ToyVm lifecycle', () => {
+  it('boots paused, runs exactly n steps, and counts them live', async () => {
+    const vm = await boot({ memory: '4MiB', workload: 'uniform:rate=0' });
+    expect(vm.status).toBe('paused');
+    expect(vm.steps).toBe(0);
+    await vm.runSteps(12_345);
+    expect(vm.status).toBe('paused');
+    expect(vm.steps).toBe(12_345);
+    await vm.runSteps(0);
+    expect(vm.steps).toBe(12_345);
+  });
+
+  it('pause() quiesces: afterwards neither memory nor the step counter moves for 100 ms', async () => {
+    const vm = await boot({ memory: '4MiB', init: 'random', workload: 'uniform:rate=0' });
+    vm.start();
+    await untilSteps(vm, 200_000);
+    await vm.pause();
+    const steps = vm.steps;
+    const digest = await vm.digest();
+    vm.harvestDirty();
+    await sleep(100); // the assertion: nothing happens during this time
+    expect(vm.steps).toBe(steps);
+    expect(await vm.digest()).toBe(digest);
+    expect(vm.harvestDirty().length).toBe(0);
+    expect(vm.status).toBe('paused');
+  });
+
+  it('refuses operations that do not fit its state', async () => {
+    const vm = await boot({ memory: '1MiB', workload: 'idle:hz=0' });
+    expect(() => vm.exportCpuState()).not.toThrow();
+    vm.start();
+    expect(() => vm.resume()).toThrow(code('ERR_VM_STATE'));
+    expect(() => vm.exportCpuState()).toThrow(code('ERR_VM_STATE'));
+    expect(() => vm.importDeviceState(vm.exportDeviceState())).toThrow(code('ERR_VM_STATE'));
+    await expect(vm.runSteps(1)).rejects.toThrow(code('ERR_VM_STATE'));
+    expect(() => vm.setThrottle(0)).toThrow(code('ERR_INVALID_ARGUMENT'));
+    expect(() => vm.setThrottle(1.5)).toThrow(code('ERR_INVALID_ARGUMENT'));
+    await vm.pause();
+    await vm.pause(); // idempotent
+    await expect(vm.runSteps(-1)).rejects.toThrow(code('ERR_INVALID_ARGUMENT'));
+    await vm.destroy();
+    expect(vm.status).toBe('destroyed');
+    expect(() => vm.harvestDirty()).toThrow(code('ERR_VM_STATE'));
+    expect(() => vm.start()).toThrow(code('ERR_VM_STATE'));
+  });
+
+  it('destroy() during a bounded run rejects the run instead of leaving it pending', async () => {
+    const vm = await boot({ memory: '1MiB', workload: 'uniform:rate=1000' });
+    const run = expect(vm.runSteps(1_000_000)).rejects.toThrow(code('ERR_VM_STATE'));
+    await vm.destroy();
+    await run;
+  });
+
+  it('an incoming VM cannot start before CPU state is imported, and refuses state from another VM', async () => {
+    const source = await boot({ memory: '2MiB', workload: 'sweep:rate=0' });
+    const other = await boot({ memory: '2MiB', workload: 'uniform:rate=0' });
+    const incoming = await ToyVm.createIncoming(source.spec, { postcopy: false });
+    vms.push(incoming);
+    expect(() => incoming.start()).toThrow(code('ERR_VM_STATE'));
+    expect(() => incoming.importCpuState(other.exportCpuState())).toThrow(code('ERR_STATE_MISMATCH'));
+    expect(() => incoming.importCpuState(new Uint8Array(5))).toThrow(code('ERR_STATE_MISMATCH'));
+    await source.runSteps(1000);
+    incoming.importCpuState(source.exportCpuState());
+    expect(incoming.steps).toBe(1000);
+    expect(() => incoming.start()).not.toThrow();
+  });
+});
+
+describe('ToyVm dirty tracking', () => {
+  it('possiblyNonZero() is exact after a harvest: init non-zero ∪ everything written', async () => {
+    const vm = await boot({ memory: '4MiB', init: 'mixed:0.9', workload: 'sweep:rate=0', seed: 4 });
+    const initial = vm.possiblyNonZero().clone();
+    expect(initial.count).toBeGreaterThan(0);
+    expect(initial.count).toBeLessThan(vm.memory.pageCount / 2);
+    await vm.runSteps(300); // sweep writes pages 0..299
+    const dirty = vm.harvestDirty();
+    expect([...dirty]).toEqual(Array.from({ length: 300 }, (_, i) => i));
+    const map = vm.possiblyNonZero();
+    for (let n = 0; n < vm.memory.pageCount; n++) {
+      expect(map.has(n)).toBe(n < 300 || initial.has(n));
+      if (!map.has(n)) expect(vm.memory.isZeroPage(n)).toBe(true);
+    }
+  });
+
+  it('possiblyNonZero() includes pages dirtied but not yet harvested', async () => {
+    const vm = await boot({ memory: '4MiB', workload: 'sweep:rate=0' });
+    await vm.runSteps(10);
+    expect(vm.possiblyNonZero().count).toBe(10);
+    expect(vm.harvestDirty().length).toBe(10); // peeking did not clear them
+  });
+});
+
+describe('ToyVm pacing', () => {
+  it('runs a paced workload at its rate, and the throttle scales it', async () => {
+    const vm = await boot({ memory: '4MiB', workload: 'uniform:rate=20000' });
+    vm.start();
+    await sleep(500);
+    await vm.pause();
+    const full = vm.stats();
+    expect(full.averageWriteRatePagesPerSec).toBeGreaterThan(20000 * 0.85);
+    expect(full.averageWriteRatePagesPerSec).toBeLessThan(20000 * 1.1);
+    vm.setThrottle(0.25);
+    expect(vm.throttle).toBe(0.25);
+    const before = vm.steps;
+    const t0 = performance.now();
+    vm.resume();
+    await sleep(500);
+    await vm.pause();
+    const rate = ((vm.steps - before) * 1000) / (performance.now() - t0);
+    expect(rate).toBeGreaterThan(5000 * 0.8);
+    expect(rate).toBeLessThan(5000 * 1.2);
+  });
+});

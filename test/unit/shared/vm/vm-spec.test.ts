@@ -1,0 +1,93 @@
+import { describe, expect, it } from 'vitest';
+import { parseVmSpec } from '../../../../shared/src/vm/vm-spec.ts';
+import { formatSizeSpec, parseWorkloadSpec, workloadHelp } from '../../../../shared/src/vm/workload-spec.ts';
+import { WORKLOADS } from '../../../../shared/src/vm/workloads/index.ts';
+
+const MiB = 1024 * 1024;
+const code = (c: string) => expect.objectContaining({ code: c });
+
+describe('parseWorkloadSpec', () => {
+  it('canonicalises: every parameter, registry order, exact binary sizes', () => {
+    expect(parseWorkloadSpec('hotset:rate=5,wss=65536KiB', 256 * MiB).canonical).toBe('hotset:wss=64MiB,rate=5');
+    expect(parseWorkloadSpec(' Uniform ', 64 * MiB).canonical).toBe('uniform:rate=10000');
+    expect(parseWorkloadSpec('ab', 64 * MiB).canonical).toBe('ab:rate=0');
+    expect(parseWorkloadSpec('idle', 64 * MiB).canonical).toBe('idle:hz=1000');
+  });
+
+  it('defaults the working set to min(64MiB, memory/4)', () => {
+    expect(parseWorkloadSpec('hotset', 8 * MiB).params.wss).toBe(2 * MiB);
+    expect(parseWorkloadSpec('hotset', 1024 * MiB).params.wss).toBe(64 * MiB);
+  });
+
+  it('round-trips every canonical spec', () => {
+    for (const w of WORKLOADS) {
+      const canonical = parseWorkloadSpec(w.name, 64 * MiB).canonical;
+      expect(parseWorkloadSpec(canonical, 64 * MiB).canonical).toBe(canonical);
+    }
+  });
+
+  it.each([
+    ['unknown workload', 'fast'],
+    ['unknown parameter', 'uniform:speed=3'],
+    ['missing value', 'uniform:rate'],
+    ['negative rate', 'uniform:rate=-1'],
+    ['fractional rate', 'uniform:rate=1.5'],
+    ['bad size', 'hotset:wss=lots'],
+    ['wss larger than memory', 'hotset:wss=128MiB'],
+    ['wss not whole pages', 'hotset:wss=5000'],
+    ['parameter twice', 'sweep:rate=1,rate=2'],
+  ])('rejects %s with ERR_INVALID_WORKLOAD', (_name, spec) => {
+    expect(() => parseWorkloadSpec(spec, 64 * MiB)).toThrow(code('ERR_INVALID_WORKLOAD'));
+  });
+
+  it('names the known workloads in the error', () => {
+    expect(() => parseWorkloadSpec('nope', MiB)).toThrow(/idle.*uniform.*hotset.*sweep.*ab/);
+  });
+
+  it('help lists every workload and parameter', () => {
+    const help = workloadHelp();
+    for (const w of WORKLOADS) {
+      expect(help).toContain(w.name);
+      for (const p of w.params) expect(help).toContain(`${p.name}=`);
+    }
+  });
+
+  it('formats sizes in the largest exact unit', () => {
+    expect(formatSizeSpec(64 * MiB)).toBe('64MiB');
+    expect(formatSizeSpec(1024 * MiB)).toBe('1GiB');
+    expect(formatSizeSpec(1536 * 1024)).toBe('1536KiB');
+    expect(formatSizeSpec(4097)).toBe('4097');
+  });
+});
+
+describe('parseVmSpec', () => {
+  it('validates and canonicalises', () => {
+    expect(parseVmSpec({ memory: '64MiB', init: 'MIXED:0.50', workload: 'hotset:wss=16MiB', seed: 7 })).toEqual({
+      memoryBytes: 64 * MiB,
+      init: 'mixed:0.5',
+      workload: 'hotset:wss=16MiB,rate=20000',
+      seed: 7,
+    });
+    expect(parseVmSpec({ memory: 4 * MiB })).toEqual({
+      memoryBytes: 4 * MiB,
+      init: 'zero',
+      workload: 'idle:hz=1000',
+      seed: 1,
+    });
+  });
+
+  it.each([
+    ['below 1 MiB', { memory: '512KiB' }, 'ERR_INVALID_SIZE'],
+    ['above 16 GiB', { memory: '17GiB' }, 'ERR_INVALID_SIZE'],
+    ['not whole pages', { memory: '3000KB' }, 'ERR_INVALID_SIZE'],
+    ['unparseable size', { memory: 'big' }, 'ERR_INVALID_SIZE'],
+    ['bad init', { memory: '4MiB', init: 'mixed:1.5' }, 'ERR_INVALID_INIT'],
+    ['unknown init', { memory: '4MiB', init: 'ones' }, 'ERR_INVALID_INIT'],
+    ['bad workload', { memory: '4MiB', workload: 'x' }, 'ERR_INVALID_WORKLOAD'],
+    ['negative seed', { memory: '4MiB', seed: -1 }, 'ERR_INVALID_ARGUMENT'],
+    ['fractional seed', { memory: '4MiB', seed: 1.5 }, 'ERR_INVALID_ARGUMENT'],
+    ['seed ≥ 2^32', { memory: '4MiB', seed: 2 ** 32 }, 'ERR_INVALID_ARGUMENT'],
+  ])('rejects %s', (_name, input, expected) => {
+    expect(() => parseVmSpec(input)).toThrow(code(expected));
+  });
+});
