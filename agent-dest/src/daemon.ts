@@ -95,10 +95,13 @@ export class DestDaemon {
   }
 
   async stop(reason: string): Promise<void> {
-    await this.#listener.close();
+    // Stop accepting first; the listener's close resolves only once every connection has ended,
+    // which is after the aborts below.
+    const listenerClosed = this.#listener.close();
     const error = new MigrationError('ERR_PEER_ABORTED', `destination agent shutting down (${reason})`);
     for (const migration of this.#incoming) migration.abort(error);
     await Promise.allSettled([...this.#running]);
+    await listenerClosed;
     await this.#control.close();
     await this.host.removeAll();
   }

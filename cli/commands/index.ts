@@ -6,12 +6,14 @@ import { logLevelFlag } from '../options.ts';
 import { registerDemoCommand } from './demo.ts';
 import { registerMigrateCommand } from './migrate.ts';
 import { registerStatusCommand } from './status.ts';
+import { registerStopContCommands } from './stop-cont.ts';
 import { registerVmCommand } from './vm.ts';
 
 export const COMMANDS: ReadonlyArray<(program: Command) => void> = [
   registerDemoCommand,
   registerMigrateCommand,
   registerStatusCommand,
+  registerStopContCommands,
   (program) => registerSourceCommand(program, logLevelFlag),
   (program) => registerDestCommand(program, logLevelFlag),
   registerVmCommand,

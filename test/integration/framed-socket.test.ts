@@ -127,8 +127,7 @@ describe('FramedSocket over loopback', () => {
     const atServer = collect(s);
     const atClient = collect(c);
     c.send(makeHello({ agentId: 'src', capabilities: ['postcopy'] }));
-    c.send(setupMsg);
-    c.send(msg.cpuState(42, new Uint8Array([1, 2, 3, 4])));
+    c.sendAll([setupMsg, msg.cpuState(42, new Uint8Array([1, 2, 3, 4]))]);
     await until(() => atServer.length === 3);
     s.send(negotiate({ agentId: 'dst', capabilities: ['postcopy'] }, atServer[0] as never));
     s.send(msg.pageRequest(1, [5, 6]));

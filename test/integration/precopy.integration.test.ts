@@ -12,6 +12,8 @@ import { ControlClient } from '@livemig/shared/control';
 import { REPORT_JSON_SCHEMA, type MigrationReport } from '@livemig/shared/report';
 import { parseVmSpec, type VmSpec } from '@livemig/shared/vm';
 import { followMigration } from '../../cli/follow-migration.ts';
+import { MsgType } from '@livemig/shared/protocol';
+import { startCuttingRelay } from '../helpers/cutting-relay.ts';
 import { checkOracle } from '../helpers/oracle.ts';
 import { runCli, startAgent, stopAll, type AgentProcess } from '../helpers/processes.ts';
 import { waitUntil } from '../helpers/wait.ts';
@@ -168,6 +170,35 @@ describe('failures leave the VM on exactly one side, intact', () => {
     expect(oracle.digest).toBe(oracle.referenceDigest);
   });
 
+  it('SIGTERM of the destination mid-round: it aborts cleanly and the VM keeps running on the source', async () => {
+    const [source, dest] = await Promise.all([sourceWithVm('vm', spec), startAgent('dest')]);
+    const report = await migrate(source, 'vm', dest.listen, slow, async (client, id) => {
+      await sentAtLeast(client, id, 2 << 20);
+      dest.child.kill('SIGTERM');
+    });
+    expect(report.outcome).toBe('failed');
+    expect(report.error?.code).toBe('ERR_PEER_ABORTED');
+    expect(report.error?.message).toMatch(/shutting down/);
+    expect(await dest.exited).toEqual({ code: 0, signal: null });
+    expect((await vmsOn(source))[0]?.state).toBe('running');
+    const oracle = await checkOracle(source.control, 'vm', spec);
+    expect(oracle.digest).toBe(oracle.referenceDigest);
+  });
+
+  it('SIGTERM of the source mid-round: it switches over and finishes, so the VM ends up running on the destination', async () => {
+    const small = parseVmSpec({ memory: '16MiB', init: 'random', workload: 'hotset:wss=1MiB,rate=5000', seed: 4 });
+    const [source, dest] = await Promise.all([sourceWithVm('vm', small), startAgent('dest')]);
+    const report = await migrate(source, 'vm', dest.listen, { maxBandwidthBps: 4e6 }, async (client, id) => {
+      await sentAtLeast(client, id, 1 << 20);
+      source.child.kill('SIGTERM');
+    });
+    expect(report.outcome, JSON.stringify(report.error)).toBe('completed');
+    expect(await source.exited).toEqual({ code: 0, signal: null });
+    expect((await vmsOn(dest)).map((v) => v.state)).toEqual(['running']);
+    const oracle = await checkOracle(dest.control, 'vm', small);
+    expect(oracle.digest).toBe(oracle.referenceDigest);
+  });
+
   it('a fake peer sending garbage gets a typed error; the destination keeps serving', async () => {
     const dest = await startAgent('dest');
     const [host, port] = dest.listen.split(':') as [string, string];
@@ -207,6 +238,74 @@ describe('failures leave the VM on exactly one side, intact', () => {
     } finally {
       fake.close();
     }
+  });
+});
+
+describe('exactly one owner around the handoff (link cut by a relay at an exact frame)', () => {
+  const spec = parseVmSpec({ memory: '8MiB', init: 'random', workload: 'uniform:rate=2000', seed: 8 });
+
+  it('link cut after Ready, before Handoff: the source still owns the VM and resumes it; the destination discards its copy', async () => {
+    const [source, dest] = await Promise.all([sourceWithVm('vm', spec), startAgent('dest')]);
+    const [host, port] = dest.listen.split(':') as [string, string];
+    const relay = await startCuttingRelay({ host, port: Number(port) }, (direction, message) =>
+      direction === 'to-source' && message.type === MsgType.Ready ? 'cut-before' : 'forward',
+    );
+    try {
+      const report = await migrate(source, 'vm', relay.address);
+      expect(await relay.cut).toBe('cut-before Ready to-source');
+      expect(relay.seen['to-dest']).not.toContain('Handoff');
+      expect(report.outcome).toBe('failed');
+      expect(report.vmRunsOn).toBe('source');
+      expect((await vmsOn(source))[0]?.state).toBe('running');
+      await waitUntil(async () => (await vmsOn(dest)).length === 0, { what: 'the destination discards its copy' });
+      const oracle = await checkOracle(source.control, 'vm', spec);
+      expect(oracle.digest).toBe(oracle.referenceDigest);
+    } finally {
+      await relay.close();
+    }
+  });
+
+  it('link cut after Handoff, before Resumed returns: the VM runs on the destination only; the source keeps it paused and refuses cont', async () => {
+    const [source, dest] = await Promise.all([sourceWithVm('vm', spec), startAgent('dest')]);
+    const [host, port] = dest.listen.split(':') as [string, string];
+    const relay = await startCuttingRelay({ host, port: Number(port) }, (direction, message) =>
+      direction === 'to-source' && message.type === MsgType.Resumed ? 'cut-before' : 'forward',
+    );
+    try {
+      const report = await migrate(source, 'vm', relay.address);
+      expect(await relay.cut).toBe('cut-before Resumed to-source');
+      expect(report.outcome).toBe('failed');
+      expect(report.vmRunsOn).toBe('paused-on-source');
+      // Never two running copies: the destination runs it, the source holds it paused.
+      expect((await vmsOn(dest))[0]?.state).toBe('running');
+      expect((await vmsOn(source))[0]?.state).toBe('migrated');
+      const refused = await runCli(['cont', '--control', source.control, '--vm', 'vm']);
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toMatch(/ERR_VM_STATE.*two copies/);
+      const oracle = await checkOracle(dest.control, 'vm', spec);
+      expect(oracle.digest).toBe(oracle.referenceDigest);
+    } finally {
+      await relay.close();
+    }
+  });
+});
+
+describe('livemig status', () => {
+  it('lists the VMs of an agent with --json, and a table without', async () => {
+    const spec = parseVmSpec({ memory: '8MiB', init: 'zero', workload: 'idle', seed: 1 });
+    const source = await sourceWithVm('listed', spec);
+    const json = await runCli(['status', '--control', source.control, '--json']);
+    expect(json.code, json.stderr).toBe(0);
+    const parsed = JSON.parse(json.stdout) as { vms: Array<{ name: string; state: string; memoryBytes: number }> };
+    expect(parsed.vms).toEqual([expect.objectContaining({ name: 'listed', state: 'running', memoryBytes: 8 << 20 })]);
+    const table = await runCli(['status', '--control', source.control]);
+    expect(table.stdout).toMatch(/listed\s+running/);
+  });
+
+  it('says clearly when the agent cannot be reached', async () => {
+    const result = await runCli(['status', '--control', 'ws://127.0.0.1:1']);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/ERR_CONNECTION: cannot reach agent/);
   });
 });
 

@@ -118,7 +118,8 @@ export interface FramedSocketStats {
   framesSent: number;
 }
 
-interface Resolved {
+/** FramedSocketOptions with every default filled in (from `resolveFramedSocketOptions`). */
+export interface ResolvedFramedSocketOptions {
   maxFrameBytes: number;
   maxMetaBytes: number;
   writeHighWaterMark: number;
@@ -138,6 +139,8 @@ interface Resolved {
   notifyPeerOnError: boolean;
   lingerMs: number;
 }
+
+type Resolved = ResolvedFramedSocketOptions;
 
 function invalid(text: string): MigrationError {
   return new MigrationError('ERR_INVALID_ARGUMENT', `FramedSocket: ${text}`);
@@ -313,7 +316,11 @@ export class FramedSocket extends EventEmitter<FramedSocketEvents> {
    * socket is read through 'data' events.
    */
   static adopt(socket: net.Socket, options?: FramedSocketOptions): FramedSocket {
-    const opts = resolveFramedSocketOptions(options);
+    return FramedSocket.adoptResolved(socket, resolveFramedSocketOptions(options));
+  }
+
+  /** `adopt` with options already resolved by `resolveFramedSocketOptions` (servers resolve once). */
+  static adoptResolved(socket: net.Socket, opts: Readonly<ResolvedFramedSocketOptions>): FramedSocket {
     const inner = socket as unknown as SocketInternals;
     const handle = inner._handle;
     if (
@@ -386,6 +393,32 @@ export class FramedSocket extends EventEmitter<FramedSocketEvents> {
   send(message: Message): boolean {
     this.#checkWritable();
     return this.#write(encodeFrame(message, this.#encode));
+  }
+
+  /**
+   * Send several messages as one write (`cork`/`uncork`): e.g. CpuState, DeviceState and
+   * StopCopyEnd at the stop point. Same return and errors as `send`.
+   */
+  sendAll(messages: readonly Message[]): boolean {
+    this.#checkWritable();
+    this.#socket.cork();
+    try {
+      let ok = true;
+      for (const m of messages) ok = this.#write(encodeFrame(m, this.#encode));
+      return ok;
+    } finally {
+      this.#socket.uncork();
+    }
+  }
+
+  /** Hold writes until `uncork()` so several sends leave together (calls nest, as on net.Socket). */
+  cork(): void {
+    this.#socket.cork();
+  }
+
+  /** Release writes held since `cork()`. */
+  uncork(): void {
+    this.#socket.uncork();
   }
 
   /**
@@ -699,8 +732,8 @@ export function createFramedServer(
   options: FramedSocketOptions | undefined,
   onConnection: (socket: FramedSocket) => void,
 ): net.Server {
-  resolveFramedSocketOptions(options);
+  const opts = resolveFramedSocketOptions(options);
   return net.createServer({ pauseOnConnect: true }, (socket) => {
-    onConnection(FramedSocket.adopt(socket, options));
+    onConnection(FramedSocket.adoptResolved(socket, opts));
   });
 }

@@ -8,7 +8,14 @@
  * ERROR_CODES is the one table): ERR_BAD_MAGIC, ERR_PROTOCOL_VERSION, ERR_UNKNOWN_MESSAGE,
  * ERR_FRAME_TOO_LARGE, ERR_BAD_METADATA (also unknown header flags), ERR_BAD_PAYLOAD,
  * ERR_TRUNCATED, ERR_UNEXPECTED_MESSAGE, ERR_PAGE_OUT_OF_RANGE, ERR_BUFFER_OVERFLOW,
- * ERR_IDLE_TIMEOUT, ERR_HANDSHAKE, ERR_CONNECTION. docs/protocol.md has the message table.
+ * ERR_IDLE_TIMEOUT, ERR_HANDSHAKE, ERR_CONNECTION, ERR_PEER_ABORTED (the peer sent Error),
+ * ERR_INVALID_ARGUMENT (bad options or encoder input), ERR_INTERNAL (a listener or sink threw a
+ * non-MigrationError). docs/protocol.md has the message table.
+ *
+ * Modules: version.ts (versions), frame.ts (header layout), messages.ts (MsgType, messages,
+ * MESSAGE_SPEC, `msg.*` factories), schema.ts (metadata validation), meta-codec.ts (msgpack),
+ * encode.ts (pure encoder), frame-decoder.ts (streaming decoder, PageSink), handshake.ts
+ * (negotiation), framed-socket.ts (FramedSocket over TCP).
  *
  * Every connection starts with the handshake; either side may send `Heartbeat` when it has sent
  * nothing for a while, `Error` before closing on a failure, and the source `Cancel` at any point

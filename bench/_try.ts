@@ -1,0 +1,17 @@
+import { ControlClient } from '@livemig/shared/control';
+import { startAgentProcess } from '../cli/agent-process.ts';
+import { followMigration } from '../cli/follow-migration.ts';
+const [memory = '1GiB', init = 'random', workload = 'idle', bw = '', ...extra] = process.argv.slice(2);
+const destArgs = (process.env.DEST_ARGS ?? '').split(' ').filter(Boolean);
+const srcArgs = (process.env.SRC_ARGS ?? '').split(' ').filter(Boolean);
+const dest = await startAgentProcess('dest', { args: destArgs, stderr: 'pipe' });
+const source = await startAgentProcess('source', { args: srcArgs });
+const c = await ControlClient.connect(source.control);
+await c.request('create-vm', { name: 'v', memory, init, workload, seed: 1 } as never);
+const t0 = performance.now();
+const { migrationId } = await c.request('migrate', { vm: 'v', to: dest.listen, params: { maxBandwidthBps: bw ? Number(bw) : null } } as never);
+const r = await followMigration(c, migrationId, { progress: false });
+const wall = performance.now() - t0;
+c.close();
+await Promise.all([dest.stop(), source.stop()]);
+console.log(JSON.stringify({ outcome: r.outcome, wall: wall.toFixed(0), times: r.times, wire: r.bytes.wire, rounds: r.rounds.map((x) => [x.pages, x.ms.toFixed(1), (x.bandwidthBps/1e6).toFixed(0)]), sw: r.switchover?.reason }));

@@ -1,0 +1,39 @@
+/**
+ * `livemig stop` / `livemig cont`: pause and resume a VM on an agent (QMP's stop/cont). `cont
+ * --force` is the operator's way back for a VM left paused as "migrated" when a handoff's
+ * confirmation was lost: only use it once you know the destination does not run that VM.
+ */
+import type { Command } from 'commander';
+import { ControlClient } from '@livemig/shared/control';
+
+export function registerStopContCommands(program: Command): void {
+  program
+    .command('stop')
+    .description('Pause a VM on an agent.')
+    .option('--control <url>', 'the agent control URL', 'ws://127.0.0.1:7171')
+    .requiredOption('--vm <name>', 'the VM to pause')
+    .action(async (flags: { control: string; vm: string }) => {
+      const client = await ControlClient.connect(flags.control);
+      try {
+        const info = await client.request('stop', { vm: flags.vm });
+        process.stdout.write(`${info.name}: ${info.state} at step ${info.steps}\n`);
+      } finally {
+        client.close();
+      }
+    });
+  program
+    .command('cont')
+    .description('Resume a paused VM on an agent.')
+    .option('--control <url>', 'the agent control URL', 'ws://127.0.0.1:7171')
+    .requiredOption('--vm <name>', 'the VM to resume')
+    .option('--force', 'resume a VM left "migrated" by an unconfirmed handoff (check the destination first!)')
+    .action(async (flags: { control: string; vm: string; force?: boolean }) => {
+      const client = await ControlClient.connect(flags.control);
+      try {
+        const info = await client.request('cont', { vm: flags.vm, force: flags.force === true });
+        process.stdout.write(`${info.name}: ${info.state} at step ${info.steps}\n`);
+      } finally {
+        client.close();
+      }
+    });
+}
