@@ -27,7 +27,7 @@ import type { PeerChannel } from '@livemig/shared/channel';
 import { msg, MsgType } from '@livemig/shared/channel';
 import type { MigrateParams, MigrationInfo, ControlEvents, EventName } from '@livemig/shared/control';
 import type { HostedVm } from '@livemig/shared/host';
-import { REPORT_SCHEMA, type MigrationReport, type SwitchoverReason } from '@livemig/shared/report';
+import { REPORT_SCHEMA, type MigrationReport, type RoundReport, type SwitchoverReason } from '@livemig/shared/report';
 import { PageDigestLedger, unionSorted } from '@livemig/shared/vm';
 import { decideSwitchover } from './convergence.ts';
 import { PageSender } from './page-sender.ts';
@@ -360,6 +360,13 @@ export class OutgoingMigration {
     return this.#pageSender;
   }
 
+  /** The last round's bandwidth; during round 0, what it has achieved so far. */
+  #liveBandwidthBps(last: RoundReport | undefined): number {
+    if (last) return last.bandwidthBps;
+    const sendingMs = this.#stats.elapsedMs - this.#stats.setupMs;
+    return this.#channel && this.#stats.setupMs > 0 && sendingMs > 0 ? (this.#channel.bytesSent / sendingMs) * 1000 : 0;
+  }
+
   /** Live figures for `query-migrate`. */
   info(): MigrationInfo {
     const s = this.#stats;
@@ -376,7 +383,7 @@ export class OutgoingMigration {
       duplicate: s.zeroPages + s.skippedZeroPages,
       normal: s.rawPages,
       dirtyPagesRate: s.dirtyPagesRate,
-      mbps: last ? (last.bandwidthBps * 8) / 1e6 : 0,
+      mbps: (this.#liveBandwidthBps(last) * 8) / 1e6,
       dirtySyncCount: s.harvests,
       expectedDowntime: s.expectedDowntimeMs,
       totalTime: s.elapsedMs,
