@@ -8,8 +8,9 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { formatHostPort, MigrationError, type HostPort } from '@livemig/shared';
-import { listenForPeers, type PeerListener } from '@livemig/shared/channel';
+import { formatHostPort, MigrationError, toMigrationError, type HostPort } from '@livemig/shared';
+import { listenForPeers, messageName, MsgType, type AcceptedPeer, type PeerListener } from '@livemig/shared/channel';
+import type { AttachChannel, SetupMsg } from '@livemig/shared/protocol';
 import { ControlServer, type CommandHandlers } from '@livemig/shared/control';
 import { VmHost, hostCommandHandlers } from '@livemig/shared/host';
 import { IncomingMigration } from './migration/incoming.ts';
@@ -27,7 +28,7 @@ export class DestDaemon {
   readonly agentId: string;
   readonly host: VmHost;
   readonly #logger: Logger;
-  readonly #incoming = new Set<IncomingMigration>();
+  readonly #incoming = new Map<string, IncomingMigration>();
   readonly #running = new Set<Promise<void>>();
   readonly #maxMemoryBytes: number;
   #control!: ControlServer;
@@ -74,24 +75,53 @@ export class DestDaemon {
     };
   }
 
-  #accept(peer: Parameters<Parameters<typeof listenForPeers>[0]['onPeer']>[0]): void {
+  /**
+   * A peer finished the handshake. Its first message says what it is: Setup starts a migration;
+   * Attach joins one in progress (the post-copy fault channel, or a reconnect after a broken link).
+   */
+  #accept(peer: AcceptedPeer): void {
     const logger = this.#logger.child({ role: 'dest', peer: peer.remoteAgentId });
+    peer.channel
+      .next()
+      .then((first) => {
+        if (first.type === MsgType.Setup) return this.#startIncoming(peer, first, logger);
+        if (first.type === MsgType.Attach) return this.#attach(peer, first.migrationId, first.channel);
+        throw new MigrationError(
+          'ERR_UNEXPECTED_MESSAGE',
+          `a connection must start with Setup or Attach, not ${messageName(first.type)}`,
+        );
+      })
+      .catch((error: unknown) => {
+        const failure = toMigrationError(error, 'ERR_CONNECTION');
+        logger.warn({ err: failure }, 'dropped a connection');
+        peer.channel.abort(failure);
+      });
+  }
+
+  #startIncoming(peer: AcceptedPeer, setup: SetupMsg, logger: Logger): void {
     const migration = new IncomingMigration(
       {
         host: this.host,
         channel: peer.channel,
         applier: peer.applier,
-        logger,
+        logger: logger.child({ migrationId: setup.migrationId }),
         emit: (event, data) => this.#control.emit(event, data),
       },
       { maxMemoryBytes: this.#maxMemoryBytes },
     );
-    this.#incoming.add(migration);
-    const done = migration.run().finally(() => {
-      this.#incoming.delete(migration);
+    this.#incoming.set(setup.migrationId, migration);
+    const done = migration.run(setup).finally(() => {
+      this.#incoming.delete(setup.migrationId);
       this.#running.delete(done);
     });
     this.#running.add(done);
+  }
+
+  #attach(peer: AcceptedPeer, migrationId: string, channel: AttachChannel): void {
+    const migration = this.#incoming.get(migrationId);
+    if (!migration) throw new MigrationError('ERR_NOT_FOUND', `no migration ${migrationId} in progress here`);
+    if (channel === 'fault') migration.attachFaultChannel(peer.channel, peer.applier);
+    else migration.resume(peer.channel, peer.applier);
   }
 
   async stop(reason: string): Promise<void> {
@@ -99,7 +129,7 @@ export class DestDaemon {
     // which is after the aborts below.
     const listenerClosed = this.#listener.close();
     const error = new MigrationError('ERR_PEER_ABORTED', `destination agent shutting down (${reason})`);
-    for (const migration of this.#incoming) migration.abort(error);
+    for (const migration of this.#incoming.values()) migration.abort(error);
     await Promise.allSettled([...this.#running]);
     await listenerClosed;
     await this.#control.close();

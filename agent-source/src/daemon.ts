@@ -13,7 +13,8 @@ import { connectPeer } from '@livemig/shared/channel';
 import { ControlServer, type CommandHandlers, type MigrationInfo } from '@livemig/shared/control';
 import { VmHost, hostCommandHandlers } from '@livemig/shared/host';
 import { parseVmSpec } from '@livemig/shared/vm';
-import { OutgoingMigration, resolveMigrateParams } from './migration/outgoing.ts';
+import { OutgoingMigration } from './migration/outgoing.ts';
+import { resolveMigrateParams } from './migration/params.ts';
 
 export interface SourceDaemonOptions {
   control: HostPort;
@@ -64,6 +65,14 @@ export class SourceDaemon {
       migrate: ({ vm, to, mode, params }) => ({ migrationId: this.migrate(vm, to, mode, params) }),
       'query-migrate': ({ migrationId }) => this.#find(migrationId)?.info() ?? null,
       'migrate-cancel': ({ migrationId }) => ({ cancelled: this.#find(migrationId)?.cancel() ?? false }),
+      'migrate-start-postcopy': ({ migrationId }) => {
+        this.#require(migrationId).startPostcopy();
+        return { switching: true };
+      },
+      'migrate-resume': ({ migrationId }) => {
+        this.#require(migrationId).resumeNow();
+        return { resuming: true };
+      },
       'query-report': ({ migrationId }) => this.#migrations.get(migrationId)?.report ?? null,
     };
   }
@@ -73,17 +82,14 @@ export class SourceDaemon {
     vmName: string,
     to: string,
     mode: string | undefined,
-    params: Parameters<typeof resolveMigrateParams>[0],
+    params: Parameters<typeof resolveMigrateParams>[1],
   ): string {
     const hosted = this.host.get(VmHost.checkName(vmName));
-    if ((mode ?? 'precopy') !== 'precopy') {
-      throw new MigrationError('ERR_INVALID_ARGUMENT', `mode "${mode}" is not available yet (only precopy)`);
-    }
     if (hosted.state !== 'running') {
       throw new MigrationError('ERR_VM_STATE', `cannot migrate "${vmName}": it is ${hosted.state}, not running`);
     }
     const target = parseHostPort(to, 'destination');
-    const resolved = resolveMigrateParams(params);
+    const resolved = resolveMigrateParams(mode, params);
     const migrationId = randomUUID();
     const logger = this.#logger.child({ migrationId, role: 'source', vm: vmName });
     const migration = new OutgoingMigration(
@@ -111,6 +117,13 @@ export class SourceDaemon {
     }
     const all = [...this.#migrations.values()];
     return all.reverse().find((m) => m.active) ?? all[0];
+  }
+
+  /** The migration with this id (or the newest active one); ERR_NOT_FOUND when there is none. */
+  #require(migrationId: string | undefined): OutgoingMigration {
+    const found = this.#find(migrationId);
+    if (!found) throw new MigrationError('ERR_NOT_FOUND', 'no migration on this agent');
+    return found;
   }
 
   /** All migration infos (newest first), for tests and status. */

@@ -6,7 +6,7 @@
  * digest — print the report and stop both agents.
  */
 import type { Command } from 'commander';
-import { formatDuration, MigrationError, parseDuration } from '@livemig/shared';
+import { formatDuration, parseDuration } from '@livemig/shared';
 import { ControlClient } from '@livemig/shared/control';
 import { formatReport, type MigrationReport } from '@livemig/shared/report';
 import { ToyVm, workloadHelp, type VmSpec } from '@livemig/shared/vm';
@@ -20,6 +20,7 @@ interface DemoFlags extends VmFlags {
   downtimeLimit: number;
   maxRounds: number;
   maxBandwidth?: number;
+  postcopyAfter?: number;
   runAfter: number;
   json?: boolean;
   verbose?: boolean;
@@ -33,7 +34,8 @@ export function registerDemoCommand(program: Command): void {
     );
   addVmSpecOptions(command, { memory: '512MiB', init: 'random', workload: 'hotset:wss=32MiB,rate=20000' });
   command
-    .option('--mode <mode>', 'precopy (post-copy and hybrid arrive in a later release)', modeFlag, 'precopy')
+    .option('--mode <mode>', 'precopy | postcopy | hybrid', modeFlag, 'precopy')
+    .option('--postcopy-after <n>', 'hybrid: switch to post-copy after this many pre-copy rounds', positiveIntFlag)
     .option('--downtime-limit <duration>', 'switch over once the rest fits in this downtime', durationFlag, 300)
     .option('--max-rounds <n>', 'switch over after this many pre-copy rounds at the latest', positiveIntFlag, 30)
     .option('--max-bandwidth <rate>', 'cap the data plane, e.g. 1gbit (default: unlimited)', rateFlag)
@@ -51,9 +53,6 @@ export function registerDemoCommand(program: Command): void {
     )
     .action(async (flags: DemoFlags) => {
       const spec = specFromFlags(flags);
-      if (flags.mode !== 'precopy') {
-        throw new MigrationError('ERR_INVALID_ARGUMENT', `mode "${flags.mode}" is not available yet (only precopy)`);
-      }
       const report = await runDemo(spec, flags);
       process.stdout.write(flags.json ? JSON.stringify(report) + '\n' : formatReport(report) + '\n');
       if (report.outcome !== 'completed' || report.oracle?.match !== true) process.exitCode = 1;
@@ -93,6 +92,7 @@ async function runDemo(spec: VmSpec, flags: DemoFlags): Promise<MigrationReport>
           downtimeLimitMs: flags.downtimeLimit,
           maxRounds: flags.maxRounds,
           maxBandwidthBps: flags.maxBandwidth ?? null,
+          postcopyAfterRounds: flags.postcopyAfter ?? null,
         },
       });
       const report = await followMigration(sourceControl, migrationId, {

@@ -2,22 +2,28 @@
  * `livemig migrate`: ask a source agent to migrate one of its VMs to a destination agent,
  * follow it (progress bar on a TTY), and print the report — a table for people, or exactly
  * one JSON object on stdout with --json. Exit status 0 only when the migration completed.
+ * `--resume` reconnects a post-copy migration whose link broke (instead of waiting for the
+ * agent's next automatic retry) and follows it to the end. `livemig migrate-start-postcopy`
+ * switches a hybrid migration to post-copy at the end of its current round.
  */
 import type { Command } from 'commander';
-import { parseHostPort, formatHostPort } from '@livemig/shared';
+import { formatHostPort, MigrationError, parseHostPort } from '@livemig/shared';
 import { ControlClient } from '@livemig/shared/control';
-import { formatReport } from '@livemig/shared/report';
+import { formatReport, type MigrationReport } from '@livemig/shared/report';
 import { followMigration } from '../follow-migration.ts';
-import { durationFlag, modeFlag, positiveIntFlag, rateFlag, flag, type ModeName } from '../options.ts';
+import { durationFlag, flag, modeFlag, positiveIntFlag, rateFlag, type ModeName } from '../options.ts';
 
 interface MigrateFlags {
   control: string;
-  vm: string;
-  to: string;
+  vm?: string;
+  to?: string;
   mode: ModeName;
   downtimeLimit: number;
   maxRounds: number;
   maxBandwidth?: number;
+  postcopyAfter?: number;
+  recoveryTimeout?: number;
+  resume?: boolean;
   json?: boolean;
 }
 
@@ -26,40 +32,85 @@ export function registerMigrateCommand(program: Command): void {
     .command('migrate')
     .description('Migrate a running VM from a source agent to a destination agent, then print the report.')
     .option('--control <url>', 'the source agent control URL', 'ws://127.0.0.1:7171')
-    .requiredOption('--vm <name>', 'the VM to migrate (see `livemig status`)')
-    .requiredOption(
+    .option('--vm <name>', 'the VM to migrate (see `livemig status`)')
+    .option(
       '--to <host:port>',
       'the destination agent data address',
       flag((text) => formatHostPort(parseHostPort(text, '--to'))),
     )
-    .option('--mode <mode>', 'precopy (post-copy and hybrid arrive in a later release)', modeFlag, 'precopy')
+    .option('--mode <mode>', 'precopy | postcopy | hybrid (pre-copy rounds, then post-copy)', modeFlag, 'precopy')
     .option('--downtime-limit <duration>', 'switch over once the rest fits in this downtime', durationFlag, 300)
     .option('--max-rounds <n>', 'switch over after this many pre-copy rounds at the latest', positiveIntFlag, 30)
     .option('--max-bandwidth <rate>', 'cap the data plane, e.g. 1gbit, 100mbit, 125MB/s (default: unlimited)', rateFlag)
+    .option('--postcopy-after <n>', 'hybrid: switch to post-copy after this many pre-copy rounds', positiveIntFlag)
+    .option(
+      '--recovery-timeout <duration>',
+      'post-copy: keep reconnecting a broken link this long (default 60s)',
+      durationFlag,
+    )
+    .option('--resume', 'reconnect a post-copy migration paused by a broken link now, and follow it')
     .option('--json', 'print exactly one JSON report (schema livemig.report/1) on stdout')
     .addHelpText(
       'after',
-      '\nExample:\n  livemig migrate --control ws://127.0.0.1:7171 --vm vm1 --to 127.0.0.1:7070 --max-bandwidth 1gbit\n' +
+      '\nExamples:\n  livemig migrate --control ws://127.0.0.1:7171 --vm vm1 --to 127.0.0.1:7070 --max-bandwidth 1gbit\n' +
+        '  livemig migrate --control ws://127.0.0.1:7171 --vm vm1 --to 127.0.0.1:7070 --mode hybrid --postcopy-after 2\n' +
+        '  livemig migrate --control ws://127.0.0.1:7171 --resume\n' +
         '\nExit status: 0 completed, 1 failed or cancelled, 2 bad input.',
     )
     .action(async (flags: MigrateFlags) => {
+      if (!flags.resume && (flags.vm === undefined || flags.to === undefined)) {
+        throw new MigrationError('ERR_INVALID_ARGUMENT', 'give --vm NAME and --to HOST:PORT (or --resume)');
+      }
       const client = await ControlClient.connect(flags.control);
       try {
-        const { migrationId } = await client.request('migrate', {
-          vm: flags.vm,
-          to: flags.to,
-          mode: flags.mode,
-          params: {
-            downtimeLimitMs: flags.downtimeLimit,
-            maxRounds: flags.maxRounds,
-            maxBandwidthBps: flags.maxBandwidth ?? null,
-          },
-        });
+        const migrationId = flags.resume ? await resumeMigration(client) : await startMigration(client, flags);
         const report = await followMigration(client, migrationId, { progress: !flags.json && process.stderr.isTTY });
-        process.stdout.write(flags.json ? JSON.stringify(report) + '\n' : formatReport(report) + '\n');
-        if (report.outcome !== 'completed') process.exitCode = 1;
+        printReport(report, flags.json === true);
       } finally {
         client.close();
       }
     });
+
+  program
+    .command('migrate-start-postcopy')
+    .description('Switch a running hybrid migration to post-copy at the end of its current round.')
+    .option('--control <url>', 'the source agent control URL', 'ws://127.0.0.1:7171')
+    .action(async (flags: { control: string }) => {
+      const client = await ControlClient.connect(flags.control);
+      try {
+        await client.request('migrate-start-postcopy', {});
+        process.stdout.write('switching to post-copy at the end of the current round\n');
+      } finally {
+        client.close();
+      }
+    });
+}
+
+async function startMigration(client: ControlClient, flags: MigrateFlags): Promise<string> {
+  const { migrationId } = await client.request('migrate', {
+    vm: flags.vm!,
+    to: flags.to!,
+    mode: flags.mode,
+    params: {
+      downtimeLimitMs: flags.downtimeLimit,
+      maxRounds: flags.maxRounds,
+      maxBandwidthBps: flags.maxBandwidth ?? null,
+      postcopyAfterRounds: flags.postcopyAfter ?? null,
+      ...(flags.recoveryTimeout === undefined ? {} : { recoveryTimeoutMs: flags.recoveryTimeout }),
+    },
+  });
+  return migrationId;
+}
+
+async function resumeMigration(client: ControlClient): Promise<string> {
+  const info = await client.request('query-migrate', {});
+  if (!info) throw new MigrationError('ERR_NOT_FOUND', 'no migration on this agent');
+  await client.request('migrate-resume', { migrationId: info.migrationId });
+  return info.migrationId;
+}
+
+/** The report on stdout; exit status 1 unless it completed. */
+export function printReport(report: MigrationReport, json: boolean): void {
+  process.stdout.write(json ? JSON.stringify(report) + '\n' : formatReport(report) + '\n');
+  if (report.outcome !== 'completed') process.exitCode = 1;
 }

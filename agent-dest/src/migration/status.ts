@@ -1,24 +1,30 @@
 /**
  * The incoming migration's phases (validated by StateMachine), mirroring the source's:
  *
- *   none → setup → receiving → ready → running → completed
- *            └────────┴──────────┴──→ failed      (the VM is discarded here; the source owns it)
+ *   none → setup → receiving → ready → running → completed                      (pre-copy)
+ *                                   └→ postcopy ⇄ postcopy-paused → completed   (post-copy, hybrid)
+ *            └────────┴──────────┴──→ failed   (before Handoff: the copy here is discarded)
  *
- * `ready` = every page, the CPU and the device state arrived and the digest matched; the VM
- * waits paused for Handoff. Only Handoff moves it to `running`: until then the source owns
- * the VM, so losing the connection in `ready` discards this copy. (Post-copy adds a faulting
- * `running` phase with issue 5.)
+ * `ready` = pre-copy: every page, the CPU and the device state arrived and the digest matched;
+ * post-copy: CPU and device state arrived and the destination knows which pages are absent. The
+ * VM waits paused for Handoff; until then the source owns it, so losing the source in `ready`
+ * discards this copy. `postcopy` = the VM runs here and faults on absent pages while the source
+ * pushes them; `postcopy-paused` = the link broke: the VM runs but blocks on any absent page
+ * until the source reconnects and the migration resumes.
  */
 import type { TransitionTable } from '@livemig/shared';
 
-export type DestStatus = 'none' | 'setup' | 'receiving' | 'ready' | 'running' | 'completed' | 'failed';
+export type DestStatus =
+  'none' | 'setup' | 'receiving' | 'ready' | 'running' | 'postcopy' | 'postcopy-paused' | 'completed' | 'failed';
 
 export const DEST_TRANSITIONS: TransitionTable<DestStatus> = {
   none: ['setup', 'failed'],
   setup: ['receiving', 'failed'],
   receiving: ['ready', 'failed'],
-  ready: ['running', 'failed'],
+  ready: ['running', 'postcopy', 'failed'],
   running: ['completed', 'failed'],
+  postcopy: ['completed', 'postcopy-paused', 'failed'],
+  'postcopy-paused': ['postcopy', 'failed'],
   completed: [],
   failed: [],
 };

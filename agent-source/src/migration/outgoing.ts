@@ -1,19 +1,27 @@
 /**
- * One outgoing pre-copy migration, as an explicit state machine (status.ts):
+ * One outgoing migration, as an explicit state machine (status.ts):
  *
- *   setup     connect, Hello/Welcome, harvest once (so the "possibly non-zero" map is exact),
- *             Setup (+ that map: the rest is known zero and never sent) → SetupDone
- *   precopy   round 0 sends every possibly-non-zero page; round k sends what round k−1 left
- *             dirty; after each round, decideSwitchover() (convergence.ts) picks the moment
- *   stopcopy  pause the vCPU, final harvest, send the rest + CPU + device state, StopCopyEnd
- *             with the source digest; the destination verifies and answers Ready
- *   handoff   send Handoff (the point of no return: the destination now owns the VM), wait
- *             for Resumed and compute the downtime
+ *   setup          connect, Hello/Welcome, (post-copy, hybrid: open the fault channel too),
+ *                  harvest once so the "possibly non-zero" map is exact, Setup (+ that map: the
+ *                  rest is known zero and never sent) → SetupDone
+ *   precopy        round 0 sends every possibly-non-zero page; round k sends what round k−1
+ *                  left dirty; after each round decideSwitchover() (convergence.ts) decides;
+ *                  hybrid also switches after --postcopy-after rounds or migrate-start-postcopy
+ *   stopcopy       (pre-copy) pause the vCPU, final harvest, send the rest + CPU + device
+ *                  state, StopCopyEnd with the source digest; the destination verifies → Ready
+ *   postcopy-start (post-copy, hybrid) pause the vCPU, send CPU + device state and the map of
+ *                  pages the destination lacks → Ready
+ *   handoff        send Handoff (the point of no return), wait for Resumed, compute downtime
+ *   postcopy       push every missing page (postcopy.ts), answer faults first on the fault
+ *                  channel; StopCopyEnd with the digest; the destination verifies → Complete
+ *   postcopy-paused  the link broke: reconnect with back-off (or on migrate-resume) until the
+ *                  recovery timeout; the destination answers which pages it still lacks
  *
- * Ownership: until Handoff is sent, any failure — connection lost, peer error, cancel,
- * digest mismatch — resumes the VM here (if we paused it) and the destination discards its
- * copy. After Handoff is sent, the VM is never resumed here automatically: the destination may
- * be running it. If Resumed never arrives, the report says exactly that.
+ * Ownership: until Handoff is sent, any failure — connection lost, peer error, cancel, digest
+ * mismatch — resumes the VM here (if we paused it) and the destination discards its copy. After
+ * Handoff, the VM is never resumed here: pre-copy — the destination may be running it;
+ * post-copy — it is, and this side holds part of its memory, so losing the destination loses
+ * the VM, and the report says exactly that.
  *
  * Downtime = (Resumed received − vCPU paused) − one-way delay of Resumed: the destination
  * resumes its vCPU before it sends Resumed, so Resumed's trip back is the only part of that
@@ -23,55 +31,23 @@
  */
 import type { Logger } from 'pino';
 import { MigrationError, StateMachine, toMigrationError } from '@livemig/shared';
-import type { PeerChannel } from '@livemig/shared/channel';
-import { msg, MsgType } from '@livemig/shared/channel';
-import type { MigrateParams, MigrationInfo, ControlEvents, EventName } from '@livemig/shared/control';
+import { msg, MsgType, type PeerChannel } from '@livemig/shared/channel';
+import type { ControlEvents, EventName, MigrationInfo } from '@livemig/shared/control';
 import type { HostedVm } from '@livemig/shared/host';
-import { REPORT_SCHEMA, type MigrationReport, type RoundReport, type SwitchoverReason } from '@livemig/shared/report';
-import { PageDigestLedger, unionSorted } from '@livemig/shared/vm';
+import type { MigrationReport, PostcopyReport, RoundReport, SwitchoverReason } from '@livemig/shared/report';
+import { Bitmap, PageDigestLedger, unionSorted } from '@livemig/shared/vm';
+import { buildReport } from './build-report.ts';
 import { decideSwitchover } from './convergence.ts';
 import { PageSender } from './page-sender.ts';
+import type { ResolvedMigrateParams } from './params.ts';
+import { PostcopyPusher, serveFaults } from './postcopy.ts';
 import { MigrationStats } from './stats.ts';
 import { SOURCE_OWNS_VM, SOURCE_TRANSITIONS, type SourceStatus } from './status.ts';
 import { TokenBucket } from './token-bucket.ts';
 
-export interface ResolvedMigrateParams {
-  downtimeLimitMs: number;
-  maxRounds: number;
-  maxBandwidthBps: number | null;
-}
-
-export const DEFAULT_MIGRATE_PARAMS: ResolvedMigrateParams = Object.freeze({
-  downtimeLimitMs: 300,
-  maxRounds: 30,
-  maxBandwidthBps: null,
-});
-
-/** Check and complete migrate parameters; every bad value is an ERR_INVALID_ARGUMENT naming it. */
-export function resolveMigrateParams(params: MigrateParams = {}): ResolvedMigrateParams {
-  const resolved = { ...DEFAULT_MIGRATE_PARAMS, ...stripUndefined(params) } as ResolvedMigrateParams;
-  if (!(Number.isFinite(resolved.downtimeLimitMs) && resolved.downtimeLimitMs > 0)) {
-    throw new MigrationError('ERR_INVALID_ARGUMENT', `downtime-limit must be > 0 ms, got ${resolved.downtimeLimitMs}`);
-  }
-  if (!(Number.isSafeInteger(resolved.maxRounds) && resolved.maxRounds >= 1 && resolved.maxRounds <= 10_000)) {
-    throw new MigrationError(
-      'ERR_INVALID_ARGUMENT',
-      `max-rounds must be a whole number in 1..10000, got ${resolved.maxRounds}`,
-    );
-  }
-  if (resolved.maxBandwidthBps !== null && !(resolved.maxBandwidthBps > 0)) {
-    throw new MigrationError('ERR_INVALID_ARGUMENT', `max-bandwidth must be > 0, got ${resolved.maxBandwidthBps}`);
-  }
-  return resolved;
-}
-
-function stripUndefined<T extends object>(value: T): Partial<T> {
-  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
-}
-
 export interface OutgoingComponents {
   hosted: HostedVm;
-  /** Opens the data connection and completes Hello/Welcome. */
+  /** Opens a data connection to the destination and completes Hello/Welcome. */
   connect: (signal: AbortSignal) => Promise<PeerChannel>;
   logger: Logger;
   emit: <E extends EventName>(event: E, data: ControlEvents[E]) => void;
@@ -84,6 +60,10 @@ export interface OutgoingOptions {
   params: ResolvedMigrateParams;
 }
 
+/** First and longest wait between reconnection attempts in post-copy recovery. */
+const RECOVERY_FIRST_DELAY_MS = 100;
+const RECOVERY_MAX_DELAY_MS = 2000;
+
 export class OutgoingMigration {
   readonly id: string;
   readonly #c: OutgoingComponents;
@@ -91,13 +71,20 @@ export class OutgoingMigration {
   readonly #machine = new StateMachine<SourceStatus>(SOURCE_TRANSITIONS, 'none');
   readonly #stats = new MigrationStats();
   readonly #abort = new AbortController();
+  readonly #bucket: TokenBucket;
+  /** The main data connection (replaced on post-copy recovery). */
   #channel: PeerChannel | undefined;
+  /** Post-copy: PageRequests and their answers, never behind bulk pages. */
+  #faultChannel: PeerChannel | undefined;
+  /** Wire bytes of connections already closed or replaced. */
+  #wireBytesEarlier = 0;
   #pausedByUs = false;
   #switchover: { reason: SwitchoverReason; expectedDowntimeMs: number } | undefined;
   #rttMs: number | undefined;
   #verify = { sourceDigest: '', destDigest: '', match: false };
   #report: MigrationReport | undefined;
   #forceSwitchover = false;
+  #startPostcopy = false;
   /** Page hashes of what was sent, for the source digest (see digest.ts). */
   #digests: PageDigestLedger | undefined;
   #pageSender: PageSender | undefined;
@@ -107,13 +94,17 @@ export class OutgoingMigration {
   #leftover: Uint32Array = new Uint32Array(0);
   /** When the vCPU stopped (performance.now()): the start of the downtime. */
   #pausedAt = 0;
-  /** Whether the source still owned the VM when the migration failed. */
-  #ownedAtFailure = true;
+  /** Where the VM is if the migration fails now. */
+  #vmRunsOnIfFailed: NonNullable<MigrationReport['vmRunsOn']> = 'source';
+  #postcopy: PostcopyReport | undefined;
+  #pusher: PostcopyPusher | undefined;
+  #retryNow: (() => void) | undefined;
 
   constructor(components: OutgoingComponents, options: OutgoingOptions) {
     this.#c = components;
     this.#options = options;
     this.id = options.migrationId;
+    this.#bucket = new TokenBucket({ rateBps: options.params.maxBandwidthBps });
     this.#machine.onTransition((from, to) => {
       this.#c.logger.info({ event: 'status.change', from, to }, `migration ${from} → ${to}`);
       this.#c.emit('MIGRATION', { migrationId: this.id, status: to, vm: components.hosted.name });
@@ -122,6 +113,10 @@ export class OutgoingMigration {
 
   get status(): SourceStatus {
     return this.#machine.state;
+  }
+
+  get mode(): ResolvedMigrateParams['mode'] {
+    return this.#options.params.mode;
   }
 
   get report(): MigrationReport | undefined {
@@ -134,11 +129,20 @@ export class OutgoingMigration {
   }
 
   /**
-   * Cancel if the source still owns the VM (QMP `migrate_cancel`). Returns false when it is
-   * too late (Handoff sent) or already over.
+   * Cancel while the source still owns the VM (QMP `migrate_cancel`). Past the point of no
+   * return it throws ERR_VM_STATE saying why; once over it returns false.
    */
   cancel(): boolean {
-    if (!SOURCE_OWNS_VM.has(this.status) || this.#abort.signal.aborted) return false;
+    if (!this.active || this.#abort.signal.aborted) return false;
+    if (!SOURCE_OWNS_VM.has(this.status)) {
+      throw new MigrationError(
+        'ERR_VM_STATE',
+        `cannot cancel: the migration is past the point of no return (${this.status}); ` +
+          (this.mode === 'precopy'
+            ? 'the destination owns the VM'
+            : 'the VM runs on the destination and needs the pages still held here'),
+      );
+    }
     this.#abort.abort(new MigrationError('ERR_CANCELLED', 'migration cancelled by the operator'));
     return true;
   }
@@ -148,21 +152,70 @@ export class OutgoingMigration {
     this.#forceSwitchover = true;
   }
 
+  /** Hybrid: switch to post-copy at the end of the current round (QMP migrate-start-postcopy). */
+  startPostcopy(): void {
+    if (this.mode !== 'hybrid') {
+      throw new MigrationError('ERR_VM_STATE', `migrate-start-postcopy needs --mode hybrid (this one is ${this.mode})`);
+    }
+    if (this.status !== 'precopy' && this.status !== 'setup') {
+      throw new MigrationError('ERR_VM_STATE', `too late to switch to post-copy: the migration is ${this.status}`);
+    }
+    this.#startPostcopy = true;
+  }
+
+  /** Post-copy recovery: try to reconnect now instead of waiting for the next back-off. */
+  resumeNow(): void {
+    if (this.status !== 'postcopy-paused') {
+      throw new MigrationError('ERR_VM_STATE', `nothing to resume: the migration is ${this.status}`);
+    }
+    this.#retryNow?.();
+  }
+
   /** Run to the end. Never throws: the outcome is in the report. */
   async run(): Promise<MigrationReport> {
     this.#c.setVmState('migrating-out');
     let error: MigrationError | undefined;
     try {
       await this.#setup();
-      await this.#precopy();
-      await this.#stopAndCopy();
-      await this.#handoff();
-      this.#machine.transition('handoff', 'completed');
+      if (this.mode === 'precopy') {
+        await this.#precopy();
+        await this.#stopAndCopy();
+        await this.#handoff('stopcopy');
+        this.#c.setVmState('migrated');
+        await this.#closeChannels();
+        this.#machine.transition('handoff', 'completed');
+      } else {
+        if (this.mode === 'hybrid') await this.#precopy();
+        else this.#leftover = this.#firstRound!;
+        const absent = await this.#postcopyStart();
+        await this.#handoff('postcopy-start');
+        await this.#runPostcopy(absent);
+        this.#c.setVmState('migrated');
+        await this.#closeChannels();
+        this.#machine.transition('postcopy', 'completed');
+      }
     } catch (caught) {
       error = this.#abort.signal.aborted ? toMigrationError(this.#abort.signal.reason) : toMigrationError(caught);
       await this.#fail(error);
     }
-    this.#report = this.#buildReport(error);
+    const outcome = this.status === 'completed' ? 'completed' : this.status === 'cancelled' ? 'cancelled' : 'failed';
+    const vm = this.#c.hosted.vm;
+    this.#report = buildReport({
+      vmName: this.#c.hosted.name,
+      spec: vm.spec,
+      pageSize: vm.memory.pageSize,
+      pageCount: vm.memory.pageCount,
+      params: this.#options.params,
+      outcome,
+      error,
+      stats: this.#stats,
+      wireBytes: this.#wireBytes(),
+      rttMs: this.#rttMs,
+      verify: this.#verify,
+      switchover: this.#switchover,
+      postcopy: this.#postcopy,
+      vmRunsOn: outcome === 'completed' ? 'destination' : this.#vmRunsOnIfFailed,
+    });
     this.#c.emit('MIGRATION_REPORT', { migrationId: this.id, report: this.#report });
     return this.#report;
   }
@@ -177,12 +230,13 @@ export class OutgoingMigration {
     // page outside it is zero now, and any later store to it shows up in a later harvest.
     vm.harvestDirty();
     this.#stats.harvests += 1;
+    this.#stepsAtStart = { steps: vm.steps, at: performance.now() };
     const nonZero = vm.possiblyNonZero();
     this.#digests = new PageDigestLedger(vm.memory.pageCount);
     channel.send(
       msg.setup({
         migrationId: this.id,
-        mode: 'precopy',
+        mode: this.mode,
         vm: {
           name: hosted.name,
           memoryBytes: vm.spec.memoryBytes,
@@ -195,13 +249,19 @@ export class OutgoingMigration {
       }),
     );
     await channel.expect(MsgType.SetupDone, this.#abort.signal);
+    if (this.mode !== 'precopy') this.#faultChannel = await this.#openFaultChannel();
     this.#stats.setupMs = this.#stats.elapsedMs;
     this.#stats.skippedZeroPages = vm.memory.pageCount - nonZero.count;
-    logger.info(
-      { event: 'setup.done', setupMs: this.#stats.setupMs, rttMs: this.#rttMs },
-      'destination ready for pages',
-    );
+    logger.info({ event: 'setup.done', setupMs: this.#stats.setupMs, mode: this.mode }, 'destination ready for pages');
     this.#firstRound = nonZero.toPageList();
+  }
+
+  #stepsAtStart = { steps: 0, at: 0 };
+
+  async #openFaultChannel(): Promise<PeerChannel> {
+    const fault = await this.#c.connect(this.#abort.signal);
+    fault.send(msg.attach(this.id, 'fault'));
+    return fault;
   }
 
   async #precopy(): Promise<void> {
@@ -237,7 +297,11 @@ export class OutgoingMigration {
         `round ${round}: ${pages.length} pages, ${dirty.length} dirty after`,
       );
       this.#c.emit('MIGRATION_PASS', { migrationId: this.id, pass: round + 1 });
-      const reason = decision.switchover ?? (this.#forceSwitchover ? 'max-rounds' : undefined);
+      const hybridSwitch =
+        this.mode === 'hybrid' &&
+        (this.#startPostcopy || (params.postcopyAfterRounds !== null && round + 1 >= params.postcopyAfterRounds));
+      const reason =
+        decision.switchover ?? (hybridSwitch ? 'postcopy' : this.#forceSwitchover ? 'max-rounds' : undefined);
       if (reason) {
         this.#switchover = { reason, expectedDowntimeMs: decision.expectedDowntimeMs };
         this.#leftover = dirty;
@@ -274,16 +338,22 @@ export class OutgoingMigration {
     return this.#options.params.maxBandwidthBps ?? 1e9;
   }
 
+  /** Pause the vCPU and take the final dirty set (what the destination does not have current). */
+  async #pauseAndHarvest(): Promise<Uint32Array> {
+    const vm = this.#c.hosted.vm;
+    await vm.pause();
+    this.#pausedByUs = true;
+    this.#pausedAt = performance.now();
+    this.#stats.harvests += 1;
+    return unionSorted(this.#leftover, vm.harvestDirty());
+  }
+
   async #stopAndCopy(): Promise<void> {
     const { hosted, logger } = this.#c;
     const channel = this.#channel!;
     const vm = hosted.vm;
     this.#machine.transition('precopy', 'stopcopy');
-    await vm.pause();
-    this.#pausedByUs = true;
-    this.#pausedAt = performance.now();
-    const final = unionSorted(this.#leftover, vm.harvestDirty());
-    this.#stats.harvests += 1;
+    const final = await this.#pauseAndHarvest();
     const round = this.#stats.rounds.length;
     const started = performance.now();
     const bytesBefore = channel.bytesSent;
@@ -295,24 +365,61 @@ export class OutgoingMigration {
     const ready = await channel.expect(MsgType.Ready, this.#abort.signal);
     const { ms } = this.#recordRound(round, final.length, started, bytesBefore, 0);
     this.#stats.pendingPages = 0;
-    this.#verify.destDigest = ready.digest;
-    this.#verify.match = ready.digest === this.#verify.sourceDigest;
-    if (!this.#verify.match) {
-      throw new MigrationError(
-        'ERR_DIGEST_MISMATCH',
-        `destination digest ${ready.digest} ≠ source ${this.#verify.sourceDigest}`,
-      );
-    }
+    this.#checkDigest(ready.digest);
     logger.info({ event: 'stopcopy.done', pages: final.length, ms }, 'destination verified the VM and is ready');
   }
 
-  async #handoff(): Promise<void> {
+  #checkDigest(destDigest: string): void {
+    this.#verify.destDigest = destDigest;
+    this.#verify.match = destDigest === this.#verify.sourceDigest;
+    if (!this.#verify.match) {
+      throw new MigrationError(
+        'ERR_DIGEST_MISMATCH',
+        `destination digest ${destDigest} ≠ source ${this.#verify.sourceDigest}`,
+      );
+    }
+  }
+
+  /** Post-copy switchover: pause, send the CPU, the devices and the map of absent pages. */
+  async #postcopyStart(): Promise<Bitmap> {
+    const { hosted, logger } = this.#c;
     const channel = this.#channel!;
-    this.#machine.transition('stopcopy', 'handoff');
+    const vm = hosted.vm;
+    this.#machine.transition(['setup', 'precopy'], 'postcopy-start');
+    this.#switchover ??= { reason: 'postcopy', expectedDowntimeMs: 0 };
+    const running = performance.now() - this.#stepsAtStart.at;
+    const stepsBefore = vm.steps - this.#stepsAtStart.steps;
+    const absentList = await this.#pauseAndHarvest();
+    const absent = new Bitmap(vm.memory.pageCount);
+    for (const page of absentList) absent.set(page);
+    this.#stats.pendingPages = absent.count;
+    channel.send(msg.cpuState(vm.steps, vm.exportCpuState()));
+    channel.send(msg.deviceState(vm.exportDeviceState() as unknown as Record<string, unknown>));
+    channel.send(msg.postcopyStart(absent.bytes()));
+    await channel.expect(MsgType.Ready, this.#abort.signal);
+    this.#postcopy = {
+      absentAtSwitchover: absent.count,
+      pagesFetchedOnDemand: 0,
+      pagesPushed: 0,
+      faults: 0,
+      faultLatencyMs: null,
+      vcpuBlockedMs: 0,
+      stepsPerSecBefore: running > 0 ? (stepsBefore / running) * 1000 : 0,
+      stepsPerSecDuring: 0,
+      postcopyMs: 0,
+      recoveries: 0,
+    };
+    logger.info({ event: 'postcopy.switch', absent: absent.count }, 'switching to post-copy');
+    return absent;
+  }
+
+  async #handoff(from: 'stopcopy' | 'postcopy-start'): Promise<void> {
+    const channel = this.#channel!;
+    this.#machine.transition(from, 'handoff');
     // Point of no return: from this send on, the destination may be running the VM.
+    this.#vmRunsOnIfFailed = this.mode === 'precopy' ? 'paused-on-source' : 'lost';
     const handoffSent = performance.now();
     channel.send(msg.handoff());
-    this.#c.setVmState('migrated');
     this.#c.logger.warn({ event: 'handoff.sent' }, 'handoff sent: the destination owns the VM now');
     const resumed = await channel.expect(MsgType.Resumed);
     const sawResumed = performance.now();
@@ -322,28 +429,170 @@ export class OutgoingMigration {
       { event: 'handoff.done', downtimeMs: this.#stats.downtimeMs, destHoldMs: resumed.handoffToResumeMs },
       'the VM runs on the destination',
     );
-    await channel.close();
+  }
+
+  /** Post-copy: push and serve faults until the destination has every page, recovering broken links. */
+  async #runPostcopy(absent: Bitmap): Promise<void> {
+    const vm = this.#c.hosted.vm;
+    const digests = this.#digests!;
+    this.#machine.transition('handoff', 'postcopy');
+    const started = performance.now();
+    const pusher = new PostcopyPusher(
+      {
+        memory: vm.memory,
+        stats: this.#stats,
+        bucket: this.#bucket,
+        logger: this.#c.logger,
+        onPageSent: (page, bytes) => (bytes ? digests.update(page, bytes) : digests.updateZero(page)),
+        sentBefore: (page) => this.#pageSender?.wasSent(page) === true,
+        signal: this.#abort.signal,
+      },
+      absent,
+      this.#stats.rounds.length,
+    );
+    this.#pusher = pusher;
+    let destStats: Record<string, unknown>;
+    for (;;) {
+      try {
+        destStats = await this.#pushUntilComplete(pusher);
+        break;
+      } catch (error) {
+        if (this.#abort.signal.aborted) throw error;
+        await this.#recover(toMigrationError(error), pusher);
+      }
+    }
+    this.#stats.pendingPages = 0;
+    const pc = this.#postcopy!;
+    pc.pagesFetchedOnDemand = pusher.fetchedOnDemand;
+    pc.pagesPushed = pusher.pushed;
+    pc.postcopyMs = performance.now() - started;
+    pc.faults = numberOf(destStats.faults);
+    pc.vcpuBlockedMs = numberOf(destStats.vcpuBlockedMs);
+    pc.stepsPerSecDuring = numberOf(destStats.stepsPerSecDuring);
+    const latency = destStats.faultLatencyMs as PostcopyReport['faultLatencyMs'] | undefined;
+    pc.faultLatencyMs = latency ?? null;
+  }
+
+  /** One attempt: push everything on the main channel while answering faults; StopCopyEnd → Complete. */
+  async #pushUntilComplete(pusher: PostcopyPusher): Promise<Record<string, unknown>> {
+    const main = this.#channel!;
+    const fault = this.#faultChannel!;
+    const faults = serveFaults(pusher, fault, this.#abort.signal);
+    const pushing = (async () => {
+      await pusher.pushAll(main);
+      this.#verify.sourceDigest = this.#digests!.digest();
+      main.send(msg.stopCopyEnd(this.#verify.sourceDigest));
+      return main.expect(MsgType.Complete, this.#abort.signal);
+    })();
+    faults.catch(() => {});
+    pushing.catch(() => {});
+    const complete = await Promise.race([
+      pushing,
+      faults.then(() => {
+        throw new MigrationError('ERR_CONNECTION', 'the fault channel ended before the migration completed');
+      }),
+    ]);
+    // The destination compared digests before it said Complete.
+    this.#verify.destDigest = this.#verify.sourceDigest;
+    this.#verify.match = true;
+    return complete.stats;
+  }
+
+  /**
+   * The link broke during post-copy. The VM runs on the destination and this side holds the
+   * pages it lacks: reconnect (back-off, or now on migrate-resume) until the recovery timeout,
+   * learn which pages are still missing, and go on. Timing out means the VM is lost.
+   */
+  async #recover(error: MigrationError, pusher: PostcopyPusher): Promise<void> {
+    const { logger } = this.#c;
+    this.#machine.transition('postcopy', 'postcopy-paused');
+    logger.warn(
+      { event: 'postcopy.paused', err: error, remaining: pusher.remaining },
+      'link lost during post-copy: the VM on the destination blocks on missing pages; reconnecting',
+    );
+    await this.#closeChannels(error);
+    const deadline = performance.now() + this.#options.params.recoveryTimeoutMs;
+    let delay = RECOVERY_FIRST_DELAY_MS;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const main = await this.#c.connect(this.#abort.signal);
+        this.#channel = main;
+        main.send(msg.attach(this.id, 'resume'));
+        const missing = await main.expect(MsgType.Missing, this.#abort.signal);
+        this.#faultChannel = await this.#openFaultChannel();
+        pusher.resync(Bitmap.fromBytes(missing.bitmap, this.#c.hosted.vm.memory.pageCount));
+        this.#postcopy!.recoveries += 1;
+        this.#machine.transition('postcopy-paused', 'postcopy');
+        logger.info({ event: 'postcopy.recovered', attempt, remaining: pusher.remaining }, 'reconnected; resuming');
+        return;
+      } catch (attemptError) {
+        await this.#closeChannels(toMigrationError(attemptError));
+        const left = deadline - performance.now();
+        if (left <= 0) {
+          throw new MigrationError(
+            'ERR_CONNECTION',
+            `post-copy could not reconnect within ${this.#options.params.recoveryTimeoutMs} ms ` +
+              `(${toMigrationError(attemptError).message}): the VM is lost — it was running on the destination ` +
+              `with ${pusher.remaining} pages still here`,
+            { cause: attemptError },
+          );
+        }
+        logger.info({ event: 'postcopy.retry', attempt, inMs: Math.min(delay, left) }, 'reconnect failed; retrying');
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, Math.min(delay, left));
+          this.#retryNow = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        this.#retryNow = undefined;
+        delay = Math.min(delay * 2, RECOVERY_MAX_DELAY_MS);
+      }
+    }
+  }
+
+  async #closeChannels(error?: MigrationError): Promise<void> {
+    for (const channel of [this.#channel, this.#faultChannel]) {
+      if (!channel) continue;
+      this.#wireBytesEarlier += channel.bytesSent;
+      if (error) channel.abort(error);
+      else await channel.close();
+    }
+    this.#channel = undefined;
+    this.#faultChannel = undefined;
+  }
+
+  #wireBytes(): number {
+    return this.#wireBytesEarlier + (this.#channel?.bytesSent ?? 0) + (this.#faultChannel?.bytesSent ?? 0);
   }
 
   /** Roll back what the source owns, tell the peer, and record the outcome. */
   async #fail(error: MigrationError): Promise<void> {
     const { hosted, logger } = this.#c;
     const owned = SOURCE_OWNS_VM.has(this.status);
-    this.#ownedAtFailure = owned;
-    const outcome: SourceStatus = error.code === 'ERR_CANCELLED' ? 'cancelled' : 'failed';
-    this.#channel?.abort(error);
+    const outcome: SourceStatus = error.code === 'ERR_CANCELLED' && owned ? 'cancelled' : 'failed';
+    await this.#closeChannels(error);
     if (owned) {
+      this.#vmRunsOnIfFailed = 'source';
       if (this.#pausedByUs) hosted.vm.resume();
       this.#c.setVmState('running');
       logger.warn({ event: 'migration.rollback', err: error }, `migration ${outcome}; the VM keeps running here`);
-    } else {
+    } else if (this.mode === 'precopy') {
+      this.#c.setVmState('migrated');
       logger.error(
         { event: 'migration.handoff-unconfirmed', err: error },
         'handoff was sent but the destination never confirmed: the VM stays paused here (state "migrated") and ' +
           'may be running on the destination; check it before `cont --force` here',
       );
+    } else {
+      this.#c.setVmState('migrated');
+      logger.error(
+        { event: 'migration.postcopy-lost', err: error },
+        'post-copy failed after the point of no return: the VM ran on the destination with pages still here; ' +
+          'it is lost unless the destination still runs it',
+      );
     }
-    this.#machine.transition(this.status, outcome === 'cancelled' && owned ? 'cancelled' : 'failed');
+    this.#machine.transition(this.status, outcome);
   }
 
   /** One sender for the whole migration: it remembers what was sent, to count re-sends. */
@@ -353,7 +602,7 @@ export class OutgoingMigration {
       channel: this.#channel!,
       memory: this.#c.hosted.vm.memory,
       stats: this.#stats,
-      bucket: new TokenBucket({ rateBps: this.#options.params.maxBandwidthBps }),
+      bucket: this.#bucket,
       signal: this.#abort.signal,
       onPageSent: (page, bytes) => (bytes ? digests.update(page, bytes) : digests.updateZero(page)),
     });
@@ -364,26 +613,26 @@ export class OutgoingMigration {
   #liveBandwidthBps(last: RoundReport | undefined): number {
     if (last) return last.bandwidthBps;
     const sendingMs = this.#stats.elapsedMs - this.#stats.setupMs;
-    return this.#channel && this.#stats.setupMs > 0 && sendingMs > 0 ? (this.#channel.bytesSent / sendingMs) * 1000 : 0;
+    return this.#stats.setupMs > 0 && sendingMs > 0 ? (this.#wireBytes() / sendingMs) * 1000 : 0;
   }
 
   /** Live figures for `query-migrate`. */
   info(): MigrationInfo {
     const s = this.#stats;
-    const last = s.lastRound;
     const vm = this.#c.hosted.vm;
+    const remainingPages = this.#pusher ? this.#pusher.remaining : s.pendingPages;
     return {
       migrationId: this.id,
       vm: this.#c.hosted.name,
-      mode: 'precopy',
+      mode: this.mode,
       status: this.status,
-      transferred: this.#channel?.bytesSent ?? 0,
-      remaining: s.pendingPages * vm.memory.pageSize,
+      transferred: this.#wireBytes(),
+      remaining: remainingPages * vm.memory.pageSize,
       total: vm.spec.memoryBytes,
       duplicate: s.zeroPages + s.skippedZeroPages,
       normal: s.rawPages,
       dirtyPagesRate: s.dirtyPagesRate,
-      mbps: (this.#liveBandwidthBps(last) * 8) / 1e6,
+      mbps: (this.#liveBandwidthBps(s.lastRound) * 8) / 1e6,
       dirtySyncCount: s.harvests,
       expectedDowntime: s.expectedDowntimeMs,
       totalTime: s.elapsedMs,
@@ -393,54 +642,8 @@ export class OutgoingMigration {
       pass: s.current.index,
     };
   }
+}
 
-  #buildReport(error: MigrationError | undefined): MigrationReport {
-    const s = this.#stats;
-    const vm = this.#c.hosted.vm;
-    const outcome = this.status === 'completed' ? 'completed' : this.status === 'cancelled' ? 'cancelled' : 'failed';
-    const params = this.#options.params;
-    return {
-      schema: REPORT_SCHEMA,
-      mode: 'precopy',
-      outcome,
-      error: error ? error.toJSON() : null,
-      vm: {
-        name: this.#c.hosted.name,
-        memoryBytes: vm.spec.memoryBytes,
-        pageSize: vm.memory.pageSize,
-        workload: vm.spec.workload,
-        init: vm.spec.init,
-        seed: vm.spec.seed,
-      },
-      times: {
-        totalMs: s.elapsedMs,
-        downtimeMs: s.downtimeMs ?? 0,
-        setupMs: s.setupMs,
-        ...(this.#rttMs === undefined ? {} : { rttMs: this.#rttMs }),
-      },
-      bytes: { wire: this.#channel?.bytesSent ?? 0, pagePayload: s.pagePayloadBytes },
-      pages: {
-        total: vm.memory.pageCount,
-        sent: s.rawPages + s.zeroPages,
-        zero: s.zeroPages + s.skippedZeroPages,
-        resent: s.resentPages,
-        faulted: 0,
-      },
-      rounds: s.rounds,
-      verify: this.#verify,
-      network: null,
-      ...(this.#switchover
-        ? {
-            switchover: {
-              reason: this.#switchover.reason,
-              expectedDowntimeMs: this.#switchover.expectedDowntimeMs,
-              downtimeLimitMs: params.downtimeLimitMs,
-              maxRounds: params.maxRounds,
-              maxBandwidthBps: params.maxBandwidthBps,
-            },
-          }
-        : {}),
-      vmRunsOn: outcome === 'completed' ? 'destination' : this.#ownedAtFailure ? 'source' : 'paused-on-source',
-    };
-  }
+function numberOf(value: unknown): number {
+  return typeof value === 'number' && Number.isFinite(value) ? value : 0;
 }

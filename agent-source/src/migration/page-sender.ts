@@ -73,4 +73,9 @@ export class PageSender {
       if (!ok) await channel.drained(signal);
     }
   }
+
+  /** Whether `page` was sent at least once by this sender (post-copy counts re-sends with it). */
+  wasSent(page: number): boolean {
+    return this.#sentOnce[page] === 1;
+  }
 }

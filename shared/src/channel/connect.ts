@@ -22,7 +22,7 @@ import { PageApplier } from './page-applier.ts';
 import type { PeerChannel } from './peer-channel.ts';
 
 /** Capabilities this build offers today. */
-export const OFFERED_CAPABILITIES = ['setup-bitmap', 'zero-pages'] as const;
+export const OFFERED_CAPABILITIES = ['setup-bitmap', 'zero-pages', 'postcopy', 'fault-channel'] as const;
 
 /** How long a peer may take to say Hello / answer Welcome. */
 const HANDSHAKE_TIMEOUT_MS = 10_000;

@@ -1,8 +1,16 @@
 /**
- * The destination's PageSink: Pages bytes go from the socket's reused read buffer straight into
- * guest memory (the one copy), and every completed page updates the PageDigestLedger, so the
- * digest to compare with the source's is ready the moment StopCopyEnd arrives — no rehash of
- * all memory inside the downtime. Zero records clear the page (it may hold an older version).
+ * The destination's PageSink: Pages bytes go from the socket straight into guest memory, and
+ * every completed page updates the PageDigestLedger, so the digest to compare with the source's
+ * is ready the moment StopCopyEnd arrives — no rehash of all memory inside the downtime. Zero
+ * records clear the page (it may hold an older version).
+ *
+ * Two ways in, both ending in guest memory:
+ * - `pageTarget` (pre-copy): the FramedSocket lets the kernel read a run of consecutive pages
+ *   straight into guest memory — no user-space copy at all;
+ * - `pageBytes`: bytes that arrived in the socket's scratch buffer (short runs, the frame's first
+ *   bytes) are copied once, a whole run of consecutive pages per call (`maxRunPages`).
+ * With an `onPage` hook (post-copy marks presence there, and the guest may be running on this
+ * memory) pages are never read in place: they are copied in pageBytes as before.
  */
 import { MigrationError } from '../errors.ts';
 import type { PageSink, PagesMeta } from '../protocol/index.ts';
@@ -14,15 +22,34 @@ export class PageApplier implements PageSink {
   #memory: GuestMemory | undefined;
   #ledger: PageDigestLedger | undefined;
   #current: PagesMeta | undefined;
+  /** The memory's regions as byte views, and log2(pages per region). */
+  #regions: Uint8Array[] = [];
+  #regionShift = 0;
+  #pageMask = 0;
+  #pageShift = 12;
   /** Pages received (raw + zero), for stats. */
   pagesReceived = 0;
   /** Called after each page is complete (post-copy marks presence here). */
   onPage: ((page: number) => void) | undefined;
 
   /** Start writing into this memory; the ledger starts as all-zero (the memory is fresh). */
-  attach(memory: GuestMemory): void {
+  attach(memory: GuestMemory, ledger: PageDigestLedger = new PageDigestLedger(memory.pageCount)): void {
     this.#memory = memory;
-    this.#ledger = new PageDigestLedger(memory.pageCount);
+    this.#ledger = ledger;
+    this.#regions = memory.regions.map((_, i) => memory.region(i));
+    this.#regionShift = memory.regionPageShift;
+    this.#pageMask = (1 << memory.regionPageShift) - 1;
+    this.#pageShift = Math.log2(memory.pageSize);
+  }
+
+  /** A run of consecutive pages never crosses a region (the decoder cuts runs at multiples of this). */
+  get maxRunPages(): number {
+    return this.#memory ? 1 << this.#regionShift : 1;
+  }
+
+  /** The page hashes of what arrived; a second connection's applier shares it (post-copy fault channel). */
+  get ledger(): PageDigestLedger | undefined {
+    return this.#ledger;
   }
 
   /** The digest of memory as received (same definition as ToyVm.digest()). */
@@ -36,8 +63,14 @@ export class PageApplier implements PageSink {
     this.#current = meta;
   }
 
+  /** `bytes` start `offset` bytes into page `pages[index]` and may run on into the following pages. */
   pageBytes(index: number, offset: number, bytes: Uint8Array): void {
-    this.#memory!.page(this.#current!.pages[index]!).set(bytes, offset);
+    this.#target(index, offset, bytes.length).set(bytes);
+  }
+
+  pageTarget(index: number, offset: number, length: number): Uint8Array | undefined {
+    if (this.onPage !== undefined) return undefined;
+    return this.#target(index, offset, length);
   }
 
   pagesEnd(meta: PagesMeta): void {
@@ -57,5 +90,15 @@ export class PageApplier implements PageSink {
     }
     this.pagesReceived += pages.length;
     this.#current = undefined;
+  }
+
+  /** Guest memory for `length` bytes from `offset` in page `pages[index]` (within one region: see maxRunPages). */
+  #target(index: number, offset: number, length: number): Uint8Array {
+    const page = this.#current!.pages[index]!;
+    if (page >= this.#memory!.pageCount) {
+      throw new MigrationError('ERR_PAGE_OUT_OF_RANGE', `page ${page} is outside the VM`);
+    }
+    const start = ((page & this.#pageMask) << this.#pageShift) + offset;
+    return this.#regions[page >>> this.#regionShift]!.subarray(start, start + length);
   }
 }

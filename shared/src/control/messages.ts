@@ -11,7 +11,9 @@
  *   stop / cont    { vm } / { vm, force? }             → VmInfo
  *   migrate        { vm, to, mode?, params? }          → { migrationId }     (returns at once; follow events)
  *   query-migrate  { migrationId? }                    → MigrationInfo | null
- *   migrate-cancel { migrationId? }                    → { cancelled: boolean }
+ *   migrate-cancel { migrationId? }                    → { cancelled: boolean } (error past the point of no return)
+ *   migrate-start-postcopy { migrationId? }            → { switching: true }   (hybrid: switch at the end of this round)
+ *   migrate-resume { migrationId? }                    → { resuming: true }    (post-copy: reconnect now)
  *   query-report   { migrationId }                     → MigrationReport | null
  *   digest         { vm }                              → { digest, steps, status } (pauses nothing; racy while running)
  *   destroy-vm     { vm }                              → { destroyed: true }
@@ -71,6 +73,10 @@ export interface MigrateParams {
   maxRounds?: number;
   /** Bytes per second; null or absent = unlimited. */
   maxBandwidthBps?: number | null;
+  /** Hybrid: switch to post-copy after this many pre-copy rounds at the latest. */
+  postcopyAfterRounds?: number | null;
+  /** Post-copy: keep reconnecting for this long after the link broke. @default 60000 (ms) */
+  recoveryTimeoutMs?: number;
 }
 
 export interface ControlCommands {
@@ -87,6 +93,8 @@ export interface ControlCommands {
   };
   'query-migrate': { args: { migrationId?: string }; result: MigrationInfo | null };
   'migrate-cancel': { args: { migrationId?: string }; result: { cancelled: boolean } };
+  'migrate-start-postcopy': { args: { migrationId?: string }; result: { switching: true } };
+  'migrate-resume': { args: { migrationId?: string }; result: { resuming: true } };
   'query-report': { args: { migrationId: string }; result: MigrationReport | null };
   digest: { args: { vm: string }; result: { digest: string; steps: number; state: VmState } };
   'destroy-vm': { args: { vm: string }; result: { destroyed: true } };

@@ -35,10 +35,13 @@ export const enum MsgType {
   Cancel = 15,
   Error = 16,
   Heartbeat = 17,
+  Attach = 18,
+  PostcopyStart = 19,
+  Missing = 20,
 }
 
 /** Highest assigned MsgType. */
-export const MAX_MSG_TYPE = MsgType.Heartbeat;
+export const MAX_MSG_TYPE = MsgType.Missing;
 
 /** How a migration moves memory. */
 export type MigrationMode = 'precopy' | 'postcopy' | 'hybrid';
@@ -182,9 +185,14 @@ export interface PageRequestMsg {
   pages: Uint32Array;
 }
 
-/** Either way: the migration is complete (post-copy: the destination has every page). */
+/**
+ * D→S: the migration is complete (post-copy: the destination has every page and the digest
+ * matched). `stats` carries what only the destination measured (faults, fault latency, vCPU
+ * blocked time, guest progress), plain data for the report.
+ */
 export interface CompleteMsg {
   type: MsgType.Complete;
+  stats: Record<string, unknown>;
 }
 
 /** S→D: the operator cancelled; the destination discards the VM. */
@@ -207,6 +215,37 @@ export interface HeartbeatMsg {
   seq: number;
 }
 
+/**
+ * S→D, first message on a connection that joins an existing migration instead of starting one:
+ * `fault` = the post-copy fault channel (PageRequest and their answers, never behind bulk
+ * pages); `resume` = a reconnect after the main connection broke during post-copy.
+ */
+export interface AttachMsg {
+  type: MsgType.Attach;
+  migrationId: string;
+  channel: AttachChannel;
+}
+
+export type AttachChannel = 'fault' | 'resume';
+export const ATTACH_CHANNELS: readonly AttachChannel[] = ['fault', 'resume'];
+
+/**
+ * S→D, post-copy switchover (the vCPU is paused; CpuState and DeviceState came before): the
+ * payload bitmap marks the pages the destination does NOT have current (never sent, or dirtied
+ * since they were sent). Every other page is present; the destination may resume on Handoff.
+ */
+export interface PostcopyStartMsg {
+  type: MsgType.PostcopyStart;
+  /** 1 bit per page, LSB first, ceil(pageCount / 8) bytes: set = absent. */
+  bitmap: Uint8Array;
+}
+
+/** D→S, answer to Attach `resume`: the pages still absent at the destination (1 bit per page, set = absent). */
+export interface MissingMsg {
+  type: MsgType.Missing;
+  bitmap: Uint8Array;
+}
+
 /** Every message, discriminated by `type`. */
 export type Message =
   | HelloMsg
@@ -225,7 +264,10 @@ export type Message =
   | CompleteMsg
   | CancelMsg
   | ErrorMsg
-  | HeartbeatMsg;
+  | HeartbeatMsg
+  | AttachMsg
+  | PostcopyStartMsg
+  | MissingMsg;
 
 /** The message interface for a type number. */
 export type MessageOf<T extends Message['type']> = Extract<Message, { type: T }>;
@@ -423,11 +465,38 @@ export const MESSAGE_SPEC: Readonly<Record<Exclude<MsgType, MsgType.Invalid>, Me
       checkPageNumbers(pages, ctx, 'PageRequest');
     },
   },
-  [MsgType.Complete]: { name: 'Complete', direction: 'both', schema: {}, payload: NONE },
+  [MsgType.Complete]: { name: 'Complete', direction: 'both', schema: { stats: 'record' }, payload: NONE },
   [MsgType.Cancel]: { name: 'Cancel', direction: 'source→dest', schema: { reason: 'string' }, payload: NONE },
   [MsgType.Error]: { name: 'Error', direction: 'both', schema: { code: 'string', message: 'string' }, payload: NONE },
   [MsgType.Heartbeat]: { name: 'Heartbeat', direction: 'both', schema: { seq: u32 }, payload: NONE },
+  [MsgType.Attach]: {
+    name: 'Attach',
+    direction: 'source→dest',
+    schema: { migrationId: 'string', channel: { oneOf: ATTACH_CHANNELS } },
+    payload: NONE,
+  },
+  [MsgType.PostcopyStart]: {
+    name: 'PostcopyStart',
+    direction: 'source→dest',
+    schema: {},
+    payload: { kind: 'bytes', field: 'bitmap', optional: false, maxBytes: Number.MAX_SAFE_INTEGER },
+    check: (_m, ctx) => checkBitmapLength('PostcopyStart', ctx),
+  },
+  [MsgType.Missing]: {
+    name: 'Missing',
+    direction: 'dest→source',
+    schema: {},
+    payload: { kind: 'bytes', field: 'bitmap', optional: false, maxBytes: Number.MAX_SAFE_INTEGER },
+    check: (_m, ctx) => checkBitmapLength('Missing', ctx),
+  },
 });
+
+/** A page bitmap payload must have one bit per page, once the page count is known. */
+function checkBitmapLength(name: string, ctx: CheckContext): void {
+  if (ctx.pageCount !== undefined && ctx.payloadLen !== Math.ceil(ctx.pageCount / 8)) {
+    reject('ERR_BAD_PAYLOAD', `${name}: bitmap of ${ctx.payloadLen} bytes for ${ctx.pageCount} pages`);
+  }
+}
 
 /** The spec row of a type number, or undefined for 0 and unknown numbers. */
 export function specOf(type: number): MessageSpec | undefined {
@@ -533,8 +602,8 @@ export const msg = {
   pageRequest(id: number, pages: Uint32Array | readonly number[]): PageRequestMsg {
     return { type: MsgType.PageRequest, id, pages: toU32Array(pages) };
   },
-  complete(): CompleteMsg {
-    return { type: MsgType.Complete };
+  complete(stats: Record<string, unknown> = {}): CompleteMsg {
+    return { type: MsgType.Complete, stats };
   },
   cancel(reason: string): CancelMsg {
     return { type: MsgType.Cancel, reason };
@@ -548,6 +617,15 @@ export const msg = {
   },
   heartbeat(seq: number): HeartbeatMsg {
     return { type: MsgType.Heartbeat, seq: seq >>> 0 };
+  },
+  attach(migrationId: string, channel: AttachChannel): AttachMsg {
+    return { type: MsgType.Attach, migrationId, channel };
+  },
+  postcopyStart(bitmap: Uint8Array): PostcopyStartMsg {
+    return { type: MsgType.PostcopyStart, bitmap };
+  },
+  missing(bitmap: Uint8Array): MissingMsg {
+    return { type: MsgType.Missing, bitmap };
   },
 } as const;
 

@@ -10,7 +10,7 @@ const SWITCHOVER_WORDS: Record<string, string> = {
   'nothing-dirty': 'nothing left dirty',
   'max-rounds': 'hit the maximum number of rounds (did not converge)',
   'not-shrinking': 'the dirty set stopped shrinking for 3 rounds (did not converge)',
-  postcopy: 'switched to post-copy',
+  postcopy: 'switched to post-copy (hybrid: --postcopy-after, migrate-start-postcopy, or mode postcopy)',
 };
 
 function pad(text: string, width: number): string {
@@ -65,6 +65,26 @@ export function formatReport(report: MigrationReport): string {
       `downtime ${formatDuration(s.downtimeLimitMs)}, ${s.maxRounds} rounds, bandwidth ${
         s.maxBandwidthBps === null ? 'unlimited' : formatRate(s.maxBandwidthBps)
       }`,
+    );
+  }
+  if (report.postcopy) {
+    const pc = report.postcopy;
+    const latency = pc.faultLatencyMs;
+    field(
+      'post-copy',
+      `${pc.absentAtSwitchover} pages absent at resume: ${pc.pagesFetchedOnDemand} fetched on demand, ${pc.pagesPushed} pushed; ${formatDuration(pc.postcopyMs)} until all present`,
+    );
+    field(
+      'faults',
+      `${pc.faults}${
+        latency
+          ? `, latency p50 ${formatDuration(latency.p50)} p99 ${formatDuration(latency.p99)} max ${formatDuration(latency.max)}`
+          : ''
+      }; vCPU blocked ${formatDuration(pc.vcpuBlockedMs)}${pc.recoveries ? `; link recovered ${pc.recoveries}×` : ''}`,
+    );
+    field(
+      'guest speed',
+      `${Math.round(pc.stepsPerSecBefore)} steps/s before, ${Math.round(pc.stepsPerSecDuring)} steps/s during post-copy`,
     );
   }
   const v = report.verify;

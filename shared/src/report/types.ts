@@ -31,6 +31,27 @@ export interface RoundReport {
   dirtyAfter: number;
 }
 
+export interface PostcopyReport {
+  /** Pages absent at the destination when it resumed. */
+  absentAtSwitchover: number;
+  /** Pages sent because the destination faulted on them, and pushed in the background. */
+  pagesFetchedOnDemand: number;
+  pagesPushed: number;
+  /** vCPU faults on absent pages (also pages.faulted). */
+  faults: number;
+  /** From the vCPU blocking on an absent page to that page being installed. */
+  faultLatencyMs: { p50: number; p99: number; max: number } | null;
+  /** Total time the vCPU spent blocked on absent pages (QEMU: postcopy-blocktime). */
+  vcpuBlockedMs: number;
+  /** Guest steps per second on the source before the switch, and on the destination during post-copy. */
+  stepsPerSecBefore: number;
+  stepsPerSecDuring: number;
+  /** Resume → every page present. */
+  postcopyMs: number;
+  /** How many times the link broke and was recovered. */
+  recoveries: number;
+}
+
 export interface MigrationReport {
   schema: typeof REPORT_SCHEMA;
   mode: MigrationMode;
@@ -62,6 +83,11 @@ export interface MigrationReport {
   };
   /** Extra: the determinism oracle, when the caller ran one (demo, tests). */
   oracle?: { steps: number; migratedDigest: string; referenceDigest: string; match: boolean };
-  /** Extra: where the VM runs once the migration is over. */
-  vmRunsOn?: 'source' | 'destination' | 'paused-on-source';
+  /**
+   * Extra: where the VM runs once the migration is over. `lost`: post-copy failed after the
+   * point of no return — the running state was on the destination and part of the memory here.
+   */
+  vmRunsOn?: 'source' | 'destination' | 'paused-on-source' | 'lost';
+  /** Extra (post-copy and hybrid): demand paging as the destination saw it. */
+  postcopy?: PostcopyReport;
 }

@@ -13,8 +13,10 @@ let done = 0;
 for (; done < pages.length; done++) {
   if ((done & 1023) === 0 && Atomics.load(stop, 0) !== 0) break;
   const page = pages[done];
-  // An atomic OR with 0 is a write access (so the kernel allocates the page) that leaves the
-  // value as it is, atomically: a receiver writing the same word at the same time loses nothing.
-  Atomics.or(views[Math.floor(page / pagesPerRegion)], (page % pagesPerRegion) * wordsPerPage, 0);
+  // compareExchange(0 → 0) is one locked write access (so the kernel allocates the page) that
+  // never changes the value, atomically: a receiver writing the same word at the same time loses
+  // nothing. Not Atomics.or(…, 0): V8 does that as a load, then a CAS, and on a fresh page the load
+  // maps the shared zero page and the CAS faults a second time (~0.63 s vs ~0.38 s per GiB here).
+  Atomics.compareExchange(views[Math.floor(page / pagesPerRegion)], (page % pagesPerRegion) * wordsPerPage, 0, 0);
 }
 parentPort.postMessage({ done });

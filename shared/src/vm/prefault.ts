@@ -7,8 +7,9 @@
  * faults happen in parallel with the transfer instead of inside it. QEMU gets the same effect
  * from `-mem-prealloc` on the destination.
  *
- * The touch is `Atomics.or(word, 0)`: a real write access that changes nothing, atomically, so a
- * receiver writing the page at the same moment is never overwritten. Correctness never depends
+ * The touch is `Atomics.compareExchange(word, 0, 0)`: one real write access that changes nothing,
+ * atomically, so a receiver writing the page at the same moment is never overwritten (not
+ * `Atomics.or(word, 0)`, which V8 runs as a load then a CAS: two faults per fresh page). Correctness never depends
  * on the worker finishing: a page it has not reached yet simply faults on the receive path.
  */
 import { Worker } from 'node:worker_threads';

@@ -3,7 +3,13 @@
  * messages through the `msg.*` factories, valid for a VM of PAGE_COUNT pages of PAGE_SIZE bytes.
  */
 import fc from 'fast-check';
-import { MIGRATION_MODES, msg, type Message, type VmSpec } from '../../../../shared/src/protocol/index.ts';
+import {
+  ATTACH_CHANNELS,
+  MIGRATION_MODES,
+  msg,
+  type Message,
+  type VmSpec,
+} from '../../../../shared/src/protocol/index.ts';
 
 export const PAGE_SIZE = 4096;
 export const PAGE_COUNT = 1024;
@@ -61,6 +67,9 @@ const pagesMessage = fc
     }),
   );
 
+/** A bitmap with one bit per page of the PAGE_COUNT-page VM. */
+const pageBitmap = fc.uint8Array({ minLength: PAGE_COUNT / 8, maxLength: PAGE_COUNT / 8 });
+
 /** One arbitrary per message type, keyed by name. */
 export const messageArbitraries: Record<string, fc.Arbitrary<Message>> = {
   Hello: fc
@@ -99,10 +108,17 @@ export const messageArbitraries: Record<string, fc.Arbitrary<Message>> = {
   PageRequest: fc
     .tuple(fc.integer({ min: 1, max: 0xffff_ffff }), fc.array(pageNumber, { minLength: 1, maxLength: 16 }))
     .map(([id, pages]) => msg.pageRequest(id, pages)),
-  Complete: fc.constant(msg.complete()),
+  Complete: fc
+    .option(fc.record({ faults: fc.nat(), p99: fc.integer({ min: 0, max: 1e6 }).map((us) => us / 1000) }), {
+      nil: undefined,
+    })
+    .map((stats) => msg.complete(stats)),
   Cancel: str.map((r) => msg.cancel(r)),
   Error: fc.tuple(str, str).map(([code, text]) => msg.error(code, text)),
   Heartbeat: u32.map((seq) => msg.heartbeat(seq)),
+  Attach: fc.tuple(str, fc.constantFrom(...ATTACH_CHANNELS)).map(([id, channel]) => msg.attach(id, channel)),
+  PostcopyStart: pageBitmap.map((b) => msg.postcopyStart(b)),
+  Missing: pageBitmap.map((b) => msg.missing(b)),
 };
 
 /** Any message. */

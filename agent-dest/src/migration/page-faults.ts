@@ -1,0 +1,91 @@
+/**
+ * The destination side of post-copy's demand paging: the vCPU touched a page that has not
+ * arrived, blocked on it, and reported a fault. This turns faults into PageRequests on the fault
+ * channel — one request per page not already asked for (a second fault on a page in flight just
+ * waits for it, CRIU's dedup) — and measures each fault's latency, from the moment the vCPU
+ * blocked to the moment the page was installed.
+ *
+ * On recovery (the link broke and the source reconnected) every page still in flight is asked
+ * for again on the new fault channel: the answers on the broken one are lost.
+ */
+import type { Logger } from 'pino';
+import type { PeerChannel } from '@livemig/shared/channel';
+import { msg } from '@livemig/shared/channel';
+import type { ToyVm } from '@livemig/shared/vm';
+
+export interface FaultStats {
+  faults: number;
+  latencyMs: { p50: number; p99: number; max: number } | null;
+}
+
+export class FaultHandler {
+  readonly #vm: ToyVm;
+  readonly #logger: Logger;
+  /** Page → when its first fault blocked the vCPU (Date.now() scale, sub-ms). */
+  readonly #inflight = new Map<number, number>();
+  readonly #latencies: number[] = [];
+  #channel: PeerChannel | undefined;
+  #nextId = 1;
+  #faults = 0;
+  #unsubscribe: (() => void) | undefined;
+
+  constructor(vm: ToyVm, logger: Logger) {
+    this.#vm = vm;
+    this.#logger = logger;
+  }
+
+  /** Start turning faults into requests. */
+  start(): void {
+    this.#unsubscribe = this.#vm.onFault((fault) => {
+      this.#faults += 1;
+      if (this.#vm.isPresent(fault.page) || this.#inflight.has(fault.page)) return;
+      this.#inflight.set(fault.page, fault.time);
+      this.#request([fault.page]);
+    });
+  }
+
+  /** Use this fault channel (again, after a reconnect): re-ask for every page in flight. */
+  attachChannel(channel: PeerChannel): void {
+    this.#channel = channel;
+    if (this.#inflight.size > 0) {
+      this.#logger.info({ event: 'postcopy.rerequest', pages: this.#inflight.size }, 're-requesting pages in flight');
+      this.#request([...this.#inflight.keys()]);
+    }
+  }
+
+  /** The link broke: requests wait until a new channel is attached. */
+  detachChannel(): void {
+    this.#channel = undefined;
+  }
+
+  /** A page was installed: if a vCPU was waiting for it, that fault is resolved. */
+  pageArrived(page: number): void {
+    const blockedAt = this.#inflight.get(page);
+    if (blockedAt === undefined) return;
+    this.#inflight.delete(page);
+    this.#latencies.push(performance.timeOrigin + performance.now() - blockedAt);
+  }
+
+  stop(): void {
+    this.#unsubscribe?.();
+  }
+
+  stats(): FaultStats {
+    const sorted = [...this.#latencies].sort((a, b) => a - b);
+    const at = (q: number): number => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+    return {
+      faults: this.#faults,
+      latencyMs: sorted.length ? { p50: at(0.5), p99: at(0.99), max: sorted[sorted.length - 1]! } : null,
+    };
+  }
+
+  #request(pages: number[]): void {
+    const channel = this.#channel;
+    if (!channel || channel.failure) return;
+    try {
+      channel.send(msg.pageRequest(this.#nextId++, pages));
+    } catch {
+      // The channel just failed; recovery will re-request.
+    }
+  }
+}

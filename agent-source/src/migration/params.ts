@@ -1,0 +1,64 @@
+/**
+ * The knobs of one migration — mode, downtime limit, rounds, bandwidth cap, when hybrid switches
+ * to post-copy, how long post-copy recovery keeps trying — resolved once, with finite defaults,
+ * every bad value rejected with ERR_INVALID_ARGUMENT naming it.
+ */
+import { MigrationError } from '@livemig/shared';
+import type { MigrateParams } from '@livemig/shared/control';
+import type { MigrationMode } from '@livemig/shared/report';
+
+export const MIGRATION_MODES: readonly MigrationMode[] = ['precopy', 'postcopy', 'hybrid'];
+
+export interface ResolvedMigrateParams {
+  mode: MigrationMode;
+  /** @default 300 */
+  downtimeLimitMs: number;
+  /** @default 30 */
+  maxRounds: number;
+  /** Bytes per second; null = unlimited. @default null */
+  maxBandwidthBps: number | null;
+  /** Hybrid: switch to post-copy after this many pre-copy rounds at the latest. @default null (switchover rule only) */
+  postcopyAfterRounds: number | null;
+  /** Post-copy: how long to keep reconnecting after the link broke before declaring the VM lost. @default 60000 */
+  recoveryTimeoutMs: number;
+}
+
+export const DEFAULT_MIGRATE_PARAMS: Omit<ResolvedMigrateParams, 'mode'> = Object.freeze({
+  downtimeLimitMs: 300,
+  maxRounds: 30,
+  maxBandwidthBps: null,
+  postcopyAfterRounds: null,
+  recoveryTimeoutMs: 60_000,
+});
+
+function invalid(text: string): MigrationError {
+  return new MigrationError('ERR_INVALID_ARGUMENT', text);
+}
+
+/** Check and complete migrate parameters. */
+export function resolveMigrateParams(mode: string | undefined, params: MigrateParams = {}): ResolvedMigrateParams {
+  const chosen = (mode ?? 'precopy') as MigrationMode;
+  if (!MIGRATION_MODES.includes(chosen))
+    throw invalid(`mode must be one of ${MIGRATION_MODES.join(', ')}, got "${mode}"`);
+  const defined = Object.fromEntries(Object.entries(params).filter(([, v]) => v !== undefined));
+  const r: ResolvedMigrateParams = { ...DEFAULT_MIGRATE_PARAMS, ...defined, mode: chosen };
+  if (!(Number.isFinite(r.downtimeLimitMs) && r.downtimeLimitMs > 0)) {
+    throw invalid(`downtime-limit must be > 0 ms, got ${r.downtimeLimitMs}`);
+  }
+  if (!(Number.isSafeInteger(r.maxRounds) && r.maxRounds >= 1 && r.maxRounds <= 10_000)) {
+    throw invalid(`max-rounds must be a whole number in 1..10000, got ${r.maxRounds}`);
+  }
+  if (r.maxBandwidthBps !== null && !(r.maxBandwidthBps > 0)) {
+    throw invalid(`max-bandwidth must be > 0, got ${r.maxBandwidthBps}`);
+  }
+  if (r.postcopyAfterRounds !== null) {
+    if (chosen !== 'hybrid') throw invalid('postcopy-after only applies to --mode hybrid');
+    if (!(Number.isSafeInteger(r.postcopyAfterRounds) && r.postcopyAfterRounds >= 1)) {
+      throw invalid(`postcopy-after must be a whole number ≥ 1, got ${r.postcopyAfterRounds}`);
+    }
+  }
+  if (!(Number.isFinite(r.recoveryTimeoutMs) && r.recoveryTimeoutMs >= 0)) {
+    throw invalid(`recovery-timeout must be ≥ 0 ms, got ${r.recoveryTimeoutMs}`);
+  }
+  return r;
+}

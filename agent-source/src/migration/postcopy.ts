@@ -1,0 +1,162 @@
+/**
+ * The source side of post-copy: the VM runs on the destination, paused here, and every page the
+ * destination lacks is sent exactly once, two ways at the same time:
+ *
+ *   on demand   a PageRequest arrives on the fault channel (its own TCP connection, so it never
+ *               waits behind bulk pages); each requested page not sent yet is answered at once
+ *               on that same channel, with the request's id;
+ *   background  the rest is pushed on the main channel in batches, in page order, but the scan
+ *               restarts just after the most recently requested page (pre-paging: a guest that
+ *               faulted on page n is likely to want n+1 next — QEMU does the same).
+ *
+ * `unsent` starts as the pages absent at the destination at switchover and loses each page as it
+ * is sent, so a page is never sent twice: a request for a page already pushed is ignored (its
+ * bytes are on the way).
+ * When every needed page has been sent, the pusher is done; the destination says Complete once
+ * it has installed them all. Reads come from paused memory, so what is sent is exactly the VM
+ * at the stop point.
+ */
+import type { Logger } from 'pino';
+import { MigrationError } from '@livemig/shared';
+import type { PeerChannel } from '@livemig/shared/channel';
+import { MsgType } from '@livemig/shared/channel';
+import type { Bitmap } from '@livemig/shared/vm';
+import { type GuestMemory } from '@livemig/shared/vm';
+import type { MigrationStats } from './stats.ts';
+import type { TokenBucket } from './token-bucket.ts';
+
+/** Pages per background batch (1 MiB). */
+const PUSH_BATCH = 256;
+
+export interface PostcopyPusherComponents {
+  memory: GuestMemory;
+  stats: MigrationStats;
+  bucket: TokenBucket;
+  logger: Logger;
+  /** Keep page hashes of what is sent (the digest the destination checks at the end). */
+  onPageSent: (page: number, bytes: Uint8Array | null) => void;
+  /** Whether pre-copy already sent this page (so sending it now is a re-send). */
+  sentBefore: (page: number) => boolean;
+  signal: AbortSignal;
+}
+
+export class PostcopyPusher {
+  readonly #c: PostcopyPusherComponents;
+  /** Pages the destination lacks that have not been sent yet. */
+  readonly #unsent: Bitmap;
+  #cursor = 0;
+  #round: number;
+  /** Pages sent because the destination asked, and in the background. */
+  fetchedOnDemand = 0;
+  pushed = 0;
+
+  constructor(components: PostcopyPusherComponents, absent: Bitmap, round: number) {
+    this.#c = components;
+    this.#unsent = absent.clone();
+    this.#round = round;
+  }
+
+  /** Pages still to send. */
+  get remaining(): number {
+    return this.#unsent.count;
+  }
+
+  /**
+   * After a reconnect: the destination says which pages it still lacks. Pages sent but lost in
+   * the broken connection become unsent again (they were never installed).
+   */
+  resync(missing: Bitmap): void {
+    for (let n = missing.nextSet(0); n >= 0; n = missing.nextSet(n + 1)) {
+      if (!this.#unsent.has(n)) {
+        this.#unsent.set(n);
+        this.#c.stats.resentPages += 1;
+      }
+    }
+    this.#cursor = 0;
+  }
+
+  /** Answer a PageRequest on the fault channel: every requested page not sent yet, at once. */
+  answer(request: { id: number; pages: Uint32Array }, faultChannel: PeerChannel): void {
+    const fresh: number[] = [];
+    for (const page of request.pages) {
+      if (page >= this.#unsent.size) {
+        throw new MigrationError('ERR_PAGE_OUT_OF_RANGE', `PageRequest for page ${page} of ${this.#unsent.size}`);
+      }
+      if (this.#unsent.has(page)) fresh.push(page);
+    }
+    const last = request.pages[request.pages.length - 1];
+    if (last !== undefined) this.#cursor = last + 1;
+    if (fresh.length === 0) return;
+    this.#sendBatch(Uint32Array.from(fresh), request.id, faultChannel);
+    this.fetchedOnDemand += fresh.length;
+  }
+
+  /** Push every remaining page in the background on `channel`; resolves when all are queued. */
+  async pushAll(channel: PeerChannel): Promise<void> {
+    const batch = new Uint32Array(PUSH_BATCH);
+    while (this.#unsent.count > 0) {
+      if (this.#c.signal.aborted) throw this.#c.signal.reason as Error;
+      if (channel.failure) throw channel.failure;
+      // Only the batch's start wraps around: within a batch pages ascend, so none repeats.
+      let count = 0;
+      let n = this.#nextUnsent(this.#cursor);
+      while (n >= 0 && count < PUSH_BATCH) {
+        batch[count++] = n;
+        n = n + 1 < this.#unsent.size ? this.#unsent.nextSet(n + 1) : -1;
+      }
+      this.#cursor = n >= 0 ? n : 0;
+      if (count === 0) continue;
+      const pages = batch.slice(0, count);
+      await this.#c.bucket.take(count * this.#c.memory.pageSize);
+      const ok = this.#sendBatch(pages, 0, channel);
+      this.pushed += count;
+      if (!ok) await channel.drained(this.#c.signal);
+      // Let PageRequests in between batches: they must never wait for the whole push.
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+  }
+
+  /** The next unsent page ≥ from, wrapping around once; −1 when none is left. */
+  #nextUnsent(from: number): number {
+    const next = from < this.#unsent.size ? this.#unsent.nextSet(from) : -1;
+    return next >= 0 || from === 0 ? next : this.#unsent.nextSet(0);
+  }
+
+  #sendBatch(pages: Uint32Array, requestId: number, channel: PeerChannel): boolean {
+    if (channel.failure) throw channel.failure;
+    const { memory, stats, onPageSent } = this.#c;
+    const kinds = new Uint8Array(pages.length);
+    const views: Uint8Array[] = [];
+    for (let i = 0; i < pages.length; i++) {
+      const page = pages[i]!;
+      this.#unsent.clear(page);
+      if (this.#c.sentBefore(page)) stats.resentPages += 1;
+      if (memory.isZeroPage(page)) {
+        kinds[i] = 1;
+        stats.zeroPages += 1;
+        onPageSent(page, null);
+      } else {
+        const view = memory.page(page);
+        views.push(view);
+        stats.rawPages += 1;
+        stats.pagePayloadBytes += memory.pageSize;
+        onPageSent(page, view);
+      }
+    }
+    return channel.sendPages({ round: this.#round, requestId, pages, kinds }, views);
+  }
+}
+
+/** Serve the fault channel: answer each PageRequest until the channel ends. */
+export async function serveFaults(
+  pusher: PostcopyPusher,
+  faultChannel: PeerChannel,
+  signal: AbortSignal,
+): Promise<void> {
+  for (;;) {
+    const message = await faultChannel.next(signal);
+    if (message.type === MsgType.PageRequest) pusher.answer(message, faultChannel);
+    else if (message.type === MsgType.Complete) return;
+    else throw new MigrationError('ERR_UNEXPECTED_MESSAGE', `unexpected message on the fault channel`);
+  }
+}
