@@ -2,7 +2,8 @@
  * A TCP relay for tests that decodes the livemig frames passing through and cuts the link at
  * an exact protocol moment — e.g. "drop the Ready frame and cut", "let Handoff through, then
  * cut before Resumed gets back" — so the ownership rules around handoff can be tested
- * deterministically instead of by timing. A cut destroys both sides of the connection.
+ * deterministically instead of by timing. A cut destroys both sides of that connection; the
+ * relay cuts once, then forwards every later connection untouched (so a reconnect gets through).
  */
 import net from 'node:net';
 import { FrameDecoder, messageName, type Message } from '@livemig/shared/protocol';
@@ -23,16 +24,20 @@ export interface Relay {
 
 export async function startCuttingRelay(
   target: { host: string; port: number },
-  rule: (direction: Direction, message: Message) => Verdict,
+  rule: (direction: Direction, message: Message, connection: number) => Verdict,
 ): Promise<Relay> {
+  let connections = 0;
+  let hasCut = false;
   const seen: Record<Direction, string[]> = { 'to-dest': [], 'to-source': [] };
   let onCut!: (what: string) => void;
   const cut = new Promise<string>((resolve) => (onCut = resolve));
   const sockets = new Set<net.Socket>();
   const server = net.createServer((client) => {
+    const connection = ++connections;
     const upstream = net.connect(target);
     sockets.add(client).add(upstream);
     const kill = (what: string): void => {
+      hasCut = true;
       client.destroy();
       upstream.destroy();
       onCut(what);
@@ -44,7 +49,7 @@ export async function startCuttingRelay(
         let trigger = '';
         for (const message of decoder.push(chunk)) {
           seen[direction].push(messageName(message.type));
-          const v = rule(direction, message);
+          const v = hasCut ? 'forward' : rule(direction, message, connection);
           if (v !== 'forward' && verdict === 'forward') {
             verdict = v;
             trigger = `${v} ${messageName(message.type)} ${direction}`;

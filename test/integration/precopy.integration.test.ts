@@ -252,7 +252,7 @@ describe('exactly one owner around the handoff (link cut by a relay at an exact 
     );
     try {
       const report = await migrate(source, 'vm', relay.address);
-      expect(await relay.cut).toBe('cut-before Ready to-source');
+      expect(await Promise.race([relay.cut, 'no cut happened'])).toBe('cut-before Ready to-source');
       expect(relay.seen['to-dest']).not.toContain('Handoff');
       expect(report.outcome).toBe('failed');
       expect(report.vmRunsOn).toBe('source');
@@ -273,7 +273,7 @@ describe('exactly one owner around the handoff (link cut by a relay at an exact 
     );
     try {
       const report = await migrate(source, 'vm', relay.address);
-      expect(await relay.cut).toBe('cut-before Resumed to-source');
+      expect(await Promise.race([relay.cut, 'no cut happened'])).toBe('cut-before Resumed to-source');
       expect(report.outcome).toBe('failed');
       expect(report.vmRunsOn).toBe('paused-on-source');
       // Never two running copies: the destination runs it, the source holds it paused.

@@ -235,6 +235,7 @@ export class IncomingMigration {
   #installOnArrival(applier: PageApplier): void {
     const vm = this.#vm!;
     const faults = this.#faults!;
+    applier.wanted = (page) => !vm.isPresent(page);
     applier.onPage = (page) => {
       vm.markPresent([page]);
       faults.pageArrived(page);

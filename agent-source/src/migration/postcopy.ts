@@ -106,10 +106,12 @@ export class PostcopyPusher {
       }
       this.#cursor = n >= 0 ? n : 0;
       if (count === 0) continue;
-      const pages = batch.slice(0, count);
       await this.#c.bucket.take(count * this.#c.memory.pageSize);
+      // While we waited, a PageRequest may have sent some of these: send only what is still unsent.
+      const pages = batch.slice(0, count).filter((page) => this.#unsent.has(page));
+      if (pages.length === 0) continue;
       const ok = this.#sendBatch(pages, 0, channel);
-      this.pushed += count;
+      this.pushed += pages.length;
       if (!ok) await channel.drained(this.#c.signal);
       // Let PageRequests in between batches: they must never wait for the whole push.
       await new Promise<void>((resolve) => setImmediate(resolve));

@@ -29,6 +29,12 @@ export class PageApplier implements PageSink {
   #pageShift = 12;
   /** Pages received (raw + zero), for stats. */
   pagesReceived = 0;
+  /**
+   * Post-copy: whether a page may still be written (it is absent). A page the guest already has
+   * must never be overwritten by a late copy — the guest may have written it since — so such
+   * bytes are dropped. Undefined = every page may be written (pre-copy: the VM is not running).
+   */
+  wanted: ((page: number) => boolean) | undefined;
   /** Called after each page is complete (post-copy marks presence here). */
   onPage: ((page: number) => void) | undefined;
 
@@ -65,11 +71,25 @@ export class PageApplier implements PageSink {
 
   /** `bytes` start `offset` bytes into page `pages[index]` and may run on into the following pages. */
   pageBytes(index: number, offset: number, bytes: Uint8Array): void {
-    this.#target(index, offset, bytes.length).set(bytes);
+    if (this.wanted === undefined) {
+      this.#target(index, offset, bytes.length).set(bytes);
+      return;
+    }
+    // Page by page, so that a page already present is skipped.
+    const pageSize = 1 << this.#pageShift;
+    for (let done = 0; done < bytes.length;) {
+      const length = Math.min(pageSize - offset, bytes.length - done);
+      if (this.wanted(this.#current!.pages[index]!)) {
+        this.#target(index, offset, length).set(bytes.subarray(done, done + length));
+      }
+      done += length;
+      index += 1;
+      offset = 0;
+    }
   }
 
   pageTarget(index: number, offset: number, length: number): Uint8Array | undefined {
-    if (this.onPage !== undefined) return undefined;
+    if (this.onPage !== undefined || this.wanted !== undefined) return undefined;
     return this.#target(index, offset, length);
   }
 
@@ -79,6 +99,7 @@ export class PageApplier implements PageSink {
     const { pages, kinds } = meta;
     for (let i = 0; i < pages.length; i++) {
       const page = pages[i]!;
+      if (this.wanted !== undefined && !this.wanted(page)) continue;
       if (kinds[i] === RAW) {
         ledger.update(page, memory.page(page));
       } else {

@@ -1,0 +1,218 @@
+/**
+ * Post-copy and hybrid migration end to end, with real agent processes on loopback: every
+ * workload arrives intact (determinism oracle after it ran on at the destination), a link cut in
+ * the middle of post-copy is recovered with no page lost, killing either agent after the point
+ * of no return is reported as what it is, never as a success.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { ControlClient } from '@livemig/shared/control';
+import { MsgType } from '@livemig/shared/protocol';
+import type { MigrationReport } from '@livemig/shared/report';
+import { parseVmSpec, type VmSpec } from '@livemig/shared/vm';
+import { followMigration } from '../../cli/follow-migration.ts';
+import { startCuttingRelay } from '../helpers/cutting-relay.ts';
+import { checkOracle } from '../helpers/oracle.ts';
+import { runCli, startAgent, stopAll, type AgentProcess } from '../helpers/processes.ts';
+import { waitUntil } from '../helpers/wait.ts';
+
+afterEach(stopAll);
+
+const WORKLOADS = ['idle', 'uniform:rate=20000', 'hotset:wss=4MiB,rate=20000', 'sweep:rate=20000', 'ab:rate=20000'];
+
+function sourceWithVm(vm: string, spec: VmSpec): Promise<AgentProcess> {
+  return startAgent('source', [
+    '--vm',
+    vm,
+    '--memory',
+    String(spec.memoryBytes),
+    '--init',
+    spec.init,
+    '--workload',
+    spec.workload,
+    '--seed',
+    String(spec.seed),
+  ]);
+}
+
+async function migrate(
+  source: AgentProcess,
+  to: string,
+  mode: 'postcopy' | 'hybrid',
+  params: Record<string, unknown> = {},
+  during?: (client: ControlClient, migrationId: string) => Promise<void>,
+): Promise<MigrationReport> {
+  const client = await ControlClient.connect(source.control);
+  try {
+    const { migrationId } = await client.request('migrate', { vm: 'vm', to, mode, params });
+    const report = followMigration(client, migrationId, { progress: false });
+    if (during) await during(client, migrationId);
+    return await report;
+  } finally {
+    client.close();
+  }
+}
+
+async function statusOf(client: ControlClient, migrationId: string): Promise<string | undefined> {
+  return (await client.request('query-migrate', { migrationId }))?.status;
+}
+
+describe.each(['postcopy', 'hybrid'] as const)('%s migration between real agents', (mode) => {
+  it.each(WORKLOADS)(`migrates a VM running %s; the oracle holds after it ran on (${mode})`, async (w) => {
+    const spec = parseVmSpec({ memory: '32MiB', init: 'mixed:0.5', workload: w, seed: 21 });
+    const [source, dest] = await Promise.all([sourceWithVm('vm', spec), startAgent('dest')]);
+    const report = await migrate(source, dest.listen, mode, mode === 'hybrid' ? { postcopyAfterRounds: 1 } : {});
+    expect(report.outcome, JSON.stringify(report.error)).toBe('completed');
+    expect(report.mode).toBe(mode);
+    expect(report.verify.match).toBe(true);
+    const pc = report.postcopy!;
+    expect(pc.pagesFetchedOnDemand + pc.pagesPushed).toBe(pc.absentAtSwitchover);
+    expect(report.pages.faulted).toBe(pc.faults);
+    if (mode === 'postcopy') expect(report.rounds).toHaveLength(0);
+    else expect(report.rounds.length).toBeGreaterThanOrEqual(1);
+    const oracle = await checkOracle(dest.control, 'vm', spec);
+    expect(oracle.digest).toBe(oracle.referenceDigest);
+  });
+});
+
+describe('post-copy under failure', () => {
+  const spec = parseVmSpec({ memory: '32MiB', init: 'random', workload: 'hotset:wss=2MiB,rate=5000', seed: 6 });
+  /** 32 MiB at 8 MB/s: four seconds of post-copy push, a wide window to break things in. */
+  const slow = { maxBandwidthBps: 8e6 };
+
+  it('a link cut mid-post-copy is recovered: both sides pause, reconnect, and complete with no page lost', async () => {
+    const [source, dest] = await Promise.all([sourceWithVm('vm', spec), startAgent('dest')]);
+    const [host, port] = dest.listen.split(':') as [string, string];
+    let pushed = 0;
+    const relay = await startCuttingRelay({ host, port: Number(port) }, (direction, message) => {
+      if (direction === 'to-dest' && message.type === MsgType.Pages && message.requestId === 0) pushed += 1;
+      return pushed === 10 ? 'cut-before' : 'forward'; // of 32 batches (32 MiB in 1 MiB batches)
+    });
+    try {
+      const destEvents = await ControlClient.connect(dest.control);
+      const destStatuses: string[] = [];
+      destEvents.on('MIGRATION', (data) => destStatuses.push(data.status));
+      const report = await migrate(source, relay.address, 'postcopy', slow);
+      destEvents.close();
+      expect(await Promise.race([relay.cut, 'no cut happened'])).toBe('cut-before Pages to-dest');
+      expect(report.outcome, JSON.stringify(report.error)).toBe('completed');
+      expect(report.postcopy?.recoveries).toBe(1);
+      expect(destStatuses).toContain('postcopy-paused');
+      const oracle = await checkOracle(dest.control, 'vm', spec);
+      expect(oracle.digest).toBe(oracle.referenceDigest);
+    } finally {
+      await relay.close();
+    }
+  });
+
+  it('cancel after the point of no return is refused with a clear error, and the migration completes', async () => {
+    const [source, dest] = await Promise.all([sourceWithVm('vm', spec), startAgent('dest')]);
+    const report = await migrate(source, dest.listen, 'postcopy', slow, async (client, id) => {
+      await waitUntil(async () => (await statusOf(client, id)) === 'postcopy', { what: 'post-copy running' });
+      await expect(client.request('migrate-cancel', { migrationId: id })).rejects.toMatchObject({
+        code: 'ERR_VM_STATE',
+        message: expect.stringMatching(/point of no return/),
+      });
+    });
+    expect(report.outcome).toBe('completed');
+    const oracle = await checkOracle(dest.control, 'vm', spec);
+    expect(oracle.digest).toBe(oracle.referenceDigest);
+  });
+
+  it('killing the destination during post-copy: the source reports the VM lost, never a success', async () => {
+    const [source, dest] = await Promise.all([sourceWithVm('vm', spec), startAgent('dest')]);
+    const report = await migrate(
+      source,
+      dest.listen,
+      'postcopy',
+      { ...slow, recoveryTimeoutMs: 1500 },
+      async (client, id) => {
+        await waitUntil(async () => (await statusOf(client, id)) === 'postcopy', { what: 'post-copy running' });
+        dest.child.kill('SIGKILL');
+      },
+    );
+    expect(report.outcome).toBe('failed');
+    expect(report.vmRunsOn).toBe('lost');
+    expect(report.error?.code).toBe('ERR_CONNECTION');
+    expect(report.error?.message).toMatch(/the VM is lost/);
+    expect(source.logs()).toMatch(/postcopy.paused/);
+  });
+
+  it('killing the source during post-copy: the destination says its VM is paused on missing pages, never completed', async () => {
+    const [source, dest] = await Promise.all([sourceWithVm('vm', spec), startAgent('dest')]);
+    const destEvents = await ControlClient.connect(dest.control);
+    const destStatuses: string[] = [];
+    destEvents.on('MIGRATION', (data) => destStatuses.push(data.status));
+    const client = await ControlClient.connect(source.control);
+    try {
+      const { migrationId } = await client.request('migrate', {
+        vm: 'vm',
+        to: dest.listen,
+        mode: 'postcopy',
+        params: slow,
+      });
+      await waitUntil(async () => (await statusOf(client, migrationId)) === 'postcopy', { what: 'post-copy running' });
+      source.child.kill('SIGKILL');
+      await waitUntil(() => destStatuses.includes('postcopy-paused'), { what: 'the destination pauses post-copy' });
+      expect(destStatuses).not.toContain('completed');
+      expect(dest.logs()).toMatch(/blocks on absent pages until the source reconnects/);
+    } finally {
+      client.close();
+      destEvents.close();
+    }
+  });
+});
+
+describe('hybrid switching by hand', () => {
+  it('migrate-start-postcopy switches a non-converging pre-copy to post-copy; the VM arrives intact', async () => {
+    const spec = parseVmSpec({ memory: '16MiB', init: 'random', workload: 'uniform:rate=0', seed: 12 });
+    const [source, dest] = await Promise.all([sourceWithVm('vm', spec), startAgent('dest')]);
+    const report = await migrate(
+      source,
+      dest.listen,
+      'hybrid',
+      { maxBandwidthBps: 20e6, downtimeLimitMs: 1, maxRounds: 1000 },
+      async (client, id) => {
+        await waitUntil(async () => ((await client.request('query-migrate', { migrationId: id }))?.pass ?? 0) >= 2, {
+          what: 'a few pre-copy rounds',
+        });
+        const cli = await runCli(['migrate-start-postcopy', '--control', source.control]);
+        expect(cli.code, cli.stderr).toBe(0);
+      },
+    );
+    expect(report.outcome, JSON.stringify(report.error)).toBe('completed');
+    expect(report.switchover?.reason).toBe('postcopy');
+    expect(report.rounds.length).toBeGreaterThanOrEqual(2);
+    const oracle = await checkOracle(dest.control, 'vm', spec);
+    expect(oracle.digest).toBe(oracle.referenceDigest);
+  });
+
+  it('migrate-start-postcopy on a pre-copy migration is refused with the reason', async () => {
+    const spec = parseVmSpec({ memory: '16MiB', init: 'random', workload: 'idle', seed: 1 });
+    const [source, dest] = await Promise.all([sourceWithVm('vm', spec), startAgent('dest')]);
+    const client = await ControlClient.connect(source.control);
+    try {
+      const { migrationId } = await client.request('migrate', {
+        vm: 'vm',
+        to: dest.listen,
+        mode: 'precopy',
+        params: { maxBandwidthBps: 4e6 },
+      });
+      await expect(client.request('migrate-start-postcopy', { migrationId })).rejects.toMatchObject({
+        code: 'ERR_VM_STATE',
+        message: expect.stringMatching(/--mode hybrid/),
+      });
+    } finally {
+      client.close();
+    }
+  });
+});
+
+describe('livemig demo --mode postcopy', () => {
+  it('migrates with post-copy and the oracle matches', async () => {
+    const result = await runCli(['demo', '--memory', '32MiB', '--mode', 'postcopy', '--run-after', '300ms', '--json']);
+    expect(result.code, result.stderr).toBe(0);
+    const report = JSON.parse(result.stdout) as MigrationReport;
+    expect(report.mode).toBe('postcopy');
+    expect(report.oracle?.match).toBe(true);
+  });
+});
