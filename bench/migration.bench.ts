@@ -16,14 +16,11 @@
  * (comma list of s0,s1,s2,s2cap to run a subset while developing), LIVEMIG_BENCH_WARM_GIB
  * (memory warmed before measuring, default 6; 0 = none).
  */
-import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { fork, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
 import { randomFillSync } from 'node:crypto';
-import { ControlClient } from '@livemig/shared/control';
 import type { MigrationReport } from '@livemig/shared/report';
-import { startAgentProcess, type AgentProcess } from '../cli/agent-process.ts';
-import { followMigration } from '../cli/follow-migration.ts';
+import { cpuMs, migrateOnce, warmMemory, type Migrated } from './bench-migrate.ts';
 import { median, ratioRow, type BenchRow, type BenchSection } from './harness.ts';
 import { GuestMemory, PageDigestLedger } from '../shared/src/vm/index.ts';
 
@@ -36,68 +33,6 @@ const ONLY = new Set((process.env.LIVEMIG_BENCH_MIGRATION_ONLY ?? 's0,s1,s2,s2ca
 const CAP_BPS = 125e6; // --max-bandwidth 1gbit
 const HOTSET = 'hotset:wss=64MiB,rate=20000';
 const peerScript = new URL('./raw-socket-peer.ts', import.meta.url).pathname;
-
-interface VmRequest {
-  memory: number;
-  init: 'random' | 'zero';
-  workload: string;
-  maxBandwidthBps?: number | null;
-}
-
-/** CPU time (user + system, all threads, ms) a process has used so far; Linux USER_HZ is 100. */
-function cpuMs(pid: number | undefined): number {
-  if (pid === undefined) return NaN;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) * 10;
-  } catch {
-    return NaN;
-  }
-}
-
-interface Migrated {
-  report: MigrationReport;
-  /** CPU ms each agent process used from the migrate command to the report. */
-  cpu: { source: number; dest: number };
-}
-
-/** Fresh agents for one migration (no state carried over from a previous run), stopped afterwards. */
-async function migrateOnce(vm: VmRequest): Promise<Migrated> {
-  const agents: AgentProcess[] = [];
-  try {
-    const [dest, source] = await Promise.all([
-      startAgentProcess('dest').then((a) => (agents.push(a), a)),
-      startAgentProcess('source').then((a) => (agents.push(a), a)),
-    ]);
-    const control = await ControlClient.connect(source.control);
-    try {
-      await control.request('create-vm', {
-        name: 'bench',
-        memory: vm.memory,
-        init: vm.init,
-        workload: vm.workload,
-        seed: 1,
-      });
-      const cpu0 = { source: cpuMs(source.child.pid), dest: cpuMs(dest.child.pid) };
-      const { migrationId } = await control.request('migrate', {
-        vm: 'bench',
-        to: dest.listen,
-        params: { maxBandwidthBps: vm.maxBandwidthBps ?? null },
-      });
-      const report = await followMigration(control, migrationId, { progress: false });
-      const cpu = { source: cpuMs(source.child.pid) - cpu0.source, dest: cpuMs(dest.child.pid) - cpu0.dest };
-      if (report.outcome !== 'completed' || !report.verify.match) {
-        throw new Error(`bench migration ${report.outcome}: ${JSON.stringify(report.error)}\n${source.logs()}`);
-      }
-      return { report, cpu };
-    } finally {
-      control.close();
-    }
-  } finally {
-    await Promise.all(agents.map((a) => a.stop()));
-  }
-}
 
 function startPeer(args: string[]): ChildProcess {
   return fork(peerScript, args, { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
@@ -148,23 +83,6 @@ function memoryCosts(): { faultMs: number; hashMs: number } {
  * never used since boot is slow and erratic (the host backs it lazily); once touched and freed,
  * the guest kernel hands the same, already backed pages to the agents. Returns ms per GiB.
  */
-async function warmMemory(gib: number): Promise<number> {
-  const script = `
-    const keep = [];
-    const t0 = performance.now();
-    for (let g = 0; g < ${gib}; g++) {
-      const w = new Int32Array(new SharedArrayBuffer(${GiB}));
-      for (let i = 0; i < w.length; i += 1024) w[i] = 1;
-      keep.push(w);
-    }
-    process.stdout.write(String((performance.now() - t0) / ${gib}));`;
-  const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let out = '';
-  child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
-  await once(child, 'exit');
-  return Number(out);
-}
-
 const mbps = (bytes: number, ms: number): number => bytes / 1e6 / (ms / 1000);
 const round0Ms = (r: MigrationReport): number => r.rounds[0]?.ms ?? NaN;
 const fmt = (n: number, digits = 0): string => n.toFixed(digits);

@@ -13,17 +13,39 @@ import type { PeerChannel } from '@livemig/shared/channel';
 import { msg } from '@livemig/shared/channel';
 import type { ToyVm } from '@livemig/shared/vm';
 
+export interface Percentiles {
+  p50: number;
+  p99: number;
+  max: number;
+}
+
 export interface FaultStats {
   faults: number;
-  latencyMs: { p50: number; p99: number; max: number } | null;
+  /** Fault → page installed. */
+  latencyMs: Percentiles | null;
+  /** Fault → this thread noticed it (part of latencyMs). */
+  noticeDelayMs: Percentiles | null;
+}
+
+function now(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+function percentiles(values: readonly number[]): Percentiles | null {
+  if (values.length === 0) return null;
+  const sorted = [...values].sort((a, b) => a - b);
+  const at = (q: number): number => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+  return { p50: at(0.5), p99: at(0.99), max: sorted[sorted.length - 1]! };
 }
 
 export class FaultHandler {
   readonly #vm: ToyVm;
   readonly #logger: Logger;
-  /** Page → when its first fault blocked the vCPU (Date.now() scale, sub-ms). */
-  readonly #inflight = new Map<number, number>();
+  /** Page → when its first fault blocked the vCPU and when this thread noticed it (Date.now() scale, sub-ms). */
+  readonly #inflight = new Map<number, { blockedAt: number; noticedAt: number }>();
   readonly #latencies: number[] = [];
+  /** Of each latency, how much passed before this thread noticed the fault (its event loop was busy). */
+  readonly #noticeDelays: number[] = [];
   #channel: PeerChannel | undefined;
   #nextId = 1;
   #faults = 0;
@@ -39,7 +61,7 @@ export class FaultHandler {
     this.#unsubscribe = this.#vm.onFault((fault) => {
       this.#faults += 1;
       if (this.#vm.isPresent(fault.page) || this.#inflight.has(fault.page)) return;
-      this.#inflight.set(fault.page, fault.time);
+      this.#inflight.set(fault.page, { blockedAt: fault.time, noticedAt: now() });
       this.#request([fault.page]);
     });
   }
@@ -60,10 +82,11 @@ export class FaultHandler {
 
   /** A page was installed: if a vCPU was waiting for it, that fault is resolved. */
   pageArrived(page: number): void {
-    const blockedAt = this.#inflight.get(page);
-    if (blockedAt === undefined) return;
+    const fault = this.#inflight.get(page);
+    if (fault === undefined) return;
     this.#inflight.delete(page);
-    this.#latencies.push(performance.timeOrigin + performance.now() - blockedAt);
+    this.#latencies.push(now() - fault.blockedAt);
+    this.#noticeDelays.push(fault.noticedAt - fault.blockedAt);
   }
 
   stop(): void {
@@ -71,11 +94,10 @@ export class FaultHandler {
   }
 
   stats(): FaultStats {
-    const sorted = [...this.#latencies].sort((a, b) => a - b);
-    const at = (q: number): number => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
     return {
       faults: this.#faults,
-      latencyMs: sorted.length ? { p50: at(0.5), p99: at(0.99), max: sorted[sorted.length - 1]! } : null,
+      latencyMs: percentiles(this.#latencies),
+      noticeDelayMs: percentiles(this.#noticeDelays),
     };
   }
 

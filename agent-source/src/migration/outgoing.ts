@@ -338,14 +338,14 @@ export class OutgoingMigration {
     return this.#options.params.maxBandwidthBps ?? 1e9;
   }
 
-  /** Pause the vCPU and take the final dirty set (what the destination does not have current). */
+  /** Pause the vCPU (the downtime starts) and harvest what it dirtied since the last harvest. */
   async #pauseAndHarvest(): Promise<Uint32Array> {
     const vm = this.#c.hosted.vm;
     await vm.pause();
     this.#pausedByUs = true;
     this.#pausedAt = performance.now();
     this.#stats.harvests += 1;
-    return unionSorted(this.#leftover, vm.harvestDirty());
+    return vm.harvestDirty();
   }
 
   async #stopAndCopy(): Promise<void> {
@@ -353,7 +353,7 @@ export class OutgoingMigration {
     const channel = this.#channel!;
     const vm = hosted.vm;
     this.#machine.transition('precopy', 'stopcopy');
-    const final = await this.#pauseAndHarvest();
+    const final = unionSorted(this.#leftover, await this.#pauseAndHarvest());
     const round = this.#stats.rounds.length;
     const started = performance.now();
     const bytesBefore = channel.bytesSent;
@@ -389,14 +389,28 @@ export class OutgoingMigration {
     this.#switchover ??= { reason: 'postcopy', expectedDowntimeMs: 0 };
     const running = performance.now() - this.#stepsAtStart.at;
     const stepsBefore = vm.steps - this.#stepsAtStart.steps;
-    const absentList = await this.#pauseAndHarvest();
-    const absent = new Bitmap(vm.memory.pageCount);
-    for (const page of absentList) absent.set(page);
+    const harvested = await this.#pauseAndHarvest();
+    // Absent at the destination = never sent or dirtied since sent. Pure post-copy sent nothing,
+    // so that is every possibly-non-zero page: the map itself, right after this last harvest
+    // (word operations; this runs inside the downtime, once, so it must not loop per page).
+    let absent: Bitmap;
+    if (this.mode === 'postcopy') {
+      absent = vm.possiblyNonZero().clone();
+    } else {
+      absent = new Bitmap(vm.memory.pageCount);
+      for (const page of this.#leftover) absent.set(page);
+      for (const page of harvested) absent.set(page);
+    }
     this.#stats.pendingPages = absent.count;
     channel.send(msg.cpuState(vm.steps, vm.exportCpuState()));
     channel.send(msg.deviceState(vm.exportDeviceState() as unknown as Record<string, unknown>));
     channel.send(msg.postcopyStart(absent.bytes()));
+    const stateSentMs = performance.now() - this.#pausedAt;
     await channel.expect(MsgType.Ready, this.#abort.signal);
+    logger.debug(
+      { event: 'postcopy.timing', stateSentMs, readyMs: performance.now() - this.#pausedAt },
+      'post-copy switchover timing (ms after the pause)',
+    );
     this.#postcopy = {
       absentAtSwitchover: absent.count,
       pagesFetchedOnDemand: 0,
