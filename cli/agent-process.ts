@@ -36,6 +36,8 @@ export interface StartAgentOptions {
   readyTimeoutMs?: number;
   /** Called with the child as soon as it is spawned (e.g. to track it for cleanup). */
   onSpawn?: (child: ChildProcess) => void;
+  /** Run through this command, e.g. ['ip', 'netns', 'exec', 'lab-b'] (tests' network namespaces). */
+  wrap?: readonly string[];
 }
 
 /** Start `livemig source|dest` on loopback, free ports, and wait until it is ready. */
@@ -45,7 +47,9 @@ export async function startAgentProcess(
 ): Promise<AgentProcess> {
   const ports =
     role === 'dest' ? ['--listen', '127.0.0.1:0', '--control', '127.0.0.1:0'] : ['--control', '127.0.0.1:0'];
-  const child = spawn(process.execPath, [CLI_PATH, role, ...ports, ...(options.args ?? [])], {
+  const argv = [process.execPath, CLI_PATH, role, ...ports, ...(options.args ?? [])];
+  const [command, ...rest] = [...(options.wrap ?? []), ...argv] as [string, ...string[]];
+  const child = spawn(command, rest, {
     cwd: REPO_ROOT,
     stdio: ['ignore', 'pipe', options.stderr ?? 'pipe'],
   });
