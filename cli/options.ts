@@ -1,5 +1,6 @@
 /** Option parsers shared by the CLI commands: each turns a flag's text into a checked value. */
 import { InvalidArgumentError } from 'commander';
+import type { MigrateParams } from '@livemig/shared/control';
 import { isMigrationError, parseDuration, parseRate } from '@livemig/shared';
 import { LOG_LEVELS } from '@livemig/shared';
 
@@ -49,3 +50,23 @@ export const modeFlag = flag((text) => {
   }
   return text as ModeName;
 });
+
+/** The migration knobs `migrate` and `demo` share, as flags. */
+export interface MigrateFlags {
+  downtimeLimit: number;
+  maxRounds: number;
+  maxBandwidth?: number;
+  postcopyAfter?: number;
+  recoveryTimeout?: number;
+}
+
+/** The control API's migrate params from those flags. */
+export function migrateParams(flags: MigrateFlags): MigrateParams {
+  return {
+    downtimeLimitMs: flags.downtimeLimit,
+    maxRounds: flags.maxRounds,
+    maxBandwidthBps: flags.maxBandwidth ?? null,
+    postcopyAfterRounds: flags.postcopyAfter ?? null,
+    ...(flags.recoveryTimeout === undefined ? {} : { recoveryTimeoutMs: flags.recoveryTimeout }),
+  };
+}

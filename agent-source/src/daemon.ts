@@ -11,6 +11,7 @@ import type { Logger } from 'pino';
 import { MigrationError, parseHostPort, formatHostPort, type HostPort } from '@livemig/shared';
 import { connectPeer } from '@livemig/shared/channel';
 import { ControlServer, type CommandHandlers, type MigrationInfo } from '@livemig/shared/control';
+import type { MigrationReport } from '@livemig/shared/report';
 import { VmHost, hostCommandHandlers } from '@livemig/shared/host';
 import { parseVmSpec } from '@livemig/shared/vm';
 import { OutgoingMigration } from './migration/outgoing.ts';
@@ -28,7 +29,8 @@ export class SourceDaemon {
   readonly agentId: string;
   readonly host: VmHost;
   readonly #logger: Logger;
-  readonly #migrations = new Map<string, OutgoingMigration>();
+  /** Migrations by id: in flight, or — once over — a record of how they ended (the VM let go). */
+  readonly #migrations = new Map<string, OutgoingMigration | FinishedMigration>();
   readonly #running = new Set<Promise<unknown>>();
   #control!: ControlServer;
   readonly #graceMs: number;
@@ -103,13 +105,21 @@ export class SourceDaemon {
       { migrationId, to: formatHostPort(target), params: resolved },
     );
     this.#migrations.set(migrationId, migration);
-    const done = migration.run().finally(() => this.#running.delete(done));
+    const done = migration
+      .run()
+      .then(async (report) => {
+        // Keep the figures, drop the migration object and with it every reference to the VM.
+        this.#migrations.set(migrationId, new FinishedMigration(migration.info(), report));
+        if (report.outcome === 'completed') await this.host.retire(hosted.name);
+      })
+      .catch((error: unknown) => logger.error({ err: error }, 'migration bookkeeping failed'))
+      .finally(() => this.#running.delete(done));
     this.#running.add(done);
     return migrationId;
   }
 
   /** The migration with this id, or the newest one (active first) when no id is given. */
-  #find(migrationId: string | undefined): OutgoingMigration | undefined {
+  #find(migrationId: string | undefined): OutgoingMigration | FinishedMigration | undefined {
     if (migrationId !== undefined) {
       const found = this.#migrations.get(migrationId);
       if (!found) throw new MigrationError('ERR_NOT_FOUND', `no migration ${migrationId} on this agent`);
@@ -120,7 +130,7 @@ export class SourceDaemon {
   }
 
   /** The migration with this id (or the newest active one); ERR_NOT_FOUND when there is none. */
-  #require(migrationId: string | undefined): OutgoingMigration {
+  #require(migrationId: string | undefined): OutgoingMigration | FinishedMigration {
     const found = this.#find(migrationId);
     if (!found) throw new MigrationError('ERR_NOT_FOUND', 'no migration on this agent');
     return found;
@@ -132,16 +142,50 @@ export class SourceDaemon {
   }
 
   async stop(reason: string): Promise<void> {
-    const active = [...this.#migrations.values()].filter((m) => m.active);
+    const active = [...this.#migrations.values()].filter((m): m is OutgoingMigration => m.active);
     if (active.length) {
       this.#logger.warn({ reason, migrations: active.length }, 'shutting down: finishing migrations in flight');
       for (const migration of active) migration.switchoverNow();
       const grace = new Promise((resolve) => setTimeout(resolve, this.#graceMs).unref());
       await Promise.race([Promise.allSettled([...this.#running]), grace]);
-      for (const migration of active) migration.cancel();
+      for (const migration of active) {
+        try {
+          migration.cancel();
+        } catch (error) {
+          this.#logger.error({ err: error }, 'could not cancel a migration past its point of no return');
+        }
+      }
       await Promise.allSettled([...this.#running]);
     }
     await this.#control.close();
     await this.host.removeAll();
+  }
+}
+
+/** A migration that is over: its last live figures and its report, nothing of the VM. */
+class FinishedMigration {
+  readonly active = false;
+  readonly #info: MigrationInfo;
+  readonly report: MigrationReport;
+
+  constructor(info: MigrationInfo, report: MigrationReport) {
+    this.#info = info;
+    this.report = report;
+  }
+
+  info(): MigrationInfo {
+    return this.#info;
+  }
+
+  cancel(): boolean {
+    return false;
+  }
+
+  startPostcopy(): never {
+    throw new MigrationError('ERR_VM_STATE', `the migration is over (${this.report.outcome})`);
+  }
+
+  resumeNow(): never {
+    throw new MigrationError('ERR_VM_STATE', `the migration is over (${this.report.outcome})`);
   }
 }

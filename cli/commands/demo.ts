@@ -12,15 +12,20 @@ import { formatReport, type MigrationReport } from '@livemig/shared/report';
 import { ToyVm, workloadHelp, type VmSpec } from '@livemig/shared/vm';
 import { startAgentProcess, type AgentProcess } from '../agent-process.ts';
 import { followMigration } from '../follow-migration.ts';
-import { durationFlag, flag, modeFlag, positiveIntFlag, rateFlag, type ModeName } from '../options.ts';
+import {
+  durationFlag,
+  flag,
+  migrateParams,
+  modeFlag,
+  positiveIntFlag,
+  rateFlag,
+  type MigrateFlags,
+  type ModeName,
+} from '../options.ts';
 import { addVmSpecOptions, specFromFlags, type VmFlags } from '../vm-flags.ts';
 
-interface DemoFlags extends VmFlags {
+interface DemoFlags extends VmFlags, MigrateFlags {
   mode: ModeName;
-  downtimeLimit: number;
-  maxRounds: number;
-  maxBandwidth?: number;
-  postcopyAfter?: number;
   runAfter: number;
   json?: boolean;
   verbose?: boolean;
@@ -88,12 +93,7 @@ async function runDemo(spec: VmSpec, flags: DemoFlags): Promise<MigrationReport>
         vm: 'demo',
         to: dest.listen,
         mode: flags.mode,
-        params: {
-          downtimeLimitMs: flags.downtimeLimit,
-          maxRounds: flags.maxRounds,
-          maxBandwidthBps: flags.maxBandwidth ?? null,
-          postcopyAfterRounds: flags.postcopyAfter ?? null,
-        },
+        params: migrateParams(flags),
       });
       const report = await followMigration(sourceControl, migrationId, {
         progress: !flags.json && process.stderr.isTTY === true,

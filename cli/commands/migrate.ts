@@ -11,18 +11,22 @@ import { formatHostPort, MigrationError, parseHostPort } from '@livemig/shared';
 import { ControlClient } from '@livemig/shared/control';
 import { formatReport, type MigrationReport } from '@livemig/shared/report';
 import { followMigration } from '../follow-migration.ts';
-import { durationFlag, flag, modeFlag, positiveIntFlag, rateFlag, type ModeName } from '../options.ts';
+import {
+  durationFlag,
+  flag,
+  migrateParams,
+  modeFlag,
+  positiveIntFlag,
+  rateFlag,
+  type MigrateFlags,
+  type ModeName,
+} from '../options.ts';
 
-interface MigrateFlags {
+interface MigrateCommandFlags extends MigrateFlags {
   control: string;
   vm?: string;
   to?: string;
   mode: ModeName;
-  downtimeLimit: number;
-  maxRounds: number;
-  maxBandwidth?: number;
-  postcopyAfter?: number;
-  recoveryTimeout?: number;
   resume?: boolean;
   json?: boolean;
 }
@@ -57,7 +61,7 @@ export function registerMigrateCommand(program: Command): void {
         '  livemig migrate --control ws://127.0.0.1:7171 --resume\n' +
         '\nExit status: 0 completed, 1 failed or cancelled, 2 bad input.',
     )
-    .action(async (flags: MigrateFlags) => {
+    .action(async (flags: MigrateCommandFlags) => {
       if (!flags.resume && (flags.vm === undefined || flags.to === undefined)) {
         throw new MigrationError('ERR_INVALID_ARGUMENT', 'give --vm NAME and --to HOST:PORT (or --resume)');
       }
@@ -86,18 +90,12 @@ export function registerMigrateCommand(program: Command): void {
     });
 }
 
-async function startMigration(client: ControlClient, flags: MigrateFlags): Promise<string> {
+async function startMigration(client: ControlClient, flags: MigrateCommandFlags): Promise<string> {
   const { migrationId } = await client.request('migrate', {
     vm: flags.vm!,
     to: flags.to!,
     mode: flags.mode,
-    params: {
-      downtimeLimitMs: flags.downtimeLimit,
-      maxRounds: flags.maxRounds,
-      maxBandwidthBps: flags.maxBandwidth ?? null,
-      postcopyAfterRounds: flags.postcopyAfter ?? null,
-      ...(flags.recoveryTimeout === undefined ? {} : { recoveryTimeoutMs: flags.recoveryTimeout }),
-    },
+    params: migrateParams(flags),
   });
   return migrationId;
 }

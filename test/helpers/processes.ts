@@ -39,6 +39,21 @@ export function startAgent(role: 'source' | 'dest', args: readonly string[] = []
   return startAgentProcess(role, { args: ['--log-level', 'debug', ...args], onSpawn: track });
 }
 
+/** Start a source agent hosting one running VM of this spec. */
+export function startSourceWithVm(
+  name: string,
+  spec: { memoryBytes: number; init: string; workload: string; seed: number },
+  options: { wrap?: readonly string[] } = {},
+): Promise<AgentProcess> {
+  const vmArgs = ['--vm', name, '--memory', String(spec.memoryBytes), '--init', spec.init];
+  vmArgs.push('--workload', spec.workload, '--seed', String(spec.seed));
+  return startAgentProcess('source', {
+    args: ['--log-level', 'debug', ...vmArgs],
+    onSpawn: track,
+    ...(options.wrap ? { wrap: options.wrap } : {}),
+  });
+}
+
 /** Kill every process these helpers started that is still running. */
 export async function stopAll(): Promise<void> {
   await Promise.all(

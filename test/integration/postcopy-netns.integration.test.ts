@@ -12,7 +12,7 @@ import { startAgentProcess, type AgentProcess } from '../../cli/agent-process.ts
 import { followMigration } from '../../cli/follow-migration.ts';
 import { createPairLab, netnsUnavailable, type PairLab } from '../helpers/netns.ts';
 import { checkOracle } from '../helpers/oracle.ts';
-import { startAgent, stopAll } from '../helpers/processes.ts';
+import { startSourceWithVm, stopAll } from '../helpers/processes.ts';
 import { waitUntil } from '../helpers/wait.ts';
 
 const unavailable = netnsUnavailable();
@@ -37,18 +37,7 @@ describe.skipIf(unavailable !== undefined)('post-copy over a veth link that goes
       args: ['--listen', `${lab.farAddress}:0`, '--control', `${lab.farAddress}:0`, '--log-level', 'debug'],
     });
     agents.push(dest);
-    const source = await startAgent('source', [
-      '--vm',
-      'vm',
-      '--memory',
-      String(spec.memoryBytes),
-      '--init',
-      spec.init,
-      '--workload',
-      spec.workload,
-      '--seed',
-      String(spec.seed),
-    ]);
+    const source = await startSourceWithVm('vm', spec);
     const client = await ControlClient.connect(source.control);
     try {
       const { migrationId } = await client.request('migrate', {

@@ -8,31 +8,16 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ControlClient } from '@livemig/shared/control';
 import { MsgType } from '@livemig/shared/protocol';
 import type { MigrationReport } from '@livemig/shared/report';
-import { parseVmSpec, type VmSpec } from '@livemig/shared/vm';
+import { parseVmSpec } from '@livemig/shared/vm';
 import { followMigration } from '../../cli/follow-migration.ts';
 import { startCuttingRelay } from '../helpers/cutting-relay.ts';
 import { checkOracle } from '../helpers/oracle.ts';
-import { runCli, startAgent, stopAll, type AgentProcess } from '../helpers/processes.ts';
+import { runCli, startAgent, startSourceWithVm, stopAll, type AgentProcess } from '../helpers/processes.ts';
 import { waitUntil } from '../helpers/wait.ts';
 
 afterEach(stopAll);
 
 const WORKLOADS = ['idle', 'uniform:rate=20000', 'hotset:wss=4MiB,rate=20000', 'sweep:rate=20000', 'ab:rate=20000'];
-
-function sourceWithVm(vm: string, spec: VmSpec): Promise<AgentProcess> {
-  return startAgent('source', [
-    '--vm',
-    vm,
-    '--memory',
-    String(spec.memoryBytes),
-    '--init',
-    spec.init,
-    '--workload',
-    spec.workload,
-    '--seed',
-    String(spec.seed),
-  ]);
-}
 
 async function migrate(
   source: AgentProcess,
@@ -59,7 +44,7 @@ async function statusOf(client: ControlClient, migrationId: string): Promise<str
 describe.each(['postcopy', 'hybrid'] as const)('%s migration between real agents', (mode) => {
   it.each(WORKLOADS)(`migrates a VM running %s; the oracle holds after it ran on (${mode})`, async (w) => {
     const spec = parseVmSpec({ memory: '32MiB', init: 'mixed:0.5', workload: w, seed: 21 });
-    const [source, dest] = await Promise.all([sourceWithVm('vm', spec), startAgent('dest')]);
+    const [source, dest] = await Promise.all([startSourceWithVm('vm', spec), startAgent('dest')]);
     const report = await migrate(source, dest.listen, mode, mode === 'hybrid' ? { postcopyAfterRounds: 1 } : {});
     expect(report.outcome, JSON.stringify(report.error)).toBe('completed');
     expect(report.mode).toBe(mode);
@@ -80,7 +65,7 @@ describe('post-copy under failure', () => {
   const slow = { maxBandwidthBps: 8e6 };
 
   it('a link cut mid-post-copy is recovered: both sides pause, reconnect, and complete with no page lost', async () => {
-    const [source, dest] = await Promise.all([sourceWithVm('vm', spec), startAgent('dest')]);
+    const [source, dest] = await Promise.all([startSourceWithVm('vm', spec), startAgent('dest')]);
     const [host, port] = dest.listen.split(':') as [string, string];
     let pushed = 0;
     const relay = await startCuttingRelay({ host, port: Number(port) }, (direction, message) => {
@@ -105,7 +90,7 @@ describe('post-copy under failure', () => {
   });
 
   it('cancel after the point of no return is refused with a clear error, and the migration completes', async () => {
-    const [source, dest] = await Promise.all([sourceWithVm('vm', spec), startAgent('dest')]);
+    const [source, dest] = await Promise.all([startSourceWithVm('vm', spec), startAgent('dest')]);
     const report = await migrate(source, dest.listen, 'postcopy', slow, async (client, id) => {
       await waitUntil(async () => (await statusOf(client, id)) === 'postcopy', { what: 'post-copy running' });
       await expect(client.request('migrate-cancel', { migrationId: id })).rejects.toMatchObject({
@@ -119,7 +104,7 @@ describe('post-copy under failure', () => {
   });
 
   it('killing the destination during post-copy: the source reports the VM lost, never a success', async () => {
-    const [source, dest] = await Promise.all([sourceWithVm('vm', spec), startAgent('dest')]);
+    const [source, dest] = await Promise.all([startSourceWithVm('vm', spec), startAgent('dest')]);
     const report = await migrate(
       source,
       dest.listen,
@@ -138,7 +123,7 @@ describe('post-copy under failure', () => {
   });
 
   it('killing the source during post-copy: the destination says its VM is paused on missing pages, never completed', async () => {
-    const [source, dest] = await Promise.all([sourceWithVm('vm', spec), startAgent('dest')]);
+    const [source, dest] = await Promise.all([startSourceWithVm('vm', spec), startAgent('dest')]);
     const destEvents = await ControlClient.connect(dest.control);
     const destStatuses: string[] = [];
     destEvents.on('MIGRATION', (data) => destStatuses.push(data.status));
@@ -165,7 +150,7 @@ describe('post-copy under failure', () => {
 describe('hybrid switching by hand', () => {
   it('migrate-start-postcopy switches a non-converging pre-copy to post-copy; the VM arrives intact', async () => {
     const spec = parseVmSpec({ memory: '16MiB', init: 'random', workload: 'uniform:rate=0', seed: 12 });
-    const [source, dest] = await Promise.all([sourceWithVm('vm', spec), startAgent('dest')]);
+    const [source, dest] = await Promise.all([startSourceWithVm('vm', spec), startAgent('dest')]);
     const report = await migrate(
       source,
       dest.listen,
@@ -188,7 +173,7 @@ describe('hybrid switching by hand', () => {
 
   it('migrate-start-postcopy on a pre-copy migration is refused with the reason', async () => {
     const spec = parseVmSpec({ memory: '16MiB', init: 'random', workload: 'idle', seed: 1 });
-    const [source, dest] = await Promise.all([sourceWithVm('vm', spec), startAgent('dest')]);
+    const [source, dest] = await Promise.all([startSourceWithVm('vm', spec), startAgent('dest')]);
     const client = await ControlClient.connect(source.control);
     try {
       const { migrationId } = await client.request('migrate', {

@@ -10,32 +10,17 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Ajv } from 'ajv';
 import { ControlClient } from '@livemig/shared/control';
 import { REPORT_JSON_SCHEMA, type MigrationReport } from '@livemig/shared/report';
-import { parseVmSpec, type VmSpec } from '@livemig/shared/vm';
+import { parseVmSpec } from '@livemig/shared/vm';
 import { followMigration } from '../../cli/follow-migration.ts';
 import { MsgType } from '@livemig/shared/protocol';
 import { startCuttingRelay } from '../helpers/cutting-relay.ts';
 import { checkOracle } from '../helpers/oracle.ts';
-import { runCli, startAgent, stopAll, type AgentProcess } from '../helpers/processes.ts';
+import { runCli, startAgent, startSourceWithVm, stopAll, type AgentProcess } from '../helpers/processes.ts';
 import { waitUntil } from '../helpers/wait.ts';
 
 afterEach(stopAll);
 
 const WORKLOADS = ['idle', 'uniform:rate=20000', 'hotset:wss=4MiB,rate=20000', 'sweep:rate=20000', 'ab:rate=20000'];
-
-async function sourceWithVm(vm: string, spec: VmSpec): Promise<AgentProcess> {
-  return startAgent('source', [
-    '--vm',
-    vm,
-    '--memory',
-    String(spec.memoryBytes),
-    '--init',
-    spec.init,
-    '--workload',
-    spec.workload,
-    '--seed',
-    String(spec.seed),
-  ]);
-}
 
 async function migrate(
   source: AgentProcess,
@@ -78,7 +63,7 @@ async function sentAtLeast(client: ControlClient, migrationId: string, bytes: nu
 describe('pre-copy migration between real agents', () => {
   it.each(WORKLOADS)('migrates a VM running %s; digests match and the oracle holds after it ran on', async (w) => {
     const spec = parseVmSpec({ memory: '32MiB', init: 'mixed:0.5', workload: w, seed: 11 });
-    const [source, dest] = await Promise.all([sourceWithVm('vm1', spec), startAgent('dest')]);
+    const [source, dest] = await Promise.all([startSourceWithVm('vm1', spec), startAgent('dest')]);
     const report = await migrate(source, 'vm1', dest.listen);
     expect(report.outcome, JSON.stringify(report.error)).toBe('completed');
     expect(report.verify.match).toBe(true);
@@ -99,7 +84,7 @@ describe('pre-copy migration between real agents', () => {
 
   it('a dirty rate above the capped bandwidth does not converge: the report names the rule, the VM still arrives intact', async () => {
     const spec = parseVmSpec({ memory: '16MiB', init: 'random', workload: 'uniform:rate=0', seed: 5 });
-    const [source, dest] = await Promise.all([sourceWithVm('busy', spec), startAgent('dest')]);
+    const [source, dest] = await Promise.all([startSourceWithVm('busy', spec), startAgent('dest')]);
     const report = await migrate(source, 'busy', dest.listen, {
       maxBandwidthBps: 20e6,
       maxRounds: 5,
@@ -120,7 +105,7 @@ describe('failures leave the VM on exactly one side, intact', () => {
   const slow = { maxBandwidthBps: 8e6 };
 
   it('cancel mid-round: the VM keeps running on the source, the destination discards its copy', async () => {
-    const [source, dest] = await Promise.all([sourceWithVm('vm', spec), startAgent('dest')]);
+    const [source, dest] = await Promise.all([startSourceWithVm('vm', spec), startAgent('dest')]);
     const report = await migrate(source, 'vm', dest.listen, slow, async (client, id) => {
       await sentAtLeast(client, id, 2 << 20);
       expect(await client.request('migrate-cancel', { migrationId: id })).toEqual({ cancelled: true });
@@ -137,7 +122,7 @@ describe('failures leave the VM on exactly one side, intact', () => {
   });
 
   it('SIGKILL of the destination mid-round: the VM keeps running on the source, which serves the next migration', async () => {
-    const [source, dest] = await Promise.all([sourceWithVm('vm', spec), startAgent('dest')]);
+    const [source, dest] = await Promise.all([startSourceWithVm('vm', spec), startAgent('dest')]);
     const report = await migrate(source, 'vm', dest.listen, slow, async (client, id) => {
       await sentAtLeast(client, id, 2 << 20);
       dest.child.kill('SIGKILL');
@@ -155,7 +140,7 @@ describe('failures leave the VM on exactly one side, intact', () => {
   });
 
   it('SIGKILL of the source mid-round: the destination frees the half-built VM and serves the next migration', async () => {
-    const [source, dest] = await Promise.all([sourceWithVm('vm', spec), startAgent('dest')]);
+    const [source, dest] = await Promise.all([startSourceWithVm('vm', spec), startAgent('dest')]);
     const client = await ControlClient.connect(source.control);
     const { migrationId } = await client.request('migrate', { vm: 'vm', to: dest.listen, params: slow });
     await sentAtLeast(client, migrationId, 2 << 20);
@@ -163,7 +148,7 @@ describe('failures leave the VM on exactly one side, intact', () => {
     source.child.kill('SIGKILL');
     client.close();
     await waitUntil(async () => (await vmsOn(dest)).length === 0, { what: 'the destination frees the half-built VM' });
-    const source2 = await sourceWithVm('vm', spec);
+    const source2 = await startSourceWithVm('vm', spec);
     const report = await migrate(source2, 'vm', dest.listen);
     expect(report.outcome, JSON.stringify(report.error)).toBe('completed');
     const oracle = await checkOracle(dest.control, 'vm', spec);
@@ -171,7 +156,7 @@ describe('failures leave the VM on exactly one side, intact', () => {
   });
 
   it('SIGTERM of the destination mid-round: it aborts cleanly and the VM keeps running on the source', async () => {
-    const [source, dest] = await Promise.all([sourceWithVm('vm', spec), startAgent('dest')]);
+    const [source, dest] = await Promise.all([startSourceWithVm('vm', spec), startAgent('dest')]);
     const report = await migrate(source, 'vm', dest.listen, slow, async (client, id) => {
       await sentAtLeast(client, id, 2 << 20);
       dest.child.kill('SIGTERM');
@@ -187,7 +172,7 @@ describe('failures leave the VM on exactly one side, intact', () => {
 
   it('SIGTERM of the source mid-round: it switches over and finishes, so the VM ends up running on the destination', async () => {
     const small = parseVmSpec({ memory: '16MiB', init: 'random', workload: 'hotset:wss=1MiB,rate=5000', seed: 4 });
-    const [source, dest] = await Promise.all([sourceWithVm('vm', small), startAgent('dest')]);
+    const [source, dest] = await Promise.all([startSourceWithVm('vm', small), startAgent('dest')]);
     const report = await migrate(source, 'vm', dest.listen, { maxBandwidthBps: 4e6 }, async (client, id) => {
       await sentAtLeast(client, id, 1 << 20);
       source.child.kill('SIGTERM');
@@ -214,7 +199,7 @@ describe('failures leave the VM on exactly one side, intact', () => {
     // The destination answered with an Error frame naming the code, then closed.
     expect(closed).toContain('ERR_BAD_MAGIC');
     const spec2 = parseVmSpec({ memory: '8MiB', init: 'random', workload: 'idle', seed: 1 });
-    const source = await sourceWithVm('after', spec2);
+    const source = await startSourceWithVm('after', spec2);
     const report = await migrate(source, 'after', dest.listen);
     expect(report.outcome).toBe('completed');
   });
@@ -228,7 +213,7 @@ describe('failures leave the VM on exactly one side, intact', () => {
     try {
       const port = (fake.address() as net.AddressInfo).port;
       const spec2 = parseVmSpec({ memory: '8MiB', init: 'random', workload: 'uniform:rate=1000', seed: 2 });
-      const source = await sourceWithVm('vm', spec2);
+      const source = await startSourceWithVm('vm', spec2);
       const report = await migrate(source, 'vm', `127.0.0.1:${port}`);
       expect(report.outcome).toBe('failed');
       expect(report.error?.code).toBe('ERR_BAD_MAGIC');
@@ -245,7 +230,7 @@ describe('exactly one owner around the handoff (link cut by a relay at an exact 
   const spec = parseVmSpec({ memory: '8MiB', init: 'random', workload: 'uniform:rate=2000', seed: 8 });
 
   it('link cut after Ready, before Handoff: the source still owns the VM and resumes it; the destination discards its copy', async () => {
-    const [source, dest] = await Promise.all([sourceWithVm('vm', spec), startAgent('dest')]);
+    const [source, dest] = await Promise.all([startSourceWithVm('vm', spec), startAgent('dest')]);
     const [host, port] = dest.listen.split(':') as [string, string];
     const relay = await startCuttingRelay({ host, port: Number(port) }, (direction, message) =>
       direction === 'to-source' && message.type === MsgType.Ready ? 'cut-before' : 'forward',
@@ -266,7 +251,7 @@ describe('exactly one owner around the handoff (link cut by a relay at an exact 
   });
 
   it('link cut after Handoff, before Resumed returns: the VM runs on the destination only; the source keeps it paused and refuses cont', async () => {
-    const [source, dest] = await Promise.all([sourceWithVm('vm', spec), startAgent('dest')]);
+    const [source, dest] = await Promise.all([startSourceWithVm('vm', spec), startAgent('dest')]);
     const [host, port] = dest.listen.split(':') as [string, string];
     const relay = await startCuttingRelay({ host, port: Number(port) }, (direction, message) =>
       direction === 'to-source' && message.type === MsgType.Resumed ? 'cut-before' : 'forward',
@@ -293,7 +278,7 @@ describe('exactly one owner around the handoff (link cut by a relay at an exact 
 describe('livemig status', () => {
   it('lists the VMs of an agent with --json, and a table without', async () => {
     const spec = parseVmSpec({ memory: '8MiB', init: 'zero', workload: 'idle', seed: 1 });
-    const source = await sourceWithVm('listed', spec);
+    const source = await startSourceWithVm('listed', spec);
     const json = await runCli(['status', '--control', source.control, '--json']);
     expect(json.code, json.stderr).toBe(0);
     const parsed = JSON.parse(json.stdout) as { vms: Array<{ name: string; state: string; memoryBytes: number }> };
@@ -312,7 +297,7 @@ describe('livemig status', () => {
 describe('livemig migrate --json', () => {
   it('prints exactly one report object that validates against the published schema', async () => {
     const spec = parseVmSpec({ memory: '16MiB', init: 'random', workload: 'hotset:wss=1MiB,rate=5000', seed: 9 });
-    const [source, dest] = await Promise.all([sourceWithVm('vm', spec), startAgent('dest')]);
+    const [source, dest] = await Promise.all([startSourceWithVm('vm', spec), startAgent('dest')]);
     const result = await runCli(['migrate', '--control', source.control, '--vm', 'vm', '--to', dest.listen, '--json']);
     expect(result.code, result.stderr).toBe(0);
     const lines = result.stdout.trim().split('\n');

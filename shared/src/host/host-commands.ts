@@ -16,11 +16,11 @@ export function hostCommandHandlers(host: VmHost): CommandHandlers {
       return { digest: await hosted.vm.digest(), steps: hosted.vm.steps, state: hosted.state };
     },
     'destroy-vm': async ({ vm }) => {
-      const hosted = host.get(VmHost.checkName(vm));
-      if (hosted.state === 'migrating-out' || hosted.state === 'incoming') {
-        throw new MigrationError('ERR_BUSY', `"${vm}" is ${hosted.state}; cancel the migration first`);
+      const state = host.info(VmHost.checkName(vm)).state;
+      if (state === 'migrating-out' || state === 'incoming') {
+        throw new MigrationError('ERR_BUSY', `"${vm}" is ${state}; cancel the migration first`);
       }
-      await host.remove(hosted.name);
+      await host.remove(vm);
       return { destroyed: true };
     },
   };

@@ -19,6 +19,8 @@ const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 export class VmHost {
   readonly #vms = new Map<string, HostedVm>();
+  /** VMs migrated away: their memory is freed, their last figures kept for query-vms. */
+  readonly #retired = new Map<string, VmInfo>();
   readonly #onState: (name: string, state: VmState) => void;
 
   constructor(onState: (name: string, state: VmState) => void = () => {}) {
@@ -47,6 +49,7 @@ export class VmHost {
   /** Take a VM under this host's name table (e.g. one built by an incoming migration). */
   adopt(name: string, vm: ToyVm, state: VmState): HostedVm {
     const hosted: HostedVm = { name, vm, state };
+    this.#retired.delete(name);
     this.#vms.set(name, hosted);
     this.#onState(name, state);
     return hosted;
@@ -65,6 +68,9 @@ export class VmHost {
 
   get(name: string): HostedVm {
     const hosted = this.#vms.get(name);
+    if (!hosted && this.#retired.has(name)) {
+      throw new MigrationError('ERR_VM_STATE', `"${name}" was migrated away: this agent no longer holds its memory`);
+    }
     if (!hosted) {
       const known = [...this.#vms.keys()];
       throw new MigrationError(
@@ -83,12 +89,27 @@ export class VmHost {
   }
 
   info(name: string): VmInfo {
+    const retired = this.#retired.get(name);
+    if (retired) return retired;
     const { vm, state } = this.get(name);
     return { name, state, steps: vm.steps, memoryBytes: vm.spec.memoryBytes, workload: vm.spec.workload };
   }
 
   list(): VmInfo[] {
-    return [...this.#vms.keys()].map((name) => this.info(name));
+    return [...this.#vms.keys(), ...this.#retired.keys()].map((name) => this.info(name));
+  }
+
+  /**
+   * A migration handed this VM over and completed: free its memory and vCPU, keep a record
+   * (state "migrated", its last step count) so query-vms still tells where it went.
+   */
+  async retire(name: string): Promise<void> {
+    const hosted = this.get(name);
+    const record: VmInfo = { ...this.info(name), state: 'migrated' };
+    this.#vms.delete(name);
+    this.#retired.set(name, record);
+    this.#onState(name, 'migrated');
+    await hosted.vm.destroy();
   }
 
   /** Operator pause (QMP `stop`). */
@@ -129,6 +150,7 @@ export class VmHost {
 
   /** Stop and free a VM. */
   async remove(name: string): Promise<void> {
+    if (this.#retired.delete(name)) return;
     const hosted = this.get(name);
     this.#vms.delete(name);
     await hosted.vm.destroy();
