@@ -9,7 +9,8 @@ export type { AgentProcess } from '../../cli/agent-process.ts';
 
 const live = new Set<ChildProcess>();
 
-function track(child: ChildProcess): void {
+/** Track a child process so stopAll() kills it. */
+export function track(child: ChildProcess): void {
   live.add(child);
   child.once('exit', () => live.delete(child));
 }

@@ -1,0 +1,103 @@
+/**
+ * One migration across a shaped lab link, start to finish: build the lab (hosts `source` and
+ * `dest`), shape it to the profile, measure what the link really gives, start the agents inside
+ * their namespaces, put the delay relay on the path when the kernel has no netem, migrate, let
+ * the caller inspect the result while everything still runs, then tear it all down. Used by
+ * `livemig lab run`, the lab tests and `npm run bench -- links`.
+ */
+import { ControlClient, type MigrateParams } from '@livemig/shared/control';
+import type { MigrationMode, MigrationReport } from '@livemig/shared/report';
+import type { VmSpec } from '@livemig/shared/vm';
+import { startAgentProcess, type AgentProcess, type StartAgentOptions } from '../agent-process.ts';
+import { followMigration } from '../follow-migration.ts';
+import { startDelayRelay, type DelayRelay } from './delay-relay.ts';
+import { measureLink, type LinkMeasurement } from './measure.ts';
+import type { LinkProfile } from './profiles.ts';
+import { shapeLab, type ShapingMechanisms } from './shape.ts';
+import { Lab } from './topology.ts';
+
+export interface LabMigration {
+  lab: Lab;
+  profile: LinkProfile;
+  mechanisms: ShapingMechanisms;
+  measured: LinkMeasurement;
+  report: MigrationReport;
+  source: AgentProcess;
+  dest: AgentProcess;
+}
+
+export interface LabMigrationOptions {
+  profile: LinkProfile;
+  spec: VmSpec;
+  mode?: MigrationMode;
+  params?: MigrateParams;
+  /** Called with every agent process as it starts (tests track them for cleanup). */
+  onSpawn?: StartAgentOptions['onSpawn'];
+}
+
+/** Run one migration across a fresh lab shaped to the profile; `inspect` sees it before teardown. */
+export async function withLabMigration<T>(
+  options: LabMigrationOptions,
+  inspect: (run: LabMigration) => Promise<T>,
+): Promise<T> {
+  const { profile, spec } = options;
+  const lab = Lab.create(['source', 'dest']);
+  const agents: AgentProcess[] = [];
+  const relays: DelayRelay[] = [];
+  // The agents' path to the destination: through the delay relay when netem cannot add the delay.
+  const pathTo = async (mechanisms: ShapingMechanisms, port: number): Promise<string> => {
+    const dest = lab.host('dest').address;
+    if (mechanisms.delay !== 'relay') return `${dest}:${port}`;
+    const relay = await startDelayRelay({
+      listenHost: lab.controllerAddress,
+      target: { host: dest, port },
+      oneWayMs: profile.rttMs / 2,
+    });
+    relays.push(relay);
+    return relay.address;
+  };
+  try {
+    const mechanisms = shapeLab(lab, profile);
+    const measured = await measureLink(lab, 'source', 'dest', profile, async (port) => ({
+      address: await pathTo(mechanisms, port),
+      close: async () => {},
+    }));
+    const spawn = options.onSpawn ? { onSpawn: options.onSpawn } : {};
+    const destHost = lab.host('dest');
+    const sourceHost = lab.host('source');
+    const [dest, source] = await Promise.all([
+      startAgentProcess('dest', {
+        wrap: lab.wrap('dest'),
+        args: ['--listen', `${destHost.address}:0`, '--control', `${destHost.address}:0`],
+        ...spawn,
+      }).then((a) => (agents.push(a), a)),
+      startAgentProcess('source', {
+        wrap: lab.wrap('source'),
+        args: [
+          ...['--control', `${sourceHost.address}:0`, '--vm', 'vm', '--memory', String(spec.memoryBytes)],
+          ...['--init', spec.init, '--workload', spec.workload, '--seed', String(spec.seed)],
+        ],
+        ...spawn,
+      }).then((a) => (agents.push(a), a)),
+    ]);
+    const to = await pathTo(mechanisms, Number(dest.listen.split(':').pop()));
+    const client = await ControlClient.connect(source.control);
+    let report: MigrationReport;
+    try {
+      const { migrationId } = await client.request('migrate', {
+        vm: 'vm',
+        to,
+        mode: options.mode ?? 'precopy',
+        params: options.params ?? {},
+      });
+      report = await followMigration(client, migrationId, { progress: false });
+    } finally {
+      client.close();
+    }
+    return await inspect({ lab, profile, mechanisms, measured, report, source, dest });
+  } finally {
+    await Promise.all(agents.map((agent) => agent.stop()));
+    for (const relay of relays) await relay.close();
+    lab.destroy();
+  }
+}
