@@ -9,7 +9,8 @@ import type { Command } from 'commander';
 import { formatDuration, parseDuration } from '@livemig/shared';
 import { ControlClient } from '@livemig/shared/control';
 import { formatReport, type MigrationReport } from '@livemig/shared/report';
-import { ToyVm, workloadHelp, type VmSpec } from '@livemig/shared/vm';
+import { workloadHelp, type VmSpec } from '@livemig/shared/vm';
+import { checkOracle } from '../oracle.ts';
 import { startAgentProcess, type AgentProcess } from '../agent-process.ts';
 import { followMigration } from '../follow-migration.ts';
 import {
@@ -101,29 +102,13 @@ async function runDemo(spec: VmSpec, flags: DemoFlags): Promise<MigrationReport>
       if (report.outcome !== 'completed') return report;
       say(flags, `demo: the VM runs on the destination; letting it run for ${formatDuration(flags.runAfter)} …`);
       await new Promise((resolve) => setTimeout(resolve, flags.runAfter));
-      await destControl.request('stop', { vm: 'demo' });
-      const { digest, steps } = await destControl.request('digest', { vm: 'demo' });
-      say(flags, `demo: stopped at step ${steps}; running a never-migrated reference VM to the same step …`);
-      const referenceDigest = await referenceDigestAt(spec, steps);
-      return {
-        ...report,
-        oracle: { steps, migratedDigest: digest, referenceDigest, match: digest === referenceDigest },
-      };
+      say(flags, 'demo: stopping it and running a never-migrated reference VM to the same step …');
+      return { ...report, oracle: await checkOracle(dest.control, 'demo', spec) };
     } finally {
       sourceControl.close();
       destControl.close();
     }
   } finally {
     await Promise.all(agents.map((agent) => agent.stop()));
-  }
-}
-
-async function referenceDigestAt(spec: VmSpec, steps: number): Promise<string> {
-  const reference = await ToyVm.boot(spec);
-  try {
-    await reference.runSteps(steps, { fullSpeed: true });
-    return await reference.digest();
-  } finally {
-    await reference.destroy();
   }
 }

@@ -4,6 +4,7 @@ import { registerSourceCommand } from '@livemig/agent-source';
 import { registerDestCommand } from '@livemig/agent-dest';
 import { logLevelFlag } from '../options.ts';
 import { registerDemoCommand } from './demo.ts';
+import { registerLabCommand } from './lab.ts';
 import { registerMigrateCommand } from './migrate.ts';
 import { registerStatusCommand } from './status.ts';
 import { registerStopContCommands } from './stop-cont.ts';
@@ -17,4 +18,5 @@ export const COMMANDS: ReadonlyArray<(program: Command) => void> = [
   (program) => registerSourceCommand(program, logLevelFlag),
   (program) => registerDestCommand(program, logLevelFlag),
   registerVmCommand,
+  registerLabCommand,
 ];

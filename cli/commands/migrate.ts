@@ -4,10 +4,12 @@
  * one JSON object on stdout with --json. Exit status 0 only when the migration completed.
  * `--resume` reconnects a post-copy migration whose link broke (instead of waiting for the
  * agent's next automatic retry) and follows it to the end. `livemig migrate-start-postcopy`
- * switches a hybrid migration to post-copy at the end of its current round.
+ * switches a hybrid migration to post-copy at the end of its current round. `--wait` keeps
+ * retrying while the source agent, its VM or the destination is not up yet (containers starting
+ * together): only failures from before anything was sent, so a retry can never hide a real one.
  */
 import type { Command } from 'commander';
-import { formatHostPort, MigrationError, parseHostPort } from '@livemig/shared';
+import { formatHostPort, isMigrationError, MigrationError, parseHostPort, type ErrorCode } from '@livemig/shared';
 import { ControlClient } from '@livemig/shared/control';
 import { formatReport, type MigrationReport } from '@livemig/shared/report';
 import { followMigration } from '../follow-migration.ts';
@@ -29,6 +31,7 @@ interface MigrateCommandFlags extends MigrateFlags {
   mode: ModeName;
   resume?: boolean;
   json?: boolean;
+  wait: number;
 }
 
 export function registerMigrateCommand(program: Command): void {
@@ -54,24 +57,47 @@ export function registerMigrateCommand(program: Command): void {
     )
     .option('--resume', 'reconnect a post-copy migration paused by a broken link now, and follow it')
     .option('--json', 'print exactly one JSON report (schema livemig.report/1) on stdout')
+    .option(
+      '--wait <duration>',
+      'keep retrying this long while the source agent, its VM or the destination is not up yet, e.g. 60s',
+      durationFlag,
+      0,
+    )
     .addHelpText(
       'after',
       '\nExamples:\n  livemig migrate --control ws://127.0.0.1:7171 --vm vm1 --to 127.0.0.1:7070 --max-bandwidth 1gbit\n' +
         '  livemig migrate --control ws://127.0.0.1:7171 --vm vm1 --to 127.0.0.1:7070 --mode hybrid --postcopy-after 2\n' +
         '  livemig migrate --control ws://127.0.0.1:7171 --resume\n' +
+        '  livemig migrate --control ws://source:7171 --vm vm1 --to dest:7070 --wait 60s --json   # agents still starting\n' +
         '\nExit status: 0 completed, 1 failed or cancelled, 2 bad input.',
     )
     .action(async (flags: MigrateCommandFlags) => {
       if (!flags.resume && (flags.vm === undefined || flags.to === undefined)) {
         throw new MigrationError('ERR_INVALID_ARGUMENT', 'give --vm NAME and --to HOST:PORT (or --resume)');
       }
-      const client = await ControlClient.connect(flags.control);
-      try {
-        const migrationId = flags.resume ? await resumeMigration(client) : await startMigration(client, flags);
-        const report = await followMigration(client, migrationId, { progress: !flags.json && process.stderr.isTTY });
+      const waiting = new Waiting(flags.wait);
+      for (;;) {
+        const { client, migrationId } = await waiting.retry(async () => {
+          const client = await ControlClient.connect(flags.control);
+          try {
+            return {
+              client,
+              migrationId: flags.resume ? await resumeMigration(client) : await startMigration(client, flags),
+            };
+          } catch (error) {
+            client.close();
+            throw error;
+          }
+        });
+        let report: MigrationReport;
+        try {
+          report = await followMigration(client, migrationId, { progress: !flags.json && process.stderr.isTTY });
+        } finally {
+          client.close();
+        }
+        if (!flags.resume && destinationNotUp(report) && (await waiting.pause(report.error!.message))) continue;
         printReport(report, flags.json === true);
-      } finally {
-        client.close();
+        return;
       }
     });
 
@@ -88,6 +114,56 @@ export function registerMigrateCommand(program: Command): void {
         client.close();
       }
     });
+}
+
+/** Errors `--wait` rides out: the source agent not listening (yet), its VM not booted yet. */
+const NOT_UP_YET: ReadonlySet<ErrorCode> = new Set(['ERR_CONNECTION', 'ERR_NOT_FOUND']);
+
+/**
+ * A migration that failed because the destination could not be reached, before a byte was sent:
+ * the VM never left the source, so starting it again is safe.
+ */
+function destinationNotUp(report: MigrationReport): boolean {
+  return (
+    report.outcome === 'failed' &&
+    report.error?.code === 'ERR_CONNECTION' &&
+    report.bytes.wire === 0 &&
+    report.vmRunsOn !== 'destination' &&
+    report.vmRunsOn !== 'lost'
+  );
+}
+
+/** `--wait`: retry for up to `ms` after the first attempt, saying on stderr what it waits for. */
+class Waiting {
+  readonly #deadline: number;
+  #said = '';
+
+  constructor(ms: number) {
+    this.#deadline = Date.now() + ms;
+  }
+
+  /** Run `attempt` until it succeeds, fails with something else, or the time is up. */
+  async retry<T>(attempt: () => Promise<T>): Promise<T> {
+    for (;;) {
+      try {
+        return await attempt();
+      } catch (error) {
+        if (!(isMigrationError(error) && NOT_UP_YET.has(error.code) && (await this.pause(error.message)))) throw error;
+      }
+    }
+  }
+
+  /** Sleep before the next attempt; false when the time is up. */
+  async pause(reason: string): Promise<boolean> {
+    const left = this.#deadline - Date.now();
+    if (left <= 0) return false;
+    if (reason !== this.#said) {
+      process.stderr.write(`livemig: waiting (${Math.ceil(left / 1000)} s left): ${reason}\n`);
+      this.#said = reason;
+    }
+    await new Promise((resolve) => setTimeout(resolve, Math.min(500, left)));
+    return true;
+  }
 }
 
 async function startMigration(client: ControlClient, flags: MigrateCommandFlags): Promise<string> {

@@ -15,7 +15,9 @@
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { sh, succeeds } from './sh.ts';
 
+/** Namespace prefixes: labs of a running process, and labs left up on purpose (`livemig lab up`). */
 const FAMILY = 'lml';
+const PERSISTENT_FAMILY = 'lmp';
 const live = new Set<Lab>();
 process.once('exit', () => {
   for (const lab of live) lab.destroy();
@@ -55,14 +57,18 @@ export class Lab {
     );
   }
 
-  /** Build the bridge, the hosts and the controller link. */
-  static create(names: readonly string[]): Lab {
+  /**
+   * Build the bridge, the hosts and the controller link. A persistent lab outlives this process
+   * (`livemig lab up`) until `removeAllLabs()` (`livemig lab down`).
+   */
+  static create(names: readonly string[], options: { persistent?: boolean } = {}): Lab {
     removeStaleLabs();
     // <family><pid in base 36>x<random>: the pid lets a later run tell a crashed lab from a live one.
-    const prefix = `${FAMILY}${process.pid.toString(36)}x${Math.floor(Math.random() * 1296).toString(36)}`;
+    const family = options.persistent ? PERSISTENT_FAMILY : FAMILY;
+    const prefix = `${family}${process.pid.toString(36)}x${Math.floor(Math.random() * 1296).toString(36)}`;
     const subnet = `10.${200 + (process.pid % 50)}.${(process.pid >> 6) % 250}`;
     const lab = new Lab(prefix, subnet, names);
-    live.add(lab);
+    if (!options.persistent) live.add(lab);
     try {
       lab.#build();
     } catch (error) {
@@ -153,4 +159,14 @@ function pidAlive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** Remove every lab namespace on this machine, persistent ones included (`livemig lab down`). */
+export function removeAllLabs(): string[] {
+  const names = sh('ip', 'netns', 'list')
+    .split('\n')
+    .map((line) => line.split(' ')[0] ?? '')
+    .filter((name) => name.startsWith(FAMILY) || name.startsWith(PERSISTENT_FAMILY));
+  for (const name of names) deleteNamespace(name);
+  return names;
 }

@@ -1,31 +1,15 @@
 /**
- * The determinism oracle across processes: stop the VM where it runs, read its step count and
- * digest, then run a never-migrated reference VM of the same spec to the same step and compare.
- * Equal digests prove the migration (or the rollback) lost nothing.
+ * The determinism oracle for tests (cli/oracle.ts), returning `digest` and `referenceDigest`
+ * so a test reads `expect(oracle.digest).toBe(oracle.referenceDigest)`.
  */
-import { ControlClient } from '@livemig/shared/control';
-import { ToyVm, parseVmSpec, type VmSpec } from '@livemig/shared/vm';
+import type { VmSpec } from '@livemig/shared/vm';
+import { checkOracle as runOracle } from '../../cli/oracle.ts';
 
-export interface OracleResult {
-  steps: number;
-  digest: string;
-  referenceDigest: string;
-}
-
-/** Pause `vm` on the agent at `control` and compare it with a reference run to the same step. */
-export async function checkOracle(control: string, vm: string, spec: VmSpec): Promise<OracleResult> {
-  const client = await ControlClient.connect(control);
-  try {
-    await client.request('stop', { vm });
-    const { digest, steps } = await client.request('digest', { vm });
-    const reference = await ToyVm.boot(parseVmSpec({ ...spec, memory: spec.memoryBytes }));
-    try {
-      await reference.runSteps(steps);
-      return { steps, digest, referenceDigest: await reference.digest() };
-    } finally {
-      await reference.destroy();
-    }
-  } finally {
-    client.close();
-  }
+export async function checkOracle(
+  control: string,
+  vm: string,
+  spec: VmSpec,
+): Promise<{ steps: number; digest: string; referenceDigest: string }> {
+  const result = await runOracle(control, vm, spec);
+  return { steps: result.steps, digest: result.migratedDigest, referenceDigest: result.referenceDigest };
 }

@@ -14,7 +14,7 @@ import { PROFILES } from '../../cli/lab/profiles.ts';
 import { shapeLab } from '../../cli/lab/shape.ts';
 import { Lab, labUnavailable } from '../../cli/lab/topology.ts';
 import { checkOracle } from '../helpers/oracle.ts';
-import { stopAll, track } from '../helpers/processes.ts';
+import { runCli, stopAll, track } from '../helpers/processes.ts';
 
 const unavailable = labUnavailable();
 if (unavailable) process.stdout.write(`[skip] lab tests: ${unavailable}\n`);
@@ -94,5 +94,25 @@ describe.skipIf(unavailable !== undefined)('shaped links in network namespaces',
       const oracle = await checkOracle(run.dest.control, 'vm', spec);
       expect(oracle.digest).toBe(oracle.referenceDigest);
     });
+  });
+
+  it('livemig lab run / up / down work from the command line', async () => {
+    const run = await runCli(['lab', 'run', '--profile', 'lan', '--memory', '16MiB', '--json']);
+    expect(run.code, run.stderr).toBe(0);
+    const result = JSON.parse(run.stdout) as {
+      mechanisms: { rate: string };
+      report: { outcome: string; oracle?: { match: boolean } };
+    };
+    expect(result.mechanisms.rate).toBe('tbf');
+    expect(result.report.outcome).toBe('completed');
+    expect(result.report.oracle?.match).toBe(true);
+    const up = await runCli(['lab', 'up', '--profile', 'lan']);
+    expect(up.code, up.stderr).toBe(0);
+    expect(up.stdout).toMatch(/dest\s+namespace lmp/);
+    const down = await runCli(['lab', 'down']);
+    expect(down.stdout).toMatch(/removed .*lmp/);
+    const bad = await runCli(['lab', 'run', '--profile', 'mars']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/unknown profile "mars"/);
   });
 });

@@ -10,7 +10,7 @@ const SWITCHOVER_WORDS: Record<string, string> = {
   'nothing-dirty': 'nothing left dirty',
   'max-rounds': 'hit the maximum number of rounds (did not converge)',
   'not-shrinking': 'the dirty set stopped shrinking for 3 rounds (did not converge)',
-  postcopy: 'switched to post-copy (hybrid: --postcopy-after, migrate-start-postcopy, or mode postcopy)',
+  postcopy: 'switched to post-copy',
 };
 
 function pad(text: string, width: number): string {

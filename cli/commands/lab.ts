@@ -1,0 +1,148 @@
+/**
+ * `livemig lab`: the shaped-link lab by hand (issue 6).
+ *   lab shape --dev eth0 --profile wan   shape a device of this namespace (containers' entrypoint)
+ *   lab run --profile wan [vm options]   build a lab, measure its link, migrate across it, check
+ *                                        the oracle, print link + report, tear it all down
+ *   lab up --profile wan                 build a lab and leave it up (agents are yours to start)
+ *   lab down                             remove every lab namespace
+ * Needs root (network namespaces, tc, nftables); every subcommand says so when it is not.
+ */
+import type { Command } from 'commander';
+import { formatDuration, formatRate, MigrationError } from '@livemig/shared';
+import { formatReport } from '@livemig/shared/report';
+import { withLabMigration } from '../lab/lab-migration.ts';
+import { measureLink } from '../lab/measure.ts';
+import { PROFILES, type LinkProfile } from '../lab/profiles.ts';
+import { shapeDevice, shapeLab } from '../lab/shape.ts';
+import { sh } from '../lab/sh.ts';
+import { Lab, labUnavailable, removeAllLabs } from '../lab/topology.ts';
+import { checkOracle } from '../oracle.ts';
+import { flag, migrateParams, modeFlag, type ModeName } from '../options.ts';
+import { addVmSpecOptions, specFromFlags, type VmFlags } from '../vm-flags.ts';
+
+const profileFlag = flag((name: string): LinkProfile | null => {
+  if (name === 'none') return null;
+  const profile = PROFILES[name];
+  if (!profile) {
+    throw new MigrationError(
+      'ERR_INVALID_ARGUMENT',
+      `unknown profile "${name}": use ${Object.keys(PROFILES).join(', ')} or none`,
+    );
+  }
+  return profile;
+});
+
+function requireLab(): void {
+  const why = labUnavailable();
+  if (why) throw new MigrationError('ERR_INVALID_ARGUMENT', `livemig lab: ${why}`);
+}
+
+function profileHelp(): string {
+  return Object.values(PROFILES)
+    .map((p) => `  ${p.name.padEnd(12)} ${p.description}`)
+    .join('\n');
+}
+
+export function registerLabCommand(program: Command): void {
+  const lab = program
+    .command('lab')
+    .description('Shaped-link lab in network namespaces: shape, run a migration, up, down (needs root).')
+    .addHelpText('after', `\nProfiles:\n${profileHelp()}`);
+
+  lab
+    .command('shape')
+    .description("Shape a device of this network namespace to a profile (e.g. a container's eth0).")
+    .requiredOption('--dev <device>', 'the device, e.g. eth0')
+    .requiredOption('--profile <name>', `${Object.keys(PROFILES).join(' | ')} | none`, profileFlag)
+    .option('--json', 'print the mechanisms as JSON')
+    .action((flags: { dev: string; profile: LinkProfile | null; json?: boolean }) => {
+      if (!flags.profile) {
+        process.stdout.write(flags.json ? '{"profile":"none"}\n' : 'lab shape: profile none, nothing shaped\n');
+        return;
+      }
+      const mechanisms = shapeDevice(([command, ...args]) => sh(command!, ...args), flags.dev, flags.profile);
+      if (flags.json) {
+        process.stdout.write(JSON.stringify({ profile: flags.profile.name, dev: flags.dev, mechanisms }) + '\n');
+        return;
+      }
+      process.stdout.write(
+        `lab shape: ${flags.dev} shaped to ${flags.profile.name} (${flags.profile.description}): ` +
+          `rate by ${mechanisms.rate}, loss by ${mechanisms.loss}, delay by ${mechanisms.delay}\n`,
+      );
+      if (mechanisms.delay === 'relay') {
+        process.stderr.write(
+          'lab shape: warning: this kernel has no netem, so no delay was added on this device; ' +
+            '`livemig lab run` puts a userspace delay relay on the path instead\n',
+        );
+      }
+    });
+
+  const run = lab
+    .command('run')
+    .description('Build a lab shaped to a profile, measure the link, migrate a VM across it, check the oracle.');
+  addVmSpecOptions(run, { memory: '256MiB', init: 'random', workload: 'hotset:wss=16MiB,rate=5000' });
+  run
+    .requiredOption('--profile <name>', Object.keys(PROFILES).join(' | '), profileFlag)
+    .option('--mode <mode>', 'precopy | postcopy | hybrid', modeFlag, 'precopy')
+    .option('--json', 'print {profile, mechanisms, measured, report} as one JSON object')
+    .action(async (flags: VmFlags & { profile: LinkProfile | null; mode: ModeName; json?: boolean }) => {
+      requireLab();
+      if (!flags.profile) throw new MigrationError('ERR_INVALID_ARGUMENT', 'lab run needs a profile');
+      const spec = specFromFlags(flags);
+      const profile = flags.profile;
+      const result = await withLabMigration(
+        { profile, spec, mode: flags.mode, params: migrateParams({ downtimeLimit: 300, maxRounds: 30 }) },
+        async ({ mechanisms, measured, report, dest }) => {
+          const oracle = report.outcome === 'completed' ? await checkOracle(dest.control, 'vm', spec) : undefined;
+          return { mechanisms, measured, report: oracle ? { ...report, oracle } : report };
+        },
+      );
+      if (flags.json) {
+        process.stdout.write(JSON.stringify({ profile, ...result }) + '\n');
+      } else {
+        process.stdout.write(
+          `link: ${profile.name} (${profile.description}); rate by ${result.mechanisms.rate}, loss by ` +
+            `${result.mechanisms.loss}, delay by ${result.mechanisms.delay}; measured ` +
+            `${formatRate(result.measured.rateBps)}, RTT ${formatDuration(result.measured.rttMs)}\n\n` +
+            formatReport(result.report) +
+            '\n',
+        );
+      }
+      if (result.report.outcome !== 'completed' || result.report.oracle?.match !== true) process.exitCode = 1;
+    });
+
+  lab
+    .command('up')
+    .description('Build a two-host lab (source, dest) shaped to a profile and leave it up; prints how to use it.')
+    .requiredOption('--profile <name>', Object.keys(PROFILES).join(' | '), profileFlag)
+    .action(async (flags: { profile: LinkProfile | null }) => {
+      requireLab();
+      if (!flags.profile) throw new MigrationError('ERR_INVALID_ARGUMENT', 'lab up needs a profile');
+      const built = Lab.create(['source', 'dest'], { persistent: true });
+      const mechanisms = shapeLab(built, flags.profile);
+      const measured =
+        mechanisms.delay === 'relay' ? undefined : await measureLink(built, 'source', 'dest', flags.profile);
+      for (const host of built.hosts.values()) {
+        process.stdout.write(`${host.name.padEnd(8)} namespace ${host.ns}, address ${host.address}\n`);
+      }
+      process.stdout.write(
+        `shaped to ${flags.profile.name}: rate by ${mechanisms.rate}, loss by ${mechanisms.loss}, delay by ${mechanisms.delay}` +
+          (measured ? `; measured ${formatRate(measured.rateBps)}, RTT ${formatDuration(measured.rttMs)}` : '') +
+          '\n' +
+          (mechanisms.delay === 'relay'
+            ? 'no netem here: delay is not applied on the links (use `livemig lab run` for a run with the delay relay)\n'
+            : '') +
+          `e.g. ip netns exec ${built.host('dest').ns} npx livemig dest --listen ${built.host('dest').address}:7070 --control ${built.host('dest').address}:7071\n` +
+          'remove it with `livemig lab down`\n',
+      );
+    });
+
+  lab
+    .command('down')
+    .description('Remove every lab namespace (and its links) on this machine.')
+    .action(() => {
+      requireLab();
+      const removed = removeAllLabs();
+      process.stdout.write(removed.length ? `removed ${removed.join(', ')}\n` : 'no lab namespaces\n');
+    });
+}

@@ -1,0 +1,35 @@
+/**
+ * The determinism oracle across processes: stop the VM where it runs, read its step count and
+ * digest, then run a never-migrated reference VM of the same spec to the same step at full speed
+ * and compare digests. Equal digests prove the migration (or the rollback) lost nothing. Used by
+ * `livemig demo`, `livemig lab run` and the integration tests.
+ */
+import { ControlClient } from '@livemig/shared/control';
+import type { MigrationReport } from '@livemig/shared/report';
+import { parseVmSpec, ToyVm, type VmSpec } from '@livemig/shared/vm';
+
+export type OracleResult = NonNullable<MigrationReport['oracle']>;
+
+/** Pause `vm` on the agent at `control` and compare it with a reference run to the same step. */
+export async function checkOracle(control: string, vm: string, spec: VmSpec): Promise<OracleResult> {
+  const client = await ControlClient.connect(control);
+  try {
+    await client.request('stop', { vm });
+    const { digest, steps } = await client.request('digest', { vm });
+    const referenceDigest = await referenceDigestAt(spec, steps);
+    return { steps, migratedDigest: digest, referenceDigest, match: digest === referenceDigest };
+  } finally {
+    client.close();
+  }
+}
+
+/** The digest a never-migrated VM of this spec has after `steps` steps. */
+export async function referenceDigestAt(spec: VmSpec, steps: number): Promise<string> {
+  const reference = await ToyVm.boot(parseVmSpec({ ...spec, memory: spec.memoryBytes }));
+  try {
+    await reference.runSteps(steps, { fullSpeed: true });
+    return await reference.digest();
+  } finally {
+    await reference.destroy();
+  }
+}
