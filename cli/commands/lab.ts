@@ -62,12 +62,17 @@ export function registerLabCommand(program: Command): void {
       }
       const mechanisms = shapeDevice(([command, ...args]) => sh(command!, ...args), flags.dev, flags.profile);
       if (flags.json) {
-        process.stdout.write(JSON.stringify({ profile: flags.profile.name, dev: flags.dev, mechanisms }) + '\n');
+        const applied = { ...mechanisms, delay: mechanisms.delay === 'relay' ? 'none' : mechanisms.delay };
+        process.stdout.write(
+          JSON.stringify({ profile: flags.profile.name, dev: flags.dev, mechanisms: applied }) + '\n',
+        );
         return;
       }
+      // Here nothing puts a relay on the path: without netem the delay is simply not applied.
+      const delay = mechanisms.delay === 'relay' ? 'nothing (no netem in this kernel)' : mechanisms.delay;
       process.stdout.write(
         `lab shape: ${flags.dev} shaped to ${flags.profile.name} (${flags.profile.description}): ` +
-          `rate by ${mechanisms.rate}, loss by ${mechanisms.loss}, delay by ${mechanisms.delay}\n`,
+          `rate by ${mechanisms.rate}, loss by ${mechanisms.loss}, delay by ${delay}\n`,
       );
       if (mechanisms.delay === 'relay') {
         process.stderr.write(

@@ -1,6 +1,7 @@
 /**
  * One migration across a shaped lab link, start to finish: build the lab (hosts `source` and
- * `dest`), shape it to the profile, measure what the link really gives, start the agents inside
+ * `dest`), shape it to the profile, measure what the link really gives (more than 20% off the
+ * profile fails the run: shaping must be real), start the agents inside
  * their namespaces, put the delay relay on the path when the kernel has no netem, migrate, let
  * the caller inspect the result while everything still runs, then tear it all down. Used by
  * `livemig lab run`, the lab tests and `npm run bench -- links`.
@@ -11,7 +12,7 @@ import type { VmSpec } from '@livemig/shared/vm';
 import { startAgentProcess, type AgentProcess, type StartAgentOptions } from '../agent-process.ts';
 import { followMigration } from '../follow-migration.ts';
 import { startDelayRelay, type DelayRelay } from './delay-relay.ts';
-import { measureLink, type LinkMeasurement } from './measure.ts';
+import { checkProfile, measureLink, type LinkMeasurement } from './measure.ts';
 import type { LinkProfile } from './profiles.ts';
 import { shapeLab, type ShapingMechanisms } from './shape.ts';
 import { Lab } from './topology.ts';
@@ -62,6 +63,8 @@ export async function withLabMigration<T>(
       address: await pathTo(mechanisms, port),
       close: async () => {},
     }));
+    // Shaping must be real: a link more than 20% off its profile fails the run here.
+    checkProfile(measured, profile);
     const spawn = options.onSpawn ? { onSpawn: options.onSpawn } : {};
     const destHost = lab.host('dest');
     const sourceHost = lab.host('source');
