@@ -28,6 +28,8 @@ export function labUnavailable(): string | undefined {
   if (process.getuid?.() !== 0) return 'the lab needs root (network namespaces, veth, tc)';
   if (!succeeds('ip', 'netns', 'list')) return 'iproute2 (`ip`) is not installed';
   if (!succeeds('tc', '-V')) return 'tc (iproute2) is not installed';
+  // Loss needs netem or nftables; this check keeps a missing nft from failing tests midway.
+  if (!succeeds('nft', '--version')) return 'nftables (`nft`) is not installed (apt-get install nftables)';
   return undefined;
 }
 
