@@ -6,6 +6,7 @@ import { logLevelFlag } from '../options.ts';
 import { registerDemoCommand } from './demo.ts';
 import { registerLabCommand } from './lab.ts';
 import { registerMigrateCommand } from './migrate.ts';
+import { registerProbeCommand } from './probe.ts';
 import { registerStatusCommand } from './status.ts';
 import { registerStopContCommands } from './stop-cont.ts';
 import { registerVmCommand } from './vm.ts';
@@ -19,4 +20,5 @@ export const COMMANDS: ReadonlyArray<(program: Command) => void> = [
   (program) => registerDestCommand(program, logLevelFlag),
   registerVmCommand,
   registerLabCommand,
+  registerProbeCommand,
 ];
