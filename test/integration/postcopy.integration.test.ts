@@ -119,7 +119,7 @@ describe('post-copy under failure', () => {
     expect(report.vmRunsOn).toBe('lost');
     expect(report.error?.code).toBe('ERR_CONNECTION');
     expect(report.error?.message).toMatch(/the VM is lost/);
-    expect(source.logs()).toMatch(/postcopy.paused/);
+    await waitUntil(() => /postcopy\.paused/.test(source.logs()), { what: 'the source logs postcopy.paused' });
   });
 
   it('killing the source during post-copy: the destination says its VM is paused on missing pages, never completed', async () => {
@@ -139,7 +139,10 @@ describe('post-copy under failure', () => {
       source.child.kill('SIGKILL');
       await waitUntil(() => destStatuses.includes('postcopy-paused'), { what: 'the destination pauses post-copy' });
       expect(destStatuses).not.toContain('completed');
-      expect(dest.logs()).toMatch(/blocks on absent pages until the source reconnects/);
+      // The log line travels on stderr, the event on the control socket: wait for the line itself.
+      await waitUntil(() => /blocks on absent pages until the source reconnects/.test(dest.logs()), {
+        what: 'the destination logs that its VM blocks on absent pages',
+      });
     } finally {
       client.close();
       destEvents.close();
