@@ -1,4 +1,3 @@
 /** @livemig/agent-dest: the destination daemon and its incoming migrations. */
 export * from './daemon.ts';
-export * from './cli.ts';
 export { IncomingMigration } from './migration/incoming.ts';

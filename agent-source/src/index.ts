@@ -1,6 +1,5 @@
 /** @livemig/agent-source: the source daemon and its outgoing migrations. */
 export * from './daemon.ts';
-export * from './cli.ts';
 export { OutgoingMigration } from './migration/outgoing.ts';
 export { resolveMigrateParams, DEFAULT_MIGRATE_PARAMS } from './migration/params.ts';
 export { decideSwitchover } from './migration/convergence.ts';

@@ -1,12 +1,11 @@
 /** The subcommands, in the order `--help` lists them. Each file registers one command. */
 import type { Command } from 'commander';
-import { registerSourceCommand } from '@livemig/agent-source';
-import { registerDestCommand } from '@livemig/agent-dest';
-import { logLevelFlag } from '../options.ts';
 import { registerDemoCommand } from './demo.ts';
+import { registerDestCommand } from './dest.ts';
 import { registerLabCommand } from './lab.ts';
 import { registerMigrateCommand } from './migrate.ts';
 import { registerProbeCommand } from './probe.ts';
+import { registerSourceCommand } from './source.ts';
 import { registerStatusCommand } from './status.ts';
 import { registerStopContCommands } from './stop-cont.ts';
 import { registerVmCommand } from './vm.ts';
@@ -16,8 +15,8 @@ export const COMMANDS: ReadonlyArray<(program: Command) => void> = [
   registerMigrateCommand,
   registerStatusCommand,
   registerStopContCommands,
-  (program) => registerSourceCommand(program, logLevelFlag),
-  (program) => registerDestCommand(program, logLevelFlag),
+  registerSourceCommand,
+  registerDestCommand,
   registerVmCommand,
   registerLabCommand,
   registerProbeCommand,

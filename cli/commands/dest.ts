@@ -1,21 +1,21 @@
 /** `livemig dest`: run the destination agent. Flags → a checked config → the daemon. */
 import type { Command } from 'commander';
-import { createLogger, isLoopback, parseHostPort, runDaemon, type LevelWithSilent } from '@livemig/shared';
-import { DestDaemon } from './daemon.ts';
+import { createLogger, parseHostPort, runDaemon } from '@livemig/shared';
+import { DestDaemon } from '@livemig/agent-dest';
+import { addLogLevelOption, warnIfExposed, type LogLevelFlags } from '../agent-options.ts';
 
-interface DestFlags {
+interface DestFlags extends LogLevelFlags {
   listen: string;
   control: string;
-  logLevel: LevelWithSilent;
 }
 
-export function registerDestCommand(program: Command, parseLogLevel: (text: string) => LevelWithSilent): void {
-  program
+export function registerDestCommand(program: Command): void {
+  const command = program
     .command('dest')
     .description('Run the destination agent: accept migrations on the data port and keep running the VMs received.')
     .option('--listen <host:port>', 'data port migrations arrive on; 127.0.0.1 only by default', '127.0.0.1:7070')
-    .option('--control <host:port>', 'control API address (ws); 127.0.0.1 only by default', '127.0.0.1:7071')
-    .option('--log-level <level>', 'fatal | error | warn | info | debug | trace | silent', parseLogLevel, 'info')
+    .option('--control <host:port>', 'control API address (ws); 127.0.0.1 only by default', '127.0.0.1:7071');
+  addLogLevelOption(command)
     .addHelpText(
       'after',
       '\nPrints one line {"event":"ready","listen":"…","control":"ws://…"} on stdout once listening.\n' +
@@ -25,13 +25,7 @@ export function registerDestCommand(program: Command, parseLogLevel: (text: stri
       const listen = parseHostPort(flags.listen, '--listen');
       const control = parseHostPort(flags.control, '--control');
       const logger = createLogger({ name: 'agent-dest', level: flags.logLevel });
-      for (const [what, address] of [
-        ['listen', listen],
-        ['control', control],
-      ] as const) {
-        if (!isLoopback(address.host))
-          logger.warn({ [what]: address }, `${what} port is reachable beyond this machine and has no authentication`);
-      }
+      warnIfExposed(logger, { listen, control });
       await runDaemon(logger, async () => {
         const daemon = await DestDaemon.start({ listen, control, logger });
         return {
