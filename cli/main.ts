@@ -45,4 +45,10 @@ async function main(argv: readonly string[]): Promise<number> {
   }
 }
 
+// `livemig … | head` closes the pipe early: that ends the output, it is not an error to report.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code === 'EPIPE') process.exit(process.exitCode === undefined ? 0 : Number(process.exitCode));
+  throw error;
+});
+
 process.exitCode = await main(process.argv);
