@@ -1,5 +1,5 @@
 /**
- * The flags that describe a VM — --memory, --init, --workload, --seed — shared by `livemig vm`
+ * The flags that describe a VM — --memory, --init, --workload, --seed, --nic — shared by `livemig vm`
  * and `livemig demo`, and their one parser into a checked VmSpec.
  */
 import type { Command } from 'commander';
@@ -12,6 +12,7 @@ export interface VmFlags {
   init: string;
   workload: string;
   seed: string;
+  nic?: string;
 }
 
 /** Parses --seed: a whole number in [0, 2^32). */
@@ -32,7 +33,11 @@ export function addVmSpecOptions(
     .option('--memory <size>', 'guest memory, 1MiB..16GiB, a multiple of 4KiB', defaults.memory)
     .option('--init <spec>', 'initial memory: zero | random | mixed:<fraction of zero pages>', defaults.init)
     .option('--workload <spec>', 'workload spec, e.g. hotset:wss=64MiB,rate=20000 (see below)', defaults.workload)
-    .option('--seed <n>', 'seed of the initial memory and the workload', '1');
+    .option('--seed <n>', 'seed of the initial memory and the workload', '1')
+    .option(
+      '--nic <ip:port>',
+      "the VM's network address (kv workload): its service answers there, and the address moves with the VM",
+    );
 }
 
 /** The VM spec from the shared flags. */
@@ -42,5 +47,6 @@ export function specFromFlags(flags: VmFlags): VmSpec {
     init: flags.init,
     workload: flags.workload,
     seed: parseSeedFlag(flags.seed),
+    nic: flags.nic ?? null,
   });
 }

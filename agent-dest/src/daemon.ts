@@ -12,10 +12,12 @@ import { formatHostPort, MigrationError, toMigrationError, type HostPort } from 
 import { listenForPeers, messageName, MsgType, type AcceptedPeer, type PeerListener } from '@livemig/shared/channel';
 import type { AttachChannel, SetupMsg } from '@livemig/shared/protocol';
 import { ControlServer, type CommandHandlers } from '@livemig/shared/control';
-import { VmHost, hostCommandHandlers } from '@livemig/shared/host';
+import { VmHost, hostCommandHandlers, type VmHostOptions } from '@livemig/shared/host';
 import { IncomingMigration } from './migration/incoming.ts';
 
 export interface DestDaemonOptions {
+  /** How VMs with a NIC get their address here. @default loopback (bind the VM's ip:port on this host) */
+  addressMover?: VmHostOptions['addressMover'];
   listen: HostPort;
   control: HostPort;
   logger: Logger;
@@ -38,7 +40,11 @@ export class DestDaemon {
     this.agentId = options.agentId ?? `dest-${randomUUID().slice(0, 8)}`;
     this.#logger = options.logger;
     this.#maxMemoryBytes = options.maxMemoryBytes ?? 16 * 2 ** 30;
-    this.host = new VmHost((name, state) => this.#control?.emit('VM_STATE', { name, state }));
+    this.host = new VmHost({
+      onState: (name, state) => this.#control?.emit('VM_STATE', { name, state }),
+      logger: options.logger,
+      addressMover: options.addressMover,
+    });
   }
 
   static async start(options: DestDaemonOptions): Promise<DestDaemon> {

@@ -12,12 +12,14 @@ import { MigrationError, parseHostPort, formatHostPort, type HostPort } from '@l
 import { connectPeer } from '@livemig/shared/channel';
 import { ControlServer, type CommandHandlers, type MigrationInfo } from '@livemig/shared/control';
 import type { MigrationReport } from '@livemig/shared/report';
-import { VmHost, hostCommandHandlers } from '@livemig/shared/host';
+import { VmHost, hostCommandHandlers, type VmHostOptions } from '@livemig/shared/host';
 import { parseVmSpec } from '@livemig/shared/vm';
 import { OutgoingMigration } from './migration/outgoing.ts';
 import { resolveMigrateParams } from './migration/params.ts';
 
 export interface SourceDaemonOptions {
+  /** How VMs with a NIC get their address here. @default loopback (bind the VM's ip:port on this host) */
+  addressMover?: VmHostOptions['addressMover'];
   control: HostPort;
   logger: Logger;
   agentId?: string;
@@ -39,7 +41,11 @@ export class SourceDaemon {
     this.agentId = options.agentId ?? `source-${randomUUID().slice(0, 8)}`;
     this.#logger = options.logger;
     this.#graceMs = options.shutdownGraceMs ?? 30_000;
-    this.host = new VmHost((name, state) => this.#control?.emit('VM_STATE', { name, state }));
+    this.host = new VmHost({
+      onState: (name, state) => this.#control?.emit('VM_STATE', { name, state }),
+      logger: options.logger,
+      addressMover: options.addressMover,
+    });
   }
 
   static async start(options: SourceDaemonOptions): Promise<SourceDaemon> {
@@ -59,8 +65,8 @@ export class SourceDaemon {
   #handlers(): CommandHandlers {
     return {
       ...hostCommandHandlers(this.host),
-      'create-vm': async ({ name, memory, init, workload, seed }) => {
-        const spec = parseVmSpec({ memory, init, workload, seed });
+      'create-vm': async ({ name, memory, init, workload, seed, nic }) => {
+        const spec = parseVmSpec({ memory, init, workload, seed, nic });
         await this.host.create(VmHost.checkName(name), spec);
         return this.host.info(name);
       },

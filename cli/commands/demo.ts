@@ -6,11 +6,13 @@
  * digest — print the report and stop both agents.
  */
 import type { Command } from 'commander';
-import { formatDuration, parseDuration } from '@livemig/shared';
+import dgram from 'node:dgram';
+import { formatDuration, MigrationError, parseDuration, parseHostPort } from '@livemig/shared';
 import { ControlClient } from '@livemig/shared/control';
 import { formatReport, type MigrationReport } from '@livemig/shared/report';
 import { workloadHelp, type VmSpec } from '@livemig/shared/vm';
 import { checkOracle } from '../oracle.ts';
+import { networkSection, startProbe } from '../probe/during.ts';
 import { startAgentProcess, type AgentProcess } from '../agent-process.ts';
 import { followMigration } from '../follow-migration.ts';
 import {
@@ -30,6 +32,8 @@ interface DemoFlags extends VmFlags, MigrateFlags {
   runAfter: number;
   json?: boolean;
   verbose?: boolean;
+  probe?: boolean;
+  probeInterval: number;
 }
 
 export function registerDemoCommand(program: Command): void {
@@ -51,17 +55,30 @@ export function registerDemoCommand(program: Command): void {
       flag(parseDuration),
       1000,
     )
+    .option(
+      '--probe',
+      "with --workload kv: a client sends a request to the VM's address every --probe-interval during the migration; " +
+        'the report gets network downtime, lost replies and lost writes',
+    )
+    .option('--probe-interval <duration>', 'time between probe requests', durationFlag, 1)
     .option('--json', 'print exactly one JSON report (schema livemig.report/1, with "oracle") on stdout')
     .option('--verbose', "show the agents' logs on stderr")
     .addHelpText(
       'after',
-      `\nWorkloads:\n${workloadHelp()}\n\nExit status: 0 when migrated and the oracle matched, 1 otherwise.`,
+      `\nWorkloads:\n${workloadHelp()}\n\n` +
+        'Example: livemig demo --workload kv --probe   (a kv service in the VM; its clients see the migration)\n\n' +
+        'Exit status: 0 when migrated and the oracle matched (kv: no acknowledged write lost), 1 otherwise.',
     )
     .action(async (flags: DemoFlags) => {
-      const spec = specFromFlags(flags);
+      const spec = specFromFlags(await withDefaultNic(flags));
+      if (flags.probe && spec.nic === null) {
+        throw new MigrationError('ERR_INVALID_ARGUMENT', '--probe needs a VM with a service: use --workload kv');
+      }
       const report = await runDemo(spec, flags);
       process.stdout.write(flags.json ? JSON.stringify(report) + '\n' : formatReport(report) + '\n');
-      if (report.outcome !== 'completed' || report.oracle?.match !== true) process.exitCode = 1;
+      const proven =
+        spec.nic === null ? report.oracle?.match === true : report.network?.lostWrites === 0 || !flags.probe;
+      if (report.outcome !== 'completed' || !proven) process.exitCode = 1;
     });
 }
 
@@ -82,13 +99,24 @@ async function runDemo(spec: VmSpec, flags: DemoFlags): Promise<MigrationReport>
     const destControl = await ControlClient.connect(dest.control);
     try {
       say(flags, `demo: booting VM "demo" (${spec.memoryBytes} bytes, ${spec.init}, ${spec.workload}) on the source …`);
-      await sourceControl.request('create-vm', {
+      const created = await sourceControl.request('create-vm', {
         name: 'demo',
         memory: spec.memoryBytes,
         init: spec.init,
         workload: spec.workload,
         seed: spec.seed,
+        ...(spec.nic ? { nic: spec.nic } : {}),
       });
+      const probe = flags.probe
+        ? startProbe({ target: parseHostPort(spec.nic!), intervalMs: flags.probeInterval })
+        : null;
+      if (probe) {
+        say(
+          flags,
+          `demo: a client probes the VM's kv service at ${spec.nic} every ${formatDuration(flags.probeInterval)} …`,
+        );
+        await probe.answered;
+      }
       say(flags, `demo: migrating to ${dest.listen} while it runs …`);
       const { migrationId } = await sourceControl.request('migrate', {
         vm: 'demo',
@@ -96,10 +124,15 @@ async function runDemo(spec: VmSpec, flags: DemoFlags): Promise<MigrationReport>
         mode: flags.mode,
         params: migrateParams(flags),
       });
-      const report = await followMigration(sourceControl, migrationId, {
+      let report = await followMigration(sourceControl, migrationId, {
         progress: !flags.json && process.stderr.isTTY === true,
       });
+      if (probe) report = { ...report, network: networkSection(await probe.finish(), created.nic?.mode, report.times) };
       if (report.outcome !== 'completed') return report;
+      if (spec.nic !== null) {
+        say(flags, 'demo: no oracle for kv: its input comes from the network, so no reference VM can replay it');
+        return report;
+      }
       say(flags, `demo: the VM runs on the destination; letting it run for ${formatDuration(flags.runAfter)} …`);
       await new Promise((resolve) => setTimeout(resolve, flags.runAfter));
       say(flags, 'demo: stopping it and running a never-migrated reference VM to the same step …');
@@ -111,4 +144,15 @@ async function runDemo(spec: VmSpec, flags: DemoFlags): Promise<MigrationReport>
   } finally {
     await Promise.all(agents.map((agent) => agent.stop()));
   }
+}
+
+/** A kv VM needs an address: on one machine, a free loopback UDP port unless --nic names one. */
+async function withDefaultNic(flags: DemoFlags): Promise<DemoFlags> {
+  if (flags.nic !== undefined || !/^kv(:|$)/.test(flags.workload)) return flags;
+  const socket = dgram.createSocket('udp4');
+  const port = await new Promise<number>((resolve) =>
+    socket.bind(0, '127.0.0.1', () => resolve(socket.address().port)),
+  );
+  socket.close();
+  return { ...flags, nic: `127.0.0.1:${port}` };
 }

@@ -2,9 +2,16 @@
 import type { Command } from 'commander';
 import { createLogger, parseHostPort, runDaemon } from '@livemig/shared';
 import { DestDaemon } from '@livemig/agent-dest';
-import { addLogLevelOption, warnIfExposed, type LogLevelFlags } from '../agent-options.ts';
+import {
+  addLogLevelOption,
+  addressMoverFromFlags,
+  addVmLinkOption,
+  warnIfExposed,
+  type LogLevelFlags,
+  type VmLinkFlags,
+} from '../agent-options.ts';
 
-interface DestFlags extends LogLevelFlags {
+interface DestFlags extends LogLevelFlags, VmLinkFlags {
   listen: string;
   control: string;
 }
@@ -15,6 +22,7 @@ export function registerDestCommand(program: Command): void {
     .description('Run the destination agent: accept migrations on the data port and keep running the VMs received.')
     .option('--listen <host:port>', 'data port migrations arrive on; 127.0.0.1 only by default', '127.0.0.1:7070')
     .option('--control <host:port>', 'control API address (ws); 127.0.0.1 only by default', '127.0.0.1:7071');
+  addVmLinkOption(command);
   addLogLevelOption(command)
     .addHelpText(
       'after',
@@ -27,7 +35,12 @@ export function registerDestCommand(program: Command): void {
       const logger = createLogger({ name: 'agent-dest', level: flags.logLevel });
       warnIfExposed(logger, { listen, control });
       await runDaemon(logger, async () => {
-        const daemon = await DestDaemon.start({ listen, control, logger });
+        const daemon = await DestDaemon.start({
+          listen,
+          control,
+          logger,
+          addressMover: addressMoverFromFlags(flags, logger),
+        });
         return {
           ready: { role: 'dest', listen: daemon.dataAddress, control: daemon.controlUrl, agentId: daemon.agentId },
           stop: (r) => daemon.stop(r),

@@ -12,7 +12,9 @@ import type { Command } from 'commander';
 import { formatHostPort, isMigrationError, MigrationError, parseHostPort, type ErrorCode } from '@livemig/shared';
 import { ControlClient } from '@livemig/shared/control';
 import { formatReport, type MigrationReport } from '@livemig/shared/report';
+import type { AddressMode } from '@livemig/shared/net';
 import { followMigration } from '../follow-migration.ts';
+import { networkSection, startProbe, type RunningProbe } from '../probe/during.ts';
 import {
   durationFlag,
   flag,
@@ -32,6 +34,8 @@ interface MigrateCommandFlags extends MigrateFlags {
   resume?: boolean;
   json?: boolean;
   wait: number;
+  probe?: boolean | string;
+  probeInterval: number;
 }
 
 export function registerMigrateCommand(program: Command): void {
@@ -56,6 +60,12 @@ export function registerMigrateCommand(program: Command): void {
       durationFlag,
     )
     .option('--resume', 'reconnect a post-copy migration paused by a broken link now, and follow it')
+    .option(
+      '--probe [ip:port]',
+      "probe the VM's kv service during the migration (default: the VM's NIC address): the report gets network " +
+        'downtime, lost replies and lost writes',
+    )
+    .option('--probe-interval <duration>', 'time between probe requests', durationFlag, 1)
     .option('--json', 'print exactly one JSON report (schema livemig.report/1) on stdout')
     .option(
       '--wait <duration>',
@@ -68,6 +78,7 @@ export function registerMigrateCommand(program: Command): void {
       '\nExamples:\n  livemig migrate --control ws://127.0.0.1:7171 --vm vm1 --to 127.0.0.1:7070 --max-bandwidth 1gbit\n' +
         '  livemig migrate --control ws://127.0.0.1:7171 --vm vm1 --to 127.0.0.1:7070 --mode hybrid --postcopy-after 2\n' +
         '  livemig migrate --control ws://127.0.0.1:7171 --resume\n' +
+        '  livemig migrate --control ws://127.0.0.1:7171 --vm kv1 --to 127.0.0.1:7070 --probe   # what its clients see\n' +
         '  livemig migrate --control ws://source:7171 --vm vm1 --to dest:7070 --wait 60s --json   # agents still starting\n' +
         '\nExit status: 0 completed, 1 failed or cancelled, 2 bad input.',
     )
@@ -77,15 +88,18 @@ export function registerMigrateCommand(program: Command): void {
       }
       const waiting = new Waiting(flags.wait);
       for (;;) {
+        let probe: { running: RunningProbe; mode: AddressMode | undefined } | undefined;
         const { client, migrationId } = await waiting.retry(async () => {
           const client = await ControlClient.connect(flags.control);
           try {
+            if (flags.probe !== undefined && !flags.resume) probe = await startProbeOn(client, flags);
             return {
               client,
               migrationId: flags.resume ? await resumeMigration(client) : await startMigration(client, flags),
             };
           } catch (error) {
             client.close();
+            if (probe) await probe.running.finish();
             throw error;
           }
         });
@@ -95,6 +109,8 @@ export function registerMigrateCommand(program: Command): void {
         } finally {
           client.close();
         }
+        if (probe)
+          report = { ...report, network: networkSection(await probe.running.finish(), probe.mode, report.times) };
         if (!flags.resume && destinationNotUp(report) && (await waiting.pause(report.error!.message))) continue;
         printReport(report, flags.json === true);
         return;
@@ -174,6 +190,30 @@ async function startMigration(client: ControlClient, flags: MigrateCommandFlags)
     params: migrateParams(flags),
   });
   return migrationId;
+}
+
+/** Start probing the VM's service (--probe ADDRESS, or the NIC address query-vms gives) and wait for its first reply. */
+async function startProbeOn(
+  client: ControlClient,
+  flags: MigrateCommandFlags,
+): Promise<{ running: RunningProbe; mode: AddressMode | undefined }> {
+  const { vms } = await client.request('query-vms', {});
+  const nic = vms.find((vm) => vm.name === flags.vm)?.nic;
+  const address = typeof flags.probe === 'string' ? flags.probe : nic?.address;
+  if (address === undefined) {
+    throw new MigrationError(
+      'ERR_INVALID_ARGUMENT',
+      `--probe: VM "${flags.vm}" has no NIC to probe; give --probe IP:PORT, or boot it with --workload kv --nic IP:PORT`,
+    );
+  }
+  const running = startProbe({ target: parseHostPort(address, '--probe'), intervalMs: flags.probeInterval });
+  try {
+    await running.answered;
+  } catch (error) {
+    await running.finish();
+    throw error;
+  }
+  return { running, mode: nic?.mode };
 }
 
 async function resumeMigration(client: ControlClient): Promise<string> {

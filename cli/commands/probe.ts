@@ -36,7 +36,8 @@ export function registerProbeCommand(program: Command): void {
           writes: flags.writes === true,
         });
         if (flags.json) {
-          process.stdout.write(JSON.stringify(result) + '\n');
+          const { arrivalsMs: _arrivals, timeOriginMs: _origin, ...summary } = result;
+          process.stdout.write(JSON.stringify(summary) + '\n');
           return;
         }
         const latency = result.latencyMs

@@ -5,10 +5,17 @@
 import type { Command } from 'commander';
 import { createLogger, parseHostPort, runDaemon } from '@livemig/shared';
 import { SourceDaemon } from '@livemig/agent-source';
-import { addLogLevelOption, warnIfExposed, type LogLevelFlags } from '../agent-options.ts';
+import {
+  addLogLevelOption,
+  addressMoverFromFlags,
+  addVmLinkOption,
+  warnIfExposed,
+  type LogLevelFlags,
+  type VmLinkFlags,
+} from '../agent-options.ts';
 import { addVmSpecOptions, specFromFlags, type VmFlags } from '../vm-flags.ts';
 
-interface SourceFlags extends VmFlags, LogLevelFlags {
+interface SourceFlags extends VmFlags, LogLevelFlags, VmLinkFlags {
   control: string;
   vm?: string;
 }
@@ -20,6 +27,7 @@ export function registerSourceCommand(program: Command): void {
     .option('--control <host:port>', 'control API address (ws); 127.0.0.1 only by default', '127.0.0.1:7171')
     .option('--vm <name>', 'boot a VM with this name at start (else create VMs through the control API)');
   addVmSpecOptions(command, { memory: '256MiB', init: 'random', workload: 'idle' });
+  addVmLinkOption(command);
   addLogLevelOption(command)
     .addHelpText(
       'after',
@@ -33,7 +41,11 @@ export function registerSourceCommand(program: Command): void {
       const logger = createLogger({ name: 'agent-source', level: flags.logLevel });
       warnIfExposed(logger, { control });
       await runDaemon(logger, async () => {
-        const daemon = await SourceDaemon.start({ control, logger });
+        const daemon = await SourceDaemon.start({
+          control,
+          logger,
+          addressMover: addressMoverFromFlags(flags, logger),
+        });
         if (flags.vm && spec) await daemon.host.create(flags.vm, spec);
         return {
           ready: { role: 'source', control: daemon.controlUrl, agentId: daemon.agentId },

@@ -10,7 +10,9 @@ import { ControlClient, type MigrateParams } from '@livemig/shared/control';
 import type { MigrationMode, MigrationReport } from '@livemig/shared/report';
 import type { VmSpec } from '@livemig/shared/vm';
 import { startAgentProcess, type AgentProcess, type StartAgentOptions } from '../agent-process.ts';
+import { parseHostPort } from '@livemig/shared';
 import { followMigration } from '../follow-migration.ts';
+import { networkSection, startProbe } from '../probe/during.ts';
 import { startDelayRelay, type DelayRelay } from './delay-relay.ts';
 import { checkProfile, measureLink, type LinkMeasurement } from './measure.ts';
 import type { LinkProfile } from './profiles.ts';
@@ -25,6 +27,8 @@ export interface LabMigration {
   report: MigrationReport;
   source: AgentProcess;
   dest: AgentProcess;
+  /** With `service`: the VM's address (its own IP on the lab link, moved by macvlan). */
+  vmAddress?: string;
 }
 
 export interface LabMigrationOptions {
@@ -34,6 +38,12 @@ export interface LabMigrationOptions {
   params?: MigrateParams;
   /** Called with every agent process as it starts (tests track them for cleanup). */
   onSpawn?: StartAgentOptions['onSpawn'];
+  /**
+   * A VM with a service (spec.workload kv): it gets its own IP on the lab link (a macvlan,
+   * --vm-link eth0 on both agents) at this UDP port, and a client probes it from the controller
+   * every `probeIntervalMs` (default 1) during the migration; the report gets `network`.
+   */
+  service?: { port: number; probeIntervalMs?: number };
 }
 
 /** Run one migration across a fresh lab shaped to the profile; `inspect` sees it before teardown. */
@@ -68,10 +78,13 @@ export async function withLabMigration<T>(
     const spawn = options.onSpawn ? { onSpawn: options.onSpawn } : {};
     const destHost = lab.host('dest');
     const sourceHost = lab.host('source');
+    const service = options.service;
+    const vmAddress = service ? `${lab.vmAddress()}:${service.port}` : undefined;
+    const vmLink = service ? ['--vm-link', 'eth0'] : [];
     const [dest, source] = await Promise.all([
       startAgentProcess('dest', {
         wrap: lab.wrap('dest'),
-        args: ['--listen', `${destHost.address}:0`, '--control', `${destHost.address}:0`],
+        args: ['--listen', `${destHost.address}:0`, '--control', `${destHost.address}:0`, ...vmLink],
         ...spawn,
       }).then((a) => (agents.push(a), a)),
       startAgentProcess('source', {
@@ -79,6 +92,7 @@ export async function withLabMigration<T>(
         args: [
           ...['--control', `${sourceHost.address}:0`, '--vm', 'vm', '--memory', String(spec.memoryBytes)],
           ...['--init', spec.init, '--workload', spec.workload, '--seed', String(spec.seed)],
+          ...(vmAddress ? ['--nic', vmAddress, ...vmLink] : []),
         ],
         ...spawn,
       }).then((a) => (agents.push(a), a)),
@@ -87,6 +101,10 @@ export async function withLabMigration<T>(
     const client = await ControlClient.connect(source.control);
     let report: MigrationReport;
     try {
+      const probe = vmAddress
+        ? startProbe({ target: parseHostPort(vmAddress), intervalMs: service?.probeIntervalMs })
+        : null;
+      await probe?.answered;
       const { migrationId } = await client.request('migrate', {
         vm: 'vm',
         to,
@@ -94,10 +112,20 @@ export async function withLabMigration<T>(
         params: options.params ?? {},
       });
       report = await followMigration(client, migrationId, { progress: false });
+      if (probe) report = { ...report, network: networkSection(await probe.finish(), 'macvlan', report.times) };
     } finally {
       client.close();
     }
-    return await inspect({ lab, profile, mechanisms, measured, report, source, dest });
+    return await inspect({
+      lab,
+      profile,
+      mechanisms,
+      measured,
+      report,
+      source,
+      dest,
+      ...(vmAddress ? { vmAddress } : {}),
+    });
   } finally {
     await Promise.all(agents.map((agent) => agent.stop()));
     for (const relay of relays) await relay.close();

@@ -45,6 +45,8 @@ export class Lab {
   readonly prefix: string;
   readonly bridgeNs: string;
   readonly controllerAddress: string;
+  /** The lab's /24, "a.b.c" (hosts are .1, .2, …; the controller is .254). */
+  readonly subnet: string;
   readonly hosts: ReadonlyMap<string, LabHost>;
   readonly #controllerDev: string;
   #destroyed = false;
@@ -53,6 +55,7 @@ export class Lab {
     this.prefix = prefix;
     this.bridgeNs = `${prefix}br`;
     this.controllerAddress = `${subnet}.254`;
+    this.subnet = subnet;
     this.#controllerDev = `${prefix}c`;
     this.hosts = new Map(
       names.map((name, i) => [name, { name, ns: `${prefix}-${name}`, address: `${subnet}.${i + 1}`, dev: 'eth0' }]),
@@ -112,6 +115,11 @@ export class Lab {
       mkdirSync(`/etc/netns/${host.ns}`, { recursive: true });
       writeFileSync(`/etc/netns/${host.ns}/hosts`, hostsFile);
     }
+  }
+
+  /** An address on the lab's link for a VM (its own IP, moved with it): .50, .51, … */
+  vmAddress(index = 0): string {
+    return `${this.subnet}.${50 + index}`;
   }
 
   host(name: string): LabHost {

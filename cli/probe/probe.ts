@@ -20,6 +20,10 @@ export interface ProbeOptions {
   writes?: boolean;
   /** How long to wait for late replies after the last request. @default 250 */
   graceMs?: number;
+  /** Stop sending when this settles (before durationMs), e.g. when a migration is over. */
+  until?: Promise<unknown>;
+  /** Called at every reply to a request (not to read-backs). */
+  onReply?: () => void;
 }
 
 export interface ProbeResult extends ProbeSummary {
@@ -30,7 +34,20 @@ export interface ProbeResult extends ProbeSummary {
   writes?: { acknowledged: number; lostWrites: number };
   /** Socket errors seen (e.g. ICMP port unreachable), counted, never fatal. */
   socketErrors: number;
+  /**
+   * Reply arrival times, ascending, on this process's performance.now() clock; add
+   * `timeOriginMs` for ms since the epoch (to line up with an agent's report).
+   */
+  arrivalsMs: number[];
+  timeOriginMs: number;
 }
+
+/** Request id of read-backs (probe requests count from 1). */
+const READ_BACK_ID = 0;
+/** Read-backs in flight at once (well under the VM's 256-slot receive ring). */
+const READ_BACK_WINDOW = 32;
+/** Times an unanswered read-back is asked again. */
+const READ_BACK_PASSES = 5;
 
 /** A value derived from the key, so a read-back can tell a right value from a stale one. */
 const valueOf = (key: number): number => (Math.imul(key, 2654435761) ^ 0x5bd1e995) >>> 0;
@@ -43,17 +60,23 @@ export async function runProbe(options: ProbeOptions): Promise<ProbeResult> {
   const sentAt = new Map<number, number>();
   const repliedAt = new Map<number, number>();
   const acknowledged = new Set<number>();
-  const readBack = new Map<number, number>();
+  /** Read-back answers: the value read, or null for NOT_FOUND. */
+  const readBack = new Map<number, number | null>();
+  let readBackArrived: (() => void) | undefined;
   let socketErrors = 0;
   socket.on('error', () => (socketErrors += 1));
   socket.on('message', (bytes) => {
     const reply = decodeKvReply(bytes);
     if (!reply) return;
-    if (reply.op === KvOp.Get) {
-      if (reply.status === KvStatus.Ok) readBack.set(reply.key, reply.value);
+    if (reply.id === READ_BACK_ID) {
+      if (reply.op === KvOp.Get) readBack.set(reply.key, reply.status === KvStatus.Ok ? reply.value : null);
+      readBackArrived?.();
       return;
     }
-    if (sentAt.has(reply.id) && !repliedAt.has(reply.id)) repliedAt.set(reply.id, performance.now());
+    if (sentAt.has(reply.id) && !repliedAt.has(reply.id)) {
+      repliedAt.set(reply.id, performance.now());
+      options.onReply?.();
+    }
     if (reply.op === KvOp.Put && reply.status === KvStatus.Ok) acknowledged.add(reply.key);
   });
   const send = (op: KvOp, id: number, key: number): void => {
@@ -64,32 +87,58 @@ export async function runProbe(options: ProbeOptions): Promise<ProbeResult> {
     );
   };
   await new Promise<void>((resolve) => socket.bind(0, resolve));
+  let stopped = false;
+  void options.until?.finally(() => (stopped = true));
   try {
     const start = performance.now();
     let next = 1;
-    while (performance.now() - start < durationMs) {
+    let lastSent = start;
+    while (!stopped && performance.now() - start < durationMs) {
       const due = Math.floor((performance.now() - start) / intervalMs) + 1;
       for (; next <= due && (next - 1) * intervalMs < durationMs; next++) {
-        sentAt.set(next, performance.now());
+        lastSent = performance.now();
+        sentAt.set(next, lastSent);
         send(options.writes ? KvOp.Put : KvOp.Get, next, next);
       }
-      await new Promise((resolve) => setTimeout(resolve, Math.max(0, start + next * intervalMs - performance.now())));
+      await new Promise((resolve) =>
+        setTimeout(resolve, Math.max(0, start + (next - 1) * intervalMs - performance.now())),
+      );
     }
     await new Promise((resolve) => setTimeout(resolve, graceMs));
-    const summary = summarizeProbe(sentAt, repliedAt, start, performance.now());
+    // The window ends one interval after the last request: when the next one would have left.
+    const end = lastSent + intervalMs;
+    const summary = summarizeProbe(sentAt, repliedAt, start, end);
     const result: ProbeResult = {
       target: `${options.target.host}:${options.target.port}`,
       intervalMs,
-      durationMs,
+      durationMs: end - start,
       ...summary,
       socketErrors,
+      arrivalsMs: [...repliedAt.values()].sort((a, b) => a - b),
+      timeOriginMs: performance.timeOrigin,
     };
     if (options.writes) {
-      for (let attempt = 0; attempt < 3; attempt++) {
-        const missing = [...acknowledged].filter((key) => readBack.get(key) !== valueOf(key));
-        if (missing.length === 0) break;
-        for (const key of missing) send(KvOp.Get, 0, key);
-        await new Promise((resolve) => setTimeout(resolve, graceMs));
+      // Read back in small windows, each waited for: a burst of thousands of GETs would only
+      // overflow the VM's receive ring and make writes look lost. A key whose GET went
+      // unanswered is asked again (up to READ_BACK_PASSES times); an answer is final.
+      for (let pass = 0; pass < READ_BACK_PASSES; pass++) {
+        const unanswered = [...acknowledged].filter((key) => !readBack.has(key));
+        if (unanswered.length === 0) break;
+        for (let i = 0; i < unanswered.length; i += READ_BACK_WINDOW) {
+          const window = unanswered.slice(i, i + READ_BACK_WINDOW);
+          for (const key of window) send(KvOp.Get, READ_BACK_ID, key);
+          const deadline = performance.now() + graceMs;
+          while (window.some((key) => !readBack.has(key)) && performance.now() < deadline) {
+            await new Promise<void>((resolve) => {
+              const timer = setTimeout(resolve, deadline - performance.now());
+              readBackArrived = () => {
+                clearTimeout(timer);
+                resolve();
+              };
+            });
+          }
+          readBackArrived = undefined;
+        }
       }
       const lostWrites = [...acknowledged].filter((key) => readBack.get(key) !== valueOf(key)).length;
       result.writes = { acknowledged: acknowledged.size, lostWrites };

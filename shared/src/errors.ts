@@ -41,6 +41,7 @@ export const ERROR_CODES = {
   ERR_NOT_FOUND: 'A named VM or migration does not exist on this agent.',
   ERR_BUSY: 'The VM is already migrating, or the name is already taken.',
   ERR_CONTROL: 'A control-channel request was malformed or failed.',
+  ERR_ADDRESS: "The VM's network address could not be set up, taken or given up on this host (message says why).",
   ERR_INTERNAL: 'A bug: an invariant was broken. Please report it with the log.',
 } as const;
 

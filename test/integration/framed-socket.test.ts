@@ -112,7 +112,7 @@ async function until(predicate: () => boolean, timeoutMs = 5000): Promise<void> 
 const setupMsg = msg.setup({
   migrationId: 'm1',
   mode: 'precopy',
-  vm: { name: 'vm', memoryBytes: 1024 * PAGE, pageSize: PAGE, workload: 'idle', init: 'random', seed: 3 },
+  vm: { name: 'vm', memoryBytes: 1024 * PAGE, pageSize: PAGE, workload: 'idle', init: 'random', seed: 3, nic: '' },
 });
 
 describe('FramedSocket over loopback', () => {

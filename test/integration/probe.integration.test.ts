@@ -2,24 +2,15 @@
  * `livemig probe` against a real UDP socket on loopback that nobody serves: every request is
  * lost, the network downtime is the whole run, and it is a report — not a crash.
  */
-import dgram from 'node:dgram';
 import { afterEach, describe, expect, it } from 'vitest';
 import { runCli, stopAll } from '../helpers/processes.ts';
+import { freeUdpPort } from '../helpers/udp.ts';
 
 afterEach(stopAll);
 
-/** A UDP port that was just free (bound, then closed). */
-async function unusedUdpPort(): Promise<number> {
-  const socket = dgram.createSocket('udp4');
-  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
-  const { port } = socket.address();
-  await new Promise<void>((resolve) => socket.close(() => resolve()));
-  return port;
-}
-
 describe('livemig probe', () => {
   it('an address nobody serves: total loss, downtime = the whole run, exit 0', async () => {
-    const port = await unusedUdpPort();
+    const port = await freeUdpPort();
     const result = await runCli([
       'probe',
       '--target',

@@ -22,6 +22,7 @@ import { messageName, msg, MsgType, type PageApplier, type PeerChannel } from '@
 import type { ControlEvents, EventName } from '@livemig/shared/control';
 import type { VmHost } from '@livemig/shared/host';
 import type { Message, SetupMsg } from '@livemig/shared/protocol';
+import type { NicBackend } from '@livemig/shared/host';
 import { Bitmap, parseVmSpec, startPrefault, ToyVm, PAGE_SIZE, type Prefault } from '@livemig/shared/vm';
 import { FaultHandler } from './page-faults.ts';
 import { DEST_DISCARDS_ON_FAILURE, DEST_TRANSITIONS, type DestStatus } from './status.ts';
@@ -147,14 +148,24 @@ export class IncomingMigration {
       init: setup.vm.init,
       workload: setup.vm.workload,
       seed: setup.vm.seed,
+      nic: setup.vm.nic,
     });
     const name = setup.vm.name;
     if (!host.isFree(name))
       throw new MigrationError('ERR_BUSY', `a VM named "${name}" already exists on the destination`);
     const vm = await ToyVm.createIncoming(spec, { postcopy: setup.mode !== 'precopy' });
+    // A VM with a NIC: get its address ready now (everything short of taking it), so a host that
+    // cannot give the VM its address fails here, while the source still runs the VM.
+    let net: NicBackend | null;
+    try {
+      net = await host.prepareNic(vm, logger.child({ vm: name }));
+    } catch (error) {
+      await vm.destroy();
+      throw error;
+    }
     this.#vm = vm;
     this.#vmName = name;
-    host.adopt(name, vm, 'incoming');
+    host.adopt(name, vm, 'incoming', net ?? undefined);
     applier.attach(vm.memory);
     // Touch the pages that will arrive, in a worker, ahead of the receiver (prefault.ts).
     if (setup.bitmap) {
@@ -257,6 +268,11 @@ export class IncomingMigration {
     this.#vm!.resume();
     host.setState(this.#vmName!, 'running');
     this.#channel.send(msg.resumed(performance.now() - received));
+    // The address follows the VM: the source let go of it before sending Handoff.
+    const net = host.get(this.#vmName!).net;
+    net?.take().catch((error: unknown) => {
+      this.#c.logger.error({ err: error, event: 'nic.take-failed' }, 'the VM runs here but could not take its address');
+    });
     this.#c.logger.info({ event: 'vm.resumed', vm: this.#vmName, mode }, 'the VM runs here now');
   }
 

@@ -28,6 +28,8 @@ export interface ReportInput {
   switchover: { reason: SwitchoverReason; expectedDowntimeMs: number } | undefined;
   postcopy: PostcopyReport | undefined;
   vmRunsOn: NonNullable<MigrationReport['vmRunsOn']>;
+  /** When the vCPU stopped for the switchover, ms since the epoch (undefined: it never did). */
+  pausedAtEpochMs: number | undefined;
 }
 
 export function buildReport(input: ReportInput): MigrationReport {
@@ -50,6 +52,7 @@ export function buildReport(input: ReportInput): MigrationReport {
       downtimeMs: s.downtimeMs ?? 0,
       setupMs: s.setupMs,
       ...(input.rttMs === undefined ? {} : { rttMs: input.rttMs }),
+      ...(input.pausedAtEpochMs === undefined ? {} : { pausedAt: input.pausedAtEpochMs }),
     },
     bytes: { wire: input.wireBytes, pagePayload: s.pagePayloadBytes },
     pages: {

@@ -215,6 +215,7 @@ export class OutgoingMigration {
       switchover: this.#switchover,
       postcopy: this.#postcopy,
       vmRunsOn: outcome === 'completed' ? 'destination' : this.#vmRunsOnIfFailed,
+      pausedAtEpochMs: this.#pausedAt > 0 ? performance.timeOrigin + this.#pausedAt : undefined,
     });
     this.#c.emit('MIGRATION_REPORT', { migrationId: this.id, report: this.#report });
     return this.#report;
@@ -244,6 +245,7 @@ export class OutgoingMigration {
           workload: vm.spec.workload,
           init: vm.spec.init,
           seed: vm.spec.seed,
+          nic: vm.spec.nic ?? '',
         },
         bitmap: nonZero.bytes(),
       }),
@@ -401,6 +403,13 @@ export class OutgoingMigration {
       for (const page of this.#leftover) absent.set(page);
       for (const page of harvested) absent.set(page);
     }
+    // Pages a device writes by itself (the NIC's rings) travel now, inside the downtime (a few
+    // pages): the destination's device must never write a page that is still absent there.
+    const devicePages = Uint32Array.from(vm.devicePages().filter((page) => absent.has(page)));
+    if (devicePages.length) {
+      await this.#sender().send(devicePages, this.#stats.rounds.length);
+      for (const page of devicePages) absent.clear(page);
+    }
     this.#stats.pendingPages = absent.count;
     channel.send(msg.cpuState(vm.steps, vm.exportCpuState()));
     channel.send(msg.deviceState(vm.exportDeviceState() as unknown as Record<string, unknown>));
@@ -432,6 +441,9 @@ export class OutgoingMigration {
     this.#machine.transition(from, 'handoff');
     // Point of no return: from this send on, the destination may be running the VM.
     this.#vmRunsOnIfFailed = this.mode === 'precopy' ? 'paused-on-source' : 'lost';
+    // The address follows the VM: let go of it first (the socket closes synchronously), so the
+    // destination can take it the moment it resumes.
+    void this.#c.hosted.net?.give();
     const handoffSent = performance.now();
     channel.send(msg.handoff());
     this.#c.logger.warn({ event: 'handoff.sent' }, 'handoff sent: the destination owns the VM now');

@@ -27,6 +27,9 @@ export interface PageSenderComponents {
   signal: AbortSignal;
 }
 
+/** Longest stretch a round may hold the event loop. */
+const YIELD_EVERY_MS = 1;
+
 export class PageSender {
   readonly #c: PageSenderComponents;
   /** Pages sent at least once, to count re-sends. */
@@ -41,7 +44,16 @@ export class PageSender {
   async send(pages: Uint32Array, round: number): Promise<void> {
     const { channel, memory, stats, bucket, signal, onPageSent } = this.#c;
     stats.current = { index: round, planned: pages.length, sent: 0 };
+    let lastYield = performance.now();
     for (let start = 0; start < pages.length; start += PAGES_PER_BATCH) {
+      // On a fast link the socket never pushes back, so nothing here would wait for I/O and a
+      // round would hold the event loop from start to end — and the same loop serves this
+      // host's VMs (their NICs: a kv VM's clients would see the whole round as an outage) and
+      // the control channel. Give it a turn every millisecond.
+      if (performance.now() - lastYield >= YIELD_EVERY_MS) {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        lastYield = performance.now();
+      }
       if (signal.aborted) throw signal.reason as Error;
       if (channel.failure) throw channel.failure;
       const batch = pages.subarray(start, Math.min(start + PAGES_PER_BATCH, pages.length));

@@ -7,7 +7,7 @@
  *
  * Commands (args → return):
  *   query-vms      {}                                  → { vms: VmInfo[] }
- *   create-vm      { name, memory, init, workload, seed } → VmInfo           (source agents)
+ *   create-vm      { name, memory, init, workload, seed, nic? } → VmInfo     (source agents)
  *   stop / cont    { vm } / { vm, force? }             → VmInfo
  *   migrate        { vm, to, mode?, params? }          → { migrationId }     (returns at once; follow events)
  *   query-migrate  { migrationId? }                    → MigrationInfo | null
@@ -30,6 +30,8 @@ export interface VmInfo {
   steps: number;
   memoryBytes: number;
   workload: string;
+  /** The VM's NIC: its address, how this host moves it, and whether this host holds it now. */
+  nic?: { address: string; mac: string; mode: 'loopback' | 'macvlan'; taken: boolean };
 }
 
 /** Live figures of a migration, named as QMP's `query-migrate` names them. */
@@ -82,7 +84,7 @@ export interface MigrateParams {
 export interface ControlCommands {
   'query-vms': { args: Record<string, never>; result: { vms: VmInfo[] } };
   'create-vm': {
-    args: { name: string; memory: string | number; init?: string; workload?: string; seed?: number };
+    args: { name: string; memory: string | number; init?: string; workload?: string; seed?: number; nic?: string };
     result: VmInfo;
   };
   stop: { args: { vm: string }; result: VmInfo };

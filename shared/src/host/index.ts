@@ -1,3 +1,4 @@
 /** Hosting VMs by name: shared by both daemons. */
 export * from './vm-host.ts';
 export * from './host-commands.ts';
+export { NicBackend } from './net/nic-backend.ts';

@@ -6,13 +6,28 @@
  * VM that is mid-migration).
  */
 import { MigrationError } from '../errors.ts';
+import { silentLogger } from '../logger.ts';
 import type { VmInfo, VmState } from '../control/messages.ts';
 import { ToyVm, type VmSpec } from '../vm/index.ts';
+import type { Logger } from 'pino';
+import { macForIp, type AddressMover, type VmAddress } from './net/address-mover.ts';
+import { LoopbackAddress } from './net/loopback.ts';
+import { NicBackend } from './net/nic-backend.ts';
 
 export interface HostedVm {
   readonly name: string;
   readonly vm: ToyVm;
   state: VmState;
+  /** The NIC's backend (socket + address), for a VM with a NIC. */
+  readonly net?: NicBackend;
+}
+
+export interface VmHostOptions {
+  /** Told of every operator-visible state change. */
+  onState?: (name: string, state: VmState) => void;
+  /** How this host gives a VM its address. @default loopback: bind the VM's ip:port on this host. */
+  addressMover?: (address: VmAddress) => AddressMover;
+  logger?: Logger;
 }
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -22,9 +37,31 @@ export class VmHost {
   /** VMs migrated away: their memory is freed, their last figures kept for query-vms. */
   readonly #retired = new Map<string, VmInfo>();
   readonly #onState: (name: string, state: VmState) => void;
+  readonly #addressMover: (address: VmAddress) => AddressMover;
+  readonly #logger: Logger;
 
-  constructor(onState: (name: string, state: VmState) => void = () => {}) {
-    this.#onState = onState;
+  constructor(options: VmHostOptions = {}) {
+    this.#onState = options.onState ?? (() => {});
+    this.#addressMover = options.addressMover ?? ((address) => new LoopbackAddress(address));
+    this.#logger = options.logger ?? silentLogger();
+  }
+
+  /**
+   * A backend for the NIC of `vm` (null without one), prepared: a destination calls this in
+   * Setup, so a host that cannot give the VM its address fails the migration before handoff.
+   */
+  async prepareNic(vm: ToyVm, logger: Logger): Promise<NicBackend | null> {
+    if (!vm.nic) return null;
+    const [ip, port] = vm.spec.nic!.split(':') as [string, string];
+    const mover = this.#addressMover({ ip, port: Number(port), mac: macForIp(ip) });
+    const net = new NicBackend({ vm, mover, logger });
+    try {
+      await net.prepare();
+    } catch (error) {
+      await net.dispose();
+      throw error;
+    }
+    return net;
   }
 
   /** Check a VM name: 1–64 of letters, digits, '.', '_', '-', starting with a letter or digit. */
@@ -42,13 +79,22 @@ export class VmHost {
   async create(name: string, spec: VmSpec): Promise<HostedVm> {
     this.#reserve(name);
     const vm = await ToyVm.boot(spec);
+    let net: NicBackend | null = null;
+    try {
+      net = await this.prepareNic(vm, this.#logger.child({ vm: name }));
+      await net?.take();
+    } catch (error) {
+      await net?.dispose();
+      await vm.destroy();
+      throw error;
+    }
     vm.start();
-    return this.adopt(name, vm, 'running');
+    return this.adopt(name, vm, 'running', net ?? undefined);
   }
 
   /** Take a VM under this host's name table (e.g. one built by an incoming migration). */
-  adopt(name: string, vm: ToyVm, state: VmState): HostedVm {
-    const hosted: HostedVm = { name, vm, state };
+  adopt(name: string, vm: ToyVm, state: VmState, net?: NicBackend): HostedVm {
+    const hosted: HostedVm = net ? { name, vm, state, net } : { name, vm, state };
     this.#retired.delete(name);
     this.#vms.set(name, hosted);
     this.#onState(name, state);
@@ -91,8 +137,13 @@ export class VmHost {
   info(name: string): VmInfo {
     const retired = this.#retired.get(name);
     if (retired) return retired;
-    const { vm, state } = this.get(name);
-    return { name, state, steps: vm.steps, memoryBytes: vm.spec.memoryBytes, workload: vm.spec.workload };
+    const { vm, state, net } = this.get(name);
+    const info: VmInfo = { name, state, steps: vm.steps, memoryBytes: vm.spec.memoryBytes, workload: vm.spec.workload };
+    if (net) {
+      const { ip, port, mac } = net.address;
+      info.nic = { address: `${ip}:${port}`, mac, mode: net.mode, taken: net.taken };
+    }
+    return info;
   }
 
   list(): VmInfo[] {
@@ -109,6 +160,7 @@ export class VmHost {
     this.#vms.delete(name);
     this.#retired.set(name, record);
     this.#onState(name, 'migrated');
+    await hosted.net?.dispose();
     await hosted.vm.destroy();
   }
 
@@ -145,6 +197,12 @@ export class VmHost {
     }
     hosted.vm.resume();
     this.setState(name, 'running');
+    // Forced back after a handoff whose outcome is unknown: the address was given away; take it back.
+    if (hosted.net && !hosted.net.taken) {
+      hosted.net.take().catch((error: unknown) => {
+        this.#logger.error({ err: error, vm: name }, "could not take the VM's address back");
+      });
+    }
     return this.info(name);
   }
 
@@ -153,6 +211,7 @@ export class VmHost {
     if (this.#retired.delete(name)) return;
     const hosted = this.get(name);
     this.#vms.delete(name);
+    await hosted.net?.dispose();
     await hosted.vm.destroy();
   }
 

@@ -6,17 +6,20 @@
  *   request  | 'K' 'V' | op u8 | 0 u8     | id u32 | key u32 | value u32 |
  *   reply    | 'K' 'V' | op u8 | status u8 | id u32 | key u32 | value u32 |
  *
- * op: 1 GET, 2 PUT, 3 DEL. status: 0 OK, 1 NOT_FOUND. A GET's reply carries the value; a PUT's
- * echoes it. Anything that is not exactly this shape decodes to null (a datagram is never trusted).
+ * op: 1 GET, 2 PUT, 3 DEL. status: 0 OK, 1 NOT_FOUND, 2 FULL (a PUT of a new key whose bucket has
+ * no room). A GET's reply carries the value; a PUT's echoes it; a DEL's carries the value it
+ * removed. Anything that is not exactly this shape decodes to null (a datagram is never trusted).
  */
 
 export const KV_MESSAGE_BYTES = 16;
 const MAGIC_0 = 0x4b; // 'K'
 const MAGIC_1 = 0x56; // 'V'
+/** The magic bytes 'K' 'V' read as a little-endian u16 (the guest parses messages a word at a time). */
+export const KV_MAGIC_U16LE = MAGIC_0 | (MAGIC_1 << 8);
 
 export const KvOp = { Get: 1, Put: 2, Del: 3 } as const;
 export type KvOp = (typeof KvOp)[keyof typeof KvOp];
-export const KvStatus = { Ok: 0, NotFound: 1 } as const;
+export const KvStatus = { Ok: 0, NotFound: 1, Full: 2 } as const;
 export type KvStatus = (typeof KvStatus)[keyof typeof KvStatus];
 
 export interface KvRequest {
@@ -71,6 +74,6 @@ export function encodeKvReply(reply: KvReply): Buffer {
 
 export function decodeKvReply(bytes: Uint8Array): KvReply | null {
   const d = decode(bytes);
-  if (!d || (d.status !== KvStatus.Ok && d.status !== KvStatus.NotFound)) return null;
+  if (!d || (d.status !== KvStatus.Ok && d.status !== KvStatus.NotFound && d.status !== KvStatus.Full)) return null;
   return { op: d.op as KvOp, status: d.status as KvStatus, id: d.id, key: d.key, value: d.value };
 }

@@ -69,6 +69,8 @@ export interface VmSpec {
   /** Initial memory contents spec, e.g. "zero" | "random" | "mixed:0.5". */
   init: string;
   seed: number;
+  /** The VM's NIC address "a.b.c.d:port", or "" for none (the destination prepares to take it). */
+  nic: string;
 }
 
 /** S→D, first frame: the versions and capabilities the source supports. */
@@ -375,6 +377,7 @@ export const MESSAGE_SPEC: Readonly<Record<Exclude<MsgType, MsgType.Invalid>, Me
           workload: 'string',
           init: 'string',
           seed: 'uint',
+          nic: 'string',
         },
       },
     },

@@ -13,6 +13,11 @@ const SWITCHOVER_WORDS: Record<string, string> = {
   postcopy: 'switched to post-copy',
 };
 
+const ADDRESS_MODE_WORDS: Record<string, string> = {
+  loopback: 'rebinding the loopback port: source released, destination bound',
+  macvlan: 'macvlan + gratuitous ARP: destination brought the link up and announced it',
+};
+
 function pad(text: string, width: number): string {
   return text.length >= width ? text : text + ' '.repeat(width - text.length);
 }
@@ -43,10 +48,29 @@ export function formatReport(report: MigrationReport): string {
     })`,
   );
   if (report.network) {
+    const n = report.network;
     field(
       'network downtime',
-      `${formatDuration(report.network.downtimeMs)} (longest gap a client saw; ${report.network.lostReplies} replies lost, ${report.network.lostWrites} writes lost)`,
+      `${formatDuration(n.downtimeMs)} (longest gap between replies a client saw${
+        n.intervalMs === undefined ? '' : `, probing every ${formatDuration(n.intervalMs)}`
+      })`,
     );
+    if (n.switchoverGapMs !== undefined) {
+      field(
+        'switchover gap',
+        `${formatDuration(n.switchoverGapMs)} (the gap around the switchover: moving the VM and its address)`,
+      );
+    }
+    field(
+      'client losses',
+      `${n.lostReplies} replies lost${n.requests === undefined ? '' : ` of ${n.requests}`}, ${n.lostWrites} acknowledged writes lost`,
+    );
+    if (n.address) {
+      field(
+        'address',
+        `${n.address} before and after${n.addressMode ? ` (moved by ${ADDRESS_MODE_WORDS[n.addressMode]})` : ''}`,
+      );
+    }
   }
   field('setup', formatDuration(report.times.setupMs));
   field(

@@ -54,7 +54,16 @@ export const REPORT_JSON_SCHEMA = {
         {
           type: 'object',
           required: ['downtimeMs', 'lostReplies', 'lostWrites'],
-          properties: { downtimeMs: num, lostReplies: num, lostWrites: num },
+          properties: {
+            downtimeMs: num,
+            lostReplies: num,
+            lostWrites: num,
+            address: str,
+            addressMode: { enum: ['loopback', 'macvlan'] },
+            requests: num,
+            intervalMs: num,
+            switchoverGapMs: num,
+          },
         },
       ],
     },

@@ -52,6 +52,27 @@ export interface PostcopyReport {
   recoveries: number;
 }
 
+export interface NetworkReport {
+  /** The longest gap between replies a client probing every `intervalMs` saw. */
+  downtimeMs: number;
+  lostReplies: number;
+  /** Acknowledged writes that could not be read back afterwards: must be 0. */
+  lostWrites: number;
+  /** Extra: the VM's address (the same before and after), and what moved it. */
+  address?: string;
+  addressMode?: 'loopback' | 'macvlan';
+  /**
+   * Extra: the longest gap that overlaps the switchover (source pause → destination resume):
+   * what moving the VM and its address cost a client. `downtimeMs` can be longer when the
+   * migration slowed the service down elsewhere (e.g. a busy source during round 0).
+   */
+  switchoverGapMs?: number;
+  /** Extra: requests sent, the probe's interval, and reply latency. */
+  requests?: number;
+  intervalMs?: number;
+  latencyMs?: { p50: number; p99: number; max: number } | null;
+}
+
 export interface MigrationReport {
   schema: typeof REPORT_SCHEMA;
   mode: MigrationMode;
@@ -67,12 +88,18 @@ export interface MigrationReport {
     stopCopyMs?: number;
     /** Extra: the RTT used to correct the downtime, measured on the data connection. */
     rttMs?: number;
+    /**
+     * Extra: when the source's vCPU stopped for the switchover, ms since the epoch (the source's
+     * clock), so a client's own timeline can find the switchover in it.
+     */
+    pausedAt?: number;
   };
   bytes: { wire: number; pagePayload: number };
   pages: { total: number; sent: number; zero: number; resent: number; faulted: number };
   rounds: RoundReport[];
   verify: { sourceDigest: string; destDigest: string; match: boolean };
-  network: null | { downtimeMs: number; lostReplies: number; lostWrites: number };
+  /** What a client of the VM's service saw (a probe ran alongside), or null. */
+  network: null | NetworkReport;
   /** Extra: the switchover rule and the limits in force. */
   switchover?: {
     reason: SwitchoverReason;

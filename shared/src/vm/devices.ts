@@ -8,6 +8,7 @@
  * and loads one.
  */
 import { MigrationError } from '../errors.ts';
+import type { NicState } from './nic/nic-device.ts';
 import { R_ACC, R_STEP_LO } from './registers.ts';
 
 /** The timer ticks after every this many steps. */
@@ -24,6 +25,8 @@ export interface DeviceState {
   version: number;
   timer: { ticks: number; latch: number };
   console: { bytesWritten: number; tail: string };
+  /** The virtual NIC (MAC, address, counters), or null for a VM without one (see nic/nic-device.ts). */
+  nic?: NicState | null;
 }
 
 // u32 word indices; 64-bit counters take two words (lo at the index, hi after it).

@@ -21,10 +21,14 @@ import { digestMemory } from './digest.ts';
 import { DirtyLog } from './dirty-log.ts';
 import { GuestMemory, type GuestMemoryOptions } from './guest-memory.ts';
 import { initialiseMemory } from './init.ts';
+import { NicDevice } from './nic/nic-device.ts';
+import { NIC_PAGES } from './nic/layout.ts';
+import { unionSorted } from './page-list.ts';
 import { PresenceMap } from './presence-map.ts';
 import { deriveKey, hashString } from './prng.ts';
 import { R_KEY, RegisterFile } from './registers.ts';
 import { Vcpu, type PageFault } from './vcpu.ts';
+import { macForIp } from './nic/mac.ts';
 import { parseVmSpec, resolveVmSpec, type VmSpec } from './vm-spec.ts';
 import type { WorkloadSpec } from './workload-spec.ts';
 
@@ -77,6 +81,13 @@ export class ToyVm {
   readonly dirtyLog: DirtyLog;
   /** The parsed workload. */
   readonly workload: WorkloadSpec;
+  /**
+   * The virtual NIC (spec.nic), or null. Its backend (host/net) feeds it datagrams; it writes
+   * guest memory like DMA, into its own dirty log, which harvestDirty() merges.
+   */
+  readonly nic: NicDevice | null;
+  readonly #dmaLog: DirtyLog | null;
+  readonly #statusListeners = new Set<(status: 'running' | 'paused' | 'destroyed') => void>();
   /** ms spent initialising memory at boot (0 for incoming VMs). */
   readonly initMs: number;
   readonly #registers: RegisterFile;
@@ -102,6 +113,7 @@ export class ToyVm {
     vcpu: Vcpu;
     specHash: number;
     initMs: number;
+    dmaLog: DirtyLog | null;
   }) {
     this.spec = parts.spec;
     this.memory = parts.memory;
@@ -113,6 +125,17 @@ export class ToyVm {
     this.#presence = parts.presence;
     this.#vcpu = parts.vcpu;
     this.#specHash = parts.specHash;
+    this.#dmaLog = parts.dmaLog;
+    const [ip, port] = (parts.spec.nic ?? ':').split(':');
+    this.nic =
+      parts.dmaLog && parts.spec.nic
+        ? new NicDevice({
+            memory: parts.memory,
+            dmaLog: parts.dmaLog,
+            kick: () => parts.vcpu.kick(),
+            address: { ip: ip!, port: Number(port), mac: macForIp(ip!) },
+          })
+        : null;
   }
 
   /** Boots a VM: memory initialised from the spec, registers reset, vCPU parked ('paused') until start(). */
@@ -139,11 +162,18 @@ export class ToyVm {
       init: input.init,
       workload: input.workload,
       seed: input.seed,
+      nic: input.nic,
     });
     const { init, workload } = resolveVmSpec(spec);
     const memory = GuestMemory.allocate(spec.memoryBytes, options);
     const t0 = performance.now();
-    if (!mode.incoming) await initialiseMemory(memory, init, spec.seed);
+    if (!mode.incoming) {
+      await initialiseMemory(memory, init, spec.seed);
+      // The workload's own area (NIC rings, kv table) starts zeroed, as a device reset and a
+      // booting guest would leave it, whatever --init put there.
+      const reserved = workload.definition.reservedBytes?.(workload.params) ?? 0;
+      for (let p = 0; p < Math.ceil(reserved / memory.pageSize); p++) memory.page(p).fill(0);
+    }
     const initMs = mode.incoming ? 0 : performance.now() - t0;
     const specHash = hashString(`${spec.memoryBytes}|${spec.workload}`);
     const registers = new RegisterFile();
@@ -154,6 +184,7 @@ export class ToyVm {
     }
     const devices = new DeviceBus();
     const dirtyLog = new DirtyLog(memory.pageCount);
+    const dmaLog = spec.nic ? new DirtyLog(memory.pageCount) : null;
     const presence = mode.postcopy ? new PresenceMap(memory.pageCount) : null;
     const vcpu = await Vcpu.start({
       memory: memory.layout,
@@ -163,7 +194,19 @@ export class ToyVm {
       devices: devices.buffer,
       workload: spec.workload,
     });
-    return new ToyVm({ spec, memory, dirtyLog, workload, registers, devices, presence, vcpu, specHash, initMs });
+    return new ToyVm({
+      spec,
+      memory,
+      dirtyLog,
+      workload,
+      registers,
+      devices,
+      presence,
+      vcpu,
+      specHash,
+      initMs,
+      dmaLog,
+    });
   }
 
   /** 'running', 'paused', 'destroyed', or 'crashed' (the vCPU worker died; see failure). */
@@ -241,7 +284,22 @@ export class ToyVm {
   /** Pages dirtied since the previous harvest, ascending; they are cleared and added to possiblyNonZero(). */
   harvestDirty(): Uint32Array {
     this.#alive('harvest the dirty log of');
-    return this.dirtyLog.harvest(this.memory.touched);
+    const byGuest = this.dirtyLog.harvest(this.memory.touched);
+    return this.#dmaLog ? unionSorted(byGuest, this.#dmaLog.harvest(this.memory.touched)) : byGuest;
+  }
+
+  /**
+   * Pages a device writes on its own (the NIC's rings): a post-copy switchover sends them before
+   * the destination resumes, because the destination's device must never write an absent page.
+   */
+  devicePages(): number[] {
+    return this.nic ? Array.from({ length: NIC_PAGES }, (_, p) => p) : [];
+  }
+
+  /** Calls listener on every running ⇄ paused change and on destroy. Returns an unsubscribe function. */
+  onStatus(listener: (status: 'running' | 'paused' | 'destroyed') => void): () => void {
+    this.#statusListeners.add(listener);
+    return () => this.#statusListeners.delete(listener);
   }
 
   /**
@@ -252,6 +310,7 @@ export class ToyVm {
    */
   possiblyNonZero(): ReadonlyBitmap {
     this.dirtyLog.peekInto(this.memory.touched);
+    this.#dmaLog?.peekInto(this.memory.touched);
     return this.memory.touched;
   }
 
@@ -333,13 +392,21 @@ export class ToyVm {
   /** Device state as plain data (msgpack-able). Paused only. */
   exportDeviceState(): DeviceState {
     this.#expect('paused', 'export device state of');
-    return this.#devices.exportState();
+    return { ...this.#devices.exportState(), nic: this.nic?.exportState() ?? null };
   }
 
   /** Loads device state from exportDeviceState(). Paused only; ERR_STATE_MISMATCH if malformed. */
   importDeviceState(state: unknown): void {
     this.#expect('paused', 'import device state into');
+    const nicState = (state as { nic?: unknown } | null)?.nic ?? null;
+    if ((nicState === null) !== (this.nic === null)) {
+      throw new MigrationError(
+        'ERR_STATE_MISMATCH',
+        this.nic ? 'device state has no NIC but this VM has one' : 'device state has a NIC but this VM has none',
+      );
+    }
     this.#devices.importState(state);
+    if (this.nic) this.nic.importState(nicState);
   }
 
   /** The console output still in the device's ring (for display). */
@@ -387,8 +454,10 @@ export class ToyVm {
 
   /** Stops the vCPU worker and releases the VM. Idempotent. */
   async destroy(): Promise<void> {
+    if (this.#status === 'destroyed') return this.#vcpu.destroy();
     if (this.#status === 'running') this.#markPaused();
     this.#status = 'destroyed';
+    this.#tell('destroyed');
     await this.#vcpu.destroy();
   }
 
@@ -396,12 +465,18 @@ export class ToyVm {
     this.#status = 'running';
     this.#runStartedAt = performance.now();
     this.#runStartSteps = this.steps;
+    this.#tell('running');
   }
 
   #markPaused(): void {
     this.#status = 'paused';
     this.#ranMs += performance.now() - this.#runStartedAt;
     this.#ranSteps += this.steps - this.#runStartSteps;
+    this.#tell('paused');
+  }
+
+  #tell(status: 'running' | 'paused' | 'destroyed'): void {
+    for (const listener of this.#statusListeners) listener(status);
   }
 
   #expect(status: 'running' | 'paused', action: string): void {

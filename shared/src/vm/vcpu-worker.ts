@@ -13,6 +13,9 @@
  * (1 − f)/f ms of sleep (the duty cycle QEMU's auto-converge imposes). None of this affects what
  * a step does, only when it happens.
  *
+ * Input-driven workloads (kv) say how many steps they can run now; with none, the vCPU halts on
+ * SEQ like HLT until the NIC's kick (or a command) wakes it.
+ *
  * Post-copy: until the host sets ALL_PRESENT the vCPU runs one step at a time, first asking the
  * workload which pages the step touches and checking each in the presence map; an absent page
  * is a fault (ring + notify to the host) and the vCPU sleeps until that page is installed or a
@@ -45,6 +48,7 @@ import { DEVICE_TICK_STEPS, DeviceBus } from './devices.ts';
 import type { GuestMemoryLayout } from './guest-memory.ts';
 import { RegisterFile } from './registers.ts';
 import { parseWorkloadSpec } from './workload-spec.ts';
+import { MAX_PAGES_PER_STEP } from './workloads/types.ts';
 
 /** What the host passes to the vCPU worker (structured-clonable; the buffers are shared). */
 export interface VcpuWorkerData {
@@ -94,7 +98,7 @@ export function runVcpu(data: VcpuWorkerData): void {
   const rate = definition.stepsPerSecond(params);
   const presence = data.presence ? new Int32Array(data.presence) : null;
   let allPresent = presence === null;
-  const touched = new Int32Array(2);
+  const touched = new Int32Array(MAX_PAGES_PER_STEP);
 
   let steps = 0;
   let running = false;
@@ -208,6 +212,17 @@ export function runVcpu(data: VcpuWorkerData): void {
       n = Math.min(n, allowed);
     }
 
+    if (program.pending) {
+      // An input-driven guest with nothing to do halts until a command or the device's kick
+      // bumps SEQ (read above, before pending(): a kick in between makes this wait return at once).
+      const runnable = program.pending();
+      if (runnable === 0) {
+        Atomics.wait(i32, CTL_SEQ, seq);
+        rebase(performance.now());
+        continue;
+      }
+      n = Math.min(n, runnable);
+    }
     if (!allPresent) allPresent = Atomics.load(i32, CTL_ALL_PRESENT) === 1;
     let done = n;
     if (allPresent) program.run(n);

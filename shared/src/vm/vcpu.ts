@@ -166,6 +166,11 @@ export class Vcpu {
     Atomics.store(this.#ctl.big, BIG_LIVE_STEPS, BigInt(steps));
   }
 
+  /** The device's interrupt: wakes a vCPU halted for want of input (a no-op for one that is busy). */
+  kick(): void {
+    this.#wake();
+  }
+
   /** Tells the vCPU page p is now present: wakes it if it is blocked on exactly that page. */
   pageArrived(p: number): void {
     if (Atomics.load(this.#ctl.i32, CTL_WAIT_PAGE) === p) this.#wake();

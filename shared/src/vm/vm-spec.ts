@@ -20,6 +20,11 @@ export interface VmSpec {
   workload: string;
   /** Seed of the initial memory and the workload: an integer in [0, 2^32). */
   seed: number;
+  /**
+   * The virtual NIC's address, "a.b.c.d:port" (IPv4), or null for a VM without a NIC. The
+   * address moves with the VM; only workloads that drive a NIC (kv) may have one, and they must.
+   */
+  nic: string | null;
 }
 
 /** What a user or a peer gives to describe a VM. */
@@ -32,6 +37,8 @@ export interface VmSpecInput {
   workload?: string;
   /** @default 1 */
   seed?: number;
+  /** "a.b.c.d:port"; @default null (no NIC) */
+  nic?: string | null;
 }
 
 /** Default seed when none is given. */
@@ -47,7 +54,35 @@ export function parseVmSpec(input: VmSpecInput): VmSpec {
   if (!Number.isInteger(seed) || seed < 0 || seed >= 2 ** 32) {
     throw new MigrationError('ERR_INVALID_ARGUMENT', `seed must be an integer between 0 and 4294967295, got ${seed}`);
   }
-  return { memoryBytes, init, workload, seed };
+  const definition = parseWorkloadSpec(workload, memoryBytes).definition;
+  const nic = input.nic === undefined || input.nic === null || input.nic === '' ? null : parseNicAddress(input.nic);
+  if (definition.drivesNic && nic === null) {
+    throw new MigrationError(
+      'ERR_INVALID_ARGUMENT',
+      `the ${definition.name} workload serves on the VM's NIC: give it an address (--nic IP:PORT, e.g. 127.0.0.1:7700)`,
+    );
+  }
+  if (!definition.drivesNic && nic !== null) {
+    throw new MigrationError(
+      'ERR_INVALID_ARGUMENT',
+      `--nic needs a workload that drives the NIC (kv); ${definition.name} would scribble over its rings`,
+    );
+  }
+  return { memoryBytes, init, workload, seed, nic };
+}
+
+/** Canonical "a.b.c.d:port" of a NIC address; throws ERR_INVALID_ARGUMENT. */
+export function parseNicAddress(text: string): string {
+  const match = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3}):(\d{1,5})$/.exec(text.trim());
+  const octets = match ? match.slice(1, 5).map(Number) : [];
+  const port = match ? Number(match[5]) : 0;
+  if (!match || octets.some((o) => o > 255) || port < 1 || port > 65535) {
+    throw new MigrationError(
+      'ERR_INVALID_ARGUMENT',
+      `bad NIC address "${text}": expected IPv4:PORT with a port in 1–65535, e.g. 127.0.0.1:7700`,
+    );
+  }
+  return `${octets.join('.')}:${port}`;
 }
 
 /** The parsed parts of a (canonical) spec. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { summarizeProbe } from '../../../cli/probe/summarize.ts';
+import { longestGapOverlapping, summarizeProbe } from '../../../cli/probe/summarize.ts';
 
 const sent = new Map([1, 2, 3, 4, 5].map((id) => [id, id * 10]));
 
@@ -30,5 +30,17 @@ describe('summarizeProbe', () => {
   it('replies to ids never sent are ignored', () => {
     const s = summarizeProbe(new Map([[1, 0]]), new Map([[7, 5]]), 0, 10);
     expect(s.replies).toBe(0);
+  });
+});
+
+describe('longestGapOverlapping', () => {
+  const arrivals = [0, 1, 2, 40, 41, 42, 100, 101];
+  it('finds the gap around a window, not a longer one elsewhere', () => {
+    // Paused at 10 for 5 ms: the gap 2 → 40 spans it; the longer 42 → 100 does not.
+    expect(longestGapOverlapping(arrivals, 10, 15)).toBe(38);
+  });
+  it('a gap that only touches the window counts; none overlapping gives 0', () => {
+    expect(longestGapOverlapping(arrivals, 42, 43)).toBe(58);
+    expect(longestGapOverlapping(arrivals, 200, 210)).toBe(0);
   });
 });

@@ -6,6 +6,7 @@
 import { ab } from './ab.ts';
 import { hotset } from './hotset.ts';
 import { idle } from './idle.ts';
+import { kv } from './kv.ts';
 import { sweep } from './sweep.ts';
 import { uniform } from './uniform.ts';
 import type { WorkloadDefinition } from './types.ts';
@@ -13,7 +14,7 @@ import type { WorkloadDefinition } from './types.ts';
 export type { WorkloadDefinition, WorkloadEnv, WorkloadParam, WorkloadParams, WorkloadProgram } from './types.ts';
 
 /** All workloads, in the order --help lists them. */
-export const WORKLOADS: readonly WorkloadDefinition[] = [idle, uniform, hotset, sweep, ab];
+export const WORKLOADS: readonly WorkloadDefinition[] = [idle, uniform, hotset, sweep, ab, kv];
 
 /** The workload called `name`, or undefined. */
 export function findWorkload(name: string): WorkloadDefinition | undefined {

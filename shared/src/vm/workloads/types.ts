@@ -10,7 +10,12 @@
  * - nextPages() names every page the next step will read or write, without changing anything:
  *   that is how the vCPU checks post-copy presence before a step, so a step never starts on an
  *   absent page and a vCPU blocked on a fault is always at a clean step boundary.
+ * - A workload driven by input (kv: requests in the NIC's RX ring) says through pending() how
+ *   many steps it can run now; at 0 the vCPU halts (like HLT) until the device kicks it.
  */
+
+/** Most pages one step may touch (nextPages' out array has this many slots). */
+export const MAX_PAGES_PER_STEP = 4;
 
 /** A workload parameter, as listed by `--help` and checked by the spec parser. */
 export interface WorkloadParam {
@@ -51,8 +56,16 @@ export interface WorkloadEnv {
 export interface WorkloadProgram {
   /** Runs exactly n steps (n ≥ 1), all pages present. */
   run(n: number): void;
-  /** Writes the pages the next step touches into out (reads first, then writes) and returns how many (0–2). */
+  /**
+   * Writes the pages the next step touches into out (reads first, then writes) and returns how
+   * many (0..MAX_PAGES_PER_STEP).
+   */
   nextPages(out: Int32Array): number;
+  /**
+   * Input-driven workloads: how many steps can run now (0 = nothing to do: the vCPU halts until
+   * kicked). Absent = always runnable. Reads only pages the device keeps present.
+   */
+  pending?(): number;
 }
 
 /** A registry entry. */
@@ -65,6 +78,13 @@ export interface WorkloadDefinition {
   summary: string;
   /** Parameters, in canonical order. */
   params: readonly WorkloadParam[];
+  /** True if the workload is the guest driver of the virtual NIC (the VM then must have one). */
+  drivesNic?: boolean;
+  /**
+   * Bytes at the start of guest memory the workload owns (NIC rings, its table) that must start
+   * zeroed whatever --init says: the VM clears them at boot. Absent = none.
+   */
+  reservedBytes?(params: WorkloadParams): number;
   /** Guest page writes per step (0 or 1). */
   writesPerStep: number;
   /** Steps per second the vCPU paces itself to; 0 = as fast as it can. */

@@ -12,7 +12,7 @@ afterEach(async () => {
 describe('VmHost', () => {
   it('hosts VMs by name and refuses a taken or malformed name', async () => {
     const states: string[] = [];
-    host = new VmHost((name, state) => states.push(`${name}:${state}`));
+    host = new VmHost({ onState: (name, state) => states.push(`${name}:${state}`) });
     await host.create('vm1', spec);
     expect(host.list()).toEqual([expect.objectContaining({ name: 'vm1', state: 'running', memoryBytes: 1 << 20 })]);
     await expect(host.create('vm1', spec)).rejects.toMatchObject({ code: 'ERR_BUSY' });

@@ -27,6 +27,7 @@ const vmSpec: fc.Arbitrary<VmSpec> = fc.record({
   workload: str,
   init: str,
   seed: u32,
+  nic: str,
 });
 
 /** Plain data as msgpack round-trips it (no undefined, no -0, integers and doubles kept). */

@@ -19,7 +19,15 @@ import { codeOf, rawFrame } from './helpers.ts';
 
 const bytesOf = (m: Message): Buffer => Buffer.concat(encodeFrame(m));
 const hello = msg.hello({ agentId: 'src', capabilities: ['postcopy'] });
-const vm = { name: 'vm', memoryBytes: 16 * PAGE_SIZE, pageSize: PAGE_SIZE, workload: 'idle', init: 'zero', seed: 1 };
+const vm = {
+  name: 'vm',
+  memoryBytes: 16 * PAGE_SIZE,
+  pageSize: PAGE_SIZE,
+  workload: 'idle',
+  init: 'zero',
+  seed: 1,
+  nic: '',
+};
 
 /** Split `bytes` at the given cut points (any order, duplicates allowed). */
 function split(bytes: Uint8Array, cuts: number[]): Uint8Array[] {

@@ -61,18 +61,27 @@ describe('parseWorkloadSpec', () => {
 });
 
 describe('parseVmSpec', () => {
+  it('a kv VM has a NIC address, canonicalised', () => {
+    expect(parseVmSpec({ memory: '4MiB', workload: 'kv:keys=1024', nic: ' 127.000.0.1:07700 ' })).toMatchObject({
+      workload: 'kv:keys=1024',
+      nic: '127.0.0.1:7700',
+    });
+  });
+
   it('validates and canonicalises', () => {
     expect(parseVmSpec({ memory: '64MiB', init: 'MIXED:0.50', workload: 'hotset:wss=16MiB', seed: 7 })).toEqual({
       memoryBytes: 64 * MiB,
       init: 'mixed:0.5',
       workload: 'hotset:wss=16MiB,rate=20000',
       seed: 7,
+      nic: null,
     });
     expect(parseVmSpec({ memory: 4 * MiB })).toEqual({
       memoryBytes: 4 * MiB,
       init: 'zero',
       workload: 'idle:hz=1000',
       seed: 1,
+      nic: null,
     });
   });
 
@@ -87,6 +96,16 @@ describe('parseVmSpec', () => {
     ['negative seed', { memory: '4MiB', seed: -1 }, 'ERR_INVALID_ARGUMENT'],
     ['fractional seed', { memory: '4MiB', seed: 1.5 }, 'ERR_INVALID_ARGUMENT'],
     ['seed ≥ 2^32', { memory: '4MiB', seed: 2 ** 32 }, 'ERR_INVALID_ARGUMENT'],
+    ['kv without a NIC', { memory: '4MiB', workload: 'kv' }, 'ERR_INVALID_ARGUMENT'],
+    ['a NIC with a workload that does not drive it', { memory: '4MiB', nic: '127.0.0.1:7700' }, 'ERR_INVALID_ARGUMENT'],
+    ['a NIC address without a port', { memory: '4MiB', workload: 'kv', nic: '127.0.0.1' }, 'ERR_INVALID_ARGUMENT'],
+    ['a NIC address with port 0', { memory: '4MiB', workload: 'kv', nic: '127.0.0.1:0' }, 'ERR_INVALID_ARGUMENT'],
+    [
+      'a NIC address with an octet > 255',
+      { memory: '4MiB', workload: 'kv', nic: '10.0.0.256:7700' },
+      'ERR_INVALID_ARGUMENT',
+    ],
+    ['an IPv6 NIC address', { memory: '4MiB', workload: 'kv', nic: '[::1]:7700' }, 'ERR_INVALID_ARGUMENT'],
   ])('rejects %s', (_name, input, expected) => {
     expect(() => parseVmSpec(input)).toThrow(code(expected));
   });

@@ -1,0 +1,246 @@
+/**
+ * The host side of a VM's NIC (QEMU's net backend, in miniature): a UDP socket bound to the
+ * VM's own ip:port, datagrams in through the device's RX ring, replies out of its TX ring — and
+ * the address that moves with the VM (address-mover.ts).
+ *
+ *   source, VM booted       prepare() + take(): the address is here, the socket bound
+ *   destination, Setup      prepare(): everything short of the address (fails the migration
+ *                           early, while the source still runs the VM, if it cannot be done)
+ *   source, before Handoff  give(): the socket closes (synchronously: a loopback port is free
+ *                           before the destination can try it), the mover lets go
+ *   destination, Handoff    take(), right after the vCPU resumes
+ *
+ * The device only moves data while the VM runs, as in QEMU where a stopped VM's NICs deliver
+ * nothing: datagrams that arrive while it is paused, or while the guest's RX ring is full, wait
+ * here (up to MAX_QUEUED, like QEMU's net queue) and go in when there is room, or are
+ * dropped if the VM leaves — like frames a switch sent to the old port. TX slots the guest filled before a pause are sent by whichever host runs it next:
+ * the TX index is guest memory, so a reply queued on the source goes out from the destination.
+ */
+import dgram from 'node:dgram';
+import type { Logger } from 'pino';
+import { MigrationError, toMigrationError } from '../../errors.ts';
+import { ipv4ToU32, u32ToIpv4 } from '../../vm/nic/index.ts';
+import type { ToyVm } from '../../vm/index.ts';
+import { macForIp, type AddressMode, type AddressMover, type VmAddress } from './address-mover.ts';
+
+/** Datagrams held for the VM at most (QEMU's net queue holds 10000 packets too). */
+const MAX_QUEUED = 10_000;
+
+/** How long the destination keeps retrying a loopback port the source has not let go of yet. */
+const BIND_RETRY_MS = 2000;
+
+interface Queued {
+  ip: number;
+  port: number;
+  payload: Buffer;
+}
+
+export interface NicBackendOptions {
+  vm: ToyVm;
+  mover: AddressMover;
+  logger: Logger;
+}
+
+export class NicBackend {
+  readonly #vm: ToyVm;
+  readonly #mover: AddressMover;
+  readonly #logger: Logger;
+  readonly #queue: Queued[] = [];
+  #socket: dgram.Socket | undefined;
+  #stopTx: AbortController | undefined;
+  #unsubscribe: () => void;
+  #droppedWhilePaused = 0;
+  #bindAttempts = 0;
+  #disposed = false;
+
+  constructor(options: NicBackendOptions) {
+    if (!options.vm.nic) throw new MigrationError('ERR_INVALID_ARGUMENT', 'this VM has no NIC');
+    this.#vm = options.vm;
+    this.#mover = options.mover;
+    this.#logger = options.logger.child({ nic: this.address.ip + ':' + this.address.port });
+    this.#unsubscribe = this.#vm.onStatus((status) => {
+      if (status === 'running') this.#flushQueue();
+    });
+  }
+
+  /** The VM's network identity. */
+  get address(): VmAddress {
+    const [ip, port] = this.#vm.spec.nic!.split(':') as [string, string];
+    return { ip, port: Number(port), mac: macForIp(ip) };
+  }
+
+  /** Which mechanism moves the address. */
+  get mode(): AddressMode {
+    return this.#mover.mode;
+  }
+
+  /** Datagrams waiting here for the VM (paused, or its receive ring full). */
+  get queued(): number {
+    return this.#queue.length;
+  }
+
+  /** True while this host holds the address (socket bound). */
+  get taken(): boolean {
+    return this.#socket !== undefined;
+  }
+
+  /** Everything short of taking the address; throws (typed) if this host cannot host it. */
+  async prepare(): Promise<void> {
+    await this.#mover.prepare();
+  }
+
+  /** Take the address and start moving datagrams. Resolves with the time it took. */
+  async take(): Promise<{ ms: number }> {
+    if (this.#socket) return { ms: 0 };
+    const started = performance.now();
+    await this.#mover.take();
+    const tookAddress = performance.now() - started;
+    const socket = await this.#bind();
+    if (this.#disposed) {
+      socket.close();
+      throw new MigrationError('ERR_VM_STATE', 'the NIC was disposed while taking its address');
+    }
+    this.#socket = socket;
+    socket.on('message', (payload, from) => this.#receive(payload, from));
+    socket.on('error', (error) => this.#logger.warn({ err: error, event: 'nic.socket-error' }, 'NIC socket error'));
+    this.#startTx(socket);
+    this.#flushQueue();
+    const ms = performance.now() - started;
+    this.#logger.info(
+      { event: 'nic.taken', mode: this.mode, ms, addressMs: tookAddress, bindAttempts: this.#bindAttempts },
+      `took ${this.address.ip}:${this.address.port}`,
+    );
+    return { ms };
+  }
+
+  /**
+   * Let go of the address: the socket closes at once (synchronously), then the mover gives the
+   * address up; datagrams waiting for a paused VM are dropped. The returned promise is the mover's.
+   */
+  give(): Promise<void> {
+    this.#stopTx?.abort();
+    this.#stopTx = undefined;
+    this.#socket?.close();
+    this.#socket = undefined;
+    if (this.#queue.length) {
+      this.#logger.info(
+        { event: 'nic.dropped-at-handoff', datagrams: this.#queue.length },
+        'dropping queued datagrams',
+      );
+      this.#queue.length = 0;
+    }
+    return this.#mover.give().catch((error: unknown) => {
+      this.#logger.warn({ err: error, event: 'nic.give-failed' }, 'could not give up the address cleanly');
+    });
+  }
+
+  /** Give the address up (if held) and undo prepare. Idempotent. */
+  async dispose(): Promise<void> {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    this.#unsubscribe();
+    await this.give();
+    await this.#mover.dispose().catch((error: unknown) => {
+      this.#logger.warn({ err: error, event: 'nic.dispose-failed' }, 'could not remove the address cleanly');
+    });
+  }
+
+  /** Bind ip:port; on loopback the source may still be closing it, so EADDRINUSE is retried briefly. */
+  async #bind(): Promise<dgram.Socket> {
+    const { ip, port } = this.address;
+    const deadline = performance.now() + BIND_RETRY_MS;
+    for (let delay = 1; ; delay = Math.min(delay * 2, 50)) {
+      this.#bindAttempts += 1;
+      const socket = dgram.createSocket({ type: 'udp4', reuseAddr: false });
+      try {
+        await new Promise<void>((resolve, reject) => {
+          socket.once('error', reject);
+          socket.bind({ address: ip, port, exclusive: true }, () => {
+            socket.off('error', reject);
+            resolve();
+          });
+        });
+        return socket;
+      } catch (error) {
+        socket.close();
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code !== 'EADDRINUSE' || performance.now() > deadline || this.#disposed) {
+          throw new MigrationError(
+            'ERR_ADDRESS',
+            `cannot bind the VM's address ${ip}:${port}: ${code ?? toMigrationError(error).message}` +
+              (code === 'EADDRNOTAVAIL'
+                ? ' (the address is not on this host: give the agent --vm-link IFACE so VMs get their own address)'
+                : ''),
+            { cause: error },
+          );
+        }
+        await new Promise((resolve) => setTimeout(resolve, delay));
+      }
+    }
+  }
+
+  #receive(payload: Buffer, from: dgram.RemoteInfo): void {
+    if (from.family !== 'IPv4') return;
+    const nic = this.#vm.nic!;
+    const ip = ipv4ToU32(from.address);
+    if (this.#vm.status === 'running' && this.#queue.length === 0 && nic.receive(ip, from.port, payload)) return;
+    if (this.#queue.length >= MAX_QUEUED) {
+      this.#droppedWhilePaused += 1;
+      return;
+    }
+    this.#queue.push({ ip, port: from.port, payload });
+  }
+
+  #flushQueue(): void {
+    if (this.#vm.status !== 'running') return;
+    const nic = this.#vm.nic!;
+    while (this.#queue.length) {
+      const { ip, port, payload } = this.#queue[0]!;
+      if (!nic.receive(ip, port, payload)) break; // the ring is full: the rest waits for the guest
+      this.#queue.shift();
+    }
+    if (this.#droppedWhilePaused) {
+      this.#logger.info(
+        { event: 'nic.dropped-while-paused', datagrams: this.#droppedWhilePaused },
+        'datagrams dropped while the VM was paused (queue full)',
+      );
+      this.#droppedWhilePaused = 0;
+    }
+  }
+
+  /** Send what the guest queued in TX, whenever it kicks, while the VM runs and the socket is ours. */
+  #startTx(socket: dgram.Socket): void {
+    const stop = new AbortController();
+    this.#stopTx = stop;
+    const nic = this.#vm.nic!;
+    const send = (ip: number, port: number, payload: Uint8Array): void => {
+      socket.send(payload, port, u32ToIpv4(ip));
+    };
+    const loop = async (): Promise<void> => {
+      while (!stop.signal.aborted) {
+        if (this.#vm.status !== 'running') {
+          await new Promise<void>((resolve) => {
+            const off = this.#vm.onStatus(() => {
+              off();
+              resolve();
+            });
+            stop.signal.addEventListener('abort', () => {
+              off();
+              resolve();
+            });
+          });
+          continue;
+        }
+        await nic.waitForTx(stop.signal);
+        if (!stop.signal.aborted && this.#vm.status === 'running') {
+          nic.transmit(send);
+          // The guest answers every request it consumes: ring room for what waits here.
+          this.#flushQueue();
+        }
+      }
+    };
+    loop().catch((error: unknown) => {
+      if (!stop.signal.aborted) this.#logger.error({ err: error, event: 'nic.tx-failed' }, 'NIC transmit loop failed');
+    });
+  }
+}

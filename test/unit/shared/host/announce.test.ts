@@ -1,0 +1,40 @@
+import { describe, expect, it } from 'vitest';
+import { announceDelays, announceOffsets, DEFAULT_ANNOUNCE, resolveAnnounce } from '@livemig/shared/net';
+
+describe('announce schedule', () => {
+  it("QEMU's defaults: 5 rounds, 50 ms then +100 ms each", () => {
+    expect(DEFAULT_ANNOUNCE).toEqual({ initialMs: 50, stepMs: 100, maxMs: 550, rounds: 5 });
+    expect(announceDelays()).toEqual([50, 150, 250, 350, 450]);
+    expect(announceOffsets()).toEqual([50, 200, 450, 800, 1250]);
+  });
+
+  it('caps every delay at maxMs', () => {
+    expect(announceDelays({ rounds: 8 })).toEqual([50, 150, 250, 350, 450, 550, 550, 550]);
+    expect(announceDelays({ initialMs: 10, stepMs: 1000, maxMs: 20, rounds: 3 })).toEqual([10, 20, 20]);
+  });
+
+  it('takes partial settings over the defaults', () => {
+    expect(resolveAnnounce({ rounds: 2 })).toEqual({ ...DEFAULT_ANNOUNCE, rounds: 2 });
+    expect(announceDelays({ initialMs: 0, stepMs: 1, maxMs: 0, rounds: 3 })).toEqual([0, 0, 0]);
+  });
+
+  it('0 rounds is no schedule (the kernel announces alone)', () => {
+    expect(announceDelays({ rounds: 0 })).toEqual([]);
+    expect(announceOffsets({ rounds: 0 })).toEqual([]);
+  });
+
+  it.each([
+    [{ initialMs: -1 }, /initialMs must be an integer from 0 to 100000/],
+    [{ initialMs: 100_001, maxMs: 100_001 }, /initialMs/],
+    [{ stepMs: 0 }, /stepMs must be an integer from 1 to 10000/],
+    [{ stepMs: 10_001 }, /stepMs/],
+    [{ maxMs: 100_001 }, /maxMs must be an integer from 0 to 100000/],
+    [{ rounds: 1001 }, /rounds must be an integer from 0 to 1000/],
+    [{ rounds: 2.5 }, /rounds must be an integer/],
+    [{ initialMs: Number.NaN }, /initialMs .* got NaN/],
+    [{ initialMs: 600, maxMs: 550 }, /maxMs \(550\) is below initialMs \(600\)/],
+  ])('rejects %j', (settings, message) => {
+    expect(() => announceDelays(settings)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }));
+    expect(() => resolveAnnounce(settings)).toThrow(message);
+  });
+});
