@@ -183,7 +183,10 @@ export class NicBackend {
     if (from.family !== 'IPv4') return;
     const nic = this.#vm.nic!;
     const ip = ipv4ToU32(from.address);
-    if (this.#vm.status === 'running' && this.#queue.length === 0 && nic.receive(ip, from.port, payload)) return;
+    if (this.#vm.status === 'running' && this.#queue.length === 0 && nic.rxRoom()) {
+      nic.receive(ip, from.port, payload);
+      return;
+    }
     if (this.#queue.length >= MAX_QUEUED) {
       this.#droppedWhilePaused += 1;
       return;
@@ -194,10 +197,10 @@ export class NicBackend {
   #flushQueue(): void {
     if (this.#vm.status !== 'running') return;
     const nic = this.#vm.nic!;
-    while (this.#queue.length) {
-      const { ip, port, payload } = this.#queue[0]!;
-      if (!nic.receive(ip, port, payload)) break; // the ring is full: the rest waits for the guest
-      this.#queue.shift();
+    // While the ring has room; the rest waits for the guest to consume.
+    while (this.#queue.length && nic.rxRoom()) {
+      const { ip, port, payload } = this.#queue.shift()!;
+      nic.receive(ip, port, payload);
     }
     if (this.#droppedWhilePaused) {
       this.#logger.info(

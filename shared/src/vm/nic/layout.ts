@@ -20,6 +20,14 @@
  * and publishes TX_USED. Publishing with Atomics after plain slot writes is the release/acquire
  * pair that makes the slot bytes visible before the index.
  *
+ * Wake-ups: the device kicks the vCPU after filling an RX slot, and also after sending TX slots
+ * while RX still holds unread datagrams (a guest halted on a full TX ring has nothing else to
+ * wake it); the guest notifies TX_PRODUCED after each batch that produced replies. Page 0 holds
+ * words both sides write, so it is dirty in nearly every round and, with the rings, must be
+ * present on a post-copy destination before either side runs (ToyVm.devicePages()). Indices are
+ * u32 kept in Int32 words: readers do their arithmetic with `>>> 0`. The guest reads slots as
+ * native words, so the format assumes a little-endian host (the kv workload checks).
+ *
  * Slot: | ipv4 u32 (a.b.c.d = a<<24|b<<16|c<<8|d) | port u16 | length u16 | payload (≤ 56 bytes) |
  * On RX the address is the sender's; on TX it is where the reply goes. Little-endian.
  */

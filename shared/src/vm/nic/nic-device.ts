@@ -124,6 +124,11 @@ export class NicDevice {
     this.#idx = new Int32Array(page0.buffer, page0.byteOffset, PAGE_SIZE / 4);
   }
 
+  /** True if the RX ring has a free slot (a backend holds datagrams back instead of having them dropped). */
+  rxRoom(): boolean {
+    return (Atomics.load(this.#idx, W_RX_USED) - Atomics.load(this.#idx, W_RX_CONSUMED)) >>> 0 < RING_SLOTS;
+  }
+
   /**
    * Puts one datagram from ipv4:port in the RX ring and kicks the vCPU. False (and counted in
    * rxDropped) if the ring is full or the payload is larger than a slot (SLOT_PAYLOAD_BYTES).
