@@ -198,7 +198,10 @@ async function startProbeOn(
   flags: MigrateCommandFlags,
 ): Promise<{ running: RunningProbe; mode: AddressMode | undefined }> {
   const { vms } = await client.request('query-vms', {});
-  const nic = vms.find((vm) => vm.name === flags.vm)?.nic;
+  const vm = vms.find((v) => v.name === flags.vm);
+  // Not there yet is worth waiting for (--wait): the source may still be booting it.
+  if (!vm) throw new MigrationError('ERR_NOT_FOUND', `--probe: no VM named "${flags.vm}" on the source (yet)`);
+  const nic = vm.nic;
   const address = typeof flags.probe === 'string' ? flags.probe : nic?.address;
   if (address === undefined) {
     throw new MigrationError(

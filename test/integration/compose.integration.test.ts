@@ -235,59 +235,82 @@ describe('docker-compose.yml', () => {
 const unavailable = labUnavailable();
 if (unavailable) process.stdout.write(`[skip] compose scenario in network namespaces: ${unavailable}\n`);
 
+/** The scenarios: the file's defaults, and a kv VM with its own address (VM_NIC) on the compose network. */
+const SCENARIOS: [string, (l: Lab) => NodeJS.ProcessEnv][] = [
+  ['the default VM', () => ({})],
+  [
+    'a kv VM whose address follows it',
+    (l) => ({ VM_WORKLOAD: 'kv', VM_MEMORY: '64MiB', VM_NIC: `${l.vmAddress()}:7700` }),
+  ],
+];
+
 describe.skipIf(unavailable !== undefined)('docker-compose.yml in network namespaces, one per service', () => {
-  it('dest and source start, migrate waits for them, migrates and prints a completed report', async () => {
-    const compose = loadCompose();
-    const profile = environmentOf(compose.services.dest!).LINK_PROFILE;
-    process.stdout.write(`[compose] LINK_PROFILE=${profile}\n`);
-    lab = Lab.create(Object.keys(compose.services));
-    const running = new Map<string, RunningService>();
-    for (const name of startOrder(compose)) running.set(name, startService(lab, name, compose.services[name]!));
-    const migrate = running.get('migrate')!;
-    const logs = (): string =>
-      [...running.values()].map((s) => `--- ${s.name} stderr:\n${s.stderr()}\n--- stdout:\n${s.stdout()}`).join('\n');
+  it.each(SCENARIOS)(
+    '%s: dest and source start, migrate waits for them, migrates and prints a completed report',
+    async (_name, scenario) => {
+      lab = Lab.create(Object.keys(loadCompose().services));
+      const env = scenario(lab);
+      const compose = loadCompose({ ...process.env, ...env });
+      const profile = environmentOf(compose.services.dest!).LINK_PROFILE;
+      process.stdout.write(`[compose] LINK_PROFILE=${profile} ${JSON.stringify(env)}\n`);
+      const running = new Map<string, RunningService>();
+      for (const name of startOrder(compose)) running.set(name, startService(lab, name, compose.services[name]!));
+      const migrate = running.get('migrate')!;
+      const logs = (): string =>
+        [...running.values()].map((s) => `--- ${s.name} stderr:\n${s.stderr()}\n--- stdout:\n${s.stdout()}`).join('\n');
 
-    // migrate must end first: an agent that exits, or a migrate that hangs, fails the test.
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<{ name: string; code: null; signal: null }>((resolve) => {
-      timer = setTimeout(() => resolve({ name: 'timeout', code: null, signal: null }), MIGRATE_TIMEOUT_MS);
-    });
-    const first = await Promise.race([migrate.exited, ...AGENTS.map((a) => running.get(a)!.exited), timeout]);
-    clearTimeout(timer);
-    for (const service of running.values()) {
-      for (const line of service.stderr().split('\n')) {
-        if (/^(lab shape|livemig: waiting)/.test(line)) process.stdout.write(`[compose] ${service.name}: ${line}\n`);
+      // migrate must end first: an agent that exits, or a migrate that hangs, fails the test.
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<{ name: string; code: null; signal: null }>((resolve) => {
+        timer = setTimeout(() => resolve({ name: 'timeout', code: null, signal: null }), MIGRATE_TIMEOUT_MS);
+      });
+      const first = await Promise.race([migrate.exited, ...AGENTS.map((a) => running.get(a)!.exited), timeout]);
+      clearTimeout(timer);
+      for (const service of running.values()) {
+        for (const line of service.stderr().split('\n')) {
+          if (/^(lab shape|livemig: waiting)/.test(line)) process.stdout.write(`[compose] ${service.name}: ${line}\n`);
+        }
       }
-    }
-    expect(first.name, logs()).toBe('migrate');
-    expect(first.code, logs()).toBe(0);
+      expect(first.name, logs()).toBe('migrate');
+      expect(first.code, logs()).toBe(0);
 
-    const lines = migrate.stdout().trim().split('\n');
-    expect(lines, 'migrate --json prints exactly one line').toHaveLength(1);
-    const report = JSON.parse(lines[0]!) as MigrationReport;
-    process.stdout.write(
-      `[compose] ${report.outcome}: ${report.rounds.length} rounds, ${report.times.totalMs.toFixed(0)} ms total, ` +
-        `downtime ${report.times.downtimeMs.toFixed(1)} ms, ${report.bytes.wire} B on the wire\n`,
-    );
-    expect(report.schema).toBe('livemig.report/1');
-    expect(report.outcome, JSON.stringify(report.error)).toBe('completed');
-    expect(report.verify.match).toBe(true);
-    const validate = new Ajv({ strict: false }).compile(REPORT_JSON_SCHEMA);
-    expect(validate(report), JSON.stringify(validate.errors)).toBe(true);
+      const lines = migrate.stdout().trim().split('\n');
+      expect(lines, 'migrate --json prints exactly one line').toHaveLength(1);
+      const report = JSON.parse(lines[0]!) as MigrationReport;
+      process.stdout.write(
+        `[compose] ${report.outcome}: ${report.rounds.length} rounds, ${report.times.totalMs.toFixed(0)} ms total, ` +
+          `downtime ${report.times.downtimeMs.toFixed(1)} ms, ${report.bytes.wire} B on the wire\n`,
+      );
+      expect(report.schema).toBe('livemig.report/1');
+      expect(report.outcome, JSON.stringify(report.error)).toBe('completed');
+      expect(report.verify.match).toBe(true);
+      const validate = new Ajv({ strict: false }).compile(REPORT_JSON_SCHEMA);
+      expect(validate(report), JSON.stringify(validate.errors)).toBe(true);
+      if (env.VM_NIC) {
+        // migrate --probe: a client in the migrate container kept writing; nothing acknowledged was lost.
+        expect(report.network, 'the report has a network section').not.toBeNull();
+        expect(report.network!.lostWrites).toBe(0);
+        expect(report.network!.addressMode).toBe('macvlan');
+        expect(report.network!.address).toBe(env.VM_NIC);
+        process.stdout.write(`[compose] network: ${JSON.stringify(report.network)}\n`);
+      } else {
+        expect(report.network).toBeNull();
+      }
 
-    // The VM now runs on the destination, asked over its control port from the lab's controller.
-    const destControl = controlPort(argvOf(compose.services.dest!.command, 'command'));
-    const client = await ControlClient.connect(`ws://${lab.host('dest').address}:${destControl}`);
-    try {
-      const { vms } = await client.request('query-vms', {});
-      expect(vms.map((vm) => [vm.name, vm.state])).toEqual([[report.vm.name, 'running']]);
-    } finally {
-      client.close();
-    }
-    for (const agent of AGENTS) expect(running.get(agent)!.child.exitCode, `${agent} still runs`).toBeNull();
-    // The entrypoint shaped every namespace's eth0 before the command started.
-    if (profile !== 'none') {
-      for (const service of running.values()) expect(service.stderr(), service.name).toMatch(/lab shape: eth0/);
-    }
-  });
+      // The VM now runs on the destination, asked over its control port from the lab's controller.
+      const destControl = controlPort(argvOf(compose.services.dest!.command, 'command'));
+      const client = await ControlClient.connect(`ws://${lab.host('dest').address}:${destControl}`);
+      try {
+        const { vms } = await client.request('query-vms', {});
+        expect(vms.map((vm) => [vm.name, vm.state])).toEqual([[report.vm.name, 'running']]);
+      } finally {
+        client.close();
+      }
+      for (const agent of AGENTS) expect(running.get(agent)!.child.exitCode, `${agent} still runs`).toBeNull();
+      // The entrypoint shaped every namespace's eth0 before the command started.
+      if (profile !== 'none') {
+        for (const service of running.values()) expect(service.stderr(), service.name).toMatch(/lab shape: eth0/);
+      }
+    },
+  );
 });
