@@ -96,8 +96,40 @@ function checked(report: MigrationReport, label: string, logs: () => string): Mi
   return report;
 }
 
+/**
+ * Where the switchover gap sits: its first edge relative to the source's pause, its last edge
+ * relative to the destination's resume (both on the probe's clock). Negative start = the
+ * replies stopped before the vCPU did; positive end = they resumed after the vCPU did.
+ */
+interface GapPlacement {
+  startAfterPauseMs: number;
+  endAfterResumeMs: number;
+}
+
+function placeGap(probe: ProbeResult, times: MigrationReport['times']): GapPlacement | undefined {
+  if (times.pausedAt === undefined) return undefined;
+  const pause = times.pausedAt - probe.timeOriginMs;
+  const resume = pause + times.downtimeMs;
+  const arrivals = probe.arrivalsMs;
+  let best: GapPlacement | undefined;
+  let longest = 0;
+  // The same gap longestGapOverlapping() measures: the longest one overlapping pause → resume.
+  for (let i = 1; i < arrivals.length; i++) {
+    const start = arrivals[i - 1]!;
+    const end = arrivals[i]!;
+    if (end >= pause && start <= resume && end - start > longest) {
+      longest = end - start;
+      best = { startAfterPauseMs: start - pause, endAfterResumeMs: end - resume };
+    }
+  }
+  return best;
+}
+
 /** One migration on loopback between fresh agent processes, the address moved by rebinding. */
-async function loopbackOnce(mode: MigrationMode, seed: number): Promise<MigrationReport> {
+async function loopbackOnce(
+  mode: MigrationMode,
+  seed: number,
+): Promise<{ report: MigrationReport; placement: GapPlacement | undefined }> {
   const agents: AgentProcess[] = [];
   try {
     const [dest, source] = await Promise.all([
@@ -119,11 +151,20 @@ async function loopbackOnce(mode: MigrationMode, seed: number): Promise<Migratio
       let finished = false;
       try {
         await probe.answered;
-        const { migrationId } = await control.request('migrate', { vm: 'kv', to: dest.listen, mode });
+        const { migrationId } = await control.request('migrate', {
+          vm: 'kv',
+          to: dest.listen,
+          mode,
+          params: PARAMS[mode],
+        });
         const report = await followMigration(control, migrationId, { progress: false });
         finished = true;
-        const network = networkSection(await probe.finish(), created.nic?.mode, report.times);
-        return checked({ ...report, network }, `loopback ${mode}`, () => source.logs() + dest.logs());
+        const probed = await probe.finish();
+        const network = networkSection(probed, created.nic?.mode, report.times);
+        return {
+          report: checked({ ...report, network }, `loopback ${mode}`, () => source.logs() + dest.logs()),
+          placement: placeGap(probed, report.times),
+        };
       } finally {
         // A failed run must not leave the probe sending for ever.
         if (!finished) await probe.finish().catch(() => {});
