@@ -18,11 +18,12 @@
  *
  * Environment: LIVEMIG_BENCH_NETWORK_RUNS (loopback runs per mode, default 5),
  * LIVEMIG_BENCH_NETWORK_LAN_RUNS (lan runs per mode, default 3; 0 = no lan),
- * LIVEMIG_BENCH_NETWORK_MODES (comma list, default precopy,postcopy).
+ * LIVEMIG_BENCH_NETWORK_MODES (comma list, default precopy,postcopy,hybrid; hybrid switches to
+ * post-copy after one pre-copy round).
  */
 import dgram from 'node:dgram';
 import { parseHostPort } from '@livemig/shared';
-import { ControlClient } from '@livemig/shared/control';
+import { ControlClient, type MigrateParams } from '@livemig/shared/control';
 import type { MigrationMode, MigrationReport } from '@livemig/shared/report';
 import { parseVmSpec } from '@livemig/shared/vm';
 import { startAgentProcess, type AgentProcess } from '../cli/agent-process.ts';
@@ -32,14 +33,20 @@ import { PROFILES } from '../cli/lab/profiles.ts';
 import { labUnavailable } from '../cli/lab/topology.ts';
 import { succeeds } from '../cli/lab/sh.ts';
 import { networkSection, startProbe } from '../cli/probe/during.ts';
+import type { ProbeResult } from '../cli/probe/probe.ts';
 import { median, ratioRow, type BenchResult, type BenchRow, type BenchSection } from './harness.ts';
 
 const LOOPBACK_RUNS = Number(process.env.LIVEMIG_BENCH_NETWORK_RUNS ?? 5);
 const LAN_RUNS = Number(process.env.LIVEMIG_BENCH_NETWORK_LAN_RUNS ?? 3);
-const MODES = (process.env.LIVEMIG_BENCH_NETWORK_MODES ?? 'precopy,postcopy')
+const MODES = (process.env.LIVEMIG_BENCH_NETWORK_MODES ?? 'precopy,postcopy,hybrid')
   .split(',')
   .map((s) => s.trim()) as MigrationMode[];
+for (const mode of MODES) {
+  if (!['precopy', 'postcopy', 'hybrid'].includes(mode)) throw new Error(`network bench: unknown mode ${mode}`);
+}
 const MEMORY = '64MiB';
+/** Hybrid switches to post-copy after one pre-copy round; the others use the defaults. */
+const PARAMS: Record<MigrationMode, MigrateParams> = { precopy: {}, postcopy: {}, hybrid: { postcopyAfterRounds: 1 } };
 const PROBE_INTERVAL_MS = 1;
 /** What moving the VM's address may cost on top of the VM's downtime (issue 7). */
 const GOAL_EXCESS_MS = 5;
@@ -69,6 +76,11 @@ export interface NetworkRun {
   addressMode: string;
   totalMs: number;
   rounds: number;
+  /** Post-copy and hybrid: vCPU faults on absent pages at the destination, and their latency p99. */
+  postcopyFaults?: number;
+  faultLatencyP99Ms?: number;
+  /** Loopback only (the lab runner keeps its probe's timeline): where the switchover gap sits. */
+  gap?: GapPlacement;
 }
 
 interface NetworkBenchResult extends BenchResult {
@@ -192,13 +204,20 @@ async function lanOnce(mode: MigrationMode, seed: number): Promise<MigrationRepo
       profile: PROFILES.lan!,
       spec,
       mode,
+      params: PARAMS[mode],
       service: { port: LAN_SERVICE_PORT, probeIntervalMs: PROBE_INTERVAL_MS },
     },
     async ({ report, source, dest }) => checked(report, `lan ${mode}`, () => source.logs() + dest.logs()),
   );
 }
 
-function record(where: Where, mode: MigrationMode, run: number, report: MigrationReport): NetworkRun {
+function record(
+  where: Where,
+  mode: MigrationMode,
+  run: number,
+  report: MigrationReport,
+  placement?: GapPlacement,
+): NetworkRun {
   const network = report.network!;
   const vm = report.times.downtimeMs;
   const gap = network.switchoverGapMs ?? NaN;
@@ -219,12 +238,23 @@ function record(where: Where, mode: MigrationMode, run: number, report: Migratio
     addressMode: network.addressMode ?? 'unknown',
     totalMs: report.times.totalMs,
     rounds: report.rounds.length,
+    ...(report.postcopy
+      ? { postcopyFaults: report.postcopy.faults, faultLatencyP99Ms: report.postcopy.faultLatencyMs?.p99 ?? NaN }
+      : {}),
+    ...(placement ? { gap: placement } : {}),
   };
   const f = (v: number): string => v.toFixed(1);
   process.stderr.write(
     `  ${where} ${mode} #${run}: VM downtime ${f(vm)} ms, network downtime ${f(result.networkDowntimeMs)} ms, ` +
       `switchover gap ${f(gap)} ms, ${result.lostReplies}/${result.requests} replies lost, ` +
-      `${result.lostWrites} writes lost, p50/p99 ${f(result.latencyP50Ms)}/${f(result.latencyP99Ms)} ms\n`,
+      `${result.lostWrites} writes lost, p50/p99 ${f(result.latencyP50Ms)}/${f(result.latencyP99Ms)} ms` +
+      (result.postcopyFaults === undefined
+        ? ''
+        : `; ${result.postcopyFaults} faults, p99 ${f(result.faultLatencyP99Ms ?? NaN)} ms`) +
+      (placement
+        ? `; gap from pause${sign(placement.startAfterPauseMs)} to resume${sign(placement.endAfterResumeMs)}`
+        : '') +
+      '\n',
   );
   if (result.lostWrites !== 0) {
     throw new Error(
@@ -234,6 +264,9 @@ function record(where: Where, mode: MigrationMode, run: number, report: Migratio
   }
   return result;
 }
+
+/** " + 3.2 ms" / " − 1.0 ms": an offset from an event. */
+const sign = (ms: number): string => ` ${ms < 0 ? '−' : '+'} ${Math.abs(ms).toFixed(1)} ms`;
 
 const max = (values: readonly number[]): number => Math.max(...values);
 
@@ -302,6 +335,22 @@ function cellRows(runs: readonly NetworkRun[]): BenchRow[] {
   ];
 }
 
+/** Loopback: where the switchover gap sat, medians per mode — which side of the handoff costs the excess. */
+function placementNotes(cells: readonly NetworkRun[][]): string[] {
+  const notes: string[] = [];
+  for (const runs of cells) {
+    const placed = runs.flatMap((r) => (r.gap ? [r.gap] : []));
+    if (!placed.length) continue;
+    const start = median(placed.map((g) => g.startAfterPauseMs));
+    const end = median(placed.map((g) => g.endAfterResumeMs));
+    notes.push(
+      `${runs[0]!.where} ${runs[0]!.mode}: the switchover gap began at the source's pause${sign(start)} and ended at ` +
+        `the destination's resume${sign(end)} (medians of ${placed.length}; negative = before).`,
+    );
+  }
+  return notes;
+}
+
 /** Notes that say, from this run's figures, which goal held and why the other did not. */
 function goalNotes(cells: readonly NetworkRun[][]): string[] {
   const verdict = (pick: (r: NetworkRun) => number): { held: string[]; missed: string[] } => {
@@ -342,7 +391,10 @@ const section: BenchSection = {
     let seed = 1;
     for (const mode of MODES) {
       const cell: NetworkRun[] = [];
-      for (let i = 1; i <= LOOPBACK_RUNS; i++) cell.push(record('loopback', mode, i, await loopbackOnce(mode, seed++)));
+      for (let i = 1; i <= LOOPBACK_RUNS; i++) {
+        const { report, placement } = await loopbackOnce(mode, seed++);
+        cell.push(record('loopback', mode, i, report, placement));
+      }
       if (cell.length) cells.push(cell);
     }
     const why =
@@ -371,6 +423,7 @@ const section: BenchSection = {
     });
     notes.push(
       ...goalNotes(cells),
+      ...placementNotes(cells),
       'VM downtime: source vCPU pause → destination vCPU resume, as the report measures it. Switchover gap: the longest ' +
         'gap between replies that overlaps that window, on the probe’s clock (one machine, one clock) — what moving the VM ' +
         'and its address cost a client. Network downtime: the longest gap over the whole probe window, which also counts ' +

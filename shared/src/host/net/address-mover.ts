@@ -29,6 +29,8 @@ export interface VmAddress {
 
 export interface AddressMover {
   readonly mode: AddressMode;
+  /** The VM's ip:port can be bound once prepared, before take() (the IP is configured, just not reachable). */
+  readonly bindBeforeTake: boolean;
   /** Everything short of taking the address (macvlan: create the link, down, with the IP). Idempotent. */
   prepare(): Promise<void>;
   /** Make the address reachable here; announcing may go on in the background. Resolves with how long it took. */

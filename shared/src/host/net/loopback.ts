@@ -9,6 +9,7 @@ import { MigrationError } from '../../errors.ts';
 import type { AddressMover, VmAddress } from './address-mover.ts';
 
 export class LoopbackAddress implements AddressMover {
+  readonly bindBeforeTake = false;
   readonly mode = 'loopback' as const;
   readonly #address: VmAddress;
 

@@ -110,6 +110,7 @@ export function defaultLinkName(ip: string): string {
 }
 
 export class MacvlanAddress implements AddressMover {
+  readonly bindBeforeTake = true;
   readonly mode = 'macvlan' as const;
   readonly address: Readonly<VmAddress>;
   readonly parent: string;
@@ -121,6 +122,8 @@ export class MacvlanAddress implements AddressMover {
   #queue: Promise<unknown> = Promise.resolve();
   #prepared = false;
   #taken = false;
+  /** The process that will bring the link up at take(), started at prepare (see #armLinkUp). */
+  #armed: { child: ChildProcess; exited: Promise<{ code: number | null; stderr: string }> } | undefined;
   /** Bumped to cancel the announce rounds in flight. */
   #announceGeneration = 0;
   #announceTimer: NodeJS.Timeout | undefined;
@@ -168,7 +171,7 @@ export class MacvlanAddress implements AddressMover {
       const start = performance.now();
       if (!this.#prepared) await this.#prepare();
       this.#stopAnnouncing();
-      await this.#ip('link', 'set', 'dev', this.linkName, 'up');
+      await this.#linkUp();
       this.#taken = true;
       const ms = performance.now() - start;
       this.#logger?.info({ event: 'address.taken', mode: this.mode, ms }, `took ${this.address.ip}`);
@@ -194,6 +197,7 @@ export class MacvlanAddress implements AddressMover {
   dispose(): Promise<void> {
     return this.#serial(async () => {
       this.#stopAnnouncing();
+      this.#disarmLinkUp();
       this.#taken = false;
       this.#prepared = false;
       try {
@@ -219,6 +223,48 @@ export class MacvlanAddress implements AddressMover {
     // A link left up by an earlier process must not answer for a VM that is not (yet) here.
     if (!this.#taken) await this.#ip('link', 'set', 'dev', this.linkName, 'down');
     this.#prepared = true;
+    this.#armLinkUp();
+  }
+
+  /**
+   * Start, now, the process that will bring the link up at take(), waiting on its stdin: at
+   * handoff only an exec remains. Forking the agent costs milliseconds per process on a loaded
+   * machine (tens with a large VM in memory), and take() is inside what clients see as downtime.
+   */
+  #armLinkUp(): void {
+    this.#disarmLinkUp();
+    const child = spawn('sh', ['-c', 'read -r go && exec ip link set dev "$0" up', this.linkName], {
+      stdio: ['pipe', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const exited = new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      child.once('error', () => resolve({ code: -1, stderr: 'could not start sh' }));
+      child.once('exit', (code) => resolve({ code, stderr }));
+    });
+    // Never keep the agent alive for it.
+    child.unref();
+    (child.stdin as unknown as { unref?: () => void }).unref?.();
+    (child.stderr as unknown as { unref?: () => void }).unref?.();
+    this.#armed = { child, exited };
+  }
+
+  #disarmLinkUp(): void {
+    this.#armed?.child.kill('SIGKILL');
+    this.#armed = undefined;
+  }
+
+  /** Bring the link up: through the armed process when there is one, else `ip` now. */
+  async #linkUp(): Promise<void> {
+    const armed = this.#armed;
+    this.#armed = undefined;
+    if (armed && armed.child.exitCode === null && armed.child.stdin?.writable) {
+      armed.child.stdin.end('go\n');
+      const { code, stderr } = await armed.exited;
+      if (code === 0) return;
+      this.#logger?.warn({ event: 'address.armed-failed', code, stderr }, 'armed link-up failed; running ip again');
+    }
+    await this.#ip('link', 'set', 'dev', this.linkName, 'up');
   }
 
   /** Create the link, or keep one already there if it is the right macvlan on the right parent. */

@@ -52,6 +52,7 @@ export class NicBackend {
   #droppedWhilePaused = 0;
   #bindAttempts = 0;
   #disposed = false;
+  #taken = false;
 
   constructor(options: NicBackendOptions) {
     if (!options.vm.nic) throw new MigrationError('ERR_INVALID_ARGUMENT', 'this VM has no NIC');
@@ -79,30 +80,33 @@ export class NicBackend {
     return this.#queue.length;
   }
 
-  /** True while this host holds the address (socket bound). */
+  /** True while this host holds the address. */
   get taken(): boolean {
-    return this.#socket !== undefined;
+    return this.#taken;
   }
 
-  /** Everything short of taking the address; throws (typed) if this host cannot host it. */
+  /**
+   * Everything short of taking the address; throws (typed) if this host cannot host it. When
+   * the mover allows (macvlan: the IP is on the link, down), the socket is bound now too, so
+   * taking the address at handoff is only bringing the link up.
+   */
   async prepare(): Promise<void> {
     await this.#mover.prepare();
+    if (this.#mover.bindBeforeTake && !this.#socket) this.#attach(await this.#bind());
   }
 
   /** Take the address and start moving datagrams. Resolves with the time it took. */
   async take(): Promise<{ ms: number }> {
-    if (this.#socket) return { ms: 0 };
+    if (this.#taken) return { ms: 0 };
     const started = performance.now();
     await this.#mover.take();
     const tookAddress = performance.now() - started;
-    const socket = await this.#bind();
+    const socket = this.#socket ?? this.#attach(await this.#bind());
     if (this.#disposed) {
       socket.close();
       throw new MigrationError('ERR_VM_STATE', 'the NIC was disposed while taking its address');
     }
-    this.#socket = socket;
-    socket.on('message', (payload, from) => this.#receive(payload, from));
-    socket.on('error', (error) => this.#logger.warn({ err: error, event: 'nic.socket-error' }, 'NIC socket error'));
+    this.#taken = true;
     this.#startTx(socket);
     this.#flushQueue();
     const ms = performance.now() - started;
@@ -111,6 +115,13 @@ export class NicBackend {
       `took ${this.address.ip}:${this.address.port}`,
     );
     return { ms };
+  }
+
+  #attach(socket: dgram.Socket): dgram.Socket {
+    this.#socket = socket;
+    socket.on('message', (payload, from) => this.#receive(payload, from));
+    socket.on('error', (error) => this.#logger.warn({ err: error, event: 'nic.socket-error' }, 'NIC socket error'));
+    return socket;
   }
 
   /**
@@ -122,6 +133,7 @@ export class NicBackend {
     this.#stopTx = undefined;
     this.#socket?.close();
     this.#socket = undefined;
+    this.#taken = false;
     if (this.#queue.length) {
       this.#logger.info(
         { event: 'nic.dropped-at-handoff', datagrams: this.#queue.length },
