@@ -76,9 +76,10 @@ export interface NetworkRun {
   addressMode: string;
   totalMs: number;
   rounds: number;
-  /** Post-copy and hybrid: vCPU faults on absent pages at the destination, and their latency p99. */
+  /** Post-copy and hybrid: vCPU faults on absent pages at the destination, their latency p99, blocked time. */
   postcopyFaults?: number;
   faultLatencyP99Ms?: number;
+  vcpuBlockedMs?: number;
   /** Loopback only (the lab runner keeps its probe's timeline): where the switchover gap sits. */
   gap?: GapPlacement;
 }
@@ -239,7 +240,11 @@ function record(
     totalMs: report.times.totalMs,
     rounds: report.rounds.length,
     ...(report.postcopy
-      ? { postcopyFaults: report.postcopy.faults, faultLatencyP99Ms: report.postcopy.faultLatencyMs?.p99 ?? NaN }
+      ? {
+          postcopyFaults: report.postcopy.faults,
+          faultLatencyP99Ms: report.postcopy.faultLatencyMs?.p99 ?? NaN,
+          vcpuBlockedMs: report.postcopy.vcpuBlockedMs,
+        }
       : {}),
     ...(placement ? { gap: placement } : {}),
   };
@@ -322,6 +327,7 @@ function cellRows(runs: readonly NetworkRun[]): BenchRow[] {
       goal,
       met: max(netExcess) <= GOAL_EXCESS_MS,
     },
+    ...placementRows(label, runs),
     {
       name: `${label}: probe reply latency p99, median of ${n} (p50 ${fmt(median(of((r) => r.latencyP50Ms)))})`,
       value: median(of((r) => r.latencyP99Ms)),
@@ -335,20 +341,29 @@ function cellRows(runs: readonly NetworkRun[]): BenchRow[] {
   ];
 }
 
-/** Loopback: where the switchover gap sat, medians per mode — which side of the handoff costs the excess. */
-function placementNotes(cells: readonly NetworkRun[][]): string[] {
-  const notes: string[] = [];
-  for (const runs of cells) {
-    const placed = runs.flatMap((r) => (r.gap ? [r.gap] : []));
-    if (!placed.length) continue;
-    const start = median(placed.map((g) => g.startAfterPauseMs));
-    const end = median(placed.map((g) => g.endAfterResumeMs));
-    notes.push(
-      `${runs[0]!.where} ${runs[0]!.mode}: the switchover gap began at the source's pause${sign(start)} and ended at ` +
-        `the destination's resume${sign(end)} (medians of ${placed.length}; negative = before).`,
-    );
-  }
-  return notes;
+/**
+ * Loopback: where the switchover gap sat — how long before the source's pause the replies
+ * stopped, and how long after the destination's resume the first one came (the address moving,
+ * plus the first requests served there). Without a probe timeline (lan) there are none.
+ */
+function placementRows(label: string, runs: readonly NetworkRun[]): BenchRow[] {
+  const placed = runs.flatMap((r) => (r.gap ? [r.gap] : []));
+  if (placed.length !== runs.length) return [];
+  const before = placed.map((g) => -g.startAfterPauseMs);
+  const after = placed.map((g) => g.endAfterResumeMs);
+  const n = placed.length;
+  return [
+    {
+      name: `${label}: of which, replies stopped before the source's pause, median of ${n} (max ${max(before).toFixed(1)} ms)`,
+      value: median(before),
+      unit: 'ms',
+    },
+    {
+      name: `${label}: of which, first reply after the destination's resume, median of ${n} (max ${max(after).toFixed(1)} ms)`,
+      value: median(after),
+      unit: 'ms',
+    },
+  ];
 }
 
 /** Notes that say, from this run's figures, which goal held and why the other did not. */
@@ -423,7 +438,6 @@ const section: BenchSection = {
     });
     notes.push(
       ...goalNotes(cells),
-      ...placementNotes(cells),
       'VM downtime: source vCPU pause → destination vCPU resume, as the report measures it. Switchover gap: the longest ' +
         'gap between replies that overlaps that window, on the probe’s clock (one machine, one clock) — what moving the VM ' +
         'and its address cost a client. Network downtime: the longest gap over the whole probe window, which also counts ' +

@@ -5,4 +5,4 @@
 export * from './layout.ts';
 export { ipv4ToU32, u32ToIpv4 } from './ipv4.ts';
 export { NicDevice } from './nic-device.ts';
-export type { NicAddress, NicCounters, NicDeviceComponents, NicState } from './nic-device.ts';
+export type { NicAddress, NicCounters, NicDeviceComponents, NicIndices, NicState } from './nic-device.ts';

@@ -58,7 +58,13 @@ export interface NicCounters {
 }
 
 /** The device's migratable state: plain numbers and strings (msgpack-able). */
-export interface NicState extends NicAddress, NicCounters {}
+/** The indices the device publishes in guest memory (u32), copied into its state as a cross-check. */
+export interface NicIndices {
+  rxUsed: number;
+  txUsed: number;
+}
+
+export interface NicState extends NicAddress, NicCounters, NicIndices {}
 
 /** What a NicDevice works with. */
 export interface NicDeviceComponents {
@@ -72,7 +78,18 @@ export interface NicDeviceComponents {
   address: NicAddress;
 }
 
-const STATE_KEYS = ['ip', 'mac', 'port', 'rxBytes', 'rxDropped', 'rxPackets', 'txBytes', 'txPackets'] as const;
+const STATE_KEYS = [
+  'ip',
+  'mac',
+  'port',
+  'rxBytes',
+  'rxDropped',
+  'rxPackets',
+  'rxUsed',
+  'txBytes',
+  'txPackets',
+  'txUsed',
+] as const;
 const COUNTER_KEYS = ['rxPackets', 'rxBytes', 'rxDropped', 'txPackets', 'txBytes'] as const;
 const MAC = /^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$/i;
 
@@ -245,7 +262,12 @@ export class NicDevice {
 
   /** The device's state (plain data) for migration. */
   exportState(): NicState {
-    return { ...this.address, ...this.#counters };
+    return { ...this.address, ...this.#counters, ...this.#indices() };
+  }
+
+  /** The ring indices the device writes, as they are in guest memory now. */
+  #indices(): NicIndices {
+    return { rxUsed: Atomics.load(this.#idx, W_RX_USED) >>> 0, txUsed: Atomics.load(this.#idx, W_TX_USED) >>> 0 };
   }
 
   /**
@@ -276,6 +298,17 @@ export class NicDevice {
       if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
         throw new MigrationError('ERR_STATE_MISMATCH', `NIC state: ${key} must be a non-negative integer`);
       }
+    }
+    // The device's ring indices travel in guest memory (page 0, migrated before the device
+    // state); the copy in the state must agree with it, or state and memory are from different
+    // moments and the rings would be replayed or skipped.
+    const here = this.#indices();
+    if (s.rxUsed !== here.rxUsed || s.txUsed !== here.txUsed) {
+      throw new MigrationError(
+        'ERR_STATE_MISMATCH',
+        `NIC state has ring indices rx ${String(s.rxUsed)} tx ${String(s.txUsed)}, guest memory has ` +
+          `rx ${here.rxUsed} tx ${here.txUsed}`,
+      );
     }
     for (const key of COUNTER_KEYS) this.#counters[key] = s[key] as number;
   }

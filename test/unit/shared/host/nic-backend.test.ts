@@ -153,6 +153,9 @@ describe('NicBackend (loopback)', () => {
     expect(state.nic).toMatchObject({ ip: '127.0.0.1', port: target.port, rxPackets: 1, txPackets: 1 });
     const twin = await ToyVm.createIncoming(vm.spec, { postcopy: false });
     cleanups.push(() => twin.destroy());
+    // Its ring indices are checked against the rings in guest memory, which travel as pages.
+    expect(() => twin.importDeviceState(state)).toThrow(expect.objectContaining({ code: 'ERR_STATE_MISMATCH' }));
+    for (const page of vm.devicePages()) twin.memory.writePage(page, vm.memory.page(page));
     twin.importDeviceState(state);
     expect(twin.nic!.counters).toMatchObject({ rxPackets: 1, txPackets: 1 });
     const plain = await ToyVm.createIncoming(parseVmSpec({ memory: '4MiB' }), { postcopy: false });

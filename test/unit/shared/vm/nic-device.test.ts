@@ -3,6 +3,7 @@ import { KvOp, encodeKvRequest } from '../../../../shared/src/kv/index.ts';
 import { DirtyLog } from '../../../../shared/src/vm/dirty-log.ts';
 import { GuestMemory } from '../../../../shared/src/vm/guest-memory.ts';
 import {
+  NIC_PAGES,
   NicDevice,
   RING_SLOTS,
   SLOT_PAYLOAD_BYTES,
@@ -173,8 +174,20 @@ describe('NicDevice', () => {
     a.runAll();
     a.drain();
     const state = a.nic.exportState();
-    expect(state).toEqual({ ...NIC_ADDRESS, rxPackets: 5, rxBytes: 80, rxDropped: 1, txPackets: 5, txBytes: 80 });
+    expect(state).toEqual({
+      ...NIC_ADDRESS,
+      rxPackets: 5,
+      rxBytes: 80,
+      rxDropped: 1,
+      txPackets: 5,
+      txBytes: 80,
+      rxUsed: 5,
+      txUsed: 5,
+    });
     const b = bootKv();
+    // The ring indices are checked against guest memory: a VM without a's rings refuses the state.
+    expect(() => b.nic.importState(state)).toThrow(code('ERR_STATE_MISMATCH'));
+    for (let page = 0; page < NIC_PAGES; page++) b.memory.writePage(page, a.memory.page(page));
     b.nic.importState(JSON.parse(JSON.stringify(state)));
     expect(b.nic.exportState()).toEqual(state);
     expect(b.nic.counters).toEqual(a.nic.counters);
@@ -192,6 +205,7 @@ describe('NicDevice', () => {
     ['another IP', (s) => ({ ...s, ip: '10.0.0.9' })],
     ['another port', (s) => ({ ...s, port: 7701 })],
     ['another MAC', (s) => ({ ...s, mac: '02:00:0a:00:00:09' })],
+    ['ring indices that are not those in guest memory', (s) => ({ ...s, rxUsed: s.rxUsed + 1 })],
   ])('importState() rejects %s with ERR_STATE_MISMATCH and changes nothing', (_name, mutate) => {
     const vm = bootKv();
     vm.send(get(1, 1));
