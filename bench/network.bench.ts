@@ -366,6 +366,43 @@ function placementRows(label: string, runs: readonly NetworkRun[]): BenchRow[] {
   ];
 }
 
+/** Notes that say, from this run's figures, what the excess over the VM downtime is made of. */
+function explainNotes(cells: readonly NetworkRun[][]): string[] {
+  const notes: string[] = [];
+  for (const runs of cells) {
+    const label = `${runs[0]!.where} ${runs[0]!.mode}`;
+    const placed = runs.flatMap((r) => (r.gap ? [r.gap] : []));
+    const m = (f: (r: NetworkRun) => number): string => `${median(runs.map(f)).toFixed(1)} ms`;
+    const parts: string[] = [];
+    if (placed.length) {
+      parts.push(
+        `replies stopped ${median(placed.map((g) => -g.startAfterPauseMs)).toFixed(1)} ms before the pause and ` +
+          `came back ${median(placed.map((g) => g.endAfterResumeMs)).toFixed(1)} ms after the resume (medians)`,
+      );
+    }
+    const faulted = runs.filter((r) => r.postcopyFaults !== undefined);
+    if (faulted.length) {
+      const faults = median(faulted.map((r) => r.postcopyFaults!));
+      const blocked = median(faulted.map((r) => r.vcpuBlockedMs ?? NaN));
+      parts.push(
+        `the destination’s vCPU faulted ${faults} times (median) on absent pages — kv table pages its first ` +
+          `requests touch — and was blocked ${blocked.toFixed(1)} ms in all, each fault a round trip to the source ` +
+          'behind the background push',
+      );
+    }
+    parts.push(`the service’s p99 reply latency over the whole window was ${m((r) => r.latencyP99Ms)}`);
+    notes.push(`${label}: ${parts.join('; ')}.`);
+  }
+  notes.push(
+    'Reading it: the part before the pause is the source’s main thread busy with the last pre-copy round and the ' +
+      'switchover (its NIC waits for it); the part after the resume is the destination taking the address (it binds the ' +
+      'port, or brings its macvlan up, right after the vCPU resumes) and then serving the requests queued meanwhile — ' +
+      'in post-copy and hybrid each of those can fault. Network downtime − VM downtime also counts slow stretches ' +
+      'during the copy rounds, when both agents and the vCPUs compete for the 2 cores.',
+  );
+  return notes;
+}
+
 /** Notes that say, from this run's figures, which goal held and why the other did not. */
 function goalNotes(cells: readonly NetworkRun[][]): string[] {
   const verdict = (pick: (r: NetworkRun) => number): { held: string[]; missed: string[] } => {
@@ -442,15 +479,12 @@ const section: BenchSection = {
         'gap between replies that overlaps that window, on the probe’s clock (one machine, one clock) — what moving the VM ' +
         'and its address cost a client. Network downtime: the longest gap over the whole probe window, which also counts ' +
         'replies that came late because the VM was slow to answer while its memory was being copied.',
-      'Why the excesses are not zero: the gap can exceed the VM downtime by up to one probe interval (1 ms) by ' +
-        'construction, plus the time the address takes to answer at its new place (loopback: the destination binds the ' +
-        'port as it resumes; lan: the macvlan comes up and a gratuitous ARP re-points the controller). This machine has ' +
-        '2 cores shared by both agents, both vCPU threads, the probe and the receive path, so any of them can wait for a ' +
-        'core.',
-      'Why network downtime − VM downtime is larger than the switchover excess: during pre-copy rounds the source ' +
-        'agent’s event loop is busy sending pages and its vCPU competes for the 2 cores, so replies come in bursts; in ' +
-        'post-copy the destination’s first requests fault on kv table pages that have not arrived yet, and each fault is ' +
-        'a round trip to the source while the background push fills the link — the first replies after the resume are slow.',
+      ...explainNotes(cells),
+      'This machine has 2 cores, shared by both agents (each moves its NIC’s datagrams on its main thread, the one that ' +
+        'also sends or receives pages), both vCPU workers, the probe and the kernel’s receive path: any of them can wait ' +
+        'for a core, and a 1 ms probe sees it. The gap also exceeds the VM downtime by up to one probe interval by construction.',
+      'lan has no before/after split: the lab runner (cli/lab/lab-migration.ts) keeps its probe’s timeline to itself. ' +
+        'There the address moves by taking the source’s macvlan down and the destination’s up, with a gratuitous ARP.',
       `Per-run figures (VM/network downtime, switchover gap, lost replies and writes, latency, address mode) are in ` +
         `bench/results/network.json under "runs"; address modes seen: ${[...new Set(runs.map((r) => `${r.where} → ${r.addressMode}`))].join(', ')}.`,
     );

@@ -78,6 +78,14 @@ async function runVmCommand(flags: VmCommandFlags): Promise<VmRunResult> {
   }
   const seconds = flags.seconds === undefined ? undefined : parseSecondsFlag(flags.seconds);
   const spec = specFromFlags(flags);
+  if (spec.nic !== null) {
+    // An input-driven guest only steps when datagrams come in: --steps N would wait forever.
+    throw new MigrationError(
+      'ERR_INVALID_ARGUMENT',
+      'the kv workload runs on requests from the network: host it in an agent ' +
+        '(livemig source --vm NAME --workload kv --nic IP:PORT) or try `livemig demo --workload kv --probe`',
+    );
+  }
   const bootStarted = performance.now();
   const vm = await ToyVm.boot(spec);
   const bootMs = performance.now() - bootStarted;

@@ -10,7 +10,7 @@ import { ControlClient } from '@livemig/shared/control';
 import type { MigrationReport } from '@livemig/shared/report';
 import { networkSection, startProbe } from '../../cli/probe/during.ts';
 import { followMigration } from '../../cli/follow-migration.ts';
-import { startAgent, stopAll } from '../helpers/processes.ts';
+import { runCli, startAgent, stopAll } from '../helpers/processes.ts';
 import { expectServedByDestination, freeUdpPort } from '../helpers/udp.ts';
 
 afterEach(stopAll);
@@ -79,4 +79,22 @@ describe('network downtime on loopback (address rebind)', () => {
       }
     },
   );
+});
+
+describe('livemig demo --workload kv --probe', () => {
+  it('migrates a kv VM with a client attached: one JSON report with a network section, exit 0', async () => {
+    const result = await runCli(['demo', '--workload', 'kv', '--probe', '--memory', '32MiB', '--json']);
+    expect(result.code, result.stderr).toBe(0);
+    const report = JSON.parse(result.stdout) as MigrationReport;
+    expect(report.outcome).toBe('completed');
+    expect(report.verify.match).toBe(true);
+    expect(report.network).toMatchObject({ lostWrites: 0, addressMode: 'loopback', intervalMs: 1 });
+    expect(report.network!.requests).toBeGreaterThan(50);
+  });
+
+  it('--probe without a service to probe is refused: exit 2', async () => {
+    const result = await runCli(['demo', '--probe', '--memory', '32MiB']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('--workload kv');
+  });
 });

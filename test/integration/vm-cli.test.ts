@@ -103,6 +103,17 @@ describe('livemig vm', () => {
     ['bad init', ['--init', 'ones', '--steps', '1'], 'ERR_INVALID_INIT'],
     ['bad seed', ['--seed', '-3', '--steps', '1'], 'ERR_INVALID_ARGUMENT'],
     ['bad steps', ['--steps', 'ten'], 'ERR_INVALID_ARGUMENT'],
+    ['kv without a NIC address', ['--workload', 'kv', '--steps', '1'], 'ERR_INVALID_ARGUMENT'],
+    [
+      'kv, which only steps on network input',
+      ['--workload', 'kv', '--nic', '127.0.0.1:7700', '--steps', '1'],
+      'ERR_INVALID_ARGUMENT',
+    ],
+    [
+      'a NIC on a workload that does not drive one',
+      ['--nic', '127.0.0.1:7700', '--steps', '1'],
+      'ERR_INVALID_ARGUMENT',
+    ],
   ])('rejects %s: exit 2, code on stderr', async (_name, args, code) => {
     const run = await livemig('vm', ...args);
     expect(run.code).toBe(2);
