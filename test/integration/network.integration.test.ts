@@ -15,7 +15,7 @@ import { expectServedByDestination, freeUdpPort } from '../helpers/udp.ts';
 
 afterEach(stopAll);
 
-async function migrateKvVm(mode: 'precopy' | 'postcopy'): Promise<{
+async function migrateKvVm(mode: 'precopy' | 'postcopy' | 'hybrid'): Promise<{
   report: MigrationReport;
   address: string;
   source: ControlClient;
@@ -47,7 +47,7 @@ async function migrateKvVm(mode: 'precopy' | 'postcopy'): Promise<{
 }
 
 describe('network downtime on loopback (address rebind)', () => {
-  it.each(['precopy', 'postcopy'] as const)(
+  it.each(['precopy', 'postcopy', 'hybrid'] as const)(
     '%s: the kv service keeps its address, no acknowledged write is lost, the gap is measured',
     async (mode) => {
       const { report, address, source, dest } = await migrateKvVm(mode);
@@ -96,5 +96,43 @@ describe('livemig demo --workload kv --probe', () => {
     const result = await runCli(['demo', '--probe', '--memory', '32MiB']);
     expect(result.code).toBe(2);
     expect(result.stderr).toContain('--workload kv');
+  });
+});
+
+describe('livemig migrate --probe', () => {
+  it("probes the VM's own address (from query-vms) and puts what it saw in the JSON report", async () => {
+    const [destAgent, sourceAgent] = await Promise.all([startAgent('dest'), startAgent('source')]);
+    const source = await ControlClient.connect(sourceAgent.control);
+    const address = `127.0.0.1:${await freeUdpPort()}`;
+    try {
+      await source.request('create-vm', { name: 'kv1', memory: '32MiB', workload: 'kv', nic: address });
+    } finally {
+      source.close();
+    }
+    const result = await runCli([
+      ...['migrate', '--control', sourceAgent.control, '--vm', 'kv1', '--to', destAgent.listen],
+      ...['--probe', '--probe-interval', '2ms', '--json'],
+    ]);
+    expect(result.code, result.stderr).toBe(0);
+    const report = JSON.parse(result.stdout) as MigrationReport;
+    expect(report.outcome).toBe('completed');
+    expect(report.network).toMatchObject({ address, addressMode: 'loopback', lostWrites: 0, intervalMs: 2 });
+  });
+
+  it('--probe on a VM without a NIC is refused before anything moves: exit 2', async () => {
+    const [destAgent, sourceAgent] = await Promise.all([startAgent('dest'), startAgent('source')]);
+    const source = await ControlClient.connect(sourceAgent.control);
+    try {
+      await source.request('create-vm', { name: 'plain', memory: '8MiB' });
+      const result = await runCli([
+        ...['migrate', '--control', sourceAgent.control, '--vm', 'plain', '--to', destAgent.listen, '--probe'],
+      ]);
+      expect(result.code).toBe(2);
+      expect(result.stderr).toContain('has no NIC');
+      const { vms } = await source.request('query-vms', {});
+      expect(vms).toEqual([expect.objectContaining({ name: 'plain', state: 'running' })]);
+    } finally {
+      source.close();
+    }
   });
 });
