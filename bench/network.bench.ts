@@ -385,9 +385,12 @@ function explainNotes(cells: readonly NetworkRun[][]): string[] {
       const faults = median(faulted.map((r) => r.postcopyFaults!));
       const blocked = median(faulted.map((r) => r.vcpuBlockedMs ?? NaN));
       parts.push(
-        `the destination’s vCPU faulted ${faults} times (median) on absent pages — kv table pages its first ` +
-          `requests touch — and was blocked ${blocked.toFixed(1)} ms in all, each fault a round trip to the source ` +
-          'behind the background push',
+        faults > 0
+          ? `the destination’s vCPU faulted on absent pages (kv table pages its first requests touch) ${faults}× ` +
+              `(median) and was blocked ${blocked.toFixed(1)} ms in all, each fault a round trip to the source ` +
+              'behind the background push'
+          : `the destination’s vCPU mostly did not fault (median 0 faults, ${blocked.toFixed(1)} ms blocked): ` +
+              'the delay after the resume is its main thread receiving the background push',
       );
     }
     parts.push(`the service’s p99 reply latency over the whole window was ${m((r) => r.latencyP99Ms)}`);
@@ -397,7 +400,7 @@ function explainNotes(cells: readonly NetworkRun[][]): string[] {
     'Reading it: the part before the pause is the source’s main thread busy with the last pre-copy round and the ' +
       'switchover (its NIC waits for it); the part after the resume is the destination taking the address (it binds the ' +
       'port, or brings its macvlan up, right after the vCPU resumes) and then serving the requests queued meanwhile — ' +
-      'in post-copy and hybrid each of those can fault. Network downtime − VM downtime also counts slow stretches ' +
+      'in post-copy and hybrid while its main thread also takes in the background push, and each request can fault. Network downtime − VM downtime also counts slow stretches ' +
       'during the copy rounds, when both agents and the vCPUs compete for the 2 cores.',
   );
   return notes;

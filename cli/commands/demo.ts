@@ -110,23 +110,29 @@ async function runDemo(spec: VmSpec, flags: DemoFlags): Promise<MigrationReport>
       const probe = flags.probe
         ? startProbe({ target: parseHostPort(spec.nic!), intervalMs: flags.probeInterval })
         : null;
-      if (probe) {
-        say(
-          flags,
-          `demo: a client probes the VM's kv service at ${spec.nic} every ${formatDuration(flags.probeInterval)} …`,
-        );
-        await probe.answered;
+      let report: MigrationReport;
+      try {
+        if (probe) {
+          say(
+            flags,
+            `demo: a client probes the VM's kv service at ${spec.nic} every ${formatDuration(flags.probeInterval)} …`,
+          );
+          await probe.answered;
+        }
+        say(flags, `demo: migrating to ${dest.listen} while it runs …`);
+        const { migrationId } = await sourceControl.request('migrate', {
+          vm: 'demo',
+          to: dest.listen,
+          mode: flags.mode,
+          params: migrateParams(flags),
+        });
+        report = await followMigration(sourceControl, migrationId, {
+          progress: !flags.json && process.stderr.isTTY === true,
+        });
+      } catch (error) {
+        await probe?.abandon();
+        throw error;
       }
-      say(flags, `demo: migrating to ${dest.listen} while it runs …`);
-      const { migrationId } = await sourceControl.request('migrate', {
-        vm: 'demo',
-        to: dest.listen,
-        mode: flags.mode,
-        params: migrateParams(flags),
-      });
-      let report = await followMigration(sourceControl, migrationId, {
-        progress: !flags.json && process.stderr.isTTY === true,
-      });
       if (probe) report = { ...report, network: networkSection(await probe.finish(), created.nic?.mode, report.times) };
       if (report.outcome !== 'completed') return report;
       if (spec.nic !== null) {

@@ -99,7 +99,8 @@ export function registerMigrateCommand(program: Command): void {
             };
           } catch (error) {
             client.close();
-            if (probe) await probe.running.finish();
+            if (probe) await probe.running.abandon();
+            probe = undefined;
             throw error;
           }
         });
@@ -213,7 +214,7 @@ async function startProbeOn(
   try {
     await running.answered;
   } catch (error) {
-    await running.finish();
+    await running.abandon();
     throw error;
   }
   return { running, mode: nic?.mode };

@@ -100,10 +100,10 @@ export async function withLabMigration<T>(
     const to = await pathTo(mechanisms, Number(dest.listen.split(':').pop()));
     const client = await ControlClient.connect(source.control);
     let report: MigrationReport;
+    const probe = vmAddress
+      ? startProbe({ target: parseHostPort(vmAddress), intervalMs: service?.probeIntervalMs })
+      : null;
     try {
-      const probe = vmAddress
-        ? startProbe({ target: parseHostPort(vmAddress), intervalMs: service?.probeIntervalMs })
-        : null;
       await probe?.answered;
       const { migrationId } = await client.request('migrate', {
         vm: 'vm',
@@ -113,6 +113,9 @@ export async function withLabMigration<T>(
       });
       report = await followMigration(client, migrationId, { progress: false });
       if (probe) report = { ...report, network: networkSection(await probe.finish(), 'macvlan', report.times) };
+    } catch (error) {
+      await probe?.abandon();
+      throw error;
     } finally {
       client.close();
     }

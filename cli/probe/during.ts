@@ -25,6 +25,8 @@ export interface RunningProbe {
   answered: Promise<void>;
   /** Stop after the tail and return what the probe saw. */
   finish(): Promise<ProbeResult>;
+  /** Stop now, without the tail or the read-back (the migration failed to start). */
+  abandon(): Promise<void>;
 }
 
 /** Longest a probe may run: it is stopped by finish() long before. */
@@ -35,7 +37,9 @@ export function startProbe(options: ProbeDuringOptions): RunningProbe {
   let stop!: () => void;
   const firstReply = new Promise<void>((resolve) => (answered = resolve));
   const stopped = new Promise<void>((resolve) => (stop = resolve));
+  const abort = new AbortController();
   const result = runProbe({
+    signal: abort.signal,
     target: options.target,
     intervalMs: options.intervalMs ?? 1,
     durationMs: MAX_PROBE_MS,
@@ -64,6 +68,11 @@ export function startProbe(options: ProbeDuringOptions): RunningProbe {
       await new Promise((resolve) => setTimeout(resolve, options.tailMs ?? 500));
       stop();
       return result;
+    },
+    async abandon() {
+      clearTimeout(timer);
+      abort.abort();
+      await result.catch(() => undefined);
     },
   };
 }

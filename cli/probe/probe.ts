@@ -24,6 +24,8 @@ export interface ProbeOptions {
   until?: Promise<unknown>;
   /** Called at every reply to a request (not to read-backs). */
   onReply?: () => void;
+  /** Stop at once, without the grace period or the read-back (the run is abandoned). */
+  signal?: AbortSignal;
 }
 
 export interface ProbeResult extends ProbeSummary {
@@ -89,6 +91,7 @@ export async function runProbe(options: ProbeOptions): Promise<ProbeResult> {
   await new Promise<void>((resolve) => socket.bind(0, resolve));
   let stopped = false;
   void options.until?.finally(() => (stopped = true));
+  options.signal?.addEventListener('abort', () => (stopped = true), { once: true });
   try {
     const start = performance.now();
     let next = 1;
@@ -104,7 +107,7 @@ export async function runProbe(options: ProbeOptions): Promise<ProbeResult> {
         setTimeout(resolve, Math.max(0, start + (next - 1) * intervalMs - performance.now())),
       );
     }
-    await new Promise((resolve) => setTimeout(resolve, graceMs));
+    if (!options.signal?.aborted) await new Promise((resolve) => setTimeout(resolve, graceMs));
     // The window ends one interval after the last request: when the next one would have left.
     const end = lastSent + intervalMs;
     const summary = summarizeProbe(sentAt, repliedAt, start, end);
@@ -117,7 +120,7 @@ export async function runProbe(options: ProbeOptions): Promise<ProbeResult> {
       arrivalsMs: [...repliedAt.values()].sort((a, b) => a - b),
       timeOriginMs: performance.timeOrigin,
     };
-    if (options.writes) {
+    if (options.writes && !options.signal?.aborted) {
       // Read back in small windows, each waited for: a burst of thousands of GETs would only
       // overflow the VM's receive ring and make writes look lost. A key whose GET went
       // unanswered is asked again (up to READ_BACK_PASSES times); an answer is final.

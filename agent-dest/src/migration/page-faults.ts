@@ -60,7 +60,16 @@ export class FaultHandler {
   start(): void {
     this.#unsubscribe = this.#vm.onFault((fault) => {
       this.#faults += 1;
-      if (this.#vm.isPresent(fault.page) || this.#inflight.has(fault.page)) return;
+      if (this.#vm.isPresent(fault.page)) {
+        // The push installed the page (and woke the vCPU) before this thread got to the fault:
+        // its latency is at most until now. Counting it keeps a report from having faults but
+        // no latency at all.
+        const at = now();
+        this.#latencies.push(at - fault.time);
+        this.#noticeDelays.push(at - fault.time);
+        return;
+      }
+      if (this.#inflight.has(fault.page)) return;
       this.#inflight.set(fault.page, { blockedAt: fault.time, noticedAt: now() });
       this.#request([fault.page]);
     });
