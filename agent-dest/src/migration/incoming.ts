@@ -184,8 +184,11 @@ export class IncomingMigration {
       const message = await this.#channel.next();
       switch (message.type) {
         case MsgType.Pages:
-        case MsgType.RoundEnd:
           break; // page bytes went straight to memory through the applier
+        case MsgType.RoundEnd:
+          // Every page of the round is in memory (frames are applied in order): say so.
+          this.#channel.send(msg.roundAck(message.round));
+          break;
         case MsgType.CpuState:
           vm.importCpuState(message.registers);
           break;

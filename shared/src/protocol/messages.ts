@@ -38,10 +38,11 @@ export const enum MsgType {
   Attach = 18,
   PostcopyStart = 19,
   Missing = 20,
+  RoundAck = 21,
 }
 
 /** Highest assigned MsgType. */
-export const MAX_MSG_TYPE = MsgType.Missing;
+export const MAX_MSG_TYPE = MsgType.RoundAck;
 
 /** How a migration moves memory. */
 export type MigrationMode = 'precopy' | 'postcopy' | 'hybrid';
@@ -242,6 +243,16 @@ export interface PostcopyStartMsg {
   bitmap: Uint8Array;
 }
 
+/**
+ * D→S, answer to RoundEnd: every page of that round is in memory here. The source waits for
+ * the last round's before it stops the VM, so stop-and-copy never queues behind a round still
+ * in flight (on a slow link that backlog was most of the downtime).
+ */
+export interface RoundAckMsg {
+  type: MsgType.RoundAck;
+  round: number;
+}
+
 /** D→S, answer to Attach `resume`: the pages still absent at the destination (1 bit per page, set = absent). */
 export interface MissingMsg {
   type: MsgType.Missing;
@@ -269,7 +280,8 @@ export type Message =
   | HeartbeatMsg
   | AttachMsg
   | PostcopyStartMsg
-  | MissingMsg;
+  | MissingMsg
+  | RoundAckMsg;
 
 /** The message interface for a type number. */
 export type MessageOf<T extends Message['type']> = Extract<Message, { type: T }>;
@@ -492,6 +504,12 @@ export const MESSAGE_SPEC: Readonly<Record<Exclude<MsgType, MsgType.Invalid>, Me
     payload: { kind: 'bytes', field: 'bitmap', optional: false, maxBytes: Number.MAX_SAFE_INTEGER },
     check: (_m, ctx) => checkBitmapLength('Missing', ctx),
   },
+  [MsgType.RoundAck]: {
+    name: 'RoundAck',
+    direction: 'dest→source',
+    schema: { round: u32 },
+    payload: NONE,
+  },
 });
 
 /** A page bitmap payload must have one bit per page, once the page count is known. */
@@ -629,6 +647,9 @@ export const msg = {
   },
   missing(bitmap: Uint8Array): MissingMsg {
     return { type: MsgType.Missing, bitmap };
+  },
+  roundAck(round: number): RoundAckMsg {
+    return { type: MsgType.RoundAck, round };
   },
 } as const;
 

@@ -120,6 +120,7 @@ export const messageArbitraries: Record<string, fc.Arbitrary<Message>> = {
   Attach: fc.tuple(str, fc.constantFrom(...ATTACH_CHANNELS)).map(([id, channel]) => msg.attach(id, channel)),
   PostcopyStart: pageBitmap.map((b) => msg.postcopyStart(b)),
   Missing: pageBitmap.map((b) => msg.missing(b)),
+  RoundAck: u32.map((round) => msg.roundAck(round)),
 };
 
 /** Any message. */
