@@ -152,7 +152,7 @@ async function loopbackOnce(
     const control = await ControlClient.connect(source.control);
     try {
       const address = `127.0.0.1:${await freeUdpPort()}`;
-      const created = await control.request('create-vm', {
+      await control.request('create-vm', {
         name: 'kv',
         memory: MEMORY,
         init: 'random',
@@ -173,7 +173,7 @@ async function loopbackOnce(
         const report = await followMigration(control, migrationId, { progress: false });
         finished = true;
         const probed = await probe.finish();
-        const network = networkSection(probed, created.nic?.mode, report.times);
+        const network = networkSection(probed, report);
         return {
           report: checked({ ...report, network }, `loopback ${mode}`, () => source.logs() + dest.logs()),
           placement: placeGap(probed, report.times),

@@ -99,7 +99,7 @@ async function runDemo(spec: VmSpec, flags: DemoFlags): Promise<MigrationReport>
     const destControl = await ControlClient.connect(dest.control);
     try {
       say(flags, `demo: booting VM "demo" (${spec.memoryBytes} bytes, ${spec.init}, ${spec.workload}) on the source …`);
-      const created = await sourceControl.request('create-vm', {
+      await sourceControl.request('create-vm', {
         name: 'demo',
         memory: spec.memoryBytes,
         init: spec.init,
@@ -133,7 +133,7 @@ async function runDemo(spec: VmSpec, flags: DemoFlags): Promise<MigrationReport>
         await probe?.abandon();
         throw error;
       }
-      if (probe) report = { ...report, network: networkSection(await probe.finish(), created.nic?.mode, report.times) };
+      if (probe) report = { ...report, network: networkSection(await probe.finish(), report) };
       if (report.outcome !== 'completed') return report;
       if (spec.nic !== null) {
         say(flags, 'demo: no oracle for kv: its input comes from the network, so no reference VM can replay it');

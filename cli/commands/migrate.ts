@@ -12,7 +12,6 @@ import type { Command } from 'commander';
 import { formatHostPort, isMigrationError, MigrationError, parseHostPort, type ErrorCode } from '@livemig/shared';
 import { ControlClient } from '@livemig/shared/control';
 import { formatReport, type MigrationReport } from '@livemig/shared/report';
-import type { AddressMode } from '@livemig/shared/net';
 import { followMigration } from '../follow-migration.ts';
 import { networkSection, startProbe, type RunningProbe } from '../probe/during.ts';
 import {
@@ -88,7 +87,7 @@ export function registerMigrateCommand(program: Command): void {
       }
       const waiting = new Waiting(flags.wait);
       for (;;) {
-        let probe: { running: RunningProbe; mode: AddressMode | undefined } | undefined;
+        let probe: RunningProbe | undefined;
         const { client, migrationId } = await waiting.retry(async () => {
           const client = await ControlClient.connect(flags.control);
           try {
@@ -99,7 +98,7 @@ export function registerMigrateCommand(program: Command): void {
             };
           } catch (error) {
             client.close();
-            if (probe) await probe.running.abandon();
+            if (probe) await probe.abandon();
             probe = undefined;
             throw error;
           }
@@ -110,8 +109,7 @@ export function registerMigrateCommand(program: Command): void {
         } finally {
           client.close();
         }
-        if (probe)
-          report = { ...report, network: networkSection(await probe.running.finish(), probe.mode, report.times) };
+        if (probe) report = { ...report, network: networkSection(await probe.finish(), report) };
         if (!flags.resume && destinationNotUp(report) && (await waiting.pause(report.error!.message))) continue;
         printReport(report, flags.json === true);
         return;
@@ -194,10 +192,7 @@ async function startMigration(client: ControlClient, flags: MigrateCommandFlags)
 }
 
 /** Start probing the VM's service (--probe ADDRESS, or the NIC address query-vms gives) and wait for its first reply. */
-async function startProbeOn(
-  client: ControlClient,
-  flags: MigrateCommandFlags,
-): Promise<{ running: RunningProbe; mode: AddressMode | undefined }> {
+async function startProbeOn(client: ControlClient, flags: MigrateCommandFlags): Promise<RunningProbe> {
   const { vms } = await client.request('query-vms', {});
   const vm = vms.find((v) => v.name === flags.vm);
   // Not there yet is worth waiting for (--wait): the source may still be booting it.
@@ -217,7 +212,7 @@ async function startProbeOn(
     await running.abandon();
     throw error;
   }
-  return { running, mode: nic?.mode };
+  return running;
 }
 
 async function resumeMigration(client: ControlClient): Promise<string> {

@@ -112,7 +112,7 @@ export async function withLabMigration<T>(
         params: options.params ?? {},
       });
       report = await followMigration(client, migrationId, { progress: false });
-      if (probe) report = { ...report, network: networkSection(await probe.finish(), 'macvlan', report.times) };
+      if (probe) report = { ...report, network: networkSection(await probe.finish(), report) };
     } catch (error) {
       await probe?.abandon();
       throw error;

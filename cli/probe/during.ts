@@ -78,16 +78,16 @@ export function startProbe(options: ProbeDuringOptions): RunningProbe {
 }
 
 /**
- * The report's `network` section from a probe run, with how the address moved. With the
- * report's switchover time (same clock: one machine, or synchronised hosts), the gap that
- * overlaps the switchover is told apart from the longest gap overall.
+ * The report's `network` section from a probe run. The address mode comes from the report (the
+ * source's NIC); with the report's switchover time (same clock: one machine, or synchronised
+ * hosts), the gap that overlaps the switchover is told apart from the longest gap overall.
  */
 export function networkSection(
   probe: ProbeResult,
-  addressMode: 'loopback' | 'macvlan' | undefined,
-  times?: MigrationReport['times'],
+  report: Pick<MigrationReport, 'times' | 'nic'>,
 ): NonNullable<MigrationReport['network']> {
-  const pausedAt = times?.pausedAt;
+  const { pausedAt, downtimeMs } = report.times;
+  const addressMode = report.nic?.addressMode;
   return {
     downtimeMs: probe.networkDowntimeMs,
     ...(pausedAt === undefined
@@ -97,7 +97,7 @@ export function networkSection(
           switchoverGapMs: longestGapOverlapping(
             probe.arrivalsMs,
             pausedAt - probe.timeOriginMs,
-            pausedAt - probe.timeOriginMs + times!.downtimeMs,
+            pausedAt - probe.timeOriginMs + downtimeMs,
           ),
         }),
     lostReplies: probe.lostReplies,

@@ -39,7 +39,7 @@ async function migrateKvVm(mode: 'precopy' | 'postcopy' | 'hybrid'): Promise<{
   const { migrationId } = await source.request('migrate', { vm: 'kv1', to: destAgent.listen, mode });
   const report = await followMigration(source, migrationId, { progress: false });
   return {
-    report: { ...report, network: networkSection(await probe.finish(), created.nic?.mode, report.times) },
+    report: { ...report, network: networkSection(await probe.finish(), report) },
     address,
     source,
     dest,

@@ -30,6 +30,7 @@ export interface ReportInput {
   vmRunsOn: NonNullable<MigrationReport['vmRunsOn']>;
   /** When the vCPU stopped for the switchover, ms since the epoch (undefined: it never did). */
   pausedAtEpochMs: number | undefined;
+  nic: MigrationReport['nic'];
 }
 
 export function buildReport(input: ReportInput): MigrationReport {
@@ -77,6 +78,7 @@ export function buildReport(input: ReportInput): MigrationReport {
         }
       : {}),
     ...(input.postcopy ? { postcopy: input.postcopy } : {}),
+    ...(input.nic ? { nic: input.nic } : {}),
     vmRunsOn: input.vmRunsOn,
   };
 }

@@ -216,6 +216,7 @@ export class OutgoingMigration {
       postcopy: this.#postcopy,
       vmRunsOn: outcome === 'completed' ? 'destination' : this.#vmRunsOnIfFailed,
       pausedAtEpochMs: this.#pausedAt > 0 ? performance.timeOrigin + this.#pausedAt : undefined,
+      nic: this.#nicReport(),
     });
     this.#c.emit('MIGRATION_REPORT', { migrationId: this.id, report: this.#report });
     return this.#report;
@@ -316,6 +317,13 @@ export class OutgoingMigration {
       }
       pages = dirty;
     }
+  }
+
+  #nicReport(): MigrationReport['nic'] {
+    const net = this.#c.hosted.net;
+    if (!net) return undefined;
+    const { ip, port, mac } = net.address;
+    return { address: `${ip}:${port}`, mac, addressMode: net.mode };
   }
 
   /** Wait until the destination acknowledged round `round` (earlier rounds' acks are passed over). */

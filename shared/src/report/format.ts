@@ -72,6 +72,9 @@ export function formatReport(report: MigrationReport): string {
       );
     }
   }
+  if (report.nic && !report.network?.address) {
+    field('address', `${report.nic.address} (moved by ${ADDRESS_MODE_WORDS[report.nic.addressMode]})`);
+  }
   field('setup', formatDuration(report.times.setupMs));
   field(
     'bytes on the wire',

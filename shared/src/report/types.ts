@@ -115,6 +115,8 @@ export interface MigrationReport {
    * point of no return — the running state was on the destination and part of the memory here.
    */
   vmRunsOn?: 'source' | 'destination' | 'paused-on-source' | 'lost';
+  /** Extra: the VM's NIC — its address, which stays the same, and how this source moves it. */
+  nic?: { address: string; mac: string; addressMode: 'loopback' | 'macvlan' };
   /** Extra (post-copy and hybrid): demand paging as the destination saw it. */
   postcopy?: PostcopyReport;
 }
