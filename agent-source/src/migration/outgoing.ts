@@ -98,6 +98,8 @@ export class OutgoingMigration {
   #vmRunsOnIfFailed: NonNullable<MigrationReport['vmRunsOn']> = 'source';
   #postcopy: PostcopyReport | undefined;
   #pusher: PostcopyPusher | undefined;
+  /** Post-copy: the pages the guest wrote last before the switchover, pushed before the rest. */
+  #pushFirst: Uint32Array<ArrayBufferLike> = new Uint32Array(0);
   #retryNow: (() => void) | undefined;
 
   constructor(components: OutgoingComponents, options: OutgoingOptions) {
@@ -437,6 +439,8 @@ export class OutgoingMigration {
       for (const page of devicePages) absent.clear(page);
     }
     this.#stats.pendingPages = absent.count;
+    // What the guest wrote since the last harvest before this one is its working set: push it first.
+    this.#pushFirst = this.mode === 'postcopy' ? harvested : unionSorted(this.#leftover, harvested);
     channel.send(msg.cpuState(vm.steps, vm.exportCpuState()));
     channel.send(msg.deviceState(vm.exportDeviceState() as unknown as Record<string, unknown>));
     channel.send(msg.postcopyStart(absent.bytes()));
@@ -501,6 +505,7 @@ export class OutgoingMigration {
       },
       absent,
       this.#stats.rounds.length,
+      this.#pushFirst,
     );
     this.#pusher = pusher;
     let destStats: Record<string, unknown>;

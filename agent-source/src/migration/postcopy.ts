@@ -5,9 +5,11 @@
  *   on demand   a PageRequest arrives on the fault channel (its own TCP connection, so it never
  *               waits behind bulk pages); each requested page not sent yet is answered at once
  *               on that same channel, with the request's id;
- *   background  the rest is pushed on the main channel in batches, in page order, but the scan
- *               restarts just after the most recently requested page (pre-paging: a guest that
- *               faulted on page n is likely to want n+1 next — QEMU does the same).
+ *   background  the rest is pushed on the main channel in batches: first the pages the guest
+ *               wrote last before the switchover (its working set, the likeliest to be touched
+ *               first after it), then in page order, the scan restarting just after the most
+ *               recently requested page (pre-paging: a guest that faulted on page n is likely to
+ *               want n+1 next — QEMU does the same).
  *
  * `unsent` starts as the pages absent at the destination at switchover and loses each page as it
  * is sent, so a page is never sent twice: a request for a page already pushed is ignored (its
@@ -46,14 +48,23 @@ export class PostcopyPusher {
   readonly #unsent: Bitmap;
   #cursor = 0;
   #round: number;
+  /** Pages to push before the page-order scan (ascending), and how far that got. */
+  readonly #first: Uint32Array<ArrayBufferLike>;
+  #firstAt = 0;
   /** Pages sent because the destination asked, and in the background. */
   fetchedOnDemand = 0;
   pushed = 0;
 
-  constructor(components: PostcopyPusherComponents, absent: Bitmap, round: number) {
+  constructor(
+    components: PostcopyPusherComponents,
+    absent: Bitmap,
+    round: number,
+    first: Uint32Array<ArrayBufferLike> = new Uint32Array(0),
+  ) {
     this.#c = components;
     this.#unsent = absent.clone();
     this.#round = round;
+    this.#first = first;
   }
 
   /** Pages still to send. */
@@ -97,14 +108,7 @@ export class PostcopyPusher {
     while (this.#unsent.count > 0) {
       if (this.#c.signal.aborted) throw this.#c.signal.reason as Error;
       if (channel.failure) throw channel.failure;
-      // Only the batch's start wraps around: within a batch pages ascend, so none repeats.
-      let count = 0;
-      let n = this.#nextUnsent(this.#cursor);
-      while (n >= 0 && count < PUSH_BATCH) {
-        batch[count++] = n;
-        n = n + 1 < this.#unsent.size ? this.#unsent.nextSet(n + 1) : -1;
-      }
-      this.#cursor = n >= 0 ? n : 0;
+      const count = this.#fillFromFirst(batch) || this.#fillInOrder(batch);
       if (count === 0) continue;
       await this.#c.bucket.take(count * this.#c.memory.pageSize);
       // While we waited, a PageRequest may have sent some of these: send only what is still unsent.
@@ -116,6 +120,28 @@ export class PostcopyPusher {
       // Let PageRequests in between batches: they must never wait for the whole push.
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
+  }
+
+  /** A batch of the pages to push first that are still unsent; 0 once they are all done. */
+  #fillFromFirst(batch: Uint32Array): number {
+    let count = 0;
+    while (this.#firstAt < this.#first.length && count < batch.length) {
+      const page = this.#first[this.#firstAt++]!;
+      if (page < this.#unsent.size && this.#unsent.has(page)) batch[count++] = page;
+    }
+    return count;
+  }
+
+  /** A batch in page order from the cursor. Only its start wraps around: within it pages ascend, so none repeats. */
+  #fillInOrder(batch: Uint32Array): number {
+    let count = 0;
+    let n = this.#nextUnsent(this.#cursor);
+    while (n >= 0 && count < batch.length) {
+      batch[count++] = n;
+      n = n + 1 < this.#unsent.size ? this.#unsent.nextSet(n + 1) : -1;
+    }
+    this.#cursor = n >= 0 ? n : 0;
+    return count;
   }
 
   /** The next unsent page ≥ from, wrapping around once; −1 when none is left. */

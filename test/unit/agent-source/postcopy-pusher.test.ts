@@ -1,0 +1,73 @@
+/**
+ * The post-copy push order: the guest's last-written pages first, then page order from the
+ * latest fault; every absent page exactly once, whatever the mix of pushes and requests.
+ */
+import { describe, expect, it } from 'vitest';
+import { silentLogger } from '@livemig/shared';
+import type { PeerChannel } from '@livemig/shared/channel';
+import type { PagesBatch } from '@livemig/shared/protocol';
+import { Bitmap, GuestMemory } from '@livemig/shared/vm';
+import { PostcopyPusher } from '../../../agent-source/src/migration/postcopy.ts';
+import { MigrationStats } from '../../../agent-source/src/migration/stats.ts';
+import { TokenBucket } from '../../../agent-source/src/migration/token-bucket.ts';
+
+/** A channel that records the page batches it is given. */
+function recordingChannel(): { channel: PeerChannel; batches: number[][] } {
+  const batches: number[][] = [];
+  const channel = {
+    failure: undefined,
+    sendPages: (batch: PagesBatch) => {
+      batches.push([...batch.pages]);
+      return true;
+    },
+    drained: async () => {},
+  } as unknown as PeerChannel;
+  return { channel, batches };
+}
+
+function pusher(pageCount: number, first: number[]): PostcopyPusher {
+  const memory = GuestMemory.allocate(pageCount * 4096);
+  const absent = new Bitmap(pageCount);
+  absent.setAll();
+  return new PostcopyPusher(
+    {
+      memory,
+      stats: new MigrationStats(),
+      bucket: new TokenBucket({}),
+      logger: silentLogger(),
+      onPageSent: () => {},
+      sentBefore: () => false,
+      signal: new AbortController().signal,
+    },
+    absent,
+    0,
+    Uint32Array.from(first),
+  );
+}
+
+describe('PostcopyPusher', () => {
+  it('pushes the pages the guest wrote last first, then the rest in page order, each once', async () => {
+    const { channel, batches } = recordingChannel();
+    await pusher(1024, [5, 100, 700]).pushAll(channel);
+    expect(batches[0]).toEqual([5, 100, 700]);
+    const all = batches.flat();
+    expect(all).toHaveLength(1024);
+    expect(new Set(all).size).toBe(1024);
+    expect(batches[1]!.slice(0, 6)).toEqual([0, 1, 2, 3, 4, 6]);
+  });
+
+  it('a page a request already sent is not pushed again, first or not', async () => {
+    const { channel, batches } = recordingChannel();
+    const p = pusher(512, [10, 20]);
+    const fault = recordingChannel();
+    p.answer({ id: 1, pages: Uint32Array.from([20]) }, fault.channel);
+    await p.pushAll(channel);
+    expect(fault.batches).toEqual([[20]]);
+    expect(batches[0]).toEqual([10]);
+    // The scan resumes after the requested page (pre-paging), and wraps around.
+    expect(batches[1]!.slice(0, 3)).toEqual([21, 22, 23]);
+    const all = [...batches.flat(), ...fault.batches.flat()];
+    expect(new Set(all).size).toBe(512);
+    expect(all).toHaveLength(512);
+  });
+});
