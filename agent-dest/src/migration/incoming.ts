@@ -267,15 +267,16 @@ export class IncomingMigration {
     }
     const received = performance.now();
     this.#machine.transition('ready', mode === 'precopy' ? 'running' : 'postcopy');
-    this.#resumedAt = { steps: this.#vm!.steps, at: performance.now() };
-    this.#vm!.resume();
-    host.setState(this.#vmName!, 'running');
-    this.#channel.send(msg.resumed(performance.now() - received));
-    // The address follows the VM: the source let go of it before sending Handoff.
+    // The address follows the VM: the source let go of it before sending Handoff. Taking it
+    // (a bind, or bringing a link up) goes on while the vCPU resumes.
     const net = host.get(this.#vmName!).net;
     net?.take().catch((error: unknown) => {
       this.#c.logger.error({ err: error, event: 'nic.take-failed' }, 'the VM runs here but could not take its address');
     });
+    this.#resumedAt = { steps: this.#vm!.steps, at: performance.now() };
+    this.#vm!.resume();
+    host.setState(this.#vmName!, 'running');
+    this.#channel.send(msg.resumed(performance.now() - received));
     this.#c.logger.info({ event: 'vm.resumed', vm: this.#vmName, mode }, 'the VM runs here now');
   }
 

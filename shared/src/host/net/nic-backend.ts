@@ -61,6 +61,10 @@ export class NicBackend {
     this.#logger = options.logger.child({ nic: this.address.ip + ':' + this.address.port });
     this.#unsubscribe = this.#vm.onStatus((status) => {
       if (status === 'running') this.#flushQueue();
+      // A stopping device completes what the guest already handed it: replies the guest queued
+      // before the pause go out now, not after the VM runs again (perhaps on another host).
+      // This runs before the caller harvests the dirty log, so the TX index it moves migrates.
+      if (status === 'paused' && this.#taken && this.#socket) this.#vm.nic!.transmit(sendFrom(this.#socket));
     });
   }
 
@@ -228,9 +232,7 @@ export class NicBackend {
     const stop = new AbortController();
     this.#stopTx = stop;
     const nic = this.#vm.nic!;
-    const send = (ip: number, port: number, payload: Uint8Array): void => {
-      socket.send(payload, port, u32ToIpv4(ip));
-    };
+    const send = sendFrom(socket);
     const loop = async (): Promise<void> => {
       while (!stop.signal.aborted) {
         if (this.#vm.status !== 'running') {
@@ -258,4 +260,9 @@ export class NicBackend {
       if (!stop.signal.aborted) this.#logger.error({ err: error, event: 'nic.tx-failed' }, 'NIC transmit loop failed');
     });
   }
+}
+
+/** The device's transmit callback for a socket. */
+function sendFrom(socket: dgram.Socket): (ip: number, port: number, payload: Uint8Array) => void {
+  return (ip, port, payload) => socket.send(payload, port, u32ToIpv4(ip));
 }
