@@ -10,8 +10,10 @@ import { ControlClient } from '@livemig/shared/control';
 import type { MigrationReport } from '@livemig/shared/report';
 import { networkSection, startProbe } from '../../cli/probe/during.ts';
 import { followMigration } from '../../cli/follow-migration.ts';
+import { runProbe } from '../../cli/probe/probe.ts';
 import { runCli, startAgent, stopAll } from '../helpers/processes.ts';
 import { expectServedByDestination, freeUdpPort } from '../helpers/udp.ts';
+import { waitUntil } from '../helpers/wait.ts';
 
 afterEach(stopAll);
 
@@ -134,6 +136,48 @@ describe('livemig migrate --probe', () => {
       expect(result.stderr).toContain('has no NIC');
       const { vms } = await source.request('query-vms', {});
       expect(vms).toEqual([expect.objectContaining({ name: 'plain', state: 'running' })]);
+    } finally {
+      source.close();
+    }
+  });
+});
+
+describe('a kv VM whose migration fails keeps its address on the source', () => {
+  it('SIGKILL of the destination mid-round: the service never moves, no acknowledged write is lost', async () => {
+    const [destAgent, sourceAgent] = await Promise.all([startAgent('dest'), startAgent('source')]);
+    const source = await ControlClient.connect(sourceAgent.control);
+    try {
+      const address = `127.0.0.1:${await freeUdpPort()}`;
+      await source.request('create-vm', {
+        name: 'kv1',
+        memory: '256MiB',
+        init: 'random',
+        workload: 'kv',
+        nic: address,
+      });
+      const [host, port] = address.split(':');
+      const probe = startProbe({ target: { host: host!, port: Number(port) }, intervalMs: 1, tailMs: 300 });
+      await probe.answered;
+      // Slow enough that the kill lands in round 0.
+      const { migrationId } = await source.request('migrate', {
+        vm: 'kv1',
+        to: destAgent.listen,
+        params: { maxBandwidthBps: 25_000_000 },
+      });
+      await waitUntil(
+        async () => ((await source.request('query-migrate', { migrationId }))?.transferred ?? 0) >= 8 << 20,
+        { what: 'the migration to have sent 8 MiB' },
+      );
+      destAgent.child.kill('SIGKILL');
+      const report = await followMigration(source, migrationId, { progress: false });
+      const network = networkSection(await probe.finish(), report);
+      expect(report.outcome).toBe('failed');
+      expect(report.vmRunsOn).toBe('source');
+      expect(network.lostWrites).toBe(0);
+      const [vm] = (await source.request('query-vms', {})).vms;
+      expect(vm).toMatchObject({ name: 'kv1', state: 'running', nic: { address, taken: true } });
+      const after = await runProbe({ target: { host: host!, port: Number(port) }, intervalMs: 2, durationMs: 200 });
+      expect(after.replies).toBeGreaterThan(0);
     } finally {
       source.close();
     }

@@ -82,6 +82,23 @@ describe('NicBackend (loopback)', () => {
     ]);
   });
 
+  it('garbage datagrams (random bytes, oversize, wrong magic) are dropped; the service answers on', async () => {
+    const { vm } = await kvVm();
+    const c = await client();
+    const raw = dgram.createSocket('udp4');
+    cleanups.push(() => void raw.close());
+    const garbage = [Buffer.alloc(2000, 7), Buffer.from('hello'), Buffer.alloc(16), Buffer.alloc(0)];
+    for (const bytes of garbage) raw.send(bytes, target.port, '127.0.0.1');
+    await waitUntil(() => vm.nic!.counters.rxPackets + vm.nic!.counters.rxDropped === garbage.length, {
+      what: 'the garbage to reach the device',
+    });
+    expect(vm.nic!.counters.rxDropped).toBe(1); // the oversize one: it never fits a slot
+    c.send(KvOp.Put, 1, 3, 33);
+    await waitUntil(() => c.replies.length === 1, { what: 'a reply after the garbage' });
+    expect(c.replies[0]).toMatchObject({ id: 1, status: KvStatus.Ok, value: 33 });
+    expect(vm.nic!.counters.txPackets).toBe(1); // no reply to any of the garbage
+  });
+
   it('a paused VM gets nothing: requests wait in the backend and are answered once it runs', async () => {
     const { vm, net } = await kvVm();
     const c = await client();
