@@ -8,7 +8,7 @@ import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { ControlClient } from '@livemig/shared/control';
 import type { MigrationReport } from '@livemig/shared/report';
-import { startAgentProcess, type AgentProcess } from '../cli/agent-process.ts';
+import { withAgentPair } from '../cli/agent-process.ts';
 import { followMigration } from '../cli/follow-migration.ts';
 
 const GiB = 1024 ** 3;
@@ -42,12 +42,7 @@ export interface Migrated {
 
 /** Fresh agents for one migration (no state carried over from a previous run), stopped afterwards. */
 export async function migrateOnce(vm: VmRequest): Promise<Migrated> {
-  const agents: AgentProcess[] = [];
-  try {
-    const [dest, source] = await Promise.all([
-      startAgentProcess('dest').then((a) => (agents.push(a), a)),
-      startAgentProcess('source').then((a) => (agents.push(a), a)),
-    ]);
+  return withAgentPair({}, async ({ dest, source }) => {
     const control = await ControlClient.connect(source.control);
     try {
       await control.request('create-vm', {
@@ -73,9 +68,7 @@ export async function migrateOnce(vm: VmRequest): Promise<Migrated> {
     } finally {
       control.close();
     }
-  } finally {
-    await Promise.all(agents.map((a) => a.stop()));
-  }
+  });
 }
 
 export async function warmMemory(gib: number): Promise<number> {

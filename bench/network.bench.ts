@@ -26,7 +26,7 @@ import { parseHostPort } from '@livemig/shared';
 import { ControlClient, type MigrateParams } from '@livemig/shared/control';
 import type { MigrationMode, MigrationReport } from '@livemig/shared/report';
 import { parseVmSpec } from '@livemig/shared/vm';
-import { startAgentProcess, type AgentProcess } from '../cli/agent-process.ts';
+import { withAgentPair } from '../cli/agent-process.ts';
 import { followMigration } from '../cli/follow-migration.ts';
 import { withLabMigration } from '../cli/lab/lab-migration.ts';
 import { PROFILES } from '../cli/lab/profiles.ts';
@@ -143,12 +143,7 @@ async function loopbackOnce(
   mode: MigrationMode,
   seed: number,
 ): Promise<{ report: MigrationReport; placement: GapPlacement | undefined }> {
-  const agents: AgentProcess[] = [];
-  try {
-    const [dest, source] = await Promise.all([
-      startAgentProcess('dest').then((a) => (agents.push(a), a)),
-      startAgentProcess('source').then((a) => (agents.push(a), a)),
-    ]);
+  return withAgentPair({}, async ({ dest, source }) => {
     const control = await ControlClient.connect(source.control);
     try {
       const address = `127.0.0.1:${await freeUdpPort()}`;
@@ -185,9 +180,7 @@ async function loopbackOnce(
     } finally {
       control.close();
     }
-  } finally {
-    await Promise.all(agents.map((a) => a.stop()));
-  }
+  });
 }
 
 /** One migration across a fresh lab shaped to `lan`, the address moved by macvlan. */

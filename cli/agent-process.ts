@@ -91,3 +91,23 @@ export async function startAgentProcess(
   };
   return { role, child, control: ready.control!, listen: ready.listen ?? '', logs: () => logs, exited, stop };
 }
+
+/**
+ * A destination and a source agent on loopback for the length of `run`, both stopped afterwards
+ * whatever happens (the demo and the benchmarks: fresh agents, no state carried over).
+ */
+export async function withAgentPair<T>(
+  options: StartAgentOptions,
+  run: (agents: { dest: AgentProcess; source: AgentProcess }) => Promise<T>,
+): Promise<T> {
+  const agents: AgentProcess[] = [];
+  try {
+    const [dest, source] = await Promise.all([
+      startAgentProcess('dest', options).then((a) => (agents.push(a), a)),
+      startAgentProcess('source', options).then((a) => (agents.push(a), a)),
+    ]);
+    return await run({ dest, source });
+  } finally {
+    await Promise.all(agents.map((agent) => agent.stop()));
+  }
+}

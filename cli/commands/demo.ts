@@ -13,7 +13,7 @@ import { formatReport, type MigrationReport } from '@livemig/shared/report';
 import { workloadHelp, type VmSpec } from '@livemig/shared/vm';
 import { checkOracle } from '../oracle.ts';
 import { networkSection, startProbe } from '../probe/during.ts';
-import { startAgentProcess, type AgentProcess } from '../agent-process.ts';
+import { withAgentPair } from '../agent-process.ts';
 import { followMigration } from '../follow-migration.ts';
 import {
   durationFlag,
@@ -87,14 +87,8 @@ function say(flags: DemoFlags, text: string): void {
 }
 
 async function runDemo(spec: VmSpec, flags: DemoFlags): Promise<MigrationReport> {
-  const agents: AgentProcess[] = [];
-  const stderr = flags.verbose ? 'inherit' : 'pipe';
-  try {
-    say(flags, 'demo: starting the destination and source agents on 127.0.0.1 …');
-    const [dest, source] = await Promise.all([
-      startAgentProcess('dest', { stderr }).then((a) => (agents.push(a), a)),
-      startAgentProcess('source', { stderr }).then((a) => (agents.push(a), a)),
-    ]);
+  say(flags, 'demo: starting the destination and source agents on 127.0.0.1 …');
+  return withAgentPair({ stderr: flags.verbose ? 'inherit' : 'pipe' }, async ({ dest, source }) => {
     const sourceControl = await ControlClient.connect(source.control);
     const destControl = await ControlClient.connect(dest.control);
     try {
@@ -147,9 +141,7 @@ async function runDemo(spec: VmSpec, flags: DemoFlags): Promise<MigrationReport>
       sourceControl.close();
       destControl.close();
     }
-  } finally {
-    await Promise.all(agents.map((agent) => agent.stop()));
-  }
+  });
 }
 
 /** A kv VM needs an address: on one machine, a free loopback UDP port unless --nic names one. */
