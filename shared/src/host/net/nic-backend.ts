@@ -8,13 +8,14 @@
  *                           early, while the source still runs the VM, if it cannot be done)
  *   source, before Handoff  give(): the socket closes (synchronously: a loopback port is free
  *                           before the destination can try it), the mover lets go
- *   destination, Handoff    take(), right after the vCPU resumes
+ *   destination, Handoff    take(), started as the vCPU resumes
  *
  * The device only moves data while the VM runs, as in QEMU where a stopped VM's NICs deliver
  * nothing: datagrams that arrive while it is paused, or while the guest's RX ring is full, wait
- * here (up to MAX_QUEUED, like QEMU's net queue) and go in when there is room, or are
- * dropped if the VM leaves — like frames a switch sent to the old port. TX slots the guest filled before a pause are sent by whichever host runs it next:
- * the TX index is guest memory, so a reply queued on the source goes out from the destination.
+ * here (up to MAX_QUEUED, like QEMU's net queue) and go in when there is room, or are dropped
+ * if the VM leaves — like frames a switch sent to the old port. At a pause the device first
+ * sends the replies the guest already queued; whatever the guest queues later (nothing, while
+ * it is stopped) would be sent by whichever host runs it next, since the TX index is guest memory.
  */
 import dgram from 'node:dgram';
 import type { Logger } from 'pino';
