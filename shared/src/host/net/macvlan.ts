@@ -56,6 +56,7 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import type { Logger } from 'pino';
+import { ipv4ToU32 } from '../../vm/nic/ipv4.ts';
 import { MigrationError } from '../../errors.ts';
 import type { AddressMover, VmAddress } from './address-mover.ts';
 import { announceDelays, type AnnounceSchedule } from './announce.ts';
@@ -65,7 +66,6 @@ const execFileAsync = promisify(execFile);
 /** Linux's limit on interface names (IFNAMSIZ − 1). */
 const MAX_LINK_NAME = 15;
 const LINK_NAME = /^[A-Za-z0-9_.-]+$/;
-const DOTTED_QUAD = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
 const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
 
 interface Sysctl {
@@ -101,12 +101,7 @@ export interface MacvlanAddressOptions {
 
 /** The link name for a VM's IP: "lmv" and the four octets in hex ("10.200.5.50" → "lmv0ac80532"). */
 export function defaultLinkName(ip: string): string {
-  return (
-    'lmv' +
-    parseIpv4(ip)
-      .map((octet) => octet.toString(16).padStart(2, '0'))
-      .join('')
-  );
+  return 'lmv' + ipv4ToU32(ip).toString(16).padStart(8, '0');
 }
 
 export class MacvlanAddress implements AddressMover {
@@ -132,7 +127,7 @@ export class MacvlanAddress implements AddressMover {
 
   constructor(options: MacvlanAddressOptions) {
     const { address, parent } = options;
-    parseIpv4(address.ip);
+    ipv4ToU32(address.ip); // throws ERR_INVALID_ARGUMENT for anything but a dotted quad
     if (!MAC.test(address.mac) || (parseInt(address.mac.slice(0, 2), 16) & 1) !== 0) {
       throw new MigrationError('ERR_INVALID_ARGUMENT', `"${address.mac}" is not a unicast MAC (xx:xx:xx:xx:xx:xx)`);
     }
@@ -387,15 +382,6 @@ export class MacvlanAddress implements AddressMover {
       throw new MigrationError('ERR_ADDRESS', `\`ip ${args.join(' ')}\` failed: ${said}`, { cause: error });
     }
   }
-}
-
-function parseIpv4(ip: string): number[] {
-  const match = DOTTED_QUAD.exec(ip);
-  const octets = match ? match.slice(1).map(Number) : [];
-  if (octets.length !== 4 || octets.some((octet) => octet > 255)) {
-    throw new MigrationError('ERR_INVALID_ARGUMENT', `"${ip}" is not an IPv4 address (a.b.c.d, each 0–255)`);
-  }
-  return octets;
 }
 
 function checkLinkName(name: string, what: string): void {
