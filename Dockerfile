@@ -8,6 +8,7 @@ COPY package.json package-lock.json ./
 COPY shared/package.json shared/
 COPY agent-source/package.json agent-source/
 COPY agent-dest/package.json agent-dest/
+COPY agent/package.json agent/
 RUN npm ci --no-audit --no-fund
 
 FROM node:20-bookworm-slim

@@ -1,6 +1,6 @@
 /**
  * `npm run bench -- migration`: whole pre-copy migrations between real agent processes
- * (`livemig dest` and `livemig source`, started with startAgentProcess, driven over the control
+ * (two `livemig agent`s, started with withAgentPair (cli/agent-process.ts), driven over the control
  * API like `livemig migrate`), each figure next to a baseline measured in the same run.
  *
  * - S1: idle 1 GiB VM of random pages: throughput (1 GiB ÷ round-0 time, 1 GiB ÷ total time)
@@ -240,7 +240,7 @@ const section: BenchSection = {
   id: 'migration',
   title: 'Pre-copy migration between two agent processes (S0, S1, S2)',
   description:
-    '`npm run bench -- migration`. Real `livemig dest` / `livemig source` processes on loopback, fresh for every migration, driven over the control API (`create-vm`, `migrate`, then the MigrationReport). Figures are medians; baselines are measured in the same run, interleaved with the migrations.',
+    '`npm run bench -- migration`. Two real `livemig agent` processes on loopback, fresh for every migration, driven over the control API (`create-vm`, `migrate`, then the MigrationReport). Figures are medians; baselines are measured in the same run, interleaved with the migrations.',
   async run() {
     const rows: BenchRow[] = [];
     const notes: string[] = [];

@@ -1,5 +1,5 @@
 /**
- * What the two daemon commands (`livemig source`, `livemig dest`) share: the log-level flag,
+ * What the agent commands (`livemig agent`, and `source` and `dest`) share: the log-level flag,
  * how VMs get their network address (--vm-link), and the warning when a port is reachable
  * beyond this machine (there is no authentication yet).
  */

@@ -12,12 +12,15 @@ import { MigrationError } from '@livemig/shared';
 export const CLI_PATH = fileURLToPath(new URL('../bin/livemig.mjs', import.meta.url));
 export const REPO_ROOT = fileURLToPath(new URL('../', import.meta.url));
 
+/** The agent commands: one daemon (`livemig agent`); `source` and `dest` only change its default ports. */
+export type AgentRole = 'agent' | 'source' | 'dest';
+
 export interface AgentProcess {
-  role: 'source' | 'dest';
+  role: AgentRole;
   child: ChildProcess;
   /** ws:// URL of the control API. */
   control: string;
-  /** HOST:PORT of the data port (destinations only, else ''). */
+  /** HOST:PORT of the data port ('' for a `source` started without --listen). */
   listen: string;
   /** What the process wrote to stderr (its logs) so far. */
   logs(): string;
@@ -40,13 +43,13 @@ export interface StartAgentOptions {
   wrap?: readonly string[];
 }
 
-/** Start `livemig source|dest` on loopback, free ports, and wait until it is ready. */
-export async function startAgentProcess(
-  role: 'source' | 'dest',
-  options: StartAgentOptions = {},
-): Promise<AgentProcess> {
+/**
+ * Start `livemig agent|source|dest` on loopback, free ports, and wait until it is ready. `agent`
+ * and `dest` get a data port; `source` only when `args` gives it --listen.
+ */
+export async function startAgentProcess(role: AgentRole, options: StartAgentOptions = {}): Promise<AgentProcess> {
   const ports =
-    role === 'dest' ? ['--listen', '127.0.0.1:0', '--control', '127.0.0.1:0'] : ['--control', '127.0.0.1:0'];
+    role === 'source' ? ['--control', '127.0.0.1:0'] : ['--listen', '127.0.0.1:0', '--control', '127.0.0.1:0'];
   const argv = [process.execPath, CLI_PATH, role, ...ports, ...(options.args ?? [])];
   const [command, ...rest] = [...(options.wrap ?? []), ...argv] as [string, ...string[]];
   const child = spawn(command, rest, {
@@ -93,8 +96,9 @@ export async function startAgentProcess(
 }
 
 /**
- * A destination and a source agent on loopback for the length of `run`, both stopped afterwards
- * whatever happens (the demo and the benchmarks: fresh agents, no state carried over).
+ * Two agents (`livemig agent`) on loopback for the length of `run`, both stopped afterwards
+ * whatever happens (the demo and the benchmarks: fresh agents, no state carried over). Either can
+ * send or receive; `source` is the one the caller boots the VM on, `dest` the one it migrates to.
  */
 export async function withAgentPair<T>(
   options: StartAgentOptions,
@@ -103,8 +107,8 @@ export async function withAgentPair<T>(
   const agents: AgentProcess[] = [];
   try {
     const [dest, source] = await Promise.all([
-      startAgentProcess('dest', options).then((a) => (agents.push(a), a)),
-      startAgentProcess('source', options).then((a) => (agents.push(a), a)),
+      startAgentProcess('agent', options).then((a) => (agents.push(a), a)),
+      startAgentProcess('agent', options).then((a) => (agents.push(a), a)),
     ]);
     return await run({ dest, source });
   } finally {

@@ -1,3 +1,5 @@
-/** @livemig/agent-dest: the destination daemon and its incoming migrations. */
-export * from './daemon.ts';
-export { IncomingMigration } from './migration/incoming.ts';
+/**
+ * @livemig/agent-dest: the incoming end of the migration engine — one IncomingMigration per VM
+ * arriving on a host. The agent (@livemig/agent) runs it.
+ */
+export { IncomingMigration, type IncomingComponents, type IncomingOptions } from './migration/incoming.ts';

@@ -1,9 +1,9 @@
 /**
- * `livemig demo`: the whole story on one machine. Start a destination and a source agent as
- * child processes on loopback, boot a VM on the source, migrate it while it runs, let it run on
- * at the destination, then prove nothing was lost with the determinism oracle — a never-migrated
- * reference VM of the same spec and seed, run to the same step count, must have the same memory
- * digest — print the report and stop both agents.
+ * `livemig demo`: the whole story on one machine. Start two agents (`livemig agent`) as child
+ * processes on loopback, boot a VM on one (the source), migrate it to the other while it runs,
+ * let it run on at the destination, then prove nothing was lost with the determinism oracle — a
+ * never-migrated reference VM of the same spec and seed, run to the same step count, must have
+ * the same memory digest — print the report and stop both agents.
  */
 import type { Command } from 'commander';
 import dgram from 'node:dgram';
@@ -87,7 +87,7 @@ function say(flags: DemoFlags, text: string): void {
 }
 
 async function runDemo(spec: VmSpec, flags: DemoFlags): Promise<MigrationReport> {
-  say(flags, 'demo: starting the destination and source agents on 127.0.0.1 …');
+  say(flags, 'demo: starting two agents on 127.0.0.1 (the source and the destination) …');
   return withAgentPair({ stderr: flags.verbose ? 'inherit' : 'pipe' }, async ({ dest, source }) => {
     const sourceControl = await ControlClient.connect(source.control);
     const destControl = await ControlClient.connect(dest.control);

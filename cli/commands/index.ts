@@ -1,5 +1,6 @@
 /** The subcommands, in the order `--help` lists them. Each file registers one command. */
 import type { Command } from 'commander';
+import { registerAgentCommand } from './agent.ts';
 import { registerDemoCommand } from './demo.ts';
 import { registerDestCommand } from './dest.ts';
 import { registerLabCommand } from './lab.ts';
@@ -15,6 +16,7 @@ export const COMMANDS: ReadonlyArray<(program: Command) => void> = [
   registerMigrateCommand,
   registerStatusCommand,
   registerStopContCommands,
+  registerAgentCommand,
   registerSourceCommand,
   registerDestCommand,
   registerVmCommand,

@@ -1,0 +1,159 @@
+/**
+ * The livemig agent: one daemon per host, both ends of every migration, as libvirtd or a
+ * KubeVirt handler is. Components:
+ *
+ *   VmHost              the VMs hosted here, by name (booted here, or arrived by migration)
+ *   ControlServer       QMP-like commands and events: the host commands (query-vms, stop, cont,
+ *                       digest, destroy-vm), create-vm, and the migration commands
+ *   OutgoingMigrations  one OutgoingMigration per `migrate` (outgoing-migrations.ts)
+ *   IncomingMigrations  with a data port (`listen`): one IncomingMigration per Setup, Attach
+ *                       routed to its migration (incoming-migrations.ts)
+ *
+ * So a VM that arrived here can leave again — onward, or back to where it came from — and a VM
+ * that left keeps only its record (`migrated` in query-vms), its memory freed.
+ *
+ * Shutdown (SIGTERM): stop accepting; abort incoming migrations not yet handed over (their
+ * sources keep those VMs); tell outgoing migrations still iterating to switch over now and give
+ * them a grace period (the VM dies with this process; finishing leaves it running on the
+ * destination), then cancel what is still short of its point of no return; then free the VMs.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import { formatHostPort, type HostPort } from '@livemig/shared';
+import { listenForPeers, type PeerListener } from '@livemig/shared/channel';
+import { ControlServer, type CommandHandlers, type MigrateParams, type MigrationInfo } from '@livemig/shared/control';
+import { VmHost, hostCommandHandlers, type VmHostOptions } from '@livemig/shared/host';
+import { parseVmSpec } from '@livemig/shared/vm';
+import { IncomingMigrations } from './incoming-migrations.ts';
+import { OutgoingMigrations } from './outgoing-migrations.ts';
+
+export interface AgentDaemonOptions {
+  /** The control API's address (ws). */
+  control: HostPort;
+  /** The data port migrations arrive on. @default none: this agent can migrate VMs out but accepts none */
+  listen?: HostPort;
+  logger: Logger;
+  /** This agent's name in handshakes. @default `${idPrefix}-` and 8 random hex digits */
+  agentId?: string;
+  /** Start of the generated agentId (e.g. the command that started it). @default 'agent' */
+  idPrefix?: string;
+  /** How VMs with a NIC get their address here. @default loopback (bind the VM's ip:port on this host) */
+  addressMover?: VmHostOptions['addressMover'];
+  /** Largest VM accepted by migration. @default 16 GiB */
+  maxMemoryBytes?: number;
+  /** How long shutdown waits for outgoing migrations in flight. @default 30000 */
+  shutdownGraceMs?: number;
+}
+
+export class AgentDaemon {
+  readonly agentId: string;
+  readonly host: VmHost;
+  readonly #graceMs: number;
+  readonly #outgoing: OutgoingMigrations;
+  readonly #incoming: IncomingMigrations;
+  #control!: ControlServer;
+  #listener: PeerListener | undefined;
+
+  private constructor(options: AgentDaemonOptions) {
+    this.agentId = options.agentId ?? `${options.idPrefix ?? 'agent'}-${randomUUID().slice(0, 8)}`;
+    this.#graceMs = options.shutdownGraceMs ?? 30_000;
+    this.host = new VmHost({
+      onState: (name, state) => this.#control?.emit('VM_STATE', { name, state }),
+      logger: options.logger,
+      addressMover: options.addressMover,
+    });
+    // Events go to whoever is connected to the control API at the time.
+    const emit: ControlServer['emit'] = (event, data) => this.#control.emit(event, data);
+    this.#incoming = new IncomingMigrations(
+      { host: this.host, logger: options.logger, emit },
+      { maxMemoryBytes: options.maxMemoryBytes },
+    );
+    this.#outgoing = new OutgoingMigrations({
+      host: this.host,
+      agentId: this.agentId,
+      logger: options.logger,
+      emit,
+      stillArriving: (vm) => this.#incoming.stillArriving(vm),
+    });
+  }
+
+  /** Bind the control API (and the data port, with `listen`); resolves once both listen. */
+  static async start(options: AgentDaemonOptions): Promise<AgentDaemon> {
+    const daemon = new AgentDaemon(options);
+    daemon.#control = await ControlServer.start(
+      { host: options.control.host, port: options.control.port, logger: options.logger },
+      daemon.#handlers(),
+    );
+    if (options.listen) {
+      try {
+        daemon.#listener = await listenForPeers({
+          ...options.listen,
+          agentId: daemon.agentId,
+          logger: options.logger,
+          onPeer: (peer) => daemon.#incoming.accept(peer),
+        });
+      } catch (error) {
+        await daemon.#control.close();
+        throw error;
+      }
+    }
+    options.logger.info(
+      { control: daemon.controlUrl, listen: daemon.dataAddress, agentId: daemon.agentId },
+      'agent listening',
+    );
+    return daemon;
+  }
+
+  get controlUrl(): string {
+    return `ws://${formatHostPort(this.#control.address())}`;
+  }
+
+  /** HOST:PORT migrations arrive on; undefined when this agent has no data port. */
+  get dataAddress(): string | undefined {
+    return this.#listener ? formatHostPort(this.#listener.address()) : undefined;
+  }
+
+  #handlers(): CommandHandlers {
+    const outgoing = this.#outgoing;
+    return {
+      ...hostCommandHandlers(this.host),
+      'create-vm': async ({ name, memory, init, workload, seed, nic }) => {
+        const spec = parseVmSpec({ memory, init, workload, seed, nic });
+        await this.host.create(VmHost.checkName(name), spec);
+        return this.host.info(name);
+      },
+      migrate: ({ vm, to, mode, params }) => ({ migrationId: this.migrate(vm, to, mode, params) }),
+      'query-migrate': ({ migrationId }) => outgoing.find(migrationId)?.info() ?? null,
+      'migrate-cancel': ({ migrationId }) => ({ cancelled: outgoing.find(migrationId)?.cancel() ?? false }),
+      'migrate-start-postcopy': ({ migrationId }) => {
+        outgoing.require(migrationId).startPostcopy();
+        return { switching: true };
+      },
+      'migrate-resume': ({ migrationId }) => {
+        outgoing.require(migrationId).resumeNow();
+        return { resuming: true };
+      },
+      'query-report': ({ migrationId }) => outgoing.report(migrationId),
+    };
+  }
+
+  /** Start migrating `vm` to another agent's data address; returns the migration id. */
+  migrate(vm: string, to: string, mode?: string, params?: MigrateParams): string {
+    return this.#outgoing.start(vm, to, mode, params);
+  }
+
+  /** Every outgoing migration's info, newest first (tests, status). */
+  migrationInfos(): MigrationInfo[] {
+    return this.#outgoing.infos();
+  }
+
+  async stop(reason: string): Promise<void> {
+    // Stop accepting first; the listener's close resolves only once every connection has ended,
+    // which is after the incoming migrations below have.
+    const listenerClosed = this.#listener?.close();
+    await Promise.all([this.#incoming.abortAll(reason), this.#outgoing.finish(reason, this.#graceMs)]);
+    await listenerClosed;
+    await this.#control.close();
+    await this.host.removeAll();
+  }
+}

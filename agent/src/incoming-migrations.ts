@@ -1,0 +1,109 @@
+/**
+ * The migrations an agent accepts on its data port: one IncomingMigration (@livemig/agent-dest)
+ * per connection that starts with Setup; a connection that starts with Attach joins the one it
+ * names (the post-copy fault channel, or a reconnect after a broken link). An incoming migration
+ * is kept only while it runs: the VM it built then belongs to the host alone, so it can run here
+ * and later leave again like any other.
+ *
+ * Shutdown: migrations that have not handed over yet are aborted — the source still owns those
+ * VMs and resumes them; the ones past handover run to their end.
+ */
+import type { Logger } from 'pino';
+import { MigrationError, toMigrationError } from '@livemig/shared';
+import { IncomingMigration, type IncomingComponents } from '@livemig/agent-dest';
+import { messageName, MsgType, type AcceptedPeer } from '@livemig/shared/channel';
+import type { VmHost } from '@livemig/shared/host';
+import type { AttachChannel, SetupMsg } from '@livemig/shared/protocol';
+
+export interface IncomingMigrationsComponents {
+  host: VmHost;
+  logger: Logger;
+  emit: IncomingComponents['emit'];
+}
+
+export interface IncomingMigrationsOptions {
+  /** Largest VM accepted. @default 16 GiB */
+  maxMemoryBytes?: number;
+}
+
+export class IncomingMigrations {
+  readonly #c: IncomingMigrationsComponents;
+  readonly #maxMemoryBytes: number;
+  /** The migrations in progress, by id, with the name of the VM each is building. */
+  readonly #migrations = new Map<string, { migration: IncomingMigration; vm: string }>();
+  readonly #running = new Set<Promise<void>>();
+
+  constructor(components: IncomingMigrationsComponents, options: IncomingMigrationsOptions = {}) {
+    this.#c = components;
+    this.#maxMemoryBytes = options.maxMemoryBytes ?? 16 * 2 ** 30;
+  }
+
+  /**
+   * A peer finished the handshake. Its first message says what it is: Setup starts a migration;
+   * Attach joins one in progress.
+   */
+  accept(peer: AcceptedPeer): void {
+    const logger = this.#c.logger.child({ role: 'dest', peer: peer.remoteAgentId });
+    peer.channel
+      .next()
+      .then((first) => {
+        if (first.type === MsgType.Setup) return this.#start(peer, first, logger);
+        if (first.type === MsgType.Attach) return this.#attach(peer, first.migrationId, first.channel);
+        throw new MigrationError(
+          'ERR_UNEXPECTED_MESSAGE',
+          `a connection must start with Setup or Attach, not ${messageName(first.type)}`,
+        );
+      })
+      .catch((error: unknown) => {
+        const failure = toMigrationError(error, 'ERR_CONNECTION');
+        logger.warn({ err: failure }, 'dropped a connection');
+        peer.channel.abort(failure);
+      });
+  }
+
+  /**
+   * Why `vm` is still arriving here — post-copy, with pages still on the source — or undefined
+   * when it is not (then it may leave again).
+   */
+  stillArriving(vm: string): string | undefined {
+    for (const { migration, vm: name } of this.#migrations.values()) {
+      if (name === vm && (migration.status === 'postcopy' || migration.status === 'postcopy-paused')) {
+        return `its incoming migration ${migration.migrationId} is ${migration.status} (pages are still on the source)`;
+      }
+    }
+    return undefined;
+  }
+
+  #start(peer: AcceptedPeer, setup: SetupMsg, logger: Logger): void {
+    const migration = new IncomingMigration(
+      {
+        host: this.#c.host,
+        channel: peer.channel,
+        applier: peer.applier,
+        logger: logger.child({ migrationId: setup.migrationId }),
+        emit: this.#c.emit,
+      },
+      { maxMemoryBytes: this.#maxMemoryBytes },
+    );
+    this.#migrations.set(setup.migrationId, { migration, vm: setup.vm.name });
+    const done = migration.run(setup).finally(() => {
+      this.#migrations.delete(setup.migrationId);
+      this.#running.delete(done);
+    });
+    this.#running.add(done);
+  }
+
+  #attach(peer: AcceptedPeer, migrationId: string, channel: AttachChannel): void {
+    const migration = this.#migrations.get(migrationId)?.migration;
+    if (!migration) throw new MigrationError('ERR_NOT_FOUND', `no migration ${migrationId} in progress here`);
+    if (channel === 'fault') migration.attachFaultChannel(peer.channel, peer.applier);
+    else migration.resume(peer.channel, peer.applier);
+  }
+
+  /** Shutdown: abort every migration not yet handed over, then wait for all to end. */
+  async abortAll(reason: string): Promise<void> {
+    const error = new MigrationError('ERR_PEER_ABORTED', `agent shutting down (${reason})`);
+    for (const { migration } of this.#migrations.values()) migration.abort(error);
+    await Promise.allSettled([...this.#running]);
+  }
+}

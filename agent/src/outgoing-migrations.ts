@@ -1,0 +1,167 @@
+/**
+ * The migrations an agent runs out: one OutgoingMigration (@livemig/agent-source) per `migrate`,
+ * kept by id so `query-migrate`, `migrate-cancel`, `migrate-start-postcopy`, `migrate-resume`
+ * and `query-report` find it.
+ *
+ * A VM that left keeps only its record: once a migration is over its object is replaced by a
+ * FinishedMigration — its last live figures and its report, nothing of the VM — and when it
+ * completed the host retires the VM (memory and vCPU freed, a `migrated` entry kept for
+ * query-vms). The closures handed to the migration name the VM, never hold it, so nothing here
+ * keeps a VM that left alive.
+ *
+ * Shutdown: a migration still iterating is told to switch over now and given a grace period,
+ * because the VM dies with this process — finishing leaves it running on the destination; what
+ * is still in flight after that is cancelled where the source still owns the VM.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import { MigrationError, parseHostPort, formatHostPort } from '@livemig/shared';
+import { OutgoingMigration, resolveMigrateParams, type OutgoingComponents } from '@livemig/agent-source';
+import { connectPeer } from '@livemig/shared/channel';
+import type { MigrateParams, MigrationInfo } from '@livemig/shared/control';
+import { VmHost } from '@livemig/shared/host';
+import type { MigrationReport } from '@livemig/shared/report';
+
+export interface OutgoingMigrationsComponents {
+  host: VmHost;
+  /** This agent's name in the handshake. */
+  agentId: string;
+  logger: Logger;
+  emit: OutgoingComponents['emit'];
+  /**
+   * Why `vm` cannot leave yet because it is still arriving here (post-copy: pages still absent),
+   * or undefined when it can.
+   */
+  stillArriving: (vm: string) => string | undefined;
+}
+
+/** An outgoing migration, in flight or over. */
+export type OutgoingRecord = OutgoingMigration | FinishedMigration;
+
+export class OutgoingMigrations {
+  readonly #c: OutgoingMigrationsComponents;
+  /** By id, in the order they started: in flight, or — once over — a record of how they ended. */
+  readonly #migrations = new Map<string, OutgoingRecord>();
+  readonly #running = new Set<Promise<void>>();
+
+  constructor(components: OutgoingMigrationsComponents) {
+    this.#c = components;
+  }
+
+  /** Start migrating `vmName` to a destination's data address; returns the migration id. */
+  start(vmName: string, to: string, mode?: string, params?: MigrateParams): string {
+    const { host, agentId } = this.#c;
+    const name = VmHost.checkName(vmName);
+    const hosted = host.get(name);
+    if (hosted.state !== 'running') {
+      throw new MigrationError('ERR_VM_STATE', `cannot migrate "${name}": it is ${hosted.state}, not running`);
+    }
+    const arriving = this.#c.stillArriving(name);
+    if (arriving !== undefined) throw new MigrationError('ERR_BUSY', `cannot migrate "${name}" yet: ${arriving}`);
+    const target = parseHostPort(to, 'destination');
+    const resolved = resolveMigrateParams(mode, params);
+    const migrationId = randomUUID();
+    const logger = this.#c.logger.child({ migrationId, role: 'source', vm: name });
+    const migration = new OutgoingMigration(
+      {
+        hosted,
+        logger,
+        connect: (signal) => connectPeer({ ...target, agentId, logger, signal }),
+        emit: this.#c.emit,
+        setVmState: (state) => host.setState(name, state),
+      },
+      { migrationId, to: formatHostPort(target), params: resolved },
+    );
+    this.#migrations.set(migrationId, migration);
+    const done = migration
+      .run()
+      .then(async (report) => {
+        // Keep the figures, drop the migration object and with it every reference to the VM.
+        this.#migrations.set(migrationId, new FinishedMigration(migration.info(), report));
+        if (report.outcome === 'completed') await host.retire(name);
+      })
+      .catch((error: unknown) => logger.error({ err: error }, 'migration bookkeeping failed'))
+      .finally(() => this.#running.delete(done));
+    this.#running.add(done);
+    return migrationId;
+  }
+
+  /** The migration with this id, or the newest one (active first) when no id is given. */
+  find(migrationId: string | undefined): OutgoingRecord | undefined {
+    if (migrationId !== undefined) {
+      const found = this.#migrations.get(migrationId);
+      if (!found) throw new MigrationError('ERR_NOT_FOUND', `no migration ${migrationId} on this agent`);
+      return found;
+    }
+    const all = [...this.#migrations.values()];
+    return all.reverse().find((m) => m.active) ?? all[0];
+  }
+
+  /** The migration with this id (or the newest active one); ERR_NOT_FOUND when there is none. */
+  require(migrationId: string | undefined): OutgoingRecord {
+    const found = this.find(migrationId);
+    if (!found) throw new MigrationError('ERR_NOT_FOUND', 'no migration on this agent');
+    return found;
+  }
+
+  /** The report of a migration that is over (null while it runs or when there is no such id). */
+  report(migrationId: string): MigrationReport | null {
+    return this.#migrations.get(migrationId)?.report ?? null;
+  }
+
+  /** All migration infos, newest first. */
+  infos(): MigrationInfo[] {
+    return [...this.#migrations.values()].reverse().map((m) => m.info());
+  }
+
+  /**
+   * Shutdown: switch every migration in flight over now, wait up to `graceMs` for them to end,
+   * cancel the ones still short of their point of no return, then wait for all to end.
+   */
+  async finish(reason: string, graceMs: number): Promise<void> {
+    const active = [...this.#migrations.values()].filter((m): m is OutgoingMigration => m.active);
+    if (active.length === 0) return;
+    this.#c.logger.warn({ reason, migrations: active.length }, 'shutting down: finishing migrations in flight');
+    for (const migration of active) migration.switchoverNow();
+    let timer: NodeJS.Timeout | undefined;
+    const grace = new Promise((resolve) => (timer = setTimeout(resolve, graceMs)));
+    await Promise.race([Promise.allSettled([...this.#running]), grace]);
+    clearTimeout(timer);
+    for (const migration of active) {
+      try {
+        migration.cancel();
+      } catch (error) {
+        this.#c.logger.error({ err: error }, 'could not cancel a migration past its point of no return');
+      }
+    }
+    await Promise.allSettled([...this.#running]);
+  }
+}
+
+/** A migration that is over: its last live figures and its report, nothing of the VM. */
+export class FinishedMigration {
+  readonly active = false;
+  readonly #info: MigrationInfo;
+  readonly report: MigrationReport;
+
+  constructor(info: MigrationInfo, report: MigrationReport) {
+    this.#info = info;
+    this.report = report;
+  }
+
+  info(): MigrationInfo {
+    return this.#info;
+  }
+
+  cancel(): boolean {
+    return false;
+  }
+
+  startPostcopy(): never {
+    throw new MigrationError('ERR_VM_STATE', `the migration is over (${this.report.outcome})`);
+  }
+
+  resumeNow(): never {
+    throw new MigrationError('ERR_VM_STATE', `the migration is over (${this.report.outcome})`);
+  }
+}

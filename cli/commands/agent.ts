@@ -1,0 +1,119 @@
+/**
+ * `livemig agent`: run the livemig agent — host VMs, accept migrations on the data port and
+ * migrate VMs out on request, so a VM can move on from where it arrived, or back. `livemig
+ * source` and `livemig dest` (source.ts, dest.ts) are the same daemon with other default ports;
+ * this file defines the command once for all three. Flags → a checked config → the daemon.
+ */
+import type { Command } from 'commander';
+import { createLogger, parseHostPort, runDaemon } from '@livemig/shared';
+import { AgentDaemon } from '@livemig/agent';
+import {
+  addLogLevelOption,
+  addressMoverFromFlags,
+  addVmLinkOption,
+  warnIfExposed,
+  type LogLevelFlags,
+  type VmLinkFlags,
+} from '../agent-options.ts';
+import { addVmSpecOptions, specFromFlags, type VmFlags } from '../vm-flags.ts';
+
+/** One name under which the agent runs, with its defaults. */
+export interface AgentCommandVariant {
+  /** The subcommand, also the ready line's `role` and the start of the agent's id. */
+  name: 'agent' | 'source' | 'dest';
+  description: string;
+  /** Default data port; undefined: accept no migrations unless --listen is given. */
+  listen?: string;
+  /** Default control address. */
+  control: string;
+}
+
+interface AgentFlags extends VmFlags, LogLevelFlags, VmLinkFlags {
+  listen?: string;
+  control: string;
+  vm?: string;
+}
+
+/** `livemig agent` and its default ports. */
+const AGENT: AgentCommandVariant = {
+  name: 'agent',
+  description:
+    'Run a livemig agent: host VMs, accept migrations on the data port and migrate VMs out on request ' +
+    '(onward, or back to where they came from).',
+  listen: '127.0.0.1:7070',
+  control: '127.0.0.1:7071',
+};
+
+export function registerAgentCommand(program: Command): void {
+  addAgentCommand(program, AGENT);
+}
+
+/** Register one variant of the agent command. */
+export function addAgentCommand(program: Command, variant: AgentCommandVariant): Command {
+  const command = program.command(variant.name).description(variant.description);
+  if (variant.listen === undefined) {
+    command.option('--listen <host:port>', 'also accept migrations on this data port (default: none)');
+  } else {
+    command.option('--listen <host:port>', 'data port migrations arrive on; 127.0.0.1 only by default', variant.listen);
+  }
+  command
+    .option('--control <host:port>', 'control API address (ws); 127.0.0.1 only by default', variant.control)
+    .option('--vm <name>', 'boot a VM with this name at start (else create VMs through the control API)');
+  addVmSpecOptions(command, { memory: '256MiB', init: 'random', workload: 'idle' });
+  addVmLinkOption(command);
+  return addLogLevelOption(command)
+    .addHelpText('after', helpText(variant))
+    .action(async (flags: AgentFlags) => {
+      const listen = flags.listen === undefined ? undefined : parseHostPort(flags.listen, '--listen');
+      const control = parseHostPort(flags.control, '--control');
+      const spec = flags.vm ? specFromFlags(flags) : undefined;
+      const logger = createLogger({ name: variant.name, level: flags.logLevel });
+      warnIfExposed(logger, listen ? { listen, control } : { control });
+      await runDaemon(logger, async () => {
+        const daemon = await AgentDaemon.start({
+          control,
+          listen,
+          logger,
+          idPrefix: variant.name,
+          addressMover: addressMoverFromFlags(flags, logger),
+        });
+        if (flags.vm && spec) await daemon.host.create(flags.vm, spec);
+        const data = daemon.dataAddress;
+        return {
+          ready: {
+            role: variant.name,
+            control: daemon.controlUrl,
+            ...(data === undefined ? {} : { listen: data }),
+            agentId: daemon.agentId,
+          },
+          stop: (r) => daemon.stop(r),
+        };
+      });
+    });
+}
+
+function helpText(variant: AgentCommandVariant): string {
+  const listen = variant.listen === undefined ? '' : `"listen":"${variant.listen}",`;
+  const ready = `{"event":"ready","role":"${variant.name}","control":"ws://${variant.control}",${listen}"agentId":"…"}`;
+  return [
+    '',
+    'Every agent hosts VMs and runs both ends of a migration: it migrates the VMs it hosts out on',
+    "request (`livemig migrate --control ws://… --vm NAME --to HOST:PORT`, the other agent's --listen),",
+    'and with a data port (--listen) it accepts migrations, so a VM that arrived can move on, or back.',
+    ...(variant.name === AGENT.name ? [] : [`This is \`livemig agent\` under another name${aliasDefaults(variant)}.`]),
+    '',
+    'The --memory, --init, --workload, --seed and --nic flags describe the --vm (see `livemig vm --help`).',
+    'Once listening it prints one line on stdout, with the ports bound (give port 0 to let it choose):',
+    `  ${ready}`,
+    'Logs go to stderr. SIGTERM is graceful: outgoing migrations still iterating switch over at once and',
+    'get 30 s to finish (the VM would die with this process); incoming ones not yet handed over are',
+    'aborted (their source keeps the VM).',
+    'There is no authentication yet: keep the ports on loopback or a trusted network.',
+  ].join('\n');
+}
+
+/** How an alias's defaults compare with `livemig agent`'s, for its help. */
+function aliasDefaults(variant: AgentCommandVariant): string {
+  const same = variant.listen === AGENT.listen && variant.control === AGENT.control;
+  return same ? ', with the same defaults' : '; only the default ports above differ';
+}
