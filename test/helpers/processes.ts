@@ -3,7 +3,7 @@
  * is killed by `stopAll()`, which the tests call in `afterEach` — even when the test failed.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { CLI_PATH, REPO_ROOT, startAgentProcess, type AgentProcess } from '../../cli/agent-process.ts';
+import { CLI_PATH, REPO_ROOT, startAgentProcess, type AgentProcess, type AgentRole } from '../../cli/agent-process.ts';
 
 export type { AgentProcess } from '../../cli/agent-process.ts';
 
@@ -35,8 +35,8 @@ export function runCli(
   });
 }
 
-/** Start an agent (`livemig source|dest …`) on free loopback ports, debug logs kept for failures. */
-export function startAgent(role: 'source' | 'dest', args: readonly string[] = []): Promise<AgentProcess> {
+/** Start an agent (`livemig agent|source|dest …`) on free loopback ports, debug logs kept for failures. */
+export function startAgent(role: AgentRole, args: readonly string[] = []): Promise<AgentProcess> {
   return startAgentProcess(role, { args: ['--log-level', 'debug', ...args], onSpawn: track });
 }
 
