@@ -13,10 +13,8 @@
  * memory) pages are never read in place: they are copied in pageBytes as before.
  */
 import { MigrationError } from '../errors.ts';
-import type { PageSink, PagesMeta } from '../protocol/index.ts';
+import { PageKind, type PageSink, type PagesMeta } from '../protocol/index.ts';
 import { PageDigestLedger, type GuestMemory } from '../vm/index.ts';
-
-const RAW = 0;
 
 export class PageApplier implements PageSink {
   #memory: GuestMemory | undefined;
@@ -100,7 +98,7 @@ export class PageApplier implements PageSink {
     for (let i = 0; i < pages.length; i++) {
       const page = pages[i]!;
       if (this.wanted !== undefined && !this.wanted(page)) continue;
-      if (kinds[i] === RAW) {
+      if (kinds[i] === PageKind.Raw) {
         ledger.update(page, memory.page(page));
       } else {
         // Reading a never-written page does not allocate it; writing would (PERFORMANCE.md).

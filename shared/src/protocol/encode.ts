@@ -12,7 +12,8 @@
 import { MigrationError } from '../errors.ts';
 import { DEFAULT_MAX_FRAME_BYTES, DEFAULT_PAGE_SIZE, HEADER_BYTES, MAX_FRAME_LIMIT, writeHeader } from './frame.ts';
 import { encodeMeta } from './meta-codec.ts';
-import { countRawPages, MsgType, specOf, type Message } from './messages.ts';
+import { countRawPages, specOf } from './message-spec.ts';
+import { MsgType, PageKind, type Message } from './message-types.ts';
 import { toWire, u32ToBytes } from './schema.ts';
 import { PROTOCOL_VERSION } from './version.ts';
 
@@ -197,7 +198,7 @@ export function encodePagesFrom(
   let runStart = -1; // first page of the current run (relative to firstPage)
   let runEnd = -1; // one past its last page
   for (let i = 0; i < pages.length; i++) {
-    if (kinds[i] !== 0) continue;
+    if (kinds[i] !== PageKind.Raw) continue;
     const p = pages[i]! - firstPage;
     if (p < 0 || p >= memoryPages) {
       throw invalid(

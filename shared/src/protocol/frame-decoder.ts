@@ -4,8 +4,9 @@
  * State machine, one frame at a time:
  *
  * ```
- *   'header' ──14 bytes──► check magic, version, type, flags, lengths vs limits, payload rule
- *      ▲                        │ (nothing of the body is buffered before these checks pass)
+ *   'header' ──14 bytes──► parseHeader (header-parser.ts): magic, version, type, flags,
+ *      ▲                        │ direction, lengths vs limits, payload rule (nothing of the
+ *      │                        │ body is buffered before these checks pass)
  *      │                        ▼
  *      │                  'meta' ──metaLen bytes──► msgpack → schema → semantic checks
  *      │                        │
@@ -17,9 +18,9 @@
  * chunk's memory as soon as `push`/`feed` returns (FramedSocket reads every chunk into one reused
  * buffer). What must outlive the call is copied: a split header into a 14-byte scratch, the
  * metadata into its own buffer, small payloads (CpuState, Setup bitmap, Pages without a sink)
- * into a buffer of exactly `payloadLen`. With a PageSink, Pages bytes are not copied here at
- * all: each piece is handed to `sink.pageBytes` as a view of the chunk, valid only during that
- * call, so the receiver copies it once, straight into guest memory.
+ * into a buffer of exactly `payloadLen`. With a PageSink (page-sink.ts), Pages bytes are not
+ * copied here at all: each piece is handed to `sink.pageBytes` as a view of the chunk, valid only
+ * during that call, so the receiver copies it once, straight into guest memory.
  *
  * Memory: at most one frame is buffered, and it is ≤ `maxFrameBytes` (checked from the header);
  * `bufferedBytes` says how much is held. Errors: every failure is a MigrationError with a stable
@@ -31,69 +32,15 @@ import {
   DEFAULT_MAX_META_BYTES,
   DEFAULT_PAGE_SIZE,
   HEADER_BYTES,
-  KNOWN_FLAGS,
-  MAGIC_0,
-  MAGIC_1,
   MAX_FRAME_LIMIT,
-  readU32,
 } from './frame.ts';
+import { parseHeader, type HeaderRules } from './header-parser.ts';
 import { decodeMeta } from './meta-codec.ts';
-import {
-  MAX_PAGE_SIZE,
-  MIN_PAGE_SIZE,
-  MsgType,
-  mayReceive,
-  messageName,
-  pageCountOf,
-  specOf,
-  type CheckContext,
-  type Message,
-  type MessageSpec,
-  type PagesMeta,
-  type SetupMsg,
-} from './messages.ts';
+import { isPageSize, messageName, pageCountOf, type CheckContext, type MessageSpec } from './message-spec.ts';
+import { MsgType, PageKind, type Message, type PagesMeta, type SetupMsg } from './message-types.ts';
+import type { PageSink } from './page-sink.ts';
 import { fromWire } from './schema.ts';
 import { SUPPORTED_VERSIONS } from './version.ts';
-
-/**
- * Where Pages bytes go when the decoder should not assemble them. All three are called
- * synchronously from inside `push`/`feed`, in stream order. With a sink installed, Pages frames
- * are delivered to it only (they are not also returned as messages).
- */
-export interface PageSink {
-  /** A Pages frame's metadata arrived and passed every check; its raw bytes follow. */
-  pagesBegin(meta: PagesMeta): void;
-  /**
-   * `bytes` are the bytes of page `meta.pages[index]` starting at `offset` within that page (a
-   * page may arrive in several pieces). `bytes` is a view of the caller's chunk: valid only
-   * during this call — copy it (once, into guest memory), never keep it.
-   */
-  pageBytes(index: number, offset: number, bytes: Uint8Array): void;
-  /**
-   * Let one pageBytes call cover a run of up to this many pages: when the batch's consecutive
-   * raw pages have consecutive page numbers (`pages[i + 1] === pages[i] + 1`), `bytes` may run on
-   * from page `pages[index]` into the following ones, so the sink copies a run with one call
-   * (round 0 sends memory in order). A run never crosses a page number that is a multiple of
-   * this value, so with memory split into regions of `maxRunPages` pages a run stays inside one
-   * region. Absent or 1: every call stays within one page.
-   */
-  readonly maxRunPages?: number;
-  /**
-   * Optional, for receiving without any user-space copy: return the guest memory where `length`
-   * bytes starting at `offset` in page `meta.pages[index]` belong (running on into the following
-   * pages of the run, as for pageBytes), or undefined to get them through pageBytes instead.
-   * A FramedSocket then lets the kernel read those bytes straight into that memory; they are not
-   * passed to pageBytes. The bytes land before pagesEnd, possibly partially if the connection
-   * dies: return undefined for memory the guest may be using (e.g. pages already present in
-   * post-copy).
-   */
-  pageTarget?(index: number, offset: number, length: number): Uint8Array | undefined;
-  /**
-   * Every byte of the batch has been delivered. Zero-kind pages got no pageBytes calls: the sink
-   * applies them from `meta.kinds` (e.g. here, or in pagesBegin).
-   */
-  pagesEnd(meta: PagesMeta): void;
-}
 
 /** Decoder settings; every limit is finite. */
 export interface FrameDecoderOptions {
@@ -124,10 +71,6 @@ function invalidOption(text: string): MigrationError {
   return new MigrationError('ERR_INVALID_ARGUMENT', `FrameDecoder: ${text}`);
 }
 
-function isPageSize(n: number): boolean {
-  return Number.isInteger(n) && n >= MIN_PAGE_SIZE && n <= MAX_PAGE_SIZE && (n & (n - 1)) === 0;
-}
-
 function resolveOptions(options: FrameDecoderOptions | undefined): Resolved {
   const r: Resolved = {
     maxFrameBytes: options?.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
@@ -155,6 +98,8 @@ export type DecoderState = 'header' | 'meta' | 'payload';
 /** Streaming frame decoder; see the file comment. */
 export class FrameDecoder {
   readonly #opts: Resolved;
+  /** What parseHeader checks each header against (its pageSize follows setGeometry). */
+  readonly #rules: HeaderRules;
   #sink: PageSink | undefined;
   #pageSize: number;
   #pageShift: number;
@@ -185,6 +130,8 @@ export class FrameDecoder {
 
   constructor(options?: FrameDecoderOptions) {
     this.#opts = resolveOptions(options);
+    const { maxFrameBytes, maxMetaBytes, versions, role, pageSize } = this.#opts;
+    this.#rules = { maxFrameBytes, maxMetaBytes, versions, role, pageSize };
     this.#sink = options?.sink;
     this.#pageSize = this.#opts.pageSize;
     this.#pageShift = Math.log2(this.#pageSize);
@@ -227,6 +174,7 @@ export class FrameDecoder {
       throw invalidOption(`pageCount ${count} is not an integer in [0, 2^32)`);
     }
     this.#pageSize = geometry.pageSize;
+    this.#rules.pageSize = geometry.pageSize;
     this.#pageShift = Math.log2(geometry.pageSize);
     this.#pageCount = count;
   }
@@ -362,61 +310,8 @@ export class FrameDecoder {
   }
 
   #onHeader(b: Uint8Array, at: number): void {
-    if (b[at] !== MAGIC_0 || b[at + 1] !== MAGIC_1) {
-      throw new MigrationError(
-        'ERR_BAD_MAGIC',
-        `bad magic 0x${hex2(b[at]!)}${hex2(b[at + 1]!)} (want 0x${hex2(MAGIC_0)}${hex2(MAGIC_1)}): not a livemig peer`,
-      );
-    }
-    const version = b[at + 2]!;
-    if (!this.#opts.versions.includes(version)) {
-      throw new MigrationError(
-        'ERR_PROTOCOL_VERSION',
-        `frame of protocol version ${version}; this agent accepts ${this.#opts.versions.join(', ')}`,
-      );
-    }
-    const type = b[at + 3]!;
-    const spec = specOf(type);
-    if (spec === undefined) throw new MigrationError('ERR_UNKNOWN_MESSAGE', `unknown message type ${type}`);
-    const flags = b[at + 4]! | (b[at + 5]! << 8);
-    if ((flags & ~KNOWN_FLAGS) !== 0) {
-      throw new MigrationError(
-        'ERR_BAD_METADATA',
-        `${spec.name} frame has unknown header flags 0x${flags.toString(16)}`,
-      );
-    }
-    if (this.#opts.role !== 'any' && !mayReceive(type, this.#opts.role)) {
-      throw new MigrationError(
-        'ERR_UNEXPECTED_MESSAGE',
-        `${spec.name} (${spec.direction}) sent to the ${this.#opts.role}`,
-      );
-    }
-    const metaLen = readU32(b, at + 6);
-    const payloadLen = readU32(b, at + 10);
-    const total = HEADER_BYTES + metaLen + payloadLen;
-    if (total > this.#opts.maxFrameBytes) {
-      throw new MigrationError(
-        'ERR_FRAME_TOO_LARGE',
-        `${spec.name} frame of ${total} bytes exceeds the ${this.#opts.maxFrameBytes}-byte limit`,
-      );
-    }
-    if (metaLen > this.#opts.maxMetaBytes) {
-      throw new MigrationError(
-        'ERR_FRAME_TOO_LARGE',
-        `${spec.name} metadata of ${metaLen} bytes exceeds the ${this.#opts.maxMetaBytes}-byte limit`,
-      );
-    }
-    if (metaLen === 0) throw new MigrationError('ERR_BAD_METADATA', `${spec.name} frame has no metadata`);
-    const rule = spec.payload;
-    if (rule.kind === 'none' && payloadLen !== 0) {
-      throw new MigrationError('ERR_BAD_PAYLOAD', `${spec.name} carries no payload, got ${payloadLen} bytes`);
-    }
-    if (rule.kind === 'bytes' && (payloadLen > rule.maxBytes || (payloadLen === 0 && !rule.optional))) {
-      throw new MigrationError('ERR_BAD_PAYLOAD', `${spec.name} payload of ${payloadLen} bytes is not allowed`);
-    }
-    if (rule.kind === 'pages' && payloadLen % this.#pageSize !== 0) {
-      throw new MigrationError('ERR_BAD_PAYLOAD', `Pages payload of ${payloadLen} bytes is not whole pages`);
-    }
+    // The caller has HEADER_BYTES bytes at `at`, so the result is never undefined.
+    const { type, metaLen, payloadLen, spec } = parseHeader(b, at, this.#rules)!;
     this.#type = type;
     this.#spec = spec;
     this.#payloadLen = payloadLen;
@@ -438,7 +333,7 @@ export class FrameDecoder {
       const rawCount = this.#payloadLen >>> this.#pageShift;
       const index = new Uint32Array(rawCount);
       let j = 0;
-      for (let i = 0; i < meta.kinds.length; i++) if (meta.kinds[i] === 0) index[j++] = i;
+      for (let i = 0; i < meta.kinds.length; i++) if (meta.kinds[i] === PageKind.Raw) index[j++] = i;
       this.#rawIndex = index;
       this.#runEnd = runEnds(meta.pages, index, this.#sink.maxRunPages ?? 1);
       this.#sinkMeta = meta;
@@ -519,10 +414,6 @@ function runEnds(pages: Uint32Array, rawIndex: Uint32Array, maxRun: number): Uin
     ends[j] = end;
   }
   return ends;
-}
-
-function hex2(n: number): string {
-  return n.toString(16).padStart(2, '0');
 }
 
 /**

@@ -17,6 +17,10 @@
  * Multi-byte integers are little-endian, like the page-number arrays inside the metadata (which
  * are `Uint32Array` bytes), so neither side swaps bytes on x86/arm64. Both lengths are checked
  * against the configured limits from the header alone, before any byte of the body is buffered.
+ *
+ * This module is the one place the layout is written down in code: the encoder writes headers
+ * with `writeHeader`, the decoder reads them with `readHeader` (through header-parser.ts, which
+ * checks them); nothing else uses a header offset.
  */
 
 /** The two magic bytes, "LM". */
@@ -24,9 +28,6 @@ export const MAGIC_0 = 0x4c;
 export const MAGIC_1 = 0x4d;
 /** The magic as a u16 read little-endian from the first two bytes. */
 export const MAGIC = MAGIC_0 | (MAGIC_1 << 8);
-
-/** Size of the fixed header in bytes. */
-export const HEADER_BYTES = 14;
 
 /** Byte offsets of the header fields. */
 export const HeaderOffset = Object.freeze({
@@ -37,6 +38,9 @@ export const HeaderOffset = Object.freeze({
   metaLen: 6,
   payloadLen: 10,
 });
+
+/** Size of the fixed header in bytes (14: the last field, payloadLen, is a u32). */
+export const HEADER_BYTES = HeaderOffset.payloadLen + 4;
 
 /**
  * Header flag bits. None has a meaning yet (compression will take one, negotiated through a
@@ -64,14 +68,33 @@ export interface FrameHeader {
 
 /** Write a header into `target` at `offset` (no validation: the encoder builds valid ones). */
 export function writeHeader(target: Uint8Array, offset: number, header: FrameHeader): void {
-  target[offset] = MAGIC_0;
-  target[offset + 1] = MAGIC_1;
-  target[offset + 2] = header.version;
-  target[offset + 3] = header.type;
-  target[offset + 4] = header.flags & 0xff;
-  target[offset + 5] = header.flags >>> 8;
+  target[offset + HeaderOffset.magic] = MAGIC_0;
+  target[offset + HeaderOffset.magic + 1] = MAGIC_1;
+  target[offset + HeaderOffset.version] = header.version;
+  target[offset + HeaderOffset.type] = header.type;
+  target[offset + HeaderOffset.flags] = header.flags & 0xff;
+  target[offset + HeaderOffset.flags + 1] = header.flags >>> 8;
   writeU32(target, offset + HeaderOffset.metaLen, header.metaLen);
   writeU32(target, offset + HeaderOffset.payloadLen, header.payloadLen);
+}
+
+/** True when the two bytes at `offset` are the magic "LM". */
+export function hasMagic(source: Uint8Array, offset: number): boolean {
+  return source[offset + HeaderOffset.magic] === MAGIC_0 && source[offset + HeaderOffset.magic + 1] === MAGIC_1;
+}
+
+/**
+ * Read the header fields at `offset` — the inverse of writeHeader, layout only: nothing is
+ * checked (header-parser.ts does that). `source` must hold HEADER_BYTES bytes from `offset`.
+ */
+export function readHeader(source: Uint8Array, offset: number): FrameHeader {
+  return {
+    version: source[offset + HeaderOffset.version]!,
+    type: source[offset + HeaderOffset.type]!,
+    flags: source[offset + HeaderOffset.flags]! | (source[offset + HeaderOffset.flags + 1]! << 8),
+    metaLen: readU32(source, offset + HeaderOffset.metaLen),
+    payloadLen: readU32(source, offset + HeaderOffset.payloadLen),
+  };
 }
 
 /** Read a u32 little-endian. */

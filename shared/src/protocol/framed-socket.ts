@@ -1,103 +1,43 @@
 /**
  * FramedSocket: frames over one TCP connection, with backpressure both ways, heartbeats and an
- * idle timeout. Shape of libp2p's MessageStream: `send()` returns false when the write buffer is
- * above its high-water mark and the caller awaits `onDrain()`; a hard cap turns a caller that
- * ignores that into `ERR_BUFFER_OVERFLOW` instead of unbounded memory.
+ * idle timeout. This file owns the connection's lifecycle — creating it (`connect`, `adopt`),
+ * its events, pausing, closing and the first error — and puts together the parts that each own
+ * one concern:
  *
- * Receive path (the bottleneck, see PERFORMANCE.md): the socket reads into one reused buffer
- * (`onread`) and each read is fed straight to the FrameDecoder, which copies only what it must
- * keep and streams Pages bytes to the PageSink (one copy, into guest memory). If the sink offers
- * `pageTarget`, it goes one step further: once a Pages frame's header and metadata have been
- * read (exactly, so no payload byte lands in the scratch buffer), each run of pages is read by
- * the kernel straight into guest memory — no user-space copy. A connecting socket sets `onread`
- * directly; an accepted one is re-wrapped: a `pauseOnConnect` server hands over a socket that
- * has not read yet, and its libuv handle is moved into a new `net.Socket` created with `onread`
- * (`adopt`). Any other socket falls back to `'data'` events (`readMode: 'data'`).
- *
- * Send path: `send(msg)` writes `[header+meta(, payload)]`; `sendPagesFrom(batch, memory)` and
- * `sendPages(batch, views)` write the header and metadata followed by views of guest memory (no
- * copy) inside `cork()`/`uncork()`, so a batch leaves in one `writev`.
+ * - framed-socket-options.ts: the options, their defaults and their validation;
+ * - frame-sender.ts: the send path (encoding, cork/uncork, write-buffer caps, `onDrain`);
+ * - frame-receiver.ts: the receive path (`onread` into a reused buffer or into guest memory,
+ *   the FrameDecoder, the PageSink);
+ * - keepalive.ts: heartbeats and the idle timeout;
+ * - socket-handle.ts: the re-wrap of an accepted socket's handle (Node private API);
+ * - framed-server.ts: `createFramedServer`, whose connections are FramedSockets.
  *
  * Lifecycle and errors: the first error wins. It is emitted once as `'error'` (only when someone
  * listens — an unobserved protocol error must not crash the process), then `'close'` carries it
  * (or `undefined` for a clean close); `closed` resolves with the same value. Errors detected
  * locally (bad frames, idle timeout, a listener throwing a MigrationError) are reported to the
- * peer with an `Error` frame before the connection is closed. Heartbeat frames are handled here
- * and not emitted unless `emitHeartbeats` is set.
+ * peer with an `Error` frame before the connection is closed; an `Error` frame received from the
+ * peer becomes the connection's error (ERR_PEER_ABORTED). Heartbeat frames are handled below
+ * the events and not emitted unless `emitHeartbeats` is set.
  */
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { MigrationError, toMigrationError } from '../errors.ts';
+import type { PagesBatch } from './encode.ts';
+import { msg, peerError } from './message-factories.ts';
+import { MsgType, type Message } from './message-types.ts';
+import type { PageSink } from './page-sink.ts';
 import {
-  encodeFrame,
-  encodePages,
-  encodePagesFrom,
-  frameByteLength,
-  type EncodeOptions,
-  type PagesBatch,
-} from './encode.ts';
-import { DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_META_BYTES, DEFAULT_PAGE_SIZE, MAX_FRAME_LIMIT } from './frame.ts';
-import { FrameDecoder, type PageSink } from './frame-decoder.ts';
-import { msg, MsgType, peerError, type Message } from './messages.ts';
-import { PROTOCOL_VERSION, SUPPORTED_VERSIONS } from './version.ts';
-
-/** FramedSocket settings. Every limit is finite; invalid combinations throw ERR_INVALID_ARGUMENT. */
-export interface FramedSocketOptions {
-  /** Largest frame sent or accepted. @default 16 MiB */
-  maxFrameBytes?: number;
-  /** Largest metadata accepted. @default 1 MiB */
-  maxMetaBytes?: number;
-  /** `send()` returns false once this many bytes wait to be written. @default 4 MiB */
-  writeHighWaterMark?: number;
-  /**
-   * Hard cap on bytes waiting to be written; a send that would pass it fails the connection
-   * with ERR_BUFFER_OVERFLOW (must be ≥ writeHighWaterMark + maxFrameBytes). @default 64 MiB
-   */
-  maxWriteBufferBytes?: number;
-  /** Size of the reused read buffer. @default 256 KiB */
-  readBufferBytes?: number;
-  /**
-   * When the sink offers `pageTarget`, read runs of pages at least this long straight into guest
-   * memory (no user-space copy); 0 = never. @default 65536
-   */
-  minInPlaceBytes?: number;
-  /** Send a Heartbeat after this long without sending anything; 0 = never. @default 1000 */
-  heartbeatIntervalMs?: number;
-  /**
-   * Fail with ERR_IDLE_TIMEOUT after receiving nothing for this long (not counted while reading
-   * is paused); 0 = never. Must exceed heartbeatIntervalMs. @default 10000
-   */
-  idleTimeoutMs?: number;
-  /** Page size for Pages frames (a received Setup updates the decoder). @default 4096 */
-  pageSize?: number;
-  /** Page count for range checks of received page numbers. @default undefined (unchecked) */
-  pageCount?: number;
-  /** Receives Pages bytes (see PageSink); without one, Pages arrive assembled in `data`. @default undefined */
-  sink?: PageSink;
-  /** This end's role for direction checks of received messages. @default 'any' */
-  role?: 'source' | 'dest' | 'any';
-  /** Protocol version written in frame headers. @default PROTOCOL_VERSION */
-  version?: number;
-  /** Protocol versions accepted in received headers. @default SUPPORTED_VERSIONS */
-  versions?: readonly number[];
-  /** Emit received Heartbeat frames as messages. @default false */
-  emitHeartbeats?: boolean;
-  /** Disable Nagle (small control frames leave at once). @default true */
-  noDelay?: boolean;
-  /** Tell the peer about locally detected errors with an Error frame. @default true */
-  notifyPeerOnError?: boolean;
-  /** How long to wait for that Error frame to flush before destroying the socket. @default 1000 */
-  lingerMs?: number;
-}
-
-/** Options of `FramedSocket.connect`. */
-export interface FramedConnectOptions extends FramedSocketOptions {
-  port: number;
-  /** @default '127.0.0.1' */
-  host?: string;
-  /** Give up (ERR_CONNECTION) when not connected within this time; 0 = never. @default 10000 */
-  connectTimeoutMs?: number;
-}
+  resolveConnectTarget,
+  resolveFramedSocketOptions,
+  type FramedConnectOptions,
+  type FramedSocketOptions,
+  type ResolvedFramedSocketOptions,
+} from './framed-socket-options.ts';
+import { FrameReceiver } from './frame-receiver.ts';
+import { FrameSender } from './frame-sender.ts';
+import { Keepalive } from './keepalive.ts';
+import { canRewrap, rewrap } from './socket-handle.ts';
 
 /** Events of a FramedSocket. */
 export interface FramedSocketEvents {
@@ -118,103 +58,10 @@ export interface FramedSocketStats {
   framesSent: number;
 }
 
-/** FramedSocketOptions with every default filled in (from `resolveFramedSocketOptions`). */
-export interface ResolvedFramedSocketOptions {
-  maxFrameBytes: number;
-  maxMetaBytes: number;
-  writeHighWaterMark: number;
-  maxWriteBufferBytes: number;
-  readBufferBytes: number;
-  minInPlaceBytes: number;
-  heartbeatIntervalMs: number;
-  idleTimeoutMs: number;
-  pageSize: number;
-  pageCount: number | undefined;
-  sink: PageSink | undefined;
-  role: 'source' | 'dest' | 'any';
-  version: number;
-  versions: readonly number[];
-  emitHeartbeats: boolean;
-  noDelay: boolean;
-  notifyPeerOnError: boolean;
-  lingerMs: number;
-}
+type Resolved = Readonly<ResolvedFramedSocketOptions>;
 
-type Resolved = ResolvedFramedSocketOptions;
-
-function invalid(text: string): MigrationError {
-  return new MigrationError('ERR_INVALID_ARGUMENT', `FramedSocket: ${text}`);
-}
-
-function checkInt(name: string, value: number, min: number, max: number): void {
-  if (!Number.isInteger(value) || value < min || value > max) {
-    throw invalid(`${name} must be an integer in [${min}, ${max}], got ${value}`);
-  }
-}
-
-/** Resolve and validate options once (exported for tests and for servers that pre-validate). */
-export function resolveFramedSocketOptions(options?: FramedSocketOptions): Readonly<Resolved> {
-  const maxFrameBytes = options?.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
-  const writeHighWaterMark = options?.writeHighWaterMark ?? 4 * 1024 * 1024;
-  const r: Resolved = {
-    maxFrameBytes,
-    maxMetaBytes: options?.maxMetaBytes ?? Math.min(DEFAULT_MAX_META_BYTES, maxFrameBytes),
-    writeHighWaterMark,
-    maxWriteBufferBytes: options?.maxWriteBufferBytes ?? Math.max(64 * 1024 * 1024, writeHighWaterMark + maxFrameBytes),
-    readBufferBytes: options?.readBufferBytes ?? 256 * 1024,
-    minInPlaceBytes: options?.minInPlaceBytes ?? 64 * 1024,
-    heartbeatIntervalMs: options?.heartbeatIntervalMs ?? 1000,
-    idleTimeoutMs: options?.idleTimeoutMs ?? 10_000,
-    pageSize: options?.pageSize ?? DEFAULT_PAGE_SIZE,
-    pageCount: options?.pageCount,
-    sink: options?.sink,
-    role: options?.role ?? 'any',
-    version: options?.version ?? PROTOCOL_VERSION,
-    versions: options?.versions ?? SUPPORTED_VERSIONS,
-    emitHeartbeats: options?.emitHeartbeats ?? false,
-    noDelay: options?.noDelay ?? true,
-    notifyPeerOnError: options?.notifyPeerOnError ?? true,
-    lingerMs: options?.lingerMs ?? 1000,
-  };
-  checkInt('maxFrameBytes', r.maxFrameBytes, 64, MAX_FRAME_LIMIT);
-  checkInt('writeHighWaterMark', r.writeHighWaterMark, 1, MAX_FRAME_LIMIT);
-  checkInt('maxWriteBufferBytes', r.maxWriteBufferBytes, 1, Number.MAX_SAFE_INTEGER);
-  if (r.maxWriteBufferBytes < r.writeHighWaterMark + r.maxFrameBytes) {
-    throw invalid('maxWriteBufferBytes must be ≥ writeHighWaterMark + maxFrameBytes');
-  }
-  checkInt('readBufferBytes', r.readBufferBytes, 1024, 64 * 1024 * 1024);
-  checkInt('minInPlaceBytes', r.minInPlaceBytes, 0, MAX_FRAME_LIMIT);
-  checkInt('heartbeatIntervalMs', r.heartbeatIntervalMs, 0, 2 ** 31 - 1);
-  checkInt('idleTimeoutMs', r.idleTimeoutMs, 0, 2 ** 31 - 1);
-  if (r.idleTimeoutMs > 0 && r.heartbeatIntervalMs > 0 && r.idleTimeoutMs <= r.heartbeatIntervalMs) {
-    throw invalid('idleTimeoutMs must exceed heartbeatIntervalMs (or one of them be 0)');
-  }
-  checkInt('version', r.version, 1, 255);
-  checkInt('lingerMs', r.lingerMs, 0, 2 ** 31 - 1);
-  // The decoder validates maxMetaBytes, pageSize, pageCount, versions and role.
-  new FrameDecoder({
-    maxFrameBytes: r.maxFrameBytes,
-    maxMetaBytes: r.maxMetaBytes,
-    pageSize: r.pageSize,
-    versions: r.versions,
-    role: r.role,
-    ...(r.pageCount === undefined ? {} : { pageCount: r.pageCount }),
-  });
-  return Object.freeze(r);
-}
-
-/** Node internals used to re-wrap an accepted socket's handle (stable since Node 12). */
-interface SocketInternals {
-  _handle: { reading?: boolean; readStart?: unknown } | null;
-  _server: net.Server | null;
-  server: net.Server | null;
-  connecting: boolean;
-}
-
-interface DrainWaiter {
-  resolve: () => void;
-  reject: (err: MigrationError) => void;
-}
+/** Makes the socket, given the `onread` option of the receive path (undefined in 'data' mode). */
+type OpenSocket = (onread: net.OnReadOpts | undefined) => net.Socket;
 
 /** Frames over a TCP socket; see the file comment. Create with `connect`, `adopt` or `createFramedServer`. */
 export class FramedSocket extends EventEmitter<FramedSocketEvents> {
@@ -225,76 +72,72 @@ export class FramedSocket extends EventEmitter<FramedSocketEvents> {
   readonly stats: FramedSocketStats = { bytesSent: 0, bytesReceived: 0, framesSent: 0 };
 
   readonly #socket: net.Socket;
-  readonly #opts: Readonly<Resolved>;
-  readonly #decoder: FrameDecoder;
-  readonly #encode: EncodeOptions;
-  readonly #drainWaiters: DrainWaiter[] = [];
+  readonly #opts: Resolved;
+  readonly #receiver: FrameReceiver;
+  readonly #sender: FrameSender;
+  readonly #keepalive: Keepalive;
   #resolveClosed!: (err: MigrationError | undefined) => void;
   #error: MigrationError | undefined;
   #closing = false;
   #isClosed = false;
   #paused = false;
-  #timer: NodeJS.Timeout | undefined;
-  #rxSeen = false;
-  #txSeen = false;
-  #lastRx = performance.now();
-  #lastTx = performance.now();
-  #heartbeatSeq = 0;
-  /** onread mode: the scratch buffer, and whether the last buffer handed out was guest memory. */
-  #scratch: Buffer | undefined;
-  #readInPlace = false;
-  /** After an in-place read, read the next header and metadata exactly, to keep payloads in place. */
-  #exactSections = false;
 
-  private constructor(socket: net.Socket, opts: Readonly<Resolved>, readMode: 'onread' | 'data', scratch?: Buffer) {
+  private constructor(opts: Resolved, readMode: 'onread' | 'data', open: OpenSocket) {
     super();
-    this.#socket = socket;
-    this.#scratch = scratch;
     this.#opts = opts;
     this.readMode = readMode;
     this.closed = new Promise((resolve) => (this.#resolveClosed = resolve));
-    this.#decoder = new FrameDecoder({
-      maxFrameBytes: opts.maxFrameBytes,
-      maxMetaBytes: opts.maxMetaBytes,
-      pageSize: opts.pageSize,
-      versions: opts.versions,
-      role: opts.role,
-      ...(opts.sink === undefined ? {} : { sink: opts.sink }),
-      ...(opts.pageCount === undefined ? {} : { pageCount: opts.pageCount }),
+    this.#receiver = new FrameReceiver(opts, readMode, this.stats, {
+      isClosing: () => this.#closing,
+      isPaused: () => this.#paused,
+      received: () => this.#keepalive.received(),
+      message: (message) => this.#onMessage(message),
+      fail: (error, notifyPeer) => this.#fail(error, notifyPeer),
     });
-    this.#encode = { version: opts.version, maxFrameBytes: opts.maxFrameBytes, pageSize: opts.pageSize };
+    const socket = open(readMode === 'onread' ? this.#receiver.onread() : undefined);
+    this.#socket = socket;
+    this.#sender = new FrameSender(socket, opts, this.stats, {
+      unwritable: () =>
+        this.#error ??
+        (this.#closing || this.#isClosed ? new MigrationError('ERR_CONNECTION', 'connection is closed') : undefined),
+      fail: (error) => this.#fail(error, false),
+      sent: () => this.#keepalive.sent(),
+    });
+    this.#keepalive = new Keepalive(opts, {
+      isPaused: () => this.#paused,
+      isWriteIdle: () => socket.writableLength === 0,
+      sendHeartbeat: (seq) => {
+        try {
+          this.#sender.write(this.#sender.encode(msg.heartbeat(seq)));
+        } catch {
+          // write has failed the connection already.
+        }
+      },
+      idle: (error) => this.#fail(error, true),
+    });
     socket.on('error', (err) => this.#socketOnError(err));
-    socket.on('end', () => this.#socketOnEnd());
+    socket.on('end', () => this.#receiver.end());
     socket.on('close', () => this.#socketOnClose());
     socket.on('drain', () => this.#socketOnDrain());
-    if (readMode === 'data') socket.on('data', (chunk: Buffer) => this.#onBytes(chunk, chunk.length));
+    if (readMode === 'data') socket.on('data', (chunk: Buffer) => this.#receiver.onData(chunk));
     if (opts.noDelay) socket.setNoDelay(true);
-    if ((socket as unknown as SocketInternals).connecting) socket.once('connect', () => this.#startTimer());
-    else this.#startTimer();
+    if (socket.connecting) socket.once('connect', () => this.#startKeepalive());
+    else this.#startKeepalive();
     socket.resume();
   }
 
   /** Connect to a FramedSocket server; reads use a reused buffer. Rejects with ERR_CONNECTION. */
   static connect(options: FramedConnectOptions): Promise<FramedSocket> {
     const opts = resolveFramedSocketOptions(options);
-    const connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
-    checkInt('connectTimeoutMs', connectTimeoutMs, 0, 2 ** 31 - 1);
-    checkInt('port', options.port, 0, 65535);
-    const scratch = Buffer.allocUnsafe(opts.readBufferBytes);
-    const ref: { framed?: FramedSocket } = {};
-    const socket = net.connect({
-      host: options.host ?? '127.0.0.1',
-      port: options.port,
-      writableHighWaterMark: opts.writeHighWaterMark,
-      onread: FramedSocket.#onreadFor(ref, scratch),
-    } as net.NetConnectOpts);
-    const f = new FramedSocket(socket, opts, 'onread', scratch);
-    ref.framed = f;
+    const { host, port, connectTimeoutMs } = resolveConnectTarget(options);
+    const f = new FramedSocket(opts, 'onread', (onread) =>
+      net.connect({ host, port, writableHighWaterMark: opts.writeHighWaterMark, onread } as net.NetConnectOpts),
+    );
     return new Promise((resolve, reject) => {
       const timer =
         connectTimeoutMs > 0
           ? setTimeout(() => {
-              f.destroy(new MigrationError('ERR_CONNECTION', `connect to port ${options.port} timed out`));
+              f.destroy(new MigrationError('ERR_CONNECTION', `connect to port ${port} timed out`));
             }, connectTimeoutMs)
           : undefined;
       const onClose = (err: MigrationError | undefined): void => {
@@ -302,7 +145,7 @@ export class FramedSocket extends EventEmitter<FramedSocketEvents> {
         reject(err ?? new MigrationError('ERR_CONNECTION', 'connection closed while connecting'));
       };
       f.once('close', onClose);
-      socket.once('connect', () => {
+      f.socket.once('connect', () => {
         clearTimeout(timer);
         f.off('close', onClose);
         resolve(f);
@@ -321,34 +164,8 @@ export class FramedSocket extends EventEmitter<FramedSocketEvents> {
 
   /** `adopt` with options already resolved by `resolveFramedSocketOptions` (servers resolve once). */
   static adoptResolved(socket: net.Socket, opts: Readonly<ResolvedFramedSocketOptions>): FramedSocket {
-    const inner = socket as unknown as SocketInternals;
-    const handle = inner._handle;
-    if (
-      handle !== null &&
-      handle.reading === false &&
-      typeof handle.readStart === 'function' &&
-      !inner.connecting &&
-      !socket.destroyed &&
-      socket.readableLength === 0 &&
-      socket.listenerCount('data') === 0
-    ) {
-      const scratch = Buffer.allocUnsafe(opts.readBufferBytes);
-      const ref: { framed?: FramedSocket } = {};
-      const server = inner._server;
-      inner._handle = null;
-      inner._server = null;
-      const rewrapped = new net.Socket({
-        handle,
-        writableHighWaterMark: opts.writeHighWaterMark,
-        onread: FramedSocket.#onreadFor(ref, scratch),
-      } as net.SocketConstructorOpts);
-      // Keep the server's connection count right: the re-wrapped socket decrements it on close.
-      const rewrappedInner = rewrapped as unknown as SocketInternals;
-      rewrappedInner._server = server;
-      rewrappedInner.server = server;
-      const framed = new FramedSocket(rewrapped, opts, 'onread', scratch);
-      ref.framed = framed;
-      return framed;
+    if (canRewrap(socket)) {
+      return new FramedSocket(opts, 'onread', (onread) => rewrap(socket, onread!, opts.writeHighWaterMark));
     }
     const hwm = Math.max(opts.writeHighWaterMark, socket.writableHighWaterMark);
     const adjusted = Object.freeze({
@@ -356,7 +173,7 @@ export class FramedSocket extends EventEmitter<FramedSocketEvents> {
       writeHighWaterMark: hwm,
       maxWriteBufferBytes: Math.max(opts.maxWriteBufferBytes, hwm + opts.maxFrameBytes),
     });
-    return new FramedSocket(socket, adjusted, 'data');
+    return new FramedSocket(adjusted, 'data', () => socket);
   }
 
   /** Bytes accepted by `send` and not yet handed to the kernel. */
@@ -376,13 +193,13 @@ export class FramedSocket extends EventEmitter<FramedSocketEvents> {
 
   /** Page geometry used for Pages frames in both directions (a received Setup updates it too). */
   setGeometry(geometry: { pageSize: number; pageCount?: number | undefined }): void {
-    this.#decoder.setGeometry(geometry);
-    this.#encode.pageSize = geometry.pageSize;
+    this.#receiver.decoder.setGeometry(geometry);
+    this.#sender.pageSize = geometry.pageSize;
   }
 
   /** Install or remove the PageSink for received Pages frames. */
   setSink(sink: PageSink | undefined): void {
-    this.#decoder.setSink(sink);
+    this.#receiver.decoder.setSink(sink);
   }
 
   /**
@@ -391,8 +208,7 @@ export class FramedSocket extends EventEmitter<FramedSocketEvents> {
    * ERR_BUFFER_OVERFLOW (failing the connection) if the frame would pass maxWriteBufferBytes.
    */
   send(message: Message): boolean {
-    this.#checkWritable();
-    return this.#write(encodeFrame(message, this.#encode));
+    return this.#sender.send(message);
   }
 
   /**
@@ -400,15 +216,7 @@ export class FramedSocket extends EventEmitter<FramedSocketEvents> {
    * StopCopyEnd at the stop point. Same return and errors as `send`.
    */
   sendAll(messages: readonly Message[]): boolean {
-    this.#checkWritable();
-    this.#socket.cork();
-    try {
-      let ok = true;
-      for (const m of messages) ok = this.#write(encodeFrame(m, this.#encode));
-      return ok;
-    } finally {
-      this.#socket.uncork();
-    }
+    return this.#sender.sendAll(messages);
   }
 
   /** Hold writes until `uncork()` so several sends leave together (calls nest, as on net.Socket). */
@@ -428,8 +236,7 @@ export class FramedSocket extends EventEmitter<FramedSocketEvents> {
    * errors as `send`.
    */
   sendPages(batch: PagesBatch, views: readonly Uint8Array[]): boolean {
-    this.#checkWritable();
-    return this.#write(encodePages(batch, views, this.#encode));
+    return this.#sender.sendPages(batch, views);
   }
 
   /**
@@ -437,8 +244,7 @@ export class FramedSocket extends EventEmitter<FramedSocketEvents> {
    * `encodePagesFrom`). Same return and errors as `send`.
    */
   sendPagesFrom(batch: PagesBatch, memory: Uint8Array, firstPage = 0): boolean {
-    this.#checkWritable();
-    return this.#write(encodePagesFrom(batch, memory, firstPage, this.#encode));
+    return this.#sender.sendPagesFrom(batch, memory, firstPage);
   }
 
   /**
@@ -446,32 +252,7 @@ export class FramedSocket extends EventEmitter<FramedSocketEvents> {
    * rejects with the connection's error if it closes first, or with ERR_CANCELLED on abort.
    */
   onDrain(options?: { signal?: AbortSignal }): Promise<void> {
-    if (this.#error) return Promise.reject(this.#error);
-    if (this.#isClosed || this.#closing) {
-      return Promise.reject(new MigrationError('ERR_CONNECTION', 'connection is closed'));
-    }
-    if (this.#socket.writableLength < this.#opts.writeHighWaterMark) return Promise.resolve();
-    return new Promise<void>((resolve, reject) => {
-      const signal = options?.signal;
-      const onAbort = (): void => {
-        const i = this.#drainWaiters.indexOf(waiter);
-        if (i >= 0) this.#drainWaiters.splice(i, 1);
-        reject(new MigrationError('ERR_CANCELLED', 'onDrain aborted'));
-      };
-      const waiter: DrainWaiter = {
-        resolve: () => {
-          signal?.removeEventListener('abort', onAbort);
-          resolve();
-        },
-        reject: (err) => {
-          signal?.removeEventListener('abort', onAbort);
-          reject(err);
-        },
-      };
-      if (signal?.aborted) return onAbort();
-      signal?.addEventListener('abort', onAbort, { once: true });
-      this.#drainWaiters.push(waiter);
-    });
+    return this.#sender.onDrain(options);
   }
 
   /** Stop reading (the peer's sends back up into its own buffer); the idle timer is suspended. */
@@ -484,7 +265,7 @@ export class FramedSocket extends EventEmitter<FramedSocketEvents> {
   resume(): void {
     if (!this.#paused) return;
     this.#paused = false;
-    this.#lastRx = performance.now();
+    this.#keepalive.readingResumed();
     if (!this.#closing) this.#socket.resume();
   }
 
@@ -495,7 +276,7 @@ export class FramedSocket extends EventEmitter<FramedSocketEvents> {
   close(): Promise<MigrationError | undefined> {
     if (!this.#closing && !this.#isClosed) {
       this.#closing = true;
-      this.#stopTimer();
+      this.#keepalive.stop();
       this.#socket.end(() => this.#lingerThenDestroy());
     }
     return this.closed;
@@ -508,95 +289,18 @@ export class FramedSocket extends EventEmitter<FramedSocketEvents> {
       this.#emitError(this.#error);
     }
     this.#closing = true;
-    this.#stopTimer();
+    this.#keepalive.stop();
     this.#socket.destroy();
   }
 
-  // ---- receive ----
-
-  /**
-   * The `onread` option: Node asks `buffer()` where to read next (after every read) and calls
-   * `callback` with what landed there. Usually that is the scratch buffer; inside a run of pages
-   * whose sink offers `pageTarget`, it is guest memory itself.
-   */
-  static #onreadFor(ref: { framed?: FramedSocket }, scratch: Buffer): net.OnReadOpts {
-    return {
-      buffer: () => (ref.framed === undefined ? scratch : ref.framed.#nextReadBuffer()),
-      callback: (n: number, buf: Uint8Array) => {
-        const framed = ref.framed;
-        if (framed === undefined) return true;
-        return framed.#readInPlace ? framed.#onBytesInPlace(n) : framed.#onBytes(buf, n);
-      },
-    };
+  #startKeepalive(): void {
+    if (!this.#closing) this.#keepalive.start();
   }
 
-  #nextReadBuffer(): Uint8Array {
-    const scratch = this.#scratch!;
-    this.#readInPlace = false;
-    const min = this.#opts.minInPlaceBytes;
-    if (min === 0 || this.#closing) return scratch;
-    // Called by Node's read loop: nothing may throw out of here (it would crash the process).
-    try {
-      const decoder = this.#decoder;
-      const target = decoder.readTarget(min);
-      if (target !== undefined) {
-        this.#readInPlace = true;
-        this.#exactSections = true;
-        return target;
-      }
-      if (this.#exactSections && decoder.state !== 'payload') {
-        // Read just the header, then just the metadata, so the payload can go in place.
-        return scratch.subarray(0, Math.max(1, Math.min(scratch.length, decoder.sectionRemaining)));
-      }
-    } catch (err) {
-      this.#fail(toMigrationError(err), true);
-    }
-    this.#exactSections = false;
-    return scratch;
-  }
-
-  #onBytesInPlace(length: number): boolean {
-    if (this.#closing) return true;
-    this.#rxSeen = true;
-    this.stats.bytesReceived += length;
-    try {
-      this.#decoder.consumedInPlace(length, this.#deliver);
-    } catch (err) {
-      this.#fail(toMigrationError(err), true);
-      return true;
-    }
-    return !this.#paused;
-  }
-
-  #deliver = (message: Message): void => {
-    if (this.#closing) return;
-    if (message.type === MsgType.Heartbeat && !this.#opts.emitHeartbeats) return;
+  #onMessage(message: Message): void {
     // The peer is closing and said why: that is this connection's error (unless one came first).
     if (message.type === MsgType.Error && this.#error === undefined) this.#error = peerError(message);
     this.emit('message', message);
-  };
-
-  #onBytes(chunk: Uint8Array, length: number): boolean {
-    // Closing: keep reading (and discard) so the peer's end is seen and the socket closes.
-    if (this.#closing) return true;
-    this.#rxSeen = true;
-    this.stats.bytesReceived += length;
-    try {
-      this.#decoder.feed(chunk, this.#deliver, length);
-    } catch (err) {
-      this.#fail(toMigrationError(err), true);
-      return true; // keep reading (discarding) until the peer closes or lingerMs passes
-    }
-    return !this.#paused;
-  }
-
-  #socketOnEnd(): void {
-    if (this.#closing) return;
-    try {
-      this.#decoder.end();
-    } catch (err) {
-      this.#fail(toMigrationError(err), false);
-    }
   }
 
   #socketOnError(err: Error & { code?: string }): void {
@@ -607,93 +311,16 @@ export class FramedSocket extends EventEmitter<FramedSocketEvents> {
   #socketOnClose(): void {
     this.#isClosed = true;
     this.#closing = true;
-    this.#stopTimer();
+    this.#keepalive.stop();
     const err = this.#error;
-    const waiters = this.#drainWaiters.splice(0);
-    for (const w of waiters) w.reject(err ?? new MigrationError('ERR_CONNECTION', 'connection closed'));
+    this.#sender.closed(err ?? new MigrationError('ERR_CONNECTION', 'connection closed'));
     this.emit('close', err);
     this.#resolveClosed(err);
   }
 
   #socketOnDrain(): void {
-    const waiters = this.#drainWaiters.splice(0);
-    for (const w of waiters) w.resolve();
+    this.#sender.drained();
     this.emit('drain');
-  }
-
-  // ---- send ----
-
-  #checkWritable(): void {
-    if (this.#error) throw this.#error;
-    if (this.#closing || this.#isClosed) throw new MigrationError('ERR_CONNECTION', 'connection is closed');
-  }
-
-  #write(buffers: Uint8Array[]): boolean {
-    const socket = this.#socket;
-    const bytes = frameByteLength(buffers);
-    if (socket.writableLength + bytes > this.#opts.maxWriteBufferBytes) {
-      const err = new MigrationError(
-        'ERR_BUFFER_OVERFLOW',
-        `write buffer would hold ${socket.writableLength + bytes} bytes, over its ${this.#opts.maxWriteBufferBytes}-byte cap (send() returned false and onDrain() was not awaited)`,
-      );
-      this.#fail(err, false);
-      throw err;
-    }
-    if (buffers.length === 1) {
-      socket.write(buffers[0]!);
-    } else {
-      socket.cork();
-      for (const b of buffers) socket.write(b);
-      socket.uncork();
-    }
-    this.stats.bytesSent += bytes;
-    this.stats.framesSent++;
-    this.#txSeen = true;
-    return socket.writableLength < this.#opts.writeHighWaterMark;
-  }
-
-  // ---- timers and failure ----
-
-  #startTimer(): void {
-    if (this.#closing) return;
-    const { heartbeatIntervalMs: hb, idleTimeoutMs: idle } = this.#opts;
-    if (hb === 0 && idle === 0) return;
-    const period = Math.max(5, Math.min(hb > 0 ? hb / 2 : Infinity, idle > 0 ? idle / 4 : Infinity));
-    this.#lastRx = this.#lastTx = performance.now();
-    this.#timer = setInterval(() => this.#tick(), period);
-    this.#timer.unref();
-  }
-
-  #stopTimer(): void {
-    if (this.#timer !== undefined) clearInterval(this.#timer);
-    this.#timer = undefined;
-  }
-
-  #tick(): void {
-    const now = performance.now();
-    const { heartbeatIntervalMs: hb, idleTimeoutMs: idle } = this.#opts;
-    if (this.#rxSeen) {
-      this.#rxSeen = false;
-      this.#lastRx = now;
-    } else if (idle > 0 && !this.#paused && now - this.#lastRx > idle) {
-      this.#fail(
-        new MigrationError('ERR_IDLE_TIMEOUT', `nothing received for ${Math.round(now - this.#lastRx)} ms`),
-        true,
-      );
-      return;
-    }
-    if (this.#txSeen) {
-      this.#txSeen = false;
-      this.#lastTx = now;
-    } else if (hb > 0 && now - this.#lastTx >= hb && this.#socket.writableLength === 0) {
-      // Only when nothing is queued: queued bytes will reach the peer and count as activity.
-      this.#lastTx = now;
-      try {
-        this.#write(encodeFrame(msg.heartbeat(++this.#heartbeatSeq), this.#encode));
-      } catch {
-        // #write has failed the connection already.
-      }
-    }
   }
 
   #emitError(err: MigrationError): void {
@@ -705,13 +332,13 @@ export class FramedSocket extends EventEmitter<FramedSocketEvents> {
     if (this.#isClosed || (this.#error !== undefined && this.#closing)) return;
     this.#error ??= err;
     this.#closing = true;
-    this.#stopTimer();
+    this.#keepalive.stop();
     this.#emitError(this.#error);
     const socket = this.#socket;
     if (notifyPeer && this.#opts.notifyPeerOnError && socket.writable && !socket.destroyed) {
       // Reading goes on (discarding) so the peer's close is noticed; lingerMs bounds the wait.
       socket.resume();
-      socket.end(Buffer.concat(encodeFrame(msg.errorFrom(err), this.#encode)));
+      socket.end(Buffer.concat(this.#sender.encode(msg.errorFrom(err))));
       this.#lingerThenDestroy();
       return;
     }
@@ -722,18 +349,4 @@ export class FramedSocket extends EventEmitter<FramedSocketEvents> {
     if (this.#isClosed) return;
     setTimeout(() => this.#socket.destroy(), this.#opts.lingerMs).unref();
   }
-}
-
-/**
- * A TCP server whose connections are FramedSockets reading into reused buffers. Options are
- * validated once, here. Call `listen()` on the result as on any net.Server.
- */
-export function createFramedServer(
-  options: FramedSocketOptions | undefined,
-  onConnection: (socket: FramedSocket) => void,
-): net.Server {
-  const opts = resolveFramedSocketOptions(options);
-  return net.createServer({ pauseOnConnect: true }, (socket) => {
-    onConnection(FramedSocket.adoptResolved(socket, opts));
-  });
 }

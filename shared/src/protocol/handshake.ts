@@ -11,7 +11,8 @@
  * Whatever fails, the side that noticed sends `Error { code, message }` and closes.
  */
 import { MigrationError } from '../errors.ts';
-import { msg, type HelloMsg, type WelcomeMsg } from './messages.ts';
+import { msg } from './message-factories.ts';
+import type { HelloMsg, WelcomeMsg } from './message-types.ts';
 import { SUPPORTED_VERSIONS } from './version.ts';
 
 /**

@@ -8,7 +8,7 @@ import {
   MIGRATION_MODES,
   msg,
   type Message,
-  type VmSpec,
+  type SetupVm,
 } from '../../../../shared/src/protocol/index.ts';
 
 export const PAGE_SIZE = 4096;
@@ -19,8 +19,14 @@ const uint = fc.maxSafeNat();
 const num = fc.double({ noNaN: true, noDefaultInfinity: true }).filter((d) => !Object.is(d, -0));
 const str = fc.string({ maxLength: 40 });
 const pageNumber = fc.integer({ min: 0, max: PAGE_COUNT - 1 });
+/** Section digests, as StopCopyEnd, Ready, PostcopyStart and Complete carry them. */
+const digests = fc.dictionary(
+  fc.constantFrom('ram', 'cpu', 'devices', 'disk'),
+  fc.stringMatching(/^[0-9a-f]{16,64}$/),
+  { maxKeys: 4 },
+);
 
-const vmSpec: fc.Arbitrary<VmSpec> = fc.record({
+const setupVm: fc.Arbitrary<SetupVm> = fc.record({
   name: str,
   memoryBytes: fc.integer({ min: 1, max: 64 }).map((n) => n * PAGE_SIZE),
   pageSize: fc.constant(PAGE_SIZE),
@@ -84,7 +90,7 @@ export const messageArbitraries: Record<string, fc.Arbitrary<Message>> = {
     .record({ version: fc.integer({ min: 1, max: 255 }), agentId: str, capabilities: fc.array(str, { maxLength: 5 }) })
     .map((f) => msg.welcome(f)),
   Setup: fc
-    .record({ migrationId: str, mode: fc.constantFrom(...MIGRATION_MODES), vm: vmSpec, withBitmap: fc.boolean() })
+    .record({ migrationId: str, mode: fc.constantFrom(...MIGRATION_MODES), vm: setupVm, withBitmap: fc.boolean() })
     .map(({ withBitmap, ...f }) => {
       const pages = f.vm.memoryBytes / f.vm.pageSize;
       return msg.setup(withBitmap ? { ...f, bitmap: new Uint8Array(Math.ceil(pages / 8)).fill(0xa5) } : f);
@@ -102,8 +108,8 @@ export const messageArbitraries: Record<string, fc.Arbitrary<Message>> = {
       { maxKeys: 5 },
     )
     .map((state) => msg.deviceState(state)),
-  StopCopyEnd: str.map((d) => msg.stopCopyEnd(d)),
-  Ready: str.map((d) => msg.ready(d)),
+  StopCopyEnd: digests.map((d) => msg.stopCopyEnd(d)),
+  Ready: digests.map((d) => msg.ready(d)),
   Handoff: fc.constant(msg.handoff()),
   Resumed: num.map((ms) => msg.resumed(ms)),
   PageRequest: fc
@@ -113,12 +119,12 @@ export const messageArbitraries: Record<string, fc.Arbitrary<Message>> = {
     .option(fc.record({ faults: fc.nat(), p99: fc.integer({ min: 0, max: 1e6 }).map((us) => us / 1000) }), {
       nil: undefined,
     })
-    .map((stats) => msg.complete(stats)),
+    .chain((stats) => digests.map((d) => msg.complete(stats, d))),
   Cancel: str.map((r) => msg.cancel(r)),
   Error: fc.tuple(str, str).map(([code, text]) => msg.error(code, text)),
   Heartbeat: u32.map((seq) => msg.heartbeat(seq)),
   Attach: fc.tuple(str, fc.constantFrom(...ATTACH_CHANNELS)).map(([id, channel]) => msg.attach(id, channel)),
-  PostcopyStart: pageBitmap.map((b) => msg.postcopyStart(b)),
+  PostcopyStart: fc.tuple(pageBitmap, digests).map(([b, d]) => msg.postcopyStart(b, d)),
   Missing: pageBitmap.map((b) => msg.missing(b)),
   RoundAck: u32.map((round) => msg.roundAck(round)),
 };

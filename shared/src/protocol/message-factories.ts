@@ -1,0 +1,159 @@
+/**
+ * The message factories, `msg.*`: the only way agents build messages (as cloud-hypervisor's
+ * `Request::page_fault()`), so every message leaves with all its fields and the right typed
+ * arrays; and `peerError`, the other way round — an Error frame received into a MigrationError.
+ */
+import { MigrationError } from '../errors.ts';
+import {
+  MsgType,
+  type AttachChannel,
+  type AttachMsg,
+  type CancelMsg,
+  type CompleteMsg,
+  type CpuStateMsg,
+  type DeviceStateMsg,
+  type ErrorMsg,
+  type HandoffMsg,
+  type HeartbeatMsg,
+  type HelloMsg,
+  type MigrationMode,
+  type MissingMsg,
+  type PageRequestMsg,
+  type PagesMsg,
+  type PostcopyStartMsg,
+  type ReadyMsg,
+  type SectionDigests,
+  type ResumedMsg,
+  type RoundAckMsg,
+  type RoundEndMsg,
+  type SetupDoneMsg,
+  type SetupMsg,
+  type SetupVm,
+  type StopCopyEndMsg,
+  type WelcomeMsg,
+} from './message-types.ts';
+import { SUPPORTED_VERSIONS } from './version.ts';
+
+function toU32Array(values: Uint32Array | readonly number[]): Uint32Array {
+  return values instanceof Uint32Array ? values : Uint32Array.from(values);
+}
+
+function toU8Array(values: Uint8Array | readonly number[]): Uint8Array {
+  return values instanceof Uint8Array ? values : Uint8Array.from(values);
+}
+
+/** Message factories: the only way agents build messages. */
+export const msg = {
+  hello(fields: {
+    agentId: string;
+    capabilities: readonly string[];
+    /** @default SUPPORTED_VERSIONS */
+    versions?: readonly number[];
+  }): HelloMsg {
+    return {
+      type: MsgType.Hello,
+      versions: [...(fields.versions ?? SUPPORTED_VERSIONS)],
+      agentId: fields.agentId,
+      capabilities: [...fields.capabilities],
+    };
+  },
+  welcome(fields: { version: number; agentId: string; capabilities: readonly string[] }): WelcomeMsg {
+    return {
+      type: MsgType.Welcome,
+      version: fields.version,
+      agentId: fields.agentId,
+      capabilities: [...fields.capabilities],
+    };
+  },
+  setup(fields: { migrationId: string; mode: MigrationMode; vm: SetupVm; bitmap?: Uint8Array }): SetupMsg {
+    const m: SetupMsg = {
+      type: MsgType.Setup,
+      migrationId: fields.migrationId,
+      mode: fields.mode,
+      vm: { ...fields.vm },
+    };
+    if (fields.bitmap !== undefined) m.bitmap = fields.bitmap;
+    return m;
+  },
+  setupDone(preparedMs: number): SetupDoneMsg {
+    return { type: MsgType.SetupDone, preparedMs };
+  },
+  /** A page batch; `data` = the raw pages' bytes concatenated (use `encodePages` to send views). */
+  pages(fields: {
+    round: number;
+    /** @default 0 (unsolicited) */
+    requestId?: number;
+    pages: Uint32Array | readonly number[];
+    kinds: Uint8Array | readonly number[];
+    data?: Uint8Array;
+  }): PagesMsg {
+    const m: PagesMsg = {
+      type: MsgType.Pages,
+      round: fields.round,
+      requestId: fields.requestId ?? 0,
+      pages: toU32Array(fields.pages),
+      kinds: toU8Array(fields.kinds),
+    };
+    if (fields.data !== undefined) m.data = fields.data;
+    return m;
+  },
+  roundEnd(fields: { round: number; pages: number; bytes: number }): RoundEndMsg {
+    return { type: MsgType.RoundEnd, round: fields.round, pages: fields.pages, bytes: fields.bytes };
+  },
+  cpuState(steps: number, registers: Uint8Array): CpuStateMsg {
+    return { type: MsgType.CpuState, steps, registers };
+  },
+  deviceState(state: Record<string, unknown>): DeviceStateMsg {
+    return { type: MsgType.DeviceState, state };
+  },
+  stopCopyEnd(digests: SectionDigests): StopCopyEndMsg {
+    return { type: MsgType.StopCopyEnd, digests: { ...digests } };
+  },
+  ready(digests: SectionDigests): ReadyMsg {
+    return { type: MsgType.Ready, digests: { ...digests } };
+  },
+  handoff(): HandoffMsg {
+    return { type: MsgType.Handoff };
+  },
+  resumed(handoffToResumeMs: number): ResumedMsg {
+    return { type: MsgType.Resumed, handoffToResumeMs };
+  },
+  pageRequest(id: number, pages: Uint32Array | readonly number[]): PageRequestMsg {
+    return { type: MsgType.PageRequest, id, pages: toU32Array(pages) };
+  },
+  complete(stats: Record<string, unknown> = {}, digests: SectionDigests = {}): CompleteMsg {
+    return { type: MsgType.Complete, stats, digests: { ...digests } };
+  },
+  cancel(reason: string): CancelMsg {
+    return { type: MsgType.Cancel, reason };
+  },
+  error(code: string, message: string): ErrorMsg {
+    return { type: MsgType.Error, code, message };
+  },
+  /** The Error frame telling the peer why we are closing. */
+  errorFrom(err: MigrationError): ErrorMsg {
+    return { type: MsgType.Error, code: err.code, message: err.message };
+  },
+  heartbeat(seq: number): HeartbeatMsg {
+    return { type: MsgType.Heartbeat, seq: seq >>> 0 };
+  },
+  attach(migrationId: string, channel: AttachChannel): AttachMsg {
+    return { type: MsgType.Attach, migrationId, channel };
+  },
+  postcopyStart(bitmap: Uint8Array, digests: SectionDigests = {}): PostcopyStartMsg {
+    return { type: MsgType.PostcopyStart, bitmap, digests: { ...digests } };
+  },
+  missing(bitmap: Uint8Array): MissingMsg {
+    return { type: MsgType.Missing, bitmap };
+  },
+  roundAck(round: number): RoundAckMsg {
+    return { type: MsgType.RoundAck, round };
+  },
+} as const;
+
+/** The MigrationError for an Error frame received from the peer (`ERR_PEER_ABORTED`). */
+export function peerError(message: ErrorMsg): MigrationError {
+  return new MigrationError('ERR_PEER_ABORTED', `peer failed with ${message.code}: ${message.message}`, {
+    cause: { code: message.code, message: message.message },
+  });
+}

@@ -1,0 +1,283 @@
+/**
+ * The message table, MESSAGE_SPEC: one row per MsgType with its name, direction, metadata schema,
+ * payload rule and semantic checks — what the encoder, the decoder, the logs and the generated
+ * docs/protocol.md table are all driven by (like QEMU's `mig_cmd_args[]`), and the small lookups
+ * over it (specOf, messageName, mayReceive). The checks that several rows share (page numbers in
+ * range, page kinds, bitmap lengths) live here too, next to the rows that use them.
+ */
+import { MigrationError, type ErrorCode } from '../errors.ts';
+import {
+  ATTACH_CHANNELS,
+  MAX_MSG_TYPE,
+  MAX_PAGE_KIND,
+  MIGRATION_MODES,
+  MsgType,
+  PageKind,
+  type HelloMsg,
+  type Message,
+  type PageRequestMsg,
+  type PagesMsg,
+  type SetupMsg,
+  type SetupVm,
+} from './message-types.ts';
+import type { ObjectSchema } from './schema.ts';
+
+/** Who sends a message. */
+export type Direction = 'source→dest' | 'dest→source' | 'both';
+
+/** What a frame's payload holds. */
+export type PayloadSpec =
+  | { readonly kind: 'none' }
+  /** Raw bytes for message field `field`; `optional` = a zero-length payload means absent. */
+  | { readonly kind: 'bytes'; readonly field: string; readonly optional: boolean; readonly maxBytes: number }
+  /** Page bytes: raw-kind count × pageSize. */
+  | { readonly kind: 'pages' };
+
+/** What the semantic checks may know about the stream. */
+export interface CheckContext {
+  pageSize: number;
+  /** Undefined until a Setup (or the caller) told the decoder. */
+  pageCount: number | undefined;
+  payloadLen: number;
+}
+
+/** One row of the message table. */
+export interface MessageSpec {
+  name: string;
+  direction: Direction;
+  /** Metadata fields (everything but `type` and the payload field). */
+  schema: ObjectSchema;
+  payload: PayloadSpec;
+  /** Checks beyond field types, run after the schema; throw a MigrationError. */
+  check?: (message: Message, ctx: CheckContext) => void;
+}
+
+/** Largest register file accepted in CpuState. */
+export const MAX_REGISTER_BYTES = 64 * 1024;
+/** Page sizes accepted in Setup. */
+export const MIN_PAGE_SIZE = 512;
+export const MAX_PAGE_SIZE = 1024 * 1024;
+
+/** True for an accepted page size: a power of two in [MIN_PAGE_SIZE, MAX_PAGE_SIZE]. */
+export function isPageSize(n: number): boolean {
+  return Number.isInteger(n) && n >= MIN_PAGE_SIZE && n <= MAX_PAGE_SIZE && (n & (n - 1)) === 0;
+}
+
+function reject(code: ErrorCode, text: string): never {
+  throw new MigrationError(code, text);
+}
+
+/** Number of pages of a VM spec (validated spec: memoryBytes is a multiple of pageSize). */
+export function pageCountOf(vm: Pick<SetupVm, 'memoryBytes' | 'pageSize'>): number {
+  return Math.floor(vm.memoryBytes / vm.pageSize);
+}
+
+function checkPageNumbers(pages: Uint32Array, ctx: CheckContext, what: string): void {
+  const count = ctx.pageCount;
+  if (count === undefined) return;
+  for (let i = 0; i < pages.length; i++) {
+    if (pages[i]! >= count) {
+      reject('ERR_PAGE_OUT_OF_RANGE', `${what}: page ${pages[i]} is outside the VM (${count} pages)`);
+    }
+  }
+}
+
+/** Raw-kind pages in a batch; throws ERR_BAD_METADATA on a length mismatch or unknown kind. */
+export function countRawPages(pages: Uint32Array, kinds: Uint8Array): number {
+  if (kinds.length !== pages.length) {
+    reject('ERR_BAD_METADATA', `Pages: ${pages.length} page numbers but ${kinds.length} kinds`);
+  }
+  let raw = 0;
+  for (let i = 0; i < kinds.length; i++) {
+    const kind = kinds[i]!;
+    if (kind === PageKind.Raw) raw++;
+    else if (kind > MAX_PAGE_KIND) reject('ERR_BAD_METADATA', `Pages: unknown page kind ${kind} at index ${i}`);
+  }
+  return raw;
+}
+
+const NONE: PayloadSpec = { kind: 'none' };
+const u32 = 'uint32' as const;
+
+/** The message table: one row per MsgType, driving validation, encoding and logging. */
+export const MESSAGE_SPEC: Readonly<Record<Exclude<MsgType, MsgType.Invalid>, MessageSpec>> = Object.freeze({
+  [MsgType.Hello]: {
+    name: 'Hello',
+    direction: 'source→dest',
+    schema: { versions: 'uint32[]', agentId: 'string', capabilities: 'string[]' },
+    payload: NONE,
+    check: (m) => {
+      if ((m as HelloMsg).versions.length === 0) reject('ERR_BAD_METADATA', 'Hello: empty version list');
+    },
+  },
+  [MsgType.Welcome]: {
+    name: 'Welcome',
+    direction: 'dest→source',
+    schema: { version: u32, agentId: 'string', capabilities: 'string[]' },
+    payload: NONE,
+  },
+  [MsgType.Setup]: {
+    name: 'Setup',
+    direction: 'source→dest',
+    schema: {
+      migrationId: 'string',
+      mode: { oneOf: MIGRATION_MODES },
+      vm: {
+        fields: {
+          name: 'string',
+          memoryBytes: 'uint',
+          pageSize: 'uint',
+          workload: 'string',
+          init: 'string',
+          seed: 'uint',
+          nic: 'string',
+        },
+      },
+    },
+    payload: { kind: 'bytes', field: 'bitmap', optional: true, maxBytes: Number.MAX_SAFE_INTEGER },
+    check: (m, ctx) => {
+      const { vm } = m as SetupMsg;
+      const ps = vm.pageSize;
+      if (!isPageSize(ps)) {
+        reject(
+          'ERR_BAD_METADATA',
+          `Setup: page size ${ps} is not a power of two in [${MIN_PAGE_SIZE}, ${MAX_PAGE_SIZE}]`,
+        );
+      }
+      if (vm.memoryBytes === 0 || vm.memoryBytes % ps !== 0) {
+        reject('ERR_BAD_METADATA', `Setup: memory size ${vm.memoryBytes} is not a positive multiple of ${ps}`);
+      }
+      const pages = pageCountOf(vm);
+      if (pages > 0xffff_ffff) reject('ERR_BAD_METADATA', `Setup: ${pages} pages do not fit u32 page numbers`);
+      if (ctx.payloadLen !== 0 && ctx.payloadLen !== Math.ceil(pages / 8)) {
+        reject('ERR_BAD_PAYLOAD', `Setup: bitmap of ${ctx.payloadLen} bytes for ${pages} pages`);
+      }
+    },
+  },
+  [MsgType.SetupDone]: {
+    name: 'SetupDone',
+    direction: 'dest→source',
+    schema: { preparedMs: 'number' },
+    payload: NONE,
+  },
+  [MsgType.Pages]: {
+    name: 'Pages',
+    direction: 'source→dest',
+    schema: { round: u32, requestId: u32, pages: 'u32array', kinds: 'u8array' },
+    payload: { kind: 'pages' },
+    check: (m, ctx) => {
+      const { pages, kinds } = m as PagesMsg;
+      const raw = countRawPages(pages, kinds);
+      if (raw * ctx.pageSize !== ctx.payloadLen) {
+        reject(
+          'ERR_BAD_PAYLOAD',
+          `Pages: ${raw} raw pages of ${ctx.pageSize} bytes but a ${ctx.payloadLen}-byte payload`,
+        );
+      }
+      checkPageNumbers(pages, ctx, 'Pages');
+    },
+  },
+  [MsgType.RoundEnd]: {
+    name: 'RoundEnd',
+    direction: 'source→dest',
+    schema: { round: u32, pages: 'uint', bytes: 'uint' },
+    payload: NONE,
+  },
+  [MsgType.CpuState]: {
+    name: 'CpuState',
+    direction: 'source→dest',
+    schema: { steps: 'uint' },
+    payload: { kind: 'bytes', field: 'registers', optional: false, maxBytes: MAX_REGISTER_BYTES },
+  },
+  [MsgType.DeviceState]: {
+    name: 'DeviceState',
+    direction: 'source→dest',
+    schema: { state: 'record' },
+    payload: NONE,
+  },
+  [MsgType.StopCopyEnd]: {
+    name: 'StopCopyEnd',
+    direction: 'source→dest',
+    schema: { digests: 'digests' },
+    payload: NONE,
+  },
+  [MsgType.Ready]: { name: 'Ready', direction: 'dest→source', schema: { digests: 'digests' }, payload: NONE },
+  [MsgType.Handoff]: { name: 'Handoff', direction: 'source→dest', schema: {}, payload: NONE },
+  [MsgType.Resumed]: {
+    name: 'Resumed',
+    direction: 'dest→source',
+    schema: { handoffToResumeMs: 'number' },
+    payload: NONE,
+  },
+  [MsgType.PageRequest]: {
+    name: 'PageRequest',
+    direction: 'dest→source',
+    schema: { id: u32, pages: 'u32array' },
+    payload: NONE,
+    check: (m, ctx) => {
+      const { id, pages } = m as PageRequestMsg;
+      if (id === 0) reject('ERR_BAD_METADATA', 'PageRequest: id 0 is reserved for unsolicited pages');
+      if (pages.length === 0) reject('ERR_BAD_METADATA', 'PageRequest: no pages');
+      checkPageNumbers(pages, ctx, 'PageRequest');
+    },
+  },
+  [MsgType.Complete]: {
+    name: 'Complete',
+    direction: 'dest→source',
+    schema: { stats: 'record', digests: 'digests' },
+    payload: NONE,
+  },
+  [MsgType.Cancel]: { name: 'Cancel', direction: 'source→dest', schema: { reason: 'string' }, payload: NONE },
+  [MsgType.Error]: { name: 'Error', direction: 'both', schema: { code: 'string', message: 'string' }, payload: NONE },
+  [MsgType.Heartbeat]: { name: 'Heartbeat', direction: 'both', schema: { seq: u32 }, payload: NONE },
+  [MsgType.Attach]: {
+    name: 'Attach',
+    direction: 'source→dest',
+    schema: { migrationId: 'string', channel: { oneOf: ATTACH_CHANNELS } },
+    payload: NONE,
+  },
+  [MsgType.PostcopyStart]: {
+    name: 'PostcopyStart',
+    direction: 'source→dest',
+    schema: { digests: 'digests' },
+    payload: { kind: 'bytes', field: 'bitmap', optional: false, maxBytes: Number.MAX_SAFE_INTEGER },
+    check: (_m, ctx) => checkBitmapLength('PostcopyStart', ctx),
+  },
+  [MsgType.Missing]: {
+    name: 'Missing',
+    direction: 'dest→source',
+    schema: {},
+    payload: { kind: 'bytes', field: 'bitmap', optional: false, maxBytes: Number.MAX_SAFE_INTEGER },
+    check: (_m, ctx) => checkBitmapLength('Missing', ctx),
+  },
+  [MsgType.RoundAck]: {
+    name: 'RoundAck',
+    direction: 'dest→source',
+    schema: { round: u32 },
+    payload: NONE,
+  },
+});
+
+/** A page bitmap payload must have one bit per page, once the page count is known. */
+function checkBitmapLength(name: string, ctx: CheckContext): void {
+  if (ctx.pageCount !== undefined && ctx.payloadLen !== Math.ceil(ctx.pageCount / 8)) {
+    reject('ERR_BAD_PAYLOAD', `${name}: bitmap of ${ctx.payloadLen} bytes for ${ctx.pageCount} pages`);
+  }
+}
+
+/** The spec row of a type number, or undefined for 0 and unknown numbers. */
+export function specOf(type: number): MessageSpec | undefined {
+  return type >= 1 && type <= MAX_MSG_TYPE ? MESSAGE_SPEC[type as Exclude<MsgType, MsgType.Invalid>] : undefined;
+}
+
+/** The name of a message type, for logs ("Pages", "type 99"). */
+export function messageName(type: number): string {
+  return specOf(type)?.name ?? `type ${type}`;
+}
+
+/** True when a message of `type` may travel towards `receiver`. */
+export function mayReceive(type: MsgType, receiver: 'source' | 'dest'): boolean {
+  const direction = specOf(type)?.direction;
+  if (direction === undefined) return false;
+  return direction === 'both' || direction === (receiver === 'dest' ? 'source→dest' : 'dest→source');
+}

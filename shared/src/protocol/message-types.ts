@@ -1,0 +1,303 @@
+/**
+ * What travels on the data channel, as types: the `MsgType` numbering (0 reserved, as QEMU's
+ * `MIG_CMD_INVALID`), one interface per message and the `Message` union keyed by `type`, plus the
+ * small vocabularies messages use (MigrationMode, PageKind, AttachChannel). Nothing here runs:
+ * the rules about each message (direction, schema, payload) are in message-spec.ts, and messages
+ * are built only through the factories in message-factories.ts.
+ *
+ * A message's fields are split on the wire: everything in its `schema` goes into the msgpack
+ * metadata; the one field named by `payload.field` (page bytes, register bytes, a bitmap) goes
+ * raw into the frame payload. Wire numbers never change meaning within a protocol version; add
+ * new types at the end.
+ */
+/** Message type numbers as they appear in the frame header. */
+export const enum MsgType {
+  /** Reserved: a frame of type 0 is always rejected. */
+  Invalid = 0,
+  Hello = 1,
+  Welcome = 2,
+  Setup = 3,
+  SetupDone = 4,
+  Pages = 5,
+  RoundEnd = 6,
+  CpuState = 7,
+  DeviceState = 8,
+  StopCopyEnd = 9,
+  Ready = 10,
+  Handoff = 11,
+  Resumed = 12,
+  PageRequest = 13,
+  Complete = 14,
+  Cancel = 15,
+  Error = 16,
+  Heartbeat = 17,
+  Attach = 18,
+  PostcopyStart = 19,
+  Missing = 20,
+  RoundAck = 21,
+}
+
+/** Highest assigned MsgType. */
+export const MAX_MSG_TYPE = MsgType.RoundAck;
+
+/** How a migration moves memory (MIGRATION_MODES is the one list of them). */
+export type MigrationMode = 'precopy' | 'postcopy' | 'hybrid';
+export const MIGRATION_MODES: readonly MigrationMode[] = ['precopy', 'postcopy', 'hybrid'];
+
+/** Per-page encoding inside a Pages batch. */
+export const enum PageKind {
+  /** `pageSize` raw bytes follow in the payload. */
+  Raw = 0,
+  /** The page is all zero: no bytes travel. */
+  Zero = 1,
+}
+/** Highest defined PageKind (a kind above it is rejected). */
+export const MAX_PAGE_KIND = PageKind.Zero;
+
+/**
+ * The VM being migrated, as Setup describes it so the destination can rebuild it (the wire form;
+ * `VmSpec` in shared/src/vm is the parsed spec a VM is booted from).
+ */
+export interface SetupVm {
+  name: string;
+  /** Guest memory size: a positive multiple of `pageSize`. */
+  memoryBytes: number;
+  /** A power of two in [512, 1 MiB]; 4096 in practice. */
+  pageSize: number;
+  /** Workload spec, e.g. "hotset:64MiB:20000". */
+  workload: string;
+  /** Initial memory contents spec, e.g. "zero" | "random" | "mixed:0.5". */
+  init: string;
+  seed: number;
+  /** The VM's NIC address "a.b.c.d:port", or "" for none (the destination prepares to take it). */
+  nic: string;
+}
+
+/** S→D, first frame: the versions and capabilities the source supports. */
+export interface HelloMsg {
+  type: MsgType.Hello;
+  /** Protocol versions the sender supports, any order. */
+  versions: readonly number[];
+  agentId: string;
+  /** Capability names (see KNOWN_CAPABILITIES); unknown ones are negotiated off. */
+  capabilities: readonly string[];
+}
+
+/** D→S, answer to Hello: the chosen version and the negotiated (intersected) capabilities. */
+export interface WelcomeMsg {
+  type: MsgType.Welcome;
+  version: number;
+  agentId: string;
+  capabilities: readonly string[];
+}
+
+/** S→D: what is migrating. Payload: optional bitmap, bit n set = page n may be non-zero. */
+export interface SetupMsg {
+  type: MsgType.Setup;
+  migrationId: string;
+  mode: MigrationMode;
+  vm: SetupVm;
+  /**
+   * 1 bit per page, LSB first (page n = byte n>>3, bit n&7), exactly ceil(pageCount / 8) bytes;
+   * pages whose bit is clear are zero and will never be sent. Absent: no such knowledge.
+   */
+  bitmap?: Uint8Array;
+}
+
+/** D→S: the destination has allocated (and pre-faulted) memory. */
+export interface SetupDoneMsg {
+  type: MsgType.SetupDone;
+  preparedMs: number;
+}
+
+/**
+ * S→D: a batch of pages. `pages[i]` has encoding `kinds[i]`; the payload holds the raw pages'
+ * bytes in batch order, `pageSize` each. Zero pages carry no bytes.
+ */
+export interface PagesMsg {
+  type: MsgType.Pages;
+  /** Pre-copy round (0 = first full pass); post-copy pushes use the round they belong to. */
+  round: number;
+  /** 0 = unsolicited (background push, pre-copy); ≥ 1 = answers PageRequest `id`. */
+  requestId: number;
+  pages: Uint32Array;
+  /** One PageKind per page. */
+  kinds: Uint8Array;
+  /**
+   * The raw pages' bytes, concatenated. Set when the frame was decoded without a PageSink, or
+   * when a caller builds a message to encode with `encodeFrame`; absent when a sink took them.
+   */
+  data?: Uint8Array;
+}
+
+/** The fields of a Pages frame without its bytes: what a PageSink is told. */
+export type PagesMeta = Omit<PagesMsg, 'data'>;
+
+/** S→D: round `round` is complete. */
+export interface RoundEndMsg {
+  type: MsgType.RoundEnd;
+  round: number;
+  /** Pages sent in this round. */
+  pages: number;
+  /** Page payload bytes sent in this round. */
+  bytes: number;
+}
+
+/** S→D: vCPU state at the stop point. Payload: the register file bytes. */
+export interface CpuStateMsg {
+  type: MsgType.CpuState;
+  steps: number;
+  registers: Uint8Array;
+}
+
+/** S→D: device state at the stop point (plain data). */
+export interface DeviceStateMsg {
+  type: MsgType.DeviceState;
+  state: Record<string, unknown>;
+}
+
+/**
+ * Section name → digest (hex), as computed by the side that sends it: `ram` (memory), `cpu`
+ * (registers), `devices` (device state). Each side hashes its own copy; the other compares.
+ */
+export type SectionDigests = Readonly<Record<string, string>>;
+
+/**
+ * S→D: everything of the stop-and-copy phase has been sent (pre-copy), or every absent page has
+ * been pushed (post-copy): the source's digests of what it sent — pre-copy every section,
+ * post-copy `ram`.
+ */
+export interface StopCopyEndMsg {
+  type: MsgType.StopCopyEnd;
+  digests: SectionDigests;
+}
+
+/**
+ * D→S: what the stop point carried is loaded and matched the source's digests; the
+ * destination's own digests of it (pre-copy: every section; post-copy: the state sections).
+ */
+export interface ReadyMsg {
+  type: MsgType.Ready;
+  digests: SectionDigests;
+}
+
+/** S→D: ownership passes to the destination (the source will never resume this VM). */
+export interface HandoffMsg {
+  type: MsgType.Handoff;
+}
+
+/** D→S: the VM runs on the destination; time from receiving Handoff to the vCPU running. */
+export interface ResumedMsg {
+  type: MsgType.Resumed;
+  handoffToResumeMs: number;
+}
+
+/** D→S, post-copy: the vCPU faulted on these pages. */
+export interface PageRequestMsg {
+  type: MsgType.PageRequest;
+  /** ≥ 1; echoed as `requestId` by the Pages frame(s) answering it. */
+  id: number;
+  pages: Uint32Array;
+}
+
+/**
+ * D→S: the migration is complete (post-copy: the destination has every page and the digest
+ * matched). `stats` carries what only the destination measured (faults, fault latency, vCPU
+ * blocked time, guest progress), plain data for the report.
+ */
+export interface CompleteMsg {
+  type: MsgType.Complete;
+  stats: Record<string, unknown>;
+  /** The destination's own digests (post-copy: `ram`, of memory once every page arrived). */
+  digests: SectionDigests;
+}
+
+/** S→D: the operator cancelled; the destination discards the VM. */
+export interface CancelMsg {
+  type: MsgType.Cancel;
+  reason: string;
+}
+
+/** Either way: the sender failed or rejected something and is closing the connection. */
+export interface ErrorMsg {
+  type: MsgType.Error;
+  /** An ErrorCode of the sender (may be one this build does not know). */
+  code: string;
+  message: string;
+}
+
+/** Either way: keep-alive when nothing else was sent for a heartbeat interval. */
+export interface HeartbeatMsg {
+  type: MsgType.Heartbeat;
+  seq: number;
+}
+
+/**
+ * S→D, first message on a connection that joins an existing migration instead of starting one:
+ * `fault` = the post-copy fault channel (PageRequest and their answers, never behind bulk
+ * pages); `resume` = a reconnect after the main connection broke during post-copy.
+ */
+export interface AttachMsg {
+  type: MsgType.Attach;
+  migrationId: string;
+  channel: AttachChannel;
+}
+
+export type AttachChannel = 'fault' | 'resume';
+export const ATTACH_CHANNELS: readonly AttachChannel[] = ['fault', 'resume'];
+
+/**
+ * S→D, post-copy switchover (the vCPU is paused; CpuState and DeviceState came before): the
+ * payload bitmap marks the pages the destination does NOT have current (never sent, or dirtied
+ * since they were sent). Every other page is present; the destination may resume on Handoff.
+ */
+export interface PostcopyStartMsg {
+  type: MsgType.PostcopyStart;
+  /** The source's digests of the state sections it sent (cpu, devices). */
+  digests: SectionDigests;
+  /** 1 bit per page, LSB first, ceil(pageCount / 8) bytes: set = absent. */
+  bitmap: Uint8Array;
+}
+
+/**
+ * D→S, answer to RoundEnd: every page of that round is in memory here. The source waits for
+ * the last round's before it stops the VM, so stop-and-copy never queues behind a round still
+ * in flight (on a slow link that backlog was most of the downtime).
+ */
+export interface RoundAckMsg {
+  type: MsgType.RoundAck;
+  round: number;
+}
+
+/** D→S, answer to Attach `resume`: the pages still absent at the destination (1 bit per page, set = absent). */
+export interface MissingMsg {
+  type: MsgType.Missing;
+  bitmap: Uint8Array;
+}
+
+/** Every message, discriminated by `type`. */
+export type Message =
+  | HelloMsg
+  | WelcomeMsg
+  | SetupMsg
+  | SetupDoneMsg
+  | PagesMsg
+  | RoundEndMsg
+  | CpuStateMsg
+  | DeviceStateMsg
+  | StopCopyEndMsg
+  | ReadyMsg
+  | HandoffMsg
+  | ResumedMsg
+  | PageRequestMsg
+  | CompleteMsg
+  | CancelMsg
+  | ErrorMsg
+  | HeartbeatMsg
+  | AttachMsg
+  | PostcopyStartMsg
+  | MissingMsg
+  | RoundAckMsg;
+
+/** The message interface for a type number. */
+export type MessageOf<T extends Message['type']> = Extract<Message, { type: T }>;
