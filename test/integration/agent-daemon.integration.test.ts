@@ -1,0 +1,98 @@
+/**
+ * The agent daemon in this process (two of them, on loopback): a VM that left an agent keeps
+ * only its record there. After a completed migration out — of a VM booted there, and of one that
+ * had arrived by migration — nothing of the agent (migration table, closures, incoming
+ * migrations, data connections) keeps the VM or its guest memory alive: both are garbage
+ * collected. Also: an agent without a data port migrates out but accepts nothing.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { afterEach, describe, expect, it } from 'vitest';
+import { AgentDaemon } from '@livemig/agent';
+import { silentLogger } from '@livemig/shared';
+import { ControlClient } from '@livemig/shared/control';
+import type { MigrationMode, MigrationReport } from '@livemig/shared/report';
+import { parseVmSpec } from '@livemig/shared/vm';
+import { followMigration } from '../../cli/follow-migration.ts';
+import { waitUntil } from '../helpers/wait.ts';
+
+setFlagsFromString('--expose-gc');
+const gc = runInNewContext('gc') as () => void;
+
+const LOOPBACK = { host: '127.0.0.1', port: 0 };
+const spec = parseVmSpec({ memory: '16MiB', init: 'random', workload: 'hotset:wss=2MiB,rate=5000', seed: 4 });
+
+const daemons: AgentDaemon[] = [];
+afterEach(async () => {
+  await Promise.all(daemons.splice(0).map((daemon) => daemon.stop('test over')));
+});
+
+async function startDaemon(listen = true): Promise<AgentDaemon> {
+  const daemon = await AgentDaemon.start({
+    control: LOOPBACK,
+    ...(listen ? { listen: LOOPBACK } : {}),
+    logger: silentLogger(),
+  });
+  daemons.push(daemon);
+  return daemon;
+}
+
+async function migrate(from: AgentDaemon, to: string, mode: MigrationMode): Promise<MigrationReport> {
+  const client = await ControlClient.connect(from.controlUrl);
+  try {
+    const { migrationId } = await client.request('migrate', { vm: 'vm', to, mode });
+    return await followMigration(client, migrationId, { progress: false });
+  } finally {
+    client.close();
+  }
+}
+
+/** Weak references to the VM `daemon` hosts now and to its guest memory (none kept strongly here). */
+function weakVm(daemon: AgentDaemon): Array<WeakRef<object>> {
+  const { vm } = daemon.host.get('vm');
+  return [new WeakRef(vm), new WeakRef(vm.memory)];
+}
+
+/** True once every reference is collected (several collections: a VM's parts go in stages). */
+async function collected(refs: ReadonlyArray<WeakRef<object>>): Promise<boolean> {
+  for (let i = 0; i < 10; i++) {
+    // A WeakRef keeps its target for the rest of the job that read it: collect in a new job.
+    await sleep(20);
+    gc();
+    if (refs.every((ref) => ref.deref() === undefined)) return true;
+  }
+  return false;
+}
+
+describe('a VM that left an agent keeps only its record', () => {
+  it.each(['precopy', 'postcopy'] as const)('%s: nothing keeps the VM alive on the agents it left', async (mode) => {
+    const [a, b] = await Promise.all([startDaemon(), startDaemon()]);
+    await a.host.create('vm', spec);
+
+    const onA = weakVm(a);
+    const there = await migrate(a, b.dataAddress!, mode);
+    expect(there.outcome, JSON.stringify(there.error)).toBe('completed');
+    await waitUntil(() => a.host.list()[0]?.state === 'migrated', { what: 'A retires the VM' });
+    expect(await collected(onA), 'the VM booted on A is collected once it left A').toBe(true);
+    expect(a.migrationInfos()[0]?.status).toBe('completed');
+
+    const onB = weakVm(b);
+    const back = await migrate(b, a.dataAddress!, mode);
+    expect(back.outcome, JSON.stringify(back.error)).toBe('completed');
+    await waitUntil(() => b.host.list()[0]?.state === 'migrated', { what: 'B retires the VM' });
+    expect(await collected(onB), 'the VM that arrived on B is collected once it left B').toBe(true);
+    expect(a.host.get('vm').state).toBe('running');
+  });
+});
+
+describe('an agent without a data port', () => {
+  it('migrates VMs out but has no address to migrate to', async () => {
+    const [a, b] = await Promise.all([startDaemon(false), startDaemon()]);
+    expect(a.dataAddress).toBeUndefined();
+    await a.host.create('vm', spec);
+    const report = await migrate(a, b.dataAddress!, 'precopy');
+    expect(report.outcome, JSON.stringify(report.error)).toBe('completed');
+    expect(b.host.get('vm').state).toBe('running');
+  });
+});
