@@ -1,7 +1,7 @@
 /**
- * `livemig migrate`: ask a source agent to migrate one of its VMs to a destination agent,
- * follow it (progress bar on a TTY), and print the report — a table for people, or exactly
- * one JSON object on stdout with --json. Exit status 0 only when the migration completed.
+ * `livemig migrate`: ask an agent (the source) to migrate one of its VMs to another agent (the
+ * destination), follow it (progress bar on a TTY), and print the report — a table for people, or
+ * exactly one JSON object on stdout with --json. Exit status 0 only when the migration completed.
  * `--resume` reconnects a post-copy migration whose link broke (instead of waiting for the
  * agent's next automatic retry) and follows it to the end. `livemig migrate-start-postcopy`
  * switches a hybrid migration to post-copy at the end of its current round. `--wait` keeps
@@ -40,12 +40,12 @@ interface MigrateCommandFlags extends MigrateFlags {
 export function registerMigrateCommand(program: Command): void {
   program
     .command('migrate')
-    .description('Migrate a running VM from a source agent to a destination agent, then print the report.')
-    .option('--control <url>', 'the source agent control URL', 'ws://127.0.0.1:7171')
+    .description('Migrate a running VM from the agent that hosts it to another agent, then print the report.')
+    .option('--control <url>', 'control URL of the agent that hosts the VM (the source)', 'ws://127.0.0.1:7171')
     .option('--vm <name>', 'the VM to migrate (see `livemig status`)')
     .option(
       '--to <host:port>',
-      'the destination agent data address',
+      "the destination: the other agent's data address (its --listen)",
       flag((text) => formatHostPort(parseHostPort(text, '--to'))),
     )
     .option('--mode <mode>', 'precopy | postcopy | hybrid (pre-copy rounds, then post-copy)', modeFlag, 'precopy')

@@ -7,7 +7,7 @@
  *
  * Commands (args → return):
  *   query-vms      {}                                  → { vms: VmInfo[] }
- *   create-vm      { name, memory, init, workload, seed, nic? } → VmInfo     (source agents)
+ *   create-vm      { name, memory, init, workload, seed, nic? } → VmInfo
  *   stop / cont    { vm } / { vm, force? }             → VmInfo
  *   migrate        { vm, to, mode?, params? }          → { migrationId }     (returns at once; follow events)
  *   query-migrate  { migrationId? }                    → MigrationInfo | null
