@@ -7,7 +7,18 @@
  * with writePage() when they arrive.
  *
  * `touched` records pages the host wrote (init, writePage): together with the harvested dirty
- * log it tells which pages can be non-zero (ToyVm.possiblyNonZero()).
+ * log it tells which pages can be non-zero (ToyVm.possiblyNonZero()), and a migration skips
+ * every other page as known zero. The contract for host-side writers: writePage() marks the
+ * page itself; a writer that bypasses it — stores through page(), pageRun() or region() views,
+ * e.g. a migration's page applier receiving into an incoming VM — must call markTouched(n) for
+ * every page it may have made non-zero (after or before the bytes, as long as it is before the
+ * next possiblyNonZero() that must see them). Otherwise a VM that arrived by migration and is
+ * migrated onward would skip those pages as zero. Guest stores need nothing: the vCPU's dirty
+ * log covers them.
+ *
+ * Lifetime: the regions live as long as anything references them. release() (ToyVm.destroy)
+ * drops this object's references and tells onRelease() listeners (a prefault worker stops), so
+ * a destroyed VM's memory is freed once views handed out earlier are gone and V8 collects.
  */
 import { MigrationError } from '../errors.ts';
 import { Bitmap } from './bitmap.ts';
@@ -54,14 +65,19 @@ export class GuestMemory {
   readonly regionBytes: number;
   /** Page n is in region n >>> regionPageShift. */
   readonly regionPageShift: number;
-  /** The shared regions, in page order. */
-  readonly regions: readonly SharedArrayBuffer[];
-  /** Pages the host wrote (init, writePage), i.e. possibly non-zero for reasons other than guest stores. */
+  /**
+   * Pages the host wrote (init, writePage, markTouched), i.e. possibly non-zero for reasons
+   * other than guest stores. Writers that bypass writePage() must call markTouched().
+   */
   readonly touched: Bitmap;
-  readonly #u8: Uint8Array[];
-  readonly #u32: Uint32Array[];
-  readonly #buf: Buffer[];
+  #regions: readonly SharedArrayBuffer[];
+  #u8: Uint8Array[];
+  #u32: Uint32Array[];
+  #buf: Buffer[];
   readonly #pageMask: number;
+  /** pageCount until release(), then 0: the bounds check refuses every page at no extra cost. */
+  #pageLimit: number;
+  #releaseListeners: Set<() => void> | undefined = new Set();
 
   private constructor(layout: GuestMemoryLayout) {
     this.bytes = layout.bytes;
@@ -69,11 +85,17 @@ export class GuestMemory {
     this.regionBytes = layout.regionBytes;
     this.regionPageShift = Math.log2(layout.regionBytes) - PAGE_SHIFT;
     this.#pageMask = (1 << this.regionPageShift) - 1;
-    this.regions = layout.regions;
+    this.#pageLimit = this.pageCount;
+    this.#regions = layout.regions;
     this.#u8 = layout.regions.map((r) => new Uint8Array(r));
     this.#u32 = layout.regions.map((r) => new Uint32Array(r));
     this.#buf = layout.regions.map((r) => Buffer.from(r));
     this.touched = new Bitmap(this.pageCount);
+  }
+
+  /** The shared regions, in page order (none after release()). */
+  get regions(): readonly SharedArrayBuffer[] {
+    return this.#regions;
   }
 
   /** Allocates zeroed memory (SharedArrayBuffers are backed lazily: untouched pages cost nothing). */
@@ -129,6 +151,7 @@ export class GuestMemory {
 
   /** A view of region i (whole region, page order). */
   region(i: number): Uint8Array {
+    if (this.released) throw releasedError();
     const r = this.#u8[i];
     if (!r) throw new MigrationError('ERR_INVALID_ARGUMENT', `region ${i} does not exist (have ${this.#u8.length})`);
     return r;
@@ -142,6 +165,51 @@ export class GuestMemory {
     }
     this.#u8[n >>> this.regionPageShift]!.set(src, (n & this.#pageMask) * PAGE_SIZE);
     this.touched.set(n);
+  }
+
+  /**
+   * Records that page n may be non-zero because the host wrote it without writePage() (through
+   * a page(), pageRun() or region() view). One bit set; see the header for the contract.
+   */
+  markTouched(n: number): void {
+    this.#check(n);
+    this.touched.set(n);
+  }
+
+  /** True once release() ran. */
+  get released(): boolean {
+    return this.#releaseListeners === undefined;
+  }
+
+  /**
+   * Calls listener once when release() runs (at once if it already has), e.g. to stop a worker
+   * that writes this memory. Returns an unsubscribe function.
+   */
+  onRelease(listener: () => void): () => void {
+    const listeners = this.#releaseListeners;
+    if (!listeners) {
+      listener();
+      return () => {};
+    }
+    listeners.add(listener);
+    return () => listeners.delete(listener);
+  }
+
+  /**
+   * Drops this object's references to the regions and tells the onRelease() listeners; every
+   * later page access throws ERR_VM_STATE. The memory itself is freed once nothing else holds a
+   * region or a view of one (workers, views handed out earlier) and V8 collects it. Idempotent.
+   */
+  release(): void {
+    const listeners = this.#releaseListeners;
+    if (!listeners) return;
+    this.#releaseListeners = undefined;
+    this.#pageLimit = 0;
+    this.#regions = [];
+    this.#u8 = [];
+    this.#u32 = [];
+    this.#buf = [];
+    for (const listener of listeners) listener();
   }
 
   /** True if page n is all zero: the first 8 words in JS (most non-zero pages fail there), then a native compare. */
@@ -158,10 +226,15 @@ export class GuestMemory {
   }
 
   #check(n: number): void {
-    if (!(n >= 0 && n < this.pageCount && Number.isInteger(n))) {
+    if (!(n >= 0 && n < this.#pageLimit && Number.isInteger(n))) {
+      if (this.released) throw releasedError();
       throw new MigrationError('ERR_PAGE_OUT_OF_RANGE', `page ${n} is outside the VM (0..${this.pageCount - 1})`);
     }
   }
+}
+
+function releasedError(): MigrationError {
+  return new MigrationError('ERR_VM_STATE', 'guest memory was released (the VM was destroyed)');
 }
 
 /** Throws ERR_INVALID_SIZE unless bytes is a whole number of pages in [1 MiB, 16 GiB]. */

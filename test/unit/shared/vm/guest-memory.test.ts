@@ -33,6 +33,45 @@ describe('GuestMemory', () => {
     );
   });
 
+  it('markTouched() records a page written through a view, as writePage() would', () => {
+    const memory = GuestMemory.allocate(2 * MiB, { regionBytes: MiB });
+    // A page applier receives a run of pages straight into a region view, bypassing writePage().
+    memory.pageRun(255, 2).fill(0xcd); // pages 255 and 256 (the run is cut at the region end)
+    expect(memory.touched.count).toBe(0); // nothing marked them: they would be skipped as zero
+    memory.markTouched(255);
+    expect([...memory.touched.toPageList()]).toEqual([255]);
+    memory.pageRun(256, 2).fill(0xcd);
+    memory.markTouched(256);
+    memory.markTouched(257);
+    memory.markTouched(257); // idempotent
+    expect([...memory.touched.toPageList()]).toEqual([255, 256, 257]);
+    for (const n of [-1, 512, 2.5]) {
+      expect(() => memory.markTouched(n)).toThrow(expect.objectContaining({ code: 'ERR_PAGE_OUT_OF_RANGE' }));
+    }
+  });
+
+  it('release() drops the regions, tells its listeners once, and refuses every later access', () => {
+    const memory = GuestMemory.allocate(2 * MiB, { regionBytes: MiB });
+    const calls: string[] = [];
+    memory.onRelease(() => calls.push('a'));
+    const off = memory.onRelease(() => calls.push('b'));
+    off();
+    expect(memory.released).toBe(false);
+    memory.release();
+    memory.release(); // idempotent
+    expect(calls).toEqual(['a']);
+    expect(memory.released).toBe(true);
+    expect(memory.regions).toEqual([]);
+    const released = expect.objectContaining({ code: 'ERR_VM_STATE' });
+    expect(() => memory.page(0)).toThrow(released);
+    expect(() => memory.pageRun(0, 1)).toThrow(released);
+    expect(() => memory.region(0)).toThrow(released);
+    expect(() => memory.isZeroPage(0)).toThrow(released);
+    expect(() => memory.writePage(0, new Uint8Array(PAGE_SIZE))).toThrow(released);
+    memory.onRelease(() => calls.push('late')); // already released: told at once
+    expect(calls).toEqual(['a', 'late']);
+  });
+
   it('tells zero pages from non-zero ones, wherever the non-zero byte is', () => {
     const memory = GuestMemory.allocate(MiB);
     expect(memory.isZeroPage(10)).toBe(true);
