@@ -12,6 +12,7 @@ import { withLabMigration } from '../cli/lab/lab-migration.ts';
 import { PROFILES } from '../cli/lab/profiles.ts';
 import { labUnavailable } from '../cli/lab/topology.ts';
 import { parseVmSpec } from '../shared/src/vm/index.ts';
+import { downtimeOf } from '../shared/src/report/index.ts';
 import { ratioRow, type BenchRow, type BenchSection } from './harness.ts';
 
 const WANTED = (process.env.LIVEMIG_BENCH_LINKS_PROFILES ?? 'lan,wan,constrained').split(',').map((s) => s.trim());
@@ -41,7 +42,7 @@ const section: BenchSection = {
               { name: `${label}: total time`, value: report.times.totalMs, unit: 'ms' },
               { name: 'bytes on the wire ÷ measured rate', value: boundMs, unit: 'ms' },
             ),
-            { name: `${label}: downtime`, value: report.times.downtimeMs, unit: 'ms' },
+            { name: `${label}: downtime`, value: downtimeOf(report), unit: 'ms' },
             { name: `${label}: bytes on the wire`, value: report.bytes.wire / 2 ** 20, unit: 'MiB' },
           );
           if (report.postcopy?.faultLatencyMs) {

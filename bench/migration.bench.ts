@@ -19,7 +19,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { randomFillSync } from 'node:crypto';
-import type { MigrationReport } from '@livemig/shared/report';
+import { downtimeOf, type MigrationReport } from '@livemig/shared/report';
 import { cpuMs, migrateOnce, warmMemory, type Migrated } from './bench-migrate.ts';
 import { median, ratioRow, type BenchRow, type BenchSection } from './harness.ts';
 import { GuestMemory, PageDigestLedger } from '../shared/src/vm/index.ts';
@@ -101,7 +101,7 @@ async function s1Rows(notes: string[]): Promise<{ rows: BenchRow[]; idleTotalMs:
     value: median(raw.map((r) => mbps(GiB, r.ms))),
     unit: 'MB/s',
   };
-  const downtimes = reports.map((r) => r.times.downtimeMs);
+  const downtimes = reports.map((r) => downtimeOf(r));
   const rtts = reports.map((r) => r.times.rttMs ?? NaN);
   const sourceCpu = median(runs.map((r) => r.cpu.source));
   const destCpu = median(runs.map((r) => r.cpu.dest));
@@ -203,7 +203,7 @@ async function s2Runs(maxBandwidthBps: number | null): Promise<S2Figures[]> {
     const { report: r } = await migrateOnce({ memory: GiB, init: 'random', workload: HOTSET, maxBandwidthBps });
     out.push({
       rounds: r.rounds.length,
-      downtimeMs: r.times.downtimeMs,
+      downtimeMs: downtimeOf(r),
       totalMs: r.times.totalMs,
       wire: r.bytes.wire,
       reason: r.switchover?.reason ?? '?',

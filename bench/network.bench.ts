@@ -24,7 +24,7 @@
 import dgram from 'node:dgram';
 import { parseHostPort } from '@livemig/shared';
 import { ControlClient, type MigrateParams } from '@livemig/shared/control';
-import type { MigrationMode, MigrationReport } from '@livemig/shared/report';
+import { downtimeOf, type MigrationMode, type MigrationReport } from '@livemig/shared/report';
 import { parseVmSpec } from '@livemig/shared/vm';
 import { withAgentPair } from '../cli/agent-process.ts';
 import { followMigration } from '../cli/follow-migration.ts';
@@ -122,6 +122,7 @@ interface GapPlacement {
 function placeGap(probe: ProbeResult, times: MigrationReport['times']): GapPlacement | undefined {
   if (times.pausedAt === undefined) return undefined;
   const pause = times.pausedAt - probe.timeOriginMs;
+  if (times.downtimeMs === null) return undefined;
   const resume = pause + times.downtimeMs;
   const arrivals = probe.arrivalsMs;
   let best: GapPlacement | undefined;
@@ -213,7 +214,7 @@ function record(
   placement?: GapPlacement,
 ): NetworkRun {
   const network = report.network!;
-  const vm = report.times.downtimeMs;
+  const vm = downtimeOf(report);
   const gap = network.switchoverGapMs ?? NaN;
   const result: NetworkRun = {
     where,

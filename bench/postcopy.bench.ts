@@ -9,7 +9,7 @@
  */
 import { median, ratioRow, type BenchRow, type BenchSection } from './harness.ts';
 import { migrateOnce, warmMemory } from './bench-migrate.ts';
-import type { MigrationReport } from '@livemig/shared/report';
+import { downtimeOf, type MigrationReport } from '@livemig/shared/report';
 
 const RUNS = Number(process.env.LIVEMIG_BENCH_POSTCOPY_RUNS ?? 3);
 const WARM_GIB = Number(process.env.LIVEMIG_BENCH_WARM_GIB ?? 6);
@@ -34,7 +34,7 @@ const section: BenchSection = {
     const pre = await runs('precopy');
     const post = await runs('postcopy');
     const m = (rs: MigrationReport[], f: (r: MigrationReport) => number): number => median(rs.map(f));
-    const downtime = (r: MigrationReport): number => r.times.downtimeMs;
+    const downtime = (r: MigrationReport): number => downtimeOf(r);
     const total = (r: MigrationReport): number => r.times.totalMs;
     const wire = (r: MigrationReport): number => r.bytes.wire / 2 ** 20;
     const p99 = (r: MigrationReport): number => r.postcopy?.faultLatencyMs?.p99 ?? NaN;

@@ -130,8 +130,8 @@ export class AgentDaemon {
         return { switching: true };
       },
       'migrate-resume': ({ migrationId }) => {
-        outgoing.require(migrationId).resumeNow();
-        return { resuming: true };
+        // false: automatic recovery already reconnected — nothing to do, and no error.
+        return { resuming: outgoing.require(migrationId).resumeNow() };
       },
       'query-report': ({ migrationId }) => outgoing.report(migrationId),
     };

@@ -90,7 +90,7 @@ export function networkSection(
   const addressMode = report.nic?.addressMode;
   return {
     downtimeMs: probe.networkDowntimeMs,
-    ...(pausedAt === undefined
+    ...(pausedAt === undefined || downtimeMs === null
       ? {}
       : {
           // The window on the probe's own clock, so gaps are the same numbers as downtimeMs's.

@@ -35,7 +35,9 @@ export const ERROR_CODES = {
   ERR_BAD_TRANSITION: 'A migration state machine was asked for a transition its table does not allow.',
   ERR_CONNECTION: 'A connection failed or closed before the migration finished.',
   ERR_PEER_ABORTED: 'The peer aborted the migration and said why (see the message).',
-  ERR_DIGEST_MISMATCH: "The destination's memory digest differs from the source's at the stop point.",
+  ERR_DIGEST_MISMATCH:
+    "A digest the destination computed (memory, CPU or device state) differs from the source's: the VM is not run damaged.",
+  ERR_UNSUPPORTED: 'The peer did not negotiate a capability the operation needs (e.g. post-copy); nothing was moved.',
   ERR_CANCELLED: 'The migration was cancelled by the operator.',
   ERR_TIMEOUT: 'An operation did not finish within its time limit.',
   ERR_NOT_FOUND: 'A named VM or migration does not exist on this agent.',

@@ -1,84 +1,97 @@
 /**
- * The report of an outgoing migration, from what it measured: one pure function, so the live
- * view (`query-migrate`) and the final report read the same figures (stats.ts) the same way.
+ * The report of an outgoing migration, from its context: one function, so the live view
+ * (`query-migrate`, live-info.ts) and the final report read the same figures the same way.
+ * Unknowns are null with a reason, never a 0 standing in: a VM that never paused has no
+ * downtime; a migration that ended before both sides had digests has nothing verified.
  */
 import type { MigrationError } from '@livemig/shared';
-import {
-  REPORT_SCHEMA,
-  type MigrationReport,
-  type PostcopyReport,
-  type SwitchoverReason,
-} from '@livemig/shared/report';
-import type { VmSpec } from '@livemig/shared/vm';
-import type { ResolvedMigrateParams } from './params.ts';
-import type { MigrationStats } from './stats.ts';
+import { REPORT_SCHEMA, type MigrationReport, type Verification } from '@livemig/shared/report';
+import type { MigrationContext, Verification as Digests } from './context.ts';
 
-export interface ReportInput {
-  vmName: string;
-  spec: VmSpec;
-  pageSize: number;
-  pageCount: number;
-  params: ResolvedMigrateParams;
-  outcome: MigrationReport['outcome'];
-  error: MigrationError | undefined;
-  stats: MigrationStats;
-  wireBytes: number;
-  rttMs: number | undefined;
-  verify: MigrationReport['verify'];
-  switchover: { reason: SwitchoverReason; expectedDowntimeMs: number } | undefined;
-  postcopy: PostcopyReport | undefined;
-  vmRunsOn: NonNullable<MigrationReport['vmRunsOn']>;
-  /** When the vCPU stopped for the switchover, ms since the epoch (undefined: it never did). */
-  pausedAtEpochMs: number | undefined;
-  nic: MigrationReport['nic'];
-}
-
-export function buildReport(input: ReportInput): MigrationReport {
-  const { stats: s, params } = input;
+export function buildReport(
+  ctx: MigrationContext,
+  outcome: MigrationReport['outcome'],
+  error: MigrationError | undefined,
+): MigrationReport {
+  const { stats: s, params, vm } = ctx;
+  const downtimeMs = s.downtimeMs;
   return {
     schema: REPORT_SCHEMA,
     mode: params.mode,
-    outcome: input.outcome,
-    error: input.error ? input.error.toJSON() : null,
+    outcome,
+    error: error ? error.toJSON() : null,
     vm: {
-      name: input.vmName,
-      memoryBytes: input.spec.memoryBytes,
-      pageSize: input.pageSize,
-      workload: input.spec.workload,
-      init: input.spec.init,
-      seed: input.spec.seed,
+      name: ctx.hosted.name,
+      memoryBytes: vm.spec.memoryBytes,
+      pageSize: vm.memory.pageSize,
+      workload: vm.spec.workload,
+      init: vm.spec.init,
+      seed: vm.spec.seed,
     },
     times: {
       totalMs: s.elapsedMs,
-      downtimeMs: s.downtimeMs ?? 0,
+      downtimeMs,
+      ...(downtimeMs === null ? { downtimeNote: downtimeNote(ctx) } : {}),
       setupMs: s.setupMs,
-      ...(input.rttMs === undefined ? {} : { rttMs: input.rttMs }),
-      ...(input.pausedAtEpochMs === undefined ? {} : { pausedAt: input.pausedAtEpochMs }),
+      ...(ctx.rttMs === undefined ? {} : { rttMs: ctx.rttMs }),
+      ...(ctx.pausedAt === undefined ? {} : { pausedAt: performance.timeOrigin + ctx.pausedAt }),
     },
-    bytes: { wire: input.wireBytes, pagePayload: s.pagePayloadBytes },
+    bytes: { wire: ctx.channels.wireBytes, pagePayload: s.pagePayloadBytes },
     pages: {
-      total: input.pageCount,
+      total: vm.memory.pageCount,
       sent: s.rawPages + s.zeroPages,
       zero: s.zeroPages + s.skippedZeroPages,
       resent: s.resentPages,
-      faulted: input.postcopy?.faults ?? 0,
+      faulted: ctx.postcopy?.faults ?? 0,
     },
     rounds: s.rounds,
-    verify: input.verify,
+    verify: verification(ctx.verify),
     network: null,
-    ...(input.switchover
+    ...(ctx.switchover
       ? {
           switchover: {
-            reason: input.switchover.reason,
-            expectedDowntimeMs: input.switchover.expectedDowntimeMs,
+            reason: ctx.switchover.reason,
+            expectedDowntimeMs: ctx.switchover.expectedDowntimeMs,
             downtimeLimitMs: params.downtimeLimitMs,
             maxRounds: params.maxRounds,
             maxBandwidthBps: params.maxBandwidthBps,
           },
         }
       : {}),
-    ...(input.postcopy ? { postcopy: input.postcopy } : {}),
-    ...(input.nic ? { nic: input.nic } : {}),
-    vmRunsOn: input.vmRunsOn,
+    ...(ctx.postcopy ? { postcopy: ctx.postcopy } : {}),
+    ...nicReport(ctx),
+    vmRunsOn: outcome === 'completed' ? 'destination' : ctx.vmRunsOnIfFailed,
   };
+}
+
+function downtimeNote(ctx: MigrationContext): string {
+  if (ctx.pausedAt === undefined) return 'the VM never paused: it ran on at the source throughout';
+  return ctx.vmRunsOnIfFailed === 'source'
+    ? 'the VM paused, then resumed at the source: it never ran on the destination'
+    : 'the destination never confirmed that the VM resumed there';
+}
+
+/** Each side's digests as that side computed them; null where a side computed none. */
+export function verification(digests: Digests): Verification {
+  const names = [...new Set([...Object.keys(digests.source), ...Object.keys(digests.dest)])];
+  const sections: NonNullable<Verification['sections']> = {};
+  for (const name of names) {
+    const source = digests.source[name] ?? null;
+    const dest = digests.dest[name] ?? null;
+    sections[name] = { source, dest, match: source !== null && source === dest };
+  }
+  const compared = names.some((name) => sections[name]!.source !== null && sections[name]!.dest !== null);
+  return {
+    sourceDigest: digests.source.ram ?? null,
+    destDigest: digests.dest.ram ?? null,
+    match: compared ? names.every((name) => sections[name]!.match) : null,
+    ...(names.length ? { sections } : {}),
+  };
+}
+
+function nicReport(ctx: MigrationContext): Pick<MigrationReport, 'nic'> {
+  const net = ctx.hosted.net;
+  if (!net) return {};
+  const { ip, port, mac } = net.address;
+  return { nic: { address: `${ip}:${port}`, mac, addressMode: net.mode } };
 }

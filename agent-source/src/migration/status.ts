@@ -4,6 +4,7 @@
  *   pre-copy:  none → setup → precopy → stopcopy → handoff → completed
  *   post-copy: none → setup → postcopy-start → handoff → postcopy ⇄ postcopy-paused → completed
  *   hybrid:    none → setup → precopy → postcopy-start → handoff → postcopy … → completed
+ *              (or, when it converges, on as pre-copy: precopy → stopcopy → handoff)
  *   failures:  any phase up to handoff → failed | cancelled   (the VM resumes on the source)
  *              handoff, postcopy, postcopy-paused → failed   (the VM is on the destination,
  *                                                             or lost: never resumed here)
@@ -42,10 +43,7 @@ export const SOURCE_TRANSITIONS: TransitionTable<SourceStatus> = {
 };
 
 /** Phases in which the source still owns the VM (a failure resumes it here). */
-export const SOURCE_OWNS_VM: ReadonlySet<SourceStatus> = new Set([
-  'none',
-  'setup',
-  'precopy',
-  'stopcopy',
-  'postcopy-start',
-]);
+export const SOURCE_OWNS_VM: readonly SourceStatus[] = ['none', 'setup', 'precopy', 'stopcopy', 'postcopy-start'];
+
+/** Phases past the point of no return that can still fail (never cancel). */
+export const SOURCE_PAST_HANDOFF: readonly SourceStatus[] = ['handoff', 'postcopy', 'postcopy-paused'];

@@ -10,10 +10,12 @@ import type { HostPort } from '../address.ts';
 import {
   acceptWelcome,
   createFramedServer,
+  isKnownCapability,
   FramedSocket,
   makeHello,
   MsgType,
   negotiate,
+  type Capability,
   type FramedSocketOptions,
   type HandshakeConfig,
 } from '../protocol/index.ts';
@@ -21,8 +23,8 @@ import { FramedPeerChannel } from './framed-peer-channel.ts';
 import { PageApplier } from './page-applier.ts';
 import type { PeerChannel } from './peer-channel.ts';
 
-/** Capabilities this build offers today. */
-export const OFFERED_CAPABILITIES = ['setup-bitmap', 'zero-pages', 'postcopy', 'fault-channel'] as const;
+/** Capabilities this build offers by default. */
+export const OFFERED_CAPABILITIES: readonly Capability[] = ['setup-bitmap', 'zero-pages', 'postcopy', 'fault-channel'];
 
 /**
  * Read buffer of every data connection. libuv reads a busy socket up to 32 times per event-loop
@@ -38,6 +40,8 @@ const HANDSHAKE_TIMEOUT_MS = 10_000;
 export interface ConnectPeerOptions extends HostPort {
   agentId: string;
   logger: Logger;
+  /** What to offer in Hello. @default OFFERED_CAPABILITIES */
+  capabilities?: readonly Capability[];
   signal?: AbortSignal;
   socket?: FramedSocketOptions;
 }
@@ -51,7 +55,10 @@ export async function connectPeer(options: ConnectPeerOptions): Promise<PeerChan
     port: options.port,
     role: 'source',
   });
-  const local: HandshakeConfig = { agentId: options.agentId, capabilities: [...OFFERED_CAPABILITIES] };
+  const local: HandshakeConfig = {
+    agentId: options.agentId,
+    capabilities: options.capabilities ?? OFFERED_CAPABILITIES,
+  };
   const started = performance.now();
   const channel = new FramedPeerChannel(socket, { remoteAgentId: `${options.host}:${options.port}`, rttMs: 0 });
   try {
@@ -60,7 +67,7 @@ export async function connectPeer(options: ConnectPeerOptions): Promise<PeerChan
     const rttMs = performance.now() - started;
     const negotiated = acceptWelcome(local, welcome);
     options.logger.debug({ event: 'handshake.done', ...negotiated, capabilities: [...negotiated.capabilities], rttMs });
-    channel.identify(negotiated.remoteAgentId, rttMs);
+    channel.identify(negotiated.remoteAgentId, rttMs, negotiated.capabilities);
     return channel;
   } catch (error) {
     const failure = toMigrationError(error, 'ERR_HANDSHAKE');
@@ -78,6 +85,8 @@ export interface AcceptedPeer {
 export interface ListenOptions extends HostPort {
   agentId: string;
   logger: Logger;
+  /** What to accept of a Hello's offer. @default OFFERED_CAPABILITIES */
+  capabilities?: readonly Capability[];
   onPeer: (peer: AcceptedPeer) => void;
   socket?: FramedSocketOptions;
 }
@@ -89,7 +98,10 @@ export interface PeerListener {
 
 /** Destination side: listen; each connection that completes Hello → Welcome becomes an AcceptedPeer. */
 export function listenForPeers(options: ListenOptions): Promise<PeerListener> {
-  const local: HandshakeConfig = { agentId: options.agentId, capabilities: [...OFFERED_CAPABILITIES] };
+  const local: HandshakeConfig = {
+    agentId: options.agentId,
+    capabilities: options.capabilities ?? OFFERED_CAPABILITIES,
+  };
   const server = createFramedServer(
     { readBufferBytes: READ_BUFFER_BYTES, ...options.socket, role: 'dest' },
     (socket) => {
@@ -103,7 +115,7 @@ export function listenForPeers(options: ListenOptions): Promise<PeerListener> {
           const welcome = negotiate(local, hello);
           channel.send(welcome);
           options.logger.debug({ event: 'handshake.done', peer: hello.agentId, version: welcome.version });
-          channel.identify(hello.agentId, 0);
+          channel.identify(hello.agentId, 0, new Set(welcome.capabilities.filter(isKnownCapability)));
           options.onPeer({ channel, applier, remoteAgentId: hello.agentId });
         } catch (error) {
           const failure = toMigrationError(error, 'ERR_HANDSHAKE');

@@ -1,7 +1,9 @@
 /**
  * PeerChannel over a FramedSocket: an inbox queue in front of the socket's 'message' events, so
  * the state machines can `await next()` in order, and one sticky first error that fails every
- * waiting and later call. An Error frame from the peer becomes that error: the peer's code is
+ * waiting and later call. The inbox is bounded: past INBOX_HIGH queued messages the socket
+ * stops reading (TCP pushes back on the peer) until the consumer has taken it down to
+ * INBOX_LOW — a consumer that falls behind never lets a peer grow our memory. An Error frame from the peer becomes that error: the peer's code is
  * kept when this build knows it (so ERR_DIGEST_MISMATCH found by the destination is reported as
  * such at the source), ERR_PEER_ABORTED otherwise; the message says it came from the peer.
  */
@@ -10,12 +12,17 @@ import {
   messageName,
   msg,
   MsgType,
+  type Capability,
   type FramedSocket,
   type Message,
   type MessageOf,
   type PagesBatch,
 } from '../protocol/index.ts';
 import type { PeerChannel } from './peer-channel.ts';
+
+/** Queued messages at which reading pauses, and at which it resumes. */
+export const INBOX_HIGH = 256;
+export const INBOX_LOW = 64;
 
 interface Waiter {
   resolve: (message: Message) => void;
@@ -30,6 +37,9 @@ export class FramedPeerChannel implements PeerChannel {
   readonly #waiters: Waiter[] = [];
   #failure: MigrationError | undefined;
   #closed = false;
+  #capabilities: ReadonlySet<Capability> = new Set();
+  /** True while this channel paused the socket because the inbox was full. */
+  #inboxFull = false;
 
   constructor(socket: FramedSocket, handshake: { remoteAgentId: string; rttMs: number }) {
     this.#socket = socket;
@@ -51,10 +61,20 @@ export class FramedPeerChannel implements PeerChannel {
     return this.#handshakeRttMs;
   }
 
-  /** Record who the peer is once the handshake told us (and the RTT it measured). */
-  identify(remoteAgentId: string, rttMs: number): void {
+  get capabilities(): ReadonlySet<Capability> {
+    return this.#capabilities;
+  }
+
+  /** Record who the peer is once the handshake told us (the RTT it measured, what was negotiated). */
+  identify(remoteAgentId: string, rttMs: number, capabilities: ReadonlySet<Capability>): void {
     this.#remoteAgentId = remoteAgentId;
     this.#handshakeRttMs = rttMs;
+    this.#capabilities = capabilities;
+  }
+
+  /** Messages received and not yet taken by next(). */
+  get queued(): number {
+    return this.#inbox.length;
   }
 
   get failure(): MigrationError | undefined {
@@ -86,6 +106,10 @@ export class FramedPeerChannel implements PeerChannel {
 
   next(signal?: AbortSignal): Promise<Message> {
     const queued = this.#inbox.shift();
+    if (this.#inboxFull && this.#inbox.length <= INBOX_LOW) {
+      this.#inboxFull = false;
+      this.#socket.resume();
+    }
     if (queued) return Promise.resolve(queued);
     if (this.#failure) return Promise.reject(this.#failure);
     return new Promise<Message>((resolve, reject) => {
@@ -148,8 +172,12 @@ export class FramedPeerChannel implements PeerChannel {
       return;
     }
     const waiter = this.#waiters.shift();
-    if (waiter) waiter.resolve(message);
-    else this.#inbox.push(message);
+    if (waiter) return waiter.resolve(message);
+    this.#inbox.push(message);
+    if (!this.#inboxFull && this.#inbox.length >= INBOX_HIGH) {
+      this.#inboxFull = true;
+      this.#socket.pause();
+    }
   }
 
   #setFailure(error: MigrationError): void {

@@ -100,6 +100,9 @@ export class PageApplier implements PageSink {
       if (this.wanted !== undefined && !this.wanted(page)) continue;
       if (kinds[i] === PageKind.Raw) {
         ledger.update(page, memory.page(page));
+        // The bytes went in through region views, not writePage(): record that this page may be
+        // non-zero, or a VM that arrived here would skip it as known-zero when it leaves again.
+        memory.markTouched(page);
       } else {
         // Reading a never-written page does not allocate it; writing would (PERFORMANCE.md).
         if (!memory.isZeroPage(page)) memory.page(page).fill(0);

@@ -5,11 +5,16 @@
  * FramedSocket, so the state machines never see socket details.
  */
 import type { MigrationError } from '../errors.ts';
-import type { Message, MessageOf, PagesBatch } from '../protocol/index.ts';
+import type { Capability, Message, MessageOf, PagesBatch } from '../protocol/index.ts';
 
 export interface PeerChannel {
   /** The peer's agent id, from the handshake. */
   readonly remoteAgentId: string;
+  /**
+   * What both ends negotiated in the handshake. A feature not in here is not used (the
+   * source does not send it, the destination refuses it).
+   */
+  readonly capabilities: ReadonlySet<Capability>;
   /** Round-trip time measured during the handshake (Hello → Welcome), ms. */
   readonly handshakeRttMs: number;
   /** Queue a message; false when the write buffer is over its high-water mark (await `drained()`). */

@@ -12,8 +12,8 @@
  *   migrate        { vm, to, mode?, params? }          → { migrationId }     (returns at once; follow events)
  *   query-migrate  { migrationId? }                    → MigrationInfo | null
  *   migrate-cancel { migrationId? }                    → { cancelled: boolean } (error past the point of no return)
- *   migrate-start-postcopy { migrationId? }            → { switching: true }   (hybrid: switch at the end of this round)
- *   migrate-resume { migrationId? }                    → { resuming: true }    (post-copy: reconnect now)
+ *   migrate-start-postcopy { migrationId? }            → { switching: true }   (hybrid: switch now, mid-round)
+ *   migrate-resume { migrationId? }                    → { resuming: boolean } (post-copy: reconnect now; false: already reconnected)
  *   query-report   { migrationId }                     → MigrationReport | null
  *   digest         { vm }                              → { digest, steps, status } (pauses nothing; racy while running)
  *   destroy-vm     { vm }                              → { destroyed: true }
@@ -96,7 +96,7 @@ export interface ControlCommands {
   'query-migrate': { args: { migrationId?: string }; result: MigrationInfo | null };
   'migrate-cancel': { args: { migrationId?: string }; result: { cancelled: boolean } };
   'migrate-start-postcopy': { args: { migrationId?: string }; result: { switching: true } };
-  'migrate-resume': { args: { migrationId?: string }; result: { resuming: true } };
+  'migrate-resume': { args: { migrationId?: string }; result: { resuming: boolean } };
   'query-report': { args: { migrationId: string }; result: MigrationReport | null };
   digest: { args: { vm: string }; result: { digest: string; steps: number; state: VmState } };
   'destroy-vm': { args: { vm: string }; result: { destroyed: true } };

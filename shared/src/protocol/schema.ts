@@ -31,6 +31,8 @@ export type FieldSchema =
   | 'u8array'
   /** A plain map of plain data (null, boolean, number, string, bytes, arrays, maps), depth ≤ 32. */
   | 'record'
+  /** Section name → digest: at most MAX_DIGESTS entries, names ≤ 64 and digests ≤ 128 characters. */
+  | 'digests'
   /** One of the listed strings. */
   | { readonly oneOf: readonly string[] }
   /** A nested map with its own fields. */
@@ -45,6 +47,8 @@ export const MAX_STRING_LENGTH = 65_536;
 export const MAX_ARRAY_LENGTH = 4096;
 /** Deepest nesting accepted inside a `record` field. */
 export const MAX_RECORD_DEPTH = 32;
+/** Most entries of a `digests` field (one per section). */
+export const MAX_DIGESTS = 16;
 
 const IS_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
@@ -125,6 +129,15 @@ function fieldFromWire(type: FieldSchema, value: unknown, path: string): unknown
       if (!isPlainObject(value)) throw bad(path, 'is not a map');
       checkPlainData(value, path, 0);
       return value;
+    case 'digests': {
+      if (!isPlainObject(value)) throw bad(path, 'is not a map');
+      const entries = Object.entries(value);
+      const ok =
+        entries.length <= MAX_DIGESTS &&
+        entries.every(([k, v]) => k.length <= 64 && typeof v === 'string' && v.length <= 128);
+      if (!ok) throw bad(path, `is not a map of at most ${MAX_DIGESTS} section names to digests`);
+      return { ...(value as Record<string, string>) };
+    }
     default:
       if ('oneOf' in type) {
         if (typeof value !== 'string' || !type.oneOf.includes(value)) {

@@ -3,14 +3,15 @@
  * then the three costs (time, downtime, bytes), then the rounds and the proof (digests).
  */
 import { formatBytes, formatDuration, formatRate } from '../units.ts';
-import type { MigrationReport } from './types.ts';
+import type { MigrationReport, SwitchoverReason } from './types.ts';
 
-const SWITCHOVER_WORDS: Record<string, string> = {
+const SWITCHOVER_WORDS: Record<SwitchoverReason, string> = {
   converged: 'expected downtime fell under the limit',
   'nothing-dirty': 'nothing left dirty',
   'max-rounds': 'hit the maximum number of rounds (did not converge)',
   'not-shrinking': 'the dirty set stopped shrinking for 3 rounds (did not converge)',
   postcopy: 'switched to post-copy',
+  shutdown: 'the agent was asked to stop: switched over at once rather than lose the VM',
 };
 
 const ADDRESS_MODE_WORDS: Record<string, string> = {
@@ -41,11 +42,14 @@ export function formatReport(report: MigrationReport): string {
   );
   if (report.vmRunsOn) field('vm now runs on', report.vmRunsOn);
   field('total time', formatDuration(report.times.totalMs));
+  const downtime = report.times.downtimeMs;
   field(
     'downtime',
-    `${formatDuration(report.times.downtimeMs)} (source pause → destination resume${
-      report.times.rttMs === undefined ? '' : `, RTT ${formatDuration(report.times.rttMs)}`
-    })`,
+    downtime === null
+      ? `none measured (${report.times.downtimeNote ?? 'the VM never resumed on the destination'})`
+      : `${formatDuration(downtime)} (source pause → destination resume${
+          report.times.rttMs === undefined ? '' : `, RTT ${formatDuration(report.times.rttMs)}`
+        })`,
   );
   if (report.network) {
     const n = report.network;
@@ -114,11 +118,7 @@ export function formatReport(report: MigrationReport): string {
       `${Math.round(pc.stepsPerSecBefore)} steps/s before, ${Math.round(pc.stepsPerSecDuring)} steps/s during post-copy`,
     );
   }
-  const v = report.verify;
-  field(
-    'memory digest',
-    v.match ? `match (${v.sourceDigest})` : `MISMATCH source ${v.sourceDigest} ≠ dest ${v.destDigest}`,
-  );
+  for (const [name, line] of verifyLines(report.verify)) field(name, line);
   if (report.oracle) {
     const o = report.oracle;
     field(
@@ -141,3 +141,26 @@ export function formatReport(report: MigrationReport): string {
   }
   return lines.join('\n');
 }
+
+/** The proof lines: memory first, then the other sections; "not verified" when nothing was compared. */
+function verifyLines(v: MigrationReport['verify']): Array<[string, string]> {
+  if (v.match === null) {
+    return [['verified', 'no (the migration ended before both sides had a digest to compare)']];
+  }
+  const lines: Array<[string, string]> = [];
+  const sections = v.sections ?? { ram: { source: v.sourceDigest, dest: v.destDigest, match: v.match } };
+  for (const [name, d] of Object.entries(sections)) {
+    const label = SECTION_WORDS[name] ?? `${name} digest`;
+    lines.push([
+      label,
+      d.match ? `match (${d.source})` : `MISMATCH source ${d.source ?? 'none'} ≠ dest ${d.dest ?? 'none'}`,
+    ]);
+  }
+  return lines;
+}
+
+const SECTION_WORDS: Record<string, string> = {
+  ram: 'memory digest',
+  cpu: 'CPU state digest',
+  devices: 'device state digest',
+};

@@ -27,7 +27,7 @@ export const REPORT_JSON_SCHEMA = {
     times: {
       type: 'object',
       required: ['totalMs', 'downtimeMs', 'setupMs'],
-      properties: { totalMs: num, downtimeMs: num, setupMs: num },
+      properties: { totalMs: num, downtimeMs: { type: ['number', 'null'] }, setupMs: num, downtimeNote: str },
     },
     bytes: { type: 'object', required: ['wire', 'pagePayload'], properties: { wire: num, pagePayload: num } },
     pages: {
@@ -46,7 +46,23 @@ export const REPORT_JSON_SCHEMA = {
     verify: {
       type: 'object',
       required: ['sourceDigest', 'destDigest', 'match'],
-      properties: { sourceDigest: str, destDigest: str, match: { type: 'boolean' } },
+      properties: {
+        sourceDigest: { type: ['string', 'null'] },
+        destDigest: { type: ['string', 'null'] },
+        match: { type: ['boolean', 'null'] },
+        sections: {
+          type: 'object',
+          additionalProperties: {
+            type: 'object',
+            required: ['source', 'dest', 'match'],
+            properties: {
+              source: { type: ['string', 'null'] },
+              dest: { type: ['string', 'null'] },
+              match: { type: 'boolean' },
+            },
+          },
+        },
+      },
     },
     network: {
       oneOf: [

@@ -15,7 +15,8 @@ export type SwitchoverReason =
   | 'nothing-dirty'
   | 'max-rounds'
   | 'not-shrinking' // the dirty set stopped shrinking for 3 rounds
-  | 'postcopy'; // hybrid/post-copy switched without converging
+  | 'postcopy' // hybrid/post-copy switched without converging (or migrate-start-postcopy)
+  | 'shutdown'; // the agent was asked to stop (SIGTERM): it switched over at once rather than lose the VM
 
 export interface RoundReport {
   /** 0 = the full first pass. */
@@ -73,6 +74,20 @@ export interface NetworkReport {
   latencyMs?: { p50: number; p99: number; max: number } | null;
 }
 
+/**
+ * Each side's digests, each computed by that side: never one side's value copied into the
+ * other's field. `sourceDigest`/`destDigest` are memory's (the RAM section); `sections` holds
+ * every section's (ram, cpu, devices). null: that side computed none (the migration failed
+ * before); `match` is null when nothing was compared.
+ */
+export interface Verification {
+  sourceDigest: string | null;
+  destDigest: string | null;
+  match: boolean | null;
+  /** Extra: per section. */
+  sections?: Record<string, { source: string | null; dest: string | null; match: boolean }>;
+}
+
 export interface MigrationReport {
   schema: typeof REPORT_SCHEMA;
   mode: MigrationMode;
@@ -81,8 +96,13 @@ export interface MigrationReport {
   vm: { name?: string; memoryBytes: number; pageSize: number; workload: string; init?: string; seed?: number };
   times: {
     totalMs: number;
-    /** Source vCPU pause → destination vCPU resume (see docs: how it is measured). */
-    downtimeMs: number;
+    /**
+     * Source vCPU pause → destination vCPU resume (see docs: how it is measured). null when
+     * the VM never resumed on the destination (`downtimeNote` says why).
+     */
+    downtimeMs: number | null;
+    /** Extra: why downtimeMs is null (the VM never paused; it paused but never resumed there). */
+    downtimeNote?: string;
     setupMs: number;
     /** Extra: pause → `Ready` at the source (stop-and-copy incl. verification). */
     stopCopyMs?: number;
@@ -97,7 +117,7 @@ export interface MigrationReport {
   bytes: { wire: number; pagePayload: number };
   pages: { total: number; sent: number; zero: number; resent: number; faulted: number };
   rounds: RoundReport[];
-  verify: { sourceDigest: string; destDigest: string; match: boolean };
+  verify: Verification;
   /** What a client of the VM's service saw (a probe ran alongside), or null. */
   network: null | NetworkReport;
   /** Extra: the switchover rule and the limits in force. */
@@ -119,4 +139,16 @@ export interface MigrationReport {
   nic?: { address: string; mac: string; addressMode: 'loopback' | 'macvlan' };
   /** Extra (post-copy and hybrid): demand paging as the destination saw it. */
   postcopy?: PostcopyReport;
+}
+
+/**
+ * The downtime of a migration that resumed on the destination; ERR_VM_STATE (with the report's
+ * own reason) for one that did not — for callers that measured a completed migration.
+ */
+export function downtimeOf(report: Pick<MigrationReport, 'times' | 'outcome'>): number {
+  const { downtimeMs, downtimeNote } = report.times;
+  if (downtimeMs === null) {
+    throw new Error(`no downtime in a ${report.outcome} migration: ${downtimeNote ?? 'the VM never resumed there'}`);
+  }
+  return downtimeMs;
 }

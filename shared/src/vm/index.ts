@@ -43,3 +43,4 @@ export { snapshotVm, diffSnapshots, runReference, cloneVm, checkAbInvariant } fr
 export type { VmSnapshot, AbCheck } from './oracle.ts';
 export { startPrefault } from './prefault.ts';
 export type { Prefault } from './prefault.ts';
+export { cpuStateDigest, deviceStateDigest, canonicalJson, mismatchedSections } from './section-digest.ts';

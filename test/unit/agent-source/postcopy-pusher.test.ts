@@ -7,7 +7,7 @@ import { silentLogger } from '@livemig/shared';
 import type { PeerChannel } from '@livemig/shared/channel';
 import type { PagesBatch } from '@livemig/shared/protocol';
 import { Bitmap, GuestMemory } from '@livemig/shared/vm';
-import { PostcopyPusher } from '../../../agent-source/src/migration/postcopy.ts';
+import { PostcopyPusher } from '../../../agent-source/src/migration/sections/ram/postcopy-pusher.ts';
 import { MigrationStats } from '../../../agent-source/src/migration/stats.ts';
 import { TokenBucket } from '../../../agent-source/src/migration/token-bucket.ts';
 

@@ -24,8 +24,9 @@ import type { PeerChannel } from '@livemig/shared/channel';
 import { MsgType } from '@livemig/shared/channel';
 import type { Bitmap } from '@livemig/shared/vm';
 import { type GuestMemory } from '@livemig/shared/vm';
-import type { MigrationStats } from './stats.ts';
-import type { TokenBucket } from './token-bucket.ts';
+import type { MigrationStats } from '../../stats.ts';
+import type { TokenBucket } from '../../token-bucket.ts';
+import { encodeBatch } from './page-batch.ts';
 
 /** Pages per background batch (1 MiB). */
 const PUSH_BATCH = 256;
@@ -40,6 +41,8 @@ export interface PostcopyPusherComponents {
   /** Whether pre-copy already sent this page (so sending it now is a re-send). */
   sentBefore: (page: number) => boolean;
   signal: AbortSignal;
+  /** The peer understands zero records (capability `zero-pages`). @default true */
+  zeroPages?: boolean;
 }
 
 export class PostcopyPusher {
@@ -153,24 +156,12 @@ export class PostcopyPusher {
   #sendBatch(pages: Uint32Array, requestId: number, channel: PeerChannel): boolean {
     if (channel.failure) throw channel.failure;
     const { memory, stats, onPageSent } = this.#c;
-    const kinds = new Uint8Array(pages.length);
-    const views: Uint8Array[] = [];
     for (let i = 0; i < pages.length; i++) {
       const page = pages[i]!;
       this.#unsent.clear(page);
       if (this.#c.sentBefore(page)) stats.resentPages += 1;
-      if (memory.isZeroPage(page)) {
-        kinds[i] = 1;
-        stats.zeroPages += 1;
-        onPageSent(page, null);
-      } else {
-        const view = memory.page(page);
-        views.push(view);
-        stats.rawPages += 1;
-        stats.pagePayloadBytes += memory.pageSize;
-        onPageSent(page, view);
-      }
     }
+    const { kinds, views } = encodeBatch(pages, { memory, stats, onPageSent, zeroPages: this.#c.zeroPages ?? true });
     return channel.sendPages({ round: this.#round, requestId, pages, kinds }, views);
   }
 }

@@ -1,0 +1,103 @@
+/**
+ * Demand paging on the destination while the VM runs with pages absent: every page that
+ * arrives — on the main channel, the fault channel, or a channel that replaced one after a
+ * broken link — is installed once (never over a page the guest already has), marked present
+ * (waking a vCPU blocked on it), and resolves its fault; faults become PageRequests
+ * (page-faults.ts). Channels may attach before post-copy starts (the fault channel joins at
+ * setup): their appliers write into the same memory and the same digest ledger, and start
+ * installing pages the moment post-copy does.
+ */
+import type { Logger } from 'pino';
+import type { PageApplier, PeerChannel } from '@livemig/shared/channel';
+import { Bitmap, type ToyVm } from '@livemig/shared/vm';
+import { FaultHandler } from './page-faults.ts';
+
+export class PostcopyPaging {
+  readonly #vm: ToyVm;
+  readonly #logger: Logger;
+  readonly #mainApplier: PageApplier;
+  readonly #appliers: PageApplier[] = [];
+  #faults: FaultHandler | undefined;
+  #faultChannel: PeerChannel | undefined;
+  /** Called when the last absent page arrives. */
+  onAllPresent: (() => void) | undefined;
+
+  constructor(vm: ToyVm, mainApplier: PageApplier, logger: Logger) {
+    this.#vm = vm;
+    this.#mainApplier = mainApplier;
+    this.#logger = logger;
+  }
+
+  /** A second connection's page sink: same memory, same digest ledger. */
+  attachApplier(applier: PageApplier): void {
+    applier.attach(this.#vm.memory, this.#mainApplier.ledger);
+    this.#appliers.push(applier);
+    if (this.#faults) this.#installOnArrival(applier);
+  }
+
+  /** The fault channel (again, after a reconnect): requests go there, in-flight ones are re-asked. */
+  attachFaultChannel(channel: PeerChannel): void {
+    this.#faultChannel = channel;
+    this.#faults?.attachChannel(channel);
+  }
+
+  /** The link broke: requests wait for the next fault channel. */
+  detachFaultChannel(): void {
+    this.#faultChannel = undefined;
+    this.#faults?.detachChannel();
+  }
+
+  /** PostcopyStart: every page not in `absent` is present; from here on arriving pages are installed. */
+  start(absent: Bitmap): void {
+    this.#vm.markPresent(presentPages(absent));
+    this.#faults = new FaultHandler(this.#vm, this.#logger);
+    this.#faults.start();
+    if (this.#faultChannel) this.#faults.attachChannel(this.#faultChannel);
+    this.#installOnArrival(this.#mainApplier);
+    for (const applier of this.#appliers) this.#installOnArrival(applier);
+  }
+
+  /** Every page not present now (set = absent), for Missing. */
+  absentPages(): Bitmap {
+    const vm = this.#vm;
+    const absent = new Bitmap(vm.memory.pageCount);
+    for (let n = 0; n < vm.memory.pageCount; n++) if (!vm.isPresent(n)) absent.set(n);
+    return absent;
+  }
+
+  get faults(): FaultHandler | undefined {
+    return this.#faults;
+  }
+
+  stop(): void {
+    this.#faults?.stop();
+  }
+
+  #installOnArrival(applier: PageApplier): void {
+    const vm = this.#vm;
+    const faults = this.#faults!;
+    applier.wanted = (page) => !vm.isPresent(page);
+    applier.onPage = (page) => {
+      vm.markPresent([page]);
+      faults.pageArrived(page);
+      if (vm.missingPages === 0) this.onAllPresent?.();
+    };
+  }
+}
+
+/** The pages NOT in `absent`, ascending — word by word, since all-absent words are the common case. */
+export function presentPages(absent: Bitmap): Uint32Array {
+  const present = new Uint32Array(absent.size - absent.count);
+  let k = 0;
+  const words = absent.words;
+  for (let w = 0; w < words.length; w++) {
+    let free = ~words[w]! >>> 0;
+    while (free !== 0) {
+      const bit = 31 - Math.clz32(free & -free);
+      const page = w * 32 + bit;
+      if (page < absent.size) present[k++] = page;
+      free = (free & (free - 1)) >>> 0;
+    }
+  }
+  return present;
+}

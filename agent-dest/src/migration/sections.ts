@@ -1,0 +1,119 @@
+/**
+ * The load side of each section (QEMU's load_state handlers): what the destination does with a
+ * section's data, and its digest of what it loaded — computed here, from this VM, never copied
+ * from the source. RAM's bytes arrive through the channel's page sink (PageApplier) before any
+ * message is seen, so RAM only reports its digest; CPU and device state are imported from
+ * their messages and hashed as exported again from this VM, so what is compared is what the
+ * VM will run with.
+ */
+import { MigrationError } from '@livemig/shared';
+import type { PageApplier } from '@livemig/shared/channel';
+import { MsgType, type CpuStateMsg, type DeviceStateMsg } from '@livemig/shared/protocol';
+import { cpuStateDigest, deviceStateDigest, mismatchedSections, type ToyVm } from '@livemig/shared/vm';
+
+export interface IncomingSection {
+  readonly name: string;
+  /** Message types whose content this section loads. */
+  readonly loads: readonly MsgType[];
+  load(message: CpuStateMsg | DeviceStateMsg): void;
+  /** This side's digest of what it holds, once final; undefined before. */
+  digest(): string | undefined;
+}
+
+class RamLoad implements IncomingSection {
+  readonly name = 'ram';
+  readonly loads: readonly MsgType[] = [];
+  readonly #applier: PageApplier;
+  constructor(applier: PageApplier) {
+    this.#applier = applier;
+  }
+  load(): void {
+    throw new MigrationError('ERR_INTERNAL', 'RAM is loaded by the page sink, not by messages');
+  }
+  digest(): string {
+    return this.#applier.digest();
+  }
+}
+
+class CpuLoad implements IncomingSection {
+  readonly name = 'cpu';
+  readonly loads = [MsgType.CpuState];
+  readonly #vm: ToyVm;
+  #digest: string | undefined;
+  constructor(vm: ToyVm) {
+    this.#vm = vm;
+  }
+  load(message: CpuStateMsg | DeviceStateMsg): void {
+    this.#vm.importCpuState((message as CpuStateMsg).registers);
+    this.#digest = cpuStateDigest(this.#vm.exportCpuState());
+  }
+  digest(): string | undefined {
+    return this.#digest;
+  }
+}
+
+class DevicesLoad implements IncomingSection {
+  readonly name = 'devices';
+  readonly loads = [MsgType.DeviceState];
+  readonly #vm: ToyVm;
+  #digest: string | undefined;
+  constructor(vm: ToyVm) {
+    this.#vm = vm;
+  }
+  load(message: CpuStateMsg | DeviceStateMsg): void {
+    this.#vm.importDeviceState((message as DeviceStateMsg).state);
+    this.#digest = deviceStateDigest(this.#vm.exportDeviceState());
+  }
+  digest(): string | undefined {
+    return this.#digest;
+  }
+}
+
+export class IncomingSections {
+  readonly all: readonly IncomingSection[];
+
+  constructor(vm: ToyVm, applier: PageApplier) {
+    this.all = [new RamLoad(applier), new CpuLoad(vm), new DevicesLoad(vm)];
+  }
+
+  /** Hand a state message to the section that loads it. */
+  load(message: CpuStateMsg | DeviceStateMsg): void {
+    const section = this.all.find((s) => s.loads.includes(message.type));
+    if (!section) throw new MigrationError('ERR_INTERNAL', `no section loads message type ${message.type}`);
+    section.load(message);
+  }
+
+  /** Our digests of `names`. */
+  digests(names: readonly string[]): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const section of this.all) {
+      if (!names.includes(section.name)) continue;
+      const digest = section.digest();
+      if (digest !== undefined) out[section.name] = digest;
+    }
+    return out;
+  }
+
+  /**
+   * Compare the source's digests of `names` with ours; ERR_DIGEST_MISMATCH naming each section
+   * that differs (or that either side lacks). Returns ours, for Ready / Complete.
+   */
+  verify(source: Readonly<Record<string, string>>, names: readonly string[]): Record<string, string> {
+    const ours = this.digests(names);
+    const bad = mismatchedSections(source, ours, names);
+    if (bad.length) {
+      const detail = bad.map((n) => `${n}: received ${ours[n] ?? 'none'} ≠ source ${source[n] ?? 'none'}`);
+      throw new MigrationError('ERR_DIGEST_MISMATCH', `refusing to run a damaged VM — ${detail.join('; ')}`);
+    }
+    return ours;
+  }
+
+  /** Every section but RAM: what must match before a post-copy VM runs. */
+  get stateNames(): string[] {
+    return this.all.filter((s) => s.name !== 'ram').map((s) => s.name);
+  }
+
+  get names(): string[] {
+    return this.all.map((s) => s.name);
+  }
+}

@@ -1,0 +1,82 @@
+/**
+ * The data connections of one outgoing migration: `main` (Setup, pages, state, handoff) and,
+ * for post-copy, `fault` (PageRequests and their answers, never behind bulk pages). Either
+ * may be replaced on post-copy recovery; the wire bytes of connections already closed are kept
+ * so the report counts every byte this migration put on a wire.
+ */
+import { MigrationError } from '@livemig/shared';
+import { msg, type PeerChannel } from '@livemig/shared/channel';
+import type { Capability } from '@livemig/shared/protocol';
+
+export type Connect = (signal: AbortSignal) => Promise<PeerChannel>;
+
+export class ChannelSet {
+  readonly #connect: Connect;
+  readonly #signal: AbortSignal;
+  readonly #migrationId: string;
+  #main: PeerChannel | undefined;
+  #fault: PeerChannel | undefined;
+  /** Wire bytes of connections already closed or replaced. */
+  #earlierBytes = 0;
+
+  constructor(connect: Connect, signal: AbortSignal, migrationId: string) {
+    this.#connect = connect;
+    this.#signal = signal;
+    this.#migrationId = migrationId;
+  }
+
+  /** The main connection; ERR_CONNECTION when there is none (closed, or broken and not yet replaced). */
+  get main(): PeerChannel {
+    if (!this.#main) throw new MigrationError('ERR_CONNECTION', 'no data connection to the destination');
+    return this.#main;
+  }
+
+  get fault(): PeerChannel {
+    if (!this.#fault) throw new MigrationError('ERR_CONNECTION', 'no fault connection to the destination');
+    return this.#fault;
+  }
+
+  /** What the main connection negotiated (empty before it exists). */
+  get capabilities(): ReadonlySet<Capability> {
+    return this.#main?.capabilities ?? new Set();
+  }
+
+  /** Connect the main channel (handshake included). */
+  async openMain(): Promise<PeerChannel> {
+    this.#main = await this.#connect(this.#signal);
+    return this.#main;
+  }
+
+  /** Post-copy: a second connection for faults, joined to this migration by Attach. */
+  async openFault(): Promise<PeerChannel> {
+    const fault = await this.#connect(this.#signal);
+    fault.send(msg.attach(this.#migrationId, 'fault'));
+    this.#fault = fault;
+    return fault;
+  }
+
+  /** Post-copy recovery: a new main connection that resumes this migration (Attach resume). */
+  async reattachMain(): Promise<PeerChannel> {
+    const main = await this.#connect(this.#signal);
+    this.#main = main;
+    main.send(msg.attach(this.#migrationId, 'resume'));
+    return main;
+  }
+
+  /** Every byte this migration put on a wire so far, headers included. */
+  get wireBytes(): number {
+    return this.#earlierBytes + (this.#main?.bytesSent ?? 0) + (this.#fault?.bytesSent ?? 0);
+  }
+
+  /** Close both: flushed when there is no error, aborted (telling the peer why) when there is. */
+  async close(error?: MigrationError): Promise<void> {
+    for (const channel of [this.#main, this.#fault]) {
+      if (!channel) continue;
+      this.#earlierBytes += channel.bytesSent;
+      if (error) channel.abort(error);
+      else await channel.close();
+    }
+    this.#main = undefined;
+    this.#fault = undefined;
+  }
+}

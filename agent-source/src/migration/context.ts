@@ -1,0 +1,116 @@
+/**
+ * Everything one outgoing migration knows, in one object the phases share (instead of a class
+ * with optional fields read with `!`): who it is, its knobs, the VM, the connections, the
+ * sections, the figures, and the outcome as it becomes known. Phases (phases/*.ts) are
+ * functions over this context; the driver (outgoing.ts) owns its lifetime.
+ */
+import type { Logger } from 'pino';
+import { MigrationError, StateMachine } from '@livemig/shared';
+import type { ControlEvents, EventName } from '@livemig/shared/control';
+import type { HostedVm } from '@livemig/shared/host';
+import type { MigrationReport, PostcopyReport, SwitchoverReason } from '@livemig/shared/report';
+import type { ToyVm } from '@livemig/shared/vm';
+import { ChannelSet, type Connect } from './channels.ts';
+import type { ResolvedMigrateParams } from './params.ts';
+import type { SectionSet } from './sections/index.ts';
+import { MigrationStats } from './stats.ts';
+import { SOURCE_TRANSITIONS, type SourceStatus } from './status.ts';
+import { TokenBucket } from './token-bucket.ts';
+
+export interface OutgoingComponents {
+  hosted: HostedVm;
+  /** Opens a data connection to the destination and completes Hello/Welcome. */
+  connect: Connect;
+  logger: Logger;
+  emit: <E extends EventName>(event: E, data: ControlEvents[E]) => void;
+  setVmState: (state: HostedVm['state']) => void;
+}
+
+export interface OutgoingOptions {
+  migrationId: string;
+  to: string;
+  params: ResolvedMigrateParams;
+}
+
+/** What the operator or the agent asked for while the migration runs; read between batches. */
+export interface Requests {
+  /** Hybrid: switch to post-copy now (migrate-start-postcopy). */
+  postcopy: boolean;
+  /** The agent is stopping: switch over now rather than lose the VM. */
+  shutdown: boolean;
+}
+
+/** The verification record: each side's digests, each computed by that side. */
+export interface Verification {
+  source: Record<string, string>;
+  dest: Record<string, string>;
+}
+
+export class MigrationContext {
+  readonly id: string;
+  readonly params: ResolvedMigrateParams;
+  readonly hosted: HostedVm;
+  readonly vm: ToyVm;
+  readonly logger: Logger;
+  readonly emit: OutgoingComponents['emit'];
+  readonly setVmState: OutgoingComponents['setVmState'];
+  readonly machine = new StateMachine<SourceStatus>(SOURCE_TRANSITIONS, 'none');
+  readonly stats = new MigrationStats();
+  readonly abort = new AbortController();
+  readonly bucket: TokenBucket;
+  readonly channels: ChannelSet;
+  readonly requests: Requests = { postcopy: false, shutdown: false };
+  readonly verify: Verification = { source: {}, dest: {} };
+  /** Set once setup has built them. */
+  sections: SectionSet | undefined;
+  switchover: { reason: SwitchoverReason; expectedDowntimeMs: number } | undefined;
+  /** performance.now() when we paused the vCPU for the switchover (the downtime's start). */
+  pausedAt: number | undefined;
+  rttMs: number | undefined;
+  /** Where the VM is if the migration fails now. */
+  vmRunsOnIfFailed: NonNullable<MigrationReport['vmRunsOn']> = 'source';
+  postcopy: PostcopyReport | undefined;
+  /** Guest progress when the migration started (for steps/s before post-copy). */
+  readonly stepsAtStart: { steps: number; at: number };
+  /** Set while recovery waits between attempts: cuts the wait short (migrate-resume). */
+  retryNow: (() => void) | undefined;
+
+  constructor(components: OutgoingComponents, options: OutgoingOptions) {
+    this.id = options.migrationId;
+    this.params = options.params;
+    this.hosted = components.hosted;
+    this.vm = components.hosted.vm;
+    this.logger = components.logger;
+    this.emit = components.emit;
+    this.setVmState = components.setVmState;
+    this.bucket = new TokenBucket({ rateBps: options.params.maxBandwidthBps });
+    this.channels = new ChannelSet(components.connect, this.abort.signal, this.id);
+    this.stepsAtStart = { steps: this.vm.steps, at: performance.now() };
+  }
+
+  get signal(): AbortSignal {
+    return this.abort.signal;
+  }
+
+  get mode(): ResolvedMigrateParams['mode'] {
+    return this.params.mode;
+  }
+
+  /** The sections; ERR_INTERNAL before setup built them. */
+  get s(): SectionSet {
+    if (!this.sections) throw new MigrationError('ERR_INTERNAL', 'sections used before setup');
+    return this.sections;
+  }
+
+  /** Pause the vCPU: the downtime starts. */
+  async pause(): Promise<void> {
+    await this.vm.pause();
+    this.pausedAt = performance.now();
+  }
+
+  /** When the vCPU paused for the switchover; ERR_INTERNAL if it has not. */
+  get pausedSince(): number {
+    if (this.pausedAt === undefined) throw new MigrationError('ERR_INTERNAL', 'the VM has not been paused');
+    return this.pausedAt;
+  }
+}

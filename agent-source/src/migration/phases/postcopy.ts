@@ -1,0 +1,70 @@
+/**
+ * Post-copy, after the handoff: the VM runs on the destination and this side holds the pages it
+ * lacks. RAM pushes every absent page on the main channel while PageRequests are answered first
+ * on the fault channel; after the push, StopCopyEnd carries our memory digest and the
+ * destination answers Complete with its own (and what only it measured: faults, latency, vCPU
+ * blocked time). A broken link parks the migration in postcopy-paused until recovery.ts
+ * reconnects; running out of recovery time loses the VM, and the report says so.
+ */
+import { MigrationError, toMigrationError } from '@livemig/shared';
+import { msg, MsgType } from '@livemig/shared/channel';
+import type { PostcopyReport } from '@livemig/shared/report';
+import type { MigrationContext } from '../context.ts';
+import { serveFaults } from '../sections/ram/postcopy-pusher.ts';
+import { recoverPhase } from './recovery.ts';
+import { checkDigests } from './verify.ts';
+
+export async function postcopyPhase(ctx: MigrationContext): Promise<void> {
+  const ram = ctx.s.ram;
+  const pusher = ram.pusher;
+  const report = ctx.postcopy;
+  if (!pusher || !report) throw new MigrationError('ERR_INTERNAL', 'post-copy without a switchover');
+  ctx.machine.transition('handoff', 'postcopy');
+  const started = performance.now();
+  let destStats: Record<string, unknown>;
+  for (;;) {
+    try {
+      destStats = await pushUntilComplete(ctx);
+      break;
+    } catch (error) {
+      if (ctx.signal.aborted) throw error;
+      await recoverPhase(ctx, toMigrationError(error));
+    }
+  }
+  ctx.stats.pendingPages = 0;
+  report.pagesFetchedOnDemand = pusher.fetchedOnDemand;
+  report.pagesPushed = pusher.pushed;
+  report.postcopyMs = performance.now() - started;
+  report.faults = numberOf(destStats.faults);
+  report.vcpuBlockedMs = numberOf(destStats.vcpuBlockedMs);
+  report.stepsPerSecDuring = numberOf(destStats.stepsPerSecDuring);
+  report.faultLatencyMs = (destStats.faultLatencyMs as PostcopyReport['faultLatencyMs'] | undefined) ?? null;
+}
+
+/** One attempt: push everything on the main channel while answering faults; StopCopyEnd → Complete. */
+async function pushUntilComplete(ctx: MigrationContext): Promise<Record<string, unknown>> {
+  const ram = ctx.s.ram;
+  const main = ctx.channels.main;
+  const faults = serveFaults(ram.pusher!, ctx.channels.fault, ctx.signal);
+  const pushing = (async () => {
+    await ram.push(main);
+    const digests = { ram: ram.digest()! };
+    Object.assign(ctx.verify.source, digests);
+    main.send(msg.stopCopyEnd(digests));
+    return main.expect(MsgType.Complete, ctx.signal);
+  })();
+  faults.catch(() => {});
+  pushing.catch(() => {});
+  const complete = await Promise.race([
+    pushing,
+    faults.then(() => {
+      throw new MigrationError('ERR_CONNECTION', 'the fault channel ended before the migration completed');
+    }),
+  ]);
+  checkDigests(ctx, complete.digests, ['ram']);
+  return complete.stats;
+}
+
+function numberOf(value: unknown): number {
+  return typeof value === 'number' && Number.isFinite(value) ? value : 0;
+}

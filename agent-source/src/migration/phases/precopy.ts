@@ -1,0 +1,111 @@
+/**
+ * Pre-copy rounds. Each round every section sends what it has dirty, within a byte budget per
+ * call, so between two calls the engine sees a request (migrate-start-postcopy, shutdown) and
+ * acts on it at once, mid-round. At a round's end: RoundEnd, sync the dirty logs, sum what is
+ * pending, and let the switchover rule and switchover.ts choose. Before stopping the VM the
+ * source waits for the destination's RoundAck of the last round: otherwise stop-and-copy
+ * queues behind what is still in socket buffers and on the wire (up to megabytes — a third of a
+ * second at 100 Mbit/s), and all of that would count as downtime.
+ */
+import { msg, MsgType, type PeerChannel } from '@livemig/shared/channel';
+import { bandwidthEstimate } from '../bandwidth.ts';
+import type { MigrationContext } from '../context.ts';
+import { decideSwitchover, expectedDowntimeMs } from '../convergence.ts';
+import { endRound, iterateAll, pendingBytes, startRound } from '../sections/index.ts';
+import { chooseExit, type Exit } from '../switchover.ts';
+
+/** Payload bytes a section may send before the engine looks at requests again (~4 ms at 1 GB/s). */
+export const ITERATE_BUDGET_BYTES = 4 << 20;
+
+export async function precopyPhase(ctx: MigrationContext): Promise<Exit['to']> {
+  const { logger, stats, params } = ctx;
+  const sections = ctx.s;
+  const main = ctx.channels.main;
+  ctx.machine.transition('setup', 'precopy');
+  const pendingAfter: number[] = [];
+  for (let round = 0; ; round++) {
+    const requestedFirst = exitOnRequest(ctx, round);
+    if (requestedFirst) return decided(ctx, requestedFirst);
+    const started = performance.now();
+    const bytesBefore = main.bytesSent;
+    startRound(sections, round);
+    let cut: Exit | undefined;
+    while (!(await iterateAll(sections, ITERATE_BUDGET_BYTES))) {
+      cut = exitOnRequest(ctx, round);
+      if (cut) break;
+    }
+    const pages = stats.current.sent;
+    if (!main.send(msg.roundEnd({ round, pages, bytes: main.bytesSent - bytesBefore }))) {
+      await main.drained(ctx.signal);
+    }
+    endRound(sections);
+    const ms = performance.now() - started;
+    const bytes = main.bytesSent - bytesBefore;
+    const dirtyAfter = sections.ram.dirtyPages;
+    stats.rounds.push({ index: round, pages, bytes, ms, bandwidthBps: ms > 0 ? (bytes / ms) * 1000 : 0, dirtyAfter });
+    stats.pendingPages = dirtyAfter + sections.ram.unsentOfRound;
+    ctx.emit('MIGRATION_PASS', { migrationId: ctx.id, pass: round + 1 });
+    if (cut) {
+      logger.info({ event: 'precopy.round.cut', round, pages, reason: cut.reason }, `round ${round} cut short`);
+      return decided(ctx, cut);
+    }
+    pendingAfter.push(pendingBytes(sections));
+    const decision = decideSwitchover({
+      roundsDone: round + 1,
+      pendingBytesAfter: pendingAfter,
+      bandwidthBps: bandwidthEstimate(stats.rounds, params.maxBandwidthBps),
+      downtimeLimitMs: params.downtimeLimitMs,
+      maxRounds: params.maxRounds,
+    });
+    stats.expectedDowntimeMs = decision.expectedDowntimeMs;
+    logger.info(
+      { event: 'precopy.round.end', round, pages, bytes, ms, dirtyAfter, ...decision },
+      `round ${round}: ${pages} pages, ${dirtyAfter} dirty after`,
+    );
+    const exit = chooseExit({ ...exitInput(ctx, round + 1), decision });
+    if (exit) {
+      // The VM runs while we wait for the ack; what it dirties meanwhile joins the final set.
+      await awaitRoundAck(ctx, main, round);
+      endRound(sections);
+      return decided(ctx, exit, decision.expectedDowntimeMs);
+    }
+  }
+}
+
+function exitInput(ctx: MigrationContext, roundsDone: number): Parameters<typeof chooseExit>[0] {
+  return {
+    mode: ctx.mode,
+    decision: undefined,
+    roundsDone,
+    postcopyAfterRounds: ctx.params.postcopyAfterRounds,
+    requested: ctx.requests,
+  };
+}
+
+/** A switch the operator or the agent asked for, acted on now (mid-round or before one). */
+function exitOnRequest(ctx: MigrationContext, roundsDone: number): Exit | undefined {
+  if (!ctx.requests.postcopy && !ctx.requests.shutdown) return undefined;
+  return chooseExit(exitInput(ctx, roundsDone));
+}
+
+/** Record the switchover; a switch before the rule ran estimates its downtime from what is pending now. */
+function decided(ctx: MigrationContext, exit: Exit, expected?: number): Exit['to'] {
+  const bandwidth = bandwidthEstimate(ctx.stats.rounds, ctx.params.maxBandwidthBps);
+  const expectedMs = expected ?? expectedDowntimeMs(pendingBytes(ctx.s), bandwidth);
+  ctx.stats.expectedDowntimeMs = expectedMs;
+  ctx.switchover = { reason: exit.reason, expectedDowntimeMs: expectedMs };
+  return exit.to;
+}
+
+/** Wait until the destination acknowledged round `round` (earlier rounds' acks are passed over). */
+async function awaitRoundAck(ctx: MigrationContext, channel: PeerChannel, round: number): Promise<void> {
+  const waitStarted = performance.now();
+  for (;;) {
+    const ack = await channel.expect(MsgType.RoundAck, ctx.signal);
+    if (ack.round >= round) break;
+  }
+  ctx.logger.debug(
+    { event: 'precopy.round.acked', round, waitedMs: performance.now() - waitStarted },
+    'destination has the whole round',
+  );
+}

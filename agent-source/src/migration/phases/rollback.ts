@@ -1,0 +1,39 @@
+/**
+ * Failure, with the same checked transition as every other phase change. Until Handoff was
+ * sent the source owns the VM: close the connections (telling the destination why, so it
+ * discards its copy), resume the vCPU if we paused it, and the VM runs on here as before. Past
+ * Handoff the VM is never resumed here: pre-copy — the destination may be running it; post-copy
+ * — it is, and part of its memory is here, so losing the link for good loses it. The log and the
+ * report say which.
+ */
+import type { MigrationError } from '@livemig/shared';
+import type { MigrationContext } from '../context.ts';
+import { SOURCE_OWNS_VM, SOURCE_PAST_HANDOFF } from '../status.ts';
+
+export async function rollbackPhase(ctx: MigrationContext, error: MigrationError): Promise<void> {
+  const { logger } = ctx;
+  const owned = SOURCE_OWNS_VM.includes(ctx.machine.state);
+  const outcome = error.code === 'ERR_CANCELLED' && owned ? 'cancelled' : 'failed';
+  await ctx.channels.close(error);
+  if (owned) {
+    ctx.vmRunsOnIfFailed = 'source';
+    if (ctx.pausedAt !== undefined) ctx.vm.resume();
+    ctx.setVmState('running');
+    logger.warn({ event: 'migration.rollback', err: error }, `migration ${outcome}; the VM keeps running here`);
+  } else if (ctx.vmRunsOnIfFailed === 'paused-on-source') {
+    ctx.setVmState('migrated');
+    logger.error(
+      { event: 'migration.handoff-unconfirmed', err: error },
+      'handoff was sent but the destination never confirmed: the VM stays paused here (state "migrated") and ' +
+        'may be running on the destination; check it before `cont --force` here',
+    );
+  } else {
+    ctx.setVmState('migrated');
+    logger.error(
+      { event: 'migration.postcopy-lost', err: error },
+      'post-copy failed after the point of no return: the VM ran on the destination with pages still here; ' +
+        'it is lost unless the destination still runs it',
+    );
+  }
+  ctx.machine.transition(owned ? SOURCE_OWNS_VM : SOURCE_PAST_HANDOFF, outcome);
+}

@@ -1,0 +1,52 @@
+/**
+ * Setup: connect (Hello/Welcome), check the destination negotiated what this mode needs, build
+ * the sections from what it negotiated, send Setup (each section adds its part) and wait for
+ * SetupDone — the destination has built an empty VM. Post-copy and hybrid open the fault
+ * channel now, so it is there the moment the VM resumes on the other side.
+ */
+import { MigrationError } from '@livemig/shared';
+import { msg, MsgType } from '@livemig/shared/channel';
+import type { Capability } from '@livemig/shared/protocol';
+import type { MigrationContext } from '../context.ts';
+import { createSections, setupAll } from '../sections/index.ts';
+
+/** What each mode needs the destination to have negotiated. */
+export const MODE_NEEDS: Readonly<Record<MigrationContext['mode'], readonly Capability[]>> = {
+  precopy: [],
+  postcopy: ['postcopy', 'fault-channel'],
+  hybrid: ['postcopy', 'fault-channel'],
+};
+
+export async function setupPhase(ctx: MigrationContext): Promise<void> {
+  const { vm, hosted, logger, stats } = ctx;
+  ctx.machine.transition('none', 'setup');
+  const channel = await ctx.channels.openMain();
+  const missing = MODE_NEEDS[ctx.mode].filter((c) => !channel.capabilities.has(c));
+  if (missing.length) {
+    throw new MigrationError(
+      'ERR_UNSUPPORTED',
+      `the destination did not negotiate ${missing.join(', ')}, which --mode ${ctx.mode} needs; the VM keeps running here`,
+    );
+  }
+  const sections = createSections(ctx);
+  ctx.sections = sections;
+  const setup = msg.setup({
+    migrationId: ctx.id,
+    mode: ctx.mode,
+    vm: {
+      name: hosted.name,
+      memoryBytes: vm.spec.memoryBytes,
+      pageSize: vm.memory.pageSize,
+      workload: vm.spec.workload,
+      init: vm.spec.init,
+      seed: vm.spec.seed,
+      nic: vm.spec.nic ?? '',
+    },
+  });
+  setupAll(sections, setup);
+  channel.send(setup);
+  await channel.expect(MsgType.SetupDone, ctx.signal);
+  if (ctx.mode !== 'precopy') await ctx.channels.openFault();
+  stats.setupMs = stats.elapsedMs;
+  logger.info({ event: 'setup.done', setupMs: stats.setupMs, mode: ctx.mode }, 'destination ready for pages');
+}

@@ -1,0 +1,73 @@
+/**
+ * The sections of one outgoing migration, and what the engine does over all of them. The RAM
+ * section is also named on its own: post-copy (absent map, push, requests) is RAM's today.
+ */
+import type { SetupMsg } from '@livemig/shared/protocol';
+import type { MigrationContext } from '../context.ts';
+import { CpuSection } from './cpu.ts';
+import { DevicesSection } from './devices.ts';
+import { RamSection } from './ram/ram-section.ts';
+import type { OutgoingSection } from './section.ts';
+
+export interface SectionSet {
+  readonly all: readonly OutgoingSection[];
+  readonly ram: RamSection;
+}
+
+/** Build the sections of this VM, using what the destination negotiated. */
+export function createSections(ctx: MigrationContext): SectionSet {
+  const caps = ctx.channels.capabilities;
+  const channel = () => ctx.channels.main;
+  const ram = new RamSection({
+    vm: ctx.vm,
+    channel,
+    stats: ctx.stats,
+    bucket: ctx.bucket,
+    logger: ctx.logger,
+    signal: ctx.signal,
+    capabilities: { setupBitmap: caps.has('setup-bitmap'), zeroPages: caps.has('zero-pages') },
+  });
+  // Order matters at the stop point: memory first, then the state that refers to it.
+  return { all: [ram, new CpuSection(ctx.vm, channel), new DevicesSection(ctx.vm, channel)], ram };
+}
+
+export function setupAll(sections: SectionSet, setup: SetupMsg): void {
+  for (const section of sections.all) section.setup?.(setup);
+}
+
+/** Bytes still to send, over every section: the switchover rule's input. */
+export function pendingBytes(sections: SectionSet): number {
+  return sections.all.reduce((sum, section) => sum + section.pending(), 0);
+}
+
+export function startRound(sections: SectionSet, round: number): void {
+  for (const section of sections.all) section.startRound?.(round);
+}
+
+/** Give every section up to `budgetBytes` of this round; true once every section's round is done. */
+export async function iterateAll(sections: SectionSet, budgetBytes: number): Promise<boolean> {
+  let done = true;
+  for (const section of sections.all) {
+    if (section.iterate && !(await section.iterate(budgetBytes))) done = false;
+  }
+  return done;
+}
+
+export function endRound(sections: SectionSet): void {
+  for (const section of sections.all) section.endRound?.();
+}
+
+/** The VM is paused: every section sends what it must (in order). */
+export async function completeAll(sections: SectionSet, how: 'precopy' | 'postcopy'): Promise<void> {
+  for (const section of sections.all) await section.complete(how);
+}
+
+/** Every section's digest that is final now, by section name. */
+export function digestsOf(sections: SectionSet): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const section of sections.all) {
+    const digest = section.digest();
+    if (digest !== undefined) out[section.name] = digest;
+  }
+  return out;
+}

@@ -1,0 +1,211 @@
+/**
+ * The RAM section: guest memory, page by page.
+ *
+ *   setup      harvest once, so the "possibly non-zero" map is exact from here on; every page
+ *              outside it is zero now and is never sent (the Setup bitmap tells the destination
+ *              which pages will come, when it negotiated `setup-bitmap`)
+ *   rounds     round 0 sends every possibly non-zero page; round k what was dirtied since it was
+ *              sent; `iterate(budget)` walks the round within a byte budget (page-sender.ts)
+ *   complete   pre-copy: the VM is paused; send the rest of the round, everything dirty and
+ *              the final harvest. Post-copy: compute the map of absent pages (absent-map.ts),
+ *              send the pages a device writes by itself now (the destination's NIC must never
+ *              write an absent page) and arm the pusher
+ *   post-copy  push every absent page once, answer requests first (postcopy-pusher.ts)
+ *
+ * The digest is a PageDigestLedger fed with every page as it is encoded: after the last page it
+ * equals the digest of memory at the stop point, without rehashing memory in the downtime.
+ */
+import type { Logger } from 'pino';
+import type { PeerChannel } from '@livemig/shared/channel';
+import type { SetupMsg } from '@livemig/shared/protocol';
+import { Bitmap, PageDigestLedger, unionSorted, type ToyVm } from '@livemig/shared/vm';
+import type { MigrationStats } from '../../stats.ts';
+import type { TokenBucket } from '../../token-bucket.ts';
+import type { OutgoingSection, PostcopyRequest } from '../section.ts';
+import { absentAtSwitchover } from './absent-map.ts';
+import { PageSender } from './page-sender.ts';
+import { PostcopyPusher } from './postcopy-pusher.ts';
+
+export interface RamSectionComponents {
+  vm: ToyVm;
+  channel: () => PeerChannel;
+  stats: MigrationStats;
+  bucket: TokenBucket;
+  logger: Logger;
+  signal: AbortSignal;
+  /** What the destination negotiated. */
+  capabilities: { setupBitmap: boolean; zeroPages: boolean };
+}
+
+const EMPTY = new Uint32Array(0);
+
+export class RamSection implements OutgoingSection {
+  readonly name = 'ram';
+  readonly #c: RamSectionComponents;
+  readonly #ledger: PageDigestLedger;
+  readonly #sender: PageSender;
+  #firstRound: Uint32Array = EMPTY;
+  /** Pages harvested dirty and not sent since. */
+  #dirty: Uint32Array = EMPTY;
+  #round = -1;
+  #digest: string | undefined;
+  #pusher: PostcopyPusher | undefined;
+
+  constructor(components: RamSectionComponents) {
+    this.#c = components;
+    const { vm, stats, bucket, signal } = components;
+    this.#ledger = new PageDigestLedger(vm.memory.pageCount);
+    this.#sender = new PageSender({
+      channel: components.channel,
+      memory: vm.memory,
+      stats,
+      bucket,
+      signal,
+      encoding: { zeroPages: components.capabilities.zeroPages, onPageSent: this.#onPageSent },
+    });
+  }
+
+  readonly #onPageSent = (page: number, bytes: Uint8Array | null): void => {
+    if (bytes) this.#ledger.update(page, bytes);
+    else this.#ledger.updateZero(page);
+  };
+
+  setup(setup: SetupMsg): void {
+    const { vm, stats } = this.#c;
+    // The first harvest clears the log and makes possiblyNonZero() exact from here on: every
+    // page outside it is zero now, and any later store to it shows up in a later harvest.
+    this.#harvest();
+    const nonZero = vm.possiblyNonZero();
+    if (this.#c.capabilities.setupBitmap) setup.bitmap = nonZero.bytes();
+    stats.skippedZeroPages = vm.memory.pageCount - nonZero.count;
+    this.#firstRound = nonZero.toPageList();
+    this.#dirty = EMPTY;
+  }
+
+  startRound(round: number): void {
+    this.#round = round;
+    const pages = round === 0 ? this.#firstRound : this.#dirty;
+    if (round !== 0) this.#dirty = EMPTY;
+    this.#sender.begin(pages, round);
+  }
+
+  iterate(budgetBytes: number): Promise<boolean> {
+    return this.#sender.sendSome(budgetBytes);
+  }
+
+  endRound(): void {
+    this.#dirty = unionSorted(this.#dirty, this.#harvest());
+  }
+
+  /** Pages found dirty as of the last harvest, not yet sent (a round's `dirtyAfter`). */
+  get dirtyPages(): number {
+    return this.#dirty.length;
+  }
+
+  pending(): number {
+    if (this.#pusher) return this.#pusher.remaining * this.#c.vm.memory.pageSize;
+    if (this.#digest !== undefined) return 0;
+    const unsent = this.#round < 0 ? this.#firstRound.length : this.#sender.unsent.length;
+    return (unsent + this.#dirty.length) * this.#c.vm.memory.pageSize;
+  }
+
+  /** Pages of the round in progress not sent yet. */
+  get unsentOfRound(): number {
+    return this.#round < 0 ? this.#firstRound.length : this.#sender.unsent.length;
+  }
+
+  async complete(how: 'precopy' | 'postcopy'): Promise<void> {
+    if (how === 'precopy') {
+      const final = unionSorted(unionSorted(this.#unsentOfRoundList(), this.#dirty), this.#harvest());
+      this.#dirty = EMPTY;
+      await this.#sender.sendAll(final, this.#round + 1);
+      this.#digest = this.#ledger.digest();
+    } else {
+      await this.#switchToPostcopy();
+    }
+  }
+
+  digest(): string | undefined {
+    return this.#digest;
+  }
+
+  /** Post-copy: the map of pages absent at the destination (set = absent), for PostcopyStart. */
+  absentMap(): Bitmap {
+    if (!this.#pusher) throw new Error('absentMap() before complete("postcopy")');
+    return this.#absent!;
+  }
+
+  #absent: Bitmap | undefined;
+
+  /** Pages absent at switchover and sent since, on demand and in the background. */
+  get pusher(): PostcopyPusher | undefined {
+    return this.#pusher;
+  }
+
+  /** Post-copy: push every remaining page on `channel`; then the digest of everything sent is final. */
+  async push(channel: PeerChannel): Promise<void> {
+    await this.#pusher!.pushAll(channel);
+    this.#digest = this.#ledger.digest();
+  }
+
+  /** Post-copy: answer a PageRequest on the fault channel. */
+  answer(request: PostcopyRequest, faultChannel: PeerChannel): void {
+    this.#pusher!.answer(request, faultChannel);
+  }
+
+  /** Post-copy recovery: the destination says which pages it still lacks. */
+  resync(missing: Uint8Array): void {
+    this.#pusher!.resync(Bitmap.fromBytes(missing, this.#c.vm.memory.pageCount));
+    this.#digest = undefined;
+  }
+
+  async #switchToPostcopy(): Promise<void> {
+    const { vm, stats } = this.#c;
+    const harvested = this.#harvest();
+    const nothingSent = !this.#sender.anySent;
+    const absent = absentAtSwitchover({
+      pageCount: vm.memory.pageCount,
+      nothingSent,
+      possiblyNonZero: vm.possiblyNonZero(),
+      unsentOfRound: this.#unsentOfRoundList(),
+      dirty: this.#dirty,
+      harvested,
+    });
+    // Pages a device writes by itself (the NIC's rings) travel now, inside the downtime (a few
+    // pages): the destination's device must never write a page that is still absent there.
+    const devicePages = Uint32Array.from(vm.devicePages().filter((page) => absent.has(page)));
+    if (devicePages.length) {
+      await this.#sender.sendAll(devicePages, this.#round + 1);
+      for (const page of devicePages) absent.clear(page);
+    }
+    stats.pendingPages = absent.count;
+    // What the guest wrote since the last harvest before this one is its working set: push it first.
+    const pushFirst = nothingSent ? harvested : unionSorted(this.#dirty, harvested);
+    this.#dirty = EMPTY;
+    this.#absent = absent;
+    this.#pusher = new PostcopyPusher(
+      {
+        memory: vm.memory,
+        stats,
+        bucket: this.#c.bucket,
+        logger: this.#c.logger,
+        onPageSent: this.#onPageSent,
+        sentBefore: (page) => this.#sender.wasSent(page),
+        signal: this.#c.signal,
+        zeroPages: this.#c.capabilities.zeroPages,
+      },
+      absent,
+      this.#round + 1,
+      pushFirst,
+    );
+  }
+
+  #unsentOfRoundList(): Uint32Array {
+    return this.#round < 0 ? this.#firstRound : this.#sender.unsent;
+  }
+
+  #harvest(): Uint32Array {
+    this.#c.stats.harvests += 1;
+    return this.#c.vm.harvestDirty();
+  }
+}

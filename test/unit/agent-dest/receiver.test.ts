@@ -1,0 +1,215 @@
+/**
+ * The destination's receiver, pure: every message type against every state (accepted only
+ * where the table below says, refused with a code and no change everywhere else), the checks
+ * inside a state (state sections before the stop point, post-copy only when negotiated, no
+ * duplicates), and that every status is reachable by messages and internal events.
+ */
+import { describe, expect, it } from 'vitest';
+import { MigrationError } from '@livemig/shared';
+import { MAX_MSG_TYPE, msg, messageName, MsgType, type Message } from '@livemig/shared/protocol';
+import {
+  advance,
+  initialState,
+  step,
+  type InternalEvent,
+  type ReceiverState,
+} from '../../../agent-dest/src/migration/receiver.ts';
+import { DEST_STATUSES, type DestStatus } from '../../../agent-dest/src/migration/status.ts';
+
+const BITMAP = new Uint8Array(4);
+const DIGESTS = { ram: 'aa', cpu: 'bb', devices: 'cc' };
+
+/** One valid message of every type. */
+const SAMPLES: Record<Exclude<MsgType, MsgType.Invalid>, Message> = {
+  [MsgType.Hello]: msg.hello({ agentId: 's', capabilities: [] }),
+  [MsgType.Welcome]: msg.welcome({ version: 1, agentId: 'd', capabilities: [] }),
+  [MsgType.Setup]: msg.setup({
+    migrationId: 'm',
+    mode: 'hybrid',
+    vm: { name: 'vm', memoryBytes: 131072, pageSize: 4096, workload: 'idle', init: 'zero', seed: 1, nic: '' },
+  }),
+  [MsgType.SetupDone]: msg.setupDone(1),
+  [MsgType.Pages]: msg.pages({ round: 0, pages: [1], kinds: [1] }),
+  [MsgType.RoundEnd]: msg.roundEnd({ round: 3, pages: 1, bytes: 0 }),
+  [MsgType.CpuState]: msg.cpuState(10, new Uint8Array(8)),
+  [MsgType.DeviceState]: msg.deviceState({ version: 1 }),
+  [MsgType.StopCopyEnd]: msg.stopCopyEnd(DIGESTS),
+  [MsgType.Ready]: msg.ready(DIGESTS),
+  [MsgType.Handoff]: msg.handoff(),
+  [MsgType.Resumed]: msg.resumed(1),
+  [MsgType.PageRequest]: msg.pageRequest(1, [2]),
+  [MsgType.Complete]: msg.complete({}, DIGESTS),
+  [MsgType.Cancel]: msg.cancel('operator'),
+  [MsgType.Error]: msg.error('ERR_INTERNAL', 'x'),
+  [MsgType.Heartbeat]: msg.heartbeat(1),
+  [MsgType.Attach]: msg.attach('m', 'fault'),
+  [MsgType.PostcopyStart]: msg.postcopyStart(BITMAP, { cpu: 'bb', devices: 'cc' }),
+  [MsgType.Missing]: msg.missing(BITMAP),
+  [MsgType.RoundAck]: msg.roundAck(1),
+};
+
+/** A state of each status, reached the way a migration reaches it (hybrid, both state sections loaded where relevant). */
+function stateIn(status: DestStatus, path: 'precopy' | 'postcopy' = 'postcopy'): ReceiverState {
+  const base = { ...initialState({ postcopyAllowed: true }), mode: 'hybrid' as const };
+  const loaded = ['cpu', 'devices'] as const;
+  switch (status) {
+    case 'none':
+      return initialState({ postcopyAllowed: true });
+    case 'setup':
+    case 'completed':
+    case 'failed':
+      return { ...base, status };
+    case 'receiving':
+      return { ...base, status, loaded: [...loaded] };
+    case 'ready':
+    case 'running':
+    case 'postcopy':
+    case 'postcopy-paused':
+      return { ...base, status, loaded: [...loaded], path };
+  }
+}
+
+/** What each status accepts; everything else is refused. */
+const ACCEPTS: Record<DestStatus, readonly MsgType[]> = {
+  none: [MsgType.Setup],
+  setup: [],
+  // CpuState/DeviceState are refused here only because stateIn() loaded both already (see below).
+  receiving: [MsgType.Pages, MsgType.RoundEnd, MsgType.StopCopyEnd, MsgType.PostcopyStart, MsgType.Cancel],
+  ready: [MsgType.Handoff, MsgType.Cancel],
+  running: [],
+  postcopy: [MsgType.Pages, MsgType.StopCopyEnd],
+  'postcopy-paused': [],
+  completed: [],
+  failed: [],
+};
+
+const TYPES = Object.keys(SAMPLES).map(Number) as Array<Exclude<MsgType, MsgType.Invalid>>;
+
+describe('receiver step: every message type × every status', () => {
+  it('covers every message type the protocol has', () => {
+    expect(TYPES).toHaveLength(MAX_MSG_TYPE);
+  });
+
+  for (const status of DEST_STATUSES) {
+    for (const type of TYPES) {
+      const accepted = ACCEPTS[status].includes(type);
+      it(`${status} ${accepted ? 'accepts' : 'refuses'} ${messageName(type)}`, () => {
+        const state = stateIn(status);
+        const frozen = structuredClone(state);
+        const result = step(state, SAMPLES[type]);
+        if (accepted) {
+          expect(result).not.toBeInstanceOf(MigrationError);
+        } else {
+          expect(result).toBeInstanceOf(MigrationError);
+          expect((result as MigrationError).code).toMatch(/^ERR_(UNEXPECTED_MESSAGE|UNSUPPORTED)$/);
+        }
+        expect(state).toEqual(frozen); // pure: the input state never changes
+      });
+    }
+  }
+});
+
+describe('receiver step: the checks inside a state', () => {
+  const receiving = (loaded: Array<'cpu' | 'devices'>, mode: 'precopy' | 'hybrid' = 'hybrid'): ReceiverState => ({
+    ...initialState({ postcopyAllowed: true }),
+    status: 'receiving',
+    mode,
+    loaded,
+  });
+
+  it('StopCopyEnd before the CPU state is refused (it used to fail only after Handoff)', () => {
+    const result = step(receiving(['devices']), SAMPLES[MsgType.StopCopyEnd]);
+    expect((result as MigrationError).code).toBe('ERR_UNEXPECTED_MESSAGE');
+    expect((result as MigrationError).message).toMatch(/cpu state has not arrived/);
+  });
+
+  it('PostcopyStart before the device state is refused', () => {
+    const result = step(receiving(['cpu']), SAMPLES[MsgType.PostcopyStart]);
+    expect((result as MigrationError).message).toMatch(/devices state has not arrived/);
+  });
+
+  it('CPU and device state load once each, in either order; a second copy is refused', () => {
+    let state = receiving([]);
+    for (const type of [MsgType.DeviceState, MsgType.CpuState] as const) {
+      const result = step(state, SAMPLES[type]);
+      if (result instanceof MigrationError) throw result;
+      expect(result.action.kind).toBe('load');
+      state = result.state;
+    }
+    expect(state.loaded).toEqual(['devices', 'cpu']);
+    expect((step(state, SAMPLES[MsgType.CpuState]) as MigrationError).message).toMatch(/arrived twice/);
+  });
+
+  it('PostcopyStart in a pre-copy migration, or without post-copy negotiated, is refused', () => {
+    expect(step(receiving(['cpu', 'devices'], 'precopy'), SAMPLES[MsgType.PostcopyStart])).toBeInstanceOf(
+      MigrationError,
+    );
+    const noPostcopy = { ...receiving(['cpu', 'devices']), postcopyAllowed: false };
+    expect(step(noPostcopy, SAMPLES[MsgType.PostcopyStart])).toBeInstanceOf(MigrationError);
+  });
+
+  it('Setup for post-copy without post-copy negotiated is refused with ERR_UNSUPPORTED', () => {
+    const result = step(initialState({ postcopyAllowed: false }), SAMPLES[MsgType.Setup]);
+    expect((result as MigrationError).code).toBe('ERR_UNSUPPORTED');
+  });
+
+  it('StopCopyEnd leads to pre-copy at Handoff, PostcopyStart to post-copy (a hybrid may end either way)', () => {
+    for (const [type, expected] of [
+      [MsgType.StopCopyEnd, 'running'],
+      [MsgType.PostcopyStart, 'postcopy'],
+    ] as const) {
+      const ready = step(receiving(['cpu', 'devices']), SAMPLES[type]);
+      if (ready instanceof MigrationError) throw ready;
+      expect(ready.state.status).toBe('ready');
+      const resumed = step(ready.state, SAMPLES[MsgType.Handoff]);
+      if (resumed instanceof MigrationError) throw resumed;
+      expect(resumed.state.status).toBe(expected);
+      expect(resumed.action).toEqual({ kind: 'resume', to: expected });
+    }
+  });
+
+  it('post-copy takes the source digests once; a second StopCopyEnd is refused', () => {
+    const first = step(stateIn('postcopy'), SAMPLES[MsgType.StopCopyEnd]);
+    if (first instanceof MigrationError) throw first;
+    expect(first.action).toEqual({ kind: 'source-digests', digests: DIGESTS });
+    expect(step(first.state, SAMPLES[MsgType.StopCopyEnd])).toBeInstanceOf(MigrationError);
+  });
+
+  it('RoundEnd is acknowledged with its round', () => {
+    const result = step(receiving([]), SAMPLES[MsgType.RoundEnd]);
+    if (result instanceof MigrationError) throw result;
+    expect(result.action).toEqual({ kind: 'ack-round', round: 3 });
+  });
+
+  it('internal events are checked too: nothing changes where a state does not allow one', () => {
+    expect(advance(stateIn('receiving'), 'resumed')).toBeInstanceOf(MigrationError);
+    expect(advance(stateIn('completed'), 'failed')).toBeInstanceOf(MigrationError);
+    expect(advance(stateIn('failed'), 'failed')).toBeInstanceOf(MigrationError);
+  });
+});
+
+describe('every status is reachable', () => {
+  it('by messages and internal events from none', () => {
+    const seen = new Set<DestStatus>();
+    const visited = new Set<string>();
+    const frontier: ReceiverState[] = [initialState({ postcopyAllowed: true })];
+    const events: InternalEvent[] = ['built', 'resumed', 'all-present', 'link-lost', 'relinked', 'failed'];
+    const extra = [msg.cpuState(1, new Uint8Array(8)), msg.deviceState({})];
+    while (frontier.length) {
+      const state = frontier.pop()!;
+      const key = JSON.stringify(state);
+      if (visited.has(key)) continue;
+      visited.add(key);
+      seen.add(state.status);
+      for (const message of [...Object.values(SAMPLES), ...extra]) {
+        const result = step(state, message);
+        if (!(result instanceof MigrationError) && result.state !== state) frontier.push(result.state);
+      }
+      for (const event of events) {
+        const next = advance(state, event);
+        if (!(next instanceof MigrationError)) frontier.push(next);
+      }
+    }
+    expect([...seen].sort()).toEqual([...DEST_STATUSES].sort());
+  });
+});
