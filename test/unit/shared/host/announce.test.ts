@@ -1,5 +1,14 @@
+import pino from 'pino';
 import { describe, expect, it } from 'vitest';
-import { announceDelays, announceOffsets, DEFAULT_ANNOUNCE, resolveAnnounce } from '@livemig/shared/net';
+import { announceDelays, announceOffsets, ArpAnnouncer, DEFAULT_ANNOUNCE, resolveAnnounce } from '@livemig/shared/net';
+import { waitUntil } from '../../../helpers/wait.ts';
+
+/** A debug logger whose records land in `records`. */
+function sink(): { logger: pino.Logger; records: { event?: string; round?: number }[] } {
+  const records: { event?: string; round?: number }[] = [];
+  const logger = pino({ level: 'debug' }, { write: (line: string) => void records.push(JSON.parse(line)) });
+  return { logger, records };
+}
 
 describe('announce schedule', () => {
   it("QEMU's defaults: 5 rounds, 50 ms then +100 ms each", () => {
@@ -36,5 +45,55 @@ describe('announce schedule', () => {
   ])('rejects %j', (settings, message) => {
     expect(() => announceDelays(settings)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }));
     expect(() => resolveAnnounce(settings)).toThrow(message);
+  });
+});
+
+describe('ArpAnnouncer', () => {
+  it('sends one round per scheduled delay (or says once that arping is missing)', async () => {
+    const { logger, records } = sink();
+    const announcer = new ArpAnnouncer({
+      link: 'lo',
+      ip: '127.0.0.1',
+      announce: { initialMs: 0, stepMs: 1, maxMs: 5, rounds: 3 },
+      logger,
+    });
+    announcer.start();
+    try {
+      const rounds = await waitUntil(
+        () => {
+          if (records.some((r) => r.event === 'address.arping-missing')) return 'missing';
+          const done = records.filter((r) => r.event === 'address.announce' || r.event === 'address.announce-failed');
+          return done.length === 3 && done.map((r) => r.round).sort();
+        },
+        { what: 'three announce rounds', timeoutMs: 10_000 },
+      );
+      if (rounds === 'missing') {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        expect(records.filter((r) => r.event?.startsWith('address.'))).toEqual([
+          expect.objectContaining({ event: 'address.arping-missing' }),
+        ]);
+      } else {
+        expect(rounds).toEqual([1, 2, 3]);
+      }
+    } finally {
+      announcer.stop();
+    }
+  });
+
+  it('stop() cancels the rounds to come; start() again restarts the schedule', async () => {
+    const { logger, records } = sink();
+    const announcer = new ArpAnnouncer({ link: 'lo', ip: '127.0.0.1', announce: { initialMs: 30, rounds: 2 }, logger });
+    announcer.start();
+    announcer.stop();
+    announcer.start();
+    announcer.stop();
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    expect(records).toEqual([]);
+  });
+
+  it('refuses a schedule outside the limits', () => {
+    expect(() => new ArpAnnouncer({ link: 'lo', ip: '127.0.0.1', announce: { rounds: -1 } })).toThrow(
+      expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }),
+    );
   });
 });
