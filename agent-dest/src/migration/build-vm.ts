@@ -4,11 +4,12 @@
  * get its address ready (everything short of taking it, so a host that cannot give the VM its
  * address fails here, while the source still runs the VM), put it under the host's name table
  * as `incoming`, point the page sink at its memory, and start touching the pages that will
- * arrive in a worker ahead of the receiver (prefault.ts).
+ * arrive in a worker ahead of the receiver (prefault.ts). And at Handoff, resumeHere(): the VM
+ * runs on this host from then on.
  */
 import type { Logger } from 'pino';
 import { MigrationError } from '@livemig/shared';
-import type { PageApplier } from '@livemig/shared/channel';
+import { msg, type PageApplier, type PeerChannel } from '@livemig/shared/channel';
 import type { NicBackend, VmHost } from '@livemig/shared/host';
 import type { SetupMsg } from '@livemig/shared/protocol';
 import { Bitmap, PAGE_SIZE, parseVmSpec, startPrefault, ToyVm, type Prefault } from '@livemig/shared/vm';
@@ -70,4 +71,32 @@ export async function buildIncomingVm(setup: SetupMsg, c: BuildComponents): Prom
     ? startPrefault(vm.memory, Bitmap.fromBytes(setup.bitmap, vm.memory.pageCount).toPageList())
     : undefined;
   return { name, vm, prefault };
+}
+
+/**
+ * Handoff: take the VM's address (the source let go of it before sending Handoff; a bind, or
+ * bringing a link up, goes on while the vCPU resumes), resume the vCPU, answer Resumed with how
+ * long that took. Returns where the guest stood when it resumed (for steps/s during post-copy).
+ */
+export function resumeHere(
+  host: VmHost,
+  built: { name: string; vm: ToyVm },
+  channel: PeerChannel,
+  logger: Logger,
+  mode: 'running' | 'postcopy',
+): { steps: number; at: number } {
+  const { name, vm } = built;
+  const received = performance.now();
+  host
+    .get(name)
+    .net?.take()
+    .catch((error: unknown) => {
+      logger.error({ err: error, event: 'nic.take-failed' }, 'the VM runs here but could not take its address');
+    });
+  const resumedAt = { steps: vm.steps, at: performance.now() };
+  vm.resume();
+  host.setState(name, 'running');
+  channel.send(msg.resumed(performance.now() - received));
+  logger.info({ event: 'vm.resumed', vm: name, mode }, 'the VM runs here now');
+  return resumedAt;
 }

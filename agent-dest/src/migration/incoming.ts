@@ -16,7 +16,8 @@ import type { ControlEvents, EventName } from '@livemig/shared/control';
 import type { VmHost } from '@livemig/shared/host';
 import type { Message, SetupMsg } from '@livemig/shared/protocol';
 import { Bitmap, type Prefault, type ToyVm } from '@livemig/shared/vm';
-import { buildIncomingVm } from './build-vm.ts';
+import { buildIncomingVm, resumeHere } from './build-vm.ts';
+import { MainLink } from './main-link.ts';
 import { PostcopyPaging } from './postcopy-paging.ts';
 import { advance, initialState, step, type Action, type InternalEvent, type ReceiverState } from './receiver.ts';
 import { IncomingSections } from './sections.ts';
@@ -49,19 +50,15 @@ export class IncomingMigration {
   readonly #c: IncomingComponents;
   readonly #options: IncomingOptions;
   #state: ReceiverState;
-  #channel: PeerChannel;
+  readonly #link: MainLink;
   #migrationId = '';
   #built: Built | undefined;
-  /** Wakes the post-copy loop: a page arrived, or a channel was (re)attached. */
-  #wake: (() => void) | undefined;
-  #replacement: PeerChannel | undefined;
-  #pendingNext: Promise<Message> | undefined;
   #resumedAt = { steps: 0, at: 0 };
 
   constructor(components: IncomingComponents, options: IncomingOptions) {
     this.#c = components;
     this.#options = options;
-    this.#channel = components.channel;
+    this.#link = new MainLink(components.channel);
     this.#state = initialState({ postcopyAllowed: components.channel.capabilities.has('postcopy') });
   }
 
@@ -78,10 +75,11 @@ export class IncomingMigration {
     try {
       this.#migrationId = setup.migrationId;
       await this.#handle(setup);
-      while (this.status !== 'running' && this.status !== 'postcopy') await this.#handle(await this.#channel.next());
+      while (this.status !== 'running' && this.status !== 'postcopy')
+        await this.#handle(await this.#link.channel.next());
       if (this.status === 'running') this.#event('resumed');
       else await this.#postcopy();
-      await this.#channel.close();
+      await this.#link.channel.close();
     } catch (caught) {
       await this.#fail(toMigrationError(caught));
     } finally {
@@ -93,7 +91,7 @@ export class IncomingMigration {
   /** Give up (agent shutdown): only before the VM runs here. Returns false once it runs. */
   abort(error: MigrationError): boolean {
     if (!DEST_DISCARDS_ON_FAILURE.includes(this.status)) return false;
-    this.#channel.abort(error);
+    this.#link.channel.abort(error);
     return true;
   }
 
@@ -119,12 +117,7 @@ export class IncomingMigration {
     }
     built.paging.attachApplier(applier);
     channel.send(msg.missing(built.paging.absentPages().bytes()));
-    this.#replacement = channel;
-    // If we had not noticed the old connection die yet, drop it now: the source has moved on.
-    if (this.status === 'postcopy') {
-      this.#channel.abort(new MigrationError('ERR_CONNECTION', 'replaced by the resumed connection'));
-    }
-    this.#wake?.();
+    this.#link.replace(channel);
   }
 
   #requireBuilt(channel: PeerChannel): Built | undefined {
@@ -150,7 +143,7 @@ export class IncomingMigration {
         return;
       case 'ack-round':
         // Every page of the round is in memory (frames are applied in order): say so.
-        this.#channel.send(msg.roundAck(action.round));
+        this.#link.channel.send(msg.roundAck(action.round));
         return;
       case 'load':
         this.#built!.sections.load(action.message);
@@ -159,7 +152,7 @@ export class IncomingMigration {
         const { sections, vm } = this.#built!;
         const digests = sections.verify(action.digests, sections.names);
         vm.markAllPresent(); // a hybrid that converged: nothing is absent
-        this.#channel.send(msg.ready(digests));
+        this.#link.channel.send(msg.ready(digests));
         logger.info({ event: 'stopcopy.verified', digests }, 'memory, CPU and devices verified; waiting for handoff');
         return;
       }
@@ -168,14 +161,14 @@ export class IncomingMigration {
         const digests = sections.verify(action.digests, sections.stateNames);
         const absent = Bitmap.fromBytes(action.bitmap, vm.memory.pageCount);
         paging.start(absent);
-        this.#channel.send(msg.ready(digests));
+        this.#link.channel.send(msg.ready(digests));
         logger.info({ event: 'postcopy.ready', absent: absent.count }, 'ready to run with pages absent');
         return;
       }
       case 'resume':
-        return this.#resumeVm(action.to);
+        this.#resumedAt = resumeHere(this.#c.host, this.#built!, this.#link.channel, this.#c.logger, action.to);
+        return;
       case 'source-digests':
-        this.#wake?.();
         return;
       case 'cancelled':
         throw new MigrationError('ERR_CANCELLED', `source cancelled: ${action.reason}`);
@@ -190,33 +183,13 @@ export class IncomingMigration {
       applier,
       logger,
       maxMemoryBytes: this.#options.maxMemoryBytes,
-      setupBitmap: this.#channel.capabilities.has('setup-bitmap'),
+      setupBitmap: this.#link.channel.capabilities.has('setup-bitmap'),
     });
     const paging = new PostcopyPaging(vm, applier, logger);
     this.#built = { name, vm, prefault, paging, sections: new IncomingSections(vm, applier) };
-    this.#channel.send(msg.setupDone(performance.now() - started));
+    this.#link.channel.send(msg.setupDone(performance.now() - started));
     this.#event('built');
     logger.info({ event: 'setup.done', migrationId: this.#migrationId, vm: name, mode: setup.mode }, 'receiving VM');
-  }
-
-  /** Handoff: the VM runs here from now on. */
-  #resumeVm(mode: 'running' | 'postcopy'): void {
-    const { host, logger } = this.#c;
-    const { name, vm } = this.#built!;
-    const received = performance.now();
-    // The address follows the VM: the source let go of it before sending Handoff. Taking it
-    // (a bind, or bringing a link up) goes on while the vCPU resumes.
-    host
-      .get(name)
-      .net?.take()
-      .catch((error: unknown) => {
-        logger.error({ err: error, event: 'nic.take-failed' }, 'the VM runs here but could not take its address');
-      });
-    this.#resumedAt = { steps: vm.steps, at: performance.now() };
-    vm.resume();
-    host.setState(name, 'running');
-    this.#channel.send(msg.resumed(performance.now() - received));
-    logger.info({ event: 'vm.resumed', vm: name, mode }, 'the VM runs here now');
   }
 
   /**
@@ -225,49 +198,26 @@ export class IncomingMigration {
    */
   async #postcopy(): Promise<void> {
     const { vm, sections, paging } = this.#built!;
-    paging.onAllPresent = () => this.#wake?.();
+    paging.onAllPresent = () => this.#link.wake();
     while (this.#state.sourceDigests === undefined || vm.missingPages > 0) {
       try {
-        const message = await this.#nextOrWake();
+        const message = await this.#link.nextOrWake();
         if (message) await this.#handle(message);
       } catch (error) {
-        if (this.#channel.failure === undefined) throw error;
+        if (this.#link.channel.failure === undefined) throw error;
         await this.#pauseUntilResumed(toMigrationError(error));
       }
     }
     vm.markAllPresent();
     // The VM already runs here: a mismatch has nothing to roll back to, and the error says so.
     const digests = sections.verify(this.#state.sourceDigests, ['ram']);
-    const faults = paging.faults!.stats();
-    const ranMs = performance.now() - this.#resumedAt.at;
-    const stats = {
-      faults: faults.faults,
-      faultLatencyMs: faults.latencyMs,
-      vcpuBlockedMs: vm.stats().faultBlockedMs,
-      stepsPerSecDuring: ranMs > 0 ? ((vm.steps - this.#resumedAt.steps) / ranMs) * 1000 : 0,
-    };
-    this.#channel.send(msg.complete(stats, digests));
+    const { stats, noticeDelayMs } = paging.completeStats(this.#resumedAt);
+    this.#link.channel.send(msg.complete(stats, digests));
     this.#event('all-present');
     this.#c.logger.info(
-      { event: 'postcopy.complete', ...stats, faultNoticeDelayMs: faults.noticeDelayMs },
+      { event: 'postcopy.complete', ...stats, faultNoticeDelayMs: noticeDelayMs },
       'every page is here; migration complete',
     );
-  }
-
-  /** The next main-channel message, or undefined when woken. One `next()` stays pending across wake-ups. */
-  async #nextOrWake(): Promise<Message | undefined> {
-    this.#pendingNext ??= this.#channel.next();
-    const woken = new Promise<undefined>((resolve) => (this.#wake = () => resolve(undefined)));
-    try {
-      const result = await Promise.race([this.#pendingNext, woken]);
-      if (result !== undefined) this.#pendingNext = undefined;
-      return result;
-    } catch (error) {
-      this.#pendingNext = undefined;
-      throw error;
-    } finally {
-      this.#wake = undefined;
-    }
   }
 
   async #pauseUntilResumed(error: MigrationError): Promise<void> {
@@ -279,9 +229,7 @@ export class IncomingMigration {
       'link lost during post-copy: the VM runs here but blocks on absent pages until the source reconnects',
     );
     this.#c.host.setState(name, 'running');
-    while (!this.#replacement) await new Promise<void>((resolve) => (this.#wake = resolve));
-    this.#channel = this.#replacement;
-    this.#replacement = undefined;
+    await this.#link.awaitReplacement();
     this.#event('relinked');
     this.#c.logger.info({ event: 'postcopy.resumed' }, 'source reconnected; post-copy continues');
   }
@@ -306,7 +254,7 @@ export class IncomingMigration {
   async #fail(error: MigrationError): Promise<void> {
     const { host, logger } = this.#c;
     const discard = DEST_DISCARDS_ON_FAILURE.includes(this.status);
-    this.#channel.abort(error);
+    this.#link.channel.abort(error);
     if (discard && this.#built) await host.remove(this.#built.name).catch(() => {});
     logger.warn(
       { event: 'migration.failed', err: error, status: this.status },

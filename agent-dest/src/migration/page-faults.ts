@@ -7,6 +7,10 @@
  *
  * On recovery (the link broke and the source reconnected) every page still in flight is asked
  * for again on the new fault channel: the answers on the broken one are lost.
+ *
+ * Requests in flight are bounded (MAX_INFLIGHT_PAGES, hypercore's in-flight window): past it,
+ * faulted pages wait in a queue and go out as answers free the window — a guest (or a
+ * re-request after recovery) can never flood the source.
  */
 import type { Logger } from 'pino';
 import type { PeerChannel } from '@livemig/shared/channel';
@@ -26,6 +30,11 @@ export interface FaultStats {
   /** Fault → this thread noticed it (part of latencyMs). */
   noticeDelayMs: Percentiles | null;
 }
+
+/** Pages asked for and not yet installed, at most. */
+export const MAX_INFLIGHT_PAGES = 64;
+/** Pages per PageRequest, at most. */
+const PAGES_PER_REQUEST = 16;
 
 function now(): number {
   return performance.timeOrigin + performance.now();
@@ -47,6 +56,8 @@ export class FaultHandler {
   /** Of each latency, how much passed before this thread noticed the fault (its event loop was busy). */
   readonly #noticeDelays: number[] = [];
   #channel: PeerChannel | undefined;
+  /** Pages in #inflight already asked for on the current channel. */
+  readonly #asked = new Set<number>();
   #nextId = 1;
   #faults = 0;
   #unsubscribe: (() => void) | undefined;
@@ -71,22 +82,29 @@ export class FaultHandler {
       }
       if (this.#inflight.has(fault.page)) return;
       this.#inflight.set(fault.page, { blockedAt: fault.time, noticedAt: now() });
-      this.#request([fault.page]);
+      this.#requestMore();
     });
   }
 
   /** Use this fault channel (again, after a reconnect): re-ask for every page in flight. */
   attachChannel(channel: PeerChannel): void {
     this.#channel = channel;
+    this.#asked.clear();
     if (this.#inflight.size > 0) {
       this.#logger.info({ event: 'postcopy.rerequest', pages: this.#inflight.size }, 're-requesting pages in flight');
-      this.#request([...this.#inflight.keys()]);
+      this.#requestMore();
     }
   }
 
   /** The link broke: requests wait until a new channel is attached. */
   detachChannel(): void {
     this.#channel = undefined;
+    this.#asked.clear();
+  }
+
+  /** Pages asked for on the current channel and not yet installed. */
+  get inflight(): number {
+    return this.#asked.size;
   }
 
   /** A page was installed: if a vCPU was waiting for it, that fault is resolved. */
@@ -94,8 +112,10 @@ export class FaultHandler {
     const fault = this.#inflight.get(page);
     if (fault === undefined) return;
     this.#inflight.delete(page);
+    this.#asked.delete(page);
     this.#latencies.push(now() - fault.blockedAt);
     this.#noticeDelays.push(fault.noticedAt - fault.blockedAt);
+    this.#requestMore();
   }
 
   stop(): void {
@@ -110,9 +130,25 @@ export class FaultHandler {
     };
   }
 
-  #request(pages: number[]): void {
+  /** Ask for faulted pages not asked for yet on this channel, within the in-flight window. */
+  #requestMore(): void {
     const channel = this.#channel;
     if (!channel || channel.failure) return;
+    let batch: number[] = [];
+    for (const page of this.#inflight.keys()) {
+      if (this.#asked.size >= MAX_INFLIGHT_PAGES) break;
+      if (this.#asked.has(page)) continue;
+      this.#asked.add(page);
+      batch.push(page);
+      if (batch.length === PAGES_PER_REQUEST) {
+        this.#send(channel, batch);
+        batch = [];
+      }
+    }
+    if (batch.length) this.#send(channel, batch);
+  }
+
+  #send(channel: PeerChannel, pages: number[]): void {
     try {
       channel.send(msg.pageRequest(this.#nextId++, pages));
     } catch {

@@ -65,8 +65,20 @@ export class PostcopyPaging {
     return absent;
   }
 
-  get faults(): FaultHandler | undefined {
-    return this.#faults;
+  /** What only this side measured, for Complete (and so for the source's report). */
+  completeStats(resumedAt: { steps: number; at: number }): {
+    stats: Record<string, unknown>;
+    noticeDelayMs: ReturnType<FaultHandler['stats']>['noticeDelayMs'];
+  } {
+    const faults = this.#faults?.stats() ?? { faults: 0, latencyMs: null, noticeDelayMs: null };
+    const ranMs = performance.now() - resumedAt.at;
+    const stats = {
+      faults: faults.faults,
+      faultLatencyMs: faults.latencyMs,
+      vcpuBlockedMs: this.#vm.stats().faultBlockedMs,
+      stepsPerSecDuring: ranMs > 0 ? ((this.#vm.steps - resumedAt.steps) / ranMs) * 1000 : 0,
+    };
+    return { stats, noticeDelayMs: faults.noticeDelayMs };
   }
 
   stop(): void {
