@@ -20,19 +20,12 @@
  * Events: MIGRATION { migrationId, status }, MIGRATION_PASS { migrationId, pass },
  *         MIGRATION_REPORT { migrationId, report }, VM_STATE { name, state }.
  */
+import type { VmInfo, VmState } from '../host/vm-state.ts';
 import type { MigrationReport } from '../report/types.ts';
 
-export type VmState = 'running' | 'paused' | 'migrating-out' | 'incoming' | 'migrated';
-
-export interface VmInfo {
-  name: string;
-  state: VmState;
-  steps: number;
-  memoryBytes: number;
-  workload: string;
-  /** The VM's NIC: its address, how this host moves it, and whether this host holds it now. */
-  nic?: { address: string; mac: string; mode: 'loopback' | 'macvlan'; taken: boolean };
-}
+// The hosting layer defines what a VM's state is (host/vm-state.ts); the control channel only
+// describes it. Re-exported so `@livemig/shared/control` keeps offering both.
+export type { VmInfo, VmState } from '../host/vm-state.ts';
 
 /** Live figures of a migration, named as QMP's `query-migrate` names them. */
 export interface MigrationInfo {

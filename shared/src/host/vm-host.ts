@@ -7,12 +7,12 @@
  */
 import { MigrationError } from '../errors.ts';
 import { silentLogger } from '../logger.ts';
-import type { VmInfo, VmState } from '../control/messages.ts';
 import { ToyVm, type VmSpec } from '../vm/index.ts';
 import type { Logger } from 'pino';
 import { macForIp, type AddressMover, type VmAddress } from './net/address-mover.ts';
 import { LoopbackAddress } from './net/loopback.ts';
 import { NicBackend } from './net/nic-backend.ts';
+import type { VmInfo, VmState } from './vm-state.ts';
 
 export interface HostedVm {
   readonly name: string;
