@@ -3,7 +3,8 @@
  * only its record there. After a completed migration out — of a VM booted there, and of one that
  * had arrived by migration — nothing of the agent (migration table, closures, incoming
  * migrations, data connections) keeps the VM or its guest memory alive: both are garbage
- * collected. Also: an agent without a data port migrates out but accepts nothing.
+ * collected. Also: a VM still arriving by post-copy cannot leave yet; an agent without a data port
+ * migrates out but accepts nothing.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { setFlagsFromString } from 'node:v8';
@@ -83,6 +84,33 @@ describe('a VM that left an agent keeps only its record', () => {
     await waitUntil(() => b.host.list()[0]?.state === 'migrated', { what: 'B retires the VM' });
     expect(await collected(onB), 'the VM that arrived on B is collected once it left B').toBe(true);
     expect(a.host.get('vm').state).toBe('running');
+  });
+});
+
+describe('a VM still arriving cannot leave', () => {
+  it('refuses to migrate a VM on while its post-copy is still fetching pages, and migrates it once complete', async () => {
+    const [a, b] = await Promise.all([startDaemon(), startDaemon()]);
+    await a.host.create('vm', spec);
+    const client = await ControlClient.connect(a.controlUrl);
+    try {
+      // 16 MiB at 4 MB/s: seconds of post-copy push with the VM already running on B.
+      const { migrationId } = await client.request('migrate', {
+        vm: 'vm',
+        to: b.dataAddress!,
+        mode: 'postcopy',
+        params: { maxBandwidthBps: 4e6 },
+      });
+      const there = followMigration(client, migrationId, { progress: false });
+      await waitUntil(() => b.host.list()[0]?.state === 'running', { what: 'the VM runs on B' });
+      expect(() => b.migrate('vm', a.dataAddress!)).toThrow(
+        expect.objectContaining({ code: 'ERR_BUSY', message: expect.stringMatching(/pages are still on the source/) }),
+      );
+      expect((await there).outcome).toBe('completed');
+    } finally {
+      client.close();
+    }
+    const back = await migrate(b, a.dataAddress!, 'precopy');
+    expect(back.outcome, JSON.stringify(back.error)).toBe('completed');
   });
 });
 
