@@ -35,6 +35,7 @@ import { succeeds } from '../cli/lab/sh.ts';
 import { networkSection, startProbe } from '../cli/probe/during.ts';
 import type { ProbeResult } from '../cli/probe/probe.ts';
 import { median, ratioRow, type BenchResult, type BenchRow, type BenchSection } from './harness.ts';
+import { MIGRATION_MODES } from '@livemig/shared/protocol';
 
 const LOOPBACK_RUNS = Number(process.env.LIVEMIG_BENCH_NETWORK_RUNS ?? 5);
 const LAN_RUNS = Number(process.env.LIVEMIG_BENCH_NETWORK_LAN_RUNS ?? 3);
@@ -42,7 +43,7 @@ const MODES = (process.env.LIVEMIG_BENCH_NETWORK_MODES ?? 'precopy,postcopy,hybr
   .split(',')
   .map((s) => s.trim()) as MigrationMode[];
 for (const mode of MODES) {
-  if (!['precopy', 'postcopy', 'hybrid'].includes(mode)) throw new Error(`network bench: unknown mode ${mode}`);
+  if (!(MIGRATION_MODES as readonly string[]).includes(mode)) throw new Error(`network bench: unknown mode ${mode}`);
 }
 const MEMORY = '64MiB';
 /** Hybrid switches to post-copy after one pre-copy round; the others use the defaults. */

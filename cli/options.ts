@@ -1,6 +1,7 @@
 /** Option parsers shared by the CLI commands: each turns a flag's text into a checked value. */
 import { InvalidArgumentError } from 'commander';
 import type { MigrateParams } from '@livemig/shared/control';
+import { MIGRATION_MODES, type MigrationMode } from '@livemig/shared/protocol';
 import { isMigrationError, parseDuration, parseRate } from '@livemig/shared';
 import { LOG_LEVELS } from '@livemig/shared';
 
@@ -41,8 +42,9 @@ export const logLevelFlag = flag((text) => {
   return text as (typeof LOG_LEVELS)[number];
 });
 
-export const MODES = ['precopy', 'postcopy', 'hybrid'] as const;
-export type ModeName = (typeof MODES)[number];
+/** The migration modes, from the one list of them (the protocol's). */
+export const MODES = MIGRATION_MODES;
+export type ModeName = MigrationMode;
 
 export const modeFlag = flag((text) => {
   if (!(MODES as readonly string[]).includes(text)) {

@@ -26,6 +26,7 @@ import {
   type ModeName,
 } from '../options.ts';
 import { addVmSpecOptions, specFromFlags, type VmFlags } from '../vm-flags.ts';
+import { DEFAULT_MIGRATE_PARAMS } from '@livemig/agent-source';
 
 interface DemoFlags extends VmFlags, MigrateFlags {
   mode: ModeName;
@@ -46,8 +47,18 @@ export function registerDemoCommand(program: Command): void {
   command
     .option('--mode <mode>', 'precopy | postcopy | hybrid', modeFlag, 'precopy')
     .option('--postcopy-after <n>', 'hybrid: switch to post-copy after this many pre-copy rounds', positiveIntFlag)
-    .option('--downtime-limit <duration>', 'switch over once the rest fits in this downtime', durationFlag, 300)
-    .option('--max-rounds <n>', 'switch over after this many pre-copy rounds at the latest', positiveIntFlag, 30)
+    .option(
+      '--downtime-limit <duration>',
+      'switch over once the rest fits in this downtime (ms unless a unit is given)',
+      durationFlag,
+      DEFAULT_MIGRATE_PARAMS.downtimeLimitMs,
+    )
+    .option(
+      '--max-rounds <n>',
+      'switch over after this many pre-copy rounds at the latest',
+      positiveIntFlag,
+      DEFAULT_MIGRATE_PARAMS.maxRounds,
+    )
     .option('--max-bandwidth <rate>', 'cap the data plane, e.g. 1gbit (default: unlimited)', rateFlag)
     .option(
       '--run-after <duration>',

@@ -19,6 +19,7 @@ import { Lab, labUnavailable, removeAllLabs } from '../lab/topology.ts';
 import { checkOracle } from '../oracle.ts';
 import { flag, migrateParams, modeFlag, type ModeName } from '../options.ts';
 import { addVmSpecOptions, specFromFlags, type VmFlags } from '../vm-flags.ts';
+import { DEFAULT_MIGRATE_PARAMS } from '@livemig/agent-source';
 
 const profileFlag = flag((name: string): LinkProfile | null => {
   if (name === 'none') return null;
@@ -96,7 +97,15 @@ export function registerLabCommand(program: Command): void {
       const spec = specFromFlags(flags);
       const profile = flags.profile;
       const result = await withLabMigration(
-        { profile, spec, mode: flags.mode, params: migrateParams({ downtimeLimit: 300, maxRounds: 30 }) },
+        {
+          profile,
+          spec,
+          mode: flags.mode,
+          params: migrateParams({
+            downtimeLimit: DEFAULT_MIGRATE_PARAMS.downtimeLimitMs,
+            maxRounds: DEFAULT_MIGRATE_PARAMS.maxRounds,
+          }),
+        },
         async ({ mechanisms, measured, report, dest }) => {
           const oracle = report.outcome === 'completed' ? await checkOracle(dest.control, 'vm', spec) : undefined;
           return { mechanisms, measured, report: oracle ? { ...report, oracle } : report };

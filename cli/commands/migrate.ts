@@ -24,6 +24,7 @@ import {
   type MigrateFlags,
   type ModeName,
 } from '../options.ts';
+import { DEFAULT_MIGRATE_PARAMS } from '@livemig/agent-source';
 
 interface MigrateCommandFlags extends MigrateFlags {
   control: string;
@@ -49,8 +50,18 @@ export function registerMigrateCommand(program: Command): void {
       flag((text) => formatHostPort(parseHostPort(text, '--to'))),
     )
     .option('--mode <mode>', 'precopy | postcopy | hybrid (pre-copy rounds, then post-copy)', modeFlag, 'precopy')
-    .option('--downtime-limit <duration>', 'switch over once the rest fits in this downtime', durationFlag, 300)
-    .option('--max-rounds <n>', 'switch over after this many pre-copy rounds at the latest', positiveIntFlag, 30)
+    .option(
+      '--downtime-limit <duration>',
+      'switch over once the rest fits in this downtime (ms unless a unit is given)',
+      durationFlag,
+      DEFAULT_MIGRATE_PARAMS.downtimeLimitMs,
+    )
+    .option(
+      '--max-rounds <n>',
+      'switch over after this many pre-copy rounds at the latest',
+      positiveIntFlag,
+      DEFAULT_MIGRATE_PARAMS.maxRounds,
+    )
     .option('--max-bandwidth <rate>', 'cap the data plane, e.g. 1gbit, 100mbit, 125MB/s (default: unlimited)', rateFlag)
     .option('--postcopy-after <n>', 'hybrid: switch to post-copy after this many pre-copy rounds', positiveIntFlag)
     .option(

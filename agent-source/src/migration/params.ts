@@ -5,9 +5,7 @@
  */
 import { MigrationError } from '@livemig/shared';
 import type { MigrateParams } from '@livemig/shared/control';
-import type { MigrationMode } from '@livemig/shared/report';
-
-export const MIGRATION_MODES: readonly MigrationMode[] = ['precopy', 'postcopy', 'hybrid'];
+import { MIGRATION_MODES, type MigrationMode } from '@livemig/shared/protocol';
 
 export interface ResolvedMigrateParams {
   mode: MigrationMode;

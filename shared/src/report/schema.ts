@@ -2,6 +2,8 @@
  * JSON Schema (draft 2020-12 subset) of the schema-1 report, for programs that consume
  * `--json` output and for our tests. Extra fields are allowed, contract fields are required.
  */
+import { MIGRATION_MODES } from '../protocol/message-types.ts';
+
 const num = { type: 'number' } as const;
 const str = { type: 'string' } as const;
 
@@ -11,7 +13,7 @@ export const REPORT_JSON_SCHEMA = {
   required: ['schema', 'mode', 'outcome', 'error', 'vm', 'times', 'bytes', 'pages', 'rounds', 'verify', 'network'],
   properties: {
     schema: { const: 'livemig.report/1' },
-    mode: { enum: ['precopy', 'postcopy', 'hybrid'] },
+    mode: { enum: MIGRATION_MODES },
     outcome: { enum: ['completed', 'failed', 'cancelled'] },
     error: {
       oneOf: [

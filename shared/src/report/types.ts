@@ -6,7 +6,9 @@
 
 export const REPORT_SCHEMA = 'livemig.report/1';
 
-export type MigrationMode = 'precopy' | 'postcopy' | 'hybrid';
+import type { MigrationMode } from '../protocol/message-types.ts';
+
+export type { MigrationMode };
 export type MigrationOutcome = 'completed' | 'failed' | 'cancelled';
 
 /** Why pre-copy stopped iterating and switched over (the rule that fired). */
