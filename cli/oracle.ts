@@ -2,11 +2,12 @@
  * The determinism oracle across processes: stop the VM where it runs, read its step count and
  * digest, then run a never-migrated reference VM of the same spec to the same step at full speed
  * and compare digests. Equal digests prove the migration (or the rollback) lost nothing. Used by
- * `livemig demo`, `livemig lab run` and the integration tests.
+ * `livemig demo`, `livemig lab run` and the integration tests (the one cross-process oracle; the
+ * reference run itself is the in-process oracle's, shared/src/vm/oracle.ts).
  */
 import { ControlClient } from '@livemig/shared/control';
 import type { MigrationReport } from '@livemig/shared/report';
-import { parseVmSpec, ToyVm, type VmSpec } from '@livemig/shared/vm';
+import { runReference, type VmSpec } from '@livemig/shared/vm';
 
 export type OracleResult = NonNullable<MigrationReport['oracle']>;
 
@@ -25,11 +26,5 @@ export async function checkOracle(control: string, vm: string, spec: VmSpec): Pr
 
 /** The digest a never-migrated VM of this spec has after `steps` steps. */
 export async function referenceDigestAt(spec: VmSpec, steps: number): Promise<string> {
-  const reference = await ToyVm.boot(parseVmSpec({ ...spec, memory: spec.memoryBytes }));
-  try {
-    await reference.runSteps(steps, { fullSpeed: true });
-    return await reference.digest();
-  } finally {
-    await reference.destroy();
-  }
+  return (await runReference(spec, steps)).digest;
 }

@@ -13,7 +13,7 @@ import { withLabMigration } from '../../cli/lab/lab-migration.ts';
 import { PROFILES } from '../../cli/lab/profiles.ts';
 import { shapeLab } from '../../cli/lab/shape.ts';
 import { Lab, labUnavailable } from '../../cli/lab/topology.ts';
-import { checkOracle } from '../helpers/oracle.ts';
+import { checkOracle } from '../../cli/oracle.ts';
 import { runCli, stopAll, track } from '../helpers/processes.ts';
 
 const unavailable = labUnavailable();
@@ -72,7 +72,7 @@ describe.skipIf(unavailable !== undefined)('shaped links in network namespaces',
         expect(transferMs / boundMs).toBeLessThanOrEqual(1.5);
         expect(report.times.downtimeMs).toBeGreaterThan(0);
         const oracle = await checkOracle(run.dest.control, 'vm', spec);
-        expect(oracle.digest).toBe(oracle.referenceDigest);
+        expect(oracle.migratedDigest).toBe(oracle.referenceDigest);
       });
     },
   );
@@ -92,7 +92,7 @@ describe.skipIf(unavailable !== undefined)('shaped links in network namespaces',
       // A fault is a request and an answer across the link: never faster than one RTT.
       expect(latency!.p50).toBeGreaterThanOrEqual(run.measured.rttMs * 0.9);
       const oracle = await checkOracle(run.dest.control, 'vm', spec);
-      expect(oracle.digest).toBe(oracle.referenceDigest);
+      expect(oracle.migratedDigest).toBe(oracle.referenceDigest);
     });
   });
 

@@ -10,8 +10,8 @@ import { ControlClient } from '@livemig/shared/control';
 import { parseVmSpec } from '@livemig/shared/vm';
 import { startAgentProcess, type AgentProcess } from '../../cli/agent-process.ts';
 import { followMigration } from '../../cli/follow-migration.ts';
+import { checkOracle } from '../../cli/oracle.ts';
 import { createPairLab, netnsUnavailable, type PairLab } from '../helpers/netns.ts';
-import { checkOracle } from '../helpers/oracle.ts';
 import { startSourceWithVm, stopAll } from '../helpers/processes.ts';
 import { waitUntil } from '../helpers/wait.ts';
 
@@ -59,7 +59,7 @@ describe.skipIf(unavailable !== undefined)('post-copy over a veth link that goes
       expect(done.outcome, JSON.stringify(done.error)).toBe('completed');
       expect(done.verify.match).toBe(true);
       const oracle = await checkOracle(dest.control, 'vm', spec);
-      expect(oracle.digest).toBe(oracle.referenceDigest);
+      expect(oracle.migratedDigest).toBe(oracle.referenceDigest);
     } finally {
       client.close();
     }

@@ -10,8 +10,8 @@ import { MsgType } from '@livemig/shared/protocol';
 import type { MigrationReport } from '@livemig/shared/report';
 import { parseVmSpec } from '@livemig/shared/vm';
 import { followMigration } from '../../cli/follow-migration.ts';
+import { checkOracle } from '../../cli/oracle.ts';
 import { startCuttingRelay } from '../helpers/cutting-relay.ts';
-import { checkOracle } from '../helpers/oracle.ts';
 import { runCli, startAgent, startSourceWithVm, stopAll, type AgentProcess } from '../helpers/processes.ts';
 import { waitUntil } from '../helpers/wait.ts';
 
@@ -55,7 +55,7 @@ describe.each(['postcopy', 'hybrid'] as const)('%s migration between real agents
     if (mode === 'postcopy') expect(report.rounds).toHaveLength(0);
     else expect(report.rounds.length).toBeGreaterThanOrEqual(1);
     const oracle = await checkOracle(dest.control, 'vm', spec);
-    expect(oracle.digest).toBe(oracle.referenceDigest);
+    expect(oracle.migratedDigest).toBe(oracle.referenceDigest);
   });
 });
 
@@ -83,7 +83,7 @@ describe('post-copy under failure', () => {
       expect(report.postcopy?.recoveries).toBe(1);
       expect(destStatuses).toContain('postcopy-paused');
       const oracle = await checkOracle(dest.control, 'vm', spec);
-      expect(oracle.digest).toBe(oracle.referenceDigest);
+      expect(oracle.migratedDigest).toBe(oracle.referenceDigest);
     } finally {
       await relay.close();
     }
@@ -100,7 +100,7 @@ describe('post-copy under failure', () => {
     });
     expect(report.outcome).toBe('completed');
     const oracle = await checkOracle(dest.control, 'vm', spec);
-    expect(oracle.digest).toBe(oracle.referenceDigest);
+    expect(oracle.migratedDigest).toBe(oracle.referenceDigest);
   });
 
   it('killing the destination during post-copy: the source reports the VM lost, never a success', async () => {
@@ -171,7 +171,7 @@ describe('hybrid switching by hand', () => {
     expect(report.switchover?.reason).toBe('postcopy');
     expect(report.rounds.length).toBeGreaterThanOrEqual(2);
     const oracle = await checkOracle(dest.control, 'vm', spec);
-    expect(oracle.digest).toBe(oracle.referenceDigest);
+    expect(oracle.migratedDigest).toBe(oracle.referenceDigest);
   });
 
   it('migrate-start-postcopy on a pre-copy migration is refused with the reason', async () => {

@@ -12,9 +12,9 @@ import { ControlClient } from '@livemig/shared/control';
 import { REPORT_JSON_SCHEMA, type MigrationReport } from '@livemig/shared/report';
 import { parseVmSpec } from '@livemig/shared/vm';
 import { followMigration } from '../../cli/follow-migration.ts';
+import { checkOracle } from '../../cli/oracle.ts';
 import { MsgType } from '@livemig/shared/protocol';
 import { startCuttingRelay } from '../helpers/cutting-relay.ts';
-import { checkOracle } from '../helpers/oracle.ts';
 import { runCli, startAgent, startSourceWithVm, stopAll, type AgentProcess } from '../helpers/processes.ts';
 import { waitUntil } from '../helpers/wait.ts';
 
@@ -79,7 +79,7 @@ describe('pre-copy migration between real agents', () => {
       what: 'the VM makes progress at the destination',
     });
     const oracle = await checkOracle(dest.control, 'vm1', spec);
-    expect(oracle.digest).toBe(oracle.referenceDigest);
+    expect(oracle.migratedDigest).toBe(oracle.referenceDigest);
   });
 
   it('a dirty rate above the capped bandwidth does not converge: the report names the rule, the VM still arrives intact', async () => {
@@ -95,7 +95,7 @@ describe('pre-copy migration between real agents', () => {
     expect(report.switchover?.expectedDowntimeMs).toBeGreaterThan(10);
     expect(report.verify.match).toBe(true);
     const oracle = await checkOracle(dest.control, 'busy', spec);
-    expect(oracle.digest).toBe(oracle.referenceDigest);
+    expect(oracle.migratedDigest).toBe(oracle.referenceDigest);
   });
 });
 
@@ -118,7 +118,7 @@ describe('failures leave the VM on exactly one side, intact', () => {
     await waitUntil(async () => ((await vmsOn(source))[0]?.steps ?? 0) > before.steps, { what: 'the VM runs on' });
     await waitUntil(async () => (await vmsOn(dest)).length === 0, { what: 'the destination discards its copy' });
     const oracle = await checkOracle(source.control, 'vm', spec);
-    expect(oracle.digest).toBe(oracle.referenceDigest);
+    expect(oracle.migratedDigest).toBe(oracle.referenceDigest);
   });
 
   it('SIGKILL of the destination mid-round: the VM keeps running on the source, which serves the next migration', async () => {
@@ -136,7 +136,7 @@ describe('failures leave the VM on exactly one side, intact', () => {
     const again = await migrate(source, 'vm', dest2.listen);
     expect(again.outcome, JSON.stringify(again.error)).toBe('completed');
     const oracle = await checkOracle(dest2.control, 'vm', spec);
-    expect(oracle.digest).toBe(oracle.referenceDigest);
+    expect(oracle.migratedDigest).toBe(oracle.referenceDigest);
   });
 
   it('SIGKILL of the source mid-round: the destination frees the half-built VM and serves the next migration', async () => {
@@ -152,7 +152,7 @@ describe('failures leave the VM on exactly one side, intact', () => {
     const report = await migrate(source2, 'vm', dest.listen);
     expect(report.outcome, JSON.stringify(report.error)).toBe('completed');
     const oracle = await checkOracle(dest.control, 'vm', spec);
-    expect(oracle.digest).toBe(oracle.referenceDigest);
+    expect(oracle.migratedDigest).toBe(oracle.referenceDigest);
   });
 
   it('SIGTERM of the destination mid-round: it aborts cleanly and the VM keeps running on the source', async () => {
@@ -167,7 +167,7 @@ describe('failures leave the VM on exactly one side, intact', () => {
     expect(await dest.exited).toEqual({ code: 0, signal: null });
     expect((await vmsOn(source))[0]?.state).toBe('running');
     const oracle = await checkOracle(source.control, 'vm', spec);
-    expect(oracle.digest).toBe(oracle.referenceDigest);
+    expect(oracle.migratedDigest).toBe(oracle.referenceDigest);
   });
 
   it('SIGTERM of the source mid-round: it switches over and finishes, so the VM ends up running on the destination', async () => {
@@ -181,7 +181,7 @@ describe('failures leave the VM on exactly one side, intact', () => {
     expect(await source.exited).toEqual({ code: 0, signal: null });
     expect((await vmsOn(dest)).map((v) => v.state)).toEqual(['running']);
     const oracle = await checkOracle(dest.control, 'vm', small);
-    expect(oracle.digest).toBe(oracle.referenceDigest);
+    expect(oracle.migratedDigest).toBe(oracle.referenceDigest);
   });
 
   it('a fake peer sending garbage gets a typed error; the destination keeps serving', async () => {
@@ -219,7 +219,7 @@ describe('failures leave the VM on exactly one side, intact', () => {
       expect(report.error?.code).toBe('ERR_BAD_MAGIC');
       expect((await vmsOn(source))[0]?.state).toBe('running');
       const oracle = await checkOracle(source.control, 'vm', spec2);
-      expect(oracle.digest).toBe(oracle.referenceDigest);
+      expect(oracle.migratedDigest).toBe(oracle.referenceDigest);
     } finally {
       fake.close();
     }
@@ -244,7 +244,7 @@ describe('exactly one owner around the handoff (link cut by a relay at an exact 
       expect((await vmsOn(source))[0]?.state).toBe('running');
       await waitUntil(async () => (await vmsOn(dest)).length === 0, { what: 'the destination discards its copy' });
       const oracle = await checkOracle(source.control, 'vm', spec);
-      expect(oracle.digest).toBe(oracle.referenceDigest);
+      expect(oracle.migratedDigest).toBe(oracle.referenceDigest);
     } finally {
       await relay.close();
     }
@@ -268,7 +268,7 @@ describe('exactly one owner around the handoff (link cut by a relay at an exact 
       expect(refused.code).toBe(1);
       expect(refused.stderr).toMatch(/ERR_VM_STATE.*two copies/);
       const oracle = await checkOracle(dest.control, 'vm', spec);
-      expect(oracle.digest).toBe(oracle.referenceDigest);
+      expect(oracle.migratedDigest).toBe(oracle.referenceDigest);
     } finally {
       await relay.close();
     }
