@@ -1,6 +1,12 @@
 /**
  * ToyVm: the machine livemig migrates — guest memory, dirty log, presence map (post-copy
- * destinations), register file, devices and one vCPU worker — behind a small API.
+ * destinations), register file, devices and one vCPU worker — behind a small API. This file
+ * owns the lifecycle (running ⇄ paused → destroyed, status listeners) and the dirty-page view;
+ * the rest is delegated, one concern per module, and ToyVm's methods stay the API:
+ *   vm-build.ts       building the parts (boot, createIncoming)
+ *   vm-presence.ts    post-copy presence (isPresent, markPresent, installPage, onFault, …)
+ *   machine-state.ts  CPU and device state export/import and stateDigest()
+ *   run-rate.ts       the running-time and write-rate figures of stats()
  *
  * Lifecycle: boot() (memory initialised, vCPU parked) or createIncoming() (zero memory, no CPU
  * state yet, optionally every page absent) → start()/resume() ⇄ pause() → destroy().
@@ -10,26 +16,26 @@
  *
  * What a pre-copy source uses: harvestDirty() each round (also OR-ed into the ever-dirty map),
  * possiblyNonZero() for round 0, memory.page(n) views to send, pause() for stop-and-copy, then
- * exportCpuState()/exportDeviceState()/digest(). A destination: createIncoming(),
- * memory.writePage() (pre-copy) or installPage() (post-copy, wakes a vCPU blocked on that
- * page), onFault() to request pages, importCpuState()/importDeviceState(), then start().
+ * exportCpuState()/exportDeviceState()/stateDigest()/digest(). A destination: createIncoming(),
+ * memory.writePage() (pre-copy; or raw views + memory.markTouched()) or installPage()
+ * (post-copy, wakes a vCPU blocked on that page), onFault() to request pages,
+ * importCpuState()/importDeviceState(), stateDigest() to compare, then start().
  */
 import { MigrationError } from '../errors.ts';
 import type { ReadonlyBitmap } from './bitmap.ts';
-import { DeviceBus, type DeviceState } from './devices.ts';
+import type { DeviceState } from './devices.ts';
 import { digestMemory } from './digest.ts';
-import { DirtyLog } from './dirty-log.ts';
-import { GuestMemory, type GuestMemoryOptions } from './guest-memory.ts';
-import { initialiseMemory } from './init.ts';
-import { NicDevice } from './nic/nic-device.ts';
+import type { DirtyLog } from './dirty-log.ts';
+import type { GuestMemory, GuestMemoryOptions } from './guest-memory.ts';
+import { MachineState } from './machine-state.ts';
 import { NIC_PAGES } from './nic/layout.ts';
+import type { NicDevice } from './nic/nic-device.ts';
 import { unionSorted } from './page-list.ts';
-import { PresenceMap } from './presence-map.ts';
-import { deriveKey, hashString } from './prng.ts';
-import { R_KEY, RegisterFile } from './registers.ts';
-import { Vcpu, type PageFault } from './vcpu.ts';
-import { macForIp } from './nic/mac.ts';
-import { parseVmSpec, resolveVmSpec, type VmSpec } from './vm-spec.ts';
+import { RunRate } from './run-rate.ts';
+import type { PageFault, Vcpu } from './vcpu.ts';
+import { buildVm, type BuildMode, type VmParts } from './vm-build.ts';
+import { PagePresence } from './vm-presence.ts';
+import type { VmSpec } from './vm-spec.ts';
 import type { WorkloadSpec } from './workload-spec.ts';
 
 /** Where the VM is in its lifecycle. */
@@ -69,8 +75,6 @@ export interface VmStats {
   missingPages: number;
 }
 
-const RATE_WINDOW_MS = 1000;
-
 /** A running (or paused) toy VM. */
 export class ToyVm {
   /** The canonical spec this VM was built from. */
@@ -86,56 +90,34 @@ export class ToyVm {
    * guest memory like DMA, into its own dirty log, which harvestDirty() merges.
    */
   readonly nic: NicDevice | null;
-  readonly #dmaLog: DirtyLog | null;
-  readonly #statusListeners = new Set<(status: 'running' | 'paused' | 'destroyed') => void>();
   /** ms spent initialising memory at boot (0 for incoming VMs). */
   readonly initMs: number;
-  readonly #registers: RegisterFile;
-  readonly #devices: DeviceBus;
-  readonly #presence: PresenceMap | null;
+  readonly #dmaLog: DirtyLog | null;
+  readonly #statusListeners = new Set<(status: 'running' | 'paused' | 'destroyed') => void>();
   readonly #vcpu: Vcpu;
-  readonly #specHash: number;
+  readonly #presence: PagePresence;
+  readonly #state: MachineState;
+  readonly #runRate = new RunRate();
   #status: 'running' | 'paused' | 'destroyed' = 'paused';
-  #runStartedAt = 0;
-  #runStartSteps = 0;
-  #ranMs = 0;
-  #ranSteps = 0;
-  #samples: { t: number; steps: number }[] = [];
 
-  private constructor(parts: {
-    spec: VmSpec;
-    memory: GuestMemory;
-    dirtyLog: DirtyLog;
-    workload: WorkloadSpec;
-    registers: RegisterFile;
-    devices: DeviceBus;
-    presence: PresenceMap | null;
-    vcpu: Vcpu;
-    specHash: number;
-    initMs: number;
-    dmaLog: DirtyLog | null;
-  }) {
+  private constructor(parts: VmParts) {
     this.spec = parts.spec;
     this.memory = parts.memory;
     this.dirtyLog = parts.dirtyLog;
     this.workload = parts.workload;
+    this.nic = parts.nic;
     this.initMs = parts.initMs;
-    this.#registers = parts.registers;
-    this.#devices = parts.devices;
-    this.#presence = parts.presence;
-    this.#vcpu = parts.vcpu;
-    this.#specHash = parts.specHash;
     this.#dmaLog = parts.dmaLog;
-    const [ip, port] = (parts.spec.nic ?? ':').split(':');
-    this.nic =
-      parts.dmaLog && parts.spec.nic
-        ? new NicDevice({
-            memory: parts.memory,
-            dmaLog: parts.dmaLog,
-            kick: () => parts.vcpu.kick(),
-            address: { ip: ip!, port: Number(port), mac: macForIp(ip!) },
-          })
-        : null;
+    this.#vcpu = parts.vcpu;
+    this.#presence = new PagePresence(parts.memory, parts.presence, parts.vcpu);
+    this.#state = new MachineState({
+      registers: parts.registers,
+      devices: parts.devices,
+      nic: parts.nic,
+      vcpu: parts.vcpu,
+      workloadId: parts.workload.definition.id,
+      specHash: parts.specHash,
+    });
   }
 
   /** Boots a VM: memory initialised from the spec, registers reset, vCPU parked ('paused') until start(). */
@@ -152,61 +134,8 @@ export class ToyVm {
     return ToyVm.#create(spec, options, { incoming: true, postcopy: options.postcopy });
   }
 
-  static async #create(
-    input: VmSpec,
-    options: ToyVmOptions,
-    mode: { incoming: boolean; postcopy: boolean },
-  ): Promise<ToyVm> {
-    const spec = parseVmSpec({
-      memory: input.memoryBytes,
-      init: input.init,
-      workload: input.workload,
-      seed: input.seed,
-      nic: input.nic,
-    });
-    const { init, workload } = resolveVmSpec(spec);
-    const memory = GuestMemory.allocate(spec.memoryBytes, options);
-    const t0 = performance.now();
-    if (!mode.incoming) {
-      await initialiseMemory(memory, init, spec.seed);
-      // The workload's own area (NIC rings, kv table) starts zeroed, as a device reset and a
-      // booting guest would leave it, whatever --init put there.
-      const reserved = workload.definition.reservedBytes?.(workload.params) ?? 0;
-      for (let p = 0; p < Math.ceil(reserved / memory.pageSize); p++) memory.page(p).fill(0);
-    }
-    const initMs = mode.incoming ? 0 : performance.now() - t0;
-    const specHash = hashString(`${spec.memoryBytes}|${spec.workload}`);
-    const registers = new RegisterFile();
-    if (!mode.incoming) {
-      registers.reset(workload.definition.id, specHash);
-      registers.words[R_KEY] = deriveKey(spec.seed, 1);
-      workload.definition.initRegisters?.(registers.words, workload.params, memory.pageCount);
-    }
-    const devices = new DeviceBus();
-    const dirtyLog = new DirtyLog(memory.pageCount);
-    const dmaLog = spec.nic ? new DirtyLog(memory.pageCount) : null;
-    const presence = mode.postcopy ? new PresenceMap(memory.pageCount) : null;
-    const vcpu = await Vcpu.start({
-      memory: memory.layout,
-      dirty: dirtyLog.buffer,
-      presence: presence?.buffer ?? null,
-      registers: registers.buffer,
-      devices: devices.buffer,
-      workload: spec.workload,
-    });
-    return new ToyVm({
-      spec,
-      memory,
-      dirtyLog,
-      workload,
-      registers,
-      devices,
-      presence,
-      vcpu,
-      specHash,
-      initMs,
-      dmaLog,
-    });
+  static async #create(spec: VmSpec, options: ToyVmOptions, mode: BuildMode): Promise<ToyVm> {
+    return new ToyVm(await buildVm(spec, options, mode));
   }
 
   /** 'running', 'paused', 'destroyed', or 'crashed' (the vCPU worker died; see failure). */
@@ -238,7 +167,7 @@ export class ToyVm {
   /** Lets a paused VM run. Throws ERR_VM_STATE if it is running, destroyed, or has no CPU state yet. */
   resume(): void {
     this.#expect('paused', 'resume');
-    if (!this.#registers.loaded) {
+    if (!this.#state.cpuLoaded) {
       throw new MigrationError('ERR_VM_STATE', 'cannot start an incoming VM before its CPU state is imported');
     }
     this.#markRunning(); // before the worker moves, so the step count it records is exact
@@ -263,7 +192,7 @@ export class ToyVm {
       throw new MigrationError('ERR_INVALID_ARGUMENT', `step count must be a non-negative integer, got ${n}`);
     }
     this.#expect('paused', 'run steps');
-    if (!this.#registers.loaded) {
+    if (!this.#state.cpuLoaded) {
       throw new MigrationError('ERR_VM_STATE', 'cannot run an incoming VM before its CPU state is imported');
     }
     const target = this.steps + n;
@@ -306,7 +235,8 @@ export class ToyVm {
    * Pages that may be non-zero: non-zero after init ∪ written by the host ∪ ever harvested ∪
    * dirty now. Every other page is known zero (pre-copy round 0 need not read it). A live map,
    * exact right after harvestDirty(); clone() it to keep a snapshot. (On a post-copy
-   * destination, absent pages are not included: they are not known yet.)
+   * destination, absent pages are not included: they are not known yet.) Host writes that
+   * bypass memory.writePage() count only if the writer called memory.markTouched().
    */
   possiblyNonZero(): ReadonlyBitmap {
     this.dirtyLog.peekInto(this.memory.touched);
@@ -316,33 +246,22 @@ export class ToyVm {
 
   /** True if this VM tracks page presence (a post-copy destination). */
   get postcopy(): boolean {
-    return this.#presence !== null;
+    return this.#presence.tracked;
   }
 
   /** Pages not yet present (0 unless a post-copy destination). */
   get missingPages(): number {
-    return this.#presence?.missing ?? 0;
+    return this.#presence.missing;
   }
 
   /** True if page n is present (always, unless a post-copy destination). */
   isPresent(n: number): boolean {
-    return this.#presence ? this.#presence.has(n) : true;
+    return this.#presence.isPresent(n);
   }
 
   /** Marks pages whose bytes are already in memory (e.g. via memory.writePage) as present, waking a vCPU blocked on one. */
   markPresent(pages: Iterable<number>): void {
-    const presence = this.#presence;
-    if (!presence) return;
-    for (const p of pages) {
-      if (!(p >= 0 && p < this.memory.pageCount)) {
-        throw new MigrationError(
-          'ERR_PAGE_OUT_OF_RANGE',
-          `page ${p} is outside the VM (0..${this.memory.pageCount - 1})`,
-        );
-      }
-      if (presence.mark(p)) this.#vcpu.pageArrived(p);
-    }
-    if (presence.missing === 0) this.#vcpu.setAllPresent();
+    this.#presence.markPresent(pages);
   }
 
   /**
@@ -351,24 +270,17 @@ export class ToyVm {
    * it since, so a late copy must never overwrite it.
    */
   installPage(n: number, bytes: Uint8Array): boolean {
-    if (!this.#presence) throw new MigrationError('ERR_VM_STATE', 'installPage() is for post-copy destinations');
-    if (!(n >= 0 && n < this.memory.pageCount)) this.memory.page(n); // throws ERR_PAGE_OUT_OF_RANGE
-    if (this.#presence.has(n)) return false;
-    this.memory.writePage(n, bytes);
-    this.markPresent([n]);
-    return true;
+    return this.#presence.installPage(n, bytes);
   }
 
   /** Marks every page present (post-copy complete): the vCPU drops all presence checks. */
   markAllPresent(): void {
-    if (!this.#presence) return;
-    this.#presence.markAll();
-    this.#vcpu.setAllPresent();
+    this.#presence.markAllPresent();
   }
 
   /** Calls listener(fault) for each post-copy fault (page, time). Returns an unsubscribe function. */
   onFault(listener: (fault: PageFault) => void): () => void {
-    return this.#vcpu.onFault(listener);
+    return this.#presence.onFault(listener);
   }
 
   /** Calls listener if the vCPU worker dies. Returns an unsubscribe function. */
@@ -379,39 +291,40 @@ export class ToyVm {
   /** The register file as bytes (CPU_STATE_BYTES). Paused only. */
   exportCpuState(): Uint8Array {
     this.#expect('paused', 'export CPU state of');
-    return this.#registers.export();
+    return this.#state.exportCpu();
   }
 
   /** Loads CPU state exported by a VM with the same workload and memory size. Paused only; ERR_STATE_MISMATCH if it does not fit. */
   importCpuState(bytes: Uint8Array): void {
     this.#expect('paused', 'import CPU state into');
-    this.#registers.import(bytes, { workloadId: this.workload.definition.id, specHash: this.#specHash });
-    this.#vcpu.publishSteps(this.#registers.steps);
+    this.#state.importCpu(bytes);
   }
 
   /** Device state as plain data (msgpack-able). Paused only. */
   exportDeviceState(): DeviceState {
     this.#expect('paused', 'export device state of');
-    return { ...this.#devices.exportState(), nic: this.nic?.exportState() ?? null };
+    return this.#state.exportDevices();
   }
 
   /** Loads device state from exportDeviceState(). Paused only; ERR_STATE_MISMATCH if malformed. */
   importDeviceState(state: unknown): void {
     this.#expect('paused', 'import device state into');
-    const nicState = (state as { nic?: unknown } | null)?.nic ?? null;
-    if ((nicState === null) !== (this.nic === null)) {
-      throw new MigrationError(
-        'ERR_STATE_MISMATCH',
-        this.nic ? 'device state has no NIC but this VM has one' : 'device state has a NIC but this VM has none',
-      );
-    }
-    this.#devices.importState(state);
-    if (this.nic) this.nic.importState(nicState);
+    this.#state.importDevices(state);
+  }
+
+  /**
+   * sha256 (hex) of the CPU state and the device state, canonically encoded (machine-state.ts).
+   * Paused only. A VM that imported another's exported CPU and device state has the same
+   * digest as the exporter; a changed register byte or device field changes it.
+   */
+  stateDigest(): string {
+    this.#expect('paused', 'digest the state of');
+    return this.#state.digest();
   }
 
   /** The console output still in the device's ring (for display). */
   get consoleTail(): string {
-    return this.#devices.consoleTail;
+    return this.#state.consoleTail;
   }
 
   /** xxhash64 of all memory in page order (hex). A consistent snapshot only while paused. */
@@ -422,27 +335,17 @@ export class ToyVm {
 
   /** Live figures. The recent write rate is measured between calls (about a 1 s window). */
   stats(): VmStats {
-    const now = performance.now();
     const steps = this.steps;
-    const running = this.#status === 'running';
-    const runningMs = this.#ranMs + (running ? now - this.#runStartedAt : 0);
-    const ranSteps = this.#ranSteps + (running ? steps - this.#runStartSteps : 0);
+    const figures = this.#runRate.sample(steps);
     const perStep = this.workload.definition.writesPerStep;
-    const average = runningMs > 0 ? (ranSteps * perStep * 1000) / runningMs : 0;
-    const samples = this.#samples;
-    const last = samples[samples.length - 1];
-    if (!last || now - last.t >= 50) samples.push({ t: now, steps });
-    while (samples.length > 2 && samples[1]!.t <= now - RATE_WINDOW_MS) samples.shift();
-    const first = samples[0]!;
-    const recent = now - first.t >= 50 ? ((steps - first.steps) * perStep * 1000) / (now - first.t) : average;
     const faults = this.#vcpu.faults;
     return {
       status: this.status,
       steps,
-      pageWrites: ranSteps * perStep,
-      runningMs,
-      averageWriteRatePagesPerSec: average,
-      writeRatePagesPerSec: recent,
+      pageWrites: figures.ranSteps * perStep,
+      runningMs: figures.runningMs,
+      averageWriteRatePagesPerSec: figures.averageStepsPerSec * perStep,
+      writeRatePagesPerSec: figures.recentStepsPerSec * perStep,
       requestedWriteRatePagesPerSec: this.workload.definition.stepsPerSecond(this.workload.params) * perStep,
       throttle: this.throttle,
       faults: faults.count,
@@ -463,15 +366,13 @@ export class ToyVm {
 
   #markRunning(): void {
     this.#status = 'running';
-    this.#runStartedAt = performance.now();
-    this.#runStartSteps = this.steps;
+    this.#runRate.started(this.steps);
     this.#tell('running');
   }
 
   #markPaused(): void {
     this.#status = 'paused';
-    this.#ranMs += performance.now() - this.#runStartedAt;
-    this.#ranSteps += this.steps - this.#runStartSteps;
+    this.#runRate.stopped(this.steps);
     this.#tell('paused');
   }
 

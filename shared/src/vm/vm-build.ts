@@ -1,0 +1,111 @@
+/**
+ * Building a ToyVm: this module owns how the parts come to be, and nothing after that — the
+ * parts go to the ToyVm, which owns them from then on.
+ *
+ *   boot      the spec is re-parsed (canonical), memory allocated and initialised (--init, then
+ *             the workload's reserved area zeroed as a device reset would leave it), registers
+ *             reset and seeded, the vCPU worker started and parked.
+ *   incoming  zero memory (nothing to initialise: the migration fills it), registers left
+ *             unloaded so the VM cannot start before a CPU state is imported; with post-copy a
+ *             presence map with every page absent.
+ * Either way the NIC (spec.nic) is built over the same memory with its own DMA dirty log, and
+ * its interrupt is the vCPU's kick.
+ */
+import { DeviceBus } from './devices.ts';
+import { DirtyLog } from './dirty-log.ts';
+import { GuestMemory, type GuestMemoryOptions } from './guest-memory.ts';
+import { initialiseMemory } from './init.ts';
+import { macForIp } from './nic/mac.ts';
+import { NicDevice } from './nic/nic-device.ts';
+import { PresenceMap } from './presence-map.ts';
+import { deriveKey, hashString } from './prng.ts';
+import { R_KEY, RegisterFile } from './registers.ts';
+import { Vcpu } from './vcpu.ts';
+import { parseVmSpec, resolveVmSpec, type VmSpec } from './vm-spec.ts';
+import type { WorkloadSpec } from './workload-spec.ts';
+
+/** How to build: a fresh boot, or an empty VM to migrate into (optionally post-copy). */
+export interface BuildMode {
+  incoming: boolean;
+  /** Every page starts absent (only with incoming). */
+  postcopy: boolean;
+}
+
+/** Everything a ToyVm is made of. */
+export interface VmParts {
+  /** The canonical spec. */
+  spec: VmSpec;
+  workload: WorkloadSpec;
+  memory: GuestMemory;
+  /** The vCPU's dirty log. */
+  dirtyLog: DirtyLog;
+  /** The NIC's own dirty log (one writer per log), or null without a NIC. */
+  dmaLog: DirtyLog | null;
+  nic: NicDevice | null;
+  registers: RegisterFile;
+  devices: DeviceBus;
+  /** Post-copy destinations only. */
+  presence: PresenceMap | null;
+  vcpu: Vcpu;
+  /** Identifies memory size + workload in the register file (imports from other VMs are refused). */
+  specHash: number;
+  /** ms spent initialising memory (0 for incoming VMs). */
+  initMs: number;
+}
+
+/** Builds the parts of a VM from its spec; the vCPU is started and parked. */
+export async function buildVm(input: VmSpec, options: GuestMemoryOptions, mode: BuildMode): Promise<VmParts> {
+  const spec = parseVmSpec({
+    memory: input.memoryBytes,
+    init: input.init,
+    workload: input.workload,
+    seed: input.seed,
+    nic: input.nic,
+  });
+  const { init, workload } = resolveVmSpec(spec);
+  const memory = GuestMemory.allocate(spec.memoryBytes, options);
+  const t0 = performance.now();
+  if (!mode.incoming) {
+    await initialiseMemory(memory, init, spec.seed);
+    // The workload's own area (NIC rings, kv table) starts zeroed, as a device reset and a
+    // booting guest would leave it, whatever --init put there.
+    const reserved = workload.definition.reservedBytes?.(workload.params) ?? 0;
+    for (let p = 0; p < Math.ceil(reserved / memory.pageSize); p++) memory.page(p).fill(0);
+  }
+  const initMs = mode.incoming ? 0 : performance.now() - t0;
+  const specHash = hashString(`${spec.memoryBytes}|${spec.workload}`);
+  const registers = new RegisterFile();
+  if (!mode.incoming) {
+    registers.reset(workload.definition.id, specHash);
+    registers.words[R_KEY] = deriveKey(spec.seed, 1);
+    workload.definition.initRegisters?.(registers.words, workload.params, memory.pageCount);
+  }
+  const devices = new DeviceBus();
+  const dirtyLog = new DirtyLog(memory.pageCount);
+  const dmaLog = spec.nic ? new DirtyLog(memory.pageCount) : null;
+  const presence = mode.postcopy ? new PresenceMap(memory.pageCount) : null;
+  const vcpu = await Vcpu.start({
+    memory: memory.layout,
+    dirty: dirtyLog.buffer,
+    presence: presence?.buffer ?? null,
+    registers: registers.buffer,
+    devices: devices.buffer,
+    workload: spec.workload,
+  });
+  let nic: NicDevice | null = null;
+  if (dmaLog && spec.nic) {
+    const [ip = '', port] = spec.nic.split(':');
+    try {
+      nic = new NicDevice({
+        memory,
+        dmaLog,
+        kick: () => vcpu.kick(),
+        address: { ip, port: Number(port), mac: macForIp(ip) },
+      });
+    } catch (error) {
+      await vcpu.destroy();
+      throw error;
+    }
+  }
+  return { spec, workload, memory, dirtyLog, dmaLog, nic, registers, devices, presence, vcpu, specHash, initMs };
+}
