@@ -11,6 +11,10 @@
  * atomically, so a receiver writing the page at the same moment is never overwritten (not
  * `Atomics.or(word, 0)`, which V8 runs as a load then a CAS: two faults per fresh page). Correctness never depends
  * on the worker finishing: a page it has not reached yet simply faults on the receive path.
+ *
+ * The worker holds the memory's regions while it runs, so it stops by itself when the memory is
+ * released (GuestMemory.release(), i.e. the VM was destroyed): otherwise a migration that failed
+ * early would go on faulting in — and keeping — the memory of a VM that no longer exists.
  */
 import { Worker } from 'node:worker_threads';
 import type { GuestMemory } from './guest-memory.ts';
@@ -35,12 +39,13 @@ export function startPrefault(memory: GuestMemory, pages: Uint32Array): Prefault
       stop: stopFlag,
     },
   });
+  const stopOnRelease = memory.onRelease(() => Atomics.store(stopFlag, 0, 1));
   const done = new Promise<number>((resolve) => {
     let touched = 0;
     worker.on('message', (message: { done: number }) => (touched = message.done));
     worker.on('error', () => resolve(touched));
     worker.on('exit', () => resolve(touched));
-  });
+  }).finally(stopOnRelease);
   return {
     done,
     stop: () => {

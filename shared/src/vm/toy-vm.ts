@@ -13,6 +13,9 @@
  * Ownership: the host side (this object, on the agent's event loop) owns everything except
  * what the vCPU writes: guest memory, the dirty log, registers and devices while it runs.
  * State export/import is only allowed while paused, when the vCPU has nothing in flight.
+ * destroy() ends the worker, then lets go of everything: the memory's regions (a prefault
+ * worker on them stops), the NIC's views, every listener — so the memory is freed even if
+ * someone still holds this object — and asks V8 to collect (reclaim.ts).
  *
  * What a pre-copy source uses: harvestDirty() each round (also OR-ed into the ever-dirty map),
  * possiblyNonZero() for round 0, memory.page(n) views to send, pause() for stop-and-copy, then
@@ -31,6 +34,7 @@ import { MachineState } from './machine-state.ts';
 import { NIC_PAGES } from './nic/layout.ts';
 import type { NicDevice } from './nic/nic-device.ts';
 import { unionSorted } from './page-list.ts';
+import { reclaimSoon } from './reclaim.ts';
 import { RunRate } from './run-rate.ts';
 import type { PageFault, Vcpu } from './vcpu.ts';
 import { buildVm, type BuildMode, type VmParts } from './vm-build.ts';
@@ -79,7 +83,7 @@ export interface VmStats {
 export class ToyVm {
   /** The canonical spec this VM was built from. */
   readonly spec: VmSpec;
-  /** Guest memory. */
+  /** Guest memory (released by destroy()). */
   readonly memory: GuestMemory;
   /** The dirty log (harvest through harvestDirty() so the ever-dirty map stays exact). */
   readonly dirtyLog: DirtyLog;
@@ -87,7 +91,7 @@ export class ToyVm {
   readonly workload: WorkloadSpec;
   /**
    * The virtual NIC (spec.nic), or null. Its backend (host/net) feeds it datagrams; it writes
-   * guest memory like DMA, into its own dirty log, which harvestDirty() merges.
+   * guest memory like DMA, into its own dirty log, which harvestDirty() merges. Closed by destroy().
    */
   readonly nic: NicDevice | null;
   /** ms spent initialising memory at boot (0 for incoming VMs). */
@@ -355,13 +359,25 @@ export class ToyVm {
     };
   }
 
-  /** Stops the vCPU worker and releases the VM. Idempotent. */
+  /**
+   * Stops the vCPU worker (terminated if it does not exit within 2 s) and releases the VM: the
+   * guest memory's regions (a prefault worker on them stops), the NIC's views of them, the
+   * status, fault and crash listeners; then asks V8 for a collection so the memory goes back to
+   * the OS now rather than at some later GC (reclaim.ts). Idempotent.
+   */
   async destroy(): Promise<void> {
     if (this.#status === 'destroyed') return this.#vcpu.destroy();
     if (this.#status === 'running') this.#markPaused();
     this.#status = 'destroyed';
     this.#tell('destroyed');
-    await this.#vcpu.destroy();
+    this.#statusListeners.clear();
+    try {
+      await this.#vcpu.destroy();
+    } finally {
+      this.nic?.close();
+      this.memory.release();
+      reclaimSoon(this.spec.memoryBytes);
+    }
   }
 
   #markRunning(): void {

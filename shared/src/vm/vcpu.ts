@@ -194,14 +194,22 @@ export class Vcpu {
     return () => this.#crashListeners.delete(listener);
   }
 
-  /** Stops the worker (asks it to exit; terminates it if it does not within 2 s). */
+  /**
+   * Stops the worker (asks it to exit; terminates it if it does not within 2 s) and, once it has
+   * exited — its isolate gone, and with it the worker's references to the VM's buffers — forgets
+   * the fault and crash listeners.
+   */
   async destroy(): Promise<void> {
     if (!this.#exiting) {
       this.#exiting = true;
       if (!this.#failure) this.#command(CMD_EXIT);
       Atomics.notify(this.#ctl.i32, CTL_FAULT_SEQ);
       const timer = setTimeout(() => void this.#worker.terminate(), EXIT_GRACE_MS);
-      void this.#exited.then(() => clearTimeout(timer));
+      void this.#exited.then(() => {
+        clearTimeout(timer);
+        this.#faultListeners.clear();
+        this.#crashListeners.clear();
+      });
     }
     await this.#exited;
   }

@@ -15,6 +15,10 @@
  *
  * transmit() frees TX slots, which is new input for a guest that halted because its TX ring
  * was full, so it kicks the vCPU when it freed any while datagrams are waiting in RX.
+ *
+ * close() (the VM was destroyed) drops the device's views of guest memory and wakes every
+ * waitForTx(): a pending Atomics.waitAsync would otherwise wait forever on a VM that will never
+ * notify, and keep its memory reachable. A closed device receives nothing and sends nothing.
  */
 import { MigrationError } from '../../errors.ts';
 import { markDirty, type DirtyLog } from '../dirty-log.ts';
@@ -99,11 +103,12 @@ export class NicDevice {
   readonly address: Readonly<NicAddress>;
   readonly #dirty: Int32Array;
   readonly #kick: () => void;
-  /** Page 0's words: the ring indices. */
-  readonly #idx: Int32Array;
-  /** Byte and DataView views of the NIC pages, by page number. */
+  /** Page 0's words: the ring indices (a private zeroed copy once closed). */
+  #idx: Int32Array;
+  /** Byte and DataView views of the NIC pages, by page number (empty once closed). */
   readonly #bytes: Uint8Array[] = [];
   readonly #views: DataView[] = [];
+  #closed = false;
   readonly #counters: NicCounters = { rxPackets: 0, rxBytes: 0, rxDropped: 0, txPackets: 0, txBytes: 0 };
   /** One outstanding Atomics.waitAsync on TX_PRODUCED, shared by waiters of the same value. */
   #waiter: { value: number; promise: Promise<void> } | undefined;
@@ -143,6 +148,7 @@ export class NicDevice {
 
   /** True if the RX ring has a free slot (a backend holds datagrams back instead of having them dropped). */
   rxRoom(): boolean {
+    if (this.#closed) return false;
     return (Atomics.load(this.#idx, W_RX_USED) - Atomics.load(this.#idx, W_RX_CONSUMED)) >>> 0 < RING_SLOTS;
   }
 
@@ -162,6 +168,7 @@ export class NicDevice {
     ) {
       throw new MigrationError('ERR_INVALID_ARGUMENT', `bad datagram source ${ipv4}:${port}`);
     }
+    if (this.#closed) return false;
     const idx = this.#idx;
     const used = Atomics.load(idx, W_RX_USED);
     if ((used - Atomics.load(idx, W_RX_CONSUMED)) >>> 0 >= RING_SLOTS || payload.length > SLOT_PAYLOAD_BYTES) {
@@ -196,6 +203,7 @@ export class NicDevice {
    * are sent. The kv guest does neither; a broken guest must not crash the host.
    */
   transmit(send: (ipv4: number, port: number, payload: Uint8Array) => void): number {
+    if (this.#closed) return 0;
     const idx = this.#idx;
     let used = Atomics.load(idx, W_TX_USED);
     const produced = Atomics.load(idx, W_TX_PRODUCED); // acquire: the slots below it are written
@@ -236,11 +244,12 @@ export class NicDevice {
   /**
    * Resolves once txPending() is true (at once if it already is), waiting on the guest's
    * Atomics.notify of TX_PRODUCED with Atomics.waitAsync: no polling, no timer. Also resolves
-   * (without anything pending) when `signal` aborts: callers check signal.aborted.
+   * (without anything pending) when `signal` aborts, or when the device is closed: callers
+   * check signal.aborted (and txPending()).
    */
   async waitForTx(signal?: AbortSignal): Promise<void> {
-    const idx = this.#idx;
-    while (!signal?.aborted) {
+    while (!signal?.aborted && !this.#closed) {
+      const idx = this.#idx;
       const produced = Atomics.load(idx, W_TX_PRODUCED);
       if (produced !== Atomics.load(idx, W_TX_USED)) return;
       const wait = this.#waitOn(produced);
@@ -258,6 +267,25 @@ export class NicDevice {
         });
       });
     }
+  }
+
+  /** True once close() ran. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /**
+   * Detaches the device from guest memory (ToyVm.destroy): wakes every waitForTx(), then drops
+   * the views of the NIC pages. Afterwards receive() and rxRoom() say no, transmit() sends
+   * nothing, and the ring indices read as zero. Idempotent.
+   */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    Atomics.notify(this.#idx, W_TX_PRODUCED);
+    this.#idx = new Int32Array(PAGE_SIZE / 4);
+    this.#bytes.length = 0;
+    this.#views.length = 0;
   }
 
   /** The device's state (plain data) for migration. */

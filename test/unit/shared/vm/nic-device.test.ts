@@ -167,6 +167,30 @@ describe('NicDevice', () => {
     await vm.nic.waitForTx(controller.signal); // already aborted: returns at once
   });
 
+  it('close() wakes every waitForTx() and leaves a device that receives and sends nothing', async () => {
+    const vm = bootKv();
+    const controller = new AbortController();
+    let ended = 0;
+    const waits = [vm.nic.waitForTx(), vm.nic.waitForTx(), vm.nic.waitForTx(controller.signal)].map((wait) =>
+      wait.then(() => (ended += 1)),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(ended).toBe(0); // nothing to send: they wait on the guest, which will never notify
+    vm.nic.close();
+    vm.nic.close(); // idempotent
+    await Promise.all(waits);
+    expect(ended).toBe(3);
+    expect(vm.nic.closed).toBe(true);
+    expect(controller.signal.aborted).toBe(false);
+    const before = vm.nic.counters;
+    expect(vm.nic.rxRoom()).toBe(false);
+    expect(vm.nic.receive(1, 1, get(2, 1))).toBe(false);
+    expect(vm.nic.txPending()).toBe(false);
+    expect(vm.nic.transmit(() => expect.unreachable())).toBe(0);
+    await vm.nic.waitForTx(); // returns at once
+    expect(vm.nic.counters).toEqual(before);
+  });
+
   it('exportState() and importState() round-trip the counters of the same NIC', () => {
     const a = bootKv();
     for (let i = 0; i < 5; i++) a.send(get(i, i));

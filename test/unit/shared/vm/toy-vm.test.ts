@@ -72,6 +72,25 @@ describe('ToyVm lifecycle', () => {
     await run;
   });
 
+  it('destroy() lets go of what it owns: memory regions, NIC views, status listeners', async () => {
+    const vm = await boot({ memory: '4MiB', workload: 'kv:keys=1024', nic: '192.0.2.8:7700' });
+    vm.start();
+    const seen: string[] = [];
+    vm.onStatus((status) => seen.push(status));
+    const tx = vm.nic!.waitForTx(); // nothing to send: pending until the device closes
+    await vm.destroy();
+    await tx;
+    expect(seen).toEqual(['paused', 'destroyed']);
+    expect(vm.status).toBe('destroyed');
+    expect(vm.memory.released).toBe(true);
+    expect(vm.memory.regions).toEqual([]);
+    expect(() => vm.memory.page(0)).toThrow(code('ERR_VM_STATE'));
+    expect(vm.nic!.closed).toBe(true);
+    await vm.destroy(); // idempotent
+    expect(seen).toEqual(['paused', 'destroyed']);
+    expect(vm.stats()).toMatchObject({ status: 'destroyed', steps: vm.steps });
+  });
+
   it('an incoming VM cannot start before CPU state is imported, and refuses state from another VM', async () => {
     const source = await boot({ memory: '2MiB', workload: 'sweep:rate=0' });
     const other = await boot({ memory: '2MiB', workload: 'uniform:rate=0' });
