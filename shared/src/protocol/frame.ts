@@ -22,6 +22,7 @@
  * with `writeHeader`, the decoder reads them with `readHeader` (through header-parser.ts, which
  * checks them); nothing else uses a header offset.
  */
+import { PAGE_SIZE } from '../vm/guest-memory.ts';
 
 /** The two magic bytes, "LM". */
 export const MAGIC_0 = 0x4c;
@@ -52,8 +53,8 @@ export const KNOWN_FLAGS = 0;
 export const DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024;
 /** Largest metadata accepted by default: 1 MiB (a 256-page batch needs about 1.3 KiB). */
 export const DEFAULT_MAX_META_BYTES = 1024 * 1024;
-/** Page size assumed until a Setup says otherwise. */
-export const DEFAULT_PAGE_SIZE = 4096;
+/** Page size assumed until a Setup says otherwise: the toy VM's (one fact, defined there). */
+export const DEFAULT_PAGE_SIZE = PAGE_SIZE;
 /** Upper bound for any configured frame limit: lengths are u32 on the wire. */
 export const MAX_FRAME_LIMIT = 0xffff_ffff;
 
