@@ -16,6 +16,7 @@ import { ControlClient } from '@livemig/shared/control';
 import type { MigrationMode, MigrationReport } from '@livemig/shared/report';
 import { parseVmSpec } from '@livemig/shared/vm';
 import { followMigration } from '../../cli/follow-migration.ts';
+import { expectCompleted } from '../helpers/report.ts';
 import { waitUntil } from '../helpers/wait.ts';
 
 setFlagsFromString('--expose-gc');
@@ -73,14 +74,14 @@ describe('a VM that left an agent keeps only its record', () => {
 
     const onA = weakVm(a);
     const there = await migrate(a, b.dataAddress!, mode);
-    expect(there.outcome, JSON.stringify(there.error)).toBe('completed');
+    expectCompleted(there);
     await waitUntil(() => a.host.list()[0]?.state === 'migrated', { what: 'A retires the VM' });
     expect(await collected(onA), 'the VM booted on A is collected once it left A').toBe(true);
     expect(a.migrationInfos()[0]?.status).toBe('completed');
 
     const onB = weakVm(b);
     const back = await migrate(b, a.dataAddress!, mode);
-    expect(back.outcome, JSON.stringify(back.error)).toBe('completed');
+    expectCompleted(back);
     await waitUntil(() => b.host.list()[0]?.state === 'migrated', { what: 'B retires the VM' });
     expect(await collected(onB), 'the VM that arrived on B is collected once it left B').toBe(true);
     expect(a.host.get('vm').state).toBe('running');
@@ -105,12 +106,12 @@ describe('a VM still arriving cannot leave', () => {
       expect(() => b.migrate('vm', a.dataAddress!)).toThrow(
         expect.objectContaining({ code: 'ERR_BUSY', message: expect.stringMatching(/pages are still on the source/) }),
       );
-      expect((await there).outcome).toBe('completed');
+      expectCompleted(await there);
     } finally {
       client.close();
     }
     const back = await migrate(b, a.dataAddress!, 'precopy');
-    expect(back.outcome, JSON.stringify(back.error)).toBe('completed');
+    expectCompleted(back);
   });
 });
 
@@ -120,7 +121,7 @@ describe('an agent without a data port', () => {
     expect(a.dataAddress).toBeUndefined();
     await a.host.create('vm', spec);
     const report = await migrate(a, b.dataAddress!, 'precopy');
-    expect(report.outcome, JSON.stringify(report.error)).toBe('completed');
+    expectCompleted(report);
     expect(b.host.get('vm').state).toBe('running');
   });
 });

@@ -28,6 +28,7 @@ import { ControlClient } from '@livemig/shared/control';
 import { REPORT_JSON_SCHEMA, type MigrationReport } from '@livemig/shared/report';
 import { REPO_ROOT } from '../../cli/agent-process.ts';
 import { Lab, labUnavailable } from '../../cli/lab/topology.ts';
+import { expectCompleted } from '../helpers/report.ts';
 
 const ROOT = REPO_ROOT.replace(/\/$/, '');
 const COMPOSE_FILE = join(ROOT, 'docker-compose.yml');
@@ -282,7 +283,7 @@ describe.skipIf(unavailable !== undefined)('docker-compose.yml in network namesp
           `downtime ${report.times.downtimeMs.toFixed(1)} ms, ${report.bytes.wire} B on the wire\n`,
       );
       expect(report.schema).toBe('livemig.report/1');
-      expect(report.outcome, JSON.stringify(report.error)).toBe('completed');
+      expectCompleted(report);
       expect(report.verify.match).toBe(true);
       const validate = new Ajv({ strict: false }).compile(REPORT_JSON_SCHEMA);
       expect(validate(report), JSON.stringify(validate.errors)).toBe(true);

@@ -6,6 +6,7 @@
  * Needs root; elsewhere every test here is skipped, saying why.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import type { MigrationReport } from '@livemig/shared/report';
 import { parseVmSpec } from '@livemig/shared/vm';
 import { startDelayRelay, type DelayRelay } from '../../cli/lab/delay-relay.ts';
 import { checkProfile, measureLink } from '../../cli/lab/measure.ts';
@@ -15,6 +16,7 @@ import { shapeLab } from '../../cli/lab/shape.ts';
 import { Lab, labUnavailable } from '../../cli/lab/topology.ts';
 import { checkOracle } from '../../cli/oracle.ts';
 import { runCli, stopAll, track } from '../helpers/processes.ts';
+import { expectCompleted } from '../helpers/report.ts';
 
 const unavailable = labUnavailable();
 if (unavailable) process.stdout.write(`[skip] lab tests: ${unavailable}\n`);
@@ -60,7 +62,7 @@ describe.skipIf(unavailable !== undefined)('shaped links in network namespaces',
       const spec = parseVmSpec({ memory: '256MiB', init: 'random', workload: 'idle', seed: 17 });
       await withLabMigration({ profile, spec, onSpawn: track }, async (run) => {
         const { report, mechanisms } = run;
-        expect(report.outcome, JSON.stringify(report.error)).toBe('completed');
+        expectCompleted(report);
         const transferMs = report.rounds.reduce((sum, r) => sum + r.ms, 0);
         const boundMs = (report.bytes.wire / profile.rateBps) * 1000;
         process.stdout.write(
@@ -82,7 +84,7 @@ describe.skipIf(unavailable !== undefined)('shaped links in network namespaces',
     const spec = parseVmSpec({ memory: '64MiB', init: 'random', workload: 'hotset:wss=8MiB,rate=5000', seed: 19 });
     await withLabMigration({ profile, spec, mode: 'postcopy', onSpawn: track }, async (run) => {
       const { report } = run;
-      expect(report.outcome, JSON.stringify(report.error)).toBe('completed');
+      expectCompleted(report);
       const latency = report.postcopy?.faultLatencyMs;
       process.stdout.write(
         `[lab] wan post-copy: ${JSON.stringify(run.mechanisms)} RTT ${run.measured.rttMs.toFixed(1)} ms, ` +
@@ -101,10 +103,10 @@ describe.skipIf(unavailable !== undefined)('shaped links in network namespaces',
     expect(run.code, run.stderr).toBe(0);
     const result = JSON.parse(run.stdout) as {
       mechanisms: { rate: string };
-      report: { outcome: string; oracle?: { match: boolean } };
+      report: MigrationReport;
     };
     expect(result.mechanisms.rate).toBe('tbf');
-    expect(result.report.outcome).toBe('completed');
+    expectCompleted(result.report);
     expect(result.report.oracle?.match).toBe(true);
     const up = await runCli(['lab', 'up', '--profile', 'lan']);
     expect(up.code, up.stderr).toBe(0);

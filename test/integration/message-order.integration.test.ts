@@ -29,6 +29,7 @@ import {
   type RecordedConnection,
   type RecordingRelayOptions,
 } from '../helpers/recording-relay.ts';
+import { expectCompleted } from '../helpers/report.ts';
 import { waitUntil } from '../helpers/wait.ts';
 
 afterEach(stopAll);
@@ -108,7 +109,7 @@ describe('the message order of docs/protocol.md is what real agents send', () =>
   it('pre-copy: one main connection, in the order of the "Pre-copy" diagram', async () => {
     const d = diagram('Pre-copy');
     const { report, connections } = await migrateRecorded('precopy', {});
-    expect(report.outcome, JSON.stringify(report.error)).toBe('completed');
+    expectCompleted(report);
     expect(report.rounds.length).toBeGreaterThanOrEqual(2);
     expect(connections.map(kindOf)).toEqual(connectionsOf(d));
     for (const connection of connections) expectFollows(d, connection);
@@ -122,7 +123,7 @@ describe('the message order of docs/protocol.md is what real agents send', () =>
     async (mode, params) => {
       const d = diagram('Post-copy and hybrid');
       const { report, connections } = await migrateRecorded(mode, params);
-      expect(report.outcome, JSON.stringify(report.error)).toBe('completed');
+      expectCompleted(report);
       expect(connections.map(kindOf).sort()).toEqual(connectionsOf(d).sort());
       for (const connection of connections) expectFollows(d, connection);
     },
@@ -140,7 +141,7 @@ describe('the message order of docs/protocol.md is what real agents send', () =>
           frame.direction === 'to-dest' && frame.name === 'Pages' && frame.requestId === 0 && ++pushed === 5,
       },
     );
-    expect(report.outcome, JSON.stringify(report.error)).toBe('completed');
+    expectCompleted(report);
     expect(report.postcopy?.recoveries).toBe(1);
     const broken = connections.filter((c) => c.openAtCut);
     const after = connections.filter((c) => !c.openAtCut);

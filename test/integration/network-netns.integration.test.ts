@@ -15,6 +15,7 @@ import { PROFILES } from '../../cli/lab/profiles.ts';
 import { labUnavailable } from '../../cli/lab/topology.ts';
 import { succeeds } from '../../cli/lab/sh.ts';
 import { stopAll, track } from '../helpers/processes.ts';
+import { expectCompleted } from '../helpers/report.ts';
 import { expectServedByDestination } from '../helpers/udp.ts';
 
 const unavailable =
@@ -37,7 +38,7 @@ describe.skipIf(unavailable !== undefined)('the address follows the VM (macvlan 
     await withLabMigration(
       { profile: PROFILES[profileName]!, spec, mode, service: { port: 7700 }, onSpawn: track },
       async ({ report, vmAddress, dest, source }) => {
-        expect(report.outcome, report.error?.message).toBe('completed');
+        expectCompleted(report);
         expect(report.verify.match).toBe(true);
         const network = report.network!;
         expect(network.addressMode).toBe('macvlan');

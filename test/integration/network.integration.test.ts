@@ -12,6 +12,7 @@ import { networkSection, startProbe } from '../../cli/probe/during.ts';
 import { followMigration } from '../../cli/follow-migration.ts';
 import { runProbe } from '../../cli/probe/probe.ts';
 import { runCli, startAgent, stopAll } from '../helpers/processes.ts';
+import { expectCompleted, expectOutcome } from '../helpers/report.ts';
 import { expectServedByDestination, freeUdpPort } from '../helpers/udp.ts';
 import { waitUntil } from '../helpers/wait.ts';
 
@@ -54,7 +55,7 @@ describe('network downtime on loopback (address rebind)', () => {
     async (mode) => {
       const { report, address, source, dest } = await migrateKvVm(mode);
       try {
-        expect(report.outcome, report.error?.message).toBe('completed');
+        expectCompleted(report);
         expect(report.verify.match).toBe(true);
         const network = report.network!;
         expect(network.lostWrites).toBe(0);
@@ -91,7 +92,7 @@ describe('livemig demo --workload kv --probe', () => {
     const result = await runCli(['demo', '--workload', 'kv', '--probe', '--memory', '32MiB', '--json']);
     expect(result.code, result.stderr).toBe(0);
     const report = JSON.parse(result.stdout) as MigrationReport;
-    expect(report.outcome).toBe('completed');
+    expectCompleted(report);
     expect(report.verify.match).toBe(true);
     expect(report.network).toMatchObject({ lostWrites: 0, addressMode: 'loopback', intervalMs: 1 });
     expect(report.network!.requests).toBeGreaterThan(50);
@@ -120,7 +121,7 @@ describe('livemig migrate --probe', () => {
     ]);
     expect(result.code, result.stderr).toBe(0);
     const report = JSON.parse(result.stdout) as MigrationReport;
-    expect(report.outcome).toBe('completed');
+    expectCompleted(report);
     expect(report.network).toMatchObject({ address, addressMode: 'loopback', lostWrites: 0, intervalMs: 2 });
   });
 
@@ -171,7 +172,7 @@ describe('a kv VM whose migration fails keeps its address on the source', () => 
       destAgent.child.kill('SIGKILL');
       const report = await followMigration(source, migrationId, { progress: false });
       const network = networkSection(await probe.finish(), report);
-      expect(report.outcome).toBe('failed');
+      expectOutcome(report, 'failed');
       expect(report.vmRunsOn).toBe('source');
       expect(network.lostWrites).toBe(0);
       const [vm] = (await source.request('query-vms', {})).vms;

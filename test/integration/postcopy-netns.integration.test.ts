@@ -13,6 +13,7 @@ import { followMigration } from '../../cli/follow-migration.ts';
 import { checkOracle } from '../../cli/oracle.ts';
 import { createPairLab, netnsUnavailable, type PairLab } from '../helpers/netns.ts';
 import { startSourceWithVm, stopAll } from '../helpers/processes.ts';
+import { expectCompleted } from '../helpers/report.ts';
 import { waitUntil } from '../helpers/wait.ts';
 
 const unavailable = netnsUnavailable();
@@ -56,7 +57,7 @@ describe.skipIf(unavailable !== undefined)('post-copy over a veth link that goes
       );
       await lab.flap(3000);
       const done = await report;
-      expect(done.outcome, JSON.stringify(done.error)).toBe('completed');
+      expectCompleted(done);
       expect(done.verify.match).toBe(true);
       const oracle = await checkOracle(dest.control, 'vm', spec);
       expect(oracle.migratedDigest).toBe(oracle.referenceDigest);

@@ -13,6 +13,7 @@ import { followMigration } from '../../cli/follow-migration.ts';
 import { checkOracle } from '../../cli/oracle.ts';
 import { startCuttingRelay } from '../helpers/cutting-relay.ts';
 import { runCli, startAgent, startSourceWithVm, stopAll, type AgentProcess } from '../helpers/processes.ts';
+import { expectCompleted, expectOutcome } from '../helpers/report.ts';
 import { waitUntil } from '../helpers/wait.ts';
 
 afterEach(stopAll);
@@ -46,7 +47,7 @@ describe.each(['postcopy', 'hybrid'] as const)('%s migration between real agents
     const spec = parseVmSpec({ memory: '32MiB', init: 'mixed:0.5', workload: w, seed: 21 });
     const [source, dest] = await Promise.all([startSourceWithVm('vm', spec), startAgent('dest')]);
     const report = await migrate(source, dest.listen, mode, mode === 'hybrid' ? { postcopyAfterRounds: 1 } : {});
-    expect(report.outcome, JSON.stringify(report.error)).toBe('completed');
+    expectCompleted(report);
     expect(report.mode).toBe(mode);
     expect(report.verify.match).toBe(true);
     const pc = report.postcopy!;
@@ -79,7 +80,7 @@ describe('post-copy under failure', () => {
       const report = await migrate(source, relay.address, 'postcopy', slow);
       destEvents.close();
       expect(await Promise.race([relay.cut, 'no cut happened'])).toBe('cut-before Pages to-dest');
-      expect(report.outcome, JSON.stringify(report.error)).toBe('completed');
+      expectCompleted(report);
       expect(report.postcopy?.recoveries).toBe(1);
       expect(destStatuses).toContain('postcopy-paused');
       const oracle = await checkOracle(dest.control, 'vm', spec);
@@ -98,7 +99,7 @@ describe('post-copy under failure', () => {
         message: expect.stringMatching(/point of no return/),
       });
     });
-    expect(report.outcome).toBe('completed');
+    expectCompleted(report);
     const oracle = await checkOracle(dest.control, 'vm', spec);
     expect(oracle.migratedDigest).toBe(oracle.referenceDigest);
   });
@@ -115,7 +116,7 @@ describe('post-copy under failure', () => {
         dest.child.kill('SIGKILL');
       },
     );
-    expect(report.outcome).toBe('failed');
+    expectOutcome(report, 'failed');
     expect(report.vmRunsOn).toBe('lost');
     expect(report.error?.code).toBe('ERR_CONNECTION');
     expect(report.error?.message).toMatch(/the VM is lost/);
@@ -167,7 +168,7 @@ describe('hybrid switching by hand', () => {
         expect(cli.code, cli.stderr).toBe(0);
       },
     );
-    expect(report.outcome, JSON.stringify(report.error)).toBe('completed');
+    expectCompleted(report);
     expect(report.switchover?.reason).toBe('postcopy');
     expect(report.rounds.length).toBeGreaterThanOrEqual(2);
     const oracle = await checkOracle(dest.control, 'vm', spec);

@@ -16,6 +16,7 @@ import { checkOracle } from '../../cli/oracle.ts';
 import { MsgType } from '@livemig/shared/protocol';
 import { startCuttingRelay } from '../helpers/cutting-relay.ts';
 import { runCli, startAgent, startSourceWithVm, stopAll, type AgentProcess } from '../helpers/processes.ts';
+import { expectCompleted, expectOutcome } from '../helpers/report.ts';
 import { waitUntil } from '../helpers/wait.ts';
 
 afterEach(stopAll);
@@ -65,7 +66,7 @@ describe('pre-copy migration between real agents', () => {
     const spec = parseVmSpec({ memory: '32MiB', init: 'mixed:0.5', workload: w, seed: 11 });
     const [source, dest] = await Promise.all([startSourceWithVm('vm1', spec), startAgent('dest')]);
     const report = await migrate(source, 'vm1', dest.listen);
-    expect(report.outcome, JSON.stringify(report.error)).toBe('completed');
+    expectCompleted(report);
     expect(report.verify.match).toBe(true);
     expect(report.verify.sourceDigest).toBe(report.verify.destDigest);
     expect(report.rounds.length).toBeGreaterThanOrEqual(2);
@@ -90,7 +91,7 @@ describe('pre-copy migration between real agents', () => {
       maxRounds: 5,
       downtimeLimitMs: 10,
     });
-    expect(report.outcome, JSON.stringify(report.error)).toBe('completed');
+    expectCompleted(report);
     expect(['max-rounds', 'not-shrinking']).toContain(report.switchover?.reason);
     expect(report.switchover?.expectedDowntimeMs).toBeGreaterThan(10);
     expect(report.verify.match).toBe(true);
@@ -110,7 +111,7 @@ describe('failures leave the VM on exactly one side, intact', () => {
       await sentAtLeast(client, id, 2 << 20);
       expect(await client.request('migrate-cancel', { migrationId: id })).toEqual({ cancelled: true });
     });
-    expect(report.outcome).toBe('cancelled');
+    expectOutcome(report, 'cancelled');
     expect(report.error?.code).toBe('ERR_CANCELLED');
     expect(report.vmRunsOn).toBe('source');
     const before = (await vmsOn(source))[0]!;
@@ -127,14 +128,14 @@ describe('failures leave the VM on exactly one side, intact', () => {
       await sentAtLeast(client, id, 2 << 20);
       dest.child.kill('SIGKILL');
     });
-    expect(report.outcome).toBe('failed');
+    expectOutcome(report, 'failed');
     expect(report.error?.code).toMatch(/^ERR_(CONNECTION|PEER_ABORTED)$/);
     expect(report.vmRunsOn).toBe('source');
     expect((await vmsOn(source))[0]?.state).toBe('running');
     // The surviving source migrates the same VM to a fresh destination.
     const dest2 = await startAgent('dest');
     const again = await migrate(source, 'vm', dest2.listen);
-    expect(again.outcome, JSON.stringify(again.error)).toBe('completed');
+    expectCompleted(again);
     const oracle = await checkOracle(dest2.control, 'vm', spec);
     expect(oracle.migratedDigest).toBe(oracle.referenceDigest);
   });
@@ -150,7 +151,7 @@ describe('failures leave the VM on exactly one side, intact', () => {
     await waitUntil(async () => (await vmsOn(dest)).length === 0, { what: 'the destination frees the half-built VM' });
     const source2 = await startSourceWithVm('vm', spec);
     const report = await migrate(source2, 'vm', dest.listen);
-    expect(report.outcome, JSON.stringify(report.error)).toBe('completed');
+    expectCompleted(report);
     const oracle = await checkOracle(dest.control, 'vm', spec);
     expect(oracle.migratedDigest).toBe(oracle.referenceDigest);
   });
@@ -161,7 +162,7 @@ describe('failures leave the VM on exactly one side, intact', () => {
       await sentAtLeast(client, id, 2 << 20);
       dest.child.kill('SIGTERM');
     });
-    expect(report.outcome).toBe('failed');
+    expectOutcome(report, 'failed');
     expect(report.error?.code).toBe('ERR_PEER_ABORTED');
     expect(report.error?.message).toMatch(/shutting down/);
     expect(await dest.exited).toEqual({ code: 0, signal: null });
@@ -177,7 +178,7 @@ describe('failures leave the VM on exactly one side, intact', () => {
       await sentAtLeast(client, id, 1 << 20);
       source.child.kill('SIGTERM');
     });
-    expect(report.outcome, JSON.stringify(report.error)).toBe('completed');
+    expectCompleted(report);
     expect(await source.exited).toEqual({ code: 0, signal: null });
     expect((await vmsOn(dest)).map((v) => v.state)).toEqual(['running']);
     const oracle = await checkOracle(dest.control, 'vm', small);
@@ -201,7 +202,7 @@ describe('failures leave the VM on exactly one side, intact', () => {
     const spec2 = parseVmSpec({ memory: '8MiB', init: 'random', workload: 'idle', seed: 1 });
     const source = await startSourceWithVm('after', spec2);
     const report = await migrate(source, 'after', dest.listen);
-    expect(report.outcome).toBe('completed');
+    expectCompleted(report);
   });
 
   it('a fake destination sending garbage fails the migration with a typed error; the VM keeps running', async () => {
@@ -215,7 +216,7 @@ describe('failures leave the VM on exactly one side, intact', () => {
       const spec2 = parseVmSpec({ memory: '8MiB', init: 'random', workload: 'uniform:rate=1000', seed: 2 });
       const source = await startSourceWithVm('vm', spec2);
       const report = await migrate(source, 'vm', `127.0.0.1:${port}`);
-      expect(report.outcome).toBe('failed');
+      expectOutcome(report, 'failed');
       expect(report.error?.code).toBe('ERR_BAD_MAGIC');
       expect((await vmsOn(source))[0]?.state).toBe('running');
       const oracle = await checkOracle(source.control, 'vm', spec2);
@@ -239,7 +240,7 @@ describe('exactly one owner around the handoff (link cut by a relay at an exact 
       const report = await migrate(source, 'vm', relay.address);
       expect(await Promise.race([relay.cut, 'no cut happened'])).toBe('cut-before Ready to-source');
       expect(relay.seen['to-dest']).not.toContain('Handoff');
-      expect(report.outcome).toBe('failed');
+      expectOutcome(report, 'failed');
       expect(report.vmRunsOn).toBe('source');
       expect((await vmsOn(source))[0]?.state).toBe('running');
       await waitUntil(async () => (await vmsOn(dest)).length === 0, { what: 'the destination discards its copy' });
@@ -259,7 +260,7 @@ describe('exactly one owner around the handoff (link cut by a relay at an exact 
     try {
       const report = await migrate(source, 'vm', relay.address);
       expect(await Promise.race([relay.cut, 'no cut happened'])).toBe('cut-before Resumed to-source');
-      expect(report.outcome).toBe('failed');
+      expectOutcome(report, 'failed');
       expect(report.vmRunsOn).toBe('paused-on-source');
       // Never two running copies: the destination runs it, the source holds it paused.
       expect((await vmsOn(dest))[0]?.state).toBe('running');
@@ -305,7 +306,7 @@ describe('livemig migrate --json', () => {
     const report = JSON.parse(lines[0]!) as MigrationReport;
     const validate = new Ajv({ strict: false }).compile(REPORT_JSON_SCHEMA);
     expect(validate(report), JSON.stringify(validate.errors)).toBe(true);
-    expect(report.outcome).toBe('completed');
+    expectCompleted(report);
   });
 
   it('rejects bad flags with exit status 2 and the reason', async () => {

@@ -1,0 +1,45 @@
+/**
+ * Assertions on a migration's outcome that say why when they fail: the report's error, where
+ * the VM runs, the switchover, the times and the rounds — not just "expected 'failed' to be
+ * 'completed'".
+ */
+import { expect } from 'vitest';
+import type { MigrationOutcome, MigrationReport } from '@livemig/shared/report';
+
+/** A report as a test holds it: in-process, or parsed from a CLI's --json output. */
+export type ReportLike = Pick<MigrationReport, 'outcome'> &
+  Partial<Pick<MigrationReport, 'mode' | 'error' | 'vmRunsOn' | 'switchover' | 'times' | 'rounds'>>;
+
+/** Rounds beyond this many are elided in the middle (a non-converging run can have hundreds). */
+const ROUNDS_SHOWN = 12;
+
+/** The report's error, where the VM runs, the switchover, the times and the rounds, as JSON. */
+export function explainReport(report: ReportLike): string {
+  const rounds = report.rounds ?? [];
+  const shown =
+    rounds.length <= ROUNDS_SHOWN
+      ? rounds
+      : [
+          ...rounds.slice(0, ROUNDS_SHOWN / 2),
+          `… ${rounds.length - ROUNDS_SHOWN} more rounds …`,
+          ...rounds.slice(-ROUNDS_SHOWN / 2),
+        ];
+  return (
+    `migration ${report.mode ?? ''} ${report.outcome}: error ${JSON.stringify(report.error ?? null)}` +
+    `; vmRunsOn ${JSON.stringify(report.vmRunsOn)}; switchover ${JSON.stringify(report.switchover)}` +
+    `; times ${JSON.stringify(report.times)}; ${rounds.length} rounds ${JSON.stringify(shown)}`
+  );
+}
+
+/**
+ * The migration ended with `outcome`; when not, the failure prints the report's error and
+ * rounds, after `context` (which migration this was) when given.
+ */
+export function expectOutcome(report: ReportLike, outcome: MigrationOutcome, context?: string): void {
+  expect(report.outcome, `${context ? `${context}: ` : ''}${explainReport(report)}`).toBe(outcome);
+}
+
+/** The migration completed; when not, the failure prints the report's error and rounds. */
+export function expectCompleted(report: ReportLike, context?: string): void {
+  expectOutcome(report, 'completed', context);
+}
