@@ -1,7 +1,13 @@
 /** Option parsers shared by the CLI commands: each turns a flag's text into a checked value. */
 import { InvalidArgumentError } from 'commander';
 import type { MigrateParams } from '@livemig/shared/control';
-import { MIGRATION_MODES, type MigrationMode } from '@livemig/shared/protocol';
+import {
+  isKnownCapability,
+  KNOWN_CAPABILITIES,
+  MIGRATION_MODES,
+  type Capability,
+  type MigrationMode,
+} from '@livemig/shared/protocol';
 import { isMigrationError, parseDuration, parseRate } from '@livemig/shared';
 import { LOG_LEVELS } from '@livemig/shared';
 
@@ -51,6 +57,21 @@ export const modeFlag = flag((text) => {
     throw new InvalidArgumentError(`mode must be one of ${MODES.join(', ')}`);
   }
   return text as ModeName;
+});
+
+/** A comma-separated list of known capabilities ("" = none). */
+export const capabilitiesFlag = flag((text) => {
+  const names = text
+    .split(',')
+    .map((name) => name.trim())
+    .filter((name) => name !== '');
+  const unknown = names.filter((name) => !isKnownCapability(name));
+  if (unknown.length) {
+    throw new InvalidArgumentError(
+      `unknown capability ${unknown.join(', ')}: known are ${Object.keys(KNOWN_CAPABILITIES).join(', ')}`,
+    );
+  }
+  return names as Capability[];
 });
 
 /** The migration knobs `migrate` and `demo` share, as flags. */

@@ -21,6 +21,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { formatHostPort, type HostPort } from '@livemig/shared';
 import { listenForPeers, type PeerListener } from '@livemig/shared/channel';
+import type { Capability } from '@livemig/shared/protocol';
 import { ControlServer, type CommandHandlers, type MigrateParams, type MigrationInfo } from '@livemig/shared/control';
 import { VmHost, hostCommandHandlers, type VmHostOptions } from '@livemig/shared/host';
 import { parseVmSpec } from '@livemig/shared/vm';
@@ -43,6 +44,11 @@ export interface AgentDaemonOptions {
   maxMemoryBytes?: number;
   /** How long shutdown waits for outgoing migrations in flight. @default 30000 */
   shutdownGraceMs?: number;
+  /**
+   * The migration capabilities this agent offers, both ends (QEMU's migrate-set-capabilities):
+   * a feature either side leaves out is not used. @default OFFERED_CAPABILITIES (all)
+   */
+  capabilities?: readonly Capability[];
 }
 
 export class AgentDaemon {
@@ -73,6 +79,7 @@ export class AgentDaemon {
       agentId: this.agentId,
       logger: options.logger,
       emit,
+      ...(options.capabilities ? { capabilities: options.capabilities } : {}),
       stillArriving: (vm) => this.#incoming.stillArriving(vm),
     });
   }
@@ -90,6 +97,7 @@ export class AgentDaemon {
           ...options.listen,
           agentId: daemon.agentId,
           logger: options.logger,
+          ...(options.capabilities ? { capabilities: options.capabilities } : {}),
           onPeer: (peer) => daemon.#incoming.accept(peer),
         });
       } catch (error) {

@@ -20,6 +20,7 @@ import { OutgoingMigration, resolveMigrateParams, type OutgoingComponents } from
 import { connectPeer } from '@livemig/shared/channel';
 import type { MigrateParams, MigrationInfo } from '@livemig/shared/control';
 import { VmHost } from '@livemig/shared/host';
+import type { Capability } from '@livemig/shared/protocol';
 import type { MigrationReport } from '@livemig/shared/report';
 
 export interface OutgoingMigrationsComponents {
@@ -28,6 +29,8 @@ export interface OutgoingMigrationsComponents {
   agentId: string;
   logger: Logger;
   emit: OutgoingComponents['emit'];
+  /** What to offer in the handshake. @default OFFERED_CAPABILITIES */
+  capabilities?: readonly Capability[];
   /**
    * Why `vm` cannot leave yet because it is still arriving here (post-copy: pages still absent),
    * or undefined when it can.
@@ -66,7 +69,7 @@ export class OutgoingMigrations {
       {
         hosted,
         logger,
-        connect: (signal) => connectPeer({ ...target, agentId, logger, signal }),
+        connect: (signal) => connectPeer({ ...target, agentId, logger, signal, capabilities: this.#c.capabilities }),
         emit: this.#c.emit,
         setVmState: (state) => host.setState(name, state),
       },

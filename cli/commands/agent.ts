@@ -15,6 +15,8 @@ import {
   type LogLevelFlags,
   type VmLinkFlags,
 } from '../agent-options.ts';
+import { KNOWN_CAPABILITIES, type Capability } from '@livemig/shared/protocol';
+import { capabilitiesFlag } from '../options.ts';
 import { addVmSpecOptions, specFromFlags, type VmFlags } from '../vm-flags.ts';
 
 /** One name under which the agent runs, with its defaults. */
@@ -32,6 +34,7 @@ interface AgentFlags extends VmFlags, LogLevelFlags, VmLinkFlags {
   listen?: string;
   control: string;
   vm?: string;
+  capabilities?: Capability[];
 }
 
 /** `livemig agent` and its default ports. */
@@ -61,6 +64,12 @@ export function addAgentCommand(program: Command, variant: AgentCommandVariant):
     .option('--vm <name>', 'boot a VM with this name at start (else create VMs through the control API)');
   addVmSpecOptions(command, { memory: '256MiB', init: 'random', workload: 'idle' });
   addVmLinkOption(command);
+  command.option(
+    '--capabilities <list>',
+    `migration capabilities to offer, comma-separated (default: all of ${Object.keys(KNOWN_CAPABILITIES).join(', ')}); ` +
+      "a feature the other agent or this one leaves out is not used, like QEMU's migrate-set-capabilities",
+    capabilitiesFlag,
+  );
   return addLogLevelOption(command)
     .addHelpText('after', helpText(variant))
     .action(async (flags: AgentFlags) => {
@@ -75,6 +84,7 @@ export function addAgentCommand(program: Command, variant: AgentCommandVariant):
           listen,
           logger,
           idPrefix: variant.name,
+          ...(flags.capabilities ? { capabilities: flags.capabilities } : {}),
           addressMover: addressMoverFromFlags(flags, logger),
         });
         if (flags.vm && spec) await daemon.host.create(flags.vm, spec);

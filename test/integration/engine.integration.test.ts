@@ -106,3 +106,48 @@ describe('reports that tell what happened', () => {
     }
   });
 });
+
+describe('capability negotiation decides (a feature not negotiated is not used)', () => {
+  it('post-copy to a destination that does not offer it is refused at setup; the VM keeps running here', async () => {
+    const spec = parseVmSpec({ memory: '8MiB', init: 'random', workload: 'uniform:rate=5000', seed: 5 });
+    const [source, dest] = await Promise.all([
+      startSourceWithVm('vm', spec),
+      startAgent('dest', ['--capabilities', 'setup-bitmap,zero-pages']),
+    ]);
+    for (const mode of ['postcopy', 'hybrid'] as const) {
+      const report = await migrate(source, dest.listen, {}, mode);
+      expectOutcome(report, 'failed');
+      expect(report.error?.code).toBe('ERR_UNSUPPORTED');
+      expect(report.error?.message).toMatch(/postcopy, fault-channel/);
+      expect(report.bytes.pagePayload).toBe(0);
+      expect(await vmStates(source)).toEqual(['running']);
+      expect(await vmStates(dest)).toEqual([]);
+    }
+  });
+
+  it('a source that offers less is held to it too: pre-copy with no capabilities at all still arrives intact', async () => {
+    const spec = parseVmSpec({ memory: '8MiB', init: 'mixed:0.5', workload: 'uniform:rate=5000', seed: 6 });
+    const source = await startAgent('source', [
+      '--capabilities',
+      '',
+      '--vm',
+      'vm',
+      '--memory',
+      String(spec.memoryBytes),
+      '--init',
+      spec.init,
+      '--workload',
+      spec.workload,
+      '--seed',
+      String(spec.seed),
+    ]);
+    const dest = await startAgent('dest');
+    expect((await migrate(source, dest.listen, {}, 'postcopy')).error?.code).toBe('ERR_UNSUPPORTED');
+    const report = await migrate(source, dest.listen);
+    expectCompleted(report);
+    // No zero records without `zero-pages`: every page sent carried its bytes.
+    expect(report.bytes.pagePayload).toBe(report.pages.sent * report.vm.pageSize);
+    const oracle = await checkOracle(dest.control, 'vm', spec);
+    expect(oracle.migratedDigest).toBe(oracle.referenceDigest);
+  });
+});
