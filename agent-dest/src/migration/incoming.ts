@@ -97,26 +97,18 @@ export class IncomingMigration {
 
   /** A second connection joined this migration: the post-copy fault channel. */
   attachFaultChannel(channel: PeerChannel, applier: PageApplier): void {
-    if (!channel.capabilities.has('fault-channel')) {
-      channel.abort(new MigrationError('ERR_UNSUPPORTED', 'Attach fault, but fault-channel was not negotiated'));
-      return;
-    }
-    const built = this.#requireBuilt(channel);
-    if (!built) return;
-    built.paging.attachApplier(applier);
-    built.paging.attachFaultChannel(channel);
+    this.#requireBuilt(channel)?.paging.joinFaultChannel(channel, applier);
   }
 
   /** The source reconnected after the link broke during post-copy: answer Missing and carry on over `channel`. */
   resume(channel: PeerChannel, applier: PageApplier): void {
-    const built = this.#requireBuilt(channel);
-    if (!built) return;
+    const paging = this.#requireBuilt(channel)?.paging;
+    if (!paging) return;
     if (this.status !== 'postcopy-paused' && this.status !== 'postcopy') {
       channel.abort(new MigrationError('ERR_VM_STATE', `cannot resume: migration is ${this.status}`));
       return;
     }
-    built.paging.attachApplier(applier);
-    channel.send(msg.missing(built.paging.absentPages().bytes()));
+    paging.answerMissing(channel, applier);
     this.#link.replace(channel);
   }
 

@@ -8,7 +8,8 @@
  * installing pages the moment post-copy does.
  */
 import type { Logger } from 'pino';
-import type { PageApplier, PeerChannel } from '@livemig/shared/channel';
+import { MigrationError } from '@livemig/shared';
+import { msg, type PageApplier, type PeerChannel } from '@livemig/shared/channel';
 import { Bitmap, type ToyVm } from '@livemig/shared/vm';
 import { FaultHandler } from './page-faults.ts';
 
@@ -39,6 +40,22 @@ export class PostcopyPaging {
   attachFaultChannel(channel: PeerChannel): void {
     this.#faultChannel = channel;
     this.#faults?.attachChannel(channel);
+  }
+
+  /** Attach fault: the channel must have negotiated `fault-channel`. */
+  joinFaultChannel(channel: PeerChannel, applier: PageApplier): void {
+    if (!channel.capabilities.has('fault-channel')) {
+      channel.abort(new MigrationError('ERR_UNSUPPORTED', 'Attach fault, but fault-channel was not negotiated'));
+      return;
+    }
+    this.attachApplier(applier);
+    this.attachFaultChannel(channel);
+  }
+
+  /** Attach resume: pages from `channel` go to this VM; tell the source which pages are still absent. */
+  answerMissing(channel: PeerChannel, applier: PageApplier): void {
+    this.attachApplier(applier);
+    channel.send(msg.missing(this.absentPages().bytes()));
   }
 
   /** The link broke: requests wait for the next fault channel. */
