@@ -5,7 +5,7 @@
  * Namespaces carry a per-run prefix; stale ones from a crashed run are removed at creation, and
  * every namespace made here is removed on process exit too.
  *
- * Needs root and iproute2. `netnsUnavailable()` says why not, so tests can skip with a reason.
+ * Needs root and iproute2. `netnsUnavailable()` says why not, for describeWhenAvailable (prerequisites.ts).
  */
 import { execFileSync } from 'node:child_process';
 

@@ -28,6 +28,7 @@ import { ControlClient } from '@livemig/shared/control';
 import { REPORT_JSON_SCHEMA, type MigrationReport } from '@livemig/shared/report';
 import { REPO_ROOT } from '../../cli/agent-process.ts';
 import { Lab, labUnavailable } from '../../cli/lab/topology.ts';
+import { describeWhenAvailable } from '../helpers/prerequisites.ts';
 import { expectCompleted } from '../helpers/report.ts';
 
 const ROOT = REPO_ROOT.replace(/\/$/, '');
@@ -233,9 +234,6 @@ describe('docker-compose.yml', () => {
   });
 });
 
-const unavailable = labUnavailable();
-if (unavailable) process.stdout.write(`[skip] compose scenario in network namespaces: ${unavailable}\n`);
-
 /** The scenarios: the file's defaults, and a kv VM with its own address (VM_NIC) on the compose network. */
 const SCENARIOS: [string, (l: Lab) => NodeJS.ProcessEnv][] = [
   ['the default VM', () => ({})],
@@ -245,7 +243,7 @@ const SCENARIOS: [string, (l: Lab) => NodeJS.ProcessEnv][] = [
   ],
 ];
 
-describe.skipIf(unavailable !== undefined)('docker-compose.yml in network namespaces, one per service', () => {
+describeWhenAvailable('docker-compose.yml in network namespaces, one per service', labUnavailable(), () => {
   it.each(SCENARIOS)(
     '%s: dest and source start, migrate waits for them, migrates and prints a completed report',
     async (_name, scenario) => {

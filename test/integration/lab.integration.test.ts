@@ -3,9 +3,10 @@
  * shaped with tbf (rate), nftables or netem (loss) and netem or a userspace delay relay (delay).
  * Before a test trusts a profile, the link is measured and must be within 20% of it; then
  * pre-copy migrations run across it with their transfer time checked against bytes ÷ rate.
- * Needs root; elsewhere every test here is skipped, saying why.
+ * Needs root, tc and nftables; elsewhere every test here is skipped, saying why (in CI as root
+ * a missing one fails the suite: test/helpers/prerequisites.ts).
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, expect, it } from 'vitest';
 import type { MigrationReport } from '@livemig/shared/report';
 import { parseVmSpec } from '@livemig/shared/vm';
 import { startDelayRelay, type DelayRelay } from '../../cli/lab/delay-relay.ts';
@@ -15,11 +16,9 @@ import { PROFILES } from '../../cli/lab/profiles.ts';
 import { shapeLab } from '../../cli/lab/shape.ts';
 import { Lab, labUnavailable } from '../../cli/lab/topology.ts';
 import { checkOracle } from '../../cli/oracle.ts';
+import { describeWhenAvailable } from '../helpers/prerequisites.ts';
 import { runCli, stopAll, track } from '../helpers/processes.ts';
 import { expectCompleted } from '../helpers/report.ts';
-
-const unavailable = labUnavailable();
-if (unavailable) process.stdout.write(`[skip] lab tests: ${unavailable}\n`);
 
 let lab: Lab | undefined;
 afterEach(async () => {
@@ -28,7 +27,7 @@ afterEach(async () => {
   lab = undefined;
 });
 
-describe.skipIf(unavailable !== undefined)('shaped links in network namespaces', () => {
+describeWhenAvailable('shaped links in network namespaces', labUnavailable(), () => {
   it.each(Object.keys(PROFILES))('profile %s: the measured link is within 20 percent of the profile', async (name) => {
     const profile = PROFILES[name]!;
     lab = Lab.create(['source', 'dest']);

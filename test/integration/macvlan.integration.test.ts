@@ -7,33 +7,25 @@
  * (prepared earlier, link down) takes it: replies must switch from "source" to "dest" at the
  * same ip:port, with the client's ARP entry unchanged, and nothing may be left behind.
  *
- * Needs root, iproute2 and iputils arping; elsewhere it is skipped, saying why.
+ * Needs root, iproute2 and iputils arping; elsewhere it is skipped, saying why (in CI as root a
+ * missing one fails the suite: test/helpers/prerequisites.ts).
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { defaultLinkName, macForIp } from '@livemig/shared/net';
 import { REPO_ROOT } from '../../cli/agent-process.ts';
-import { succeeds } from '../../cli/lab/sh.ts';
 import { Lab } from '../../cli/lab/topology.ts';
+import { netnsUnavailable } from '../helpers/netns.ts';
+import { arpingUnavailable, describeWhenAvailable } from '../helpers/prerequisites.ts';
 import { waitUntil } from '../helpers/wait.ts';
 
 const ECHO_SCRIPT = fileURLToPath(new URL('../helpers/macvlan-echo.ts', import.meta.url));
 const PORT = 7500;
 /** Generous: the handoff takes a few ms; this only catches "never switched" or a lost ARP dance. */
 const MAX_GAP_MS = 500;
-
-function unavailable(): string | undefined {
-  if (process.getuid?.() !== 0) return 'needs root (network namespaces, macvlan, sysctls)';
-  if (!succeeds('ip', 'netns', 'list')) return 'iproute2 (`ip`) is not installed';
-  if (!succeeds('arping', '-V')) return 'iputils arping is not installed (apt-get install iputils-arping)';
-  return undefined;
-}
-
-const skipReason = unavailable();
-if (skipReason) console.log(`[skip] macvlan address handoff: ${skipReason}`);
 
 /** One echo process inside a lab host, driven line by line. */
 class EchoHost {
@@ -139,7 +131,9 @@ function bridgePort(lab: Lab, mac: string): string {
   }
 }
 
-describe.skipIf(skipReason !== undefined)('macvlan address handoff between two lab hosts', () => {
+const unavailable = netnsUnavailable() ?? arpingUnavailable();
+
+describeWhenAvailable('macvlan address handoff between two lab hosts', unavailable, () => {
   let lab: Lab;
   const echoes: EchoHost[] = [];
 

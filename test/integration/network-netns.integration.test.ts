@@ -5,22 +5,21 @@
  * bridge keeps talking to the same ip:port. A probe from the controller PUTs a distinct key
  * every millisecond through pre-copy and post-copy migrations over `lan` and `wan`; afterwards
  * every acknowledged PUT must read back, and the same address must answer — from the destination.
- * Needs root; elsewhere every test here is skipped, saying why.
+ * Needs root, tc, nftables and iputils arping; elsewhere every test here is skipped, saying why (in
+ * CI as root a missing one fails the suite: test/helpers/prerequisites.ts).
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, expect, it } from 'vitest';
 import { ControlClient } from '@livemig/shared/control';
 import { parseVmSpec } from '@livemig/shared/vm';
 import { withLabMigration } from '../../cli/lab/lab-migration.ts';
 import { PROFILES } from '../../cli/lab/profiles.ts';
 import { labUnavailable } from '../../cli/lab/topology.ts';
-import { succeeds } from '../../cli/lab/sh.ts';
+import { arpingUnavailable, describeWhenAvailable } from '../helpers/prerequisites.ts';
 import { stopAll, track } from '../helpers/processes.ts';
 import { expectCompleted } from '../helpers/report.ts';
 import { expectServedByDestination } from '../helpers/udp.ts';
 
-const unavailable =
-  labUnavailable() ?? (succeeds('arping', '-V') ? undefined : 'arping (iputils-arping) is not installed');
-if (unavailable) process.stdout.write(`[skip] macvlan network tests: ${unavailable}\n`);
+const unavailable = labUnavailable() ?? arpingUnavailable();
 
 afterEach(stopAll);
 
@@ -31,7 +30,7 @@ const cases = [
   ['wan', 'postcopy'],
 ] as const;
 
-describe.skipIf(unavailable !== undefined)('the address follows the VM (macvlan + gratuitous ARP)', () => {
+describeWhenAvailable('the address follows the VM (macvlan + gratuitous ARP)', unavailable, () => {
   it.each(cases)('%s, %s: same address before and after, no acknowledged write lost', async (profileName, mode) => {
     // The NIC address is assigned by the lab (an IP on its link); the spec's is a placeholder.
     const spec = parseVmSpec({ memory: '32MiB', init: 'random', workload: 'kv', seed: 3, nic: '10.0.0.1:7700' });

@@ -3,23 +3,21 @@
  * namespace joined by a veth pair, and the test takes that link down for a few seconds in the
  * middle of post-copy. The migration must ride it out (TCP retransmits, or post-copy recovery
  * reconnects) and the determinism oracle must still hold. Needs root: elsewhere it is skipped,
- * saying why.
+ * saying why (in CI as root it fails instead: test/helpers/prerequisites.ts).
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { ControlClient } from '@livemig/shared/control';
 import { parseVmSpec } from '@livemig/shared/vm';
 import { startAgentProcess, type AgentProcess } from '../../cli/agent-process.ts';
 import { followMigration } from '../../cli/follow-migration.ts';
 import { checkOracle } from '../../cli/oracle.ts';
 import { createPairLab, netnsUnavailable, type PairLab } from '../helpers/netns.ts';
+import { describeWhenAvailable } from '../helpers/prerequisites.ts';
 import { startSourceWithVm, stopAll } from '../helpers/processes.ts';
 import { expectCompleted } from '../helpers/report.ts';
 import { waitUntil } from '../helpers/wait.ts';
 
-const unavailable = netnsUnavailable();
-if (unavailable) process.stdout.write(`[skip] post-copy link-down test: ${unavailable}\n`);
-
-describe.skipIf(unavailable !== undefined)('post-copy over a veth link that goes down', () => {
+describeWhenAvailable('post-copy over a veth link that goes down', netnsUnavailable(), () => {
   let lab: PairLab;
   const agents: AgentProcess[] = [];
   beforeAll(() => {

@@ -1,9 +1,12 @@
 /** runIp (ip-command.ts): stdout on success; ERR_ADDRESS naming the command and what ip said. */
-import { describe, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { isNoSuchLink, runIp } from '../../../../shared/src/host/net/ip-command.ts';
 import { succeeds } from '../../../../cli/lab/sh.ts';
+import { describeWhenAvailable } from '../../../helpers/prerequisites.ts';
 
-describe.skipIf(!succeeds('ip', '-V'))('runIp', () => {
+const unavailable = succeeds('ip', '-V') ? undefined : 'iproute2 (`ip`) is not installed';
+
+describeWhenAvailable('runIp', unavailable, () => {
   it("resolves with ip's stdout", async () => {
     const [lo] = JSON.parse(await runIp(['-j', 'link', 'show', 'dev', 'lo'])) as { ifname: string }[];
     expect(lo?.ifname).toBe('lo');
