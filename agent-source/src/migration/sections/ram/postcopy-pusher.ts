@@ -21,7 +21,7 @@
 import type { Logger } from 'pino';
 import { MigrationError } from '@livemig/shared';
 import type { PeerChannel } from '@livemig/shared/channel';
-import { MsgType } from '@livemig/shared/channel';
+import { messageName, MsgType } from '@livemig/shared/channel';
 import type { Bitmap } from '@livemig/shared/vm';
 import { type GuestMemory } from '@livemig/shared/vm';
 import type { MigrationStats } from '../../stats.ts';
@@ -166,16 +166,20 @@ export class PostcopyPusher {
   }
 }
 
-/** Serve the fault channel: answer each PageRequest until the channel ends. */
+/**
+ * Serve the fault channel: answer each PageRequest until the channel fails (it never ends well:
+ * the migration ends on the main channel's Complete, and then the source closes this one).
+ */
 export async function serveFaults(
   pusher: PostcopyPusher,
   faultChannel: PeerChannel,
   signal: AbortSignal,
-): Promise<void> {
+): Promise<never> {
   for (;;) {
     const message = await faultChannel.next(signal);
-    if (message.type === MsgType.PageRequest) pusher.answer(message, faultChannel);
-    else if (message.type === MsgType.Complete) return;
-    else throw new MigrationError('ERR_UNEXPECTED_MESSAGE', `unexpected message on the fault channel`);
+    if (message.type !== MsgType.PageRequest) {
+      throw new MigrationError('ERR_UNEXPECTED_MESSAGE', `${messageName(message.type)} on the fault channel`);
+    }
+    pusher.answer(message, faultChannel);
   }
 }
