@@ -46,7 +46,10 @@ describe('post-copy fault path', () => {
     expect(fault.time).toBeGreaterThanOrEqual(before - 1);
     expect(fault.time).toBeLessThanOrEqual(Date.now() + 1);
     const blockedAt = dest.steps;
-    await sleep(50); // the assertion: a vCPU blocked on a fault makes no progress
+    // The assertion: a vCPU blocked on a fault makes no progress — for at least 50 ms, and for as
+    // long as a VM of the same spec takes to run 30000 steps, which this one would have run were it
+    // not blocked (on a loaded machine 50 ms may pass without the vCPU thread being scheduled).
+    await Promise.all([sleep(50), runReference(spec, 30_000)]);
     expect(dest.steps).toBe(blockedAt);
     expect(dest.status).toBe('running');
 
