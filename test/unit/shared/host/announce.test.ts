@@ -82,12 +82,31 @@ describe('ArpAnnouncer', () => {
 
   it('stop() cancels the rounds to come; start() again restarts the schedule', async () => {
     const { logger, records } = sink();
-    const announcer = new ArpAnnouncer({ link: 'lo', ip: '127.0.0.1', announce: { initialMs: 30, rounds: 2 }, logger });
-    announcer.start();
-    announcer.stop();
-    announcer.start();
-    announcer.stop();
-    await new Promise((resolve) => setTimeout(resolve, 250));
+    const schedule = { initialMs: 30, rounds: 2 };
+    const announcer = new ArpAnnouncer({ link: 'lo', ip: '127.0.0.1', announce: schedule, logger });
+    // The window for "nothing was sent": at least 250 ms, and until an announcer on the same
+    // schedule that was not stopped has gone through its rounds (a loaded machine delays both).
+    const witness = sink();
+    const control = new ArpAnnouncer({ link: 'lo', ip: '127.0.0.1', announce: schedule, logger: witness.logger });
+    try {
+      announcer.start();
+      announcer.stop();
+      announcer.start();
+      announcer.stop();
+      control.start();
+      await Promise.all([
+        new Promise((resolve) => setTimeout(resolve, 250)),
+        waitUntil(
+          () =>
+            witness.records.some((r) => r.event === 'address.arping-missing') ||
+            witness.records.filter((r) => r.event === 'address.announce' || r.event === 'address.announce-failed')
+              .length === 2,
+          { what: 'the announcer that was not stopped to go through its rounds', timeoutMs: 10_000 },
+        ),
+      ]);
+    } finally {
+      control.stop();
+    }
     expect(records).toEqual([]);
   });
 

@@ -10,13 +10,27 @@ afterEach(() => {
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
 
+/**
+ * The window for "it did not run": at least 100 ms, and until another command armed now and fired
+ * at once has run — on a loaded machine, as long as an armed shell takes to start and run one.
+ */
+async function armedCommandRan(dir: string): Promise<void> {
+  const witness = join(dir, 'witness');
+  const [result] = await Promise.all([
+    ArmedCommand.arm(['touch', witness]).fire(),
+    new Promise((resolve) => setTimeout(resolve, 100)),
+  ]);
+  expect(result).toEqual({ code: 0, stderr: '' });
+  expect(existsSync(witness)).toBe(true);
+}
+
 describe('ArmedCommand', () => {
   it('runs the command only when fired, with its arguments as given (no shell parsing)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'armed-'));
     dirs.push(dir);
     const file = join(dir, 'a file; with $(odd) "characters"');
     const armed = ArmedCommand.arm(['touch', file]);
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await armedCommandRan(dir);
     expect(existsSync(file)).toBe(false); // armed, not run
     expect(await armed.fire()).toEqual({ code: 0, stderr: '' });
     expect(existsSync(file)).toBe(true);
@@ -35,7 +49,7 @@ describe('ArmedCommand', () => {
     const armed = ArmedCommand.arm(['touch', file]);
     armed.disarm();
     expect(armed.fire()).toBeUndefined();
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await armedCommandRan(dir);
     expect(existsSync(file)).toBe(false);
   });
 });
