@@ -77,6 +77,11 @@ export class FramedPeerChannel implements PeerChannel {
     return this.#inbox.length;
   }
 
+  /** True while reading is paused because the inbox is full. */
+  get readingPaused(): boolean {
+    return this.#inboxFull;
+  }
+
   get failure(): MigrationError | undefined {
     return this.#failure;
   }
