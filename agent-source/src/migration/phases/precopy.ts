@@ -35,7 +35,9 @@ export async function precopyPhase(ctx: MigrationContext): Promise<Exit['to']> {
       if (cut) break;
     }
     const pages = stats.current.sent;
-    if (!main.send(msg.roundEnd({ round, pages, bytes: main.bytesSent - bytesBefore }))) {
+    // A round cut short gets no RoundEnd: the switch happens now, and an ack still to come would
+    // stand between us and Ready.
+    if (!cut && !main.send(msg.roundEnd({ round, pages, bytes: main.bytesSent - bytesBefore }))) {
       await main.drained(ctx.signal);
     }
     endRound(sections);
