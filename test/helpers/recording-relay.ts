@@ -3,14 +3,15 @@
  * message, which way, in order — while forwarding the bytes untouched, so a test can compare a
  * real migration's message order with the one docs/protocol.md draws. Optionally it cuts one
  * connection, once, at an exact protocol moment (`cutBefore`), and keeps recording everything
- * after it (the reconnects of a recovery included). Page bytes are not copied: the decoder hands
- * them to a sink that ignores them.
+ * after it (the reconnects of a recovery included). Page bytes are not copied (frame-relay.ts,
+ * which holds the sockets and decoding, skips them); a stream it cannot decode is recorded as
+ * one `undecodable (CODE)` frame and still relayed byte for byte.
  */
-import net from 'node:net';
-import { FrameDecoder, messageName, MsgType, type Message, type PageSink } from '@livemig/shared/protocol';
+import { messageName, MsgType } from '@livemig/shared/protocol';
+import { startFrameRelay, type RelayDirection } from './frame-relay.ts';
 
 /** 'to-dest' = sent by the source. */
-export type RelayDirection = 'to-dest' | 'to-source';
+export type { RelayDirection };
 
 export interface RecordedFrame {
   direction: RelayDirection;
@@ -52,79 +53,43 @@ export async function startRecordingRelay(
   options: RecordingRelayOptions = {},
 ): Promise<RecordingRelay> {
   const connections: RecordedConnection[] = [];
-  const sockets = new Set<net.Socket>();
   let cutDone = false;
   let announceCut!: (what: string) => void;
   const cut = new Promise<string>((resolve) => (announceCut = resolve));
 
-  const server = net.createServer((client) => {
-    const record: RecordedConnection = {
-      id: connections.length + 1,
-      frames: [],
-      cut: false,
-      openAtCut: false,
-      closed: false,
-    };
-    connections.push(record);
-    const upstream = net.connect(target);
-    sockets.add(client).add(upstream);
-    const cutNow = (what: string): void => {
-      cutDone = true;
-      record.cut = true;
-      for (const c of connections) if (!c.closed) c.openAtCut = true;
-      client.destroy();
-      upstream.destroy();
-      announceCut(what);
-    };
-    const relay = (from: net.Socket, to: net.Socket, direction: RelayDirection): void => {
-      let pending: RecordedFrame[] = [];
-      const note = (frame: RecordedFrame): void => {
-        record.frames.push(frame);
-        pending.push(frame);
+  const relay = await startFrameRelay(
+    target,
+    (connection) => {
+      const record: RecordedConnection = {
+        id: connection.id,
+        frames: [],
+        cut: false,
+        openAtCut: false,
+        get closed() {
+          return connection.closed;
+        },
       };
-      const ignorePages: PageSink = {
-        pagesBegin: (meta) => note({ direction, name: 'Pages', requestId: meta.requestId }),
-        pageBytes: () => {},
-        pagesEnd: () => {},
+      connections.push(record);
+      return ({ direction, chunk, frames, error }) => {
+        const recorded = frames.map((message): RecordedFrame => {
+          const frame: RecordedFrame = { direction, name: messageName(message.type) };
+          if (message.type === MsgType.Pages) frame.requestId = message.requestId;
+          if (message.type === MsgType.Attach) frame.channel = message.channel;
+          return frame;
+        });
+        // Not a valid stream: say so in the record once, and keep relaying the bytes.
+        if (error) recorded.push({ direction, name: `undecodable (${error.code})` });
+        record.frames.push(...recorded);
+        const trigger = cutDone ? undefined : recorded.find((frame) => options.cutBefore?.(frame, record));
+        if (!trigger) return connection.forward(direction, chunk);
+        cutDone = true;
+        record.cut = true;
+        for (const c of connections) if (!c.closed) c.openAtCut = true;
+        connection.cut();
+        announceCut(`cut before ${trigger.name} ${direction} on connection ${record.id}`);
       };
-      const decoder = new FrameDecoder({ maxFrameBytes: 64 << 20, sink: ignorePages });
-      const onMessage = (message: Message): void => {
-        const frame: RecordedFrame = { direction, name: messageName(message.type) };
-        if (message.type === MsgType.Attach) frame.channel = message.channel;
-        note(frame);
-      };
-      from.on('data', (chunk: Buffer) => {
-        pending = [];
-        if (decoder.error === undefined) {
-          try {
-            decoder.feed(chunk, onMessage);
-          } catch (error) {
-            // Not a valid stream: say so in the record once, and keep relaying the bytes.
-            note({ direction, name: `undecodable (${(error as { code?: string }).code ?? String(error)})` });
-          }
-        }
-        const trigger = cutDone ? undefined : pending.find((frame) => options.cutBefore?.(frame, record));
-        if (trigger) return cutNow(`cut before ${trigger.name} ${direction} on connection ${record.id}`);
-        to.write(chunk);
-      });
-      from.on('error', () => to.destroy());
-      from.on('close', () => {
-        record.closed = true;
-        to.destroy();
-      });
-    };
-    relay(client, upstream, 'to-dest');
-    relay(upstream, client, 'to-source');
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  return {
-    address: `127.0.0.1:${port}`,
-    connections,
-    cut,
-    close: async () => {
-      for (const socket of sockets) socket.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
     },
-  };
+    { pageBytes: 'skip' },
+  );
+  return { address: relay.address, connections, cut, close: relay.close };
 }
