@@ -152,25 +152,52 @@ describe('post-copy under failure', () => {
 });
 
 describe('hybrid switching by hand', () => {
-  it('migrate-start-postcopy switches a non-converging pre-copy to post-copy; the VM arrives intact', async () => {
-    const spec = parseVmSpec({ memory: '16MiB', init: 'random', workload: 'uniform:rate=0', seed: 12 });
+  it('migrate-start-postcopy switches a non-converging pre-copy to post-copy at once, mid-round; the VM arrives intact', async () => {
+    // Round 0 alone of 256 MiB at 100 Mbit/s lasts ~21 s: far longer than the CLI needs to start,
+    // even on a loaded machine (1–4 s). With no postcopy-after, 10000 rounds allowed and a dirty
+    // rate (80 MB/s) far above the bandwidth, nothing but the command can switch it before then —
+    // and the command must take effect at once, not at the end of the round.
+    const spec = parseVmSpec({ memory: '256MiB', init: 'random', workload: 'uniform:rate=20000', seed: 12 });
+    const maxBandwidthBps = 100e6 / 8;
+    const roundZeroMs = (spec.memoryBytes / maxBandwidthBps) * 1000;
+    const pages = spec.memoryBytes / 4096;
     const [source, dest] = await Promise.all([startSourceWithVm('vm', spec), startAgent('dest')]);
+    const times = { start: performance.now(), command: 0, commandDone: 0, switched: 0 };
     const report = await migrate(
       source,
       dest.listen,
       'hybrid',
-      { maxBandwidthBps: 20e6, downtimeLimitMs: 1, maxRounds: 1000 },
+      { maxBandwidthBps, downtimeLimitMs: 1, maxRounds: 10_000 },
       async (client, id) => {
-        await waitUntil(async () => ((await client.request('query-migrate', { migrationId: id }))?.pass ?? 0) >= 2, {
-          what: 'a few pre-copy rounds',
+        client.on('MIGRATION', (data) => {
+          if (data.migrationId === id && data.status === 'postcopy' && !times.switched)
+            times.switched = performance.now();
         });
+        await waitUntil(
+          async () => {
+            const info = await client.request('query-migrate', { migrationId: id });
+            return info !== null && info.status === 'precopy' && info.transferred >= 8 << 20;
+          },
+          { what: 'round 0 under way' },
+        );
+        times.command = performance.now();
         const cli = await runCli(['migrate-start-postcopy', '--control', source.control]);
+        times.commandDone = performance.now();
         expect(cli.code, cli.stderr).toBe(0);
       },
     );
+    const since = (t: number): string => (t ? `${Math.round(t - times.start)} ms` : 'never');
+    const timeline =
+      `since the start: command sent ${since(times.command)}, CLI done ${since(times.commandDone)}, ` +
+      `switched ${since(times.switched)}; round 0 would end at ${Math.round(roundZeroMs)} ms`;
     expectCompleted(report);
     expect(report.switchover?.reason).toBe('postcopy');
-    expect(report.rounds.length).toBeGreaterThanOrEqual(2);
+    // It switched in round 0, soon after the command: well before round 0 would have ended.
+    expect(times.switched, timeline).toBeGreaterThan(0);
+    expect(times.switched - times.start, timeline).toBeLessThan(roundZeroMs / 2);
+    expect(report.rounds.length).toBeLessThanOrEqual(1);
+    // Most of memory had not been sent yet: post-copy found it absent at the destination.
+    expect(report.postcopy?.absentAtSwitchover).toBeGreaterThan(pages / 2);
     const oracle = await checkOracle(dest.control, 'vm', spec);
     expect(oracle.migratedDigest).toBe(oracle.referenceDigest);
   });
