@@ -15,18 +15,9 @@ import { checkOracle } from '../oracle.ts';
 import { networkSection, startProbe } from '../probe/during.ts';
 import { withAgentPair } from '../agent-process.ts';
 import { followMigration } from '../follow-migration.ts';
-import {
-  durationFlag,
-  flag,
-  migrateParams,
-  modeFlag,
-  positiveIntFlag,
-  rateFlag,
-  type MigrateFlags,
-  type ModeName,
-} from '../options.ts';
+import { durationFlag, flag, migrateParams, type MigrateFlags, type ModeName } from '../options.ts';
 import { addVmSpecOptions, specFromFlags, type VmFlags } from '../vm-flags.ts';
-import { DEFAULT_MIGRATE_PARAMS } from '@livemig/agent-source';
+import { addMigrationKnobs } from '../migrate-flags.ts';
 
 interface DemoFlags extends VmFlags, MigrateFlags {
   mode: ModeName;
@@ -44,22 +35,7 @@ export function registerDemoCommand(program: Command): void {
       'Start two agents on loopback, migrate a running VM between them, check the determinism oracle, print the report.',
     );
   addVmSpecOptions(command, { memory: '512MiB', init: 'random', workload: 'hotset:wss=32MiB,rate=20000' });
-  command
-    .option('--mode <mode>', 'precopy | postcopy | hybrid', modeFlag, 'precopy')
-    .option('--postcopy-after <n>', 'hybrid: switch to post-copy after this many pre-copy rounds', positiveIntFlag)
-    .option(
-      '--downtime-limit <duration>',
-      'switch over once the rest fits in this downtime (ms unless a unit is given)',
-      durationFlag,
-      DEFAULT_MIGRATE_PARAMS.downtimeLimitMs,
-    )
-    .option(
-      '--max-rounds <n>',
-      'switch over after this many pre-copy rounds at the latest',
-      positiveIntFlag,
-      DEFAULT_MIGRATE_PARAMS.maxRounds,
-    )
-    .option('--max-bandwidth <rate>', 'cap the data plane, e.g. 1gbit (default: unlimited)', rateFlag)
+  addMigrationKnobs(command)
     .option(
       '--run-after <duration>',
       'how long the VM runs at the destination before the oracle check',

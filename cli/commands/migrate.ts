@@ -14,17 +14,8 @@ import { ControlClient } from '@livemig/shared/control';
 import { formatReport, type MigrationReport } from '@livemig/shared/report';
 import { followMigration } from '../follow-migration.ts';
 import { networkSection, startProbe, type RunningProbe } from '../probe/during.ts';
-import {
-  durationFlag,
-  flag,
-  migrateParams,
-  modeFlag,
-  positiveIntFlag,
-  rateFlag,
-  type MigrateFlags,
-  type ModeName,
-} from '../options.ts';
-import { DEFAULT_MIGRATE_PARAMS } from '@livemig/agent-source';
+import { durationFlag, flag, migrateParams, type MigrateFlags, type ModeName } from '../options.ts';
+import { addMigrationKnobs } from '../migrate-flags.ts';
 
 interface MigrateCommandFlags extends MigrateFlags {
   control: string;
@@ -39,7 +30,7 @@ interface MigrateCommandFlags extends MigrateFlags {
 }
 
 export function registerMigrateCommand(program: Command): void {
-  program
+  const command = program
     .command('migrate')
     .description('Migrate a running VM from the agent that hosts it to another agent, then print the report.')
     .option('--control <url>', 'control URL of the agent that hosts the VM (the source)', 'ws://127.0.0.1:7171')
@@ -48,22 +39,8 @@ export function registerMigrateCommand(program: Command): void {
       '--to <host:port>',
       "the destination: the other agent's data address (its --listen)",
       flag((text) => formatHostPort(parseHostPort(text, '--to'))),
-    )
-    .option('--mode <mode>', 'precopy | postcopy | hybrid (pre-copy rounds, then post-copy)', modeFlag, 'precopy')
-    .option(
-      '--downtime-limit <duration>',
-      'switch over once the rest fits in this downtime (ms unless a unit is given)',
-      durationFlag,
-      DEFAULT_MIGRATE_PARAMS.downtimeLimitMs,
-    )
-    .option(
-      '--max-rounds <n>',
-      'switch over after this many pre-copy rounds at the latest',
-      positiveIntFlag,
-      DEFAULT_MIGRATE_PARAMS.maxRounds,
-    )
-    .option('--max-bandwidth <rate>', 'cap the data plane, e.g. 1gbit, 100mbit, 125MB/s (default: unlimited)', rateFlag)
-    .option('--postcopy-after <n>', 'hybrid: switch to post-copy after this many pre-copy rounds', positiveIntFlag)
+    );
+  addMigrationKnobs(command)
     .option(
       '--recovery-timeout <duration>',
       'post-copy: keep reconnecting a broken link this long (default 60s)',
@@ -129,13 +106,13 @@ export function registerMigrateCommand(program: Command): void {
 
   program
     .command('migrate-start-postcopy')
-    .description('Switch a running hybrid migration to post-copy at the end of its current round.')
+    .description('Switch a running hybrid migration to post-copy now, mid-round if need be (as QEMU does).')
     .option('--control <url>', 'the source agent control URL', 'ws://127.0.0.1:7171')
     .action(async (flags: { control: string }) => {
       const client = await ControlClient.connect(flags.control);
       try {
         await client.request('migrate-start-postcopy', {});
-        process.stdout.write('switching to post-copy at the end of the current round\n');
+        process.stdout.write('switching to post-copy now\n');
       } finally {
         client.close();
       }

@@ -35,34 +35,19 @@ class RamLoad implements IncomingSection {
   }
 }
 
-class CpuLoad implements IncomingSection {
-  readonly name = 'cpu';
-  readonly loads = [MsgType.CpuState];
-  readonly #vm: ToyVm;
+/** A section loaded from one message at the stop point; `load` imports it and returns the digest of what the VM now holds. */
+class StopPointLoad implements IncomingSection {
+  readonly name: string;
+  readonly loads: readonly MsgType[];
+  readonly #load: (message: CpuStateMsg | DeviceStateMsg) => string;
   #digest: string | undefined;
-  constructor(vm: ToyVm) {
-    this.#vm = vm;
+  constructor(name: string, type: MsgType, load: (message: CpuStateMsg | DeviceStateMsg) => string) {
+    this.name = name;
+    this.loads = [type];
+    this.#load = load;
   }
   load(message: CpuStateMsg | DeviceStateMsg): void {
-    this.#vm.importCpuState((message as CpuStateMsg).registers);
-    this.#digest = cpuStateDigest(this.#vm.exportCpuState());
-  }
-  digest(): string | undefined {
-    return this.#digest;
-  }
-}
-
-class DevicesLoad implements IncomingSection {
-  readonly name = 'devices';
-  readonly loads = [MsgType.DeviceState];
-  readonly #vm: ToyVm;
-  #digest: string | undefined;
-  constructor(vm: ToyVm) {
-    this.#vm = vm;
-  }
-  load(message: CpuStateMsg | DeviceStateMsg): void {
-    this.#vm.importDeviceState((message as DeviceStateMsg).state);
-    this.#digest = deviceStateDigest(this.#vm.exportDeviceState());
+    this.#digest = this.#load(message);
   }
   digest(): string | undefined {
     return this.#digest;
@@ -73,7 +58,17 @@ export class IncomingSections {
   readonly all: readonly IncomingSection[];
 
   constructor(vm: ToyVm, applier: PageApplier) {
-    this.all = [new RamLoad(applier), new CpuLoad(vm), new DevicesLoad(vm)];
+    this.all = [
+      new RamLoad(applier),
+      new StopPointLoad('cpu', MsgType.CpuState, (message) => {
+        vm.importCpuState((message as CpuStateMsg).registers);
+        return cpuStateDigest(vm.exportCpuState());
+      }),
+      new StopPointLoad('devices', MsgType.DeviceState, (message) => {
+        vm.importDeviceState((message as DeviceStateMsg).state);
+        return deviceStateDigest(vm.exportDeviceState());
+      }),
+    ];
   }
 
   /** Hand a state message to the section that loads it. */

@@ -1,35 +1,15 @@
 /**
- * The CPU section: the vCPU's register file (and its step count), sent once, at the stop
- * point — it changes every step, so there is nothing to pre-copy. Its digest is of the exact
- * bytes sent; the destination hashes the registers it loaded.
+ * The CPU section: the vCPU's register file (and its step count), sent once at the stop point.
+ * Its digest is of the exact bytes sent; the destination hashes the registers it loaded.
  */
 import { msg, type PeerChannel } from '@livemig/shared/channel';
 import { CPU_STATE_BYTES, cpuStateDigest, type ToyVm } from '@livemig/shared/vm';
-import type { OutgoingSection } from './section.ts';
+import { StopPointSection } from './state-section.ts';
 
-export class CpuSection implements OutgoingSection {
-  readonly name = 'cpu';
-  readonly #vm: ToyVm;
-  readonly #channel: () => PeerChannel;
-  #digest: string | undefined;
-
-  constructor(vm: ToyVm, channel: () => PeerChannel) {
-    this.#vm = vm;
-    this.#channel = channel;
-  }
-
-  pending(): number {
-    return this.#digest === undefined ? CPU_STATE_BYTES : 0;
-  }
-
-  complete(): Promise<void> {
-    const registers = this.#vm.exportCpuState();
-    this.#channel().send(msg.cpuState(this.#vm.steps, registers));
-    this.#digest = cpuStateDigest(registers);
-    return Promise.resolve();
-  }
-
-  digest(): string | undefined {
-    return this.#digest;
-  }
+export function cpuSection(vm: ToyVm, channel: () => PeerChannel): StopPointSection {
+  return new StopPointSection('cpu', CPU_STATE_BYTES, () => {
+    const registers = vm.exportCpuState();
+    channel().send(msg.cpuState(vm.steps, registers));
+    return cpuStateDigest(registers);
+  });
 }

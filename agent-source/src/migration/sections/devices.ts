@@ -7,34 +7,15 @@
  */
 import { msg, type PeerChannel } from '@livemig/shared/channel';
 import { deviceStateDigest, type ToyVm } from '@livemig/shared/vm';
-import type { OutgoingSection } from './section.ts';
+import { StopPointSection } from './state-section.ts';
 
 /** A generous estimate of the device state on the wire, for the switchover rule. */
 const DEVICE_STATE_BYTES = 1024;
 
-export class DevicesSection implements OutgoingSection {
-  readonly name = 'devices';
-  readonly #vm: ToyVm;
-  readonly #channel: () => PeerChannel;
-  #digest: string | undefined;
-
-  constructor(vm: ToyVm, channel: () => PeerChannel) {
-    this.#vm = vm;
-    this.#channel = channel;
-  }
-
-  pending(): number {
-    return this.#digest === undefined ? DEVICE_STATE_BYTES : 0;
-  }
-
-  complete(): Promise<void> {
-    const state = this.#vm.exportDeviceState();
-    this.#channel().send(msg.deviceState(state as unknown as Record<string, unknown>));
-    this.#digest = deviceStateDigest(state);
-    return Promise.resolve();
-  }
-
-  digest(): string | undefined {
-    return this.#digest;
-  }
+export function devicesSection(vm: ToyVm, channel: () => PeerChannel): StopPointSection {
+  return new StopPointSection('devices', DEVICE_STATE_BYTES, () => {
+    const state = vm.exportDeviceState();
+    channel().send(msg.deviceState(state as unknown as Record<string, unknown>));
+    return deviceStateDigest(state);
+  });
 }

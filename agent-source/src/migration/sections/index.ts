@@ -4,8 +4,8 @@
  */
 import type { SetupMsg } from '@livemig/shared/protocol';
 import type { MigrationContext } from '../context.ts';
-import { CpuSection } from './cpu.ts';
-import { DevicesSection } from './devices.ts';
+import { cpuSection } from './cpu.ts';
+import { devicesSection } from './devices.ts';
 import { RamSection } from './ram/ram-section.ts';
 import type { OutgoingSection } from './section.ts';
 
@@ -28,7 +28,7 @@ export function createSections(ctx: MigrationContext): SectionSet {
     capabilities: { setupBitmap: caps.has('setup-bitmap'), zeroPages: caps.has('zero-pages') },
   });
   // Order matters at the stop point: memory first, then the state that refers to it.
-  return { all: [ram, new CpuSection(ctx.vm, channel), new DevicesSection(ctx.vm, channel)], ram };
+  return { all: [ram, cpuSection(ctx.vm, channel), devicesSection(ctx.vm, channel)], ram };
 }
 
 export function setupAll(sections: SectionSet, setup: SetupMsg): void {
