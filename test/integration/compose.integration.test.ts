@@ -278,7 +278,7 @@ describeWhenAvailable('docker-compose.yml in network namespaces, one per service
       const report = JSON.parse(lines[0]!) as MigrationReport;
       process.stdout.write(
         `[compose] ${report.outcome}: ${report.rounds.length} rounds, ${report.times.totalMs.toFixed(0)} ms total, ` +
-          `downtime ${report.times.downtimeMs.toFixed(1)} ms, ${report.bytes.wire} B on the wire\n`,
+          `downtime ${report.times.downtimeMs!.toFixed(1)} ms, ${report.bytes.wire} B on the wire\n`,
       );
       expect(report.schema).toBe('livemig.report/1');
       expectCompleted(report);

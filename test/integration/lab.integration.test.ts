@@ -67,11 +67,11 @@ describeWhenAvailable('shaped links in network namespaces', labUnavailable(), ()
         process.stdout.write(
           `[lab] ${name} pre-copy: ${JSON.stringify(mechanisms)} measured ${JSON.stringify(run.measured)} ` +
             `transfer ${transferMs.toFixed(0)} ms, bound ${boundMs.toFixed(0)} ms (${(transferMs / boundMs).toFixed(2)}×), ` +
-            `downtime ${report.times.downtimeMs.toFixed(1)} ms\n`,
+            `downtime ${report.times.downtimeMs!.toFixed(1)} ms\n`,
         );
         expect(transferMs / boundMs).toBeGreaterThanOrEqual(0.9);
         expect(transferMs / boundMs).toBeLessThanOrEqual(1.5);
-        expect(report.times.downtimeMs).toBeGreaterThan(0);
+        expect(report.times.downtimeMs!).toBeGreaterThan(0);
         const oracle = await checkOracle(run.dest.control, 'vm', spec);
         expect(oracle.migratedDigest).toBe(oracle.referenceDigest);
       });
@@ -87,7 +87,7 @@ describeWhenAvailable('shaped links in network namespaces', labUnavailable(), ()
       const latency = report.postcopy?.faultLatencyMs;
       process.stdout.write(
         `[lab] wan post-copy: ${JSON.stringify(run.mechanisms)} RTT ${run.measured.rttMs.toFixed(1)} ms, ` +
-          `faults ${report.postcopy?.faults}, latency ${JSON.stringify(latency)}, downtime ${report.times.downtimeMs.toFixed(1)} ms\n`,
+          `faults ${report.postcopy?.faults}, latency ${JSON.stringify(latency)}, downtime ${report.times.downtimeMs!.toFixed(1)} ms\n`,
       );
       expect(report.postcopy!.faults).toBeGreaterThan(0);
       // A fault is a request and an answer across the link: never faster than one RTT.

@@ -52,10 +52,10 @@ describeWhenAvailable('the address follows the VM (macvlan + gratuitous ARP)', u
         // a queue on the way out (round 0 still in flight) makes the way back the shorter half;
         // plus one probe interval. And the gap is finite: replies came back.
         const slack = (report.times.rttMs ?? 0) / 2 + network.intervalMs!;
-        expect(network.downtimeMs).toBeGreaterThanOrEqual(report.times.downtimeMs - slack);
+        expect(network.downtimeMs).toBeGreaterThanOrEqual(report.times.downtimeMs! - slack);
         expect(network.downtimeMs).toBeLessThan(10_000);
         process.stdout.write(
-          `[net] ${profileName} ${mode}: VM downtime ${report.times.downtimeMs.toFixed(1)} ms, network downtime ` +
+          `[net] ${profileName} ${mode}: VM downtime ${report.times.downtimeMs!.toFixed(1)} ms, network downtime ` +
             `${network.downtimeMs.toFixed(1)} ms (switchover gap ${network.switchoverGapMs?.toFixed(1)} ms), ` +
             `${network.lostReplies}/${network.requests} replies lost\n`,
         );

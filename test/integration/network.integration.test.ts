@@ -69,10 +69,10 @@ describe('network downtime on loopback (address rebind)', () => {
         // a queue on the way out (round 0 still in flight) makes the way back the shorter half;
         // plus one probe interval. And the gap is finite: replies came back.
         const slack = (report.times.rttMs ?? 0) / 2 + network.intervalMs!;
-        expect(network.downtimeMs).toBeGreaterThanOrEqual(report.times.downtimeMs - slack);
+        expect(network.downtimeMs).toBeGreaterThanOrEqual(report.times.downtimeMs! - slack);
         expect(network.downtimeMs).toBeLessThan(5000);
         console.log(
-          `${mode}: VM downtime ${report.times.downtimeMs.toFixed(1)} ms, network downtime ` +
+          `${mode}: VM downtime ${report.times.downtimeMs!.toFixed(1)} ms, network downtime ` +
             `${network.downtimeMs.toFixed(1)} ms (switchover gap ${network.switchoverGapMs?.toFixed(1)} ms), ` +
             `${network.lostReplies}/${network.requests} replies lost`,
         );
