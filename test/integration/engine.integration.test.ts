@@ -94,6 +94,19 @@ describe('reports that tell what happened', () => {
     expect(await vmStates(source)).toEqual(['running']);
   });
 
+  it('a hybrid that converges finishes as pre-copy: nothing left absent, no post-copy section', async () => {
+    const spec = parseVmSpec({ memory: '16MiB', init: 'random', workload: 'idle', seed: 4 });
+    const [source, dest] = await Promise.all([startSourceWithVm('vm', spec), startAgent('dest')]);
+    const report = await migrate(source, dest.listen, {}, 'hybrid');
+    expectCompleted(report);
+    expect(report.mode).toBe('hybrid');
+    expect(['nothing-dirty', 'converged']).toContain(report.switchover?.reason);
+    expect(report.postcopy).toBeUndefined();
+    expect(report.verify.match).toBe(true);
+    const oracle = await checkOracle(dest.control, 'vm', spec);
+    expect(oracle.migratedDigest).toBe(oracle.referenceDigest);
+  });
+
   it('a completed migration verifies every section, each side with its own digest', async () => {
     const spec = parseVmSpec({ memory: '8MiB', init: 'random', workload: 'uniform:rate=5000', seed: 3 });
     const [source, dest] = await Promise.all([startSourceWithVm('vm', spec), startAgent('dest')]);

@@ -179,6 +179,9 @@ describe('failures leave the VM on exactly one side, intact', () => {
       source.child.kill('SIGTERM');
     });
     expectCompleted(report);
+    // It switched over at once, mid-round 0, and says why: not "max-rounds".
+    expect(report.switchover?.reason).toBe('shutdown');
+    expect(report.rounds.length).toBeLessThanOrEqual(2);
     expect(await source.exited).toEqual({ code: 0, signal: null });
     expect((await vmsOn(dest)).map((v) => v.state)).toEqual(['running']);
     const oracle = await checkOracle(dest.control, 'vm', small);
