@@ -161,6 +161,6 @@ function verifyLines(v: MigrationReport['verify']): Array<[string, string]> {
 
 const SECTION_WORDS: Record<string, string> = {
   ram: 'memory digest',
-  cpu: 'CPU state digest',
-  devices: 'device state digest',
+  cpu: 'CPU digest',
+  devices: 'devices digest',
 };
