@@ -14,6 +14,11 @@ export const ERROR_CODES = {
   ERR_INVALID_RATE: 'A bandwidth or rate could not be parsed (e.g. "fast").',
   ERR_INVALID_WORKLOAD: 'A workload spec names an unknown workload or has a bad parameter.',
   ERR_INVALID_INIT: 'An --init spec is not zero | random | mixed:<fraction in [0,1]>.',
+  // Identities (the fleet PKI)
+  ERR_PKI:
+    'The PKI directory is not as the operation needs: a CA or certificate already exists (never overwritten), a file is missing, or a private key is readable by group or others.',
+  ERR_CERTIFICATE:
+    'A certificate is not one this fleet trusts or can use: not signed by its CA, expired or not yet valid, its key does not match, or it carries no valid livemig role.',
   // Toy VM
   ERR_VM_STATE: 'The VM is not in a state that allows the operation (e.g. resume while running).',
   ERR_VCPU_CRASHED: 'The vCPU worker thread exited or threw unexpectedly.',
