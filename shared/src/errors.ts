@@ -49,6 +49,14 @@ export const ERROR_CODES = {
   ERR_BUSY: 'The VM is already migrating, or the name is already taken.',
   ERR_CONTROL: 'A control-channel request was malformed or failed.',
   ERR_ADDRESS: "The VM's network address could not be set up, taken or given up on this host (message says why).",
+  // Security: who may drive an agent, and migration tickets
+  ERR_UNAUTHENTICATED: 'No valid client certificate: the connection did not prove who it is.',
+  ERR_FORBIDDEN: "The certificate's role does not allow this command (e.g. a viewer asked to migrate).",
+  ERR_TICKET_UNKNOWN: 'A migration ticket was never issued by this agent, or was already swept away.',
+  ERR_TICKET_EXPIRED: 'A migration ticket was presented after its time to live ran out.',
+  ERR_TICKET_USED: 'A migration ticket was presented again after it had been consumed (a replay).',
+  ERR_TICKET_MISMATCH: 'A migration ticket was presented for another VM or by another source than it was issued for.',
+  ERR_TICKET_LIMIT: 'Too many migration tickets are outstanding; no new one is issued until some are used or expire.',
   ERR_INTERNAL: 'A bug: an invariant was broken. Please report it with the log.',
 } as const;
 
