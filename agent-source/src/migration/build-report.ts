@@ -80,11 +80,12 @@ export function verification(digests: Digests): Verification {
     const dest = digests.dest[name] ?? null;
     sections[name] = { source, dest, match: source !== null && source === dest };
   }
-  const compared = names.some((name) => sections[name]!.source !== null && sections[name]!.dest !== null);
+  const all = Object.values(sections);
+  const compared = all.some((section) => section.source !== null && section.dest !== null);
   return {
     sourceDigest: digests.source.ram ?? null,
     destDigest: digests.dest.ram ?? null,
-    match: compared ? names.every((name) => sections[name]!.match) : null,
+    match: compared ? all.every((section) => section.match) : null,
     ...(names.length ? { sections } : {}),
   };
 }

@@ -10,7 +10,6 @@ import { MigrationError, toMigrationError } from '@livemig/shared';
 import { msg, MsgType } from '@livemig/shared/channel';
 import type { PostcopyReport } from '@livemig/shared/report';
 import type { MigrationContext } from '../context.ts';
-import { serveFaults } from '../sections/ram/postcopy-pusher.ts';
 import { recoverPhase } from './recovery.ts';
 import { checkDigests } from './verify.ts';
 
@@ -45,10 +44,9 @@ export async function postcopyPhase(ctx: MigrationContext): Promise<void> {
 async function pushUntilComplete(ctx: MigrationContext): Promise<Record<string, unknown>> {
   const ram = ctx.s.ram;
   const main = ctx.channels.main;
-  const faults = serveFaults(ram.pusher!, ctx.channels.fault, ctx.signal);
+  const faults = ram.serveFaults(ctx.channels.fault, ctx.signal);
   const pushing = (async () => {
-    await ram.push(main);
-    const digests = { ram: ram.digest()! };
+    const digests = { ram: await ram.push(main) };
     Object.assign(ctx.verify.source, digests);
     main.send(msg.stopCopyEnd(digests));
     return main.expect(MsgType.Complete, ctx.signal);

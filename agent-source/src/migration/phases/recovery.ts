@@ -26,7 +26,7 @@ export async function recoverPhase(ctx: MigrationContext, error: MigrationError)
       const missing = await main.expect(MsgType.Missing, ctx.signal);
       await ctx.channels.openFault();
       ram.resync(missing.bitmap);
-      ctx.postcopy!.recoveries += 1;
+      if (ctx.postcopy) ctx.postcopy.recoveries += 1;
       ctx.machine.transition('postcopy-paused', 'postcopy');
       logger.info({ event: 'postcopy.recovered', attempt, remaining: ram.pusher?.remaining }, 'reconnected; resuming');
       return;

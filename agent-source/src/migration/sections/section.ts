@@ -16,8 +16,9 @@
  *   digest       what this section sent, hashed on this side (the destination hashes what it
  *                loaded, on its side: never one side's value copied into the other's field)
  *
- * Post-copy hooks (what is absent at switchover, serving a request, the background push) are
- * a second interface, PostcopySection, for the sections that can run with parts still here.
+ * Post-copy (what is absent at switchover, serving a request, the background push) is RAM's
+ * today (RamSection: absentMap, push, serveFaults, resync); a second section that can run with
+ * parts still on the source (a disk fetched on demand) is when those become an interface.
  */
 import type { SetupMsg } from '@livemig/shared/protocol';
 
@@ -38,9 +39,4 @@ export interface OutgoingSection {
   complete(how: 'precopy' | 'postcopy'): Promise<void>;
   /** Hash of what this section sent (hex), or undefined before anything final was sent. */
   digest(): string | undefined;
-}
-
-export interface PostcopyRequest {
-  id: number;
-  pages: Uint32Array;
 }

@@ -16,15 +16,16 @@
  * equals the digest of memory at the stop point, without rehashing memory in the downtime.
  */
 import type { Logger } from 'pino';
+import { MigrationError } from '@livemig/shared';
 import type { PeerChannel } from '@livemig/shared/channel';
 import type { SetupMsg } from '@livemig/shared/protocol';
 import { Bitmap, PageDigestLedger, unionSorted, type ToyVm } from '@livemig/shared/vm';
 import type { MigrationStats } from '../../stats.ts';
 import type { TokenBucket } from '../../token-bucket.ts';
-import type { OutgoingSection, PostcopyRequest } from '../section.ts';
+import type { OutgoingSection } from '../section.ts';
 import { absentAtSwitchover } from './absent-map.ts';
 import { PageSender } from './page-sender.ts';
-import { PostcopyPusher } from './postcopy-pusher.ts';
+import { PostcopyPusher, serveFaults } from './postcopy-pusher.ts';
 
 export interface RamSectionComponents {
   vm: ToyVm;
@@ -49,7 +50,8 @@ export class RamSection implements OutgoingSection {
   #dirty: Uint32Array = EMPTY;
   #round = -1;
   #digest: string | undefined;
-  #pusher: PostcopyPusher | undefined;
+  /** Set by complete('postcopy'): what the destination lacked then, and who sends it. */
+  #switched: { absent: Bitmap; pusher: PostcopyPusher } | undefined;
 
   constructor(components: RamSectionComponents) {
     this.#c = components;
@@ -103,7 +105,7 @@ export class RamSection implements OutgoingSection {
   }
 
   pending(): number {
-    if (this.#pusher) return this.#pusher.remaining * this.#c.vm.memory.pageSize;
+    if (this.#switched) return this.#switched.pusher.remaining * this.#c.vm.memory.pageSize;
     if (this.#digest !== undefined) return 0;
     const unsent = this.#round < 0 ? this.#firstRound.length : this.#sender.unsent.length;
     return (unsent + this.#dirty.length) * this.#c.vm.memory.pageSize;
@@ -131,32 +133,35 @@ export class RamSection implements OutgoingSection {
 
   /** Post-copy: the map of pages absent at the destination (set = absent), for PostcopyStart. */
   absentMap(): Bitmap {
-    if (!this.#pusher) throw new Error('absentMap() before complete("postcopy")');
-    return this.#absent!;
+    return this.#postcopy().absent;
   }
-
-  #absent: Bitmap | undefined;
 
   /** Pages absent at switchover and sent since, on demand and in the background. */
   get pusher(): PostcopyPusher | undefined {
-    return this.#pusher;
+    return this.#switched?.pusher;
   }
 
-  /** Post-copy: push every remaining page on `channel`; then the digest of everything sent is final. */
-  async push(channel: PeerChannel): Promise<void> {
-    await this.#pusher!.pushAll(channel);
+  /** Post-copy: push every remaining page on `channel`; resolves with the digest of everything sent, final now. */
+  async push(channel: PeerChannel): Promise<string> {
+    await this.#postcopy().pusher.pushAll(channel);
     this.#digest = this.#ledger.digest();
+    return this.#digest;
   }
 
-  /** Post-copy: answer a PageRequest on the fault channel. */
-  answer(request: PostcopyRequest, faultChannel: PeerChannel): void {
-    this.#pusher!.answer(request, faultChannel);
+  /** Post-copy: answer the PageRequests on the fault channel until it fails (it never ends well). */
+  serveFaults(faultChannel: PeerChannel, signal: AbortSignal): Promise<never> {
+    return serveFaults(this.#postcopy().pusher, faultChannel, signal);
   }
 
   /** Post-copy recovery: the destination says which pages it still lacks. */
   resync(missing: Uint8Array): void {
-    this.#pusher!.resync(Bitmap.fromBytes(missing, this.#c.vm.memory.pageCount));
+    this.#postcopy().pusher.resync(Bitmap.fromBytes(missing, this.#c.vm.memory.pageCount));
     this.#digest = undefined;
+  }
+
+  #postcopy(): { absent: Bitmap; pusher: PostcopyPusher } {
+    if (!this.#switched) throw new MigrationError('ERR_INTERNAL', 'RAM post-copy used before the switchover');
+    return this.#switched;
   }
 
   async #switchToPostcopy(): Promise<void> {
@@ -182,8 +187,7 @@ export class RamSection implements OutgoingSection {
     // What the guest wrote since the last harvest before this one is its working set: push it first.
     const pushFirst = nothingSent ? harvested : unionSorted(this.#dirty, harvested);
     this.#dirty = EMPTY;
-    this.#absent = absent;
-    this.#pusher = new PostcopyPusher(
+    const pusher = new PostcopyPusher(
       {
         memory: vm.memory,
         stats,
@@ -198,6 +202,7 @@ export class RamSection implements OutgoingSection {
       this.#round + 1,
       pushFirst,
     );
+    this.#switched = { absent, pusher };
   }
 
   #unsentOfRoundList(): Uint32Array {
