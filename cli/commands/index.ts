@@ -5,6 +5,7 @@ import { registerDemoCommand } from './demo.ts';
 import { registerDestCommand } from './dest.ts';
 import { registerLabCommand } from './lab.ts';
 import { registerMigrateCommand } from './migrate.ts';
+import { registerPkiCommand } from './pki.ts';
 import { registerProbeCommand } from './probe.ts';
 import { registerSourceCommand } from './source.ts';
 import { registerStatusCommand } from './status.ts';
@@ -22,4 +23,5 @@ export const COMMANDS: ReadonlyArray<(program: Command) => void> = [
   registerVmCommand,
   registerLabCommand,
   registerProbeCommand,
+  registerPkiCommand,
 ];

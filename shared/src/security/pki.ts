@@ -248,7 +248,7 @@ export async function issueCertificate(dir: string, options: IssueOptions): Prom
 
 /** Describe the (first) certificate in a PEM file. */
 export async function readIdentity(file: string): Promise<Identity> {
-  return describeCertificate(await readPkiFile(file, 'no such certificate'));
+  return describe(parseCertificate(await readPkiFile(file, 'no such certificate'), file));
 }
 
 /** Describe a PEM certificate: name, role, fingerprint, validity, issuer. Throws ERR_CERTIFICATE on garbage. */
