@@ -1,8 +1,12 @@
 /**
  * The agent side of the control channel: a WebSocket server that dispatches requests to a
  * handler table and broadcasts events. Every reply carries the request's id; a failing handler
- * answers `{ id, error: { code, message } }` and the connection stays up.
+ * answers `{ id, error: { code, message } }` and the connection stays up. Only the table's own
+ * commands are dispatched (not "constructor" or "toString" inherited from Object.prototype).
+ * A WebSocket upgrade carrying an Origin header — a browser page — is refused with HTTP 403
+ * unless that origin is in `allowOrigins`; clients that are not browsers send none.
  */
+import type { IncomingMessage } from 'node:http';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Logger } from 'pino';
 import { MigrationError, toMigrationError } from '../errors.ts';
@@ -19,6 +23,12 @@ export interface ControlServerOptions {
   logger: Logger;
   /** Largest accepted request, bytes. @default 1 MiB */
   maxPayload?: number;
+  /**
+   * Browser origins allowed to open the control channel, exactly as a browser sends them
+   * (e.g. "https://console.example:8443"). An upgrade with any other Origin header is refused
+   * with 403. @default none: no browser page can drive this agent
+   */
+  allowOrigins?: readonly string[];
 }
 
 export class ControlServer {
@@ -35,11 +45,26 @@ export class ControlServer {
 
   /** Start listening; resolves once bound, rejects with ERR_CONNECTION if it cannot bind. */
   static start(options: ControlServerOptions, handlers: CommandHandlers): Promise<ControlServer> {
+    const allowOrigins = [...(options.allowOrigins ?? [])];
     return new Promise((resolve, reject) => {
       const wss = new WebSocketServer({
         host: options.host,
         port: options.port,
         maxPayload: options.maxPayload ?? 1024 * 1024,
+        verifyClient: (
+          info: { req: IncomingMessage },
+          accept: (ok: boolean, code?: number, message?: string) => void,
+        ) => {
+          // Browsers send Origin; the old hybi-08 handshake ws still accepts named it Sec-WebSocket-Origin.
+          const header = info.req.headers.origin ?? info.req.headers['sec-websocket-origin'];
+          const origin = Array.isArray(header) ? header.join(', ') : header;
+          if (originAllowed(origin, allowOrigins)) return accept(true);
+          options.logger.warn(
+            { origin, remote: info.req.socket.remoteAddress },
+            'control connection refused: its Origin is not in --allow-origin (403)',
+          );
+          accept(false, 403, 'Forbidden');
+        },
       });
       wss.once('listening', () => resolve(new ControlServer(wss, handlers, options.logger)));
       wss.once('error', (error) =>
@@ -88,9 +113,12 @@ export class ControlServer {
     try {
       const request = parseRequest(text);
       id = request.id;
-      const handler = this.#handlers[request.command as CommandName] as
-        ((args: unknown) => Promise<unknown> | unknown) | undefined;
-      if (!handler) {
+      // Own properties only: "constructor", "toString", "__proto__"… are no commands.
+      const handler = Object.hasOwn(this.#handlers, request.command)
+        ? (this.#handlers[request.command as CommandName] as
+            ((args: unknown) => Promise<unknown> | unknown) | undefined)
+        : undefined;
+      if (typeof handler !== 'function') {
         throw new MigrationError(
           'ERR_CONTROL',
           `unknown command "${request.command}"; this agent knows: ${Object.keys(this.#handlers).join(', ')}`,
@@ -106,6 +134,11 @@ export class ControlServer {
       }
     }
   }
+}
+
+/** No Origin header (not a browser), or one listed exactly. */
+function originAllowed(origin: string | undefined, allowOrigins: readonly string[]): boolean {
+  return origin === undefined || allowOrigins.includes(origin);
 }
 
 function parseRequest(text: string | null): ControlRequest {
