@@ -2,8 +2,10 @@
  * Opening a migration's data connection, both ends. The source connects and says Hello; the
  * destination listens, answers Welcome (or an Error frame naming why not: wrong version, not a
  * livemig peer), and hands each accepted peer — a PeerChannel plus the PageApplier its Pages
- * bytes go to — to the daemon.
+ * bytes go to — to the daemon. With `tls` (tls.ts) both ends first prove who they are with
+ * certificates of the fleet CA; the channel then reports the peer's verified identity.
  */
+import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { MigrationError, toMigrationError } from '../errors.ts';
 import type { HostPort } from '../address.ts';
@@ -20,6 +22,7 @@ import {
   type HandshakeConfig,
 } from '../protocol/index.ts';
 import { FramedPeerChannel } from './framed-peer-channel.ts';
+import { admitSource, connectTls, createTlsServer, identityOf, type DestTls, type SourceTls } from './tls.ts';
 import { PageApplier } from './page-applier.ts';
 import type { PeerChannel } from './peer-channel.ts';
 
@@ -44,17 +47,16 @@ export interface ConnectPeerOptions extends HostPort {
   capabilities?: readonly Capability[];
   signal?: AbortSignal;
   socket?: FramedSocketOptions;
+  /** Mutual TLS, checking the destination's name. @default none: plaintext */
+  tls?: SourceTls;
 }
 
 /** Source side: connect, Hello → Welcome. Rejects with a MigrationError (ERR_CONNECTION, ERR_PROTOCOL_VERSION, …). */
 export async function connectPeer(options: ConnectPeerOptions): Promise<PeerChannel> {
-  const socket = await FramedSocket.connect({
-    readBufferBytes: READ_BUFFER_BYTES,
-    ...options.socket,
-    host: options.host,
-    port: options.port,
-    role: 'source',
-  });
+  const socketOptions: FramedSocketOptions = { readBufferBytes: READ_BUFFER_BYTES, ...options.socket, role: 'source' };
+  const socket = options.tls
+    ? FramedSocket.adopt(await connectTls(options.host, options.port, options.tls, HANDSHAKE_TIMEOUT_MS), socketOptions)
+    : await FramedSocket.connect({ ...socketOptions, host: options.host, port: options.port });
   const local: HandshakeConfig = {
     agentId: options.agentId,
     capabilities: options.capabilities ?? OFFERED_CAPABILITIES,
@@ -62,6 +64,7 @@ export async function connectPeer(options: ConnectPeerOptions): Promise<PeerChan
   const started = performance.now();
   const channel = new FramedPeerChannel(socket, { remoteAgentId: `${options.host}:${options.port}`, rttMs: 0 });
   try {
+    if (options.tls) channel.authenticated(identityOf(socket.socket as TLSSocket));
     channel.send(makeHello(local));
     const welcome = await withTimeout(channel.expect(MsgType.Welcome, options.signal), 'Welcome');
     const rttMs = performance.now() - started;
@@ -89,6 +92,8 @@ export interface ListenOptions extends HostPort {
   capabilities?: readonly Capability[];
   onPeer: (peer: AcceptedPeer) => void;
   socket?: FramedSocketOptions;
+  /** Mutual TLS, admitting only the sources `tls.allowSource` names. @default none: plaintext */
+  tls?: DestTls;
 }
 
 export interface PeerListener {
@@ -102,29 +107,36 @@ export function listenForPeers(options: ListenOptions): Promise<PeerListener> {
     agentId: options.agentId,
     capabilities: options.capabilities ?? OFFERED_CAPABILITIES,
   };
-  const server = createFramedServer(
-    { readBufferBytes: READ_BUFFER_BYTES, ...options.socket, role: 'dest' },
-    (socket) => {
-      const applier = new PageApplier();
-      socket.setSink(applier);
-      const remote = `${socket.socket.remoteAddress ?? '?'}:${socket.socket.remotePort ?? '?'}`;
-      const channel = new FramedPeerChannel(socket, { remoteAgentId: remote, rttMs: 0 });
-      void (async () => {
-        try {
-          const hello = await withTimeout(channel.expect(MsgType.Hello), 'Hello');
-          const welcome = negotiate(local, hello);
-          channel.send(welcome);
-          options.logger.debug({ event: 'handshake.done', peer: hello.agentId, version: welcome.version });
-          channel.identify(hello.agentId, 0, new Set(welcome.capabilities.filter(isKnownCapability)));
-          options.onPeer({ channel, applier, remoteAgentId: hello.agentId });
-        } catch (error) {
-          const failure = toMigrationError(error, 'ERR_HANDSHAKE');
-          options.logger.warn({ event: 'handshake.failed', peer: remote, err: failure }, 'rejected a connection');
-          channel.abort(failure);
+  const socketOptions: FramedSocketOptions = { readBufferBytes: READ_BUFFER_BYTES, ...options.socket, role: 'dest' };
+  const onConnection = (socket: FramedSocket): void => {
+    const applier = new PageApplier();
+    socket.setSink(applier);
+    const remote = `${socket.socket.remoteAddress ?? '?'}:${socket.socket.remotePort ?? '?'}`;
+    const channel = new FramedPeerChannel(socket, { remoteAgentId: remote, rttMs: 0 });
+    void (async () => {
+      try {
+        if (options.tls) {
+          const peer = identityOf(socket.socket as TLSSocket);
+          const refused = admitSource(peer, options.tls);
+          if (refused) throw refused;
+          channel.authenticated(peer);
         }
-      })();
-    },
-  );
+        const hello = await withTimeout(channel.expect(MsgType.Hello), 'Hello');
+        const welcome = negotiate(local, hello);
+        channel.send(welcome);
+        options.logger.debug({ event: 'handshake.done', peer: hello.agentId, version: welcome.version });
+        channel.identify(hello.agentId, 0, new Set(welcome.capabilities.filter(isKnownCapability)));
+        options.onPeer({ channel, applier, remoteAgentId: hello.agentId });
+      } catch (error) {
+        const failure = toMigrationError(error, 'ERR_HANDSHAKE');
+        options.logger.warn({ event: 'handshake.failed', peer: remote, err: failure }, 'rejected a connection');
+        channel.abort(failure);
+      }
+    })();
+  };
+  const server = options.tls
+    ? createTlsServer(options.tls, (tlsSocket) => onConnection(FramedSocket.adopt(tlsSocket, socketOptions)))
+    : createFramedServer(socketOptions, onConnection);
   return new Promise((resolve, reject) => {
     server.once('error', (error) =>
       reject(

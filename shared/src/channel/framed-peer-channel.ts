@@ -19,6 +19,7 @@ import {
   type PagesBatch,
 } from '../protocol/index.ts';
 import type { PeerChannel } from './peer-channel.ts';
+import type { PeerIdentity } from './tls.ts';
 
 /** Queued messages at which reading pauses, and at which it resumes. */
 export const INBOX_HIGH = 256;
@@ -38,6 +39,7 @@ export class FramedPeerChannel implements PeerChannel {
   #failure: MigrationError | undefined;
   #closed = false;
   #capabilities: ReadonlySet<Capability> = new Set();
+  #peer: PeerIdentity | undefined;
   /** True while this channel paused the socket because the inbox was full. */
   #inboxFull = false;
 
@@ -63,6 +65,15 @@ export class FramedPeerChannel implements PeerChannel {
 
   get capabilities(): ReadonlySet<Capability> {
     return this.#capabilities;
+  }
+
+  get peer(): PeerIdentity | undefined {
+    return this.#peer;
+  }
+
+  /** Record the peer's verified identity (mutual TLS), before any frame is read. */
+  authenticated(peer: PeerIdentity): void {
+    this.#peer = peer;
   }
 
   /** Record who the peer is once the handshake told us (the RTT it measured, what was negotiated). */

@@ -7,4 +7,5 @@ export * from './peer-channel.ts';
 export * from './framed-peer-channel.ts';
 export * from './page-applier.ts';
 export * from './connect.ts';
+export * from './tls.ts';
 export { msg, MsgType, messageName } from '../protocol/index.ts';

@@ -6,6 +6,7 @@
  */
 import type { MigrationError } from '../errors.ts';
 import type { Capability, Message, MessageOf, PagesBatch } from '../protocol/index.ts';
+import type { PeerIdentity } from './tls.ts';
 
 export interface PeerChannel {
   /** The peer's agent id, from the handshake. */
@@ -15,6 +16,8 @@ export interface PeerChannel {
    * source does not send it, the destination refuses it).
    */
   readonly capabilities: ReadonlySet<Capability>;
+  /** The peer's identity from its verified certificate (mutual TLS); undefined on plaintext. */
+  readonly peer: PeerIdentity | undefined;
   /** Round-trip time measured during the handshake (Hello → Welcome), ms. */
   readonly handshakeRttMs: number;
   /** Queue a message; false when the write buffer is over its high-water mark (await `drained()`). */

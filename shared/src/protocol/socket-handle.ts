@@ -8,6 +8,7 @@
  * what breaks, and `canRewrap` says no: FramedSocket then reads through 'data' events instead.
  */
 import net from 'node:net';
+import { TLSSocket } from 'node:tls';
 
 /** The private fields of a net.Socket this file uses. */
 interface SocketInternals {
@@ -27,6 +28,8 @@ function internals(socket: net.Socket): SocketInternals {
 export function canRewrap(socket: net.Socket): boolean {
   const handle = internals(socket)._handle;
   return (
+    // A TLS socket's handle carries the cipher: moving it would bypass decryption.
+    !(socket instanceof TLSSocket) &&
     handle !== null &&
     handle.reading === false &&
     typeof handle.readStart === 'function' &&
