@@ -49,6 +49,8 @@ export interface AgentDaemonOptions {
    * a feature either side leaves out is not used. @default OFFERED_CAPABILITIES (all)
    */
   capabilities?: readonly Capability[];
+  /** Browser origins allowed on the control API (ControlServer's allowOrigins). @default none */
+  allowOrigins?: readonly string[];
 }
 
 export class AgentDaemon {
@@ -88,7 +90,12 @@ export class AgentDaemon {
   static async start(options: AgentDaemonOptions): Promise<AgentDaemon> {
     const daemon = new AgentDaemon(options);
     daemon.#control = await ControlServer.start(
-      { host: options.control.host, port: options.control.port, logger: options.logger },
+      {
+        host: options.control.host,
+        port: options.control.port,
+        logger: options.logger,
+        ...(options.allowOrigins ? { allowOrigins: options.allowOrigins } : {}),
+      },
       daemon.#handlers(),
     );
     if (options.listen) {

@@ -4,7 +4,7 @@
  * source` and `livemig dest` (source.ts, dest.ts) are the same daemon with other default ports;
  * this file defines the command once for all three. Flags → a checked config → the daemon.
  */
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { createLogger, parseHostPort, runDaemon } from '@livemig/shared';
 import { AgentDaemon } from '@livemig/agent';
 import {
@@ -35,6 +35,7 @@ interface AgentFlags extends VmFlags, LogLevelFlags, VmLinkFlags {
   control: string;
   vm?: string;
   capabilities?: Capability[];
+  allowOrigin: string[];
 }
 
 /** `livemig agent` and its default ports. */
@@ -62,6 +63,13 @@ export function addAgentCommand(program: Command, variant: AgentCommandVariant):
   command
     .option('--control <host:port>', 'control API address (ws); 127.0.0.1 only by default', variant.control)
     .option('--vm <name>', 'boot a VM with this name at start (else create VMs through the control API)');
+  command.option(
+    '--allow-origin <origin>',
+    'let a browser page from this origin (e.g. https://console.example) open the control API; repeatable ' +
+      '(default: none — an upgrade with any Origin header is refused with 403)',
+    allowOriginFlag,
+    [],
+  );
   addVmSpecOptions(command, { memory: '256MiB', init: 'random', workload: 'idle' });
   addVmLinkOption(command);
   command.option(
@@ -85,6 +93,7 @@ export function addAgentCommand(program: Command, variant: AgentCommandVariant):
           logger,
           idPrefix: variant.name,
           ...(flags.capabilities ? { capabilities: flags.capabilities } : {}),
+          allowOrigins: flags.allowOrigin,
           addressMover: addressMoverFromFlags(flags, logger),
         });
         if (flags.vm && spec) await daemon.host.create(flags.vm, spec);
@@ -100,6 +109,24 @@ export function addAgentCommand(program: Command, variant: AgentCommandVariant):
         };
       });
     });
+}
+
+/** One --allow-origin: an http(s) origin exactly as a browser sends it, collected into a list (usage error else). */
+function allowOriginFlag(value: string, previous: string[]): string[] {
+  let origin: string | undefined;
+  try {
+    const url = new URL(value);
+    if (url.protocol === 'http:' || url.protocol === 'https:') origin = url.origin;
+  } catch {
+    origin = undefined;
+  }
+  if (origin !== value) {
+    throw new InvalidArgumentError(
+      `--allow-origin must be an origin as a browser sends it, scheme://host[:port] without a path or a ` +
+        `trailing slash (e.g. https://console.example), not "${value}"`,
+    );
+  }
+  return [...previous, origin];
 }
 
 function helpText(variant: AgentCommandVariant): string {
