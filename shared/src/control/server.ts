@@ -5,15 +5,40 @@
  * commands are dispatched (not "constructor" or "toString" inherited from Object.prototype).
  * A WebSocket upgrade carrying an Origin header — a browser page — is refused with HTTP 403
  * unless that origin is in `allowOrigins`; clients that are not browsers send none.
+ *
+ * With `tls` (issue 12) the channel is wss with mutual TLS 1.3: the client must present a
+ * certificate of the fleet CA (no certificate, another CA → the handshake fails, nothing is
+ * dispatched); its identity (CN, role) is kept with the connection, and every request is checked
+ * with `authorize(role, command, args)` before any handler runs — refused, the reply is
+ * ERR_FORBIDDEN and the handler is never called (default deny; role `agent` gets nothing here).
+ * Without `tls` it is plaintext ws with no authorization, as before; the agent decides where
+ * that is allowed. Handlers get the caller (or null on plaintext) as their second argument.
  */
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import https from 'node:https';
+import type { TLSSocket } from 'node:tls';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Logger } from 'pino';
+import { identityOf, type TlsCredentials } from '../channel/tls.ts';
 import { MigrationError, toMigrationError } from '../errors.ts';
+import { authorize, type Role } from '../security/roles.ts';
 import type { CommandArgs, CommandName, CommandResult, ControlEvents, ControlRequest, EventName } from './messages.ts';
 
+/** Who sent a request, from the client certificate verified by the TLS handshake. */
+export interface ControlCaller {
+  /** The certificate's common name. */
+  name: string;
+  role: Role;
+}
+
+/** What a handler learns besides its args. */
+export interface CommandContext {
+  /** The verified caller; null on a plaintext server, where nobody proved who they are. */
+  caller: ControlCaller | null;
+}
+
 export type CommandHandlers = {
-  [C in CommandName]?: (args: CommandArgs<C>) => Promise<CommandResult<C>> | CommandResult<C>;
+  [C in CommandName]?: (args: CommandArgs<C>, context: CommandContext) => Promise<CommandResult<C>> | CommandResult<C>;
 };
 
 export interface ControlServerOptions {
@@ -29,55 +54,95 @@ export interface ControlServerOptions {
    * with 403. @default none: no browser page can drive this agent
    */
   allowOrigins?: readonly string[];
+  /**
+   * Serve wss with mutual TLS 1.3: the fleet CA, this agent's certificate and key (PEM, as
+   * loadPki() gives them). Clients must present a certificate of that CA, and each command is
+   * authorized by its role. @default none: plaintext ws, no authorization
+   */
+  tls?: TlsCredentials;
 }
+
+type AnyHandler = (args: unknown, context: CommandContext) => Promise<unknown> | unknown;
 
 export class ControlServer {
   readonly #wss: WebSocketServer;
+  /** The HTTPS server the ws server rides on, with `tls`. */
+  readonly #https: https.Server | undefined;
   readonly #handlers: CommandHandlers;
   readonly #logger: Logger;
 
-  private constructor(wss: WebSocketServer, handlers: CommandHandlers, logger: Logger) {
+  private constructor(
+    wss: WebSocketServer,
+    httpsServer: https.Server | undefined,
+    handlers: CommandHandlers,
+    logger: Logger,
+  ) {
     this.#wss = wss;
+    this.#https = httpsServer;
     this.#handlers = handlers;
     this.#logger = logger;
-    wss.on('connection', (socket) => this.#serve(socket));
+    wss.on('connection', (socket, req) => this.#serve(socket, httpsServer ? callerOf(req) : null));
   }
 
   /** Start listening; resolves once bound, rejects with ERR_CONNECTION if it cannot bind. */
   static start(options: ControlServerOptions, handlers: CommandHandlers): Promise<ControlServer> {
     const allowOrigins = [...(options.allowOrigins ?? [])];
-    return new Promise((resolve, reject) => {
-      const wss = new WebSocketServer({
-        host: options.host,
-        port: options.port,
-        maxPayload: options.maxPayload ?? 1024 * 1024,
-        verifyClient: (
-          info: { req: IncomingMessage },
-          accept: (ok: boolean, code?: number, message?: string) => void,
-        ) => {
-          // Browsers send Origin; the old hybi-08 handshake ws still accepts named it Sec-WebSocket-Origin.
-          const header = info.req.headers.origin ?? info.req.headers['sec-websocket-origin'];
-          const origin = Array.isArray(header) ? header.join(', ') : header;
-          if (originAllowed(origin, allowOrigins)) return accept(true);
-          options.logger.warn(
-            { origin, remote: info.req.socket.remoteAddress },
-            'control connection refused: its Origin is not in --allow-origin (403)',
+    const { logger } = options;
+    const verifyClient = (
+      info: { req: IncomingMessage },
+      accept: (ok: boolean, code?: number, message?: string) => void,
+    ): void => {
+      // Browsers send Origin; the old hybi-08 handshake ws still accepts named it Sec-WebSocket-Origin.
+      const header = info.req.headers.origin ?? info.req.headers['sec-websocket-origin'];
+      const origin = Array.isArray(header) ? header.join(', ') : header;
+      if (!originAllowed(origin, allowOrigins)) {
+        logger.warn(
+          { origin, remote: info.req.socket.remoteAddress },
+          'control connection refused: its Origin is not in --allow-origin (403)',
+        );
+        return accept(false, 403, 'Forbidden');
+      }
+      if (options.tls) {
+        // The handshake already refused unverified certificates; this also needs a name and a role.
+        try {
+          callerOf(info.req);
+        } catch (error) {
+          logger.warn(
+            { err: error, remote: info.req.socket.remoteAddress },
+            'control connection refused: no usable client certificate (401)',
           );
-          accept(false, 403, 'Forbidden');
-        },
-      });
-      wss.once('listening', () => resolve(new ControlServer(wss, handlers, options.logger)));
-      wss.once('error', (error) =>
+          return accept(false, 401, 'Unauthorized');
+        }
+      }
+      accept(true);
+    };
+    const maxPayload = options.maxPayload ?? 1024 * 1024;
+    const httpsServer = options.tls ? createHttpsServer(options.tls, logger) : undefined;
+    return new Promise((resolve, reject) => {
+      const wss = httpsServer
+        ? new WebSocketServer({ server: httpsServer, maxPayload, verifyClient })
+        : new WebSocketServer({ host: options.host, port: options.port, maxPayload, verifyClient });
+      const onListening = (): void => {
+        (httpsServer ?? wss).off('error', onError);
+        resolve(new ControlServer(wss, httpsServer, handlers, logger));
+      };
+      const onError = (error: Error): void => {
+        wss.close();
         reject(
           new MigrationError(
             'ERR_CONNECTION',
             `cannot listen for control on ${options.host}:${options.port}: ${error.message}`,
-            {
-              cause: error,
-            },
+            { cause: error },
           ),
-        ),
-      );
+        );
+      };
+      if (httpsServer) {
+        httpsServer.once('error', onError);
+        httpsServer.listen(options.port, options.host, onListening);
+      } else {
+        wss.once('error', onError);
+        wss.once('listening', onListening);
+      }
     });
   }
 
@@ -99,24 +164,42 @@ export class ControlServer {
   async close(): Promise<void> {
     for (const client of this.#wss.clients) client.terminate();
     await new Promise<void>((resolve) => this.#wss.close(() => resolve()));
+    const server = this.#https;
+    if (server) {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   }
 
-  #serve(socket: WebSocket): void {
+  #serve(socket: WebSocket, caller: ControlCaller | null): void {
+    if (caller) this.#logger.debug({ caller }, 'control client connected');
     socket.on('error', (error) => this.#logger.debug({ err: error }, 'control client error'));
     socket.on('message', (data, isBinary) => {
-      void this.#answer(socket, isBinary ? null : data.toString());
+      void this.#answer(socket, isBinary ? null : data.toString(), caller);
     });
   }
 
-  async #answer(socket: WebSocket, text: string | null): Promise<void> {
+  async #answer(socket: WebSocket, text: string | null, caller: ControlCaller | null): Promise<void> {
     let id = 0;
     try {
       const request = parseRequest(text);
       id = request.id;
+      const args: unknown = request.args ?? {};
+      // Authorize before anything else looks at the command: default deny, no handler runs.
+      if (this.#https) {
+        if (!caller) throw new MigrationError('ERR_UNAUTHENTICATED', 'this connection carries no verified identity');
+        const verdict = authorize(caller.role, request.command, args);
+        if (!verdict.allowed) {
+          this.#logger.warn({ caller, command: request.command }, 'control command refused');
+          throw new MigrationError(
+            'ERR_FORBIDDEN',
+            `refused "${request.command}" for "${caller.name}" (role ${caller.role}): ${verdict.reason}`,
+          );
+        }
+      }
       // Own properties only: "constructor", "toString", "__proto__"… are no commands.
       const handler = Object.hasOwn(this.#handlers, request.command)
-        ? (this.#handlers[request.command as CommandName] as
-            ((args: unknown) => Promise<unknown> | unknown) | undefined)
+        ? (this.#handlers[request.command as CommandName] as AnyHandler | undefined)
         : undefined;
       if (typeof handler !== 'function') {
         throw new MigrationError(
@@ -124,7 +207,7 @@ export class ControlServer {
           `unknown command "${request.command}"; this agent knows: ${Object.keys(this.#handlers).join(', ')}`,
         );
       }
-      const result = await handler(request.args ?? {});
+      const result = await handler(args, { caller });
       socket.send(JSON.stringify({ id, return: result ?? null }));
     } catch (error) {
       const failure = toMigrationError(error);
@@ -134,6 +217,35 @@ export class ControlServer {
       }
     }
   }
+}
+
+/**
+ * The HTTPS server for wss: TLS 1.3, client certificates of the fleet CA required (the handshake
+ * fails without one). A failed handshake is logged; a plain HTTP request is told to upgrade.
+ */
+function createHttpsServer(credentials: TlsCredentials, logger: Logger): https.Server {
+  const { ca, cert, key } = credentials;
+  const server = https.createServer({
+    ca,
+    cert,
+    key,
+    requestCert: true,
+    rejectUnauthorized: true,
+    minVersion: 'TLSv1.3',
+  });
+  server.on('tlsClientError', (error, socket) =>
+    logger.warn({ err: error, remote: socket.remoteAddress }, 'control connection refused: TLS handshake failed'),
+  );
+  server.on('request', (_req: IncomingMessage, res: ServerResponse) => {
+    res.writeHead(426, { 'content-type': 'text/plain', upgrade: 'websocket' }).end('control channel: use WebSocket\n');
+  });
+  return server;
+}
+
+/** The verified caller of a wss connection; ERR_UNAUTHENTICATED / ERR_CERTIFICATE when there is none. */
+function callerOf(req: IncomingMessage): ControlCaller {
+  const { name, role } = identityOf(req.socket as TLSSocket);
+  return { name, role };
 }
 
 /** No Origin header (not a browser), or one listed exactly. */
