@@ -19,14 +19,26 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { formatHostPort, type HostPort } from '@livemig/shared';
-import { listenForPeers, type PeerListener } from '@livemig/shared/channel';
+import { formatHostPort, MigrationError, type HostPort } from '@livemig/shared';
+import { listenForPeers, type DestTls, type PeerListener } from '@livemig/shared/channel';
+import { TicketStore, type LoadedPki } from '@livemig/shared/security';
+import { allowSourceMatcher } from './allow-source.ts';
 import type { Capability } from '@livemig/shared/protocol';
 import { ControlServer, type CommandHandlers, type MigrateParams, type MigrationInfo } from '@livemig/shared/control';
 import { VmHost, hostCommandHandlers, type VmHostOptions } from '@livemig/shared/host';
 import { parseVmSpec } from '@livemig/shared/vm';
 import { IncomingMigrations } from './incoming-migrations.ts';
 import { OutgoingMigrations } from './outgoing-migrations.ts';
+
+/** Mutual TLS for this agent's data connections (the control plane follows). */
+export interface AgentSecurity {
+  /** This agent's credentials from the fleet PKI (`loadPki(dir, name)`). */
+  pki: LoadedPki;
+  /** Source certificate names allowed to migrate VMs here (globs). @default none: nobody */
+  allowSource?: readonly string[];
+  /** How long a `prepare-incoming` ticket stays valid. @default 60000 */
+  ticketTtlMs?: number;
+}
 
 export interface AgentDaemonOptions {
   /** The control API's address (ws). */
@@ -44,6 +56,11 @@ export interface AgentDaemonOptions {
   maxMemoryBytes?: number;
   /** How long shutdown waits for outgoing migrations in flight. @default 30000 */
   shutdownGraceMs?: number;
+  /**
+   * Mutual TLS on every data connection, and tickets: an incoming migration needs one from
+   * `prepare-incoming`. @default none: plaintext, no tickets (loopback only — the CLI enforces it)
+   */
+  security?: AgentSecurity;
   /**
    * The migration capabilities this agent offers, both ends (QEMU's migrate-set-capabilities):
    * a feature either side leaves out is not used. @default OFFERED_CAPABILITIES (all)
@@ -72,8 +89,10 @@ export class AgentDaemon {
     });
     // Events go to whoever is connected to the control API at the time.
     const emit: ControlServer['emit'] = (event, data) => this.#control.emit(event, data);
+    this.#security = options.security;
+    this.#tickets = options.security ? new TicketStore() : undefined;
     this.#incoming = new IncomingMigrations(
-      { host: this.host, logger: options.logger, emit },
+      { host: this.host, logger: options.logger, emit, ...(this.#tickets ? { tickets: this.#tickets } : {}) },
       { maxMemoryBytes: options.maxMemoryBytes },
     );
     this.#outgoing = new OutgoingMigrations({
@@ -83,8 +102,12 @@ export class AgentDaemon {
       emit,
       ...(options.capabilities ? { capabilities: options.capabilities } : {}),
       stillArriving: (vm) => this.#incoming.stillArriving(vm),
+      ...(options.security ? { pki: options.security.pki } : {}),
     });
   }
+
+  readonly #security: AgentSecurity | undefined;
+  readonly #tickets: TicketStore | undefined;
 
   /** Bind the control API (and the data port, with `listen`); resolves once both listen. */
   static async start(options: AgentDaemonOptions): Promise<AgentDaemon> {
@@ -105,6 +128,7 @@ export class AgentDaemon {
           agentId: daemon.agentId,
           logger: options.logger,
           ...(options.capabilities ? { capabilities: options.capabilities } : {}),
+          ...(options.security ? { tls: destTls(options.security) } : {}),
           onPeer: (peer) => daemon.#incoming.accept(peer),
         });
       } catch (error) {
@@ -137,7 +161,23 @@ export class AgentDaemon {
         await this.host.create(VmHost.checkName(name), spec);
         return this.host.info(name);
       },
-      migrate: ({ vm, to, mode, params }) => ({ migrationId: this.migrate(vm, to, mode, params) }),
+      migrate: ({ vm, to, mode, params, ticket, destName }) => ({
+        migrationId: this.migrate(vm, to, mode, params, { ticket, destName }),
+      }),
+      'prepare-incoming': ({ vm, from, ttlMs }) => {
+        if (!this.#tickets) {
+          throw new MigrationError(
+            'ERR_INVALID_ARGUMENT',
+            'this agent runs without --pki: it takes migrations without tickets',
+          );
+        }
+        const issued = this.#tickets.issue({
+          vm: VmHost.checkName(vm),
+          from,
+          ttlMs: ttlMs ?? this.#security?.ticketTtlMs,
+        });
+        return { ticket: issued.ticket, vm: issued.vm, from: issued.from, expiresAt: issued.expiresAt };
+      },
       'query-migrate': ({ migrationId }) => outgoing.find(migrationId)?.info() ?? null,
       'migrate-cancel': ({ migrationId }) => ({ cancelled: outgoing.find(migrationId)?.cancel() ?? false }),
       'migrate-start-postcopy': ({ migrationId }) => {
@@ -153,8 +193,14 @@ export class AgentDaemon {
   }
 
   /** Start migrating `vm` to another agent's data address; returns the migration id. */
-  migrate(vm: string, to: string, mode?: string, params?: MigrateParams): string {
-    return this.#outgoing.start(vm, to, mode, params);
+  migrate(
+    vm: string,
+    to: string,
+    mode?: string,
+    params?: MigrateParams,
+    security?: { ticket?: string; destName?: string },
+  ): string {
+    return this.#outgoing.start(vm, to, mode, params, security);
   }
 
   /** Every outgoing migration's info, newest first (tests, status). */
@@ -171,4 +217,10 @@ export class AgentDaemon {
     await this.#control.close();
     await this.host.removeAll();
   }
+}
+
+/** The destination side of mutual TLS: this agent's credentials and who may send it VMs. */
+function destTls(security: AgentSecurity): DestTls {
+  const { ca, cert, key } = security.pki;
+  return { ca, cert, key, allowSource: allowSourceMatcher(security.allowSource ?? []) };
 }

@@ -14,11 +14,14 @@ import { IncomingMigration, type IncomingComponents } from '@livemig/agent-dest'
 import { messageName, MsgType, type AcceptedPeer } from '@livemig/shared/channel';
 import type { VmHost } from '@livemig/shared/host';
 import type { AttachChannel, SetupMsg } from '@livemig/shared/protocol';
+import type { TicketStore } from '@livemig/shared/security';
 
 export interface IncomingMigrationsComponents {
   host: VmHost;
   logger: Logger;
   emit: IncomingComponents['emit'];
+  /** Secure agents: every incoming migration must present a ticket of this store. @default none: no tickets */
+  tickets?: TicketStore;
 }
 
 export interface IncomingMigrationsOptions {
@@ -82,6 +85,7 @@ export class IncomingMigrations {
         applier: peer.applier,
         logger: logger.child({ migrationId: setup.migrationId }),
         emit: this.#c.emit,
+        ...(this.#c.tickets ? { admit: admitWith(this.#c.tickets) } : {}),
       },
       { maxMemoryBytes: this.#maxMemoryBytes },
     );
@@ -106,4 +110,16 @@ export class IncomingMigrations {
     for (const { migration } of this.#migrations.values()) migration.abort(error);
     await Promise.allSettled([...this.#running]);
   }
+}
+
+/**
+ * A secure destination takes a VM only with the ticket its operator issued for that VM and that
+ * source certificate (spent at first presentation, whatever the outcome).
+ */
+function admitWith(tickets: TicketStore): NonNullable<IncomingComponents['admit']> {
+  return (setup, peer) => {
+    if (!peer) throw new MigrationError('ERR_UNAUTHENTICATED', 'an incoming migration needs an authenticated source');
+    const check = tickets.consume(setup.ticket, { vm: setup.vm.name, from: peer.name });
+    if (!check.ok) throw new MigrationError(check.code, check.reason);
+  };
 }

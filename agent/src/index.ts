@@ -3,4 +3,4 @@
  * (the incoming end, @livemig/agent-dest) and migrates VMs out (the outgoing end,
  * @livemig/agent-source).
  */
-export { AgentDaemon, type AgentDaemonOptions } from './daemon.ts';
+export { AgentDaemon, type AgentDaemonOptions, type AgentSecurity } from './daemon.ts';

@@ -22,6 +22,7 @@ import type { MigrateParams, MigrationInfo } from '@livemig/shared/control';
 import { VmHost } from '@livemig/shared/host';
 import type { Capability } from '@livemig/shared/protocol';
 import type { MigrationReport } from '@livemig/shared/report';
+import type { LoadedPki } from '@livemig/shared/security';
 
 export interface OutgoingMigrationsComponents {
   host: VmHost;
@@ -31,6 +32,8 @@ export interface OutgoingMigrationsComponents {
   emit: OutgoingComponents['emit'];
   /** What to offer in the handshake. @default OFFERED_CAPABILITIES */
   capabilities?: readonly Capability[];
+  /** This agent's credentials: connect with mutual TLS, checking the destination's name. @default plaintext */
+  pki?: LoadedPki;
   /**
    * Why `vm` cannot leave yet because it is still arriving here (post-copy: pages still absent),
    * or undefined when it can.
@@ -52,7 +55,13 @@ export class OutgoingMigrations {
   }
 
   /** Start migrating `vmName` to a destination's data address; returns the migration id. */
-  start(vmName: string, to: string, mode?: string, params?: MigrateParams): string {
+  start(
+    vmName: string,
+    to: string,
+    mode?: string,
+    params?: MigrateParams,
+    security: { ticket?: string | undefined; destName?: string | undefined } = {},
+  ): string {
     const { host, agentId } = this.#c;
     const name = VmHost.checkName(vmName);
     const hosted = host.get(name);
@@ -62,6 +71,14 @@ export class OutgoingMigrations {
     const arriving = this.#c.stillArriving(name);
     if (arriving !== undefined) throw new MigrationError('ERR_BUSY', `cannot migrate "${name}" yet: ${arriving}`);
     const target = parseHostPort(to, 'destination');
+    const pki = this.#c.pki;
+    if (pki && !security.destName) {
+      throw new MigrationError(
+        'ERR_INVALID_ARGUMENT',
+        "give destName: the name the destination's certificate must carry",
+      );
+    }
+    const tls = pki ? { ca: pki.ca, cert: pki.cert, key: pki.key, expectName: security.destName! } : undefined;
     const resolved = resolveMigrateParams(mode, params);
     const migrationId = randomUUID();
     const logger = this.#c.logger.child({ migrationId, role: 'source', vm: name });
@@ -69,11 +86,19 @@ export class OutgoingMigrations {
       {
         hosted,
         logger,
-        connect: (signal) => connectPeer({ ...target, agentId, logger, signal, capabilities: this.#c.capabilities }),
+        connect: (signal) =>
+          connectPeer({
+            ...target,
+            agentId,
+            logger,
+            signal,
+            capabilities: this.#c.capabilities,
+            ...(tls ? { tls } : {}),
+          }),
         emit: this.#c.emit,
         setVmState: (state) => host.setState(name, state),
       },
-      { migrationId, to: formatHostPort(target), params: resolved },
+      { migrationId, to: formatHostPort(target), params: resolved, ticket: security.ticket ?? '' },
     );
     this.#migrations.set(migrationId, migration);
     const done = migration

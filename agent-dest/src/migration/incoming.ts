@@ -11,7 +11,7 @@
  */
 import type { Logger } from 'pino';
 import { MigrationError, toMigrationError } from '@livemig/shared';
-import { msg, type PageApplier, type PeerChannel } from '@livemig/shared/channel';
+import { msg, type PageApplier, type PeerChannel, type PeerIdentity } from '@livemig/shared/channel';
 import type { ControlEvents, EventName } from '@livemig/shared/control';
 import type { VmHost } from '@livemig/shared/host';
 import type { Message, SetupMsg } from '@livemig/shared/protocol';
@@ -30,6 +30,12 @@ export interface IncomingComponents {
   applier: PageApplier;
   logger: Logger;
   emit: <E extends EventName>(event: E, data: ControlEvents[E]) => void;
+  /**
+   * May this Setup, from this peer, build a VM here? Throws the refusal (e.g. a ticket that is
+   * missing, expired, replayed or bound to another VM or source); runs before any memory is
+   * reserved. @default everything is admitted (plaintext agents on loopback)
+   */
+  admit?: (setup: SetupMsg, peer: PeerIdentity | undefined) => void;
 }
 
 export interface IncomingOptions {
@@ -112,7 +118,22 @@ export class IncomingMigration {
     this.#link.replace(channel);
   }
 
+  /**
+   * A connection joining this migration (Attach): the VM must exist, and on authenticated
+   * channels the connection must come from the same source identity as the migration — a
+   * migration id is not a capability.
+   */
   #requireBuilt(channel: PeerChannel): Built | undefined {
+    const source = this.#link.channel.peer?.name;
+    if (source !== undefined && channel.peer?.name !== source) {
+      channel.abort(
+        new MigrationError(
+          'ERR_FORBIDDEN',
+          `migration ${this.#migrationId} belongs to "${source}", not "${channel.peer?.name ?? 'an unauthenticated peer'}"`,
+        ),
+      );
+      return undefined;
+    }
     if (this.#built) return this.#built;
     channel.abort(new MigrationError('ERR_VM_STATE', `migration ${this.#migrationId} has not built its VM yet`));
     return undefined;
@@ -170,6 +191,7 @@ export class IncomingMigration {
   async #build(setup: SetupMsg): Promise<void> {
     const { host, logger, applier } = this.#c;
     const started = performance.now();
+    this.#c.admit?.(setup, this.#link.channel.peer);
     const { name, vm, prefault } = await buildIncomingVm(setup, {
       host,
       applier,

@@ -30,6 +30,8 @@ export interface OutgoingOptions {
   migrationId: string;
   to: string;
   params: ResolvedMigrateParams;
+  /** The destination's single-use ticket, presented in Setup. @default "" (none) */
+  ticket?: string;
 }
 
 /** What the operator or the agent asked for while the migration runs; read between batches. */
@@ -49,6 +51,7 @@ export interface Verification {
 export class MigrationContext {
   readonly id: string;
   readonly params: ResolvedMigrateParams;
+  readonly ticket: string;
   readonly hosted: HostedVm;
   readonly vm: ToyVm;
   readonly logger: Logger;
@@ -78,6 +81,7 @@ export class MigrationContext {
   constructor(components: OutgoingComponents, options: OutgoingOptions) {
     this.id = options.migrationId;
     this.params = options.params;
+    this.ticket = options.ticket ?? '';
     this.hosted = components.hosted;
     this.vm = components.hosted.vm;
     this.logger = components.logger;

@@ -83,8 +83,22 @@ export interface ControlCommands {
   stop: { args: { vm: string }; result: VmInfo };
   cont: { args: { vm: string; force?: boolean }; result: VmInfo };
   migrate: {
-    args: { vm: string; to: string; mode?: 'precopy' | 'postcopy' | 'hybrid'; params?: MigrateParams };
+    args: {
+      vm: string;
+      to: string;
+      mode?: 'precopy' | 'postcopy' | 'hybrid';
+      params?: MigrateParams;
+      /** The destination's single-use ticket (its `prepare-incoming`). */
+      ticket?: string;
+      /** The name the destination's certificate must carry (secure agents). */
+      destName?: string;
+    };
     result: { migrationId: string };
+  };
+  /** On the destination: a single-use ticket for VM `vm` from the source whose certificate is named `from`. */
+  'prepare-incoming': {
+    args: { vm: string; from: string; ttlMs?: number };
+    result: { ticket: string; vm: string; from: string; expiresAt: number };
   };
   'query-migrate': { args: { migrationId?: string }; result: MigrationInfo | null };
   'migrate-cancel': { args: { migrationId?: string }; result: { cancelled: boolean } };

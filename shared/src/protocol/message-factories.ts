@@ -65,12 +65,20 @@ export const msg = {
       capabilities: [...fields.capabilities],
     };
   },
-  setup(fields: { migrationId: string; mode: MigrationMode; vm: SetupVm; bitmap?: Uint8Array }): SetupMsg {
+  setup(fields: {
+    migrationId: string;
+    mode: MigrationMode;
+    vm: SetupVm;
+    /** @default "" (no ticket) */
+    ticket?: string;
+    bitmap?: Uint8Array;
+  }): SetupMsg {
     const m: SetupMsg = {
       type: MsgType.Setup,
       migrationId: fields.migrationId,
       mode: fields.mode,
       vm: { ...fields.vm },
+      ticket: fields.ticket ?? '',
     };
     if (fields.bitmap !== undefined) m.bitmap = fields.bitmap;
     return m;

@@ -121,6 +121,7 @@ export const MESSAGE_SPEC: Readonly<Record<Exclude<MsgType, MsgType.Invalid>, Me
     direction: 'source→dest',
     schema: {
       migrationId: 'string',
+      ticket: 'string',
       mode: { oneOf: MIGRATION_MODES },
       vm: {
         fields: {

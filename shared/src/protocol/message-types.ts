@@ -98,6 +98,12 @@ export interface SetupMsg {
   mode: MigrationMode;
   vm: SetupVm;
   /**
+   * The single-use ticket the destination's operator issued for this VM and this source
+   * (`prepare-incoming`), or "" for none. A destination that requires tickets refuses a Setup
+   * without a valid one before it reserves any memory.
+   */
+  ticket: string;
+  /**
    * 1 bit per page, LSB first (page n = byte n>>3, bit n&7), exactly ceil(pageCount / 8) bytes;
    * pages whose bit is clear are zero and will never be sent. Absent: no such knowledge.
    */

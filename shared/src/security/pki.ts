@@ -31,13 +31,10 @@ import { isIP } from 'node:net';
 import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
 import { MigrationError } from '../errors.ts';
+import { ROLES, type Role } from './roles.ts';
 
 // @peculiar/x509 keeps one provider per process; it is Node's own WebCrypto, set once here.
 x509.cryptoProvider.set(webcrypto);
-
-/** The roles a certificate can carry, least to most powerful. */
-export const ROLES = ['viewer', 'operator', 'agent', 'admin'] as const;
-export type Role = (typeof ROLES)[number];
 
 /** The subject OU prefix that marks the role (`OU=livemig-role:operator`). */
 export const ROLE_OU_PREFIX = 'livemig-role:';

@@ -30,8 +30,8 @@ const RANK: Record<ControlRole, number> = { viewer: 1, operator: 2, admin: 3 };
 /**
  * Every control command and the weakest role that may run it. A `Record` over CommandName, so a
  * command added to the control API does not typecheck until it is given a rule here.
- * (Issue 12 also names `status` (viewer) and `prepare-incoming` (operator); the control API has
- * no such commands yet, so they are unknown and denied until they are added there and here.)
+ * (Issue 12 also names `status` (viewer); the control API has no such command — `livemig status`
+ * uses query-vms and query-migrate — so it is unknown and denied.)
  */
 export const COMMAND_ROLES: Readonly<Record<CommandName, Requirement>> = {
   'query-vms': 'viewer',
@@ -40,6 +40,7 @@ export const COMMAND_ROLES: Readonly<Record<CommandName, Requirement>> = {
   stop: 'operator',
   cont: (args) => (isForced(args) ? 'admin' : 'operator'),
   migrate: 'operator',
+  'prepare-incoming': 'operator',
   'migrate-cancel': 'operator',
   'migrate-start-postcopy': 'operator',
   'migrate-resume': 'operator',

@@ -33,6 +33,7 @@ export async function setupPhase(ctx: MigrationContext): Promise<void> {
   const setup = msg.setup({
     migrationId: ctx.id,
     mode: ctx.mode,
+    ticket: ctx.ticket,
     vm: {
       name: hosted.name,
       memoryBytes: vm.spec.memoryBytes,

@@ -90,7 +90,13 @@ export const messageArbitraries: Record<string, fc.Arbitrary<Message>> = {
     .record({ version: fc.integer({ min: 1, max: 255 }), agentId: str, capabilities: fc.array(str, { maxLength: 5 }) })
     .map((f) => msg.welcome(f)),
   Setup: fc
-    .record({ migrationId: str, mode: fc.constantFrom(...MIGRATION_MODES), vm: setupVm, withBitmap: fc.boolean() })
+    .record({
+      migrationId: str,
+      mode: fc.constantFrom(...MIGRATION_MODES),
+      vm: setupVm,
+      ticket: str,
+      withBitmap: fc.boolean(),
+    })
     .map(({ withBitmap, ...f }) => {
       const pages = f.vm.memoryBytes / f.vm.pageSize;
       return msg.setup(withBitmap ? { ...f, bitmap: new Uint8Array(Math.ceil(pages / 8)).fill(0xa5) } : f);

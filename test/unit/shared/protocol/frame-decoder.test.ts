@@ -442,7 +442,7 @@ describe('FrameDecoder: one negative test per rejection path', () => {
   it('ERR_BAD_PAYLOAD: Setup bitmap of the wrong size', () => {
     const frame = rawFrame({
       type: MsgType.Setup,
-      meta: { migrationId: 'm', mode: 'precopy', vm },
+      meta: { migrationId: 'm', mode: 'precopy', vm, ticket: '' },
       payload: new Uint8Array(3),
     });
     expect(codeOf(decode(frame))).toBe('ERR_BAD_PAYLOAD');

@@ -27,6 +27,7 @@ const TABLE: Row[] = [
   ['cont', { vm: 'a', force: 1 }, adminOnly],
   ['cont', undefined, operatorUp],
   ['migrate', { vm: 'a', to: '127.0.0.1:7070' }, operatorUp],
+  ['prepare-incoming', { vm: 'a', from: 'src-a' }, operatorUp],
   ['migrate-cancel', {}, operatorUp],
   ['migrate-start-postcopy', {}, operatorUp],
   ['migrate-resume', {}, operatorUp],
@@ -35,7 +36,6 @@ const TABLE: Row[] = [
   ['digest', { vm: 'a' }, adminOnly],
   // Not commands of the control API: denied to everyone.
   ['status', {}, none],
-  ['prepare-incoming', {}, none],
   ['query-secrets', {}, none],
   ['constructor', {}, none],
   ['toString', {}, none],
@@ -73,6 +73,7 @@ describe('authorize', () => {
         'migrate-cancel',
         'migrate-resume',
         'migrate-start-postcopy',
+        'prepare-incoming',
         'query-migrate',
         'query-report',
         'query-vms',

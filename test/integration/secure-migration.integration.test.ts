@@ -1,0 +1,131 @@
+/**
+ * Migrations between two agents (in this process, real sockets) whose data plane runs mutual
+ * TLS 1.3 with the built-in PKI, and whose destination takes a VM only with a ticket its
+ * operator issued (`prepare-incoming`): each attack fails before the destination reserves any
+ * memory, and the VM keeps running, intact, on the source. (The control plane's TLS and roles
+ * are wired next; these daemons' control ports are plaintext loopback.)
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { AgentDaemon, type AgentSecurity } from '@livemig/agent';
+import { silentLogger } from '@livemig/shared';
+import { ControlClient } from '@livemig/shared/control';
+import type { MigrationReport } from '@livemig/shared/report';
+import { initPki, issueCertificate, loadPki } from '@livemig/shared/security';
+import { parseVmSpec } from '@livemig/shared/vm';
+import { followMigration } from '../../cli/follow-migration.ts';
+import { expectCompleted, expectOutcome } from '../helpers/report.ts';
+
+const LOOPBACK = { host: '127.0.0.1', port: 0 };
+const spec = parseVmSpec({ memory: '16MiB', init: 'random', workload: 'hotset:wss=2MiB,rate=5000', seed: 9 });
+let dir: string;
+const daemons: AgentDaemon[] = [];
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'livemig-secure-'));
+  await initPki(dir);
+  for (const name of ['src-a', 'dest-b', 'src-evil']) await issueCertificate(dir, { name, role: 'agent' });
+});
+afterAll(() => rm(dir, { recursive: true, force: true }));
+afterEach(async () => {
+  await Promise.all(daemons.splice(0).map((daemon) => daemon.stop('test over')));
+});
+
+async function start(name: string, security: Partial<AgentSecurity> = {}): Promise<AgentDaemon> {
+  const daemon = await AgentDaemon.start({
+    control: LOOPBACK,
+    listen: LOOPBACK,
+    logger: silentLogger(),
+    security: { pki: await loadPki(dir, name), ...security },
+  });
+  daemons.push(daemon);
+  return daemon;
+}
+
+async function pair(): Promise<{ a: AgentDaemon; b: AgentDaemon; to: string }> {
+  const [a, b] = await Promise.all([start('src-a'), start('dest-b', { allowSource: ['src-*'] })]);
+  await a.host.create('vm', spec);
+  return { a, b, to: b.dataAddress! };
+}
+
+async function request<T>(daemon: AgentDaemon, run: (client: ControlClient) => Promise<T>): Promise<T> {
+  const client = await ControlClient.connect(daemon.controlUrl);
+  try {
+    return await run(client);
+  } finally {
+    client.close();
+  }
+}
+
+function ticketFor(b: AgentDaemon, vm = 'vm', from = 'src-a'): Promise<string> {
+  return request(b, async (client) => (await client.request('prepare-incoming', { vm, from })).ticket);
+}
+
+function migrate(a: AgentDaemon, to: string, args: { ticket?: string; destName?: string }): Promise<MigrationReport> {
+  return request(a, async (client) => {
+    const { migrationId } = await client.request('migrate', { vm: 'vm', to, destName: 'dest-b', ...args });
+    return followMigration(client, migrationId, { progress: false });
+  });
+}
+
+/** The attack failed with `code`, nothing of the VM left the source, and it runs there as before. */
+async function expectRefused(report: MigrationReport, a: AgentDaemon, b: AgentDaemon, code: string): Promise<void> {
+  expectOutcome(report, 'failed');
+  expect(report.error?.code).toBe(code);
+  expect(report.bytes.pagePayload).toBe(0);
+  expect(report.vmRunsOn).toBe('source');
+  expect(a.host.get('vm').state).toBe('running');
+  expect(b.host.list()).toEqual([]);
+}
+
+describe('secure migration: mutual TLS and tickets', () => {
+  it('with the ticket its operator issued, the VM moves over mutual TLS and arrives intact', async () => {
+    const { a, b, to } = await pair();
+    const report = await migrate(a, to, { ticket: await ticketFor(b) });
+    expectCompleted(report);
+    expect(report.verify.match).toBe(true);
+    expect(b.host.get('vm').state).toBe('running');
+  });
+
+  it('without a ticket: refused before any memory is reserved', async () => {
+    const { a, b, to } = await pair();
+    await expectRefused(await migrate(a, to, {}), a, b, 'ERR_TICKET_UNKNOWN');
+  });
+
+  it('a replayed ticket is refused', async () => {
+    const { a, b, to } = await pair();
+    const ticket = await ticketFor(b);
+    expectCompleted(await migrate(a, to, { ticket }));
+    // Back on A under the same name (the first copy left B's VM running there: destroy it).
+    await request(b, (client) => client.request('destroy-vm', { vm: 'vm' }));
+    await a.host.remove('vm');
+    await a.host.create('vm', spec);
+    await expectRefused(await migrate(a, to, { ticket }), a, b, 'ERR_TICKET_USED');
+  });
+
+  it('a ticket for another VM, or for another source, is refused', async () => {
+    const { a, b, to } = await pair();
+    await expectRefused(await migrate(a, to, { ticket: await ticketFor(b, 'other-vm') }), a, b, 'ERR_TICKET_MISMATCH');
+    await expectRefused(
+      await migrate(a, to, { ticket: await ticketFor(b, 'vm', 'src-evil') }),
+      a,
+      b,
+      'ERR_TICKET_MISMATCH',
+    );
+  });
+
+  it('a destination with another name than expected gets no byte of the VM', async () => {
+    const { a, b, to } = await pair();
+    const report = await migrate(a, to, { ticket: await ticketFor(b), destName: 'dest-c' });
+    await expectRefused(report, a, b, 'ERR_UNAUTHENTICATED');
+  });
+
+  it('a source the destination does not allow is refused (default deny)', async () => {
+    const [a, b] = await Promise.all([start('src-a'), start('dest-b')]);
+    await a.host.create('vm', spec);
+    const report = await migrate(a, b.dataAddress!, { ticket: await ticketFor(b) });
+    await expectRefused(report, a, b, 'ERR_FORBIDDEN');
+  });
+});
