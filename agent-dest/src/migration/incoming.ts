@@ -118,24 +118,12 @@ export class IncomingMigration {
     this.#link.replace(channel);
   }
 
-  /**
-   * A connection joining this migration (Attach): the VM must exist, and on authenticated
-   * channels the connection must come from the same source identity as the migration — a
-   * migration id is not a capability.
-   */
+  /** A connection joining this migration (Attach): from the migration's own source, to a VM that exists. */
   #requireBuilt(channel: PeerChannel): Built | undefined {
-    const source = this.#link.channel.peer?.name;
-    if (source !== undefined && channel.peer?.name !== source) {
-      channel.abort(
-        new MigrationError(
-          'ERR_FORBIDDEN',
-          `migration ${this.#migrationId} belongs to "${source}", not "${channel.peer?.name ?? 'an unauthenticated peer'}"`,
-        ),
-      );
-      return undefined;
-    }
-    if (this.#built) return this.#built;
-    channel.abort(new MigrationError('ERR_VM_STATE', `migration ${this.#migrationId} has not built its VM yet`));
+    const refused = this.#link.refusesJoin(channel, this.#migrationId);
+    if (refused) channel.abort(refused);
+    else if (this.#built) return this.#built;
+    else channel.abort(new MigrationError('ERR_VM_STATE', `migration ${this.#migrationId} has not built its VM yet`));
     return undefined;
   }
 

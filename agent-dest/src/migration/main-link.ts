@@ -52,6 +52,18 @@ export class MainLink {
     this.wake();
   }
 
+  /**
+   * Why `channel` may not join this migration (Attach fault or resume), or undefined: on
+   * authenticated channels it must come from the same source identity as the main one — a
+   * migration id is not a capability.
+   */
+  refusesJoin(channel: PeerChannel, migrationId: string): MigrationError | undefined {
+    const source = this.#channel.peer?.name;
+    if (source === undefined || channel.peer?.name === source) return undefined;
+    const who = channel.peer?.name ?? 'an unauthenticated peer';
+    return new MigrationError('ERR_FORBIDDEN', `migration ${migrationId} belongs to "${source}", not "${who}"`);
+  }
+
   /** Wait until a replacement connection arrived, then switch to it. */
   async awaitReplacement(): Promise<void> {
     while (!this.#replacement) await new Promise<void>((resolve) => (this.#wake = resolve));
