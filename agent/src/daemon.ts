@@ -118,6 +118,8 @@ export class AgentDaemon {
         port: options.control.port,
         logger: options.logger,
         ...(options.allowOrigins ? { allowOrigins: options.allowOrigins } : {}),
+        // Secure agents: wss with client certificates, every command checked against the caller's role.
+        ...(options.security ? { tls: credentials(options.security.pki) } : {}),
       },
       daemon.#handlers(),
     );
@@ -144,7 +146,7 @@ export class AgentDaemon {
   }
 
   get controlUrl(): string {
-    return `ws://${formatHostPort(this.#control.address())}`;
+    return `${this.#security ? 'wss' : 'ws'}://${formatHostPort(this.#control.address())}`;
   }
 
   /** HOST:PORT migrations arrive on; undefined when this agent has no data port. */
@@ -219,8 +221,12 @@ export class AgentDaemon {
   }
 }
 
+/** What node:tls needs of this agent's identity. */
+function credentials(pki: LoadedPki): { ca: string; cert: string; key: string } {
+  return { ca: pki.ca, cert: pki.cert, key: pki.key };
+}
+
 /** The destination side of mutual TLS: this agent's credentials and who may send it VMs. */
 function destTls(security: AgentSecurity): DestTls {
-  const { ca, cert, key } = security.pki;
-  return { ca, cert, key, allowSource: allowSourceMatcher(security.allowSource ?? []) };
+  return { ...credentials(security.pki), allowSource: allowSourceMatcher(security.allowSource ?? []) };
 }

@@ -22,11 +22,15 @@ const LOOPBACK = { host: '127.0.0.1', port: 0 };
 const spec = parseVmSpec({ memory: '16MiB', init: 'random', workload: 'hotset:wss=2MiB,rate=5000', seed: 9 });
 let dir: string;
 const daemons: AgentDaemon[] = [];
+const names = new Map<AgentDaemon, string>();
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'livemig-secure-'));
   await initPki(dir);
   for (const name of ['src-a', 'dest-b', 'src-evil']) await issueCertificate(dir, { name, role: 'agent' });
+  await issueCertificate(dir, { name: 'oscar', role: 'operator' });
+  await issueCertificate(dir, { name: 'ada', role: 'admin' });
+  await issueCertificate(dir, { name: 'viewer-v', role: 'viewer' });
 });
 afterAll(() => rm(dir, { recursive: true, force: true }));
 afterEach(async () => {
@@ -41,6 +45,7 @@ async function start(name: string, security: Partial<AgentSecurity> = {}): Promi
     security: { pki: await loadPki(dir, name), ...security },
   });
   daemons.push(daemon);
+  names.set(daemon, name);
   return daemon;
 }
 
@@ -50,8 +55,12 @@ async function pair(): Promise<{ a: AgentDaemon; b: AgentDaemon; to: string }> {
   return { a, b, to: b.dataAddress! };
 }
 
-async function request<T>(daemon: AgentDaemon, run: (client: ControlClient) => Promise<T>): Promise<T> {
-  const client = await ControlClient.connect(daemon.controlUrl);
+/** An operator's client: the control plane is wss with client certificates too. */
+async function request<T>(daemon: AgentDaemon, run: (client: ControlClient) => Promise<T>, as = 'oscar'): Promise<T> {
+  const { ca, cert, key } = await loadPki(dir, as);
+  // The agent is reached at 127.0.0.1; its certificate says who it is.
+  const expectName = names.get(daemon);
+  const client = await ControlClient.connect(daemon.controlUrl, { tls: { ca, cert, key }, expectName });
   try {
     return await run(client);
   } finally {
@@ -99,7 +108,7 @@ describe('secure migration: mutual TLS and tickets', () => {
     const ticket = await ticketFor(b);
     expectCompleted(await migrate(a, to, { ticket }));
     // Back on A under the same name (the first copy left B's VM running there: destroy it).
-    await request(b, (client) => client.request('destroy-vm', { vm: 'vm' }));
+    await request(b, (client) => client.request('destroy-vm', { vm: 'vm' }), 'ada'); // destroy needs admin
     await a.host.remove('vm');
     await a.host.create('vm', spec);
     await expectRefused(await migrate(a, to, { ticket }), a, b, 'ERR_TICKET_USED');
@@ -120,6 +129,27 @@ describe('secure migration: mutual TLS and tickets', () => {
     const { a, b, to } = await pair();
     const report = await migrate(a, to, { ticket: await ticketFor(b), destName: 'dest-c' });
     await expectRefused(report, a, b, 'ERR_UNAUTHENTICATED');
+  });
+
+  it('the control plane is wss with client certificates: a viewer may look but not migrate or issue tickets', async () => {
+    const { a, b, to } = await pair();
+    expect(a.controlUrl).toMatch(/^wss:/);
+    const vms = await request(a, (client) => client.request('query-vms', {}), 'viewer-v');
+    expect(vms.vms.map((v) => v.name)).toEqual(['vm']);
+    const refused = (run: (client: ControlClient) => Promise<unknown>): Promise<string | undefined> =>
+      request(a, run, 'viewer-v').then(
+        () => undefined,
+        (error: { code?: string }) => error.code,
+      );
+    expect(await refused((client) => client.request('migrate', { vm: 'vm', to, destName: 'dest-b' }))).toBe(
+      'ERR_FORBIDDEN',
+    );
+    expect(await refused((client) => client.request('prepare-incoming', { vm: 'vm', from: 'src-a' }))).toBe(
+      'ERR_FORBIDDEN',
+    );
+    expect(a.host.get('vm').state).toBe('running');
+    expect(b.host.list()).toEqual([]);
+    await expect(ControlClient.connect(a.controlUrl)).rejects.toMatchObject({ code: 'ERR_UNAUTHENTICATED' });
   });
 
   it('a source the destination does not allow is refused (default deny)', async () => {

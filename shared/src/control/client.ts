@@ -20,6 +20,11 @@ export interface ControlClientOptions {
    * gives them). A URL without a scheme then means wss://. @default none: ws:// without a certificate
    */
   tls?: TlsCredentials;
+  /**
+   * The name the agent's certificate must carry, when it differs from the URL's host (e.g. an
+   * agent named `agent-a` reached at 127.0.0.1). @default the URL's host
+   */
+  expectName?: string;
 }
 
 interface Pending {
@@ -48,7 +53,7 @@ export class ControlClient {
    * host — with ERR_INVALID_ARGUMENT for a certificate over ws://, else with ERR_CONNECTION.
    */
   static connect(url: string, options: ControlClientOptions = {}): Promise<ControlClient> {
-    const { timeoutMs = 5000, tls } = options;
+    const { timeoutMs = 5000, tls, expectName } = options;
     const target = /^wss?:\/\//.test(url) ? url : `${tls ? 'wss' : 'ws'}://${url}`;
     const secure = target.startsWith('wss://');
     if (tls && !secure) {
@@ -61,8 +66,15 @@ export class ControlClient {
     let handshaken = false;
     const createConnection = (connectOptions: nodeTls.ConnectionOptions): nodeTls.TLSSocket => {
       // As ws's own tlsConnect: no path; SNI for a host name, none for an IP address.
-      const host = connectOptions.host ?? '';
-      const socket = nodeTls.connect({ ...connectOptions, path: undefined, servername: isIP(host) ? '' : host });
+      const host = expectName ?? connectOptions.host ?? '';
+      const socket = nodeTls.connect({
+        ...connectOptions,
+        path: undefined,
+        servername: isIP(host) ? '' : host,
+        ...(expectName
+          ? { checkServerIdentity: (_host: string, cert) => nodeTls.checkServerIdentity(expectName, cert) }
+          : {}),
+      });
       socket.once('secureConnect', () => (handshaken = true));
       return socket;
     };
