@@ -4,7 +4,7 @@
  * source` and `livemig dest` (source.ts, dest.ts) are the same daemon with other default ports;
  * this file defines the command once for all three. Flags → a checked config → the daemon.
  */
-import { InvalidArgumentError, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { createLogger, parseHostPort, runDaemon } from '@livemig/shared';
 import { AgentDaemon } from '@livemig/agent';
 import {
@@ -17,6 +17,7 @@ import {
 } from '../agent-options.ts';
 import { KNOWN_CAPABILITIES, type Capability } from '@livemig/shared/protocol';
 import { capabilitiesFlag } from '../options.ts';
+import { addSecurityOptions, credentialsFromFlags, type SecurityFlags } from '../security-flags.ts';
 import { addVmSpecOptions, specFromFlags, type VmFlags } from '../vm-flags.ts';
 
 /** One name under which the agent runs, with its defaults. */
@@ -30,7 +31,8 @@ export interface AgentCommandVariant {
   control: string;
 }
 
-interface AgentFlags extends VmFlags, LogLevelFlags, VmLinkFlags {
+interface AgentFlags extends VmFlags, LogLevelFlags, VmLinkFlags, SecurityFlags {
+  allowSource: string[];
   listen?: string;
   control: string;
   vm?: string;
@@ -78,6 +80,14 @@ export function addAgentCommand(program: Command, variant: AgentCommandVariant):
       "a feature the other agent or this one leaves out is not used, like QEMU's migrate-set-capabilities",
     capabilitiesFlag,
   );
+  addSecurityOptions(command).addOption(
+    new Option(
+      '--allow-source <pattern>',
+      'with --pki: source certificate names allowed to migrate VMs here, a glob (e.g. "agent-*"); repeatable',
+    )
+      .argParser((value: string, previous: string[]) => [...previous, value])
+      .default([], 'none: nobody'),
+  );
   return addLogLevelOption(command)
     .addHelpText('after', helpText(variant))
     .action(async (flags: AgentFlags) => {
@@ -85,7 +95,8 @@ export function addAgentCommand(program: Command, variant: AgentCommandVariant):
       const control = parseHostPort(flags.control, '--control');
       const spec = flags.vm ? specFromFlags(flags) : undefined;
       const logger = createLogger({ name: variant.name, level: flags.logLevel });
-      warnIfExposed(logger, listen ? { listen, control } : { control });
+      const pki = await credentialsFromFlags(flags);
+      if (!pki) warnIfExposed(logger, listen ? { listen, control } : { control });
       await runDaemon(logger, async () => {
         const daemon = await AgentDaemon.start({
           control,
@@ -94,6 +105,7 @@ export function addAgentCommand(program: Command, variant: AgentCommandVariant):
           idPrefix: variant.name,
           ...(flags.capabilities ? { capabilities: flags.capabilities } : {}),
           allowOrigins: flags.allowOrigin,
+          ...(pki ? { security: { pki, allowSource: flags.allowSource } } : {}),
           addressMover: addressMoverFromFlags(flags, logger),
         });
         if (flags.vm && spec) await daemon.host.create(flags.vm, spec);
@@ -145,7 +157,10 @@ function helpText(variant: AgentCommandVariant): string {
     'Logs go to stderr. SIGTERM is graceful: outgoing migrations still iterating switch over at once and',
     'get 30 s to finish (the VM would die with this process); incoming ones not yet handed over are',
     'aborted (their source keeps the VM).',
-    'There is no authentication yet: keep the ports on loopback or a trusted network.',
+    'Without --pki both ports speak plaintext with no authentication: keep them on loopback or a trusted',
+    'network. With --pki DIR --name NAME: mutual TLS 1.3 on both ports (wss for control, commands',
+    "allowed by the caller's role), and incoming migrations only from --allow-source names, each with a",
+    'ticket from `livemig prepare-incoming`.',
   ].join('\n');
 }
 

@@ -6,6 +6,7 @@ import { registerDestCommand } from './dest.ts';
 import { registerLabCommand } from './lab.ts';
 import { registerMigrateCommand } from './migrate.ts';
 import { registerPkiCommand } from './pki.ts';
+import { registerPrepareIncomingCommand } from './prepare-incoming.ts';
 import { registerProbeCommand } from './probe.ts';
 import { registerSourceCommand } from './source.ts';
 import { registerStatusCommand } from './status.ts';
@@ -15,6 +16,7 @@ import { registerVmCommand } from './vm.ts';
 export const COMMANDS: ReadonlyArray<(program: Command) => void> = [
   registerDemoCommand,
   registerMigrateCommand,
+  registerPrepareIncomingCommand,
   registerStatusCommand,
   registerStopContCommands,
   registerAgentCommand,

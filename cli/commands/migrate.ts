@@ -10,15 +10,18 @@
  */
 import type { Command } from 'commander';
 import { formatHostPort, isMigrationError, MigrationError, parseHostPort, type ErrorCode } from '@livemig/shared';
-import { ControlClient } from '@livemig/shared/control';
+import type { ControlClient } from '@livemig/shared/control';
 import { formatReport, type MigrationReport } from '@livemig/shared/report';
 import { followMigration } from '../follow-migration.ts';
 import { networkSection, startProbe, type RunningProbe } from '../probe/during.ts';
 import { durationFlag, flag, migrateParams, type MigrateFlags, type ModeName } from '../options.ts';
 import { addMigrationKnobs } from '../migrate-flags.ts';
+import { addSecurityOptions, connectControl, type SecurityFlags } from '../security-flags.ts';
 
-interface MigrateCommandFlags extends MigrateFlags {
+interface MigrateCommandFlags extends MigrateFlags, SecurityFlags {
   control: string;
+  destName?: string;
+  ticket?: string;
   vm?: string;
   to?: string;
   mode: ModeName;
@@ -60,6 +63,11 @@ export function registerMigrateCommand(program: Command): void {
       durationFlag,
       0,
     )
+    .option(
+      '--dest-name <name>',
+      "secure agents: the name the destination's certificate must carry (default: the host of --to)",
+    )
+    .option('--ticket <ticket>', "the destination's single-use ticket for this VM (livemig prepare-incoming)")
     .addHelpText(
       'after',
       '\nExamples:\n  livemig migrate --control ws://127.0.0.1:7171 --vm vm1 --to 127.0.0.1:7070 --max-bandwidth 1gbit\n' +
@@ -68,55 +76,55 @@ export function registerMigrateCommand(program: Command): void {
         '  livemig migrate --control ws://127.0.0.1:7171 --vm kv1 --to 127.0.0.1:7070 --probe   # what its clients see\n' +
         '  livemig migrate --control ws://source:7171 --vm vm1 --to dest:7070 --wait 60s --json   # agents still starting\n' +
         '\nExit status: 0 completed, 1 failed or cancelled, 2 bad input.',
-    )
-    .action(async (flags: MigrateCommandFlags) => {
-      if (!flags.resume && (flags.vm === undefined || flags.to === undefined)) {
-        throw new MigrationError('ERR_INVALID_ARGUMENT', 'give --vm NAME and --to HOST:PORT (or --resume)');
-      }
-      const waiting = new Waiting(flags.wait);
-      for (;;) {
-        let probe: RunningProbe | undefined;
-        const { client, migrationId } = await waiting.retry(async () => {
-          const client = await ControlClient.connect(flags.control);
-          try {
-            if (flags.probe !== undefined && !flags.resume) probe = await startProbeOn(client, flags);
-            return {
-              client,
-              migrationId: flags.resume ? await resumeMigration(client) : await startMigration(client, flags),
-            };
-          } catch (error) {
-            client.close();
-            if (probe) await probe.abandon();
-            probe = undefined;
-            throw error;
-          }
-        });
-        let report: MigrationReport;
+    );
+  addSecurityOptions(command).action(async (flags: MigrateCommandFlags) => {
+    if (!flags.resume && (flags.vm === undefined || flags.to === undefined)) {
+      throw new MigrationError('ERR_INVALID_ARGUMENT', 'give --vm NAME and --to HOST:PORT (or --resume)');
+    }
+    const waiting = new Waiting(flags.wait);
+    for (;;) {
+      let probe: RunningProbe | undefined;
+      const { client, migrationId } = await waiting.retry(async () => {
+        const client = await connectControl(flags.control, flags);
         try {
-          report = await followMigration(client, migrationId, { progress: !flags.json && process.stderr.isTTY });
-        } finally {
+          if (flags.probe !== undefined && !flags.resume) probe = await startProbeOn(client, flags);
+          return {
+            client,
+            migrationId: flags.resume ? await resumeMigration(client) : await startMigration(client, flags),
+          };
+        } catch (error) {
           client.close();
+          if (probe) await probe.abandon();
+          probe = undefined;
+          throw error;
         }
-        if (probe) report = { ...report, network: networkSection(await probe.finish(), report) };
-        if (!flags.resume && destinationNotUp(report) && (await waiting.pause(report.error!.message))) continue;
-        printReport(report, flags.json === true);
-        return;
-      }
-    });
-
-  program
-    .command('migrate-start-postcopy')
-    .description('Switch a running hybrid migration to post-copy now, mid-round if need be (as QEMU does).')
-    .option('--control <url>', 'the source agent control URL', 'ws://127.0.0.1:7171')
-    .action(async (flags: { control: string }) => {
-      const client = await ControlClient.connect(flags.control);
+      });
+      let report: MigrationReport;
       try {
-        await client.request('migrate-start-postcopy', {});
-        process.stdout.write('switching to post-copy now\n');
+        report = await followMigration(client, migrationId, { progress: !flags.json && process.stderr.isTTY });
       } finally {
         client.close();
       }
-    });
+      if (probe) report = { ...report, network: networkSection(await probe.finish(), report) };
+      if (!flags.resume && destinationNotUp(report) && (await waiting.pause(report.error!.message))) continue;
+      printReport(report, flags.json === true);
+      return;
+    }
+  });
+
+  const startPostcopy = program
+    .command('migrate-start-postcopy')
+    .description('Switch a running hybrid migration to post-copy now, mid-round if need be (as QEMU does).')
+    .option('--control <url>', 'the source agent control URL', 'ws://127.0.0.1:7171');
+  addSecurityOptions(startPostcopy).action(async (flags: SecurityFlags & { control: string }) => {
+    const client = await connectControl(flags.control, flags);
+    try {
+      await client.request('migrate-start-postcopy', {});
+      process.stdout.write('switching to post-copy now\n');
+    } finally {
+      client.close();
+    }
+  });
 }
 
 /** Errors `--wait` rides out: the source agent not listening (yet), its VM not booted yet. */
@@ -175,6 +183,9 @@ async function startMigration(client: ControlClient, flags: MigrateCommandFlags)
     to: flags.to!,
     mode: flags.mode,
     params: migrateParams(flags),
+    ...(flags.ticket ? { ticket: flags.ticket } : {}),
+    // Secure agents check the destination's certificate; by default it must be named as --to's host.
+    destName: flags.destName ?? parseHostPort(flags.to!, '--to').host,
   });
   return migrationId;
 }

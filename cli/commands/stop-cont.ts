@@ -4,36 +4,36 @@
  * confirmation was lost: only use it once you know the destination does not run that VM.
  */
 import type { Command } from 'commander';
-import { ControlClient } from '@livemig/shared/control';
+import { addSecurityOptions, connectControl, type SecurityFlags } from '../security-flags.ts';
 
 export function registerStopContCommands(program: Command): void {
-  program
+  const stop = program
     .command('stop')
     .description('Pause a VM on an agent.')
     .option('--control <url>', 'the agent control URL', 'ws://127.0.0.1:7171')
-    .requiredOption('--vm <name>', 'the VM to pause')
-    .action(async (flags: { control: string; vm: string }) => {
-      const client = await ControlClient.connect(flags.control);
-      try {
-        const info = await client.request('stop', { vm: flags.vm });
-        process.stdout.write(`${info.name}: ${info.state} at step ${info.steps}\n`);
-      } finally {
-        client.close();
-      }
-    });
-  program
+    .requiredOption('--vm <name>', 'the VM to pause');
+  addSecurityOptions(stop).action(async (flags: SecurityFlags & { control: string; vm: string }) => {
+    const client = await connectControl(flags.control, flags);
+    try {
+      const info = await client.request('stop', { vm: flags.vm });
+      process.stdout.write(`${info.name}: ${info.state} at step ${info.steps}\n`);
+    } finally {
+      client.close();
+    }
+  });
+  const cont = program
     .command('cont')
     .description('Resume a paused VM on an agent.')
     .option('--control <url>', 'the agent control URL', 'ws://127.0.0.1:7171')
     .requiredOption('--vm <name>', 'the VM to resume')
-    .option('--force', 'resume a VM left "migrated" by an unconfirmed handoff (check the destination first!)')
-    .action(async (flags: { control: string; vm: string; force?: boolean }) => {
-      const client = await ControlClient.connect(flags.control);
-      try {
-        const info = await client.request('cont', { vm: flags.vm, force: flags.force === true });
-        process.stdout.write(`${info.name}: ${info.state} at step ${info.steps}\n`);
-      } finally {
-        client.close();
-      }
-    });
+    .option('--force', 'resume a VM left "migrated" by an unconfirmed handoff (check the destination first!)');
+  addSecurityOptions(cont).action(async (flags: SecurityFlags & { control: string; vm: string; force?: boolean }) => {
+    const client = await connectControl(flags.control, flags);
+    try {
+      const info = await client.request('cont', { vm: flags.vm, force: flags.force === true });
+      process.stdout.write(`${info.name}: ${info.state} at step ${info.steps}\n`);
+    } finally {
+      client.close();
+    }
+  });
 }

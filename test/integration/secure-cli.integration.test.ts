@@ -1,0 +1,113 @@
+/**
+ * The secure flow from the command line, with real processes: two agents started with `--pki
+ * --name` (one named 127.0.0.1, the other 127.0.0.2 — names their certificates carry, and the
+ * addresses they listen on), an operator's `livemig prepare-incoming` on the destination, then
+ * `livemig migrate --ticket` on the source. Mutual TLS on every connection; a client without a
+ * certificate gets nothing; a migration without the ticket moves nothing.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { MigrationReport } from '@livemig/shared/report';
+import { initPki, issueCertificate } from '@livemig/shared/security';
+import { runCli, startAgent, stopAll } from '../helpers/processes.ts';
+import { expectCompleted, expectOutcome } from '../helpers/report.ts';
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'livemig-secure-cli-'));
+  await initPki(dir);
+  await issueCertificate(dir, { name: '127.0.0.1', role: 'agent' });
+  await issueCertificate(dir, { name: '127.0.0.2', role: 'agent' });
+  await issueCertificate(dir, { name: 'oscar', role: 'operator' });
+});
+afterAll(() => rm(dir, { recursive: true, force: true }));
+afterEach(stopAll);
+
+const VM = ['--vm', 'vm', '--memory', '16MiB', '--init', 'random', '--workload', 'hotset:wss=2MiB,rate=5000'];
+
+async function agents(): Promise<{ a: { control: string }; b: { control: string; listen: string } }> {
+  const [a, b] = await Promise.all([
+    startAgent('agent', ['--pki', dir, '--name', '127.0.0.1', ...VM]),
+    startAgent('agent', [
+      '--pki',
+      dir,
+      '--name',
+      '127.0.0.2',
+      '--listen',
+      '127.0.0.2:0',
+      '--control',
+      '127.0.0.2:0',
+      '--allow-source',
+      '127.0.0.*',
+    ]),
+  ]);
+  return { a, b };
+}
+
+/** The flags of an operator's commands. */
+const operator = (): string[] => ['--pki', dir, '--name', 'oscar'];
+
+describe('livemig with --pki: the secure flow from the command line', () => {
+  it('prepare-incoming on the destination, migrate --ticket on the source: the VM arrives, verified', async () => {
+    const { a, b } = await agents();
+    expect(a.control).toMatch(/^wss:\/\/127\.0\.0\.1:/);
+    expect(b.control).toMatch(/^wss:\/\/127\.0\.0\.2:/);
+    const prepared = await runCli([
+      'prepare-incoming',
+      '--control',
+      b.control,
+      '--vm',
+      'vm',
+      '--from',
+      '127.0.0.1',
+      ...operator(),
+    ]);
+    expect(prepared.code, prepared.stderr).toBe(0);
+    const ticket = prepared.stdout.trim();
+    expect(ticket).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    const run = await runCli([
+      'migrate',
+      '--control',
+      a.control,
+      '--vm',
+      'vm',
+      '--to',
+      b.listen,
+      '--ticket',
+      ticket,
+      '--json',
+      ...operator(),
+    ]);
+    const report = JSON.parse(run.stdout) as MigrationReport;
+    expectCompleted(report);
+    expect(report.verify.match).toBe(true);
+    const status = await runCli(['status', '--control', b.control, '--json', ...operator()]);
+    expect(JSON.parse(status.stdout).vms.map((v: { state: string }) => v.state)).toEqual(['running']);
+  });
+
+  it('without the ticket nothing moves; without a certificate a client gets nothing', async () => {
+    const { a, b } = await agents();
+    const run = await runCli([
+      'migrate',
+      '--control',
+      a.control,
+      '--vm',
+      'vm',
+      '--to',
+      b.listen,
+      '--json',
+      ...operator(),
+    ]);
+    const report = JSON.parse(run.stdout) as MigrationReport;
+    expectOutcome(report, 'failed');
+    expect(report.error?.code).toBe('ERR_TICKET_UNKNOWN');
+    expect(report.bytes.pagePayload).toBe(0);
+    const anonymous = await runCli(['status', '--control', a.control]);
+    expect(anonymous.code).not.toBe(0);
+    expect(anonymous.stderr).toMatch(/ERR_(UNAUTHENTICATED|CONNECTION)/);
+    const status = await runCli(['status', '--control', a.control, '--json', ...operator()]);
+    expect(JSON.parse(status.stdout).vms.map((v: { state: string }) => v.state)).toEqual(['running']);
+  });
+});
