@@ -14,7 +14,7 @@
 import type { CommandName } from '../control/messages.ts';
 
 /** The roles a certificate can carry. */
-export const ROLES = ['agent', 'viewer', 'operator', 'admin'] as const;
+export const ROLES = ['viewer', 'operator', 'agent', 'admin'] as const;
 export type Role = (typeof ROLES)[number];
 
 /** Roles that may use the control channel, weakest first; each may do all the one before may. */
