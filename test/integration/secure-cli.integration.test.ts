@@ -49,6 +49,23 @@ async function agents(): Promise<{ a: { control: string }; b: { control: string;
 /** The flags of an operator's commands. */
 const operator = (): string[] => ['--pki', dir, '--name', 'oscar'];
 
+/** `livemig migrate --json` of VM `vm`, as the operator. */
+async function migrate(control: string, to: string, extra: string[] = []): Promise<MigrationReport> {
+  const run = await runCli([
+    'migrate',
+    '--control',
+    control,
+    '--vm',
+    'vm',
+    '--to',
+    to,
+    '--json',
+    ...extra,
+    ...operator(),
+  ]);
+  return JSON.parse(run.stdout) as MigrationReport;
+}
+
 describe('livemig with --pki: the secure flow from the command line', () => {
   it('prepare-incoming on the destination, migrate --ticket on the source: the VM arrives, verified', async () => {
     const { a, b } = await agents();
@@ -67,20 +84,7 @@ describe('livemig with --pki: the secure flow from the command line', () => {
     expect(prepared.code, prepared.stderr).toBe(0);
     const ticket = prepared.stdout.trim();
     expect(ticket).toMatch(/^[A-Za-z0-9_-]{43}$/);
-    const run = await runCli([
-      'migrate',
-      '--control',
-      a.control,
-      '--vm',
-      'vm',
-      '--to',
-      b.listen,
-      '--ticket',
-      ticket,
-      '--json',
-      ...operator(),
-    ]);
-    const report = JSON.parse(run.stdout) as MigrationReport;
+    const report = await migrate(a.control, b.listen, ['--ticket', ticket]);
     expectCompleted(report);
     expect(report.verify.match).toBe(true);
     const status = await runCli(['status', '--control', b.control, '--json', ...operator()]);
@@ -89,18 +93,7 @@ describe('livemig with --pki: the secure flow from the command line', () => {
 
   it('without the ticket nothing moves; without a certificate a client gets nothing', async () => {
     const { a, b } = await agents();
-    const run = await runCli([
-      'migrate',
-      '--control',
-      a.control,
-      '--vm',
-      'vm',
-      '--to',
-      b.listen,
-      '--json',
-      ...operator(),
-    ]);
-    const report = JSON.parse(run.stdout) as MigrationReport;
+    const report = await migrate(a.control, b.listen);
     expectOutcome(report, 'failed');
     expect(report.error?.code).toBe('ERR_TICKET_UNKNOWN');
     expect(report.bytes.pagePayload).toBe(0);
