@@ -6,7 +6,7 @@
  */
 import type { MigrationError } from '@livemig/shared';
 import { REPORT_SCHEMA, type MigrationReport, type Verification } from '@livemig/shared/report';
-import type { MigrationContext, Verification as Digests } from './context.ts';
+import type { MigrationContext, SideDigests } from './context.ts';
 
 export function buildReport(
   ctx: MigrationContext,
@@ -72,7 +72,7 @@ function downtimeNote(ctx: MigrationContext): string {
 }
 
 /** Each side's digests as that side computed them; null where a side computed none. */
-export function verification(digests: Digests): Verification {
+export function verification(digests: SideDigests): Verification {
   const names = [...new Set([...Object.keys(digests.source), ...Object.keys(digests.dest)])];
   const sections: NonNullable<Verification['sections']> = {};
   for (const name of names) {

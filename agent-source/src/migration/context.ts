@@ -43,7 +43,7 @@ export interface Requests {
 }
 
 /** The verification record: each side's digests, each computed by that side. */
-export interface Verification {
+export interface SideDigests {
   source: Record<string, string>;
   dest: Record<string, string>;
 }
@@ -63,7 +63,7 @@ export class MigrationContext {
   readonly bucket: TokenBucket;
   readonly channels: ChannelSet;
   readonly requests: Requests = { postcopy: false, shutdown: false };
-  readonly verify: Verification = { source: {}, dest: {} };
+  readonly verify: SideDigests = { source: {}, dest: {} };
   /** Set once setup has built them. */
   sections: SectionSet | undefined;
   switchover: { reason: SwitchoverReason; expectedDowntimeMs: number } | undefined;

@@ -13,6 +13,7 @@ import {
   acceptWelcome,
   createFramedServer,
   isKnownCapability,
+  KNOWN_CAPABILITIES,
   FramedSocket,
   makeHello,
   MsgType,
@@ -26,8 +27,8 @@ import { admitSource, connectTls, createTlsServer, identityOf, type DestTls, typ
 import { PageApplier } from './page-applier.ts';
 import type { PeerChannel } from './peer-channel.ts';
 
-/** Capabilities this build offers by default. */
-export const OFFERED_CAPABILITIES: readonly Capability[] = ['setup-bitmap', 'zero-pages', 'postcopy', 'fault-channel'];
+/** Capabilities this build offers by default: every one it knows (handshake.ts lists them once). */
+export const OFFERED_CAPABILITIES: readonly Capability[] = Object.keys(KNOWN_CAPABILITIES) as Capability[];
 
 /**
  * Read buffer of every data connection. libuv reads a busy socket up to 32 times per event-loop
