@@ -1,10 +1,9 @@
 /**
  * What the agent commands (`livemig agent`, and `source` and `dest`) share: the log-level flag,
- * how VMs get their network address (--vm-link), and the warning when a port is reachable
- * beyond this machine (there is no authentication yet).
+ * and how VMs get their network address (--vm-link).
  */
 import type { Command } from 'commander';
-import { isLoopback, type HostPort, type LevelWithSilent, type Logger } from '@livemig/shared';
+import type { LevelWithSilent, Logger } from '@livemig/shared';
 import type { VmHostOptions } from '@livemig/shared/host';
 import { MacvlanAddress } from '@livemig/shared/net';
 import { logLevelFlag } from './options.ts';
@@ -41,13 +40,4 @@ export function addLogLevelOption(command: Command): Command {
     logLevelFlag,
     'info',
   );
-}
-
-/** Warn for every address that is not loopback: the agent has no authentication yet. */
-export function warnIfExposed(logger: Logger, addresses: Record<string, HostPort>): void {
-  for (const [what, address] of Object.entries(addresses)) {
-    if (!isLoopback(address.host)) {
-      logger.warn({ [what]: address }, `${what} port is reachable beyond this machine and has no authentication`);
-    }
-  }
 }

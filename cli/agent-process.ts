@@ -95,21 +95,27 @@ export async function startAgentProcess(role: AgentRole, options: StartAgentOpti
   return { role, child, control: ready.control!, listen: ready.listen ?? '', logs: () => logs, exited, stop };
 }
 
+/** withAgentPair's options: both agents' options, and each one's own extra flags (e.g. its identity). */
+export interface AgentPairOptions extends StartAgentOptions {
+  sourceArgs?: readonly string[];
+  destArgs?: readonly string[];
+}
+
 /**
  * Two agents (`livemig agent`) on loopback for the length of `run`, both stopped afterwards
  * whatever happens (the demo and the benchmarks: fresh agents, no state carried over). Either can
  * send or receive; `source` is the one the caller boots the VM on, `dest` the one it migrates to.
  */
 export async function withAgentPair<T>(
-  options: StartAgentOptions,
+  options: AgentPairOptions,
   run: (agents: { dest: AgentProcess; source: AgentProcess }) => Promise<T>,
 ): Promise<T> {
   const agents: AgentProcess[] = [];
+  const { sourceArgs = [], destArgs = [], ...common } = options;
+  const start = (args: readonly string[]): Promise<AgentProcess> =>
+    startAgentProcess('agent', { ...common, args: [...(common.args ?? []), ...args] }).then((a) => (agents.push(a), a));
   try {
-    const [dest, source] = await Promise.all([
-      startAgentProcess('agent', options).then((a) => (agents.push(a), a)),
-      startAgentProcess('agent', options).then((a) => (agents.push(a), a)),
-    ]);
+    const [dest, source] = await Promise.all([start(destArgs), start(sourceArgs)]);
     return await run({ dest, source });
   } finally {
     await Promise.all(agents.map((agent) => agent.stop()));

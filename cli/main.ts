@@ -14,6 +14,7 @@ const INPUT_ERRORS: ReadonlySet<ErrorCode> = new Set([
   'ERR_INVALID_RATE',
   'ERR_INVALID_WORKLOAD',
   'ERR_INVALID_INIT',
+  'ERR_INSECURE',
 ]);
 
 export function buildProgram(): Command {

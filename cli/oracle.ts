@@ -11,16 +11,20 @@ import { runReference, type VmSpec } from '@livemig/shared/vm';
 
 export type OracleResult = NonNullable<MigrationReport['oracle']>;
 
-/** Pause `vm` on the agent at `control` and compare it with a reference run to the same step. */
-export async function checkOracle(control: string, vm: string, spec: VmSpec): Promise<OracleResult> {
-  const client = await ControlClient.connect(control);
+/**
+ * Pause `vm` on an agent and compare it with a reference run to the same step. `agent` is its
+ * control URL (plaintext, connected and closed here) or an open client (a secure agent's, which
+ * needs `stop` and `digest`: role admin).
+ */
+export async function checkOracle(agent: string | ControlClient, vm: string, spec: VmSpec): Promise<OracleResult> {
+  const client = typeof agent === 'string' ? await ControlClient.connect(agent) : agent;
   try {
     await client.request('stop', { vm });
     const { digest, steps } = await client.request('digest', { vm });
     const referenceDigest = await referenceDigestAt(spec, steps);
     return { steps, migratedDigest: digest, referenceDigest, match: digest === referenceDigest };
   } finally {
-    client.close();
+    if (client !== agent) client.close();
   }
 }
 

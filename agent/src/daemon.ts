@@ -23,6 +23,7 @@ import { formatHostPort, MigrationError, type HostPort } from '@livemig/shared';
 import { listenForPeers, type DestTls, type PeerListener } from '@livemig/shared/channel';
 import { TicketStore, type LoadedPki } from '@livemig/shared/security';
 import { allowSourceMatcher } from './allow-source.ts';
+import { checkPlaintext } from './plaintext-policy.ts';
 import type { Capability } from '@livemig/shared/protocol';
 import { ControlServer, type CommandHandlers, type MigrateParams, type MigrationInfo } from '@livemig/shared/control';
 import { VmHost, hostCommandHandlers, type VmHostOptions } from '@livemig/shared/host';
@@ -68,6 +69,11 @@ export interface AgentDaemonOptions {
   capabilities?: readonly Capability[];
   /** Browser origins allowed on the control API (ControlServer's allowOrigins). @default none */
   allowOrigins?: readonly string[];
+  /**
+   * Without `security`: bind plaintext ports beyond loopback anyway (warned about at start and on
+   * every connection). @default false: start() refuses with ERR_INSECURE
+   */
+  insecure?: boolean;
 }
 
 export class AgentDaemon {
@@ -111,6 +117,16 @@ export class AgentDaemon {
 
   /** Bind the control API (and the data port, with `listen`); resolves once both listen. */
   static async start(options: AgentDaemonOptions): Promise<AgentDaemon> {
+    const { logger } = options;
+    // Before anything binds: plaintext beyond loopback only on purpose.
+    const plaintext = options.security
+      ? undefined
+      : checkPlaintext({ control: options.control, listen: options.listen }, options.insecure === true);
+    const exposed = plaintext !== undefined && plaintext.exposed.length > 0;
+    const warnConnection = exposed
+      ? (remote: string, port: string): void =>
+          logger.warn({ remote, port }, 'INSECURE: plaintext connection, unauthenticated and unencrypted (--insecure)')
+      : undefined;
     const daemon = new AgentDaemon(options);
     daemon.#control = await ControlServer.start(
       {
@@ -118,6 +134,7 @@ export class AgentDaemon {
         port: options.control.port,
         logger: options.logger,
         ...(options.allowOrigins ? { allowOrigins: options.allowOrigins } : {}),
+        ...(warnConnection ? { onConnection: (remote: string) => warnConnection(remote, 'control') } : {}),
         // Secure agents: wss with client certificates, every command checked against the caller's role.
         ...(options.security ? { tls: credentials(options.security.pki) } : {}),
       },
@@ -131,17 +148,25 @@ export class AgentDaemon {
           logger: options.logger,
           ...(options.capabilities ? { capabilities: options.capabilities } : {}),
           ...(options.security ? { tls: destTls(options.security) } : {}),
-          onPeer: (peer) => daemon.#incoming.accept(peer),
+          onPeer: (peer) => {
+            warnConnection?.(peer.remote, 'data');
+            daemon.#incoming.accept(peer);
+          },
         });
       } catch (error) {
         await daemon.#control.close();
         throw error;
       }
     }
-    options.logger.info(
-      { control: daemon.controlUrl, listen: daemon.dataAddress, agentId: daemon.agentId },
-      'agent listening',
-    );
+    logger.info({ control: daemon.controlUrl, listen: daemon.dataAddress, agentId: daemon.agentId }, 'agent listening');
+    if (exposed) {
+      logger.warn(
+        { exposed: plaintext.exposed },
+        'INSECURE: plaintext beyond loopback (--insecure): anyone who reaches these ports can drive this agent and read or plant VM memory',
+      );
+    } else if (plaintext) {
+      logger.info('plaintext on loopback only: no authentication, no encryption (give --pki for mutual TLS)');
+    }
     return daemon;
   }
 

@@ -98,7 +98,13 @@ export class OutgoingMigrations {
         emit: this.#c.emit,
         setVmState: (state) => host.setState(name, state),
       },
-      { migrationId, to: formatHostPort(target), params: resolved, ticket: security.ticket ?? '' },
+      {
+        migrationId,
+        to: formatHostPort(target),
+        params: resolved,
+        ticket: security.ticket ?? '',
+        ...(pki ? { sourceName: pki.identity.name } : {}),
+      },
     );
     this.#migrations.set(migrationId, migration);
     const done = migration

@@ -5,13 +5,12 @@
  * this file defines the command once for all three. Flags → a checked config → the daemon.
  */
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { createLogger, parseHostPort, runDaemon } from '@livemig/shared';
+import { createLogger, MigrationError, parseHostPort, runDaemon } from '@livemig/shared';
 import { AgentDaemon } from '@livemig/agent';
 import {
   addLogLevelOption,
   addressMoverFromFlags,
   addVmLinkOption,
-  warnIfExposed,
   type LogLevelFlags,
   type VmLinkFlags,
 } from '../agent-options.ts';
@@ -38,6 +37,7 @@ interface AgentFlags extends VmFlags, LogLevelFlags, VmLinkFlags, SecurityFlags 
   vm?: string;
   capabilities?: Capability[];
   allowOrigin: string[];
+  insecure?: boolean;
 }
 
 /** `livemig agent` and its default ports. */
@@ -88,6 +88,11 @@ export function addAgentCommand(program: Command, variant: AgentCommandVariant):
       .argParser((value: string, previous: string[]) => [...previous, value])
       .default([], 'none: nobody'),
   );
+  command.option(
+    '--insecure',
+    'without --pki: bind plaintext ports beyond loopback anyway (no authentication, no encryption; ' +
+      'warned about at start and on every connection). Without it such an agent refuses to start (ERR_INSECURE)',
+  );
   return addLogLevelOption(command)
     .addHelpText('after', helpText(variant))
     .action(async (flags: AgentFlags) => {
@@ -96,7 +101,9 @@ export function addAgentCommand(program: Command, variant: AgentCommandVariant):
       const spec = flags.vm ? specFromFlags(flags) : undefined;
       const logger = createLogger({ name: variant.name, level: flags.logLevel });
       const pki = await credentialsFromFlags(flags);
-      if (!pki) warnIfExposed(logger, listen ? { listen, control } : { control });
+      if (pki && flags.insecure) {
+        throw new MigrationError('ERR_INVALID_ARGUMENT', '--insecure and --pki contradict each other: give one');
+      }
       await runDaemon(logger, async () => {
         const daemon = await AgentDaemon.start({
           control,
@@ -105,6 +112,7 @@ export function addAgentCommand(program: Command, variant: AgentCommandVariant):
           idPrefix: variant.name,
           ...(flags.capabilities ? { capabilities: flags.capabilities } : {}),
           allowOrigins: flags.allowOrigin,
+          insecure: flags.insecure === true,
           ...(pki ? { security: { pki, allowSource: flags.allowSource } } : {}),
           addressMover: addressMoverFromFlags(flags, logger),
         });
@@ -157,10 +165,15 @@ function helpText(variant: AgentCommandVariant): string {
     'Logs go to stderr. SIGTERM is graceful: outgoing migrations still iterating switch over at once and',
     'get 30 s to finish (the VM would die with this process); incoming ones not yet handed over are',
     'aborted (their source keeps the VM).',
-    'Without --pki both ports speak plaintext with no authentication: keep them on loopback or a trusted',
-    'network. With --pki DIR --name NAME: mutual TLS 1.3 on both ports (wss for control, commands',
-    "allowed by the caller's role), and incoming migrations only from --allow-source names, each with a",
-    'ticket from `livemig prepare-incoming`.',
+    'Security: with --pki DIR --name NAME (a `livemig pki` identity of role agent) both ports speak',
+    "mutual TLS 1.3 — wss for control, each command allowed by the caller's certificate role — and",
+    'incoming migrations are taken only from --allow-source names, each with a ticket from',
+    '`livemig prepare-incoming` (or `livemig migrate --dest-control`, which asks for one).',
+    'Without --pki both ports speak plaintext with no authentication, which the agent allows on',
+    'loopback only (and says so at start); beyond loopback it refuses to start unless --insecure.',
+    'Example: livemig pki init --dir pki && livemig pki issue --dir pki --name host-b --role agent',
+    '         livemig agent --pki pki --name host-b --listen 0.0.0.0:7070 --control 0.0.0.0:7071 \\',
+    '           --allow-source "host-*"',
   ].join('\n');
 }
 

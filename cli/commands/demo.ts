@@ -1,6 +1,7 @@
 /**
- * `livemig demo`: the whole story on one machine. Start two agents (`livemig agent`) as child
- * processes on loopback, boot a VM on one (the source), migrate it to the other while it runs,
+ * `livemig demo`: the whole story on one machine. Make a throwaway fleet PKI, start two agents
+ * (`livemig agent`) as child processes on loopback speaking mutual TLS, boot a VM on one (the
+ * source), get a ticket from the other (the destination), migrate the VM there while it runs,
  * let it run on at the destination, then prove nothing was lost with the determinism oracle — a
  * never-migrated reference VM of the same spec and seed, run to the same step count, must have
  * the same memory digest — print the report and stop both agents.
@@ -14,6 +15,7 @@ import { workloadHelp, type VmSpec } from '@livemig/shared/vm';
 import { checkOracle } from '../oracle.ts';
 import { networkSection, startProbe } from '../probe/during.ts';
 import { withAgentPair } from '../agent-process.ts';
+import { withThrowawayPki } from '../throwaway-pki.ts';
 import { followMigration } from '../follow-migration.ts';
 import { durationFlag, flag, migrateParams, type MigrateFlags, type ModeName } from '../options.ts';
 import { addVmSpecOptions, specFromFlags, type VmFlags } from '../vm-flags.ts';
@@ -26,6 +28,7 @@ interface DemoFlags extends VmFlags, MigrateFlags {
   verbose?: boolean;
   probe?: boolean;
   probeInterval: number;
+  insecure?: boolean;
 }
 
 export function registerDemoCommand(program: Command): void {
@@ -50,6 +53,10 @@ export function registerDemoCommand(program: Command): void {
     .option('--probe-interval <duration>', 'time between probe requests', durationFlag, 1)
     .option('--json', 'print exactly one JSON report (schema livemig.report/1, with "oracle") on stdout')
     .option('--verbose', "show the agents' logs on stderr")
+    .option(
+      '--insecure',
+      'plaintext on loopback, nobody authenticated (default: a throwaway fleet PKI, mutual TLS, a ticket, roles)',
+    )
     .addHelpText(
       'after',
       `\nWorkloads:\n${workloadHelp()}\n\n` +
@@ -73,62 +80,140 @@ function say(flags: DemoFlags, text: string): void {
   if (!flags.json) process.stderr.write(`${text}\n`);
 }
 
+/** The demo fleet's identities: two agents, an operator who migrates, an admin who boots and checks. */
+const NAMES = { source: 'demo-source', dest: 'demo-dest', operator: 'demo-operator', admin: 'demo-admin' } as const;
+const IDENTITIES = [
+  { name: NAMES.source, role: 'agent' },
+  { name: NAMES.dest, role: 'agent' },
+  { name: NAMES.operator, role: 'operator' },
+  { name: NAMES.admin, role: 'admin' },
+] as const;
+
+/** The control connections the demo drives the agents through, by who speaks. */
+interface DemoClients {
+  /** Boots the VM on the source (create-vm), stops it and reads its digest on the destination (the oracle). */
+  sourceAdmin: ControlClient;
+  destAdmin: ControlClient;
+  /** Asks the destination for a ticket and the source to migrate. */
+  sourceOperator: ControlClient;
+  destOperator: ControlClient;
+}
+
 async function runDemo(spec: VmSpec, flags: DemoFlags): Promise<MigrationReport> {
-  say(flags, 'demo: starting two agents on 127.0.0.1 (the source and the destination) …');
-  return withAgentPair({ stderr: flags.verbose ? 'inherit' : 'pipe' }, async ({ dest, source }) => {
-    const sourceControl = await ControlClient.connect(source.control);
-    const destControl = await ControlClient.connect(dest.control);
-    try {
-      say(flags, `demo: booting VM "demo" (${spec.memoryBytes} bytes, ${spec.init}, ${spec.workload}) on the source …`);
-      await sourceControl.request('create-vm', {
-        name: 'demo',
-        memory: spec.memoryBytes,
-        init: spec.init,
-        workload: spec.workload,
-        seed: spec.seed,
-        ...(spec.nic ? { nic: spec.nic } : {}),
-      });
-      const probe = flags.probe
-        ? startProbe({ target: parseHostPort(spec.nic!), intervalMs: flags.probeInterval })
-        : null;
-      let report: MigrationReport;
+  const stderr = flags.verbose ? 'inherit' : 'pipe';
+  if (flags.insecure) {
+    say(flags, 'demo: starting two agents on 127.0.0.1, plaintext (--insecure: nobody authenticated) …');
+    return withAgentPair({ stderr }, async ({ dest, source }) => {
+      const [sourceClient, destClient] = await Promise.all([
+        ControlClient.connect(source.control),
+        ControlClient.connect(dest.control),
+      ]);
+      const clients: DemoClients = {
+        sourceAdmin: sourceClient,
+        destAdmin: destClient,
+        sourceOperator: sourceClient,
+        destOperator: destClient,
+      };
       try {
-        if (probe) {
-          say(
-            flags,
-            `demo: a client probes the VM's kv service at ${spec.nic} every ${formatDuration(flags.probeInterval)} …`,
-          );
-          await probe.answered;
-        }
-        say(flags, `demo: migrating to ${dest.listen} while it runs …`);
-        const { migrationId } = await sourceControl.request('migrate', {
-          vm: 'demo',
-          to: dest.listen,
-          mode: flags.mode,
-          params: migrateParams(flags),
-        });
-        report = await followMigration(sourceControl, migrationId, {
-          progress: !flags.json && process.stderr.isTTY === true,
-        });
-      } catch (error) {
-        await probe?.abandon();
-        throw error;
+        return await migrateAndCheck(spec, flags, clients, dest.listen, {});
+      } finally {
+        sourceClient.close();
+        destClient.close();
       }
-      if (probe) report = { ...report, network: networkSection(await probe.finish(), report) };
-      if (report.outcome !== 'completed') return report;
-      if (spec.nic !== null) {
-        say(flags, 'demo: no oracle for kv: its input comes from the network, so no reference VM can replay it');
-        return report;
+    });
+  }
+  return withThrowawayPki(IDENTITIES, async (pki) => {
+    say(
+      flags,
+      `demo: a throwaway fleet CA in ${pki.dir}: agents ${NAMES.source} and ${NAMES.dest}, ` +
+        `operator ${NAMES.operator}, admin ${NAMES.admin} …`,
+    );
+    say(flags, `demo: starting two agents on 127.0.0.1, mutual TLS 1.3; ${NAMES.dest} admits ${NAMES.source} only …`);
+    const pair = {
+      stderr,
+      sourceArgs: pki.flags(NAMES.source),
+      destArgs: [...pki.flags(NAMES.dest), '--allow-source', NAMES.source],
+    } as const;
+    return withAgentPair(pair, async ({ dest, source }) => {
+      const opened: ControlClient[] = [];
+      const open = async (url: string, who: string, agent: string): Promise<ControlClient> => {
+        const client = await pki.connect(url, who, agent);
+        opened.push(client);
+        return client;
+      };
+      try {
+        const clients: DemoClients = {
+          sourceAdmin: await open(source.control, NAMES.admin, NAMES.source),
+          destAdmin: await open(dest.control, NAMES.admin, NAMES.dest),
+          sourceOperator: await open(source.control, NAMES.operator, NAMES.source),
+          destOperator: await open(dest.control, NAMES.operator, NAMES.dest),
+        };
+        return await migrateAndCheck(spec, flags, clients, dest.listen, { destName: NAMES.dest, from: NAMES.source });
+      } finally {
+        for (const client of opened) client.close();
       }
-      say(flags, `demo: the VM runs on the destination; letting it run for ${formatDuration(flags.runAfter)} …`);
-      await new Promise((resolve) => setTimeout(resolve, flags.runAfter));
-      say(flags, 'demo: stopping it and running a never-migrated reference VM to the same step …');
-      return { ...report, oracle: await checkOracle(dest.control, 'demo', spec) };
-    } finally {
-      sourceControl.close();
-      destControl.close();
-    }
+    });
   });
+}
+
+/** Boot, (get a ticket,) migrate while it runs, follow, run on, check the oracle. */
+async function migrateAndCheck(
+  spec: VmSpec,
+  flags: DemoFlags,
+  clients: DemoClients,
+  to: string,
+  secure: { destName?: string; from?: string },
+): Promise<MigrationReport> {
+  say(flags, `demo: booting VM "demo" (${spec.memoryBytes} bytes, ${spec.init}, ${spec.workload}) on the source …`);
+  await clients.sourceAdmin.request('create-vm', {
+    name: 'demo',
+    memory: spec.memoryBytes,
+    init: spec.init,
+    workload: spec.workload,
+    seed: spec.seed,
+    ...(spec.nic ? { nic: spec.nic } : {}),
+  });
+  let ticket: string | undefined;
+  if (secure.from !== undefined) {
+    say(flags, `demo: the destination issues a single-use ticket for "demo" from ${secure.from} (prepare-incoming) …`);
+    ({ ticket } = await clients.destOperator.request('prepare-incoming', { vm: 'demo', from: secure.from }));
+  }
+  const probe = flags.probe ? startProbe({ target: parseHostPort(spec.nic!), intervalMs: flags.probeInterval }) : null;
+  let report: MigrationReport;
+  try {
+    if (probe) {
+      say(
+        flags,
+        `demo: a client probes the VM's kv service at ${spec.nic} every ${formatDuration(flags.probeInterval)} …`,
+      );
+      await probe.answered;
+    }
+    say(flags, `demo: migrating to ${to} while it runs …`);
+    const { migrationId } = await clients.sourceOperator.request('migrate', {
+      vm: 'demo',
+      to,
+      mode: flags.mode,
+      params: migrateParams(flags),
+      ...(ticket === undefined ? {} : { ticket }),
+      ...(secure.destName === undefined ? {} : { destName: secure.destName }),
+    });
+    report = await followMigration(clients.sourceOperator, migrationId, {
+      progress: !flags.json && process.stderr.isTTY === true,
+    });
+  } catch (error) {
+    await probe?.abandon();
+    throw error;
+  }
+  if (probe) report = { ...report, network: networkSection(await probe.finish(), report) };
+  if (report.outcome !== 'completed') return report;
+  if (spec.nic !== null) {
+    say(flags, 'demo: no oracle for kv: its input comes from the network, so no reference VM can replay it');
+    return report;
+  }
+  say(flags, `demo: the VM runs on the destination; letting it run for ${formatDuration(flags.runAfter)} …`);
+  await new Promise((resolve) => setTimeout(resolve, flags.runAfter));
+  say(flags, 'demo: stopping it and running a never-migrated reference VM to the same step …');
+  return { ...report, oracle: await checkOracle(clients.destAdmin, 'demo', spec) };
 }
 
 /** A kv VM needs an address: on one machine, a free loopback UDP port unless --nic names one. */

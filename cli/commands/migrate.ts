@@ -21,6 +21,7 @@ import { addSecurityOptions, connectControl, type SecurityFlags } from '../secur
 interface MigrateCommandFlags extends MigrateFlags, SecurityFlags {
   control: string;
   destName?: string;
+  destControl?: string;
   ticket?: string;
   vm?: string;
   to?: string;
@@ -68,6 +69,11 @@ export function registerMigrateCommand(program: Command): void {
       "secure agents: the name the destination's certificate must carry (default: the host of --to)",
     )
     .option('--ticket <ticket>', "the destination's single-use ticket for this VM (livemig prepare-incoming)")
+    .option(
+      '--dest-control <url>',
+      "secure agents: the destination's control URL — ask it for a ticket (prepare-incoming, as the source's " +
+        "certificate name), learn its certificate name, then migrate: libvirt's Prepare → Perform in one command",
+    )
     .addHelpText(
       'after',
       '\nExamples:\n  livemig migrate --control ws://127.0.0.1:7171 --vm vm1 --to 127.0.0.1:7070 --max-bandwidth 1gbit\n' +
@@ -75,11 +81,19 @@ export function registerMigrateCommand(program: Command): void {
         '  livemig migrate --control ws://127.0.0.1:7171 --resume\n' +
         '  livemig migrate --control ws://127.0.0.1:7171 --vm kv1 --to 127.0.0.1:7070 --probe   # what its clients see\n' +
         '  livemig migrate --control ws://source:7171 --vm vm1 --to dest:7070 --wait 60s --json   # agents still starting\n' +
+        '  livemig migrate --pki pki --name oscar --control wss://host-a:7071 --dest-control wss://host-b:7071 \\\n' +
+        '      --vm vm1 --to host-b:7070   # secure agents: ticket and destination name from the destination\n' +
         '\nExit status: 0 completed, 1 failed or cancelled, 2 bad input.',
     );
   addSecurityOptions(command).action(async (flags: MigrateCommandFlags) => {
     if (!flags.resume && (flags.vm === undefined || flags.to === undefined)) {
       throw new MigrationError('ERR_INVALID_ARGUMENT', 'give --vm NAME and --to HOST:PORT (or --resume)');
+    }
+    if (flags.destControl !== undefined && flags.ticket !== undefined) {
+      throw new MigrationError(
+        'ERR_INVALID_ARGUMENT',
+        'give --ticket or --dest-control (which asks for one), not both',
+      );
     }
     const waiting = new Waiting(flags.wait);
     for (;;) {
@@ -178,16 +192,44 @@ class Waiting {
 }
 
 async function startMigration(client: ControlClient, flags: MigrateCommandFlags): Promise<string> {
+  const prepared = flags.destControl === undefined ? undefined : await prepareOnDestination(client, flags);
+  const ticket = prepared?.ticket ?? flags.ticket;
   const { migrationId } = await client.request('migrate', {
     vm: flags.vm!,
     to: flags.to!,
     mode: flags.mode,
     params: migrateParams(flags),
-    ...(flags.ticket ? { ticket: flags.ticket } : {}),
-    // Secure agents check the destination's certificate; by default it must be named as --to's host.
-    destName: flags.destName ?? parseHostPort(flags.to!, '--to').host,
+    ...(ticket ? { ticket } : {}),
+    // Secure agents check the destination's certificate: the name given, else the one the
+    // destination's control connection proved, else --to's host (as any TLS client checks).
+    destName: flags.destName ?? prepared?.destName ?? parseHostPort(flags.to!, '--to').host,
   });
   return migrationId;
+}
+
+/**
+ * --dest-control: libvirt's Prepare step. On the destination's control API, as this operator,
+ * ask for a ticket for the VM from the source — named as the source's control connection proved
+ * with its certificate — and learn the destination's own certificate name.
+ */
+async function prepareOnDestination(
+  source: ControlClient,
+  flags: MigrateCommandFlags,
+): Promise<{ ticket: string; destName: string | null }> {
+  const from = source.agentName;
+  if (from === null) {
+    throw new MigrationError(
+      'ERR_INVALID_ARGUMENT',
+      '--dest-control is for secure agents (give --pki and --name, and wss:// URLs): plaintext agents take no tickets',
+    );
+  }
+  const dest = await connectControl(flags.destControl!, flags);
+  try {
+    const { ticket } = await dest.request('prepare-incoming', { vm: flags.vm!, from });
+    return { ticket, destName: dest.agentName };
+  } finally {
+    dest.close();
+  }
 }
 
 /** Start probing the VM's service (--probe ADDRESS, or the NIC address query-vms gives) and wait for its first reply. */

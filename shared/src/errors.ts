@@ -52,6 +52,8 @@ export const ERROR_CODES = {
   // Security: who may drive an agent, and migration tickets
   ERR_UNAUTHENTICATED: 'No valid client certificate: the connection did not prove who it is.',
   ERR_FORBIDDEN: "The certificate's role does not allow this command (e.g. a viewer asked to migrate).",
+  ERR_INSECURE:
+    'An agent was asked to speak plaintext on an address beyond loopback: give it --pki DIR --name NAME (mutual TLS), or --insecure to do so on purpose.',
   ERR_TICKET_UNKNOWN: 'A migration ticket was never issued by this agent, or was already swept away.',
   ERR_TICKET_EXPIRED: 'A migration ticket was presented after its time to live ran out.',
   ERR_TICKET_USED: 'A migration ticket was presented again after it had been consumed (a replay).',

@@ -13,6 +13,7 @@ import type { MigrationReport } from '@livemig/shared/report';
 import { initPki, issueCertificate } from '@livemig/shared/security';
 import { runCli, startAgent, stopAll } from '../helpers/processes.ts';
 import { expectCompleted, expectOutcome } from '../helpers/report.ts';
+import { waitUntil } from '../helpers/wait.ts';
 
 let dir: string;
 beforeAll(async () => {
@@ -87,6 +88,9 @@ describe('livemig with --pki: the secure flow from the command line', () => {
     const report = await migrate(a.control, b.listen, ['--ticket', ticket]);
     expectCompleted(report);
     expect(report.verify.match).toBe(true);
+    // The report says how the data plane was secured, as the source's socket negotiated it.
+    expect(report.security).toMatchObject({ tls: '1.3', sourceName: '127.0.0.1', destName: '127.0.0.2', ticket: true });
+    expect(report.security?.cipher).toMatch(/^TLS_/);
     const status = await runCli(['status', '--control', b.control, '--json', ...operator()]);
     expect(JSON.parse(status.stdout).vms.map((v: { state: string }) => v.state)).toEqual(['running']);
   });
@@ -102,5 +106,63 @@ describe('livemig with --pki: the secure flow from the command line', () => {
     expect(anonymous.stderr).toMatch(/ERR_(UNAUTHENTICATED|CONNECTION)/);
     const status = await runCli(['status', '--control', a.control, '--json', ...operator()]);
     expect(JSON.parse(status.stdout).vms.map((v: { state: string }) => v.state)).toEqual(['running']);
+  });
+
+  it('migrate --dest-control: prepare on the destination, migrate on the source, follow — one command', async () => {
+    const { a, b } = await agents();
+    // No --ticket and no --dest-name: the ticket comes from the destination, its name from its certificate.
+    const report = await migrate(a.control, b.listen, ['--dest-control', b.control]);
+    expectCompleted(report);
+    expect(report.verify.match).toBe(true);
+    expect(report.security).toMatchObject({ sourceName: '127.0.0.1', destName: '127.0.0.2', ticket: true });
+    const both = await runCli([
+      'migrate',
+      '--control',
+      a.control,
+      '--vm',
+      'vm',
+      '--to',
+      b.listen,
+      '--ticket',
+      'x',
+      '--dest-control',
+      b.control,
+      ...operator(),
+    ]);
+    expect(both.code).toBe(2);
+    expect(both.stderr).toMatch(/ERR_INVALID_ARGUMENT: give --ticket or --dest-control/);
+  });
+});
+
+describe('plaintext only on loopback, or on purpose', () => {
+  it('an agent without --pki refuses to bind beyond loopback (ERR_INSECURE, exit 2)', async () => {
+    const run = await runCli(['agent', '--listen', '0.0.0.0:0', '--control', '127.0.0.1:0']);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toMatch(/ERR_INSECURE: refusing plaintext beyond loopback \(listen 0\.0\.0\.0:0\)/);
+  });
+
+  it('on loopback it says it is plaintext at start', async () => {
+    const agent = await startAgent('agent');
+    expect(agent.control).toMatch(/^ws:\/\//);
+    expect(agent.logs()).toMatch(/plaintext on loopback only: no authentication, no encryption/);
+  });
+
+  it('with --insecure it binds beyond loopback, warns at start and on every connection', async () => {
+    const agent = await startAgent('agent', ['--insecure', '--control', '0.0.0.0:0']);
+    expect(agent.logs()).toMatch(/INSECURE: plaintext beyond loopback/);
+    const warnings = (): number => agent.logs().match(/INSECURE: plaintext connection/g)?.length ?? 0;
+    const url = agent.control.replace('0.0.0.0', '127.0.0.1');
+    for (let i = 1; i <= 2; i += 1) {
+      const status = await runCli(['status', '--control', url]);
+      expect(status.code, status.stderr).toBe(0);
+      await waitUntil(() => warnings() >= i, { what: `warning for connection ${i}` });
+    }
+    expect(warnings()).toBe(2);
+  });
+
+  it('--insecure and --pki together are a usage error', async () => {
+    const run = await runCli(['agent', '--insecure', ...operator()]);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toMatch(/--insecure and --pki contradict/);
   });
 });

@@ -47,6 +47,7 @@ export function buildReport(
     rounds: s.rounds,
     verify: verification(ctx.verify),
     network: null,
+    security: ctx.security,
     ...(ctx.switchover
       ? {
           switchover: {

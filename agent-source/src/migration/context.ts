@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import { MigrationError, StateMachine } from '@livemig/shared';
 import type { ControlEvents, EventName } from '@livemig/shared/control';
 import type { HostedVm } from '@livemig/shared/host';
-import type { MigrationReport, PostcopyReport, SwitchoverReason } from '@livemig/shared/report';
+import type { MigrationReport, PostcopyReport, SecurityReport, SwitchoverReason } from '@livemig/shared/report';
 import type { ToyVm } from '@livemig/shared/vm';
 import { ChannelSet, type Connect } from './channels.ts';
 import type { ResolvedMigrateParams } from './params.ts';
@@ -32,6 +32,8 @@ export interface OutgoingOptions {
   params: ResolvedMigrateParams;
   /** The destination's single-use ticket, presented in Setup. @default "" (none) */
   ticket?: string;
+  /** This agent's certificate name, when it speaks mutual TLS (for the report). */
+  sourceName?: string;
 }
 
 /** What the operator or the agent asked for while the migration runs; read between batches. */
@@ -52,6 +54,7 @@ export class MigrationContext {
   readonly id: string;
   readonly params: ResolvedMigrateParams;
   readonly ticket: string;
+  readonly sourceName: string | undefined;
   readonly hosted: HostedVm;
   readonly vm: ToyVm;
   readonly logger: Logger;
@@ -70,6 +73,8 @@ export class MigrationContext {
   /** performance.now() when we paused the vCPU for the switchover (the downtime's start). */
   pausedAt: number | undefined;
   rttMs: number | undefined;
+  /** How the main connection was secured, once it is open (null: plaintext). */
+  security: SecurityReport | null = null;
   /** Where the VM is if the migration fails now. */
   vmRunsOnIfFailed: NonNullable<MigrationReport['vmRunsOn']> = 'source';
   postcopy: PostcopyReport | undefined;
@@ -82,6 +87,7 @@ export class MigrationContext {
     this.id = options.migrationId;
     this.params = options.params;
     this.ticket = options.ticket ?? '';
+    this.sourceName = options.sourceName;
     this.hosted = components.hosted;
     this.vm = components.hosted.vm;
     this.logger = components.logger;

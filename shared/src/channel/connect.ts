@@ -84,6 +84,8 @@ export interface AcceptedPeer {
   channel: PeerChannel;
   applier: PageApplier;
   remoteAgentId: string;
+  /** The connection's remote HOST:PORT. */
+  remote: string;
 }
 
 export interface ListenOptions extends HostPort {
@@ -127,7 +129,7 @@ export function listenForPeers(options: ListenOptions): Promise<PeerListener> {
         channel.send(welcome);
         options.logger.debug({ event: 'handshake.done', peer: hello.agentId, version: welcome.version });
         channel.identify(hello.agentId, 0, new Set(welcome.capabilities.filter(isKnownCapability)));
-        options.onPeer({ channel, applier, remoteAgentId: hello.agentId });
+        options.onPeer({ channel, applier, remoteAgentId: hello.agentId, remote });
       } catch (error) {
         const failure = toMigrationError(error, 'ERR_HANDSHAKE');
         options.logger.warn({ event: 'handshake.failed', peer: remote, err: failure }, 'rejected a connection');

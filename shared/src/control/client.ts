@@ -38,9 +38,12 @@ export class ControlClient {
   readonly #events = new EventEmitter();
   #nextId = 1;
   #closedError: MigrationError | undefined;
+  /** The name on the agent's verified certificate (wss), null on ws. */
+  readonly agentName: string | null;
 
-  private constructor(socket: WebSocket) {
+  private constructor(socket: WebSocket, agentName: string | null) {
     this.#socket = socket;
+    this.agentName = agentName;
     socket.on('message', (data) => this.#onMessage(data.toString()));
     socket.on('close', () => this.#failAll(new MigrationError('ERR_CONNECTION', 'control connection closed')));
     socket.on('error', (error) => this.#failAll(new MigrationError('ERR_CONNECTION', error.message, { cause: error })));
@@ -64,6 +67,7 @@ export class ControlClient {
     // Node's TLS server drops a connection whose client certificate it refuses without an alert,
     // right after a TLS 1.3 handshake that looked complete to us: watch for exactly that.
     let handshaken = false;
+    let agentName: string | null = null;
     const createConnection = (connectOptions: nodeTls.ConnectionOptions): nodeTls.TLSSocket => {
       // As ws's own tlsConnect: no path; SNI for a host name, none for an IP address.
       const host = expectName ?? connectOptions.host ?? '';
@@ -75,7 +79,12 @@ export class ControlClient {
           ? { checkServerIdentity: (_host: string, cert) => nodeTls.checkServerIdentity(expectName, cert) }
           : {}),
       });
-      socket.once('secureConnect', () => (handshaken = true));
+      socket.once('secureConnect', () => {
+        handshaken = true;
+        // Verified by now (rejectUnauthorized, and the host or expectName checked): the agent's name.
+        const cn = socket.getPeerCertificate().subject?.CN;
+        agentName = (Array.isArray(cn) ? cn[0] : cn) ?? null;
+      });
       return socket;
     };
     return new Promise((resolve, reject) => {
@@ -92,7 +101,7 @@ export class ControlClient {
           : {}),
         rejectUnauthorized: true,
       });
-      socket.once('open', () => resolve(new ControlClient(socket)));
+      socket.once('open', () => resolve(new ControlClient(socket, agentName)));
       socket.once('unexpected-response', (_request, response) => {
         const status = response.statusCode ?? 0;
         socket.terminate();

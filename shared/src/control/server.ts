@@ -60,6 +60,8 @@ export interface ControlServerOptions {
    * authorized by its role. @default none: plaintext ws, no authorization
    */
   tls?: TlsCredentials;
+  /** Called for every client connected (its remote address), e.g. to warn about plaintext. */
+  onConnection?: (remote: string) => void;
 }
 
 type AnyHandler = (args: unknown, context: CommandContext) => Promise<unknown> | unknown;
@@ -76,12 +78,16 @@ export class ControlServer {
     httpsServer: https.Server | undefined,
     handlers: CommandHandlers,
     logger: Logger,
+    onConnection: ((remote: string) => void) | undefined,
   ) {
     this.#wss = wss;
     this.#https = httpsServer;
     this.#handlers = handlers;
     this.#logger = logger;
-    wss.on('connection', (socket, req) => this.#serve(socket, httpsServer ? callerOf(req) : null));
+    wss.on('connection', (socket, req) => {
+      onConnection?.(`${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? '?'}`);
+      this.#serve(socket, httpsServer ? callerOf(req) : null);
+    });
   }
 
   /** Start listening; resolves once bound, rejects with ERR_CONNECTION if it cannot bind. */
@@ -124,7 +130,7 @@ export class ControlServer {
         : new WebSocketServer({ host: options.host, port: options.port, maxPayload, verifyClient });
       const onListening = (): void => {
         (httpsServer ?? wss).off('error', onError);
-        resolve(new ControlServer(wss, httpsServer, handlers, logger));
+        resolve(new ControlServer(wss, httpsServer, handlers, logger, options.onConnection));
       };
       const onError = (error: Error): void => {
         wss.close();

@@ -41,6 +41,7 @@ export function formatReport(report: MigrationReport): string {
     `${report.vm.name ? `${report.vm.name}, ` : ''}${formatBytes(report.vm.memoryBytes)}, workload ${report.vm.workload}`,
   );
   if (report.vmRunsOn) field('vm now runs on', report.vmRunsOn);
+  field('security', securityLine(report.security));
   field('total time', formatDuration(report.times.totalMs));
   const downtime = report.times.downtimeMs;
   field(
@@ -164,3 +165,10 @@ const SECTION_WORDS: Record<string, string> = {
   cpu: 'CPU digest',
   devices: 'devices digest',
 };
+
+/** The data plane's protection in one line: who proved what to whom, over which cipher. */
+function securityLine(security: MigrationReport['security']): string {
+  if (!security) return 'none: plaintext, nobody authenticated';
+  const { tls, cipher, sourceName, destName, ticket } = security;
+  return `mutual TLS ${tls} (${cipher}), ${sourceName} → ${destName}${ticket ? ', with a ticket' : ', no ticket'}`;
+}

@@ -10,7 +10,20 @@ const str = { type: 'string' } as const;
 export const REPORT_JSON_SCHEMA = {
   $id: 'https://livemig.invalid/schemas/report-1.json',
   type: 'object',
-  required: ['schema', 'mode', 'outcome', 'error', 'vm', 'times', 'bytes', 'pages', 'rounds', 'verify', 'network'],
+  required: [
+    'schema',
+    'mode',
+    'outcome',
+    'error',
+    'vm',
+    'times',
+    'bytes',
+    'pages',
+    'rounds',
+    'verify',
+    'network',
+    'security',
+  ],
   properties: {
     schema: { const: 'livemig.report/1' },
     mode: { enum: MIGRATION_MODES },
@@ -65,6 +78,16 @@ export const REPORT_JSON_SCHEMA = {
           },
         },
       },
+    },
+    security: {
+      oneOf: [
+        { type: 'null' },
+        {
+          type: 'object',
+          required: ['tls', 'cipher', 'sourceName', 'destName', 'ticket'],
+          properties: { tls: str, cipher: str, sourceName: str, destName: str, ticket: { type: 'boolean' } },
+        },
+      ],
     },
     network: {
       oneOf: [

@@ -90,6 +90,20 @@ export interface Verification {
   sections?: Record<string, { source: string | null; dest: string | null; match: boolean }>;
 }
 
+/** The data plane's protection, as the source's end of the main connection saw it. */
+export interface SecurityReport {
+  /** The TLS version negotiated, e.g. "1.3". */
+  tls: string;
+  /** The cipher suite negotiated, e.g. "TLS_AES_256_GCM_SHA384". */
+  cipher: string;
+  /** The source's certificate name (this side's identity). */
+  sourceName: string;
+  /** The name on the destination's verified certificate. */
+  destName: string;
+  /** The source presented a destination-issued ticket (prepare-incoming). */
+  ticket: boolean;
+}
+
 export interface MigrationReport {
   schema: typeof REPORT_SCHEMA;
   mode: MigrationMode;
@@ -122,6 +136,8 @@ export interface MigrationReport {
   verify: Verification;
   /** What a client of the VM's service saw (a probe ran alongside), or null. */
   network: null | NetworkReport;
+  /** How the data connections were secured (mutual TLS), or null: plaintext, nobody authenticated. */
+  security: null | SecurityReport;
   /** Extra: the switchover rule and the limits in force. */
   switchover?: {
     reason: SwitchoverReason;

@@ -5,7 +5,8 @@
  * channel now, so it is there the moment the VM resumes on the other side.
  */
 import { MigrationError } from '@livemig/shared';
-import { msg, MsgType } from '@livemig/shared/channel';
+import { msg, MsgType, type PeerIdentity } from '@livemig/shared/channel';
+import type { SecurityReport } from '@livemig/shared/report';
 import type { Capability } from '@livemig/shared/protocol';
 import type { MigrationContext } from '../context.ts';
 import { createSections, setupAll } from '../sections/index.ts';
@@ -17,10 +18,23 @@ export const MODE_NEEDS: Readonly<Record<MigrationContext['mode'], readonly Capa
   hybrid: ['postcopy', 'fault-channel'],
 };
 
+/** What the report says of the main connection's protection: TLS as negotiated, or null on plaintext. */
+function securityOf(ctx: MigrationContext, peer: PeerIdentity | undefined): SecurityReport | null {
+  if (!peer) return null;
+  return {
+    tls: peer.protocol.replace(/^TLSv/, ''),
+    cipher: peer.cipher,
+    sourceName: ctx.sourceName ?? '',
+    destName: peer.name,
+    ticket: ctx.ticket !== '',
+  };
+}
+
 export async function setupPhase(ctx: MigrationContext): Promise<void> {
   const { vm, hosted, logger, stats } = ctx;
   ctx.machine.transition('none', 'setup');
   const channel = await ctx.channels.openMain();
+  ctx.security = securityOf(ctx, channel.peer);
   const missing = MODE_NEEDS[ctx.mode].filter((c) => !channel.capabilities.has(c));
   if (missing.length) {
     throw new MigrationError(

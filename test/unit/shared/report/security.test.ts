@@ -1,0 +1,45 @@
+/**
+ * The report's `security` field: required by the JSON schema (null on plaintext, the TLS facts
+ * otherwise), and one line in the human report that says which.
+ */
+import { Ajv } from 'ajv';
+import { describe, expect, it } from 'vitest';
+import { formatReport, REPORT_JSON_SCHEMA, REPORT_SCHEMA, type MigrationReport } from '@livemig/shared/report';
+
+function report(security: MigrationReport['security']): MigrationReport {
+  return {
+    schema: REPORT_SCHEMA,
+    mode: 'precopy',
+    outcome: 'completed',
+    error: null,
+    vm: { name: 'vm', memoryBytes: 4096, pageSize: 4096, workload: 'idle', init: 'zero', seed: 1 },
+    times: { totalMs: 10, downtimeMs: 1, setupMs: 1 },
+    bytes: { wire: 100, pagePayload: 4096 },
+    pages: { total: 1, sent: 1, zero: 0, resent: 0, faulted: 0 },
+    rounds: [],
+    verify: { sourceDigest: 'a', destDigest: 'a', match: true },
+    network: null,
+    security,
+  };
+}
+
+const TLS = { tls: '1.3', cipher: 'TLS_AES_256_GCM_SHA384', sourceName: 'a', destName: 'b', ticket: true };
+
+describe('report.security', () => {
+  const validate = new Ajv({ strict: false }).compile(REPORT_JSON_SCHEMA);
+
+  it('the schema takes null or the full TLS record, and refuses a report without the field', () => {
+    expect(validate(report(null)), JSON.stringify(validate.errors)).toBe(true);
+    expect(validate(report(TLS)), JSON.stringify(validate.errors)).toBe(true);
+    const { security: _, ...without } = report(null);
+    expect(validate(without)).toBe(false);
+    expect(validate(report({ ...TLS, cipher: undefined } as unknown as MigrationReport['security']))).toBe(false);
+  });
+
+  it('the human report says plaintext, or who proved what over which cipher', () => {
+    expect(formatReport(report(null))).toMatch(/security\s+none: plaintext, nobody authenticated/);
+    expect(formatReport(report(TLS))).toMatch(
+      /security\s+mutual TLS 1\.3 \(TLS_AES_256_GCM_SHA384\), a → b, with a ticket/,
+    );
+  });
+});
