@@ -2,8 +2,9 @@
  * Migrations between two agents (in this process, real sockets) whose data plane runs mutual
  * TLS 1.3 with the built-in PKI, and whose destination takes a VM only with a ticket its
  * operator issued (`prepare-incoming`): each attack fails before the destination reserves any
- * memory, and the VM keeps running, intact, on the source. (The control plane's TLS and roles
- * are wired next; these daemons' control ports are plaintext loopback.)
+ * memory, and the VM keeps running, intact, on the source. The control plane is wss with client
+ * certificates too, each command allowed by the caller's role: a role one step too small is
+ * refused on every command class, and nothing happens to the VM.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -17,6 +18,7 @@ import { initPki, issueCertificate, loadPki } from '@livemig/shared/security';
 import { parseVmSpec } from '@livemig/shared/vm';
 import { followMigration } from '../../cli/follow-migration.ts';
 import { expectCompleted, expectOutcome } from '../helpers/report.ts';
+import { waitUntil } from '../helpers/wait.ts';
 
 const LOOPBACK = { host: '127.0.0.1', port: 0 };
 const spec = parseVmSpec({ memory: '16MiB', init: 'random', workload: 'hotset:wss=2MiB,rate=5000', seed: 9 });
@@ -27,7 +29,7 @@ const names = new Map<AgentDaemon, string>();
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'livemig-secure-'));
   await initPki(dir);
-  for (const name of ['src-a', 'dest-b', 'src-evil']) await issueCertificate(dir, { name, role: 'agent' });
+  for (const name of ['src-a', 'dest-b', 'src-evil', 'agent-x']) await issueCertificate(dir, { name, role: 'agent' });
   await issueCertificate(dir, { name: 'oscar', role: 'operator' });
   await issueCertificate(dir, { name: 'ada', role: 'admin' });
   await issueCertificate(dir, { name: 'viewer-v', role: 'viewer' });
@@ -114,6 +116,16 @@ describe('secure migration: mutual TLS and tickets', () => {
     await expectRefused(await migrate(a, to, { ticket }), a, b, 'ERR_TICKET_USED');
   });
 
+  it('an expired ticket is refused', async () => {
+    const { a, b, to } = await pair();
+    const { ticket, expiresAt } = await request(b, (client) =>
+      client.request('prepare-incoming', { vm: 'vm', from: 'src-a', ttlMs: 50 }),
+    );
+    // The ticket's own clock decides: wait until its expiry has passed, then present it.
+    await waitUntil(() => Date.now() > expiresAt + 5, { what: 'the ticket expired', intervalMs: 10 });
+    await expectRefused(await migrate(a, to, { ticket }), a, b, 'ERR_TICKET_EXPIRED');
+  });
+
   it('a ticket for another VM, or for another source, is refused', async () => {
     const { a, b, to } = await pair();
     await expectRefused(await migrate(a, to, { ticket: await ticketFor(b, 'other-vm') }), a, b, 'ERR_TICKET_MISMATCH');
@@ -157,5 +169,51 @@ describe('secure migration: mutual TLS and tickets', () => {
     await a.host.create('vm', spec);
     const report = await migrate(a, b.dataAddress!, { ticket: await ticketFor(b) });
     await expectRefused(report, a, b, 'ERR_FORBIDDEN');
+  });
+
+  it('each command class refuses the role just below it, and nothing happens to the VM', async () => {
+    const { a, b, to } = await pair();
+    const code = (as: string, run: (client: ControlClient) => Promise<unknown>): Promise<string | undefined> =>
+      request(a, run, as).then(
+        () => undefined,
+        (error: { code?: string }) => error.code,
+      );
+    // viewer class (query-*): an agent certificate opens data connections only.
+    expect(await code('agent-x', (c) => c.request('query-vms', {}))).toBe('ERR_FORBIDDEN');
+    // operator class: a viewer may not stop, cancel, resume, switch to post-copy or migrate.
+    expect(await code('viewer-v', (c) => c.request('stop', { vm: 'vm' }))).toBe('ERR_FORBIDDEN');
+    expect(await code('viewer-v', (c) => c.request('migrate-cancel', { migrationId: 'x' }))).toBe('ERR_FORBIDDEN');
+    expect(await code('viewer-v', (c) => c.request('migrate', { vm: 'vm', to, destName: 'dest-b' }))).toBe(
+      'ERR_FORBIDDEN',
+    );
+    // admin class: an operator may not destroy, boot, read digests or force a cont.
+    expect(await code('oscar', (c) => c.request('destroy-vm', { vm: 'vm' }))).toBe('ERR_FORBIDDEN');
+    expect(await code('oscar', (c) => c.request('digest', { vm: 'vm' }))).toBe('ERR_FORBIDDEN');
+    expect(await code('oscar', (c) => c.request('cont', { vm: 'vm', force: true }))).toBe('ERR_FORBIDDEN');
+    expect(await code('oscar', (c) => c.request('create-vm', { name: 'vm2', memory: 1 << 20 }))).toBe('ERR_FORBIDDEN');
+    // Each class's own role is let through (the same client, the same command shape).
+    expect(await code('viewer-v', (c) => c.request('query-vms', {}))).toBeUndefined();
+    expect(await code('ada', (c) => c.request('digest', { vm: 'vm' }))).toBeUndefined();
+    expect(a.host.list().map((vm) => [vm.name, vm.state])).toEqual([['vm', 'running']]);
+    expect(b.host.list()).toEqual([]);
+  });
+
+  it('a client certificate of another fleet gets no control connection', async () => {
+    const { a } = await pair();
+    const other = await mkdtemp(join(tmpdir(), 'livemig-other-fleet-'));
+    try {
+      await initPki(other);
+      await issueCertificate(other, { name: 'oscar', role: 'admin' });
+      const { cert, key } = await loadPki(other, 'oscar');
+      // Trusting our own CA would not help it either: its certificate is not signed by the agent's CA.
+      const connecting = ControlClient.connect(a.controlUrl, {
+        tls: { ca: (await loadPki(dir, 'oscar')).ca, cert, key },
+        expectName: 'src-a',
+      });
+      await expect(connecting).rejects.toMatchObject({ code: 'ERR_UNAUTHENTICATED' });
+    } finally {
+      await rm(other, { recursive: true, force: true });
+    }
+    expect(a.host.get('vm').state).toBe('running');
   });
 });
