@@ -1,9 +1,14 @@
 /**
- * The migration knobs `migrate` and `demo` share (mode, switchover, bandwidth), as flags with
- * the engine's own defaults — one place, so the two commands cannot drift apart.
+ * The migration knobs `migrate` and `demo` share (mode, switchover, bandwidth, the switchover
+ * watchdog), as flags with the engine's own defaults — one place, so the two commands cannot
+ * drift apart.
  */
 import type { Command } from 'commander';
-import { DEFAULT_MIGRATE_PARAMS } from '@livemig/agent-source';
+import {
+  DEFAULT_MIGRATE_PARAMS,
+  MIN_DEFAULT_SWITCHOVER_TIMEOUT_MS,
+  SWITCHOVER_TIMEOUT_FACTOR,
+} from '@livemig/agent-source';
 import { durationFlag, MODES, modeFlag, positiveIntFlag, rateFlag } from './options.ts';
 
 export function addMigrationKnobs(command: Command): Command {
@@ -22,9 +27,12 @@ export function addMigrationKnobs(command: Command): Command {
       positiveIntFlag,
       DEFAULT_MIGRATE_PARAMS.maxRounds,
     )
+    .option('--max-bandwidth <rate>', 'cap the data plane, e.g. 1gbit, 100mbit, 125MB/s (default: unlimited)', rateFlag)
     .option(
-      '--max-bandwidth <rate>',
-      'cap the data plane, e.g. 1gbit, 100mbit, 125MB/s (default: unlimited)',
-      rateFlag,
+      '--switchover-timeout <duration>',
+      'resume the VM on the source and fail (ERR_SWITCHOVER_TIMEOUT) when the destination has not said Ready ' +
+        `this long after the pause (default: max(${SWITCHOVER_TIMEOUT_FACTOR} × downtime-limit, ` +
+        `${MIN_DEFAULT_SWITCHOVER_TIMEOUT_MS / 1000}s))`,
+      durationFlag,
     );
 }

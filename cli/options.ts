@@ -81,6 +81,7 @@ export interface MigrateFlags {
   maxBandwidth?: number;
   postcopyAfter?: number;
   recoveryTimeout?: number;
+  switchoverTimeout?: number;
 }
 
 /** The control API's migrate params from those flags. */
@@ -91,5 +92,6 @@ export function migrateParams(flags: MigrateFlags): MigrateParams {
     maxBandwidthBps: flags.maxBandwidth ?? null,
     postcopyAfterRounds: flags.postcopyAfter ?? null,
     ...(flags.recoveryTimeout === undefined ? {} : { recoveryTimeoutMs: flags.recoveryTimeout }),
+    ...(flags.switchoverTimeout === undefined ? {} : { switchoverTimeoutMs: flags.switchoverTimeout }),
   };
 }

@@ -3,5 +3,12 @@
  * VM leaving a host, and how its parameters are resolved. The agent (@livemig/agent) runs it.
  */
 export { OutgoingMigration, type OutgoingComponents, type OutgoingOptions } from './migration/outgoing.ts';
-export { resolveMigrateParams, DEFAULT_MIGRATE_PARAMS, type ResolvedMigrateParams } from './migration/params.ts';
+export {
+  resolveMigrateParams,
+  defaultSwitchoverTimeoutMs,
+  DEFAULT_MIGRATE_PARAMS,
+  MIN_DEFAULT_SWITCHOVER_TIMEOUT_MS,
+  SWITCHOVER_TIMEOUT_FACTOR,
+  type ResolvedMigrateParams,
+} from './migration/params.ts';
 export { decideSwitchover } from './migration/convergence.ts';

@@ -45,6 +45,10 @@ export const ERROR_CODES = {
   ERR_UNSUPPORTED: 'The peer did not negotiate a capability the operation needs (e.g. post-copy); nothing was moved.',
   ERR_CANCELLED: 'The migration was cancelled by the operator.',
   ERR_TIMEOUT: 'An operation did not finish within its time limit.',
+  ERR_SWITCHOVER_TIMEOUT:
+    "The destination did not answer Ready within the switchover timeout (--switchover-timeout) after the VM paused for stop-and-copy: the source, still the VM's owner, resumed it and failed the migration; the destination discards its copy.",
+  ERR_VM_RUNS_ELSEWHERE:
+    '`cont --force` was refused: the destination of the unconfirmed handoff answered that it holds the VM (runs it, or may still), so resuming it here would make two copies.',
   ERR_NOT_FOUND: 'A named VM or migration does not exist on this agent.',
   ERR_BUSY: 'The VM is already migrating, or the name is already taken.',
   ERR_CONTROL: 'A control-channel request was malformed or failed.',
@@ -52,6 +56,10 @@ export const ERROR_CODES = {
   // Security: who may drive an agent, and migration tickets
   ERR_UNAUTHENTICATED: 'No valid client certificate: the connection did not prove who it is.',
   ERR_FORBIDDEN: "The certificate's role does not allow this command (e.g. a viewer asked to migrate).",
+  ERR_RATE_LIMITED:
+    'A control client sent requests faster than its rate limit (--control-rate, --control-burst); this request was refused, the connection stays up: retry later.',
+  ERR_TOO_MANY_CLIENTS:
+    'The agent already serves its most control clients at once (--max-control-clients); the connection was refused (HTTP 503): retry later.',
   ERR_INSECURE:
     'An agent was asked to speak plaintext on an address beyond loopback: give it --pki DIR --name NAME (mutual TLS), or --insecure to do so on purpose.',
   ERR_TICKET_UNKNOWN: 'A migration ticket was never issued by this agent, or was already swept away.',
@@ -59,6 +67,15 @@ export const ERROR_CODES = {
   ERR_TICKET_USED: 'A migration ticket was presented again after it had been consumed (a replay).',
   ERR_TICKET_MISMATCH: 'A migration ticket was presented for another VM or by another source than it was issued for.',
   ERR_TICKET_LIMIT: 'Too many migration tickets are outstanding; no new one is issued until some are used or expire.',
+  ERR_AUDIT:
+    "The agent's audit log cannot be opened or written (another agent holds it, its last line is damaged, a write or fsync failed): state-changing commands are refused until it can.",
+  // Availability: what any peer, authenticated or not, may cost an agent
+  ERR_NO_MEMORY:
+    "An incoming migration (or a new VM) would take this agent's guest memory past its budget (--max-guest-memory: hosted VMs plus reservations for incoming ones); refused before anything is allocated.",
+  ERR_TOO_MANY_CONNECTIONS:
+    'Too many data connections are still in their handshake (--max-unauthenticated); this one was refused before its TLS handshake, in plaintext.',
+  ERR_TOO_MANY_INCOMING:
+    'This agent already runs its limit of concurrent incoming migrations (--max-incoming); refused at Setup.',
   ERR_INTERNAL: 'A bug: an invariant was broken. Please report it with the log.',
 } as const;
 

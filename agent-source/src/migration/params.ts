@@ -1,7 +1,8 @@
 /**
  * The knobs of one migration — mode, downtime limit, rounds, bandwidth cap, when hybrid switches
- * to post-copy, how long post-copy recovery keeps trying — resolved once, with finite defaults,
- * every bad value rejected with ERR_INVALID_ARGUMENT naming it.
+ * to post-copy, how long post-copy recovery keeps trying, how long the VM may stay paused here
+ * waiting for the destination at the switchover — resolved once, with finite defaults, every bad
+ * value rejected with ERR_INVALID_ARGUMENT naming it.
  */
 import { MigrationError } from '@livemig/shared';
 import type { MigrateParams } from '@livemig/shared/control';
@@ -19,9 +20,26 @@ export interface ResolvedMigrateParams {
   postcopyAfterRounds: number | null;
   /** Post-copy: how long to keep reconnecting after the link broke before declaring the VM lost. @default 60000 */
   recoveryTimeoutMs: number;
+  /**
+   * The stop-and-copy watchdog (watchdog.ts): the longest the VM stays paused here, waiting for
+   * the destination's Ready, before it resumes here and the migration fails with
+   * ERR_SWITCHOVER_TIMEOUT. @default defaultSwitchoverTimeoutMs(downtimeLimitMs): max(10 × downtime limit, 2 s)
+   */
+  switchoverTimeoutMs: number;
 }
 
-export const DEFAULT_MIGRATE_PARAMS: Omit<ResolvedMigrateParams, 'mode'> = Object.freeze({
+/** The switchover timeout's default is this many downtime limits … */
+export const SWITCHOVER_TIMEOUT_FACTOR = 10;
+/** … and never less than this (ms): a destination verifying a large VM needs a moment. */
+export const MIN_DEFAULT_SWITCHOVER_TIMEOUT_MS = 2000;
+
+/** The default switchover timeout for a downtime limit: max(10 × limit, 2 s). Pure. */
+export function defaultSwitchoverTimeoutMs(downtimeLimitMs: number): number {
+  return Math.max(SWITCHOVER_TIMEOUT_FACTOR * downtimeLimitMs, MIN_DEFAULT_SWITCHOVER_TIMEOUT_MS);
+}
+
+/** The defaults that do not depend on another parameter (switchoverTimeoutMs does: see above). */
+export const DEFAULT_MIGRATE_PARAMS: Omit<ResolvedMigrateParams, 'mode' | 'switchoverTimeoutMs'> = Object.freeze({
   downtimeLimitMs: 300,
   maxRounds: 30,
   maxBandwidthBps: null,
@@ -39,7 +57,13 @@ export function resolveMigrateParams(mode: string | undefined, params: MigratePa
   if (!MIGRATION_MODES.includes(chosen))
     throw invalid(`mode must be one of ${MIGRATION_MODES.join(', ')}, got "${mode}"`);
   const defined = Object.fromEntries(Object.entries(params).filter(([, v]) => v !== undefined));
-  const r: ResolvedMigrateParams = { ...DEFAULT_MIGRATE_PARAMS, ...defined, mode: chosen };
+  const downtimeLimitMs = (defined.downtimeLimitMs as number | undefined) ?? DEFAULT_MIGRATE_PARAMS.downtimeLimitMs;
+  const r: ResolvedMigrateParams = {
+    ...DEFAULT_MIGRATE_PARAMS,
+    switchoverTimeoutMs: defaultSwitchoverTimeoutMs(downtimeLimitMs),
+    ...defined,
+    mode: chosen,
+  };
   if (!(Number.isFinite(r.downtimeLimitMs) && r.downtimeLimitMs > 0)) {
     throw invalid(`downtime-limit must be > 0 ms, got ${r.downtimeLimitMs}`);
   }
@@ -57,6 +81,12 @@ export function resolveMigrateParams(mode: string | undefined, params: MigratePa
   }
   if (!(Number.isFinite(r.recoveryTimeoutMs) && r.recoveryTimeoutMs >= 0)) {
     throw invalid(`recovery-timeout must be ≥ 0 ms, got ${r.recoveryTimeoutMs}`);
+  }
+  if (!(Number.isFinite(r.switchoverTimeoutMs) && r.switchoverTimeoutMs >= r.downtimeLimitMs)) {
+    throw invalid(
+      `switchover-timeout must be ≥ downtime-limit (${r.downtimeLimitMs} ms), got ${r.switchoverTimeoutMs}: ` +
+        'the watchdog would resume the VM before the downtime the switchover aims for',
+    );
   }
   return r;
 }

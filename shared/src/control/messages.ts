@@ -72,6 +72,11 @@ export interface MigrateParams {
   postcopyAfterRounds?: number | null;
   /** Post-copy: keep reconnecting for this long after the link broke. @default 60000 (ms) */
   recoveryTimeoutMs?: number;
+  /**
+   * Stop-and-copy watchdog: resume the VM here and fail (ERR_SWITCHOVER_TIMEOUT) when the
+   * destination has not said Ready this long after the pause. @default max(10 × downtimeLimitMs, 2000) (ms)
+   */
+  switchoverTimeoutMs?: number;
 }
 
 export interface ControlCommands {
