@@ -1,4 +1,4 @@
-# livemig agents and CLI in one image (docker-compose.yml runs it as dest, source and migrate).
+# livemig agents and CLI in one image (docker-compose.yml runs it as pki, dest, source and migrate).
 # No build step: the TypeScript sources run through tsx, so the image is the repo plus
 # node_modules, installed in a full node image (where bufferutil can compile if no prebuilt
 # binary fits the platform) and copied into the slim one.

@@ -8,24 +8,35 @@
  *                          /etc/netns/<ns>/hosts, as they do on compose's network;
  *   image's /app         → this repo: `/app` in the entrypoint and command becomes the repo root,
  *                          and every process runs with cwd = the repo root (working_dir /app);
+ *   a named volume       → a fresh temporary directory per run, removed afterwards: its mount
+ *                          path in the entrypoint, command and environment becomes that
+ *                          directory (as /app becomes the repo root); mounted `:ro`, it is bound
+ *                          read-only in that service's own mount namespace (`ip netns exec`
+ *                          gives each service one), so a write fails here as in the container;
  *   ${VAR:-default}, $$  → interpolated from process.env, as compose does from its shell (so
  *                          `LINK_PROFILE=wan npx vitest run …` tries another profile);
  *   environment          → merged over process.env;
- *   depends_on           → start order only, no readiness wait (compose's service_started):
- *                          `migrate --wait` must ride out agents that are still starting;
+ *   depends_on           → service_completed_successfully: the dependency must have exited 0
+ *                          before the dependent starts (the one-shot `pki` first);
+ *                          service_started (or a plain list): start order only, no readiness
+ *                          wait — `migrate --wait` must ride out agents that are still starting;
  *   cap_add NET_ADMIN    → we are root.
  *
- * Then the one-shot `migrate` must print exactly one report: completed, digests matching, and
- * the VM must run on the destination. The file's shape is checked without root.
+ * Then the one-shot `migrate` must print exactly one report: completed, digests matching,
+ * secured (mutual TLS 1.3 between the certificates `source` and `dest` that `pki` issued, with a
+ * ticket), and the VM must run on the destination. Without root, the file's shape is checked and
+ * the `pki` one-shot runs (it needs no network): twice, keeping what it made.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Ajv } from 'ajv';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { ControlClient } from '@livemig/shared/control';
 import { REPORT_JSON_SCHEMA, type MigrationReport } from '@livemig/shared/report';
+import { loadPki, readIdentity } from '@livemig/shared/security';
 import { REPO_ROOT } from '../../cli/agent-process.ts';
 import { Lab, labUnavailable } from '../../cli/lab/topology.ts';
 import { describeWhenAvailable } from '../helpers/prerequisites.ts';
@@ -37,19 +48,31 @@ const COMPOSE_FILE = join(ROOT, 'docker-compose.yml');
 const CONTAINER_ROOT = '/app';
 /** Services that keep running; the others are one-shots that must exit 0. */
 const AGENTS = ['dest', 'source'];
+/** The one-shot that makes the certificates, and the volume it writes them to. */
+const PKI_SERVICE = 'pki';
+const PKI_VOLUME = 'pki';
+/** The identity the test asks the agents as: the one the compose file's header offers people. */
+const ADMIN = 'admin';
 const MIGRATE_TIMEOUT_MS = 75_000;
+/** A CA and four certificates, one livemig process each (~2 s apiece on a slow machine). */
+const ONE_SHOT_TIMEOUT_MS = 60_000;
+
+type Condition = 'service_started' | 'service_completed_successfully';
 
 interface ComposeService {
   entrypoint?: unknown;
   command?: unknown;
   environment?: Record<string, string | number | boolean | null> | string[];
   cap_add?: string[];
-  depends_on?: string[] | Record<string, unknown>;
+  depends_on?: string[] | Record<string, { condition?: string } | null>;
+  volumes?: unknown[];
+  attach?: boolean;
   working_dir?: string;
 }
 
 interface ComposeFile {
   services: Record<string, ComposeService>;
+  volumes?: Record<string, unknown>;
 }
 
 /** The compose file, parsed (with `<<` merge keys) and interpolated from `env`. */
@@ -89,9 +112,23 @@ function argvOf(value: unknown, what: string): string[] {
   return value;
 }
 
-/** A container path → the same path in this repo (only /app and below are mapped). */
-function fromContainer(text: string): string {
-  return text.replace(/(^|[\s='"])\/app(?=$|[\s/'"])/g, `$1${ROOT}`);
+/** A service's command as one string, to look for flags in (`sh -c` commands hold them in one word). */
+function commandLine(service: ComposeService): string {
+  return argvOf(service.command, 'command').join(' ');
+}
+
+/** The value of `--flag VALUE` in a service's command. */
+function flagOf(service: ComposeService, flag: string): string {
+  const value = new RegExp(`(?:^|\\s)${flag}\\s+(\\S+)`).exec(commandLine(service))?.[1];
+  if (value === undefined) throw new Error(`no ${flag} VALUE in ${commandLine(service)}`);
+  return value;
+}
+
+/** The port of `--control HOST:PORT` in a command. */
+function controlPort(service: ComposeService): number {
+  const port = Number(flagOf(service, '--control').split(':').pop());
+  if (!Number.isInteger(port)) throw new Error(`no --control HOST:PORT in ${commandLine(service)}`);
+  return port;
 }
 
 function environmentOf(service: ComposeService): Record<string, string> {
@@ -106,9 +143,17 @@ function environmentOf(service: ComposeService): Record<string, string> {
   return Object.fromEntries(entries.filter(([, v]) => v !== null && v !== undefined).map(([k, v]) => [k, String(v)]));
 }
 
-function dependsOn(service: ComposeService): string[] {
+/** What a service waits for: each dependency with its condition (a plain list means service_started). */
+function dependencies(service: ComposeService): { name: string; condition: Condition }[] {
   const deps = service.depends_on ?? [];
-  return Array.isArray(deps) ? deps : Object.keys(deps);
+  if (Array.isArray(deps)) return deps.map((name) => ({ name, condition: 'service_started' }));
+  return Object.entries(deps).map(([name, spec]) => {
+    const condition = spec?.condition ?? 'service_started';
+    if (condition !== 'service_started' && condition !== 'service_completed_successfully') {
+      throw new Error(`the test does not wait for depends_on condition "${condition}" (${name}) yet`);
+    }
+    return { name, condition };
+  });
 }
 
 /** Service names, each after the services it depends on. */
@@ -119,19 +164,77 @@ function startOrder(compose: ComposeFile): string[] {
     if (path.includes(name)) throw new Error(`depends_on cycle: ${[...path, name].join(' → ')}`);
     const service = compose.services[name];
     if (!service) throw new Error(`depends_on names an unknown service "${name}"`);
-    for (const dep of dependsOn(service)) visit(dep, [...path, name]);
+    for (const dep of dependencies(service)) visit(dep.name, [...path, name]);
     order.push(name);
   };
   for (const name of Object.keys(compose.services)) visit(name, []);
   return order;
 }
 
-/** The port of `--control HOST:PORT` in a command. */
-function controlPort(command: string[]): number {
-  const at = command.indexOf('--control');
-  const port = Number(command[at + 1]?.split(':').pop());
-  if (at < 0 || !Number.isInteger(port)) throw new Error(`no --control HOST:PORT in ${command.join(' ')}`);
-  return port;
+interface Mount {
+  volume: string;
+  target: string;
+  readOnly: boolean;
+}
+
+/** A service's volumes: named volumes only (`NAME:/path[:ro]`, or the long form), as the test can map them. */
+function mountsOf(service: ComposeService): Mount[] {
+  return (service.volumes ?? []).map((entry) => {
+    if (typeof entry === 'string') {
+      const [volume = '', target = '', mode = 'rw', ...rest] = entry.split(':');
+      if (rest.length > 0 || !['rw', 'ro'].includes(mode)) throw new Error(`unexpected volume "${entry}"`);
+      return { volume, target, readOnly: mode === 'ro' };
+    }
+    const long = entry as { type?: string; source?: string; target?: string; read_only?: boolean };
+    if (long.type !== 'volume') throw new Error(`the test maps named volumes only, got ${JSON.stringify(entry)}`);
+    return { volume: long.source ?? '', target: long.target ?? '', readOnly: long.read_only === true };
+  });
+}
+
+/** Each named volume of the file: a fresh temporary directory, removed after the test. */
+function createVolumes(compose: ComposeFile): Map<string, string> {
+  const volumes = new Map<string, string>();
+  for (const name of Object.keys(compose.volumes ?? {})) {
+    const dir = mkdtempSync(join(tmpdir(), `livemig-compose-${name}-`));
+    volumeDirs.add(dir);
+    volumes.set(name, dir);
+  }
+  return volumes;
+}
+
+/** Container path → host path for one service: /app is the repo, each mount its volume's directory. */
+function pathsOf(service: ComposeService, volumes: Map<string, string>): [string, string][] {
+  const paths: [string, string][] = [[CONTAINER_ROOT, ROOT]];
+  for (const { volume, target } of mountsOf(service)) {
+    const dir = volumes.get(volume);
+    if (dir === undefined) throw new Error(`volume "${volume}" is not declared under the file's top-level volumes`);
+    paths.push([target, dir]);
+  }
+  return paths;
+}
+
+/**
+ * Replace each container path in `text` by its host path: wherever it stands as a whole path or a
+ * path's leading directories (`/pki`, `/pki/ca.pem`, `--dir=/pki;`), never inside another name.
+ */
+function fromContainer(text: string, paths: [string, string][]): string {
+  return paths.reduce((result, [container, host]) => {
+    const escaped = container.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    return result.replace(new RegExp(`(?<![\\w./-])${escaped}(?![\\w.-])`, 'g'), () => host);
+  }, text);
+}
+
+/** Bind each directory read-only over itself, then exec the rest: for `:ro` mounts, in a mount namespace of its own. */
+function readOnly(dirs: string[]): string[] {
+  if (dirs.length === 0) return [];
+  const script = 'while [ "$1" != -- ]; do mount --bind "$1" "$1"; mount -o remount,bind,ro "$1"; shift; done; shift';
+  return ['sh', '-ec', `${script}; exec "$@"`, 'read-only-volumes', ...dirs, '--'];
+}
+
+interface Exit {
+  name: string;
+  code: number | null;
+  signal: NodeJS.Signals | null;
 }
 
 interface RunningService {
@@ -139,21 +242,40 @@ interface RunningService {
   child: ChildProcess;
   stdout(): string;
   stderr(): string;
-  exited: Promise<{ name: string; code: number | null; signal: NodeJS.Signals | null }>;
+  exited: Promise<Exit>;
+  /** performance.now() at spawn. */
+  startedAt: number;
 }
 
 const children = new Set<ChildProcess>();
+const volumeDirs = new Set<string>();
 let lab: Lab | undefined;
 
-/** Run one service as its container would, in its namespace of the lab. */
-function startService(l: Lab, name: string, service: ComposeService): RunningService {
+/**
+ * Run one service as its container would: in its namespace of the lab (without one, in this
+ * one: only for a service that needs no network), its volumes mapped to `volumes`' directories.
+ */
+function startService(
+  l: Lab | undefined,
+  name: string,
+  service: ComposeService,
+  volumes: Map<string, string>,
+): RunningService {
   expect(service.working_dir ?? CONTAINER_ROOT).toBe(CONTAINER_ROOT);
+  const paths = pathsOf(service, volumes);
+  const readOnlyDirs = mountsOf(service).flatMap((m) => (m.readOnly ? [volumes.get(m.volume)!] : []));
+  if (!l && readOnlyDirs.length > 0) throw new Error(`${name}: read-only volumes need the lab's mount namespaces`);
   const argv = [...argvOf(service.entrypoint, `${name}.entrypoint`), ...argvOf(service.command, `${name}.command`)];
-  const [command, ...args] = [...l.wrap(name), ...argv.map(fromContainer)] as [string, ...string[]];
+  const [command, ...args] = [
+    ...(l ? l.wrap(name) : []),
+    ...readOnly(readOnlyDirs),
+    ...argv.map((arg) => fromContainer(arg, paths)),
+  ] as [string, ...string[]];
+  const environment = Object.entries(environmentOf(service)).map(([k, v]) => [k, fromContainer(v, paths)]);
   // Its own process group, so the kill below also takes whatever the entrypoint started.
   const child = spawn(command, args, {
     cwd: ROOT,
-    env: { ...process.env, ...environmentOf(service) },
+    env: { ...process.env, ...Object.fromEntries(environment) },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
   });
@@ -162,10 +284,39 @@ function startService(l: Lab, name: string, service: ComposeService): RunningSer
   let stderr = '';
   child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const exited = new Promise<{ name: string; code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.once('exit', (code, signal) => resolve({ name, code, signal })),
+  const exited = new Promise<Exit>((resolve) => child.once('exit', (code, signal) => resolve({ name, code, signal })));
+  return { name, child, stdout: () => stdout, stderr: () => stderr, exited, startedAt: performance.now() };
+}
+
+/** The first of `exits` to come, or `{name: 'timeout'}` after `ms`. */
+async function firstExit(exits: Promise<Exit>[], ms: number): Promise<Exit> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<Exit>((resolve) => {
+    timer = setTimeout(() => resolve({ name: 'timeout', code: null, signal: null }), ms);
+  });
+  try {
+    return await Promise.race([...exits, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** depends_on service_completed_successfully: the one-shot must exit 0 (in time). */
+async function expectCompletedSuccessfully(service: RunningService, logs: () => string): Promise<void> {
+  const exit = await firstExit([service.exited], ONE_SHOT_TIMEOUT_MS);
+  expect(exit, `${service.name} must complete successfully\n${logs()}`).toEqual({
+    name: service.name,
+    code: 0,
+    signal: null,
+  });
+  process.stdout.write(
+    `[compose] ${service.name} completed in ${((performance.now() - service.startedAt) / 1000).toFixed(1)} s\n`,
   );
-  return { name, child, stdout: () => stdout, stderr: () => stderr, exited };
+}
+
+/** Every service's stderr and stdout, for a failure message. */
+function logsOf(services: Iterable<RunningService>): string {
+  return [...services].map((s) => `--- ${s.name} stderr:\n${s.stderr()}\n--- stdout:\n${s.stdout()}`).join('\n');
 }
 
 function killAll(): Promise<unknown> {
@@ -189,21 +340,49 @@ afterEach(async () => {
   } finally {
     lab?.destroy();
     lab = undefined;
+    for (const dir of volumeDirs) rmSync(dir, { recursive: true, force: true });
+    volumeDirs.clear();
   }
 });
 
+/** The name and role of every certificate a PKI directory holds, by file name (the CA as role null). */
+async function certificatesIn(dir: string): Promise<Record<string, { name: string; role: string | null }>> {
+  const files = readdirSync(dir).filter((file) => file.endsWith('.pem') && !file.endsWith('-key.pem'));
+  const entries = await Promise.all(
+    files.map(async (file) => {
+      const { name, role } = await readIdentity(join(dir, file));
+      return [file, { name, role }] as const;
+    }),
+  );
+  return Object.fromEntries(entries);
+}
+
+/** Every file of a directory and its contents. */
+function snapshot(dir: string): Record<string, string> {
+  return Object.fromEntries(readdirSync(dir).map((file) => [file, readFileSync(join(dir, file), 'utf8')]));
+}
+
 describe('docker-compose.yml', () => {
   const compose = loadCompose();
+  const services = Object.keys(compose.services);
 
-  it('has dest, source and a one-shot migrate that depends on both', () => {
-    expect(Object.keys(compose.services).sort()).toEqual(['dest', 'migrate', 'source']);
-    expect(dependsOn(compose.services.migrate!).sort()).toEqual(['dest', 'source']);
+  it('has a one-shot pki that the others wait for, dest, source and a one-shot migrate that depends on both', () => {
+    expect([...services].sort()).toEqual(['dest', 'migrate', 'pki', 'source']);
+    const completed = { name: PKI_SERVICE, condition: 'service_completed_successfully' };
+    for (const agent of AGENTS) expect(dependencies(compose.services[agent]!)).toEqual([completed]);
+    expect(dependencies(compose.services.migrate!)).toEqual(
+      expect.arrayContaining([
+        completed,
+        { name: 'dest', condition: 'service_started' },
+        { name: 'source', condition: 'service_started' },
+      ]),
+    );
+    // `up --exit-code-from migrate` stops everything when any attached container exits: not pki's exit.
+    expect(compose.services.pki!.attach).toBe(false);
   });
 
-  it.each(['dest', 'source', 'migrate'])('%s: NET_ADMIN, LINK_PROFILE, the entrypoint, a list command', (name) => {
+  it.each(services)('%s: the entrypoint, a list command', (name) => {
     const service = compose.services[name]!;
-    expect(service.cap_add).toContain('NET_ADMIN');
-    expect(['lan', 'wan', 'constrained', 'none']).toContain(environmentOf(service).LINK_PROFILE);
     expect(() => argvOf(service.command, 'command')).not.toThrow();
     // The compose file and the Dockerfile name the same entrypoint.
     const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
@@ -212,25 +391,81 @@ describe('docker-compose.yml', () => {
     expect(argvOf(service.entrypoint, 'entrypoint')).toEqual(JSON.parse(entrypoint!));
   });
 
-  it('agents listen on 0.0.0.0; migrate waits, addresses them by service name and prints JSON', () => {
-    const dest = argvOf(compose.services.dest!.command, 'command');
-    expect(dest.join(' ')).toMatch(/--listen 0\.0\.0\.0:7070 .*--control 0\.0\.0\.0:7071/);
-    expect(argvOf(compose.services.source!.command, 'command').join(' ')).toContain('--control 0.0.0.0:7171');
-    const migrate = argvOf(compose.services.migrate!.command, 'command').join(' ');
-    for (const part of ['--wait 60s', '--control ws://source:7171', '--to dest:7070', '--json']) {
+  it.each(['dest', 'source', 'migrate'])('%s: NET_ADMIN, LINK_PROFILE', (name) => {
+    const service = compose.services[name]!;
+    expect(service.cap_add).toContain('NET_ADMIN');
+    expect(['lan', 'wan', 'constrained', 'none']).toContain(environmentOf(service).LINK_PROFILE);
+  });
+
+  it('every service mounts the volume pki at /pki, read-only but in pki; pki leaves the network alone', () => {
+    expect(Object.keys(compose.volumes ?? {})).toEqual([PKI_VOLUME]);
+    for (const name of services) {
+      const readOnly = name !== PKI_SERVICE;
+      expect(mountsOf(compose.services[name]!), name).toEqual([{ volume: PKI_VOLUME, target: '/pki', readOnly }]);
+    }
+    expect(environmentOf(compose.services.pki!).LINK_PROFILE).toBe('none');
+  });
+
+  it('agents listen on 0.0.0.0 with their certificates; migrate waits, names them by service and prints JSON', () => {
+    const dest = commandLine(compose.services.dest!);
+    expect(dest).toMatch(/--listen 0\.0\.0\.0:7070 .*--control 0\.0\.0\.0:7071/);
+    expect(dest).toContain('--pki /pki --name dest --allow-source source');
+    expect(commandLine(compose.services.source!)).toContain('--pki /pki --name source --control 0.0.0.0:7171');
+    const migrate = commandLine(compose.services.migrate!);
+    for (const part of [
+      '--wait 60s',
+      '--pki /pki --name operator',
+      '--control wss://source:7171',
+      '--dest-control wss://dest:7071',
+      '--to dest:7070',
+      '--json',
+    ]) {
       expect(migrate).toContain(part);
     }
   });
 
   it('the source VM comes from VM_MEMORY, VM_INIT, VM_WORKLOAD and VM_SEED, with defaults', () => {
     const env = environmentOf(compose.services.source!);
-    const command = argvOf(compose.services.source!.command, 'command').join(' ');
+    const command = commandLine(compose.services.source!);
     for (const name of ['VM_MEMORY', 'VM_INIT', 'VM_WORKLOAD', 'VM_SEED']) {
       expect(env[name], name).toBeTruthy();
       expect(command).toContain(`$${name}`);
     }
     const overridden = loadCompose({ VM_MEMORY: '64MiB' });
     expect(environmentOf(overridden.services.source!).VM_MEMORY).toBe('64MiB');
+  });
+
+  it('pki issues a CA and every --name the services use, with its role; run again, it issues only what is missing', async () => {
+    const volumes = createVolumes(compose);
+    const dir = volumes.get(PKI_VOLUME)!;
+    const run = async (): Promise<void> => {
+      const pki = startService(undefined, PKI_SERVICE, compose.services.pki!, volumes);
+      await expectCompletedSuccessfully(pki, () => logsOf([pki]));
+    };
+    await run();
+    // Agents are agents, migrate an operator, and `admin` is there for people (the file's header).
+    const [dest, source, operator] = ['dest', 'source', 'migrate'].map((n) => flagOf(compose.services[n]!, '--name'));
+    expect(await certificatesIn(dir)).toEqual({
+      'ca.pem': { name: expect.stringMatching(/^livemig fleet CA/), role: null },
+      [`${dest}.pem`]: { name: 'dest', role: 'agent' },
+      [`${source}.pem`]: { name: 'source', role: 'agent' },
+      [`${operator}.pem`]: { name: 'operator', role: 'operator' },
+      [`${ADMIN}.pem`]: { name: ADMIN, role: 'admin' },
+    });
+    for (const name of [...AGENTS, 'operator', ADMIN]) await loadPki(dir, name); // signed by the CA, key 0600
+
+    const before = snapshot(dir);
+    await run();
+    expect(snapshot(dir), 'a second run changes nothing').toEqual(before);
+    rmSync(join(dir, `${ADMIN}.pem`));
+    rmSync(join(dir, `${ADMIN}-key.pem`));
+    await run();
+    const after = snapshot(dir);
+    expect(after[`${ADMIN}.pem`], 'a missing certificate is issued again').not.toBe(before[`${ADMIN}.pem`]);
+    const others = (files: Record<string, string>): Record<string, string> =>
+      Object.fromEntries(Object.entries(files).filter(([file]) => !file.startsWith(`${ADMIN}`)));
+    expect(others(after), 'the CA and the other certificates stay as they were').toEqual(others(before));
+    await loadPki(dir, ADMIN); // by the same CA
   });
 });
 
@@ -245,26 +480,30 @@ const SCENARIOS: [string, (l: Lab) => NodeJS.ProcessEnv][] = [
 
 describeWhenAvailable('docker-compose.yml in network namespaces, one per service', labUnavailable(), () => {
   it.each(SCENARIOS)(
-    '%s: dest and source start, migrate waits for them, migrates and prints a completed report',
+    '%s: pki issues the certificates, dest and source start, migrate waits for them, migrates securely and prints a completed report',
     async (_name, scenario) => {
       lab = Lab.create(Object.keys(loadCompose().services));
       const env = scenario(lab);
       const compose = loadCompose({ ...process.env, ...env });
+      const volumes = createVolumes(compose);
       const profile = environmentOf(compose.services.dest!).LINK_PROFILE;
       process.stdout.write(`[compose] LINK_PROFILE=${profile} ${JSON.stringify(env)}\n`);
       const running = new Map<string, RunningService>();
-      for (const name of startOrder(compose)) running.set(name, startService(lab, name, compose.services[name]!));
+      const logs = (): string => logsOf(running.values());
+      const completed = new Set<string>();
+      for (const name of startOrder(compose)) {
+        const service = compose.services[name]!;
+        for (const dep of dependencies(service)) {
+          if (dep.condition !== 'service_completed_successfully' || completed.has(dep.name)) continue;
+          await expectCompletedSuccessfully(running.get(dep.name)!, logs);
+          completed.add(dep.name);
+        }
+        running.set(name, startService(lab, name, service, volumes));
+      }
       const migrate = running.get('migrate')!;
-      const logs = (): string =>
-        [...running.values()].map((s) => `--- ${s.name} stderr:\n${s.stderr()}\n--- stdout:\n${s.stdout()}`).join('\n');
 
       // migrate must end first: an agent that exits, or a migrate that hangs, fails the test.
-      let timer: NodeJS.Timeout | undefined;
-      const timeout = new Promise<{ name: string; code: null; signal: null }>((resolve) => {
-        timer = setTimeout(() => resolve({ name: 'timeout', code: null, signal: null }), MIGRATE_TIMEOUT_MS);
-      });
-      const first = await Promise.race([migrate.exited, ...AGENTS.map((a) => running.get(a)!.exited), timeout]);
-      clearTimeout(timer);
+      const first = await firstExit([migrate.exited, ...AGENTS.map((a) => running.get(a)!.exited)], MIGRATE_TIMEOUT_MS);
       for (const service of running.values()) {
         for (const line of service.stderr().split('\n')) {
           if (/^(lab shape|livemig: waiting)/.test(line)) process.stdout.write(`[compose] ${service.name}: ${line}\n`);
@@ -278,13 +517,22 @@ describeWhenAvailable('docker-compose.yml in network namespaces, one per service
       const report = JSON.parse(lines[0]!) as MigrationReport;
       process.stdout.write(
         `[compose] ${report.outcome}: ${report.rounds.length} rounds, ${report.times.totalMs.toFixed(0)} ms total, ` +
-          `downtime ${report.times.downtimeMs!.toFixed(1)} ms, ${report.bytes.wire} B on the wire\n`,
+          `downtime ${report.times.downtimeMs!.toFixed(1)} ms, ${report.bytes.wire} B on the wire, ` +
+          `security ${JSON.stringify(report.security)}\n`,
       );
       expect(report.schema).toBe('livemig.report/1');
       expectCompleted(report);
       expect(report.verify.match).toBe(true);
       const validate = new Ajv({ strict: false }).compile(REPORT_JSON_SCHEMA);
       expect(validate(report), JSON.stringify(validate.errors)).toBe(true);
+      // Mutual TLS 1.3 between the certificates pki issued, with the ticket migrate asked dest for.
+      expect(report.security).toEqual({
+        tls: '1.3',
+        cipher: expect.stringMatching(/^TLS_/) as unknown,
+        sourceName: 'source',
+        destName: 'dest',
+        ticket: true,
+      });
       if (env.VM_NIC) {
         // migrate --probe: a client in the migrate container kept writing; nothing acknowledged was lost.
         expect(report.network, 'the report has a network section').not.toBeNull();
@@ -296,9 +544,12 @@ describeWhenAvailable('docker-compose.yml in network namespaces, one per service
         expect(report.network).toBeNull();
       }
 
-      // The VM now runs on the destination, asked over its control port from the lab's controller.
-      const destControl = controlPort(argvOf(compose.services.dest!.command, 'command'));
-      const client = await ControlClient.connect(`ws://${lab.host('dest').address}:${destControl}`);
+      // The VM now runs on the destination, asked over its control port (wss, as admin) from the lab's controller.
+      const { ca, cert, key } = await loadPki(volumes.get(PKI_VOLUME)!, ADMIN);
+      const client = await ControlClient.connect(
+        `wss://${lab.host('dest').address}:${controlPort(compose.services.dest!)}`,
+        { tls: { ca, cert, key }, expectName: 'dest' },
+      );
       try {
         const { vms } = await client.request('query-vms', {});
         expect(vms.map((vm) => [vm.name, vm.state])).toEqual([[report.vm.name, 'running']]);
@@ -306,9 +557,9 @@ describeWhenAvailable('docker-compose.yml in network namespaces, one per service
         client.close();
       }
       for (const agent of AGENTS) expect(running.get(agent)!.child.exitCode, `${agent} still runs`).toBeNull();
-      // The entrypoint shaped every namespace's eth0 before the command started.
+      // The entrypoint shaped every namespace's eth0 before the command started (pki's excepted: LINK_PROFILE none).
       if (profile !== 'none') {
-        for (const service of running.values()) expect(service.stderr(), service.name).toMatch(/lab shape: eth0/);
+        for (const name of [...AGENTS, 'migrate']) expect(running.get(name)!.stderr(), name).toMatch(/lab shape: eth0/);
       }
     },
   );
