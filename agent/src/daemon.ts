@@ -25,8 +25,14 @@ import { TicketStore, type LoadedPki } from '@livemig/shared/security';
 import { allowSourceMatcher } from './allow-source.ts';
 import { checkPlaintext } from './plaintext-policy.ts';
 import type { Capability } from '@livemig/shared/protocol';
-import { ControlServer, type CommandHandlers, type MigrateParams, type MigrationInfo } from '@livemig/shared/control';
-import { VmHost, hostCommandHandlers, type VmHostOptions } from '@livemig/shared/host';
+import {
+  ControlServer,
+  type CommandHandlers,
+  type MigrateParams,
+  type MigrationInfo,
+  type RateLimit,
+} from '@livemig/shared/control';
+import { VmDigests, VmHost, hostCommandHandlers, type VmHostOptions } from '@livemig/shared/host';
 import { parseVmSpec } from '@livemig/shared/vm';
 import { IncomingMigrations } from './incoming-migrations.ts';
 import { OutgoingMigrations } from './outgoing-migrations.ts';
@@ -69,6 +75,10 @@ export interface AgentDaemonOptions {
   capabilities?: readonly Capability[];
   /** Browser origins allowed on the control API (ControlServer's allowOrigins). @default none */
   allowOrigins?: readonly string[];
+  /** Most control clients connected at once; more are refused with HTTP 503 (ControlServer's maxClients). @default 64 */
+  maxControlClients?: number;
+  /** Requests per control client: burst, then rate (ControlServer's rateLimit). @default 50/s, burst 100 */
+  controlRateLimit?: RateLimit;
   /**
    * Without `security`: bind plaintext ports beyond loopback anyway (warned about at start and on
    * every connection). @default false: start() refuses with ERR_INSECURE
@@ -82,6 +92,8 @@ export class AgentDaemon {
   readonly #graceMs: number;
   readonly #outgoing: OutgoingMigrations;
   readonly #incoming: IncomingMigrations;
+  /** `digest` requests: hashed in a worker thread, one per VM at a time. */
+  readonly #digests = new VmDigests();
   #control!: ControlServer;
   #listener: PeerListener | undefined;
 
@@ -134,6 +146,8 @@ export class AgentDaemon {
         port: options.control.port,
         logger: options.logger,
         ...(options.allowOrigins ? { allowOrigins: options.allowOrigins } : {}),
+        ...(options.maxControlClients === undefined ? {} : { maxClients: options.maxControlClients }),
+        ...(options.controlRateLimit ? { rateLimit: options.controlRateLimit } : {}),
         ...(warnConnection ? { onConnection: (remote: string) => warnConnection(remote, 'control') } : {}),
         // Secure agents: wss with client certificates, every command checked against the caller's role.
         ...(options.security ? { tls: credentials(options.security.pki) } : {}),
@@ -182,7 +196,7 @@ export class AgentDaemon {
   #handlers(): CommandHandlers {
     const outgoing = this.#outgoing;
     return {
-      ...hostCommandHandlers(this.host),
+      ...hostCommandHandlers(this.host, { digests: this.#digests }),
       'create-vm': async ({ name, memory, init, workload, seed, nic }) => {
         const spec = parseVmSpec({ memory, init, workload, seed, nic });
         await this.host.create(VmHost.checkName(name), spec);
@@ -242,6 +256,7 @@ export class AgentDaemon {
     await Promise.all([this.#incoming.abortAll(reason), this.#outgoing.finish(reason, this.#graceMs)]);
     await listenerClosed;
     await this.#control.close();
+    await this.#digests.close();
     await this.host.removeAll();
   }
 }

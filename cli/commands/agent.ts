@@ -14,8 +14,9 @@ import {
   type LogLevelFlags,
   type VmLinkFlags,
 } from '../agent-options.ts';
+import { DEFAULT_MAX_CLIENTS, DEFAULT_RATE_LIMIT } from '@livemig/shared/control';
 import { KNOWN_CAPABILITIES, type Capability } from '@livemig/shared/protocol';
-import { capabilitiesFlag } from '../options.ts';
+import { capabilitiesFlag, positiveIntFlag } from '../options.ts';
 import { addSecurityOptions, credentialsFromFlags, type SecurityFlags } from '../security-flags.ts';
 import { addVmSpecOptions, specFromFlags, type VmFlags } from '../vm-flags.ts';
 
@@ -38,6 +39,9 @@ interface AgentFlags extends VmFlags, LogLevelFlags, VmLinkFlags, SecurityFlags 
   capabilities?: Capability[];
   allowOrigin: string[];
   insecure?: boolean;
+  maxControlClients: number;
+  controlRate: number;
+  controlBurst: number;
 }
 
 /** `livemig agent` and its default ports. */
@@ -88,6 +92,25 @@ export function addAgentCommand(program: Command, variant: AgentCommandVariant):
       .argParser((value: string, previous: string[]) => [...previous, value])
       .default([], 'none: nobody'),
   );
+  command
+    .option(
+      '--max-control-clients <n>',
+      'most control clients connected at once; more are refused (HTTP 503, ERR_TOO_MANY_CLIENTS)',
+      positiveIntFlag,
+      DEFAULT_MAX_CLIENTS,
+    )
+    .option(
+      '--control-rate <n>',
+      'requests per second each control client may send, sustained; more are answered ERR_RATE_LIMITED',
+      positiveIntFlag,
+      DEFAULT_RATE_LIMIT.ratePerSec,
+    )
+    .option(
+      '--control-burst <n>',
+      'requests each control client may send at once, above --control-rate',
+      positiveIntFlag,
+      DEFAULT_RATE_LIMIT.burst,
+    );
   command.option(
     '--insecure',
     'without --pki: bind plaintext ports beyond loopback anyway (no authentication, no encryption; ' +
@@ -112,6 +135,8 @@ export function addAgentCommand(program: Command, variant: AgentCommandVariant):
           idPrefix: variant.name,
           ...(flags.capabilities ? { capabilities: flags.capabilities } : {}),
           allowOrigins: flags.allowOrigin,
+          maxControlClients: flags.maxControlClients,
+          controlRateLimit: { ratePerSec: flags.controlRate, burst: flags.controlBurst },
           insecure: flags.insecure === true,
           ...(pki ? { security: { pki, allowSource: flags.allowSource } } : {}),
           addressMover: addressMoverFromFlags(flags, logger),
@@ -171,6 +196,10 @@ function helpText(variant: AgentCommandVariant): string {
     '`livemig prepare-incoming` (or `livemig migrate --dest-control`, which asks for one).',
     'Without --pki both ports speak plaintext with no authentication, which the agent allows on',
     'loopback only (and says so at start); beyond loopback it refuses to start unless --insecure.',
+    'Availability: the control API serves at most --max-control-clients at once, each at most',
+    '--control-burst requests at once and --control-rate per second (over it: ERR_RATE_LIMITED, and',
+    'that client is not read until its next request is due); `digest` hashes guest memory in a',
+    'worker thread at idle CPU priority, one digest per VM at a time (requests meanwhile share the next).',
     'Example: livemig pki init --dir pki && livemig pki issue --dir pki --name host-b --role agent',
     '         livemig agent --pki pki --name host-b --listen 0.0.0.0:7070 --control 0.0.0.0:7071 \\',
     '           --allow-source "host-*"',

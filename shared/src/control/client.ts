@@ -53,7 +53,8 @@ export class ControlClient {
    * Connect to an agent's control URL, e.g. "ws://127.0.0.1:7171" or, with `tls`,
    * "wss://agent-a:7171" (a bare "host:port" works too). Rejects with ERR_UNAUTHENTICATED when
    * TLS fails — the server refused our certificate, or its own is not of our CA or not for that
-   * host — with ERR_INVALID_ARGUMENT for a certificate over ws://, else with ERR_CONNECTION.
+   * host — with ERR_INVALID_ARGUMENT for a certificate over ws://, with ERR_TOO_MANY_CLIENTS when
+   * the agent serves its most control clients already (HTTP 503), else with ERR_CONNECTION.
    */
   static connect(url: string, options: ControlClientOptions = {}): Promise<ControlClient> {
     const { timeoutMs = 5000, tls, expectName } = options;
@@ -108,7 +109,12 @@ export class ControlClient {
         reject(
           status === 401
             ? new MigrationError('ERR_UNAUTHENTICATED', `${target} refused our certificate (HTTP 401)`)
-            : new MigrationError('ERR_CONNECTION', `${target} refused the control connection (HTTP ${status})`),
+            : status === 503
+              ? new MigrationError(
+                  'ERR_TOO_MANY_CLIENTS',
+                  `${target} serves its most control clients already (HTTP 503); retry later`,
+                )
+              : new MigrationError('ERR_CONNECTION', `${target} refused the control connection (HTTP ${status})`),
         );
       });
       socket.once('error', (error) => {

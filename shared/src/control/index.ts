@@ -2,3 +2,4 @@
 export * from './messages.ts';
 export * from './server.ts';
 export * from './client.ts';
+export * from './rate-limit.ts';

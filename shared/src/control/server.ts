@@ -13,6 +13,18 @@
  * ERR_FORBIDDEN and the handler is never called (default deny; role `agent` gets nothing here).
  * Without `tls` it is plaintext ws with no authorization, as before; the agent decides where
  * that is allowed. Handlers get the caller (or null on plaintext) as their second argument.
+ *
+ * Availability (issue 13): at most `maxClients` clients are connected at once — an upgrade
+ * beyond that is refused with HTTP 503, which the client reports as ERR_TOO_MANY_CLIENTS — and
+ * each connection may send `rateLimit` requests (a token bucket, rate-limit.ts). A request over
+ * it is answered ERR_RATE_LIMITED before anything else looks at it, the connection stays up, and
+ * the server stops reading that connection until its next token is due: a client that retries at
+ * once just waits (TCP backpressure), so a flood costs the agent about twice the rate per client.
+ * A client that keeps sending while refused — more than a burst of requests inside one such
+ * pause, i.e. it does not wait for replies — is disconnected (close code 1008). With `tls`, TCP
+ * connections are capped too (maxClients + HANDSHAKE_SLOTS) and a TLS handshake or an upgrade
+ * request must complete within HANDSHAKE_TIMEOUT_MS, so idle unauthenticated connections cannot
+ * hold the cap.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import https from 'node:https';
@@ -23,6 +35,14 @@ import { identityOf, type TlsCredentials } from '../channel/tls.ts';
 import { MigrationError, toMigrationError } from '../errors.ts';
 import { authorize, type Role } from '../security/roles.ts';
 import type { CommandArgs, CommandName, CommandResult, ControlEvents, ControlRequest, EventName } from './messages.ts';
+import { checkRateLimit, DEFAULT_RATE_LIMIT, TokenBucket, type RateLimit } from './rate-limit.ts';
+
+/** Most control clients connected at once, by default. */
+export const DEFAULT_MAX_CLIENTS = 64;
+/** With tls: TCP connections allowed beyond maxClients, for clients still in their TLS handshake or upgrade. */
+const HANDSHAKE_SLOTS = 16;
+/** With tls: how long a connection may take to finish its TLS handshake, and then its upgrade request. */
+const HANDSHAKE_TIMEOUT_MS = 5000;
 
 /** Who sent a request, from the client certificate verified by the TLS handshake. */
 export interface ControlCaller {
@@ -62,6 +82,16 @@ export interface ControlServerOptions {
   tls?: TlsCredentials;
   /** Called for every client connected (its remote address), e.g. to warn about plaintext. */
   onConnection?: (remote: string) => void;
+  /**
+   * Most clients connected at once; an upgrade beyond it is refused with HTTP 503 (the client's
+   * ERR_TOO_MANY_CLIENTS). @default 64
+   */
+  maxClients?: number;
+  /**
+   * Requests each connection may send: `burst` at once, `ratePerSec` sustained (a token bucket).
+   * One over it is answered ERR_RATE_LIMITED and the connection stays up. @default 50/s, burst 100
+   */
+  rateLimit?: RateLimit;
 }
 
 type AnyHandler = (args: unknown, context: CommandContext) => Promise<unknown> | unknown;
@@ -72,20 +102,22 @@ export class ControlServer {
   readonly #https: https.Server | undefined;
   readonly #handlers: CommandHandlers;
   readonly #logger: Logger;
+  readonly #rateLimit: RateLimit;
 
   private constructor(
     wss: WebSocketServer,
     httpsServer: https.Server | undefined,
     handlers: CommandHandlers,
     logger: Logger,
-    onConnection: ((remote: string) => void) | undefined,
+    options: Pick<ControlServerOptions, 'onConnection'> & { rateLimit: RateLimit },
   ) {
     this.#wss = wss;
     this.#https = httpsServer;
     this.#handlers = handlers;
     this.#logger = logger;
+    this.#rateLimit = options.rateLimit;
     wss.on('connection', (socket, req) => {
-      onConnection?.(`${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? '?'}`);
+      options.onConnection?.(`${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? '?'}`);
       this.#serve(socket, httpsServer ? callerOf(req) : null);
     });
   }
@@ -94,6 +126,14 @@ export class ControlServer {
   static start(options: ControlServerOptions, handlers: CommandHandlers): Promise<ControlServer> {
     const allowOrigins = [...(options.allowOrigins ?? [])];
     const { logger } = options;
+    let limits: { maxClients: number; rateLimit: RateLimit };
+    try {
+      limits = resolveLimits(options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const { maxClients } = limits;
+    let wss: WebSocketServer | undefined;
     const verifyClient = (
       info: { req: IncomingMessage },
       accept: (ok: boolean, code?: number, message?: string) => void,
@@ -120,20 +160,34 @@ export class ControlServer {
           return accept(false, 401, 'Unauthorized');
         }
       }
+      // Upgrades complete synchronously once accepted, so clients.size is exact here.
+      if ((wss?.clients.size ?? 0) >= maxClients) {
+        logger.warn(
+          { remote: info.req.socket.remoteAddress, maxClients },
+          'control connection refused: too many control clients (503)',
+        );
+        return accept(false, 503, 'Service Unavailable');
+      }
       accept(true);
     };
     const maxPayload = options.maxPayload ?? 1024 * 1024;
-    const httpsServer = options.tls ? createHttpsServer(options.tls, logger) : undefined;
+    const httpsServer = options.tls ? createHttpsServer(options.tls, logger, maxClients) : undefined;
     return new Promise((resolve, reject) => {
-      const wss = httpsServer
+      const server = httpsServer
         ? new WebSocketServer({ server: httpsServer, maxPayload, verifyClient })
         : new WebSocketServer({ host: options.host, port: options.port, maxPayload, verifyClient });
+      wss = server;
       const onListening = (): void => {
-        (httpsServer ?? wss).off('error', onError);
-        resolve(new ControlServer(wss, httpsServer, handlers, logger, options.onConnection));
+        (httpsServer ?? server).off('error', onError);
+        resolve(
+          new ControlServer(server, httpsServer, handlers, logger, {
+            onConnection: options.onConnection,
+            rateLimit: limits.rateLimit,
+          }),
+        );
       };
       const onError = (error: Error): void => {
-        wss.close();
+        server.close();
         reject(
           new MigrationError(
             'ERR_CONNECTION',
@@ -146,8 +200,8 @@ export class ControlServer {
         httpsServer.once('error', onError);
         httpsServer.listen(options.port, options.host, onListening);
       } else {
-        wss.once('error', onError);
-        wss.once('listening', onListening);
+        server.once('error', onError);
+        server.once('listening', onListening);
       }
     });
   }
@@ -180,9 +234,53 @@ export class ControlServer {
   #serve(socket: WebSocket, caller: ControlCaller | null): void {
     if (caller) this.#logger.debug({ caller }, 'control client connected');
     socket.on('error', (error) => this.#logger.debug({ err: error }, 'control client error'));
+    const bucket = new TokenBucket(this.#rateLimit);
+    let resumeTimer: NodeJS.Timeout | undefined;
+    let refusedWhilePaused = 0;
+    socket.on('close', () => clearTimeout(resumeTimer));
     socket.on('message', (data, isBinary) => {
-      void this.#answer(socket, isBinary ? null : data.toString(), caller);
+      if (socket.readyState !== socket.OPEN) return;
+      const text = isBinary ? null : data.toString();
+      if (bucket.take()) {
+        void this.#answer(socket, text, caller);
+        return;
+      }
+      // Over its rate: refuse, and read nothing more from it until its next token is due.
+      const waitMs = bucket.waitMs();
+      if (resumeTimer !== undefined && ++refusedWhilePaused > this.#rateLimit.burst) {
+        this.#logger.warn({ caller }, 'control client disconnected: it keeps sending while rate limited');
+        socket.close(1008, 'rate limit exceeded');
+        // Read again, to get the client's close frame (what it sent before is dropped, unanswered).
+        clearTimeout(resumeTimer);
+        socket.resume();
+        return;
+      }
+      this.#refuse(socket, text, waitMs);
+      if (resumeTimer === undefined) {
+        socket.pause();
+        resumeTimer = setTimeout(() => {
+          resumeTimer = undefined;
+          refusedWhilePaused = 0;
+          if (socket.readyState === socket.OPEN) socket.resume();
+        }, waitMs);
+      }
     });
+  }
+
+  /** Answer a request over the client's rate: ERR_RATE_LIMITED, with its id if it has one. */
+  #refuse(socket: WebSocket, text: string | null, waitMs: number): void {
+    let id = 0;
+    try {
+      id = parseRequest(text).id;
+    } catch {
+      // Malformed as well: answered with id 0, like any malformed request.
+    }
+    const { ratePerSec, burst } = this.#rateLimit;
+    const error = new MigrationError(
+      'ERR_RATE_LIMITED',
+      `too many requests from this client (limit ${ratePerSec}/s, burst ${burst}); retry in ${waitMs} ms`,
+    );
+    if (socket.readyState === socket.OPEN) socket.send(JSON.stringify({ id, error: error.toJSON() }));
   }
 
   async #answer(socket: WebSocket, text: string | null, caller: ControlCaller | null): Promise<void> {
@@ -229,7 +327,7 @@ export class ControlServer {
  * The HTTPS server for wss: TLS 1.3, client certificates of the fleet CA required (the handshake
  * fails without one). A failed handshake is logged; a plain HTTP request is told to upgrade.
  */
-function createHttpsServer(credentials: TlsCredentials, logger: Logger): https.Server {
+function createHttpsServer(credentials: TlsCredentials, logger: Logger, maxClients: number): https.Server {
   const { ca, cert, key } = credentials;
   const server = https.createServer({
     ca,
@@ -238,7 +336,14 @@ function createHttpsServer(credentials: TlsCredentials, logger: Logger): https.S
     requestCert: true,
     rejectUnauthorized: true,
     minVersion: 'TLSv1.3',
+    handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
+    headersTimeout: HANDSHAKE_TIMEOUT_MS,
+    requestTimeout: HANDSHAKE_TIMEOUT_MS,
+    connectionsCheckingInterval: 1000,
   });
+  // Connected clients, plus a few still in their handshake: beyond that, TCP connections are
+  // dropped before any TLS work (a client sees the connection reset).
+  server.maxConnections = maxClients + HANDSHAKE_SLOTS;
   server.on('tlsClientError', (error, socket) =>
     logger.warn({ err: error, remote: socket.remoteAddress }, 'control connection refused: TLS handshake failed'),
   );
@@ -246,6 +351,15 @@ function createHttpsServer(credentials: TlsCredentials, logger: Logger): https.S
     res.writeHead(426, { 'content-type': 'text/plain', upgrade: 'websocket' }).end('control channel: use WebSocket\n');
   });
   return server;
+}
+
+/** The limits in force: the options' or the defaults, checked (ERR_INVALID_ARGUMENT). */
+function resolveLimits(options: ControlServerOptions): { maxClients: number; rateLimit: RateLimit } {
+  const maxClients = options.maxClients ?? DEFAULT_MAX_CLIENTS;
+  if (!(Number.isSafeInteger(maxClients) && maxClients >= 1)) {
+    throw new MigrationError('ERR_INVALID_ARGUMENT', `maxClients must be a whole number ≥ 1, got ${maxClients}`);
+  }
+  return { maxClients, rateLimit: checkRateLimit(options.rateLimit ?? DEFAULT_RATE_LIMIT, 'control rate limit') };
 }
 
 /** The verified caller of a wss connection; ERR_UNAUTHENTICATED / ERR_CERTIFICATE when there is none. */

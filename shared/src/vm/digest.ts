@@ -10,18 +10,19 @@
  * sent counted as zero pages — so a migration can verify without rehashing all of memory
  * inside its downtime. Hashing pages one by one costs ~10–20% against one long stream
  * (hash-wasm at 5–7 GB/s per page vs 7–8 GB/s streaming, this machine), well above the 2 GB/s
- * goal. digestMemory() yields to the event loop every 256 MiB so an agent stays responsive.
+ * goal. digestMemory() yields to the event loop every 256 MiB so an agent stays responsive; the
+ * `digest` control command runs the same code (digest-pages.mjs) in a worker thread instead
+ * (digest-worker.ts), so it costs the agent's event loop nothing.
  */
 import { createXXHash64, type IHasher } from 'hash-wasm';
 import { MigrationError } from '../errors.ts';
+import { HASH_BYTES, digestPages } from './digest-pages.mjs';
 import { PAGE_SIZE, type GuestMemory } from './guest-memory.ts';
 
-const HASH_BYTES = 8;
-const BATCH_PAGES = 1024;
 const YIELD_EVERY_PAGES = (256 * 1024 * 1024) / PAGE_SIZE;
 
 // One synchronous page hasher per thread: each use is init → update → digest with no await in
-// between, so sharing it is safe. The combining hashers are per call (digestMemory awaits).
+// between, so sharing it is safe. digestMemory's hashers are per call (it awaits).
 const pageHasher: IHasher = await createXXHash64();
 const combiner: IHasher = await createXXHash64();
 const ZERO_PAGE_HASH = hashPage(new Uint8Array(PAGE_SIZE));
@@ -33,24 +34,8 @@ function hashPage(bytes: Uint8Array): Uint8Array {
 }
 
 /** The memory digest (hex) of all guest memory. Consistent only while the vCPU is paused. */
-export async function digestMemory(memory: GuestMemory): Promise<string> {
-  const hasher = await createXXHash64();
-  hasher.init();
-  const batch = new Uint8Array(BATCH_PAGES * HASH_BYTES);
-  let filled = 0;
-  for (let n = 0; n < memory.pageCount; n++) {
-    pageHasher.init();
-    pageHasher.update(memory.page(n));
-    batch.set(pageHasher.digest('binary'), filled * HASH_BYTES);
-    filled += 1;
-    if (filled === BATCH_PAGES) {
-      hasher.update(batch);
-      filled = 0;
-    }
-    if (n % YIELD_EVERY_PAGES === YIELD_EVERY_PAGES - 1) await new Promise<void>((resolve) => setImmediate(resolve));
-  }
-  if (filled > 0) hasher.update(batch.subarray(0, filled * HASH_BYTES));
-  return hasher.digest('hex');
+export function digestMemory(memory: GuestMemory): Promise<string> {
+  return digestPages(memory.pageCount, (n) => memory.page(n), { yieldEveryPages: YIELD_EVERY_PAGES });
 }
 
 /**

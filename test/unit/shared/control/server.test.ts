@@ -4,35 +4,14 @@
  * it refuses any WebSocket upgrade carrying an Origin header that `allowOrigins` does not list
  * (HTTP 403, logged), so no browser page can drive an agent.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import pino from 'pino';
-import { silentLogger } from '@livemig/shared';
-import { ControlClient, ControlServer, type CommandHandlers } from '@livemig/shared/control';
-
-const servers: ControlServer[] = [];
-const clients: ControlClient[] = [];
-afterEach(async () => {
-  for (const client of clients.splice(0)) client.close();
-  await Promise.all(servers.splice(0).map((server) => server.close()));
-});
+import type { CommandHandlers } from '@livemig/shared/control';
+import { useControlServers } from '../../../helpers/control-server.ts';
 
 const handlers: CommandHandlers = { 'query-vms': () => ({ vms: [] }) };
-
-async function start(options: { allowOrigins?: string[]; logger?: pino.Logger } = {}): Promise<string> {
-  const server = await ControlServer.start(
-    { host: '127.0.0.1', port: 0, logger: options.logger ?? silentLogger(), ...options },
-    handlers,
-  );
-  servers.push(server);
-  return `ws://127.0.0.1:${server.address().port}`;
-}
-
-async function connect(url: string): Promise<ControlClient> {
-  const client = await ControlClient.connect(url);
-  clients.push(client);
-  return client;
-}
+const { start, connect } = useControlServers(handlers);
 
 /** Send raw JSON over a plain ws socket and wait for the reply with that id. */
 async function rawRequest(url: string, request: unknown): Promise<unknown> {

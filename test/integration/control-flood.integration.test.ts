@@ -1,0 +1,160 @@
+/**
+ * Availability of the control plane, with real processes: two secure agents (mutual TLS on both
+ * ports), and eight admin clients flooding the source's control port — each asking for `digest`
+ * of the migrating VM in one loop and `query-vms` in another, retrying at once whatever the
+ * answer — while that VM migrates. The same migration runs unloaded and flooded, interleaved, in
+ * the same test: the flooded one's total time must stay within 1.5× of the unloaded one (medians;
+ * a ratio, because absolute times on this shared 2-core machine drift ±30% between runs).
+ *
+ * What keeps it there: `digest` hashes in a worker thread at idle CPU priority, one per VM at a
+ * time (requests meanwhile share the next), and each client is held to its rate (over it:
+ * ERR_RATE_LIMITED, and it is not read until its next token), so the flood can take neither the
+ * source's event loop nor the CPU the migration needs. Before issue 13, eight such clients made
+ * a migration 26× slower.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { MigrationError } from '@livemig/shared';
+import { ControlClient } from '@livemig/shared/control';
+import type { MigrationReport } from '@livemig/shared/report';
+import { initPki, issueCertificate, loadPki } from '@livemig/shared/security';
+import { followMigration } from '../../cli/follow-migration.ts';
+import { startAgent, stopAll, type AgentProcess } from '../helpers/processes.ts';
+import { expectCompleted } from '../helpers/report.ts';
+
+const SOURCE = '127.0.0.1';
+const DEST = '127.0.0.2';
+/** Big enough that the transfer, not the fixed setup, is most of a migration's time. */
+const VM = { memory: '256MiB', init: 'random', workload: 'hotset:wss=2MiB,rate=5000', seed: 13 };
+const FLOOD_CLIENTS = 8;
+/** Unloaded and flooded migrations, alternated. */
+const TRIALS = 3;
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'livemig-flood-'));
+  await initPki(dir);
+  await issueCertificate(dir, { name: SOURCE, role: 'agent' });
+  await issueCertificate(dir, { name: DEST, role: 'agent' });
+  await issueCertificate(dir, { name: 'ada', role: 'admin' });
+});
+afterAll(() => rm(dir, { recursive: true, force: true }));
+afterEach(stopAll);
+
+/** An admin's client of an agent (digest, create-vm and destroy-vm need admin). */
+async function admin(agent: AgentProcess, name: string): Promise<ControlClient> {
+  const { ca, cert, key } = await loadPki(dir, 'ada');
+  return ControlClient.connect(agent.control, { tls: { ca, cert, key }, expectName: name });
+}
+
+function startAgents(): Promise<[AgentProcess, AgentProcess]> {
+  const secure = (name: string): string[] => ['--pki', dir, '--name', name, '--log-level', 'warn'];
+  return Promise.all([
+    startAgent('agent', secure(SOURCE)),
+    startAgent('agent', [
+      ...secure(DEST),
+      ...['--listen', `${DEST}:0`, '--control', `${DEST}:0`, '--allow-source', '127.0.0.*'],
+    ]),
+  ]);
+}
+
+/** What the flood got: answers by outcome (a code, or 'ok'), per command. */
+type Tally = Record<string, number>;
+
+/**
+ * Clients asking `digest` of `vm` and `query-vms` as fast as they are answered, each in its own
+ * loop, until stopped.
+ */
+async function flood(agent: AgentProcess, vm: string): Promise<{ stop: () => Promise<Tally> }> {
+  const clients = await Promise.all(Array.from({ length: FLOOD_CLIENTS }, () => admin(agent, SOURCE)));
+  const tally: Tally = {};
+  let flooding = true;
+  const count = (key: string): void => void (tally[key] = (tally[key] ?? 0) + 1);
+  const loop = async (ask: () => Promise<unknown>, command: string): Promise<void> => {
+    while (flooding) {
+      await ask().then(
+        () => count(`${command} ok`),
+        (error: MigrationError) => count(`${command} ${error.code}`),
+      );
+    }
+  };
+  const loops = clients.flatMap((client) => [
+    loop(() => client.request('digest', { vm }), 'digest'),
+    loop(() => client.request('query-vms', {}), 'query-vms'),
+  ]);
+  return {
+    stop: async () => {
+      flooding = false;
+      await Promise.all(loops);
+      for (const client of clients) client.close();
+      return tally;
+    },
+  };
+}
+
+/** Boot `vm` on the source, migrate it to the destination (with a ticket), free it there. */
+async function migrateOnce(
+  source: ControlClient,
+  dest: ControlClient,
+  to: string,
+  vm: string,
+  during?: () => Promise<{ stop: () => Promise<Tally> }>,
+): Promise<{ report: MigrationReport; tally?: Tally }> {
+  await source.request('create-vm', { name: vm, ...VM });
+  const running = await during?.();
+  try {
+    // Let the flood reach its steady state (every client connected and past its burst).
+    if (running) await new Promise((resolve) => setTimeout(resolve, 500));
+    const { ticket } = await dest.request('prepare-incoming', { vm, from: SOURCE });
+    const { migrationId } = await source.request('migrate', { vm, to, ticket, destName: DEST });
+    const report = await followMigration(source, migrationId, { progress: false });
+    return { report, ...(running ? { tally: await running.stop() } : {}) };
+  } finally {
+    await running?.stop();
+    await dest.request('destroy-vm', { vm }).catch(() => undefined);
+  }
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)]!;
+}
+
+describe('control flood during a migration', () => {
+  it('eight clients flooding digest and query-vms keep a migration within 1.5× of its unloaded time', async () => {
+    const [a, b] = await startAgents();
+    const [source, dest] = await Promise.all([admin(a, SOURCE), admin(b, DEST)]);
+    try {
+      const unloaded: number[] = [];
+      const flooded: number[] = [];
+      const tallies: Tally[] = [];
+      for (let trial = 0; trial < TRIALS; trial++) {
+        const quiet = await migrateOnce(source, dest, b.listen, `quiet-${trial}`);
+        expectCompleted(quiet.report);
+        unloaded.push(quiet.report.times.totalMs);
+        const vm = `flooded-${trial}`;
+        const loud = await migrateOnce(source, dest, b.listen, vm, () => flood(a, vm));
+        expectCompleted(loud.report);
+        expect(loud.report.verify.match).toBe(true);
+        flooded.push(loud.report.times.totalMs);
+        tallies.push(loud.tally!);
+      }
+      const ratio = median(flooded) / median(unloaded);
+      const summary =
+        `unloaded ${unloaded.map(Math.round).join('/')} ms, flooded ${flooded.map(Math.round).join('/')} ms, ` +
+        `ratio of medians ${ratio.toFixed(2)}; flood answers ${JSON.stringify(tallies)}`;
+      console.log(`control flood: ${summary}`);
+      // The flood was one: digests were served, and clients were held to their rate.
+      for (const tally of tallies) {
+        expect(tally['digest ok'] ?? 0, summary).toBeGreaterThan(0);
+        expect(tally['query-vms ERR_RATE_LIMITED'] ?? 0, summary).toBeGreaterThan(0);
+      }
+      expect(ratio, summary).toBeLessThanOrEqual(1.5);
+    } finally {
+      source.close();
+      dest.close();
+    }
+  });
+});
