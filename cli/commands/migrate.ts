@@ -16,7 +16,7 @@ import { followMigration } from '../follow-migration.ts';
 import { networkSection, startProbe, type RunningProbe } from '../probe/during.ts';
 import { durationFlag, flag, migrateParams, type MigrateFlags, type ModeName } from '../options.ts';
 import { addMigrationKnobs } from '../migrate-flags.ts';
-import { addSecurityOptions, connectControl, type SecurityFlags } from '../security-flags.ts';
+import { addClientSecurityOptions, connectControl, type SecurityFlags } from '../security-flags.ts';
 
 interface MigrateCommandFlags extends MigrateFlags, SecurityFlags {
   control: string;
@@ -85,7 +85,7 @@ export function registerMigrateCommand(program: Command): void {
         '      --vm vm1 --to host-b:7070   # secure agents: ticket and destination name from the destination\n' +
         '\nExit status: 0 completed, 1 failed or cancelled, 2 bad input.',
     );
-  addSecurityOptions(command).action(async (flags: MigrateCommandFlags) => {
+  addClientSecurityOptions(command).action(async (flags: MigrateCommandFlags) => {
     if (!flags.resume && (flags.vm === undefined || flags.to === undefined)) {
       throw new MigrationError('ERR_INVALID_ARGUMENT', 'give --vm NAME and --to HOST:PORT (or --resume)');
     }
@@ -130,7 +130,7 @@ export function registerMigrateCommand(program: Command): void {
     .command('migrate-start-postcopy')
     .description('Switch a running hybrid migration to post-copy now, mid-round if need be (as QEMU does).')
     .option('--control <url>', 'the source agent control URL', 'ws://127.0.0.1:7171');
-  addSecurityOptions(startPostcopy).action(async (flags: SecurityFlags & { control: string }) => {
+  addClientSecurityOptions(startPostcopy).action(async (flags: SecurityFlags & { control: string }) => {
     const client = await connectControl(flags.control, flags);
     try {
       await client.request('migrate-start-postcopy', {});
@@ -223,7 +223,8 @@ async function prepareOnDestination(
       '--dest-control is for secure agents (give --pki and --name, and wss:// URLs): plaintext agents take no tickets',
     );
   }
-  const dest = await connectControl(flags.destControl!, flags);
+  // --agent-name names the source: the destination's certificate is checked against its URL's host.
+  const dest = await connectControl(flags.destControl!, flags, null);
   try {
     const { ticket } = await dest.request('prepare-incoming', { vm: flags.vm!, from });
     return { ticket, destName: dest.agentName };

@@ -6,7 +6,7 @@
  */
 import type { Command } from 'commander';
 import { durationFlag } from '../options.ts';
-import { addSecurityOptions, connectControl, type SecurityFlags } from '../security-flags.ts';
+import { addClientSecurityOptions, connectControl, type SecurityFlags } from '../security-flags.ts';
 
 interface PrepareFlags extends SecurityFlags {
   control: string;
@@ -25,7 +25,7 @@ export function registerPrepareIncomingCommand(program: Command): void {
     .requiredOption('--from <name>', "the source agent's certificate name")
     .option('--ttl <duration>', 'how long the ticket is valid (default 60s)', durationFlag)
     .option('--json', 'print {"ticket","vm","from","expiresAt"} as one JSON object');
-  addSecurityOptions(command).action(async (flags: PrepareFlags) => {
+  addClientSecurityOptions(command).action(async (flags: PrepareFlags) => {
     const client = await connectControl(flags.control, flags);
     try {
       const issued = await client.request('prepare-incoming', {

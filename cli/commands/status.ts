@@ -1,7 +1,7 @@
 /** `livemig status`: the VMs an agent hosts and any migration in progress. */
 import type { Command } from 'commander';
 import { formatBytes, formatDuration, formatRate } from '@livemig/shared';
-import { addSecurityOptions, connectControl, type SecurityFlags } from '../security-flags.ts';
+import { addClientSecurityOptions, connectControl, type SecurityFlags } from '../security-flags.ts';
 
 export function registerStatusCommand(program: Command): void {
   const command = program
@@ -9,7 +9,7 @@ export function registerStatusCommand(program: Command): void {
     .description("Show an agent's VMs (name, state, steps, memory) and any migration in progress.")
     .option('--control <url>', 'the agent control URL', 'ws://127.0.0.1:7171')
     .option('--json', 'print {"vms":[…],"migration":…} on stdout');
-  addSecurityOptions(command).action(async (flags: SecurityFlags & { control: string; json?: boolean }) => {
+  addClientSecurityOptions(command).action(async (flags: SecurityFlags & { control: string; json?: boolean }) => {
     const client = await connectControl(flags.control, flags);
     try {
       const { vms } = await client.request('query-vms', {});

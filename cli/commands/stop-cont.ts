@@ -4,7 +4,7 @@
  * confirmation was lost: only use it once you know the destination does not run that VM.
  */
 import type { Command } from 'commander';
-import { addSecurityOptions, connectControl, type SecurityFlags } from '../security-flags.ts';
+import { addClientSecurityOptions, connectControl, type SecurityFlags } from '../security-flags.ts';
 
 export function registerStopContCommands(program: Command): void {
   const stop = program
@@ -12,7 +12,7 @@ export function registerStopContCommands(program: Command): void {
     .description('Pause a VM on an agent.')
     .option('--control <url>', 'the agent control URL', 'ws://127.0.0.1:7171')
     .requiredOption('--vm <name>', 'the VM to pause');
-  addSecurityOptions(stop).action(async (flags: SecurityFlags & { control: string; vm: string }) => {
+  addClientSecurityOptions(stop).action(async (flags: SecurityFlags & { control: string; vm: string }) => {
     const client = await connectControl(flags.control, flags);
     try {
       const info = await client.request('stop', { vm: flags.vm });
@@ -27,13 +27,15 @@ export function registerStopContCommands(program: Command): void {
     .option('--control <url>', 'the agent control URL', 'ws://127.0.0.1:7171')
     .requiredOption('--vm <name>', 'the VM to resume')
     .option('--force', 'resume a VM left "migrated" by an unconfirmed handoff (check the destination first!)');
-  addSecurityOptions(cont).action(async (flags: SecurityFlags & { control: string; vm: string; force?: boolean }) => {
-    const client = await connectControl(flags.control, flags);
-    try {
-      const info = await client.request('cont', { vm: flags.vm, force: flags.force === true });
-      process.stdout.write(`${info.name}: ${info.state} at step ${info.steps}\n`);
-    } finally {
-      client.close();
-    }
-  });
+  addClientSecurityOptions(cont).action(
+    async (flags: SecurityFlags & { control: string; vm: string; force?: boolean }) => {
+      const client = await connectControl(flags.control, flags);
+      try {
+        const info = await client.request('cont', { vm: flags.vm, force: flags.force === true });
+        process.stdout.write(`${info.name}: ${info.state} at step ${info.steps}\n`);
+      } finally {
+        client.close();
+      }
+    },
+  );
 }

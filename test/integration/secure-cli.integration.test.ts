@@ -134,6 +134,25 @@ describe('livemig with --pki: the secure flow from the command line', () => {
   });
 });
 
+describe('--agent-name: the agent certificate a client expects', () => {
+  it('is checked instead of the URL host: the right name connects, another is refused', async () => {
+    const { b } = await agents();
+    const right = await runCli([
+      'status',
+      '--control',
+      b.control,
+      '--agent-name',
+      '127.0.0.2',
+      '--json',
+      ...operator(),
+    ]);
+    expect(right.code, right.stderr).toBe(0);
+    const wrong = await runCli(['status', '--control', b.control, '--agent-name', '127.0.0.1', ...operator()]);
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toMatch(/ERR_UNAUTHENTICATED/);
+  });
+});
+
 describe('plaintext only on loopback, or on purpose', () => {
   it('an agent without --pki refuses to bind beyond loopback (ERR_INSECURE, exit 2)', async () => {
     const run = await runCli(['agent', '--listen', '0.0.0.0:0', '--control', '127.0.0.1:0']);
