@@ -36,23 +36,30 @@ export function runCli(
 }
 
 /** Start an agent (`livemig agent|source|dest …`) on free loopback ports, debug logs kept for failures. */
-export function startAgent(role: AgentRole, args: readonly string[] = []): Promise<AgentProcess> {
-  return startAgentProcess(role, { args: ['--log-level', 'debug', ...args], onSpawn: track });
+export function startAgent(
+  role: AgentRole,
+  args: readonly string[] = [],
+  options: { wrap?: readonly string[] } = {},
+): Promise<AgentProcess> {
+  return startAgentProcess(role, { ...options, args: ['--log-level', 'debug', ...args], onSpawn: track });
+}
+
+/** What boots a VM at an agent's start (a VmSpec has it). */
+export type VmSpecLike = { memoryBytes: number; init: string; workload: string; seed: number };
+
+/** The flags that boot VM `name` of this spec at an agent's start. */
+export function vmArgs(name: string, spec: VmSpecLike): string[] {
+  const args = ['--vm', name, '--memory', String(spec.memoryBytes), '--init', spec.init];
+  return [...args, '--workload', spec.workload, '--seed', String(spec.seed)];
 }
 
 /** Start a source agent hosting one running VM of this spec. */
 export function startSourceWithVm(
   name: string,
-  spec: { memoryBytes: number; init: string; workload: string; seed: number },
+  spec: VmSpecLike,
   options: { wrap?: readonly string[] } = {},
 ): Promise<AgentProcess> {
-  const vmArgs = ['--vm', name, '--memory', String(spec.memoryBytes), '--init', spec.init];
-  vmArgs.push('--workload', spec.workload, '--seed', String(spec.seed));
-  return startAgentProcess('source', {
-    args: ['--log-level', 'debug', ...vmArgs],
-    onSpawn: track,
-    ...(options.wrap ? { wrap: options.wrap } : {}),
-  });
+  return startAgent('source', vmArgs(name, spec), options);
 }
 
 /** Kill every process these helpers started that is still running. */
