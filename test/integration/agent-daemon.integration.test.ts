@@ -4,50 +4,40 @@
  * had arrived by migration — nothing of the agent (migration table, closures, incoming
  * migrations, data connections) keeps the VM or its guest memory alive: both are garbage
  * collected. Also: a VM still arriving by post-copy cannot leave yet; an agent without a data port
- * migrates out but accepts nothing.
+ * migrates out but accepts nothing. Both agents speak mutual TLS, and every migration has a ticket
+ * (test/helpers/fleet.ts): the TLS sockets must not keep a VM alive either.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { afterEach, describe, expect, it } from 'vitest';
-import { AgentDaemon } from '@livemig/agent';
-import { silentLogger } from '@livemig/shared';
-import { ControlClient } from '@livemig/shared/control';
+import type { AgentDaemon } from '@livemig/agent';
 import type { MigrationMode, MigrationReport } from '@livemig/shared/report';
 import { parseVmSpec } from '@livemig/shared/vm';
 import { followMigration } from '../../cli/follow-migration.ts';
+import { useFleet, type FleetDaemon } from '../helpers/fleet.ts';
 import { expectCompleted } from '../helpers/report.ts';
 import { waitUntil } from '../helpers/wait.ts';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
 
-const LOOPBACK = { host: '127.0.0.1', port: 0 };
 const spec = parseVmSpec({ memory: '16MiB', init: 'random', workload: 'hotset:wss=2MiB,rate=5000', seed: 4 });
 
+const fleet = useFleet();
 const daemons: AgentDaemon[] = [];
 afterEach(async () => {
   await Promise.all(daemons.splice(0).map((daemon) => daemon.stop('test over')));
 });
 
-async function startDaemon(listen = true): Promise<AgentDaemon> {
-  const daemon = await AgentDaemon.start({
-    control: LOOPBACK,
-    ...(listen ? { listen: LOOPBACK } : {}),
-    logger: silentLogger(),
-  });
+async function startDaemon(listen = true): Promise<FleetDaemon> {
+  const daemon = await fleet.daemon({ listen });
   daemons.push(daemon);
   return daemon;
 }
 
-async function migrate(from: AgentDaemon, to: string, mode: MigrationMode): Promise<MigrationReport> {
-  const client = await ControlClient.connect(from.controlUrl);
-  try {
-    const { migrationId } = await client.request('migrate', { vm: 'vm', to, mode });
-    return await followMigration(client, migrationId, { progress: false });
-  } finally {
-    client.close();
-  }
+function migrate(from: FleetDaemon, to: FleetDaemon, mode: MigrationMode): Promise<MigrationReport> {
+  return fleet.migrate(from, to, { vm: 'vm', mode });
 }
 
 /** Weak references to the VM `daemon` hosts now and to its guest memory (none kept strongly here). */
@@ -79,14 +69,14 @@ describe('a VM that left an agent keeps only its record', () => {
     await a.host.create('vm', spec);
 
     const onA = weakVm(a);
-    const there = await migrate(a, b.dataAddress!, mode);
+    const there = await migrate(a, b, mode);
     expectCompleted(there);
     await waitUntil(() => a.host.list()[0]?.state === 'migrated', { what: 'A retires the VM' });
     expect(await collected(onA), 'the VM booted on A is collected once it left A').toBe(true);
     expect(a.migrationInfos()[0]?.status).toBe('completed');
 
     const onB = weakVm(b);
-    const back = await migrate(b, a.dataAddress!, mode);
+    const back = await migrate(b, a, mode);
     expectCompleted(back);
     await waitUntil(() => b.host.list()[0]?.state === 'migrated', { what: 'B retires the VM' });
     expect(await collected(onB), 'the VM that arrived on B is collected once it left B').toBe(true);
@@ -98,15 +88,11 @@ describe('a VM still arriving cannot leave', () => {
   it('refuses to migrate a VM on while its post-copy is still fetching pages, and migrates it once complete', async () => {
     const [a, b] = await Promise.all([startDaemon(), startDaemon()]);
     await a.host.create('vm', spec);
-    const client = await ControlClient.connect(a.controlUrl);
+    const client = await fleet.connect(a, 'operator');
     try {
       // 16 MiB at 4 MB/s: seconds of post-copy push with the VM already running on B.
-      const { migrationId } = await client.request('migrate', {
-        vm: 'vm',
-        to: b.dataAddress!,
-        mode: 'postcopy',
-        params: { maxBandwidthBps: 4e6 },
-      });
+      const params = { maxBandwidthBps: 4e6 };
+      const migrationId = await fleet.start(client, b, { vm: 'vm', mode: 'postcopy', params });
       const there = followMigration(client, migrationId, { progress: false });
       await waitUntil(() => b.host.list()[0]?.state === 'running', { what: 'the VM runs on B' });
       expect(() => b.migrate('vm', a.dataAddress!)).toThrow(
@@ -116,7 +102,7 @@ describe('a VM still arriving cannot leave', () => {
     } finally {
       client.close();
     }
-    const back = await migrate(b, a.dataAddress!, 'precopy');
+    const back = await migrate(b, a, 'precopy');
     expectCompleted(back);
   });
 });
@@ -126,7 +112,7 @@ describe('an agent without a data port', () => {
     const [a, b] = await Promise.all([startDaemon(false), startDaemon()]);
     expect(a.dataAddress).toBeUndefined();
     await a.host.create('vm', spec);
-    const report = await migrate(a, b.dataAddress!, 'precopy');
+    const report = await migrate(a, b, 'precopy');
     expectCompleted(report);
     expect(b.host.get('vm').state).toBe('running');
   });
