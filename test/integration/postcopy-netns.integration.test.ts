@@ -2,49 +2,43 @@
  * Post-copy across a real link that goes down: the destination agent runs in a network
  * namespace joined by a veth pair, and the test takes that link down for a few seconds in the
  * middle of post-copy. The migration must ride it out (TCP retransmits, or post-copy recovery
- * reconnects) and the determinism oracle must still hold. Needs root: elsewhere it is skipped,
- * saying why (in CI as root it fails instead: test/helpers/prerequisites.ts).
+ * reconnects) and the determinism oracle must still hold. The destination binds an address beyond
+ * loopback, so both agents speak mutual TLS (test/helpers/fleet.ts): the recovery reconnects too.
+ * Needs root: elsewhere it is skipped, saying why (in CI as root it fails instead:
+ * test/helpers/prerequisites.ts).
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { ControlClient } from '@livemig/shared/control';
 import { parseVmSpec } from '@livemig/shared/vm';
-import { startAgentProcess, type AgentProcess } from '../../cli/agent-process.ts';
 import { followMigration } from '../../cli/follow-migration.ts';
-import { checkOracle } from '../../cli/oracle.ts';
+import { useFleet } from '../helpers/fleet.ts';
 import { createPairLab, netnsUnavailable, type PairLab } from '../helpers/netns.ts';
 import { describeWhenAvailable } from '../helpers/prerequisites.ts';
-import { startSourceWithVm, stopAll } from '../helpers/processes.ts';
+import { stopAll } from '../helpers/processes.ts';
 import { expectCompleted } from '../helpers/report.ts';
 import { waitUntil } from '../helpers/wait.ts';
 
+const fleet = useFleet();
+
 describeWhenAvailable('post-copy over a veth link that goes down', netnsUnavailable(), () => {
   let lab: PairLab;
-  const agents: AgentProcess[] = [];
   beforeAll(() => {
     lab = createPairLab();
   });
   afterAll(async () => {
-    await Promise.all(agents.map((a) => a.stop()));
     await stopAll();
     lab?.remove();
   });
 
   it('link down for 3 s mid-post-copy: the migration completes and the oracle holds', async () => {
     const spec = parseVmSpec({ memory: '32MiB', init: 'random', workload: 'hotset:wss=2MiB,rate=5000', seed: 13 });
-    const dest = await startAgentProcess('dest', {
-      wrap: lab.wrap,
-      args: ['--listen', `${lab.farAddress}:0`, '--control', `${lab.farAddress}:0`, '--log-level', 'debug'],
-    });
-    agents.push(dest);
-    const source = await startSourceWithVm('vm', spec);
-    const client = await ControlClient.connect(source.control);
+    const [dest, source] = await Promise.all([
+      fleet.agent({ address: lab.farAddress, wrap: lab.wrap }),
+      fleet.source('vm', spec),
+    ]);
+    const client = await fleet.connect(source, 'operator');
     try {
-      const { migrationId } = await client.request('migrate', {
-        vm: 'vm',
-        to: dest.listen,
-        mode: 'postcopy',
-        params: { maxBandwidthBps: 4e6 },
-      });
+      const params = { maxBandwidthBps: 4e6 };
+      const migrationId = await fleet.start(client, dest, { vm: 'vm', mode: 'postcopy', params });
       const report = followMigration(client, migrationId, { progress: false });
       await waitUntil(
         async () => {
@@ -57,7 +51,8 @@ describeWhenAvailable('post-copy over a veth link that goes down', netnsUnavaila
       const done = await report;
       expectCompleted(done);
       expect(done.verify.match).toBe(true);
-      const oracle = await checkOracle(dest.control, 'vm', spec);
+      expect(done.security).toMatchObject({ tls: '1.3', sourceName: source.name, destName: lab.farAddress });
+      const oracle = await fleet.oracle(dest, 'vm', spec);
       expect(oracle.migratedDigest).toBe(oracle.referenceDigest);
     } finally {
       client.close();
