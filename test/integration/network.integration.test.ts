@@ -3,19 +3,22 @@
  * privileges: the VM's address is a loopback ip:port that the source releases and the
  * destination binds. A probe client sends a PUT of a distinct key every millisecond while the
  * VM migrates (pre-copy and post-copy), then reads every acknowledged PUT back — from the same
- * address, now served by the destination.
+ * address, now served by the destination. The agents speak mutual TLS and every migration has a
+ * ticket (test/helpers/fleet.ts).
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { ControlClient } from '@livemig/shared/control';
+import type { ControlClient } from '@livemig/shared/control';
 import type { MigrationReport } from '@livemig/shared/report';
 import { networkSection, startProbe } from '../../cli/probe/during.ts';
 import { followMigration } from '../../cli/follow-migration.ts';
 import { runProbe } from '../../cli/probe/probe.ts';
-import { runCli, startAgent, stopAll } from '../helpers/processes.ts';
+import { useFleet } from '../helpers/fleet.ts';
+import { runCli, stopAll } from '../helpers/processes.ts';
 import { expectCompleted, expectOutcome } from '../helpers/report.ts';
 import { expectServedByDestination, freeUdpPort } from '../helpers/udp.ts';
 import { waitUntil } from '../helpers/wait.ts';
 
+const fleet = useFleet();
 afterEach(stopAll);
 
 async function migrateKvVm(mode: 'precopy' | 'postcopy' | 'hybrid'): Promise<{
@@ -24,9 +27,9 @@ async function migrateKvVm(mode: 'precopy' | 'postcopy' | 'hybrid'): Promise<{
   source: ControlClient;
   dest: ControlClient;
 }> {
-  const [destAgent, sourceAgent] = await Promise.all([startAgent('dest'), startAgent('source')]);
-  const source = await ControlClient.connect(sourceAgent.control);
-  const dest = await ControlClient.connect(destAgent.control);
+  const [destAgent, sourceAgent] = await Promise.all([fleet.agent(), fleet.agent()]);
+  const source = await fleet.connect(sourceAgent);
+  const dest = await fleet.connect(destAgent);
   const address = `127.0.0.1:${await freeUdpPort()}`;
   const created = await source.request('create-vm', {
     name: 'kv1',
@@ -39,7 +42,7 @@ async function migrateKvVm(mode: 'precopy' | 'postcopy' | 'hybrid'): Promise<{
   const [host, port] = address.split(':');
   const probe = startProbe({ target: { host: host!, port: Number(port) }, intervalMs: 1, tailMs: 300 });
   await probe.answered;
-  const { migrationId } = await source.request('migrate', { vm: 'kv1', to: destAgent.listen, mode });
+  const migrationId = await fleet.start(source, destAgent, { vm: 'kv1', mode });
   const report = await followMigration(source, migrationId, { progress: false });
   return {
     report: { ...report, network: networkSection(await probe.finish(), report) },
@@ -107,17 +110,17 @@ describe('livemig demo --workload kv --probe', () => {
 
 describe('livemig migrate --probe', () => {
   it("probes the VM's own address (from query-vms) and puts what it saw in the JSON report", async () => {
-    const [destAgent, sourceAgent] = await Promise.all([startAgent('dest'), startAgent('source')]);
-    const source = await ControlClient.connect(sourceAgent.control);
+    const [destAgent, sourceAgent] = await Promise.all([fleet.agent(), fleet.agent()]);
+    const source = await fleet.connect(sourceAgent);
     const address = `127.0.0.1:${await freeUdpPort()}`;
     try {
       await source.request('create-vm', { name: 'kv1', memory: '32MiB', workload: 'kv', nic: address });
     } finally {
       source.close();
     }
-    const result = await runCli([
+    const result = await fleet.cli([
       ...['migrate', '--control', sourceAgent.control, '--vm', 'kv1', '--to', destAgent.listen],
-      ...['--probe', '--probe-interval', '2ms', '--json'],
+      ...['--dest-control', destAgent.control, '--probe', '--probe-interval', '2ms', '--json'],
     ]);
     expect(result.code, result.stderr).toBe(0);
     const report = JSON.parse(result.stdout) as MigrationReport;
@@ -126,12 +129,13 @@ describe('livemig migrate --probe', () => {
   });
 
   it('--probe on a VM without a NIC is refused before anything moves: exit 2', async () => {
-    const [destAgent, sourceAgent] = await Promise.all([startAgent('dest'), startAgent('source')]);
-    const source = await ControlClient.connect(sourceAgent.control);
+    const [destAgent, sourceAgent] = await Promise.all([fleet.agent(), fleet.agent()]);
+    const source = await fleet.connect(sourceAgent);
     try {
       await source.request('create-vm', { name: 'plain', memory: '8MiB' });
-      const result = await runCli([
+      const result = await fleet.cli([
         ...['migrate', '--control', sourceAgent.control, '--vm', 'plain', '--to', destAgent.listen, '--probe'],
+        ...['--dest-control', destAgent.control],
       ]);
       expect(result.code).toBe(2);
       expect(result.stderr).toContain('has no NIC');
@@ -145,8 +149,8 @@ describe('livemig migrate --probe', () => {
 
 describe('a kv VM whose migration fails keeps its address on the source', () => {
   it('SIGKILL of the destination mid-round: the service never moves, no acknowledged write is lost', async () => {
-    const [destAgent, sourceAgent] = await Promise.all([startAgent('dest'), startAgent('source')]);
-    const source = await ControlClient.connect(sourceAgent.control);
+    const [destAgent, sourceAgent] = await Promise.all([fleet.agent(), fleet.agent()]);
+    const source = await fleet.connect(sourceAgent);
     try {
       const address = `127.0.0.1:${await freeUdpPort()}`;
       await source.request('create-vm', {
@@ -160,11 +164,8 @@ describe('a kv VM whose migration fails keeps its address on the source', () => 
       const probe = startProbe({ target: { host: host!, port: Number(port) }, intervalMs: 1, tailMs: 300 });
       await probe.answered;
       // Slow enough that the kill lands in round 0.
-      const { migrationId } = await source.request('migrate', {
-        vm: 'kv1',
-        to: destAgent.listen,
-        params: { maxBandwidthBps: 25_000_000 },
-      });
+      const params = { maxBandwidthBps: 25_000_000 };
+      const migrationId = await fleet.start(source, destAgent, { vm: 'kv1', params });
       await waitUntil(
         async () => ((await source.request('query-migrate', { migrationId }))?.transferred ?? 0) >= 8 << 20,
         { what: 'the migration to have sent 8 MiB' },
