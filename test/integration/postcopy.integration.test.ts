@@ -2,41 +2,24 @@
  * Post-copy and hybrid migration end to end, with real agent processes on loopback: every
  * workload arrives intact (determinism oracle after it ran on at the destination), a link cut in
  * the middle of post-copy is recovered with no page lost, killing either agent after the point
- * of no return is reported as what it is, never as a success.
+ * of no return is reported as what it is, never as a success. Every migration runs over mutual TLS
+ * with a ticket (test/helpers/fleet.ts), except where a relay must read the plaintext frames.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { ControlClient } from '@livemig/shared/control';
+import type { ControlClient } from '@livemig/shared/control';
 import { MsgType } from '@livemig/shared/protocol';
 import type { MigrationReport } from '@livemig/shared/report';
 import { parseVmSpec } from '@livemig/shared/vm';
-import { followMigration } from '../../cli/follow-migration.ts';
-import { checkOracle } from '../../cli/oracle.ts';
 import { startCuttingRelay } from '../helpers/cutting-relay.ts';
-import { runCli, startAgent, startSourceWithVm, stopAll, type AgentProcess } from '../helpers/processes.ts';
+import { useFleet } from '../helpers/fleet.ts';
+import { runCli, startAgent, startSourceWithVm, stopAll } from '../helpers/processes.ts';
 import { expectCompleted, expectOutcome } from '../helpers/report.ts';
 import { waitUntil } from '../helpers/wait.ts';
 
+const fleet = useFleet();
 afterEach(stopAll);
 
 const WORKLOADS = ['idle', 'uniform:rate=20000', 'hotset:wss=4MiB,rate=20000', 'sweep:rate=20000', 'ab:rate=20000'];
-
-async function migrate(
-  source: AgentProcess,
-  to: string,
-  mode: 'postcopy' | 'hybrid',
-  params: Record<string, unknown> = {},
-  during?: (client: ControlClient, migrationId: string) => Promise<void>,
-): Promise<MigrationReport> {
-  const client = await ControlClient.connect(source.control);
-  try {
-    const { migrationId } = await client.request('migrate', { vm: 'vm', to, mode, params });
-    const report = followMigration(client, migrationId, { progress: false });
-    if (during) await during(client, migrationId);
-    return await report;
-  } finally {
-    client.close();
-  }
-}
 
 async function statusOf(client: ControlClient, migrationId: string): Promise<string | undefined> {
   return (await client.request('query-migrate', { migrationId }))?.status;
@@ -45,8 +28,9 @@ async function statusOf(client: ControlClient, migrationId: string): Promise<str
 describe.each(['postcopy', 'hybrid'] as const)('%s migration between real agents', (mode) => {
   it.each(WORKLOADS)(`migrates a VM running %s; the oracle holds after it ran on (${mode})`, async (w) => {
     const spec = parseVmSpec({ memory: '32MiB', init: 'mixed:0.5', workload: w, seed: 21 });
-    const [source, dest] = await Promise.all([startSourceWithVm('vm', spec), startAgent('dest')]);
-    const report = await migrate(source, dest.listen, mode, mode === 'hybrid' ? { postcopyAfterRounds: 1 } : {});
+    const [source, dest] = await Promise.all([fleet.source('vm', spec), fleet.agent()]);
+    const params = mode === 'hybrid' ? { postcopyAfterRounds: 1 } : {};
+    const report = await fleet.migrate(source, dest, { vm: 'vm', mode, params });
     expectCompleted(report);
     expect(report.mode).toBe(mode);
     expect(report.verify.match).toBe(true);
@@ -55,7 +39,7 @@ describe.each(['postcopy', 'hybrid'] as const)('%s migration between real agents
     expect(report.pages.faulted).toBe(pc.faults);
     if (mode === 'postcopy') expect(report.rounds).toHaveLength(0);
     else expect(report.rounds.length).toBeGreaterThanOrEqual(1);
-    const oracle = await checkOracle(dest.control, 'vm', spec);
+    const oracle = await fleet.oracle(dest, 'vm', spec);
     expect(oracle.migratedDigest).toBe(oracle.referenceDigest);
   });
 });
@@ -65,6 +49,7 @@ describe('post-copy under failure', () => {
   /** 32 MiB at 8 MB/s: four seconds of post-copy push, a wide window to break things in. */
   const slow = { maxBandwidthBps: 8e6 };
 
+  // Plaintext: the relay decodes livemig frames in flight to cut the link after the 10th batch of pages.
   it('a link cut mid-post-copy is recovered: both sides pause, reconnect, and complete with no page lost', async () => {
     const [source, dest] = await Promise.all([startSourceWithVm('vm', spec), startAgent('dest')]);
     const [host, port] = dest.listen.split(':') as [string, string];
@@ -74,16 +59,16 @@ describe('post-copy under failure', () => {
       return pushed === 10 ? 'cut-before' : 'forward'; // of 32 batches (32 MiB in 1 MiB batches)
     });
     try {
-      const destEvents = await ControlClient.connect(dest.control);
+      const destEvents = await fleet.connect(dest);
       const destStatuses: string[] = [];
       destEvents.on('MIGRATION', (data) => destStatuses.push(data.status));
-      const report = await migrate(source, relay.address, 'postcopy', slow);
+      const report = await fleet.migrate(source, relay.address, { vm: 'vm', mode: 'postcopy', params: slow });
       destEvents.close();
       expect(await Promise.race([relay.cut, 'no cut happened'])).toBe('cut-before Pages to-dest');
       expectCompleted(report);
       expect(report.postcopy?.recoveries).toBe(1);
       expect(destStatuses).toContain('postcopy-paused');
-      const oracle = await checkOracle(dest.control, 'vm', spec);
+      const oracle = await fleet.oracle(dest, 'vm', spec);
       expect(oracle.migratedDigest).toBe(oracle.referenceDigest);
     } finally {
       await relay.close();
@@ -91,31 +76,31 @@ describe('post-copy under failure', () => {
   });
 
   it('cancel after the point of no return is refused with a clear error, and the migration completes', async () => {
-    const [source, dest] = await Promise.all([startSourceWithVm('vm', spec), startAgent('dest')]);
-    const report = await migrate(source, dest.listen, 'postcopy', slow, async (client, id) => {
-      await waitUntil(async () => (await statusOf(client, id)) === 'postcopy', { what: 'post-copy running' });
-      await expect(client.request('migrate-cancel', { migrationId: id })).rejects.toMatchObject({
-        code: 'ERR_VM_STATE',
-        message: expect.stringMatching(/point of no return/),
-      });
-    });
+    const [source, dest] = await Promise.all([fleet.source('vm', spec), fleet.agent()]);
+    const report = await fleet.migrate(
+      source,
+      dest,
+      { vm: 'vm', mode: 'postcopy', params: slow },
+      async (client, id) => {
+        await waitUntil(async () => (await statusOf(client, id)) === 'postcopy', { what: 'post-copy running' });
+        await expect(client.request('migrate-cancel', { migrationId: id })).rejects.toMatchObject({
+          code: 'ERR_VM_STATE',
+          message: expect.stringMatching(/point of no return/),
+        });
+      },
+    );
     expectCompleted(report);
-    const oracle = await checkOracle(dest.control, 'vm', spec);
+    const oracle = await fleet.oracle(dest, 'vm', spec);
     expect(oracle.migratedDigest).toBe(oracle.referenceDigest);
   });
 
   it('killing the destination during post-copy: the source reports the VM lost, never a success', async () => {
-    const [source, dest] = await Promise.all([startSourceWithVm('vm', spec), startAgent('dest')]);
-    const report = await migrate(
-      source,
-      dest.listen,
-      'postcopy',
-      { ...slow, recoveryTimeoutMs: 1500 },
-      async (client, id) => {
-        await waitUntil(async () => (await statusOf(client, id)) === 'postcopy', { what: 'post-copy running' });
-        dest.child.kill('SIGKILL');
-      },
-    );
+    const [source, dest] = await Promise.all([fleet.source('vm', spec), fleet.agent()]);
+    const params = { ...slow, recoveryTimeoutMs: 1500 };
+    const report = await fleet.migrate(source, dest, { vm: 'vm', mode: 'postcopy', params }, async (client, id) => {
+      await waitUntil(async () => (await statusOf(client, id)) === 'postcopy', { what: 'post-copy running' });
+      dest.child.kill('SIGKILL');
+    });
     expectOutcome(report, 'failed');
     expect(report.vmRunsOn).toBe('lost');
     expect(report.error?.code).toBe('ERR_CONNECTION');
@@ -124,18 +109,13 @@ describe('post-copy under failure', () => {
   });
 
   it('killing the source during post-copy: the destination says its VM is paused on missing pages, never completed', async () => {
-    const [source, dest] = await Promise.all([startSourceWithVm('vm', spec), startAgent('dest')]);
-    const destEvents = await ControlClient.connect(dest.control);
+    const [source, dest] = await Promise.all([fleet.source('vm', spec), fleet.agent()]);
+    const destEvents = await fleet.connect(dest);
     const destStatuses: string[] = [];
     destEvents.on('MIGRATION', (data) => destStatuses.push(data.status));
-    const client = await ControlClient.connect(source.control);
+    const client = await fleet.connect(source, 'operator');
     try {
-      const { migrationId } = await client.request('migrate', {
-        vm: 'vm',
-        to: dest.listen,
-        mode: 'postcopy',
-        params: slow,
-      });
+      const migrationId = await fleet.start(client, dest, { vm: 'vm', mode: 'postcopy', params: slow });
       await waitUntil(async () => (await statusOf(client, migrationId)) === 'postcopy', { what: 'post-copy running' });
       source.child.kill('SIGKILL');
       await waitUntil(() => destStatuses.includes('postcopy-paused'), { what: 'the destination pauses post-copy' });
@@ -161,31 +141,26 @@ describe('hybrid switching by hand', () => {
     const maxBandwidthBps = 100e6 / 8;
     const roundZeroMs = (spec.memoryBytes / maxBandwidthBps) * 1000;
     const pages = spec.memoryBytes / 4096;
-    const [source, dest] = await Promise.all([startSourceWithVm('vm', spec), startAgent('dest')]);
+    const [source, dest] = await Promise.all([fleet.source('vm', spec), fleet.agent()]);
     const times = { start: performance.now(), command: 0, commandDone: 0, switched: 0 };
-    const report = await migrate(
-      source,
-      dest.listen,
-      'hybrid',
-      { maxBandwidthBps, downtimeLimitMs: 1, maxRounds: 10_000 },
-      async (client, id) => {
-        client.on('MIGRATION', (data) => {
-          if (data.migrationId === id && data.status === 'postcopy' && !times.switched)
-            times.switched = performance.now();
-        });
-        await waitUntil(
-          async () => {
-            const info = await client.request('query-migrate', { migrationId: id });
-            return info !== null && info.status === 'precopy' && info.transferred >= 8 << 20;
-          },
-          { what: 'round 0 under way' },
-        );
-        times.command = performance.now();
-        const cli = await runCli(['migrate-start-postcopy', '--control', source.control]);
-        times.commandDone = performance.now();
-        expect(cli.code, cli.stderr).toBe(0);
-      },
-    );
+    const params = { maxBandwidthBps, downtimeLimitMs: 1, maxRounds: 10_000 };
+    const report = await fleet.migrate(source, dest, { vm: 'vm', mode: 'hybrid', params }, async (client, id) => {
+      client.on('MIGRATION', (data) => {
+        if (data.migrationId === id && data.status === 'postcopy' && !times.switched)
+          times.switched = performance.now();
+      });
+      await waitUntil(
+        async () => {
+          const info = await client.request('query-migrate', { migrationId: id });
+          return info !== null && info.status === 'precopy' && info.transferred >= 8 << 20;
+        },
+        { what: 'round 0 under way' },
+      );
+      times.command = performance.now();
+      const cli = await fleet.cli(['migrate-start-postcopy', '--control', source.control]);
+      times.commandDone = performance.now();
+      expect(cli.code, cli.stderr).toBe(0);
+    });
     const since = (t: number): string => (t ? `${Math.round(t - times.start)} ms` : 'never');
     const timeline =
       `since the start: command sent ${since(times.command)}, CLI done ${since(times.commandDone)}, ` +
@@ -198,21 +173,17 @@ describe('hybrid switching by hand', () => {
     expect(report.rounds.length).toBeLessThanOrEqual(1);
     // Most of memory had not been sent yet: post-copy found it absent at the destination.
     expect(report.postcopy?.absentAtSwitchover).toBeGreaterThan(pages / 2);
-    const oracle = await checkOracle(dest.control, 'vm', spec);
+    const oracle = await fleet.oracle(dest, 'vm', spec);
     expect(oracle.migratedDigest).toBe(oracle.referenceDigest);
   });
 
   it('migrate-start-postcopy on a pre-copy migration is refused with the reason', async () => {
     const spec = parseVmSpec({ memory: '16MiB', init: 'random', workload: 'idle', seed: 1 });
-    const [source, dest] = await Promise.all([startSourceWithVm('vm', spec), startAgent('dest')]);
-    const client = await ControlClient.connect(source.control);
+    const [source, dest] = await Promise.all([fleet.source('vm', spec), fleet.agent()]);
+    const client = await fleet.connect(source, 'operator');
     try {
-      const { migrationId } = await client.request('migrate', {
-        vm: 'vm',
-        to: dest.listen,
-        mode: 'precopy',
-        params: { maxBandwidthBps: 4e6 },
-      });
+      const params = { maxBandwidthBps: 4e6 };
+      const migrationId = await fleet.start(client, dest, { vm: 'vm', mode: 'precopy', params });
       await expect(client.request('migrate-start-postcopy', { migrationId })).rejects.toMatchObject({
         code: 'ERR_VM_STATE',
         message: expect.stringMatching(/--mode hybrid/),
