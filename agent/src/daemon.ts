@@ -8,6 +8,9 @@
  *   OutgoingMigrations  one OutgoingMigration per `migrate` (outgoing-migrations.ts)
  *   IncomingMigrations  with a data port (`listen`): one IncomingMigration per Setup, Attach
  *                       routed to its migration (incoming-migrations.ts)
+ *   AuditLog            with `auditLog`: every state-changing command (audited-commands.ts) and
+ *                       every migration record, hash-chained, signed with the agent's key when
+ *                       it has one, fsynced before the reply (audit-log.ts)
  *
  * So a VM that arrived here can leave again — onward, or back to where it came from — and a VM
  * that left keeps only its record (`migrated` in query-vms), its memory freed.
@@ -20,8 +23,17 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { formatHostPort, MigrationError, type HostPort } from '@livemig/shared';
-import { listenForPeers, type DestTls, type PeerListener } from '@livemig/shared/channel';
-import { TicketStore, type LoadedPki } from '@livemig/shared/security';
+import { listenForPeers, OFFERED_CAPABILITIES, type DestTls, type PeerListener } from '@livemig/shared/channel';
+import {
+  createSigner,
+  TicketStore,
+  type LoadedPki,
+  type RecordOperator,
+  type SignedRecord,
+  type Signer,
+} from '@livemig/shared/security';
+import { AuditLog } from './audit-log.ts';
+import { auditedHandlers } from './audited-commands.ts';
 import { allowSourceMatcher } from './allow-source.ts';
 import { checkPlaintext } from './plaintext-policy.ts';
 import type { Capability } from '@livemig/shared/protocol';
@@ -84,6 +96,12 @@ export interface AgentDaemonOptions {
    * every connection). @default false: start() refuses with ERR_INSECURE
    */
   insecure?: boolean;
+  /**
+   * The audit log file: every state-changing command and every migration record, hash-chained,
+   * each entry signed with this agent's key when it has `security`, fsynced before the reply.
+   * @default none: nothing is logged
+   */
+  auditLog?: string;
 }
 
 export class AgentDaemon {
@@ -109,8 +127,20 @@ export class AgentDaemon {
     const emit: ControlServer['emit'] = (event, data) => this.#control.emit(event, data);
     this.#security = options.security;
     this.#tickets = options.security ? new TicketStore() : undefined;
+    this.#signer = options.security ? createSigner(options.security.pki) : undefined;
+    // Records are exchanged only by agents that can sign them.
+    this.#capabilities = (options.capabilities ?? OFFERED_CAPABILITIES).filter(
+      (c) => c !== 'signed-record' || this.#signer !== undefined,
+    );
     this.#incoming = new IncomingMigrations(
-      { host: this.host, logger: options.logger, emit, ...(this.#tickets ? { tickets: this.#tickets } : {}) },
+      {
+        host: this.host,
+        logger: options.logger,
+        emit,
+        ...(this.#tickets ? { tickets: this.#tickets } : {}),
+        ...(this.#signer ? { signer: this.#signer } : {}),
+        keepRecord: (record) => this.#keepRecord('dest', record),
+      },
       { maxMemoryBytes: options.maxMemoryBytes },
     );
     this.#outgoing = new OutgoingMigrations({
@@ -118,14 +148,24 @@ export class AgentDaemon {
       agentId: this.agentId,
       logger: options.logger,
       emit,
-      ...(options.capabilities ? { capabilities: options.capabilities } : {}),
+      capabilities: this.#capabilities,
       stillArriving: (vm) => this.#incoming.stillArriving(vm),
       ...(options.security ? { pki: options.security.pki } : {}),
+      ...(this.#signer ? { signer: this.#signer } : {}),
+      keepRecord: (record) => this.#keepRecord('source', record),
     });
   }
 
   readonly #security: AgentSecurity | undefined;
   readonly #tickets: TicketStore | undefined;
+  readonly #signer: Signer | undefined;
+  readonly #capabilities: readonly Capability[];
+  #audit: AuditLog | undefined;
+
+  /** Keep a migration record in the audit log (fsynced); without a log, nowhere. */
+  async #keepRecord(role: 'source' | 'dest', record: SignedRecord): Promise<void> {
+    await this.#audit?.append({ kind: 'record', role, record });
+  }
 
   /** Bind the control API (and the data port, with `listen`); resolves once both listen. */
   static async start(options: AgentDaemonOptions): Promise<AgentDaemon> {
@@ -140,6 +180,13 @@ export class AgentDaemon {
           logger.warn({ remote, port }, 'INSECURE: plaintext connection, unauthenticated and unencrypted (--insecure)')
       : undefined;
     const daemon = new AgentDaemon(options);
+    if (options.auditLog) {
+      daemon.#audit = await AuditLog.open({
+        file: options.auditLog,
+        agent: daemon.#signer?.name ?? daemon.agentId,
+        ...(daemon.#signer ? { signer: daemon.#signer } : {}),
+      });
+    }
     daemon.#control = await ControlServer.start(
       {
         host: options.control.host,
@@ -152,15 +199,18 @@ export class AgentDaemon {
         // Secure agents: wss with client certificates, every command checked against the caller's role.
         ...(options.security ? { tls: credentials(options.security.pki) } : {}),
       },
-      daemon.#handlers(),
-    );
+      daemon.#audit ? auditedHandlers(daemon.#handlers(), daemon.#audit) : daemon.#handlers(),
+    ).catch(async (error: unknown) => {
+      await daemon.#audit?.close();
+      throw error;
+    });
     if (options.listen) {
       try {
         daemon.#listener = await listenForPeers({
           ...options.listen,
           agentId: daemon.agentId,
           logger: options.logger,
-          ...(options.capabilities ? { capabilities: options.capabilities } : {}),
+          capabilities: daemon.#capabilities,
           ...(options.security ? { tls: destTls(options.security) } : {}),
           onPeer: (peer) => {
             warnConnection?.(peer.remote, 'data');
@@ -169,10 +219,19 @@ export class AgentDaemon {
         });
       } catch (error) {
         await daemon.#control.close();
+        await daemon.#audit?.close();
         throw error;
       }
     }
-    logger.info({ control: daemon.controlUrl, listen: daemon.dataAddress, agentId: daemon.agentId }, 'agent listening');
+    logger.info(
+      {
+        control: daemon.controlUrl,
+        listen: daemon.dataAddress,
+        agentId: daemon.agentId,
+        auditLog: daemon.#audit?.file,
+      },
+      'agent listening',
+    );
     if (exposed) {
       logger.warn(
         { exposed: plaintext.exposed },
@@ -202,8 +261,8 @@ export class AgentDaemon {
         await this.host.create(VmHost.checkName(name), spec);
         return this.host.info(name);
       },
-      migrate: ({ vm, to, mode, params, ticket, destName }) => ({
-        migrationId: this.migrate(vm, to, mode, params, { ticket, destName }),
+      migrate: ({ vm, to, mode, params, ticket, destName }, { caller }) => ({
+        migrationId: this.migrate(vm, to, mode, params, { ticket, destName, operator: caller }),
       }),
       'prepare-incoming': ({ vm, from, ttlMs }) => {
         if (!this.#tickets) {
@@ -239,7 +298,7 @@ export class AgentDaemon {
     to: string,
     mode?: string,
     params?: MigrateParams,
-    security?: { ticket?: string; destName?: string },
+    security?: { ticket?: string; destName?: string; operator?: RecordOperator | null },
   ): string {
     return this.#outgoing.start(vm, to, mode, params, security);
   }
@@ -256,6 +315,7 @@ export class AgentDaemon {
     await Promise.all([this.#incoming.abortAll(reason), this.#outgoing.finish(reason, this.#graceMs)]);
     await listenerClosed;
     await this.#control.close();
+    await this.#audit?.close();
     await this.#digests.close();
     await this.host.removeAll();
   }

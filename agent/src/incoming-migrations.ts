@@ -22,6 +22,10 @@ export interface IncomingMigrationsComponents {
   emit: IncomingComponents['emit'];
   /** Secure agents: every incoming migration must present a ticket of this store. @default none: no tickets */
   tickets?: TicketStore;
+  /** Countersign the sources' migration records with this key (IncomingComponents.signer). */
+  signer?: IncomingComponents['signer'];
+  /** Keep each record countersigned or refused (the audit log) before answering. */
+  keepRecord?: IncomingComponents['keepRecord'];
 }
 
 export interface IncomingMigrationsOptions {
@@ -86,6 +90,8 @@ export class IncomingMigrations {
         logger: logger.child({ migrationId: setup.migrationId }),
         emit: this.#c.emit,
         ...(this.#c.tickets ? { admit: admitWith(this.#c.tickets) } : {}),
+        ...(this.#c.signer ? { signer: this.#c.signer } : {}),
+        ...(this.#c.keepRecord ? { keepRecord: this.#c.keepRecord } : {}),
       },
       { maxMemoryBytes: this.#maxMemoryBytes },
     );

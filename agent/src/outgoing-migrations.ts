@@ -22,7 +22,7 @@ import type { MigrateParams, MigrationInfo } from '@livemig/shared/control';
 import { VmHost } from '@livemig/shared/host';
 import type { Capability } from '@livemig/shared/protocol';
 import type { MigrationReport } from '@livemig/shared/report';
-import type { LoadedPki } from '@livemig/shared/security';
+import type { LoadedPki, RecordOperator } from '@livemig/shared/security';
 
 export interface OutgoingMigrationsComponents {
   host: VmHost;
@@ -39,6 +39,10 @@ export interface OutgoingMigrationsComponents {
    * or undefined when it can.
    */
   stillArriving: (vm: string) => string | undefined;
+  /** Sign each migration's record with this key (OutgoingComponents.signer). */
+  signer?: OutgoingComponents['signer'];
+  /** Keep each migration's record (the audit log) before its report goes out. */
+  keepRecord?: OutgoingComponents['keepRecord'];
 }
 
 /** An outgoing migration, in flight or over. */
@@ -60,7 +64,12 @@ export class OutgoingMigrations {
     to: string,
     mode?: string,
     params?: MigrateParams,
-    security: { ticket?: string | undefined; destName?: string | undefined } = {},
+    security: {
+      ticket?: string | undefined;
+      destName?: string | undefined;
+      /** Who asked (the verified control caller), for the record. */
+      operator?: RecordOperator | null | undefined;
+    } = {},
   ): string {
     const { host, agentId } = this.#c;
     const name = VmHost.checkName(vmName);
@@ -97,6 +106,8 @@ export class OutgoingMigrations {
           }),
         emit: this.#c.emit,
         setVmState: (state) => host.setState(name, state),
+        ...(this.#c.signer ? { signer: this.#c.signer } : {}),
+        ...(this.#c.keepRecord ? { keepRecord: this.#c.keepRecord } : {}),
       },
       {
         migrationId,
@@ -104,6 +115,7 @@ export class OutgoingMigrations {
         params: resolved,
         ticket: security.ticket ?? '',
         ...(pki ? { sourceName: pki.identity.name } : {}),
+        operator: security.operator ?? null,
       },
     );
     this.#migrations.set(migrationId, migration);

@@ -18,6 +18,7 @@ import { DEFAULT_MAX_CLIENTS, DEFAULT_RATE_LIMIT } from '@livemig/shared/control
 import { KNOWN_CAPABILITIES, type Capability } from '@livemig/shared/protocol';
 import { capabilitiesFlag, positiveIntFlag } from '../options.ts';
 import { addSecurityOptions, credentialsFromFlags, type SecurityFlags } from '../security-flags.ts';
+import { addAuditOptions, auditFromFlags, type AuditFlags } from '../audit-flags.ts';
 import { addVmSpecOptions, specFromFlags, type VmFlags } from '../vm-flags.ts';
 
 /** One name under which the agent runs, with its defaults. */
@@ -31,7 +32,7 @@ export interface AgentCommandVariant {
   control: string;
 }
 
-interface AgentFlags extends VmFlags, LogLevelFlags, VmLinkFlags, SecurityFlags {
+interface AgentFlags extends VmFlags, LogLevelFlags, VmLinkFlags, SecurityFlags, AuditFlags {
   allowSource: string[];
   listen?: string;
   control: string;
@@ -116,6 +117,7 @@ export function addAgentCommand(program: Command, variant: AgentCommandVariant):
     'without --pki: bind plaintext ports beyond loopback anyway (no authentication, no encryption; ' +
       'warned about at start and on every connection). Without it such an agent refuses to start (ERR_INSECURE)',
   );
+  addAuditOptions(command);
   return addLogLevelOption(command)
     .addHelpText('after', helpText(variant))
     .action(async (flags: AgentFlags) => {
@@ -139,6 +141,7 @@ export function addAgentCommand(program: Command, variant: AgentCommandVariant):
           controlRateLimit: { ratePerSec: flags.controlRate, burst: flags.controlBurst },
           insecure: flags.insecure === true,
           ...(pki ? { security: { pki, allowSource: flags.allowSource } } : {}),
+          ...auditFromFlags(flags, pki),
           addressMover: addressMoverFromFlags(flags, logger),
         });
         if (flags.vm && spec) await daemon.host.create(flags.vm, spec);
@@ -200,6 +203,9 @@ function helpText(variant: AgentCommandVariant): string {
     '--control-burst requests at once and --control-rate per second (over it: ERR_RATE_LIMITED, and',
     'that client is not read until its next request is due); `digest` hashes guest memory in a',
     'worker thread at idle CPU priority, one digest per VM at a time (requests meanwhile share the next).',
+    'Audit: every state-changing command and every migration record goes to an append-only audit log,',
+    "hash-chained and signed with the agent's key (--audit-log; with --pki by default",
+    '$XDG_STATE_HOME/livemig/NAME/audit.log); `livemig audit verify --log FILE --pki DIR` checks it.',
     'Example: livemig pki init --dir pki && livemig pki issue --dir pki --name host-b --role agent',
     '         livemig agent --pki pki --name host-b --listen 0.0.0.0:7070 --control 0.0.0.0:7071 \\',
     '           --allow-source "host-*"',

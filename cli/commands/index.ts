@@ -1,6 +1,7 @@
 /** The subcommands, in the order `--help` lists them. Each file registers one command. */
 import type { Command } from 'commander';
 import { registerAgentCommand } from './agent.ts';
+import { registerAuditCommand } from './audit.ts';
 import { registerDemoCommand } from './demo.ts';
 import { registerDestCommand } from './dest.ts';
 import { registerLabCommand } from './lab.ts';
@@ -26,4 +27,5 @@ export const COMMANDS: ReadonlyArray<(program: Command) => void> = [
   registerLabCommand,
   registerProbeCommand,
   registerPkiCommand,
+  registerAuditCommand,
 ];

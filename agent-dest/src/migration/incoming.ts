@@ -14,7 +14,25 @@ import { MigrationError, toMigrationError } from '@livemig/shared';
 import { msg, type PageApplier, type PeerChannel, type PeerIdentity } from '@livemig/shared/channel';
 import type { ControlEvents, EventName } from '@livemig/shared/control';
 import type { VmHost } from '@livemig/shared/host';
-import type { Message, SetupMsg } from '@livemig/shared/protocol';
+import type { Message, RecordMsg, SetupMsg } from '@livemig/shared/protocol';
+import {
+  countersignRecord,
+  observedRefusal,
+  parseRecord,
+  RECORD_TIMEOUT_MS,
+  recordBytes,
+  signatureRefusal,
+  SIGNATURE_ALGORITHM,
+  ticketIdOf,
+  vmSpecHash,
+  type Countersignature,
+  type MigrationRecord,
+  type ObservedMigration,
+  type RecordParty,
+  type RecordSignature,
+  type SignedRecord,
+  type Signer,
+} from '@livemig/shared/security';
 import { Bitmap, type Prefault, type ToyVm } from '@livemig/shared/vm';
 import { buildIncomingVm, resumeHere } from './build-vm.ts';
 import { MainLink } from './main-link.ts';
@@ -36,6 +54,10 @@ export interface IncomingComponents {
    * reserved. @default everything is admitted (plaintext agents on loopback)
    */
   admit?: (setup: SetupMsg, peer: PeerIdentity | undefined) => void;
+  /** This agent's key: with `signed-record` negotiated, the source's record is countersigned with it. */
+  signer?: Signer;
+  /** Keep a record this side countersigned or refused (the audit log, fsynced) before answering. */
+  keepRecord?: (signed: SignedRecord) => Promise<void>;
 }
 
 export interface IncomingOptions {
@@ -60,12 +82,18 @@ export class IncomingMigration {
   #migrationId = '';
   #built: Built | undefined;
   #resumedAt = { steps: 0, at: 0 };
+  #setup: SetupMsg | undefined;
+  /** The digests as they were exchanged: the source's as they arrived, this side's own. */
+  readonly #digests: ObservedMigration['digests'] = { source: {}, dest: {} };
 
   constructor(components: IncomingComponents, options: IncomingOptions) {
     this.#c = components;
     this.#options = options;
     this.#link = new MainLink(components.channel);
-    this.#state = initialState({ postcopyAllowed: components.channel.capabilities.has('postcopy') });
+    this.#state = initialState({
+      postcopyAllowed: components.channel.capabilities.has('postcopy'),
+      recordAllowed: components.channel.capabilities.has('signed-record'),
+    });
   }
 
   get status(): DestStatus {
@@ -80,11 +108,13 @@ export class IncomingMigration {
   async run(setup: SetupMsg): Promise<void> {
     try {
       this.#migrationId = setup.migrationId;
+      this.#setup = setup;
       await this.#handle(setup);
       while (this.status !== 'running' && this.status !== 'postcopy')
         await this.#handle(await this.#link.channel.next());
       if (this.status === 'running') this.#event('resumed');
       else await this.#postcopy();
+      await this.#exchangeRecord();
       await this.#link.channel.close();
     } catch (caught) {
       await this.#fail(toMigrationError(caught));
@@ -152,6 +182,7 @@ export class IncomingMigration {
       case 'verify-precopy': {
         const { sections, vm } = this.#built!;
         const digests = sections.verify(action.digests, sections.names);
+        this.#exchanged(action.digests, digests);
         vm.markAllPresent(); // a hybrid that converged: nothing is absent
         this.#link.channel.send(msg.ready(digests));
         logger.info({ event: 'stopcopy.verified', digests }, 'memory, CPU and devices verified; waiting for handoff');
@@ -160,6 +191,7 @@ export class IncomingMigration {
       case 'start-postcopy': {
         const { sections, paging, vm } = this.#built!;
         const digests = sections.verify(action.digests, sections.stateNames);
+        this.#exchanged(action.digests, digests);
         const absent = Bitmap.fromBytes(action.bitmap, vm.memory.pageCount);
         paging.start(absent);
         this.#link.channel.send(msg.ready(digests));
@@ -173,7 +205,98 @@ export class IncomingMigration {
         return;
       case 'cancelled':
         throw new MigrationError('ERR_CANCELLED', `source cancelled: ${action.reason}`);
+      case 'countersign':
+        return this.#countersign(action.message);
     }
+  }
+
+  #exchanged(source: Readonly<Record<string, string>>, dest: Readonly<Record<string, string>>): void {
+    Object.assign(this.#digests.source, source);
+    Object.assign(this.#digests.dest, dest);
+  }
+
+  /**
+   * Completed, with `signed-record` negotiated: the source's Record comes next. Whatever happens
+   * here the VM runs on: a record that does not come is only logged.
+   */
+  async #exchangeRecord(): Promise<void> {
+    if (!this.#state.recordAllowed) return;
+    try {
+      await this.#handle(await this.#link.channel.next(AbortSignal.timeout(RECORD_TIMEOUT_MS)));
+    } catch (error) {
+      this.#c.logger.warn(
+        { event: 'record.missing', err: toMigrationError(error) },
+        'no migration record came to countersign (the VM runs here regardless)',
+      );
+    }
+  }
+
+  /** Answer the source's Record: countersign it or refuse, after keeping it (audit log). */
+  async #countersign(message: RecordMsg): Promise<void> {
+    const answer = await this.#judge(message);
+    this.#link.channel.send(msg.countersignature(answer));
+    const refused = 'refused' in answer ? answer.refused : undefined;
+    this.#c.logger.info(
+      { event: 'record.countersigned', refused },
+      refused ? `refused to countersign the migration record: ${refused}` : 'countersigned the migration record',
+    );
+  }
+
+  /** The countersignature of the source's record — kept in the audit log first — or why not. */
+  async #judge(message: RecordMsg): Promise<RecordSignature | { refused: string }> {
+    const record = parseRecord(message.record);
+    if (typeof record === 'string') return { refused: record };
+    const signature: RecordSignature = {
+      alg: SIGNATURE_ALGORITHM,
+      by: record.source?.name ?? '',
+      fingerprint: record.source?.fingerprint ?? '',
+      value: message.signature,
+      certificate: message.certificate,
+    };
+    const signer = this.#c.signer;
+    const refusal = signer
+      ? this.#refusal(record, signature, signer)
+      : 'this destination has no key to countersign with';
+    const countersignature: Countersignature =
+      signer && refusal === undefined
+        ? { status: 'signed', signature: countersignRecord(record, signature, signer) }
+        : { status: 'refused', by: signer?.name ?? '', reason: refusal ?? '' };
+    try {
+      await this.#c.keepRecord?.({ record, signature, countersignature });
+    } catch (error) {
+      return {
+        refused: `this destination could not keep the record in its audit log: ${toMigrationError(error).message}`,
+      };
+    }
+    return countersignature.status === 'signed' ? countersignature.signature : { refused: countersignature.reason };
+  }
+
+  /** Why this side will not countersign `record` as signed by `signature`, or undefined. */
+  #refusal(record: MigrationRecord, signature: RecordSignature, signer: Signer): string | undefined {
+    const peer = this.#link.channel.peer;
+    if (!peer) return 'the source is not authenticated: nobody to hold to the record';
+    const source: RecordParty = { name: peer.name, fingerprint: peer.fingerprint };
+    const bad = signatureRefusal(signer.trust, signature, source, recordBytes(record), record.times.endedAt);
+    if (bad) return `the source's signature: ${bad}`;
+    const { vm } = this.#built!;
+    const setup = this.#setup!;
+    const applier = this.#c.applier;
+    return observedRefusal(record, {
+      migrationId: this.#migrationId,
+      vm: { name: setup.vm.name, specHash: vmSpecHash(setup.vm) },
+      mode: setup.mode,
+      digests: this.#digests,
+      pages: {
+        total: vm.memory.pageCount,
+        received: applier.pagesReceived,
+        payloadBytes: applier.rawPagesReceived * vm.memory.pageSize,
+        // Pre-copy: every page came on this one connection; post-copy: some on the fault one.
+        exact: this.#state.path === 'precopy',
+      },
+      ticketId: ticketIdOf(setup.ticket),
+      source,
+      dest: { name: signer.name, fingerprint: signer.fingerprint },
+    });
   }
 
   async #build(setup: SetupMsg): Promise<void> {
@@ -213,6 +336,7 @@ export class IncomingMigration {
     vm.markAllPresent();
     // The VM already runs here: a mismatch has nothing to roll back to, and the error says so.
     const digests = sections.verify(this.#state.sourceDigests, ['ram']);
+    this.#exchanged(this.#state.sourceDigests, digests);
     const { stats, noticeDelayMs } = paging.completeStats(this.#resumedAt);
     this.#link.channel.send(msg.complete(stats, digests));
     this.#event('all-present');

@@ -17,6 +17,7 @@ import {
   type DeviceStateMsg,
   type Message,
   type MigrationMode,
+  type RecordMsg,
   type SetupMsg,
 } from '@livemig/shared/protocol';
 import { DEST_TRANSITIONS, type DestStatus } from './status.ts';
@@ -37,6 +38,10 @@ export interface ReceiverState {
   readonly path: 'precopy' | 'postcopy' | undefined;
   /** Post-copy: the source's digests after its push (StopCopyEnd), once they came. */
   readonly sourceDigests: Readonly<Record<string, string>> | undefined;
+  /** The peer negotiated `signed-record`: one Record may come once the migration completed. */
+  readonly recordAllowed: boolean;
+  /** The Record came. */
+  readonly recorded: boolean;
 }
 
 export type Action =
@@ -52,13 +57,15 @@ export type Action =
   | { kind: 'resume'; to: 'running' | 'postcopy' }
   /** Post-copy: the source's memory digest after its push; verify once every page is here. */
   | { kind: 'source-digests'; digests: Readonly<Record<string, string>> }
-  | { kind: 'cancelled'; reason: string };
+  | { kind: 'cancelled'; reason: string }
+  /** Completed: check the source's signed record against what this side saw, countersign or refuse. */
+  | { kind: 'countersign'; message: RecordMsg };
 
 export type Step = { state: ReceiverState; action: Action } | MigrationError;
 
 export type InternalEvent = 'built' | 'resumed' | 'all-present' | 'link-lost' | 'relinked' | 'failed';
 
-export function initialState(options: { postcopyAllowed: boolean }): ReceiverState {
+export function initialState(options: { postcopyAllowed: boolean; recordAllowed?: boolean }): ReceiverState {
   return {
     status: 'none',
     mode: undefined,
@@ -66,6 +73,8 @@ export function initialState(options: { postcopyAllowed: boolean }): ReceiverSta
     loaded: [],
     path: undefined,
     sourceDigests: undefined,
+    recordAllowed: options.recordAllowed ?? false,
+    recorded: false,
   };
 }
 
@@ -122,8 +131,13 @@ export function step(state: ReceiverState, message: Message): Step {
         };
       }
       return refuse(state, message);
+    case 'completed':
+      if (message.type !== MsgType.Record) return refuse(state, message);
+      if (!state.recordAllowed) return refuse(state, message, 'signed-record was not negotiated');
+      if (state.recorded) return refuse(state, message, 'the record came already');
+      return { state: { ...state, recorded: true }, action: { kind: 'countersign', message } };
     default:
-      // setup (the source waits for SetupDone), running, postcopy-paused, completed, failed: nothing.
+      // setup (the source waits for SetupDone), running, postcopy-paused, failed: nothing.
       return refuse(state, message);
   }
 }

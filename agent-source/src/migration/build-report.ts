@@ -6,6 +6,7 @@
  */
 import type { MigrationError } from '@livemig/shared';
 import { REPORT_SCHEMA, type MigrationReport, type Verification } from '@livemig/shared/report';
+import { pageCounts } from './build-record.ts';
 import type { MigrationContext, SideDigests } from './context.ts';
 
 export function buildReport(
@@ -37,13 +38,7 @@ export function buildReport(
       ...(ctx.pausedAt === undefined ? {} : { pausedAt: performance.timeOrigin + ctx.pausedAt }),
     },
     bytes: { wire: ctx.channels.wireBytes, pagePayload: s.pagePayloadBytes },
-    pages: {
-      total: vm.memory.pageCount,
-      sent: s.rawPages + s.zeroPages,
-      zero: s.zeroPages + s.skippedZeroPages,
-      resent: s.resentPages,
-      faulted: ctx.postcopy?.faults ?? 0,
-    },
+    pages: pageCounts(ctx),
     rounds: s.rounds,
     verify: verification(ctx.verify),
     network: null,
@@ -62,6 +57,7 @@ export function buildReport(
     ...(ctx.postcopy ? { postcopy: ctx.postcopy } : {}),
     ...nicReport(ctx),
     vmRunsOn: outcome === 'completed' ? 'destination' : ctx.vmRunsOnIfFailed,
+    ...(ctx.record ? { record: ctx.record } : {}),
   };
 }
 

@@ -9,6 +9,7 @@ import { MigrationError, StateMachine } from '@livemig/shared';
 import type { ControlEvents, EventName } from '@livemig/shared/control';
 import type { HostedVm } from '@livemig/shared/host';
 import type { MigrationReport, PostcopyReport, SecurityReport, SwitchoverReason } from '@livemig/shared/report';
+import type { RecordOperator, RecordParty, SignedRecord, Signer } from '@livemig/shared/security';
 import type { ToyVm } from '@livemig/shared/vm';
 import { ChannelSet, type Connect } from './channels.ts';
 import type { ResolvedMigrateParams } from './params.ts';
@@ -24,6 +25,10 @@ export interface OutgoingComponents {
   logger: Logger;
   emit: <E extends EventName>(event: E, data: ControlEvents[E]) => void;
   setVmState: (state: HostedVm['state']) => void;
+  /** This agent's key: the migration record is signed with it. @default none: the record is unsigned */
+  signer?: Signer;
+  /** Keep the record once the migration ended (the audit log, fsynced), before the report is out. */
+  keepRecord?: (signed: SignedRecord) => Promise<void>;
 }
 
 export interface OutgoingOptions {
@@ -34,6 +39,8 @@ export interface OutgoingOptions {
   ticket?: string;
   /** This agent's certificate name, when it speaks mutual TLS (for the report). */
   sourceName?: string;
+  /** Who asked for the migration (the verified control caller), for the record. @default null */
+  operator?: RecordOperator | null;
 }
 
 /** What the operator or the agent asked for while the migration runs; read between batches. */
@@ -60,6 +67,13 @@ export class MigrationContext {
   readonly logger: Logger;
   readonly emit: OutgoingComponents['emit'];
   readonly setVmState: OutgoingComponents['setVmState'];
+  readonly signer: Signer | undefined;
+  readonly keepRecord: OutgoingComponents['keepRecord'];
+  readonly operator: RecordOperator | null;
+  /** The destination's verified certificate, once the main connection is open (null: plaintext). */
+  destParty: RecordParty | null = null;
+  /** The migration record with its signatures, once the migration ended. */
+  record: SignedRecord | undefined;
   readonly machine = new StateMachine<SourceStatus>(SOURCE_TRANSITIONS, 'none');
   readonly stats = new MigrationStats();
   readonly abort = new AbortController();
@@ -93,6 +107,9 @@ export class MigrationContext {
     this.logger = components.logger;
     this.emit = components.emit;
     this.setVmState = components.setVmState;
+    this.signer = components.signer;
+    this.keepRecord = components.keepRecord;
+    this.operator = options.operator ?? null;
     this.bucket = new TokenBucket({ rateBps: options.params.maxBandwidthBps });
     this.channels = new ChannelSet(components.connect, this.abort.signal, this.id);
     this.stepsAtStart = { steps: this.vm.steps, at: performance.now() };

@@ -8,6 +8,8 @@
  *   setup → [precopy rounds] → postcopy-start → handoff → postcopy ⇄ recovery → completed
  *                                                                             (post-copy, hybrid)
  *   any failure → rollback.ts: resumed here until Handoff was sent; never resumed here after.
+ *   the end, whatever it was → record.ts: the signed migration record (countersigned by the
+ *   destination when the migration completed), kept before the report goes out.
  *
  * Ownership (ARCHITECTURE.md §4, a contract): until Handoff is sent the source owns the VM and
  * any failure — connection lost, peer error, cancel, digest mismatch — resumes it here and the
@@ -24,6 +26,7 @@ import { handoffPhase } from './phases/handoff.ts';
 import { postcopyStartPhase } from './phases/postcopy-start.ts';
 import { postcopyPhase } from './phases/postcopy.ts';
 import { precopyPhase } from './phases/precopy.ts';
+import { recordPhase, sourceOnlyRecord } from './phases/record.ts';
 import { rollbackPhase } from './phases/rollback.ts';
 import { setupPhase } from './phases/setup.ts';
 import { stopCopyPhase } from './phases/stop-copy.ts';
@@ -130,6 +133,7 @@ export class OutgoingMigration {
         await postcopyPhase(ctx);
       }
       ctx.setVmState('migrated');
+      await recordPhase(ctx);
       await ctx.channels.close();
       ctx.machine.transition(['handoff', 'postcopy'], 'completed');
     } catch (caught) {
@@ -137,6 +141,13 @@ export class OutgoingMigration {
       await rollbackPhase(ctx, error);
     }
     const outcome = this.status === 'completed' ? 'completed' : this.status === 'cancelled' ? 'cancelled' : 'failed';
+    ctx.record ??= sourceOnlyRecord(ctx, outcome, error);
+    try {
+      // Kept (the audit log, fsynced) before anyone hears of the outcome.
+      await ctx.keepRecord?.(ctx.record);
+    } catch (keepError) {
+      ctx.logger.error({ event: 'record.unkept', err: keepError }, 'the migration record could not be kept');
+    }
     this.#report = buildReport(ctx, outcome, error);
     ctx.emit('MIGRATION_REPORT', { migrationId: this.id, report: this.#report });
     return this.#report;

@@ -27,6 +27,8 @@ export class PageApplier implements PageSink {
   #pageShift = 12;
   /** Pages received (raw + zero), for stats. */
   pagesReceived = 0;
+  /** Of those, pages that came with their bytes (the migration record's page payload). */
+  rawPagesReceived = 0;
   /**
    * Post-copy: whether a page may still be written (it is absent). A page the guest already has
    * must never be overwritten by a late copy — the guest may have written it since — so such
@@ -97,6 +99,7 @@ export class PageApplier implements PageSink {
     const { pages, kinds } = meta;
     for (let i = 0; i < pages.length; i++) {
       const page = pages[i]!;
+      if (kinds[i] === PageKind.Raw) this.rawPagesReceived += 1;
       if (this.wanted !== undefined && !this.wanted(page)) continue;
       if (kinds[i] === PageKind.Raw) {
         ledger.update(page, memory.page(page));

@@ -39,6 +39,8 @@ export interface DestTls extends TlsCredentials {
 export interface PeerIdentity {
   name: string;
   role: Role;
+  /** SHA-256 of the peer's certificate, colon-separated upper-case hex (as Identity.fingerprint). */
+  fingerprint: string;
   /** The negotiated protocol and cipher, for the report. */
   protocol: string;
   cipher: string;
@@ -61,6 +63,7 @@ export function identityOf(socket: tls.TLSSocket): PeerIdentity {
   return {
     name,
     role: roleOf(cert),
+    fingerprint: cert.fingerprint256,
     protocol: socket.getProtocol() ?? 'unknown',
     cipher: socket.getCipher().name,
   };

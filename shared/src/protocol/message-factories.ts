@@ -10,6 +10,7 @@ import {
   type AttachMsg,
   type CancelMsg,
   type CompleteMsg,
+  type CountersignatureMsg,
   type CpuStateMsg,
   type DeviceStateMsg,
   type ErrorMsg,
@@ -22,6 +23,7 @@ import {
   type PagesMsg,
   type PostcopyStartMsg,
   type ReadyMsg,
+  type RecordMsg,
   type SectionDigests,
   type ResumedMsg,
   type RoundAckMsg,
@@ -156,6 +158,16 @@ export const msg = {
   },
   roundAck(round: number): RoundAckMsg {
     return { type: MsgType.RoundAck, round };
+  },
+  /** The source's signed record: its canonical JSON bytes, the signature of them, the signer's certificate. */
+  record(record: Uint8Array, signature: { value: string; certificate: string }): RecordMsg {
+    return { type: MsgType.Record, record, signature: signature.value, certificate: signature.certificate };
+  },
+  /** The destination's countersignature, or (`{ refused }`) its refusal and why. */
+  countersignature(answer: { value: string; certificate: string } | { refused: string }): CountersignatureMsg {
+    return 'refused' in answer
+      ? { type: MsgType.Countersignature, signature: '', certificate: '', refused: answer.refused }
+      : { type: MsgType.Countersignature, signature: answer.value, certificate: answer.certificate, refused: '' };
   },
 } as const;
 

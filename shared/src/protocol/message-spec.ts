@@ -52,6 +52,8 @@ export interface MessageSpec {
   check?: (message: Message, ctx: CheckContext) => void;
 }
 
+/** Largest migration record accepted in Record (security/record.ts has the same bound). */
+export const MAX_RECORD_BYTES = 64 * 1024;
 /** Largest register file accepted in CpuState. */
 export const MAX_REGISTER_BYTES = 64 * 1024;
 /** Page sizes accepted in Setup. */
@@ -255,6 +257,18 @@ export const MESSAGE_SPEC: Readonly<Record<Exclude<MsgType, MsgType.Invalid>, Me
     name: 'RoundAck',
     direction: 'dest→source',
     schema: { round: u32 },
+    payload: NONE,
+  },
+  [MsgType.Record]: {
+    name: 'Record',
+    direction: 'source→dest',
+    schema: { signature: 'string', certificate: 'string' },
+    payload: { kind: 'bytes', field: 'record', optional: false, maxBytes: MAX_RECORD_BYTES },
+  },
+  [MsgType.Countersignature]: {
+    name: 'Countersignature',
+    direction: 'dest→source',
+    schema: { signature: 'string', certificate: 'string', refused: 'string' },
     payload: NONE,
   },
 });

@@ -35,10 +35,12 @@ export const enum MsgType {
   PostcopyStart = 19,
   Missing = 20,
   RoundAck = 21,
+  Record = 22,
+  Countersignature = 23,
 }
 
 /** Highest assigned MsgType. */
-export const MAX_MSG_TYPE = MsgType.RoundAck;
+export const MAX_MSG_TYPE = MsgType.Countersignature;
 
 /** How a migration moves memory (MIGRATION_MODES is the one list of them). */
 export type MigrationMode = 'precopy' | 'postcopy' | 'hybrid';
@@ -281,6 +283,32 @@ export interface MissingMsg {
   bitmap: Uint8Array;
 }
 
+/**
+ * S→D, with `signed-record` negotiated, once the migration completed (after Resumed, or after
+ * Complete in post-copy): the source's migration record as canonical JSON (security/record.ts)
+ * in the payload, its ES256 signature of exactly those bytes, and its certificate (PEM).
+ */
+export interface RecordMsg {
+  type: MsgType.Record;
+  /** base64url r‖s. */
+  signature: string;
+  certificate: string;
+  record: Uint8Array;
+}
+
+/**
+ * D→S, answer to Record: the destination checked the record against what it saw and kept it in
+ * its audit log; `signature` is its countersignature (of the record with the source's
+ * signature) and `certificate` its certificate — or both "" and `refused` says why it does not
+ * sign.
+ */
+export interface CountersignatureMsg {
+  type: MsgType.Countersignature;
+  signature: string;
+  certificate: string;
+  refused: string;
+}
+
 /** Every message, discriminated by `type`. */
 export type Message =
   | HelloMsg
@@ -303,7 +331,9 @@ export type Message =
   | AttachMsg
   | PostcopyStartMsg
   | MissingMsg
-  | RoundAckMsg;
+  | RoundAckMsg
+  | RecordMsg
+  | CountersignatureMsg;
 
 /** The message interface for a type number. */
 export type MessageOf<T extends Message['type']> = Extract<Message, { type: T }>;

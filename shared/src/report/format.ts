@@ -42,6 +42,7 @@ export function formatReport(report: MigrationReport): string {
   );
   if (report.vmRunsOn) field('vm now runs on', report.vmRunsOn);
   field('security', securityLine(report.security));
+  if (report.record) field('record', recordLine(report.record));
   field('total time', formatDuration(report.times.totalMs));
   const downtime = report.times.downtimeMs;
   field(
@@ -165,6 +166,14 @@ const SECTION_WORDS: Record<string, string> = {
   cpu: 'CPU digest',
   devices: 'devices digest',
 };
+
+/** Who signed the migration record, and whether the destination countersigned it (or why not). */
+function recordLine(signed: NonNullable<MigrationReport['record']>): string {
+  const by = signed.signature ? `signed by ${signed.signature.by}` : 'unsigned';
+  const c = signed.countersignature;
+  if (c.status === 'signed') return `${by}, countersigned by ${c.signature.by}`;
+  return `${by}; countersignature ${c.status}: ${c.reason}`;
+}
 
 /** The data plane's protection in one line: who proved what to whom, over which cipher. */
 function securityLine(security: MigrationReport['security']): string {

@@ -89,6 +89,19 @@ export const REPORT_JSON_SCHEMA = {
         },
       ],
     },
+    record: {
+      type: 'object',
+      required: ['record', 'signature', 'countersignature'],
+      properties: {
+        record: { type: 'object', required: ['schema', 'migrationId', 'outcome'], properties: { schema: str } },
+        signature: { type: ['object', 'null'] },
+        countersignature: {
+          type: 'object',
+          required: ['status'],
+          properties: { status: { enum: ['signed', 'refused', 'missing'] } },
+        },
+      },
+    },
     network: {
       oneOf: [
         { type: 'null' },

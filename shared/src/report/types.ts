@@ -7,6 +7,7 @@
 export const REPORT_SCHEMA = 'livemig.report/1';
 
 import type { MigrationMode } from '../protocol/message-types.ts';
+import type { SignedRecord } from '../security/record.ts';
 
 export type { MigrationMode };
 export type MigrationOutcome = 'completed' | 'failed' | 'cancelled';
@@ -157,6 +158,12 @@ export interface MigrationReport {
   nic?: { address: string; mac: string; addressMode: 'loopback' | 'macvlan' };
   /** Extra (post-copy and hybrid): demand paging as the destination saw it. */
   postcopy?: PostcopyReport;
+  /**
+   * Extra: the migration record (who moved what, both sides' digests and counts) with the
+   * source's signature and the destination's countersignature — or why there is none
+   * (security/record.ts; the same object both agents keep in their audit logs).
+   */
+  record?: SignedRecord;
 }
 
 /**

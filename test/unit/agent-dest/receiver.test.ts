@@ -46,6 +46,8 @@ const SAMPLES: Record<Exclude<MsgType, MsgType.Invalid>, Message> = {
   [MsgType.PostcopyStart]: msg.postcopyStart(BITMAP, { cpu: 'bb', devices: 'cc' }),
   [MsgType.Missing]: msg.missing(BITMAP),
   [MsgType.RoundAck]: msg.roundAck(1),
+  [MsgType.Record]: msg.record(new Uint8Array([0x7b, 0x7d]), { value: 'sig', certificate: 'pem' }),
+  [MsgType.Countersignature]: msg.countersignature({ refused: 'no' }),
 };
 
 /** A state of each status, reached the way a migration reaches it (hybrid, both state sections loaded where relevant). */
@@ -173,6 +175,19 @@ describe('receiver step: the checks inside a state', () => {
     if (first instanceof MigrationError) throw first;
     expect(first.action).toEqual({ kind: 'source-digests', digests: DIGESTS });
     expect(step(first.state, SAMPLES[MsgType.StopCopyEnd])).toBeInstanceOf(MigrationError);
+  });
+
+  it('a completed migration takes one Record, only with signed-record negotiated', () => {
+    const completed = { ...stateIn('completed'), recordAllowed: true };
+    const first = step(completed, SAMPLES[MsgType.Record]);
+    if (first instanceof MigrationError) throw first;
+    expect(first.action).toEqual({ kind: 'countersign', message: SAMPLES[MsgType.Record] });
+    expect((step(first.state, SAMPLES[MsgType.Record]) as MigrationError).message).toMatch(/came already/);
+    const notNegotiated = step(stateIn('completed'), SAMPLES[MsgType.Record]) as MigrationError;
+    expect(notNegotiated.message).toMatch(/signed-record was not negotiated/);
+    // Before the migration completed there is nothing to sign.
+    const running = { ...stateIn('running'), recordAllowed: true };
+    expect(step(running, SAMPLES[MsgType.Record])).toBeInstanceOf(MigrationError);
   });
 
   it('RoundEnd is acknowledged with its round', () => {

@@ -7,7 +7,7 @@
 import { MigrationError } from '@livemig/shared';
 import { msg, MsgType, type PeerIdentity } from '@livemig/shared/channel';
 import type { SecurityReport } from '@livemig/shared/report';
-import type { Capability } from '@livemig/shared/protocol';
+import type { Capability, SetupVm } from '@livemig/shared/protocol';
 import type { MigrationContext } from '../context.ts';
 import { createSections, setupAll } from '../sections/index.ts';
 
@@ -30,11 +30,26 @@ function securityOf(ctx: MigrationContext, peer: PeerIdentity | undefined): Secu
   };
 }
 
+/** The VM as Setup describes it (and the migration record hashes it). */
+export function setupVmOf(ctx: MigrationContext): SetupVm {
+  const { vm, hosted } = ctx;
+  return {
+    name: hosted.name,
+    memoryBytes: vm.spec.memoryBytes,
+    pageSize: vm.memory.pageSize,
+    workload: vm.spec.workload,
+    init: vm.spec.init,
+    seed: vm.spec.seed,
+    nic: vm.spec.nic ?? '',
+  };
+}
+
 export async function setupPhase(ctx: MigrationContext): Promise<void> {
-  const { vm, hosted, logger, stats } = ctx;
+  const { logger, stats } = ctx;
   ctx.machine.transition('none', 'setup');
   const channel = await ctx.channels.openMain();
   ctx.security = securityOf(ctx, channel.peer);
+  ctx.destParty = channel.peer ? { name: channel.peer.name, fingerprint: channel.peer.fingerprint } : null;
   const missing = MODE_NEEDS[ctx.mode].filter((c) => !channel.capabilities.has(c));
   if (missing.length) {
     throw new MigrationError(
@@ -48,15 +63,7 @@ export async function setupPhase(ctx: MigrationContext): Promise<void> {
     migrationId: ctx.id,
     mode: ctx.mode,
     ticket: ctx.ticket,
-    vm: {
-      name: hosted.name,
-      memoryBytes: vm.spec.memoryBytes,
-      pageSize: vm.memory.pageSize,
-      workload: vm.spec.workload,
-      init: vm.spec.init,
-      seed: vm.spec.seed,
-      nic: vm.spec.nic ?? '',
-    },
+    vm: setupVmOf(ctx),
   });
   setupAll(sections, setup);
   channel.send(setup);

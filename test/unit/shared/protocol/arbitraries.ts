@@ -133,6 +133,15 @@ export const messageArbitraries: Record<string, fc.Arbitrary<Message>> = {
   PostcopyStart: fc.tuple(pageBitmap, digests).map(([b, d]) => msg.postcopyStart(b, d)),
   Missing: pageBitmap.map((b) => msg.missing(b)),
   RoundAck: u32.map((round) => msg.roundAck(round)),
+  Record: fc
+    .tuple(fc.uint8Array({ minLength: 1, maxLength: 512 }), str, str)
+    .map(([record, value, certificate]) => msg.record(record, { value, certificate })),
+  Countersignature: fc
+    .oneof(
+      fc.record({ value: str, certificate: str }),
+      str.map((refused) => ({ refused })),
+    )
+    .map((answer) => msg.countersignature(answer)),
 };
 
 /** Any message. */

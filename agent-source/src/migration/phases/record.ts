@@ -1,0 +1,106 @@
+/**
+ * The record, last: when the migration ends the source signs its record of it. A completed
+ * migration still has its data channel, so with `signed-record` negotiated the record goes to
+ * the destination (Record), which checks it against what it saw and answers with its
+ * countersignature or its refusal (Countersignature); we check the countersignature against the
+ * fleet CA and the destination's TLS identity. Nothing here fails the migration: the VM already
+ * runs on the destination, and a record without a countersignature says why it has none.
+ *
+ * A migration that failed or was cancelled has closed its channel (rollback): its record is the
+ * source's alone, and says so.
+ */
+import { toMigrationError, type MigrationError } from '@livemig/shared';
+import { msg, MsgType } from '@livemig/shared/channel';
+import type { CountersignatureMsg } from '@livemig/shared/protocol';
+import {
+  countersignedBytes,
+  RECORD_TIMEOUT_MS,
+  recordBytes,
+  signatureRefusal,
+  signRecord,
+  SIGNATURE_ALGORITHM,
+  type Countersignature,
+  type MigrationRecord,
+  type RecordSignature,
+  type SignedRecord,
+} from '@livemig/shared/security';
+import { buildRecord } from '../build-record.ts';
+import type { MigrationContext } from '../context.ts';
+
+const NO_KEY = 'this agent has no key (no --pki): the record is not signed, and nothing was sent to countersign';
+
+/** A completed migration: sign the record, have the destination countersign it (ctx.record). */
+export async function recordPhase(ctx: MigrationContext): Promise<void> {
+  const record = buildRecord(ctx, 'completed', undefined);
+  const signer = ctx.signer;
+  if (!signer) {
+    ctx.record = { record, signature: null, countersignature: { status: 'missing', reason: NO_KEY } };
+    return;
+  }
+  const signature = signRecord(record, signer);
+  ctx.record = { record, signature, countersignature: await countersignature(ctx, record, signature) };
+  const c = ctx.record.countersignature;
+  ctx.logger.info(
+    { event: 'record.done', countersignature: c.status, ...(c.status === 'signed' ? {} : { reason: c.reason }) },
+    c.status === 'signed'
+      ? 'migration record countersigned by the destination'
+      : `migration record not countersigned: ${c.reason}`,
+  );
+}
+
+/** A migration that did not complete: the record signed by this side alone (its channel is closed). */
+export function sourceOnlyRecord(
+  ctx: MigrationContext,
+  outcome: MigrationRecord['outcome'],
+  error: MigrationError | undefined,
+): SignedRecord {
+  const record = buildRecord(ctx, outcome, error);
+  if (!ctx.signer) return { record, signature: null, countersignature: { status: 'missing', reason: NO_KEY } };
+  const why = error ? `${outcome} with ${error.code}` : outcome;
+  return {
+    record,
+    signature: signRecord(record, ctx.signer),
+    countersignature: {
+      status: 'missing',
+      reason: `the migration ${why} before the record exchange: the data channel is closed, the destination never saw this record`,
+    },
+  };
+}
+
+async function countersignature(
+  ctx: MigrationContext,
+  record: MigrationRecord,
+  signature: RecordSignature,
+): Promise<Countersignature> {
+  const main = ctx.channels.main;
+  if (!main.capabilities.has('signed-record')) {
+    return {
+      status: 'missing',
+      reason: 'the destination did not negotiate signed-record (an older build, or an agent without a key)',
+    };
+  }
+  const timeout = AbortSignal.timeout(RECORD_TIMEOUT_MS);
+  let answer: CountersignatureMsg;
+  try {
+    main.send(msg.record(recordBytes(record), signature));
+    answer = await main.expect(MsgType.Countersignature, AbortSignal.any([ctx.signal, timeout]));
+  } catch (error) {
+    const why = timeout.aborted ? `none came within ${RECORD_TIMEOUT_MS} ms` : toMigrationError(error).message;
+    return { status: 'missing', reason: `no countersignature from the destination: ${why}` };
+  }
+  const dest = ctx.destParty;
+  if (answer.refused !== '') return { status: 'refused', by: dest?.name ?? '?', reason: answer.refused };
+  if (!dest)
+    return { status: 'missing', reason: 'the destination is not authenticated: a countersignature proves nothing' };
+  const counter: RecordSignature = {
+    alg: SIGNATURE_ALGORITHM,
+    by: dest.name,
+    fingerprint: dest.fingerprint,
+    value: answer.signature,
+    certificate: answer.certificate,
+  };
+  const data = countersignedBytes(record, signature);
+  const bad = signatureRefusal(ctx.signer!.trust, counter, dest, data, record.times.endedAt);
+  if (bad) return { status: 'missing', reason: `the destination's countersignature is not valid: ${bad}` };
+  return { status: 'signed', signature: counter };
+}
