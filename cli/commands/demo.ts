@@ -8,6 +8,7 @@
  */
 import type { Command } from 'commander';
 import dgram from 'node:dgram';
+import { join } from 'node:path';
 import { formatDuration, MigrationError, parseDuration, parseHostPort } from '@livemig/shared';
 import { ControlClient } from '@livemig/shared/control';
 import { formatReport, type MigrationReport } from '@livemig/shared/report';
@@ -129,10 +130,12 @@ async function runDemo(spec: VmSpec, flags: DemoFlags): Promise<MigrationReport>
         `operator ${NAMES.operator}, admin ${NAMES.admin} …`,
     );
     say(flags, `demo: starting two agents on 127.0.0.1, mutual TLS 1.3; ${NAMES.dest} admits ${NAMES.source} only …`);
+    // Their audit logs live and go with the throwaway PKI, not in the user's state directory.
+    const state = (name: string): string[] => ['--state-dir', join(pki.dir, 'state', name)];
     const pair = {
       stderr,
-      sourceArgs: pki.flags(NAMES.source),
-      destArgs: [...pki.flags(NAMES.dest), '--allow-source', NAMES.source],
+      sourceArgs: [...pki.flags(NAMES.source), ...state(NAMES.source)],
+      destArgs: [...pki.flags(NAMES.dest), ...state(NAMES.dest), '--allow-source', NAMES.source],
     } as const;
     return withAgentPair(pair, async ({ dest, source }) => {
       const opened: ControlClient[] = [];
