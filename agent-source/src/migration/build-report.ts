@@ -36,6 +36,9 @@ export function buildReport(
       setupMs: s.setupMs,
       ...(ctx.rttMs === undefined ? {} : { rttMs: ctx.rttMs }),
       ...(ctx.pausedAt === undefined ? {} : { pausedAt: performance.timeOrigin + ctx.pausedAt }),
+      ...(ctx.pausedAt === undefined || ctx.resumedHereAt === undefined
+        ? {}
+        : { pausedOnSourceMs: ctx.resumedHereAt - ctx.pausedAt }),
     },
     bytes: { wire: ctx.channels.wireBytes, pagePayload: s.pagePayloadBytes },
     pages: pageCounts(ctx),
@@ -51,6 +54,7 @@ export function buildReport(
             downtimeLimitMs: params.downtimeLimitMs,
             maxRounds: params.maxRounds,
             maxBandwidthBps: params.maxBandwidthBps,
+            switchoverTimeoutMs: params.switchoverTimeoutMs,
           },
         }
       : {}),

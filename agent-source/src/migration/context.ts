@@ -17,6 +17,7 @@ import type { SectionSet } from './sections/index.ts';
 import { MigrationStats } from './stats.ts';
 import { SOURCE_TRANSITIONS, type SourceStatus } from './status.ts';
 import { TokenBucket } from './token-bucket.ts';
+import { armSwitchoverWatchdog } from './watchdog.ts';
 
 export interface OutgoingComponents {
   hosted: HostedVm;
@@ -86,6 +87,10 @@ export class MigrationContext {
   switchover: { reason: SwitchoverReason; expectedDowntimeMs: number } | undefined;
   /** performance.now() when we paused the vCPU for the switchover (the downtime's start). */
   pausedAt: number | undefined;
+  /** performance.now() when rollback resumed the vCPU here (a failure before Handoff). */
+  resumedHereAt: number | undefined;
+  /** Disarms the stop-and-copy watchdog armed at the pause (watchdog.ts). */
+  #disarmWatchdog: (() => void) | undefined;
   rttMs: number | undefined;
   /** How the main connection was secured, once it is open (null: plaintext). */
   security: SecurityReport | null = null;
@@ -129,10 +134,17 @@ export class MigrationContext {
     return this.sections;
   }
 
-  /** Pause the vCPU: the downtime starts. */
+  /** Pause the vCPU: the downtime starts, and the switchover watchdog with it. */
   async pause(): Promise<void> {
     await this.vm.pause();
     this.pausedAt = performance.now();
+    this.#disarmWatchdog = armSwitchoverWatchdog(this);
+  }
+
+  /** Handoff is about to be sent, or the migration failed: the watchdog has nothing left to guard. */
+  disarmWatchdog(): void {
+    this.#disarmWatchdog?.();
+    this.#disarmWatchdog = undefined;
   }
 
   /** When the vCPU paused for the switchover; ERR_INTERNAL if it has not. */

@@ -53,6 +53,9 @@ export function formatReport(report: MigrationReport): string {
           report.times.rttMs === undefined ? '' : `, RTT ${formatDuration(report.times.rttMs)}`
         })`,
   );
+  const pausedHere = report.times.pausedOnSourceMs;
+  if (pausedHere !== undefined)
+    field('paused on source', `${formatDuration(pausedHere)} (pause → resumed at the source)`);
   if (report.network) {
     const n = report.network;
     field(

@@ -130,6 +130,12 @@ export interface MigrationReport {
      * clock), so a client's own timeline can find the switchover in it.
      */
     pausedAt?: number;
+    /**
+     * Extra: a migration that paused the VM and then resumed it at the source (it failed or was
+     * cancelled before Handoff — e.g. the switchover watchdog fired): how long the VM was paused
+     * there, pause → resume, on the source's clock.
+     */
+    pausedOnSourceMs?: number;
   };
   bytes: { wire: number; pagePayload: number };
   pages: { total: number; sent: number; zero: number; resent: number; faulted: number };
@@ -146,6 +152,8 @@ export interface MigrationReport {
     maxRounds: number;
     maxBandwidthBps: number | null;
     expectedDowntimeMs: number;
+    /** Extra: the stop-and-copy watchdog's bound in force (--switchover-timeout). */
+    switchoverTimeoutMs?: number;
   };
   /** Extra: the determinism oracle, when the caller ran one (demo, tests). */
   oracle?: { steps: number; migratedDigest: string; referenceDigest: string; match: boolean };

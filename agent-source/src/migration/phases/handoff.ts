@@ -10,6 +10,8 @@ import { downtimeFrom } from '../downtime.ts';
 
 export async function handoffPhase(ctx: MigrationContext, from: 'stopcopy' | 'postcopy-start'): Promise<void> {
   const main = ctx.channels.main;
+  // Past this line the VM may run on the destination: the watchdog must never resume it here.
+  ctx.disarmWatchdog();
   ctx.machine.transition(from, 'handoff');
   ctx.vmRunsOnIfFailed = ctx.mode === 'precopy' || from === 'stopcopy' ? 'paused-on-source' : 'lost';
   void ctx.hosted.net?.give();

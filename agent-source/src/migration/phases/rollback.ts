@@ -14,10 +14,14 @@ export async function rollbackPhase(ctx: MigrationContext, error: MigrationError
   const { logger } = ctx;
   const owned = SOURCE_OWNS_VM.includes(ctx.machine.state);
   const outcome = error.code === 'ERR_CANCELLED' && owned ? 'cancelled' : 'failed';
+  ctx.disarmWatchdog();
   await ctx.channels.close(error);
   if (owned) {
     ctx.vmRunsOnIfFailed = 'source';
-    if (ctx.pausedAt !== undefined) ctx.vm.resume();
+    if (ctx.pausedAt !== undefined) {
+      ctx.vm.resume();
+      ctx.resumedHereAt = performance.now();
+    }
     ctx.setVmState('running');
     logger.warn({ event: 'migration.rollback', err: error }, `migration ${outcome}; the VM keeps running here`);
   } else if (ctx.vmRunsOnIfFailed === 'paused-on-source') {
