@@ -18,7 +18,7 @@ import { AgentDaemon } from '@livemig/agent';
 import { silentLogger } from '@livemig/shared';
 import { ControlClient, type CommandArgs, type VmInfo } from '@livemig/shared/control';
 import type { MigrationReport } from '@livemig/shared/report';
-import { issueCertificate, loadPki } from '@livemig/shared/security';
+import { issueCertificate, loadPki, type LoadedPki } from '@livemig/shared/security';
 import type { VmSpec } from '@livemig/shared/vm';
 import { followMigration } from '../../cli/follow-migration.ts';
 import { checkOracle, type OracleResult } from '../../cli/oracle.ts';
@@ -62,6 +62,8 @@ export function useFleet() {
     return pki;
   };
 
+  /** Each person's credentials, loaded once. */
+  const credentials = new Map<Person, Promise<LoadedPki>>();
   /** Each agent name's certificate, issued once. */
   const issued = new Map<string, Promise<unknown>>();
   let last = 0;
@@ -74,6 +76,11 @@ export function useFleet() {
   }
 
   const fleet = {
+    /** The fleet's PKI directory: for a test that stands in the middle with an identity's own credentials. */
+    get pkiDir(): string {
+      return thePki().dir;
+    },
+
     /** `livemig agent` with its own identity, both ports on its address. */
     async agent(
       options: { args?: readonly string[]; address?: string; wrap?: readonly string[] } = {},
@@ -104,8 +111,13 @@ export function useFleet() {
     },
 
     /** A control client to `agent` as `as` (wss, checking the agent's name), or plaintext to a plaintext agent. */
-    connect(agent: Member, as: Person = 'admin'): Promise<ControlClient> {
-      return agent.name ? thePki().connect(agent.control, as, agent.name) : ControlClient.connect(agent.control);
+    async connect(agent: Member, as: Person = 'admin'): Promise<ControlClient> {
+      if (!agent.name) return ControlClient.connect(agent.control);
+      // pki.connect(url, as, name) would read and check the PEM files again on every connection
+      // (twice the CPU of the TLS handshake itself); the tests open hundreds: read them once.
+      if (!credentials.has(as)) credentials.set(as, loadPki(thePki().dir, as));
+      const { ca, cert, key } = await credentials.get(as)!;
+      return ControlClient.connect(agent.control, { tls: { ca, cert, key }, expectName: agent.name });
     },
 
     /** Ask `agent` something on a connection of its own. */
