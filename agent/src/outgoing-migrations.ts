@@ -23,6 +23,7 @@ import { VmHost } from '@livemig/shared/host';
 import type { Capability } from '@livemig/shared/protocol';
 import type { MigrationReport } from '@livemig/shared/report';
 import type { LoadedPki, RecordOperator } from '@livemig/shared/security';
+import type { HandedTo } from './forced-cont.ts';
 
 export interface OutgoingMigrationsComponents {
   host: VmHost;
@@ -53,6 +54,8 @@ export class OutgoingMigrations {
   /** By id, in the order they started: in flight, or — once over — a record of how they ended. */
   readonly #migrations = new Map<string, OutgoingRecord>();
   readonly #running = new Set<Promise<void>>();
+  /** Per VM, where its last migration from here was taking it (asked before a forced cont: forced-cont.ts). */
+  readonly #handedTo = new Map<string, HandedTo>();
 
   constructor(components: OutgoingMigrationsComponents) {
     this.#c = components;
@@ -91,19 +94,21 @@ export class OutgoingMigrations {
     const resolved = resolveMigrateParams(mode, params);
     const migrationId = randomUUID();
     const logger = this.#c.logger.child({ migrationId, role: 'source', vm: name });
+    const connect: OutgoingComponents['connect'] = (signal) =>
+      connectPeer({
+        ...target,
+        agentId,
+        logger,
+        signal,
+        capabilities: this.#c.capabilities,
+        ...(tls ? { tls } : {}),
+      });
+    this.#handedTo.set(name, { migrationId, to: formatHostPort(target), connect });
     const migration = new OutgoingMigration(
       {
         hosted,
         logger,
-        connect: (signal) =>
-          connectPeer({
-            ...target,
-            agentId,
-            logger,
-            signal,
-            capabilities: this.#c.capabilities,
-            ...(tls ? { tls } : {}),
-          }),
+        connect,
         emit: this.#c.emit,
         setVmState: (state) => host.setState(name, state),
         ...(this.#c.signer ? { signer: this.#c.signer } : {}),
@@ -148,6 +153,11 @@ export class OutgoingMigrations {
     const found = this.find(migrationId);
     if (!found) throw new MigrationError('ERR_NOT_FOUND', 'no migration on this agent');
     return found;
+  }
+
+  /** Where `vm`'s last migration from here was taking it (its destination, and how to reach it). */
+  handedTo(vm: string): HandedTo | undefined {
+    return this.#handedTo.get(vm);
   }
 
   /** The report of a migration that is over (null while it runs or when there is no such id). */

@@ -121,6 +121,11 @@ export async function startFrameRelay(
     relay(client, upstream, 'to-dest');
     relay(upstream, client, 'to-source');
   });
+  return listenOnLoopback(server, sockets);
+}
+
+/** Listen on 127.0.0.1:0; `close()` destroys every socket in `sockets`, then closes the server. */
+export async function listenOnLoopback(server: net.Server, sockets: Set<net.Socket>): Promise<FrameRelay> {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as net.AddressInfo;
   return {

@@ -22,6 +22,9 @@ import {
   type PageRequestMsg,
   type PagesMsg,
   type PostcopyStartMsg,
+  type QueryMsg,
+  type QueryResultMsg,
+  type QueryState,
   type ReadyMsg,
   type RecordMsg,
   type SectionDigests,
@@ -168,6 +171,13 @@ export const msg = {
     return 'refused' in answer
       ? { type: MsgType.Countersignature, signature: '', certificate: '', refused: answer.refused }
       : { type: MsgType.Countersignature, signature: answer.value, certificate: answer.certificate, refused: '' };
+  },
+  /** Does the destination hold `vm` (handed over by migration `migrationId`)? */
+  query(migrationId: string, vm: string): QueryMsg {
+    return { type: MsgType.Query, migrationId, vm };
+  },
+  queryResult(state: QueryState): QueryResultMsg {
+    return { type: MsgType.QueryResult, state };
   },
 } as const;
 

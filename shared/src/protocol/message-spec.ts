@@ -13,6 +13,7 @@ import {
   MIGRATION_MODES,
   MsgType,
   PageKind,
+  QUERY_STATES,
   type HelloMsg,
   type Message,
   type PageRequestMsg,
@@ -269,6 +270,18 @@ export const MESSAGE_SPEC: Readonly<Record<Exclude<MsgType, MsgType.Invalid>, Me
     name: 'Countersignature',
     direction: 'dest→source',
     schema: { signature: 'string', certificate: 'string', refused: 'string' },
+    payload: NONE,
+  },
+  [MsgType.Query]: {
+    name: 'Query',
+    direction: 'source→dest',
+    schema: { migrationId: 'string', vm: 'string' },
+    payload: NONE,
+  },
+  [MsgType.QueryResult]: {
+    name: 'QueryResult',
+    direction: 'dest→source',
+    schema: { state: { oneOf: QUERY_STATES } },
     payload: NONE,
   },
 });

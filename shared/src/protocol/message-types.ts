@@ -37,10 +37,12 @@ export const enum MsgType {
   RoundAck = 21,
   Record = 22,
   Countersignature = 23,
+  Query = 24,
+  QueryResult = 25,
 }
 
 /** Highest assigned MsgType. */
-export const MAX_MSG_TYPE = MsgType.Countersignature;
+export const MAX_MSG_TYPE = MsgType.QueryResult;
 
 /** How a migration moves memory (MIGRATION_MODES is the one list of them). */
 export type MigrationMode = 'precopy' | 'postcopy' | 'hybrid';
@@ -309,6 +311,32 @@ export interface CountersignatureMsg {
   refused: string;
 }
 
+/**
+ * What a destination can say of a VM it was asked about (QueryResult): `absent` — it holds no
+ * copy (never had one, or discarded it); otherwise the state of the copy it holds (a VmState:
+ * `incoming` is a copy not yet handed over, `migrated` one that left again).
+ */
+export const QUERY_STATES = ['absent', 'incoming', 'running', 'paused', 'migrating-out', 'migrated'] as const;
+export type QueryState = (typeof QUERY_STATES)[number];
+
+/**
+ * S→D, the only message of its connection after the handshake: does the destination hold VM
+ * `vm`, which migration `migrationId` handed it? Asked before `cont --force` resumes a VM whose
+ * handoff was never confirmed; answered only to the source that VM arrived from (else Error
+ * ERR_FORBIDDEN).
+ */
+export interface QueryMsg {
+  type: MsgType.Query;
+  migrationId: string;
+  vm: string;
+}
+
+/** D→S, answer to Query: the state of the copy held here, or `absent`. */
+export interface QueryResultMsg {
+  type: MsgType.QueryResult;
+  state: QueryState;
+}
+
 /** Every message, discriminated by `type`. */
 export type Message =
   | HelloMsg
@@ -333,7 +361,9 @@ export type Message =
   | MissingMsg
   | RoundAckMsg
   | RecordMsg
-  | CountersignatureMsg;
+  | CountersignatureMsg
+  | QueryMsg
+  | QueryResultMsg;
 
 /** The message interface for a type number. */
 export type MessageOf<T extends Message['type']> = Extract<Message, { type: T }>;

@@ -48,6 +48,8 @@ const SAMPLES: Record<Exclude<MsgType, MsgType.Invalid>, Message> = {
   [MsgType.RoundAck]: msg.roundAck(1),
   [MsgType.Record]: msg.record(new Uint8Array([0x7b, 0x7d]), { value: 'sig', certificate: 'pem' }),
   [MsgType.Countersignature]: msg.countersignature({ refused: 'no' }),
+  [MsgType.Query]: msg.query('m-1', 'vm'),
+  [MsgType.QueryResult]: msg.queryResult('running'),
 };
 
 /** A state of each status, reached the way a migration reaches it (hybrid, both state sections loaded where relevant). */

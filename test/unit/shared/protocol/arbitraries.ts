@@ -7,6 +7,7 @@ import {
   ATTACH_CHANNELS,
   MIGRATION_MODES,
   msg,
+  QUERY_STATES,
   type Message,
   type SetupVm,
 } from '../../../../shared/src/protocol/index.ts';
@@ -142,6 +143,8 @@ export const messageArbitraries: Record<string, fc.Arbitrary<Message>> = {
       str.map((refused) => ({ refused })),
     )
     .map((answer) => msg.countersignature(answer)),
+  Query: fc.tuple(str, str).map(([migrationId, vm]) => msg.query(migrationId, vm)),
+  QueryResult: fc.constantFrom(...QUERY_STATES).map((state) => msg.queryResult(state)),
 };
 
 /** Any message. */
