@@ -4,9 +4,9 @@
  * it has one). This file is the I/O: open (lock, find where the chain stands, say `open`),
  * append (one entry at a time, written and fsynced before the promise resolves), close.
  *
- * - One writer: a lock file (`FILE.lock`, the holder's pid) keeps a second agent off the same
- *   log — two writers would each extend the chain from their own idea of its end. A lock whose
- *   process is gone is taken over.
+ * - One writer: a lock file (`FILE.lock`: the holder's pid and start time) keeps a second agent
+ *   off the same log — two writers would each extend the chain from their own idea of its end.
+ *   A lock whose process is gone (or whose pid was reused) is taken over.
  * - Durability: each entry is one write(2) of the whole line and an fdatasync before append()
  *   resolves, so what a command's reply says happened is on disk first; a new file's directory
  *   is fsynced once so the file itself survives a crash.
@@ -165,17 +165,21 @@ async function lastLine(file: string): Promise<string | undefined> {
   }
 }
 
-/** Create `lock` holding our pid; take over one whose process is gone. Throws ERR_AUDIT when held. */
+/**
+ * Create `lock` holding our pid and its start time; take over one whose process is gone (or
+ * whose pid now belongs to another process: the start time differs). Throws ERR_AUDIT when held.
+ */
 async function takeLock(lock: string): Promise<string> {
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
-      await writeFile(lock, `${process.pid}\n`, { flag: 'wx', mode: 0o600 });
+      await writeFile(lock, `${process.pid} ${(await startTimeOf(process.pid)) ?? ''}\n`, { flag: 'wx', mode: 0o600 });
       return lock;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw auditError(`cannot create ${lock}`, error);
     }
-    const pid = Number.parseInt(await readFile(lock, 'utf8').catch(() => ''), 10);
-    if (Number.isSafeInteger(pid) && pid > 0 && isAlive(pid)) {
+    const [pidText = '', started = ''] = (await readFile(lock, 'utf8').catch(() => '')).trim().split(' ');
+    const pid = Number.parseInt(pidText, 10);
+    if (Number.isSafeInteger(pid) && pid > 0 && (await holds(pid, started))) {
       throw new MigrationError(
         'ERR_AUDIT',
         `the audit log is in use by process ${pid} (${lock}): one agent per log; give this one --state-dir or --audit-log`,
@@ -186,13 +190,22 @@ async function takeLock(lock: string): Promise<string> {
   throw new MigrationError('ERR_AUDIT', `cannot take the audit log's lock ${lock}`);
 }
 
-function isAlive(pid: number): boolean {
+/** Is the process that wrote a lock (`pid`, started at `started`) still running? */
+async function holds(pid: number, started: string): Promise<boolean> {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
+    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false;
   }
+  const now = await startTimeOf(pid);
+  return started === '' || now === undefined || now === started;
+}
+
+/** A process's start time (Linux: /proc/PID/stat field 22), to tell a reused pid apart; undefined elsewhere. */
+async function startTimeOf(pid: number): Promise<string | undefined> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
+  // The command name (field 2) may hold spaces and parentheses: count fields after its last ')'.
+  return stat?.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
 }
 
 /** fsync a directory, so a file just created in it survives a crash. */

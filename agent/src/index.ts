@@ -3,4 +3,7 @@
  * (the incoming end, @livemig/agent-dest) and migrates VMs out (the outgoing end,
  * @livemig/agent-source).
  */
+export { AuditLog, type AuditLogOptions } from './audit-log.ts';
+export { AUDITED_COMMANDS, auditedHandlers } from './audited-commands.ts';
+export { auditAppendUs, recordExchangeMs, sampleRecord } from './audit-cost.ts';
 export { AgentDaemon, type AgentDaemonOptions, type AgentSecurity } from './daemon.ts';

@@ -146,7 +146,11 @@ function describeRecord(role: string, signed: SignedRecord): string {
 function brief(value: unknown): string {
   if (value === null || value === undefined) return '';
   if (typeof value !== 'object') return ` ${String(value)}`;
-  const parts = Object.entries(value as Record<string, unknown>).map(
+  // The VM first: it is what a reader looks for.
+  const fields = Object.entries(value as Record<string, unknown>).sort(
+    ([a], [b]) => Number(b === 'vm') - Number(a === 'vm'),
+  );
+  const parts = fields.map(
     ([key, item]) => `${key}=${typeof item === 'object' && item !== null ? JSON.stringify(item) : String(item)}`,
   );
   return parts.length ? ` ${parts.join(' ')}` : '';
