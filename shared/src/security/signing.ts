@@ -47,10 +47,23 @@ export interface SignerExpectation {
 /** Most parsed certificates a TrustAnchor keeps (a log names a handful; a hostile one, many). */
 const MAX_CACHED = 256;
 
-/** The fleet CA, as the verifier of signatures made by the fleet's agents. */
+/** What a TrustAnchor learnt of a certificate once: it does not change, only the time it is checked at does. */
+interface Known {
+  cert: X509Certificate;
+  /** Issued (and signed) by the fleet CA. */
+  issued: boolean;
+  name: string | undefined;
+  role: Role | undefined;
+}
+
+/**
+ * The fleet CA, as the verifier of signatures made by the fleet's agents. What it learns of a
+ * certificate (issuer signature, name, role) is kept, so checking the same peer again — every
+ * migration with it, every entry of a log — costs a lookup and a signature check.
+ */
 export class TrustAnchor {
   readonly #ca: X509Certificate;
-  readonly #parsed = new Map<string, X509Certificate | undefined>();
+  readonly #known = new Map<string, Known | undefined>();
 
   /** Throws ERR_CERTIFICATE when `caPem` is not a certificate. */
   constructor(caPem: string) {
@@ -71,26 +84,18 @@ export class TrustAnchor {
    * reasons are sentences for a person ("not issued by the fleet CA").
    */
   refuses(pem: unknown, expect: SignerExpectation = {}): string | undefined {
-    const cert = this.#parse(pem);
-    if (!cert) return 'the embedded certificate is not an X.509 certificate';
-    if (!cert.checkIssued(this.#ca) || !cert.verify(this.#ca.publicKey)) {
-      return `the certificate ${cert.fingerprint256.slice(0, 23)}… is not issued by the fleet CA`;
-    }
+    const known = this.#learn(pem);
+    if (!known) return 'the embedded certificate is not an X.509 certificate';
+    const { cert } = known;
+    if (!known.issued) return `the certificate ${cert.fingerprint256.slice(0, 23)}… is not issued by the fleet CA`;
     if (expect.fingerprint !== undefined && cert.fingerprint256 !== expect.fingerprint) {
       return `the certificate's fingerprint is ${cert.fingerprint256}, not ${expect.fingerprint}`;
     }
-    const name = commonName(cert);
-    if (expect.name !== undefined && name !== expect.name) {
-      return `the certificate is "${name ?? '(no name)'}"'s, not "${expect.name}"'s`;
+    if (expect.name !== undefined && known.name !== expect.name) {
+      return `the certificate is "${known.name ?? '(no name)'}"'s, not "${expect.name}"'s`;
     }
     const role = expect.role ?? 'agent';
-    let actual: Role | undefined;
-    try {
-      actual = roleOf(pem as string);
-    } catch {
-      actual = undefined;
-    }
-    if (actual !== role) return `the certificate's role is ${actual ?? 'none'}, not ${role}`;
+    if (known.role !== role) return `the certificate's role is ${known.role ?? 'none'}, not ${role}`;
     if (expect.at !== undefined) {
       const from = Date.parse(cert.validFrom);
       const to = Date.parse(cert.validTo);
@@ -103,22 +108,33 @@ export class TrustAnchor {
 
   /** True when `signature` (ES256, base64url) is `pem`'s key's signature of `data`. */
   verifies(pem: unknown, data: Uint8Array, signature: unknown): boolean {
-    const cert = this.#parse(pem);
-    return cert !== undefined && verifySignature(cert.publicKey, data, signature);
+    const known = this.#learn(pem);
+    return known !== undefined && verifySignature(known.cert.publicKey, data, signature);
   }
 
-  #parse(pem: unknown): X509Certificate | undefined {
+  #learn(pem: unknown): Known | undefined {
     if (typeof pem !== 'string') return undefined;
-    if (this.#parsed.has(pem)) return this.#parsed.get(pem);
-    let cert: X509Certificate | undefined;
+    if (this.#known.has(pem)) return this.#known.get(pem);
+    let known: Known | undefined;
     try {
-      cert = new X509Certificate(pem);
+      const cert = new X509Certificate(pem);
+      const subject = cert.subject.split('\n');
+      const field = (key: string): string[] =>
+        subject.filter((part) => part.startsWith(`${key}=`)).map((p) => p.slice(3));
+      let role: Role | undefined;
+      try {
+        role = roleOf({ subject: { OU: field('OU') } });
+      } catch {
+        role = undefined;
+      }
+      const issued = cert.checkIssued(this.#ca) && cert.verify(this.#ca.publicKey);
+      known = { cert, issued, name: field('CN')[0], role };
     } catch {
-      cert = undefined;
+      known = undefined;
     }
-    if (this.#parsed.size >= MAX_CACHED) this.#parsed.clear();
-    this.#parsed.set(pem, cert);
-    return cert;
+    if (this.#known.size >= MAX_CACHED) this.#known.clear();
+    this.#known.set(pem, known);
+    return known;
   }
 }
 
@@ -141,9 +157,4 @@ function verifySignature(key: KeyObject, data: Uint8Array, signature: unknown): 
   } catch {
     return false;
   }
-}
-
-function commonName(cert: X509Certificate): string | undefined {
-  const line = cert.subject.split('\n').find((part) => part.startsWith('CN='));
-  return line?.slice(3);
 }
