@@ -3,10 +3,20 @@
  * forgeries, a second CA issuing certificates with the same names), loaded as the agents load
  * them. One directory per call, removed with `remove()`.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createSigner, initPki, issueCertificate, loadPki, type Role, type Signer } from '@livemig/shared/security';
+import { afterAll, beforeAll } from 'vitest';
+import {
+  CA_CERT_FILE,
+  createSigner,
+  initPki,
+  issueCertificate,
+  loadPki,
+  TrustAnchor,
+  type Role,
+  type Signer,
+} from '@livemig/shared/security';
 
 export interface TestFleet {
   dir: string;
@@ -38,5 +48,37 @@ export async function createTestFleet(): Promise<TestFleet> {
     signer: (name, role = 'agent') => issue(fleet, name, role),
     outsider: (name) => issue(other, name, 'agent'),
     remove: () => rm(dir, { recursive: true, force: true }),
+  };
+}
+
+/** A test file's fleet: created before its tests with `names`' signers, removed after them. */
+export function useTestFleet(...names: string[]): {
+  readonly fleet: TestFleet;
+  /** The fleet CA as a verifier. */
+  readonly trust: TrustAnchor;
+  /** The signer of one of `names`. */
+  signer(name: string): Signer;
+} {
+  let fleet: TestFleet | undefined;
+  let trust: TrustAnchor | undefined;
+  const signers = new Map<string, Signer>();
+  beforeAll(async () => {
+    fleet = await createTestFleet();
+    trust = new TrustAnchor(await readFile(join(fleet.dir, CA_CERT_FILE), 'utf8'));
+    for (const name of names) signers.set(name, await fleet.signer(name));
+  });
+  afterAll(() => fleet?.remove());
+  const ready = <T>(value: T | undefined): T => {
+    if (value === undefined) throw new Error('the test fleet exists from beforeAll on');
+    return value;
+  };
+  return {
+    get fleet() {
+      return ready(fleet);
+    },
+    get trust() {
+      return ready(trust);
+    },
+    signer: (name) => ready(signers.get(name)),
   };
 }

@@ -23,7 +23,7 @@
  * downtime measured through the Handoff/Resumed exchange, never the destination's clock.
  */
 import { createHash } from 'node:crypto';
-import type { MigrationMode } from '../protocol/message-types.ts';
+import type { MigrationMode, SetupVm } from '../protocol/message-types.ts';
 import type { MigrationOutcome } from '../report/types.ts';
 import { canonicalBytes, canonicalJson } from './canonical-json.ts';
 import { SIGNATURE_ALGORITHM, type Signer, type TrustAnchor } from './signing.ts';
@@ -118,21 +118,10 @@ export interface ObservedMigration {
   dest: RecordParty;
 }
 
-/** The VM spec fields Setup carries, hashed into the record. */
-export interface RecordVmSpec {
-  name: string;
-  memoryBytes: number;
-  pageSize: number;
-  workload: string;
-  init: string;
-  seed: number;
-  nic: string;
-}
-
 const sha256 = (data: string | Uint8Array): string => createHash('sha256').update(data).digest('hex');
 
 /** SHA-256 (hex) of the VM spec's canonical JSON: both sides compute it from the same Setup. */
-export function vmSpecHash(vm: RecordVmSpec): string {
+export function vmSpecHash(vm: SetupVm): string {
   const { name, memoryBytes, pageSize, workload, init, seed, nic } = vm;
   return sha256(canonicalJson({ name, memoryBytes, pageSize, workload, init, seed, nic }));
 }

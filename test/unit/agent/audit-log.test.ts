@@ -10,23 +10,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AuditLog } from '@livemig/agent';
-import { TrustAnchor, verifyAuditLog, type AuditBody, type Signer } from '@livemig/shared/security';
-import { createTestFleet, type TestFleet } from '../../helpers/signers.ts';
+import { verifyAuditLog, type AuditBody, type Signer } from '@livemig/shared/security';
+import { useTestFleet } from '../../helpers/signers.ts';
 
-let fleet: TestFleet;
+const f = useTestFleet('agent-a');
 let signer: Signer;
-let trust: TrustAnchor;
 let dir: string;
 beforeAll(async () => {
-  fleet = await createTestFleet();
-  signer = await fleet.signer('agent-a');
-  trust = new TrustAnchor(await readFile(join(fleet.dir, 'ca.pem'), 'utf8'));
+  signer = f.signer('agent-a');
   dir = await mkdtemp(join(tmpdir(), 'livemig-audit-log-'));
 });
-afterAll(async () => {
-  await fleet.remove();
-  await rm(dir, { recursive: true, force: true });
-});
+afterAll(() => rm(dir, { recursive: true, force: true }));
 
 let n = 0;
 const fresh = (): string => join(dir, `run-${++n}`, 'state', 'audit.log');
@@ -68,7 +62,7 @@ describe('AuditLog', () => {
     const again = await AuditLog.open({ file, agent: 'agent-a', signer });
     expect((await again.append(stop('d'))).seq).toBe(6);
     await again.close();
-    expect(verifyAuditLog(await readFile(file, 'utf8'), trust)).toMatchObject({ ok: true, entries: 6 });
+    expect(verifyAuditLog(await readFile(file, 'utf8'), f.trust)).toMatchObject({ ok: true, entries: 6 });
   });
 
   it('one agent per log: a second open while the first holds it is refused (ERR_AUDIT); after close it opens', async () => {
@@ -89,7 +83,7 @@ describe('AuditLog', () => {
     await writeFile(`${file}.lock`, `${gone} 1\n`);
     const log = await AuditLog.open({ file, agent: 'agent-a', signer });
     await log.close();
-    expect(verifyAuditLog(await readFile(file, 'utf8'), trust)).toMatchObject({ ok: true, entries: 2 });
+    expect(verifyAuditLog(await readFile(file, 'utf8'), f.trust)).toMatchObject({ ok: true, entries: 2 });
   });
 
   it('refuses to build on a torn last line, and says what to do', async () => {

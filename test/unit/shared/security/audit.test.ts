@@ -4,9 +4,7 @@
  * line — a byte, a field, a signature — is caught at the line it broke, with the reason; so is a
  * log or a record signed by a key outside the fleet CA.
  */
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { sampleRecord } from '@livemig/agent';
 import {
   AUDIT_GENESIS,
@@ -19,25 +17,20 @@ import {
   sealEntry,
   signRecord,
   ticketIdOf,
-  TrustAnchor,
   verifyAuditLog,
   type AuditBody,
   type AuditChain,
   type SignedRecord,
   type Signer,
 } from '@livemig/shared/security';
-import { createTestFleet, type TestFleet } from '../../../helpers/signers.ts';
+import { useTestFleet } from '../../../helpers/signers.ts';
 
-let fleet: TestFleet;
+const f = useTestFleet('agent-a', 'agent-b');
 let a: Signer;
 let b: Signer;
-let trust: TrustAnchor;
-beforeAll(async () => {
-  fleet = await createTestFleet();
-  [a, b] = await Promise.all([fleet.signer('agent-a'), fleet.signer('agent-b')]);
-  trust = new TrustAnchor(await readFile(join(fleet.dir, 'ca.pem'), 'utf8'));
+beforeAll(() => {
+  [a, b] = [f.signer('agent-a'), f.signer('agent-b')];
 });
-afterAll(() => fleet.remove());
 
 /** A signed record of a migration from a to b, countersigned by `by`. */
 function record(by: Signer = b): SignedRecord {
@@ -83,10 +76,10 @@ const STANDARD = (): AuditBody[] => [
 describe('a log as written verifies', () => {
   it('chain and signatures: ok, with the entry count and the last line’s hash', () => {
     const text = log(STANDARD());
-    const verdict = verifyAuditLog(text, trust);
+    const verdict = verifyAuditLog(text, f.trust);
     expect(verdict).toEqual({ ok: true, entries: 5, signed: true, lastHash: lineHash(lines(text)[4]!) });
     expect(verifyAuditLog(text)).toMatchObject({ ok: true, entries: 5, signed: false });
-    expect(verifyAuditLog('', trust)).toMatchObject({ ok: true, entries: 0 });
+    expect(verifyAuditLog('', f.trust)).toMatchObject({ ok: true, entries: 0 });
   });
 
   it('every line is canonical JSON with seq counting from 1 and prev the hash of the line before', () => {
@@ -108,7 +101,7 @@ describe('a log as written verifies', () => {
       text += `${sealed.line}\n`;
       chain = sealed.chain;
     }
-    expect(verifyAuditLog(text, trust)).toMatchObject({ ok: true, entries: 4 });
+    expect(verifyAuditLog(text, f.trust)).toMatchObject({ ok: true, entries: 4 });
   });
 });
 
@@ -169,7 +162,7 @@ describe('every change to one line is detected and named', () => {
   ];
   it.each(tampers)('%s: caught at the line it broke, with the reason', (_what, tamper, line, reason, chainOnly) => {
     const tampered = join_(tamper(lines(log(STANDARD()))));
-    const verdict = verifyAuditLog(tampered, trust);
+    const verdict = verifyAuditLog(tampered, f.trust);
     expect(verdict).toMatchObject({ ok: false, line });
     expect(verdict.ok === false && `line ${verdict.line}: ${verdict.reason}`).toMatch(reason);
     // Without the CA only the chain is checked: an edit shows at the next line.
@@ -181,19 +174,19 @@ describe('every change to one line is detected and named', () => {
 
   it('a torn last line (no newline) is named', () => {
     const text = log([command(1)]);
-    expect(verifyAuditLog(text.slice(0, -10), trust)).toMatchObject({ ok: false, line: 2, reason: /torn write/ });
+    expect(verifyAuditLog(text.slice(0, -10), f.trust)).toMatchObject({ ok: false, line: 2, reason: /torn write/ });
   });
 
   it('cutting the tail off is NOT caught by the chain (the countersigned record at the peer anchors it)', () => {
     const ls = lines(log(STANDARD()));
-    expect(verifyAuditLog(join_(ls.slice(0, 3)), trust)).toMatchObject({ ok: true, entries: 3 });
+    expect(verifyAuditLog(join_(ls.slice(0, 3)), f.trust)).toMatchObject({ ok: true, entries: 3 });
   });
 });
 
 describe('forgeries with keys outside the fleet', () => {
   it('a whole log written, chained and signed by a key outside the CA is refused at its open entry', async () => {
-    const outsider = await fleet.outsider('agent-a');
-    expect(verifyAuditLog(log([command(1)], outsider), trust)).toMatchObject({
+    const outsider = await f.fleet.outsider('agent-a');
+    expect(verifyAuditLog(log([command(1)], outsider), f.trust)).toMatchObject({
       ok: false,
       line: 1,
       reason: /agent's certificate: the certificate .* is not issued by the fleet CA/,
@@ -201,9 +194,9 @@ describe('forgeries with keys outside the fleet', () => {
   });
 
   it('a record whose countersignature a key outside the CA made is refused, though its entry is signed', async () => {
-    const outsider = await fleet.outsider('agent-b');
+    const outsider = await f.fleet.outsider('agent-b');
     const text = log([command(1), { kind: 'record', role: 'source', record: record(outsider) }]);
-    expect(verifyAuditLog(text, trust)).toMatchObject({
+    expect(verifyAuditLog(text, f.trust)).toMatchObject({
       ok: false,
       line: 3,
       reason: /record .*: the countersignature: .*not issued by the fleet CA/,
@@ -214,7 +207,7 @@ describe('forgeries with keys outside the fleet', () => {
     const ls = lines(log([command(1)]));
     const chain = chainAfter(ls[1]);
     const foreign = sealEntry(chain, { agent: a.name, at: new Date(), body: command(2) }, b).line;
-    expect(verifyAuditLog(join_([...ls, foreign]), trust)).toMatchObject({
+    expect(verifyAuditLog(join_([...ls, foreign]), f.trust)).toMatchObject({
       ok: false,
       line: 3,
       reason: /not by this run's certificate/,
@@ -224,7 +217,7 @@ describe('forgeries with keys outside the fleet', () => {
   it('an unsigned log (an agent without --pki) verifies as a chain, and is refused with the CA', () => {
     const text = log([command(1)], null);
     expect(verifyAuditLog(text)).toMatchObject({ ok: true, entries: 2 });
-    expect(verifyAuditLog(text, trust)).toMatchObject({ ok: false, line: 1, reason: /not signed/ });
+    expect(verifyAuditLog(text, f.trust)).toMatchObject({ ok: false, line: 1, reason: /not signed/ });
   });
 });
 

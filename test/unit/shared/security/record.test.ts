@@ -4,9 +4,7 @@
  * the source's signature by the record's source, the countersignature by its destination, both
  * certificates issued by the fleet CA.
  */
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { sampleRecord } from '@livemig/agent';
 import {
   canonicalJson,
@@ -17,7 +15,6 @@ import {
   signedRecordRefusal,
   signRecord,
   ticketIdOf,
-  TrustAnchor,
   vmSpecHash,
   type MigrationRecord,
   type ObservedMigration,
@@ -25,18 +22,14 @@ import {
   type SignedRecord,
   type Signer,
 } from '@livemig/shared/security';
-import { createTestFleet, type TestFleet } from '../../../helpers/signers.ts';
+import { useTestFleet } from '../../../helpers/signers.ts';
 
-let fleet: TestFleet;
+const f = useTestFleet('agent-a', 'agent-b');
 let source: Signer;
 let dest: Signer;
-let trust: TrustAnchor;
-beforeAll(async () => {
-  fleet = await createTestFleet();
-  [source, dest] = await Promise.all([fleet.signer('agent-a'), fleet.signer('agent-b')]);
-  trust = new TrustAnchor(await readFile(join(fleet.dir, 'ca.pem'), 'utf8'));
+beforeAll(() => {
+  [source, dest] = [f.signer('agent-a'), f.signer('agent-b')];
 });
-afterAll(() => fleet.remove());
 
 const party = (signer: Signer): RecordParty => ({ name: signer.name, fingerprint: signer.fingerprint });
 const record = (overrides: Partial<MigrationRecord> = {}): MigrationRecord =>
@@ -95,24 +88,24 @@ describe('record building blocks', () => {
 
 describe('signedRecordRefusal: a record with its signatures against the fleet CA', () => {
   it('a record signed by its source and countersigned by its destination holds', () => {
-    expect(signedRecordRefusal(signed(), trust)).toBeUndefined();
+    expect(signedRecordRefusal(signed(), f.trust)).toBeUndefined();
   });
 
   it('a field changed after signing breaks the source signature', () => {
     const s = signed();
     s.record.pages.sent += 1;
-    expect(signedRecordRefusal(s, trust)).toMatch(/source's signature: the signature does not verify/);
+    expect(signedRecordRefusal(s, f.trust)).toMatch(/source's signature: the signature does not verify/);
   });
 
   it('a countersignature by a key outside the CA is refused, even under the destination’s name', async () => {
-    const outsider = await fleet.outsider('agent-b');
+    const outsider = await f.fleet.outsider('agent-b');
     const s = signed(record({ dest: party(outsider) }), outsider);
-    expect(signedRecordRefusal(s, trust)).toMatch(/countersignature: the certificate .* not issued by the fleet CA/);
+    expect(signedRecordRefusal(s, f.trust)).toMatch(/countersignature: the certificate .* not issued by the fleet CA/);
   });
 
   it('a countersignature by another agent of the fleet than the record’s destination is refused', async () => {
-    const other = await fleet.signer('agent-c');
-    expect(signedRecordRefusal(signed(record(), other), trust)).toMatch(
+    const other = await f.fleet.signer('agent-c');
+    expect(signedRecordRefusal(signed(record(), other), f.trust)).toMatch(
       /countersignature: it is signed by agent-c .*, not by agent-b/,
     );
   });
@@ -121,23 +114,23 @@ describe('signedRecordRefusal: a record with its signatures against the fleet CA
     const first = signed();
     const second = signed(record({ migrationId: 'another' }));
     const spliced: SignedRecord = { ...second, countersignature: first.countersignature };
-    expect(signedRecordRefusal(spliced, trust)).toMatch(/countersignature: the signature does not verify/);
+    expect(signedRecordRefusal(spliced, f.trust)).toMatch(/countersignature: the signature does not verify/);
   });
 
   it('refused and missing countersignatures are no break: the record says why', () => {
     const s = signed();
-    expect(signedRecordRefusal({ ...s, countersignature: { status: 'missing', reason: 'link lost' } }, trust)).toBe(
+    expect(signedRecordRefusal({ ...s, countersignature: { status: 'missing', reason: 'link lost' } }, f.trust)).toBe(
       undefined,
     );
     expect(
-      signedRecordRefusal({ ...s, countersignature: { status: 'refused', by: 'agent-b', reason: 'x' } }, trust),
+      signedRecordRefusal({ ...s, countersignature: { status: 'refused', by: 'agent-b', reason: 'x' } }, f.trust),
     ).toBeUndefined();
-    expect(signedRecordRefusal({ ...s, countersignature: { status: 'bogus' } as never }, trust)).toMatch(/malformed/);
+    expect(signedRecordRefusal({ ...s, countersignature: { status: 'bogus' } as never }, f.trust)).toMatch(/malformed/);
   });
 
   it('an unsigned or malformed record is refused', () => {
-    expect(signedRecordRefusal({ ...signed(), signature: null }, trust)).toMatch(/no source signature/);
-    expect(signedRecordRefusal({ record: { schema: 'x' } } as never, trust)).toMatch(/malformed/);
+    expect(signedRecordRefusal({ ...signed(), signature: null }, f.trust)).toMatch(/no source signature/);
+    expect(signedRecordRefusal({ record: { schema: 'x' } } as never, f.trust)).toMatch(/malformed/);
   });
 });
 
