@@ -27,7 +27,7 @@
 import { createHash } from 'node:crypto';
 import { MigrationError } from '../errors.ts';
 import { canonicalBytes, canonicalJson } from './canonical-json.ts';
-import { signedRecordRefusal, ticketIdOf, type SignedRecord } from './record.ts';
+import { recordShapeError, signedRecordRefusal, ticketIdOf, type SignedRecord } from './record.ts';
 import type { Signer, TrustAnchor } from './signing.ts';
 
 /** The entry format version. */
@@ -208,17 +208,37 @@ export function verifyAuditLog(text: string, trust?: TrustAnchor): AuditVerdict 
         return broken('the entry signature does not verify (the entry was edited, or its signature)');
       }
       if (entry.kind === 'record') {
-        const refused = signedRecordRefusal(entry.record, trust);
-        if (refused) return broken(`record ${String(entry.record?.record?.migrationId)}: ${refused}`);
-        const own = entry.role === 'source' ? entry.record.record.source : entry.record.record.dest;
-        if (own?.fingerprint !== signer.fingerprint) {
-          return broken(`a ${entry.role} record whose ${entry.role} is not this agent (${signer.fingerprint})`);
-        }
+        const wrong = recordEntryRefusal(entry, signer.fingerprint, trust);
+        if (wrong) return broken(`record ${String(entry.record?.record?.migrationId)}: ${wrong}`);
       }
     }
     chain = { seq: entry.seq, prev: lineHash(line) };
   }
   return { ok: true, entries: lines.length, signed: trust !== undefined, lastHash: chain.prev };
+}
+
+/**
+ * Why a record entry does not hold up, or undefined. A destination keeps the records it refused
+ * too — a record it would not sign may be anything a source sent, a bad signature included — so
+ * such an entry needs only the shape of a record and the reason; every other record must be
+ * signed as signedRecordRefusal checks, with this agent as its side of it.
+ */
+function recordEntryRefusal(
+  entry: Extract<AuditEntry, { kind: 'record' }>,
+  fingerprint: string,
+  trust: TrustAnchor,
+): string | undefined {
+  const { role, record: signed } = entry;
+  if (role === 'dest' && signed?.countersignature?.status === 'refused') {
+    const shape = recordShapeError(signed.record);
+    return shape ? `the record is malformed: ${shape}` : undefined;
+  }
+  const refused = signedRecordRefusal(signed, trust);
+  if (refused) return refused;
+  const own = role === 'source' ? signed.record.source : signed.record.dest;
+  return own?.fingerprint === fingerprint
+    ? undefined
+    : `a ${role} record whose ${role} is not this agent (${fingerprint})`;
 }
 
 /** Every line of a log as an entry (or, for a line that is none, why): for `audit show`. */

@@ -214,6 +214,29 @@ describe('forgeries with keys outside the fleet', () => {
     });
   });
 
+  it('a destination keeps a record it refused — even one whose source signature is bad — and its log verifies', () => {
+    const bad = record();
+    bad.record.pages.sent += 1; // no longer what the source signed
+    const refusedHere: SignedRecord = {
+      ...bad,
+      countersignature: {
+        status: 'refused',
+        by: b.name,
+        reason: "the source's signature: the signature does not verify",
+      },
+    };
+    expect(verifyAuditLog(log([{ kind: 'record', role: 'dest', record: refusedHere }], b), f.trust)).toMatchObject({
+      ok: true,
+    });
+    // The same record kept as countersigned would be a break.
+    const countersigned: AuditBody = {
+      kind: 'record',
+      role: 'dest',
+      record: { ...bad, countersignature: record().countersignature },
+    };
+    expect(verifyAuditLog(log([countersigned], b), f.trust)).toMatchObject({ ok: false, line: 2 });
+  });
+
   it('an unsigned log (an agent without --pki) verifies as a chain, and is refused with the CA', () => {
     const text = log([command(1)], null);
     expect(verifyAuditLog(text)).toMatchObject({ ok: true, entries: 2 });
