@@ -7,7 +7,9 @@
  *                       digest, destroy-vm), create-vm, and the migration commands
  *   OutgoingMigrations  one OutgoingMigration per `migrate` (outgoing-migrations.ts)
  *   IncomingMigrations  with a data port (`listen`): one IncomingMigration per Setup, Attach
- *                       routed to its migration (incoming-migrations.ts)
+ *                       routed to its migration, Query answered (incoming-migrations.ts,
+ *                       vm-query.ts)
+ *   cont --force        after an unconfirmed handoff, asks the destination first (forced-cont.ts)
  *   AuditLog            with `auditLog`: every state-changing command (audited-commands.ts) and
  *                       every migration record, hash-chained, signed with the agent's key when
  *                       it has one, fsynced before the reply (audit-log.ts)
@@ -34,6 +36,7 @@ import {
 } from '@livemig/shared/security';
 import { AuditLog } from './audit-log.ts';
 import { auditedHandlers } from './audited-commands.ts';
+import { contHandler } from './forced-cont.ts';
 import { allowSourceMatcher } from './allow-source.ts';
 import { checkPlaintext } from './plaintext-policy.ts';
 import type { Capability } from '@livemig/shared/protocol';
@@ -154,7 +157,15 @@ export class AgentDaemon {
       ...(this.#signer ? { signer: this.#signer } : {}),
       keepRecord: (record) => this.#keepRecord('source', record),
     });
+    // A forced cont after an unconfirmed handoff asks the destination first (forced-cont.ts).
+    this.#cont = contHandler({
+      host: this.host,
+      handedTo: (vm) => this.#outgoing.handedTo(vm),
+      logger: options.logger,
+    });
   }
+
+  readonly #cont: NonNullable<CommandHandlers['cont']>;
 
   readonly #security: AgentSecurity | undefined;
   readonly #tickets: TicketStore | undefined;
@@ -256,6 +267,7 @@ export class AgentDaemon {
     const outgoing = this.#outgoing;
     return {
       ...hostCommandHandlers(this.host, { digests: this.#digests }),
+      cont: this.#cont,
       'create-vm': async ({ name, memory, init, workload, seed, nic }) => {
         const spec = parseVmSpec({ memory, init, workload, seed, nic });
         await this.host.create(VmHost.checkName(name), spec);

@@ -1,9 +1,10 @@
 /**
  * The migrations an agent accepts on its data port: one IncomingMigration (@livemig/agent-dest)
  * per connection that starts with Setup; a connection that starts with Attach joins the one it
- * names (the post-copy fault channel, or a reconnect after a broken link). An incoming migration
- * is kept only while it runs: the VM it built then belongs to the host alone, so it can run here
- * and later leave again like any other.
+ * names (the post-copy fault channel, or a reconnect after a broken link); one that starts with
+ * Query asks whether a VM runs here (vm-query.ts: answered to the source it arrived from). An
+ * incoming migration is kept only while it runs: the VM it built then belongs to the host alone,
+ * so it can run here and later leave again like any other.
  *
  * Shutdown: migrations that have not handed over yet are aborted — the source still owns those
  * VMs and resumes them; the ones past handover run to their end.
@@ -15,6 +16,7 @@ import { messageName, MsgType, type AcceptedPeer } from '@livemig/shared/channel
 import type { VmHost } from '@livemig/shared/host';
 import type { AttachChannel, SetupMsg } from '@livemig/shared/protocol';
 import type { TicketStore } from '@livemig/shared/security';
+import { answerQuery, Arrivals } from './vm-query.ts';
 
 export interface IncomingMigrationsComponents {
   host: VmHost;
@@ -39,9 +41,12 @@ export class IncomingMigrations {
   /** The migrations in progress, by id, with the name of the VM each is building. */
   readonly #migrations = new Map<string, { migration: IncomingMigration; vm: string }>();
   readonly #running = new Set<Promise<void>>();
+  /** Where each VM came from, kept past its migration: who may ask whether it runs here (vm-query.ts). */
+  readonly #arrivals: Arrivals;
 
   constructor(components: IncomingMigrationsComponents, options: IncomingMigrationsOptions = {}) {
     this.#c = components;
+    this.#arrivals = new Arrivals(components.host);
     this.#maxMemoryBytes = options.maxMemoryBytes ?? 16 * 2 ** 30;
   }
 
@@ -56,9 +61,12 @@ export class IncomingMigrations {
       .then((first) => {
         if (first.type === MsgType.Setup) return this.#start(peer, first, logger);
         if (first.type === MsgType.Attach) return this.#attach(peer, first.migrationId, first.channel);
+        if (first.type === MsgType.Query) {
+          return answerQuery(peer, first, { host: this.#c.host, arrivals: this.#arrivals, logger });
+        }
         throw new MigrationError(
           'ERR_UNEXPECTED_MESSAGE',
-          `a connection must start with Setup or Attach, not ${messageName(first.type)}`,
+          `a connection must start with Setup, Attach or Query, not ${messageName(first.type)}`,
         );
       })
       .catch((error: unknown) => {
@@ -82,6 +90,7 @@ export class IncomingMigrations {
   }
 
   #start(peer: AcceptedPeer, setup: SetupMsg, logger: Logger): void {
+    this.#arrivals.record(setup.vm.name, { migrationId: setup.migrationId, source: peer.channel.peer?.name ?? null });
     const migration = new IncomingMigration(
       {
         host: this.#c.host,

@@ -1,7 +1,9 @@
 /**
  * `livemig stop` / `livemig cont`: pause and resume a VM on an agent (QMP's stop/cont). `cont
- * --force` is the operator's way back for a VM left paused as "migrated" when a handoff's
- * confirmation was lost: only use it once you know the destination does not run that VM.
+ * --force` is the admin's way back for a VM left paused as "migrated" when a handoff's
+ * confirmation was lost: the agent asks the destination first and refuses
+ * (ERR_VM_RUNS_ELSEWHERE) while it holds the VM; only a destination that cannot be asked leaves
+ * it to the admin's word (agent/src/forced-cont.ts).
  */
 import type { Command } from 'commander';
 import { addClientSecurityOptions, connectControl, type SecurityFlags } from '../security-flags.ts';
@@ -26,7 +28,10 @@ export function registerStopContCommands(program: Command): void {
     .description('Resume a paused VM on an agent.')
     .option('--control <url>', 'the agent control URL', 'ws://127.0.0.1:7171')
     .requiredOption('--vm <name>', 'the VM to resume')
-    .option('--force', 'resume a VM left "migrated" by an unconfirmed handoff (check the destination first!)');
+    .option(
+      '--force',
+      'resume a VM left "migrated" by an unconfirmed handoff (admin): refused while its destination says it holds the VM',
+    );
   addClientSecurityOptions(cont).action(
     async (flags: SecurityFlags & { control: string; vm: string; force?: boolean }) => {
       const client = await connectControl(flags.control, flags);
