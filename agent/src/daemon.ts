@@ -23,8 +23,16 @@
  * destination), then cancel what is still short of its point of no return; then free the VMs.
  */
 import { randomUUID } from 'node:crypto';
+import { totalmem } from 'node:os';
 import type { Logger } from 'pino';
-import { formatHostPort, MigrationError, type HostPort } from '@livemig/shared';
+import {
+  formatHostPort,
+  MigrationError,
+  resolveAvailabilityLimits,
+  type AvailabilityLimits,
+  type GuestMemoryLedger,
+  type HostPort,
+} from '@livemig/shared';
 import { listenForPeers, OFFERED_CAPABILITIES, type DestTls, type PeerListener } from '@livemig/shared/channel';
 import {
   createSigner,
@@ -76,6 +84,19 @@ export interface AgentDaemonOptions {
   addressMover?: VmHostOptions['addressMover'];
   /** Largest VM accepted by migration. @default 16 GiB */
   maxMemoryBytes?: number;
+  /**
+   * Guest memory this agent may hold — hosted VMs plus reservations for incoming ones; a Setup or
+   * create-vm past it is refused with ERR_NO_MEMORY before anything is allocated. @default half of physical memory
+   */
+  maxGuestMemoryBytes?: number;
+  /** Incoming migrations at once; one more is refused at Setup with ERR_TOO_MANY_INCOMING. @default 4 */
+  maxIncoming?: number;
+  /** Data connections in their handshake at once; one more is refused with ERR_TOO_MANY_CONNECTIONS. @default 64 */
+  maxUnauthenticated?: number;
+  /** From a data connection's accept to its handshake and first message (not extended by heartbeats). @default 5000 */
+  handshakeTimeoutMs?: number;
+  /** From an incoming migration's SetupDone to its first page (not extended by heartbeats). @default 10000 */
+  setupTimeoutMs?: number;
   /** How long shutdown waits for outgoing migrations in flight. @default 30000 */
   shutdownGraceMs?: number;
   /**
@@ -107,8 +128,19 @@ export interface AgentDaemonOptions {
   auditLog?: string;
 }
 
+/** What peers cost an agent now, against its limits (AgentDaemon.availability()). */
+export interface AvailabilityStatus {
+  limits: Readonly<AvailabilityLimits>;
+  guestMemory: GuestMemoryLedger;
+  /** Incoming migrations in progress. */
+  incoming: number;
+  /** Data connections in their handshake. */
+  inHandshake: number;
+}
+
 export class AgentDaemon {
   readonly agentId: string;
+  readonly #limits: Readonly<AvailabilityLimits>;
   readonly host: VmHost;
   readonly #graceMs: number;
   readonly #outgoing: OutgoingMigrations;
@@ -121,10 +153,12 @@ export class AgentDaemon {
   private constructor(options: AgentDaemonOptions) {
     this.agentId = options.agentId ?? `${options.idPrefix ?? 'agent'}-${randomUUID().slice(0, 8)}`;
     this.#graceMs = options.shutdownGraceMs ?? 30_000;
+    this.#limits = resolveAvailabilityLimits(options, totalmem());
     this.host = new VmHost({
       onState: (name, state) => this.#control?.emit('VM_STATE', { name, state }),
       logger: options.logger,
       addressMover: options.addressMover,
+      maxGuestMemoryBytes: this.#limits.maxGuestMemoryBytes,
     });
     // Events go to whoever is connected to the control API at the time.
     const emit: ControlServer['emit'] = (event, data) => this.#control.emit(event, data);
@@ -144,7 +178,11 @@ export class AgentDaemon {
         ...(this.#signer ? { signer: this.#signer } : {}),
         keepRecord: (record) => this.#keepRecord('dest', record),
       },
-      { maxMemoryBytes: options.maxMemoryBytes },
+      {
+        maxMemoryBytes: options.maxMemoryBytes,
+        maxIncoming: this.#limits.maxIncoming,
+        setupTimeoutMs: this.#limits.setupTimeoutMs,
+      },
     );
     this.#outgoing = new OutgoingMigrations({
       host: this.host,
@@ -223,6 +261,8 @@ export class AgentDaemon {
           logger: options.logger,
           capabilities: daemon.#capabilities,
           ...(options.security ? { tls: destTls(options.security) } : {}),
+          maxUnauthenticated: daemon.#limits.maxUnauthenticated,
+          handshakeTimeoutMs: daemon.#limits.handshakeTimeoutMs,
           onPeer: (peer) => {
             warnConnection?.(peer.remote, 'data');
             daemon.#incoming.accept(peer);
@@ -256,6 +296,16 @@ export class AgentDaemon {
 
   get controlUrl(): string {
     return `${this.#security ? 'wss' : 'ws'}://${formatHostPort(this.#control.address())}`;
+  }
+
+  /** What peers cost this agent now, against its limits (tests, status). */
+  availability(): AvailabilityStatus {
+    return {
+      limits: this.#limits,
+      guestMemory: this.host.guestMemory,
+      incoming: this.#incoming.inProgress,
+      inHandshake: this.#listener?.inHandshake ?? 0,
+    };
   }
 
   /** HOST:PORT migrations arrive on; undefined when this agent has no data port. */

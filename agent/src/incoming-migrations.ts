@@ -6,12 +6,18 @@
  * incoming migration is kept only while it runs: the VM it built then belongs to the host alone,
  * so it can run here and later leave again like any other.
  *
+ * Limits (admission.ts): the first message must arrive within the connection's handshake
+ * deadline (a peer that finished the handshake and then only sends heartbeats is closed at it);
+ * at most `maxIncoming` migrations run at once — one more is refused at Setup with
+ * ERR_TOO_MANY_INCOMING before anything else is looked at (its ticket stays unspent), and the
+ * guest-memory budget is VmHost's (ERR_NO_MEMORY).
+ *
  * Shutdown: migrations that have not handed over yet are aborted — the source still owns those
  * VMs and resumes them; the ones past handover run to their end.
  */
 import type { Logger } from 'pino';
-import { MigrationError, toMigrationError } from '@livemig/shared';
-import { IncomingMigration, type IncomingComponents } from '@livemig/agent-dest';
+import { DEFAULT_MAX_INCOMING, MigrationError, refuseOverLimit, toMigrationError } from '@livemig/shared';
+import { IncomingMigration, type IncomingComponents, type IncomingOptions } from '@livemig/agent-dest';
 import { messageName, MsgType, type AcceptedPeer } from '@livemig/shared/channel';
 import type { VmHost } from '@livemig/shared/host';
 import type { AttachChannel, SetupMsg } from '@livemig/shared/protocol';
@@ -33,11 +39,16 @@ export interface IncomingMigrationsComponents {
 export interface IncomingMigrationsOptions {
   /** Largest VM accepted. @default 16 GiB */
   maxMemoryBytes?: number;
+  /** Incoming migrations at once (Setup to end). @default 4 */
+  maxIncoming?: number;
+  /** From SetupDone to the first page; heartbeats do not extend it. @default 10000 */
+  setupTimeoutMs?: number;
 }
 
 export class IncomingMigrations {
   readonly #c: IncomingMigrationsComponents;
-  readonly #maxMemoryBytes: number;
+  readonly #options: IncomingOptions;
+  readonly #maxIncoming: number;
   /** The migrations in progress, by id, with the name of the VM each is building. */
   readonly #migrations = new Map<string, { migration: IncomingMigration; vm: string }>();
   readonly #running = new Set<Promise<void>>();
@@ -47,17 +58,26 @@ export class IncomingMigrations {
   constructor(components: IncomingMigrationsComponents, options: IncomingMigrationsOptions = {}) {
     this.#c = components;
     this.#arrivals = new Arrivals(components.host);
-    this.#maxMemoryBytes = options.maxMemoryBytes ?? 16 * 2 ** 30;
+    this.#options = {
+      maxMemoryBytes: options.maxMemoryBytes ?? 16 * 2 ** 30,
+      ...(options.setupTimeoutMs === undefined ? {} : { setupTimeoutMs: options.setupTimeoutMs }),
+    };
+    this.#maxIncoming = options.maxIncoming ?? DEFAULT_MAX_INCOMING;
+  }
+
+  /** Incoming migrations in progress (Setup to end). */
+  get inProgress(): number {
+    return this.#migrations.size;
   }
 
   /**
    * A peer finished the handshake. Its first message says what it is: Setup starts a migration;
-   * Attach joins one in progress.
+   * Attach joins one in progress. It must come before the handshake deadline.
    */
   accept(peer: AcceptedPeer): void {
     const logger = this.#c.logger.child({ role: 'dest', peer: peer.remoteAgentId });
     peer.channel
-      .next()
+      .next(peer.deadline)
       .then((first) => {
         if (first.type === MsgType.Setup) return this.#start(peer, first, logger);
         if (first.type === MsgType.Attach) return this.#attach(peer, first.migrationId, first.channel);
@@ -90,6 +110,14 @@ export class IncomingMigrations {
   }
 
   #start(peer: AcceptedPeer, setup: SetupMsg, logger: Logger): void {
+    const busy = refuseOverLimit(
+      this.#migrations.size,
+      this.#maxIncoming,
+      'ERR_TOO_MANY_INCOMING',
+      'incoming migrations',
+      '--max-incoming',
+    );
+    if (busy) throw busy;
     this.#arrivals.record(setup.vm.name, { migrationId: setup.migrationId, source: peer.channel.peer?.name ?? null });
     const migration = new IncomingMigration(
       {
@@ -102,7 +130,7 @@ export class IncomingMigrations {
         ...(this.#c.signer ? { signer: this.#c.signer } : {}),
         ...(this.#c.keepRecord ? { keepRecord: this.#c.keepRecord } : {}),
       },
-      { maxMemoryBytes: this.#maxMemoryBytes },
+      this.#options,
     );
     this.#migrations.set(setup.migrationId, { migration, vm: setup.vm.name });
     const done = migration.run(setup).finally(() => {

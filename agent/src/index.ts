@@ -6,4 +6,4 @@
 export { AuditLog, type AuditLogOptions } from './audit-log.ts';
 export { AUDITED_COMMANDS, auditedHandlers } from './audited-commands.ts';
 export { auditAppendUs, recordExchangeMs, sampleRecord } from './audit-cost.ts';
-export { AgentDaemon, type AgentDaemonOptions, type AgentSecurity } from './daemon.ts';
+export { AgentDaemon, type AgentDaemonOptions, type AgentSecurity, type AvailabilityStatus } from './daemon.ts';

@@ -19,6 +19,7 @@ import { KNOWN_CAPABILITIES, type Capability } from '@livemig/shared/protocol';
 import { capabilitiesFlag, positiveIntFlag } from '../options.ts';
 import { addSecurityOptions, credentialsFromFlags, type SecurityFlags } from '../security-flags.ts';
 import { addAuditOptions, auditFromFlags, type AuditFlags } from '../audit-flags.ts';
+import { addAvailabilityOptions, availabilityFromFlags, type AvailabilityFlags } from '../availability-flags.ts';
 import { addVmSpecOptions, specFromFlags, type VmFlags } from '../vm-flags.ts';
 
 /** One name under which the agent runs, with its defaults. */
@@ -32,7 +33,7 @@ export interface AgentCommandVariant {
   control: string;
 }
 
-interface AgentFlags extends VmFlags, LogLevelFlags, VmLinkFlags, SecurityFlags, AuditFlags {
+interface AgentFlags extends VmFlags, LogLevelFlags, VmLinkFlags, SecurityFlags, AuditFlags, AvailabilityFlags {
   allowSource: string[];
   listen?: string;
   control: string;
@@ -117,6 +118,7 @@ export function addAgentCommand(program: Command, variant: AgentCommandVariant):
     'without --pki: bind plaintext ports beyond loopback anyway (no authentication, no encryption; ' +
       'warned about at start and on every connection). Without it such an agent refuses to start (ERR_INSECURE)',
   );
+  addAvailabilityOptions(command);
   addAuditOptions(command);
   return addLogLevelOption(command)
     .addHelpText('after', helpText(variant))
@@ -142,6 +144,7 @@ export function addAgentCommand(program: Command, variant: AgentCommandVariant):
           insecure: flags.insecure === true,
           ...(pki ? { security: { pki, allowSource: flags.allowSource } } : {}),
           ...auditFromFlags(flags, pki),
+          ...availabilityFromFlags(flags),
           addressMover: addressMoverFromFlags(flags, logger),
         });
         if (flags.vm && spec) await daemon.host.create(flags.vm, spec);

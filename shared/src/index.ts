@@ -9,3 +9,4 @@ export * from './logger.ts';
 export * from './state-machine.ts';
 export * from './address.ts';
 export * from './daemon.ts';
+export * from './admission.ts';

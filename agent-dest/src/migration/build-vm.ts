@@ -1,5 +1,7 @@
 /**
- * Setup on the destination: check the VM described by Setup against this agent's limits, build
+ * Setup on the destination: check the VM described by Setup against this agent's limits — its
+ * size, its name, and the guest-memory budget (VmHost.reserve), then the admission the caller
+ * gives (the ticket), all before a byte is allocated — build
  * an empty VM (zero memory, no CPU state, vCPU parked; post-copy and hybrid: every page absent),
  * get its address ready (everything short of taking it, so a host that cannot give the VM its
  * address fails here, while the source still runs the VM), put it under the host's name table
@@ -28,6 +30,12 @@ export interface BuildComponents {
   maxMemoryBytes: number;
   /** Setup may carry a page bitmap (negotiated `setup-bitmap`). */
   setupBitmap: boolean;
+  /**
+   * May this Setup build a VM here? Throws the refusal. Runs once the Setup is known to fit —
+   * name and budget — so a ticket is spent only by a Setup this agent can take, and before
+   * anything is reserved or allocated. @default everything is admitted
+   */
+  admit?: () => void;
 }
 
 export async function buildIncomingVm(setup: SetupMsg, c: BuildComponents): Promise<BuiltVm> {
@@ -55,17 +63,25 @@ export async function buildIncomingVm(setup: SetupMsg, c: BuildComponents): Prom
     nic: setup.vm.nic,
   });
   const name = setup.vm.name;
-  if (!host.isFree(name))
-    throw new MigrationError('ERR_BUSY', `a VM named "${name}" already exists on the destination`);
-  const vm = await ToyVm.createIncoming(spec, { postcopy: setup.mode !== 'precopy' });
+  const what = `incoming VM "${name}"`;
+  const refused = host.refuses(name, spec.memoryBytes, what);
+  if (refused) throw refused;
+  c.admit?.();
+  const reservation = host.reserve(name, spec.memoryBytes, what);
+  let vm: ToyVm;
   let net: NicBackend | null;
   try {
-    net = await host.prepareNic(vm, logger.child({ vm: name }));
-  } catch (error) {
-    await vm.destroy();
-    throw error;
+    vm = await ToyVm.createIncoming(spec, { postcopy: setup.mode !== 'precopy' });
+    try {
+      net = await host.prepareNic(vm, logger.child({ vm: name }));
+    } catch (error) {
+      await vm.destroy();
+      throw error;
+    }
+    host.adopt(name, vm, 'incoming', net ?? undefined);
+  } finally {
+    reservation.release();
   }
-  host.adopt(name, vm, 'incoming', net ?? undefined);
   applier.attach(vm.memory);
   const prefault = setup.bitmap
     ? startPrefault(vm.memory, Bitmap.fromBytes(setup.bitmap, vm.memory.pageCount).toPageList())

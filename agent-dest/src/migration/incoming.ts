@@ -5,12 +5,17 @@
  * post-copy digest — so every refusal happens before anything changes. Post-copy paging is
  * postcopy-paging.ts; the empty VM is built by build-vm.ts; sections.ts loads and hashes.
  *
+ * Deadline: from SetupDone (the VM is built here; the source's turn) to the first page, or any
+ * message after Setup, at most `setupTimeoutMs` — heartbeats do not count — so a peer that sets
+ * up and then only keeps the link alive cannot hold its share of the guest-memory budget: the
+ * half-built VM is discarded, its memory returned. (The build itself is this agent's time.)
+ *
  * Ownership: until Handoff this side's copy is the source's to discard — any failure removes
  * it. After Handoff the VM runs here: pre-copy — it has everything; post-copy — a broken link
  * parks it in postcopy-paused (blocking on absent pages) until the source reconnects.
  */
 import type { Logger } from 'pino';
-import { MigrationError, toMigrationError } from '@livemig/shared';
+import { DEFAULT_SETUP_TIMEOUT_MS, MigrationError, toMigrationError } from '@livemig/shared';
 import { msg, type PageApplier, type PeerChannel, type PeerIdentity } from '@livemig/shared/channel';
 import type { ControlEvents, EventName } from '@livemig/shared/control';
 import type { VmHost } from '@livemig/shared/host';
@@ -50,8 +55,8 @@ export interface IncomingComponents {
   emit: <E extends EventName>(event: E, data: ControlEvents[E]) => void;
   /**
    * May this Setup, from this peer, build a VM here? Throws the refusal (e.g. a ticket that is
-   * missing, expired, replayed or bound to another VM or source); runs before any memory is
-   * reserved. @default everything is admitted (plaintext agents on loopback)
+   * missing, expired, replayed or bound to another VM or source); runs once the Setup is known to
+   * fit (name, guest-memory budget), before any memory is reserved. @default everything is admitted (plaintext agents on loopback)
    */
   admit?: (setup: SetupMsg, peer: PeerIdentity | undefined) => void;
   /** This agent's key: with `signed-record` negotiated, the source's record is countersigned with it. */
@@ -63,6 +68,8 @@ export interface IncomingComponents {
 export interface IncomingOptions {
   /** Largest VM accepted. @default 16 GiB */
   maxMemoryBytes: number;
+  /** From SetupDone to the first page; heartbeats do not extend it. @default 10000 */
+  setupTimeoutMs?: number;
 }
 
 /** What exists once Setup built the VM. */
@@ -82,6 +89,9 @@ export class IncomingMigration {
   #migrationId = '';
   #built: Built | undefined;
   #resumedAt = { steps: 0, at: 0 };
+  /** The setup deadline's timer, and the messages handled so far (Setup is the first). */
+  #setupDeadline: NodeJS.Timeout | undefined;
+  #handled = 0;
   #setup: SetupMsg | undefined;
   /** The digests as they were exchanged: the source's as they arrived, this side's own. */
   readonly #digests: ObservedMigration['digests'] = { source: {}, dest: {} };
@@ -109,7 +119,7 @@ export class IncomingMigration {
     try {
       this.#migrationId = setup.migrationId;
       this.#setup = setup;
-      await this.#handle(setup);
+      await this.#setupWithinDeadline(setup);
       while (this.status !== 'running' && this.status !== 'postcopy')
         await this.#handle(await this.#link.channel.next());
       if (this.status === 'running') this.#event('resumed');
@@ -119,9 +129,27 @@ export class IncomingMigration {
     } catch (caught) {
       await this.#fail(toMigrationError(caught));
     } finally {
+      clearTimeout(this.#setupDeadline);
       this.#built?.paging.stop();
       await this.#built?.prefault?.stop();
     }
+  }
+
+  /**
+   * Setup, then the deadline for what follows SetupDone: when it passes and neither a page (the
+   * page sink counts them: Pages frames go there, not to next()) nor any message after Setup
+   * arrived, the channel is aborted (ERR_TIMEOUT, told to the source), which fails whatever step
+   * was waiting.
+   */
+  async #setupWithinDeadline(setup: SetupMsg): Promise<void> {
+    await this.#handle(setup);
+    const timeoutMs = this.#options.setupTimeoutMs ?? DEFAULT_SETUP_TIMEOUT_MS;
+    this.#setupDeadline = setTimeout(() => {
+      if (this.#handled > 1 || this.#c.applier.pagesReceived > 0) return;
+      const error = new MigrationError('ERR_TIMEOUT', `no page within ${timeoutMs} ms of SetupDone (--setup-timeout)`);
+      this.#c.logger.warn({ event: 'setup.timeout', err: error }, 'incoming migration made no progress after Setup');
+      this.#link.channel.abort(error);
+    }, timeoutMs);
   }
 
   /** Give up (agent shutdown): only before the VM runs here. Returns false once it runs. */
@@ -159,6 +187,7 @@ export class IncomingMigration {
 
   /** One message: the receiver decides, then its action is carried out. */
   async #handle(message: Message): Promise<void> {
+    this.#handled++;
     const result = step(this.#state, message);
     if (result instanceof MigrationError) throw result;
     this.#setState(result.state);
@@ -302,13 +331,14 @@ export class IncomingMigration {
   async #build(setup: SetupMsg): Promise<void> {
     const { host, logger, applier } = this.#c;
     const started = performance.now();
-    this.#c.admit?.(setup, this.#link.channel.peer);
+    const { admit } = this.#c;
     const { name, vm, prefault } = await buildIncomingVm(setup, {
       host,
       applier,
       logger,
       maxMemoryBytes: this.#options.maxMemoryBytes,
       setupBitmap: this.#link.channel.capabilities.has('setup-bitmap'),
+      ...(admit ? { admit: () => admit(setup, this.#link.channel.peer) } : {}),
     });
     const paging = new PostcopyPaging(vm, applier, logger);
     this.#built = { name, vm, prefault, paging, sections: new IncomingSections(vm, applier) };

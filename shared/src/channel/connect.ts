@@ -4,25 +4,33 @@
  * livemig peer), and hands each accepted peer — a PeerChannel plus the PageApplier its Pages
  * bytes go to — to the daemon. With `tls` (tls.ts) both ends first prove who they are with
  * certificates of the fleet CA; the channel then reports the peer's verified identity.
+ *
+ * The destination's listener is a plain TCP server in front of everything: each connection
+ * first passes the handshake gate (handshake-gate.ts — a limit on connections in their
+ * handshake, refused before TLS; an absolute deadline from accept), then goes to TLS (a
+ * tls.Server that never listens itself) or straight to the framed protocol.
  */
+import net from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
+import { DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_MAX_UNAUTHENTICATED } from '../admission.ts';
 import { MigrationError, toMigrationError } from '../errors.ts';
 import type { HostPort } from '../address.ts';
 import {
   acceptWelcome,
-  createFramedServer,
   isKnownCapability,
   KNOWN_CAPABILITIES,
   FramedSocket,
   makeHello,
   MsgType,
   negotiate,
+  resolveFramedSocketOptions,
   type Capability,
   type FramedSocketOptions,
   type HandshakeConfig,
 } from '../protocol/index.ts';
 import { FramedPeerChannel } from './framed-peer-channel.ts';
+import { HandshakeGate, type PendingConnection } from './handshake-gate.ts';
 import { admitSource, connectTls, createTlsServer, identityOf, type DestTls, type SourceTls } from './tls.ts';
 import { PageApplier } from './page-applier.ts';
 import type { PeerChannel } from './peer-channel.ts';
@@ -38,7 +46,7 @@ export const OFFERED_CAPABILITIES: readonly Capability[] = Object.keys(KNOWN_CAP
  */
 const READ_BUFFER_BYTES = 64 * 1024;
 
-/** How long a peer may take to say Hello / answer Welcome. */
+/** How long the destination may take to answer Hello (source side; the destination has its gate). */
 const HANDSHAKE_TIMEOUT_MS = 10_000;
 
 export interface ConnectPeerOptions extends HostPort {
@@ -86,6 +94,11 @@ export interface AcceptedPeer {
   remoteAgentId: string;
   /** The connection's remote HOST:PORT. */
   remote: string;
+  /**
+   * Aborts at the connection's handshake deadline (reason: ERR_TIMEOUT): read the first message
+   * with it, so a peer that finished the handshake and then only idles is closed too.
+   */
+  deadline: AbortSignal;
 }
 
 export interface ListenOptions extends HostPort {
@@ -97,21 +110,46 @@ export interface ListenOptions extends HostPort {
   socket?: FramedSocketOptions;
   /** Mutual TLS, admitting only the sources `tls.allowSource` names. @default none: plaintext */
   tls?: DestTls;
+  /**
+   * Connections at once that have not finished their handshake (TLS, Hello → Welcome); one more
+   * is refused before TLS with ERR_TOO_MANY_CONNECTIONS. @default 64
+   */
+  maxUnauthenticated?: number;
+  /**
+   * From TCP accept to the handshake done — and, through AcceptedPeer.deadline, to the first
+   * message; heartbeats do not extend it. @default 5000
+   */
+  handshakeTimeoutMs?: number;
 }
 
 export interface PeerListener {
   address(): HostPort;
+  /** Connections in their handshake now (what maxUnauthenticated bounds). */
+  readonly inHandshake: number;
   close(): Promise<void>;
 }
 
-/** Destination side: listen; each connection that completes Hello → Welcome becomes an AcceptedPeer. */
+/**
+ * Destination side: listen; each connection that passes the handshake gate and completes
+ * Hello → Welcome (after mutual TLS, with `tls`) becomes an AcceptedPeer.
+ */
 export function listenForPeers(options: ListenOptions): Promise<PeerListener> {
   const local: HandshakeConfig = {
     agentId: options.agentId,
     capabilities: options.capabilities ?? OFFERED_CAPABILITIES,
   };
-  const socketOptions: FramedSocketOptions = { readBufferBytes: READ_BUFFER_BYTES, ...options.socket, role: 'dest' };
-  const onConnection = (socket: FramedSocket): void => {
+  const socketOptions = resolveFramedSocketOptions({
+    readBufferBytes: READ_BUFFER_BYTES,
+    ...options.socket,
+    role: 'dest',
+  });
+  const gate = new HandshakeGate({
+    maxInHandshake: options.maxUnauthenticated ?? DEFAULT_MAX_UNAUTHENTICATED,
+    timeoutMs: options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
+    logger: options.logger,
+  });
+  /** Hello → Welcome over a connection that passed the gate (and TLS, with `tls`), before its deadline. */
+  const handshake = (socket: FramedSocket, pending: PendingConnection): void => {
     const applier = new PageApplier();
     socket.setSink(applier);
     const remote = `${socket.socket.remoteAddress ?? '?'}:${socket.socket.remotePort ?? '?'}`;
@@ -124,12 +162,13 @@ export function listenForPeers(options: ListenOptions): Promise<PeerListener> {
           if (refused) throw refused;
           channel.authenticated(peer);
         }
-        const hello = await withTimeout(channel.expect(MsgType.Hello), 'Hello');
+        const hello = await channel.expect(MsgType.Hello, pending.signal);
         const welcome = negotiate(local, hello);
         channel.send(welcome);
+        pending.done();
         options.logger.debug({ event: 'handshake.done', peer: hello.agentId, version: welcome.version });
         channel.identify(hello.agentId, 0, new Set(welcome.capabilities.filter(isKnownCapability)));
-        options.onPeer({ channel, applier, remoteAgentId: hello.agentId, remote });
+        options.onPeer({ channel, applier, remoteAgentId: hello.agentId, remote, deadline: pending.signal });
       } catch (error) {
         const failure = toMigrationError(error, 'ERR_HANDSHAKE');
         options.logger.warn({ event: 'handshake.failed', peer: remote, err: failure }, 'rejected a connection');
@@ -137,9 +176,26 @@ export function listenForPeers(options: ListenOptions): Promise<PeerListener> {
       }
     })();
   };
-  const server = options.tls
-    ? createTlsServer(options.tls, (tlsSocket) => onConnection(FramedSocket.adopt(tlsSocket, socketOptions)))
-    : createFramedServer(socketOptions, onConnection);
+  const tlsOptions = options.tls;
+  const tlsServer = tlsOptions
+    ? createTlsServer(tlsOptions, (tlsSocket) => {
+        const pending = gate.pendingOf(tlsSocket);
+        if (!pending) return void tlsSocket.destroy();
+        pending.secured();
+        handshake(FramedSocket.adoptResolved(tlsSocket, socketOptions), pending);
+      })
+    : undefined;
+  // TLS sockets are read through 'data' events, so only plaintext ones start paused (their handle
+  // is re-wrapped to read into guest memory, see FramedSocket.adopt).
+  const server = net.createServer({ pauseOnConnect: !tlsServer }, (raw) => {
+    const pending = gate.admit(raw);
+    if (!pending) return;
+    if (tlsServer) tlsServer.emit('connection', raw);
+    else {
+      pending.secured();
+      handshake(FramedSocket.adoptResolved(raw, socketOptions), pending);
+    }
+  });
   return new Promise((resolve, reject) => {
     server.once('error', (error) =>
       reject(
@@ -154,6 +210,9 @@ export function listenForPeers(options: ListenOptions): Promise<PeerListener> {
           const address = server.address();
           if (address === null || typeof address === 'string') throw new MigrationError('ERR_INTERNAL', 'no address');
           return { host: address.address, port: address.port };
+        },
+        get inHandshake() {
+          return gate.inHandshake;
         },
         close: () => new Promise<void>((done) => server.close(() => done())),
       });

@@ -38,7 +38,12 @@ export class PageApplier implements PageSink {
   /** Called after each page is complete (post-copy marks presence here). */
   onPage: ((page: number) => void) | undefined;
 
-  /** Start writing into this memory; the ledger starts as all-zero (the memory is fresh). */
+  /**
+   * Start writing into this memory; the ledger starts as all-zero (the memory is fresh). When the
+   * memory is released (the VM was destroyed, e.g. a discarded incoming VM) this applier lets go
+   * of its views at once: they would otherwise keep the memory alive past the one GC that
+   * destroy() asks for, as long as the connection's objects live (reclaim.ts).
+   */
   attach(memory: GuestMemory, ledger: PageDigestLedger = new PageDigestLedger(memory.pageCount)): void {
     this.#memory = memory;
     this.#ledger = ledger;
@@ -46,6 +51,12 @@ export class PageApplier implements PageSink {
     this.#regionShift = memory.regionPageShift;
     this.#pageMask = (1 << memory.regionPageShift) - 1;
     this.#pageShift = Math.log2(memory.pageSize);
+    memory.onRelease(() => {
+      if (this.#memory !== memory) return;
+      this.#memory = undefined;
+      this.#regions = [];
+      this.#current = undefined;
+    });
   }
 
   /** A run of consecutive pages never crosses a region (the decoder cuts runs at multiples of this). */
@@ -94,7 +105,7 @@ export class PageApplier implements PageSink {
   }
 
   pagesEnd(meta: PagesMeta): void {
-    const memory = this.#memory!;
+    const memory = this.#memory ?? released();
     const ledger = this.#ledger!;
     const { pages, kinds } = meta;
     for (let i = 0; i < pages.length; i++) {
@@ -119,11 +130,16 @@ export class PageApplier implements PageSink {
 
   /** Guest memory for `length` bytes from `offset` in page `pages[index]` (within one region: see maxRunPages). */
   #target(index: number, offset: number, length: number): Uint8Array {
-    const page = this.#current!.pages[index]!;
+    const page = (this.#current ?? released()).pages[index]!;
     if (page >= this.#memory!.pageCount) {
       throw new MigrationError('ERR_PAGE_OUT_OF_RANGE', `page ${page} is outside the VM`);
     }
     const start = ((page & this.#pageMask) << this.#pageShift) + offset;
     return this.#regions[page >>> this.#regionShift]!.subarray(start, start + length);
   }
+}
+
+/** Pages of a frame begun before the VM's memory was released (it was destroyed meanwhile). */
+function released(): never {
+  throw new MigrationError('ERR_VM_STATE', "the VM's guest memory was released: its pages are not taken");
 }

@@ -91,17 +91,7 @@ export function connectTls(host: string, port: number, options: SourceTls, timeo
     function fail(error: Error): void {
       clearTimeout(timer);
       socket.destroy();
-      reject(
-        error instanceof MigrationError
-          ? error
-          : new MigrationError(
-              'ERR_UNAUTHENTICATED',
-              `TLS with ${host}:${port} (expecting "${expectName}"): ${error.message}`,
-              {
-                cause: error,
-              },
-            ),
-      );
+      reject(error instanceof MigrationError ? error : tlsFailure(error, `${host}:${port}`, expectName));
     }
     socket.once('error', fail);
     socket.once('secureConnect', () => {
@@ -117,6 +107,30 @@ export function connectTls(host: string, port: number, options: SourceTls, timeo
       }
     });
   });
+}
+
+/**
+ * Why a TLS connection failed, as a MigrationError. Bytes that are no TLS record ("wrong version
+ * number") mean the destination answered in plaintext: a livemig destination does that when it
+ * refuses a connection before TLS (at its limit of connections in their handshake), or when it
+ * runs without --pki. Anything else is a failed authentication.
+ */
+function tlsFailure(error: Error, address: string, expectName: string): MigrationError {
+  if ((error as NodeJS.ErrnoException).code === 'ERR_SSL_WRONG_VERSION_NUMBER') {
+    return new MigrationError(
+      'ERR_CONNECTION',
+      `${address} answered in plaintext, not TLS: it refused the connection before TLS (e.g. ERR_TOO_MANY_CONNECTIONS, ` +
+        'too many connections in their handshake) or runs without --pki',
+      { cause: error },
+    );
+  }
+  return new MigrationError(
+    'ERR_UNAUTHENTICATED',
+    `TLS with ${address} (expecting "${expectName}"): ${error.message}`,
+    {
+      cause: error,
+    },
+  );
 }
 
 /**

@@ -4,7 +4,16 @@
  * the operator-visible VM state — running | paused | migrating-out | incoming | migrated — and
  * refuses operator actions that would break a migration's ownership rules (e.g. `cont` on a
  * VM that is mid-migration).
+ *
+ * It also keeps the guest-memory budget (--max-guest-memory): the memory of every VM hosted
+ * here plus the reservations of VMs about to be built (an incoming migration between its Setup
+ * being admitted and its VM being adopted), so that concurrent Setups cannot each see room
+ * that only one of them may take. Each VM is charged its guest memory plus what its vCPU worker
+ * costs (VM_OVERHEAD_BYTES). A VM that does not fit is refused (ERR_NO_MEMORY) before anything
+ * is allocated; the decision is admission.ts's.
  */
+import { totalmem } from 'node:os';
+import { defaultGuestMemoryBudget, refuseGuestMemory, vmCharge, type GuestMemoryLedger } from '../admission.ts';
 import { MigrationError } from '../errors.ts';
 import { silentLogger } from '../logger.ts';
 import { ToyVm, type VmSpec } from '../vm/index.ts';
@@ -28,6 +37,16 @@ export interface VmHostOptions {
   /** How this host gives a VM its address. @default loopback: bind the VM's ip:port on this host. */
   addressMover?: (address: VmAddress) => AddressMover;
   logger?: Logger;
+  /** Guest memory this host may hold: hosted VMs plus reservations. @default half of physical memory */
+  maxGuestMemoryBytes?: number;
+}
+
+/** A claim on a name and on guest memory for a VM about to be built here; adopt() takes it over. */
+export interface Reservation {
+  readonly name: string;
+  readonly bytes: number;
+  /** Give the claim back (a no-op once the VM was adopted, or when already released). */
+  release(): void;
 }
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -39,8 +58,12 @@ export class VmHost {
   readonly #onState: (name: string, state: VmState) => void;
   readonly #addressMover: (address: VmAddress) => AddressMover;
   readonly #logger: Logger;
+  /** Names and memory claimed by VMs not built yet. */
+  readonly #reserved = new Map<string, Reservation>();
+  readonly #budgetBytes: number;
 
   constructor(options: VmHostOptions = {}) {
+    this.#budgetBytes = options.maxGuestMemoryBytes ?? defaultGuestMemoryBudget(totalmem());
     this.#onState = options.onState ?? (() => {});
     this.#addressMover = options.addressMover ?? ((address) => new LoopbackAddress(address));
     this.#logger = options.logger ?? silentLogger();
@@ -75,41 +98,76 @@ export class VmHost {
     return name;
   }
 
-  /** Boot a VM from its spec and start it running. */
+  /** Boot a VM from its spec and start it running (ERR_BUSY, ERR_NO_MEMORY before anything is allocated). */
   async create(name: string, spec: VmSpec): Promise<HostedVm> {
-    this.#reserve(name);
-    const vm = await ToyVm.boot(spec);
-    let net: NicBackend | null = null;
+    const reservation = this.reserve(VmHost.checkName(name), spec.memoryBytes);
     try {
-      net = await this.prepareNic(vm, this.#logger.child({ vm: name }));
-      await net?.take();
-    } catch (error) {
-      await net?.dispose();
-      await vm.destroy();
-      throw error;
+      const vm = await ToyVm.boot(spec);
+      let net: NicBackend | null = null;
+      try {
+        net = await this.prepareNic(vm, this.#logger.child({ vm: name }));
+        await net?.take();
+      } catch (error) {
+        await net?.dispose();
+        await vm.destroy();
+        throw error;
+      }
+      vm.start();
+      return this.adopt(name, vm, 'running', net ?? undefined);
+    } finally {
+      reservation.release();
     }
-    vm.start();
-    return this.adopt(name, vm, 'running', net ?? undefined);
   }
 
-  /** Take a VM under this host's name table (e.g. one built by an incoming migration). */
+  /** Take a VM under this host's name table (e.g. one built by an incoming migration); its reservation ends. */
   adopt(name: string, vm: ToyVm, state: VmState, net?: NicBackend): HostedVm {
     const hosted: HostedVm = net ? { name, vm, state, net } : { name, vm, state };
+    this.#reserved.delete(name);
     this.#retired.delete(name);
     this.#vms.set(name, hosted);
     this.#onState(name, state);
     return hosted;
   }
 
-  /** Throw ERR_BUSY if the name is taken. */
-  #reserve(name: string): void {
-    VmHost.checkName(name);
-    if (this.#vms.has(name)) throw new MigrationError('ERR_BUSY', `a VM named "${name}" already exists here`);
+  /** Where the guest-memory budget stands (each VM charged its memory plus VM_OVERHEAD_BYTES). */
+  get guestMemory(): GuestMemoryLedger {
+    let hostedBytes = 0;
+    for (const { vm } of this.#vms.values()) hostedBytes += vmCharge(vm.spec.memoryBytes);
+    let reservedBytes = 0;
+    for (const { bytes } of this.#reserved.values()) reservedBytes += vmCharge(bytes);
+    return { budgetBytes: this.#budgetBytes, hostedBytes, reservedBytes };
   }
 
-  /** True when no VM has this name (so an incoming migration may use it). */
+  /**
+   * Why a VM `name` of `bytes` could not be built here now — the name is taken (ERR_BUSY) or the
+   * memory is not in the budget (ERR_NO_MEMORY) — or undefined. `what` names it in the message.
+   */
+  refuses(name: string, bytes: number, what = `VM "${name}"`): MigrationError | undefined {
+    if (!this.isFree(name)) return new MigrationError('ERR_BUSY', `a VM named "${name}" already exists here`);
+    return refuseGuestMemory(this.guestMemory, bytes, what);
+  }
+
+  /**
+   * Claim the name and `bytes` of the budget for a VM about to be built (throws what refuses()
+   * says). adopt() takes the claim over; release() it when the VM is not built after all.
+   */
+  reserve(name: string, bytes: number, what?: string): Reservation {
+    const refused = this.refuses(name, bytes, what);
+    if (refused) throw refused;
+    const reservation: Reservation = {
+      name,
+      bytes,
+      release: () => {
+        if (this.#reserved.get(name) === reservation) this.#reserved.delete(name);
+      },
+    };
+    this.#reserved.set(name, reservation);
+    return reservation;
+  }
+
+  /** True when no VM has this name, hosted or about to be built (so an incoming migration may use it). */
   isFree(name: string): boolean {
-    return !this.#vms.has(name);
+    return !this.#vms.has(name) && !this.#reserved.has(name);
   }
 
   get(name: string): HostedVm {
