@@ -15,21 +15,19 @@
  *
  * Every wait is on observed state (the daemon's availability(), a socket's close), never a sleep.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import tls from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AgentDaemon } from '@livemig/agent';
 import { silentLogger } from '@livemig/shared';
 import { connectPeer, type SourceTls } from '@livemig/shared/channel';
-import { ControlClient, type MigrateParams } from '@livemig/shared/control';
+import type { ControlClient, MigrateParams } from '@livemig/shared/control';
 import { decodeFrames, encodeFrameBytes, msg, MsgType, type Message } from '@livemig/shared/protocol';
 import type { MigrationReport } from '@livemig/shared/report';
-import { initPki, issueCertificate, loadPki } from '@livemig/shared/security';
+import { loadPki } from '@livemig/shared/security';
 import { parseVmSpec } from '@livemig/shared/vm';
 import { followMigration } from '../../cli/follow-migration.ts';
+import { createThrowawayPki, type ThrowawayPki } from '../../cli/throwaway-pki.ts';
 import { expectCompleted } from '../helpers/report.ts';
 import { sendRogueSetup } from '../helpers/rogue-peer.ts';
 import { waitUntil } from '../helpers/wait.ts';
@@ -44,17 +42,15 @@ const MiB = 2 ** 20;
 /** 16 MiB at 3 MiB/s: the legitimate migration runs ~5 s, through the flood. */
 const SLOW: MigrateParams = { maxBandwidthBps: 3 * MiB };
 
-let dir: string;
+let pki: ThrowawayPki;
 const daemons: AgentDaemon[] = [];
 const sockets: net.Socket[] = [];
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'livemig-floods-'));
-  await initPki(dir);
-  for (const name of ['src-a', DEST, 'src-mallory']) await issueCertificate(dir, { name, role: 'agent' });
-  await issueCertificate(dir, { name: 'oscar', role: 'operator' });
+  const agents = ['src-a', DEST, 'src-mallory'].map((name) => ({ name, role: 'agent' as const }));
+  pki = await createThrowawayPki([...agents, { name: 'oscar', role: 'operator' }], 'livemig-floods-');
 });
-afterAll(() => rm(dir, { recursive: true, force: true }));
+afterAll(() => pki.remove());
 afterEach(async () => {
   for (const socket of sockets.splice(0)) socket.destroy();
   await Promise.all(daemons.splice(0).map((daemon) => daemon.stop('test over')));
@@ -63,7 +59,7 @@ afterEach(async () => {
 /** src-a hosting `vm` (16 MiB, idle guest), and dest-b with the small limits, taking VMs from src-*. */
 async function pair(): Promise<{ a: AgentDaemon; b: AgentDaemon }> {
   const start = async (name: string, extra: object = {}): Promise<AgentDaemon> => {
-    const security = { pki: await loadPki(dir, name), allowSource: ['src-*'] };
+    const security = { pki: await loadPki(pki.dir, name), allowSource: ['src-*'] };
     const daemon = await AgentDaemon.start({
       control: LOOPBACK,
       listen: LOOPBACK,
@@ -85,8 +81,7 @@ async function request<T>(
   expectName: string,
   run: (client: ControlClient) => Promise<T>,
 ): Promise<T> {
-  const { ca, cert, key } = await loadPki(dir, 'oscar');
-  const client = await ControlClient.connect(daemon.controlUrl, { tls: { ca, cert, key }, expectName });
+  const client = await pki.connect(daemon.controlUrl, 'oscar', expectName);
   try {
     return await run(client);
   } finally {
@@ -110,7 +105,7 @@ async function migrate(a: AgentDaemon, b: AgentDaemon): Promise<MigrationReport>
 
 /** src-mallory's credentials: an agent of the fleet that b's --allow-source lets in. */
 async function mallory(): Promise<SourceTls> {
-  return { ...(await loadPki(dir, 'src-mallory')), expectName: DEST };
+  return { ...(await loadPki(pki.dir, 'src-mallory')), expectName: DEST };
 }
 
 /** A connection of the flood: what it received, and when it was opened and closed (performance.now()). */
