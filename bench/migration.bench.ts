@@ -16,11 +16,9 @@
  * (comma list of s0,s1,s2,s2cap to run a subset while developing), LIVEMIG_BENCH_WARM_GIB
  * (memory warmed before measuring, default 6; 0 = none).
  */
-import { fork, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import { randomFillSync } from 'node:crypto';
 import { downtimeOf, type MigrationReport } from '@livemig/shared/report';
-import { cpuMs, migrateOnce, warmMemory, type Migrated } from './bench-migrate.ts';
+import { migrateOnce, rawOnce, S1, warmMemory, type Migrated } from './bench-migrate.ts';
 import { median, ratioRow, type BenchRow, type BenchSection } from './harness.ts';
 import { GuestMemory, PageDigestLedger } from '../shared/src/vm/index.ts';
 
@@ -32,28 +30,6 @@ const WARM_GIB = Number(process.env.LIVEMIG_BENCH_WARM_GIB ?? 6);
 const ONLY = new Set((process.env.LIVEMIG_BENCH_MIGRATION_ONLY ?? 's0,s1,s2,s2cap').split(',').map((s) => s.trim()));
 const CAP_BPS = 125e6; // --max-bandwidth 1gbit
 const HOTSET = 'hotset:wss=64MiB,rate=20000';
-const peerScript = new URL('./raw-socket-peer.ts', import.meta.url).pathname;
-
-function startPeer(args: string[]): ChildProcess {
-  return fork(peerScript, args, { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-}
-
-/** One raw-socket transfer of `bytes` between two fresh processes: ms from connect to last byte, and the CPU both used. */
-async function rawOnce(bytes: number): Promise<{ ms: number; cpu: number }> {
-  const sender = startPeer(['send', String(bytes), String(bytes)]);
-  const [{ port }] = (await once(sender, 'message')) as [{ port: number }];
-  const receiver = startPeer(['recv', String(port), String(bytes)]);
-  await once(receiver, 'message'); // ready
-  const cpu0 = cpuMs(sender.pid) + cpuMs(receiver.pid);
-  receiver.send('go');
-  const [{ ms }] = (await once(receiver, 'message')) as [{ ms: number }];
-  const cpu = cpuMs(sender.pid) + cpuMs(receiver.pid) - cpu0;
-  await Promise.all([
-    sender.exitCode === null ? once(sender, 'exit') : undefined,
-    receiver.exitCode === null ? once(receiver, 'exit') : undefined,
-  ]);
-  return { ms, cpu };
-}
 
 /**
  * The two per-GiB costs a migration pays on top of moving the bytes, measured in this process:
@@ -92,7 +68,7 @@ async function s1Rows(notes: string[]): Promise<{ rows: BenchRow[]; idleTotalMs:
   const runs: Migrated[] = [];
   for (let i = 0; i < RUNS; i++) {
     raw.push(await rawOnce(GiB));
-    runs.push(await migrateOnce({ memory: GiB, init: 'random', workload: 'idle' }));
+    runs.push(await migrateOnce(S1.vm));
   }
   const reports = runs.map((r) => r.report);
   const rawMs = median(raw.map((r) => r.ms));
@@ -113,7 +89,7 @@ async function s1Rows(notes: string[]): Promise<{ rows: BenchRow[]; idleTotalMs:
   const rows: BenchRow[] = [
     ratioRow(
       {
-        name: 'S1 idle 1 GiB random: 1 GiB ÷ round-0 time',
+        name: `${S1.label}: 1 GiB ÷ round-0 time`,
         value: median(reports.map((r) => mbps(GiB, round0Ms(r)))),
         unit: 'MB/s',
         goal: '≥ 0.85× raw',
@@ -123,7 +99,7 @@ async function s1Rows(notes: string[]): Promise<{ rows: BenchRow[]; idleTotalMs:
     ),
     ratioRow(
       {
-        name: 'S1 idle 1 GiB random: 1 GiB ÷ total migration time (setup + rounds + stop-copy + handoff)',
+        name: `${S1.label}: 1 GiB ÷ total migration time (setup + rounds + stop-copy + handoff)`,
         value: median(reports.map((r) => mbps(GiB, r.times.totalMs))),
         unit: 'MB/s',
         goal: '≥ 0.85× raw',

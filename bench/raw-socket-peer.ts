@@ -1,24 +1,33 @@
 /**
- * Child process of bench/migration.bench.ts: one end of the raw-socket baseline — the same bytes
- * as a migration of a 1 GiB random VM, between two separate processes, with no protocol at all.
+ * Child process of bench/migration.bench.ts and bench/security.bench.ts (through rawOnce in
+ * bench-migrate.ts): one end of the raw-socket baseline — the same bytes as a migration of a
+ * 1 GiB random VM, between two separate processes, with no protocol at all.
  *
- * argv: send <totalBytes> <memoryBytes>
+ * With a last argument <pkiDir> (securePki, cli/lab/secure.ts) the socket is mutual TLS 1.3
+ * as the agents speak it: the listening end presents certificate `dest` and requires a client
+ * certificate of the fleet CA, the connecting end presents `source` and checks the name `dest`
+ * (only the direction of the bulk bytes is reversed, so the receiver can use `onread`).
+ *
+ * argv: send <totalBytes> <memoryBytes> [pkiDir]
  *   Fills `memoryBytes` of a SharedArrayBuffer with random bytes (as a source's guest memory),
  *   listens on 127.0.0.1:0, tells the parent `{ port }` over IPC, accepts one connection and
  *   writes `totalBytes` as 1 MiB views of that memory (no copy, cycling through it), honouring
  *   backpressure (4 MiB high-water mark, as the agents), then closes and exits.
- * argv: recv <port> <totalBytes>
+ * argv: recv <port> <totalBytes> [pkiDir]
  *   Tells the parent `{ ready: true }`, waits for 'go', connects (the receiver connects so it can
- *   read with `onread` into one reused 256 KiB buffer — the fastest Node receive path), counts the
- *   bytes and tells the parent `{ ms, bytes }`: from the connect call to the last byte.
+ *   read with `onread` into one reused 256 KiB buffer — the fastest Node receive path, over TLS
+ *   too), counts the bytes and tells the parent `{ ms, bytes }`: from the connect call (the TLS
+ *   handshake included) to the last byte; with TLS also `{ protocol, cipher }`.
  */
 import net from 'node:net';
+import tls from 'node:tls';
 import { once } from 'node:events';
 import { randomFillSync } from 'node:crypto';
+import { SECURE_NAMES, TLS13_ONLY, tlsCredentials } from '../cli/lab/secure.ts';
 
 const MiB = 1024 * 1024;
 const HWM = 4 * MiB;
-const [mode, a = '0', b = '0'] = process.argv.slice(2);
+const [mode, a = '0', b = '0', pkiDir] = process.argv.slice(2);
 
 function tell(message: unknown): void {
   process.send?.(message);
@@ -28,11 +37,20 @@ async function send(total: number, memoryBytes: number): Promise<void> {
   const memory = new Uint8Array(new SharedArrayBuffer(memoryBytes));
   // randomFillSync tops out at 2^31 − 1 bytes per call.
   for (let at = 0; at < memoryBytes; at += 256 * MiB) randomFillSync(memory.subarray(at, at + 256 * MiB));
-  const server = net.createServer({ highWaterMark: HWM } as net.ServerOpts);
+  const options = { highWaterMark: HWM } as net.ServerOpts;
+  const server = pkiDir
+    ? tls.createServer({
+        ...options,
+        ...TLS13_ONLY,
+        ...(await tlsCredentials(pkiDir, SECURE_NAMES.dest)),
+        requestCert: true,
+        rejectUnauthorized: true,
+      })
+    : net.createServer(options);
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   tell({ port: (server.address() as net.AddressInfo).port });
-  const [socket] = (await once(server, 'connection')) as [net.Socket];
+  const [socket] = (await once(server, pkiDir ? 'secureConnection' : 'connection')) as [net.Socket];
   socket.setNoDelay(true);
   let at = 0;
   for (let sent = 0; sent < total; sent += MiB) {
@@ -52,8 +70,9 @@ async function recv(port: number, total: number): Promise<void> {
   await once(process, 'message');
   let bytes = 0;
   let last = 0;
+  const mine = pkiDir ? await tlsCredentials(pkiDir, SECURE_NAMES.source) : undefined;
   const t0 = performance.now();
-  const socket = net.connect({
+  const options: net.NetConnectOpts = {
     port,
     host: '127.0.0.1',
     onread: {
@@ -64,10 +83,21 @@ async function recv(port: number, total: number): Promise<void> {
         return true;
       },
     },
-  });
+  };
+  const socket = mine
+    ? tls.connect({
+        ...options,
+        ...TLS13_ONLY,
+        ...mine,
+        checkServerIdentity: (_host, peer) => tls.checkServerIdentity(SECURE_NAMES.dest, peer),
+      })
+    : net.connect(options);
+  if (socket instanceof tls.TLSSocket) await once(socket, 'secureConnect');
+  const negotiated =
+    socket instanceof tls.TLSSocket ? { protocol: socket.getProtocol(), cipher: socket.getCipher().name } : {};
   await once(socket, 'close');
   if (bytes !== total) throw new Error(`raw receiver: got ${bytes} of ${total} bytes`);
-  tell({ ms: last - t0, bytes });
+  tell({ ms: last - t0, bytes, ...negotiated });
 }
 
 if (mode === 'send') await send(Number(a), Number(b));

@@ -4,7 +4,8 @@
  * profile fails the run: shaping must be real), start the agents inside
  * their namespaces, put the delay relay on the path when the kernel has no netem, migrate, let
  * the caller inspect the result while everything still runs, then tear it all down. Used by
- * `livemig lab run`, the lab tests and `npm run bench -- links`.
+ * `livemig lab run`, the lab tests and `npm run bench -- links` / `-- security` (`secure`: agents
+ * with mutual TLS and a ticket, see secure.ts).
  */
 import { ControlClient, type MigrateParams } from '@livemig/shared/control';
 import type { MigrationMode, MigrationReport } from '@livemig/shared/report';
@@ -18,6 +19,8 @@ import { checkProfile, measureLink, type LinkMeasurement } from './measure.ts';
 import type { LinkProfile } from './profiles.ts';
 import { shapeLab, type ShapingMechanisms } from './shape.ts';
 import { Lab } from './topology.ts';
+import type { ThrowawayPki } from '../throwaway-pki.ts';
+import { prepareIncoming, secureAgentArgs, SECURE_NAMES, securePki } from './secure.ts';
 
 export interface LabMigration {
   lab: Lab;
@@ -44,6 +47,8 @@ export interface LabMigrationOptions {
    * every `probeIntervalMs` (default 1) during the migration; the report gets `network`.
    */
   service?: { port: number; probeIntervalMs?: number };
+  /** Agents with mutual TLS (a throwaway PKI, see secure.ts), the migration with a ticket. @default false */
+  secure?: boolean;
 }
 
 /** Run one migration across a fresh lab shaped to the profile; `inspect` sees it before teardown. */
@@ -55,6 +60,7 @@ export async function withLabMigration<T>(
   const lab = Lab.create(['source', 'dest']);
   const agents: AgentProcess[] = [];
   const relays: DelayRelay[] = [];
+  let pki: ThrowawayPki | undefined;
   // The agents' path to the destination: through the delay relay when netem cannot add the delay.
   const pathTo = async (mechanisms: ShapingMechanisms, port: number): Promise<string> => {
     const dest = lab.host('dest').address;
@@ -68,6 +74,9 @@ export async function withLabMigration<T>(
     return relay.address;
   };
   try {
+    if (options.secure) pki = await securePki();
+    // The agents bind lab addresses (not loopback): plaintext only with --insecure.
+    const securityArgs = (side: 'source' | 'dest'): string[] => (pki ? secureAgentArgs(pki, side) : ['--insecure']);
     const mechanisms = shapeLab(lab, profile);
     const measured = await measureLink(lab, 'source', 'dest', profile, async (port) => ({
       address: await pathTo(mechanisms, port),
@@ -84,7 +93,10 @@ export async function withLabMigration<T>(
     const [dest, source] = await Promise.all([
       startAgentProcess('dest', {
         wrap: lab.wrap('dest'),
-        args: ['--listen', `${destHost.address}:0`, '--control', `${destHost.address}:0`, ...vmLink],
+        args: [
+          ...['--listen', `${destHost.address}:0`, '--control', `${destHost.address}:0`, ...vmLink],
+          ...securityArgs('dest'),
+        ],
         ...spawn,
       }).then((a) => (agents.push(a), a)),
       startAgentProcess('source', {
@@ -93,12 +105,15 @@ export async function withLabMigration<T>(
           ...['--control', `${sourceHost.address}:0`, '--vm', 'vm', '--memory', String(spec.memoryBytes)],
           ...['--init', spec.init, '--workload', spec.workload, '--seed', String(spec.seed)],
           ...(vmAddress ? ['--nic', vmAddress, ...vmLink] : []),
+          ...securityArgs('source'),
         ],
         ...spawn,
       }).then((a) => (agents.push(a), a)),
     ]);
     const to = await pathTo(mechanisms, Number(dest.listen.split(':').pop()));
-    const client = await ControlClient.connect(source.control);
+    const client = pki
+      ? await pki.connect(source.control, SECURE_NAMES.operator, SECURE_NAMES.source)
+      : await ControlClient.connect(source.control);
     let report: MigrationReport;
     const probe = vmAddress
       ? startProbe({ target: parseHostPort(vmAddress), intervalMs: service?.probeIntervalMs })
@@ -110,6 +125,7 @@ export async function withLabMigration<T>(
         to,
         mode: options.mode ?? 'precopy',
         params: options.params ?? {},
+        ...(pki ? await prepareIncoming(pki, dest.control, 'vm') : {}),
       });
       report = await followMigration(client, migrationId, { progress: false });
       if (probe) report = { ...report, network: networkSection(await probe.finish(), report) };
@@ -133,5 +149,6 @@ export async function withLabMigration<T>(
     await Promise.all(agents.map((agent) => agent.stop()));
     for (const relay of relays) await relay.close();
     lab.destroy();
+    await pki?.remove();
   }
 }
