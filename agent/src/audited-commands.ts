@@ -4,8 +4,10 @@
  * (the verified caller), what (the command and its arguments, tickets replaced by their ids),
  * when, and how it ended — and the reply waits until that entry is fsynced.
  *
- * A command refused by the role check never reaches a handler and is not recorded here; a
- * command is refused *before* it runs when the log has failed, so nothing changes unrecorded.
+ * A state-changing command the role check refused never reaches a handler: ControlServer calls
+ * `refusalRecorder` for it, so the attempt and who made it are in the log before the refusal is
+ * answered. A command is refused *before* it runs when the log has failed, so nothing changes
+ * unrecorded.
  */
 import { MigrationError, toMigrationError } from '@livemig/shared';
 import type { CommandContext, CommandHandlers, CommandName } from '@livemig/shared/control';
@@ -42,6 +44,31 @@ export function auditedHandlers(handlers: CommandHandlers, audit: AuditLog): Com
     wrapped[name] = AUDITED_COMMANDS[name] ? audited(name, handler, audit) : handler;
   }
   return wrapped as CommandHandlers;
+}
+
+/**
+ * ControlServer's onRefused: record a state-changing command the role check refused (who tried
+ * what, ERR_FORBIDDEN). Queries and unknown names are not recorded: an attempt to look changes
+ * nothing, and an unknown name is no command (the log must not grow with junk at a client's pace).
+ */
+export function refusalRecorder(
+  audit: AuditLog,
+): (refusal: {
+  caller: { name: string; role: string };
+  command: string;
+  args: unknown;
+  error: MigrationError;
+}) => Promise<void> {
+  return async ({ caller, command, args, error }) => {
+    if (!Object.hasOwn(AUDITED_COMMANDS, command) || !AUDITED_COMMANDS[command as CommandName]) return;
+    await audit.append({
+      kind: 'command',
+      caller: { name: caller.name, role: caller.role },
+      command,
+      args: redactTickets(args ?? {}),
+      result: { error: error.toJSON() },
+    });
+  };
 }
 
 function audited(command: CommandName, handler: AnyHandler, audit: AuditLog): AnyHandler {

@@ -43,7 +43,7 @@ import {
   type Signer,
 } from '@livemig/shared/security';
 import { AuditLog } from './audit-log.ts';
-import { auditedHandlers } from './audited-commands.ts';
+import { auditedHandlers, refusalRecorder } from './audited-commands.ts';
 import { contHandler } from './forced-cont.ts';
 import { allowSourceMatcher } from './allow-source.ts';
 import { checkPlaintext } from './plaintext-policy.ts';
@@ -245,6 +245,7 @@ export class AgentDaemon {
         ...(options.maxControlClients === undefined ? {} : { maxClients: options.maxControlClients }),
         ...(options.controlRateLimit ? { rateLimit: options.controlRateLimit } : {}),
         ...(warnConnection ? { onConnection: (remote: string) => warnConnection(remote, 'control') } : {}),
+        ...(daemon.#audit ? { onRefused: refusalRecorder(daemon.#audit) } : {}),
         // Secure agents: wss with client certificates, every command checked against the caller's role.
         ...(options.security ? { tls: credentials(options.security.pki) } : {}),
       },

@@ -17,6 +17,8 @@
  * destination's Resumed and cuts the connection. The hops' inner legs are plaintext on loopback
  * inside this test process; the agents themselves only ever see mutual TLS.
  */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '@livemig/shared';
 import { connectPeer, msg, MsgType } from '@livemig/shared/channel';
@@ -25,7 +27,7 @@ import { issueCertificate, loadPki } from '@livemig/shared/security';
 import { parseVmSpec } from '@livemig/shared/vm';
 import { startCuttingRelay } from '../helpers/cutting-relay.ts';
 import { useFleet, type FleetAgent, type Person } from '../helpers/fleet.ts';
-import { stopAll } from '../helpers/processes.ts';
+import { runCli, stopAll } from '../helpers/processes.ts';
 import { expectOutcome } from '../helpers/report.ts';
 import { startTlsUnwrap, startTlsWrap, type Hop } from '../helpers/tls-hops.ts';
 import { waitUntil } from '../helpers/wait.ts';
@@ -121,8 +123,32 @@ describe('cont --force after an unconfirmed handoff asks the destination first',
     await logged(a, /"event":"cont\.force".*"caller":"admin".*"outcome":"resumed-unconfirmed"/);
     const oracle = await fleet.oracle(a, 'vm', spec);
     expect(oracle.migratedDigest).toBe(oracle.referenceDigest);
+
+    // The source's audit log names each attempt — the operator's refused one too — and verifies.
+    const log = join(process.env.XDG_STATE_HOME!, 'livemig', a.name, 'audit.log');
+    const forced = (await readFile(log, 'utf8'))
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => JSON.parse(line) as AuditEvent)
+      .filter((event) => event.command === 'cont' && event.args?.force === true)
+      .map((event) => [event.caller?.name, event.result?.error?.code ?? 'ok']);
+    expect(forced).toEqual([
+      ['operator', 'ERR_FORBIDDEN'],
+      ['admin', 'ERR_VM_RUNS_ELSEWHERE'],
+      ['admin', 'ok'],
+    ]);
+    const verify = await runCli(['audit', 'verify', '--log', log, '--pki', fleet.pkiDir]);
+    expect(verify.code, verify.stdout + verify.stderr).toBe(0);
   });
 });
+
+/** The fields of an audit log line this test reads. */
+interface AuditEvent {
+  command?: string;
+  args?: { force?: boolean };
+  caller?: { name: string } | null;
+  result?: { error?: { code: string } };
+}
 
 /** `agent` logged a line matching `pattern` (its stderr reaches this process a moment after its reply). */
 function logged(agent: FleetAgent, pattern: RegExp): Promise<true> {

@@ -83,6 +83,11 @@ export interface ControlServerOptions {
   /** Called for every client connected (its remote address), e.g. to warn about plaintext. */
   onConnection?: (remote: string) => void;
   /**
+   * Called for every request the role check refused, before the refusal is answered (awaited:
+   * e.g. an audit log that must hold the attempt first). Its own failure is logged, not answered.
+   */
+  onRefused?: (refusal: { caller: ControlCaller; command: string; args: unknown; error: MigrationError }) => unknown;
+  /**
    * Most clients connected at once; an upgrade beyond it is refused with HTTP 503 (the client's
    * ERR_TOO_MANY_CLIENTS). @default 64
    */
@@ -103,19 +108,21 @@ export class ControlServer {
   readonly #handlers: CommandHandlers;
   readonly #logger: Logger;
   readonly #rateLimit: RateLimit;
+  readonly #onRefused: ControlServerOptions['onRefused'];
 
   private constructor(
     wss: WebSocketServer,
     httpsServer: https.Server | undefined,
     handlers: CommandHandlers,
     logger: Logger,
-    options: Pick<ControlServerOptions, 'onConnection'> & { rateLimit: RateLimit },
+    options: Pick<ControlServerOptions, 'onConnection' | 'onRefused'> & { rateLimit: RateLimit },
   ) {
     this.#wss = wss;
     this.#https = httpsServer;
     this.#handlers = handlers;
     this.#logger = logger;
     this.#rateLimit = options.rateLimit;
+    this.#onRefused = options.onRefused;
     wss.on('connection', (socket, req) => {
       options.onConnection?.(`${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? '?'}`);
       this.#serve(socket, httpsServer ? callerOf(req) : null);
@@ -182,6 +189,7 @@ export class ControlServer {
         resolve(
           new ControlServer(server, httpsServer, handlers, logger, {
             onConnection: options.onConnection,
+            onRefused: options.onRefused,
             rateLimit: limits.rateLimit,
           }),
         );
@@ -283,6 +291,14 @@ export class ControlServer {
     if (socket.readyState === socket.OPEN) socket.send(JSON.stringify({ id, error: error.toJSON() }));
   }
 
+  async #refused(refusal: Parameters<NonNullable<ControlServerOptions['onRefused']>>[0]): Promise<void> {
+    try {
+      await this.#onRefused?.(refusal);
+    } catch (error) {
+      this.#logger.error({ err: error, command: refusal.command }, 'could not record a refused command');
+    }
+  }
+
   async #answer(socket: WebSocket, text: string | null, caller: ControlCaller | null): Promise<void> {
     let id = 0;
     try {
@@ -295,10 +311,12 @@ export class ControlServer {
         const verdict = authorize(caller.role, request.command, args);
         if (!verdict.allowed) {
           this.#logger.warn({ caller, command: request.command }, 'control command refused');
-          throw new MigrationError(
+          const error = new MigrationError(
             'ERR_FORBIDDEN',
             `refused "${request.command}" for "${caller.name}" (role ${caller.role}): ${verdict.reason}`,
           );
+          await this.#refused({ caller, command: request.command, args, error });
+          throw error;
         }
       }
       // Own properties only: "constructor", "toString", "__proto__"… are no commands.
