@@ -15,9 +15,9 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { MigrationError, parseHostPort, formatHostPort } from '@livemig/shared';
+import { MigrationError, parseHostPort, formatHostPort, type HostPort } from '@livemig/shared';
 import { OutgoingMigration, resolveMigrateParams, type OutgoingComponents } from '@livemig/agent-source';
-import { connectPeer } from '@livemig/shared/channel';
+import { connectPeer, type SourceTls } from '@livemig/shared/channel';
 import type { MigrateParams, MigrationInfo } from '@livemig/shared/control';
 import { VmHost } from '@livemig/shared/host';
 import type { Capability } from '@livemig/shared/protocol';
@@ -94,15 +94,7 @@ export class OutgoingMigrations {
     const resolved = resolveMigrateParams(mode, params);
     const migrationId = randomUUID();
     const logger = this.#c.logger.child({ migrationId, role: 'source', vm: name });
-    const connect: OutgoingComponents['connect'] = (signal) =>
-      connectPeer({
-        ...target,
-        agentId,
-        logger,
-        signal,
-        capabilities: this.#c.capabilities,
-        ...(tls ? { tls } : {}),
-      });
+    const connect = connector({ target, agentId, logger, capabilities: this.#c.capabilities, tls });
     this.#handedTo.set(name, { migrationId, to: formatHostPort(target), connect });
     const migration = new OutgoingMigration(
       {
@@ -220,4 +212,28 @@ export class FinishedMigration {
   resumeNow(): never {
     throw new MigrationError('ERR_VM_STATE', `the migration is over (${this.report.outcome})`);
   }
+}
+
+/**
+ * How to reach a migration's destination, made outside `start()` on purpose: a closure shares its
+ * scope's context with every other closure there, so one made in `start()` — and kept in
+ * #handedTo after the migration — would keep the migrated VM (and its guest memory) alive.
+ */
+function connector(options: {
+  target: HostPort;
+  agentId: string;
+  logger: Logger;
+  capabilities: readonly Capability[] | undefined;
+  tls: SourceTls | undefined;
+}): OutgoingComponents['connect'] {
+  const { target, agentId, logger, capabilities, tls } = options;
+  return (signal) =>
+    connectPeer({
+      ...target,
+      agentId,
+      logger,
+      signal,
+      ...(capabilities ? { capabilities } : {}),
+      ...(tls ? { tls } : {}),
+    });
 }
