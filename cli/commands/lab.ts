@@ -91,39 +91,51 @@ export function registerLabCommand(program: Command): void {
     .requiredOption('--profile <name>', Object.keys(PROFILES).join(' | '), profileFlag)
     .option('--mode <mode>', 'precopy | postcopy | hybrid', modeFlag, 'precopy')
     .option('--json', 'print {profile, mechanisms, measured, report} as one JSON object')
-    .action(async (flags: VmFlags & { profile: LinkProfile | null; mode: ModeName; json?: boolean }) => {
-      requireLab();
-      if (!flags.profile) throw new MigrationError('ERR_INVALID_ARGUMENT', 'lab run needs a profile');
-      const spec = specFromFlags(flags);
-      const profile = flags.profile;
-      const result = await withLabMigration(
-        {
-          profile,
-          spec,
-          mode: flags.mode,
-          params: migrateParams({
-            downtimeLimit: DEFAULT_MIGRATE_PARAMS.downtimeLimitMs,
-            maxRounds: DEFAULT_MIGRATE_PARAMS.maxRounds,
-          }),
-        },
-        async ({ mechanisms, measured, report, dest }) => {
-          const oracle = report.outcome === 'completed' ? await checkOracle(dest.control, 'vm', spec) : undefined;
-          return { mechanisms, measured, report: oracle ? { ...report, oracle } : report };
-        },
-      );
-      if (flags.json) {
-        process.stdout.write(JSON.stringify({ profile, ...result }) + '\n');
-      } else {
-        process.stdout.write(
-          `link: ${profile.name} (${profile.description}); rate by ${result.mechanisms.rate}, loss by ` +
-            `${result.mechanisms.loss}, delay by ${result.mechanisms.delay}; measured ` +
-            `${formatRate(result.measured.rateBps)}, RTT ${formatDuration(result.measured.rttMs)}\n\n` +
-            formatReport(result.report) +
-            '\n',
+    .option(
+      '--insecure',
+      'plaintext agents (default: a throwaway fleet PKI, mutual TLS on both ports, the migration with a ticket)',
+    )
+    .action(
+      async (flags: VmFlags & { profile: LinkProfile | null; mode: ModeName; json?: boolean; insecure?: boolean }) => {
+        requireLab();
+        if (!flags.profile) throw new MigrationError('ERR_INVALID_ARGUMENT', 'lab run needs a profile');
+        const spec = specFromFlags(flags);
+        const profile = flags.profile;
+        const result = await withLabMigration(
+          {
+            profile,
+            spec,
+            mode: flags.mode,
+            secure: flags.insecure !== true,
+            params: migrateParams({
+              downtimeLimit: DEFAULT_MIGRATE_PARAMS.downtimeLimitMs,
+              maxRounds: DEFAULT_MIGRATE_PARAMS.maxRounds,
+            }),
+          },
+          async ({ mechanisms, measured, report, admin }) => {
+            if (report.outcome !== 'completed') return { mechanisms, measured, report };
+            const client = await admin('dest');
+            try {
+              return { mechanisms, measured, report: { ...report, oracle: await checkOracle(client, 'vm', spec) } };
+            } finally {
+              client.close();
+            }
+          },
         );
-      }
-      if (result.report.outcome !== 'completed' || result.report.oracle?.match !== true) process.exitCode = 1;
-    });
+        if (flags.json) {
+          process.stdout.write(JSON.stringify({ profile, ...result }) + '\n');
+        } else {
+          process.stdout.write(
+            `link: ${profile.name} (${profile.description}); rate by ${result.mechanisms.rate}, loss by ` +
+              `${result.mechanisms.loss}, delay by ${result.mechanisms.delay}; measured ` +
+              `${formatRate(result.measured.rateBps)}, RTT ${formatDuration(result.measured.rttMs)}\n\n` +
+              formatReport(result.report) +
+              '\n',
+          );
+        }
+        if (result.report.outcome !== 'completed' || result.report.oracle?.match !== true) process.exitCode = 1;
+      },
+    );
 
   lab
     .command('up')

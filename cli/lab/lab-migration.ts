@@ -32,6 +32,8 @@ export interface LabMigration {
   dest: AgentProcess;
   /** With `service`: the VM's address (its own IP on the lab link, moved by macvlan). */
   vmAddress?: string;
+  /** A control connection to one agent as the lab's admin (wss when `secure`), e.g. for the oracle. */
+  admin(side: 'source' | 'dest'): Promise<ControlClient>;
 }
 
 export interface LabMigrationOptions {
@@ -144,6 +146,10 @@ export async function withLabMigration<T>(
       source,
       dest,
       ...(vmAddress ? { vmAddress } : {}),
+      admin: (side) => {
+        const control = (side === 'source' ? source : dest).control;
+        return pki ? pki.connect(control, SECURE_NAMES.admin, SECURE_NAMES[side]) : ControlClient.connect(control);
+      },
     });
   } finally {
     await Promise.all(agents.map((agent) => agent.stop()));

@@ -107,6 +107,8 @@ describeWhenAvailable('shaped links in network namespaces', labUnavailable(), ()
     expect(result.mechanisms.rate).toBe('tbf');
     expectCompleted(result.report);
     expect(result.report.oracle?.match).toBe(true);
+    // Secure by default: mutual TLS between the lab's agents, with a ticket.
+    expect(result.report.security).toMatchObject({ tls: '1.3', sourceName: 'source', destName: 'dest', ticket: true });
     const up = await runCli(['lab', 'up', '--profile', 'lan']);
     expect(up.code, up.stderr).toBe(0);
     expect(up.stdout).toMatch(/dest\s+namespace lmp/);
