@@ -28,6 +28,8 @@ import type { ThrowawayPki } from '../cli/throwaway-pki.ts';
 import { labUnavailable } from '../cli/lab/topology.ts';
 import { migrateOnce, rawOnce, S1, warmMemory, type Migrated, type RawTransfer } from './bench-migrate.ts';
 import { median, ratioRow, type BenchRow, type BenchSection } from './harness.ts';
+import { auditAppendUs, recordExchangeMs } from '@livemig/agent';
+import { createSigner, loadPki } from '@livemig/shared/security';
 
 const GiB = 1024 ** 3;
 const RUNS = Number(process.env.LIVEMIG_BENCH_SECURITY_RUNS ?? 3);
@@ -299,6 +301,51 @@ async function labRows(notes: string[]): Promise<BenchRow[]> {
   return rows;
 }
 
+/** Record exchanges and audit appends timed (each a median of this many). */
+const NON_REPUDIATION_SAMPLES = 200;
+
+/**
+ * Non-repudiation's cost (issue 13): the CPU of one record exchange (sign, check and countersign,
+ * check) with this fleet's certificates, and one audit log append with its fsync — signed, next
+ * to the same append unsigned, on the file system the agents keep their state on (tmpdir here).
+ */
+async function nonRepudiationRows(pki: ThrowawayPki, notes: string[]): Promise<BenchRow[]> {
+  const [source, dest] = await Promise.all(
+    [SECURE_NAMES.source, SECURE_NAMES.dest].map(async (name) => createSigner(await loadPki(pki.dir, name))),
+  );
+  const exchanges: number[] = [];
+  for (let i = 0; i < NON_REPUDIATION_SAMPLES; i++) exchanges.push(await recordExchangeMs(source!, dest!));
+  const signed = await auditAppendUs({ dir: pki.dir, signer: source!, entries: NON_REPUDIATION_SAMPLES });
+  const unsigned = await auditAppendUs({ dir: pki.dir, entries: NON_REPUDIATION_SAMPLES });
+  notes.push(
+    `Non-repudiation: a record exchange's CPU is ${fmt(median(exchanges), 2)} ms median (p99 ${fmt(percentile(exchanges, 0.99), 2)} ms) ` +
+      'over ' +
+      NON_REPUDIATION_SAMPLES +
+      ' exchanges in one process (the first pays for parsing the certificates); it runs after Resumed, so it adds to the total time, not to the downtime. ' +
+      'Audit appends write to a real file in the temporary directory with fdatasync before each returns.',
+  );
+  return [
+    {
+      name: `record exchange: source signs, destination checks and countersigns, source checks (CPU, median of ${NON_REPUDIATION_SAMPLES})`,
+      value: median(exchanges),
+      unit: 'ms',
+    },
+    ratioRow(
+      {
+        name: `audit log append, signed, fsync included (median of ${NON_REPUDIATION_SAMPLES})`,
+        value: median(signed),
+        unit: 'µs',
+      },
+      { name: 'the same append unsigned, same run', value: median(unsigned), unit: 'µs' },
+    ),
+  ];
+}
+
+function percentile(values: readonly number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!;
+}
+
 const section: BenchSection = {
   id: 'security',
   title: 'Mutual TLS: what it costs a migration (S1 on loopback, lab lan and wan)',
@@ -337,6 +384,7 @@ const section: BenchSection = {
           'A secure migration also asks the destination for a ticket first (one wss request, not in the total time above). ' +
           'Secure agents keep the audit log a --pki agent always keeps (hash-chained, signed, fsynced entries; issue 13), here in the throwaway PKI directory: it is part of what they cost.',
       );
+      rows.push(...(await nonRepudiationRows(pki, notes)));
       rows.push(...(await labRows(notes)));
     } finally {
       await pki.remove();
