@@ -102,7 +102,7 @@ async function s1Rows(pki: ThrowawayPki, notes: string[]): Promise<BenchRow[]> {
       `plaintext ${fmt(cpuP.source)} + ${fmt(cpuP.dest)} ms: mutual TLS adds ${fmt(cpuS.source - cpuP.source)} ms at the source and ` +
       `${fmt(cpuS.dest - cpuP.dest)} ms at the destination, where the cipher alone costs both ends together ${fmt(rawCpu(rawTls) - rawCpu(rawTcp))} ms ` +
       `(raw TLS − raw TCP, sender + receiver: ${fmt(rawCpu(rawTls))} − ${fmt(rawCpu(rawTcp))} ms). ` +
-      "The agents' secure data channel reads TLS sockets through 'data' events (shared/src/channel/tls.ts); the raw TLS receiver reads with onread into one reused buffer, which node:tls supports on Node 20. " +
+      "The agents' secure data channel reads TLS sockets with onread, as the raw TLS receiver does (socket-handle.ts gives an established TLS socket the option): each record is decrypted once, into the reused read buffer or straight into guest memory. " +
       `With 2 vCPUs shared by both agents a secure migration cannot take less than about (source + destination CPU) ÷ 2 = ${fmt((cpuS.source + cpuS.dest) / 2)} ms ` +
       `(median total here ${fmt(median(total(secure)))} ms), against ${fmt(median(rawTls.map((r) => r.ms)))} ms for the raw TLS transfer.`,
     fromReport

@@ -24,6 +24,7 @@ import {
   type PageSink,
   type PagesMeta,
 } from '../../shared/src/protocol/index.ts';
+import { sendToSlowReader } from '../helpers/slow-reader.ts';
 
 const PAGE = 4096;
 const cleanups: (() => unknown)[] = [];
@@ -242,16 +243,8 @@ describe('FramedSocket over loopback', () => {
     expect(c.writableLength).toBeLessThanOrEqual(cap.maxWriteBufferBytes);
     // The reader resumes slowly (pauses again every 20 ms); the writer keeps honouring send()'s
     // result; its buffered bytes never pass the cap.
-    let maxBuffered = c.writableLength;
-    const slow = setInterval(() => (s.isPaused ? s.resume() : s.pause()), 20);
-    s.resume();
+    const maxBuffered = await sendToSlowReader(c, s, batch, 200);
     await drain;
-    for (let i = 0; i < 200; i++) {
-      if (!batch()) await c.onDrain();
-      maxBuffered = Math.max(maxBuffered, c.writableLength);
-    }
-    clearInterval(slow);
-    s.resume();
     c.send(msg.complete());
     await until(() => sink.batches === sent + 1 + 200);
     expect(maxBuffered).toBeLessThanOrEqual(cap.maxWriteBufferBytes);

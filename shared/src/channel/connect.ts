@@ -185,8 +185,8 @@ export function listenForPeers(options: ListenOptions): Promise<PeerListener> {
         handshake(FramedSocket.adoptResolved(tlsSocket, socketOptions), pending);
       })
     : undefined;
-  // TLS sockets are read through 'data' events, so only plaintext ones start paused (their handle
-  // is re-wrapped to read into guest memory, see FramedSocket.adopt).
+  // Plaintext sockets start paused so their handle can be re-wrapped to read into guest memory;
+  // TLS sockets are given `onread` once established instead (see FramedSocket.adopt).
   const server = net.createServer({ pauseOnConnect: !tlsServer }, (raw) => {
     const pending = gate.admit(raw);
     if (!pending) return;

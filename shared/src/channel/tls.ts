@@ -10,8 +10,9 @@
  *                Error frame (ERR_FORBIDDEN) before a byte of guest memory moves
  *
  * The identity read off the verified certificate is what the channel reports as its peer.
- * TLS sockets are read through 'data' events (the kernel cannot read into guest memory through a
- * cipher), see FramedSocket.adopt.
+ * FramedSocket.adopt gives each established TLS socket the `onread` option (socket-handle.ts): the
+ * TLS handle decrypts each record once, straight into the receive path's reused buffer or into
+ * guest memory, as a plaintext socket's kernel reads do — no 'data' events, no chunk per record.
  */
 import { isIP } from 'node:net';
 import tls from 'node:tls';

@@ -37,7 +37,7 @@ import {
 import { FrameReceiver } from './frame-receiver.ts';
 import { FrameSender } from './frame-sender.ts';
 import { Keepalive } from './keepalive.ts';
-import { canRewrap, rewrap } from './socket-handle.ts';
+import { canReadTlsWith, canRewrap, readTlsWith, rewrap } from './socket-handle.ts';
 
 /** Events of a FramedSocket. */
 export interface FramedSocketEvents {
@@ -155,8 +155,10 @@ export class FramedSocket extends EventEmitter<FramedSocketEvents> {
 
   /**
    * Wrap an accepted socket. A socket from a `pauseOnConnect` server that has not read yet gets
-   * its handle moved into a socket reading into a reused buffer (`readMode: 'onread'`); any other
-   * socket is read through 'data' events.
+   * its handle moved into a socket reading into a reused buffer (`readMode: 'onread'`); an
+   * established TLS socket that nothing has read from yet is given `onread` in place (its handle
+   * decrypts into the reused buffer or guest memory; socket-handle.ts); any other socket is read
+   * through 'data' events.
    */
   static adopt(socket: net.Socket, options?: FramedSocketOptions): FramedSocket {
     return FramedSocket.adoptResolved(socket, resolveFramedSocketOptions(options));
@@ -173,6 +175,7 @@ export class FramedSocket extends EventEmitter<FramedSocketEvents> {
       writeHighWaterMark: hwm,
       maxWriteBufferBytes: Math.max(opts.maxWriteBufferBytes, hwm + opts.maxFrameBytes),
     });
+    if (canReadTlsWith(socket)) return new FramedSocket(adjusted, 'onread', (onread) => readTlsWith(socket, onread!));
     return new FramedSocket(adjusted, 'data', () => socket);
   }
 
