@@ -70,7 +70,11 @@ describe('ControlServer rate limit', () => {
     });
     for (let id = 1; id <= 500; id++) flooder.send(JSON.stringify({ id, command: 'query-vms' }));
     expect(await closed).toBe(1008);
-    expect(refused).toBeLessThanOrEqual(5 + 1);
+    // Each pause answers at most burst + 1 refusals before the close; on a busy machine a pause can
+    // end (its token due) before the next of the 500 arrives, so a few pauses may pass — still a
+    // handful of answers, never one per request sent.
+    expect(refused).toBeGreaterThan(0);
+    expect(refused).toBeLessThanOrEqual(5 * (5 + 1));
     expect(await outcome(other)).toBe('ok');
   });
 });
