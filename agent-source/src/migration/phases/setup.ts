@@ -21,10 +21,12 @@ export const MODE_NEEDS: Readonly<Record<MigrationContext['mode'], readonly Capa
 /** What the report says of the main connection's protection: TLS as negotiated, or null on plaintext. */
 function securityOf(ctx: MigrationContext, peer: PeerIdentity | undefined): SecurityReport | null {
   if (!peer) return null;
+  // A TLS connection is made only with this agent's own certificate: its name is known, never "".
+  if (ctx.sourceName === undefined) throw new MigrationError('ERR_INTERNAL', 'a TLS migration without our own name');
   return {
     tls: peer.protocol.replace(/^TLSv/, ''),
     cipher: peer.cipher,
-    sourceName: ctx.sourceName ?? '',
+    sourceName: ctx.sourceName,
     destName: peer.name,
     ticket: ctx.ticket !== '',
   };
