@@ -76,6 +76,7 @@ export function recordExchangeMs(source: Signer, dest: Signer): number {
       ticketId: record.ticketId,
       source: partyOf(source),
       dest: partyOf(dest),
+      ended: { by: 'completion' },
     });
   if (refused) throw new Error(`the sample record was refused: ${refused}`);
   const counter = countersignRecord(record, signature, dest);

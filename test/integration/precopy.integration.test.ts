@@ -85,6 +85,12 @@ describe('failures leave the VM on exactly one side, intact', () => {
     expectOutcome(report, 'cancelled');
     expect(report.error?.code).toBe('ERR_CANCELLED');
     expect(report.vmRunsOn).toBe('source');
+    // The channel still worked: the destination countersigned the record of the cancellation.
+    expect(report.record?.record).toMatchObject({ outcome: 'cancelled', error: 'ERR_CANCELLED' });
+    expect(report.record?.countersignature).toMatchObject({
+      status: 'signed',
+      signature: { by: report.record?.record.dest?.name },
+    });
     const before = (await fleet.vms(source))[0]!;
     expect(before.state).toBe('running');
     await waitUntil(async () => ((await fleet.vms(source))[0]?.steps ?? 0) > before.steps, { what: 'the VM runs on' });

@@ -21,6 +21,7 @@ import type { ControlEvents, EventName } from '@livemig/shared/control';
 import type { VmHost } from '@livemig/shared/host';
 import type { Message, RecordMsg, SetupMsg } from '@livemig/shared/protocol';
 import {
+  cancelCode,
   countersignRecord,
   observedRefusal,
   parseRecord,
@@ -95,6 +96,8 @@ export class IncomingMigration {
   #setup: SetupMsg | undefined;
   /** The digests as they were exchanged: the source's as they arrived, this side's own. */
   readonly #digests: ObservedMigration['digests'] = { source: {}, dest: {} };
+  /** How the migration ended here, for the record's check. */
+  #ended: ObservedMigration['ended'] = { by: 'completion' };
 
   constructor(components: IncomingComponents, options: IncomingOptions) {
     this.#c = components;
@@ -233,7 +236,7 @@ export class IncomingMigration {
       case 'source-digests':
         return;
       case 'cancelled':
-        throw new MigrationError('ERR_CANCELLED', `source cancelled: ${action.reason}`);
+        return this.#cancelled(action.reason);
       case 'countersign':
         return this.#countersign(action.message);
     }
@@ -245,8 +248,24 @@ export class IncomingMigration {
   }
 
   /**
-   * Completed, with `signed-record` negotiated: the source's Record comes next. Whatever happens
-   * here the VM runs on: a record that does not come is only logged.
+   * The source ended the migration before Handoff (its Cancel names why): discard the copy here
+   * at once, then — `signed-record` negotiated — countersign the source's record of that
+   * outcome, which comes next; then fail with the source's reason.
+   */
+  async #cancelled(reason: string): Promise<never> {
+    this.#ended = { by: 'cancel', error: cancelCode(reason) };
+    await this.#discard();
+    await this.#exchangeRecord();
+    throw new MigrationError('ERR_CANCELLED', `source cancelled: ${reason}`);
+  }
+
+  async #discard(): Promise<void> {
+    if (this.#built) await this.#c.host.remove(this.#built.name).catch(() => {});
+  }
+
+  /**
+   * Ended (completed, or cancelled by the source), with `signed-record` negotiated: the source's
+   * Record comes next. A record that does not come is only logged: the VM runs on where it runs.
    */
   async #exchangeRecord(): Promise<void> {
     if (!this.#state.recordAllowed) return;
@@ -255,7 +274,7 @@ export class IncomingMigration {
     } catch (error) {
       this.#c.logger.warn(
         { event: 'record.missing', err: toMigrationError(error) },
-        'no migration record came to countersign (the VM runs here regardless)',
+        'no migration record came to countersign',
       );
     }
   }
@@ -325,6 +344,7 @@ export class IncomingMigration {
       ticketId: ticketIdOf(setup.ticket),
       source,
       dest: { name: signer.name, fingerprint: signer.fingerprint },
+      ended: this.#ended,
     });
   }
 
@@ -408,10 +428,10 @@ export class IncomingMigration {
   }
 
   async #fail(error: MigrationError): Promise<void> {
-    const { host, logger } = this.#c;
-    const discard = DEST_DISCARDS_ON_FAILURE.includes(this.status);
+    const { logger } = this.#c;
+    const discard = DEST_DISCARDS_ON_FAILURE.includes(this.status) || this.#state.cancelled;
     this.#link.channel.abort(error);
-    if (discard && this.#built) await host.remove(this.#built.name).catch(() => {});
+    if (discard) await this.#discard();
     logger.warn(
       { event: 'migration.failed', err: error, status: this.status },
       discard ? 'incoming migration failed; the half-built VM was discarded' : 'incoming migration failed',

@@ -38,10 +38,15 @@ export interface ReceiverState {
   readonly path: 'precopy' | 'postcopy' | undefined;
   /** Post-copy: the source's digests after its push (StopCopyEnd), once they came. */
   readonly sourceDigests: Readonly<Record<string, string>> | undefined;
-  /** The peer negotiated `signed-record`: one Record may come once the migration completed. */
+  /**
+   * The peer negotiated `signed-record`: one Record may come once the migration completed, or
+   * once the source cancelled it.
+   */
   readonly recordAllowed: boolean;
   /** The Record came. */
   readonly recorded: boolean;
+  /** The source ended the migration with a Cancel (status failed): the record of that may follow. */
+  readonly cancelled: boolean;
 }
 
 export type Action =
@@ -57,8 +62,9 @@ export type Action =
   | { kind: 'resume'; to: 'running' | 'postcopy' }
   /** Post-copy: the source's memory digest after its push; verify once every page is here. */
   | { kind: 'source-digests'; digests: Readonly<Record<string, string>> }
+  /** The source ended it before Handoff: discard the copy here (then its record may come). */
   | { kind: 'cancelled'; reason: string }
-  /** Completed: check the source's signed record against what this side saw, countersign or refuse. */
+  /** Completed or cancelled: check the source's signed record against what this side saw, countersign or refuse. */
   | { kind: 'countersign'; message: RecordMsg };
 
 export type Step = { state: ReceiverState; action: Action } | MigrationError;
@@ -75,6 +81,7 @@ export function initialState(options: { postcopyAllowed: boolean; recordAllowed?
     sourceDigests: undefined,
     recordAllowed: options.recordAllowed ?? false,
     recorded: false,
+    cancelled: false,
   };
 }
 
@@ -103,7 +110,7 @@ function ok(next: ReceiverState | MigrationError, action: Action): Step {
 
 export function step(state: ReceiverState, message: Message): Step {
   if (message.type === MsgType.Cancel && (state.status === 'receiving' || state.status === 'ready')) {
-    return ok(to(state, 'failed'), { kind: 'cancelled', reason: message.reason });
+    return ok(to(state, 'failed', { cancelled: true }), { kind: 'cancelled', reason: message.reason });
   }
   switch (state.status) {
     case 'none':
@@ -132,14 +139,21 @@ export function step(state: ReceiverState, message: Message): Step {
       }
       return refuse(state, message);
     case 'completed':
-      if (message.type !== MsgType.Record) return refuse(state, message);
-      if (!state.recordAllowed) return refuse(state, message, 'signed-record was not negotiated');
-      if (state.recorded) return refuse(state, message, 'the record came already');
-      return { state: { ...state, recorded: true }, action: { kind: 'countersign', message } };
+      return record(state, message);
+    case 'failed':
+      return state.cancelled ? record(state, message) : refuse(state, message);
     default:
-      // setup (the source waits for SetupDone), running, postcopy-paused, failed: nothing.
+      // setup (the source waits for SetupDone), running, postcopy-paused: nothing.
       return refuse(state, message);
   }
+}
+
+/** After the end (completed, or cancelled by the source): the one Record, to countersign. */
+function record(state: ReceiverState, message: Message): Step {
+  if (message.type !== MsgType.Record) return refuse(state, message);
+  if (!state.recordAllowed) return refuse(state, message, 'signed-record was not negotiated');
+  if (state.recorded) return refuse(state, message, 'the record came already');
+  return { state: { ...state, recorded: true }, action: { kind: 'countersign', message } };
 }
 
 function receiving(state: ReceiverState, message: Message): Step {

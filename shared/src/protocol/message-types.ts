@@ -222,7 +222,11 @@ export interface CompleteMsg {
   digests: SectionDigests;
 }
 
-/** S→D: the operator cancelled; the destination discards the VM. */
+/**
+ * S→D: the source ends the migration before Handoff (the operator cancelled, or it failed on the
+ * source) while the connection works; `reason` is `ERR_CODE: message`. The destination discards
+ * the VM; with `signed-record` the source's Record of that outcome follows, to countersign.
+ */
 export interface CancelMsg {
   type: MsgType.Cancel;
   reason: string;

@@ -116,6 +116,21 @@ export interface ObservedMigration {
   /** The source's verified certificate (TLS), and this side's own. */
   source: RecordParty;
   dest: RecordParty;
+  /**
+   * How it ended here: it completed, or the source ended it before Handoff with a Cancel naming
+   * this error code (the record must then say failed or cancelled, with that code).
+   */
+  ended: { by: 'completion' } | { by: 'cancel'; error: string | null };
+}
+
+/** A Cancel's reason names the error that ended the migration first: `ERR_CODE: message`. */
+export function cancelReason(code: string, message: string): string {
+  return `${code}: ${message}`;
+}
+
+/** The error code a Cancel's reason names, or null when it names none. */
+export function cancelCode(reason: string): string | null {
+  return /^(ERR_[A-Z0-9_]+): /.exec(reason)?.[1] ?? null;
 }
 
 const sha256 = (data: string | Uint8Array): string => createHash('sha256').update(data).digest('hex');
@@ -230,7 +245,7 @@ export function observedRefusal(record: MigrationRecord, seen: ObservedMigration
     differs('migrationId', record.migrationId, seen.migrationId) ??
     differs('vm', record.vm, seen.vm) ??
     differs('mode', record.mode, seen.mode) ??
-    (record.outcome === 'completed' ? undefined : `outcome: the record says ${record.outcome}; here it completed`) ??
+    outcomeRefusal(record, seen.ended) ??
     differs('digests.source', record.digests.source, seen.digests.source) ??
     differs('digests.dest', record.digests.dest, seen.digests.dest) ??
     differs('pages.total', record.pages.total, seen.pages.total) ??
@@ -240,6 +255,15 @@ export function observedRefusal(record: MigrationRecord, seen: ObservedMigration
     differs('source', record.source, seen.source) ??
     differs('dest', record.dest, seen.dest)
   );
+}
+
+function outcomeRefusal(record: MigrationRecord, ended: ObservedMigration['ended']): string | undefined {
+  if (ended.by === 'completion') {
+    return record.outcome === 'completed' ? undefined : `outcome: the record says ${record.outcome}; here it completed`;
+  }
+  if (record.outcome === 'completed') return 'outcome: the record says completed; here the source cancelled it';
+  if (record.error === ended.error) return undefined;
+  return `error: the record says ${record.error ?? 'none'}; the source's Cancel named ${ended.error ?? 'none'}`;
 }
 
 /**

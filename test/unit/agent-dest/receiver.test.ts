@@ -192,6 +192,19 @@ describe('receiver step: the checks inside a state', () => {
     expect(step(running, SAMPLES[MsgType.Record])).toBeInstanceOf(MigrationError);
   });
 
+
+  it('a migration the source cancelled takes one Record (to countersign the cancellation); one that failed here takes none', () => {
+    const cancelled = step({ ...stateIn('receiving'), recordAllowed: true }, SAMPLES[MsgType.Cancel]);
+    if (cancelled instanceof MigrationError) throw cancelled;
+    expect(cancelled.state).toMatchObject({ status: 'failed', cancelled: true });
+    expect(cancelled.action).toEqual({ kind: 'cancelled', reason: 'operator' });
+    const record = step(cancelled.state, SAMPLES[MsgType.Record]);
+    if (record instanceof MigrationError) throw record;
+    expect(record.action).toEqual({ kind: 'countersign', message: SAMPLES[MsgType.Record] });
+    expect((step(record.state, SAMPLES[MsgType.Record]) as MigrationError).message).toMatch(/came already/);
+    const failedHere = { ...stateIn('failed'), recordAllowed: true };
+    expect(step(failedHere, SAMPLES[MsgType.Record])).toBeInstanceOf(MigrationError);
+  });
   it('RoundEnd is acknowledged with its round', () => {
     const result = step(receiving([]), SAMPLES[MsgType.RoundEnd]);
     if (result instanceof MigrationError) throw result;

@@ -6,13 +6,16 @@
  * fleet CA and the destination's TLS identity. Nothing here fails the migration: the VM already
  * runs on the destination, and a record without a countersignature says why it has none.
  *
- * A migration that failed or was cancelled has closed its channel (rollback): its record is the
- * source's alone, and says so.
+ * A migration the source ends before Handoff (cancelled, or failed on this side) while its data
+ * channel still works tells the destination with a Cancel naming the error, then has the record
+ * of that outcome countersigned the same way (rollback.ts, after the VM runs here again). When
+ * the channel is gone, or the destination ended it, the record is the source's alone, and says so.
  */
-import { toMigrationError, type MigrationError } from '@livemig/shared';
-import { msg, MsgType } from '@livemig/shared/channel';
+import { toMigrationError, type ErrorCode, type MigrationError } from '@livemig/shared';
+import { msg, MsgType, type PeerChannel } from '@livemig/shared/channel';
 import type { CountersignatureMsg } from '@livemig/shared/protocol';
 import {
+  cancelReason,
   countersignedBytes,
   RECORD_TIMEOUT_MS,
   recordBytes,
@@ -39,7 +42,56 @@ export async function recordPhase(ctx: MigrationContext): Promise<void> {
   }
   const signature = signRecord(record, signer);
   ctx.record = { record, signature, countersignature: await countersignature(ctx, record, signature) };
-  const c = ctx.record.countersignature;
+  logRecord(ctx, ctx.record);
+}
+
+/**
+ * Errors after which the destination is not expected to answer (it is frozen, gone, or the link
+ * is): no record exchange, whose wait would only delay the report.
+ */
+const UNRESPONSIVE_PEER: ReadonlySet<ErrorCode> = new Set([
+  'ERR_SWITCHOVER_TIMEOUT',
+  'ERR_TIMEOUT',
+  'ERR_IDLE_TIMEOUT',
+]);
+
+/**
+ * The source ends the migration before Handoff: when the main channel still works, tell the
+ * destination with a Cancel naming `error` (so it discards its copy), then have the record of this
+ * outcome countersigned. Returns undefined when there is no exchange to have (no key, no channel,
+ * a broken or unresponsive one): the caller closes the channel with the error as before.
+ */
+export async function cancelWithRecord(
+  ctx: MigrationContext,
+  outcome: 'failed' | 'cancelled',
+  error: MigrationError,
+): Promise<SignedRecord | undefined> {
+  const main = openMain(ctx);
+  if (!ctx.signer || !main || main.failure || UNRESPONSIVE_PEER.has(error.code)) return undefined;
+  if (!main.capabilities.has('signed-record')) return undefined;
+  try {
+    main.send(msg.cancel(cancelReason(error.code, error.message)));
+  } catch {
+    return undefined;
+  }
+  const record = buildRecord(ctx, outcome, error);
+  const signature = signRecord(record, ctx.signer);
+  // Not ctx.signal: a cancelled migration's signal is aborted already; the record has its own deadline.
+  const signed = { record, signature, countersignature: await countersignature(ctx, record, signature, false) };
+  logRecord(ctx, signed);
+  return signed;
+}
+
+function openMain(ctx: MigrationContext): PeerChannel | undefined {
+  try {
+    return ctx.channels.main;
+  } catch {
+    return undefined;
+  }
+}
+
+function logRecord(ctx: MigrationContext, signed: SignedRecord): void {
+  const c = signed.countersignature;
   ctx.logger.info(
     { event: 'record.done', countersignature: c.status, ...(c.status === 'signed' ? {} : { reason: c.reason }) },
     c.status === 'signed'
@@ -71,6 +123,8 @@ async function countersignature(
   ctx: MigrationContext,
   record: MigrationRecord,
   signature: RecordSignature,
+  /** Also stop when the migration is aborted (not for a record of its cancellation). */
+  followAbort = true,
 ): Promise<Countersignature> {
   const main = ctx.channels.main;
   if (!main.capabilities.has('signed-record')) {
@@ -83,7 +137,10 @@ async function countersignature(
   let answer: CountersignatureMsg;
   try {
     main.send(msg.record(recordBytes(record), signature));
-    answer = await main.expect(MsgType.Countersignature, AbortSignal.any([ctx.signal, timeout]));
+    answer = await main.expect(
+      MsgType.Countersignature,
+      followAbort ? AbortSignal.any([ctx.signal, timeout]) : timeout,
+    );
   } catch (error) {
     const why = timeout.aborted ? `none came within ${RECORD_TIMEOUT_MS} ms` : toMigrationError(error).message;
     return { status: 'missing', reason: `no countersignature from the destination: ${why}` };

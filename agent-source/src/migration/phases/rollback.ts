@@ -1,7 +1,10 @@
 /**
  * Failure, with the same checked transition as every other phase change. Until Handoff was
- * sent the source owns the VM: close the connections (telling the destination why, so it
- * discards its copy), resume the vCPU if we paused it, and the VM runs on here as before. Past
+ * sent the source owns the VM: resume the vCPU if we paused it (the destination cannot run it
+ * without a Handoff, so the guest never waits on what follows), tell the destination why so it
+ * discards its copy — with a Cancel and the record of this outcome to countersign while the
+ * channel still works (record.ts), else with the error as the connections close — and the VM
+ * runs on here as before. Past
  * Handoff the VM is never resumed here: pre-copy — the destination may be running it; post-copy
  * — it is, and part of its memory is here, so losing the link for good loses it. The log and the
  * report say which.
@@ -9,13 +12,13 @@
 import type { MigrationError } from '@livemig/shared';
 import type { MigrationContext } from '../context.ts';
 import { SOURCE_OWNS_VM, SOURCE_PAST_HANDOFF } from '../status.ts';
+import { cancelWithRecord } from './record.ts';
 
 export async function rollbackPhase(ctx: MigrationContext, error: MigrationError): Promise<void> {
   const { logger } = ctx;
   const owned = SOURCE_OWNS_VM.includes(ctx.machine.state);
   const outcome = error.code === 'ERR_CANCELLED' && owned ? 'cancelled' : 'failed';
   ctx.disarmWatchdog();
-  await ctx.channels.close(error);
   if (owned) {
     ctx.vmRunsOnIfFailed = 'source';
     if (ctx.pausedAt !== undefined) {
@@ -23,8 +26,20 @@ export async function rollbackPhase(ctx: MigrationContext, error: MigrationError
       ctx.resumedHereAt = performance.now();
     }
     ctx.setVmState('running');
+    ctx.record = await cancelWithRecord(ctx, outcome, error);
+    await ctx.channels.close(error);
     logger.warn({ event: 'migration.rollback', err: error }, `migration ${outcome}; the VM keeps running here`);
-  } else if (ctx.vmRunsOnIfFailed === 'paused-on-source') {
+  } else {
+    await ctx.channels.close(error);
+    pastHandoff(ctx, error);
+  }
+  ctx.machine.transition(owned ? SOURCE_OWNS_VM : SOURCE_PAST_HANDOFF, outcome);
+}
+
+/** Past Handoff the VM is never resumed here: say where it is. */
+function pastHandoff(ctx: MigrationContext, error: MigrationError): void {
+  const { logger } = ctx;
+  if (ctx.vmRunsOnIfFailed === 'paused-on-source') {
     ctx.setVmState('migrated');
     logger.error(
       { event: 'migration.handoff-unconfirmed', err: error },
@@ -39,5 +54,4 @@ export async function rollbackPhase(ctx: MigrationContext, error: MigrationError
         'it is lost unless the destination still runs it',
     );
   }
-  ctx.machine.transition(owned ? SOURCE_OWNS_VM : SOURCE_PAST_HANDOFF, outcome);
 }

@@ -7,6 +7,8 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { sampleRecord } from '@livemig/agent';
 import {
+  cancelCode,
+  cancelReason,
   canonicalJson,
   countersignRecord,
   observedRefusal,
@@ -56,6 +58,7 @@ function observed(r: MigrationRecord): ObservedMigration {
     ticketId: r.ticketId,
     source: party(source),
     dest: party(dest),
+    ended: { by: 'completion' },
   };
 }
 
@@ -157,6 +160,24 @@ describe('observedRefusal: the destination countersigns only what it saw', () =>
     const seen = observed(r);
     change(r);
     expect(observedRefusal(r, seen)).toMatch(reason);
+  });
+
+  it('a migration the source cancelled: countersigned when the record says failed or cancelled with the code its Cancel named', () => {
+    expect(cancelCode(cancelReason('ERR_CANCELLED', 'migration cancelled by the operator'))).toBe('ERR_CANCELLED');
+    expect(cancelCode('no code here')).toBeNull();
+    const ended = { by: 'cancel', error: 'ERR_CANCELLED' } as const;
+    for (const outcome of ['cancelled', 'failed'] as const) {
+      const r = record({ outcome, error: 'ERR_CANCELLED' });
+      expect(observedRefusal(r, { ...observed(r), ended })).toBeUndefined();
+    }
+    const completed = record();
+    expect(observedRefusal(completed, { ...observed(completed), ended })).toMatch(
+      /^outcome: the record says completed; here the source cancelled it/,
+    );
+    const other = record({ outcome: 'failed', error: 'ERR_NOT_CONVERGED' });
+    expect(observedRefusal(other, { ...observed(other), ended })).toMatch(
+      /^error: the record says ERR_NOT_CONVERGED; the source's Cancel named ERR_CANCELLED/,
+    );
   });
 
   it('post-copy: the source may have sent more pages than arrived on the main connection, never fewer', () => {
