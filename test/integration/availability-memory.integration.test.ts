@@ -149,6 +149,8 @@ describe('availability: the guest-memory budget of a real agent process', () => 
         );
         // What the agent holds for guests (RSS above the idle agent's own ~110 MiB) stays within the budget + 10%.
         expect(peak - baseline).toBeLessThanOrEqual(BUDGET * 1.1);
+        // And the agent's whole RSS, its own memory included, within the budget + 10% (the words).
+        expect(peak).toBeLessThanOrEqual(BUDGET * 1.1);
         // Not vacuous: the two admitted bombs were allocated and pre-faulted (320 MiB), besides the VM.
         expect(peak - baseline).toBeGreaterThan(64 * MiB + 160 * MiB);
         await Promise.all(bombs.map((bomb) => bomb.channel.close()));
