@@ -56,7 +56,7 @@ import {
   type RateLimit,
 } from '@livemig/shared/control';
 import { VmDigests, VmHost, hostCommandHandlers, type VmHostOptions } from '@livemig/shared/host';
-import { parseVmSpec } from '@livemig/shared/vm';
+import { parseVmSpec, type VmSpec } from '@livemig/shared/vm';
 import { IncomingMigrations } from './incoming-migrations.ts';
 import { OutgoingMigrations } from './outgoing-migrations.ts';
 
@@ -126,6 +126,8 @@ export interface AgentDaemonOptions {
    * @default none: nothing is logged
    */
   auditLog?: string;
+  /** A VM to boot once the ports listen (`livemig agent --vm`); if it cannot boot, start() fails. @default none */
+  vm?: { name: string; spec: VmSpec };
 }
 
 /** What peers cost an agent now, against its limits (AgentDaemon.availability()). */
@@ -147,7 +149,7 @@ export class AgentDaemon {
   readonly #incoming: IncomingMigrations;
   /** `digest` requests: hashed in a worker thread, one per VM at a time. */
   readonly #digests = new VmDigests();
-  #control!: ControlServer;
+  #control: ControlServer | undefined;
   #listener: PeerListener | undefined;
 
   private constructor(options: AgentDaemonOptions) {
@@ -161,7 +163,7 @@ export class AgentDaemon {
       maxGuestMemoryBytes: this.#limits.maxGuestMemoryBytes,
     });
     // Events go to whoever is connected to the control API at the time.
-    const emit: ControlServer['emit'] = (event, data) => this.#control.emit(event, data);
+    const emit: ControlServer['emit'] = (event, data) => this.#control?.emit(event, data);
     this.#security = options.security;
     this.#tickets = options.security ? new TicketStore() : undefined;
     this.#signer = options.security ? createSigner(options.security.pki) : undefined;
@@ -216,10 +218,15 @@ export class AgentDaemon {
     await this.#audit?.append({ kind: 'record', role, record });
   }
 
-  /** Bind the control API (and the data port, with `listen`); resolves once both listen. */
+  /**
+   * Open the audit log (with `auditLog`), bind the control API and the data port (with `listen`),
+   * boot `vm`; resolves once all of them are up. A step that fails undoes those before it (ports
+   * closed, log closed and unlocked, VM freed) and start() rejects with its error: no half-started
+   * agent that a supervisor would take for a running one.
+   */
   static async start(options: AgentDaemonOptions): Promise<AgentDaemon> {
     const { logger } = options;
-    // Before anything binds: plaintext beyond loopback only on purpose.
+    // Before anything opens: plaintext beyond loopback only on purpose.
     const plaintext = options.security
       ? undefined
       : checkPlaintext({ control: options.control, listen: options.listen }, options.insecure === true);
@@ -229,51 +236,13 @@ export class AgentDaemon {
           logger.warn({ remote, port }, 'INSECURE: plaintext connection, unauthenticated and unencrypted (--insecure)')
       : undefined;
     const daemon = new AgentDaemon(options);
-    if (options.auditLog) {
-      daemon.#audit = await AuditLog.open({
-        file: options.auditLog,
-        agent: daemon.#signer?.name ?? daemon.agentId,
-        ...(daemon.#signer ? { signer: daemon.#signer } : {}),
+    try {
+      await daemon.#open(options, warnConnection);
+    } catch (error) {
+      await daemon.stop('start failed').catch((undo: unknown) => {
+        logger.error({ err: undo }, 'could not undo a failed start');
       });
-    }
-    daemon.#control = await ControlServer.start(
-      {
-        host: options.control.host,
-        port: options.control.port,
-        logger: options.logger,
-        ...(options.allowOrigins ? { allowOrigins: options.allowOrigins } : {}),
-        ...(options.maxControlClients === undefined ? {} : { maxClients: options.maxControlClients }),
-        ...(options.controlRateLimit ? { rateLimit: options.controlRateLimit } : {}),
-        ...(warnConnection ? { onConnection: (remote: string) => warnConnection(remote, 'control') } : {}),
-        ...(daemon.#audit ? { onRefused: refusalRecorder(daemon.#audit) } : {}),
-        // Secure agents: wss with client certificates, every command checked against the caller's role.
-        ...(options.security ? { tls: credentials(options.security.pki) } : {}),
-      },
-      daemon.#audit ? auditedHandlers(daemon.#handlers(), daemon.#audit) : daemon.#handlers(),
-    ).catch(async (error: unknown) => {
-      await daemon.#audit?.close();
       throw error;
-    });
-    if (options.listen) {
-      try {
-        daemon.#listener = await listenForPeers({
-          ...options.listen,
-          agentId: daemon.agentId,
-          logger: options.logger,
-          capabilities: daemon.#capabilities,
-          ...(options.security ? { tls: destTls(options.security) } : {}),
-          maxUnauthenticated: daemon.#limits.maxUnauthenticated,
-          handshakeTimeoutMs: daemon.#limits.handshakeTimeoutMs,
-          onPeer: (peer) => {
-            warnConnection?.(peer.remote, 'data');
-            daemon.#incoming.accept(peer);
-          },
-        });
-      } catch (error) {
-        await daemon.#control.close();
-        await daemon.#audit?.close();
-        throw error;
-      }
     }
     logger.info(
       {
@@ -295,7 +264,50 @@ export class AgentDaemon {
     return daemon;
   }
 
+  /** start()'s steps, in order; each leaves what it opened in a field for stop() to close. */
+  async #open(options: AgentDaemonOptions, warnConnection?: (remote: string, port: string) => void): Promise<void> {
+    if (options.auditLog) {
+      this.#audit = await AuditLog.open({
+        file: options.auditLog,
+        agent: this.#signer?.name ?? this.agentId,
+        ...(this.#signer ? { signer: this.#signer } : {}),
+      });
+    }
+    this.#control = await ControlServer.start(
+      {
+        host: options.control.host,
+        port: options.control.port,
+        logger: options.logger,
+        ...(options.allowOrigins ? { allowOrigins: options.allowOrigins } : {}),
+        ...(options.maxControlClients === undefined ? {} : { maxClients: options.maxControlClients }),
+        ...(options.controlRateLimit ? { rateLimit: options.controlRateLimit } : {}),
+        ...(warnConnection ? { onConnection: (remote: string) => warnConnection(remote, 'control') } : {}),
+        ...(this.#audit ? { onRefused: refusalRecorder(this.#audit) } : {}),
+        // Secure agents: wss with client certificates, every command checked against the caller's role.
+        ...(options.security ? { tls: credentials(options.security.pki) } : {}),
+      },
+      this.#audit ? auditedHandlers(this.#handlers(), this.#audit) : this.#handlers(),
+    );
+    if (options.listen) {
+      this.#listener = await listenForPeers({
+        ...options.listen,
+        agentId: this.agentId,
+        logger: options.logger,
+        capabilities: this.#capabilities,
+        ...(options.security ? { tls: destTls(options.security) } : {}),
+        maxUnauthenticated: this.#limits.maxUnauthenticated,
+        handshakeTimeoutMs: this.#limits.handshakeTimeoutMs,
+        onPeer: (peer) => {
+          warnConnection?.(peer.remote, 'data');
+          this.#incoming.accept(peer);
+        },
+      });
+    }
+    if (options.vm) await this.host.create(options.vm.name, options.vm.spec);
+  }
+
   get controlUrl(): string {
+    if (!this.#control) throw new MigrationError('ERR_INTERNAL', 'the control API is not listening');
     return `${this.#security ? 'wss' : 'ws'}://${formatHostPort(this.#control.address())}`;
   }
 
@@ -377,7 +389,7 @@ export class AgentDaemon {
     const listenerClosed = this.#listener?.close();
     await Promise.all([this.#incoming.abortAll(reason), this.#outgoing.finish(reason, this.#graceMs)]);
     await listenerClosed;
-    await this.#control.close();
+    await this.#control?.close();
     await this.#audit?.close();
     await this.#digests.close();
     await this.host.removeAll();

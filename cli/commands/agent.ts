@@ -146,8 +146,8 @@ export function addAgentCommand(program: Command, variant: AgentCommandVariant):
           ...auditFromFlags(flags, pki),
           ...availabilityFromFlags(flags),
           addressMover: addressMoverFromFlags(flags, logger),
+          ...(flags.vm && spec ? { vm: { name: flags.vm, spec } } : {}),
         });
-        if (flags.vm && spec) await daemon.host.create(flags.vm, spec);
         const data = daemon.dataAddress;
         return {
           ready: {

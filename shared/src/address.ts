@@ -28,3 +28,25 @@ export function formatHostPort({ host, port }: HostPort): string {
 export function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || host.startsWith('127.');
 }
+
+/**
+ * Why `what` (e.g. "the control API") could not listen on `address`, as a coded error: the port is
+ * taken (ERR_ADDRESS_IN_USE), or the address cannot be bound here at all (ERR_ADDRESS_NOT_AVAILABLE:
+ * not on this host, a name that does not resolve, a privileged port).
+ */
+export function listenError(what: string, address: HostPort, error: unknown): MigrationError {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  const where = formatHostPort(address);
+  const why = error instanceof Error ? error.message : String(error);
+  if (code === 'EADDRINUSE') {
+    return new MigrationError(
+      'ERR_ADDRESS_IN_USE',
+      `${what} cannot listen on ${where}: another process already listens there (${why})`,
+      { cause: error },
+    );
+  }
+  const hint = code === 'EADDRNOTAVAIL' ? ': that address is not assigned to this host' : '';
+  return new MigrationError('ERR_ADDRESS_NOT_AVAILABLE', `${what} cannot listen on ${where}${hint} (${why})`, {
+    cause: error,
+  });
+}

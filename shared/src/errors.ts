@@ -53,6 +53,11 @@ export const ERROR_CODES = {
   ERR_BUSY: 'The VM is already migrating, or the name is already taken.',
   ERR_CONTROL: 'A control-channel request was malformed or failed.',
   ERR_ADDRESS: "The VM's network address could not be set up, taken or given up on this host (message says why).",
+  // An agent's own ports (control, data)
+  ERR_ADDRESS_IN_USE:
+    'An agent could not bind one of its ports (control or data): another process already listens there (EADDRINUSE). The agent does not start; stop the other process or pick another port (port 0 lets the agent choose).',
+  ERR_ADDRESS_NOT_AVAILABLE:
+    'An agent could not bind one of its ports (control or data) for another reason than a busy port: the address is not assigned to this host (EADDRNOTAVAIL), its name does not resolve, or binding it is not permitted (EACCES); the message says which. The agent does not start.',
   // Security: who may drive an agent, and migration tickets
   ERR_UNAUTHENTICATED: 'No valid client certificate: the connection did not prove who it is.',
   ERR_FORBIDDEN: "The certificate's role does not allow this command (e.g. a viewer asked to migrate).",

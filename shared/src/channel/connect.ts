@@ -15,7 +15,7 @@ import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_MAX_UNAUTHENTICATED } from '../admission.ts';
 import { MigrationError, toMigrationError } from '../errors.ts';
-import type { HostPort } from '../address.ts';
+import { listenError, type HostPort } from '../address.ts';
 import {
   acceptWelcome,
   isKnownCapability,
@@ -197,13 +197,7 @@ export function listenForPeers(options: ListenOptions): Promise<PeerListener> {
     }
   });
   return new Promise((resolve, reject) => {
-    server.once('error', (error) =>
-      reject(
-        new MigrationError('ERR_CONNECTION', `cannot listen on ${options.host}:${options.port}: ${error.message}`, {
-          cause: error,
-        }),
-      ),
-    );
+    server.once('error', (error) => reject(listenError('the data port', options, error)));
     server.listen(options.port, options.host, () => {
       resolve({
         address: () => {

@@ -32,6 +32,7 @@ import type { TLSSocket } from 'node:tls';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Logger } from 'pino';
 import { identityOf, type TlsCredentials } from '../channel/tls.ts';
+import { listenError } from '../address.ts';
 import { MigrationError, toMigrationError } from '../errors.ts';
 import { authorize, type Role } from '../security/roles.ts';
 import type { CommandArgs, CommandName, CommandResult, ControlEvents, ControlRequest, EventName } from './messages.ts';
@@ -129,7 +130,7 @@ export class ControlServer {
     });
   }
 
-  /** Start listening; resolves once bound, rejects with ERR_CONNECTION if it cannot bind. */
+  /** Start listening; resolves once bound, rejects with ERR_ADDRESS_IN_USE or ERR_ADDRESS_NOT_AVAILABLE if it cannot bind. */
   static start(options: ControlServerOptions, handlers: CommandHandlers): Promise<ControlServer> {
     const allowOrigins = [...(options.allowOrigins ?? [])];
     const { logger } = options;
@@ -185,7 +186,7 @@ export class ControlServer {
         : new WebSocketServer({ host: options.host, port: options.port, maxPayload, verifyClient });
       wss = server;
       const onListening = (): void => {
-        (httpsServer ?? server).off('error', onError);
+        server.off('error', onError);
         resolve(
           new ControlServer(server, httpsServer, handlers, logger, {
             onConnection: options.onConnection,
@@ -196,21 +197,13 @@ export class ControlServer {
       };
       const onError = (error: Error): void => {
         server.close();
-        reject(
-          new MigrationError(
-            'ERR_CONNECTION',
-            `cannot listen for control on ${options.host}:${options.port}: ${error.message}`,
-            { cause: error },
-          ),
-        );
+        reject(listenError('the control API', options, error));
       };
-      if (httpsServer) {
-        httpsServer.once('error', onError);
-        httpsServer.listen(options.port, options.host, onListening);
-      } else {
-        server.once('error', onError);
-        server.once('listening', onListening);
-      }
+      // The WebSocketServer re-emits its HTTP(S) server's errors, so this one listener hears a
+      // failed listen either way (and an unheard one would crash the process).
+      server.once('error', onError);
+      if (httpsServer) httpsServer.listen(options.port, options.host, onListening);
+      else server.once('listening', onListening);
     });
   }
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatHostPort, isLoopback, parseHostPort } from '@livemig/shared';
+import { formatHostPort, isLoopback, listenError, parseHostPort } from '@livemig/shared';
 
 describe('parseHostPort', () => {
   it.each([
@@ -19,5 +19,22 @@ describe('parseHostPort', () => {
     expect(formatHostPort({ host: '::1', port: 1 })).toBe('[::1]:1');
     expect(isLoopback('127.0.0.5')).toBe(true);
     expect(isLoopback('10.0.0.1')).toBe(false);
+  });
+});
+
+describe('listenError', () => {
+  /** An error as net.Server emits it for a failed listen. */
+  const failed = (code: string): NodeJS.ErrnoException =>
+    Object.assign(new Error(`listen ${code}: …`), { code, syscall: 'listen' });
+
+  it.each([
+    ['EADDRINUSE', 'ERR_ADDRESS_IN_USE', /^the data port cannot listen on 127\.0\.0\.1:7070: another process/],
+    ['EADDRNOTAVAIL', 'ERR_ADDRESS_NOT_AVAILABLE', /127\.0\.0\.1:7070: that address is not assigned to this host/],
+    ['EACCES', 'ERR_ADDRESS_NOT_AVAILABLE', /127\.0\.0\.1:7070 \(listen EACCES/],
+    ['ENOTFOUND', 'ERR_ADDRESS_NOT_AVAILABLE', /ENOTFOUND/],
+  ])('%s → %s, naming the port and the cause', (errno, code, message) => {
+    const cause = failed(errno);
+    const error = listenError('the data port', { host: '127.0.0.1', port: 7070 }, cause);
+    expect(error).toMatchObject({ code, message: expect.stringMatching(message), cause });
   });
 });
