@@ -8,10 +8,14 @@
  *   plaintext livemig; also raw TLS against raw TCP (the cipher alone). Runs interleaved.
  * - Handshake cost: a data connection's connect + mutual TLS 1.3 handshake against a TCP connect,
  *   and the S1 setup time secure against plaintext.
+ * - Control flood (issue 13): total time of a secure migration while admin clients flood the
+ *   source's control port (bench/control-flood.ts) against the same migration unloaded, in pairs
+ *   (goal ≤ 1.5×: the migration keeps its pace).
  * - The lab's lan and wan profiles (network namespaces, root only; cli/lab/): total time of a
  *   secure migration against a plaintext one of the same VM (goal ≤ 1.05×: the link is the limit).
  *
- * Environment: LIVEMIG_BENCH_SECURITY_RUNS (S1 runs, default 3), LIVEMIG_BENCH_SECURITY_PROFILES
+ * Environment: LIVEMIG_BENCH_SECURITY_RUNS (S1 runs, default 3), LIVEMIG_BENCH_SECURITY_FLOOD_RUNS
+ * (unloaded + flooded pairs, default 3; 0: none), LIVEMIG_BENCH_SECURITY_PROFILES
  * (profile:runs per mode, default lan:5,wan:2 — a lan run takes seconds, a wan run half a minute;
  * empty: none), LIVEMIG_BENCH_WARM_GIB (default 6).
  */
@@ -25,7 +29,9 @@ import { withLabMigration } from '../cli/lab/lab-migration.ts';
 import { PROFILES } from '../cli/lab/profiles.ts';
 import { SECURE_NAMES, securePki, TLS13_ONLY, tlsCredentials } from '../cli/lab/secure.ts';
 import type { ThrowawayPki } from '../cli/throwaway-pki.ts';
+import { sumTallies } from '../cli/control-flood.ts';
 import { labUnavailable } from '../cli/lab/topology.ts';
+import { FLOOD_CLIENTS, floodMigration, FLOOD_VM, type FloodRun } from './control-flood.ts';
 import { migrateOnce, rawOnce, S1, warmMemory, type Migrated, type RawTransfer } from './bench-migrate.ts';
 import { median, ratioRow, type BenchRow, type BenchSection } from './harness.ts';
 import { auditAppendUs, recordExchangeMs } from '@livemig/agent';
@@ -33,6 +39,7 @@ import { createSigner, loadPki } from '@livemig/shared/security';
 
 const GiB = 1024 ** 3;
 const RUNS = Number(process.env.LIVEMIG_BENCH_SECURITY_RUNS ?? 3);
+const FLOOD_RUNS = Number(process.env.LIVEMIG_BENCH_SECURITY_FLOOD_RUNS ?? 3);
 const LAB_PROFILES = (process.env.LIVEMIG_BENCH_SECURITY_PROFILES ?? 'lan:5,wan:2')
   .split(',')
   .map((s) => s.trim())
@@ -51,6 +58,19 @@ const list = (values: number[], digits = 0): string => values.map((v) => fmt(v, 
 /** Within pairs, alternate which goes first, so neither always runs on the warmer machine. */
 async function pairInOrder(i: number, first: () => Promise<void>, second: () => Promise<void>): Promise<void> {
   for (const step of i % 2 ? [second, first] : [first, second]) await step();
+}
+/** `runs` pairs of `first` and `second` (pairInOrder); each one's results, in run order. */
+async function pairs<A, B>(runs: number, first: () => Promise<A>, second: () => Promise<B>): Promise<[A[], B[]]> {
+  const firsts: A[] = [];
+  const seconds: B[] = [];
+  for (let i = 0; i < runs; i++) {
+    await pairInOrder(
+      i,
+      async () => void firsts.push(await first()),
+      async () => void seconds.push(await second()),
+    );
+  }
+  return [firsts, seconds];
 }
 /** What the secure migrations' reports say of their protection ("TLSv1.3 TLS_AES_…"), or undefined. */
 function reportedCipher(reports: MigrationReport[]): string | undefined {
@@ -258,15 +278,11 @@ async function labRows(notes: string[]): Promise<BenchRow[]> {
   }
   const rows: BenchRow[] = [];
   for (const { name, runs } of LAB_PROFILES) {
-    const secure: LabRun[] = [];
-    const plain: LabRun[] = [];
-    for (let i = 0; i < runs; i++) {
-      await pairInOrder(
-        i,
-        async () => void plain.push(await labRun(name, false)),
-        async () => void secure.push(await labRun(name, true)),
-      );
-    }
+    const [plain, secure] = await pairs(
+      runs,
+      () => labRun(name, false),
+      () => labRun(name, true),
+    );
     const total = (of: LabRun[]): number[] => of.map((r) => r.totalMs);
     const bound = (of: LabRun[]): number[] => of.map((r) => (r.wire / r.rateBps) * 1000);
     const setup = (of: LabRun[]): number => median(of.map((r) => r.setupMs));
@@ -299,6 +315,49 @@ async function labRows(notes: string[]): Promise<BenchRow[]> {
     );
   }
   return rows;
+}
+
+/**
+ * A migration's pace under a control-plane flood (issue 13): FLOOD_RUNS pairs of the same secure
+ * migration, unloaded and flooded, back to back (which goes first alternates).
+ */
+async function floodRows(pki: ThrowawayPki, notes: string[]): Promise<BenchRow[]> {
+  if (FLOOD_RUNS <= 0) return [];
+  const [unloaded, flooded] = await pairs(
+    FLOOD_RUNS,
+    () => floodMigration(pki, false),
+    () => floodMigration(pki, true),
+  );
+  const total = (runs: FloodRun[]): number[] => runs.map((r) => r.report.times.totalMs);
+  const pairRatios = total(flooded).map((ms, i) => ms / total(unloaded)[i]!);
+  const answers = Object.entries(sumTallies(flooded.map((r) => r.tally ?? {})))
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([answer, n]) => `${answer} ${n}`)
+    .join(', ');
+  const ratio = median(total(flooded)) / median(total(unloaded));
+  notes.push(
+    `Control flood (${FLOOD_RUNS} pairs, fresh secure agents for every migration, unloaded and flooded back to back): ${FLOOD_CLIENTS} admin clients ` +
+      "on the source's control port (wss, mutual TLS), each asking `digest` of the migrating VM in one loop and `query-vms` in another, again as soon as answered, " +
+      'from 500 ms before the migrate command until the report; answers over all flooded runs: ' +
+      `${answers} (ERR_RATE_LIMITED: a request over its client's rate, the control server's default; ERR_VM_STATE: a digest after the VM had left). ` +
+      `Total unloaded ${list(total(unloaded))} ms, flooded ${list(total(flooded))} ms; per pair flooded ÷ unloaded ${list(pairRatios, 2)} (median ${fmt(median(pairRatios), 2)}).`,
+  );
+  return [
+    {
+      ...ratioRow(
+        {
+          name:
+            `control flood: ${FLOOD_VM.memory} ${FLOOD_VM.init} ${FLOOD_VM.workload}, mutual TLS, total time while ${FLOOD_CLIENTS} clients ` +
+            `flood the source's control port (median of ${FLOOD_RUNS})`,
+          value: median(total(flooded)),
+          unit: 'ms',
+        },
+        { name: 'the same migration unloaded, same run', value: median(total(unloaded)), unit: 'ms' },
+      ),
+      goal: '≤ 1.5× unloaded',
+      met: ratio <= 1.5,
+    },
+  ];
 }
 
 /** Record exchanges and audit appends timed (each a median of this many). */
@@ -385,6 +444,7 @@ const section: BenchSection = {
           'Secure agents keep the audit log a --pki agent always keeps (hash-chained, signed, fsynced entries; issue 13), here in the throwaway PKI directory: it is part of what they cost.',
       );
       rows.push(...(await nonRepudiationRows(pki, notes)));
+      rows.push(...(await floodRows(pki, notes)));
       rows.push(...(await labRows(notes)));
     } finally {
       await pki.remove();

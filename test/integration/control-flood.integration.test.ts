@@ -17,10 +17,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { MigrationError } from '@livemig/shared';
 import { ControlClient } from '@livemig/shared/control';
 import type { MigrationReport } from '@livemig/shared/report';
 import { initPki, issueCertificate, loadPki } from '@livemig/shared/security';
+import { floodControl, sumTallies, type ControlFlood, type FloodTally } from '../../cli/control-flood.ts';
 import { followMigration } from '../../cli/follow-migration.ts';
 import { startAgent, stopAll, type AgentProcess } from '../helpers/processes.ts';
 import { expectCompleted } from '../helpers/report.ts';
@@ -59,53 +59,18 @@ function startAgents(): Promise<[AgentProcess, AgentProcess]> {
   ]);
 }
 
-/** What the flood got: answers by outcome (a code, or 'ok'), per command. */
-type Tally = Record<string, number>;
-
-/**
- * Clients asking `digest` of `vm` and `query-vms` as fast as they are answered, each in its own
- * loop, until stopped.
- */
-async function flood(agent: AgentProcess, vm: string): Promise<{ stop: () => Promise<Tally> }> {
-  const clients = await Promise.all(Array.from({ length: FLOOD_CLIENTS }, () => admin(agent, SOURCE)));
-  const tally: Tally = {};
-  let flooding = true;
-  const count = (key: string): void => void (tally[key] = (tally[key] ?? 0) + 1);
-  const loop = async (ask: () => Promise<unknown>, command: string): Promise<void> => {
-    while (flooding) {
-      await ask().then(
-        () => count(`${command} ok`),
-        (error: MigrationError) => count(`${command} ${error.code}`),
-      );
-    }
-  };
-  const loops = clients.flatMap((client) => [
-    loop(() => client.request('digest', { vm }), 'digest'),
-    loop(() => client.request('query-vms', {}), 'query-vms'),
-  ]);
-  return {
-    stop: async () => {
-      flooding = false;
-      await Promise.all(loops);
-      for (const client of clients) client.close();
-      return tally;
-    },
-  };
-}
-
 /** Boot `vm` on the source, migrate it to the destination (with a ticket), free it there. */
 async function migrateOnce(
   source: ControlClient,
   dest: ControlClient,
   to: string,
   vm: string,
-  during?: () => Promise<{ stop: () => Promise<Tally> }>,
-): Promise<{ report: MigrationReport; tally?: Tally }> {
+  during?: () => Promise<ControlFlood>,
+): Promise<{ report: MigrationReport; tally?: FloodTally }> {
   await source.request('create-vm', { name: vm, ...VM });
+  // The flood, when there is one, has settled when this resolves (floodControl).
   const running = await during?.();
   try {
-    // Let the flood reach its steady state (every client connected and past its burst).
-    if (running) await new Promise((resolve) => setTimeout(resolve, 500));
     const { ticket } = await dest.request('prepare-incoming', { vm, from: SOURCE });
     const { migrationId } = await source.request('migrate', { vm, to, ticket, destName: DEST });
     const report = await followMigration(source, migrationId, { progress: false });
@@ -131,7 +96,7 @@ describe('control flood during a migration', () => {
       try {
         const unloaded: number[] = [];
         const flooded: number[] = [];
-        const tallies: Tally[] = [];
+        const tallies: FloodTally[] = [];
         const quiet = async (pair: number): Promise<void> => {
           const { report } = await migrateOnce(source, dest, b.listen, `quiet-${pair}`);
           expectCompleted(report);
@@ -139,7 +104,9 @@ describe('control flood during a migration', () => {
         };
         const loud = async (pair: number): Promise<void> => {
           const vm = `flooded-${pair}`;
-          const { report, tally } = await migrateOnce(source, dest, b.listen, vm, () => flood(a, vm));
+          const { report, tally } = await migrateOnce(source, dest, b.listen, vm, () =>
+            floodControl(() => admin(a, SOURCE), vm, { clients: FLOOD_CLIENTS }),
+          );
           expectCompleted(report);
           expect(report.verify.match).toBe(true);
           flooded.push(report.times.totalMs);
@@ -160,7 +127,8 @@ describe('control flood during a migration', () => {
         // The flood was one: every digest asked was answered — served, or refused once its VM had
         // left (digests get idle CPU only, so on a busy machine few finish during the migration) —
         // and clients were held to their rate.
-        const total = (key: string): number => tallies.reduce((sum, tally) => sum + (tally[key] ?? 0), 0);
+        const answers = sumTallies(tallies);
+        const total = (key: string): number => answers[key] ?? 0;
         expect(total('digest ok') + total('digest ERR_VM_STATE'), summary).toBeGreaterThanOrEqual(FLOOD_CLIENTS);
         expect(total('query-vms ok'), summary).toBeGreaterThan(FLOOD_CLIENTS * PAIRS * 100);
         expect(total('query-vms ERR_RATE_LIMITED'), summary).toBeGreaterThan(0);
