@@ -4,8 +4,10 @@
  *   lab run --profile wan [vm options]   build a lab, measure its link, migrate across it, check
  *                                        the oracle, print link + report, tear it all down
  *   lab up --profile wan                 build a lab and leave it up (agents are yours to start)
- *   lab down                             remove every lab namespace
- * Needs root (network namespaces, tc, nftables); every subcommand says so when it is not.
+ *   lab down [--all]                     remove the labs this user started (--all: every livemig lab)
+ * Each subcommand first checks everything it needs for its profile (root, iproute2, nftables
+ * only for a profile with loss where the kernel has no netem, …) and names all that is missing
+ * in one error, with the packages to install (prerequisites.ts, host-probe.ts).
  */
 import type { Command } from 'commander';
 import { formatDuration, formatRate, MigrationError } from '@livemig/shared';
@@ -13,9 +15,11 @@ import { formatReport } from '@livemig/shared/report';
 import { withLabMigration } from '../lab/lab-migration.ts';
 import { measureLink } from '../lab/measure.ts';
 import { PROFILES, type LinkProfile } from '../lab/profiles.ts';
+import { checkHost, deviceExists, listDevices } from '../lab/host-probe.ts';
+import { labNeeds } from '../lab/prerequisites.ts';
 import { shapeDevice, shapeLab } from '../lab/shape.ts';
 import { sh } from '../lab/sh.ts';
-import { Lab, labUnavailable, removeAllLabs } from '../lab/topology.ts';
+import { currentOwner, Lab, removeLabs, type RemovedLabs } from '../lab/topology.ts';
 import { checkOracle } from '../oracle.ts';
 import { flag, migrateParams, modeFlag, type ModeName } from '../options.ts';
 import { addVmSpecOptions, specFromFlags, type VmFlags } from '../vm-flags.ts';
@@ -33,9 +37,35 @@ const profileFlag = flag((name: string): LinkProfile | null => {
   return profile;
 });
 
-function requireLab(): void {
-  const why = labUnavailable();
-  if (why) throw new MigrationError('ERR_INVALID_ARGUMENT', `livemig lab: ${why}`);
+/** A device name as the kernel allows it (IFNAMSIZ 16 with the NUL; no slash, colon or space). */
+function checkDeviceName(dev: string): void {
+  if (!/^[^\s/:]{1,15}$/.test(dev) || dev === '.' || dev === '..') {
+    throw new MigrationError('ERR_INVALID_ARGUMENT', `--dev "${dev}" is not a network device name`);
+  }
+}
+
+/** `removed …` and what was left, and why, for `lab down`. */
+function formatRemoved({ removed, kept }: RemovedLabs, all: boolean, owner: string): string {
+  const labsOf = (entries: RemovedLabs['kept']): string[] => [...new Set(entries.map((e) => e.mark.lab))];
+  const lines = [
+    removed.length
+      ? `removed ${removed.map((e) => e.ns).join(', ')}`
+      : all
+        ? 'no livemig labs'
+        : `no labs of yours (uid ${owner})`,
+  ];
+  const running = kept.filter((e) => e.mark.owner === owner);
+  const others = kept.filter((e) => e.mark.owner !== owner);
+  if (running.length) {
+    lines.push(`left your running lab ${labsOf(running).join(', ')} (its process removes it when it ends)`);
+  }
+  if (others.length) {
+    const owners = [...new Set(others.map((e) => e.mark.owner))].join(', ');
+    lines.push(
+      `left ${labsOf(others).join(', ')} of other users (uid ${owners}): \`livemig lab down --all\` removes them`,
+    );
+  }
+  return lines.join('\n') + '\n';
 }
 
 function profileHelp(): string {
@@ -57,9 +87,19 @@ export function registerLabCommand(program: Command): void {
     .requiredOption('--profile <name>', `${Object.keys(PROFILES).join(' | ')} | none`, profileFlag)
     .option('--json', 'print the mechanisms as JSON')
     .action((flags: { dev: string; profile: LinkProfile | null; json?: boolean }) => {
+      checkDeviceName(flags.dev);
       if (!flags.profile) {
         process.stdout.write(flags.json ? '{"profile":"none"}\n' : 'lab shape: profile none, nothing shaped\n');
         return;
+      }
+      checkHost(`shape ${flags.dev} to ${flags.profile.name}`, labNeeds('shape', [flags.profile]));
+      if (!deviceExists(flags.dev)) {
+        const devices = listDevices();
+        throw new MigrationError(
+          'ERR_INVALID_ARGUMENT',
+          `--dev "${flags.dev}": no such device in this network namespace` +
+            (devices.length ? ` (it has ${devices.join(', ')})` : ''),
+        );
       }
       const mechanisms = shapeDevice(([command, ...args]) => sh(command!, ...args), flags.dev, flags.profile);
       if (flags.json) {
@@ -97,8 +137,8 @@ export function registerLabCommand(program: Command): void {
     )
     .action(
       async (flags: VmFlags & { profile: LinkProfile | null; mode: ModeName; json?: boolean; insecure?: boolean }) => {
-        requireLab();
         if (!flags.profile) throw new MigrationError('ERR_INVALID_ARGUMENT', 'lab run needs a profile');
+        // withLabMigration checks this host for everything the profile needs before it builds.
         const spec = specFromFlags(flags);
         const profile = flags.profile;
         const result = await withLabMigration(
@@ -142,8 +182,8 @@ export function registerLabCommand(program: Command): void {
     .description('Build a two-host lab (source, dest) shaped to a profile and leave it up; prints how to use it.')
     .requiredOption('--profile <name>', Object.keys(PROFILES).join(' | '), profileFlag)
     .action(async (flags: { profile: LinkProfile | null }) => {
-      requireLab();
       if (!flags.profile) throw new MigrationError('ERR_INVALID_ARGUMENT', 'lab up needs a profile');
+      checkHost(`build a lab shaped to ${flags.profile.name}`, labNeeds('up', [flags.profile]));
       const built = Lab.create(['source', 'dest'], { persistent: true });
       const mechanisms = shapeLab(built, flags.profile);
       const measured =
@@ -159,16 +199,20 @@ export function registerLabCommand(program: Command): void {
             ? 'no netem here: delay is not applied on the links (use `livemig lab run` for a run with the delay relay)\n'
             : '') +
           `e.g. ip netns exec ${built.host('dest').ns} npx livemig dest --listen ${built.host('dest').address}:7070 --control ${built.host('dest').address}:7071\n` +
-          'remove it with `livemig lab down`\n',
+          `remove it with \`livemig lab down\` (as uid ${built.mark.owner}, its owner)\n`,
       );
     });
 
   lab
     .command('down')
-    .description('Remove every lab namespace (and its links) on this machine.')
-    .action(() => {
-      requireLab();
-      const removed = removeAllLabs();
-      process.stdout.write(removed.length ? `removed ${removed.join(', ')}\n` : 'no lab namespaces\n');
+    .description(
+      'Remove the labs you started (left up, or of a crashed run), with their links; --all: every livemig lab.',
+    )
+    .option('--all', "every livemig lab on this machine, other users' and running ones included")
+    .action((flags: { all?: boolean }) => {
+      checkHost('remove labs', labNeeds('down', []));
+      const owner = currentOwner();
+      const result = removeLabs(flags.all ? { kind: 'all' } : { kind: 'mine', owner });
+      process.stdout.write(formatRemoved(result, flags.all === true, owner));
     });
 }

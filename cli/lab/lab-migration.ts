@@ -1,11 +1,12 @@
 /**
- * One migration across a shaped lab link, start to finish: build the lab (hosts `source` and
- * `dest`), shape it to the profile, measure what the link really gives (more than 20% off the
- * profile fails the run: shaping must be real), start the agents inside
- * their namespaces, put the delay relay on the path when the kernel has no netem, migrate, let
- * the caller inspect the result while everything still runs, then tear it all down. Used by
- * `livemig lab run`, the lab tests and `npm run bench -- links` / `-- security` (`secure`: agents
- * with mutual TLS and a ticket, see secure.ts).
+ * One migration across a shaped lab link, start to finish: check that this host has everything
+ * the profile (and a service's own address) needs, naming all that is missing at once
+ * (prerequisites.ts), build the lab (hosts `source` and `dest`), shape it to the profile,
+ * measure what the link really gives (more than 20% off the profile fails the run: shaping must
+ * be real), start the agents inside their namespaces, put the delay relay on the path when the
+ * kernel has no netem, migrate, let the caller inspect the result while everything still runs,
+ * then tear it all down. Used by `livemig lab run`, the lab tests and `npm run bench -- links` /
+ * `-- security` (`secure`: agents with mutual TLS and a ticket, see secure.ts).
  */
 import { ControlClient, type MigrateParams } from '@livemig/shared/control';
 import type { MigrationMode, MigrationReport } from '@livemig/shared/report';
@@ -15,7 +16,9 @@ import { parseHostPort } from '@livemig/shared';
 import { followMigration } from '../follow-migration.ts';
 import { networkSection, startProbe } from '../probe/during.ts';
 import { startDelayRelay, type DelayRelay } from './delay-relay.ts';
+import { checkHost } from './host-probe.ts';
 import { checkProfile, measureLink, type LinkMeasurement } from './measure.ts';
+import { labNeeds } from './prerequisites.ts';
 import type { LinkProfile } from './profiles.ts';
 import { shapeLab, type ShapingMechanisms } from './shape.ts';
 import { Lab } from './topology.ts';
@@ -59,6 +62,10 @@ export async function withLabMigration<T>(
   inspect: (run: LabMigration) => Promise<T>,
 ): Promise<T> {
   const { profile, spec } = options;
+  checkHost(
+    `run a lab migration over ${profile.name}`,
+    labNeeds('run', [profile], { vmAddress: options.service !== undefined }),
+  );
   const lab = Lab.create(['source', 'dest']);
   const agents: AgentProcess[] = [];
   const relays: DelayRelay[] = [];

@@ -8,12 +8,24 @@
  *            controller (.254) ── br0 (namespace <prefix>br) ──┬── source (.1) eth0
  *                                                              └── dest   (.2) eth0
  *
- * Every namespace carries the lab's per-run prefix; `destroy()` removes them (and their veths,
- * which die with them), as does process exit, and stale ones from a crashed run are removed when
- * the next lab is created.
+ * Every namespace carries the lab's per-run prefix and, on its loopback device, a mark saying
+ * whose lab it is (ownership.ts); `destroy()` removes them (and their veths, which die with
+ * them), as does process exit. The caller's stale ones from a crashed run are removed when the
+ * next lab is created; `removeLabs` (`livemig lab down`) removes the caller's labs, or with
+ * `all` every marked one — never a namespace without a mark.
  */
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  formatMark,
+  labOwner,
+  namespacesToRemove,
+  parseMark,
+  type LabMark,
+  type MarkedNamespace,
+} from './ownership.ts';
 import { sh, succeeds } from './sh.ts';
+
+export { labUnavailable } from './host-probe.ts';
 
 /** Namespace prefixes: labs of a running process, and labs left up on purpose (`livemig lab up`). */
 const FAMILY = 'lml';
@@ -22,16 +34,6 @@ const live = new Set<Lab>();
 process.once('exit', () => {
   for (const lab of live) lab.destroy();
 });
-
-/** Why the lab cannot run here (not root, no iproute2), or undefined when it can. */
-export function labUnavailable(): string | undefined {
-  if (process.getuid?.() !== 0) return 'the lab needs root (network namespaces, veth, tc)';
-  if (!succeeds('ip', 'netns', 'list')) return 'iproute2 (`ip`) is not installed';
-  if (!succeeds('tc', '-V')) return 'tc (iproute2) is not installed';
-  // Loss needs netem or nftables; this check keeps a missing nft from failing tests midway.
-  if (!succeeds('nft', '--version')) return 'nftables (`nft`) is not installed (apt-get install nftables)';
-  return undefined;
-}
 
 export interface LabHost {
   name: string;
@@ -48,11 +50,14 @@ export class Lab {
   /** The lab's /24, "a.b.c" (hosts are .1, .2, …; the controller is .254). */
   readonly subnet: string;
   readonly hosts: ReadonlyMap<string, LabHost>;
+  /** The mark every namespace of the lab carries: whose it is, and whether it outlives its process. */
+  readonly mark: LabMark;
   readonly #controllerDev: string;
   #destroyed = false;
 
-  private constructor(prefix: string, subnet: string, names: readonly string[]) {
+  private constructor(prefix: string, subnet: string, names: readonly string[], mark: LabMark) {
     this.prefix = prefix;
+    this.mark = mark;
     this.bridgeNs = `${prefix}br`;
     this.controllerAddress = `${subnet}.254`;
     this.subnet = subnet;
@@ -64,15 +69,18 @@ export class Lab {
 
   /**
    * Build the bridge, the hosts and the controller link. A persistent lab outlives this process
-   * (`livemig lab up`) until `removeAllLabs()` (`livemig lab down`).
+   * (`livemig lab up`) until `removeLabs()` (`livemig lab down`). `owner`: whose lab it is
+   * (default: the calling user, see ownership.ts).
    */
-  static create(names: readonly string[], options: { persistent?: boolean } = {}): Lab {
-    removeStaleLabs();
-    // <family><pid in base 36>x<random>: the pid lets a later run tell a crashed lab from a live one.
+  static create(names: readonly string[], options: { persistent?: boolean; owner?: string } = {}): Lab {
+    const owner = options.owner ?? currentOwner();
+    removeLabs({ kind: 'stale', owner });
+    // <family><pid in base 36>x<random>, for people (the mark is what counts).
     const family = options.persistent ? PERSISTENT_FAMILY : FAMILY;
     const prefix = `${family}${process.pid.toString(36)}x${Math.floor(Math.random() * 1296).toString(36)}`;
     const subnet = `10.${200 + (process.pid % 50)}.${(process.pid >> 6) % 250}`;
-    const lab = new Lab(prefix, subnet, names);
+    const mark: LabMark = { lab: prefix, owner, pid: process.pid, persistent: options.persistent === true };
+    const lab = new Lab(prefix, subnet, names, mark);
     if (!options.persistent) live.add(lab);
     try {
       lab.#build();
@@ -85,7 +93,7 @@ export class Lab {
 
   #build(): void {
     const br = this.bridgeNs;
-    sh('ip', 'netns', 'add', br);
+    this.#addNamespace(br);
     sh('ip', '-n', br, 'link', 'add', 'br0', 'type', 'bridge');
     sh('ip', '-n', br, 'link', 'set', 'br0', 'up');
     // The controller: a veth from here into the bridge.
@@ -97,7 +105,7 @@ export class Lab {
     let port = 0;
     for (const host of this.hosts.values()) {
       const side = `p${port++}`;
-      sh('ip', 'netns', 'add', host.ns);
+      this.#addNamespace(host.ns);
       sh('ip', '-n', host.ns, 'link', 'set', 'lo', 'up');
       sh('ip', '-n', host.ns, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', side, 'netns', br);
       sh('ip', '-n', br, 'link', 'set', side, 'master', 'br0', 'up');
@@ -115,6 +123,12 @@ export class Lab {
       mkdirSync(`/etc/netns/${host.ns}`, { recursive: true });
       writeFileSync(`/etc/netns/${host.ns}/hosts`, hostsFile);
     }
+  }
+
+  /** A namespace, marked as this lab's at once: a namespace without the mark is never removed. */
+  #addNamespace(ns: string): void {
+    sh('ip', 'netns', 'add', ns);
+    sh('ip', '-n', ns, 'link', 'set', 'dev', 'lo', 'alias', formatMark(this.mark));
   }
 
   /** An address on the lab's link for a VM (its own IP, moved with it): .50, .51, … */
@@ -149,16 +163,32 @@ function deleteNamespace(ns: string): void {
   rmSync(`/etc/netns/${ns}`, { recursive: true, force: true });
 }
 
-/** Namespaces of labs whose process is gone (a crashed run) are removed. */
-function removeStaleLabs(): void {
+/** The user new labs belong to, and whose labs `lab down` removes: the sudo caller, else this uid. */
+export function currentOwner(): string {
+  return labOwner(process.env, process.getuid?.());
+}
+
+/** Every namespace on this machine that carries a lab mark, with its mark. */
+export function markedNamespaces(): MarkedNamespace[] {
   const names = sh('ip', 'netns', 'list')
     .split('\n')
     .map((line) => line.split(' ')[0] ?? '')
-    .filter((name) => name.startsWith(FAMILY));
-  const ours = new Set([...live].flatMap((lab) => [lab.bridgeNs, ...[...lab.hosts.values()].map((h) => h.ns)]));
-  for (const name of names) {
-    const pid = parseInt(name.slice(FAMILY.length).split('x')[0] ?? '', 36);
-    if (!ours.has(name) && !pidAlive(pid)) deleteNamespace(name);
+    .filter((name) => name.startsWith(FAMILY) || name.startsWith(PERSISTENT_FAMILY));
+  const found: MarkedNamespace[] = [];
+  for (const ns of names) {
+    const mark = parseMark(loopbackAlias(ns));
+    // The mark must be of a lab this name belongs to: a copied alias does not make a namespace ours.
+    if (mark && ns.startsWith(mark.lab)) found.push({ ns, mark });
+  }
+  return found;
+}
+
+function loopbackAlias(ns: string): string | undefined {
+  try {
+    const [lo] = JSON.parse(sh('ip', '-n', ns, '-j', 'link', 'show', 'dev', 'lo')) as { ifalias?: string }[];
+    return lo?.ifalias;
+  } catch {
+    return undefined;
   }
 }
 
@@ -166,17 +196,29 @@ function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
-  } catch {
-    return false;
+  } catch (error) {
+    // EPERM: it exists, but is not ours to signal.
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
-/** Remove every lab namespace on this machine, persistent ones included (`livemig lab down`). */
-export function removeAllLabs(): string[] {
-  const names = sh('ip', 'netns', 'list')
-    .split('\n')
-    .map((line) => line.split(' ')[0] ?? '')
-    .filter((name) => name.startsWith(FAMILY) || name.startsWith(PERSISTENT_FAMILY));
-  for (const name of names) deleteNamespace(name);
-  return names;
+/** What `removeLabs` removed, and the marked namespaces it left (other users' labs, running labs). */
+export interface RemovedLabs {
+  removed: MarkedNamespace[];
+  kept: MarkedNamespace[];
+}
+
+/**
+ * Remove lab namespaces by their marks (ownership.ts): `all` every marked one (`lab down
+ * --all`); `mine` the owner's labs left up and crashed (`lab down`); `stale` the owner's
+ * crashed ones. Namespaces without a mark are never touched, nor are this process's live labs
+ * except with `all`.
+ */
+export function removeLabs(scope: { kind: 'all' } | { kind: 'mine' | 'stale'; owner: string }): RemovedLabs {
+  const found = markedNamespaces();
+  const ours = new Set([...live].flatMap((lab) => [lab.bridgeNs, ...[...lab.hosts.values()].map((h) => h.ns)]));
+  const candidates = scope.kind === 'all' ? found : found.filter(({ ns }) => !ours.has(ns));
+  const removed = namespacesToRemove(candidates, scope, pidAlive);
+  for (const { ns } of removed) deleteNamespace(ns);
+  return { removed, kept: found.filter((entry) => !removed.includes(entry)) };
 }

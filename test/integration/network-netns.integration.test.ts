@@ -5,8 +5,9 @@
  * bridge keeps talking to the same ip:port. A probe from the controller PUTs a distinct key
  * every millisecond through pre-copy and post-copy migrations over `lan` and `wan`; afterwards
  * every acknowledged PUT must read back, and the same address must answer — from the destination.
- * Needs root, tc, nftables and iputils arping; elsewhere every test here is skipped, saying why (in
- * CI as root a missing one fails the suite: test/helpers/prerequisites.ts).
+ * Needs what every lab profile needs plus macvlan and iputils arping (cli/lab/prerequisites.ts);
+ * elsewhere every test here is skipped, naming all that is missing (in CI as root a missing one
+ * fails the suite: test/helpers/prerequisites.ts).
  */
 import { afterEach, expect, it } from 'vitest';
 import { ControlClient } from '@livemig/shared/control';
@@ -14,12 +15,12 @@ import { parseVmSpec } from '@livemig/shared/vm';
 import { withLabMigration } from '../../cli/lab/lab-migration.ts';
 import { PROFILES } from '../../cli/lab/profiles.ts';
 import { labUnavailable } from '../../cli/lab/topology.ts';
-import { arpingUnavailable, describeWhenAvailable } from '../helpers/prerequisites.ts';
+import { describeWhenAvailable } from '../helpers/prerequisites.ts';
 import { stopAll, track } from '../helpers/processes.ts';
 import { expectCompleted } from '../helpers/report.ts';
 import { expectServedByDestination } from '../helpers/udp.ts';
 
-const unavailable = labUnavailable() ?? arpingUnavailable();
+const unavailable = labUnavailable({ vmAddress: true });
 
 afterEach(stopAll);
 
