@@ -14,24 +14,36 @@
  *                          read-only in that service's own mount namespace (`ip netns exec`
  *                          gives each service one), so a write fails here as in the container;
  *   ${VAR:-default}, $$  → interpolated from process.env, as compose does from its shell (so
- *                          `LINK_PROFILE=wan npx vitest run …` tries another profile);
+ *                          `LIVEMIG_PROFILE=wan npx vitest run …` shapes the kv scenario's links
+ *                          to another profile);
  *   environment          → merged over process.env;
+ *   capabilities         → Docker's default set plus the service's cap_add, nothing else
+ *                          (setpriv bounds them), so a command that needs more fails here as in
+ *                          a container; the default scenario gets no NET_ADMIN even though
+ *                          cap_add asks for it, as on a host that refuses it;
+ *   healthcheck          → its `test` run the way Docker runs it (CMD-SHELL: sh -c) in the
+ *                          service's namespace, with its environment and capabilities, killed
+ *                          after `timeout`; 0 is healthy;
  *   depends_on           → service_completed_successfully: the dependency must have exited 0
  *                          before the dependent starts (the one-shot `pki` first);
- *                          service_started (or a plain list): start order only, no readiness
- *                          wait — `migrate --wait` must ride out agents that are still starting;
- *   cap_add NET_ADMIN    → we are root.
+ *                          service_healthy: its healthcheck, every start_interval, must pass
+ *                          within start_period; service_started (or a plain list): start order.
  *
- * Then the one-shot `migrate` must print exactly one report: completed, digests matching,
- * secured (mutual TLS 1.3 between the certificates `source` and `dest` that `pki` issued, with a
- * ticket), and the VM must run on the destination. Without root, the file's shape is checked and
- * the `pki` one-shot runs (it needs no network): twice, keeping what it made.
+ * Each agent's healthcheck must fail before the agent starts (its certificate already issued:
+ * nothing listens), pass before `migrate` starts, pass again once the VM has moved, and fail once
+ * the agent is stopped. The one-shot `migrate` must print exactly one report: completed, digests
+ * matching, secured (mutual TLS 1.3 between the certificates `source` and `dest` that `pki`
+ * issued, with a ticket), and the VM must run on the destination. Without root, the file's shape
+ * (and the Dockerfile's) is checked and the `pki` one-shot runs (it needs no network): twice,
+ * keeping what it made.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { isBuiltin } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Ajv } from 'ajv';
+import ts from 'typescript';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { ControlClient } from '@livemig/shared/control';
@@ -53,11 +65,50 @@ const PKI_SERVICE = 'pki';
 const PKI_VOLUME = 'pki';
 /** The identity the test asks the agents as: the one the compose file's header offers people. */
 const ADMIN = 'admin';
+/** The read-only identity (role viewer) the agents' healthchecks ask as. */
+const HEALTH = 'health';
 const MIGRATE_TIMEOUT_MS = 75_000;
 /** A CA and four certificates, one livemig process each (~2 s apiece on a slow machine). */
 const ONE_SHOT_TIMEOUT_MS = 60_000;
+/**
+ * A whole scenario: pki, each agent's healthcheck before it starts, until healthy, after the
+ * migration and once stopped (each a livemig process: 2–6 s on a busy two-core machine), the
+ * migration. Seen: 80–90 s.
+ */
+const SCENARIO_TIMEOUT_MS = 240_000;
 
-type Condition = 'service_started' | 'service_completed_successfully';
+/**
+ * The capabilities Docker gives a container unless told otherwise (moby's default set, as
+ * setpriv names them); cap_add adds to them.
+ */
+const DOCKER_DEFAULT_CAPS = [
+  'chown',
+  'dac_override',
+  'fsetid',
+  'fowner',
+  'mknod',
+  'net_raw',
+  'setgid',
+  'setuid',
+  'setfcap',
+  'setpcap',
+  'net_bind_service',
+  'sys_chroot',
+  'kill',
+  'audit_write',
+];
+
+type Condition = 'service_started' | 'service_completed_successfully' | 'service_healthy';
+
+interface Healthcheck {
+  test?: unknown;
+  interval?: string;
+  timeout?: string;
+  retries?: number;
+  start_period?: string;
+  start_interval?: string;
+  disable?: boolean;
+}
 
 interface ComposeService {
   entrypoint?: unknown;
@@ -68,11 +119,13 @@ interface ComposeService {
   volumes?: unknown[];
   attach?: boolean;
   working_dir?: string;
+  healthcheck?: Healthcheck;
 }
 
 interface ComposeFile {
   services: Record<string, ComposeService>;
   volumes?: Record<string, unknown>;
+  networks?: Record<string, { ipam?: { config?: { subnet?: string }[] } } | null>;
 }
 
 /** The compose file, parsed (with `<<` merge keys) and interpolated from `env`. */
@@ -149,10 +202,10 @@ function dependencies(service: ComposeService): { name: string; condition: Condi
   if (Array.isArray(deps)) return deps.map((name) => ({ name, condition: 'service_started' }));
   return Object.entries(deps).map(([name, spec]) => {
     const condition = spec?.condition ?? 'service_started';
-    if (condition !== 'service_started' && condition !== 'service_completed_successfully') {
+    if (!['service_started', 'service_completed_successfully', 'service_healthy'].includes(condition)) {
       throw new Error(`the test does not wait for depends_on condition "${condition}" (${name}) yet`);
     }
-    return { name, condition };
+    return { name, condition: condition as Condition };
   });
 }
 
@@ -169,6 +222,41 @@ function startOrder(compose: ComposeFile): string[] {
   };
   for (const name of Object.keys(compose.services)) visit(name, []);
   return order;
+}
+
+/** A compose duration (`30s`, `1m30s`, `500ms`) in milliseconds. */
+function durationMs(value: string | undefined, fallback: string): number {
+  const text = value ?? fallback;
+  const unit: Record<string, number> = { h: 3_600_000, m: 60_000, s: 1000, ms: 1, us: 0.001 };
+  const parts = [...text.matchAll(/(\d+(?:\.\d+)?)(h|ms|m|s|us)/g)];
+  if (parts.length === 0 || parts.map((p) => p[0]).join('') !== text) throw new Error(`bad duration "${text}"`);
+  return parts.reduce((ms, [, n, u]) => ms + Number(n) * unit[u!]!, 0);
+}
+
+/** A healthcheck's timing, with Docker's defaults for what it leaves out. */
+function healthTiming(check: Healthcheck): {
+  intervalMs: number;
+  timeoutMs: number;
+  retries: number;
+  startPeriodMs: number;
+  startIntervalMs: number;
+} {
+  return {
+    intervalMs: durationMs(check.interval, '30s'),
+    timeoutMs: durationMs(check.timeout, '30s'),
+    retries: check.retries ?? 3,
+    startPeriodMs: durationMs(check.start_period, '0s'),
+    startIntervalMs: durationMs(check.start_interval, '5s'),
+  };
+}
+
+/** What Docker runs for a healthcheck's `test` (a list: CMD argv, or CMD-SHELL through sh -c). */
+function healthcheckArgv(service: ComposeService, name: string): string[] {
+  const test = argvOf(service.healthcheck?.test, `${name}.healthcheck.test`);
+  const [kind, ...rest] = test;
+  if (kind === 'CMD' && rest.length > 0) return rest;
+  if (kind === 'CMD-SHELL' && rest.length === 1) return ['/bin/sh', '-c', rest[0]!];
+  throw new Error(`${name}.healthcheck.test must be [CMD, …] or [CMD-SHELL, "…"], got ${JSON.stringify(test)}`);
 }
 
 interface Mount {
@@ -231,6 +319,48 @@ function readOnly(dirs: string[]): string[] {
   return ['sh', '-ec', `${script}; exec "$@"`, 'read-only-volumes', ...dirs, '--'];
 }
 
+/**
+ * Exec `argv` with only Docker's default capabilities and the service's cap_add (less those in
+ * `withhold`), as a container's processes have: bounding set and inheritable set cut down, so a
+ * root process gets no more after its exec.
+ */
+function capabilities(service: ComposeService, withhold: readonly string[]): string[] {
+  const added = (service.cap_add ?? []).map((cap) => cap.toLowerCase().replace(/^cap_/, ''));
+  const caps = [...new Set([...DOCKER_DEFAULT_CAPS, ...added])].filter((cap) => !withhold.includes(cap));
+  return ['setpriv', '--inh-caps', '-all', '--bounding-set', ['-all', ...caps.map((cap) => `+${cap}`)].join(','), '--'];
+}
+
+/** How the test runs a service's processes: in its namespace of the lab, without the capabilities in `withhold`. */
+interface Container {
+  lab: Lab | undefined;
+  withhold: readonly string[];
+}
+
+/**
+ * `argv` as it runs in service `name`'s container: in its lab namespace (without a lab, here:
+ * only for what needs no network), its `:ro` volumes bound read-only, its capabilities Docker's,
+ * container paths mapped to the host's. Returns the command and its environment.
+ */
+function inContainer(
+  container: Container,
+  name: string,
+  service: ComposeService,
+  volumes: Map<string, string>,
+  argv: string[],
+): { command: [string, ...string[]]; env: NodeJS.ProcessEnv } {
+  const { lab: l, withhold } = container;
+  expect(service.working_dir ?? CONTAINER_ROOT).toBe(CONTAINER_ROOT);
+  const paths = pathsOf(service, volumes);
+  const readOnlyDirs = mountsOf(service).flatMap((m) => (m.readOnly ? [volumes.get(m.volume)!] : []));
+  if (!l && readOnlyDirs.length > 0) throw new Error(`${name}: read-only volumes need the lab's mount namespaces`);
+  const command = [
+    ...(l ? [...l.wrap(name), ...readOnly(readOnlyDirs), ...capabilities(service, withhold)] : []),
+    ...argv.map((arg) => fromContainer(arg, paths)),
+  ] as [string, ...string[]];
+  const environment = Object.entries(environmentOf(service)).map(([k, v]) => [k, fromContainer(v, paths)]);
+  return { command, env: { ...process.env, ...Object.fromEntries(environment) } };
+}
+
 interface Exit {
   name: string;
   code: number | null;
@@ -251,34 +381,20 @@ const children = new Set<ChildProcess>();
 const volumeDirs = new Set<string>();
 let lab: Lab | undefined;
 
-/**
- * Run one service as its container would: in its namespace of the lab (without one, in this
- * one: only for a service that needs no network), its volumes mapped to `volumes`' directories.
- */
+/** Run one service as its container would (see inContainer), its volumes mapped to `volumes`' directories. */
 function startService(
-  l: Lab | undefined,
+  container: Container,
   name: string,
   service: ComposeService,
   volumes: Map<string, string>,
 ): RunningService {
-  expect(service.working_dir ?? CONTAINER_ROOT).toBe(CONTAINER_ROOT);
-  const paths = pathsOf(service, volumes);
-  const readOnlyDirs = mountsOf(service).flatMap((m) => (m.readOnly ? [volumes.get(m.volume)!] : []));
-  if (!l && readOnlyDirs.length > 0) throw new Error(`${name}: read-only volumes need the lab's mount namespaces`);
   const argv = [...argvOf(service.entrypoint, `${name}.entrypoint`), ...argvOf(service.command, `${name}.command`)];
-  const [command, ...args] = [
-    ...(l ? l.wrap(name) : []),
-    ...readOnly(readOnlyDirs),
-    ...argv.map((arg) => fromContainer(arg, paths)),
-  ] as [string, ...string[]];
-  const environment = Object.entries(environmentOf(service)).map(([k, v]) => [k, fromContainer(v, paths)]);
+  const {
+    command: [command, ...args],
+    env,
+  } = inContainer(container, name, service, volumes, argv);
   // Its own process group, so the kill below also takes whatever the entrypoint started.
-  const child = spawn(command, args, {
-    cwd: ROOT,
-    env: { ...process.env, ...Object.fromEntries(environment) },
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true,
-  });
+  const child = spawn(command, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   children.add(child);
   let stdout = '';
   let stderr = '';
@@ -286,6 +402,72 @@ function startService(
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const exited = new Promise<Exit>((resolve) => child.once('exit', (code, signal) => resolve({ name, code, signal })));
   return { name, child, stdout: () => stdout, stderr: () => stderr, exited, startedAt: performance.now() };
+}
+
+interface HealthResult {
+  /** The check's exit code (null: killed, e.g. after its timeout). */
+  code: number | null;
+  output: string;
+  ms: number;
+}
+
+/** Run service `name`'s healthcheck once, as Docker does in its container: killed after `timeout`. */
+async function runHealthcheck(
+  container: Container,
+  name: string,
+  service: ComposeService,
+  volumes: Map<string, string>,
+): Promise<HealthResult> {
+  const { timeoutMs } = healthTiming(service.healthcheck ?? {});
+  const {
+    command: [command, ...args],
+    env,
+  } = inContainer(container, name, service, volumes, healthcheckArgv(service, name));
+  const started = performance.now();
+  const child = spawn(command, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  children.add(child);
+  let output = '';
+  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const timer = setTimeout(() => signalGroup(child, 'SIGKILL'), timeoutMs);
+  const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+  clearTimeout(timer);
+  children.delete(child);
+  return { code, output: output.trim(), ms: performance.now() - started };
+}
+
+/**
+ * depends_on service_healthy: the healthcheck, run every start_interval from the service's start,
+ * must pass within its start_period (failures there do not count in Docker either); the service
+ * must not exit meanwhile.
+ */
+async function expectHealthy(
+  container: Container,
+  service: RunningService,
+  spec: ComposeService,
+  volumes: Map<string, string>,
+  logs: () => string,
+): Promise<HealthResult> {
+  const { startPeriodMs, startIntervalMs } = healthTiming(spec.healthcheck ?? {});
+  let exited: Exit | undefined;
+  void service.exited.then((exit) => (exited = exit));
+  const checks: string[] = [];
+  for (;;) {
+    const result = await runHealthcheck(container, service.name, spec, volumes);
+    const elapsed = performance.now() - service.startedAt;
+    if (result.code === 0) {
+      process.stdout.write(
+        `[compose] ${service.name} healthy ${(elapsed / 1000).toFixed(1)} s after its start ` +
+          `(${checks.length + 1} checks, the last ${result.ms.toFixed(0)} ms)\n`,
+      );
+      return result;
+    }
+    checks.push(`exit ${result.code} after ${result.ms.toFixed(0)} ms: ${result.output}`);
+    const why = `${service.name}'s healthcheck:\n${checks.join('\n')}\n${logs()}`;
+    expect(exited, `${service.name} exited before it was healthy; ${why}`).toBeUndefined();
+    expect(elapsed, `${service.name} not healthy within its start_period; ${why}`).toBeLessThan(startPeriodMs);
+    await new Promise((resolve) => setTimeout(resolve, startIntervalMs));
+  }
 }
 
 /** The first of `exits` to come, or `{name: 'timeout'}` after `ms`. */
@@ -319,16 +501,21 @@ function logsOf(services: Iterable<RunningService>): string {
   return [...services].map((s) => `--- ${s.name} stderr:\n${s.stderr()}\n--- stdout:\n${s.stdout()}`).join('\n');
 }
 
+/** Signal a child's whole process group (spawned detached), or the child alone if that fails. */
+function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-child.pid!, signal);
+  } catch {
+    child.kill(signal);
+  }
+}
+
 function killAll(): Promise<unknown> {
   const waits = [...children].map((child) => {
     children.delete(child);
     if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return undefined;
     const gone = new Promise((resolve) => child.once('exit', resolve));
-    try {
-      process.kill(-child.pid, 'SIGKILL');
-    } catch {
-      child.kill('SIGKILL');
-    }
+    signalGroup(child, 'SIGKILL');
     return gone;
   });
   return Promise.all(waits);
@@ -357,6 +544,32 @@ async function certificatesIn(dir: string): Promise<Record<string, { name: strin
   return Object.fromEntries(entries);
 }
 
+/**
+ * The packages a source file imports, statically or with import(), as TypeScript's own scanner
+ * finds them (comments and strings are not imports); and pino's transports, which it loads by name.
+ */
+function importedPackages(text: string): string[] {
+  const specifiers = [
+    ...ts.preProcessFile(text, true, true).importedFiles.map((file) => file.fileName),
+    ...[...text.matchAll(/\btarget:\s*['"]([^'"./][^'"]*)['"]/g)].map((match) => match[1]!),
+  ];
+  return specifiers
+    .filter((spec) => !spec.startsWith('.') && !spec.startsWith('/') && !isBuiltin(spec))
+    .map((spec) =>
+      spec
+        .split('/')
+        .slice(0, spec.startsWith('@') ? 2 : 1)
+        .join('/'),
+    );
+}
+
+/** Every .ts/.mjs/.js file under `dir` (relative to the repo), recursively. */
+function sourceFiles(dir: string): string[] {
+  return readdirSync(join(ROOT, dir), { recursive: true, encoding: 'utf8' })
+    .map((file) => join(ROOT, dir, file))
+    .filter((path) => /\.(ts|mjs|js)$/.test(path) && statSync(path).isFile());
+}
+
 /** Every file of a directory and its contents. */
 function snapshot(dir: string): Record<string, string> {
   return Object.fromEntries(readdirSync(dir).map((file) => [file, readFileSync(join(dir, file), 'utf8')]));
@@ -366,19 +579,43 @@ describe('docker-compose.yml', () => {
   const compose = loadCompose();
   const services = Object.keys(compose.services);
 
-  it('has a one-shot pki that the others wait for, dest, source and a one-shot migrate that depends on both', () => {
+  it('has a one-shot pki that the others wait for, dest, source and a one-shot migrate that waits for both to be healthy', () => {
     expect([...services].sort()).toEqual(['dest', 'migrate', 'pki', 'source']);
     const completed = { name: PKI_SERVICE, condition: 'service_completed_successfully' };
     for (const agent of AGENTS) expect(dependencies(compose.services[agent]!)).toEqual([completed]);
     expect(dependencies(compose.services.migrate!)).toEqual(
       expect.arrayContaining([
         completed,
-        { name: 'dest', condition: 'service_started' },
-        { name: 'source', condition: 'service_started' },
+        { name: 'dest', condition: 'service_healthy' },
+        { name: 'source', condition: 'service_healthy' },
       ]),
     );
     // `up --exit-code-from migrate` stops everything when any attached container exits: not pki's exit.
     expect(compose.services.pki!.attach).toBe(false);
+  });
+
+  it.each(AGENTS)('%s: a healthcheck that asks its own control port over mutual TLS as the viewer `health`', (name) => {
+    const service = compose.services[name]!;
+    const [shell, script] = healthcheckArgv(service, name).slice(1);
+    expect(shell).toBe('-c');
+    expect(script).toMatch(/^node \/app\/bin\/livemig\.mjs status /);
+    expect(script).toContain(`--pki /pki --name ${HEALTH}`);
+    expect(script).toContain(`--control wss://127.0.0.1:${controlPort(service)}`);
+    expect(script).toContain(`--agent-name ${flagOf(service, '--name')}`);
+    // Docker reserves exit code 2; livemig uses it for bad input.
+    expect(script).toMatch(/\|\| exit 1$/);
+    const timing = healthTiming(service.healthcheck!);
+    expect(timing.startIntervalMs).toBeLessThanOrEqual(timing.intervalMs);
+    expect(timing.timeoutMs).toBeLessThanOrEqual(timing.intervalMs);
+    expect(timing.startPeriodMs).toBeGreaterThanOrEqual(30_000);
+    expect(timing.retries).toBeGreaterThanOrEqual(1);
+  });
+
+  it('the one-shots have no healthcheck, nor has the image (it also runs them)', () => {
+    for (const name of services.filter((n) => !AGENTS.includes(n))) {
+      expect(compose.services[name]!.healthcheck, name).toBeUndefined();
+    }
+    expect(readFileSync(join(ROOT, 'Dockerfile'), 'utf8')).not.toMatch(/^HEALTHCHECK/m);
   });
 
   it.each(services)('%s: the entrypoint, a list command', (name) => {
@@ -391,10 +628,23 @@ describe('docker-compose.yml', () => {
     expect(argvOf(service.entrypoint, 'entrypoint')).toEqual(JSON.parse(entrypoint!));
   });
 
-  it.each(['dest', 'source', 'migrate'])('%s: NET_ADMIN, LINK_PROFILE', (name) => {
-    const service = compose.services[name]!;
-    expect(service.cap_add).toContain('NET_ADMIN');
-    expect(['lan', 'wan', 'constrained', 'none']).toContain(environmentOf(service).LINK_PROFILE);
+  it.each(['dest', 'source', 'migrate'])(
+    '%s: LINK_PROFILE from LIVEMIG_PROFILE, none by default; NET_ADMIN for when it is not',
+    (name) => {
+      expect(environmentOf(compose.services[name]!).LINK_PROFILE).toBe(
+        process.env.LIVEMIG_PROFILE ? process.env.LIVEMIG_PROFILE : 'none',
+      );
+      const service = loadCompose({ LIVEMIG_PROFILE: 'wan' }).services[name]!;
+      expect(environmentOf(service).LINK_PROFILE).toBe('wan');
+      expect(environmentOf(loadCompose({}).services[name]!).LINK_PROFILE).toBe('none');
+      expect(service.cap_add).toContain('NET_ADMIN');
+    },
+  );
+
+  it('the network is LIVEMIG_SUBNET, 10.77.0.0/24 by default', () => {
+    const subnet = (file: ComposeFile): unknown => file.networks?.default?.ipam?.config?.map((c) => c.subnet);
+    expect(subnet(loadCompose({}))).toEqual(['10.77.0.0/24']);
+    expect(subnet(loadCompose({ LIVEMIG_SUBNET: '172.31.7.0/24' }))).toEqual(['172.31.7.0/24']);
   });
 
   it('every service mounts the volume pki at /pki, read-only but in pki; pki leaves the network alone', () => {
@@ -435,24 +685,54 @@ describe('docker-compose.yml', () => {
     expect(environmentOf(overridden.services.source!).VM_MEMORY).toBe('64MiB');
   });
 
+  it('the image: a maintained Node LTS, production dependencies only, the tools the entrypoint and VM_NIC run', () => {
+    const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
+    const node = /^ARG NODE_VERSION=(\d+)\s*$/m.exec(dockerfile)?.[1];
+    expect(['22', '24'], 'ARG NODE_VERSION: an LTS line still maintained').toContain(node);
+    const bases = [...dockerfile.matchAll(/^FROM\s+(\S+)/gm)].map((m) => m[1]);
+    expect(bases).toEqual(['node:${NODE_VERSION}-bookworm', 'node:${NODE_VERSION}-bookworm-slim']);
+    expect(dockerfile).toMatch(/^RUN npm ci --omit=dev\b/m);
+    // tc and ip (shaping, macvlan), nft (loss), arping (the VM address's announcements).
+    const apt = /^.*apt-get install.*$/m.exec(dockerfile)?.[0].split(/\s+/) ?? [];
+    expect(apt).toEqual(expect.arrayContaining(['iproute2', 'nftables', 'iputils-arping']));
+  });
+
+  it('what the CLI and agents import at run time is in dependencies, so `npm ci --omit=dev` is enough', () => {
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
+      dependencies: Record<string, string>;
+      devDependencies: Record<string, string>;
+    };
+    const runtime = ['bin', 'cli', 'shared/src', 'agent/src', 'agent-source/src', 'agent-dest/src'];
+    const imported = new Map<string, string>();
+    for (const file of runtime.flatMap(sourceFiles)) {
+      for (const name of importedPackages(readFileSync(file, 'utf8'))) imported.set(name, file);
+    }
+    expect(imported.get('tsx'), 'bin/livemig.mjs loads the sources through tsx').toBeDefined();
+    const missing = [...imported]
+      .filter(([name]) => !name.startsWith('@livemig/') && !Object.hasOwn(pkg.dependencies, name))
+      .map(([name, file]) => `${name} (${file.slice(ROOT.length + 1)})`);
+    expect(missing, 'imported at run time but not in dependencies').toEqual([]);
+  });
+
   it('pki issues a CA and every --name the services use, with its role; run again, it issues only what is missing', async () => {
     const volumes = createVolumes(compose);
     const dir = volumes.get(PKI_VOLUME)!;
     const run = async (): Promise<void> => {
-      const pki = startService(undefined, PKI_SERVICE, compose.services.pki!, volumes);
+      const pki = startService({ lab: undefined, withhold: [] }, PKI_SERVICE, compose.services.pki!, volumes);
       await expectCompletedSuccessfully(pki, () => logsOf([pki]));
     };
     await run();
-    // Agents are agents, migrate an operator, and `admin` is there for people (the file's header).
+    // Agents are agents, migrate an operator, the healthchecks a viewer, and `admin` is there for people.
     const [dest, source, operator] = ['dest', 'source', 'migrate'].map((n) => flagOf(compose.services[n]!, '--name'));
     expect(await certificatesIn(dir)).toEqual({
       'ca.pem': { name: expect.stringMatching(/^livemig fleet CA/), role: null },
       [`${dest}.pem`]: { name: 'dest', role: 'agent' },
       [`${source}.pem`]: { name: 'source', role: 'agent' },
       [`${operator}.pem`]: { name: 'operator', role: 'operator' },
+      [`${HEALTH}.pem`]: { name: HEALTH, role: 'viewer' },
       [`${ADMIN}.pem`]: { name: ADMIN, role: 'admin' },
     });
-    for (const name of [...AGENTS, 'operator', ADMIN]) await loadPki(dir, name); // signed by the CA, key 0600
+    for (const name of [...AGENTS, 'operator', HEALTH, ADMIN]) await loadPki(dir, name); // signed by the CA, key 0600
 
     const before = snapshot(dir);
     await run();
@@ -469,36 +749,70 @@ describe('docker-compose.yml', () => {
   });
 });
 
-/** The scenarios: the file's defaults, and a kv VM with its own address (VM_NIC) on the compose network. */
-const SCENARIOS: [string, (l: Lab) => NodeJS.ProcessEnv][] = [
-  ['the default VM', () => ({})],
+interface Scenario {
+  /** The environment compose interpolates from, over process.env. */
+  env: (l: Lab) => NodeJS.ProcessEnv;
+  /** Capabilities the services do not get although cap_add asks for them. */
+  withhold: string[];
+}
+
+/**
+ * The scenarios: the file's defaults on a host that grants no NET_ADMIN (no shaping, no
+ * macvlan: nothing may need it), and a kv VM with its own address (VM_NIC) on the compose
+ * network, its links shaped (LIVEMIG_PROFILE, lan unless the environment names another).
+ */
+const SCENARIOS: [string, Scenario][] = [
+  ['the defaults, without NET_ADMIN', { env: () => ({ LIVEMIG_PROFILE: '' }), withhold: ['net_admin'] }],
   [
-    'a kv VM whose address follows it',
-    (l) => ({ VM_WORKLOAD: 'kv', VM_MEMORY: '64MiB', VM_NIC: `${l.vmAddress()}:7700` }),
+    'a kv VM whose address follows it, on shaped links',
+    {
+      env: (l) => ({
+        VM_WORKLOAD: 'kv',
+        VM_MEMORY: '64MiB',
+        VM_NIC: `${l.vmAddress()}:7700`,
+        LIVEMIG_PROFILE: process.env.LIVEMIG_PROFILE || 'lan',
+      }),
+      withhold: [],
+    },
   ],
 ];
 
 describeWhenAvailable('docker-compose.yml in network namespaces, one per service', labUnavailable(), () => {
   it.each(SCENARIOS)(
-    '%s: pki issues the certificates, dest and source start, migrate waits for them, migrates securely and prints a completed report',
+    '%s: pki issues the certificates, dest and source start and become healthy, migrate migrates securely and prints a completed report',
     async (_name, scenario) => {
       lab = Lab.create(Object.keys(loadCompose().services));
-      const env = scenario(lab);
+      const env = scenario.env(lab);
+      const container: Container = { lab, withhold: scenario.withhold };
       const compose = loadCompose({ ...process.env, ...env });
       const volumes = createVolumes(compose);
       const profile = environmentOf(compose.services.dest!).LINK_PROFILE;
-      process.stdout.write(`[compose] LINK_PROFILE=${profile} ${JSON.stringify(env)}\n`);
+      process.stdout.write(
+        `[compose] LINK_PROFILE=${profile} ${JSON.stringify(env)}, withheld capabilities: ${JSON.stringify(scenario.withhold)}\n`,
+      );
       const running = new Map<string, RunningService>();
       const logs = (): string => logsOf(running.values());
       const completed = new Set<string>();
+      const healthy = new Set<string>();
       for (const name of startOrder(compose)) {
         const service = compose.services[name]!;
         for (const dep of dependencies(service)) {
-          if (dep.condition !== 'service_completed_successfully' || completed.has(dep.name)) continue;
-          await expectCompletedSuccessfully(running.get(dep.name)!, logs);
-          completed.add(dep.name);
+          if (dep.condition === 'service_completed_successfully' && !completed.has(dep.name)) {
+            await expectCompletedSuccessfully(running.get(dep.name)!, logs);
+            completed.add(dep.name);
+          }
+          if (dep.condition === 'service_healthy' && !healthy.has(dep.name)) {
+            await expectHealthy(container, running.get(dep.name)!, compose.services[dep.name]!, volumes, logs);
+            healthy.add(dep.name);
+          }
         }
-        running.set(name, startService(lab, name, service, volumes));
+        if (service.healthcheck) {
+          // Its certificate is there (pki completed), but nothing listens yet: unhealthy.
+          const before = await runHealthcheck(container, name, service, volumes);
+          expect(before.code, `${name}'s healthcheck before it starts: ${before.output}`).toBe(1);
+          expect(before.output).toMatch(/ERR_CONNECTION/);
+        }
+        running.set(name, startService(container, name, service, volumes));
       }
       const migrate = running.get('migrate')!;
 
@@ -558,9 +872,27 @@ describeWhenAvailable('docker-compose.yml in network namespaces, one per service
       }
       for (const agent of AGENTS) expect(running.get(agent)!.child.exitCode, `${agent} still runs`).toBeNull();
       // The entrypoint shaped every namespace's eth0 before the command started (pki's excepted: LINK_PROFILE none).
-      if (profile !== 'none') {
-        for (const name of [...AGENTS, 'migrate']) expect(running.get(name)!.stderr(), name).toMatch(/lab shape: eth0/);
+      for (const name of [...AGENTS, 'migrate']) {
+        const shaped = expect(running.get(name)!.stderr(), name);
+        if (profile === 'none') shaped.not.toMatch(/lab shape/);
+        else shaped.toMatch(/lab shape: eth0/);
+      }
+
+      // Both agents are still healthy with the VM moved; stopped (docker compose stop: SIGTERM), unhealthy.
+      for (const agent of AGENTS) {
+        const service = compose.services[agent]!;
+        const after = await runHealthcheck(container, agent, service, volumes);
+        expect(after.code, `${agent}'s healthcheck after the migration: ${after.output}`).toBe(0);
+        expect(after.output).toContain(report.vm.name);
+        const { child, exited } = running.get(agent)!;
+        signalGroup(child, 'SIGTERM');
+        const exit = await firstExit([exited], 10_000);
+        expect(exit.name, `${agent} stops on SIGTERM\n${logs()}`).toBe(agent);
+        const stopped = await runHealthcheck(container, agent, service, volumes);
+        expect(stopped.code, `${agent}'s healthcheck once it stopped: ${stopped.output}`).toBe(1);
+        expect(stopped.output).toMatch(/ERR_CONNECTION/);
       }
     },
+    SCENARIO_TIMEOUT_MS,
   );
 });
