@@ -112,6 +112,7 @@ export class OutgoingMigrations {
         params: resolved,
         ticket: security.ticket ?? '',
         ...(pki ? { sourceName: pki.identity.name } : {}),
+        agentName: pki?.identity.name ?? agentId,
         operator: security.operator ?? null,
       },
     );

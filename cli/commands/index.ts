@@ -4,6 +4,7 @@ import { registerAgentCommand } from './agent.ts';
 import { registerAuditCommand } from './audit.ts';
 import { registerDemoCommand } from './demo.ts';
 import { registerDestCommand } from './dest.ts';
+import { registerEventsCommand } from './events.ts';
 import { registerLabCommand } from './lab.ts';
 import { registerMigrateCommand } from './migrate.ts';
 import { registerPkiCommand } from './pki.ts';
@@ -19,6 +20,7 @@ export const COMMANDS: ReadonlyArray<(program: Command) => void> = [
   registerMigrateCommand,
   registerPrepareIncomingCommand,
   registerStatusCommand,
+  registerEventsCommand,
   registerStopContCommands,
   registerAgentCommand,
   registerSourceCommand,

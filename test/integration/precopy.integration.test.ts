@@ -301,6 +301,12 @@ describe('livemig migrate --json', () => {
     const validate = new Ajv({ strict: false }).compile(REPORT_JSON_SCHEMA);
     expect(validate(report), JSON.stringify(validate.errors)).toBe(true);
     expectCompleted(report);
+    // Which migration, between whom, when: the agents' certificate names, the source's clock.
+    expect(report.migrationId).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+    expect(report.record?.record.migrationId).toBe(report.migrationId);
+    expect(report.agents).toEqual({ source: source.name, dest: dest.name });
+    const span = Date.parse(report.times.endedAt) - Date.parse(report.times.startedAt);
+    expect(Math.abs(span - report.times.totalMs)).toBeLessThan(50);
   });
 
   it('rejects bad flags with exit status 2 and the reason', async () => {

@@ -18,6 +18,8 @@ export function buildReport(
   const downtimeMs = s.downtimeMs;
   return {
     schema: REPORT_SCHEMA,
+    migrationId: ctx.id,
+    agents: { source: ctx.agentName, dest: ctx.destAgentName },
     mode: params.mode,
     outcome,
     error: error ? error.toJSON() : null,
@@ -30,6 +32,8 @@ export function buildReport(
       seed: vm.spec.seed,
     },
     times: {
+      startedAt: new Date(performance.timeOrigin + s.startedAt).toISOString(),
+      endedAt: new Date().toISOString(),
       totalMs: s.elapsedMs,
       downtimeMs,
       ...(downtimeMs === null ? { downtimeNote: downtimeNote(ctx) } : {}),

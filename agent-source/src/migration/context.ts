@@ -40,6 +40,8 @@ export interface OutgoingOptions {
   ticket?: string;
   /** This agent's certificate name, when it speaks mutual TLS (for the report). */
   sourceName?: string;
+  /** This agent's name for the report: its certificate name, else its agent id. */
+  agentName: string;
   /** Who asked for the migration (the verified control caller), for the record. @default null */
   operator?: RecordOperator | null;
 }
@@ -63,6 +65,9 @@ export class MigrationContext {
   readonly params: ResolvedMigrateParams;
   readonly ticket: string;
   readonly sourceName: string | undefined;
+  readonly agentName: string;
+  /** The destination's name (certificate, else handshake agent id), once connected. */
+  destAgentName: string | null = null;
   readonly hosted: HostedVm;
   readonly vm: ToyVm;
   readonly logger: Logger;
@@ -107,6 +112,7 @@ export class MigrationContext {
     this.params = options.params;
     this.ticket = options.ticket ?? '';
     this.sourceName = options.sourceName;
+    this.agentName = options.agentName;
     this.hosted = components.hosted;
     this.vm = components.hosted.vm;
     this.logger = components.logger;

@@ -36,6 +36,8 @@ export class ControlClient {
   readonly #socket: WebSocket;
   readonly #pending = new Map<number, Pending>();
   readonly #events = new EventEmitter();
+  /** Not on #events: an agent's event may carry any name. */
+  readonly #closeListeners: Array<(error: MigrationError) => void> = [];
   #nextId = 1;
   #closedError: MigrationError | undefined;
   /** The name on the agent's verified certificate (wss), null on ws. */
@@ -141,6 +143,15 @@ export class ControlClient {
     return () => this.#events.off(event, wrapped);
   }
 
+  /**
+   * Called once when the connection ends for any reason (the agent stopped, the network, or
+   * close()), with why — at once if it has already ended.
+   */
+  onClose(listener: (error: MigrationError) => void): void {
+    if (this.#closedError) listener(this.#closedError);
+    else this.#closeListeners.push(listener);
+  }
+
   close(): void {
     this.#socket.close();
   }
@@ -172,6 +183,7 @@ export class ControlClient {
     this.#closedError ??= error;
     for (const pending of this.#pending.values()) pending.reject(error);
     this.#pending.clear();
+    for (const listener of this.#closeListeners.splice(0)) listener(this.#closedError);
   }
 }
 

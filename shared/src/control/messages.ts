@@ -127,6 +127,14 @@ export interface ControlEvents {
 
 export type EventName = keyof ControlEvents;
 
+/** Every event name, for clients that follow them all (`livemig events`); the type keeps it complete. */
+export const EVENT_NAMES = Object.keys({
+  MIGRATION: true,
+  MIGRATION_PASS: true,
+  MIGRATION_REPORT: true,
+  VM_STATE: true,
+} satisfies Record<EventName, true>) as EventName[];
+
 export interface ControlRequest {
   id: number;
   command: string;

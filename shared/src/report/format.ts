@@ -36,6 +36,9 @@ export function formatReport(report: MigrationReport): string {
   const title = `livemig ${report.mode} migration: ${report.outcome.toUpperCase()}`;
   lines.push(title, '='.repeat(title.length));
   if (report.error) field('error', `${report.error.code}: ${report.error.message}`);
+  field('migration', report.migrationId);
+  field('agents', `${report.agents.source} → ${report.agents.dest ?? '(never reached)'}`);
+  field('when', `${report.times.startedAt} → ${report.times.endedAt}`);
   field(
     'vm',
     `${report.vm.name ? `${report.vm.name}, ` : ''}${formatBytes(report.vm.memoryBytes)}, workload ${report.vm.workload}`,

@@ -6,12 +6,16 @@ import { MIGRATION_MODES } from '../protocol/message-types.ts';
 
 const num = { type: 'number' } as const;
 const str = { type: 'string' } as const;
+/** An instant as Date.toISOString() writes it (UTC). */
+const ISO_TIME = { type: 'string', pattern: '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}\\.\\d{3}Z$' } as const;
 
 export const REPORT_JSON_SCHEMA = {
   $id: 'https://livemig.invalid/schemas/report-1.json',
   type: 'object',
   required: [
     'schema',
+    'migrationId',
+    'agents',
     'mode',
     'outcome',
     'error',
@@ -26,6 +30,12 @@ export const REPORT_JSON_SCHEMA = {
   ],
   properties: {
     schema: { const: 'livemig.report/1' },
+    migrationId: str,
+    agents: {
+      type: 'object',
+      required: ['source', 'dest'],
+      properties: { source: str, dest: { type: ['string', 'null'] } },
+    },
     mode: { enum: MIGRATION_MODES },
     outcome: { enum: ['completed', 'failed', 'cancelled'] },
     error: {
@@ -41,8 +51,15 @@ export const REPORT_JSON_SCHEMA = {
     },
     times: {
       type: 'object',
-      required: ['totalMs', 'downtimeMs', 'setupMs'],
-      properties: { totalMs: num, downtimeMs: { type: ['number', 'null'] }, setupMs: num, downtimeNote: str },
+      required: ['startedAt', 'endedAt', 'totalMs', 'downtimeMs', 'setupMs'],
+      properties: {
+        startedAt: ISO_TIME,
+        endedAt: ISO_TIME,
+        totalMs: num,
+        downtimeMs: { type: ['number', 'null'] },
+        setupMs: num,
+        downtimeNote: str,
+      },
     },
     bytes: { type: 'object', required: ['wire', 'pagePayload'], properties: { wire: num, pagePayload: num } },
     pages: {

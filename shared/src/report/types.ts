@@ -107,11 +107,22 @@ export interface SecurityReport {
 
 export interface MigrationReport {
   schema: typeof REPORT_SCHEMA;
+  /** The migration's id (as `migrate` returned it, in the agents' logs and audit records). */
+  migrationId: string;
+  /**
+   * The agents by name: the certificate names on a secure agent, else the agent ids of the
+   * handshake. `dest` is null when no connection to the destination was ever made.
+   */
+  agents: { source: string; dest: string | null };
   mode: MigrationMode;
   outcome: MigrationOutcome;
   error: null | { code: string; message: string };
   vm: { name?: string; memoryBytes: number; pageSize: number; workload: string; init?: string; seed?: number };
   times: {
+    /** When the migrate command started it, ISO 8601 (UTC), the source's clock. */
+    startedAt: string;
+    /** When it ended (the report was made), ISO 8601 (UTC), the source's clock. */
+    endedAt: string;
     totalMs: number;
     /**
      * Source vCPU pause → destination vCPU resume (see docs: how it is measured). null when

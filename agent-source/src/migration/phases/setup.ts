@@ -52,6 +52,7 @@ export async function setupPhase(ctx: MigrationContext): Promise<void> {
   const channel = await ctx.channels.openMain();
   ctx.security = securityOf(ctx, channel.peer);
   ctx.destParty = channel.peer ? { name: channel.peer.name, fingerprint: channel.peer.fingerprint } : null;
+  ctx.destAgentName = channel.peer?.name ?? channel.remoteAgentId;
   const missing = MODE_NEEDS[ctx.mode].filter((c) => !channel.capabilities.has(c));
   if (missing.length) {
     throw new MigrationError(
