@@ -3,7 +3,7 @@
  * the guest-memory budget, the limits on connections in their handshake and on incoming
  * migrations, and the handshake and setup deadlines. Defaults and checks are admission.ts's.
  */
-import { InvalidArgumentError, Option, type Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { totalmem } from 'node:os';
 import {
   DEFAULT_HANDSHAKE_TIMEOUT_MS,
@@ -12,10 +12,9 @@ import {
   DEFAULT_SETUP_TIMEOUT_MS,
   defaultGuestMemoryBudget,
   formatBytes,
-  parseSize,
   type AvailabilityLimits,
 } from '@livemig/shared';
-import { durationFlag, flag, positiveIntFlag } from './options.ts';
+import { durationFlag, positiveIntFlag, sizeFlag } from './options.ts';
 
 export interface AvailabilityFlags {
   maxGuestMemory?: number;
@@ -24,12 +23,6 @@ export interface AvailabilityFlags {
   handshakeTimeout: number;
   setupTimeout: number;
 }
-
-const sizeFlag = flag((text) => {
-  const bytes = parseSize(text);
-  if (!(bytes > 0)) throw new InvalidArgumentError(`size must be > 0, got "${text}"`);
-  return bytes;
-});
 
 /** Add the availability flags to an agent command. */
 export function addAvailabilityOptions(command: Command): Command {
@@ -67,7 +60,7 @@ export function addAvailabilityOptions(command: Command): Command {
         "a data connection's deadline from accept to its handshake and first message (Setup or Attach), " +
           'closed past it; heartbeats do not extend it',
         durationFlag,
-      ).default(DEFAULT_HANDSHAKE_TIMEOUT_MS, `${DEFAULT_HANDSHAKE_TIMEOUT_MS / 1000}s`),
+      ).default(DEFAULT_HANDSHAKE_TIMEOUT_MS),
     )
     .addOption(
       option(
@@ -75,7 +68,7 @@ export function addAvailabilityOptions(command: Command): Command {
         "an incoming migration's deadline from SetupDone (its VM built here) to its first page; past it the half-built VM is " +
           'discarded (ERR_TIMEOUT); heartbeats do not extend it',
         durationFlag,
-      ).default(DEFAULT_SETUP_TIMEOUT_MS, `${DEFAULT_SETUP_TIMEOUT_MS / 1000}s`),
+      ).default(DEFAULT_SETUP_TIMEOUT_MS),
     );
 }
 

@@ -1,5 +1,9 @@
-/** Option parsers shared by the CLI commands: each turns a flag's text into a checked value. */
-import { InvalidArgumentError } from 'commander';
+/**
+ * Option parsers shared by the CLI commands: each turns a flag's text into a checked value as
+ * commander parses the command line, or throws a coded MigrationError. They need not name their
+ * flag: usage.ts prefixes it and makes every such error `livemig: ERR_CODE: --flag: …`, exit 2.
+ * Parsers of quantities say how to show their defaults in --help with units (defaultDescription).
+ */
 import type { MigrateParams } from '@livemig/shared/control';
 import {
   isKnownCapability,
@@ -8,55 +12,147 @@ import {
   type Capability,
   type MigrationMode,
 } from '@livemig/shared/protocol';
-import { isMigrationError, parseDuration, parseRate } from '@livemig/shared';
-import { LOG_LEVELS } from '@livemig/shared';
+import {
+  formatHostPort,
+  LOG_LEVELS,
+  MigrationError,
+  parseDuration,
+  parseHostPort,
+  parseRate,
+  parseSize,
+  type ErrorCode,
+} from '@livemig/shared';
 
-/** Wrap a parser so commander reports its MigrationError as a usage error for that flag. */
-export function flag<T>(parse: (text: string) => T): (text: string) => T {
-  return (text) => {
-    try {
-      return parse(text);
-    } catch (error) {
-      throw new InvalidArgumentError(isMigrationError(error) ? error.message : String(error));
-    }
-  };
+/** An option parser: the flag's text → a checked value (throws a coded MigrationError). */
+export type FlagParser<T> = (text: string) => T;
+
+/** Types a text parser as an option parser (the text's type is inferred at the call site). */
+export function flag<T>(parse: FlagParser<T>): FlagParser<T> {
+  return parse;
 }
 
-export const durationFlag = flag((text) => {
-  const ms = parseDuration(text);
-  if (!(ms > 0)) throw new InvalidArgumentError(`duration must be > 0, got "${text}"`);
-  return ms;
-});
+/** How --help shows the default of an option whose parser yields a quantity, by parser. */
+const DEFAULT_FORMATS = new WeakMap<FlagParser<unknown>, (value: number) => string>();
 
-export const rateFlag = flag((text) => {
-  const bps = parseRate(text);
-  if (!(bps > 0)) throw new InvalidArgumentError(`rate must be > 0, got "${text}"`);
-  return bps;
-});
+/** A parser of a quantity, whose default --help shows with `format` (e.g. 300 → "300 ms"). */
+function quantityFlag(parse: FlagParser<number>, format: (value: number) => string): FlagParser<number> {
+  DEFAULT_FORMATS.set(parse, format);
+  return parse;
+}
+
+/** The --help text of a numeric default given to `parse`, with its unit; undefined if none applies. */
+export function defaultDescription(parse: FlagParser<unknown> | undefined, value: unknown): string | undefined {
+  const format = parse && DEFAULT_FORMATS.get(parse);
+  return format && typeof value === 'number' ? format(value) : undefined;
+}
+
+/** `value` in the largest of `units` that divides it exactly: 300 → "300 ms", 2^30 → "1 GiB". */
+function inUnits(value: number, units: ReadonlyArray<readonly [name: string, factor: number]>): string {
+  const [name, factor] = units.find(([, f]) => value >= f && value % f === 0) ?? units[units.length - 1]!;
+  return `${value / factor} ${name}`;
+}
+
+const DURATION_UNITS = [
+  ['s', 1000],
+  ['ms', 1],
+] as const;
+const SIZE_UNITS = [
+  ['GiB', 1024 ** 3],
+  ['MiB', 1024 ** 2],
+  ['KiB', 1024],
+  ['B', 1],
+] as const;
+const RATE_UNITS = [
+  ['gbit', 1e9 / 8],
+  ['mbit', 1e6 / 8],
+  ['B/s', 1],
+] as const;
+const asDuration = (ms: number): string => inUnits(ms, DURATION_UNITS);
+const asSize = (bytes: number): string => inUnits(bytes, SIZE_UNITS);
+const asRate = (bps: number): string => inUnits(bps, RATE_UNITS);
+
+/** A duration in ms; a bare number is ms. 0 allowed. */
+export const anyDurationFlag = quantityFlag((text) => parseDuration(text), asDuration);
+
+/** A quantity > 0 read by `parse`, shown by `show`; ERR `code` when it is not > 0. */
+function positiveQuantity(
+  what: string,
+  code: ErrorCode,
+  parse: (text: string) => number,
+  show: (value: number) => string,
+): FlagParser<number> {
+  return quantityFlag((text) => {
+    const value = parse(text);
+    if (!(value > 0)) throw new MigrationError(code, `${what} must be > 0, got "${text}"`);
+    return value;
+  }, show);
+}
+
+/** A duration > 0 in ms. */
+export const durationFlag = positiveQuantity('duration', 'ERR_INVALID_DURATION', parseDuration, asDuration);
+
+/** A size > 0 in bytes. */
+export const sizeFlag = positiveQuantity('size', 'ERR_INVALID_SIZE', parseSize, asSize);
+
+/** A size that --help shows with units, checked by `parse` (e.g. a VM's memory). */
+export function sizeFlagOf(parse: FlagParser<number>): FlagParser<number> {
+  return quantityFlag(parse, asSize);
+}
+
+/** A rate > 0 in bytes per second. */
+export const rateFlag = positiveQuantity('rate', 'ERR_INVALID_RATE', parseRate, asRate);
 
 export const positiveIntFlag = flag((text) => {
-  const value = Number(text);
-  if (!Number.isSafeInteger(value) || value < 1)
-    throw new InvalidArgumentError(`expected a whole number ≥ 1, got "${text}"`);
+  const value = /^\s*\d+\s*$/.test(text) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(value) || value < 1) {
+    throw new MigrationError('ERR_INVALID_ARGUMENT', `expected a whole number ≥ 1, got "${text}"`);
+  }
   return value;
 });
 
-export const logLevelFlag = flag((text) => {
-  if (!(LOG_LEVELS as readonly string[]).includes(text)) {
-    throw new InvalidArgumentError(`log level must be one of ${LOG_LEVELS.join(', ')}`);
-  }
-  return text as (typeof LOG_LEVELS)[number];
-});
+/** One of `values` (the flag's choices). */
+export function oneOf<T extends string>(values: readonly T[]): FlagParser<T> {
+  return (text) => {
+    if (!(values as readonly string[]).includes(text)) {
+      throw new MigrationError('ERR_INVALID_ARGUMENT', `expected one of ${values.join(', ')}, got "${text}"`);
+    }
+    return text as T;
+  };
+}
+
+export const logLevelFlag = oneOf(LOG_LEVELS);
 
 /** The migration modes, from the one list of them (the protocol's). */
 export const MODES = MIGRATION_MODES;
 export type ModeName = MigrationMode;
 
-export const modeFlag = flag((text) => {
-  if (!(MODES as readonly string[]).includes(text)) {
-    throw new InvalidArgumentError(`mode must be one of ${MODES.join(', ')}`);
+export const modeFlag = oneOf(MODES);
+
+/** HOST:PORT, canonical ("[::1]:7070" for IPv6). */
+export const hostPortFlag = flag((text) => formatHostPort(parseHostPort(text)));
+
+/**
+ * An agent's control URL: ws://HOST:PORT or wss://HOST:PORT, or HOST:PORT (ws:// then, wss://
+ * with --pki), returned as given. Whether the host resolves is the connection's business
+ * (ERR_CONNECTION, exit 1: `--wait` rides it out while a container's name is not in DNS yet).
+ */
+export const controlUrlFlag = flag((text) => {
+  let url: URL | undefined;
+  try {
+    // As ControlClient.connect reads it: no ws:// or wss:// in front means ws://.
+    url = new URL(/^wss?:\/\//.test(text) ? text : `ws://${text}`);
+  } catch {
+    url = undefined;
   }
-  return text as ModeName;
+  const plain =
+    url && url.hostname !== '' && ['', '/'].includes(url.pathname) && !url.search && !url.hash && !url.username;
+  if (!plain) {
+    throw new MigrationError(
+      'ERR_INVALID_ARGUMENT',
+      `bad control URL "${text}": expected ws://HOST:PORT, wss://HOST:PORT or HOST:PORT, e.g. ws://127.0.0.1:7171`,
+    );
+  }
+  return text;
 });
 
 /** A comma-separated list of known capabilities ("" = none). */
@@ -67,7 +163,8 @@ export const capabilitiesFlag = flag((text) => {
     .filter((name) => name !== '');
   const unknown = names.filter((name) => !isKnownCapability(name));
   if (unknown.length) {
-    throw new InvalidArgumentError(
+    throw new MigrationError(
+      'ERR_INVALID_ARGUMENT',
       `unknown capability ${unknown.join(', ')}: known are ${Object.keys(KNOWN_CAPABILITIES).join(', ')}`,
     );
   }

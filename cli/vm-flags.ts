@@ -1,28 +1,53 @@
 /**
  * The flags that describe a VM — --memory, --init, --workload, --seed, --nic — shared by `livemig vm`
- * and `livemig demo`, and their one parser into a checked VmSpec.
+ * and `livemig demo`, and their one parser into a checked VmSpec. Each flag is checked on its own
+ * as it is parsed (so a bad one is reported as itself, first); specFromFlags checks them together
+ * (a workload's sizes against --memory, a NIC only for a workload that drives one).
  */
 import type { Command } from 'commander';
 import { MigrationError } from '@livemig/shared';
-import { parseVmSpec, type VmSpec } from '@livemig/shared/vm';
+import {
+  DEFAULT_SEED,
+  MAX_MEMORY_BYTES,
+  parseInitSpec,
+  parseNicAddress,
+  parseVmSpec,
+  parseWorkloadSpec,
+  type VmSpec,
+} from '@livemig/shared/vm';
+import { flag, sizeFlagOf } from './options.ts';
 
-/** The flags `vm` and `demo` share. */
+/** The flags `vm` and `demo` share, parsed. */
 export interface VmFlags {
-  memory: string;
+  memory: number;
   init: string;
   workload: string;
-  seed: string;
+  seed: number;
   nic?: string;
 }
 
 /** Parses --seed: a whole number in [0, 2^32). */
-export function parseSeedFlag(text: string): number {
+export const seedFlag = flag((text) => {
   const seed = /^\d+$/.test(text.trim()) ? Number(text) : NaN;
   if (!Number.isSafeInteger(seed) || seed > 0xffffffff) {
     throw new MigrationError('ERR_INVALID_ARGUMENT', `--seed must be a whole number in 0..4294967295, got "${text}"`);
   }
   return seed;
-}
+});
+
+/** --memory: a VM's memory size in bytes, 1MiB..16GiB, a multiple of 4KiB. */
+const memoryFlag = sizeFlagOf((text) => parseVmSpec({ memory: text }).memoryBytes);
+
+const initFlag = flag((text) => {
+  parseInitSpec(text);
+  return text;
+});
+
+/** --workload: its syntax and parameters (sizes within the largest VM; specFromFlags checks --memory). */
+const workloadFlag = flag((text) => {
+  parseWorkloadSpec(text, MAX_MEMORY_BYTES);
+  return text;
+});
 
 /** Add --memory, --init, --workload and --seed, with a command's own defaults. */
 export function addVmSpecOptions(
@@ -30,13 +55,19 @@ export function addVmSpecOptions(
   defaults: { memory: string; init: string; workload: string },
 ): Command {
   return command
-    .option('--memory <size>', 'guest memory, 1MiB..16GiB, a multiple of 4KiB', defaults.memory)
-    .option('--init <spec>', 'initial memory: zero | random | mixed:<fraction of zero pages>', defaults.init)
-    .option('--workload <spec>', 'workload spec, e.g. hotset:wss=64MiB,rate=20000 (see below)', defaults.workload)
-    .option('--seed <n>', 'seed of the initial memory and the workload', '1')
+    .option('--memory <size>', 'guest memory, 1MiB..16GiB, a multiple of 4KiB', memoryFlag, memoryFlag(defaults.memory))
+    .option('--init <spec>', 'initial memory: zero | random | mixed:<fraction of zero pages>', initFlag, defaults.init)
+    .option(
+      '--workload <spec>',
+      'workload spec, e.g. hotset:wss=64MiB,rate=20000 (see below)',
+      workloadFlag,
+      defaults.workload,
+    )
+    .option('--seed <n>', 'seed of the initial memory and the workload', seedFlag, DEFAULT_SEED)
     .option(
       '--nic <ip:port>',
       "the VM's network address (kv workload): its service answers there, and the address moves with the VM",
+      flag(parseNicAddress),
     );
 }
 
@@ -46,7 +77,7 @@ export function specFromFlags(flags: VmFlags): VmSpec {
     memory: flags.memory,
     init: flags.init,
     workload: flags.workload,
-    seed: parseSeedFlag(flags.seed),
+    seed: flags.seed,
     nic: flags.nic ?? null,
   });
 }

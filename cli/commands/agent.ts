@@ -16,7 +16,7 @@ import {
 } from '../agent-options.ts';
 import { DEFAULT_MAX_CLIENTS, DEFAULT_RATE_LIMIT } from '@livemig/shared/control';
 import { KNOWN_CAPABILITIES, type Capability } from '@livemig/shared/protocol';
-import { capabilitiesFlag, positiveIntFlag } from '../options.ts';
+import { capabilitiesFlag, hostPortFlag, positiveIntFlag } from '../options.ts';
 import { addSecurityOptions, credentialsFromFlags, type SecurityFlags } from '../security-flags.ts';
 import { addAuditOptions, auditFromFlags, type AuditFlags } from '../audit-flags.ts';
 import { addAvailabilityOptions, availabilityFromFlags, type AvailabilityFlags } from '../availability-flags.ts';
@@ -64,12 +64,22 @@ export function registerAgentCommand(program: Command): void {
 export function addAgentCommand(program: Command, variant: AgentCommandVariant): Command {
   const command = program.command(variant.name).description(variant.description);
   if (variant.listen === undefined) {
-    command.option('--listen <host:port>', 'also accept migrations on this data port (default: none)');
+    command.option('--listen <host:port>', 'also accept migrations on this data port (default: none)', hostPortFlag);
   } else {
-    command.option('--listen <host:port>', 'data port migrations arrive on; 127.0.0.1 only by default', variant.listen);
+    command.option(
+      '--listen <host:port>',
+      'data port migrations arrive on; 127.0.0.1 only by default',
+      hostPortFlag,
+      variant.listen,
+    );
   }
   command
-    .option('--control <host:port>', 'control API address (ws); 127.0.0.1 only by default', variant.control)
+    .option(
+      '--control <host:port>',
+      'control API address (ws); 127.0.0.1 only by default',
+      hostPortFlag,
+      variant.control,
+    )
     .option('--vm <name>', 'boot a VM with this name at start (else create VMs through the control API)');
   command.option(
     '--allow-origin <origin>',

@@ -9,7 +9,7 @@
 import type { Command } from 'commander';
 import dgram from 'node:dgram';
 import { join } from 'node:path';
-import { formatDuration, MigrationError, parseDuration, parseHostPort } from '@livemig/shared';
+import { formatDuration, MigrationError, parseHostPort } from '@livemig/shared';
 import { ControlClient } from '@livemig/shared/control';
 import { formatReport, type MigrationReport } from '@livemig/shared/report';
 import { workloadHelp, type VmSpec } from '@livemig/shared/vm';
@@ -18,7 +18,7 @@ import { networkSection, startProbe } from '../probe/during.ts';
 import { withAgentPair } from '../agent-process.ts';
 import { withThrowawayPki } from '../throwaway-pki.ts';
 import { followMigration } from '../follow-migration.ts';
-import { durationFlag, flag, migrateParams, type MigrateFlags, type ModeName } from '../options.ts';
+import { anyDurationFlag, durationFlag, migrateParams, type MigrateFlags, type ModeName } from '../options.ts';
 import { addVmSpecOptions, specFromFlags, type VmFlags } from '../vm-flags.ts';
 import { addMigrationKnobs } from '../migrate-flags.ts';
 
@@ -43,7 +43,7 @@ export function registerDemoCommand(program: Command): void {
     .option(
       '--run-after <duration>',
       'how long the VM runs at the destination before the oracle check',
-      flag(parseDuration),
+      anyDurationFlag,
       1000,
     )
     .option(

@@ -9,12 +9,20 @@
  * together): only failures from before anything was sent, so a retry can never hide a real one.
  */
 import type { Command } from 'commander';
-import { formatHostPort, isMigrationError, MigrationError, parseHostPort, type ErrorCode } from '@livemig/shared';
+import { isMigrationError, MigrationError, parseHostPort, type ErrorCode } from '@livemig/shared';
 import type { ControlClient } from '@livemig/shared/control';
 import { formatReport, type MigrationReport } from '@livemig/shared/report';
 import { followMigration } from '../follow-migration.ts';
 import { networkSection, startProbe, type RunningProbe } from '../probe/during.ts';
-import { durationFlag, flag, migrateParams, type MigrateFlags, type ModeName } from '../options.ts';
+import {
+  anyDurationFlag,
+  controlUrlFlag,
+  durationFlag,
+  hostPortFlag,
+  migrateParams,
+  type MigrateFlags,
+  type ModeName,
+} from '../options.ts';
 import { addMigrationKnobs } from '../migrate-flags.ts';
 import { addClientSecurityOptions, connectControl, type SecurityFlags } from '../security-flags.ts';
 
@@ -37,13 +45,14 @@ export function registerMigrateCommand(program: Command): void {
   const command = program
     .command('migrate')
     .description('Migrate a running VM from the agent that hosts it to another agent, then print the report.')
-    .option('--control <url>', 'control URL of the agent that hosts the VM (the source)', 'ws://127.0.0.1:7171')
-    .option('--vm <name>', 'the VM to migrate (see `livemig status`)')
     .option(
-      '--to <host:port>',
-      "the destination: the other agent's data address (its --listen)",
-      flag((text) => formatHostPort(parseHostPort(text, '--to'))),
-    );
+      '--control <url>',
+      'control URL of the agent that hosts the VM (the source)',
+      controlUrlFlag,
+      'ws://127.0.0.1:7171',
+    )
+    .option('--vm <name>', 'the VM to migrate (see `livemig status`)')
+    .option('--to <host:port>', "the destination: the other agent's data address (its --listen)", hostPortFlag);
   addMigrationKnobs(command)
     .option(
       '--recovery-timeout <duration>',
@@ -55,13 +64,14 @@ export function registerMigrateCommand(program: Command): void {
       '--probe [ip:port]',
       "probe the VM's kv service during the migration (default: the VM's NIC address): the report gets network " +
         'downtime, lost replies and lost writes',
+      hostPortFlag,
     )
     .option('--probe-interval <duration>', 'time between probe requests', durationFlag, 1)
     .option('--json', 'print exactly one JSON report (schema livemig.report/1) on stdout')
     .option(
       '--wait <duration>',
       'keep retrying this long while the source agent, its VM or the destination is not up yet, e.g. 60s',
-      durationFlag,
+      anyDurationFlag,
       0,
     )
     .option(
@@ -73,6 +83,7 @@ export function registerMigrateCommand(program: Command): void {
       '--dest-control <url>',
       "secure agents: the destination's control URL — ask it for a ticket (prepare-incoming, as the source's " +
         "certificate name), learn its certificate name, then migrate: libvirt's Prepare → Perform in one command",
+      controlUrlFlag,
     )
     .addHelpText(
       'after',
@@ -129,7 +140,7 @@ export function registerMigrateCommand(program: Command): void {
   const startPostcopy = program
     .command('migrate-start-postcopy')
     .description('Switch a running hybrid migration to post-copy now, mid-round if need be (as QEMU does).')
-    .option('--control <url>', 'the source agent control URL', 'ws://127.0.0.1:7171');
+    .option('--control <url>', 'the source agent control URL', controlUrlFlag, 'ws://127.0.0.1:7171');
   addClientSecurityOptions(startPostcopy).action(async (flags: SecurityFlags & { control: string }) => {
     const client = await connectControl(flags.control, flags);
     try {

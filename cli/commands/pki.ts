@@ -6,17 +6,9 @@
  * Nothing is ever overwritten; private keys are written 0600. The work is in
  * shared/src/security/pki.ts: this file only parses flags and prints.
  */
-import type { Command } from 'commander';
-import { MigrationError } from '@livemig/shared';
-import { initPki, issueCertificate, readIdentity, ROLES, type Identity } from '@livemig/shared/security';
-
-function parseDays(text: string): number {
-  const days = Number(text);
-  if (!/^\d+$/.test(text) || !Number.isSafeInteger(days)) {
-    throw new MigrationError('ERR_INVALID_ARGUMENT', `--days must be a whole number of days, got "${text}"`);
-  }
-  return days;
-}
+import { Option, type Command } from 'commander';
+import { initPki, issueCertificate, readIdentity, ROLES, type Identity, type Role } from '@livemig/shared/security';
+import { oneOf, positiveIntFlag } from '../options.ts';
 
 function printIdentity(identity: Identity, json: boolean | undefined): void {
   if (json) {
@@ -68,20 +60,15 @@ export function registerPkiCommand(program: Command): void {
     .description('Issue DIR/NAME.pem and DIR/NAME-key.pem (0600), signed by the CA in DIR.')
     .requiredOption('--dir <dir>', 'the PKI directory holding ca.pem and ca-key.pem')
     .requiredOption('--name <name>', 'a host name, IPv4 address or login: the CN and subjectAltName')
-    .requiredOption('--role <role>', ROLES.join(' | '))
-    .option('--days <n>', 'validity in days (1…3650, not past the CA)', '365')
+    .requiredOption('--role <role>', ROLES.join(' | '), oneOf(ROLES))
+    .addOption(
+      new Option('--days <n>', 'validity in days (1…3650, not past the CA)')
+        .argParser(positiveIntFlag)
+        .default(365, '365 days'),
+    )
     .option('--json', 'print the certificate as JSON')
-    .action(async (flags: { dir: string; name: string; role: string; days: string; json?: boolean }) => {
-      const days = parseDays(flags.days);
-      const role = flags.role;
-      if (!(ROLES as readonly string[]).includes(role)) {
-        throw new MigrationError('ERR_INVALID_ARGUMENT', `invalid role "${role}": use ${ROLES.join(', ')}`);
-      }
-      const identity = await issueCertificate(flags.dir, {
-        name: flags.name,
-        role: role as (typeof ROLES)[number],
-        days,
-      });
+    .action(async (flags: { dir: string; name: string; role: Role; days: number; json?: boolean }) => {
+      const identity = await issueCertificate(flags.dir, { name: flags.name, role: flags.role, days: flags.days });
       if (!flags.json) {
         process.stdout.write(
           `pki issue: ${flags.dir}/${flags.name}.pem (key: ${flags.name}-key.pem), role ${identity.role}\n`,

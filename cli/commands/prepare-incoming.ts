@@ -5,7 +5,7 @@
  * --ticket` on the source.
  */
 import type { Command } from 'commander';
-import { durationFlag } from '../options.ts';
+import { controlUrlFlag, durationFlag } from '../options.ts';
 import { addClientSecurityOptions, connectControl, type SecurityFlags } from '../security-flags.ts';
 
 interface PrepareFlags extends SecurityFlags {
@@ -20,7 +20,7 @@ export function registerPrepareIncomingCommand(program: Command): void {
   const command = program
     .command('prepare-incoming')
     .description("Issue a destination's single-use ticket for one VM from one source (then: livemig migrate --ticket).")
-    .requiredOption('--control <url>', "the destination agent's control URL (wss://…)")
+    .requiredOption('--control <url>', "the destination agent's control URL (wss://…)", controlUrlFlag)
     .requiredOption('--vm <name>', 'the VM that will arrive')
     .requiredOption('--from <name>', "the source agent's certificate name")
     .option('--ttl <duration>', 'how long the ticket is valid (default 60s)', durationFlag)

@@ -1,13 +1,14 @@
 /** `livemig status`: the VMs an agent hosts and any migration in progress. */
 import type { Command } from 'commander';
 import { formatBytes, formatDuration, formatRate } from '@livemig/shared';
+import { controlUrlFlag } from '../options.ts';
 import { addClientSecurityOptions, connectControl, type SecurityFlags } from '../security-flags.ts';
 
 export function registerStatusCommand(program: Command): void {
   const command = program
     .command('status')
     .description("Show an agent's VMs (name, state, steps, memory) and any migration in progress.")
-    .option('--control <url>', 'the agent control URL', 'ws://127.0.0.1:7171')
+    .option('--control <url>', 'the agent control URL', controlUrlFlag, 'ws://127.0.0.1:7171')
     .option('--json', 'print {"vms":[…],"migration":…} on stdout');
   addClientSecurityOptions(command).action(async (flags: SecurityFlags & { control: string; json?: boolean }) => {
     const client = await connectControl(flags.control, flags);

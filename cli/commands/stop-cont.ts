@@ -6,13 +6,14 @@
  * it to the admin's word (agent/src/forced-cont.ts).
  */
 import type { Command } from 'commander';
+import { controlUrlFlag } from '../options.ts';
 import { addClientSecurityOptions, connectControl, type SecurityFlags } from '../security-flags.ts';
 
 export function registerStopContCommands(program: Command): void {
   const stop = program
     .command('stop')
     .description('Pause a VM on an agent.')
-    .option('--control <url>', 'the agent control URL', 'ws://127.0.0.1:7171')
+    .option('--control <url>', 'the agent control URL', controlUrlFlag, 'ws://127.0.0.1:7171')
     .requiredOption('--vm <name>', 'the VM to pause');
   addClientSecurityOptions(stop).action(async (flags: SecurityFlags & { control: string; vm: string }) => {
     const client = await connectControl(flags.control, flags);
@@ -26,7 +27,7 @@ export function registerStopContCommands(program: Command): void {
   const cont = program
     .command('cont')
     .description('Resume a paused VM on an agent.')
-    .option('--control <url>', 'the agent control URL', 'ws://127.0.0.1:7171')
+    .option('--control <url>', 'the agent control URL', controlUrlFlag, 'ws://127.0.0.1:7171')
     .requiredOption('--vm <name>', 'the VM to resume')
     .option(
       '--force',

@@ -7,14 +7,24 @@
 import type { Command } from 'commander';
 import { MigrationError, formatBytes, formatDuration } from '@livemig/shared';
 import { ToyVm, findWorkload, workloadHelp } from '@livemig/shared/vm';
+import { flag } from '../options.ts';
 import { addVmSpecOptions, specFromFlags, type VmFlags } from '../vm-flags.ts';
 
 /** Parses --seconds: a positive number of seconds. */
-export function parseSecondsFlag(text: string): number {
+const secondsFlag = flag((text) => {
   const seconds = /^\d+(\.\d+)?$/.test(text.trim()) ? Number(text) : NaN;
   if (!(seconds > 0)) throw new MigrationError('ERR_INVALID_ARGUMENT', `--seconds must be a number > 0, got "${text}"`);
   return seconds;
-}
+});
+
+/** Parses --steps: a whole number ≥ 0. */
+const stepsFlag = flag((text) => {
+  const steps = /^\d+$/.test(text.trim()) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(steps)) {
+    throw new MigrationError('ERR_INVALID_ARGUMENT', `--steps must be a whole number ≥ 0, got "${text}"`);
+  }
+  return steps;
+});
 
 /** What `livemig vm --json` prints. */
 export interface VmRunResult {
@@ -41,8 +51,8 @@ export interface VmRunResult {
 }
 
 interface VmCommandFlags extends VmFlags {
-  steps?: string;
-  seconds?: string;
+  steps?: number;
+  seconds?: number;
   json?: boolean;
 }
 
@@ -55,8 +65,8 @@ export function registerVmCommand(program: Command): void {
     );
   addVmSpecOptions(command, { memory: '64MiB', init: 'zero', workload: 'idle' });
   command
-    .option('--steps <n>', 'run exactly N steps (paced as the workload asks)')
-    .option('--seconds <s>', 'run for S seconds of wall time')
+    .option('--steps <n>', 'run exactly N steps (paced as the workload asks)', stepsFlag)
+    .option('--seconds <s>', 'run for S seconds of wall time', secondsFlag)
     .option('--json', 'print one JSON object on stdout')
     .addHelpText('after', `\n${workloadHelp()}\n\nSame spec, seed and --steps ⇒ same digest.`)
     .action(async (flags: VmCommandFlags) => {
@@ -66,18 +76,11 @@ export function registerVmCommand(program: Command): void {
 }
 
 async function runVmCommand(flags: VmCommandFlags): Promise<VmRunResult> {
-  if ((flags.steps === undefined) === (flags.seconds === undefined)) {
+  const spec = specFromFlags(flags);
+  const { steps, seconds } = flags;
+  if ((steps === undefined) === (seconds === undefined)) {
     throw new MigrationError('ERR_INVALID_ARGUMENT', 'give exactly one of --steps N or --seconds S');
   }
-  let steps: number | undefined;
-  if (flags.steps !== undefined) {
-    steps = /^\d+$/.test(flags.steps.trim()) ? Number(flags.steps) : NaN;
-    if (!Number.isSafeInteger(steps)) {
-      throw new MigrationError('ERR_INVALID_ARGUMENT', `--steps must be a whole number ≥ 0, got "${flags.steps}"`);
-    }
-  }
-  const seconds = flags.seconds === undefined ? undefined : parseSecondsFlag(flags.seconds);
-  const spec = specFromFlags(flags);
   if (spec.nic !== null) {
     // An input-driven guest only steps when datagrams come in: --steps N would wait forever.
     throw new MigrationError(

@@ -1,6 +1,7 @@
 /**
  * `livemig probe` against a real UDP socket on loopback that nobody serves: every request is
- * lost, the network downtime is the whole run, and it is a report — not a crash.
+ * lost, the network downtime is the whole run, and it is a report — not a crash — with exit
+ * status 1 (nothing answered).
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { runCli, stopAll } from '../helpers/processes.ts';
@@ -9,7 +10,7 @@ import { freeUdpPort } from '../helpers/udp.ts';
 afterEach(stopAll);
 
 describe('livemig probe', () => {
-  it('an address nobody serves: total loss, downtime = the whole run, exit 0', async () => {
+  it('an address nobody serves: total loss, downtime = the whole run, the report, then ERR_CONNECTION and exit 1', async () => {
     const port = await freeUdpPort();
     const result = await runCli([
       'probe',
@@ -22,7 +23,8 @@ describe('livemig probe', () => {
       '--writes',
       '--json',
     ]);
-    expect(result.code, result.stderr).toBe(0);
+    expect(result.code, result.stderr).toBe(1);
+    expect(result.stderr).toMatch(/^livemig: ERR_CONNECTION: no reply from 127\.0\.0\.1:\d+: all \d+ requests lost/);
     const report = JSON.parse(result.stdout) as {
       sent: number;
       replies: number;
