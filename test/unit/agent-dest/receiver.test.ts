@@ -192,7 +192,6 @@ describe('receiver step: the checks inside a state', () => {
     expect(step(running, SAMPLES[MsgType.Record])).toBeInstanceOf(MigrationError);
   });
 
-
   it('a migration the source cancelled takes one Record (to countersign the cancellation); one that failed here takes none', () => {
     const cancelled = step({ ...stateIn('receiving'), recordAllowed: true }, SAMPLES[MsgType.Cancel]);
     if (cancelled instanceof MigrationError) throw cancelled;
