@@ -22,6 +22,8 @@ export interface AgentProcess {
   control: string;
   /** HOST:PORT of the data port ('' for a `source` started without --listen). */
   listen: string;
+  /** Where to scrape its Prometheus metrics, http(s)://HOST:PORT/metrics; undefined without --metrics. */
+  metrics?: string;
   /** What the process wrote to stderr (its logs) so far. */
   logs(): string;
   /** Resolves when the process ends. */
@@ -92,7 +94,16 @@ export async function startAgentProcess(role: AgentRole, options: StartAgentOpti
     await exited;
     clearTimeout(killer);
   };
-  return { role, child, control: ready.control!, listen: ready.listen ?? '', logs: () => logs, exited, stop };
+  return {
+    role,
+    child,
+    control: ready.control!,
+    listen: ready.listen ?? '',
+    ...(ready.metrics === undefined ? {} : { metrics: ready.metrics }),
+    logs: () => logs,
+    exited,
+    stop,
+  };
 }
 
 /** withAgentPair's options: both agents' options, and each one's own extra flags (e.g. its identity). */

@@ -13,6 +13,8 @@
  *   AuditLog            with `auditLog`: every state-changing command (audited-commands.ts) and
  *                       every migration record, hash-chained, signed with the agent's key when
  *                       it has one, fsynced before the reply (audit-log.ts)
+ *   AgentMetrics        with `metrics`: Prometheus figures fed by the parts above (metrics.ts),
+ *   MetricsServer       served on GET /metrics (metrics-server.ts)
  *
  * So a VM that arrived here can leave again — onward, or back to where it came from — and a VM
  * that left keeps only its record (`migrated` in query-vms), its memory freed.
@@ -27,13 +29,20 @@ import { totalmem } from 'node:os';
 import type { Logger } from 'pino';
 import {
   formatHostPort,
+  isLoopback,
   MigrationError,
   resolveAvailabilityLimits,
   type AvailabilityLimits,
   type GuestMemoryLedger,
   type HostPort,
 } from '@livemig/shared';
-import { listenForPeers, OFFERED_CAPABILITIES, type DestTls, type PeerListener } from '@livemig/shared/channel';
+import {
+  listenForPeers,
+  OFFERED_CAPABILITIES,
+  type DestTls,
+  type PeerChannel,
+  type PeerListener,
+} from '@livemig/shared/channel';
 import {
   createSigner,
   TicketStore,
@@ -56,8 +65,11 @@ import {
   type RateLimit,
 } from '@livemig/shared/control';
 import { VmDigests, VmHost, hostCommandHandlers, type VmHostOptions } from '@livemig/shared/host';
+import type { MigrationReport } from '@livemig/shared/report';
 import { parseVmSpec, type VmSpec } from '@livemig/shared/vm';
 import { IncomingMigrations } from './incoming-migrations.ts';
+import { AgentMetrics } from './metrics.ts';
+import { MetricsServer } from './metrics-server.ts';
 import { OutgoingMigrations } from './outgoing-migrations.ts';
 
 /** Mutual TLS for this agent's data connections (the control plane follows). */
@@ -128,6 +140,12 @@ export interface AgentDaemonOptions {
   auditLog?: string;
   /** A VM to boot once the ports listen (`livemig agent --vm`); if it cannot boot, start() fails. @default none */
   vm?: { name: string; spec: VmSpec };
+  /**
+   * Serve Prometheus metrics on GET /metrics here: plaintext HTTP on loopback; beyond it HTTPS with
+   * client certificates when the agent has `security`, else refused like any plaintext port
+   * (ERR_INSECURE unless `insecure`). @default none: no metrics port
+   */
+  metrics?: HostPort;
 }
 
 /** What peers cost an agent now, against its limits (AgentDaemon.availability()). */
@@ -151,6 +169,8 @@ export class AgentDaemon {
   readonly #digests = new VmDigests();
   #control: ControlServer | undefined;
   #listener: PeerListener | undefined;
+  readonly #metrics: AgentMetrics | undefined;
+  #metricsServer: MetricsServer | undefined;
 
   private constructor(options: AgentDaemonOptions) {
     this.agentId = options.agentId ?? `${options.idPrefix ?? 'agent'}-${randomUUID().slice(0, 8)}`;
@@ -164,6 +184,14 @@ export class AgentDaemon {
     });
     // Events go to whoever is connected to the control API at the time.
     const emit: ControlServer['emit'] = (event, data) => this.#control?.emit(event, data);
+    const metrics = options.metrics
+      ? new AgentMetrics({
+          host: this.host,
+          outgoingInFlight: () => this.#outgoing.inFlight(),
+          stillArriving: (vm) => this.#incoming.stillArriving(vm),
+        })
+      : undefined;
+    this.#metrics = metrics;
     this.#security = options.security;
     this.#tickets = options.security ? new TicketStore() : undefined;
     this.#signer = options.security ? createSigner(options.security.pki) : undefined;
@@ -179,6 +207,12 @@ export class AgentDaemon {
         ...(this.#tickets ? { tickets: this.#tickets } : {}),
         ...(this.#signer ? { signer: this.#signer } : {}),
         keepRecord: (record) => this.#keepRecord('dest', record),
+        ...(metrics
+          ? {
+              onFaultLatency: (ms: number) => metrics.faultLatency(ms),
+              onEnded: (ended: Parameters<AgentMetrics['incomingEnded']>[0]) => metrics.incomingEnded(ended),
+            }
+          : {}),
       },
       {
         maxMemoryBytes: options.maxMemoryBytes,
@@ -196,6 +230,12 @@ export class AgentDaemon {
       ...(options.security ? { pki: options.security.pki } : {}),
       ...(this.#signer ? { signer: this.#signer } : {}),
       keepRecord: (record) => this.#keepRecord('source', record),
+      ...(metrics
+        ? {
+            onChannel: (channel: PeerChannel) => metrics.trackChannel(channel, 'outgoing'),
+            onReport: (report: MigrationReport) => metrics.outgoingEnded(report),
+          }
+        : {}),
     });
     // A forced cont after an unconfirmed handoff asks the destination first (forced-cont.ts).
     this.#cont = contHandler({
@@ -229,7 +269,10 @@ export class AgentDaemon {
     // Before anything opens: plaintext beyond loopback only on purpose.
     const plaintext = options.security
       ? undefined
-      : checkPlaintext({ control: options.control, listen: options.listen }, options.insecure === true);
+      : checkPlaintext(
+          { control: options.control, listen: options.listen, metrics: options.metrics },
+          options.insecure === true,
+        );
     const exposed = plaintext !== undefined && plaintext.exposed.length > 0;
     const warnConnection = exposed
       ? (remote: string, port: string): void =>
@@ -248,6 +291,7 @@ export class AgentDaemon {
       {
         control: daemon.controlUrl,
         listen: daemon.dataAddress,
+        metrics: daemon.metricsUrl,
         agentId: daemon.agentId,
         auditLog: daemon.#audit?.file,
       },
@@ -299,9 +343,25 @@ export class AgentDaemon {
         handshakeTimeoutMs: this.#limits.handshakeTimeoutMs,
         onPeer: (peer) => {
           warnConnection?.(peer.remote, 'data');
+          this.#metrics?.trackChannel(peer.channel, 'incoming');
           this.#incoming.accept(peer);
         },
       });
+    }
+    if (options.metrics && this.#metrics) {
+      const metrics = this.#metrics;
+      // Beyond loopback a secure agent serves them only over mutual TLS (plaintext ones were checked above).
+      const tls = options.security && !isLoopback(options.metrics.host) ? credentials(options.security.pki) : undefined;
+      this.#metricsServer = await MetricsServer.start(
+        {
+          ...options.metrics,
+          logger: options.logger,
+          ...(tls ? { tls } : {}),
+          ...(warnConnection ? { onConnection: (remote: string) => warnConnection(remote, 'metrics') } : {}),
+        },
+        () => metrics.exposition(),
+      );
+      metrics.start();
     }
     if (options.vm) await this.host.create(options.vm.name, options.vm.spec);
   }
@@ -319,6 +379,11 @@ export class AgentDaemon {
       incoming: this.#incoming.inProgress,
       inHandshake: this.#listener?.inHandshake ?? 0,
     };
+  }
+
+  /** Where Prometheus scrapes this agent (http(s)://HOST:PORT/metrics); undefined without `metrics`. */
+  get metricsUrl(): string | undefined {
+    return this.#metricsServer?.url;
   }
 
   /** HOST:PORT migrations arrive on; undefined when this agent has no data port. */
@@ -389,6 +454,8 @@ export class AgentDaemon {
     const listenerClosed = this.#listener?.close();
     await Promise.all([this.#incoming.abortAll(reason), this.#outgoing.finish(reason, this.#graceMs)]);
     await listenerClosed;
+    this.#metrics?.stop();
+    await this.#metricsServer?.close();
     await this.#control?.close();
     await this.#audit?.close();
     await this.#digests.close();

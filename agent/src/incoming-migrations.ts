@@ -34,6 +34,10 @@ export interface IncomingMigrationsComponents {
   signer?: IncomingComponents['signer'];
   /** Keep each record countersigned or refused (the audit log) before answering. */
   keepRecord?: IncomingComponents['keepRecord'];
+  /** Hears each post-copy fault's latency (IncomingComponents.onFaultLatency: the metrics). */
+  onFaultLatency?: IncomingComponents['onFaultLatency'];
+  /** Told how each incoming migration ended, with the mode its Setup asked for (the metrics). */
+  onEnded?: (ended: { mode: SetupMsg['mode']; outcome: NonNullable<IncomingMigration['outcome']> }) => void;
 }
 
 export interface IncomingMigrationsOptions {
@@ -129,14 +133,18 @@ export class IncomingMigrations {
         ...(this.#c.tickets ? { admit: admitWith(this.#c.tickets) } : {}),
         ...(this.#c.signer ? { signer: this.#c.signer } : {}),
         ...(this.#c.keepRecord ? { keepRecord: this.#c.keepRecord } : {}),
+        ...(this.#c.onFaultLatency ? { onFaultLatency: this.#c.onFaultLatency } : {}),
       },
       this.#options,
     );
     this.#migrations.set(setup.migrationId, { migration, vm: setup.vm.name });
-    const done = migration.run(setup).finally(() => {
-      this.#migrations.delete(setup.migrationId);
-      this.#running.delete(done);
-    });
+    const done = migration
+      .run(setup)
+      .then(() => this.#c.onEnded?.({ mode: setup.mode, outcome: migration.outcome ?? 'failed' }))
+      .finally(() => {
+        this.#migrations.delete(setup.migrationId);
+        this.#running.delete(done);
+      });
     this.#running.add(done);
   }
 

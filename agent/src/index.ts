@@ -7,3 +7,5 @@ export { AuditLog, type AuditLogOptions } from './audit-log.ts';
 export { AUDITED_COMMANDS, auditedHandlers } from './audited-commands.ts';
 export { auditAppendUs, recordExchangeMs, sampleRecord } from './audit-cost.ts';
 export { AgentDaemon, type AgentDaemonOptions, type AgentSecurity, type AvailabilityStatus } from './daemon.ts';
+export { AgentMetrics, type AgentMetricsComponents, type AgentMetricsOptions } from './metrics.ts';
+export { MetricsServer, type MetricsServerOptions } from './metrics-server.ts';

@@ -17,7 +17,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { MigrationError, parseHostPort, formatHostPort, type HostPort } from '@livemig/shared';
 import { OutgoingMigration, resolveMigrateParams, type OutgoingComponents } from '@livemig/agent-source';
-import { connectPeer, type SourceTls } from '@livemig/shared/channel';
+import { connectPeer, type PeerChannel, type SourceTls } from '@livemig/shared/channel';
 import type { MigrateParams, MigrationInfo } from '@livemig/shared/control';
 import { VmHost } from '@livemig/shared/host';
 import type { Capability } from '@livemig/shared/protocol';
@@ -44,6 +44,10 @@ export interface OutgoingMigrationsComponents {
   signer?: OutgoingComponents['signer'];
   /** Keep each migration's record (the audit log) before its report goes out. */
   keepRecord?: OutgoingComponents['keepRecord'];
+  /** Told of every data connection opened to a destination (the metrics count its bytes). */
+  onChannel?: (channel: PeerChannel) => void;
+  /** Told each migration's report once it is over (the metrics). */
+  onReport?: (report: MigrationReport) => void;
 }
 
 /** An outgoing migration, in flight or over. */
@@ -94,7 +98,14 @@ export class OutgoingMigrations {
     const resolved = resolveMigrateParams(mode, params);
     const migrationId = randomUUID();
     const logger = this.#c.logger.child({ migrationId, role: 'source', vm: name });
-    const connect = connector({ target, agentId, logger, capabilities: this.#c.capabilities, tls });
+    const connect = connector({
+      target,
+      agentId,
+      logger,
+      capabilities: this.#c.capabilities,
+      tls,
+      onChannel: this.#c.onChannel,
+    });
     this.#handedTo.set(name, { migrationId, to: formatHostPort(target), connect });
     const migration = new OutgoingMigration(
       {
@@ -122,6 +133,7 @@ export class OutgoingMigrations {
       .then(async (report) => {
         // Keep the figures, drop the migration object and with it every reference to the VM.
         this.#migrations.set(migrationId, new FinishedMigration(migration.info(), report));
+        this.#c.onReport?.(report);
         if (report.outcome === 'completed') await host.retire(name);
       })
       .catch((error: unknown) => logger.error({ err: error }, 'migration bookkeeping failed'))
@@ -161,6 +173,11 @@ export class OutgoingMigrations {
   /** All migration infos, newest first. */
   infos(): MigrationInfo[] {
     return [...this.#migrations.values()].reverse().map((m) => m.info());
+  }
+
+  /** The live figures of the migrations in flight (their VMs' dirty logs are theirs alone). */
+  inFlight(): MigrationInfo[] {
+    return [...this.#migrations.values()].filter((m) => m.active).map((m) => m.info());
   }
 
   /**
@@ -226,10 +243,11 @@ function connector(options: {
   logger: Logger;
   capabilities: readonly Capability[] | undefined;
   tls: SourceTls | undefined;
+  onChannel: ((channel: PeerChannel) => void) | undefined;
 }): OutgoingComponents['connect'] {
-  const { target, agentId, logger, capabilities, tls } = options;
-  return (signal) =>
-    connectPeer({
+  const { target, agentId, logger, capabilities, tls, onChannel } = options;
+  return async (signal) => {
+    const channel = await connectPeer({
       ...target,
       agentId,
       logger,
@@ -237,4 +255,7 @@ function connector(options: {
       ...(capabilities ? { capabilities } : {}),
       ...(tls ? { tls } : {}),
     });
+    onChannel?.(channel);
+    return channel;
+  };
 }

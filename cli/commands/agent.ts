@@ -20,6 +20,7 @@ import { capabilitiesFlag, hostPortFlag, positiveIntFlag } from '../options.ts';
 import { addSecurityOptions, credentialsFromFlags, type SecurityFlags } from '../security-flags.ts';
 import { addAuditOptions, auditFromFlags, type AuditFlags } from '../audit-flags.ts';
 import { addAvailabilityOptions, availabilityFromFlags, type AvailabilityFlags } from '../availability-flags.ts';
+import { addMetricsOption, metricsFromFlags, type MetricsFlags } from '../metrics-flags.ts';
 import { addVmSpecOptions, specFromFlags, type VmFlags } from '../vm-flags.ts';
 
 /** One name under which the agent runs, with its defaults. */
@@ -33,7 +34,8 @@ export interface AgentCommandVariant {
   control: string;
 }
 
-interface AgentFlags extends VmFlags, LogLevelFlags, VmLinkFlags, SecurityFlags, AuditFlags, AvailabilityFlags {
+interface AgentFlags
+  extends VmFlags, LogLevelFlags, VmLinkFlags, SecurityFlags, AuditFlags, AvailabilityFlags, MetricsFlags {
   allowSource: string[];
   listen?: string;
   control: string;
@@ -130,6 +132,7 @@ export function addAgentCommand(program: Command, variant: AgentCommandVariant):
   );
   addAvailabilityOptions(command);
   addAuditOptions(command);
+  addMetricsOption(command);
   return addLogLevelOption(command)
     .addHelpText('after', helpText(variant))
     .action(async (flags: AgentFlags) => {
@@ -155,6 +158,7 @@ export function addAgentCommand(program: Command, variant: AgentCommandVariant):
           ...(pki ? { security: { pki, allowSource: flags.allowSource } } : {}),
           ...auditFromFlags(flags, pki),
           ...availabilityFromFlags(flags),
+          ...metricsFromFlags(flags),
           addressMover: addressMoverFromFlags(flags, logger),
           ...(flags.vm && spec ? { vm: { name: flags.vm, spec } } : {}),
         });
@@ -164,6 +168,7 @@ export function addAgentCommand(program: Command, variant: AgentCommandVariant):
             role: variant.name,
             control: daemon.controlUrl,
             ...(data === undefined ? {} : { listen: data }),
+            ...(daemon.metricsUrl === undefined ? {} : { metrics: daemon.metricsUrl }),
             agentId: daemon.agentId,
           },
           stop: (r) => daemon.stop(r),
@@ -219,6 +224,8 @@ function helpText(variant: AgentCommandVariant): string {
     'Audit: every state-changing command and every migration record goes to an append-only audit log,',
     "hash-chained and signed with the agent's key (--audit-log; with --pki by default",
     '$XDG_STATE_HOME/livemig/NAME/audit.log); `livemig audit verify --log FILE --pki DIR` checks it.',
+    'Metrics: --metrics HOST:PORT serves Prometheus metrics on GET /metrics (the ready line gains',
+    '"metrics":"http://HOST:PORT/metrics"); beyond loopback only over mutual TLS (--pki) or with --insecure.',
     'Example: livemig pki init --dir pki && livemig pki issue --dir pki --name host-b --role agent',
     '         livemig agent --pki pki --name host-b --listen 0.0.0.0:7070 --control 0.0.0.0:7071 \\',
     '           --allow-source "host-*"',

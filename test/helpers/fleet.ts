@@ -97,13 +97,17 @@ export function useFleet() {
       return fleet.agent({ args: vmArgs(vm, spec) });
     },
 
-    /** An AgentDaemon of the fleet in this process (with a data port unless `listen` is false). */
-    async daemon(options: { listen?: boolean } = {}): Promise<FleetDaemon> {
+    /**
+     * An AgentDaemon of the fleet in this process (with a data port unless `listen` is false; with
+     * `metrics`, Prometheus metrics on its address too).
+     */
+    async daemon(options: { listen?: boolean; metrics?: boolean } = {}): Promise<FleetDaemon> {
       const name = await identity();
       const at = { host: name, port: 0 };
       const daemon = await AgentDaemon.start({
         control: at,
         ...(options.listen === false ? {} : { listen: at }),
+        ...(options.metrics ? { metrics: at } : {}),
         logger: silentLogger(),
         security: { pki: await loadPki(thePki().dir, name), allowSource: [ALLOW_SOURCE] },
       });

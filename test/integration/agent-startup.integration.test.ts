@@ -22,6 +22,7 @@ import { AgentDaemon } from '@livemig/agent';
 import { createLogger } from '@livemig/shared';
 import { initPki, issueCertificate } from '@livemig/shared/security';
 import { parseVmSpec } from '@livemig/shared/vm';
+import { freePort, listenOn, refused } from '../helpers/ports.ts';
 import { runCli, startAgent, stopAll } from '../helpers/processes.ts';
 
 /** Not assigned to this machine (TEST-NET-1): binding it fails with EADDRNOTAVAIL. */
@@ -53,35 +54,6 @@ async function busyPort(): Promise<number> {
   const server = net.createServer();
   servers.push(server);
   return listenOn(server);
-}
-
-/** A loopback port nobody listens on now (bound, then closed). */
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  const port = await listenOn(server);
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
-function listenOn(server: net.Server): Promise<number> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve((server.address() as net.AddressInfo).port));
-  });
-}
-
-/** True when a connection to 127.0.0.1:`port` is refused: nothing listens there. */
-function refused(port: number): Promise<boolean> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect({ host: '127.0.0.1', port });
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(false);
-    });
-    socket.once('error', (error: NodeJS.ErrnoException) =>
-      error.code === 'ECONNREFUSED' ? resolve(true) : reject(error),
-    );
-  });
 }
 
 /** Make `path` unreadable and unwritable for the rest of the test (restored in afterEach). */

@@ -64,6 +64,8 @@ export interface IncomingComponents {
   signer?: Signer;
   /** Keep a record this side countersigned or refused (the audit log, fsynced) before answering. */
   keepRecord?: (signed: SignedRecord) => Promise<void>;
+  /** Hears each post-copy fault's latency in ms, vCPU blocked → page installed (the agent's metrics). */
+  onFaultLatency?: (ms: number) => void;
 }
 
 export interface IncomingOptions {
@@ -115,6 +117,13 @@ export class IncomingMigration {
 
   get migrationId(): string {
     return this.#migrationId;
+  }
+
+  /** How it ended, once run() resolved (undefined before): completed, cancelled by the source, or failed. */
+  get outcome(): 'completed' | 'cancelled' | 'failed' | undefined {
+    if (this.status === 'completed') return 'completed';
+    if (this.status !== 'failed') return undefined;
+    return this.#state.cancelled ? 'cancelled' : 'failed';
   }
 
   /** Run to the end, starting from the Setup the daemon read. Never throws. */
@@ -360,7 +369,7 @@ export class IncomingMigration {
       setupBitmap: this.#link.channel.capabilities.has('setup-bitmap'),
       ...(admit ? { admit: () => admit(setup, this.#link.channel.peer) } : {}),
     });
-    const paging = new PostcopyPaging(vm, applier, logger);
+    const paging = new PostcopyPaging(vm, applier, logger, this.#c.onFaultLatency);
     this.#built = { name, vm, prefault, paging, sections: new IncomingSections(vm, applier) };
     this.#link.channel.send(msg.setupDone(performance.now() - started));
     this.#event('built');

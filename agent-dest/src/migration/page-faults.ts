@@ -62,9 +62,13 @@ export class FaultHandler {
   #faults = 0;
   #unsubscribe: (() => void) | undefined;
 
-  constructor(vm: ToyVm, logger: Logger) {
+  readonly #onLatency: ((ms: number) => void) | undefined;
+
+  /** `onLatency` hears each fault's latency as it is measured (the agent's metrics). */
+  constructor(vm: ToyVm, logger: Logger, onLatency?: (ms: number) => void) {
     this.#vm = vm;
     this.#logger = logger;
+    this.#onLatency = onLatency;
   }
 
   /** Start turning faults into requests. */
@@ -76,7 +80,7 @@ export class FaultHandler {
         // its latency is at most until now. Counting it keeps a report from having faults but
         // no latency at all.
         const at = now();
-        this.#latencies.push(at - fault.time);
+        this.#latency(at - fault.time);
         this.#noticeDelays.push(at - fault.time);
         return;
       }
@@ -113,7 +117,7 @@ export class FaultHandler {
     if (fault === undefined) return;
     this.#inflight.delete(page);
     this.#asked.delete(page);
-    this.#latencies.push(now() - fault.blockedAt);
+    this.#latency(now() - fault.blockedAt);
     this.#noticeDelays.push(fault.noticedAt - fault.blockedAt);
     this.#requestMore();
   }
@@ -128,6 +132,11 @@ export class FaultHandler {
       latencyMs: percentiles(this.#latencies),
       noticeDelayMs: percentiles(this.#noticeDelays),
     };
+  }
+
+  #latency(ms: number): void {
+    this.#latencies.push(ms);
+    this.#onLatency?.(ms);
   }
 
   /** Ask for faulted pages not asked for yet on this channel, within the in-flight window. */

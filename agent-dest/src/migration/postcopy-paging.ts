@@ -20,13 +20,16 @@ export class PostcopyPaging {
   readonly #appliers: PageApplier[] = [];
   #faults: FaultHandler | undefined;
   #faultChannel: PeerChannel | undefined;
+  readonly #onFaultLatency: ((ms: number) => void) | undefined;
   /** Called when the last absent page arrives. */
   onAllPresent: (() => void) | undefined;
 
-  constructor(vm: ToyVm, mainApplier: PageApplier, logger: Logger) {
+  /** `onFaultLatency` hears each fault's latency, vCPU blocked → page installed (FaultHandler). */
+  constructor(vm: ToyVm, mainApplier: PageApplier, logger: Logger, onFaultLatency?: (ms: number) => void) {
     this.#vm = vm;
     this.#mainApplier = mainApplier;
     this.#logger = logger;
+    this.#onFaultLatency = onFaultLatency;
   }
 
   /** A second connection's page sink: same memory, same digest ledger. */
@@ -67,7 +70,7 @@ export class PostcopyPaging {
   /** PostcopyStart: every page not in `absent` is present; from here on arriving pages are installed. */
   start(absent: Bitmap): void {
     this.#vm.markPresent(presentPages(absent));
-    this.#faults = new FaultHandler(this.#vm, this.#logger);
+    this.#faults = new FaultHandler(this.#vm, this.#logger, this.#onFaultLatency);
     this.#faults.start();
     if (this.#faultChannel) this.#faults.attachChannel(this.#faultChannel);
     this.#installOnArrival(this.#mainApplier);
