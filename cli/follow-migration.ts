@@ -1,12 +1,16 @@
 /**
- * Follow one migration on an agent until it ends: a progress bar on a TTY (round, share of
- * memory sent this pass, rate, expected downtime), then the final report. Used by
- * `livemig migrate` and `livemig demo`.
+ * Follow one migration on an agent until it ends: a progress line on a TTY, then the final
+ * report. Used by `livemig migrate` and `livemig demo`. The line (live-figures.ts progressLine)
+ * shows the round and the share of memory sent in it — in post-copy the share of pages present
+ * at the destination — elapsed, ETA, rate and expected downtime as the terminal's width allows;
+ * it is recomposed for the width at every redraw, so it follows a resized terminal. No line at
+ * all when stderr is not a terminal.
  */
 import cliProgress from 'cli-progress';
-import { formatDuration, formatRate, MigrationError } from '@livemig/shared';
+import { MigrationError } from '@livemig/shared';
 import type { ControlClient, MigrationInfo } from '@livemig/shared/control';
 import type { MigrationReport } from '@livemig/shared/report';
+import { progressLine } from './live-figures.ts';
 
 export interface FollowOptions {
   /** Draw a progress bar on stderr. @default process.stderr.isTTY */
@@ -32,10 +36,10 @@ export async function followMigration(
   });
   try {
     if (bar) {
-      bar.start(100, 0, fields(undefined));
+      bar.start(100, 0, { info: undefined });
       const poll = async (): Promise<void> => {
         const info = await client.request('query-migrate', { migrationId }).catch(() => null);
-        if (info) bar.update(Math.round(info.passProgress * 100), fields(info));
+        if (info?.direction === 'outgoing') bar.update(0, { info });
       };
       timer = setInterval(() => void poll(), options.pollMs ?? 200);
     }
@@ -50,25 +54,21 @@ export async function followMigration(
   }
 }
 
-function createBar(): cliProgress.SingleBar {
-  return new cliProgress.SingleBar(
-    {
-      format:
-        ' {status} round {pass} |{bar}| {percentage}% of memory this round | {rate} | expected downtime {expected}',
-      stream: process.stderr,
-      hideCursor: true,
-      clearOnComplete: true,
-    },
-    cliProgress.Presets.shades_classic,
-  );
+/** The line on stderr, redrawn by cli-progress (at most 10 times a second) with the last figures polled. */
+function createBar(stream: NodeJS.WriteStream = process.stderr): cliProgress.SingleBar {
+  return new cliProgress.SingleBar({
+    format: (_options, _params, payload: { info?: MigrationInfo }) => progressLine(payload.info, lineWidth(stream)),
+    stream,
+    hideCursor: true,
+    clearOnComplete: true,
+  });
 }
 
-function fields(info: MigrationInfo | null | undefined): Record<string, string | number> {
-  if (!info) return { status: 'setup', pass: 0, rate: '—', expected: '—' };
-  return {
-    status: info.status,
-    pass: info.pass,
-    rate: formatRate((info.mbps * 1e6) / 8),
-    expected: Number.isFinite(info.expectedDowntime) ? formatDuration(info.expectedDowntime) : '—',
-  };
+/**
+ * Columns the line may take: the width of the terminal it is drawn on (stderr; else stdout's, else
+ * 80), less one — a character in the last column leaves some terminals about to wrap.
+ */
+export function lineWidth(stream: { columns?: number } = process.stderr): number {
+  const columns = stream.columns || process.stdout.columns || 80;
+  return Math.max(0, columns - 1);
 }

@@ -56,6 +56,7 @@ import { auditedHandlers, refusalRecorder } from './audited-commands.ts';
 import { contHandler } from './forced-cont.ts';
 import { allowSourceMatcher } from './allow-source.ts';
 import { checkPlaintext } from './plaintext-policy.ts';
+import { queryMigrate } from './query-migrate.ts';
 import type { Capability } from '@livemig/shared/protocol';
 import {
   ControlServer,
@@ -418,7 +419,7 @@ export class AgentDaemon {
         });
         return { ticket: issued.ticket, vm: issued.vm, from: issued.from, expiresAt: issued.expiresAt };
       },
-      'query-migrate': ({ migrationId }) => outgoing.find(migrationId)?.info() ?? null,
+      'query-migrate': ({ migrationId }) => queryMigrate(outgoing, this.#incoming, migrationId),
       'migrate-cancel': ({ migrationId }) => ({ cancelled: outgoing.find(migrationId)?.cancel() ?? false }),
       'migrate-start-postcopy': ({ migrationId }) => {
         outgoing.require(migrationId).startPostcopy();

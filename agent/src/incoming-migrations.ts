@@ -19,6 +19,7 @@ import type { Logger } from 'pino';
 import { DEFAULT_MAX_INCOMING, MigrationError, refuseOverLimit, toMigrationError } from '@livemig/shared';
 import { IncomingMigration, type IncomingComponents, type IncomingOptions } from '@livemig/agent-dest';
 import { messageName, MsgType, type AcceptedPeer } from '@livemig/shared/channel';
+import type { IncomingInfo } from '@livemig/shared/control';
 import type { VmHost } from '@livemig/shared/host';
 import type { AttachChannel, SetupMsg } from '@livemig/shared/protocol';
 import type { TicketStore } from '@livemig/shared/security';
@@ -58,6 +59,8 @@ export class IncomingMigrations {
   readonly #running = new Set<Promise<void>>();
   /** Where each VM came from, kept past its migration: who may ask whether it runs here (vm-query.ts). */
   readonly #arrivals: Arrivals;
+  /** The final figures of the migration that ended last (query-migrate), nothing of its VM. */
+  #lastEnded: IncomingInfo | undefined;
 
   constructor(components: IncomingMigrationsComponents, options: IncomingMigrationsOptions = {}) {
     this.#c = components;
@@ -98,6 +101,19 @@ export class IncomingMigrations {
         logger.warn({ err: failure }, 'dropped a connection');
         peer.channel.abort(failure);
       });
+  }
+
+  /**
+   * query-migrate here: the incoming migration with this id (in progress, or the one that ended
+   * last), else undefined; without an id the newest in progress, else the one that ended last.
+   */
+  info(migrationId?: string): IncomingInfo | undefined {
+    if (migrationId !== undefined) {
+      const running = this.#migrations.get(migrationId)?.migration.info();
+      return running ?? (this.#lastEnded?.migrationId === migrationId ? this.#lastEnded : undefined);
+    }
+    const newest = [...this.#migrations.values()].pop();
+    return newest?.migration.info() ?? this.#lastEnded;
   }
 
   /**
@@ -146,6 +162,11 @@ export class IncomingMigrations {
         this.#running.delete(done);
       });
     this.#running.add(done);
+    // Its final figures, taken once it is over and gone from #migrations.
+    const keepFigures = (): void => {
+      this.#lastEnded = migration.info();
+    };
+    void done.then(keepFigures, keepFigures);
   }
 
   #attach(peer: AcceptedPeer, migrationId: string, channel: AttachChannel): void {

@@ -1,6 +1,6 @@
 /**
  * Suites that need what not every machine has (root, network namespaces, tc, nftables,
- * arping). Outside CI such a suite skips and prints why. In CI as root it must run: CI installs
+ * arping, tmux). Outside CI such a suite skips and prints why. In CI as root it must run: CI installs
  * the tools (.ci/run), so a missing one there is a broken CI machine, and a suite that skipped
  * would let the build go green without running it — so there the suite fails, with the reason.
  *
@@ -20,6 +20,11 @@ export function arpingUnavailable(): string | undefined {
   return succeeds('arping', '-V') ? undefined : 'iputils arping is not installed (apt-get install iputils-arping)';
 }
 
+/** Why tmux (a real terminal for the CLI's live output) is missing, or undefined. */
+export function tmuxUnavailable(): string | undefined {
+  return succeeds('tmux', '-V') ? undefined : 'tmux is not installed (apt-get install tmux)';
+}
+
 /**
  * `describe(name, body)` when `unavailable` is undefined. Otherwise: in CI as root, a suite of
  * one failing test that names the reason; elsewhere the suite is skipped and the reason printed.
@@ -32,7 +37,7 @@ export function describeWhenAvailable(name: string, unavailable: string | undefi
       it('has what it needs to run (in CI as root nothing may skip)', () => {
         throw new Error(
           `${name}: ${unavailable}. CI=${process.env.CI} as root: this suite must run, not skip ` +
-            `(.ci/run installs iproute2, nftables and iputils-arping)`,
+            `(.ci/run installs iproute2, nftables, iputils-arping and tmux)`,
         );
       });
     });

@@ -167,7 +167,10 @@ describe('a kv VM whose migration fails keeps its address on the source', () => 
       const params = { maxBandwidthBps: 25_000_000 };
       const migrationId = await fleet.start(source, destAgent, { vm: 'kv1', params });
       await waitUntil(
-        async () => ((await source.request('query-migrate', { migrationId }))?.transferred ?? 0) >= 8 << 20,
+        async () => {
+          const info = await source.request('query-migrate', { migrationId });
+          return info?.direction === 'outgoing' && info.transferred >= 8 << 20;
+        },
         { what: 'the migration to have sent 8 MiB' },
       );
       destAgent.child.kill('SIGKILL');

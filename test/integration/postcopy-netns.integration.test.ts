@@ -43,7 +43,7 @@ describeWhenAvailable('post-copy over a veth link that goes down', netnsUnavaila
       await waitUntil(
         async () => {
           const info = await client.request('query-migrate', { migrationId });
-          return info?.status === 'postcopy' && info.transferred > 4 << 20;
+          return info?.direction === 'outgoing' && info.status === 'postcopy' && info.transferred > 4 << 20;
         },
         { what: 'post-copy under way' },
       );

@@ -152,7 +152,7 @@ describe('hybrid switching by hand', () => {
       await waitUntil(
         async () => {
           const info = await client.request('query-migrate', { migrationId: id });
-          return info !== null && info.status === 'precopy' && info.transferred >= 8 << 20;
+          return info?.direction === 'outgoing' && info.status === 'precopy' && info.transferred >= 8 << 20;
         },
         { what: 'round 0 under way' },
       );

@@ -29,7 +29,7 @@ async function sentAtLeast(client: ControlClient, migrationId: string, bytes: nu
   await waitUntil(
     async () => {
       const info = await client.request('query-migrate', { migrationId });
-      return info !== null && info.status === 'precopy' && info.transferred >= bytes;
+      return info?.direction === 'outgoing' && info.status === 'precopy' && info.transferred >= bytes;
     },
     { what: `${bytes} bytes sent in pre-copy` },
   );

@@ -240,7 +240,7 @@ describe('attacks on a secure migration', () => {
           await waitUntil(
             async () => {
               const info = await client.request('query-migrate', { migrationId: id });
-              return info?.status === 'postcopy' && info.transferred >= 4 << 20;
+              return info?.direction === 'outgoing' && info.status === 'postcopy' && info.transferred >= 4 << 20;
             },
             { what: 'post-copy under way' },
           );

@@ -17,7 +17,7 @@
 import type { Logger } from 'pino';
 import { DEFAULT_SETUP_TIMEOUT_MS, MigrationError, toMigrationError } from '@livemig/shared';
 import { msg, type PageApplier, type PeerChannel, type PeerIdentity } from '@livemig/shared/channel';
-import type { ControlEvents, EventName } from '@livemig/shared/control';
+import type { ControlEvents, EventName, IncomingInfo } from '@livemig/shared/control';
 import type { VmHost } from '@livemig/shared/host';
 import type { Message, RecordMsg, SetupMsg } from '@livemig/shared/protocol';
 import {
@@ -100,6 +100,9 @@ export class IncomingMigration {
   readonly #digests: ObservedMigration['digests'] = { source: {}, dest: {} };
   /** How the migration ended here, for the record's check. */
   #ended: ObservedMigration['ended'] = { by: 'completion' };
+  /** performance.now() when Setup arrived (this object is made for it) and when run() ended. */
+  readonly #startedAt = performance.now();
+  #endedAt: number | undefined;
 
   constructor(components: IncomingComponents, options: IncomingOptions) {
     this.#c = components;
@@ -141,6 +144,7 @@ export class IncomingMigration {
     } catch (caught) {
       await this.#fail(toMigrationError(caught));
     } finally {
+      this.#endedAt = performance.now();
       clearTimeout(this.#setupDeadline);
       this.#built?.paging.stop();
       await this.#built?.prefault?.stop();
@@ -186,6 +190,33 @@ export class IncomingMigration {
     }
     paging.answerMissing(channel, applier);
     this.#link.replace(channel);
+  }
+
+  /** Live figures for the destination's query-migrate; its final ones once run() resolved. */
+  info(): IncomingInfo {
+    const setup = this.#setup;
+    const pageSize = setup?.vm.pageSize ?? 0;
+    const pages = setup && pageSize ? Math.ceil(setup.vm.memoryBytes / pageSize) : 0;
+    const built = this.#built;
+    const received = built?.paging.received() ?? { pages: 0, rawPages: 0 };
+    const faults = built?.paging.faults();
+    return {
+      direction: 'incoming',
+      migrationId: this.#migrationId,
+      vm: setup?.vm.name ?? '',
+      mode: setup?.mode ?? 'precopy',
+      status: this.status,
+      startedAt: performance.timeOrigin + this.#startedAt,
+      totalTime: (this.#endedAt ?? performance.now()) - this.#startedAt,
+      pagesReceived: received.pages,
+      bytesReceived: received.rawPages * pageSize,
+      total: setup?.vm.memoryBytes ?? 0,
+      // Post-copy paging started at PostcopyStart; a hybrid that converged never starts it.
+      postcopy:
+        built && faults
+          ? { pages, present: pages - built.vm.missingPages, faults: faults.faults, faultsServed: faults.served }
+          : null,
+    };
   }
 
   /** A connection joining this migration (Attach): from the migration's own source, to a VM that exists. */

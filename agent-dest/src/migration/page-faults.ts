@@ -106,6 +106,16 @@ export class FaultHandler {
     this.#asked.clear();
   }
 
+  /** Faults so far: each time the vCPU touched an absent page and blocked on it (query-migrate). */
+  get faults(): number {
+    return this.#faults;
+  }
+
+  /** Of those, the faults resolved: their page arrived and woke the vCPU. */
+  get served(): number {
+    return this.#latencies.length;
+  }
+
   /** Pages asked for on the current channel and not yet installed. */
   get inflight(): number {
     return this.#asked.size;

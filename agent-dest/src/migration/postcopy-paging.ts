@@ -101,6 +101,22 @@ export class PostcopyPaging {
     return { stats, noticeDelayMs: faults.noticeDelayMs };
   }
 
+  /** Pages received on every connection of the migration, and of those the pages that came with their bytes. */
+  received(): { pages: number; rawPages: number } {
+    let pages = 0;
+    let rawPages = 0;
+    for (const applier of [this.#mainApplier, ...this.#appliers]) {
+      pages += applier.pagesReceived;
+      rawPages += applier.rawPagesReceived;
+    }
+    return { pages, rawPages };
+  }
+
+  /** Post-copy so far (query-migrate): faults, and faults whose page arrived; undefined before it started. */
+  faults(): { faults: number; served: number } | undefined {
+    return this.#faults ? { faults: this.#faults.faults, served: this.#faults.served } : undefined;
+  }
+
   stop(): void {
     this.#faults?.stop();
   }

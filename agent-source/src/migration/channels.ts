@@ -63,6 +63,11 @@ export class ChannelSet {
     return main;
   }
 
+  /** The main connection's bytes sent so far; undefined while there is none (closed, or broken and not yet replaced). */
+  get mainBytesSent(): number | undefined {
+    return this.#main?.bytesSent;
+  }
+
   /** Every byte this migration put on a wire so far, headers included. */
   get wireBytes(): number {
     return this.#earlierBytes + (this.#main?.bytesSent ?? 0) + (this.#fault?.bytesSent ?? 0);

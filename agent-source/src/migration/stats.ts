@@ -21,8 +21,17 @@ export class MigrationStats {
   /** Dirty-log harvests (QMP: dirty-sync-count). */
   harvests = 0;
   readonly rounds: RoundReport[] = [];
-  /** Round in progress: index, pages planned, pages sent so far. */
-  current = { index: 0, planned: 0, sent: 0 };
+  /**
+   * Round in progress (or the stop-and-copy set): index, pages planned, pages sent so far, and
+   * when it began — performance.now() and the main channel's bytes sent then — so `query-migrate`
+   * can tell the rate of the round in progress.
+   */
+  current = { index: 0, planned: 0, sent: 0, startedAt: 0, bytesAtStart: 0 };
+  /**
+   * Post-copy: when the current push attempt began (the first, or the one after a reconnect),
+   * with the pages sent and wire bytes so far then — the push rate's origin. Undefined before.
+   */
+  postcopyPush: { startedAt: number; pagesAtStart: number; bytesAtStart: number } | undefined;
   /** Pages dirty as of the last harvest (what is still to send). */
   pendingPages = 0;
   expectedDowntimeMs = Number.POSITIVE_INFINITY;
@@ -36,9 +45,9 @@ export class MigrationStats {
     return this.rounds[this.rounds.length - 1];
   }
 
-  /** Pages dirtied per second over the last round (its dirty count over its duration). */
-  get dirtyPagesRate(): number {
+  /** Pages dirtied per second over the last round (its dirty count over its duration); null before a round ended. */
+  get dirtyPagesRate(): number | null {
     const last = this.lastRound;
-    return last && last.ms > 0 ? (last.dirtyAfter / last.ms) * 1000 : 0;
+    return last && last.ms > 0 ? (last.dirtyAfter / last.ms) * 1000 : null;
   }
 }

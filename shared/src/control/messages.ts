@@ -10,7 +10,9 @@
  *   create-vm      { name, memory, init, workload, seed, nic? } → VmInfo
  *   stop / cont    { vm } / { vm, force? }             → VmInfo
  *   migrate        { vm, to, mode?, params? }          → { migrationId }     (returns at once; follow events)
- *   query-migrate  { migrationId? }                    → MigrationInfo | null
+ *   query-migrate  { migrationId? }                    → MigrationInfo | IncomingInfo | null
+ *                  (that migration, outgoing or incoming; without an id the newest in progress,
+ *                   else the newest that ended: see `direction`)
  *   migrate-cancel { migrationId? }                    → { cancelled: boolean } (error past the point of no return)
  *   migrate-start-postcopy { migrationId? }            → { switching: true }   (hybrid: switch now, mid-round)
  *   migrate-resume { migrationId? }                    → { resuming: boolean } (post-copy: reconnect now; false: already reconnected)
@@ -27,15 +29,34 @@ import type { MigrationReport } from '../report/types.ts';
 // describes it. Re-exported so `@livemig/shared/control` keeps offering both.
 export type { VmInfo, VmState } from '../host/vm-state.ts';
 
-/** Live figures of a migration, named as QMP's `query-migrate` names them. */
+/**
+ * Live figures of an outgoing migration, named as QMP's `query-migrate` names them (libvirt's
+ * `virsh domjobinfo` names in parentheses where they differ). A figure nobody knows yet is
+ * null — never 0, which would be a claim ("no downtime", "nothing dirty").
+ */
 export interface MigrationInfo {
+  /** This side sends the VM (an agent that receives one answers with IncomingInfo). */
+  direction: 'outgoing';
   migrationId: string;
   vm: string;
   mode: 'precopy' | 'postcopy' | 'hybrid';
   status: string;
-  /** Bytes put on the wire so far. */
+  /** When it started, ms since the epoch on the agent's clock. */
+  startedAt: number;
+  /** Bytes put on the wire so far, on every connection of the migration. */
   transferred: number;
-  /** Bytes still to send (dirty pages × page size, as of the last harvest). */
+  /**
+   * Bytes still to send (libvirt: memory remaining), in page bytes (pages × page size, a zero
+   * page counted whole) plus the CPU and device state not sent yet:
+   * - before the first harvest (connecting): guest memory size, an upper bound;
+   * - pre-copy: the pages of the round in progress not sent yet, plus the pages known dirty —
+   *   found by the last harvest of the dirty log and not sent since (a page in both counts
+   *   once). Pages the guest dirtied since that harvest are not known until the next one, so
+   *   while the guest writes this is a lower bound of what the last round will carry;
+   * - stop-and-copy: what the final round has not sent yet;
+   * - post-copy: the pages the destination lacked at the switchover not sent yet;
+   * - 0 once everything went.
+   */
   remaining: number;
   /** Guest memory size. */
   total: number;
@@ -43,22 +64,90 @@ export interface MigrationInfo {
   duplicate: number;
   /** Pages sent with their bytes (QMP: normal). */
   normal: number;
-  /** Pages dirtied per second, measured over the last round. */
-  dirtyPagesRate: number;
-  /** Megabits per second over the last round. */
-  mbps: number;
+  /** Pages dirtied per second over the last pre-copy round; null until a round has ended. */
+  dirtyPagesRate: number | null;
+  /**
+   * Megabits per second on the wire: over the round in progress once it has moved 1 MiB over
+   * 5 ms (less is timer and socket-buffer noise), else over the last round that did (post-copy:
+   * since the switchover); null until there is such a measurement.
+   */
+  mbps: number | null;
   /** How many dirty-log harvests so far (QMP: dirty-sync-count). */
   dirtySyncCount: number;
-  /** Expected downtime in ms if it switched over now. */
-  expectedDowntime: number;
-  /** Milliseconds since the migration started. */
+  /**
+   * Expected downtime in ms if it switched over now: the switchover rule's estimate at the end of
+   * the last round; null before a round ended.
+   */
+  expectedDowntime: number | null;
+  /** Milliseconds since the migration started (libvirt: time elapsed); frozen at the end. */
   totalTime: number;
   setupTime: number;
   /** Set once the VM has resumed on the destination. */
   downtime: number | null;
-  /** Share of guest memory sent at least once in this pass (0..1). */
+  /**
+   * The ETA in ms (libvirt: time remaining): `remaining` ÷ the rate memory went out at — pages
+   * sent per second in the round in progress once it sent 1 MiB over 5 ms, else in the last
+   * round that did; post-copy: absent pages ÷ the pages per second pushed and fetched since the
+   * switchover. Pre-copy does not count what the guest dirties meanwhile (later rounds), so with
+   * a busy guest it is a lower bound. Null while unknown: no measurement yet, post-copy paused
+   * on a broken link, failed or cancelled; 0 once completed.
+   */
+  timeRemaining: number | null;
+  /** Share of this pass's pages sent so far (0..1): pre-copy rounds and stop-and-copy. */
   passProgress: number;
   pass: number;
+  /** Post-copy, from the switchover on (the VM runs on the destination); null before and in pre-copy. */
+  postcopy: {
+    /** Guest pages in all. */
+    pages: number;
+    /**
+     * Pages the destination has, or that are on the wire to it: every page but the absent ones
+     * not sent yet (this side cannot see a page land; the destination's query-migrate can).
+     */
+    present: number;
+    /** Pages the destination lacked at the switchover. */
+    absentAtSwitchover: number;
+    /** Absent pages sent because the destination faulted on them (faults served). */
+    fetchedOnDemand: number;
+    /** Absent pages sent by the background push. */
+    pushed: number;
+  } | null;
+}
+
+/**
+ * Live figures of an incoming migration (the destination's `query-migrate`): what arrived so
+ * far, counted on every data connection of the migration. The one that ended last keeps its
+ * final figures.
+ */
+export interface IncomingInfo {
+  /** This side receives the VM. */
+  direction: 'incoming';
+  migrationId: string;
+  vm: string;
+  mode: 'precopy' | 'postcopy' | 'hybrid';
+  /** none, setup, receiving, ready, running, postcopy, postcopy-paused, completed, failed. */
+  status: string;
+  /** When its Setup arrived, ms since the epoch on the agent's clock. */
+  startedAt: number;
+  /** Milliseconds since its Setup arrived; frozen at the end. */
+  totalTime: number;
+  /** Pages received (with their bytes or as zero records); a page sent again in a later round counts again. */
+  pagesReceived: number;
+  /** Page bytes received: pages that came with their bytes × page size (zero records carry none). */
+  bytesReceived: number;
+  /** Guest memory size. */
+  total: number;
+  /** Post-copy, from the source's PostcopyStart on (the VM runs here with pages absent); null before and in pre-copy. */
+  postcopy: {
+    /** Guest pages in all. */
+    pages: number;
+    /** Pages installed here (present before the switchover, or arrived since). */
+    present: number;
+    /** Times the vCPU touched an absent page and blocked on it. */
+    faults: number;
+    /** Of those, faults whose page arrived and woke the vCPU. */
+    faultsServed: number;
+  } | null;
 }
 
 export interface MigrateParams {
@@ -105,7 +194,13 @@ export interface ControlCommands {
     args: { vm: string; from: string; ttlMs?: number };
     result: { ticket: string; vm: string; from: string; expiresAt: number };
   };
-  'query-migrate': { args: { migrationId?: string }; result: MigrationInfo | null };
+  /**
+   * An outgoing migration (MigrationInfo) or an incoming one (IncomingInfo), told apart by
+   * `direction`: the one with this id; without an id the newest in progress — outgoing first
+   * when this agent sends one VM and receives another — else the newest that ended; null when
+   * there was none.
+   */
+  'query-migrate': { args: { migrationId?: string }; result: MigrationInfo | IncomingInfo | null };
   'migrate-cancel': { args: { migrationId?: string }; result: { cancelled: boolean } };
   'migrate-start-postcopy': { args: { migrationId?: string }; result: { switching: true } };
   'migrate-resume': { args: { migrationId?: string }; result: { resuming: boolean } };

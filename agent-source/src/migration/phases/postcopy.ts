@@ -22,6 +22,9 @@ export async function postcopyPhase(ctx: MigrationContext): Promise<void> {
   const started = performance.now();
   let destStats: Record<string, unknown>;
   for (;;) {
+    // The push rate (query-migrate's ETA) is measured per attempt: a pause on a broken link says nothing about the link.
+    const pagesAtStart = pusher.pushed + pusher.fetchedOnDemand;
+    ctx.stats.postcopyPush = { startedAt: performance.now(), pagesAtStart, bytesAtStart: ctx.channels.wireBytes };
     try {
       destStats = await pushUntilComplete(ctx);
       break;

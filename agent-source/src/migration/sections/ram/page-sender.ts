@@ -54,7 +54,14 @@ export class PageSender {
     this.#pages = pages;
     this.#cursor = 0;
     this.#round = round;
-    this.#c.stats.current = { index: round, planned: pages.length, sent: 0 };
+    const bytesAtStart = this.#c.channel().bytesSent;
+    this.#c.stats.current = {
+      index: round,
+      planned: pages.length,
+      sent: 0,
+      startedAt: performance.now(),
+      bytesAtStart,
+    };
   }
 
   /** Pages of the current round not sent yet. */

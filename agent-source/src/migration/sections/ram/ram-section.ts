@@ -107,8 +107,14 @@ export class RamSection implements OutgoingSection {
   pending(): number {
     if (this.#switched) return this.#switched.pusher.remaining * this.#c.vm.memory.pageSize;
     if (this.#digest !== undefined) return 0;
-    const unsent = this.#round < 0 ? this.#firstRound.length : this.#sender.unsent.length;
-    return (unsent + this.#dirty.length) * this.#c.vm.memory.pageSize;
+    const unsent = this.#unsentOfRoundList();
+    // A round cut short (a switch asked for mid-round) leaves pages that are both unsent and
+    // harvested dirty since: count them once. Otherwise one of the two is empty.
+    const pages =
+      unsent.length && this.#dirty.length
+        ? unionSorted(unsent, this.#dirty).length
+        : unsent.length + this.#dirty.length;
+    return pages * this.#c.vm.memory.pageSize;
   }
 
   /** Pages of the round in progress not sent yet. */
