@@ -17,6 +17,8 @@ export interface FollowOptions {
   progress?: boolean;
   /** How often to ask for live figures, ms. @default 200 */
   pollMs?: number;
+  /** Stop following when this aborts (the migration goes on): rejects with its reason. @default none */
+  signal?: AbortSignal;
 }
 
 export async function followMigration(
@@ -27,13 +29,24 @@ export async function followMigration(
   const progress = options.progress ?? process.stderr.isTTY === true;
   const bar = progress ? createBar() : undefined;
   let timer: NodeJS.Timeout | undefined;
-  const reported = new Promise<MigrationReport>((resolve) => {
+  let unfollow = (): void => {};
+  const reported = new Promise<MigrationReport>((resolve, reject) => {
     const off = client.on('MIGRATION_REPORT', (data) => {
       if (data.migrationId !== migrationId) return;
       off();
       resolve(data.report);
     });
+    const { signal } = options;
+    const stop = (): void => {
+      off();
+      reject(signal!.reason);
+    };
+    if (signal?.aborted) stop();
+    else signal?.addEventListener('abort', stop, { once: true });
+    unfollow = () => signal?.removeEventListener('abort', stop);
   });
+  // Awaited only after query-report answers: an abort meanwhile must not be an unhandled rejection.
+  reported.catch(() => {});
   try {
     if (bar) {
       bar.start(100, 0, { info: undefined });
@@ -50,6 +63,7 @@ export async function followMigration(
     throw error instanceof MigrationError ? error : new MigrationError('ERR_CONTROL', String(error));
   } finally {
     if (timer) clearInterval(timer);
+    unfollow();
     bar?.stop();
   }
 }

@@ -155,6 +155,18 @@ export const controlUrlFlag = flag((text) => {
   return text;
 });
 
+/** A migration's id as an agent gives it (a UUID, `livemig migrate --detach` prints it), lower-cased. */
+export const migrationIdFlag = flag((text) => {
+  const id = text.trim().toLowerCase();
+  if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(id)) {
+    throw new MigrationError(
+      'ERR_INVALID_ARGUMENT',
+      `expected a migration id (a UUID, as migrate prints it), got "${text}"`,
+    );
+  }
+  return id;
+});
+
 /** A comma-separated list of known capabilities ("" = none). */
 export const capabilitiesFlag = flag((text) => {
   const names = text

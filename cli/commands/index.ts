@@ -6,6 +6,7 @@ import { registerDemoCommand } from './demo.ts';
 import { registerDestCommand } from './dest.ts';
 import { registerEventsCommand } from './events.ts';
 import { registerLabCommand } from './lab.ts';
+import { registerMigrateCancelCommand } from './migrate-cancel.ts';
 import { registerMigrateCommand } from './migrate.ts';
 import { registerPkiCommand } from './pki.ts';
 import { registerPrepareIncomingCommand } from './prepare-incoming.ts';
@@ -18,6 +19,7 @@ import { registerVmCommand } from './vm.ts';
 export const COMMANDS: ReadonlyArray<(program: Command) => void> = [
   registerDemoCommand,
   registerMigrateCommand,
+  registerMigrateCancelCommand,
   registerPrepareIncomingCommand,
   registerStatusCommand,
   registerEventsCommand,

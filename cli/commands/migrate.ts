@@ -4,7 +4,9 @@
  * exactly one JSON object on stdout with --json. Exit status 0 only when the migration completed.
  * `--resume` reconnects a post-copy migration whose link broke (instead of waiting for the
  * agent's next automatic retry) and follows it to the end. `livemig migrate-start-postcopy`
- * switches a hybrid migration to post-copy at the end of its current round. `--wait` keeps
+ * switches a hybrid migration to post-copy at the end of its current round. Ctrl-C cancels the
+ * migration (a second one detaches: migrate-interrupt.ts); `--detach` prints its id and returns
+ * at once, leaving it to the agent (`livemig migrate-cancel` cancels it). `--wait` keeps
  * retrying while the source agent, its VM or the destination is not up yet (containers starting
  * together): only failures from before anything was sent, so a retry can never hide a real one.
  */
@@ -13,6 +15,7 @@ import { isMigrationError, MigrationError, parseHostPort, type ErrorCode } from 
 import type { ControlClient } from '@livemig/shared/control';
 import { formatReport, type MigrationReport } from '@livemig/shared/report';
 import { followMigration } from '../follow-migration.ts';
+import { EXIT_DETACHED, followHints, MigrateInterrupt } from '../migrate-interrupt.ts';
 import { networkSection, startProbe, type RunningProbe } from '../probe/during.ts';
 import {
   anyDurationFlag,
@@ -36,6 +39,7 @@ interface MigrateCommandFlags extends MigrateFlags, SecurityFlags {
   mode: ModeName;
   resume?: boolean;
   json?: boolean;
+  detach?: boolean;
   wait: number;
   probe?: boolean | string;
   probeInterval: number;
@@ -69,6 +73,11 @@ export function registerMigrateCommand(program: Command): void {
     .option('--probe-interval <duration>', 'time between probe requests', durationFlag, 1)
     .option('--json', 'print exactly one JSON report (schema livemig.report/1) on stdout')
     .option(
+      '--detach',
+      'print the migration id (--json: {"migrationId"}) and return at once; the migration goes on ' +
+        '(follow it with `livemig status`, cancel it with `livemig migrate-cancel`)',
+    )
+    .option(
       '--wait <duration>',
       'keep retrying this long while the source agent, its VM or the destination is not up yet, e.g. 60s',
       anyDurationFlag,
@@ -94,7 +103,11 @@ export function registerMigrateCommand(program: Command): void {
         '  livemig migrate --control ws://source:7171 --vm vm1 --to dest:7070 --wait 60s --json   # agents still starting\n' +
         '  livemig migrate --pki pki --name oscar --control wss://host-a:7071 --dest-control wss://host-b:7071 \\\n' +
         '      --vm vm1 --to host-b:7070   # secure agents: ticket and destination name from the destination\n' +
-        '\nExit status: 0 completed, 1 failed or cancelled, 2 bad input.',
+        '\nCtrl-C cancels the migration (as virsh migrate does) after a grace second in which a second Ctrl-C\n' +
+        'detaches instead, leaving it running; past the point of no return the cancel is refused (the reason is\n' +
+        'shown) and the command follows on. A second Ctrl-C always detaches: it prints how to follow or cancel.\n' +
+        '\nExit status: 0 completed (or detached with --detach), 1 failed or cancelled, 2 bad input, ' +
+        '130 detached by Ctrl-C.',
     );
   addClientSecurityOptions(command).action(async (flags: MigrateCommandFlags) => {
     if (!flags.resume && (flags.vm === undefined || flags.to === undefined)) {
@@ -106,34 +119,65 @@ export function registerMigrateCommand(program: Command): void {
         'give --ticket or --dest-control (which asks for one), not both',
       );
     }
-    const waiting = new Waiting(flags.wait);
-    for (;;) {
-      let probe: RunningProbe | undefined;
-      const { client, migrationId } = await waiting.retry(async () => {
-        const client = await connectControl(flags.control, flags);
-        try {
-          if (flags.probe !== undefined && !flags.resume) probe = await startProbeOn(client, flags);
-          return {
-            client,
-            migrationId: flags.resume ? await resumeMigration(client) : await startMigration(client, flags),
-          };
-        } catch (error) {
+    if (flags.detach && flags.probe !== undefined) {
+      throw new MigrationError('ERR_INVALID_ARGUMENT', '--probe watches the migration to its end: not with --detach');
+    }
+    // The first cancels, the second detaches; not with --detach, which leaves the migration at once.
+    const interrupt = flags.detach
+      ? undefined
+      : new MigrateInterrupt({
+          say: (line) => process.stderr.write(`${flags.json || !process.stderr.isTTY ? '' : '\n'}${line}\n`),
+        });
+    const waiting = new Waiting(flags.wait, () => interrupt?.pressed === true);
+    try {
+      for (;;) {
+        let probe: RunningProbe | undefined;
+        const { client, migrationId } = await waiting.retry(async () => {
+          const client = await connectControl(flags.control, flags);
+          try {
+            if (flags.probe !== undefined && !flags.resume) probe = await startProbeOn(client, flags);
+            return {
+              client,
+              migrationId: flags.resume
+                ? await resumeMigration(client, interrupt)
+                : await startMigration(client, flags, interrupt),
+            };
+          } catch (error) {
+            client.close();
+            interrupt?.close(); // nothing runs on our behalf: Ctrl-C ends the command again
+            if (probe) await probe.abandon();
+            probe = undefined;
+            throw error;
+          }
+        });
+        if (flags.detach) {
           client.close();
-          if (probe) await probe.abandon();
-          probe = undefined;
-          throw error;
+          printDetached(migrationId, flags);
+          return;
         }
-      });
-      let report: MigrationReport;
-      try {
-        report = await followMigration(client, migrationId, { progress: !flags.json && process.stderr.isTTY });
-      } finally {
-        client.close();
+        interrupt?.follow(client, migrationId);
+        let report: MigrationReport;
+        try {
+          report = await followMigration(client, migrationId, {
+            progress: !flags.json && process.stderr.isTTY,
+            ...(interrupt ? { signal: interrupt.signal } : {}),
+          });
+        } catch (error) {
+          if (!interrupt?.detached) throw error;
+          await probe?.abandon();
+          sayDetached(migrationId, flags, interrupt);
+          return;
+        } finally {
+          interrupt?.close();
+          client.close();
+        }
+        if (probe) report = { ...report, network: networkSection(await probe.finish(), report) };
+        if (!flags.resume && destinationNotUp(report) && (await waiting.pause(report.error!.message))) continue;
+        printReport(report, flags.json === true);
+        return;
       }
-      if (probe) report = { ...report, network: networkSection(await probe.finish(), report) };
-      if (!flags.resume && destinationNotUp(report) && (await waiting.pause(report.error!.message))) continue;
-      printReport(report, flags.json === true);
-      return;
+    } finally {
+      interrupt?.close();
     }
   });
 
@@ -172,10 +216,13 @@ function destinationNotUp(report: MigrationReport): boolean {
 /** `--wait`: retry for up to `ms` after the first attempt, saying on stderr what it waits for. */
 class Waiting {
   readonly #deadline: number;
+  readonly #stopped: () => boolean;
   #said = '';
 
-  constructor(ms: number) {
+  /** `stopped`: the operator said stop (Ctrl-C) — no more attempts. */
+  constructor(ms: number, stopped: () => boolean = () => false) {
     this.#deadline = Date.now() + ms;
+    this.#stopped = stopped;
   }
 
   /** Run `attempt` until it succeeds, fails with something else, or the time is up. */
@@ -192,7 +239,7 @@ class Waiting {
   /** Sleep before the next attempt; false when the time is up. */
   async pause(reason: string): Promise<boolean> {
     const left = this.#deadline - Date.now();
-    if (left <= 0) return false;
+    if (left <= 0 || this.#stopped()) return false;
     if (reason !== this.#said) {
       process.stderr.write(`livemig: waiting (${Math.ceil(left / 1000)} s left): ${reason}\n`);
       this.#said = reason;
@@ -202,9 +249,15 @@ class Waiting {
   }
 }
 
-async function startMigration(client: ControlClient, flags: MigrateCommandFlags): Promise<string> {
+/** Start the migration; Ctrl-C is `interrupt`'s from the `migrate` request on. */
+async function startMigration(
+  client: ControlClient,
+  flags: MigrateCommandFlags,
+  interrupt: MigrateInterrupt | undefined,
+): Promise<string> {
   const prepared = flags.destControl === undefined ? undefined : await prepareOnDestination(client, flags);
   const ticket = prepared?.ticket ?? flags.ticket;
+  interrupt?.listen();
   const { migrationId } = await client.request('migrate', {
     vm: flags.vm!,
     to: flags.to!,
@@ -268,11 +321,32 @@ async function startProbeOn(client: ControlClient, flags: MigrateCommandFlags): 
   return running;
 }
 
-async function resumeMigration(client: ControlClient): Promise<string> {
+async function resumeMigration(client: ControlClient, interrupt: MigrateInterrupt | undefined): Promise<string> {
   const info = await client.request('query-migrate', {});
   if (!info) throw new MigrationError('ERR_NOT_FOUND', 'no migration on this agent');
+  interrupt?.listen();
   await client.request('migrate-resume', { migrationId: info.migrationId });
   return info.migrationId;
+}
+
+/** --detach: the id on stdout (for scripts), how to follow and cancel it on stderr. */
+function printDetached(migrationId: string, flags: MigrateCommandFlags): void {
+  process.stdout.write(flags.json ? `${JSON.stringify({ migrationId })}\n` : `${migrationId}\n`);
+  if (!flags.json) {
+    process.stderr.write(`livemig: migration ${migrationId} goes on\n${followHints(migrationId, flags)}`);
+  }
+}
+
+/** A second Ctrl-C: what goes on without us, how to follow and cancel it; exit 130. */
+function sayDetached(migrationId: string, flags: MigrateCommandFlags, interrupt: MigrateInterrupt): void {
+  const what = {
+    'not asked': 'which goes on',
+    asked: 'which was asked to cancel',
+    accepted: 'which is being cancelled',
+    refused: 'which goes on',
+  }[interrupt.cancelState];
+  process.stderr.write(`livemig: detached from migration ${migrationId}, ${what}\n${followHints(migrationId, flags)}`);
+  process.exitCode = EXIT_DETACHED;
 }
 
 /** The report on stdout; exit status 1 unless it completed. */

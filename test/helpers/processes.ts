@@ -2,7 +2,9 @@
  * Real livemig processes for integration tests, always cleaned up: every process started here
  * is killed by `stopAll()`, which the tests call in `afterEach` — even when the test failed.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess, type ChildProcessByStdio } from 'node:child_process';
+import { once } from 'node:events';
+import type { Readable } from 'node:stream';
 import { CLI_PATH, REPO_ROOT, startAgentProcess, type AgentProcess, type AgentRole } from '../../cli/agent-process.ts';
 
 export type { AgentProcess } from '../../cli/agent-process.ts';
@@ -15,24 +17,37 @@ export function track(child: ChildProcess): void {
   child.once('exit', () => live.delete(child));
 }
 
+/** A livemig process started by spawnCli: its output so far, and its exit status once it has ended. */
+export interface RunningCli {
+  child: ChildProcessByStdio<null, Readable, Readable>;
+  out(): string;
+  err(): string;
+  /** Its exit status (null when a signal ended it), once its output is all read. */
+  exited: Promise<number | null>;
+}
+
+/** Start `livemig <args>` and leave it running — to signal it, to read its output as it comes. */
+export function spawnCli(args: readonly string[]): RunningCli {
+  const child = spawn(process.execPath, [CLI_PATH, ...args], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  track(child);
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (err += chunk.toString()));
+  const exited = once(child, 'close').then(([code]) => code as number | null);
+  return { child, out: () => out, err: () => err, exited };
+}
+
 /** Run `livemig <args>` to completion; resolves with its output and exit status. */
-export function runCli(
+export async function runCli(
   args: readonly string[],
   options: { timeoutMs?: number } = {},
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [CLI_PATH, ...args], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  track(child);
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 120_000);
-  return new Promise((resolve) => {
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+  const running = spawnCli(args);
+  const timer = setTimeout(() => running.child.kill('SIGKILL'), options.timeoutMs ?? 120_000);
+  const code = await running.exited;
+  clearTimeout(timer);
+  return { code, stdout: running.out(), stderr: running.err() };
 }
 
 /** Start an agent (`livemig agent|source|dest …`) on free loopback ports, debug logs kept for failures. */

@@ -4,46 +4,25 @@
  * report, the same migration id), a readable line per event otherwise, `--event` and `--count`
  * to pick and stop — and exits 1 with the coded error when the agent goes away.
  */
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { once } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseVmSpec } from '@livemig/shared/vm';
-import { CLI_PATH, REPO_ROOT } from '../../cli/agent-process.ts';
 import { useFleet } from '../helpers/fleet.ts';
+import { runCli, spawnCli, stopAll, type RunningCli } from '../helpers/processes.ts';
 import { waitUntil } from '../helpers/wait.ts';
 import { expectCompleted } from '../helpers/report.ts';
 
 const fleet = useFleet();
-const children: ChildProcessWithoutNullStreams[] = [];
-afterEach(() => {
-  for (const child of children.splice(0)) if (child.exitCode === null) child.kill('SIGKILL');
-});
-
-interface Follower {
-  child: ChildProcessWithoutNullStreams;
-  out: () => string;
-  err: () => string;
-  exited: Promise<number | null>;
-}
+afterEach(stopAll);
 
 /** `livemig events` as the operator, once it says it follows the stream. */
-async function follow(control: string, args: readonly string[]): Promise<Follower> {
-  const child = spawn(
-    process.execPath,
-    [CLI_PATH, 'events', '--control', control, ...args, '--pki', fleet.pkiDir, '--name', 'operator'],
-    { cwd: REPO_ROOT },
-  );
-  children.push(child);
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (err += chunk.toString()));
-  const exited = once(child, 'exit').then(([code]) => code as number | null);
-  await waitUntil(() => err.includes('following events') || child.exitCode !== null, {
+async function follow(control: string, args: readonly string[]): Promise<RunningCli> {
+  const follower = spawnCli(['events', '--control', control, ...args, '--pki', fleet.pkiDir, '--name', 'operator']);
+  const { child, err } = follower;
+  await waitUntil(() => err().includes('following events') || child.exitCode !== null, {
     what: 'livemig events connected',
   });
-  expect(child.exitCode, err).toBeNull();
-  return { child, out: () => out, err: () => err, exited };
+  expect(child.exitCode, err()).toBeNull();
+  return follower;
 }
 
 const spec = parseVmSpec({ memory: '16MiB', init: 'random', workload: 'hotset:wss=1MiB,rate=5000', seed: 4 });
@@ -91,14 +70,8 @@ describe('livemig events', () => {
 
   it('refuses an unknown event name as bad input (exit 2)', async () => {
     const agent = await fleet.agent();
-    const child = spawn(process.execPath, [CLI_PATH, 'events', '--control', agent.control, '--event', 'NOPE'], {
-      cwd: REPO_ROOT,
-    });
-    children.push(child);
-    let err = '';
-    child.stderr.on('data', (chunk: Buffer) => (err += chunk.toString()));
-    const [code] = await once(child, 'exit');
-    expect(code).toBe(2);
-    expect(err).toMatch(/NOPE/);
+    const run = await runCli(['events', '--control', agent.control, '--event', 'NOPE']);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toMatch(/NOPE/);
   });
 });
