@@ -1,11 +1,13 @@
 /**
- * The flags that describe a VM — --memory, --init, --workload, --seed, --nic — shared by `livemig vm`
- * and `livemig demo`, and their one parser into a checked VmSpec. Each flag is checked on its own
- * as it is parsed (so a bad one is reported as itself, first); specFromFlags checks them together
- * (a workload's sizes against --memory, a NIC only for a workload that drives one).
+ * The flags that describe a VM — --memory, --init, --workload, --seed, --nic — shared by `livemig
+ * run-vm`, `livemig create-vm`, the agent's --vm and `livemig demo`, and their one parser into a
+ * checked VmSpec. Each flag is checked on its own as it is parsed (so a bad one is reported as
+ * itself, first); specFromFlags checks them together (a workload's sizes against --memory, a NIC
+ * only for a workload that drives one).
  */
 import type { Command } from 'commander';
 import { MigrationError } from '@livemig/shared';
+import { VmHost } from '@livemig/shared/host';
 import {
   DEFAULT_SEED,
   MAX_MEMORY_BYTES,
@@ -17,7 +19,7 @@ import {
 } from '@livemig/shared/vm';
 import { flag, sizeFlagOf } from './options.ts';
 
-/** The flags `vm` and `demo` share, parsed. */
+/** The flags `run-vm`, `create-vm`, `agent` and `demo` share, parsed. */
 export interface VmFlags {
   memory: number;
   init: string;
@@ -34,6 +36,12 @@ export const seedFlag = flag((text) => {
   }
   return seed;
 });
+
+/** --vm NAME of a VM an agent hosts: 1–64 letters, digits, '.', '_' or '-' (as the agent checks it). */
+export const vmNameFlag = flag((text) => VmHost.checkName(text));
+
+/** The spec defaults of a VM an agent boots: its --vm, and `livemig create-vm`. */
+export const AGENT_VM_DEFAULTS = { memory: '256MiB', init: 'random', workload: 'idle' } as const;
 
 /** --memory: a VM's memory size in bytes, 1MiB..16GiB, a multiple of 4KiB. */
 const memoryFlag = sizeFlagOf((text) => parseVmSpec({ memory: text }).memoryBytes);

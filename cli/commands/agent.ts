@@ -205,7 +205,7 @@ function helpText(variant: AgentCommandVariant): string {
     'and with a data port (--listen) it accepts migrations, so a VM that arrived can move on, or back.',
     ...(variant.name === AGENT.name ? [] : [`This is \`livemig agent\` under another name${aliasDefaults(variant)}.`]),
     '',
-    'The --memory, --init, --workload, --seed and --nic flags describe the --vm (see `livemig vm --help`).',
+    'The --memory, --init, --workload, --seed and --nic flags describe the --vm (see `livemig run-vm --help`).',
     'Once listening it prints one line on stdout, with the ports bound (give port 0 to let it choose):',
     `  ${ready}`,
     'Logs go to stderr. SIGTERM is graceful: outgoing migrations still iterating switch over at once and',

@@ -2,19 +2,22 @@
 import type { Command } from 'commander';
 import { registerAgentCommand } from './agent.ts';
 import { registerAuditCommand } from './audit.ts';
+import { registerCreateVmCommand } from './create-vm.ts';
 import { registerDemoCommand } from './demo.ts';
 import { registerDestCommand } from './dest.ts';
+import { registerDestroyVmCommand } from './destroy-vm.ts';
 import { registerEventsCommand } from './events.ts';
 import { registerLabCommand } from './lab.ts';
+import { registerListCommand } from './list.ts';
 import { registerMigrateCancelCommand } from './migrate-cancel.ts';
 import { registerMigrateCommand } from './migrate.ts';
 import { registerPkiCommand } from './pki.ts';
 import { registerPrepareIncomingCommand } from './prepare-incoming.ts';
 import { registerProbeCommand } from './probe.ts';
+import { registerRunVmCommand } from './run-vm.ts';
 import { registerSourceCommand } from './source.ts';
 import { registerStatusCommand } from './status.ts';
 import { registerStopContCommands } from './stop-cont.ts';
-import { registerVmCommand } from './vm.ts';
 
 export const COMMANDS: ReadonlyArray<(program: Command) => void> = [
   registerDemoCommand,
@@ -23,11 +26,14 @@ export const COMMANDS: ReadonlyArray<(program: Command) => void> = [
   registerPrepareIncomingCommand,
   registerStatusCommand,
   registerEventsCommand,
+  registerListCommand,
+  registerCreateVmCommand,
+  registerDestroyVmCommand,
   registerStopContCommands,
   registerAgentCommand,
   registerSourceCommand,
   registerDestCommand,
-  registerVmCommand,
+  registerRunVmCommand,
   registerLabCommand,
   registerProbeCommand,
   registerPkiCommand,

@@ -15,7 +15,7 @@ const ONE_ERROR_LINE = /^livemig: ERR_[A-Z_]+: [^\n]+\n$/;
 describe('livemig: one error path, as a script sees it', () => {
   it('bad input: one coded line, exit 2; a failed operation: one coded line, exit 1; --version', async () => {
     const [memory, mode, unknown, control, unreachable, version] = await Promise.all([
-      runCli(['vm', '--memory', '1XB']),
+      runCli(['run-vm', '--memory', '1XB']),
       runCli(['migrate', '--mode', 'teleport']),
       runCli(['status', '--contrl', 'ws://127.0.0.1:7171']),
       runCli(['status', '--control', 'ws://[bad']),

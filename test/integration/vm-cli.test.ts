@@ -1,5 +1,5 @@
 /**
- * `livemig vm` through the real CLI (node bin/livemig.mjs, a child process): determinism from
+ * `livemig run-vm` through the real CLI (node bin/livemig.mjs, a child process): determinism from
  * the shell, the --seconds rate, and exit code 2 with a stable error code for bad input.
  */
 import { execFile } from 'node:child_process';
@@ -32,10 +32,10 @@ function json(run: Run): Record<string, unknown> {
   return JSON.parse(lines[0]!) as Record<string, unknown>;
 }
 
-describe('livemig vm', () => {
+describe('livemig run-vm', () => {
   it('same spec, seed and steps ⇒ same digest and CPU state; another seed ⇒ another digest', async () => {
     const args = [
-      'vm',
+      'run-vm',
       '--memory',
       '16MiB',
       '--init',
@@ -70,7 +70,16 @@ describe('livemig vm', () => {
 
   it('--seconds runs at the requested write rate, within 10%', async () => {
     const run = json(
-      await livemig('vm', '--memory', '64MiB', '--workload', 'hotset:wss=16MiB,rate=20000', '--seconds', '2', '--json'),
+      await livemig(
+        'run-vm',
+        '--memory',
+        '64MiB',
+        '--workload',
+        'hotset:wss=16MiB,rate=20000',
+        '--seconds',
+        '2',
+        '--json',
+      ),
     );
     expect(run.requestedWriteRatePagesPerSec).toBe(20000);
     expect(run.writeRatePagesPerSec).toBeGreaterThan(18000);
@@ -80,8 +89,8 @@ describe('livemig vm', () => {
 
   it('prints a short table without --json and lists workloads in --help', async () => {
     const [table, help] = await Promise.all([
-      livemig('vm', '--memory', '4MiB', '--workload', 'sweep:rate=0', '--steps', '1000'),
-      livemig('vm', '--help'),
+      livemig('run-vm', '--memory', '4MiB', '--workload', 'sweep:rate=0', '--steps', '1000'),
+      livemig('run-vm', '--help'),
     ]);
     expect(table.code).toBe(0);
     expect(table.stdout).toMatch(/digest\s+[0-9a-f]{16}/);
@@ -89,6 +98,20 @@ describe('livemig vm', () => {
     expect(help.code).toBe(0);
     for (const name of ['idle', 'uniform', 'hotset', 'sweep', 'ab', 'wss=', 'rate='])
       expect(help.stdout).toContain(name);
+  });
+
+  it('the old name `vm` still runs it, hidden from --help and saying it is deprecated', async () => {
+    const args = ['--memory', '4MiB', '--workload', 'sweep:rate=0', '--steps', '1000', '--json'];
+    const [old, current, help] = await Promise.all([
+      livemig('vm', ...args),
+      livemig('run-vm', ...args),
+      livemig('--help'),
+    ]);
+    expect(old.code).toBe(0);
+    expect(old.stderr).toBe('livemig: `livemig vm` is deprecated: it is `livemig run-vm` now\n');
+    expect((JSON.parse(old.stdout) as { digest: string }).digest).toBe(json(current).digest);
+    expect(help.stdout).toMatch(/^ {2}run-vm /m);
+    expect(help.stdout).not.toMatch(/^ {2}vm /m);
   });
 
   it.each([
@@ -115,7 +138,7 @@ describe('livemig vm', () => {
       'ERR_INVALID_ARGUMENT',
     ],
   ])('rejects %s: exit 2, code on stderr', async (_name, args, code) => {
-    const run = await livemig('vm', ...args);
+    const run = await livemig('run-vm', ...args);
     expect(run.code).toBe(2);
     expect(run.stdout).toBe('');
     expect(run.stderr).toContain(`livemig: ${code}: `);

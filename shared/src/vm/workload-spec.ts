@@ -101,7 +101,7 @@ export function formatSizeSpec(bytes: number): string {
 
 /** One line naming every workload and its parameters, for error messages. */
 export function workloadSummary(): string {
-  return `Known workloads: ${WORKLOADS.map((w) => `${w.name} (${paramList(w)})`).join(', ')}; see livemig vm --help.`;
+  return `Known workloads: ${WORKLOADS.map((w) => `${w.name} (${paramList(w)})`).join(', ')}; see livemig run-vm --help.`;
 }
 
 /** The registry as help text: one block per workload with its parameters and defaults. */

@@ -61,7 +61,16 @@ describe('every subcommand and option: bad input is `livemig: ERR_CODE: message`
   it('the walk finds the commands and their options', () => {
     const names = leaves.map((command) => pathOf(command).join(' '));
     expect(names).toEqual(
-      expect.arrayContaining(['migrate', 'migrate-cancel', 'vm', 'probe', 'agent', 'pki issue', 'lab run']),
+      expect.arrayContaining([
+        'migrate',
+        'migrate-cancel',
+        'run-vm',
+        'create-vm',
+        'list',
+        'probe',
+        'pki issue',
+        'lab run',
+      ]),
     );
     expect(checked.length).toBeGreaterThan(40);
   });
@@ -120,7 +129,7 @@ describe('every subcommand and option: bad input is `livemig: ERR_CODE: message`
 
   it('a unit the parser does not know is reported against its own flag, with its own code', async () => {
     // Not "--steps": each VM flag is checked as it is parsed, before the command checks them together.
-    const memory = await run(['vm', '--memory', '1XB']);
+    const memory = await run(['run-vm', '--memory', '1XB']);
     expect(memory.stderr).toMatch(/^livemig: ERR_INVALID_SIZE: --memory: cannot parse size "1XB"/);
     const bandwidth = await run(['migrate', '--max-bandwidth', '10 parsecs']);
     expect(bandwidth.stderr).toMatch(/^livemig: ERR_INVALID_RATE: --max-bandwidth: /);
@@ -178,7 +187,7 @@ describe('--version and --help', () => {
         /\(default: [\d.]+ (ms|s|B|KiB|MiB|GiB|B\/s|mbit|gbit)\)$/,
       );
     }
-    const vm = program.commands.find((command) => command.name() === 'vm')!;
+    const vm = program.commands.find((command) => command.name() === 'run-vm')!;
     expect(help.optionDescription(vm.options.find((option) => option.long === '--memory')!)).toContain(
       '(default: 64 MiB)',
     );

@@ -1,6 +1,6 @@
 /**
  * The workload registry: every workload the toy VM can run, with its parameters and a one-line
- * description. `livemig vm --help` and the error for a bad spec are generated from this table,
+ * description. `livemig run-vm --help` and the error for a bad spec are generated from this table,
  * so adding a workload here is all it takes to offer it.
  */
 import { ab } from './ab.ts';

@@ -1,8 +1,11 @@
 /**
- * `livemig vm`: boot a toy VM, run it for a number of steps or seconds, and print its figures
- * (steps, achieved write rate, memory digest, CPU state…). The quickest way to see what a
- * workload does, and the determinism check from the shell: same spec, seed and steps ⇒ same
- * digest. With --json, exactly one JSON object on stdout.
+ * `livemig run-vm`: boot a toy VM in this process (no agent), run it for a number of steps or
+ * seconds, and print its figures (steps, achieved write rate, memory digest, CPU state…). The
+ * quickest way to see what a workload does, and the determinism check from the shell: same
+ * spec, seed and steps ⇒ same digest. With --json, exactly one JSON object on stdout.
+ *
+ * It was `livemig vm` until the agent's VM commands (create-vm, destroy-vm, list) came: a name
+ * that reads as "the VMs" belongs to those. `vm` stays as a hidden, deprecated alias that says so.
  */
 import type { Command } from 'commander';
 import { MigrationError, formatBytes, formatDuration } from '@livemig/shared';
@@ -26,7 +29,7 @@ const stepsFlag = flag((text) => {
   return steps;
 });
 
-/** What `livemig vm --json` prints. */
+/** What `livemig run-vm --json` prints. */
 export interface VmRunResult {
   memoryBytes: number;
   init: string;
@@ -56,12 +59,18 @@ interface VmCommandFlags extends VmFlags {
   json?: boolean;
 }
 
-/** Registers `livemig vm`. */
-export function registerVmCommand(program: Command): void {
+/** Registers `livemig run-vm`, and `livemig vm`, its old name, hidden. */
+export function registerRunVmCommand(program: Command): void {
+  addRunVmCommand(program, 'run-vm');
+  addRunVmCommand(program, 'vm', { deprecated: true });
+}
+
+function addRunVmCommand(program: Command, name: string, options: { deprecated?: boolean } = {}): void {
   const command = program
-    .command('vm')
+    .command(name, { hidden: options.deprecated === true })
     .description(
-      'Boot a toy VM, run it for --steps N or --seconds S, and print its figures (steps, write rate, digest).',
+      'Boot a toy VM in this process (no agent), run it for --steps N or --seconds S, and print its figures ' +
+        '(steps, write rate, digest).',
     );
   addVmSpecOptions(command, { memory: '64MiB', init: 'zero', workload: 'idle' });
   command
@@ -70,6 +79,7 @@ export function registerVmCommand(program: Command): void {
     .option('--json', 'print one JSON object on stdout')
     .addHelpText('after', `\n${workloadHelp()}\n\nSame spec, seed and --steps ⇒ same digest.`)
     .action(async (flags: VmCommandFlags) => {
+      if (options.deprecated) process.stderr.write('livemig: `livemig vm` is deprecated: it is `livemig run-vm` now\n');
       const result = await runVmCommand(flags);
       process.stdout.write(flags.json ? JSON.stringify(result) + '\n' : formatVmResult(result));
     });
