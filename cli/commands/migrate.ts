@@ -322,8 +322,16 @@ async function startProbeOn(client: ControlClient, flags: MigrateCommandFlags): 
 }
 
 async function resumeMigration(client: ControlClient, interrupt: MigrateInterrupt | undefined): Promise<string> {
+  // query-migrate gives an outgoing migration first; an incoming one is resumed by its source.
   const info = await client.request('query-migrate', {});
-  if (!info) throw new MigrationError('ERR_NOT_FOUND', 'no migration on this agent');
+  if (info?.direction !== 'outgoing') {
+    throw new MigrationError(
+      'ERR_NOT_FOUND',
+      info
+        ? 'no outgoing migration on this agent (it receives one: resume it on its source)'
+        : 'no migration on this agent',
+    );
+  }
   interrupt?.listen();
   await client.request('migrate-resume', { migrationId: info.migrationId });
   return info.migrationId;

@@ -172,6 +172,11 @@ describe('livemig migrate --detach, and livemig migrate-cancel', () => {
       /^livemig: ERR_VM_STATE: cannot cancel: the migration is past the point of no return \(postcopy\); .+\n$/,
     );
 
+    // --resume is the source's too: the destination, which receives this one, has nothing to resume.
+    const resume = await fleet.cli(['migrate', '--control', dest.control, '--resume']);
+    expect(resume.code).toBe(1);
+    expect(resume.stderr).toMatch(/^livemig: ERR_NOT_FOUND: no outgoing migration on this agent \(it receives one/);
+
     migrate.child.kill('SIGINT');
     await waitUntil(() => migrate.err().includes('following it to the end'), { what: 'the refusal shown' });
     expect(migrate.err()).toMatch(
