@@ -4,7 +4,7 @@
  * 'completed'".
  */
 import { expect } from 'vitest';
-import type { MigrationOutcome, MigrationReport } from '@livemig/shared/report';
+import { REPORT_SCHEMA, type MigrationOutcome, type MigrationReport } from '@livemig/shared/report';
 
 /** A report as a test holds it: in-process, or parsed from a CLI's --json output. */
 export type ReportLike = Pick<MigrationReport, 'outcome'> &
@@ -42,4 +42,31 @@ export function expectOutcome(report: ReportLike, outcome: MigrationOutcome, con
 /** The migration completed; when not, the failure prints the report's error and rounds. */
 export function expectCompleted(report: ReportLike, context?: string): void {
   expectOutcome(report, 'completed', context);
+}
+
+/** A small completed pre-copy report with every required field, for tests of the report's shape. */
+export function sampleReport(overrides: Partial<MigrationReport> = {}): MigrationReport {
+  return {
+    schema: REPORT_SCHEMA,
+    migrationId: '3f2b8a1e-0c4d-4e5f-8a9b-0123456789ab',
+    agents: { source: 'agent-a', dest: 'agent-b' },
+    mode: 'precopy',
+    outcome: 'completed',
+    error: null,
+    vm: { name: 'vm', memoryBytes: 4096, pageSize: 4096, workload: 'idle', init: 'zero', seed: 1 },
+    times: {
+      startedAt: '2026-12-02T06:00:00.000Z',
+      endedAt: '2026-12-02T06:00:01.250Z',
+      totalMs: 1250,
+      downtimeMs: 3,
+      setupMs: 40,
+    },
+    bytes: { wire: 5000, pagePayload: 4096 },
+    pages: { total: 1, sent: 1, zero: 0, resent: 0, faulted: 0 },
+    rounds: [],
+    verify: { sourceDigest: 'a', destDigest: 'a', match: true },
+    network: null,
+    security: null,
+    ...overrides,
+  };
 }

@@ -4,35 +4,11 @@
  */
 import { Ajv } from 'ajv';
 import { describe, expect, it } from 'vitest';
-import { formatReport, REPORT_JSON_SCHEMA, REPORT_SCHEMA, type MigrationReport } from '@livemig/shared/report';
+import { formatReport, REPORT_JSON_SCHEMA, type MigrationReport } from '@livemig/shared/report';
+import { sampleReport } from '../../../helpers/report.ts';
 
-const ID = '3f2b8a1e-0c4d-4e5f-8a9b-0123456789ab';
-
-function report(overrides: Partial<MigrationReport> = {}): MigrationReport {
-  return {
-    schema: REPORT_SCHEMA,
-    migrationId: ID,
-    agents: { source: 'agent-a', dest: 'agent-b' },
-    mode: 'precopy',
-    outcome: 'completed',
-    error: null,
-    vm: { name: 'vm', memoryBytes: 4096, pageSize: 4096, workload: 'idle' },
-    times: {
-      startedAt: '2026-12-02T06:00:00.000Z',
-      endedAt: '2026-12-02T06:00:01.250Z',
-      totalMs: 1250,
-      downtimeMs: 3,
-      setupMs: 40,
-    },
-    bytes: { wire: 5000, pagePayload: 4096 },
-    pages: { total: 1, sent: 1, zero: 0, resent: 0, faulted: 0 },
-    rounds: [],
-    verify: { sourceDigest: 'a', destDigest: 'a', match: true },
-    network: null,
-    security: null,
-    ...overrides,
-  };
-}
+const ID = sampleReport().migrationId;
+const report = sampleReport;
 
 describe('report identity: which migration, between whom, when', () => {
   const validate = new Ajv({ strict: false }).compile(REPORT_JSON_SCHEMA);

@@ -4,32 +4,10 @@
  */
 import { Ajv } from 'ajv';
 import { describe, expect, it } from 'vitest';
-import { formatReport, REPORT_JSON_SCHEMA, REPORT_SCHEMA, type MigrationReport } from '@livemig/shared/report';
+import { formatReport, REPORT_JSON_SCHEMA, type MigrationReport } from '@livemig/shared/report';
+import { sampleReport } from '../../../helpers/report.ts';
 
-function report(security: MigrationReport['security']): MigrationReport {
-  return {
-    schema: REPORT_SCHEMA,
-    migrationId: '00000000-0000-4000-8000-000000000000',
-    agents: { source: 'a', dest: 'b' },
-    mode: 'precopy',
-    outcome: 'completed',
-    error: null,
-    vm: { name: 'vm', memoryBytes: 4096, pageSize: 4096, workload: 'idle', init: 'zero', seed: 1 },
-    times: {
-      startedAt: '2026-12-02T06:00:00.000Z',
-      endedAt: '2026-12-02T06:00:00.010Z',
-      totalMs: 10,
-      downtimeMs: 1,
-      setupMs: 1,
-    },
-    bytes: { wire: 100, pagePayload: 4096 },
-    pages: { total: 1, sent: 1, zero: 0, resent: 0, faulted: 0 },
-    rounds: [],
-    verify: { sourceDigest: 'a', destDigest: 'a', match: true },
-    network: null,
-    security,
-  };
-}
+const report = (security: MigrationReport['security']): MigrationReport => sampleReport({ security });
 
 const TLS = { tls: '1.3', cipher: 'TLS_AES_256_GCM_SHA384', sourceName: 'a', destName: 'b', ticket: true };
 
