@@ -21,7 +21,7 @@ import { addSecurityOptions, credentialsFromFlags, type SecurityFlags } from '..
 import { addAuditOptions, auditFromFlags, type AuditFlags } from '../audit-flags.ts';
 import { addAvailabilityOptions, availabilityFromFlags, type AvailabilityFlags } from '../availability-flags.ts';
 import { addMetricsOption, metricsFromFlags, type MetricsFlags } from '../metrics-flags.ts';
-import { addVmSpecOptions, specFromFlags, type VmFlags } from '../vm-flags.ts';
+import { addVmSpecOptions, AGENT_VM_DEFAULTS, specFromFlags, type VmFlags } from '../vm-flags.ts';
 
 /** One name under which the agent runs, with its defaults. */
 export interface AgentCommandVariant {
@@ -90,7 +90,7 @@ export function addAgentCommand(program: Command, variant: AgentCommandVariant):
     allowOriginFlag,
     [],
   );
-  addVmSpecOptions(command, { memory: '256MiB', init: 'random', workload: 'idle' });
+  addVmSpecOptions(command, AGENT_VM_DEFAULTS);
   addVmLinkOption(command);
   command.option(
     '--capabilities <list>',
