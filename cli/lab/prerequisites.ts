@@ -78,8 +78,8 @@ export interface Prerequisite {
   package?: DebianPackage;
 }
 
-/** The code of the prerequisite error (the lab's input cannot be served by this host). */
-export const PREREQUISITE_ERROR_CODE = 'ERR_INVALID_ARGUMENT';
+/** The code of the prerequisite error: the input is fine, this host cannot serve it (exit 1). */
+export const PREREQUISITE_ERROR_CODE = 'ERR_PREREQUISITE';
 
 /**
  * What a command needs, for the profiles it will apply (none for `lab down`, or `lab shape

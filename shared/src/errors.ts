@@ -65,6 +65,8 @@ export const ERROR_CODES = {
     'A control client sent requests faster than its rate limit (--control-rate, --control-burst); this request was refused, the connection stays up: retry later.',
   ERR_TOO_MANY_CLIENTS:
     'The agent already serves its most control clients at once (--max-control-clients); the connection was refused (HTTP 503): retry later.',
+  ERR_PREREQUISITE:
+    'This host lacks a tool, a kernel feature or a privilege the command needs (e.g. `tc`, nftables, root for network namespaces); the message names every one missing and the packages to install. Nothing was changed.',
   ERR_INSECURE:
     'An agent was asked to speak plaintext on an address beyond loopback: give it --pki DIR --name NAME (mutual TLS), or --insecure to do so on purpose.',
   ERR_TICKET_UNKNOWN: 'A migration ticket was never issued by this agent, or was already swept away.',

@@ -73,8 +73,8 @@ describe('lab prerequisites, all at once', () => {
 
   it('wan without ip, tc and nft: one coded error names all three and installs iproute2 and nftables', async () => {
     const result = await livemigWithPath(pathWith(dir, []), ['lab', 'up', '--profile', 'wan']);
-    expect(result.code, result.stderr).toBe(2);
-    expect(result.stderr).toMatch(/^livemig: ERR_INVALID_ARGUMENT: livemig lab: cannot build a lab shaped to wan here/);
+    expect(result.code, result.stderr).toBe(1);
+    expect(result.stderr).toMatch(/^livemig: ERR_PREREQUISITE: livemig lab: cannot build a lab shaped to wan here/);
     expect(result.stderr).toMatch(/missing: .*`ip` .*`tc` .*`nft` /);
     expect(result.stderr).toContain('Install with: apt-get install -y iproute2 nftables.');
     expect(result.stderr).not.toMatch(/arping/);
@@ -83,7 +83,7 @@ describe('lab prerequisites, all at once', () => {
 
   it('lan has no loss: no nftables in the error, only iproute2 to install', async () => {
     const result = await livemigWithPath(pathWith(dir, []), ['lab', 'run', '--profile', 'lan', '--memory', '64MiB']);
-    expect(result.code, result.stderr).toBe(2);
+    expect(result.code, result.stderr).toBe(1);
     expect(result.stderr).toMatch(/missing: .*`ip` .*`tc` /);
     expect(result.stderr).toMatch(/Install with: apt-get install -y iproute2(\.|$)/m);
     expect(result.stderr).not.toMatch(/nft|arping/);
@@ -91,7 +91,7 @@ describe('lab prerequisites, all at once', () => {
 
   it('lab down needs ip only among the tools', async () => {
     const result = await livemigWithPath(pathWith(dir, []), ['lab', 'down']);
-    expect(result.code, result.stderr).toBe(2);
+    expect(result.code, result.stderr).toBe(1);
     expect(result.stderr).toMatch(/Install with: apt-get install -y iproute2(\.|$)/m);
     expect(result.stderr).not.toMatch(/`tc`|nft|arping/);
   });

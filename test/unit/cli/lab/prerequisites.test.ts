@@ -156,7 +156,7 @@ describe('the message', () => {
     const noTc = host((h) => ((h.commands.tc = false), (h.commands.nft = false), (h.kernel.netem = false)));
     expect(() => requirePrerequisites('run', labNeeds('run', [wan]), noTc)).toThrow(
       expect.objectContaining({
-        code: 'ERR_INVALID_ARGUMENT',
+        code: 'ERR_PREREQUISITE',
         message: expect.stringContaining('apt-get install -y iproute2 nftables') as string,
       }),
     );
