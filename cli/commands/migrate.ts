@@ -328,7 +328,7 @@ async function resumeMigration(client: ControlClient, interrupt: MigrateInterrup
     throw new MigrationError(
       'ERR_NOT_FOUND',
       info
-        ? 'no outgoing migration on this agent (it receives one: resume it on its source)'
+        ? `no outgoing migration on this agent (${info.migrationId} here is incoming: resume it on its source)`
         : 'no migration on this agent',
     );
   }

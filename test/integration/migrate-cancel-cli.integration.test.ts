@@ -172,16 +172,19 @@ describe('livemig migrate --detach, and livemig migrate-cancel', () => {
       /^livemig: ERR_VM_STATE: cannot cancel: the migration is past the point of no return \(postcopy\); .+\n$/,
     );
 
-    // --resume is the source's too: the destination, which receives this one, has nothing to resume.
-    const resume = await fleet.cli(['migrate', '--control', dest.control, '--resume']);
-    expect(resume.code).toBe(1);
-    expect(resume.stderr).toMatch(/^livemig: ERR_NOT_FOUND: no outgoing migration on this agent \(it receives one/);
-
     migrate.child.kill('SIGINT');
     await waitUntil(() => migrate.err().includes('following it to the end'), { what: 'the refusal shown' });
     expect(migrate.err()).toMatch(
       /livemig: ERR_VM_STATE: cannot cancel: the migration is past the point of no return \(postcopy\); .+; following it to the end \(Ctrl-C again to detach\)\n/,
     );
+    // --resume is the source's too: on the destination this migration is an incoming one. (After
+    // the refusal, not before: the push must still be going when Ctrl-C comes.)
+    const resume = await fleet.cli(['migrate', '--control', dest.control, '--resume']);
+    expect(resume.code).toBe(1);
+    expect(resume.stderr).toMatch(
+      new RegExp(`^livemig: ERR_NOT_FOUND: no outgoing migration on this agent \\(${migrationId} here is incoming`),
+    );
+
     expect(await migrate.exited, migrate.err()).toBe(0);
     const report = JSON.parse(migrate.out()) as MigrationReport;
     expect(report.migrationId).toBe(migrationId);
