@@ -23,6 +23,10 @@ export const ERROR_CODES = {
   ERR_VM_STATE: 'The VM is not in a state that allows the operation (e.g. resume while running).',
   ERR_VCPU_CRASHED: 'The vCPU worker thread exited or threw unexpectedly.',
   ERR_STATE_MISMATCH: 'Imported CPU or device state does not fit this VM (size, workload, version).',
+  ERR_BLOCK_OUT_OF_RANGE:
+    'A disk block number or block count is outside the disk image (or a request asks for more blocks than allowed at once).',
+  ERR_DISK_IMAGE:
+    'A disk image could not be created, opened, read, written or flushed: the file exists already, is not a whole number of blocks, or the file system failed (the message names the file and why).',
   // Wire protocol
   ERR_BAD_MAGIC: 'A frame did not start with the livemig magic number: the peer is not a livemig agent.',
   ERR_PROTOCOL_VERSION: 'The peer speaks a protocol version this agent does not support.',

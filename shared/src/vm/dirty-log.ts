@@ -15,6 +15,10 @@
  * concurrent exchange just cleared: those pages are reported twice, which costs a resend but
  * never loses one. Zero words are skipped with a plain read (a racing mark is then simply left
  * for the next harvest).
+ *
+ * Nothing here is about memory: the bits are guest pages for the vCPU's log and the NIC's DMA
+ * log, and 4 KiB disk blocks for the virtual disk's (disk/image.ts, which marks after each write
+ * is in the file). "Page" below reads "block" there; the single-writer rule is the same.
  */
 import { countBits, popcount32, type Bitmap } from './bitmap.ts';
 
