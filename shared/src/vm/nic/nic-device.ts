@@ -23,6 +23,7 @@
 import { MigrationError } from '../../errors.ts';
 import { markDirty, type DirtyLog } from '../dirty-log.ts';
 import { PAGE_SIZE, type GuestMemory } from '../guest-memory.ts';
+import { untilSettledOrAborted } from '../wait.ts';
 import { ipv4ToU32 } from './ipv4.ts';
 import {
   NIC_PAGES,
@@ -254,18 +255,7 @@ export class NicDevice {
       if (produced !== Atomics.load(idx, W_TX_USED)) return;
       const wait = this.#waitOn(produced);
       if (!wait) continue; // TX_PRODUCED already moved
-      if (!signal) {
-        await wait;
-        continue;
-      }
-      await new Promise<void>((resolve) => {
-        const onAbort = (): void => resolve();
-        signal.addEventListener('abort', onAbort, { once: true });
-        void wait.then(() => {
-          signal.removeEventListener('abort', onAbort);
-          resolve();
-        });
-      });
+      await untilSettledOrAborted(wait, signal);
     }
   }
 

@@ -1,0 +1,247 @@
+/**
+ * The virtual disk's device model: the host half of the request ring in layout.ts, on the
+ * agent's event loop (never in the vCPU worker), serving requests with positional file I/O on a
+ * DiskImage. The guest half is guest-ring.ts.
+ *
+ *   guest ──slot, Atomics.store(AVAIL + 1), Atomics.notify──▶ waitForRequests() resolves
+ *   serve(): for each request in [USED, AVAIL), in order:
+ *     validate (layout.ts) ─bad─▶ status S_UNSUPP / S_INVALID, nothing else touched
+ *     read  ─▶ image.readBlocks → copy into the buffer pages → mark each page in dmaLog
+ *     write ─▶ copy the buffer pages → image.writeBlocks (resolves once the data is in the file)
+ *     flush ─▶ image.flush() (fdatasync)
+ *     ─▶ status into the slot, Atomics.store(USED + 1), Atomics.notify(USED), kick()
+ *
+ * Who owns what: the ring, both indices and the buffers are guest memory; the device writes only
+ * statuses, USED and the pages a read fills, and marks each of them — data first, then the mark —
+ * in `dmaLog`, the host's own dirty log (the vCPU's has exactly one writer: dirty-log.ts). The
+ * image, with its allocation map and block dirty log, is the disk's state proper.
+ *
+ * Requests are served one at a time, in ring order, so a request's completion implies every
+ * earlier one's: what a guest needs for a write-ahead log (write, then flush, then the commit
+ * record) without tracking them separately. A write's buffer is copied out of guest memory
+ * before the write is issued, so a guest changing it while the request is in flight changes
+ * nothing on disk (virtio leaves that undefined; a copy makes it deterministic). A guest that
+ * claims more than BLK_RING_SLOTS outstanding requests has overwritten the older ones: only the
+ * last BLK_RING_SLOTS are served (as the NIC does with TX); the guest must not crash the host.
+ *
+ * close() (the VM was destroyed) wakes every waitForRequests() and stops serving: a request in
+ * flight finishes its file I/O but stores nothing into guest memory and is not completed.
+ */
+import { MigrationError, isMigrationError } from '../../errors.ts';
+import { markDirty, type DirtyLog } from '../dirty-log.ts';
+import { PAGE_SIZE, type GuestMemory } from '../guest-memory.ts';
+import { untilSettledOrAborted } from '../wait.ts';
+import { BLOCK_SIZE, type DiskImage } from './image.ts';
+import {
+  BLK_RING_PAGES,
+  BLK_RING_SLOTS,
+  OP_FLUSH,
+  OP_READ,
+  SLOT_STATUS,
+  S_INVALID,
+  S_IOERR,
+  S_OK,
+  S_UNSUPP,
+  W_AVAIL,
+  W_USED,
+  blkSlotOffset,
+  decodeRequest,
+  validateRequest,
+  type BlkLimits,
+  type BlkRequest,
+} from './layout.ts';
+
+/** What a BlkDevice works with. */
+export interface BlkDeviceComponents {
+  /** The VM's memory; the ring occupies pages ringPage .. ringPage + BLK_RING_PAGES − 1. */
+  memory: GuestMemory;
+  /** A host-only dirty log over guest memory, separate from the vCPU's (one writer per bitmap). */
+  dmaLog: DirtyLog;
+  /** The disk. */
+  image: DiskImage;
+  /** First page of the ring. */
+  ringPage: number;
+  /** Wakes a halted vCPU (the completion interrupt). Must be cheap and safe to call at any time. */
+  kick: () => void;
+}
+
+/** What the device has done. */
+export interface BlkCounters {
+  /** Read requests completed with S_OK. */
+  reads: number;
+  /** Write requests completed with S_OK. */
+  writes: number;
+  /** Flush requests completed with S_OK. */
+  flushes: number;
+  /** Blocks read into guest memory. */
+  blocksRead: number;
+  /** Blocks written to the image. */
+  blocksWritten: number;
+  /** Requests refused unserved (S_UNSUPP, S_INVALID). */
+  refused: number;
+  /** Requests the file system failed (S_IOERR). */
+  ioErrors: number;
+}
+
+/** The host side of the virtual disk. */
+export class BlkDevice {
+  /** First page of the ring. */
+  readonly ringPage: number;
+  readonly #memory: GuestMemory;
+  readonly #image: DiskImage;
+  readonly #dirty: Int32Array;
+  readonly #kick: () => void;
+  readonly #limits: BlkLimits;
+  /** The ring's first page as words (a private zeroed copy once closed). */
+  #idx: Int32Array;
+  #closed = false;
+  /** The serve() in progress: serve() calls run one after another, never interleaved. */
+  #serving: Promise<number> = Promise.resolve(0);
+  readonly #counters: BlkCounters = {
+    reads: 0,
+    writes: 0,
+    flushes: 0,
+    blocksRead: 0,
+    blocksWritten: 0,
+    refused: 0,
+    ioErrors: 0,
+  };
+
+  constructor(components: BlkDeviceComponents) {
+    const { memory, dmaLog, image, ringPage, kick } = components;
+    if (!Number.isSafeInteger(ringPage) || ringPage < 0 || ringPage > memory.pageCount - BLK_RING_PAGES) {
+      throw new MigrationError(
+        'ERR_INVALID_ARGUMENT',
+        `the disk ring needs pages ${ringPage}–${ringPage + BLK_RING_PAGES - 1}, the VM has ${memory.pageCount}`,
+      );
+    }
+    if (dmaLog.pageCount !== memory.pageCount) {
+      throw new MigrationError(
+        'ERR_INVALID_ARGUMENT',
+        `the disk's DMA log covers ${dmaLog.pageCount} pages, the VM has ${memory.pageCount}`,
+      );
+    }
+    if (BLOCK_SIZE !== PAGE_SIZE) throw new MigrationError('ERR_INTERNAL', 'a disk block must be a guest page');
+    this.ringPage = ringPage;
+    this.#memory = memory;
+    this.#image = image;
+    this.#dirty = dmaLog.words;
+    this.#kick = kick;
+    this.#limits = { blockCount: image.blockCount, pageCount: memory.pageCount, ringPage };
+    const page = memory.page(ringPage);
+    this.#idx = new Int32Array(page.buffer, page.byteOffset, PAGE_SIZE / 4);
+  }
+
+  /** True if the guest has placed requests the device has not completed. */
+  pending(): boolean {
+    return Atomics.load(this.#idx, W_AVAIL) !== Atomics.load(this.#idx, W_USED);
+  }
+
+  /**
+   * Serves every request placed so far (and any placed meanwhile), in order, and resolves with
+   * how many it completed. Calls queue behind each other. Never throws for anything the guest
+   * did: a bad request completes with an error status.
+   */
+  serve(): Promise<number> {
+    const next = this.#serving.then(() => this.#serveAll());
+    this.#serving = next.catch(() => 0);
+    return next;
+  }
+
+  /**
+   * Resolves once pending() is true (at once if it already is), waiting on the guest's
+   * Atomics.notify of AVAIL with Atomics.waitAsync: no polling. Also resolves, with nothing
+   * pending, when `signal` aborts or the device closes: callers check.
+   */
+  async waitForRequests(signal?: AbortSignal): Promise<void> {
+    while (!signal?.aborted && !this.#closed) {
+      const avail = Atomics.load(this.#idx, W_AVAIL);
+      if (avail !== Atomics.load(this.#idx, W_USED)) return;
+      const result = Atomics.waitAsync(this.#idx, W_AVAIL, avail);
+      if (!result.async) continue; // AVAIL already moved
+      await untilSettledOrAborted(result.value, signal);
+    }
+  }
+
+  /** True once close() ran. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Detaches the device from guest memory (the VM is gone): wakes waiters, stops serving. Idempotent. Does not close the image. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    Atomics.notify(this.#idx, W_AVAIL);
+    this.#idx = new Int32Array(PAGE_SIZE / 4);
+  }
+
+  /** A copy of the counters. */
+  get counters(): BlkCounters {
+    return { ...this.#counters };
+  }
+
+  async #serveAll(): Promise<number> {
+    let done = 0;
+    for (;;) {
+      if (this.#closed) return done;
+      const idx = this.#idx;
+      let used = Atomics.load(idx, W_USED);
+      const avail = Atomics.load(idx, W_AVAIL); // acquire: the slots below it are written
+      const count = (avail - used) >>> 0;
+      if (count === 0) return done;
+      if (count > BLK_RING_SLOTS) used = (avail - BLK_RING_SLOTS) | 0;
+      const offset = blkSlotOffset(this.ringPage, used);
+      const page = offset >>> 12;
+      const view = this.#view(page);
+      const req = decodeRequest(view, offset & (PAGE_SIZE - 1));
+      const status = validateRequest(req, this.#limits) ?? (await this.#execute(req));
+      if (this.#closed) return done; // the VM is gone: its memory is not ours to write
+      if (status === S_INVALID || status === S_UNSUPP) this.#counters.refused += 1;
+      view.setUint32((offset & (PAGE_SIZE - 1)) + SLOT_STATUS, status, true);
+      markDirty(this.#dirty, page); // after the data: see dirty-log.ts
+      Atomics.store(idx, W_USED, (used + 1) | 0); // publishes the status (release)
+      markDirty(this.#dirty, this.ringPage);
+      Atomics.notify(idx, W_USED);
+      this.#kick();
+      done += 1;
+    }
+  }
+
+  /** Serves a valid request; the status it completes with. */
+  async #execute(req: BlkRequest): Promise<number> {
+    try {
+      if (req.op === OP_FLUSH) {
+        await this.#image.flush();
+        this.#counters.flushes += 1;
+      } else if (req.op === OP_READ) {
+        const data = await this.#image.readBlocks(req.block, req.count);
+        if (this.#closed) return S_IOERR;
+        for (let k = 0; k < req.count; k++) {
+          const page = req.pages[k]!;
+          this.#memory.page(page).set(data.subarray(k * BLOCK_SIZE, (k + 1) * BLOCK_SIZE));
+          markDirty(this.#dirty, page); // a device write to guest memory migrates like a guest one
+        }
+        this.#counters.reads += 1;
+        this.#counters.blocksRead += req.count;
+      } else {
+        const data = new Uint8Array(req.count * BLOCK_SIZE);
+        for (let k = 0; k < req.count; k++) data.set(this.#memory.page(req.pages[k]!), k * BLOCK_SIZE);
+        await this.#image.writeBlocks(req.block, data);
+        this.#counters.writes += 1;
+        this.#counters.blocksWritten += req.count;
+      }
+      return S_OK;
+    } catch (err) {
+      // The request was validated, so what fails here is the file system (or a closed image).
+      if (!isMigrationError(err) || err.code !== 'ERR_DISK_IMAGE') throw err;
+      this.#counters.ioErrors += 1;
+      return S_IOERR;
+    }
+  }
+
+  #view(page: number): DataView {
+    const bytes = this.#memory.page(page);
+    return new DataView(bytes.buffer, bytes.byteOffset, PAGE_SIZE);
+  }
+}

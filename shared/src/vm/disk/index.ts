@@ -1,0 +1,21 @@
+/**
+ * The virtual disk: a raw sparse image with its allocation map and block dirty log
+ * (image.ts), the request ring's guest-memory layout (layout.ts, modelled on virtio-blk), the
+ * host-side device serving it (blk-device.ts) and the guest's driver (guest-ring.ts). Not yet
+ * part of the VM: nothing boots with a disk, and nothing migrates one.
+ */
+export * from './layout.ts';
+export {
+  ALLOC_MAP_SUFFIX,
+  BLOCK_SHIFT,
+  BLOCK_SIZE,
+  DiskImage,
+  MAX_DISK_BYTES,
+  MIN_DISK_BYTES,
+  checkBlockRange,
+  checkDiskBytes,
+} from './image.ts';
+export type { AllocationSource, DiskImageOptions } from './image.ts';
+export { BlkDevice } from './blk-device.ts';
+export type { BlkCounters, BlkDeviceComponents } from './blk-device.ts';
+export { GuestBlkRing } from './guest-ring.ts';
