@@ -1,11 +1,14 @@
 /**
- * Where an agent keeps its state — today its audit log — from `--state-dir` and `--audit-log`.
+ * Where an agent keeps its state — its audit log and the disk images of its VMs — from
+ * `--state-dir` and `--audit-log`.
  * An agent with an identity (--pki/--name) always keeps an audit log, by default in
  * `$XDG_STATE_HOME/livemig/NAME/audit.log` (`~/.local/state/livemig/NAME/…` without
  * XDG_STATE_HOME): one directory per identity, so two agents on one host never share a log.
  * An agent without one keeps a log only when told where: it has no key to sign entries with and
  * its callers are anonymous, and plaintext agents are loopback experiments that would otherwise
- * all write to one default place.
+ * all write to one default place. Disk images (`STATE-DIR/disks/NAME.img`) follow the same rule:
+ * an agent with neither --state-dir nor an identity keeps each VM's image in a temporary
+ * directory of its own.
  */
 import { homedir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
@@ -25,7 +28,7 @@ export function addAuditOptions(command: Command): Command {
   return command
     .option(
       '--state-dir <dir>',
-      'where this agent keeps its state (its audit log); default with --pki: $XDG_STATE_HOME/livemig/NAME, else ~/.local/state/livemig/NAME',
+      "where this agent keeps its state (its audit log, its VMs' disk images in disks/); default with --pki: $XDG_STATE_HOME/livemig/NAME, else ~/.local/state/livemig/NAME",
     )
     .option(
       '--audit-log <file>',
@@ -38,6 +41,15 @@ export function addAuditOptions(command: Command): Command {
 export function defaultStateDir(name: string, env: NodeJS.ProcessEnv = process.env, home = homedir()): string {
   const xdg = env.XDG_STATE_HOME;
   return join(xdg && isAbsolute(xdg) ? xdg : join(home, '.local', 'state'), 'livemig', name);
+}
+
+/** The disk images' directory inside a state directory. */
+export const DISKS_DIR = 'disks';
+
+/** The daemon's `diskDir` option from the flags (none, i.e. a temporary directory per VM, without a state directory). */
+export function diskDirFromFlags(flags: AuditFlags, pki: LoadedPki | undefined): { diskDir?: string } {
+  if (flags.stateDir !== undefined) return { diskDir: join(flags.stateDir, DISKS_DIR) };
+  return pki ? { diskDir: join(defaultStateDir(pki.identity.name), DISKS_DIR) } : {};
 }
 
 /** The daemon's `auditLog` option from the flags (none for an agent without an identity unless asked). */

@@ -1,9 +1,9 @@
 /**
- * The flags that describe a VM — --memory, --init, --workload, --seed, --nic — shared by `livemig
+ * The flags that describe a VM — --memory, --init, --workload, --seed, --nic, --disk — shared by `livemig
  * run-vm`, `livemig create-vm`, the agent's --vm and `livemig demo`, and their one parser into a
  * checked VmSpec. Each flag is checked on its own as it is parsed (so a bad one is reported as
  * itself, first); specFromFlags checks them together (a workload's sizes against --memory, a NIC
- * only for a workload that drives one).
+ * only for a workload that drives one, a disk likewise).
  */
 import type { Command } from 'commander';
 import { MigrationError } from '@livemig/shared';
@@ -12,6 +12,7 @@ import {
   DEFAULT_SEED,
   MAX_MEMORY_BYTES,
   parseInitSpec,
+  parseDiskSize,
   parseNicAddress,
   parseVmSpec,
   parseWorkloadSpec,
@@ -26,6 +27,8 @@ export interface VmFlags {
   workload: string;
   seed: number;
   nic?: string;
+  /** Disk size in bytes; absent = no disk. */
+  disk?: number;
 }
 
 /** Parses --seed: a whole number in [0, 2^32). */
@@ -57,7 +60,10 @@ const workloadFlag = flag((text) => {
   return text;
 });
 
-/** Add --memory, --init, --workload and --seed, with a command's own defaults. */
+/** --disk: a disk size in bytes, 1MiB..1TiB, a multiple of 4KiB. */
+const diskFlag = sizeFlagOf(parseDiskSize);
+
+/** Add --memory, --init, --workload, --seed, --nic and --disk, with a command's own defaults. */
 export function addVmSpecOptions(
   command: Command,
   defaults: { memory: string; init: string; workload: string },
@@ -76,6 +82,11 @@ export function addVmSpecOptions(
       '--nic <ip:port>',
       "the VM's network address (kv workload): its service answers there, and the address moves with the VM",
       flag(parseNicAddress),
+    )
+    .option(
+      '--disk <size>',
+      'a virtual disk of this size, 1MiB..1TiB, a multiple of 4KiB (disk workload): a sparse image, removed with the VM',
+      diskFlag,
     );
 }
 
@@ -87,5 +98,6 @@ export function specFromFlags(flags: VmFlags): VmSpec {
     workload: flags.workload,
     seed: flags.seed,
     nic: flags.nic ?? null,
+    disk: flags.disk ?? null,
   });
 }

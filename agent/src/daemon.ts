@@ -139,6 +139,11 @@ export interface AgentDaemonOptions {
    * @default none: nothing is logged
    */
   auditLog?: string;
+  /**
+   * Where the disk images of VMs booted here go (NAME.img each, removed with the VM); the CLI
+   * makes it the agent's state directory. @default a temporary directory per VM
+   */
+  diskDir?: string;
   /** A VM to boot once the ports listen (`livemig agent --vm`); if it cannot boot, start() fails. @default none */
   vm?: { name: string; spec: VmSpec };
   /**
@@ -182,6 +187,7 @@ export class AgentDaemon {
       logger: options.logger,
       addressMover: options.addressMover,
       maxGuestMemoryBytes: this.#limits.maxGuestMemoryBytes,
+      ...(options.diskDir === undefined ? {} : { diskDir: options.diskDir }),
     });
     // Events go to whoever is connected to the control API at the time.
     const emit: ControlServer['emit'] = (event, data) => this.#control?.emit(event, data);
@@ -397,8 +403,8 @@ export class AgentDaemon {
     return {
       ...hostCommandHandlers(this.host, { digests: this.#digests }),
       cont: this.#cont,
-      'create-vm': async ({ name, memory, init, workload, seed, nic }) => {
-        const spec = parseVmSpec({ memory, init, workload, seed, nic });
+      'create-vm': async ({ name, memory, init, workload, seed, nic, disk }) => {
+        const spec = parseVmSpec({ memory, init, workload, seed, nic, disk });
         await this.host.create(VmHost.checkName(name), spec);
         return this.host.info(name);
       },
@@ -441,6 +447,12 @@ export class AgentDaemon {
     params?: MigrateParams,
     security?: { ticket?: string; destName?: string; operator?: RecordOperator | null },
   ): string {
+    // Before anything moves: the engine has no disk section yet, and a VM that arrived without
+    // its disk would read zeros where its data was.
+    const hosted = this.host.get(VmHost.checkName(vm));
+    if (hosted.vm.spec.disk !== null) {
+      throw new MigrationError('ERR_UNSUPPORTED', `VM "${vm}" has a disk; disk migration is not built yet (issue 15)`);
+    }
     return this.#outgoing.start(vm, to, mode, params, security);
   }
 

@@ -18,7 +18,7 @@ import { DEFAULT_MAX_CLIENTS, DEFAULT_RATE_LIMIT } from '@livemig/shared/control
 import { KNOWN_CAPABILITIES, type Capability } from '@livemig/shared/protocol';
 import { capabilitiesFlag, hostPortFlag, positiveIntFlag } from '../options.ts';
 import { addSecurityOptions, credentialsFromFlags, type SecurityFlags } from '../security-flags.ts';
-import { addAuditOptions, auditFromFlags, type AuditFlags } from '../audit-flags.ts';
+import { addAuditOptions, auditFromFlags, diskDirFromFlags, type AuditFlags } from '../audit-flags.ts';
 import { addAvailabilityOptions, availabilityFromFlags, type AvailabilityFlags } from '../availability-flags.ts';
 import { addMetricsOption, metricsFromFlags, type MetricsFlags } from '../metrics-flags.ts';
 import { addVmSpecOptions, AGENT_VM_DEFAULTS, specFromFlags, type VmFlags } from '../vm-flags.ts';
@@ -157,6 +157,7 @@ export function addAgentCommand(program: Command, variant: AgentCommandVariant):
           insecure: flags.insecure === true,
           ...(pki ? { security: { pki, allowSource: flags.allowSource } } : {}),
           ...auditFromFlags(flags, pki),
+          ...diskDirFromFlags(flags, pki),
           ...availabilityFromFlags(flags),
           ...metricsFromFlags(flags),
           addressMover: addressMoverFromFlags(flags, logger),
@@ -205,7 +206,7 @@ function helpText(variant: AgentCommandVariant): string {
     'and with a data port (--listen) it accepts migrations, so a VM that arrived can move on, or back.',
     ...(variant.name === AGENT.name ? [] : [`This is \`livemig agent\` under another name${aliasDefaults(variant)}.`]),
     '',
-    'The --memory, --init, --workload, --seed and --nic flags describe the --vm (see `livemig run-vm --help`).',
+    'The --memory, --init, --workload, --seed, --nic and --disk flags describe the --vm (see `livemig run-vm --help`).',
     'Once listening it prints one line on stdout, with the ports bound (give port 0 to let it choose):',
     `  ${ready}`,
     'Logs go to stderr. SIGTERM is graceful: outgoing migrations still iterating switch over at once and',

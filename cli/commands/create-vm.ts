@@ -22,7 +22,8 @@ interface CreateVmFlags extends VmFlags, SecurityFlags {
 /** One VM in a line: name, state, memory, workload, NIC. */
 export function describeVm(vm: VmInfo): string {
   const nic = vm.nic ? `, NIC ${vm.nic.address}` : '';
-  return `${vm.name}: ${vm.state}, ${formatBytes(vm.memoryBytes)}, workload ${vm.workload}${nic}`;
+  const disk = vm.disk ? `, disk ${formatBytes(vm.disk.sizeBytes)}` : '';
+  return `${vm.name}: ${vm.state}, ${formatBytes(vm.memoryBytes)}, workload ${vm.workload}${nic}${disk}`;
 }
 
 export function registerCreateVmCommand(program: Command): void {
@@ -48,6 +49,7 @@ export function registerCreateVmCommand(program: Command): void {
         workload: spec.workload,
         seed: spec.seed,
         ...(spec.nic === null ? {} : { nic: spec.nic }),
+        ...(spec.disk === null ? {} : { disk: spec.disk }),
       });
       process.stdout.write(flags.json ? `${JSON.stringify(vm)}\n` : `created ${describeVm(vm)}\n`);
     } finally {

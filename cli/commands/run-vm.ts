@@ -2,7 +2,9 @@
  * `livemig run-vm`: boot a toy VM in this process (no agent), run it for a number of steps or
  * seconds, and print its figures (steps, achieved write rate, memory digest, CPU state…). The
  * quickest way to see what a workload does, and the determinism check from the shell: same
- * spec, seed and steps ⇒ same digest. With --json, exactly one JSON object on stdout.
+ * spec, seed and steps ⇒ same digest. With --json, exactly one JSON object on stdout. A VM with
+ * --disk gets its image in a temporary directory, removed when the command ends; the result
+ * then has the disk digest and the blocks the guest found wrong on read-back (its mismatches).
  *
  * It was `livemig vm` until the agent's VM commands (create-vm, destroy-vm, list) came: a name
  * that reads as "the VMs" belongs to those. `vm` stays as a hidden, deprecated alias that says so.
@@ -51,6 +53,8 @@ export interface VmRunResult {
   devices: ReturnType<ToyVm['exportDeviceState']>;
   possiblyNonZeroPages: number;
   pageCount: number;
+  /** The disk (--disk): size, bytes written, disk digest (disk/digest.ts), the guest's mismatch count; null without one. */
+  disk: { sizeBytes: number; allocatedBytes: number; digest: string; mismatches: number } | null;
 }
 
 interface VmCommandFlags extends VmFlags {
@@ -114,6 +118,16 @@ async function runVmCommand(flags: VmCommandFlags): Promise<VmRunResult> {
     const digestStarted = performance.now();
     const digest = await vm.digest();
     const digestMs = performance.now() - digestStarted;
+    const diskDigest = await vm.diskDigest();
+    const disk =
+      vm.disk && diskDigest !== null
+        ? {
+            sizeBytes: vm.disk.sizeBytes,
+            allocatedBytes: vm.disk.allocatedBytes,
+            digest: diskDigest,
+            mismatches: vm.diskMismatches ?? 0,
+          }
+        : null;
     return {
       memoryBytes: spec.memoryBytes,
       init: spec.init,
@@ -132,6 +146,7 @@ async function runVmCommand(flags: VmCommandFlags): Promise<VmRunResult> {
       devices: vm.exportDeviceState(),
       possiblyNonZeroPages: vm.possiblyNonZero().count,
       pageCount: vm.memory.pageCount,
+      disk,
     };
   } finally {
     await vm.destroy();
@@ -160,5 +175,12 @@ function formatVmResult(r: VmRunResult): string {
     ['non-zero', `${r.possiblyNonZeroPages} of ${r.pageCount} pages possibly non-zero`],
     ['digest', `${r.digest} (${formatDuration(r.digestMs)})`],
   ];
+  if (r.disk) {
+    rows.push([
+      'disk',
+      `${formatBytes(r.disk.sizeBytes)}, ${formatBytes(r.disk.allocatedBytes)} written, digest ${r.disk.digest}, ` +
+        `${r.disk.mismatches} blocks read back wrong`,
+    ]);
+  }
   return rows.map(([k, v]) => `${k.padEnd(11)} ${v}\n`).join('');
 }

@@ -60,12 +60,13 @@ export function startAgent(
 }
 
 /** What boots a VM at an agent's start (a VmSpec has it). */
-export type VmSpecLike = { memoryBytes: number; init: string; workload: string; seed: number };
+export type VmSpecLike = { memoryBytes: number; init: string; workload: string; seed: number; disk?: number | null };
 
 /** The flags that boot VM `name` of this spec at an agent's start. */
 export function vmArgs(name: string, spec: VmSpecLike): string[] {
   const args = ['--vm', name, '--memory', String(spec.memoryBytes), '--init', spec.init];
-  return [...args, '--workload', spec.workload, '--seed', String(spec.seed)];
+  const disk = spec.disk ? ['--disk', String(spec.disk)] : [];
+  return [...args, '--workload', spec.workload, '--seed', String(spec.seed), ...disk];
 }
 
 /** Start a source agent hosting one running VM of this spec. */

@@ -7,7 +7,7 @@
  *
  * Commands (args → return):
  *   query-vms      {}                                  → { vms: VmInfo[] }
- *   create-vm      { name, memory, init, workload, seed, nic? } → VmInfo
+ *   create-vm      { name, memory, init, workload, seed, nic?, disk? } → VmInfo
  *   stop / cont    { vm } / { vm, force? }             → VmInfo
  *   migrate        { vm, to, mode?, params? }          → { migrationId }     (returns at once; follow events)
  *   query-migrate  { migrationId? }                    → MigrationInfo | IncomingInfo | null
@@ -171,7 +171,16 @@ export interface MigrateParams {
 export interface ControlCommands {
   'query-vms': { args: Record<string, never>; result: { vms: VmInfo[] } };
   'create-vm': {
-    args: { name: string; memory: string | number; init?: string; workload?: string; seed?: number; nic?: string };
+    args: {
+      name: string;
+      memory: string | number;
+      init?: string;
+      workload?: string;
+      seed?: number;
+      nic?: string;
+      /** Disk size ("64MiB" or bytes); absent = no disk. */
+      disk?: string | number;
+    };
     result: VmInfo;
   };
   stop: { args: { vm: string }; result: VmInfo };

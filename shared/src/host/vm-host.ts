@@ -12,10 +12,13 @@
  * costs (VM_OVERHEAD_BYTES). A VM that does not fit is refused (ERR_NO_MEMORY) before anything
  * is allocated; the decision is admission.ts's.
  */
+import { promises as fs } from 'node:fs';
 import { totalmem } from 'node:os';
+import { join } from 'node:path';
 import { defaultGuestMemoryBudget, refuseGuestMemory, vmCharge, type GuestMemoryLedger } from '../admission.ts';
 import { MigrationError } from '../errors.ts';
 import { silentLogger } from '../logger.ts';
+import { ALLOC_MAP_SUFFIX } from '../vm/disk/image.ts';
 import { ToyVm, type VmSpec } from '../vm/index.ts';
 import type { Logger } from 'pino';
 import { macForIp, type AddressMover, type VmAddress } from './net/address-mover.ts';
@@ -39,6 +42,11 @@ export interface VmHostOptions {
   logger?: Logger;
   /** Guest memory this host may hold: hosted VMs plus reservations. @default half of physical memory */
   maxGuestMemoryBytes?: number;
+  /**
+   * Where the images of the disks of VMs booted here go, one file per VM (NAME.img, with its
+   * allocation map beside it), removed with the VM. @default a temporary directory per VM
+   */
+  diskDir?: string;
 }
 
 /** A claim on a name and on guest memory for a VM about to be built here; adopt() takes it over. */
@@ -61,12 +69,14 @@ export class VmHost {
   /** Names and memory claimed by VMs not built yet. */
   readonly #reserved = new Map<string, Reservation>();
   readonly #budgetBytes: number;
+  readonly #diskDir: string | undefined;
 
   constructor(options: VmHostOptions = {}) {
     this.#budgetBytes = options.maxGuestMemoryBytes ?? defaultGuestMemoryBudget(totalmem());
     this.#onState = options.onState ?? (() => {});
     this.#addressMover = options.addressMover ?? ((address) => new LoopbackAddress(address));
     this.#logger = options.logger ?? silentLogger();
+    this.#diskDir = options.diskDir;
   }
 
   /**
@@ -102,7 +112,7 @@ export class VmHost {
   async create(name: string, spec: VmSpec): Promise<HostedVm> {
     const reservation = this.reserve(VmHost.checkName(name), spec.memoryBytes);
     try {
-      const vm = await ToyVm.boot(spec);
+      const vm = await ToyVm.boot(spec, await this.#diskOptions(name, spec));
       let net: NicBackend | null = null;
       try {
         net = await this.prepareNic(vm, this.#logger.child({ vm: name }));
@@ -117,6 +127,30 @@ export class VmHost {
     } finally {
       reservation.release();
     }
+  }
+
+  /**
+   * Where a new VM's disk image goes: DISK_DIR/NAME.img. An image there now is a leftover of a
+   * VM by that name that is no longer hosted (the name is reserved: no VM here has it) — an agent
+   * that was killed — and a booting VM gets a blank disk, so it is removed.
+   */
+  async #diskOptions(name: string, spec: VmSpec): Promise<{ diskPath?: string }> {
+    if (spec.disk === null || this.#diskDir === undefined) return {};
+    await fs.mkdir(this.#diskDir, { recursive: true });
+    const diskPath = join(this.#diskDir, `${name}.img`);
+    const stale = await fs.stat(diskPath).then(
+      () => true,
+      () => false,
+    );
+    if (stale) {
+      this.#logger.warn(
+        { vm: name, image: diskPath },
+        'removing the disk image a previous VM of this name left behind',
+      );
+      await fs.rm(diskPath, { force: true });
+      await fs.rm(diskPath + ALLOC_MAP_SUFFIX, { force: true });
+    }
+    return { diskPath };
   }
 
   /** Take a VM under this host's name table (e.g. one built by an incoming migration); its reservation ends. */
@@ -197,6 +231,9 @@ export class VmHost {
     if (retired) return retired;
     const { vm, state, net } = this.get(name);
     const info: VmInfo = { name, state, steps: vm.steps, memoryBytes: vm.spec.memoryBytes, workload: vm.spec.workload };
+    if (vm.disk) {
+      info.disk = { sizeBytes: vm.disk.sizeBytes, allocatedBytes: vm.disk.allocatedBytes, image: vm.disk.path };
+    }
     if (net) {
       const { ip, port, mac } = net.address;
       info.nic = { address: `${ip}:${port}`, mac, mode: net.mode, taken: net.taken };

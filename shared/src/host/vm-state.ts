@@ -25,4 +25,6 @@ export interface VmInfo {
   workload: string;
   /** The VM's NIC: its address, how this host moves it, and whether this host holds it now. */
   nic?: { address: string; mac: string; mode: AddressMode; taken: boolean };
+  /** The VM's disk: its size, the bytes written to it so far, and its image file on this host. */
+  disk?: { sizeBytes: number; allocatedBytes: number; image: string };
 }

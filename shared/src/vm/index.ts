@@ -23,7 +23,7 @@ export type { GuestMemoryLayout, GuestMemoryOptions } from './guest-memory.ts';
 export { Bitmap, popcount32 } from './bitmap.ts';
 export type { ReadonlyBitmap } from './bitmap.ts';
 export { DirtyLog } from './dirty-log.ts';
-export { parseVmSpec, parseNicAddress, DEFAULT_SEED } from './vm-spec.ts';
+export { parseVmSpec, parseNicAddress, parseDiskSize, DEFAULT_SEED } from './vm-spec.ts';
 export type { VmSpec, VmSpecInput } from './vm-spec.ts';
 export { parseInitSpec, formatInitSpec } from './init.ts';
 export type { InitSpec } from './init.ts';

@@ -29,15 +29,20 @@ import type { ReadonlyBitmap } from './bitmap.ts';
 import type { DeviceState } from './devices.ts';
 import { digestMemory } from './digest.ts';
 import type { DirtyLog } from './dirty-log.ts';
-import type { GuestMemory, GuestMemoryOptions } from './guest-memory.ts';
+import type { GuestMemory } from './guest-memory.ts';
 import { MachineState } from './machine-state.ts';
+import { promises as fs } from 'node:fs';
+import { ALLOC_MAP_SUFFIX } from './disk/image.ts';
+import { digestDisk } from './disk/digest.ts';
 import { NIC_PAGES } from './nic/layout.ts';
+import type { RegisterFile } from './registers.ts';
+import { R_DISK_MISMATCH } from './workloads/disk.ts';
 import type { NicDevice } from './nic/nic-device.ts';
 import { unionSorted } from './page-list.ts';
 import { reclaimSoon } from './reclaim.ts';
 import { RunRate } from './run-rate.ts';
 import type { PageFault, Vcpu } from './vcpu.ts';
-import { buildVm, type BuildMode, type VmParts } from './vm-build.ts';
+import { buildVm, type BuildMode, type BuildOptions, type VmDisk, type VmParts } from './vm-build.ts';
 import { PagePresence } from './vm-presence.ts';
 import type { VmSpec } from './vm-spec.ts';
 import type { WorkloadSpec } from './workload-spec.ts';
@@ -45,8 +50,8 @@ import type { WorkloadSpec } from './workload-spec.ts';
 /** Where the VM is in its lifecycle. */
 export type VmStatus = 'running' | 'paused' | 'destroyed' | 'crashed';
 
-/** Options for boot / createIncoming (today: the region size, for tests). */
-export type ToyVmOptions = GuestMemoryOptions;
+/** Options for boot / createIncoming: the region size (tests) and where a disk's image goes. */
+export type ToyVmOptions = BuildOptions;
 
 /** Options for createIncoming. */
 export interface IncomingOptions extends ToyVmOptions {
@@ -97,6 +102,9 @@ export class ToyVm {
   /** ms spent initialising memory at boot (0 for incoming VMs). */
   readonly initMs: number;
   readonly #dmaLog: DirtyLog | null;
+  readonly #disk: VmDisk | null;
+  readonly #registers: RegisterFile;
+  readonly #diskStop = new AbortController();
   readonly #statusListeners = new Set<(status: 'running' | 'paused' | 'destroyed') => void>();
   readonly #vcpu: Vcpu;
   readonly #presence: PagePresence;
@@ -112,6 +120,9 @@ export class ToyVm {
     this.nic = parts.nic;
     this.initMs = parts.initMs;
     this.#dmaLog = parts.dmaLog;
+    this.#disk = parts.disk;
+    this.#registers = parts.registers;
+    if (parts.disk) void this.#serveDisk(parts.disk);
     this.#vcpu = parts.vcpu;
     this.#presence = new PagePresence(parts.memory, parts.presence, parts.vcpu);
     this.#state = new MachineState({
@@ -183,6 +194,7 @@ export class ToyVm {
     if (this.#status === 'paused') return;
     this.#expect('running', 'pause');
     await this.#vcpu.pause();
+    await this.#drainDisk();
     if (this.#status === 'running') this.#markPaused();
   }
 
@@ -203,6 +215,7 @@ export class ToyVm {
     this.#markRunning();
     try {
       await this.#vcpu.runUntil(target, options);
+      await this.#drainDisk();
     } finally {
       if (this.#status === 'running') this.#markPaused();
     }
@@ -337,6 +350,26 @@ export class ToyVm {
     return digestMemory(this.memory);
   }
 
+  /** The disk image's path, size and allocated bytes, or null for a VM without a disk. */
+  get disk(): { path: string; sizeBytes: number; allocatedBytes: number } | null {
+    const image = this.#disk?.image;
+    return image ? { path: image.path, sizeBytes: image.sizeBytes, allocatedBytes: image.allocatedBytes } : null;
+  }
+
+  /** Blocks the guest's disk workload found wrong on read-back (register R_DISK_MISMATCH), or null without a disk. */
+  get diskMismatches(): number | null {
+    return this.#disk ? this.#registers.words[R_DISK_MISMATCH]! : null;
+  }
+
+  /**
+   * The disk digest (disk/digest.ts; hex), or null for a VM without a disk. Paused only: pause()
+   * has drained the device, so nothing writes the image.
+   */
+  async diskDigest(): Promise<string | null> {
+    this.#expect('paused', 'digest the disk of');
+    return this.#disk ? digestDisk(this.#disk.image) : null;
+  }
+
   /** Live figures. The recent write rate is measured between calls (about a 1 s window). */
   stats(): VmStats {
     const steps = this.steps;
@@ -375,8 +408,46 @@ export class ToyVm {
       await this.#vcpu.destroy();
     } finally {
       this.nic?.close();
+      await this.#closeDisk();
       this.memory.release();
       reclaimSoon(this.spec.memoryBytes);
+    }
+  }
+
+  /**
+   * The disk's service loop: waits for the guest's kick (Atomics.waitAsync, no polling) and
+   * serves what it placed, until the VM is destroyed.
+   */
+  async #serveDisk(disk: VmDisk): Promise<void> {
+    const signal = this.#diskStop.signal;
+    while (!signal.aborted && !disk.device.closed) {
+      await disk.device.waitForRequests(signal);
+      if (disk.device.pending()) await disk.device.serve();
+    }
+  }
+
+  /**
+   * Completes every disk request the guest placed (the vCPU is paused: it places no more), so a
+   * paused VM never has I/O in flight — what makes the state at step N independent of I/O
+   * timing (workloads/disk.ts), and what a migration will need (QEMU drains block devices on
+   * stop).
+   */
+  async #drainDisk(): Promise<void> {
+    if (this.#disk && !this.#disk.device.closed) await this.#disk.device.serve();
+  }
+
+  /** Stops the device, closes the image and removes it (with its map, and the directory the VM made for it). */
+  async #closeDisk(): Promise<void> {
+    const disk = this.#disk;
+    if (!disk) return;
+    this.#diskStop.abort();
+    disk.device.close();
+    try {
+      await disk.image.close();
+    } finally {
+      await fs.rm(disk.image.path, { force: true });
+      await fs.rm(disk.image.path + ALLOC_MAP_SUFFIX, { force: true });
+      if (disk.ownedDir) await fs.rm(disk.ownedDir, { recursive: true, force: true });
     }
   }
 

@@ -9,9 +9,18 @@
  *             unloaded so the VM cannot start before a CPU state is imported; with post-copy a
  *             presence map with every page absent.
  * Either way the NIC (spec.nic) is built over the same memory with its own DMA dirty log, and
- * its interrupt is the vCPU's kick.
+ * its interrupt is the vCPU's kick. So is the disk (spec.disk): a new sparse image at
+ * options.diskPath (default: a fresh temporary directory the VM owns), its device serving the
+ * ring at DISK_RING_PAGE (after the NIC's pages). NIC and disk share the DMA log: both write it
+ * from the agent's event loop, one thread, so the log still has one writer at a time.
  */
+import { promises as fs } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { DeviceBus } from './devices.ts';
+import { BlkDevice } from './disk/blk-device.ts';
+import { DiskImage } from './disk/image.ts';
+import { DISK_RING_PAGE } from './workloads/disk.ts';
 import { DirtyLog } from './dirty-log.ts';
 import { GuestMemory, type GuestMemoryOptions } from './guest-memory.ts';
 import { initialiseMemory } from './init.ts';
@@ -31,6 +40,23 @@ export interface BuildMode {
   postcopy: boolean;
 }
 
+/** Options for building a VM. */
+export interface BuildOptions extends GuestMemoryOptions {
+  /**
+   * Where a VM with a disk creates its image (must not exist; removed with the VM).
+   * @default <a new temporary directory>/disk.img, the directory removed with the VM
+   */
+  diskPath?: string;
+}
+
+/** The virtual disk of a VM: its image, its device, and what to remove when the VM goes. */
+export interface VmDisk {
+  image: DiskImage;
+  device: BlkDevice;
+  /** A temporary directory the VM created for the image (removed with it), or null. */
+  ownedDir: string | null;
+}
+
 /** Everything a ToyVm is made of. */
 export interface VmParts {
   /** The canonical spec. */
@@ -42,6 +68,8 @@ export interface VmParts {
   /** The NIC's own dirty log (one writer per log), or null without a NIC. */
   dmaLog: DirtyLog | null;
   nic: NicDevice | null;
+  /** The virtual disk, or null. */
+  disk: VmDisk | null;
   registers: RegisterFile;
   devices: DeviceBus;
   /** Post-copy destinations only. */
@@ -54,13 +82,14 @@ export interface VmParts {
 }
 
 /** Builds the parts of a VM from its spec; the vCPU is started and parked. */
-export async function buildVm(input: VmSpec, options: GuestMemoryOptions, mode: BuildMode): Promise<VmParts> {
+export async function buildVm(input: VmSpec, options: BuildOptions, mode: BuildMode): Promise<VmParts> {
   const spec = parseVmSpec({
     memory: input.memoryBytes,
     init: input.init,
     workload: input.workload,
     seed: input.seed,
     nic: input.nic,
+    disk: input.disk,
   });
   const { init, workload } = resolveVmSpec(spec);
   const memory = GuestMemory.allocate(spec.memoryBytes, options);
@@ -82,7 +111,7 @@ export async function buildVm(input: VmSpec, options: GuestMemoryOptions, mode: 
   }
   const devices = new DeviceBus();
   const dirtyLog = new DirtyLog(memory.pageCount);
-  const dmaLog = spec.nic ? new DirtyLog(memory.pageCount) : null;
+  const dmaLog = spec.nic || spec.disk ? new DirtyLog(memory.pageCount) : null;
   const presence = mode.postcopy ? new PresenceMap(memory.pageCount) : null;
   const vcpu = await Vcpu.start({
     memory: memory.layout,
@@ -107,5 +136,33 @@ export async function buildVm(input: VmSpec, options: GuestMemoryOptions, mode: 
       throw error;
     }
   }
-  return { spec, workload, memory, dirtyLog, dmaLog, nic, registers, devices, presence, vcpu, specHash, initMs };
+  let disk: VmDisk | null = null;
+  if (dmaLog && spec.disk !== null) {
+    try {
+      disk = await createDisk(spec.disk, memory, dmaLog, () => vcpu.kick(), options.diskPath);
+    } catch (error) {
+      nic?.close();
+      await vcpu.destroy();
+      throw error;
+    }
+  }
+  return { spec, workload, memory, dirtyLog, dmaLog, nic, disk, registers, devices, presence, vcpu, specHash, initMs };
+}
+
+async function createDisk(
+  sizeBytes: number,
+  memory: GuestMemory,
+  dmaLog: DirtyLog,
+  kick: () => void,
+  path: string | undefined,
+): Promise<VmDisk> {
+  const ownedDir = path === undefined ? await fs.mkdtemp(join(tmpdir(), 'livemig-disk-')) : null;
+  try {
+    const image = await DiskImage.create(path ?? join(ownedDir!, 'disk.img'), sizeBytes);
+    const device = new BlkDevice({ memory, dmaLog, image, ringPage: DISK_RING_PAGE, kick });
+    return { image, device, ownedDir };
+  } catch (error) {
+    if (ownedDir) await fs.rm(ownedDir, { recursive: true, force: true });
+    throw error;
+  }
 }

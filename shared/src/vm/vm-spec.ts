@@ -6,6 +6,7 @@
  */
 import { MigrationError } from '../errors.ts';
 import { parseSize } from '../units.ts';
+import { checkDiskBytes } from './disk/image.ts';
 import { checkMemoryBytes } from './guest-memory.ts';
 import { formatInitSpec, parseInitSpec, type InitSpec } from './init.ts';
 import { parseWorkloadSpec, type WorkloadSpec } from './workload-spec.ts';
@@ -25,6 +26,11 @@ export interface VmSpec {
    * address moves with the VM; only workloads that drive a NIC (kv) may have one, and they must.
    */
   nic: string | null;
+  /**
+   * The virtual disk's size in bytes (a multiple of 4 KiB in [1 MiB, 1 TiB]), or null for a VM
+   * without a disk. Only workloads that drive the disk (disk) may have one, and they must.
+   */
+  disk: number | null;
 }
 
 /** What a user or a peer gives to describe a VM. */
@@ -39,6 +45,8 @@ export interface VmSpecInput {
   seed?: number;
   /** "a.b.c.d:port"; @default null (no NIC) */
   nic?: string | null;
+  /** A size ("64MiB") or bytes; @default null (no disk) */
+  disk?: string | number | null;
 }
 
 /** Default seed when none is given. */
@@ -68,7 +76,34 @@ export function parseVmSpec(input: VmSpecInput): VmSpec {
       `--nic needs a workload that drives the NIC (kv); ${definition.name} would scribble over its rings`,
     );
   }
-  return { memoryBytes, init, workload, seed, nic };
+  const disk = input.disk === undefined || input.disk === null || input.disk === '' ? null : parseDiskSize(input.disk);
+  if (definition.drivesDisk && disk === null) {
+    throw new MigrationError(
+      'ERR_INVALID_ARGUMENT',
+      `the ${definition.name} workload drives the VM's disk: give it one (--disk SIZE, e.g. 64MiB)`,
+    );
+  }
+  if (!definition.drivesDisk && disk !== null) {
+    throw new MigrationError(
+      'ERR_INVALID_ARGUMENT',
+      `--disk needs a workload that drives the disk (disk); ${definition.name} would scribble over its ring`,
+    );
+  }
+  const wss = parseWorkloadSpec(workload, memoryBytes).params.wss;
+  if (disk !== null && wss !== undefined && wss > disk) {
+    throw new MigrationError(
+      'ERR_INVALID_WORKLOAD',
+      `${definition.name}: wss (${wss} bytes) is larger than the VM's disk (${disk} bytes)`,
+    );
+  }
+  return { memoryBytes, init, workload, seed, nic, disk };
+}
+
+/** A disk size in bytes ("64MiB", "4GiB" or a number): a multiple of 4 KiB in [1 MiB, 1 TiB]; throws ERR_INVALID_SIZE. */
+export function parseDiskSize(size: string | number): number {
+  const bytes = parseSize(size);
+  checkDiskBytes(bytes);
+  return bytes;
 }
 
 /** Canonical "a.b.c.d:port" of a NIC address; throws ERR_INVALID_ARGUMENT. */

@@ -1,8 +1,9 @@
 /**
  * The virtual disk: a raw sparse image with its allocation map and block dirty log
  * (image.ts), the request ring's guest-memory layout (layout.ts, modelled on virtio-blk), the
- * host-side device serving it (blk-device.ts) and the guest's driver (guest-ring.ts). Not yet
- * part of the VM: nothing boots with a disk, and nothing migrates one.
+ * host-side device serving it (blk-device.ts), the guest's driver (guest-ring.ts) and the disk
+ * digest (digest.ts). A VM with --disk boots with one (vm-build.ts; the `disk` workload drives
+ * it); nothing migrates one yet (issue 15).
  */
 export * from './layout.ts';
 export {
@@ -19,3 +20,4 @@ export type { AllocationSource, DiskImageOptions } from './image.ts';
 export { BlkDevice } from './blk-device.ts';
 export type { BlkCounters, BlkDeviceComponents } from './blk-device.ts';
 export { GuestBlkRing } from './guest-ring.ts';
+export { digestDisk } from './digest.ts';

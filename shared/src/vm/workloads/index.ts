@@ -5,6 +5,7 @@
  */
 import { ab } from './ab.ts';
 import { hotset } from './hotset.ts';
+import { disk } from './disk.ts';
 import { idle } from './idle.ts';
 import { kv } from './kv.ts';
 import { sweep } from './sweep.ts';
@@ -14,7 +15,7 @@ import type { WorkloadDefinition } from './types.ts';
 export type { WorkloadDefinition, WorkloadEnv, WorkloadParam, WorkloadParams, WorkloadProgram } from './types.ts';
 
 /** All workloads, in the order --help lists them. */
-export const WORKLOADS: readonly WorkloadDefinition[] = [idle, uniform, hotset, sweep, ab, kv];
+export const WORKLOADS: readonly WorkloadDefinition[] = [idle, uniform, hotset, sweep, ab, kv, disk];
 
 /** The workload called `name`, or undefined. */
 export function findWorkload(name: string): WorkloadDefinition | undefined {

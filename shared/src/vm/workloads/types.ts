@@ -80,6 +80,8 @@ export interface WorkloadDefinition {
   params: readonly WorkloadParam[];
   /** True if the workload is the guest driver of the virtual NIC (the VM then must have one). */
   drivesNic?: boolean;
+  /** True if the workload is the guest driver of the virtual disk (the VM then must have one: --disk). */
+  drivesDisk?: boolean;
   /**
    * Bytes at the start of guest memory the workload owns (NIC rings, its table) that must start
    * zeroed whatever --init says: the VM clears them at boot. Absent = none.

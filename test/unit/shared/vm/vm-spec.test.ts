@@ -75,6 +75,7 @@ describe('parseVmSpec', () => {
       workload: 'hotset:wss=16MiB,rate=20000',
       seed: 7,
       nic: null,
+      disk: null,
     });
     expect(parseVmSpec({ memory: 4 * MiB })).toEqual({
       memoryBytes: 4 * MiB,
@@ -82,7 +83,16 @@ describe('parseVmSpec', () => {
       workload: 'idle:hz=1000',
       seed: 1,
       nic: null,
+      disk: null,
     });
+  });
+
+  it('a disk VM has a disk size in bytes', () => {
+    expect(parseVmSpec({ memory: '4MiB', workload: 'disk:wss=1MiB,rate=0,rw=30', disk: '64MiB' })).toMatchObject({
+      workload: 'disk:wss=1MiB,rate=0,rw=30',
+      disk: 64 * MiB,
+    });
+    expect(parseVmSpec({ memory: '4MiB', workload: 'disk:wss=1MiB', disk: 4 * MiB }).disk).toBe(4 * MiB);
   });
 
   it.each([
@@ -106,6 +116,18 @@ describe('parseVmSpec', () => {
       'ERR_INVALID_ARGUMENT',
     ],
     ['an IPv6 NIC address', { memory: '4MiB', workload: 'kv', nic: '[::1]:7700' }, 'ERR_INVALID_ARGUMENT'],
+    ['the disk workload without a disk', { memory: '4MiB', workload: 'disk' }, 'ERR_INVALID_ARGUMENT'],
+    ['a disk with a workload that does not drive it', { memory: '4MiB', disk: '64MiB' }, 'ERR_INVALID_ARGUMENT'],
+    ['a disk below 1 MiB', { memory: '4MiB', workload: 'disk:wss=4KiB', disk: '512KiB' }, 'ERR_INVALID_SIZE'],
+    ['a disk above 1 TiB', { memory: '4MiB', workload: 'disk', disk: '2TiB' }, 'ERR_INVALID_SIZE'],
+    ['a disk not whole blocks', { memory: '4MiB', workload: 'disk:wss=4KiB', disk: '1000001' }, 'ERR_INVALID_SIZE'],
+    ['an unparseable disk size', { memory: '4MiB', workload: 'disk', disk: 'huge' }, 'ERR_INVALID_SIZE'],
+    [
+      'a working set larger than the disk',
+      { memory: '4MiB', workload: 'disk:wss=2MiB', disk: '1MiB' },
+      'ERR_INVALID_WORKLOAD',
+    ],
+    ['a read share above 100%', { memory: '4MiB', workload: 'disk:rw=101', disk: '64MiB' }, 'ERR_INVALID_WORKLOAD'],
   ])('rejects %s', (_name, input, expected) => {
     expect(() => parseVmSpec(input)).toThrow(code(expected));
   });
