@@ -8,6 +8,7 @@
  * and loads one.
  */
 import { MigrationError } from '../errors.ts';
+import type { BlkState } from './disk/blk-device.ts';
 import type { NicState } from './nic/nic-device.ts';
 import { R_ACC, R_STEP_LO } from './registers.ts';
 
@@ -27,6 +28,8 @@ export interface DeviceState {
   console: { bytesWritten: number; tail: string };
   /** The virtual NIC (MAC, address, counters), or null for a VM without one (see nic/nic-device.ts). */
   nic?: NicState | null;
+  /** The virtual disk's device (ring indices, counters; see disk/blk-device.ts); absent for a VM without one. */
+  disk?: BlkState;
 }
 
 // u32 word indices; 64-bit counters take two words (lo at the index, hi after it).

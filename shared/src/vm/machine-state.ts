@@ -18,6 +18,7 @@
 import { createHash } from 'node:crypto';
 import { MigrationError } from '../errors.ts';
 import type { DeviceBus, DeviceState } from './devices.ts';
+import type { BlkDevice } from './disk/blk-device.ts';
 import type { NicDevice } from './nic/nic-device.ts';
 import type { RegisterFile } from './registers.ts';
 import { canonicalJson } from './section-digest.ts';
@@ -30,6 +31,8 @@ export interface MachineStateParts {
   registers: RegisterFile;
   devices: DeviceBus;
   nic: NicDevice | null;
+  /** The disk's device, or null. */
+  disk: BlkDevice | null;
   /** Told the step count after a CPU import. */
   vcpu: Vcpu;
   /** The workload's numeric id and the spec hash: a CPU state of another VM is refused. */
@@ -62,14 +65,15 @@ export class MachineState {
     vcpu.publishSteps(registers.steps);
   }
 
-  /** Device state as plain data (msgpack-able); `nic` is null for a VM without one. */
+  /** Device state as plain data (msgpack-able); `nic` is null for a VM without one, `disk` absent without one. */
   exportDevices(): DeviceState {
-    return { ...this.#p.devices.exportState(), nic: this.#p.nic?.exportState() ?? null };
+    const { devices, nic, disk } = this.#p;
+    return { ...devices.exportState(), nic: nic?.exportState() ?? null, ...(disk ? { disk: disk.exportState() } : {}) };
   }
 
   /** Loads device state from exportDevices(); ERR_STATE_MISMATCH if malformed or for another NIC. */
   importDevices(state: unknown): void {
-    const { devices, nic } = this.#p;
+    const { devices, nic, disk } = this.#p;
     const nicState = (state as { nic?: unknown } | null)?.nic ?? null;
     if ((nicState === null) !== (nic === null)) {
       throw new MigrationError(
@@ -77,8 +81,17 @@ export class MachineState {
         nic ? 'device state has no NIC but this VM has one' : 'device state has a NIC but this VM has none',
       );
     }
+    const diskState = (state as { disk?: unknown } | null)?.disk ?? null;
+    if ((diskState === null) !== (disk === null)) {
+      throw new MigrationError(
+        'ERR_STATE_MISMATCH',
+        disk ? 'device state has no disk but this VM has one' : 'device state has a disk but this VM has none',
+      );
+    }
+    disk?.checkState(diskState); // before anything changes: a bad disk state loads nothing
     devices.importState(state);
     nic?.importState(nicState);
+    disk?.importState(diskState);
   }
 
   /** The console output still in the device's ring. */

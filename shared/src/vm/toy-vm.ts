@@ -129,6 +129,7 @@ export class ToyVm {
       registers: parts.registers,
       devices: parts.devices,
       nic: parts.nic,
+      disk: parts.disk?.device ?? null,
       vcpu: parts.vcpu,
       workloadId: parts.workload.definition.id,
       specHash: parts.specHash,

@@ -83,6 +83,24 @@ export interface BlkCounters {
   ioErrors: number;
 }
 
+/**
+ * The device state that travels with a VM (exportState / importState): which disk and ring it
+ * is, the ring indices as they are in guest memory, and the counters (cumulative across
+ * migrations, as the NIC's).
+ */
+export interface BlkState extends BlkCounters {
+  /** The disk's size in bytes: a state is loaded only into a device of the same disk. */
+  sizeBytes: number;
+  /** First page of the ring. */
+  ringPage: number;
+  /** AVAIL and USED as in guest memory (equal: a paused VM's device is drained). */
+  avail: number;
+  used: number;
+}
+
+const COUNTER_KEYS = ['blocksRead', 'blocksWritten', 'flushes', 'ioErrors', 'reads', 'refused', 'writes'] as const;
+const STATE_KEYS = [...COUNTER_KEYS, 'avail', 'ringPage', 'sizeBytes', 'used'].sort();
+
 /** The host side of the virtual disk. */
 export class BlkDevice {
   /** First page of the ring. */
@@ -179,6 +197,65 @@ export class BlkDevice {
   /** A copy of the counters. */
   get counters(): BlkCounters {
     return { ...this.#counters };
+  }
+
+  /** The device state (plain data, msgpack-able). Consistent only with the vCPU paused and the device drained. */
+  exportState(): BlkState {
+    return { sizeBytes: this.#image.sizeBytes, ringPage: this.ringPage, ...this.#indices(), ...this.#counters };
+  }
+
+  /**
+   * Loads counters from exportState() of a device of the same disk size and ring page. Checks
+   * everything before changing anything; throws ERR_STATE_MISMATCH. The ring indices travel in
+   * guest memory (migrated before the device state): the copy in the state must agree with it,
+   * and have nothing in flight (the source drained its device when it paused), or requests would
+   * be replayed or lost.
+   */
+  importState(state: unknown): void {
+    const checked = this.checkState(state);
+    for (const key of COUNTER_KEYS) this.#counters[key] = checked[key];
+  }
+
+  /** What importState() checks, without loading anything: the state, typed; throws ERR_STATE_MISMATCH. */
+  checkState(state: unknown): BlkState {
+    if (typeof state !== 'object' || state === null || Array.isArray(state)) {
+      throw new MigrationError('ERR_STATE_MISMATCH', 'disk state is not an object');
+    }
+    const s = state as Record<string, unknown>;
+    const keys = Object.keys(s).sort();
+    if (keys.length !== STATE_KEYS.length || keys.some((k, i) => k !== STATE_KEYS[i])) {
+      throw new MigrationError(
+        'ERR_STATE_MISMATCH',
+        `disk state has fields [${keys.join(', ')}], expected [${STATE_KEYS.join(', ')}]`,
+      );
+    }
+    if (s.sizeBytes !== this.#image.sizeBytes || s.ringPage !== this.ringPage) {
+      throw new MigrationError(
+        'ERR_STATE_MISMATCH',
+        `disk state is of a ${String(s.sizeBytes)}-byte disk with its ring at page ${String(s.ringPage)}, ` +
+          `this one is ${this.#image.sizeBytes} bytes at page ${this.ringPage}`,
+      );
+    }
+    for (const key of COUNTER_KEYS) {
+      const value = s[key];
+      if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+        throw new MigrationError('ERR_STATE_MISMATCH', `disk state: ${key} must be a non-negative integer`);
+      }
+    }
+    const here = this.#indices();
+    if (s.avail !== here.avail || s.used !== here.used || here.avail !== here.used) {
+      throw new MigrationError(
+        'ERR_STATE_MISMATCH',
+        `disk state has ring indices avail ${String(s.avail)} used ${String(s.used)}, guest memory has ` +
+          `avail ${here.avail} used ${here.used} (they must agree, with nothing in flight)`,
+      );
+    }
+    return s as unknown as BlkState;
+  }
+
+  /** AVAIL and USED as in guest memory now (u32). */
+  #indices(): { avail: number; used: number } {
+    return { avail: Atomics.load(this.#idx, W_AVAIL) >>> 0, used: Atomics.load(this.#idx, W_USED) >>> 0 };
   }
 
   async #serveAll(): Promise<number> {

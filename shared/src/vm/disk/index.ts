@@ -18,6 +18,6 @@ export {
 } from './image.ts';
 export type { AllocationSource, DiskImageOptions } from './image.ts';
 export { BlkDevice } from './blk-device.ts';
-export type { BlkCounters, BlkDeviceComponents } from './blk-device.ts';
+export type { BlkCounters, BlkDeviceComponents, BlkState } from './blk-device.ts';
 export { GuestBlkRing } from './guest-ring.ts';
 export { digestDisk } from './digest.ts';

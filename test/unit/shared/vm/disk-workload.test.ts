@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { diffSnapshots, runReference, snapshotVm } from '../../../../shared/src/vm/oracle.ts';
 import { ToyVm } from '../../../../shared/src/vm/toy-vm.ts';
 import { parseVmSpec } from '../../../../shared/src/vm/vm-spec.ts';
-import { DISK_BUFFER_PAGE, blockWord } from '../../../../shared/src/vm/workloads/disk.ts';
+import { DISK_BUFFER_PAGE, DISK_RING_PAGE, blockWord } from '../../../../shared/src/vm/workloads/disk.ts';
 
 const options = { regionBytes: 1024 * 1024 };
 const STEPS = 2_000;
@@ -15,6 +15,7 @@ const spec = parseVmSpec({
   seed: 5,
 });
 
+const code = (c: string) => expect.objectContaining({ code: c });
 const vms: ToyVm[] = [];
 afterEach(async () => {
   await Promise.all(vms.splice(0).map((vm) => vm.destroy()));
@@ -62,6 +63,33 @@ describe('disk workload', () => {
     await fh.close();
     await vm.runSteps(200, { fullSpeed: true });
     expect(vm.diskMismatches).toBeGreaterThan(0);
+  });
+
+  it("exports the disk device's state (ring indices, counters) and imports it only where memory and disk agree", async () => {
+    const vm = await ToyVm.boot(spec, options);
+    vms.push(vm);
+    await vm.runSteps(301, { fullSpeed: true }); // odd: the last step placed a request; pause() drained it
+    const state = vm.exportDeviceState();
+    expect(state.disk).toMatchObject({ sizeBytes: 4 * 1024 * 1024, ringPage: DISK_RING_PAGE, avail: 151, used: 151 });
+    expect(state.disk!.reads + state.disk!.writes).toBe(151);
+
+    const copy = await ToyVm.createIncoming(spec, { ...options, postcopy: false });
+    vms.push(copy);
+    // Memory not copied yet: its ring indices are 0, the state's are not.
+    expect(() => copy.importDeviceState(state)).toThrow(code('ERR_STATE_MISMATCH'));
+    vm.possiblyNonZero().forEach((n) => copy.memory.writePage(n, vm.memory.page(n)));
+    expect(() => copy.importDeviceState({ ...state, disk: { ...state.disk!, sizeBytes: 8 * 1024 * 1024 } })).toThrow(
+      code('ERR_STATE_MISMATCH'),
+    );
+    expect(() => copy.importDeviceState({ ...state, disk: { ...state.disk!, writes: -1 } })).toThrow(
+      code('ERR_STATE_MISMATCH'),
+    );
+    const { disk: _disk, ...withoutDisk } = state;
+    expect(() => copy.importDeviceState(withoutDisk)).toThrow(code('ERR_STATE_MISMATCH'));
+    copy.importDeviceState(state);
+    copy.importCpuState(vm.exportCpuState());
+    expect(copy.exportDeviceState()).toEqual(state);
+    expect(copy.stateDigest()).toBe(vm.stateDigest());
   });
 
   it('writes self-describing blocks and removes its image when destroyed', async () => {
