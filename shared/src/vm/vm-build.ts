@@ -19,7 +19,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DeviceBus } from './devices.ts';
 import { BlkDevice } from './disk/blk-device.ts';
-import { DiskImage } from './disk/image.ts';
+import { ALLOC_MAP_SUFFIX, DiskImage } from './disk/image.ts';
 import { DISK_RING_PAGE } from './workloads/disk.ts';
 import { DirtyLog } from './dirty-log.ts';
 import { GuestMemory, type GuestMemoryOptions } from './guest-memory.ts';
@@ -157,11 +157,19 @@ async function createDisk(
   path: string | undefined,
 ): Promise<VmDisk> {
   const ownedDir = path === undefined ? await fs.mkdtemp(join(tmpdir(), 'livemig-disk-')) : null;
+  const imagePath = path ?? join(ownedDir!, 'disk.img');
+  let image: DiskImage | undefined;
   try {
-    const image = await DiskImage.create(path ?? join(ownedDir!, 'disk.img'), sizeBytes);
+    image = await DiskImage.create(imagePath, sizeBytes);
     const device = new BlkDevice({ memory, dmaLog, image, ringPage: DISK_RING_PAGE, kick });
     return { image, device, ownedDir };
   } catch (error) {
+    if (image) {
+      // Ours: created just now (create() refuses an existing file and removes what it made).
+      await image.close().catch(() => undefined);
+      await fs.rm(imagePath, { force: true });
+      await fs.rm(imagePath + ALLOC_MAP_SUFFIX, { force: true });
+    }
     if (ownedDir) await fs.rm(ownedDir, { recursive: true, force: true });
     throw error;
   }
