@@ -22,6 +22,8 @@ export const ERROR_CODES = {
   // Toy VM
   ERR_VM_STATE: 'The VM is not in a state that allows the operation (e.g. resume while running).',
   ERR_VCPU_CRASHED: 'The vCPU worker thread exited or threw unexpectedly.',
+  ERR_DEVICE_FAILED:
+    'A device of the VM (its disk) failed other than with an I/O error the guest is told of; the VM was halted as crashed rather than left waiting on a device that no longer answers.',
   ERR_STATE_MISMATCH: 'Imported CPU or device state does not fit this VM (size, workload, version).',
   ERR_BLOCK_OUT_OF_RANGE:
     'A disk block number or block count is outside the disk image (or a request asks for more blocks than allowed at once).',

@@ -122,7 +122,15 @@ export class ToyVm {
     this.#dmaLog = parts.dmaLog;
     this.#disk = parts.disk;
     this.#registers = parts.registers;
-    if (parts.disk) void this.#serveDisk(parts.disk);
+    if (parts.disk) {
+      // A file-system error is the guest's I/O error (a status in its ring); anything else is a
+      // bug in the device: the VM halts as crashed, never taking its agent down with it.
+      void this.#serveDisk(parts.disk).catch((error: unknown) =>
+        this.#vcpu.haltWith(
+          new MigrationError('ERR_DEVICE_FAILED', `the disk device failed: ${String(error)}`, { cause: error }),
+        ),
+      );
+    }
     this.#vcpu = parts.vcpu;
     this.#presence = new PagePresence(parts.memory, parts.presence, parts.vcpu);
     this.#state = new MachineState({
@@ -154,7 +162,7 @@ export class ToyVm {
     return new ToyVm(await buildVm(spec, options, mode));
   }
 
-  /** 'running', 'paused', 'destroyed', or 'crashed' (the vCPU worker died; see failure). */
+  /** 'running', 'paused', 'destroyed', or 'crashed' (the vCPU worker died, or a device failed; see failure). */
   get status(): VmStatus {
     if (this.#status !== 'destroyed' && this.#vcpu.failure) return 'crashed';
     return this.#status;

@@ -67,6 +67,8 @@ export class Vcpu {
   readonly #faultListeners = new Set<(fault: PageFault) => void>();
   readonly #crashListeners = new Set<(error: MigrationError) => void>();
   #failure: MigrationError | undefined;
+  /** Marks the vCPU failed with `error` and tells the crash listeners (once). */
+  readonly #crash: (error: MigrationError) => void;
   #exiting = false;
   #exited: Promise<void>;
   #faults = 0;
@@ -93,6 +95,7 @@ export class Vcpu {
       fail(error);
       for (const listener of this.#crashListeners) listener(error);
     };
+    this.#crash = crash;
     this.#worker.on('error', (error) => {
       crash(new MigrationError('ERR_VCPU_CRASHED', `vCPU worker failed: ${error.message}`, { cause: error }));
     });
@@ -186,6 +189,15 @@ export class Vcpu {
   onFault(listener: (fault: PageFault) => void): () => void {
     this.#faultListeners.add(listener);
     return () => this.#faultListeners.delete(listener);
+  }
+
+  /**
+   * The VM cannot go on (a device of it failed): stop the worker and fail the vCPU with `error`,
+   * as if the worker had died — status 'crashed', waits rejected, crash listeners told.
+   */
+  haltWith(error: MigrationError): void {
+    this.#crash(error);
+    void this.#worker.terminate();
   }
 
   /** Calls listener if the worker dies; returns an unsubscribe function. */

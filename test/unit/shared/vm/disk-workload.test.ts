@@ -1,5 +1,6 @@
 import { promises as fs } from 'node:fs';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { BlkDevice } from '../../../../shared/src/vm/disk/blk-device.ts';
 import { diffSnapshots, runReference, snapshotVm } from '../../../../shared/src/vm/oracle.ts';
 import { ToyVm } from '../../../../shared/src/vm/toy-vm.ts';
 import { parseVmSpec } from '../../../../shared/src/vm/vm-spec.ts';
@@ -102,5 +103,20 @@ describe('disk workload', () => {
     await vm.destroy();
     await expect(fs.stat(path)).rejects.toMatchObject({ code: 'ENOENT' });
     await expect(fs.stat(`${path}.alloc`)).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('a device that fails (a bug, not an I/O error) halts its VM as crashed, and nothing else', async () => {
+    const serve = vi.spyOn(BlkDevice.prototype, 'serve').mockRejectedValue(new TypeError('a bug in the device'));
+    try {
+      const vm = await ToyVm.boot(spec, options);
+      vms.push(vm);
+      const crashed = new Promise((resolve) => vm.onCrash(resolve));
+      vm.resume();
+      await expect(crashed).resolves.toMatchObject({ code: 'ERR_DEVICE_FAILED' });
+      expect(vm.status).toBe('crashed');
+      expect(vm.failure?.message).toMatch(/the disk device failed: TypeError: a bug in the device/);
+    } finally {
+      serve.mockRestore();
+    }
   });
 });
