@@ -339,7 +339,7 @@ async function floodRows(pki: ThrowawayPki, notes: string[]): Promise<BenchRow[]
     `Control flood (${FLOOD_RUNS} pairs, fresh secure agents for every migration, unloaded and flooded back to back): ${FLOOD_CLIENTS} admin clients ` +
       "on the source's control port (wss, mutual TLS), each asking `digest` of the migrating VM in one loop and `query-vms` in another, again as soon as answered, " +
       'from 500 ms before the migrate command until the report; answers over all flooded runs: ' +
-      `${answers} (ERR_RATE_LIMITED: a request over its client's rate, the control server's default; ERR_VM_STATE: a digest after the VM had left). ` +
+      `${answers} (ERR_RATE_LIMITED: a request over its client's rate, the control server's default; ERR_BUSY: a digest while the VM migrates; ERR_VM_STATE: a digest after the VM had left). ` +
       `Total unloaded ${list(total(unloaded))} ms, flooded ${list(total(flooded))} ms; per pair flooded ÷ unloaded ${list(pairRatios, 2)} (median ${fmt(median(pairRatios), 2)}).`,
   );
   return [

@@ -1,7 +1,10 @@
 /**
  * The control commands every agent answers about the VMs it hosts: query-vms, stop, cont,
  * digest, destroy-vm. The daemons add their own (migrate… on the source). `digest` hashes all of
- * guest memory: it runs in `digests`' worker thread, at most one per VM at a time (vm-digests.ts).
+ * guest memory: it runs in `digests`' worker thread, at most one per VM at a time (vm-digests.ts),
+ * and never while the VM migrates: its memory is in flux (the answer would be stale at once), and
+ * hashing it competes with the migration for the CPU and memory bandwidth the copy needs (eight
+ * clients asking it in a loop made a 256 MiB migration 1.5× slower; without it, 1.02×).
  */
 import { MigrationError } from '../errors.ts';
 import type { CommandHandlers } from '../control/server.ts';
@@ -21,15 +24,20 @@ export function hostCommandHandlers(host: VmHost, { digests }: HostCommandCompon
     cont: ({ vm, force }) => host.cont(VmHost.checkName(vm), { force: force === true }),
     digest: async ({ vm }) => {
       const hosted = host.get(VmHost.checkName(vm));
+      refuseWhileMigrating(hosted.state, vm, 'ask for its digest when the migration has ended');
       return { digest: await digests.digest(hosted.vm), steps: hosted.vm.steps, state: hosted.state };
     },
     'destroy-vm': async ({ vm }) => {
-      const state = host.info(VmHost.checkName(vm)).state;
-      if (state === 'migrating-out' || state === 'incoming') {
-        throw new MigrationError('ERR_BUSY', `"${vm}" is ${state}; cancel the migration first`);
-      }
+      refuseWhileMigrating(host.info(VmHost.checkName(vm)).state, vm, 'cancel the migration first');
       await host.remove(vm);
       return { destroyed: true };
     },
   };
+}
+
+/** ERR_BUSY for a VM in a migration (either way), saying what to do instead. */
+function refuseWhileMigrating(state: string, vm: string, instead: string): void {
+  if (state === 'migrating-out' || state === 'incoming') {
+    throw new MigrationError('ERR_BUSY', `"${vm}" is ${state}; ${instead}`);
+  }
 }
