@@ -52,6 +52,7 @@ import { below, hash32, stepHash } from '../prng.ts';
 import { R_ACC, R_KEY, R_STEP_HI, R_STEP_LO } from '../registers.ts';
 import { rateParam } from './params.ts';
 import type { WorkloadDefinition } from './types.ts';
+import { requireLittleEndian } from './endianness.ts';
 
 /** Register: blocks that did not read back as last written, plus requests that failed, mod 2^32. */
 export const R_DISK_MISMATCH = 10;
@@ -133,9 +134,7 @@ export const disk: WorkloadDefinition = {
     }
   },
   create({ regs, mem32, dirty, regionPageShift: shift, params }) {
-    if (new Uint8Array(new Uint32Array([1]).buffer)[0] !== 1) {
-      throw new MigrationError('ERR_INTERNAL', 'disk: the guest writes little-endian words; this host is big-endian');
-    }
+    requireLittleEndian('disk');
     const mask = (1 << shift) - 1;
     const blocks = params.wss! / BLOCK_SIZE;
     const readShare = params.rw!;

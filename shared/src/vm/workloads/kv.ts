@@ -45,6 +45,7 @@ import {
 import { hash32 } from '../prng.ts';
 import { R_ACC, R_STEP_HI, R_STEP_LO } from '../registers.ts';
 import type { WorkloadDefinition } from './types.ts';
+import { requireLittleEndian } from './endianness.ts';
 
 /** Register: kv requests answered (valid datagrams), mod 2^32. */
 export const R_KV_REQUESTS = 10;
@@ -110,9 +111,7 @@ export const kv: WorkloadDefinition = {
     }
   },
   create({ regs, mem32, dirty, regionPageShift: shift, params }) {
-    if (new Uint8Array(new Uint32Array([1]).buffer)[0] !== 1) {
-      throw new MigrationError('ERR_INTERNAL', 'kv: the guest reads little-endian words; this host is big-endian');
-    }
+    requireLittleEndian('kv');
     const mask = (1 << shift) - 1;
     const tablePages = params.keys! / KV_ENTRIES_PER_PAGE;
     // Page 0 is always in region 0: the index words are plain offsets into it.
