@@ -6,7 +6,7 @@
  */
 import { MigrationError } from '@livemig/shared';
 import type { MigrateParams } from '@livemig/shared/control';
-import { MIGRATION_MODES, type MigrationMode } from '@livemig/shared/protocol';
+import { MIGRATION_MODES, STORAGE_MODES, type MigrationMode, type StorageMode } from '@livemig/shared/protocol';
 
 export interface ResolvedMigrateParams {
   mode: MigrationMode;
@@ -26,6 +26,8 @@ export interface ResolvedMigrateParams {
    * ERR_SWITCHOVER_TIMEOUT. @default defaultSwitchoverTimeoutMs(downtimeLimitMs): max(10 × downtime limit, 2 s)
    */
   switchoverTimeoutMs: number;
+  /** How the VM's disk migrates (ignored without a disk). @default 'copy' */
+  storage: StorageMode;
 }
 
 /** The switchover timeout's default is this many downtime limits … */
@@ -45,6 +47,7 @@ export const DEFAULT_MIGRATE_PARAMS: Omit<ResolvedMigrateParams, 'mode' | 'switc
   maxBandwidthBps: null,
   postcopyAfterRounds: null,
   recoveryTimeoutMs: 60_000,
+  storage: 'copy',
 });
 
 function invalid(text: string): MigrationError {
@@ -78,6 +81,9 @@ export function resolveMigrateParams(mode: string | undefined, params: MigratePa
     if (!(Number.isSafeInteger(r.postcopyAfterRounds) && r.postcopyAfterRounds >= 1)) {
       throw invalid(`postcopy-after must be a whole number ≥ 1, got ${r.postcopyAfterRounds}`);
     }
+  }
+  if (!STORAGE_MODES.includes(r.storage)) {
+    throw invalid(`storage must be one of ${STORAGE_MODES.join(', ')}, got "${String(r.storage)}"`);
   }
   if (!(Number.isFinite(r.recoveryTimeoutMs) && r.recoveryTimeoutMs >= 0)) {
     throw invalid(`recovery-timeout must be ≥ 0 ms, got ${r.recoveryTimeoutMs}`);

@@ -24,6 +24,7 @@
  */
 import type { VmInfo, VmState } from '../host/vm-state.ts';
 import type { MigrationReport } from '../report/types.ts';
+import type { StorageMode } from '../protocol/message-types.ts';
 
 // The hosting layer defines what a VM's state is (host/vm-state.ts); the control channel only
 // describes it. Re-exported so `@livemig/shared/control` keeps offering both.
@@ -166,6 +167,8 @@ export interface MigrateParams {
    * destination has not said Ready this long after the pause. @default max(10 × downtimeLimitMs, 2000) (ms)
    */
   switchoverTimeoutMs?: number;
+  /** How a VM's disk migrates (a VM without a disk ignores it). @default 'copy' */
+  storage?: StorageMode;
 }
 
 export interface ControlCommands {

@@ -19,6 +19,7 @@ import { defaultGuestMemoryBudget, refuseGuestMemory, vmCharge, type GuestMemory
 import { MigrationError } from '../errors.ts';
 import { silentLogger } from '../logger.ts';
 import { ALLOC_MAP_SUFFIX } from '../vm/disk/image.ts';
+import { lockImage } from '../vm/disk/lock.ts';
 import { ToyVm, type VmSpec } from '../vm/index.ts';
 import type { Logger } from 'pino';
 import { macForIp, type AddressMover, type VmAddress } from './net/address-mover.ts';
@@ -132,7 +133,9 @@ export class VmHost {
   /**
    * Where a new VM's disk image goes: DISK_DIR/NAME.img. An image there now is a leftover of a
    * VM by that name that is no longer hosted (the name is reserved: no VM here has it) — an agent
-   * that was killed — and a booting VM gets a blank disk, so it is removed.
+   * that was killed — and a booting VM gets a blank disk, so it is removed. Unless its lock is
+   * held: on a disk directory on shared storage the image may be another agent's running VM's
+   * (ERR_DISK_IMAGE names the holder).
    */
   async #diskOptions(name: string, spec: VmSpec): Promise<{ diskPath?: string }> {
     if (spec.disk === null || this.#diskDir === undefined) return {};
@@ -143,6 +146,8 @@ export class VmHost {
       () => false,
     );
     if (stale) {
+      const unlock = await lockImage(diskPath);
+      await unlock();
       this.#logger.warn(
         { vm: name, image: diskPath },
         'removing the disk image a previous VM of this name left behind',

@@ -48,6 +48,17 @@ export const MAX_MSG_TYPE = MsgType.QueryResult;
 export type MigrationMode = 'precopy' | 'postcopy' | 'hybrid';
 export const MIGRATION_MODES: readonly MigrationMode[] = ['precopy', 'postcopy', 'hybrid'];
 
+/**
+ * How a VM's disk migrates (issue 15; STORAGE_MODES is the one list of them):
+ *   shared    both agents open the same image (shared storage): no disk bytes travel
+ *   copy      pre-copy of the disk beside RAM: allocated blocks, then what was written since
+ *   mirror    as copy until the bulk copy is done, then every guest write completes only once
+ *             the destination has it too (QEMU's write-blocking mirror): converges at any rate
+ *   postcopy  the destination resumes without the disk; reads of absent blocks are fetched
+ */
+export type StorageMode = 'shared' | 'copy' | 'mirror' | 'postcopy';
+export const STORAGE_MODES: readonly StorageMode[] = ['shared', 'copy', 'mirror', 'postcopy'];
+
 /** Per-page encoding inside a Pages batch. */
 export const enum PageKind {
   /** `pageSize` raw bytes follow in the payload. */

@@ -6,10 +6,10 @@
 
 export const REPORT_SCHEMA = 'livemig.report/1';
 
-import type { MigrationMode } from '../protocol/message-types.ts';
+import type { MigrationMode, StorageMode } from '../protocol/message-types.ts';
 import type { SignedRecord } from '../security/record.ts';
 
-export type { MigrationMode };
+export type { MigrationMode, StorageMode };
 export type MigrationOutcome = 'completed' | 'failed' | 'cancelled';
 
 /** Why pre-copy stopped iterating and switched over (the rule that fired). */
@@ -54,6 +54,43 @@ export interface PostcopyReport {
   postcopyMs: number;
   /** How many times the link broke and was recovered. */
   recoveries: number;
+}
+
+/** Guest write latency, host side (request taken → completion posted), ms. */
+export interface WriteLatency {
+  /** Writes measured. */
+  count: number;
+  p50: number;
+  p99: number;
+}
+
+/**
+ * The VM's disk and how it migrated (issue 15). Blocks are 4 KiB. `digest` holds what each side
+ * computed itself over the disk at the stop point (also in `verify`, as section `disk`).
+ */
+export interface StorageReport {
+  mode: StorageMode;
+  sizeBytes: number;
+  /** Blocks ever written at the start (the rest are holes: never read, never sent). */
+  allocatedBytes: number;
+  /** Disk block bytes sent (payload; 0 for shared). */
+  wireBytes: number;
+  /** Blocks sent in bulk / pre-copy rounds (the first copy of each). */
+  blocksCopied: number;
+  /** Blocks sent again because the guest wrote them after they were sent. */
+  blocksResent: number;
+  /** Mirror: guest writes forwarded synchronously (blocks). */
+  blocksMirrored: number;
+  /** Post-copy: blocks fetched because the guest read them while absent. */
+  blocksFetched: number;
+  /** Post-copy: blocks pushed in the background. */
+  blocksPushed: number;
+  /** Pre-copy rounds of the disk (0 for shared and postcopy). */
+  rounds: number;
+  /** Guest write latency before the migration (the device's recent writes) and while it ran. */
+  writeLatencyMs: { before: WriteLatency | null; during: WriteLatency | null };
+  /** Why the disk could not converge, or how it did (e.g. "mirror: every write since round 0 synchronous"). */
+  note?: string;
 }
 
 export interface NetworkReport {
@@ -177,6 +214,8 @@ export interface MigrationReport {
   nic?: { address: string; mac: string; addressMode: 'loopback' | 'macvlan' };
   /** Extra (post-copy and hybrid): demand paging as the destination saw it. */
   postcopy?: PostcopyReport;
+  /** Extra: the VM's disk and how it migrated (a VM with a disk). */
+  storage?: StorageReport;
   /**
    * Extra: the migration record (who moved what, both sides' digests and counts) with the
    * source's signature and the destination's countersignature — or why there is none

@@ -31,8 +31,7 @@ import { digestMemory } from './digest.ts';
 import type { DirtyLog } from './dirty-log.ts';
 import type { GuestMemory } from './guest-memory.ts';
 import { MachineState } from './machine-state.ts';
-import { promises as fs } from 'node:fs';
-import { ALLOC_MAP_SUFFIX } from './disk/image.ts';
+import type { VirtualDisk } from './disk/virtual-disk.ts';
 import { digestDisk } from './disk/digest.ts';
 import { NIC_PAGES } from './nic/layout.ts';
 import type { RegisterFile } from './registers.ts';
@@ -42,7 +41,7 @@ import { unionSorted } from './page-list.ts';
 import { reclaimSoon } from './reclaim.ts';
 import { RunRate } from './run-rate.ts';
 import type { PageFault, Vcpu } from './vcpu.ts';
-import { buildVm, type BuildMode, type BuildOptions, type VmDisk, type VmParts } from './vm-build.ts';
+import { buildVm, type BuildMode, type BuildOptions, type VmParts } from './vm-build.ts';
 import { PagePresence } from './vm-presence.ts';
 import type { VmSpec } from './vm-spec.ts';
 import type { WorkloadSpec } from './workload-spec.ts';
@@ -102,7 +101,7 @@ export class ToyVm {
   /** ms spent initialising memory at boot (0 for incoming VMs). */
   readonly initMs: number;
   readonly #dmaLog: DirtyLog | null;
-  readonly #disk: VmDisk | null;
+  readonly #disk: VirtualDisk | null;
   readonly #registers: RegisterFile;
   readonly #diskStop = new AbortController();
   readonly #statusListeners = new Set<(status: 'running' | 'paused' | 'destroyed') => void>();
@@ -361,8 +360,15 @@ export class ToyVm {
 
   /** The disk image's path, size and allocated bytes, or null for a VM without a disk. */
   get disk(): { path: string; sizeBytes: number; allocatedBytes: number } | null {
-    const image = this.#disk?.image;
-    return image ? { path: image.path, sizeBytes: image.sizeBytes, allocatedBytes: image.allocatedBytes } : null;
+    const disk = this.#disk;
+    if (!disk) return null;
+    const allocatedBytes = disk.attached ? disk.image.allocatedBytes : 0;
+    return { path: disk.path, sizeBytes: disk.sizeBytes, allocatedBytes };
+  }
+
+  /** The VM's disk (device, image, attach/detach) for a migration, or null without one. */
+  get virtualDisk(): VirtualDisk | null {
+    return this.#disk;
   }
 
   /** Blocks the guest's disk workload found wrong on read-back (register R_DISK_MISMATCH), or null without a disk. */
@@ -427,7 +433,7 @@ export class ToyVm {
    * The disk's service loop: waits for the guest's kick (Atomics.waitAsync, no polling) and
    * serves what it placed, until the VM is destroyed.
    */
-  async #serveDisk(disk: VmDisk): Promise<void> {
+  async #serveDisk(disk: VirtualDisk): Promise<void> {
     const signal = this.#diskStop.signal;
     while (!signal.aborted && !disk.device.closed) {
       await disk.device.waitForRequests(signal);
@@ -445,19 +451,11 @@ export class ToyVm {
     if (this.#disk && !this.#disk.device.closed) await this.#disk.device.serve();
   }
 
-  /** Stops the device, closes the image and removes it (with its map, and the directory the VM made for it). */
+  /** Stops the device, closes the image and removes it (with its map, and the directory the VM made for it) unless kept. */
   async #closeDisk(): Promise<void> {
-    const disk = this.#disk;
-    if (!disk) return;
+    if (!this.#disk) return;
     this.#diskStop.abort();
-    disk.device.close();
-    try {
-      await disk.image.close();
-    } finally {
-      await fs.rm(disk.image.path, { force: true });
-      await fs.rm(disk.image.path + ALLOC_MAP_SUFFIX, { force: true });
-      if (disk.ownedDir) await fs.rm(disk.ownedDir, { recursive: true, force: true });
-    }
+    await this.#disk.close();
   }
 
   #markRunning(): void {

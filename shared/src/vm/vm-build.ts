@@ -17,9 +17,11 @@
 import { promises as fs } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { MigrationError } from '../errors.ts';
 import { DeviceBus } from './devices.ts';
 import { BlkDevice } from './disk/blk-device.ts';
 import { ALLOC_MAP_SUFFIX, DiskImage } from './disk/image.ts';
+import { VirtualDisk } from './disk/virtual-disk.ts';
 import { DISK_RING_PAGE } from './workloads/disk.ts';
 import { DirtyLog } from './dirty-log.ts';
 import { GuestMemory, type GuestMemoryOptions } from './guest-memory.ts';
@@ -47,14 +49,12 @@ export interface BuildOptions extends GuestMemoryOptions {
    * @default <a new temporary directory>/disk.img, the directory removed with the VM
    */
   diskPath?: string;
-}
-
-/** The virtual disk of a VM: its image, its device, and what to remove when the VM goes. */
-export interface VmDisk {
-  image: DiskImage;
-  device: BlkDevice;
-  /** A temporary directory the VM created for the image (removed with it), or null. */
-  ownedDir: string | null;
+  /**
+   * `create` a new image at diskPath; or `later`: the image exists elsewhere's hold (shared
+   * storage: the source still runs on it) and is opened at diskPath by VirtualDisk.attach()
+   * before the VM runs. @default 'create'
+   */
+  diskImage?: 'create' | 'later';
 }
 
 /** Everything a ToyVm is made of. */
@@ -69,7 +69,7 @@ export interface VmParts {
   dmaLog: DirtyLog | null;
   nic: NicDevice | null;
   /** The virtual disk, or null. */
-  disk: VmDisk | null;
+  disk: VirtualDisk | null;
   registers: RegisterFile;
   devices: DeviceBus;
   /** Post-copy destinations only. */
@@ -136,10 +136,25 @@ export async function buildVm(input: VmSpec, options: BuildOptions, mode: BuildM
       throw error;
     }
   }
-  let disk: VmDisk | null = null;
+  let disk: VirtualDisk | null = null;
   if (dmaLog && spec.disk !== null) {
     try {
-      disk = await createDisk(spec.disk, memory, dmaLog, () => vcpu.kick(), options.diskPath);
+      const kick = (): void => vcpu.kick();
+      if (options.diskImage === 'later') {
+        if (options.diskPath === undefined)
+          throw new MigrationError('ERR_INTERNAL', 'an image opened later needs its path');
+        const device = new BlkDevice({
+          memory,
+          dmaLog,
+          image: null,
+          sizeBytes: spec.disk,
+          ringPage: DISK_RING_PAGE,
+          kick,
+        });
+        disk = new VirtualDisk(device, options.diskPath, null);
+      } else {
+        disk = await createDisk(spec.disk, memory, dmaLog, kick, options.diskPath);
+      }
     } catch (error) {
       nic?.close();
       await vcpu.destroy();
@@ -155,14 +170,14 @@ async function createDisk(
   dmaLog: DirtyLog,
   kick: () => void,
   path: string | undefined,
-): Promise<VmDisk> {
+): Promise<VirtualDisk> {
   const ownedDir = path === undefined ? await fs.mkdtemp(join(tmpdir(), 'livemig-disk-')) : null;
   const imagePath = path ?? join(ownedDir!, 'disk.img');
   let image: DiskImage | undefined;
   try {
     image = await DiskImage.create(imagePath, sizeBytes);
-    const device = new BlkDevice({ memory, dmaLog, image, ringPage: DISK_RING_PAGE, kick });
-    return { image, device, ownedDir };
+    const device = new BlkDevice({ memory, dmaLog, image, sizeBytes, ringPage: DISK_RING_PAGE, kick });
+    return new VirtualDisk(device, imagePath, ownedDir);
   } catch (error) {
     if (image) {
       // Ours: created just now (create() refuses an existing file and removes what it made).

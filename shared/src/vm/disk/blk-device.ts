@@ -26,6 +26,17 @@
  *
  * close() (the VM was destroyed) wakes every waitForRequests() and stops serving: a request in
  * flight finishes its file I/O but stores nothing into guest memory and is not completed.
+ *
+ * What a disk migration needs of the device (agent-source/.../sections/disk, agent-dest):
+ *   detached image   attachImage(null) while another host holds the image (shared storage
+ *                    between the source's stop point and the destination's open): requests wait,
+ *                    unserved, until an image is attached again
+ *   hooks            beforeRead (post-copy: fetch absent blocks first), beforeWrite (post-copy:
+ *                    a whole-block write makes a block present without a fetch), afterWrite
+ *                    (mirror: the write completes to the guest only once the destination has it)
+ *   write latency    every write's service time (taken → completion posted) in a ring of the
+ *                    last WRITE_LATENCY_SAMPLES, with a sequence number, for the report's
+ *                    before / during figures
  */
 import { MigrationError, isMigrationError } from '../../errors.ts';
 import { markDirty, type DirtyLog } from '../dirty-log.ts';
@@ -57,8 +68,10 @@ export interface BlkDeviceComponents {
   memory: GuestMemory;
   /** A host-only dirty log over guest memory, separate from the vCPU's (one writer per bitmap). */
   dmaLog: DirtyLog;
-  /** The disk. */
-  image: DiskImage;
+  /** The disk, or null until one is attached (attachImage). */
+  image: DiskImage | null;
+  /** The disk's size (must equal the image's). @default the image's; required without one */
+  sizeBytes?: number;
   /** First page of the ring. */
   ringPage: number;
   /** Wakes a halted vCPU (the completion interrupt). Must be cheap and safe to call at any time. */
@@ -98,6 +111,19 @@ export interface BlkState extends BlkCounters {
   used: number;
 }
 
+/** What a migration hooks into the device's service of requests (see the top of this file). */
+export interface BlkHooks {
+  /** Before a read is served: resolves once blocks [first, first + count) are present here. */
+  beforeRead?(first: number, count: number): Promise<void>;
+  /** Before a write is issued: its blocks are about to be overwritten whole. */
+  beforeWrite?(first: number, count: number): void;
+  /** After a write is in the image, before the guest sees it complete; `data` is the blocks' bytes. */
+  afterWrite?(first: number, data: Uint8Array): Promise<void>;
+}
+
+/** Write service times kept (the most recent ones). */
+export const WRITE_LATENCY_SAMPLES = 4096;
+
 const COUNTER_KEYS = ['blocksRead', 'blocksWritten', 'flushes', 'ioErrors', 'reads', 'refused', 'writes'] as const;
 const STATE_KEYS = [...COUNTER_KEYS, 'avail', 'ringPage', 'sizeBytes', 'used'].sort();
 
@@ -105,8 +131,15 @@ const STATE_KEYS = [...COUNTER_KEYS, 'avail', 'ringPage', 'sizeBytes', 'used'].s
 export class BlkDevice {
   /** First page of the ring. */
   readonly ringPage: number;
+  /** The disk's size in bytes. */
+  readonly sizeBytes: number;
   readonly #memory: GuestMemory;
-  readonly #image: DiskImage;
+  #image: DiskImage | null;
+  /** Resolves the wait of a service loop parked on a detached image. */
+  #imageAttached: (() => void) | undefined;
+  #hooks: BlkHooks = {};
+  readonly #writeMs = new Float64Array(WRITE_LATENCY_SAMPLES);
+  #writeSeq = 0;
   readonly #dirty: Int32Array;
   readonly #kick: () => void;
   readonly #limits: BlkLimits;
@@ -127,6 +160,11 @@ export class BlkDevice {
 
   constructor(components: BlkDeviceComponents) {
     const { memory, dmaLog, image, ringPage, kick } = components;
+    const sizeBytes = components.sizeBytes ?? image?.sizeBytes;
+    if (sizeBytes === undefined) throw new MigrationError('ERR_INTERNAL', 'a disk without an image needs its size');
+    if (image && image.sizeBytes !== sizeBytes) {
+      throw new MigrationError('ERR_INVALID_ARGUMENT', `the image is ${image.sizeBytes} bytes, the disk ${sizeBytes}`);
+    }
     if (!Number.isSafeInteger(ringPage) || ringPage < 0 || ringPage > memory.pageCount - BLK_RING_PAGES) {
       throw new MigrationError(
         'ERR_INVALID_ARGUMENT',
@@ -143,9 +181,10 @@ export class BlkDevice {
     this.ringPage = ringPage;
     this.#memory = memory;
     this.#image = image;
+    this.sizeBytes = sizeBytes;
     this.#dirty = dmaLog.words;
     this.#kick = kick;
-    this.#limits = { blockCount: image.blockCount, pageCount: memory.pageCount, ringPage };
+    this.#limits = { blockCount: sizeBytes / BLOCK_SIZE, pageCount: memory.pageCount, ringPage };
     const page = memory.page(ringPage);
     this.#idx = new Int32Array(page.buffer, page.byteOffset, PAGE_SIZE / 4);
   }
@@ -173,6 +212,10 @@ export class BlkDevice {
    */
   async waitForRequests(signal?: AbortSignal): Promise<void> {
     while (!signal?.aborted && !this.#closed) {
+      if (!this.#image) {
+        await untilSettledOrAborted(new Promise<void>((resolve) => (this.#imageAttached = resolve)), signal);
+        continue;
+      }
       const avail = Atomics.load(this.#idx, W_AVAIL);
       if (avail !== Atomics.load(this.#idx, W_USED)) return;
       const result = Atomics.waitAsync(this.#idx, W_AVAIL, avail);
@@ -186,10 +229,52 @@ export class BlkDevice {
     return this.#closed;
   }
 
+  /** The image the device serves, or null while detached. */
+  get image(): DiskImage | null {
+    return this.#image;
+  }
+
+  /**
+   * Serve `image` from now on, or nothing (null: requests wait until an image is attached). The
+   * caller detaches only with the device drained (the VM paused) and closes the old image itself.
+   */
+  attachImage(image: DiskImage | null): void {
+    if (image && image.sizeBytes !== this.sizeBytes) {
+      throw new MigrationError(
+        'ERR_DISK_IMAGE',
+        `${image.path} is ${image.sizeBytes} bytes, this disk is ${this.sizeBytes}`,
+      );
+    }
+    this.#image = image;
+    if (image) {
+      this.#imageAttached?.();
+      this.#imageAttached = undefined;
+    }
+  }
+
+  /** Hook a migration into the service of requests (an empty object removes every hook). */
+  setHooks(hooks: BlkHooks): void {
+    this.#hooks = hooks;
+  }
+
+  /** Writes completed so far (the sequence number of the next write's latency sample). */
+  get writeSeq(): number {
+    return this.#writeSeq;
+  }
+
+  /** Service times (ms) of the writes numbered [from, writeSeq), at most the last WRITE_LATENCY_SAMPLES of them. */
+  writeLatenciesSince(from: number): number[] {
+    const start = Math.max(from, this.#writeSeq - WRITE_LATENCY_SAMPLES, 0);
+    const out: number[] = [];
+    for (let n = start; n < this.#writeSeq; n++) out.push(this.#writeMs[n % WRITE_LATENCY_SAMPLES]!);
+    return out;
+  }
+
   /** Detaches the device from guest memory (the VM is gone): wakes waiters, stops serving. Idempotent. Does not close the image. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#imageAttached?.();
     Atomics.notify(this.#idx, W_AVAIL);
     this.#idx = new Int32Array(PAGE_SIZE / 4);
   }
@@ -201,7 +286,7 @@ export class BlkDevice {
 
   /** The device state (plain data, msgpack-able). Consistent only with the vCPU paused and the device drained. */
   exportState(): BlkState {
-    return { sizeBytes: this.#image.sizeBytes, ringPage: this.ringPage, ...this.#indices(), ...this.#counters };
+    return { sizeBytes: this.sizeBytes, ringPage: this.ringPage, ...this.#indices(), ...this.#counters };
   }
 
   /**
@@ -229,11 +314,11 @@ export class BlkDevice {
         `disk state has fields [${keys.join(', ')}], expected [${STATE_KEYS.join(', ')}]`,
       );
     }
-    if (s.sizeBytes !== this.#image.sizeBytes || s.ringPage !== this.ringPage) {
+    if (s.sizeBytes !== this.sizeBytes || s.ringPage !== this.ringPage) {
       throw new MigrationError(
         'ERR_STATE_MISMATCH',
         `disk state is of a ${String(s.sizeBytes)}-byte disk with its ring at page ${String(s.ringPage)}, ` +
-          `this one is ${this.#image.sizeBytes} bytes at page ${this.ringPage}`,
+          `this one is ${this.sizeBytes} bytes at page ${this.ringPage}`,
       );
     }
     for (const key of COUNTER_KEYS) {
@@ -261,7 +346,7 @@ export class BlkDevice {
   async #serveAll(): Promise<number> {
     let done = 0;
     for (;;) {
-      if (this.#closed) return done;
+      if (this.#closed || !this.#image) return done;
       const idx = this.#idx;
       let used = Atomics.load(idx, W_USED);
       const avail = Atomics.load(idx, W_AVAIL); // acquire: the slots below it are written
@@ -287,12 +372,15 @@ export class BlkDevice {
 
   /** Serves a valid request; the status it completes with. */
   async #execute(req: BlkRequest): Promise<number> {
+    const image = this.#image!;
+    const hooks = this.#hooks;
     try {
       if (req.op === OP_FLUSH) {
-        await this.#image.flush();
+        await image.flush();
         this.#counters.flushes += 1;
       } else if (req.op === OP_READ) {
-        const data = await this.#image.readBlocks(req.block, req.count);
+        if (hooks.beforeRead) await hooks.beforeRead(req.block, req.count);
+        const data = await image.readBlocks(req.block, req.count);
         if (this.#closed) return S_IOERR;
         for (let k = 0; k < req.count; k++) {
           const page = req.pages[k]!;
@@ -302,9 +390,14 @@ export class BlkDevice {
         this.#counters.reads += 1;
         this.#counters.blocksRead += req.count;
       } else {
+        const taken = performance.now();
         const data = new Uint8Array(req.count * BLOCK_SIZE);
         for (let k = 0; k < req.count; k++) data.set(this.#memory.page(req.pages[k]!), k * BLOCK_SIZE);
-        await this.#image.writeBlocks(req.block, data);
+        hooks.beforeWrite?.(req.block, req.count);
+        await image.writeBlocks(req.block, data);
+        if (hooks.afterWrite) await hooks.afterWrite(req.block, data);
+        this.#writeMs[this.#writeSeq % WRITE_LATENCY_SAMPLES] = performance.now() - taken;
+        this.#writeSeq += 1;
         this.#counters.writes += 1;
         this.#counters.blocksWritten += req.count;
       }

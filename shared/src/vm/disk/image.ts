@@ -33,13 +33,15 @@
  * Limits: sizes are whole blocks from MIN_DISK_BYTES to MAX_DISK_BYTES (so a block number fits
  * a u32 in the request ring); every block number and count is checked (ERR_BLOCK_OUT_OF_RANGE);
  * file-system failures are ERR_DISK_IMAGE with the cause. One DiskImage per image file at a
- * time: two would each keep a map of their own (the shared-storage mode will need a lock).
+ * time, even across hosts on shared storage: two would each keep a map of their own and run a
+ * guest each on one disk. create() and open() take the image lock (lock.ts), close() drops it.
  */
 import { constants as fsConstants, promises as fs } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { MigrationError } from '../../errors.ts';
 import { Bitmap, type ReadonlyBitmap } from '../bitmap.ts';
 import { DirtyLog, markDirty } from '../dirty-log.ts';
+import { lockImage } from './lock.ts';
 
 /** Bytes per disk block (one guest page). */
 export const BLOCK_SIZE = 4096;
@@ -87,6 +89,7 @@ export class DiskImage {
   readonly #file: FileHandle;
   readonly #map: FileHandle;
   readonly #inflight = new Set<Promise<unknown>>();
+  readonly #unlock: () => Promise<void>;
   #closed = false;
 
   private constructor(
@@ -97,7 +100,9 @@ export class DiskImage {
     allocated: Bitmap,
     source: AllocationSource,
     options: DiskImageOptions,
+    unlock: () => Promise<void>,
   ) {
+    this.#unlock = unlock;
     this.path = path;
     this.sizeBytes = sizeBytes;
     this.blockCount = sizeBytes / BLOCK_SIZE;
@@ -115,19 +120,27 @@ export class DiskImage {
   static async create(path: string, sizeBytes: number, options: DiskImageOptions = {}): Promise<DiskImage> {
     checkDiskBytes(sizeBytes);
     checkDirtyBuffer(sizeBytes / BLOCK_SIZE, options.dirtyLog);
-    const file = await diskIo(path, 'create', () => fs.open(path, 'wx+'));
+    const unlock = await lockImage(path);
+    let file: FileHandle;
+    try {
+      file = await diskIo(path, 'create', () => fs.open(path, 'wx+'));
+    } catch (err) {
+      await unlock();
+      throw err;
+    }
     let map: FileHandle | undefined;
     try {
       await diskIo(path, 'size', () => file.truncate(sizeBytes));
       map = await diskIo(path, 'create the map of', () => fs.open(path + ALLOC_MAP_SUFFIX, 'w+'));
       const allocated = new Bitmap(sizeBytes / BLOCK_SIZE);
       await writeMap(path, map, allocated, sizeBytes, MAP_IN_USE);
-      return new DiskImage(path, sizeBytes, file, map, allocated, 'created', options);
+      return new DiskImage(path, sizeBytes, file, map, allocated, 'created', options, unlock);
     } catch (err) {
       await file.close().catch(() => undefined);
       await map?.close().catch(() => undefined);
       await fs.rm(path, { force: true });
       await fs.rm(path + ALLOC_MAP_SUFFIX, { force: true });
+      await unlock();
       throw err;
     }
   }
@@ -138,7 +151,14 @@ export class DiskImage {
    * damaged, another size, or left IN_USE by a crash) the image is scanned (see the header).
    */
   static async open(path: string, options: DiskImageOptions = {}): Promise<DiskImage> {
-    const file = await diskIo(path, 'open', () => fs.open(path, fsConstants.O_RDWR));
+    const unlock = await lockImage(path);
+    let file: FileHandle;
+    try {
+      file = await diskIo(path, 'open', () => fs.open(path, fsConstants.O_RDWR));
+    } catch (err) {
+      await unlock();
+      throw err;
+    }
     let map: FileHandle | undefined;
     try {
       const { size } = await diskIo(path, 'stat', () => file.stat());
@@ -160,10 +180,11 @@ export class DiskImage {
         source = 'scan';
       }
       await writeMap(path, map, allocated, size, MAP_IN_USE);
-      return new DiskImage(path, size, file, map, allocated, source, options);
+      return new DiskImage(path, size, file, map, allocated, source, options, unlock);
     } catch (err) {
       await file.close().catch(() => undefined);
       await map?.close().catch(() => undefined);
+      await unlock();
       throw err;
     }
   }
@@ -257,6 +278,7 @@ export class DiskImage {
     } finally {
       await this.#file.close().catch(() => undefined);
       await this.#map.close().catch(() => undefined);
+      await this.#unlock().catch(() => undefined);
     }
   }
 

@@ -17,7 +17,10 @@ export {
   checkDiskBytes,
 } from './image.ts';
 export type { AllocationSource, DiskImageOptions } from './image.ts';
-export { BlkDevice } from './blk-device.ts';
-export type { BlkCounters, BlkDeviceComponents, BlkState } from './blk-device.ts';
+export { BlkDevice, WRITE_LATENCY_SAMPLES } from './blk-device.ts';
+export type { BlkCounters, BlkDeviceComponents, BlkHooks, BlkState } from './blk-device.ts';
 export { GuestBlkRing } from './guest-ring.ts';
-export { digestDisk } from './digest.ts';
+export { VirtualDisk } from './virtual-disk.ts';
+export { lockImage, LOCK_SUFFIX } from './lock.ts';
+export { digestDisk, ledgerOf } from './digest.ts';
+export { BlockDigestLedger, CHUNK_BLOCKS } from './ledger.ts';

@@ -1,5 +1,5 @@
-import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
@@ -9,6 +9,7 @@ import {
   MAX_DISK_BYTES,
   MIN_DISK_BYTES,
 } from '../../../../../shared/src/vm/disk/image.ts';
+import { LOCK_SUFFIX } from '../../../../../shared/src/vm/disk/lock.ts';
 
 const code = (c: string) => expect.objectContaining({ code: c });
 const MiB = 1024 * 1024;
@@ -96,12 +97,27 @@ describe('DiskImage', () => {
     expect(again.dirtyLog.pendingCount).toBe(0);
   });
 
+  it('is locked while open: a second opener is refused naming the holder, and may open it once closed', async () => {
+    const path = join(dir, 'disk.img');
+    const first = await DiskImage.create(path, 2 * MiB);
+    await expect(DiskImage.open(path)).rejects.toMatchObject({
+      code: 'ERR_DISK_IMAGE',
+      message: expect.stringContaining(`in use by process ${process.pid} on ${hostname()}`),
+    });
+    await first.close();
+    const second = await DiskImage.open(path);
+    images.push(second);
+    expect(readFileSync(path + LOCK_SUFFIX, 'utf8')).toContain(String(process.pid));
+  });
+
   it('rebuilds the map by scanning when the image was not closed (crash) or the map is missing', async () => {
     const path = join(dir, 'disk.img');
     const crashed = await DiskImage.create(path, 2 * MiB);
     await crashed.writeBlocks(7, pattern(1, 1));
     await crashed.writeBlocks(300, pattern(2, 1));
-    await crashed.flush(); // …and the process dies without close(): the map says IN_USE
+    await crashed.flush(); // …and the process dies without close(): the map says IN_USE, and
+    // its lock names a process that is gone (a pid above any pid_max): taken over, not refused
+    writeFileSync(path + LOCK_SUFFIX, JSON.stringify({ host: hostname(), pid: 0x3fff_ffff }));
     const recovered = await DiskImage.open(path);
     expect(recovered.allocationSource).toBe('scan');
     expect([...recovered.allocated.toPageList()]).toEqual([7, 300, 301]);

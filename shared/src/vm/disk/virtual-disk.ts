@@ -1,0 +1,90 @@
+/**
+ * A VM's disk as a whole: its device (always there, for the life of the VM), the image the
+ * device serves (attached, or detached while another host holds it), where that image lives,
+ * and what becomes of the image when the VM goes. What a migration does with a disk goes
+ * through here:
+ *
+ *   detach()      shared storage, the source's stop point: the device (drained: the VM is
+ *                 paused) serves nothing, the image is flushed and closed, its lock dropped —
+ *                 the destination may open it now
+ *   attach()      the destination opens it (taking the lock) at its stop point; the source
+ *                 opens it again when the migration fails before Handoff
+ *   keepImage()   the image outlives this VM: shared storage, where the other host's VM runs on
+ *                 the same file (the source after Handoff; the destination discarding its copy)
+ *   close()       the VM is destroyed: stop the device, close the image, remove it (with its
+ *                 map and lock, and the temporary directory made for it) unless kept
+ */
+import { promises as fs } from 'node:fs';
+import { MigrationError } from '../../errors.ts';
+import type { BlkDevice } from './blk-device.ts';
+import { ALLOC_MAP_SUFFIX, BLOCK_SIZE, DiskImage } from './image.ts';
+
+export class VirtualDisk {
+  readonly device: BlkDevice;
+  /** The image file (attached or not). */
+  readonly path: string;
+  readonly sizeBytes: number;
+  readonly blockCount: number;
+  /** A temporary directory made for the image (removed with it), or null. */
+  readonly #ownedDir: string | null;
+  #keep = false;
+
+  constructor(device: BlkDevice, path: string, ownedDir: string | null) {
+    this.device = device;
+    this.path = path;
+    this.sizeBytes = device.sizeBytes;
+    this.blockCount = device.sizeBytes / BLOCK_SIZE;
+    this.#ownedDir = ownedDir;
+  }
+
+  /** The image the device serves; ERR_VM_STATE while detached. */
+  get image(): DiskImage {
+    const image = this.device.image;
+    if (!image) throw new MigrationError('ERR_VM_STATE', `disk image ${this.path} is detached (another host holds it)`);
+    return image;
+  }
+
+  get attached(): boolean {
+    return this.device.image !== null;
+  }
+
+  /** Detach and close the image (flushed, map persisted, lock dropped). The VM must be paused (its device drained). */
+  async detach(): Promise<void> {
+    const image = this.device.image;
+    if (!image) return;
+    this.device.attachImage(null);
+    await image.close();
+  }
+
+  /** Open the image at `path` (taking its lock) and serve it. ERR_DISK_IMAGE if it is missing, locked or of another size. */
+  async attach(): Promise<void> {
+    if (this.device.image) return;
+    const image = await DiskImage.open(this.path);
+    try {
+      this.device.attachImage(image);
+    } catch (error) {
+      await image.close();
+      throw error;
+    }
+  }
+
+  /** Do not remove the image when the VM goes: another host's VM runs on it (shared storage). */
+  keepImage(): void {
+    this.#keep = true;
+  }
+
+  /** The VM is gone: stop the device, close the image, and remove it unless kept. */
+  async close(): Promise<void> {
+    this.device.close();
+    try {
+      await this.device.image?.close();
+    } finally {
+      this.device.attachImage(null);
+      if (!this.#keep) {
+        await fs.rm(this.path, { force: true });
+        await fs.rm(this.path + ALLOC_MAP_SUFFIX, { force: true });
+        if (this.#ownedDir) await fs.rm(this.#ownedDir, { recursive: true, force: true });
+      }
+    }
+  }
+}
