@@ -28,12 +28,13 @@ const DIRECTION: Record<MessageSpec['direction'], string> = {
 function fieldType(type: FieldSchema): string {
   if (typeof type === 'string') return type;
   if ('oneOf' in type) return type.oneOf.map((value) => `'${value}'`).join(' \\| ');
+  if ('optional' in type) return fieldType(type.optional);
   return `{${fields(type.fields)}}`;
 }
 
 function fields(schema: ObjectSchema): string {
   return Object.entries(schema)
-    .map(([name, type]) => `${name}: ${fieldType(type)}`)
+    .map(([name, type]) => `${name}${typeof type === 'object' && 'optional' in type ? '?' : ''}: ${fieldType(type)}`)
     .join(', ');
 }
 

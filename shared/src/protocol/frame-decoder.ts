@@ -36,7 +36,14 @@ import {
 } from './frame.ts';
 import { parseHeader, type HeaderRules } from './header-parser.ts';
 import { decodeMeta } from './meta-codec.ts';
-import { isPageSize, messageName, pageCountOf, type CheckContext, type MessageSpec } from './message-spec.ts';
+import {
+  DISK_BLOCK_BYTES,
+  isPageSize,
+  messageName,
+  pageCountOf,
+  type CheckContext,
+  type MessageSpec,
+} from './message-spec.ts';
 import { MsgType, PageKind, type Message, type PagesMeta, type SetupMsg } from './message-types.ts';
 import type { PageSink } from './page-sink.ts';
 import { fromWire } from './schema.ts';
@@ -104,6 +111,7 @@ export class FrameDecoder {
   #pageSize: number;
   #pageShift: number;
   #pageCount: number | undefined;
+  #blockCount: number | undefined;
 
   #state: DecoderState = 'header';
   #failed: MigrationError | undefined;
@@ -177,6 +185,14 @@ export class FrameDecoder {
     this.#rules.pageSize = geometry.pageSize;
     this.#pageShift = Math.log2(geometry.pageSize);
     this.#pageCount = count;
+  }
+
+  /** Set the disk's block count used to check disk messages (e.g. after Setup); undefined = not range-checked. */
+  setBlockCount(count: number | undefined): void {
+    if (count !== undefined && (!Number.isInteger(count) || count < 1 || count > 0xffff_ffff)) {
+      throw invalidOption(`blockCount ${count} is not an integer in [1, 2^32)`);
+    }
+    this.#blockCount = count;
   }
 
   /** Install or remove the PageSink (takes effect from the next Pages frame). */
@@ -324,7 +340,12 @@ export class FrameDecoder {
     const spec = this.#spec!;
     const raw = decodeMeta(this.#meta!);
     const message = fromWire(spec.schema, raw, '', { type: this.#type }) as unknown as Message;
-    const ctx: CheckContext = { pageSize: this.#pageSize, pageCount: this.#pageCount, payloadLen: this.#payloadLen };
+    const ctx: CheckContext = {
+      pageSize: this.#pageSize,
+      pageCount: this.#pageCount,
+      blockCount: this.#blockCount,
+      payloadLen: this.#payloadLen,
+    };
     spec.check?.(message, ctx);
     this.#meta = undefined;
     this.#message = message;
@@ -396,6 +417,7 @@ export class FrameDecoder {
 
   #adoptSetup(setup: SetupMsg): void {
     this.setGeometry({ pageSize: setup.vm.pageSize, pageCount: pageCountOf(setup.vm) });
+    this.setBlockCount(setup.disk ? setup.disk.sizeBytes / DISK_BLOCK_BYTES : undefined);
   }
 }
 

@@ -13,6 +13,11 @@ import {
   type CountersignatureMsg,
   type CpuStateMsg,
   type DeviceStateMsg,
+  type DiskAbsentMsg,
+  type DiskAckMsg,
+  type DiskBlocksMsg,
+  type DiskMissingMsg,
+  type DiskRequestMsg,
   type ErrorMsg,
   type HandoffMsg,
   type HeartbeatMsg,
@@ -31,6 +36,7 @@ import {
   type ResumedMsg,
   type RoundAckMsg,
   type RoundEndMsg,
+  type SetupDisk,
   type SetupDoneMsg,
   type SetupMsg,
   type SetupVm,
@@ -77,6 +83,7 @@ export const msg = {
     /** @default "" (no ticket) */
     ticket?: string;
     bitmap?: Uint8Array;
+    disk?: SetupDisk;
   }): SetupMsg {
     const m: SetupMsg = {
       type: MsgType.Setup,
@@ -86,6 +93,7 @@ export const msg = {
       ticket: fields.ticket ?? '',
     };
     if (fields.bitmap !== undefined) m.bitmap = fields.bitmap;
+    if (fields.disk !== undefined) m.disk = { ...fields.disk };
     return m;
   },
   setupDone(preparedMs: number): SetupDoneMsg {
@@ -158,6 +166,35 @@ export const msg = {
   },
   missing(bitmap: Uint8Array): MissingMsg {
     return { type: MsgType.Missing, bitmap };
+  },
+  /** Disk blocks; `data` = their bytes concatenated (4096 each). */
+  diskBlocks(fields: {
+    blocks: Uint32Array | readonly number[];
+    data: Uint8Array;
+    /** @default 0 (unsolicited) */
+    requestId?: number;
+    /** @default 0 (no acknowledgement wanted) */
+    ackId?: number;
+  }): DiskBlocksMsg {
+    return {
+      type: MsgType.DiskBlocks,
+      requestId: fields.requestId ?? 0,
+      ackId: fields.ackId ?? 0,
+      blocks: toU32Array(fields.blocks),
+      data: fields.data,
+    };
+  },
+  diskAck(id: number): DiskAckMsg {
+    return { type: MsgType.DiskAck, id };
+  },
+  diskRequest(id: number, blocks: Uint32Array | readonly number[]): DiskRequestMsg {
+    return { type: MsgType.DiskRequest, id, blocks: toU32Array(blocks) };
+  },
+  diskAbsent(bitmap: Uint8Array): DiskAbsentMsg {
+    return { type: MsgType.DiskAbsent, bitmap };
+  },
+  diskMissing(bitmap: Uint8Array): DiskMissingMsg {
+    return { type: MsgType.DiskMissing, bitmap };
   },
   roundAck(round: number): RoundAckMsg {
     return { type: MsgType.RoundAck, round };

@@ -14,6 +14,9 @@ import {
   MsgType,
   PageKind,
   QUERY_STATES,
+  STORAGE_MODES,
+  type DiskBlocksMsg,
+  type DiskRequestMsg,
   type HelloMsg,
   type Message,
   type PageRequestMsg,
@@ -39,6 +42,8 @@ export interface CheckContext {
   pageSize: number;
   /** Undefined until a Setup (or the caller) told the decoder. */
   pageCount: number | undefined;
+  /** Disk blocks of the VM (Setup's disk); undefined until known, or without a disk. */
+  blockCount?: number | undefined;
   payloadLen: number;
 }
 
@@ -57,6 +62,13 @@ export interface MessageSpec {
 export const MAX_RECORD_BYTES = 64 * 1024;
 /** Largest register file accepted in CpuState. */
 export const MAX_REGISTER_BYTES = 64 * 1024;
+/** Bytes per disk block (the disk's BLOCK_SIZE: one guest page). */
+export const DISK_BLOCK_BYTES = 4096;
+/** Most blocks in one DiskBlocks or DiskRequest (1 MiB of data). */
+export const MAX_DISK_BATCH_BLOCKS = 256;
+/** Disk sizes Setup accepts (the disk's MIN_DISK_BYTES, MAX_DISK_BYTES). */
+const MIN_SETUP_DISK_BYTES = 1024 * 1024;
+const MAX_SETUP_DISK_BYTES = 1024 ** 4;
 /** Page sizes accepted in Setup. */
 export const MIN_PAGE_SIZE = 512;
 export const MAX_PAGE_SIZE = 1024 * 1024;
@@ -82,6 +94,27 @@ function checkPageNumbers(pages: Uint32Array, ctx: CheckContext, what: string): 
     if (pages[i]! >= count) {
       reject('ERR_PAGE_OUT_OF_RANGE', `${what}: page ${pages[i]} is outside the VM (${count} pages)`);
     }
+  }
+}
+
+function checkBlockNumbers(blocks: Uint32Array, ctx: CheckContext, what: string): void {
+  if (blocks.length === 0) reject('ERR_BAD_METADATA', `${what}: no blocks`);
+  if (blocks.length > MAX_DISK_BATCH_BLOCKS) {
+    reject('ERR_BAD_METADATA', `${what}: ${blocks.length} blocks, at most ${MAX_DISK_BATCH_BLOCKS}`);
+  }
+  const count = ctx.blockCount;
+  if (count === undefined) return;
+  for (let i = 0; i < blocks.length; i++) {
+    if (blocks[i]! >= count) {
+      reject('ERR_BLOCK_OUT_OF_RANGE', `${what}: block ${blocks[i]} is outside the disk (${count} blocks)`);
+    }
+  }
+}
+
+/** A block bitmap payload must have one bit per block, once the block count is known. */
+function checkBlockBitmapLength(name: string, ctx: CheckContext): void {
+  if (ctx.blockCount !== undefined && ctx.payloadLen !== Math.ceil(ctx.blockCount / 8)) {
+    reject('ERR_BAD_PAYLOAD', `${name}: bitmap of ${ctx.payloadLen} bytes for ${ctx.blockCount} blocks`);
   }
 }
 
@@ -137,6 +170,7 @@ export const MESSAGE_SPEC: Readonly<Record<Exclude<MsgType, MsgType.Invalid>, Me
           nic: 'string',
         },
       },
+      disk: { optional: { fields: { sizeBytes: 'uint', storage: { oneOf: STORAGE_MODES } } } },
     },
     payload: { kind: 'bytes', field: 'bitmap', optional: true, maxBytes: Number.MAX_SAFE_INTEGER },
     check: (m, ctx) => {
@@ -155,6 +189,18 @@ export const MESSAGE_SPEC: Readonly<Record<Exclude<MsgType, MsgType.Invalid>, Me
       if (pages > 0xffff_ffff) reject('ERR_BAD_METADATA', `Setup: ${pages} pages do not fit u32 page numbers`);
       if (ctx.payloadLen !== 0 && ctx.payloadLen !== Math.ceil(pages / 8)) {
         reject('ERR_BAD_PAYLOAD', `Setup: bitmap of ${ctx.payloadLen} bytes for ${pages} pages`);
+      }
+      const disk = (m as SetupMsg).disk;
+      if (
+        disk &&
+        (disk.sizeBytes < MIN_SETUP_DISK_BYTES ||
+          disk.sizeBytes > MAX_SETUP_DISK_BYTES ||
+          disk.sizeBytes % DISK_BLOCK_BYTES !== 0)
+      ) {
+        reject(
+          'ERR_BAD_METADATA',
+          `Setup: a disk of ${disk.sizeBytes} bytes is not a whole number of ${DISK_BLOCK_BYTES}-byte blocks in [1 MiB, 1 TiB]`,
+        );
       }
     },
   },
@@ -283,6 +329,45 @@ export const MESSAGE_SPEC: Readonly<Record<Exclude<MsgType, MsgType.Invalid>, Me
     direction: 'dest→source',
     schema: { state: { oneOf: QUERY_STATES } },
     payload: NONE,
+  },
+  [MsgType.DiskBlocks]: {
+    name: 'DiskBlocks',
+    direction: 'source→dest',
+    schema: { requestId: u32, ackId: u32, blocks: 'u32array' },
+    payload: { kind: 'bytes', field: 'data', optional: false, maxBytes: MAX_DISK_BATCH_BLOCKS * DISK_BLOCK_BYTES },
+    check: (m, ctx) => {
+      const { blocks } = m as DiskBlocksMsg;
+      checkBlockNumbers(blocks, ctx, 'DiskBlocks');
+      if (ctx.payloadLen !== blocks.length * DISK_BLOCK_BYTES) {
+        reject('ERR_BAD_PAYLOAD', `DiskBlocks: ${blocks.length} blocks but a ${ctx.payloadLen}-byte payload`);
+      }
+    },
+  },
+  [MsgType.DiskAck]: { name: 'DiskAck', direction: 'dest→source', schema: { id: u32 }, payload: NONE },
+  [MsgType.DiskRequest]: {
+    name: 'DiskRequest',
+    direction: 'dest→source',
+    schema: { id: u32, blocks: 'u32array' },
+    payload: NONE,
+    check: (m, ctx) => {
+      const { id, blocks } = m as DiskRequestMsg;
+      if (id === 0) reject('ERR_BAD_METADATA', 'DiskRequest: id 0 is reserved for unsolicited blocks');
+      checkBlockNumbers(blocks, ctx, 'DiskRequest');
+    },
+  },
+  [MsgType.DiskAbsent]: {
+    name: 'DiskAbsent',
+    direction: 'source→dest',
+    schema: {},
+    payload: { kind: 'bytes', field: 'bitmap', optional: false, maxBytes: MAX_SETUP_DISK_BYTES / DISK_BLOCK_BYTES / 8 },
+    check: (_m, ctx) => checkBlockBitmapLength('DiskAbsent', ctx),
+  },
+  [MsgType.DiskMissing]: {
+    name: 'DiskMissing',
+    direction: 'dest→source',
+    schema: {},
+    payload: { kind: 'bytes', field: 'bitmap', optional: false, maxBytes: MAX_SETUP_DISK_BYTES / DISK_BLOCK_BYTES / 8 },
+    check: (_m, ctx) => checkBlockBitmapLength('DiskMissing', ctx),
   },
 });
 

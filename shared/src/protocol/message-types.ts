@@ -39,10 +39,15 @@ export const enum MsgType {
   Countersignature = 23,
   Query = 24,
   QueryResult = 25,
+  DiskBlocks = 26,
+  DiskAck = 27,
+  DiskRequest = 28,
+  DiskAbsent = 29,
+  DiskMissing = 30,
 }
 
 /** Highest assigned MsgType. */
-export const MAX_MSG_TYPE = MsgType.QueryResult;
+export const MAX_MSG_TYPE = MsgType.DiskMissing;
 
 /** How a migration moves memory (MIGRATION_MODES is the one list of them). */
 export type MigrationMode = 'precopy' | 'postcopy' | 'hybrid';
@@ -106,6 +111,13 @@ export interface WelcomeMsg {
   capabilities: readonly string[];
 }
 
+/** The VM's disk as Setup describes it (capability `disk`): its size and how it migrates. */
+export interface SetupDisk {
+  /** A whole number of 4 KiB blocks in [1 MiB, 1 TiB]. */
+  sizeBytes: number;
+  storage: StorageMode;
+}
+
 /** S→D: what is migrating. Payload: optional bitmap, bit n set = page n may be non-zero. */
 export interface SetupMsg {
   type: MsgType.Setup;
@@ -123,6 +135,8 @@ export interface SetupMsg {
    * pages whose bit is clear are zero and will never be sent. Absent: no such knowledge.
    */
   bitmap?: Uint8Array;
+  /** The VM's disk; absent for a VM without one. */
+  disk?: SetupDisk;
 }
 
 /** D→S: the destination has allocated (and pre-faulted) memory. */
@@ -353,6 +367,47 @@ export interface QueryResultMsg {
 }
 
 /** Every message, discriminated by `type`. */
+/**
+ * S→D: disk blocks (4 KiB each), `blocks[i]`'s bytes at i × 4096 in the payload. `requestId` ≥ 1
+ * answers DiskRequest `id` (post-copy); `ackId` ≥ 1 asks for a DiskAck once the blocks are in
+ * the destination's image (mirror: the guest's write waits for it); 0 = neither.
+ */
+export interface DiskBlocksMsg {
+  type: MsgType.DiskBlocks;
+  requestId: number;
+  ackId: number;
+  blocks: Uint32Array;
+  data: Uint8Array;
+}
+
+/** D→S: the blocks of DiskBlocks `ackId` are in this side's image (mirror). */
+export interface DiskAckMsg {
+  type: MsgType.DiskAck;
+  id: number;
+}
+
+/** D→S, storage post-copy: the guest reads these absent blocks; answered by DiskBlocks with requestId = id. */
+export interface DiskRequestMsg {
+  type: MsgType.DiskRequest;
+  id: number;
+  blocks: Uint32Array;
+}
+
+/**
+ * S→D, storage post-copy switchover (before PostcopyStart): the blocks the destination lacks,
+ * 1 bit per block (set = absent), ceil(blockCount / 8) bytes.
+ */
+export interface DiskAbsentMsg {
+  type: MsgType.DiskAbsent;
+  bitmap: Uint8Array;
+}
+
+/** D→S, storage post-copy recovery (after Missing): the blocks still absent here, 1 bit per block. */
+export interface DiskMissingMsg {
+  type: MsgType.DiskMissing;
+  bitmap: Uint8Array;
+}
+
 export type Message =
   | HelloMsg
   | WelcomeMsg
@@ -378,7 +433,12 @@ export type Message =
   | RecordMsg
   | CountersignatureMsg
   | QueryMsg
-  | QueryResultMsg;
+  | QueryResultMsg
+  | DiskBlocksMsg
+  | DiskAckMsg
+  | DiskRequestMsg
+  | DiskAbsentMsg
+  | DiskMissingMsg;
 
 /** The message interface for a type number. */
 export type MessageOf<T extends Message['type']> = Extract<Message, { type: T }>;

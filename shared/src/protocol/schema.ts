@@ -36,9 +36,11 @@ export type FieldSchema =
   /** One of the listed strings. */
   | { readonly oneOf: readonly string[] }
   /** A nested map with its own fields. */
-  | { readonly fields: ObjectSchema };
+  | { readonly fields: ObjectSchema }
+  /** A field that may be absent (then it is absent in the decoded message too); present, it has this type. */
+  | { readonly optional: FieldSchema };
 
-/** Field name → type. Every listed field is required. */
+/** Field name → type. Every listed field is required unless its type is `{ optional }`. */
 export type ObjectSchema = Readonly<Record<string, FieldSchema>>;
 
 /** Longest string accepted in metadata. */
@@ -81,8 +83,13 @@ export function fromWire(
   const source = raw as Record<string, unknown>;
   for (const key of Object.keys(schema)) {
     const fieldPath = path ? `${path}.${key}` : key;
+    let type = schema[key]!;
+    if (typeof type === 'object' && 'optional' in type) {
+      if (!Object.hasOwn(source, key)) continue;
+      type = type.optional;
+    }
     if (!Object.hasOwn(source, key)) throw bad(fieldPath, 'is missing');
-    out[key] = fieldFromWire(schema[key]!, source[key], fieldPath);
+    out[key] = fieldFromWire(type, source[key], fieldPath);
   }
   return out;
 }
@@ -145,6 +152,7 @@ function fieldFromWire(type: FieldSchema, value: unknown, path: string): unknown
         }
         return value;
       }
+      if ('optional' in type) return fieldFromWire(type.optional, value, path);
       return fromWire(type.fields, value, path);
   }
 }
@@ -202,12 +210,16 @@ export function toWire(schema: ObjectSchema, value: Readonly<Record<string, unkn
   const out: Record<string, unknown> = {};
   for (const key of Object.keys(schema)) {
     const type = schema[key]!;
-    const field = value[key];
-    if (type === 'u32array') out[key] = u32ToBytes(field as Uint32Array);
-    else if (type === 'u8array') out[key] = u8ToBytes(field as Uint8Array);
-    else if (typeof type === 'object' && 'fields' in type) {
-      out[key] = toWire(type.fields, field as Record<string, unknown>);
-    } else out[key] = field;
+    if (typeof type === 'object' && 'optional' in type && value[key] === undefined) continue;
+    out[key] = fieldToWire(type, value[key]);
   }
   return out;
+}
+
+function fieldToWire(type: FieldSchema, field: unknown): unknown {
+  if (type === 'u32array') return u32ToBytes(field as Uint32Array);
+  if (type === 'u8array') return u8ToBytes(field as Uint8Array);
+  if (typeof type === 'object' && 'fields' in type) return toWire(type.fields, field as Record<string, unknown>);
+  if (typeof type === 'object' && 'optional' in type) return fieldToWire(type.optional, field);
+  return field;
 }

@@ -50,6 +50,11 @@ const SAMPLES: Record<Exclude<MsgType, MsgType.Invalid>, Message> = {
   [MsgType.Countersignature]: msg.countersignature({ refused: 'no' }),
   [MsgType.Query]: msg.query('m-1', 'vm'),
   [MsgType.QueryResult]: msg.queryResult('running'),
+  [MsgType.DiskBlocks]: msg.diskBlocks({ blocks: [1], data: new Uint8Array(4096) }),
+  [MsgType.DiskAck]: msg.diskAck(1),
+  [MsgType.DiskRequest]: msg.diskRequest(1, [2]),
+  [MsgType.DiskAbsent]: msg.diskAbsent(BITMAP),
+  [MsgType.DiskMissing]: msg.diskMissing(BITMAP),
 };
 
 /** A state of each status, reached the way a migration reaches it (hybrid, both state sections loaded where relevant). */

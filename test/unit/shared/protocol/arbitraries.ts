@@ -8,12 +8,15 @@ import {
   MIGRATION_MODES,
   msg,
   QUERY_STATES,
+  STORAGE_MODES,
   type Message,
   type SetupVm,
 } from '../../../../shared/src/protocol/index.ts';
 
 export const PAGE_SIZE = 4096;
 export const PAGE_COUNT = 1024;
+/** Blocks of the disk of every Setup that has one (2 MiB), so disk messages fit whatever Setup came first. */
+export const DISK_BLOCKS = 512;
 
 const u32 = fc.integer({ min: 0, max: 0xffff_ffff });
 const uint = fc.maxSafeNat();
@@ -77,6 +80,8 @@ const pagesMessage = fc
 
 /** A bitmap with one bit per page of the PAGE_COUNT-page VM. */
 const pageBitmap = fc.uint8Array({ minLength: PAGE_COUNT / 8, maxLength: PAGE_COUNT / 8 });
+const blockNumber = fc.integer({ min: 0, max: DISK_BLOCKS - 1 });
+const blockBitmap = fc.uint8Array({ minLength: DISK_BLOCKS / 8, maxLength: DISK_BLOCKS / 8 });
 
 /** One arbitrary per message type, keyed by name. */
 export const messageArbitraries: Record<string, fc.Arbitrary<Message>> = {
@@ -97,10 +102,16 @@ export const messageArbitraries: Record<string, fc.Arbitrary<Message>> = {
       vm: setupVm,
       ticket: str,
       withBitmap: fc.boolean(),
+      storage: fc.option(fc.constantFrom(...STORAGE_MODES), { nil: undefined }),
     })
-    .map(({ withBitmap, ...f }) => {
+    .map(({ withBitmap, storage, ...f }) => {
       const pages = f.vm.memoryBytes / f.vm.pageSize;
-      return msg.setup(withBitmap ? { ...f, bitmap: new Uint8Array(Math.ceil(pages / 8)).fill(0xa5) } : f);
+      const disk = storage ? { disk: { sizeBytes: DISK_BLOCKS * 4096, storage } } : {};
+      return msg.setup({
+        ...f,
+        ...disk,
+        ...(withBitmap ? { bitmap: new Uint8Array(Math.ceil(pages / 8)).fill(0xa5) } : {}),
+      });
     }),
   SetupDone: num.map((ms) => msg.setupDone(ms)),
   Pages: pagesMessage,
@@ -145,6 +156,17 @@ export const messageArbitraries: Record<string, fc.Arbitrary<Message>> = {
     .map((answer) => msg.countersignature(answer)),
   Query: fc.tuple(str, str).map(([migrationId, vm]) => msg.query(migrationId, vm)),
   QueryResult: fc.constantFrom(...QUERY_STATES).map((state) => msg.queryResult(state)),
+  DiskBlocks: fc
+    .tuple(fc.array(blockNumber, { minLength: 1, maxLength: 4 }), u32, u32)
+    .map(([blocks, requestId, ackId]) =>
+      msg.diskBlocks({ blocks, requestId, ackId, data: new Uint8Array(blocks.length * 4096).fill(blocks[0]! & 255) }),
+    ),
+  DiskAck: u32.map((id) => msg.diskAck(id)),
+  DiskRequest: fc
+    .tuple(fc.integer({ min: 1, max: 0xffff_ffff }), fc.array(blockNumber, { minLength: 1, maxLength: 16 }))
+    .map(([id, blocks]) => msg.diskRequest(id, blocks)),
+  DiskAbsent: blockBitmap.map((b) => msg.diskAbsent(b)),
+  DiskMissing: blockBitmap.map((b) => msg.diskMissing(b)),
 };
 
 /** Any message. */
