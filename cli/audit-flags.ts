@@ -8,7 +8,9 @@
  * its callers are anonymous, and plaintext agents are loopback experiments that would otherwise
  * all write to one default place. Disk images (`STATE-DIR/disks/NAME.img`) follow the same rule:
  * an agent with neither --state-dir nor an identity keeps each VM's image in a temporary
- * directory of its own.
+ * directory of its own — unless `--disk-dir` names their directory, which comes first: two agents
+ * given the same directory on shared storage (an NFS mount, a compose volume) migrate disks with
+ * `--storage shared`, the destination opening the image the source closed (libvirt's model).
  */
 import { homedir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
@@ -18,12 +20,13 @@ import type { LoadedPki } from '@livemig/shared/security';
 export interface AuditFlags {
   stateDir?: string;
   auditLog?: string;
+  diskDir?: string;
 }
 
 /** The audit log's file name inside a state directory. */
 export const AUDIT_LOG_FILE = 'audit.log';
 
-/** Add --state-dir and --audit-log. */
+/** Add --state-dir, --audit-log and --disk-dir. */
 export function addAuditOptions(command: Command): Command {
   return command
     .option(
@@ -34,6 +37,12 @@ export function addAuditOptions(command: Command): Command {
       '--audit-log <file>',
       'the audit log: every state-changing command and migration record, hash-chained, signed with the ' +
         "agent's key, fsynced before the reply (default: STATE-DIR/audit.log; without --pki only when this or --state-dir is given)",
+    )
+    .option(
+      '--disk-dir <dir>',
+      "where this agent keeps its VMs' disk images, NAME.img (default: STATE-DIR/disks; without --pki or " +
+        '--state-dir a temporary directory per VM); for `migrate --storage shared` give both agents the same ' +
+        'directory on shared storage',
     );
 }
 
@@ -46,8 +55,12 @@ export function defaultStateDir(name: string, env: NodeJS.ProcessEnv = process.e
 /** The disk images' directory inside a state directory. */
 export const DISKS_DIR = 'disks';
 
-/** The daemon's `diskDir` option from the flags (none, i.e. a temporary directory per VM, without a state directory). */
+/**
+ * The daemon's `diskDir` option from the flags: --disk-dir, else STATE-DIR/disks, else none
+ * (a temporary directory per VM) for an agent without a state directory.
+ */
 export function diskDirFromFlags(flags: AuditFlags, pki: LoadedPki | undefined): { diskDir?: string } {
+  if (flags.diskDir !== undefined) return { diskDir: flags.diskDir };
   if (flags.stateDir !== undefined) return { diskDir: join(flags.stateDir, DISKS_DIR) };
   return pki ? { diskDir: join(defaultStateDir(pki.identity.name), DISKS_DIR) } : {};
 }

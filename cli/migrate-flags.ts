@@ -1,7 +1,7 @@
 /**
  * The migration knobs `migrate` and `demo` share (mode, switchover, bandwidth, the switchover
- * watchdog), as flags with the engine's own defaults — one place, so the two commands cannot
- * drift apart.
+ * watchdog, how a disk migrates), as flags with the engine's own defaults — one place, so the
+ * two commands cannot drift apart. `lab run` takes --storage from here too.
  */
 import type { Command } from 'commander';
 import {
@@ -9,10 +9,40 @@ import {
   MIN_DEFAULT_SWITCHOVER_TIMEOUT_MS,
   SWITCHOVER_TIMEOUT_FACTOR,
 } from '@livemig/agent-source';
-import { durationFlag, MODES, modeFlag, positiveIntFlag, rateFlag } from './options.ts';
+import type { StorageMode } from '@livemig/shared/protocol';
+import { durationFlag, MODES, modeFlag, positiveIntFlag, rateFlag, STORAGE, storageFlag } from './options.ts';
+
+/** What each storage mode does, one line each for --help (a Record: a new mode must be described). */
+const STORAGE_MODE_HELP: Record<StorageMode, string> = {
+  shared: 'both agents open one image on shared storage (the same --disk-dir): no disk bytes sent',
+  copy: 'pre-copy beside memory: the allocated blocks, then those written since, round by round',
+  mirror: 'as copy, then each guest write also waits for the destination: converges at any rate',
+  postcopy: 'the destination resumes without the disk: blocks fetched as read, the rest pushed',
+};
+
+/** The storage modes, one line each, for --help. */
+export function storageModesHelp(): string {
+  const width = Math.max(...STORAGE.map((mode) => mode.length));
+  return [
+    'Storage modes (--storage; a VM without a disk ignores it):',
+    ...STORAGE.map((mode) => `  ${mode.padEnd(width)}  ${STORAGE_MODE_HELP[mode]}`),
+  ].join('\n');
+}
+
+/** Add --storage, with the engine's default and the modes explained after the options. */
+export function addStorageOption(command: Command): Command {
+  return command
+    .option(
+      '--storage <mode>',
+      `how a VM's disk migrates: ${STORAGE.join(' | ')} (see below; with any --mode)`,
+      storageFlag,
+      DEFAULT_MIGRATE_PARAMS.storage,
+    )
+    .addHelpText('after', `\n${storageModesHelp()}`);
+}
 
 export function addMigrationKnobs(command: Command): Command {
-  return command
+  command
     .option('--mode <mode>', `${MODES.join(' | ')} (hybrid: pre-copy rounds, then post-copy)`, modeFlag, 'precopy')
     .option('--postcopy-after <n>', 'hybrid: switch to post-copy after this many pre-copy rounds', positiveIntFlag)
     .option(
@@ -35,4 +65,5 @@ export function addMigrationKnobs(command: Command): Command {
         `${MIN_DEFAULT_SWITCHOVER_TIMEOUT_MS / 1000}s))`,
       durationFlag,
     );
+  return addStorageOption(command);
 }

@@ -9,8 +9,10 @@ import {
   isKnownCapability,
   KNOWN_CAPABILITIES,
   MIGRATION_MODES,
+  STORAGE_MODES,
   type Capability,
   type MigrationMode,
+  type StorageMode,
 } from '@livemig/shared/protocol';
 import {
   formatHostPort,
@@ -128,6 +130,11 @@ export type ModeName = MigrationMode;
 
 export const modeFlag = oneOf(MODES);
 
+/** How a VM's disk migrates, from the one list of them (the protocol's). */
+export const STORAGE = STORAGE_MODES;
+
+export const storageFlag = oneOf(STORAGE);
+
 /** HOST:PORT, canonical ("[::1]:7070" for IPv6). */
 export const hostPortFlag = flag((text) => formatHostPort(parseHostPort(text)));
 
@@ -191,6 +198,8 @@ export interface MigrateFlags {
   postcopyAfter?: number;
   recoveryTimeout?: number;
   switchoverTimeout?: number;
+  /** How a VM's disk migrates (the engine's default, copy, when absent). */
+  storage?: StorageMode;
 }
 
 /** The control API's migrate params from those flags. */
@@ -202,5 +211,6 @@ export function migrateParams(flags: MigrateFlags): MigrateParams {
     postcopyAfterRounds: flags.postcopyAfter ?? null,
     ...(flags.recoveryTimeout === undefined ? {} : { recoveryTimeoutMs: flags.recoveryTimeout }),
     ...(flags.switchoverTimeout === undefined ? {} : { switchoverTimeoutMs: flags.switchoverTimeout }),
+    ...(flags.storage === undefined ? {} : { storage: flags.storage }),
   };
 }

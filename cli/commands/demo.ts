@@ -4,12 +4,16 @@
  * source), get a ticket from the other (the destination), migrate the VM there while it runs,
  * let it run on at the destination, then prove nothing was lost with the determinism oracle — a
  * never-migrated reference VM of the same spec and seed, run to the same step count, must have
- * the same memory digest — print the report and stop both agents.
+ * the same memory digest — print the report and stop both agents. A VM with a disk (--disk)
+ * migrates it as --storage says; with `--storage shared` both agents get one disk directory
+ * (a temporary one, removed afterwards), as two hosts would mount the same shared storage.
  */
 import type { Command } from 'commander';
 import dgram from 'node:dgram';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { formatDuration, MigrationError, parseHostPort } from '@livemig/shared';
+import { formatBytes, formatDuration, MigrationError, parseHostPort } from '@livemig/shared';
 import { ControlClient } from '@livemig/shared/control';
 import { formatReport, type MigrationReport } from '@livemig/shared/report';
 import { workloadHelp, type VmSpec } from '@livemig/shared/vm';
@@ -100,11 +104,31 @@ interface DemoClients {
   destOperator: ControlClient;
 }
 
+/**
+ * `run` with the flags that give both agents one disk directory for `--storage shared` (a
+ * temporary directory, removed afterwards), or none: each agent keeps its own images.
+ */
+async function withSharedDisks<T>(flags: DemoFlags, run: (args: string[]) => Promise<T>): Promise<T> {
+  if (flags.storage !== 'shared') return run([]);
+  const dir = await mkdtemp(join(tmpdir(), 'livemig-demo-disks-'));
+  say(flags, `demo: both agents keep their disk images in ${dir} (--storage shared) …`);
+  try {
+    return await run(['--disk-dir', dir]);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 async function runDemo(spec: VmSpec, flags: DemoFlags): Promise<MigrationReport> {
+  return withSharedDisks(flags, (args) => runDemoAgents(spec, flags, args));
+}
+
+/** Start the two agents (`args`: flags both get), connect to them, migrate and check. */
+async function runDemoAgents(spec: VmSpec, flags: DemoFlags, args: string[]): Promise<MigrationReport> {
   const stderr = flags.verbose ? 'inherit' : 'pipe';
   if (flags.insecure) {
     say(flags, 'demo: starting two agents on 127.0.0.1, plaintext (--insecure: nobody authenticated) …');
-    return withAgentPair({ stderr }, async ({ dest, source }) => {
+    return withAgentPair({ stderr, args }, async ({ dest, source }) => {
       const [sourceClient, destClient] = await Promise.all([
         ControlClient.connect(source.control),
         ControlClient.connect(dest.control),
@@ -134,6 +158,7 @@ async function runDemo(spec: VmSpec, flags: DemoFlags): Promise<MigrationReport>
     const state = (name: string): string[] => ['--state-dir', join(pki.dir, 'state', name)];
     const pair = {
       stderr,
+      args,
       sourceArgs: [...pki.flags(NAMES.source), ...state(NAMES.source)],
       destArgs: [...pki.flags(NAMES.dest), ...state(NAMES.dest), '--allow-source', NAMES.source],
     } as const;
@@ -167,7 +192,11 @@ async function migrateAndCheck(
   to: string,
   secure: { destName?: string; from?: string },
 ): Promise<MigrationReport> {
-  say(flags, `demo: booting VM "demo" (${spec.memoryBytes} bytes, ${spec.init}, ${spec.workload}) on the source …`);
+  const disk = spec.disk === null ? '' : `, a ${formatBytes(spec.disk)} disk`;
+  say(
+    flags,
+    `demo: booting VM "demo" (${spec.memoryBytes} bytes, ${spec.init}, ${spec.workload}${disk}) on the source …`,
+  );
   await clients.sourceAdmin.request('create-vm', {
     name: 'demo',
     memory: spec.memoryBytes,
@@ -175,6 +204,7 @@ async function migrateAndCheck(
     workload: spec.workload,
     seed: spec.seed,
     ...(spec.nic ? { nic: spec.nic } : {}),
+    ...(spec.disk === null ? {} : { disk: spec.disk }),
   });
   let ticket: string | undefined;
   if (secure.from !== undefined) {

@@ -23,7 +23,9 @@ import { currentOwner, Lab, removeLabs, type RemovedLabs } from '../lab/topology
 import { checkOracle } from '../oracle.ts';
 import { flag, migrateParams, modeFlag, type ModeName } from '../options.ts';
 import { addVmSpecOptions, specFromFlags, type VmFlags } from '../vm-flags.ts';
+import { addStorageOption } from '../migrate-flags.ts';
 import { DEFAULT_MIGRATE_PARAMS } from '@livemig/agent-source';
+import type { StorageMode } from '@livemig/shared/protocol';
 
 const profileFlag = flag((name: string): LinkProfile | null => {
   if (name === 'none') return null;
@@ -129,14 +131,23 @@ export function registerLabCommand(program: Command): void {
   addVmSpecOptions(run, { memory: '256MiB', init: 'random', workload: 'hotset:wss=16MiB,rate=5000' });
   run
     .requiredOption('--profile <name>', Object.keys(PROFILES).join(' | '), profileFlag)
-    .option('--mode <mode>', 'precopy | postcopy | hybrid', modeFlag, 'precopy')
+    .option('--mode <mode>', 'precopy | postcopy | hybrid', modeFlag, 'precopy');
+  addStorageOption(run)
     .option('--json', 'print {profile, mechanisms, measured, report} as one JSON object')
     .option(
       '--insecure',
       'plaintext agents (default: a throwaway fleet PKI, mutual TLS on both ports, the migration with a ticket)',
     )
     .action(
-      async (flags: VmFlags & { profile: LinkProfile | null; mode: ModeName; json?: boolean; insecure?: boolean }) => {
+      async (
+        flags: VmFlags & {
+          profile: LinkProfile | null;
+          mode: ModeName;
+          storage: StorageMode;
+          json?: boolean;
+          insecure?: boolean;
+        },
+      ) => {
         if (!flags.profile) throw new MigrationError('ERR_INVALID_ARGUMENT', 'lab run needs a profile');
         // withLabMigration checks this host for everything the profile needs before it builds.
         const spec = specFromFlags(flags);
@@ -150,6 +161,7 @@ export function registerLabCommand(program: Command): void {
             params: migrateParams({
               downtimeLimit: DEFAULT_MIGRATE_PARAMS.downtimeLimitMs,
               maxRounds: DEFAULT_MIGRATE_PARAMS.maxRounds,
+              storage: flags.storage,
             }),
           },
           async ({ mechanisms, measured, report, admin }) => {

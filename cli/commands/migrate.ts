@@ -98,6 +98,7 @@ export function registerMigrateCommand(program: Command): void {
       'after',
       '\nExamples:\n  livemig migrate --control ws://127.0.0.1:7171 --vm vm1 --to 127.0.0.1:7070 --max-bandwidth 1gbit\n' +
         '  livemig migrate --control ws://127.0.0.1:7171 --vm vm1 --to 127.0.0.1:7070 --mode hybrid --postcopy-after 2\n' +
+        '  livemig migrate --control ws://127.0.0.1:7171 --vm db1 --to 127.0.0.1:7070 --storage mirror   # a VM with a disk\n' +
         '  livemig migrate --control ws://127.0.0.1:7171 --resume\n' +
         '  livemig migrate --control ws://127.0.0.1:7171 --vm kv1 --to 127.0.0.1:7070 --probe   # what its clients see\n' +
         '  livemig migrate --control ws://source:7171 --vm vm1 --to dest:7070 --wait 60s --json   # agents still starting\n' +

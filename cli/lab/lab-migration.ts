@@ -6,8 +6,13 @@
  * be real), start the agents inside their namespaces, put the delay relay on the path when the
  * kernel has no netem, migrate, let the caller inspect the result while everything still runs,
  * then tear it all down. Used by `livemig lab run`, the lab tests and `npm run bench -- links` /
- * `-- security` (`secure`: agents with mutual TLS and a ticket, see secure.ts).
+ * `-- security` (`secure`: agents with mutual TLS and a ticket, see secure.ts). A VM with a disk
+ * migrates it as `params.storage` says; for `shared` both agents get one disk directory (a
+ * temporary one, removed at teardown), as two hosts would mount the same shared storage.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { ControlClient, type MigrateParams } from '@livemig/shared/control';
 import type { MigrationMode, MigrationReport } from '@livemig/shared/report';
 import type { VmSpec } from '@livemig/shared/vm';
@@ -70,6 +75,7 @@ export async function withLabMigration<T>(
   const agents: AgentProcess[] = [];
   const relays: DelayRelay[] = [];
   let pki: ThrowawayPki | undefined;
+  let sharedDisks: string | undefined;
   // The agents' path to the destination: through the delay relay when netem cannot add the delay.
   const pathTo = async (mechanisms: ShapingMechanisms, port: number): Promise<string> => {
     const dest = lab.host('dest').address;
@@ -99,11 +105,13 @@ export async function withLabMigration<T>(
     const service = options.service;
     const vmAddress = service ? `${lab.vmAddress()}:${service.port}` : undefined;
     const vmLink = service ? ['--vm-link', 'eth0'] : [];
+    if (options.params?.storage === 'shared') sharedDisks = mkdtempSync(join(tmpdir(), 'livemig-lab-disks-'));
+    const diskDir = sharedDisks === undefined ? [] : ['--disk-dir', sharedDisks];
     const [dest, source] = await Promise.all([
       startAgentProcess('dest', {
         wrap: lab.wrap('dest'),
         args: [
-          ...['--listen', `${destHost.address}:0`, '--control', `${destHost.address}:0`, ...vmLink],
+          ...['--listen', `${destHost.address}:0`, '--control', `${destHost.address}:0`, ...vmLink, ...diskDir],
           ...securityArgs('dest'),
         ],
         ...spawn,
@@ -114,6 +122,7 @@ export async function withLabMigration<T>(
           ...['--control', `${sourceHost.address}:0`, '--vm', 'vm', '--memory', String(spec.memoryBytes)],
           ...['--init', spec.init, '--workload', spec.workload, '--seed', String(spec.seed)],
           ...(vmAddress ? ['--nic', vmAddress, ...vmLink] : []),
+          ...(spec.disk === null ? [] : ['--disk', String(spec.disk), ...diskDir]),
           ...securityArgs('source'),
         ],
         ...spawn,
@@ -163,5 +172,6 @@ export async function withLabMigration<T>(
     for (const relay of relays) await relay.close();
     lab.destroy();
     await pki?.remove();
+    if (sharedDisks !== undefined) rmSync(sharedDisks, { recursive: true, force: true });
   }
 }
