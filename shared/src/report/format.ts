@@ -1,9 +1,10 @@
 /**
  * The human rendering of a report: a short table a person reads top to bottom — outcome first,
- * then the three costs (time, downtime, bytes), then the rounds and the proof (digests).
+ * then the three costs (time, downtime, bytes), then the rounds and the proof (digests). A VM
+ * with a disk gets a storage block (storageLines) before the proof, its lines within 80 columns.
  */
 import { formatBytes, formatDuration, formatRate } from '../units.ts';
-import type { MigrationReport, SwitchoverReason } from './types.ts';
+import type { MigrationReport, StorageReport, SwitchoverReason, WriteLatency } from './types.ts';
 
 const SWITCHOVER_WORDS: Record<SwitchoverReason, string> = {
   converged: 'expected downtime fell under the limit',
@@ -19,6 +20,12 @@ const ADDRESS_MODE_WORDS: Record<string, string> = {
   macvlan: 'macvlan + gratuitous ARP: destination brought the link up and announced it',
 };
 
+/** Width of a field's label column; its value starts after it and one space, two spaces in. */
+const LABEL_WIDTH = 18;
+const VALUE_INDENT = ' '.repeat(2 + LABEL_WIDTH + 1);
+/** The storage block keeps within a terminal's classic width. */
+const MAX_COLUMNS = 80;
+
 function pad(text: string, width: number): string {
   return text.length >= width ? text : text + ' '.repeat(width - text.length);
 }
@@ -31,7 +38,7 @@ function padLeft(text: string, width: number): string {
 export function formatReport(report: MigrationReport): string {
   const lines: string[] = [];
   const field = (label: string, value: string): void => {
-    lines.push(`  ${pad(label, 18)} ${value}`);
+    lines.push(`  ${pad(label, LABEL_WIDTH)} ${value}`);
   };
   const title = `livemig ${report.mode} migration: ${report.outcome.toUpperCase()}`;
   lines.push(title, '='.repeat(title.length));
@@ -126,6 +133,7 @@ export function formatReport(report: MigrationReport): string {
       `${Math.round(pc.stepsPerSecBefore)} steps/s before, ${Math.round(pc.stepsPerSecDuring)} steps/s during post-copy`,
     );
   }
+  if (report.storage) lines.push(...storageLines(report.storage));
   for (const [name, line] of verifyLines(report.verify)) field(name, line);
   if (report.oracle) {
     const o = report.oracle;
@@ -150,6 +158,70 @@ export function formatReport(report: MigrationReport): string {
   return lines.join('\n');
 }
 
+/**
+ * The disk and how it migrated: mode and sizes, disk bytes on the wire and pre-copy rounds, the
+ * blocks by how they travelled, the guest's write latency before → during, and the engine's note.
+ * Values too long for MAX_COLUMNS go on under the value column.
+ */
+function storageLines(storage: StorageReport): string[] {
+  const lines: string[] = [];
+  const field = (label: string, parts: readonly string[], separator: string): void => {
+    const [first = '', ...rest] = parts;
+    let line = `  ${pad(label, LABEL_WIDTH)} ${first}`;
+    for (const part of rest) {
+      const joined = `${line}${separator}${part}`;
+      if (joined.length <= MAX_COLUMNS) {
+        line = joined;
+      } else {
+        lines.push(line + separator.trimEnd());
+        line = VALUE_INDENT + part;
+      }
+    }
+    lines.push(line);
+  };
+  const s = storage;
+  field(
+    'storage',
+    [`${s.mode}: a ${formatBytes(s.sizeBytes)} disk,`, `${formatBytes(s.allocatedBytes)} allocated`],
+    ' ',
+  );
+  field(
+    'disk on the wire',
+    [formatBytes(s.wireBytes), `${s.rounds} pre-copy ${s.rounds === 1 ? 'round' : 'rounds'}`],
+    ', ',
+  );
+  field(
+    'disk blocks',
+    [
+      `${s.blocksCopied} copied`,
+      `${s.blocksResent} re-sent`,
+      `${s.blocksMirrored} mirrored`,
+      `${s.blocksFetched} fetched on demand`,
+      `${s.blocksPushed} pushed`,
+    ],
+    ', ',
+  );
+  const { before, during } = s.writeLatencyMs;
+  field(
+    'write latency',
+    before === null && during === null
+      ? ['not measured']
+      : [
+          `p50 ${latencyOf(before, 'p50')} → ${latencyOf(during, 'p50')},`,
+          `p99 ${latencyOf(before, 'p99')} → ${latencyOf(during, 'p99')}`,
+          '(before → during)',
+        ],
+    ' ',
+  );
+  if (s.note) field('disk note', s.note.split(/\s+/), ' ');
+  return lines;
+}
+
+/** One percentile of a write-latency sample, or "n/a" when there was none. */
+function latencyOf(latency: WriteLatency | null, which: 'p50' | 'p99'): string {
+  return latency === null || latency.count === 0 ? 'n/a' : formatDuration(latency[which]);
+}
+
 /** The proof lines: memory first, then the other sections; "not verified" when nothing was compared. */
 function verifyLines(v: MigrationReport['verify']): Array<[string, string]> {
   if (v.match === null) {
@@ -171,6 +243,7 @@ const SECTION_WORDS: Record<string, string> = {
   ram: 'memory digest',
   cpu: 'CPU digest',
   devices: 'devices digest',
+  disk: 'disk digest',
 };
 
 /** Who signed the migration record, and whether the destination countersigned it (or why not). */

@@ -1,11 +1,19 @@
 /**
  * JSON Schema (draft 2020-12 subset) of the schema-1 report, for programs that consume
- * `--json` output and for our tests. Extra fields are allowed, contract fields are required.
+ * `--json` output and for our tests. Extra fields are allowed, contract fields are required; an
+ * extra field the schema describes (`storage`) is checked whole when present.
  */
-import { MIGRATION_MODES } from '../protocol/message-types.ts';
+import { MIGRATION_MODES, STORAGE_MODES } from '../protocol/message-types.ts';
 
 const num = { type: 'number' } as const;
 const str = { type: 'string' } as const;
+/** A guest write-latency sample (StorageReport.writeLatencyMs), or null: none measured. */
+const WRITE_LATENCY = {
+  oneOf: [
+    { type: 'null' },
+    { type: 'object', required: ['count', 'p50', 'p99'], properties: { count: num, p50: num, p99: num } },
+  ],
+} as const;
 /** An instant as Date.toISOString() writes it (UTC). */
 const ISO_TIME = { type: 'string', pattern: '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}\\.\\d{3}Z$' } as const;
 
@@ -117,6 +125,40 @@ export const REPORT_JSON_SCHEMA = {
           required: ['status'],
           properties: { status: { enum: ['signed', 'refused', 'missing'] } },
         },
+      },
+    },
+    storage: {
+      type: 'object',
+      required: [
+        'mode',
+        'sizeBytes',
+        'allocatedBytes',
+        'wireBytes',
+        'blocksCopied',
+        'blocksResent',
+        'blocksMirrored',
+        'blocksFetched',
+        'blocksPushed',
+        'rounds',
+        'writeLatencyMs',
+      ],
+      properties: {
+        mode: { enum: STORAGE_MODES },
+        sizeBytes: num,
+        allocatedBytes: num,
+        wireBytes: num,
+        blocksCopied: num,
+        blocksResent: num,
+        blocksMirrored: num,
+        blocksFetched: num,
+        blocksPushed: num,
+        rounds: num,
+        writeLatencyMs: {
+          type: 'object',
+          required: ['before', 'during'],
+          properties: { before: WRITE_LATENCY, during: WRITE_LATENCY },
+        },
+        note: str,
       },
     },
     network: {
