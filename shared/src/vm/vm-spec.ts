@@ -10,6 +10,8 @@ import { checkDiskBytes } from './disk/image.ts';
 import { checkMemoryBytes } from './guest-memory.ts';
 import { formatInitSpec, parseInitSpec, type InitSpec } from './init.ts';
 import { parseWorkloadSpec, type WorkloadSpec } from './workload-spec.ts';
+import { WORKLOADS, type WorkloadParams } from './workloads/index.ts';
+import { DISK_BYTES_PARAM } from './workloads/types.ts';
 
 /** A validated VM spec; the strings are canonical. */
 export interface VmSpec {
@@ -28,7 +30,8 @@ export interface VmSpec {
   nic: string | null;
   /**
    * The virtual disk's size in bytes (a multiple of 4 KiB in [1 MiB, 1 TiB]), or null for a VM
-   * without a disk. Only workloads that drive the disk (disk) may have one, and they must.
+   * without a disk. Only workloads that drive the disk may have one: disk must, kv may (its
+   * writes then go through a write-ahead log on it); the others must not.
    */
   disk: number | null;
 }
@@ -77,7 +80,7 @@ export function parseVmSpec(input: VmSpecInput): VmSpec {
     );
   }
   const disk = input.disk === undefined || input.disk === null || input.disk === '' ? null : parseDiskSize(input.disk);
-  if (definition.drivesDisk && disk === null) {
+  if (definition.drivesDisk === true && disk === null) {
     throw new MigrationError(
       'ERR_INVALID_ARGUMENT',
       `the ${definition.name} workload drives the VM's disk: give it one (--disk SIZE, e.g. 64MiB)`,
@@ -86,17 +89,32 @@ export function parseVmSpec(input: VmSpecInput): VmSpec {
   if (!definition.drivesDisk && disk !== null) {
     throw new MigrationError(
       'ERR_INVALID_ARGUMENT',
-      `--disk needs a workload that drives the disk (disk); ${definition.name} would scribble over its ring`,
+      `--disk needs a workload that drives the disk (${diskWorkloads()}); ${definition.name} would scribble over its ring`,
     );
   }
-  const wss = parseWorkloadSpec(workload, memoryBytes).params.wss;
+  const params = parseWorkloadSpec(workload, memoryBytes).params;
+  const wss = params.wss;
   if (disk !== null && wss !== undefined && wss > disk) {
     throw new MigrationError(
       'ERR_INVALID_WORKLOAD',
       `${definition.name}: wss (${wss} bytes) is larger than the VM's disk (${disk} bytes)`,
     );
   }
+  // The workload's layout may change with a disk (kv makes room for the ring and its log buffer).
+  if (disk !== null) definition.validate?.(withDisk(params, disk), memoryBytes);
   return { memoryBytes, init, workload, seed, nic, disk };
+}
+
+/** The workloads that drive a disk, for error messages: "kv may have one, disk needs one". */
+function diskWorkloads(): string {
+  return WORKLOADS.filter((w) => w.drivesDisk)
+    .map((w) => `${w.name} ${w.drivesDisk === 'optional' ? 'may have one' : 'needs one'}`)
+    .join(', ');
+}
+
+/** A workload's parameters as the VM's boot sees them: with the disk's size for a VM that has one. */
+function withDisk(params: WorkloadParams, disk: number | null): WorkloadParams {
+  return disk === null ? params : { ...params, [DISK_BYTES_PARAM]: disk };
 }
 
 /** A disk size in bytes ("64MiB", "4GiB" or a number): a multiple of 4 KiB in [1 MiB, 1 TiB]; throws ERR_INVALID_SIZE. */
@@ -120,7 +138,15 @@ export function parseNicAddress(text: string): string {
   return `${octets.join('.')}:${port}`;
 }
 
-/** The parsed parts of a (canonical) spec. */
+/**
+ * The parsed parts of a (canonical) spec, as a VM boots them: for a VM with a disk the
+ * workload's parameters also carry its size (DISK_BYTES_PARAM, never part of a spec string),
+ * which is how reservedBytes() and initRegisters() learn about the disk.
+ */
 export function resolveVmSpec(spec: VmSpec): { init: InitSpec; workload: WorkloadSpec } {
-  return { init: parseInitSpec(spec.init), workload: parseWorkloadSpec(spec.workload, spec.memoryBytes) };
+  const workload = parseWorkloadSpec(spec.workload, spec.memoryBytes);
+  return {
+    init: parseInitSpec(spec.init),
+    workload: spec.disk === null ? workload : { ...workload, params: withDisk(workload.params, spec.disk) },
+  };
 }

@@ -10,12 +10,36 @@
  * - nextPages() names every page the next step will read or write, without changing anything:
  *   that is how the vCPU checks post-copy presence before a step, so a step never starts on an
  *   absent page and a vCPU blocked on a fault is always at a clean step boundary.
- * - A workload driven by input (kv: requests in the NIC's RX ring) says through pending() how
- *   many steps it can run now; at 0 the vCPU halts (like HLT) until the device kicks it.
+ * - A workload driven by input (kv: requests in the NIC's RX ring; kv and disk: completions in
+ *   the disk's ring) says through pending() how many steps it can run now — every one of them
+ *   runnable without waiting for anything; at 0 the vCPU halts (like HLT) until a device kicks it.
  */
 
-/** Most pages one step may touch (nextPages' out array has this many slots). */
-export const MAX_PAGES_PER_STEP = 4;
+/**
+ * Most pages one step may touch (nextPages' out array has this many slots). The most is kv with
+ * a disk completing a logged write: page 0, its RX slot, the disk ring's index page and slot,
+ * the table page and its TX slot.
+ */
+export const MAX_PAGES_PER_STEP = 6;
+
+/**
+ * How a workload uses the virtual disk (--disk): `true` it is the disk's driver and needs one;
+ * `'optional'` it runs with or without one and drives it when there is one (kv: a write-ahead
+ * log); absent or `false` it has nothing to do with a disk, and a VM running it may have none.
+ */
+export type DiskUse = boolean | 'optional';
+
+/**
+ * A parameter no spec ever carries: the VM's disk size in bytes, added to the workload's
+ * parameters by resolveVmSpec() (vm-spec.ts) for a VM with a disk, and absent without one. It is
+ * how reservedBytes() and initRegisters() learn, at boot, what a virtio-blk driver reads from
+ * the device's config space; and how vm-spec.ts's second validate() call checks the layout
+ * with the disk. The vCPU worker builds the program from the spec string alone, so a program
+ * that needs the disk's size during steps keeps what initRegisters() put in a register (kv:
+ * R_KV_WAL_BLOCKS) — which migrates with the CPU state, as a driver's copy of it would.
+ * Not a name a spec can use: spec parameters are lower case.
+ */
+export const DISK_BYTES_PARAM = 'diskBytes';
 
 /** A workload parameter, as listed by `--help` and checked by the spec parser. */
 export interface WorkloadParam {
@@ -80,20 +104,30 @@ export interface WorkloadDefinition {
   params: readonly WorkloadParam[];
   /** True if the workload is the guest driver of the virtual NIC (the VM then must have one). */
   drivesNic?: boolean;
-  /** True if the workload is the guest driver of the virtual disk (the VM then must have one: --disk). */
-  drivesDisk?: boolean;
+  /**
+   * The guest driver of the virtual disk: `true` the VM must have a disk (--disk), `'optional'`
+   * it may (the workload then drives it), absent it must not (see DiskUse).
+   */
+  drivesDisk?: DiskUse;
   /**
    * Bytes at the start of guest memory the workload owns (NIC rings, its table) that must start
-   * zeroed whatever --init says: the VM clears them at boot. Absent = none.
+   * zeroed whatever --init says: the VM clears them at boot. Absent = none. With a disk, params
+   * carry DISK_BYTES_PARAM.
    */
   reservedBytes?(params: WorkloadParams): number;
   /** Guest page writes per step (0 or 1). */
   writesPerStep: number;
   /** Steps per second the vCPU paces itself to; 0 = as fast as it can. */
   stepsPerSecond(params: WorkloadParams): number;
-  /** Extra checks against the VM size; throws ERR_INVALID_WORKLOAD. */
+  /**
+   * Extra checks against the VM size; throws ERR_INVALID_WORKLOAD. Called for the spec's own
+   * parameters, and once more by parseVmSpec() with DISK_BYTES_PARAM for a VM with a disk.
+   */
   validate?(params: WorkloadParams, memoryBytes: number): void;
-  /** Sets this workload's registers at boot (identification and step counter are already set). */
+  /**
+   * Sets this workload's registers at boot (identification and step counter are already set).
+   * With a disk, params carry DISK_BYTES_PARAM.
+   */
   initRegisters?(regs: Uint32Array, params: WorkloadParams, pageCount: number): void;
   /** Binds the program to a VM (in the vCPU worker). */
   create(env: WorkloadEnv): WorkloadProgram;

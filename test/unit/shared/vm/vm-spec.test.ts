@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { parseVmSpec } from '../../../../shared/src/vm/vm-spec.ts';
+import { parseVmSpec, resolveVmSpec } from '../../../../shared/src/vm/vm-spec.ts';
 import { formatSizeSpec, parseWorkloadSpec, workloadHelp } from '../../../../shared/src/vm/workload-spec.ts';
 import { WORKLOADS } from '../../../../shared/src/vm/workloads/index.ts';
+import { DISK_BYTES_PARAM } from '../../../../shared/src/vm/workloads/types.ts';
 
 const MiB = 1024 * 1024;
 const code = (c: string) => expect.objectContaining({ code: c });
@@ -95,6 +96,41 @@ describe('parseVmSpec', () => {
     expect(parseVmSpec({ memory: '4MiB', workload: 'disk:wss=1MiB', disk: 4 * MiB }).disk).toBe(4 * MiB);
   });
 
+  it('kv takes a disk optionally: the spec string is the same either way, the boot sees the disk', () => {
+    const nic = '127.0.0.1:7700';
+    const without = parseVmSpec({ memory: '4MiB', workload: 'kv:keys=1024', nic });
+    const withDisk = parseVmSpec({ memory: '4MiB', workload: 'kv:keys=1024', nic, disk: '16MiB' });
+    expect(without).toMatchObject({ workload: 'kv:keys=1024', disk: null });
+    expect(withDisk).toMatchObject({ workload: 'kv:keys=1024', disk: 16 * MiB });
+    expect(resolveVmSpec(without).workload.params).toEqual({ keys: 1024 });
+    expect(resolveVmSpec(withDisk).workload.params).toEqual({ keys: 1024, [DISK_BYTES_PARAM]: 16 * MiB });
+    expect(resolveVmSpec(withDisk).workload.canonical).toBe('kv:keys=1024');
+    // The disk workload needs one; the rest refuse one.
+    expect(WORKLOADS.filter((w) => w.drivesDisk).map((w) => [w.name, w.drivesDisk])).toEqual([
+      ['kv', 'optional'],
+      ['disk', true],
+    ]);
+  });
+
+  it('says which workloads drive a disk when one is given to a workload that does not', () => {
+    expect(() => parseVmSpec({ memory: '4MiB', workload: 'uniform', disk: '64MiB' })).toThrow(
+      '--disk needs a workload that drives the disk (kv may have one, disk needs one); uniform would scribble over its ring',
+    );
+  });
+
+  it('kv with a disk needs room for the disk ring and its log buffer before its table', () => {
+    // 1 MiB = 256 pages: the largest table beside the NIC alone leaves no room for 4 more pages.
+    const keys = (256 - 9) * 256;
+    const input = { memory: '1MiB', workload: `kv:keys=${keys}`, nic: '127.0.0.1:7700' };
+    expect(parseVmSpec(input).workload).toBe(`kv:keys=${keys}`);
+    expect(() => parseVmSpec({ ...input, disk: '1MiB' })).toThrow(code('ERR_INVALID_WORKLOAD'));
+    expect(() => parseVmSpec({ ...input, disk: '1MiB' })).toThrow(
+      /9 NIC pages \+ 3 disk ring pages \+ 1 log buffer page \+ 247 table pages\) with a disk/,
+    );
+    const fits = (256 - 13) * 256;
+    expect(parseVmSpec({ ...input, workload: `kv:keys=${fits}`, disk: '1MiB' }).disk).toBe(MiB);
+  });
+
   it.each([
     ['below 1 MiB', { memory: '512KiB' }, 'ERR_INVALID_SIZE'],
     ['above 16 GiB', { memory: '17GiB' }, 'ERR_INVALID_SIZE'],
@@ -118,6 +154,12 @@ describe('parseVmSpec', () => {
     ['an IPv6 NIC address', { memory: '4MiB', workload: 'kv', nic: '[::1]:7700' }, 'ERR_INVALID_ARGUMENT'],
     ['the disk workload without a disk', { memory: '4MiB', workload: 'disk' }, 'ERR_INVALID_ARGUMENT'],
     ['a disk with a workload that does not drive it', { memory: '4MiB', disk: '64MiB' }, 'ERR_INVALID_ARGUMENT'],
+    [
+      'kv with a bad disk size',
+      { memory: '4MiB', workload: 'kv', nic: '127.0.0.1:7700', disk: '12KiB' },
+      'ERR_INVALID_SIZE',
+    ],
+    ['kv with a disk but no NIC', { memory: '4MiB', workload: 'kv', disk: '16MiB' }, 'ERR_INVALID_ARGUMENT'],
     ['a disk below 1 MiB', { memory: '4MiB', workload: 'disk:wss=4KiB', disk: '512KiB' }, 'ERR_INVALID_SIZE'],
     ['a disk above 1 TiB', { memory: '4MiB', workload: 'disk', disk: '2TiB' }, 'ERR_INVALID_SIZE'],
     ['a disk not whole blocks', { memory: '4MiB', workload: 'disk:wss=4KiB', disk: '1000001' }, 'ERR_INVALID_SIZE'],
