@@ -20,9 +20,20 @@ export async function checkOracle(agent: string | ControlClient, vm: string, spe
   const client = typeof agent === 'string' ? await ControlClient.connect(agent) : agent;
   try {
     await client.request('stop', { vm });
-    const { digest, steps } = await client.request('digest', { vm });
-    const referenceDigest = await referenceDigestAt(spec, steps);
-    return { steps, migratedDigest: digest, referenceDigest, match: digest === referenceDigest };
+    const { digest, steps, disk } = await client.request('digest', { vm });
+    const reference = await runReference(spec, steps);
+    const result: OracleResult = {
+      steps,
+      migratedDigest: digest,
+      referenceDigest: reference.digest,
+      match: digest === reference.digest,
+    };
+    if (reference.disk !== null) {
+      // Memory and disk: a migration that lost a block fails the oracle even with memory intact.
+      result.disk = { migratedDigest: disk ?? null, referenceDigest: reference.disk };
+      result.match &&= disk === reference.disk;
+    }
+    return result;
   } finally {
     if (client !== agent) client.close();
   }

@@ -447,12 +447,6 @@ export class AgentDaemon {
     params?: MigrateParams,
     security?: { ticket?: string; destName?: string; operator?: RecordOperator | null },
   ): string {
-    // Before anything moves: the engine has no disk section yet, and a VM that arrived without
-    // its disk would read zeros where its data was.
-    const hosted = this.host.get(VmHost.checkName(vm));
-    if (hosted.vm.spec.disk !== null) {
-      throw new MigrationError('ERR_UNSUPPORTED', `VM "${vm}" has a disk; disk migration is not built yet (issue 15)`);
-    }
     return this.#outgoing.start(vm, to, mode, params, security);
   }
 

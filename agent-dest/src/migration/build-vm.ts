@@ -30,6 +30,8 @@ export interface BuildComponents {
   maxMemoryBytes: number;
   /** Setup may carry a page bitmap (negotiated `setup-bitmap`). */
   setupBitmap: boolean;
+  /** Setup may carry a disk (negotiated `disk`). @default false */
+  disk?: boolean;
   /**
    * May this Setup build a VM here? Throws the refusal. Runs once the Setup is known to fit —
    * name and budget — so a ticket is spent only by a Setup this agent can take, and before
@@ -61,7 +63,11 @@ export async function buildIncomingVm(setup: SetupMsg, c: BuildComponents): Prom
     workload: setup.vm.workload,
     seed: setup.vm.seed,
     nic: setup.vm.nic,
+    disk: setup.disk?.sizeBytes ?? null,
   });
+  if (setup.disk && !c.disk) {
+    throw new MigrationError('ERR_UNEXPECTED_MESSAGE', 'Setup carries a disk, but disk was not negotiated');
+  }
   const name = setup.vm.name;
   const what = `incoming VM "${name}"`;
   const refused = host.refuses(name, spec.memoryBytes, what);
@@ -71,7 +77,9 @@ export async function buildIncomingVm(setup: SetupMsg, c: BuildComponents): Prom
   let vm: ToyVm;
   let net: NicBackend | null;
   try {
-    vm = await ToyVm.createIncoming(spec, { postcopy: setup.mode !== 'precopy' });
+    const diskOptions = setup.disk ? await host.incomingDiskOptions(name, spec, setup.disk.storage) : {};
+    const postcopy = setup.mode !== 'precopy' || setup.disk?.storage === 'postcopy';
+    vm = await ToyVm.createIncoming(spec, { postcopy, ...diskOptions });
     try {
       net = await host.prepareNic(vm, logger.child({ vm: name }));
     } catch (error) {

@@ -44,6 +44,7 @@ import { buildIncomingVm, resumeHere } from './build-vm.ts';
 import { MainLink } from './main-link.ts';
 import { PostcopyPaging } from './postcopy-paging.ts';
 import { advance, initialState, step, type Action, type InternalEvent, type ReceiverState } from './receiver.ts';
+import { DiskLoad } from './disk-load.ts';
 import { IncomingSections } from './sections.ts';
 import { DEST_DISCARDS_ON_FAILURE, type DestStatus } from './status.ts';
 
@@ -103,6 +104,8 @@ export class IncomingMigration {
   /** performance.now() when Setup arrived (this object is made for it) and when run() ended. */
   readonly #startedAt = performance.now();
   #endedAt: number | undefined;
+  /** A disk in post-copy: its DiskAbsent came (before PostcopyStart). */
+  #diskAbsentCame = false;
 
   constructor(components: IncomingComponents, options: IncomingOptions) {
     this.#c = components;
@@ -189,6 +192,8 @@ export class IncomingMigration {
       return;
     }
     paging.answerMissing(channel, applier);
+    const disk = this.#built?.sections.disk;
+    if (disk?.storage === 'postcopy') channel.send(msg.diskMissing(disk.missingBitmap()));
     this.#link.replace(channel);
   }
 
@@ -244,6 +249,12 @@ export class IncomingMigration {
         return this.#build(action.setup);
       case 'none':
         return;
+      case 'disk-blocks':
+        return this.#built!.sections.disk!.apply(action.message);
+      case 'disk-absent':
+        this.#built!.sections.disk!.setAbsent(action.bitmap);
+        this.#diskAbsentCame = true;
+        return;
       case 'ack-round':
         // Every page of the round is in memory (frames are applied in order): say so.
         this.#link.channel.send(msg.roundAck(action.round));
@@ -253,6 +264,7 @@ export class IncomingMigration {
         return;
       case 'verify-precopy': {
         const { sections, vm } = this.#built!;
+        await sections.disk?.prepare(); // shared storage: open the image the source just closed
         const digests = sections.verify(action.digests, sections.names);
         this.#exchanged(action.digests, digests);
         vm.markAllPresent(); // a hybrid that converged: nothing is absent
@@ -262,6 +274,13 @@ export class IncomingMigration {
       }
       case 'start-postcopy': {
         const { sections, paging, vm } = this.#built!;
+        await sections.disk?.prepare();
+        if (sections.disk?.storage === 'postcopy' && !this.#diskAbsentCame) {
+          throw new MigrationError(
+            'ERR_UNEXPECTED_MESSAGE',
+            'PostcopyStart without DiskAbsent for a disk in post-copy',
+          );
+        }
         const digests = sections.verify(action.digests, sections.stateNames);
         this.#exchanged(action.digests, digests);
         const absent = Bitmap.fromBytes(action.bitmap, vm.memory.pageCount);
@@ -300,6 +319,7 @@ export class IncomingMigration {
   }
 
   async #discard(): Promise<void> {
+    this.#built?.sections.disk?.discarding();
     if (this.#built) await this.#c.host.remove(this.#built.name).catch(() => {});
   }
 
@@ -398,10 +418,16 @@ export class IncomingMigration {
       logger,
       maxMemoryBytes: this.#options.maxMemoryBytes,
       setupBitmap: this.#link.channel.capabilities.has('setup-bitmap'),
+      disk: this.#link.channel.capabilities.has('disk'),
       ...(admit ? { admit: () => admit(setup, this.#link.channel.peer) } : {}),
     });
     const paging = new PostcopyPaging(vm, applier, logger, this.#c.onFaultLatency);
-    this.#built = { name, vm, prefault, paging, sections: new IncomingSections(vm, applier) };
+    const virtualDisk = vm.virtualDisk;
+    const disk =
+      setup.disk && virtualDisk
+        ? new DiskLoad(virtualDisk, setup.disk.storage, () => this.#link.channel, logger)
+        : undefined;
+    this.#built = { name, vm, prefault, paging, sections: new IncomingSections(vm, applier, disk) };
     this.#link.channel.send(msg.setupDone(performance.now() - started));
     this.#event('built');
     logger.info({ event: 'setup.done', migrationId: this.#migrationId, vm: name, mode: setup.mode }, 'receiving VM');
@@ -413,8 +439,10 @@ export class IncomingMigration {
    */
   async #postcopy(): Promise<void> {
     const { vm, sections, paging } = this.#built!;
+    const disk = sections.disk;
     paging.onAllPresent = () => this.#link.wake();
-    while (this.#state.sourceDigests === undefined || vm.missingPages > 0) {
+    if (disk) disk.onAllPresent = () => this.#link.wake();
+    while (this.#state.sourceDigests === undefined || vm.missingPages > 0 || (disk?.missing ?? 0) > 0) {
       try {
         const message = await this.#link.nextOrWake();
         if (message) await this.#handle(message);
@@ -424,8 +452,9 @@ export class IncomingMigration {
       }
     }
     vm.markAllPresent();
+    disk?.finish();
     // The VM already runs here: a mismatch has nothing to roll back to, and the error says so.
-    const digests = sections.verify(this.#state.sourceDigests, ['ram']);
+    const digests = sections.verify(this.#state.sourceDigests, sections.postcopyNames);
     this.#exchanged(this.#state.sourceDigests, digests);
     const { stats, noticeDelayMs } = paging.completeStats(this.#resumedAt);
     this.#link.channel.send(msg.complete(stats, digests));

@@ -15,6 +15,7 @@ import {
   MsgType,
   type CpuStateMsg,
   type DeviceStateMsg,
+  type DiskBlocksMsg,
   type Message,
   type MigrationMode,
   type RecordMsg,
@@ -45,6 +46,10 @@ export interface ReceiverState {
   readonly recordAllowed: boolean;
   /** The Record came. */
   readonly recorded: boolean;
+  /** From Setup: the VM's disk moves in post-copy (a PostcopyStart may come even for a memory pre-copy). */
+  readonly diskPostcopy: boolean;
+  /** From Setup: the VM has a disk (disk messages are allowed). */
+  readonly hasDisk: boolean;
   /** The source ended the migration with a Cancel (status failed): the record of that may follow. */
   readonly cancelled: boolean;
 }
@@ -53,6 +58,10 @@ export type Action =
   | { kind: 'build'; setup: SetupMsg }
   /** Pages: the bytes are already in guest memory (the channel's page sink). */
   | { kind: 'none' }
+  /** Disk blocks to write (and acknowledge, if asked). */
+  | { kind: 'disk-blocks'; message: DiskBlocksMsg }
+  /** Storage post-copy: the blocks absent here. */
+  | { kind: 'disk-absent'; bitmap: Uint8Array }
   | { kind: 'ack-round'; round: number }
   | { kind: 'load'; message: CpuStateMsg | DeviceStateMsg }
   /** Pre-copy stop point: verify every section against `digests`, then Ready. */
@@ -82,6 +91,8 @@ export function initialState(options: { postcopyAllowed: boolean; recordAllowed?
     recordAllowed: options.recordAllowed ?? false,
     recorded: false,
     cancelled: false,
+    diskPostcopy: false,
+    hasDisk: false,
   };
 }
 
@@ -121,7 +132,20 @@ export function step(state: ReceiverState, message: Message): Step {
           `Setup asks for ${message.mode}, but post-copy was not negotiated`,
         );
       }
-      return ok(to(state, 'setup', { mode: message.mode }), { kind: 'build', setup: message });
+      if (message.disk?.storage === 'postcopy' && !state.postcopyAllowed) {
+        return new MigrationError(
+          'ERR_UNSUPPORTED',
+          'Setup asks for storage post-copy, but post-copy was not negotiated',
+        );
+      }
+      return ok(
+        to(state, 'setup', {
+          mode: message.mode,
+          hasDisk: message.disk !== undefined,
+          diskPostcopy: message.disk?.storage === 'postcopy',
+        }),
+        { kind: 'build', setup: message },
+      );
     case 'receiving':
       return receiving(state, message);
     case 'ready': {
@@ -131,6 +155,9 @@ export function step(state: ReceiverState, message: Message): Step {
     }
     case 'postcopy':
       if (message.type === MsgType.Pages) return { state, action: { kind: 'none' } };
+      if (message.type === MsgType.DiskBlocks && state.diskPostcopy) {
+        return { state, action: { kind: 'disk-blocks', message } };
+      }
       if (message.type === MsgType.StopCopyEnd && state.sourceDigests === undefined) {
         return {
           state: { ...state, sourceDigests: message.digests },
@@ -162,6 +189,12 @@ function receiving(state: ReceiverState, message: Message): Step {
       return { state, action: { kind: 'none' } };
     case MsgType.RoundEnd:
       return { state, action: { kind: 'ack-round', round: message.round } };
+    case MsgType.DiskBlocks:
+      if (!state.hasDisk) return refuse(state, message, 'this VM has no disk');
+      return { state, action: { kind: 'disk-blocks', message } };
+    case MsgType.DiskAbsent:
+      if (!state.diskPostcopy) return refuse(state, message, 'the disk does not move in post-copy');
+      return { state, action: { kind: 'disk-absent', bitmap: message.bitmap } };
     case MsgType.CpuState:
     case MsgType.DeviceState: {
       const section: StateSection = message.type === MsgType.CpuState ? 'cpu' : 'devices';
@@ -175,7 +208,7 @@ function receiving(state: ReceiverState, message: Message): Step {
       if (message.type === MsgType.StopCopyEnd) {
         return ok(to(state, 'ready', { path: 'precopy' }), { kind: 'verify-precopy', digests: message.digests });
       }
-      if (state.mode === 'precopy' || !state.postcopyAllowed) {
+      if ((state.mode === 'precopy' && !state.diskPostcopy) || !state.postcopyAllowed) {
         return refuse(state, message, `this migration is ${state.mode ?? 'not set up'} without post-copy`);
       }
       return ok(to(state, 'ready', { path: 'postcopy' }), {

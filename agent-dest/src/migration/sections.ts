@@ -10,6 +10,7 @@ import { MigrationError } from '@livemig/shared';
 import type { PageApplier } from '@livemig/shared/channel';
 import { MsgType, type CpuStateMsg, type DeviceStateMsg } from '@livemig/shared/protocol';
 import { cpuStateDigest, deviceStateDigest, mismatchedSections, type ToyVm } from '@livemig/shared/vm';
+import type { DiskLoad } from './disk-load.ts';
 
 export interface IncomingSection {
   readonly name: string;
@@ -54,12 +55,31 @@ class StopPointLoad implements IncomingSection {
   }
 }
 
+/** The disk: its blocks come in DiskBlocks (disk-load.ts applies them); here only its digest. */
+class DiskSectionLoad implements IncomingSection {
+  readonly name = 'disk';
+  readonly loads: readonly MsgType[] = [];
+  readonly #disk: DiskLoad;
+  constructor(disk: DiskLoad) {
+    this.#disk = disk;
+  }
+  load(): void {
+    throw new MigrationError('ERR_INTERNAL', 'the disk is loaded by DiskBlocks, not by state messages');
+  }
+  digest(): string | undefined {
+    return this.#disk.digest();
+  }
+}
+
 export class IncomingSections {
   readonly all: readonly IncomingSection[];
+  readonly disk: DiskLoad | undefined;
 
-  constructor(vm: ToyVm, applier: PageApplier) {
+  constructor(vm: ToyVm, applier: PageApplier, disk?: DiskLoad) {
+    this.disk = disk;
     this.all = [
       new RamLoad(applier),
+      ...(disk ? [new DiskSectionLoad(disk)] : []),
       new StopPointLoad('cpu', MsgType.CpuState, (message) => {
         vm.importCpuState((message as CpuStateMsg).registers);
         return cpuStateDigest(vm.exportCpuState());
@@ -103,9 +123,14 @@ export class IncomingSections {
     return ours;
   }
 
-  /** Every section but RAM: what must match before a post-copy VM runs. */
+  /** What is complete before a post-copy VM runs: every section but RAM, and the disk unless it too moves in post-copy. */
   get stateNames(): string[] {
-    return this.all.filter((s) => s.name !== 'ram').map((s) => s.name);
+    return this.names.filter((name) => !this.postcopyNames.includes(name));
+  }
+
+  /** What post-copy completes after the VM runs: RAM, and the disk when it moves in post-copy. */
+  get postcopyNames(): string[] {
+    return this.disk?.storage === 'postcopy' ? ['ram', 'disk'] : ['ram'];
   }
 
   get names(): string[] {

@@ -31,7 +31,7 @@ export function liveInfo(ctx: MigrationContext): MigrationInfo {
     startedAt: performance.timeOrigin + s.startedAt,
     transferred: ctx.channels.wireBytes,
     remaining,
-    total: vm.spec.memoryBytes,
+    total: vm.spec.memoryBytes + (ctx.sections?.disk?.plannedBytes ?? 0),
     duplicate: s.zeroPages + s.skippedZeroPages,
     normal: s.rawPages,
     dirtyPagesRate: s.dirtyPagesRate,

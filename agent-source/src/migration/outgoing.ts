@@ -23,6 +23,7 @@ import { MigrationContext, type OutgoingComponents, type OutgoingOptions } from 
 import { liveInfo } from './live-info.ts';
 import type { ResolvedMigrateParams } from './params.ts';
 import { handoffPhase } from './phases/handoff.ts';
+import { diskPrecopyPhase } from './phases/disk-precopy.ts';
 import { postcopyStartPhase } from './phases/postcopy-start.ts';
 import { postcopyPhase } from './phases/postcopy.ts';
 import { precopyPhase } from './phases/precopy.ts';
@@ -123,7 +124,13 @@ export class OutgoingMigration {
     let error: MigrationError | undefined;
     try {
       await setupPhase(ctx);
-      const next = ctx.mode === 'postcopy' ? 'postcopy' : await precopyPhase(ctx);
+      const disk = ctx.s.disk;
+      if (ctx.mode === 'postcopy' && disk && (disk.storage === 'copy' || disk.storage === 'mirror')) {
+        await diskPrecopyPhase(ctx, disk);
+      }
+      let next = ctx.mode === 'postcopy' ? 'postcopy' : await precopyPhase(ctx);
+      // Memory converged, the disk is fetched on demand: a post-copy switchover with no page absent.
+      if (next === 'stopcopy' && disk?.storage === 'postcopy') next = 'postcopy';
       if (next === 'stopcopy') {
         await stopCopyPhase(ctx);
         await handoffPhase(ctx, 'stopcopy');
@@ -133,12 +140,14 @@ export class OutgoingMigration {
         await postcopyPhase(ctx);
       }
       ctx.setVmState('migrated');
+      ctx.sections?.disk?.finish();
       await recordPhase(ctx);
       await ctx.channels.close();
       ctx.machine.transition(['handoff', 'postcopy'], 'completed');
     } catch (caught) {
       error = ctx.signal.aborted ? toMigrationError(ctx.signal.reason) : toMigrationError(caught);
       await rollbackPhase(ctx, error);
+      ctx.sections?.disk?.finish();
     }
     const outcome = this.status === 'completed' ? 'completed' : this.status === 'cancelled' ? 'cancelled' : 'failed';
     ctx.record ??= sourceOnlyRecord(ctx, outcome, error);

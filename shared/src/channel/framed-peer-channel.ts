@@ -42,6 +42,10 @@ export class FramedPeerChannel implements PeerChannel {
   #peer: PeerIdentity | undefined;
   /** True while this channel paused the socket because the inbox was full. */
   #inboxFull = false;
+  #resolveFailed: (error: MigrationError) => void = () => {};
+  readonly #failed = new Promise<MigrationError>((resolve) => (this.#resolveFailed = resolve));
+  /** Message types handed to a handler instead of the inbox (route()). */
+  readonly #routes = new Map<Message['type'], (message: Message) => void>();
 
   constructor(socket: FramedSocket, handshake: { remoteAgentId: string; rttMs: number }) {
     this.#socket = socket;
@@ -152,6 +156,18 @@ export class FramedPeerChannel implements PeerChannel {
     });
   }
 
+  whenFailed(): Promise<MigrationError> {
+    return this.#failed;
+  }
+
+  route<T extends Message['type']>(type: T, handler: (message: MessageOf<T>) => void): () => void {
+    const h = handler as (message: Message) => void;
+    this.#routes.set(type, h);
+    return () => {
+      if (this.#routes.get(type) === h) this.#routes.delete(type);
+    };
+  }
+
   async expect<T extends Message['type']>(type: T, signal?: AbortSignal): Promise<MessageOf<T>> {
     const message = await this.next(signal);
     if (message.type !== type) {
@@ -187,6 +203,8 @@ export class FramedPeerChannel implements PeerChannel {
       this.#setFailure(new MigrationError(code, `${this.remoteAgentId}: ${message.message}`));
       return;
     }
+    const routed = this.#routes.get(message.type);
+    if (routed) return routed(message);
     const waiter = this.#waiters.shift();
     if (waiter) return waiter.resolve(message);
     this.#inbox.push(message);
@@ -199,6 +217,7 @@ export class FramedPeerChannel implements PeerChannel {
   #setFailure(error: MigrationError): void {
     if (this.#failure) return;
     this.#failure = error;
+    this.#resolveFailed(error);
     for (const waiter of this.#waiters.splice(0)) waiter.reject(error);
   }
 }

@@ -31,10 +31,18 @@ export interface PeerChannel {
   drained(signal?: AbortSignal): Promise<void>;
   /** The next message (heartbeats excluded). An Error frame from the peer rejects with its error. */
   next(signal?: AbortSignal): Promise<Message>;
+  /**
+   * Hand every message of `type` to `handler` as it arrives, instead of to next(): a section's
+   * own traffic (a mirror's DiskAck, a post-copy DiskRequest) answered while the phase that reads
+   * next() waits for something else. Returns the undo. The handler must not throw.
+   */
+  route<T extends Message['type']>(type: T, handler: (message: MessageOf<T>) => void): () => void;
   /** `next()`, insisting on one type; anything else rejects with ERR_UNEXPECTED_MESSAGE. */
   expect<T extends Message['type']>(type: T, signal?: AbortSignal): Promise<MessageOf<T>>;
   /** The first error the channel saw (connection lost, bad frame, peer abort), if any. */
   readonly failure: MigrationError | undefined;
+  /** Resolves with the first error once the channel has failed (never, on a channel that does not fail). */
+  whenFailed(): Promise<MigrationError>;
   /** Bytes handed to the socket so far, headers included. */
   readonly bytesSent: number;
   /** Bytes received so far, headers included. */

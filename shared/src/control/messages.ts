@@ -17,7 +17,7 @@
  *   migrate-start-postcopy { migrationId? }            → { switching: true }   (hybrid: switch now, mid-round)
  *   migrate-resume { migrationId? }                    → { resuming: boolean } (post-copy: reconnect now; false: already reconnected)
  *   query-report   { migrationId }                     → MigrationReport | null
- *   digest         { vm }                              → { digest, steps, status } (pauses nothing; racy while running)
+ *   digest         { vm }                              → { digest, steps, status, disk? } (pauses nothing; racy while running; disk only when paused)
  *   destroy-vm     { vm }                              → { destroyed: true }
  * Events: MIGRATION { migrationId, status }, MIGRATION_PASS { migrationId, pass },
  *         MIGRATION_REPORT { migrationId, report }, VM_STATE { name, state }.
@@ -217,7 +217,8 @@ export interface ControlCommands {
   'migrate-start-postcopy': { args: { migrationId?: string }; result: { switching: true } };
   'migrate-resume': { args: { migrationId?: string }; result: { resuming: boolean } };
   'query-report': { args: { migrationId: string }; result: MigrationReport | null };
-  digest: { args: { vm: string }; result: { digest: string; steps: number; state: VmState } };
+  /** `disk`: the disk digest, for a paused VM with a disk. */
+  digest: { args: { vm: string }; result: { digest: string; steps: number; state: VmState; disk?: string } };
   'destroy-vm': { args: { vm: string }; result: { destroyed: true } };
 }
 

@@ -25,7 +25,10 @@ export function hostCommandHandlers(host: VmHost, { digests }: HostCommandCompon
     digest: async ({ vm }) => {
       const hosted = host.get(VmHost.checkName(vm));
       refuseWhileMigrating(hosted.state, vm, 'ask for its digest when the migration has ended');
-      return { digest: await digests.digest(hosted.vm), steps: hosted.vm.steps, state: hosted.state };
+      const digest = await digests.digest(hosted.vm);
+      // The disk only while paused (its device drained): a running guest's image is in flux.
+      const disk = hosted.vm.status === 'paused' ? await hosted.vm.diskDigest() : null;
+      return { digest, steps: hosted.vm.steps, state: hosted.state, ...(disk !== null ? { disk } : {}) };
     },
     'destroy-vm': async ({ vm }) => {
       refuseWhileMigrating(host.info(VmHost.checkName(vm)).state, vm, 'cancel the migration first');

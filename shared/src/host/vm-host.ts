@@ -20,6 +20,7 @@ import { MigrationError } from '../errors.ts';
 import { silentLogger } from '../logger.ts';
 import { ALLOC_MAP_SUFFIX } from '../vm/disk/image.ts';
 import { lockImage } from '../vm/disk/lock.ts';
+import type { StorageMode } from '../protocol/message-types.ts';
 import { ToyVm, type VmSpec } from '../vm/index.ts';
 import type { Logger } from 'pino';
 import { macForIp, type AddressMover, type VmAddress } from './net/address-mover.ts';
@@ -128,6 +129,39 @@ export class VmHost {
     } finally {
       reservation.release();
     }
+  }
+
+  /**
+   * Where an incoming VM's disk is: a new image at DISK_DIR/NAME.img (as for a VM booted here),
+   * or — shared storage — the image already there, which the source runs on until its stop
+   * point and this side opens then (`later`). Shared storage needs a disk directory, the same
+   * one as the source's (--disk-dir): ERR_UNSUPPORTED without one.
+   */
+  async incomingDiskOptions(
+    name: string,
+    spec: VmSpec,
+    storage: StorageMode,
+  ): Promise<{ diskPath?: string; diskImage?: 'create' | 'later' }> {
+    if (spec.disk === null) return {};
+    if (storage !== 'shared') return this.#diskOptions(name, spec);
+    if (this.#diskDir === undefined) {
+      throw new MigrationError(
+        'ERR_UNSUPPORTED',
+        "storage shared needs a disk directory on shared storage here (--disk-dir, the same as the source's)",
+      );
+    }
+    const diskPath = join(this.#diskDir, `${name}.img`);
+    const exists = await fs.stat(diskPath).then(
+      (stat) => stat.isFile(),
+      () => false,
+    );
+    if (!exists) {
+      throw new MigrationError(
+        'ERR_DISK_IMAGE',
+        `storage shared: no image ${diskPath} here — is --disk-dir the same shared directory on both agents?`,
+      );
+    }
+    return { diskPath, diskImage: 'later' };
   }
 
   /**

@@ -204,7 +204,14 @@ export interface MigrationReport {
     switchoverTimeoutMs?: number;
   };
   /** Extra: the determinism oracle, when the caller ran one (demo, tests). */
-  oracle?: { steps: number; migratedDigest: string; referenceDigest: string; match: boolean };
+  oracle?: {
+    steps: number;
+    migratedDigest: string;
+    referenceDigest: string;
+    match: boolean;
+    /** A VM with a disk: the disk digests, migrated and reference (`match` covers them too). */
+    disk?: { migratedDigest: string | null; referenceDigest: string };
+  };
   /**
    * Extra: where the VM runs once the migration is over. `lost`: post-copy failed after the
    * point of no return — the running state was on the destination and part of the memory here.

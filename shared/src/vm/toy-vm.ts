@@ -35,7 +35,7 @@ import type { VirtualDisk } from './disk/virtual-disk.ts';
 import { digestDisk } from './disk/digest.ts';
 import { NIC_PAGES } from './nic/layout.ts';
 import type { RegisterFile } from './registers.ts';
-import { R_DISK_MISMATCH } from './workloads/disk.ts';
+import { DISK_BUFFER_PAGE, DISK_RING_PAGE, R_DISK_MISMATCH } from './workloads/disk.ts';
 import type { NicDevice } from './nic/nic-device.ts';
 import { unionSorted } from './page-list.ts';
 import { reclaimSoon } from './reclaim.ts';
@@ -243,11 +243,15 @@ export class ToyVm {
   }
 
   /**
-   * Pages a device writes on its own (the NIC's rings): a post-copy switchover sends them before
-   * the destination resumes, because the destination's device must never write an absent page.
+   * Pages a device touches on its own (the NIC's rings; the disk's ring and buffer page): a
+   * post-copy switchover sends them before the destination resumes, because the destination's
+   * device must never read or write an absent page.
    */
   devicePages(): number[] {
-    return this.nic ? Array.from({ length: NIC_PAGES }, (_, p) => p) : [];
+    const pages = this.nic ? Array.from({ length: NIC_PAGES }, (_, p) => p) : [];
+    // The disk's ring, and the buffer page its requests move blocks through (disk workload).
+    if (this.#disk) pages.push(DISK_RING_PAGE, DISK_RING_PAGE + 1, DISK_RING_PAGE + 2, DISK_BUFFER_PAGE);
+    return pages;
   }
 
   /** Calls listener on every running ⇄ paused change and on destroy. Returns an unsubscribe function. */

@@ -37,6 +37,8 @@ function sink(): PeerChannel {
     drained: () => Promise.resolve(),
     next: () => new Promise(() => {}),
     expect: () => new Promise(() => {}),
+    route: () => () => {},
+    whenFailed: () => new Promise(() => {}),
     failure: undefined,
     get bytesSent() {
       return bytes;

@@ -17,6 +17,7 @@ export async function handoffPhase(ctx: MigrationContext, from: 'stopcopy' | 'po
   void ctx.hosted.net?.give();
   const handoffSentAt = performance.now();
   main.send(msg.handoff());
+  ctx.sections?.disk?.handedOver();
   ctx.logger.warn({ event: 'handoff.sent' }, 'handoff sent: the destination owns the VM now');
   const resumed = await main.expect(MsgType.Resumed);
   const figures = downtimeFrom({

@@ -23,6 +23,9 @@ export async function postcopyStartPhase(ctx: MigrationContext): Promise<void> {
   await completeAll(sections, 'postcopy');
   const absent = sections.ram.absentMap();
   ctx.verify.source = digestsOf(sections);
+  // A disk in post-copy: which blocks the destination lacks, before it may resume.
+  const diskAbsent = sections.disk?.absentMessage();
+  if (diskAbsent) main.send(diskAbsent);
   main.send(msg.postcopyStart(absent.bytes(), ctx.verify.source));
   const stateSentMs = performance.now() - ctx.pausedSince;
   const ready = await main.expect(MsgType.Ready, ctx.signal);

@@ -47,9 +47,13 @@ export async function postcopyPhase(ctx: MigrationContext): Promise<void> {
 async function pushUntilComplete(ctx: MigrationContext): Promise<Record<string, unknown>> {
   const ram = ctx.s.ram;
   const main = ctx.channels.main;
+  const disk = ctx.s.disk?.storage === 'postcopy' ? ctx.s.disk : undefined;
   const faults = ram.serveFaults(ctx.channels.fault, ctx.signal);
   const pushing = (async () => {
-    const digests = { ram: await ram.push(main) };
+    // Memory and disk push side by side on the main channel; each answers its own requests first.
+    const [ramDigest, diskDigest] = await Promise.all([ram.push(main), disk?.push(main)]);
+    const digests: Record<string, string> = { ram: ramDigest };
+    if (diskDigest !== undefined) digests.disk = diskDigest;
     Object.assign(ctx.verify.source, digests);
     main.send(msg.stopCopyEnd(digests));
     return main.expect(MsgType.Complete, ctx.signal);
@@ -58,7 +62,7 @@ async function pushUntilComplete(ctx: MigrationContext): Promise<Record<string, 
   pushing.catch(() => {});
   // The fault channel only ever ends in an error; whichever fails first fails this attempt.
   const complete = await Promise.race([pushing, faults]);
-  checkDigests(ctx, complete.digests, ['ram']);
+  checkDigests(ctx, complete.digests, disk ? ['ram', 'disk'] : ['ram']);
   return complete.stats;
 }
 

@@ -24,8 +24,11 @@ export async function recoverPhase(ctx: MigrationContext, error: MigrationError)
     try {
       const main = await ctx.channels.reattachMain();
       const missing = await main.expect(MsgType.Missing, ctx.signal);
+      const disk = ctx.s.disk?.storage === 'postcopy' ? ctx.s.disk : undefined;
+      const diskMissing = disk ? await main.expect(MsgType.DiskMissing, ctx.signal) : undefined;
       await ctx.channels.openFault();
       ram.resync(missing.bitmap);
+      if (disk && diskMissing) disk.resync(diskMissing.bitmap);
       if (ctx.postcopy) ctx.postcopy.recoveries += 1;
       ctx.machine.transition('postcopy-paused', 'postcopy');
       logger.info({ event: 'postcopy.recovered', attempt, remaining: ram.pusher?.remaining }, 'reconnected; resuming');

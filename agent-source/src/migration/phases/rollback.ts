@@ -21,6 +21,7 @@ export async function rollbackPhase(ctx: MigrationContext, error: MigrationError
   ctx.disarmWatchdog();
   if (owned) {
     ctx.vmRunsOnIfFailed = 'source';
+    await reattachDisk(ctx);
     if (ctx.pausedAt !== undefined) {
       ctx.vm.resume();
       ctx.resumedHereAt = performance.now();
@@ -35,6 +36,45 @@ export async function rollbackPhase(ctx: MigrationContext, error: MigrationError
   }
   ctx.machine.transition(owned ? SOURCE_OWNS_VM : SOURCE_PAST_HANDOFF, outcome);
 }
+
+/**
+ * The VM goes on here with its disk: a shared image handed over at the stop point is opened
+ * again. The destination may hold its lock for a moment longer (it discards its copy as it
+ * hears of the failure): the VM resumes anyway, its disk requests held by the device, and the
+ * image is retried in the background until it opens (or for DISK_REATTACH_MS, then the VM's
+ * disk stays detached and the log says why).
+ */
+async function reattachDisk(ctx: MigrationContext): Promise<void> {
+  const disk = ctx.sections?.disk;
+  if (!disk) return;
+  try {
+    await disk.rollback();
+  } catch (first) {
+    ctx.logger.warn(
+      { event: 'disk.reattach.retry', err: first },
+      'the disk image is not back yet; retrying in the background',
+    );
+    const until = performance.now() + DISK_REATTACH_MS;
+    void (async () => {
+      for (;;) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        try {
+          await disk.rollback();
+          ctx.logger.info({ event: 'disk.reattached' }, 'the disk image is back: the VM runs on it here');
+          return;
+        } catch (error) {
+          if (performance.now() > until) {
+            ctx.logger.error({ event: 'disk.reattach.failed', err: error }, 'the disk image could not be opened again');
+            return;
+          }
+        }
+      }
+    })();
+  }
+}
+
+/** How long a rollback keeps trying to open a shared image again. */
+const DISK_REATTACH_MS = 60_000;
 
 /** Past Handoff the VM is never resumed here: say where it is. */
 function pastHandoff(ctx: MigrationContext, error: MigrationError): void {

@@ -7,7 +7,7 @@
 import { MigrationError } from '@livemig/shared';
 import { msg, MsgType, type PeerIdentity } from '@livemig/shared/channel';
 import type { SecurityReport } from '@livemig/shared/report';
-import type { Capability, SetupVm } from '@livemig/shared/protocol';
+import type { Capability, SetupVm, StorageMode } from '@livemig/shared/protocol';
 import type { MigrationContext } from '../context.ts';
 import { createSections, setupAll } from '../sections/index.ts';
 
@@ -17,6 +17,19 @@ export const MODE_NEEDS: Readonly<Record<MigrationContext['mode'], readonly Capa
   postcopy: ['postcopy', 'fault-channel'],
   hybrid: ['postcopy', 'fault-channel'],
 };
+
+/** What each storage mode needs the destination to have negotiated, for a VM with a disk. */
+export const STORAGE_NEEDS: Readonly<Record<StorageMode, readonly Capability[]>> = {
+  shared: ['disk'],
+  copy: ['disk'],
+  mirror: ['disk'],
+  postcopy: ['disk', 'postcopy', 'fault-channel'],
+};
+
+/** True when the VM may run on the destination before everything is there (a fault channel is needed). */
+export function runsWithPartsAbsent(ctx: MigrationContext): boolean {
+  return ctx.mode !== 'precopy' || ctx.s.disk?.storage === 'postcopy';
+}
 
 /** What the report says of the main connection's protection: TLS as negotiated, or null on plaintext. */
 function securityOf(ctx: MigrationContext, peer: PeerIdentity | undefined): SecurityReport | null {
@@ -60,6 +73,16 @@ export async function setupPhase(ctx: MigrationContext): Promise<void> {
       `the destination did not negotiate ${missing.join(', ')}, which --mode ${ctx.mode} needs; the VM keeps running here`,
     );
   }
+  const diskMissing = ctx.vm.virtualDisk
+    ? STORAGE_NEEDS[ctx.params.storage].filter((c) => !channel.capabilities.has(c))
+    : [];
+  if (diskMissing.length) {
+    throw new MigrationError(
+      'ERR_UNSUPPORTED',
+      `the VM has a disk: the destination did not negotiate ${diskMissing.join(', ')}, which --storage ` +
+        `${ctx.params.storage} needs; the VM keeps running here`,
+    );
+  }
   const sections = createSections(ctx);
   ctx.sections = sections;
   const setup = msg.setup({
@@ -71,7 +94,7 @@ export async function setupPhase(ctx: MigrationContext): Promise<void> {
   setupAll(sections, setup);
   channel.send(setup);
   await channel.expect(MsgType.SetupDone, ctx.signal);
-  if (ctx.mode !== 'precopy') await ctx.channels.openFault();
+  if (runsWithPartsAbsent(ctx)) await ctx.channels.openFault();
   stats.setupMs = stats.elapsedMs;
   logger.info({ event: 'setup.done', setupMs: stats.setupMs, mode: ctx.mode }, 'destination ready for pages');
 }

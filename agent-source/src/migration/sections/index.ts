@@ -6,12 +6,15 @@ import type { SetupMsg } from '@livemig/shared/protocol';
 import type { MigrationContext } from '../context.ts';
 import { cpuSection } from './cpu.ts';
 import { devicesSection } from './devices.ts';
+import { DiskSection } from './disk/disk-section.ts';
 import { RamSection } from './ram/ram-section.ts';
 import type { OutgoingSection } from './section.ts';
 
 export interface SectionSet {
   readonly all: readonly OutgoingSection[];
   readonly ram: RamSection;
+  /** The VM's disk, or undefined for a VM without one. */
+  readonly disk: DiskSection | undefined;
 }
 
 /** Build the sections of this VM, using what the destination negotiated. */
@@ -26,9 +29,23 @@ export function createSections(ctx: MigrationContext): SectionSet {
     logger: ctx.logger,
     signal: ctx.signal,
     capabilities: { setupBitmap: caps.has('setup-bitmap'), zeroPages: caps.has('zero-pages') },
+    // Pre-copy of memory with post-copy of the disk: RAM is complete at the switchover.
+    completeAtSwitchover: ctx.mode === 'precopy',
   });
-  // Order matters at the stop point: memory first, then the state that refers to it.
-  return { all: [ram, cpuSection(ctx.vm, channel), devicesSection(ctx.vm, channel)], ram };
+  const virtualDisk = ctx.vm.virtualDisk;
+  const disk = virtualDisk
+    ? new DiskSection({
+        disk: virtualDisk,
+        storage: ctx.params.storage,
+        channel,
+        bucket: ctx.bucket,
+        logger: ctx.logger,
+        signal: ctx.signal,
+      })
+    : undefined;
+  // Order matters at the stop point: memory and disk first, then the state that refers to them.
+  const all = [ram, ...(disk ? [disk] : []), cpuSection(ctx.vm, channel), devicesSection(ctx.vm, channel)];
+  return { all, ram, disk };
 }
 
 export function setupAll(sections: SectionSet, setup: SetupMsg): void {

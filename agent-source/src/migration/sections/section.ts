@@ -16,9 +16,11 @@
  *   digest       what this section sent, hashed on this side (the destination hashes what it
  *                loaded, on its side: never one side's value copied into the other's field)
  *
- * Post-copy (what is absent at switchover, serving a request, the background push) is RAM's
- * today (RamSection: absentMap, push, serveFaults, resync); a second section that can run with
- * parts still on the source (a disk fetched on demand) is when those become an interface.
+ * Post-copy (what is absent at switchover, serving a request, the background push, resync after
+ * a reconnect) has two implementations, RAM's (RamSection: absentMap, push, serveFaults,
+ * resync) and the disk's (DiskSection: absentMessage, push, resync, with its requests routed on
+ * the main channel); the phases name both, because their wire forms differ (pages with a fault
+ * channel and a presence map the vCPU blocks on; blocks whose reads the device holds).
  */
 import type { SetupMsg } from '@livemig/shared/protocol';
 

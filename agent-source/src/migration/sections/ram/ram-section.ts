@@ -36,6 +36,11 @@ export interface RamSectionComponents {
   signal: AbortSignal;
   /** What the destination negotiated. */
   capabilities: { setupBitmap: boolean; zeroPages: boolean };
+  /**
+   * complete('postcopy') sends every page first, leaving none absent (memory pre-copy with the
+   * disk in post-copy: the switchover is post-copy's only for the disk). @default false
+   */
+  completeAtSwitchover?: boolean;
 }
 
 const EMPTY = new Uint32Array(0);
@@ -123,13 +128,15 @@ export class RamSection implements OutgoingSection {
   }
 
   async complete(how: 'precopy' | 'postcopy'): Promise<void> {
-    if (how === 'precopy') {
+    if (how === 'precopy' || this.#c.completeAtSwitchover) {
       const final = unionSorted(unionSorted(this.#unsentOfRoundList(), this.#dirty), this.#harvest());
       this.#dirty = EMPTY;
       await this.#sender.sendAll(final, this.#round + 1);
       this.#digest = this.#ledger.digest();
-    } else {
+    }
+    if (how === 'postcopy') {
       await this.#switchToPostcopy();
+      this.#digest = undefined; // final once the (here empty) push is done: the destination checks it then
     }
   }
 

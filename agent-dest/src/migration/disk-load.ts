@@ -1,0 +1,189 @@
+/**
+ * The disk's load side on the destination, one object per storage mode's needs:
+ *
+ *   copy, mirror  DiskBlocks are written into this side's new image in the order they came
+ *                 (one at a time: two positional writes of one block in flight at once would
+ *                 land in either order), each block hashed into this side's BlockDigestLedger
+ *                 from the bytes received; a DiskBlocks with an ackId is acknowledged (DiskAck)
+ *                 once written — a mirrored guest write completes on the source only then.
+ *   shared        nothing arrives: at the stop point (prepare) the image the source has just
+ *                 closed is opened here — taking its lock — and hashed; a discarded copy keeps
+ *                 the image (it is the source's VM's again).
+ *   postcopy      DiskAbsent says which blocks are missing; the VM resumes with them absent and
+ *                 the device's hooks hold a guest read of an absent block until it arrives
+ *                 (DiskRequest, answered ahead of the push), while a guest write makes its
+ *                 blocks present without a fetch (whole blocks: nothing old is needed) — and
+ *                 the pushed copy that comes later is hashed but not written over it. Received
+ *                 blocks are hashed all the same, so the ledger is the disk at the stop point,
+ *                 as the source's is.
+ *
+ * Hostile input: block numbers are range-checked by the decoder against the disk Setup
+ * announced and again here (a resumed channel's decoder never saw Setup); the payload length is
+ * exactly the blocks' (message-spec.ts).
+ */
+import type { Logger } from 'pino';
+import { MigrationError } from '@livemig/shared';
+import { msg, type PeerChannel } from '@livemig/shared/channel';
+import { BLOCK_SIZE, BlockDigestLedger, digestDisk, type VirtualDisk } from '@livemig/shared/disk';
+import type { DiskBlocksMsg, StorageMode } from '@livemig/shared/protocol';
+import { Bitmap } from '@livemig/shared/vm';
+
+export class DiskLoad {
+  readonly storage: StorageMode;
+  readonly #disk: VirtualDisk;
+  readonly #channel: () => PeerChannel;
+  readonly #logger: Logger;
+  readonly #ledger: BlockDigestLedger;
+  /** Shared storage: the digest of the opened image. */
+  #sharedDigest: string | undefined;
+  /** Post-copy: blocks still absent here (set = absent), once DiskAbsent came. */
+  #absent: Bitmap | undefined;
+  /** Post-copy: reads waiting for blocks, by block. */
+  readonly #waiters = new Map<number, (() => void)[]>();
+  /** Post-copy: blocks asked for and not arrived yet (asked once). */
+  readonly #requested = new Set<number>();
+  #nextRequestId = 1;
+  /** The write of received blocks in progress (a guest write waits for it: same block, one order). */
+  #writing: Promise<void> = Promise.resolve();
+  blocksReceived = 0;
+  /** Called once every absent block is here. */
+  onAllPresent: (() => void) | undefined;
+
+  constructor(disk: VirtualDisk, storage: StorageMode, channel: () => PeerChannel, logger: Logger) {
+    this.#disk = disk;
+    this.storage = storage;
+    this.#channel = channel;
+    this.#logger = logger;
+    this.#ledger = new BlockDigestLedger(disk.blockCount);
+  }
+
+  /** Blocks still absent (post-copy), else 0. */
+  get missing(): number {
+    return this.#absent?.count ?? 0;
+  }
+
+  /** DiskBlocks: hash, write (what is still wanted here), acknowledge if asked. */
+  async apply(message: DiskBlocksMsg): Promise<void> {
+    const { blocks, data } = message;
+    if (this.storage === 'shared') {
+      throw new MigrationError('ERR_UNEXPECTED_MESSAGE', 'DiskBlocks for a disk on shared storage');
+    }
+    for (let i = 0; i < blocks.length; i++) {
+      const block = blocks[i]!;
+      if (block >= this.#disk.blockCount) {
+        throw new MigrationError('ERR_BLOCK_OUT_OF_RANGE', `DiskBlocks: block ${block} of ${this.#disk.blockCount}`);
+      }
+      this.#ledger.update(block, data.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE));
+    }
+    this.blocksReceived += blocks.length;
+    const write = this.#write(blocks, data);
+    this.#writing = write.catch(() => undefined);
+    await write;
+    if (message.ackId !== 0) this.#channel().send(msg.diskAck(message.ackId));
+  }
+
+  /** Post-copy: the blocks absent here (DiskAbsent, before PostcopyStart). */
+  setAbsent(bitmap: Uint8Array): void {
+    if (this.storage !== 'postcopy') {
+      throw new MigrationError('ERR_UNEXPECTED_MESSAGE', `DiskAbsent for a disk migrated by ${this.storage}`);
+    }
+    if (this.#absent) throw new MigrationError('ERR_UNEXPECTED_MESSAGE', 'DiskAbsent came twice');
+    this.#absent = Bitmap.fromBytes(bitmap, this.#disk.blockCount);
+    this.#disk.device.setHooks({
+      beforeRead: (first, count) => this.#present(first, count),
+      beforeWrite: (first, count) => this.#overwrite(first, count),
+    });
+  }
+
+  /** Post-copy: what is still absent, for DiskMissing after a reconnect (requests asked on the old link are asked again). */
+  missingBitmap(): Uint8Array {
+    this.#requested.clear();
+    return (this.#absent ?? new Bitmap(this.#disk.blockCount)).bytes();
+  }
+
+  /** The stop point: shared storage opens the image now (the source closed it) and hashes it. */
+  async prepare(): Promise<void> {
+    if (this.storage !== 'shared') return;
+    const started = performance.now();
+    await this.#disk.attach();
+    this.#sharedDigest = await digestDisk(this.#disk.image);
+    this.#logger.info(
+      { event: 'disk.shared.opened', ms: performance.now() - started, image: this.#disk.path },
+      'opened the shared disk image',
+    );
+  }
+
+  /** The copy here is being discarded: a shared image is the source's VM's again. */
+  discarding(): void {
+    if (this.storage === 'shared') this.#disk.keepImage();
+  }
+
+  /** Every block is here: unhook the device. */
+  finish(): void {
+    this.#disk.device.setHooks({});
+  }
+
+  /** This side's digest: of the opened image (shared), else of every block received. */
+  digest(): string | undefined {
+    return this.storage === 'shared' ? this.#sharedDigest : this.#ledger.digest();
+  }
+
+  async #write(blocks: Uint32Array, data: Uint8Array): Promise<void> {
+    await this.#writing;
+    const image = this.#disk.image;
+    const absent = this.#absent;
+    for (let i = 0; i < blocks.length;) {
+      // Runs of consecutive blocks still wanted here, one positional write each.
+      if (absent && !absent.has(blocks[i]!)) {
+        i += 1; // post-copy: the guest wrote it meanwhile (or it came twice): theirs stands
+        continue;
+      }
+      let j = i + 1;
+      while (j < blocks.length && blocks[j] === blocks[j - 1]! + 1 && (!absent || absent.has(blocks[j]!))) j += 1;
+      await image.writeBlocks(blocks[i]!, data.subarray(i * BLOCK_SIZE, j * BLOCK_SIZE));
+      if (absent) for (let k = i; k < j; k++) this.#arrived(blocks[k]!);
+      i = j;
+    }
+  }
+
+  /** A block is present here now: wake its readers; the last one makes the disk complete. */
+  #arrived(block: number): void {
+    const absent = this.#absent!;
+    if (!absent.has(block)) return;
+    absent.clear(block);
+    this.#requested.delete(block);
+    const waiting = this.#waiters.get(block);
+    this.#waiters.delete(block);
+    for (const wake of waiting ?? []) wake();
+    if (absent.count === 0) this.onAllPresent?.();
+  }
+
+  /** Before a guest read: resolves once blocks [first, first + count) are all here, asking for those absent. */
+  async #present(first: number, count: number): Promise<void> {
+    const absent = this.#absent!;
+    const wanted: number[] = [];
+    const waits: Promise<void>[] = [];
+    for (let b = first; b < first + count; b++) {
+      if (!absent.has(b)) continue;
+      waits.push(new Promise<void>((resolve) => this.#waiters.set(b, [...(this.#waiters.get(b) ?? []), resolve])));
+      if (!this.#requested.has(b)) {
+        this.#requested.add(b);
+        wanted.push(b);
+      }
+    }
+    if (wanted.length) {
+      try {
+        this.#channel().send(msg.diskRequest(this.#nextRequestId++, wanted));
+      } catch {
+        // The link is down: the request is asked again after the reconnect (missingBitmap).
+      }
+    }
+    await Promise.all(waits);
+  }
+
+  /** Before a guest write of whole blocks: they are the guest's from now on; a received write of them in flight finishes first. */
+  async #overwrite(first: number, count: number): Promise<void> {
+    for (let b = first; b < first + count; b++) this.#arrived(b);
+    await this.#writing;
+  }
+}

@@ -1,0 +1,279 @@
+/**
+ * The disk section: the VM's virtual disk, block by block, in one of four ways (--storage):
+ *
+ *   shared    nothing travels: both hosts see the same image. At the stop point (the VM paused,
+ *             its device drained) the image is hashed, flushed and closed — its lock dropped —
+ *             so the destination can open it; a failure before Handoff opens it here again
+ *             (rollback), and after Handoff it is the destination's (keepImage: never removed
+ *             here).
+ *   copy      pre-copy beside RAM: round 0 sends every allocated block (holes are never read),
+ *             round k the blocks written since they were sent (the image's block dirty log,
+ *             harvested at each round's end as RAM's is); the stop point sends the rest.
+ *   mirror    as copy for round 0; then the write-blocking mirror (mirror.ts) makes every
+ *             later guest write synchronous with the destination, round 1 catches up with what
+ *             was written before it started, and nothing is left to converge: pending() is
+ *             only the catch-up, whatever the guest's write rate.
+ *   postcopy  nothing before the switchover: DiskAbsent tells the destination which blocks it
+ *             lacks (every allocated one not sent), and after the handoff disk-pusher.ts sends
+ *             them, on demand first.
+ *
+ * The digest is a BlockDigestLedger fed every block as it is sent (and every mirrored write):
+ * after the last block it equals digestDisk() of the disk at the stop point, so nothing is
+ * re-read in the downtime — except in `shared` mode, where nothing was sent and the image
+ * itself is hashed there (the report's note says how long it took).
+ */
+import type { Logger } from 'pino';
+import { MigrationError } from '@livemig/shared';
+import { msg, type PeerChannel } from '@livemig/shared/channel';
+import { BlockDigestLedger, digestDisk, type VirtualDisk } from '@livemig/shared/disk';
+import type { SetupMsg, StorageMode } from '@livemig/shared/protocol';
+import type { StorageReport, WriteLatency } from '@livemig/shared/report';
+import { Bitmap, unionSorted } from '@livemig/shared/vm';
+import type { TokenBucket } from '../../token-bucket.ts';
+import type { OutgoingSection } from '../section.ts';
+import { BlockSender, newDiskCounters } from './block-sender.ts';
+import { DiskPusher } from './disk-pusher.ts';
+import { DiskMirror } from './mirror.ts';
+
+export interface DiskSectionComponents {
+  disk: VirtualDisk;
+  storage: StorageMode;
+  channel: () => PeerChannel;
+  bucket: TokenBucket;
+  logger: Logger;
+  signal: AbortSignal;
+}
+
+const EMPTY = new Uint32Array(0);
+const BLOCK = 4096;
+
+export class DiskSection implements OutgoingSection {
+  readonly name = 'disk';
+  readonly storage: StorageMode;
+  readonly #c: DiskSectionComponents;
+  readonly #ledger: BlockDigestLedger;
+  readonly #counters = newDiskCounters();
+  readonly #sender: BlockSender;
+  readonly #allocatedAtStart: number;
+  readonly #latencyBefore: WriteLatency | null;
+  #firstRound: Uint32Array = EMPTY;
+  #dirty: Uint32Array = EMPTY;
+  #round = -1;
+  #rounds = 0;
+  #digest: string | undefined;
+  #mirror: DiskMirror | undefined;
+  /** The device's write count when the migration began (latency "during" starts there). */
+  #writeSeqAtStart: number;
+  #pusher: DiskPusher | undefined;
+  #absent: Bitmap | undefined;
+  #note: string | undefined;
+
+  constructor(components: DiskSectionComponents) {
+    this.#c = components;
+    this.storage = components.storage;
+    const { disk } = components;
+    this.#ledger = new BlockDigestLedger(disk.blockCount);
+    this.#sender = new BlockSender(
+      {
+        channel: components.channel,
+        image: () => disk.image,
+        bucket: components.bucket,
+        ledger: this.#ledger,
+        counters: this.#counters,
+        signal: components.signal,
+        skip: (block) => this.#mirror?.mirrored.has(block) ?? false,
+      },
+      disk.blockCount,
+    );
+    this.#allocatedAtStart = disk.image.allocatedBytes;
+    this.#writeSeqAtStart = disk.device.writeSeq;
+    this.#latencyBefore = latencyOf(disk.device.writeLatenciesSince(0));
+  }
+
+  setup(setup: SetupMsg): void {
+    const { disk, storage } = this.#c;
+    setup.disk = { sizeBytes: disk.sizeBytes, storage };
+    if (storage === 'copy' || storage === 'mirror') {
+      // The first harvest clears the log: every block written from now on shows in a later one.
+      disk.image.dirtyLog.harvest();
+      this.#firstRound = disk.image.allocated.toPageList();
+    }
+  }
+
+  get #precopies(): boolean {
+    return this.storage === 'copy' || this.storage === 'mirror';
+  }
+
+  startRound(round: number): void {
+    if (!this.#precopies) return;
+    this.#round = round;
+    this.#rounds = round + 1;
+    const blocks = round === 0 ? this.#firstRound : this.#dirty;
+    if (round !== 0) this.#dirty = EMPTY;
+    this.#sender.begin(blocks);
+  }
+
+  iterate(budgetBytes: number): Promise<boolean> {
+    if (!this.#precopies || this.#round < 0) return Promise.resolve(true);
+    return this.#sender.sendSome(budgetBytes);
+  }
+
+  endRound(): void {
+    if (!this.#precopies) return;
+    const { disk } = this.#c;
+    const harvested = disk.image.dirtyLog.harvest();
+    if (this.#mirror) return; // every write since activation was mirrored: nothing to re-send
+    this.#dirty = unionSorted(this.#dirty, harvested);
+    if (this.storage === 'mirror' && this.#round === 0 && this.#sender.unsent.length === 0) {
+      // Round 0 is done: from now on guest writes are synchronous with the destination. What was
+      // written before that is in the log (marked before its write completed, so before the
+      // hook could see it): harvest it once more, for the catch-up round.
+      this.#mirror = new DiskMirror(this.#c.channel(), this.#ledger, this.#counters, disk.blockCount);
+      this.#mirror.activate(disk.device);
+      this.#dirty = unionSorted(this.#dirty, disk.image.dirtyLog.harvest());
+      this.#c.logger.info(
+        { event: 'disk.mirror.active', catchUp: this.#dirty.length },
+        'disk mirror active: guest writes now complete on both sides',
+      );
+    }
+  }
+
+  /** Disk bytes this migration plans to move (the allocated blocks; none for shared storage). */
+  get plannedBytes(): number {
+    return this.storage === 'shared' ? 0 : this.#allocatedAtStart;
+  }
+
+  /** Bytes still to send: pre-copy's if the VM stopped now; post-copy's still to push. */
+  pending(): number {
+    if (this.#pusher) return this.#pusher.remaining * BLOCK;
+    if (!this.#precopies || this.#digest !== undefined) return 0;
+    const unsent = this.#round < 0 ? this.#firstRound : this.#sender.unsent;
+    const blocks =
+      unsent.length && this.#dirty.length
+        ? unionSorted(unsent, this.#dirty).length
+        : unsent.length + this.#dirty.length;
+    return (blocks + (this.#mirror?.inFlight ?? 0)) * BLOCK;
+  }
+
+  /** Blocks pre-copy would still send (for the switchover rule's view of the disk alone). */
+  get dirtyBlocks(): number {
+    return this.#dirty.length;
+  }
+
+  async complete(): Promise<void> {
+    const { disk } = this.#c;
+    if (this.storage === 'shared') {
+      const started = performance.now();
+      this.#digest = await digestDisk(disk.image);
+      await disk.detach();
+      this.#note = `shared image: hashed and handed over in ${(performance.now() - started).toFixed(1)} ms of the downtime`;
+      return;
+    }
+    if (this.storage === 'postcopy') {
+      this.#switchToPostcopy();
+      return;
+    }
+    // copy and mirror: the VM is paused and its device drained (mirror: every write acked).
+    const unsent = this.#round < 0 ? this.#firstRound : this.#sender.unsent;
+    const final = unionSorted(unionSorted(unsent, this.#dirty), disk.image.dirtyLog.harvest());
+    this.#dirty = EMPTY;
+    await this.#sender.sendAll(final);
+    this.#mirror?.stop();
+    this.#digest = this.#ledger.digest();
+  }
+
+  digest(): string | undefined {
+    return this.#digest;
+  }
+
+  /** Post-copy storage: the DiskAbsent message for the destination (complete() computed it). */
+  absentMessage(): ReturnType<typeof msg.diskAbsent> | undefined {
+    return this.#absent ? msg.diskAbsent(this.#absent.bytes()) : undefined;
+  }
+
+  /** Post-copy storage: push every absent block, answering DiskRequests first; resolves with the digest. */
+  async push(channel: PeerChannel): Promise<string> {
+    const pusher = this.#pusher;
+    if (!pusher) throw new MigrationError('ERR_INTERNAL', 'disk push without a post-copy switchover');
+    pusher.serve(channel);
+    await pusher.pushAll(channel);
+    this.#digest = this.#ledger.digest();
+    return this.#digest;
+  }
+
+  /** Post-copy storage recovery: the destination's DiskMissing. */
+  resync(missing: Uint8Array): void {
+    this.#pusher?.resync(Bitmap.fromBytes(missing, this.#c.disk.blockCount));
+    this.#digest = undefined;
+  }
+
+  /** Blocks post-copy still has to send. */
+  get remaining(): number {
+    return this.#pusher?.remaining ?? 0;
+  }
+
+  /** Handoff was sent: the disk is the destination's now. */
+  handedOver(): void {
+    if (this.storage === 'shared') this.#c.disk.keepImage();
+    this.#mirror?.stop();
+  }
+
+  /** The migration failed before Handoff: the VM goes on here, on its own image. */
+  async rollback(): Promise<void> {
+    this.#mirror?.stop();
+    this.#pusher?.stop();
+    await this.#c.disk.attach();
+  }
+
+  /** The migration is over (either way): nothing of ours stays hooked into the device or channel. */
+  finish(): void {
+    this.#mirror?.stop();
+    this.#pusher?.stop();
+  }
+
+  report(): StorageReport {
+    const { disk } = this.#c;
+    const c = this.#counters;
+    const during = latencyOf(disk.device.writeLatenciesSince(this.#writeSeqAtStart));
+    const out: StorageReport = {
+      mode: this.storage,
+      sizeBytes: disk.sizeBytes,
+      allocatedBytes: this.#allocatedAtStart,
+      wireBytes: c.wireBytes,
+      blocksCopied: c.blocksCopied,
+      blocksResent: c.blocksResent,
+      blocksMirrored: c.blocksMirrored,
+      blocksFetched: c.blocksFetched,
+      blocksPushed: c.blocksPushed,
+      rounds: this.#precopies ? this.#rounds + (this.#digest !== undefined ? 1 : 0) : 0,
+      writeLatencyMs: { before: this.#latencyBefore, during },
+    };
+    if (this.#note) out.note = this.#note;
+    return out;
+  }
+
+  #switchToPostcopy(): void {
+    const { disk, logger } = this.#c;
+    const image = disk.image;
+    image.dirtyLog.harvest(); // nothing was sent: every allocated block is absent, written or not
+    const absent = new Bitmap(disk.blockCount);
+    const allocated = image.allocated;
+    for (let b = allocated.nextSet(0); b >= 0; b = b + 1 < disk.blockCount ? allocated.nextSet(b + 1) : -1) {
+      absent.set(b);
+    }
+    this.#absent = absent;
+    this.#pusher = new DiskPusher(
+      { image, sender: this.#sender, bucket: this.#c.bucket, logger, signal: this.#c.signal },
+      absent,
+    );
+    logger.info({ event: 'disk.postcopy', absent: absent.count }, 'disk switches to post-copy');
+  }
+}
+
+/** p50 / p99 of write service times, or null when there were none. */
+function latencyOf(samples: number[]): WriteLatency | null {
+  if (samples.length === 0) return null;
+  const sorted = [...samples].sort((a, b) => a - b);
+  const at = (q: number): number => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+  return { count: samples.length, p50: at(0.5), p99: at(0.99) };
+}
