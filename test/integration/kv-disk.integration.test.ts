@@ -6,7 +6,9 @@
  * record there: a write is acknowledged only once its record is in the image. Then the probe
  * PUTs a distinct key every 2 ms and reads every acknowledged one back (`lostWrites: 0`), and
  * the image holds one well-formed record per logged request, in sequence, with the probe's
- * values.
+ * values. And migrated while the probe writes, with each storage mode that copies the disk, no
+ * acknowledged write is lost and the destination's image holds the whole log: the probe's
+ * `lostWrites: 0` vouches for the disk too.
  */
 import dgram from 'node:dgram';
 import { promises as fs } from 'node:fs';
@@ -14,10 +16,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { decodeKvReply, encodeKvRequest, KvOp, KvStatus, type KvReply } from '@livemig/shared/kv';
+import { followMigration } from '../../cli/follow-migration.ts';
+import { networkSection, startProbe } from '../../cli/probe/during.ts';
 import { runProbe } from '../../cli/probe/probe.ts';
 import { decodeWal } from '../../shared/src/vm/workloads/kv-wal.ts';
 import { useFleet } from '../helpers/fleet.ts';
 import { stopAll } from '../helpers/processes.ts';
+import { expectCompleted } from '../helpers/report.ts';
 import { freeUdpPort } from '../helpers/udp.ts';
 
 const fleet = useFleet();
@@ -100,4 +105,41 @@ describe('kv with a disk in an agent', () => {
     const [after] = await fleet.vms(agent);
     expect(after!.disk!.allocatedBytes).toBe(Math.ceil(records.length / 128) * 4096);
   });
+
+  it.each(['copy', 'mirror', 'postcopy'] as const)(
+    'migrated with --storage %s while probed with writes: no acknowledged write lost, the log moved with the disk',
+    async (storage) => {
+      const [destAgent, sourceAgent] = await Promise.all([fleet.agent(), fleet.agent()]);
+      const source = await fleet.connect(sourceAgent);
+      const dest = await fleet.connect(destAgent);
+      try {
+        const port = await freeUdpPort();
+        const address = `127.0.0.1:${port}`;
+        await source.request('create-vm', {
+          name: 'kv1',
+          memory: '32MiB',
+          workload: 'kv',
+          nic: address,
+          disk: '16MiB',
+        });
+        const probe = startProbe({ target: { host: '127.0.0.1', port }, intervalMs: 2, tailMs: 300 });
+        await probe.answered;
+        const migrationId = await fleet.start(source, destAgent, { vm: 'kv1', params: { storage } });
+        const report = await followMigration(source, migrationId, { progress: false });
+        const network = networkSection(await probe.finish(), report);
+        expectCompleted(report);
+        expect(network.lostWrites).toBe(0);
+        expect(network.requests).toBeGreaterThan(50);
+        // The destination's image holds the whole log, in sequence.
+        const vm = (await dest.request('query-vms', {})).vms.find((v) => v.name === 'kv1')!;
+        const records = decodeWal(await fs.readFile(vm.disk!.image));
+        expect(records.length).toBeGreaterThan(50);
+        expect(records.map((r) => r.seq)).toEqual(records.map((_, i) => i + 1));
+        expect(records.every((r) => r.op === KvOp.Put && r.value === probeValue(r.key))).toBe(true);
+      } finally {
+        source.close();
+        dest.close();
+      }
+    },
+  );
 });
