@@ -85,7 +85,7 @@ export function addVmSpecOptions(
     )
     .option(
       '--disk <size>',
-      'a virtual disk of this size, 1MiB..1TiB, a multiple of 4KiB (disk workload): a sparse image, removed with the VM',
+      'a virtual disk of this size, 1MiB..1TiB, a multiple of 4KiB (the disk workload needs one; kv may have one, for its write-ahead log): a sparse image, removed with the VM',
       diskFlag,
     );
 }

@@ -317,6 +317,8 @@ export class AgentDaemon {
 
   /** start()'s steps, in order; each leaves what it opened in a field for stop() to close. */
   async #open(options: AgentDaemonOptions, warnConnection?: (remote: string, port: string) => void): Promise<void> {
+    // What a killed predecessor left half-migrated in the disk directory goes before anything arrives.
+    await this.host.sweepHalfMigratedDisks();
     if (options.auditLog) {
       this.#audit = await AuditLog.open({
         file: options.auditLog,

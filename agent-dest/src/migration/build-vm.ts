@@ -120,6 +120,9 @@ export function resumeHere(
   const resumedAt = { steps: vm.steps, at: performance.now() };
   vm.resume();
   host.setState(name, 'running');
+  void host.settleIncomingDisk(name).catch((error: unknown) => {
+    logger.warn({ err: error, event: 'disk.settle-failed' }, 'could not remove the incoming mark of the disk image');
+  });
   channel.send(msg.resumed(performance.now() - received));
   logger.info({ event: 'vm.resumed', vm: name, mode }, 'the VM runs here now');
   return resumedAt;

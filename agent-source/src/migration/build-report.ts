@@ -63,7 +63,7 @@ export function buildReport(
         }
       : {}),
     ...(ctx.postcopy ? { postcopy: ctx.postcopy } : {}),
-    ...(ctx.sections?.disk ? { storage: ctx.sections.disk.report() } : {}),
+    ...(ctx.sections?.disk ? { storage: ctx.sections.disk.report(ctx.switchover?.reason) } : {}),
     ...nicReport(ctx),
     vmRunsOn: outcome === 'completed' ? 'destination' : ctx.vmRunsOnIfFailed,
     ...(ctx.record ? { record: ctx.record } : {}),

@@ -19,7 +19,8 @@ import { defaultGuestMemoryBudget, refuseGuestMemory, vmCharge, type GuestMemory
 import { MigrationError } from '../errors.ts';
 import { silentLogger } from '../logger.ts';
 import { ALLOC_MAP_SUFFIX } from '../vm/disk/image.ts';
-import { lockImage } from '../vm/disk/lock.ts';
+import { LOCK_SUFFIX, lockImage } from '../vm/disk/lock.ts';
+import { INCOMING_SUFFIX } from '../vm/disk/virtual-disk.ts';
 import type { StorageMode } from '../protocol/message-types.ts';
 import { ToyVm, type VmSpec } from '../vm/index.ts';
 import type { Logger } from 'pino';
@@ -143,7 +144,13 @@ export class VmHost {
     storage: StorageMode,
   ): Promise<{ diskPath?: string; diskImage?: 'create' | 'later' }> {
     if (spec.disk === null) return {};
-    if (storage !== 'shared') return this.#diskOptions(name, spec);
+    if (storage !== 'shared') {
+      const options = await this.#diskOptions(name, spec);
+      // Marked before the image exists: an agent killed mid-copy leaves a marked image, which
+      // its next start removes (sweepHalfMigratedDisks); the mark goes at resume (settleIncomingDisk).
+      if (options.diskPath) await fs.writeFile(options.diskPath + INCOMING_SUFFIX, `${process.pid}\n`, { mode: 0o600 });
+      return options;
+    }
     if (this.#diskDir === undefined) {
       throw new MigrationError(
         'ERR_UNSUPPORTED',
@@ -162,6 +169,40 @@ export class VmHost {
       );
     }
     return { diskPath, diskImage: 'later' };
+  }
+
+  /** An incoming VM runs here now: its image is no longer half-migrated (its mark goes). */
+  async settleIncomingDisk(name: string): Promise<void> {
+    const path = this.#vms.get(name)?.vm.disk?.path;
+    if (path) await fs.rm(path + INCOMING_SUFFIX, { force: true });
+  }
+
+  /**
+   * At the agent's start: remove the images an incoming migration was writing when this agent
+   * (or one before it on this directory) was killed — marked NAME.img.incoming, and not locked
+   * by a live process — with their maps, locks and marks. A VM never ran on them here, and the
+   * source kept running on its own. Images without a mark are never touched (on shared storage
+   * they may be another agent's). Returns the images removed.
+   */
+  async sweepHalfMigratedDisks(): Promise<string[]> {
+    if (this.#diskDir === undefined) return [];
+    const names = await fs.readdir(this.#diskDir).catch(() => [] as string[]);
+    const removed: string[] = [];
+    for (const entry of names) {
+      if (!entry.endsWith(`.img${INCOMING_SUFFIX}`)) continue;
+      const image = join(this.#diskDir, entry.slice(0, -INCOMING_SUFFIX.length));
+      try {
+        const unlock = await lockImage(image);
+        await unlock();
+      } catch {
+        continue; // a live process holds it: not half-migrated, or not ours to judge
+      }
+      for (const suffix of ['', ALLOC_MAP_SUFFIX, LOCK_SUFFIX, INCOMING_SUFFIX])
+        await fs.rm(image + suffix, { force: true });
+      removed.push(image);
+      this.#logger.warn({ image }, 'removed a disk image an incoming migration left half-written');
+    }
+    return removed;
   }
 
   /**

@@ -375,9 +375,10 @@ export class ToyVm {
     return this.#disk;
   }
 
-  /** Blocks the guest's disk workload found wrong on read-back (register R_DISK_MISMATCH), or null without a disk. */
+  /** Blocks the guest's disk workload found wrong on read-back (register R_DISK_MISMATCH), or null without one. */
   get diskMismatches(): number | null {
-    return this.#disk ? this.#registers.words[R_DISK_MISMATCH]! : null;
+    // Register 10 is the disk workload's count; kv with a disk keeps its request count there.
+    return this.#disk && this.workload.definition.name === 'disk' ? this.#registers.words[R_DISK_MISMATCH]! : null;
   }
 
   /**

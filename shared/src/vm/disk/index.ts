@@ -20,7 +20,7 @@ export type { AllocationSource, DiskImageOptions } from './image.ts';
 export { BlkDevice, WRITE_LATENCY_SAMPLES } from './blk-device.ts';
 export type { BlkCounters, BlkDeviceComponents, BlkHooks, BlkState } from './blk-device.ts';
 export { GuestBlkRing } from './guest-ring.ts';
-export { VirtualDisk } from './virtual-disk.ts';
+export { INCOMING_SUFFIX, VirtualDisk } from './virtual-disk.ts';
 export { lockImage, LOCK_SUFFIX } from './lock.ts';
 export { digestDisk, ledgerOf } from './digest.ts';
 export { BlockDigestLedger, CHUNK_BLOCKS } from './ledger.ts';

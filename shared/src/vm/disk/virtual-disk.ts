@@ -19,6 +19,9 @@ import { MigrationError } from '../../errors.ts';
 import type { BlkDevice } from './blk-device.ts';
 import { ALLOC_MAP_SUFFIX, BLOCK_SIZE, DiskImage } from './image.ts';
 
+/** Mark beside an image an incoming migration is writing (removed once the VM runs there; see VmHost). */
+export const INCOMING_SUFFIX = '.incoming';
+
 export class VirtualDisk {
   readonly device: BlkDevice;
   /** The image file (attached or not). */
@@ -83,6 +86,7 @@ export class VirtualDisk {
       if (!this.#keep) {
         await fs.rm(this.path, { force: true });
         await fs.rm(this.path + ALLOC_MAP_SUFFIX, { force: true });
+        await fs.rm(this.path + INCOMING_SUFFIX, { force: true });
         if (this.#ownedDir) await fs.rm(this.#ownedDir, { recursive: true, force: true });
       }
     }

@@ -27,7 +27,7 @@ import { MigrationError } from '@livemig/shared';
 import { msg, type PeerChannel } from '@livemig/shared/channel';
 import { BlockDigestLedger, digestDisk, type VirtualDisk } from '@livemig/shared/disk';
 import type { SetupMsg, StorageMode } from '@livemig/shared/protocol';
-import type { StorageReport, WriteLatency } from '@livemig/shared/report';
+import type { StorageReport, SwitchoverReason, WriteLatency } from '@livemig/shared/report';
 import { Bitmap, unionSorted } from '@livemig/shared/vm';
 import type { TokenBucket } from '../../token-bucket.ts';
 import type { OutgoingSection } from '../section.ts';
@@ -67,6 +67,8 @@ export class DiskSection implements OutgoingSection {
   #pusher: DiskPusher | undefined;
   #absent: Bitmap | undefined;
   #note: string | undefined;
+  /** Blocks the stop point sent (inside the downtime), once it ran. */
+  #stopPointBlocks: number | undefined;
 
   constructor(components: DiskSectionComponents) {
     this.#c = components;
@@ -177,6 +179,7 @@ export class DiskSection implements OutgoingSection {
     const unsent = this.#round < 0 ? this.#firstRound : this.#sender.unsent;
     const final = unionSorted(unionSorted(unsent, this.#dirty), disk.image.dirtyLog.harvest());
     this.#dirty = EMPTY;
+    this.#stopPointBlocks = final.length;
     await this.#sender.sendAll(final);
     this.#mirror?.stop();
     this.#digest = this.#ledger.digest();
@@ -231,7 +234,8 @@ export class DiskSection implements OutgoingSection {
     this.#pusher?.stop();
   }
 
-  report(): StorageReport {
+  /** The report's storage section; `reason` is the switchover's (a copy that did not converge says why). */
+  report(reason?: SwitchoverReason): StorageReport {
     const { disk } = this.#c;
     const c = this.#counters;
     const during = latencyOf(disk.device.writeLatenciesSince(this.#writeSeqAtStart));
@@ -248,8 +252,20 @@ export class DiskSection implements OutgoingSection {
       rounds: this.#precopies ? this.#rounds + (this.#digest !== undefined ? 1 : 0) : 0,
       writeLatencyMs: { before: this.#latencyBefore, during },
     };
-    if (this.#note) out.note = this.#note;
+    const note = this.#note ?? this.#convergenceNote(reason);
+    if (note) out.note = note;
     return out;
+  }
+
+  #convergenceNote(reason: SwitchoverReason | undefined): string | undefined {
+    const blocks = this.#stopPointBlocks;
+    if (blocks === undefined) return undefined;
+    const what = `${blocks} blocks (${((blocks * BLOCK) / 2 ** 20).toFixed(1)} MiB) went at the stop point, in the downtime`;
+    if (this.storage === 'mirror') return `mirror: every guest write since round 0 was synchronous; ${what}`;
+    if (reason === 'max-rounds' || reason === 'not-shrinking') {
+      return `copy did not converge (${reason}): the guest writes its disk faster than the link copies it; ${what} — --storage mirror converges at any write rate`;
+    }
+    return `copy: ${what}`;
   }
 
   #switchToPostcopy(): void {
