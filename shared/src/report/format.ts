@@ -140,8 +140,10 @@ export function formatReport(report: MigrationReport): string {
     field(
       'oracle',
       o.match
-        ? `match at step ${o.steps} (migrated VM = never-migrated reference)`
-        : `MISMATCH at step ${o.steps}: ${o.migratedDigest} ≠ ${o.referenceDigest}`,
+        ? `match at step ${o.steps} (migrated VM = never-migrated reference${o.disk ? ', memory and disk' : ''})`
+        : o.migratedDigest !== o.referenceDigest
+          ? `MISMATCH at step ${o.steps}: memory ${o.migratedDigest} ≠ ${o.referenceDigest}`
+          : `MISMATCH at step ${o.steps}: disk ${o.disk?.migratedDigest ?? 'none'} ≠ ${o.disk?.referenceDigest ?? 'none'}`,
     );
   }
   if (report.rounds.length) {

@@ -395,7 +395,10 @@ export class BlkDevice {
         for (let k = 0; k < req.count; k++) data.set(this.#memory.page(req.pages[k]!), k * BLOCK_SIZE);
         hooks.beforeWrite?.(req.block, req.count);
         await image.writeBlocks(req.block, data);
-        if (hooks.afterWrite) await hooks.afterWrite(req.block, data);
+        // The hook as it is NOW, not when the request was taken: a mirror that started while
+        // this write was in flight must see it (its mark may land after the mirror's last harvest).
+        const afterWrite = this.#hooks.afterWrite;
+        if (afterWrite) await afterWrite(req.block, data);
         this.#writeMs[this.#writeSeq % WRITE_LATENCY_SAMPLES] = performance.now() - taken;
         this.#writeSeq += 1;
         this.#counters.writes += 1;
