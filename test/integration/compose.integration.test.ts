@@ -827,8 +827,6 @@ interface Scenario {
   env: (l: Lab) => NodeJS.ProcessEnv;
   /** Capabilities the services do not get although cap_add asks for them. */
   withhold: string[];
-  /** Why it cannot run yet (it is skipped, saying so), or undefined. */
-  pending?: string;
 }
 
 /**
@@ -861,7 +859,6 @@ const SCENARIOS: [string, Scenario][] = [
         LIVEMIG_PROFILE: '',
       }),
       withhold: ['net_admin'],
-      pending: 'disk migration is not built yet (issue 15): migrate refuses a VM with a disk (ERR_UNSUPPORTED)',
     },
   ],
 ];
@@ -870,15 +867,7 @@ const SCENARIO_TITLE =
   '%s: pki issues the certificates, dest and source start and become healthy, migrate migrates securely and prints a completed report';
 
 describeWhenAvailable('docker-compose.yml in network namespaces, one per service', labUnavailable(), () => {
-  const runnable = SCENARIOS.filter(([, scenario]) => scenario.pending === undefined);
-  const pending = SCENARIOS.filter(([, scenario]) => scenario.pending !== undefined);
-  if (pending.length > 0) {
-    it.skip.each(pending.map(([name, scenario]) => [`${name} — pending: ${scenario.pending}`, scenario] as const))(
-      SCENARIO_TITLE,
-      () => {},
-    );
-  }
-  it.each(runnable)(
+  it.each(SCENARIOS)(
     SCENARIO_TITLE,
     async (_name, scenario) => {
       lab = Lab.create(Object.keys(loadCompose().services));
