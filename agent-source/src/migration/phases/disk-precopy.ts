@@ -9,14 +9,12 @@
  * pending bytes alone (RAM sends nothing before post-copy).
  */
 import { msg, MsgType } from '@livemig/shared/channel';
-import { bandwidthEstimate } from '../bandwidth.ts';
 import type { MigrationContext } from '../context.ts';
-import { decideSwitchover } from '../convergence.ts';
 import type { DiskSection } from '../sections/disk/disk-section.ts';
-import { ITERATE_BUDGET_BYTES } from './precopy.ts';
+import { ITERATE_BUDGET_BYTES, ruleAfterRound } from './precopy.ts';
 
 export async function diskPrecopyPhase(ctx: MigrationContext, disk: DiskSection): Promise<void> {
-  const { stats, params, logger } = ctx;
+  const { stats, logger } = ctx;
   const main = ctx.channels.main;
   ctx.machine.transition('setup', 'precopy');
   const pendingAfter: number[] = [];
@@ -42,13 +40,7 @@ export async function diskPrecopyPhase(ctx: MigrationContext, disk: DiskSection)
       dirtyAfter: 0,
     });
     pendingAfter.push(disk.pending());
-    const decision = decideSwitchover({
-      roundsDone: round + 1,
-      pendingBytesAfter: pendingAfter,
-      bandwidthBps: bandwidthEstimate(stats.rounds, params.maxBandwidthBps),
-      downtimeLimitMs: params.downtimeLimitMs,
-      maxRounds: params.maxRounds,
-    });
+    const decision = ruleAfterRound(ctx, round, pendingAfter);
     logger.info(
       { event: 'disk.round.end', round, bytes, ms, pendingBytes: disk.pending(), ...decision },
       `disk round ${round}: ${disk.dirtyBlocks} blocks dirty after`,

@@ -10,7 +10,7 @@
 import { msg, MsgType, type PeerChannel } from '@livemig/shared/channel';
 import { bandwidthEstimate } from '../bandwidth.ts';
 import type { MigrationContext } from '../context.ts';
-import { decideSwitchover, expectedDowntimeMs } from '../convergence.ts';
+import { decideSwitchover, expectedDowntimeMs, type ConvergenceDecision } from '../convergence.ts';
 import { endRound, iterateAll, pendingBytes, startRound } from '../sections/index.ts';
 import { chooseExit, type Exit } from '../switchover.ts';
 
@@ -18,7 +18,7 @@ import { chooseExit, type Exit } from '../switchover.ts';
 export const ITERATE_BUDGET_BYTES = 4 << 20;
 
 export async function precopyPhase(ctx: MigrationContext): Promise<Exit['to']> {
-  const { logger, stats, params } = ctx;
+  const { logger, stats } = ctx;
   const sections = ctx.s;
   const main = ctx.channels.main;
   ctx.machine.transition('setup', 'precopy');
@@ -52,13 +52,7 @@ export async function precopyPhase(ctx: MigrationContext): Promise<Exit['to']> {
       return decided(ctx, cut);
     }
     pendingAfter.push(pendingBytes(sections));
-    const decision = decideSwitchover({
-      roundsDone: round + 1,
-      pendingBytesAfter: pendingAfter,
-      bandwidthBps: bandwidthEstimate(stats.rounds, params.maxBandwidthBps),
-      downtimeLimitMs: params.downtimeLimitMs,
-      maxRounds: params.maxRounds,
-    });
+    const decision = ruleAfterRound(ctx, round, pendingAfter);
     stats.expectedDowntimeMs = decision.expectedDowntimeMs;
     logger.info(
       { event: 'precopy.round.end', round, pages, bytes, ms, dirtyAfter, ...decision },
@@ -72,6 +66,22 @@ export async function precopyPhase(ctx: MigrationContext): Promise<Exit['to']> {
       return decided(ctx, exit, decision.expectedDowntimeMs);
     }
   }
+}
+
+/** The switchover rule after round `round`, from what was pending after each round so far and the measured bandwidth. */
+export function ruleAfterRound(
+  ctx: MigrationContext,
+  round: number,
+  pendingAfter: readonly number[],
+): ConvergenceDecision {
+  const { stats, params } = ctx;
+  return decideSwitchover({
+    roundsDone: round + 1,
+    pendingBytesAfter: pendingAfter,
+    bandwidthBps: bandwidthEstimate(stats.rounds, params.maxBandwidthBps),
+    downtimeLimitMs: params.downtimeLimitMs,
+    maxRounds: params.maxRounds,
+  });
 }
 
 function exitInput(ctx: MigrationContext, roundsDone: number): Parameters<typeof chooseExit>[0] {

@@ -13,24 +13,18 @@
 import { msg, type PeerChannel } from '@livemig/shared/channel';
 import { BLOCK_SIZE, type BlockDigestLedger, type DiskImage } from '@livemig/shared/disk';
 import { MAX_DISK_BATCH_BLOCKS } from '@livemig/shared/protocol';
+import type { StorageReport } from '@livemig/shared/report';
 import { Bitmap } from '@livemig/shared/vm';
 import type { TokenBucket } from '../../token-bucket.ts';
 
 /** Frame overhead the bandwidth cap charges per batch (header + metadata), roughly. */
 const FRAME_OVERHEAD = (blocks: number): number => 32 + blocks * 4;
 
-/** The disk's figures for the report. */
-export interface DiskCounters {
-  /** Block payload bytes sent (every kind). */
-  wireBytes: number;
-  /** Blocks sent by pre-copy (rounds and the stop point), re-sends included. */
-  blocksCopied: number;
-  /** Blocks sent that had been sent before (a re-send: written again, or lost in a broken link). */
-  blocksResent: number;
-  blocksMirrored: number;
-  blocksFetched: number;
-  blocksPushed: number;
-}
+/** The disk's figures for the report, as it names them (StorageReport). */
+export type DiskCounters = Pick<
+  StorageReport,
+  'wireBytes' | 'blocksCopied' | 'blocksResent' | 'blocksMirrored' | 'blocksFetched' | 'blocksPushed'
+>;
 
 export function newDiskCounters(): DiskCounters {
   return { wireBytes: 0, blocksCopied: 0, blocksResent: 0, blocksMirrored: 0, blocksFetched: 0, blocksPushed: 0 };
