@@ -157,6 +157,39 @@ describe('receiver step: the checks inside a state', () => {
     expect(step(noPostcopy, SAMPLES[MsgType.PostcopyStart])).toBeInstanceOf(MigrationError);
   });
 
+  it('disk messages: DiskBlocks only for a VM with a disk (and in post-copy only for a post-copy disk); DiskAbsent only for a post-copy disk', () => {
+    const withDisk = { ...receiving(['cpu', 'devices']), hasDisk: true };
+    expect(step(withDisk, SAMPLES[MsgType.DiskBlocks])).toMatchObject({ action: { kind: 'disk-blocks' } });
+    expect(step(withDisk, SAMPLES[MsgType.DiskAbsent])).toBeInstanceOf(MigrationError); // a copied disk
+    const postcopyDisk = { ...withDisk, diskPostcopy: true };
+    expect(step(postcopyDisk, SAMPLES[MsgType.DiskAbsent])).toMatchObject({ action: { kind: 'disk-absent' } });
+    expect(step({ ...stateIn('postcopy'), hasDisk: true }, SAMPLES[MsgType.DiskBlocks])).toBeInstanceOf(MigrationError);
+    expect(
+      step({ ...stateIn('postcopy'), hasDisk: true, diskPostcopy: true }, SAMPLES[MsgType.DiskBlocks]),
+    ).toMatchObject({ action: { kind: 'disk-blocks' } });
+  });
+
+  it('memory pre-copy with a post-copy disk switches over by PostcopyStart (no page absent, the disk fetched after)', () => {
+    const precopyMemory = { ...receiving(['cpu', 'devices'], 'precopy'), hasDisk: true, diskPostcopy: true };
+    expect(step(precopyMemory, SAMPLES[MsgType.PostcopyStart])).toMatchObject({
+      state: { status: 'ready', path: 'postcopy' },
+      action: { kind: 'start-postcopy' },
+    });
+  });
+
+  it('Setup with a disk records whether it has one and whether it moves in post-copy', () => {
+    const setup = msg.setup({
+      migrationId: 'm',
+      mode: 'precopy',
+      vm: { name: 'vm', memoryBytes: 131072, pageSize: 4096, workload: 'disk', init: 'zero', seed: 1, nic: '' },
+      disk: { sizeBytes: 1 << 20, storage: 'postcopy' },
+    });
+    expect(step(initialState({ postcopyAllowed: true }), setup)).toMatchObject({
+      state: { hasDisk: true, diskPostcopy: true },
+    });
+    expect((step(initialState({ postcopyAllowed: false }), setup) as MigrationError).code).toBe('ERR_UNSUPPORTED');
+  });
+
   it('Setup for post-copy without post-copy negotiated is refused with ERR_UNSUPPORTED', () => {
     const result = step(initialState({ postcopyAllowed: false }), SAMPLES[MsgType.Setup]);
     expect((result as MigrationError).code).toBe('ERR_UNSUPPORTED');
