@@ -36,8 +36,15 @@ export class DiskLoad {
   readonly #ledger: BlockDigestLedger;
   /** Shared storage: the digest of the opened image. */
   #sharedDigest: string | undefined;
-  /** Post-copy: blocks still absent here (set = absent), once DiskAbsent came. */
+  /** Post-copy: blocks not present here (set = absent: the guest may not read them yet), once DiskAbsent came. */
   #absent: Bitmap | undefined;
+  /**
+   * Post-copy: blocks absent at the switchover whose copy has not been received. Not the same as
+   * #absent: a block the guest wrote whole is present without being received, and the digest —
+   * the disk at the stop point, as the source's is — needs its copy all the same (DiskMissing
+   * after a reconnect asks for these, and post-copy ends only once none is left).
+   */
+  #unreceived: Bitmap | undefined;
   /** Post-copy: reads waiting for blocks, by block. */
   readonly #waiters = new Map<number, (() => void)[]>();
   /** Post-copy: blocks asked for and not arrived yet (asked once). */
@@ -57,9 +64,9 @@ export class DiskLoad {
     this.#ledger = new BlockDigestLedger(disk.blockCount);
   }
 
-  /** Blocks still absent (post-copy), else 0. */
+  /** Blocks absent at the switchover not received yet (post-copy), else 0. */
   get missing(): number {
-    return this.#absent?.count ?? 0;
+    return this.#unreceived?.count ?? 0;
   }
 
   /** DiskBlocks: hash, write (what is still wanted here), acknowledge if asked. */
@@ -79,6 +86,11 @@ export class DiskLoad {
     const write = this.#write(blocks, data);
     this.#writing = write.catch(() => undefined);
     await write;
+    const unreceived = this.#unreceived;
+    if (unreceived && unreceived.count > 0) {
+      for (const block of blocks) unreceived.clear(block);
+      if (unreceived.count === 0) this.onAllPresent?.();
+    }
     if (message.ackId !== 0) this.#channel().send(msg.diskAck(message.ackId));
   }
 
@@ -89,16 +101,21 @@ export class DiskLoad {
     }
     if (this.#absent) throw new MigrationError('ERR_UNEXPECTED_MESSAGE', 'DiskAbsent came twice');
     this.#absent = Bitmap.fromBytes(bitmap, this.#disk.blockCount);
+    this.#unreceived = this.#absent.clone();
     this.#disk.device.setHooks({
       beforeRead: (first, count) => this.#present(first, count),
       beforeWrite: (first, count) => this.#overwrite(first, count),
     });
   }
 
-  /** Post-copy: what is still absent, for DiskMissing after a reconnect (requests asked on the old link are asked again). */
+  /**
+   * Post-copy, for DiskMissing after a reconnect: what was never received (lost in the broken
+   * link, or not sent yet) — including blocks the guest has written since, whose copy the digest
+   * still needs. Reads waiting on the old link's requests are answered by the push that follows.
+   */
   missingBitmap(): Uint8Array {
     this.#requested.clear();
-    return (this.#absent ?? new Bitmap(this.#disk.blockCount)).bytes();
+    return (this.#unreceived ?? new Bitmap(this.#disk.blockCount)).bytes();
   }
 
   /** The stop point: shared storage opens the image now (the source closed it) and hashes it. */
@@ -146,7 +163,7 @@ export class DiskLoad {
     }
   }
 
-  /** A block is present here now: wake its readers; the last one makes the disk complete. */
+  /** A block is present here now (received, or written whole by the guest): wake its readers. */
   #arrived(block: number): void {
     const absent = this.#absent!;
     if (!absent.has(block)) return;
@@ -155,7 +172,6 @@ export class DiskLoad {
     const waiting = this.#waiters.get(block);
     this.#waiters.delete(block);
     for (const wake of waiting ?? []) wake();
-    if (absent.count === 0) this.onAllPresent?.();
   }
 
   /** Before a guest read: resolves once blocks [first, first + count) are all here, asking for those absent. */

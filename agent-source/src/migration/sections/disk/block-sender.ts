@@ -78,12 +78,14 @@ export class BlockSender {
       const end = Math.min(this.#cursor + MAX_DISK_BATCH_BLOCKS, this.#blocks.length);
       const batch = this.#blocks.slice(this.#cursor, end);
       this.#cursor = end;
-      const data = await readBatch(this.#c.image(), batch);
-      const { blocks, bytes } = this.#keep(batch, data);
-      if (blocks.length === 0) continue;
-      const cost = bytes.length + FRAME_OVERHEAD(blocks.length);
+      // Paced before the read, never between the filter and the send: a block the guest writes
+      // (and a mirror sends) while we wait must not be followed by our older copy of it.
+      const cost = batch.length * BLOCK_SIZE + FRAME_OVERHEAD(batch.length);
       await bucket.take(cost);
       spent += cost;
+      const data = await readBatch(this.#c.image(), batch);
+      const { blocks, bytes } = this.#keep(batch, data); // no await from here to the send
+      if (blocks.length === 0) continue;
       if (!this.send(blocks, bytes)) await this.#c.channel().drained(signal);
     }
     return this.#cursor >= this.#blocks.length;
