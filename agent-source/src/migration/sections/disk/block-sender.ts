@@ -132,14 +132,35 @@ export class BlockSender {
   }
 }
 
-/** Read `blocks` (ascending) into one buffer, one positional read per contiguous run. */
+/** A batch whose span is at most this many times its block count is read in one positional read. */
+const SPAN_READ_FACTOR = 4;
+
+/**
+ * Read `blocks` (ascending) into one buffer. A batch scattered over a short span (a guest that
+ * wrote at random leaves runs of a block or two) is read in one positional read of the span,
+ * holes and all, and the blocks picked out of it: one read instead of one per run, each costing
+ * tens of microseconds of the event loop. A sparse batch reads its runs, at once.
+ */
 export async function readBatch(image: DiskImage, blocks: Uint32Array): Promise<Uint8Array> {
   const data = new Uint8Array(blocks.length * BLOCK_SIZE);
+  if (blocks.length === 0) return data;
+  const first = blocks[0]!;
+  const span = blocks[blocks.length - 1]! - first + 1;
+  if (span <= SPAN_READ_FACTOR * blocks.length) {
+    const all = await image.readSpan(first, span, new Uint8Array(span * BLOCK_SIZE));
+    for (let i = 0; i < blocks.length; i++) {
+      const at = (blocks[i]! - first) * BLOCK_SIZE;
+      data.set(all.subarray(at, at + BLOCK_SIZE), i * BLOCK_SIZE);
+    }
+    return data;
+  }
+  const reads: Promise<Uint8Array>[] = [];
   for (let i = 0; i < blocks.length;) {
     let j = i + 1;
     while (j < blocks.length && blocks[j] === blocks[j - 1]! + 1) j += 1;
-    await image.readBlocks(blocks[i]!, j - i, data.subarray(i * BLOCK_SIZE, j * BLOCK_SIZE));
+    reads.push(image.readBlocks(blocks[i]!, j - i, data.subarray(i * BLOCK_SIZE, j * BLOCK_SIZE)));
     i = j;
   }
+  await Promise.all(reads);
   return data;
 }

@@ -97,6 +97,26 @@ describe('DiskImage', () => {
     expect(again.dirtyLog.pendingCount).toBe(0);
   });
 
+  it('readSpan reads a span in one go, holes as zeros; writeRunsSync writes runs, allocating and marking each block', async () => {
+    const path = join(dir, 'disk.img');
+    const image = await DiskImage.create(path, 2 * MiB);
+    images.push(image);
+    image.writeRunsSync([
+      { first: 10, data: pattern(2, 3) },
+      { first: 14, data: pattern(1, 9) },
+    ]);
+    expect([...image.allocated.toPageList()]).toEqual([10, 11, 14]);
+    expect([...image.dirtyLog.harvest()]).toEqual([10, 11, 14]);
+    const span = await image.readSpan(10, 5, new Uint8Array(5 * BLOCK_SIZE));
+    expect(span.subarray(0, 2 * BLOCK_SIZE)).toEqual(pattern(2, 3));
+    expect(span.subarray(2 * BLOCK_SIZE, 4 * BLOCK_SIZE)).toEqual(new Uint8Array(2 * BLOCK_SIZE)); // holes
+    expect(span.subarray(4 * BLOCK_SIZE)).toEqual(pattern(1, 9));
+    expect(() => image.writeRunsSync([{ first: 511, data: pattern(2, 1) }])).toThrow(
+      expect.objectContaining({ code: 'ERR_BLOCK_OUT_OF_RANGE' }),
+    );
+    expect(image.allocated.has(511)).toBe(false); // checked before anything was written
+  });
+
   it('is locked while open: a second opener is refused naming the holder, and may open it once closed', async () => {
     const path = join(dir, 'disk.img');
     const first = await DiskImage.create(path, 2 * MiB);
