@@ -7,27 +7,37 @@
  * migration that copies only allocated blocks needs — and a ledger kept block by block during a
  * migration gives the same value without reading the disk.
  */
-import type { DiskImage } from './image.ts';
+import { BLOCK_SIZE, type DiskImage } from './image.ts';
+import { readBlockList } from './read-blocks.ts';
 import { BlockDigestLedger } from './ledger.ts';
 
-/** Blocks read per positional read (allocated runs are read in chunks of at most this many). */
-const CHUNK_BLOCKS = 256;
+/** Allocated blocks read and hashed at a time (1 MiB). */
+const BATCH_BLOCKS = 256;
 
 /** The disk digest (hex) of `image`. Consistent only while nothing writes it (the VM paused, its device drained). */
 export async function digestDisk(image: DiskImage): Promise<string> {
   return (await ledgerOf(image)).digest();
 }
 
-/** A ledger holding every block of `image` (allocated blocks read; holes stay zero). Same consistency rule as digestDisk. */
+/**
+ * A ledger holding every block of `image` (allocated blocks read and hashed, BATCH_BLOCKS at a
+ * time, by readBlockList; holes stay zero). Same consistency rule as digestDisk. A
+ * shared-storage switchover hashes the image inside the downtime: reading it run by run cost
+ * seconds for a disk a guest wrote at random.
+ */
 export async function ledgerOf(image: DiskImage): Promise<BlockDigestLedger> {
   const ledger = new BlockDigestLedger(image.blockCount);
   const allocated = image.allocated;
-  for (let b = allocated.nextSet(0); b >= 0 && b < image.blockCount; b = allocated.nextSet(b)) {
-    let end = b + 1;
-    while (end < image.blockCount && end - b < CHUNK_BLOCKS && allocated.has(end)) end += 1;
-    const data = await image.readBlocks(b, end - b);
-    ledger.updateRun(b, data);
-    b = end;
+  const batch = new Uint32Array(BATCH_BLOCKS);
+  for (let b = allocated.nextSet(0); b >= 0;) {
+    let count = 0;
+    while (b >= 0 && count < BATCH_BLOCKS) {
+      batch[count++] = b;
+      b = b + 1 < image.blockCount ? allocated.nextSet(b + 1) : -1;
+    }
+    const blocks = batch.subarray(0, count);
+    const data = await readBlockList(image, blocks);
+    for (let i = 0; i < count; i++) ledger.update(blocks[i]!, data.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE));
   }
   return ledger;
 }

@@ -23,4 +23,5 @@ export { GuestBlkRing } from './guest-ring.ts';
 export { INCOMING_SUFFIX, VirtualDisk } from './virtual-disk.ts';
 export { lockImage, LOCK_SUFFIX } from './lock.ts';
 export { digestDisk, ledgerOf } from './digest.ts';
+export { readBlockList, SPAN_READ_FACTOR } from './read-blocks.ts';
 export { BlockDigestLedger, CHUNK_BLOCKS } from './ledger.ts';

@@ -11,7 +11,7 @@
  * the stop point's set, read with the VM paused and its device drained, must be exact.
  */
 import { msg, type PeerChannel } from '@livemig/shared/channel';
-import { BLOCK_SIZE, type BlockDigestLedger, type DiskImage } from '@livemig/shared/disk';
+import { BLOCK_SIZE, readBlockList, type BlockDigestLedger, type DiskImage } from '@livemig/shared/disk';
 import { MAX_DISK_BATCH_BLOCKS } from '@livemig/shared/protocol';
 import type { StorageReport } from '@livemig/shared/report';
 import { Bitmap } from '@livemig/shared/vm';
@@ -83,7 +83,7 @@ export class BlockSender {
       const cost = batch.length * BLOCK_SIZE + FRAME_OVERHEAD(batch.length);
       await bucket.take(cost);
       spent += cost;
-      const data = await readBatch(this.#c.image(), batch);
+      const data = await readBlockList(this.#c.image(), batch);
       const { blocks, bytes } = this.#keep(batch, data); // no await from here to the send
       if (blocks.length === 0) continue;
       if (!this.send(blocks, bytes)) await this.#c.channel().drained(signal);
@@ -130,37 +130,4 @@ export class BlockSender {
     kept.forEach((i, k) => bytes.set(data.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE), k * BLOCK_SIZE));
     return { blocks: Uint32Array.from(kept, (i) => batch[i]!), bytes };
   }
-}
-
-/** A batch whose span is at most this many times its block count is read in one positional read. */
-const SPAN_READ_FACTOR = 4;
-
-/**
- * Read `blocks` (ascending) into one buffer. A batch scattered over a short span (a guest that
- * wrote at random leaves runs of a block or two) is read in one positional read of the span,
- * holes and all, and the blocks picked out of it: one read instead of one per run, each costing
- * tens of microseconds of the event loop. A sparse batch reads its runs, at once.
- */
-export async function readBatch(image: DiskImage, blocks: Uint32Array): Promise<Uint8Array> {
-  const data = new Uint8Array(blocks.length * BLOCK_SIZE);
-  if (blocks.length === 0) return data;
-  const first = blocks[0]!;
-  const span = blocks[blocks.length - 1]! - first + 1;
-  if (span <= SPAN_READ_FACTOR * blocks.length) {
-    const all = await image.readSpan(first, span, new Uint8Array(span * BLOCK_SIZE));
-    for (let i = 0; i < blocks.length; i++) {
-      const at = (blocks[i]! - first) * BLOCK_SIZE;
-      data.set(all.subarray(at, at + BLOCK_SIZE), i * BLOCK_SIZE);
-    }
-    return data;
-  }
-  const reads: Promise<Uint8Array>[] = [];
-  for (let i = 0; i < blocks.length;) {
-    let j = i + 1;
-    while (j < blocks.length && blocks[j] === blocks[j - 1]! + 1) j += 1;
-    reads.push(image.readBlocks(blocks[i]!, j - i, data.subarray(i * BLOCK_SIZE, j * BLOCK_SIZE)));
-    i = j;
-  }
-  await Promise.all(reads);
-  return data;
 }

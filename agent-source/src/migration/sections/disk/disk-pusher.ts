@@ -16,11 +16,11 @@
  */
 import type { Logger } from 'pino';
 import { MsgType, type PeerChannel } from '@livemig/shared/channel';
-import type { DiskImage } from '@livemig/shared/disk';
+import { readBlockList, type DiskImage } from '@livemig/shared/disk';
 import { MAX_DISK_BATCH_BLOCKS } from '@livemig/shared/protocol';
 import type { Bitmap } from '@livemig/shared/vm';
 import type { TokenBucket } from '../../token-bucket.ts';
-import { readBatch, type BlockSender } from './block-sender.ts';
+import type { BlockSender } from './block-sender.ts';
 
 export interface DiskPusherComponents {
   image: DiskImage;
@@ -80,7 +80,7 @@ export class DiskPusher {
       if (channel.failure) throw channel.failure;
       const blocks = this.#take();
       if (blocks.length === 0) continue;
-      const data = await readBatch(this.#c.image, blocks);
+      const data = await readBlockList(this.#c.image, blocks);
       await bucket.take(data.length);
       if (!sender.send(blocks, data, 'push')) await channel.drained(signal);
       // Let DiskRequests in between batches: they must never wait for the whole push.
@@ -101,7 +101,7 @@ export class DiskPusher {
     if (last !== undefined) this.#cursor = last + 1;
     if (fresh.length === 0) return;
     const blocks = Uint32Array.from(fresh).sort();
-    const data = await readBatch(this.#c.image, blocks);
+    const data = await readBlockList(this.#c.image, blocks);
     this.#c.sender.send(blocks, data, 'fetch', request.id);
   }
 
