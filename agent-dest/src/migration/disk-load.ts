@@ -24,7 +24,7 @@
 import type { Logger } from 'pino';
 import { MigrationError } from '@livemig/shared';
 import { msg, type PeerChannel } from '@livemig/shared/channel';
-import { BLOCK_SIZE, BlockDigestLedger, digestDisk, type VirtualDisk } from '@livemig/shared/disk';
+import { BLOCK_SIZE, BlockDigestLedger, ledgerOf, type VirtualDisk } from '@livemig/shared/disk';
 import type { DiskBlocksMsg, StorageMode } from '@livemig/shared/protocol';
 import { Bitmap } from '@livemig/shared/vm';
 
@@ -123,7 +123,9 @@ export class DiskLoad {
     if (this.storage !== 'shared') return;
     const started = performance.now();
     await this.#disk.attach();
-    this.#sharedDigest = await digestDisk(this.#disk.image);
+    const ledger = await ledgerOf(this.#disk.image);
+    this.#disk.adoptLedger(ledger);
+    this.#sharedDigest = ledger.digest();
     this.#logger.info(
       { event: 'disk.shared.opened', ms: performance.now() - started, image: this.#disk.path },
       'opened the shared disk image',
@@ -167,6 +169,7 @@ export class DiskLoad {
       i = j;
     }
     this.#disk.image.writeRunsSync(runs);
+    for (const run of runs) this.#disk.written(run.first, run.data);
     if (absent) for (const run of runs) for (let k = run.from; k < run.to; k++) this.#arrived(blocks[k]!);
   }
 

@@ -138,6 +138,7 @@ export class BlkDevice {
   /** Resolves the wait of a service loop parked on a detached image. */
   #imageAttached: (() => void) | undefined;
   #hooks: BlkHooks = {};
+  #onWritten: ((first: number, data: Uint8Array) => void) | undefined;
   readonly #writeMs = new Float64Array(WRITE_LATENCY_SAMPLES);
   #writeSeq = 0;
   readonly #dirty: Int32Array;
@@ -250,6 +251,11 @@ export class BlkDevice {
       this.#imageAttached?.();
       this.#imageAttached = undefined;
     }
+  }
+
+  /** Hear every write once it is in the image (the disk's own digest ledger: VirtualDisk). */
+  onWritten(listener: (first: number, data: Uint8Array) => void): void {
+    this.#onWritten = listener;
   }
 
   /** Hook a migration into the service of requests (an empty object removes every hook). */
@@ -395,6 +401,7 @@ export class BlkDevice {
         for (let k = 0; k < req.count; k++) data.set(this.#memory.page(req.pages[k]!), k * BLOCK_SIZE);
         hooks.beforeWrite?.(req.block, req.count);
         await image.writeBlocks(req.block, data);
+        this.#onWritten?.(req.block, data);
         // The hook as it is NOW, not when the request was taken: a mirror that started while
         // this write was in flight must see it (its mark may land after the mirror's last harvest).
         const afterWrite = this.#hooks.afterWrite;

@@ -18,6 +18,7 @@ import { promises as fs } from 'node:fs';
 import { MigrationError } from '../../errors.ts';
 import type { BlkDevice } from './blk-device.ts';
 import { ALLOC_MAP_SUFFIX, BLOCK_SIZE, DiskImage } from './image.ts';
+import { BlockDigestLedger } from './ledger.ts';
 
 /** Mark beside an image an incoming migration is writing (removed once the VM runs there; see VmHost). */
 export const INCOMING_SUFFIX = '.incoming';
@@ -31,6 +32,7 @@ export class VirtualDisk {
   /** A temporary directory made for the image (removed with it), or null. */
   readonly #ownedDir: string | null;
   #keep = false;
+  #ledger: BlockDigestLedger;
 
   constructor(device: BlkDevice, path: string, ownedDir: string | null) {
     this.device = device;
@@ -38,6 +40,35 @@ export class VirtualDisk {
     this.sizeBytes = device.sizeBytes;
     this.blockCount = device.sizeBytes / BLOCK_SIZE;
     this.#ownedDir = ownedDir;
+    // A new image is all holes; from here on every write this host makes is hashed as it lands.
+    this.#ledger = new BlockDigestLedger(this.blockCount);
+    device.onWritten((first, data) => this.#ledger.updateRun(first, data));
+  }
+
+  /**
+   * The disk's contents as this host wrote them, block by block (the guest's writes through the
+   * device, a migration's writes through written()): its digest is the disk digest without
+   * reading the image — what a shared-storage switchover hands over with, the image itself being
+   * hashed only by the side that opens it.
+   */
+  get ledger(): BlockDigestLedger {
+    return this.#ledger;
+  }
+
+  /** Blocks a migration wrote into the image (not through the device). */
+  written(first: number, data: Uint8Array): void {
+    this.#ledger.updateRun(first, data);
+  }
+
+  /** The image was opened here and hashed whole (shared storage): that is its ledger from now on. */
+  adoptLedger(ledger: BlockDigestLedger): void {
+    if (ledger.blockCount !== this.blockCount) {
+      throw new MigrationError(
+        'ERR_INTERNAL',
+        `a ledger of ${ledger.blockCount} blocks for a disk of ${this.blockCount}`,
+      );
+    }
+    this.#ledger = ledger;
   }
 
   /** The image the device serves; ERR_VM_STATE while detached. */

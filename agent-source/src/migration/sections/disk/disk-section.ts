@@ -25,7 +25,7 @@
 import type { Logger } from 'pino';
 import { MigrationError } from '@livemig/shared';
 import { msg, type PeerChannel } from '@livemig/shared/channel';
-import { BlockDigestLedger, digestDisk, type VirtualDisk } from '@livemig/shared/disk';
+import { BlockDigestLedger, type VirtualDisk } from '@livemig/shared/disk';
 import type { SetupMsg, StorageMode } from '@livemig/shared/protocol';
 import type { StorageReport, SwitchoverReason, WriteLatency } from '@livemig/shared/report';
 import { Bitmap, unionSorted } from '@livemig/shared/vm';
@@ -166,9 +166,11 @@ export class DiskSection implements OutgoingSection {
     const { disk } = this.#c;
     if (this.storage === 'shared') {
       const started = performance.now();
-      this.#digest = await digestDisk(disk.image);
+      // This side's digest is the ledger its writes kept (nothing is read); the destination
+      // hashes the image it opens.
+      this.#digest = disk.ledger.digest();
       await disk.detach();
-      this.#note = `shared image: hashed and handed over in ${(performance.now() - started).toFixed(1)} ms of the downtime`;
+      this.#note = `shared image: flushed, closed and handed over in ${(performance.now() - started).toFixed(1)} ms of the downtime; the destination hashed it whole`;
       return;
     }
     if (this.storage === 'postcopy') {
