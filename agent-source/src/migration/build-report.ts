@@ -58,7 +58,7 @@ export function buildReport(
             downtimeLimitMs: params.downtimeLimitMs,
             maxRounds: params.maxRounds,
             maxBandwidthBps: params.maxBandwidthBps,
-            switchoverTimeoutMs: params.switchoverTimeoutMs,
+            switchoverTimeoutMs: ctx.switchoverTimeoutMs,
           },
         }
       : {}),

@@ -134,6 +134,18 @@ export class MigrationContext {
     return this.params.mode;
   }
 
+  /**
+   * The stop-and-copy watchdog's bound: --switchover-timeout as given; its default grows by what
+   * a section must do inside the downtime that no link speed predicts (a shared disk hashed
+   * whole by the destination as it opens it).
+   */
+  get switchoverTimeoutMs(): number {
+    const { switchoverTimeoutMs, switchoverTimeoutGiven } = this.params;
+    return switchoverTimeoutGiven
+      ? switchoverTimeoutMs
+      : switchoverTimeoutMs + (this.sections?.disk?.stopPointAllowanceMs ?? 0);
+  }
+
   /** The sections; ERR_INTERNAL before setup built them. */
   get s(): SectionSet {
     if (!this.sections) throw new MigrationError('ERR_INTERNAL', 'sections used before setup');

@@ -26,6 +26,8 @@ export interface ResolvedMigrateParams {
    * ERR_SWITCHOVER_TIMEOUT. @default defaultSwitchoverTimeoutMs(downtimeLimitMs): max(10 × downtime limit, 2 s)
    */
   switchoverTimeoutMs: number;
+  /** The caller set switchoverTimeoutMs (else it is the default, which a shared disk may extend: context.ts). */
+  switchoverTimeoutGiven?: boolean;
   /** How the VM's disk migrates (ignored without a disk). @default 'copy' */
   storage: StorageMode;
 }
@@ -66,6 +68,7 @@ export function resolveMigrateParams(mode: string | undefined, params: MigratePa
     switchoverTimeoutMs: defaultSwitchoverTimeoutMs(downtimeLimitMs),
     ...defined,
     mode: chosen,
+    switchoverTimeoutGiven: defined.switchoverTimeoutMs !== undefined,
   };
   if (!(Number.isFinite(r.downtimeLimitMs) && r.downtimeLimitMs > 0)) {
     throw invalid(`downtime-limit must be > 0 ms, got ${r.downtimeLimitMs}`);

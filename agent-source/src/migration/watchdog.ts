@@ -18,7 +18,7 @@ import { SOURCE_OWNS_VM } from './status.ts';
 
 /** Arm the watchdog for a VM paused now; returns the function that disarms it. */
 export function armSwitchoverWatchdog(ctx: MigrationContext): () => void {
-  const timeoutMs = ctx.params.switchoverTimeoutMs;
+  const timeoutMs = ctx.switchoverTimeoutMs;
   const timer = setTimeout(() => {
     if (ctx.signal.aborted || !SOURCE_OWNS_VM.includes(ctx.machine.state)) return;
     if (ctx.requests.shutdown) {

@@ -45,6 +45,8 @@ export interface DiskSectionComponents {
 }
 
 const EMPTY = new Uint32Array(0);
+/** Bytes per second a destination is allowed for hashing a shared image at the stop point (switchover timeout). */
+const SHARED_HASH_BPS = 100e6;
 const BLOCK = 4096;
 
 export class DiskSection implements OutgoingSection {
@@ -138,6 +140,15 @@ export class DiskSection implements OutgoingSection {
         'disk mirror active: guest writes now complete on both sides',
       );
     }
+  }
+
+  /**
+   * Time the stop point may need beyond the transfer the switchover rule predicts: with shared
+   * storage the destination hashes the image it opens (its allocated blocks) inside the
+   * downtime — allowed at SHARED_HASH_BPS, a pace this machine beats several times over.
+   */
+  get stopPointAllowanceMs(): number {
+    return this.storage === 'shared' ? (this.#allocatedAtStart / SHARED_HASH_BPS) * 1000 : 0;
   }
 
   /** Disk bytes this migration plans to move (the allocated blocks; none for shared storage). */
