@@ -35,7 +35,7 @@ export function armSwitchoverWatchdog(ctx: MigrationContext): () => void {
     ctx.abort.abort(
       new MigrationError(
         'ERR_SWITCHOVER_TIMEOUT',
-        `the destination did not answer Ready within ${timeoutMs} ms of the pause (switchover-timeout)` +
+        `the destination did not answer Ready within ${Math.round(timeoutMs)} ms of the pause (switchover-timeout)` +
           `${expectedNote(ctx, timeoutMs)}; the VM was resumed here`,
       ),
     );

@@ -111,7 +111,8 @@ export class VirtualDisk {
   async close(): Promise<void> {
     this.device.close();
     try {
-      await this.device.image?.close();
+      // An image that stays (shared storage) is made durable; one about to be removed is not.
+      await (this.#keep ? this.device.image?.close() : this.device.image?.discard());
     } finally {
       this.device.attachImage(null);
       if (!this.#keep) {
