@@ -7,12 +7,12 @@
  * switchover or pushed after it (post-copy). Plaintext agents, each with its own disk directory.
  */
 import { promises as fs } from 'node:fs';
-import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { KvOp } from '@livemig/shared/kv';
 import { checkOracle } from '../../cli/oracle.ts';
 import { networkSection, startProbe } from '../../cli/probe/during.ts';
 import { decodeWal } from '../../shared/src/vm/workloads/kv-wal.ts';
+import { startDelayingRelay } from '../helpers/delaying-relay.ts';
 import { diskVmSpec, migrateVm, useDiskAgents, vmOn } from '../helpers/disk-agents.ts';
 import { startAgent, vmArgs } from '../helpers/processes.ts';
 import { expectCompleted } from '../helpers/report.ts';
@@ -24,47 +24,6 @@ const MiB = 1024 * 1024;
 const BLOCK = 4096;
 /** The probe's value for a key (cli/probe/probe.ts), so the log can be checked against what it sent. */
 const probeValue = (key: number): number => (Math.imul(key, 2654435761) ^ 0x5bd1e995) >>> 0;
-
-/** A TCP relay on 127.0.0.1 that delays everything, the end of the stream included. */
-interface DelayingRelay {
-  /** "127.0.0.1:PORT", to give the source as --to. */
-  address: string;
-  close(): Promise<void>;
-}
-
-/**
- * A link with `delayMs` of latency each way: every chunk, and the end of the stream, goes on
- * `delayMs` after it came, in order. A mirrored write waits a round trip of it, far above a
- * local write's latency.
- */
-async function startDelayingRelay(target: string, delayMs: number): Promise<DelayingRelay> {
-  const [host, port] = target.split(':') as [string, string];
-  const sockets = new Set<net.Socket>();
-  const track = (socket: net.Socket): net.Socket => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-    socket.on('error', () => socket.destroy());
-    return socket;
-  };
-  const pipeDelayed = (from: net.Socket, to: net.Socket): void => {
-    from.on('data', (chunk) => void setTimeout(() => to.writable && to.write(chunk), delayMs));
-    from.on('end', () => void setTimeout(() => to.end(), delayMs));
-    from.on('close', () => void setTimeout(() => to.destroy(), delayMs));
-  };
-  const server = net.createServer((client) => {
-    const upstream = track(net.connect({ host, port: Number(port) }));
-    pipeDelayed(track(client), upstream);
-    pipeDelayed(upstream, client);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    address: `127.0.0.1:${(server.address() as net.AddressInfo).port}`,
-    close: async () => {
-      for (const socket of sockets) socket.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
-}
 
 describe('a guest writing its disk faster than the link copies it', () => {
   it('mirror converges with a short downtime at a cost in write latency; copy at the same settings does not, and says why', async () => {

@@ -9,12 +9,12 @@
  *    write of it meanwhile went first, its older copy after — both ledgers agreed on the stale
  *    bytes; now the oracle, taken at once after the mirror, holds.
  */
-import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { MsgType } from '@livemig/shared/protocol';
 import { followMigration } from '../../cli/follow-migration.ts';
 import { checkOracle } from '../../cli/oracle.ts';
 import { startCuttingRelay } from '../helpers/cutting-relay.ts';
+import { startDelayingRelay } from '../helpers/delaying-relay.ts';
 import { diskVmSpec, migrateVm, useDiskAgents } from '../helpers/disk-agents.ts';
 import { startAgent, vmArgs } from '../helpers/processes.ts';
 import { expectCompleted } from '../helpers/report.ts';
@@ -59,35 +59,6 @@ describe('a link cut during storage post-copy', () => {
   });
 });
 
-async function delayingRelay(target: string, delayMs: number): Promise<{ address: string; close(): Promise<void> }> {
-  const [host, port] = target.split(':') as [string, string];
-  const sockets = new Set<net.Socket>();
-  const track = (socket: net.Socket): net.Socket => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-    socket.on('error', () => socket.destroy());
-    return socket;
-  };
-  const pipeDelayed = (from: net.Socket, to: net.Socket): void => {
-    from.on('data', (chunk) => void setTimeout(() => to.writable && to.write(chunk), delayMs));
-    from.on('end', () => void setTimeout(() => to.end(), delayMs));
-    from.on('close', () => void setTimeout(() => to.destroy(), delayMs));
-  };
-  const server = net.createServer((client) => {
-    const upstream = track(net.connect({ host, port: Number(port) }));
-    pipeDelayed(track(client), upstream);
-    pipeDelayed(upstream, client);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    address: `127.0.0.1:${(server.address() as net.AddressInfo).port}`,
-    close: async () => {
-      for (const socket of sockets) socket.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
-}
-
 describe('mirror against a guest writing faster than the link', () => {
   it('the disk the mirror moved is the disk the guest wrote (oracle at once, before the guest writes each block again)', async () => {
     const spec = diskVmSpec('disk:wss=1MiB,rate=400,rw=0', 43, '64MiB');
@@ -97,7 +68,7 @@ describe('mirror against a guest writing faster than the link', () => {
       startAgent('agent', ['--disk-dir', dirB]),
     ]);
     const [clientA, clientB] = [await disks.connect(a), await disks.connect(b)];
-    const toB = await delayingRelay(b.listen, 15);
+    const toB = await startDelayingRelay(b.listen, 15);
     disks.defer(toB.close);
     await disks.written(clientA, 0.75 * MiB);
     const limits = { maxBandwidthBps: 1e6, maxRounds: 3, downtimeLimitMs: 100 };
