@@ -19,6 +19,7 @@ const PROTOCOL_CODES = new Set<ErrorCode>([
   'ERR_BAD_PAYLOAD',
   'ERR_TRUNCATED',
   'ERR_PAGE_OUT_OF_RANGE',
+  'ERR_BLOCK_OUT_OF_RANGE',
 ]);
 const MAX_FRAME = 64 * 1024;
 const CASES = 100_000;

@@ -455,6 +455,18 @@ describe('FrameDecoder: one negative test per rejection path', () => {
     expect(codeOf(decode(bytesOf(msg.pageRequest(1, [0xffff_ffff])), { pageCount: 8 }))).toBe('ERR_PAGE_OUT_OF_RANGE');
   });
 
+  it('ERR_BLOCK_OUT_OF_RANGE: block numbers at or past the disk Setup announced, in DiskBlocks and DiskRequest', () => {
+    const vm = { name: 'v', memoryBytes: 1 << 20, pageSize: 4096, workload: 'disk', init: 'zero', seed: 1, nic: '' };
+    const setup = bytesOf(
+      msg.setup({ migrationId: 'm', mode: 'precopy', vm, disk: { sizeBytes: 1 << 20, storage: 'copy' } }),
+    );
+    const request = bytesOf(msg.diskRequest(1, [256])); // the disk has blocks 0..255
+    expect(codeOf(decode(Buffer.concat([setup, request])))).toBe('ERR_BLOCK_OUT_OF_RANGE');
+    const blocks = bytesOf(msg.diskBlocks({ blocks: [255, 300], data: new Uint8Array(2 * 4096) }));
+    expect(codeOf(decode(Buffer.concat([setup, blocks])))).toBe('ERR_BLOCK_OUT_OF_RANGE');
+    expect(decode(Buffer.concat([setup, bytesOf(msg.diskRequest(1, [255]))]))).not.toThrow();
+  });
+
   it('ERR_TRUNCATED: the stream ends inside the header, the metadata or the payload', () => {
     const frame = Buffer.concat(encodeFrame(msg.cpuState(1, new Uint8Array(64))));
     for (const cut of [1, HEADER_BYTES - 1, HEADER_BYTES + 1, frame.length - 1]) {
