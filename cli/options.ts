@@ -104,13 +104,46 @@ export function sizeFlagOf(parse: FlagParser<number>): FlagParser<number> {
 /** A rate > 0 in bytes per second. */
 export const rateFlag = positiveQuantity('rate', 'ERR_INVALID_RATE', parseRate, asRate);
 
+/** The whole number `text` spells (digits, spaces around them), else NaN. */
+function wholeNumber(text: string): number {
+  return /^\s*\d+\s*$/.test(text) ? Number(text) : NaN;
+}
+
 export const positiveIntFlag = flag((text) => {
-  const value = /^\s*\d+\s*$/.test(text) ? Number(text) : NaN;
+  const value = wholeNumber(text);
   if (!Number.isSafeInteger(value) || value < 1) {
     throw new MigrationError('ERR_INVALID_ARGUMENT', `expected a whole number ≥ 1, got "${text}"`);
   }
   return value;
 });
+
+/**
+ * A duration in whole ms (rounded) from `minMs` to `maxMs`: ERR_INVALID_DURATION when it does not
+ * parse, ERR_INVALID_ARGUMENT outside the bounds.
+ */
+export function durationInRangeFlag(minMs: number, maxMs: number): FlagParser<number> {
+  return quantityFlag((text) => {
+    const ms = Math.round(parseDuration(text));
+    if (!(ms >= minMs && ms <= maxMs)) {
+      throw new MigrationError(
+        'ERR_INVALID_ARGUMENT',
+        `expected a duration from ${asDuration(minMs)} to ${asDuration(maxMs)}, got "${text}"`,
+      );
+    }
+    return ms;
+  }, asDuration);
+}
+
+/** A whole number from `min` to `max` (ERR_INVALID_ARGUMENT otherwise). */
+export function intInRangeFlag(min: number, max: number): FlagParser<number> {
+  return (text) => {
+    const value = wholeNumber(text);
+    if (!(Number.isSafeInteger(value) && value >= min && value <= max)) {
+      throw new MigrationError('ERR_INVALID_ARGUMENT', `expected a whole number from ${min} to ${max}, got "${text}"`);
+    }
+    return value;
+  };
+}
 
 /** One of `values` (the flag's choices). */
 export function oneOf<T extends string>(values: readonly T[]): FlagParser<T> {

@@ -22,6 +22,7 @@ export const AUDITED_COMMANDS: Readonly<Record<CommandName, boolean>> = {
   'query-vms': false,
   'query-migrate': false,
   'query-report': false,
+  'query-dirty-rate': false,
   digest: false,
   'create-vm': true,
   'destroy-vm': true,

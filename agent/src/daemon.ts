@@ -10,6 +10,8 @@
  *                       routed to its migration, Query answered (incoming-migrations.ts,
  *                       vm-query.ts)
  *   cont --force        after an unconfirmed handoff, asks the destination first (forced-cont.ts)
+ *   DirtyRateQueries    query-dirty-rate: a VM's dirty rate by page sampling, reading memory only
+ *                       (query-dirty-rate.ts)
  *   AuditLog            with `auditLog`: every state-changing command (audited-commands.ts) and
  *                       every migration record, hash-chained, signed with the agent's key when
  *                       it has one, fsynced before the reply (audit-log.ts)
@@ -56,6 +58,7 @@ import { auditedHandlers, refusalRecorder } from './audited-commands.ts';
 import { contHandler } from './forced-cont.ts';
 import { allowSourceMatcher } from './allow-source.ts';
 import { checkPlaintext } from './plaintext-policy.ts';
+import { DirtyRateQueries } from './query-dirty-rate.ts';
 import { queryMigrate } from './query-migrate.ts';
 import type { Capability } from '@livemig/shared/protocol';
 import {
@@ -173,6 +176,8 @@ export class AgentDaemon {
   readonly #incoming: IncomingMigrations;
   /** `digest` requests: hashed in a worker thread, one per VM at a time. */
   readonly #digests = new VmDigests();
+  /** `query-dirty-rate` requests: one measurement per VM at a time. */
+  readonly #dirtyRates: DirtyRateQueries;
   #control: ControlServer | undefined;
   #listener: PeerListener | undefined;
   readonly #metrics: AgentMetrics | undefined;
@@ -243,6 +248,10 @@ export class AgentDaemon {
             onReport: (report: MigrationReport) => metrics.outgoingEnded(report),
           }
         : {}),
+    });
+    this.#dirtyRates = new DirtyRateQueries({
+      host: this.host,
+      stillArriving: (vm) => this.#incoming.stillArriving(vm),
     });
     // A forced cont after an unconfirmed handoff asks the destination first (forced-cont.ts).
     this.#cont = contHandler({
@@ -438,6 +447,7 @@ export class AgentDaemon {
         return { resuming: outgoing.require(migrationId).resumeNow() };
       },
       'query-report': ({ migrationId }) => outgoing.report(migrationId),
+      'query-dirty-rate': (args) => this.#dirtyRates.query(args),
     };
   }
 
@@ -461,6 +471,7 @@ export class AgentDaemon {
     // Stop accepting first; the listener's close resolves only once every connection has ended,
     // which is after the incoming migrations below have.
     const listenerClosed = this.#listener?.close();
+    this.#dirtyRates.stop(reason);
     await Promise.all([this.#incoming.abortAll(reason), this.#outgoing.finish(reason, this.#graceMs)]);
     await listenerClosed;
     this.#metrics?.stop();

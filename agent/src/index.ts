@@ -9,3 +9,4 @@ export { auditAppendUs, recordExchangeMs, sampleRecord } from './audit-cost.ts';
 export { AgentDaemon, type AgentDaemonOptions, type AgentSecurity, type AvailabilityStatus } from './daemon.ts';
 export { AgentMetrics, type AgentMetricsComponents, type AgentMetricsOptions } from './metrics.ts';
 export { MetricsServer, type MetricsServerOptions } from './metrics-server.ts';
+export { DirtyRateQueries, type DirtyRateQueriesComponents } from './query-dirty-rate.ts';

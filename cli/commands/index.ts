@@ -14,6 +14,7 @@ import { registerMigrateCommand } from './migrate.ts';
 import { registerPkiCommand } from './pki.ts';
 import { registerPrepareIncomingCommand } from './prepare-incoming.ts';
 import { registerProbeCommand } from './probe.ts';
+import { registerQueryDirtyRateCommand } from './query-dirty-rate.ts';
 import { registerRunVmCommand } from './run-vm.ts';
 import { registerSourceCommand } from './source.ts';
 import { registerStatusCommand } from './status.ts';
@@ -26,6 +27,7 @@ export const COMMANDS: ReadonlyArray<(program: Command) => void> = [
   registerPrepareIncomingCommand,
   registerStatusCommand,
   registerEventsCommand,
+  registerQueryDirtyRateCommand,
   registerListCommand,
   registerCreateVmCommand,
   registerDestroyVmCommand,

@@ -18,6 +18,9 @@
  *   migrate-resume { migrationId? }                    → { resuming: boolean } (post-copy: reconnect now; false: already reconnected)
  *   query-report   { migrationId }                     → MigrationReport | null
  *   digest         { vm }                              → { digest, steps, status, disk? } (pauses nothing; racy while running; disk only when paused)
+ *   query-dirty-rate { vm, calcTimeMs?, samplePagesPerGiB? } → DirtyRateInfo
+ *                  (QMP calc-dirty-rate + query-dirty-rate, page-sampling: replies after the window;
+ *                   reads memory only, so it may run while the VM migrates out)
  *   destroy-vm     { vm }                              → { destroyed: true }
  * Events: MIGRATION { migrationId, status }, MIGRATION_PASS { migrationId, pass },
  *         MIGRATION_REPORT { migrationId, report }, VM_STATE { name, state }.
@@ -151,6 +154,31 @@ export interface IncomingInfo {
   } | null;
 }
 
+/**
+ * A VM's dirty rate measured by page sampling (`query-dirty-rate`; QMP `calc-dirty-rate` then
+ * `query-dirty-rate`, mode page-sampling): a sample of pages hashed, hashed again after the
+ * window, the fraction that changed scaled to all of memory. Distinct pages: a page written twice
+ * in the window counts once, so it is a lower bound of the write traffic (shared/src/vm/dirty-rate.ts).
+ */
+export interface DirtyRateInfo {
+  vm: string;
+  /** Distinct bytes dirtied per second, MB/s (10^6 bytes; QEMU's dirty-rate is MiB/s). */
+  dirtyRateMBps: number;
+  /** The standard error of dirtyRateMBps from sampling (0 when every page was sampled). */
+  standardErrorMBps: number;
+  /** Pages hashed, twice each. */
+  pagesSampled: number;
+  /** Of those, pages whose bytes changed in the window. */
+  pagesChanged: number;
+  /** The window measured between the two hash passes, ms. */
+  windowMs: number;
+  /** When the first hash pass began, ms since the epoch on the agent's clock. */
+  startedAt: number;
+  /** Guest memory size, bytes. */
+  memoryBytes: number;
+  method: 'page-sampling';
+}
+
 export interface MigrateParams {
   /** @default 300 (ms) */
   downtimeLimitMs?: number;
@@ -220,6 +248,16 @@ export interface ControlCommands {
   /** `disk`: the disk digest, for a paused VM with a disk. */
   digest: { args: { vm: string }; result: { digest: string; steps: number; state: VmState; disk?: string } };
   'destroy-vm': { args: { vm: string }; result: { destroyed: true } };
+  /**
+   * Measure `vm`'s dirty rate over `calcTimeMs` (100..60000, default 1000) from
+   * `samplePagesPerGiB` sampled pages per GiB (128..16384, default 512; at least 256 pages, at most
+   * all); answers once the window is over. ERR_INVALID_ARGUMENT outside those bounds, ERR_NOT_FOUND
+   * for an unknown VM, ERR_BUSY while another measurement of the same VM runs.
+   */
+  'query-dirty-rate': {
+    args: { vm: string; calcTimeMs?: number; samplePagesPerGiB?: number };
+    result: DirtyRateInfo;
+  };
 }
 
 export type CommandName = keyof ControlCommands;

@@ -5,7 +5,7 @@
  * unknown role, an unknown command (including inherited names such as "constructor") or the
  * `agent` role (data connections only) is refused with ERR_FORBIDDEN.
  *
- *   viewer    query-vms, query-migrate, query-report            (read only)
+ *   viewer    query-vms, query-migrate, query-report, query-dirty-rate   (read only)
  *   operator  + stop, cont (without force), migrate, migrate-cancel,
  *               migrate-start-postcopy, migrate-resume
  *   admin     + create-vm, destroy-vm, cont with force, digest
@@ -37,6 +37,7 @@ export const COMMAND_ROLES: Readonly<Record<CommandName, Requirement>> = {
   'query-vms': 'viewer',
   'query-migrate': 'viewer',
   'query-report': 'viewer',
+  'query-dirty-rate': 'viewer',
   stop: 'operator',
   cont: (args) => (isForced(args) ? 'admin' : 'operator'),
   migrate: 'operator',

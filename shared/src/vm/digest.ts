@@ -27,7 +27,11 @@ const pageHasher: IHasher = await createXXHash64();
 const combiner: IHasher = await createXXHash64();
 const ZERO_PAGE_HASH = hashPage(new Uint8Array(PAGE_SIZE));
 
-function hashPage(bytes: Uint8Array): Uint8Array {
+/**
+ * xxhash64 of one page's bytes (canonical 8-byte form): the page hash of the memory digest, also
+ * what query-dirty-rate compares (dirty-rate.ts). Synchronous; the result is a fresh array.
+ */
+export function hashPage(bytes: Uint8Array): Uint8Array {
   pageHasher.init();
   pageHasher.update(bytes);
   return pageHasher.digest('binary');

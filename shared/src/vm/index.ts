@@ -35,6 +35,26 @@ export { CPU_STATE_BYTES } from './registers.ts';
 export { DEVICE_TICK_STEPS, CONSOLE_EVERY_TICKS } from './devices.ts';
 export type { DeviceState } from './devices.ts';
 export { digestMemory, PageDigestLedger } from './digest.ts';
+export {
+  DIRTY_RATE_LIMITS,
+  MB,
+  choosePages,
+  countChanged,
+  estimateDirtyRate,
+  hashSamples,
+  measureDirtyRate,
+  rateUpperBound95,
+  resolveDirtyRateOptions,
+  samplePageCount,
+} from './dirty-rate.ts';
+export type {
+  DirtyRateComponents,
+  DirtyRateEstimate,
+  DirtyRateMeasurement,
+  DirtyRateOptions,
+  ResolvedDirtyRateOptions,
+  SampledMemory,
+} from './dirty-rate.ts';
 export { unionSorted } from './page-list.ts';
 export { ToyVm } from './toy-vm.ts';
 export type { VmStatus, VmStats, ToyVmOptions, IncomingOptions } from './toy-vm.ts';

@@ -67,6 +67,7 @@ describe('every subcommand and option: bad input is `livemig: ERR_CODE: message`
         'run-vm',
         'create-vm',
         'list',
+        'query-dirty-rate',
         'probe',
         'pki issue',
         'lab run',
