@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ControlClient } from '@livemig/shared/control';
+import { KNOWN_CAPABILITIES } from '@livemig/shared/protocol';
 import type { MigrationReport } from '@livemig/shared/report';
 import { parseVmSpec } from '@livemig/shared/vm';
 import { followMigration } from '../../cli/follow-migration.ts';
@@ -80,10 +81,45 @@ describe.each(STORAGE)('--storage %s', (storage) => {
         // The default switchover timeout (max(10 × 300 ms, 2 s)) grows by the time allowed for the
         // destination to hash the image it opens.
         expect(report.switchover?.switchoverTimeoutMs).toBeGreaterThan(3000);
+        if (mode === 'postcopy') {
+          // No pre-copy round to pre-hash in: the destination hashes the image at the stop point.
+          expect(report.storage?.note).toMatch(/the destination hashed it whole/);
+        } else {
+          // Pre-hashed while the VM ran; inside the downtime only what the guest wrote since.
+          const since = /pre-hashed it while the VM ran \(.*\) and hashed again the (\d+) blocks written since/.exec(
+            report.storage?.note ?? '',
+          );
+          expect(since, report.storage?.note).not.toBeNull();
+          expect(Number(since![1])).toBeGreaterThan(0); // the guest kept writing
+        }
       } else expect(report.storage?.wireBytes).toBeGreaterThan(0);
       const oracle = await checkOracle(dest.control, 'vm', spec);
       expect(oracle.disk?.migratedDigest).toBe(oracle.disk?.referenceDigest);
       expect(oracle.migratedDigest).toBe(oracle.referenceDigest);
     },
   );
+});
+
+describe('--storage shared against a destination without disk-prehash', () => {
+  it('falls back to hashing the image whole at the stop point, and the oracle holds', async () => {
+    const spec = parseVmSpec({
+      memory: '32MiB',
+      init: 'random',
+      workload: 'disk:wss=4MiB,rate=3000,rw=50',
+      seed: 16,
+      disk: '64MiB',
+    });
+    const shared = await tempDir();
+    const offered = Object.keys(KNOWN_CAPABILITIES).filter((c) => c !== 'disk-prehash');
+    const [source, dest] = await Promise.all([
+      startAgent('source', [...vmArgs('vm', spec), '--disk-dir', shared]),
+      startAgent('dest', ['--disk-dir', shared, '--capabilities', offered.join(',')]),
+    ]);
+    const report = await migrate(source, dest.listen, 'precopy', { storage: 'shared' });
+    expectCompleted(report);
+    expect(report.storage?.note).toMatch(/the destination hashed it whole/);
+    expect(report.verify.sections?.disk?.match).toBe(true);
+    const oracle = await checkOracle(dest.control, 'vm', spec);
+    expect(oracle.disk?.migratedDigest).toBe(oracle.disk?.referenceDigest);
+  });
 });

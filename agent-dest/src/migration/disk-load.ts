@@ -6,9 +6,14 @@
  *                 land in either order), each block hashed into this side's BlockDigestLedger
  *                 from the bytes received; a DiskBlocks with an ackId is acknowledged (DiskAck)
  *                 once written — a mirrored guest write completes on the source only then.
- *   shared        nothing arrives: at the stop point (prepare) the image the source has just
- *                 closed is opened here — taking its lock — and hashed; a discarded copy keeps
- *                 the image (it is the source's VM's again).
+ *   shared        no block arrives. With `disk-prehash`, while the VM still runs on the source,
+ *                 DiskAllocated names the blocks allocated at the source's mark and they are
+ *                 hashed here from the image file (read-only, no lock) in the background; at
+ *                 the stop point (prepare) the image the source has just closed is opened —
+ *                 taking its lock — and only the blocks written since the mark (DiskWritten)
+ *                 are hashed again. Without it (or if the pre-hash failed) the image is hashed
+ *                 whole at the stop point, inside the downtime. A discarded copy keeps the
+ *                 image (it is the source's VM's again).
  *   postcopy      DiskAbsent says which blocks are missing; the VM resumes with them absent and
  *                 the device's hooks hold a guest read of an absent block until it arrives
  *                 (DiskRequest, answered ahead of the push), while a guest write makes its
@@ -24,7 +29,15 @@
 import type { Logger } from 'pino';
 import { MigrationError } from '@livemig/shared';
 import { msg, type PeerChannel } from '@livemig/shared/channel';
-import { BLOCK_SIZE, BlockDigestLedger, ledgerOf, type VirtualDisk } from '@livemig/shared/disk';
+import {
+  BLOCK_SIZE,
+  BlockDigestLedger,
+  blockHashes,
+  hashBlocksInto,
+  ImageFileReader,
+  ledgerOf,
+  type VirtualDisk,
+} from '@livemig/shared/disk';
 import type { DiskBlocksMsg, StorageMode } from '@livemig/shared/protocol';
 import { Bitmap } from '@livemig/shared/vm';
 
@@ -36,6 +49,11 @@ export class DiskLoad {
   readonly #ledger: BlockDigestLedger;
   /** Shared storage: the digest of the opened image. */
   #sharedDigest: string | undefined;
+  /** Shared storage: the pre-hash of the image (undefined when it failed or was stopped). */
+  #prehash: Promise<BlockDigestLedger | undefined> | undefined;
+  #prehashAbort: AbortController | undefined;
+  /** Shared storage: blocks written on the source since its mark (DiskWritten). */
+  #writtenSince: Bitmap | undefined;
   /** Post-copy: blocks not present here (set = absent: the guest may not read them yet), once DiskAbsent came. */
   #absent: Bitmap | undefined;
   /**
@@ -76,14 +94,18 @@ export class DiskLoad {
       throw new MigrationError('ERR_UNEXPECTED_MESSAGE', 'DiskBlocks for a disk on shared storage');
     }
     for (let i = 0; i < blocks.length; i++) {
-      const block = blocks[i]!;
-      if (block >= this.#disk.blockCount) {
-        throw new MigrationError('ERR_BLOCK_OUT_OF_RANGE', `DiskBlocks: block ${block} of ${this.#disk.blockCount}`);
+      if (blocks[i]! >= this.#disk.blockCount) {
+        throw new MigrationError(
+          'ERR_BLOCK_OUT_OF_RANGE',
+          `DiskBlocks: block ${blocks[i]} of ${this.#disk.blockCount}`,
+        );
       }
-      this.#ledger.update(block, data.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE));
     }
+    // Hashed once: what was received (this side's digest) and the disk's live ledger share them.
+    const hashes = blockHashes(data);
+    for (let i = 0; i < blocks.length; i++) this.#ledger.setHash(blocks[i]!, hashes, i);
     this.blocksReceived += blocks.length;
-    const write = this.#write(blocks, data);
+    const write = this.#write(blocks, data, hashes);
     this.#writing = write.catch(() => undefined);
     await write;
     const unreceived = this.#unreceived;
@@ -118,22 +140,94 @@ export class DiskLoad {
     return (this.#unreceived ?? new Bitmap(this.#disk.blockCount)).bytes();
   }
 
-  /** The stop point: shared storage opens the image now (the source closed it) and hashes it. */
+  /**
+   * Shared storage, while the VM still runs on the source (DiskAllocated): hash the blocks
+   * `bitmap` names, reading the image file the source holds, in the background; then
+   * DiskPrehashed. The stop point re-hashes only what the source wrote since (DiskWritten).
+   * A failure is not fatal: it is logged, and the stop point hashes the image whole.
+   */
+  prehash(bitmap: Uint8Array): void {
+    if (this.storage !== 'shared') {
+      throw new MigrationError('ERR_UNEXPECTED_MESSAGE', `DiskAllocated for a disk migrated by ${this.storage}`);
+    }
+    const allocated = Bitmap.fromBytes(bitmap, this.#disk.blockCount);
+    const started = performance.now();
+    const ledger = new BlockDigestLedger(this.#disk.blockCount);
+    const abort = new AbortController();
+    this.#prehashAbort = abort;
+    this.#prehash = (async (): Promise<BlockDigestLedger | undefined> => {
+      let reader: ImageFileReader | undefined;
+      try {
+        reader = await ImageFileReader.open(this.#disk.path, this.#disk.blockCount);
+        await hashBlocksInto(ledger, reader, allocated, abort.signal);
+        const ms = performance.now() - started;
+        this.#logger.info({ event: 'disk.prehash.done', ms, blocks: allocated.count }, 'pre-hashed the shared image');
+        this.#channel().send(msg.diskPrehashed(ms, 'done'));
+        return ledger;
+      } catch (error) {
+        if (abort.signal.aborted) return undefined;
+        this.#logger.warn(
+          { err: error, event: 'disk.prehash.failed' },
+          'pre-hash failed: the stop point hashes the image',
+        );
+        try {
+          this.#channel().send(msg.diskPrehashed(performance.now() - started, 'failed'));
+        } catch {
+          // the channel failed: the migration fails with it
+        }
+        return undefined;
+      } finally {
+        await reader?.close().catch(() => undefined);
+      }
+    })();
+  }
+
+  /** Shared storage, at the stop point: blocks the source wrote since its mark (DiskWritten). */
+  written(blocks: Uint32Array): void {
+    if (this.storage !== 'shared') {
+      throw new MigrationError('ERR_UNEXPECTED_MESSAGE', `DiskWritten for a disk migrated by ${this.storage}`);
+    }
+    this.#writtenSince ??= new Bitmap(this.#disk.blockCount);
+    for (const block of blocks) this.#writtenSince.set(block);
+  }
+
+  /**
+   * The stop point: shared storage opens the image now (the source closed it) and takes its
+   * digest — the pre-hash plus the blocks written since, or, without a pre-hash, the image whole.
+   */
   async prepare(): Promise<void> {
     if (this.storage !== 'shared') return;
     const started = performance.now();
     await this.#disk.attach();
-    const ledger = await ledgerOf(this.#disk.image);
+    const openedMs = performance.now() - started;
+    const image = this.#disk.image;
+    const pre = this.#prehash ? await this.#prehash : undefined;
+    let ledger: BlockDigestLedger;
+    if (pre) {
+      ledger = pre;
+      await hashBlocksInto(ledger, image, this.#writtenSince ?? new Bitmap(this.#disk.blockCount));
+    } else {
+      ledger = await ledgerOf(image);
+    }
     this.#disk.adoptLedger(ledger);
     this.#sharedDigest = ledger.digest();
     this.#logger.info(
-      { event: 'disk.shared.opened', ms: performance.now() - started, image: this.#disk.path },
+      {
+        event: 'disk.shared.opened',
+        ms: performance.now() - started,
+        openedMs,
+        map: image.allocationSource, // 'scan': the map was not closed cleanly
+        prehashed: pre !== undefined,
+        rehashedBlocks: pre ? (this.#writtenSince?.count ?? 0) : image.allocated.count,
+        image: this.#disk.path,
+      },
       'opened the shared disk image',
     );
   }
 
   /** The copy here is being discarded: a shared image is the source's VM's again. */
   discarding(): void {
+    this.#prehashAbort?.abort();
     if (this.storage === 'shared') this.#disk.keepImage();
   }
 
@@ -154,7 +248,7 @@ export class DiskLoad {
    * bottleneck on a guest that wrote at random). Messages stay in order: each waits for the
    * previous one's writes, and a guest write of the same block waits for them (#overwrite).
    */
-  async #write(blocks: Uint32Array, data: Uint8Array): Promise<void> {
+  async #write(blocks: Uint32Array, data: Uint8Array, hashes: Uint8Array): Promise<void> {
     await this.#writing;
     const absent = this.#absent;
     const runs: { first: number; data: Uint8Array; from: number; to: number }[] = [];
@@ -169,7 +263,7 @@ export class DiskLoad {
       i = j;
     }
     this.#disk.image.writeRunsSync(runs);
-    for (const run of runs) this.#disk.written(run.first, run.data);
+    for (const run of runs) this.#disk.written(run.first, run.to - run.from, hashes, run.from);
     if (absent) for (const run of runs) for (let k = run.from; k < run.to; k++) this.#arrived(blocks[k]!);
   }
 

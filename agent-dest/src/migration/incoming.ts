@@ -251,12 +251,21 @@ export class IncomingMigration {
         return;
       case 'disk-blocks':
         return this.#built!.sections.disk!.apply(action.message);
+      case 'disk-prehash':
+        this.#built!.sections.disk!.prehash(action.bitmap);
+        return;
+      case 'disk-written':
+        this.#built!.sections.disk!.written(action.blocks);
+        return;
       case 'disk-absent':
         this.#built!.sections.disk!.setAbsent(action.bitmap);
         this.#diskAbsentCame = true;
         return;
       case 'ack-round':
-        // Every page of the round is in memory (frames are applied in order): say so.
+        // Every page of the round is in memory (frames are applied in order): say so — once the
+        // vCPU is up, so the source, which waits for this ack before it pauses the VM, never
+        // pauses it before this side could run it (the worker's start stays out of the downtime).
+        await this.#built!.vm.vcpuReady();
         this.#link.channel.send(msg.roundAck(action.round));
         return;
       case 'load':
@@ -268,6 +277,7 @@ export class IncomingMigration {
         const digests = sections.verify(action.digests, sections.names);
         this.#exchanged(action.digests, digests);
         vm.markAllPresent(); // a hybrid that converged: nothing is absent
+        await vm.vcpuReady(); // started in the background at Setup; a vCPU that died fails the migration here
         this.#link.channel.send(msg.ready(digests));
         logger.info({ event: 'stopcopy.verified', digests }, 'memory, CPU and devices verified; waiting for handoff');
         return;
@@ -285,6 +295,7 @@ export class IncomingMigration {
         this.#exchanged(action.digests, digests);
         const absent = Bitmap.fromBytes(action.bitmap, vm.memory.pageCount);
         paging.start(absent);
+        await vm.vcpuReady();
         this.#link.channel.send(msg.ready(digests));
         logger.info({ event: 'postcopy.ready', absent: absent.count }, 'ready to run with pages absent');
         return;
@@ -428,6 +439,9 @@ export class IncomingMigration {
         ? new DiskLoad(virtualDisk, setup.disk.storage, () => this.#link.channel, logger)
         : undefined;
     this.#built = { name, vm, prefault, paging, sections: new IncomingSections(vm, applier, disk) };
+    // The vCPU worker starts while pages arrive, and the first RoundAck waits for it; post-copy
+    // has no pre-copy round, so it waits here, before the source may pause the VM.
+    if (setup.mode === 'postcopy') await vm.vcpuReady();
     this.#link.channel.send(msg.setupDone(performance.now() - started));
     this.#event('built');
     logger.info({ event: 'setup.done', migrationId: this.#migrationId, vm: name, mode: setup.mode }, 'receiving VM');

@@ -50,6 +50,10 @@ export interface ReceiverState {
   readonly diskPostcopy: boolean;
   /** From Setup: the VM has a disk (disk messages are allowed). */
   readonly hasDisk: boolean;
+  /** From Setup: the disk is on shared storage (DiskAllocated, DiskWritten are allowed). */
+  readonly diskShared: boolean;
+  /** DiskAllocated came (it comes once). */
+  readonly prehashAsked: boolean;
   /** The source ended the migration with a Cancel (status failed): the record of that may follow. */
   readonly cancelled: boolean;
 }
@@ -62,6 +66,10 @@ export type Action =
   | { kind: 'disk-blocks'; message: DiskBlocksMsg }
   /** Storage post-copy: the blocks absent here. */
   | { kind: 'disk-absent'; bitmap: Uint8Array }
+  /** Shared storage: hash these allocated blocks of the image now, while the VM runs there. */
+  | { kind: 'disk-prehash'; bitmap: Uint8Array }
+  /** Shared storage, at the stop point: blocks written since the mark, to hash again. */
+  | { kind: 'disk-written'; blocks: Uint32Array }
   | { kind: 'ack-round'; round: number }
   | { kind: 'load'; message: CpuStateMsg | DeviceStateMsg }
   /** Pre-copy stop point: verify every section against `digests`, then Ready. */
@@ -93,6 +101,8 @@ export function initialState(options: { postcopyAllowed: boolean; recordAllowed?
     cancelled: false,
     diskPostcopy: false,
     hasDisk: false,
+    diskShared: false,
+    prehashAsked: false,
   };
 }
 
@@ -143,6 +153,7 @@ export function step(state: ReceiverState, message: Message): Step {
           mode: message.mode,
           hasDisk: message.disk !== undefined,
           diskPostcopy: message.disk?.storage === 'postcopy',
+          diskShared: message.disk?.storage === 'shared',
         }),
         { kind: 'build', setup: message },
       );
@@ -195,6 +206,13 @@ function receiving(state: ReceiverState, message: Message): Step {
     case MsgType.DiskAbsent:
       if (!state.diskPostcopy) return refuse(state, message, 'the disk does not move in post-copy');
       return { state, action: { kind: 'disk-absent', bitmap: message.bitmap } };
+    case MsgType.DiskAllocated:
+      if (!state.diskShared) return refuse(state, message, 'the disk is not on shared storage');
+      if (state.prehashAsked) return refuse(state, message, 'DiskAllocated came already');
+      return { state: { ...state, prehashAsked: true }, action: { kind: 'disk-prehash', bitmap: message.bitmap } };
+    case MsgType.DiskWritten:
+      if (!state.diskShared) return refuse(state, message, 'the disk is not on shared storage');
+      return { state, action: { kind: 'disk-written', blocks: message.blocks } };
     case MsgType.CpuState:
     case MsgType.DeviceState: {
       const section: StateSection = message.type === MsgType.CpuState ? 'cpu' : 'devices';

@@ -109,9 +109,9 @@ export class FramedPeerChannel implements PeerChannel {
     return this.#socket.stats.bytesReceived;
   }
 
-  send(message: Message): boolean {
+  send(message: Message, onWritten?: () => void): boolean {
     if (this.#failure) throw this.#failure;
-    return this.#socket.send(message);
+    return this.#socket.send(message, onWritten);
   }
 
   sendPages(batch: PagesBatch, views: readonly Uint8Array[]): boolean {

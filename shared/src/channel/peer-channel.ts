@@ -20,8 +20,12 @@ export interface PeerChannel {
   readonly peer: PeerIdentity | undefined;
   /** Round-trip time measured during the handshake (Hello → Welcome), ms. */
   readonly handshakeRttMs: number;
-  /** Queue a message; false when the write buffer is over its high-water mark (await `drained()`). */
-  send(message: Message): boolean;
+  /**
+   * Queue a message; false when the write buffer is over its high-water mark (await `drained()`).
+   * `onWritten`, if given, is called once the channel no longer holds the message's payload
+   * bytes (sent, or the channel torn down): a sender may reuse that memory from then on.
+   */
+  send(message: Message, onWritten?: () => void): boolean;
   /**
    * Queue a batch of pages; `views` are the raw pages' bytes in batch order (views of guest
    * memory, not copied). False when the caller should await `drained()` before the next batch.

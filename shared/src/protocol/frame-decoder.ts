@@ -227,18 +227,26 @@ export class FrameDecoder {
   }
 
   /**
-   * Where the next bytes of the stream should be read so that they land in place: a view of
-   * guest memory from the sink's `pageTarget`, for the rest of the current run of raw pages, when
-   * the decoder is inside a Pages payload, the sink offers one, and it is at least `minBytes`
-   * long. Otherwise undefined (read into a scratch buffer and `feed` it). After reading `n` bytes
-   * into the returned view, call `consumedInPlace(n, onMessage)` before anything else.
+   * Where the next bytes of the stream should be read so that they land in place: inside a
+   * Pages payload whose sink offers `pageTarget`, a view of guest memory for the rest of the
+   * current run of raw pages; inside a payload the decoder buffers whole (DiskBlocks' blocks,
+   * …), the rest of that buffer — so a megabyte of blocks is not read into a scratch buffer and
+   * copied again. Only when at least `minBytes` long; otherwise undefined (read into a scratch
+   * buffer and `feed` it). After reading `n` bytes into the returned view, call
+   * `consumedInPlace(n, onMessage)` before anything else.
    */
   readTarget(minBytes = 1): Uint8Array | undefined {
     this.#inPlace = undefined;
-    const sink = this.#sink;
-    if (this.#failed || this.#state !== 'payload' || this.#rawIndex === undefined || !sink?.pageTarget) {
-      return undefined;
+    if (this.#failed || this.#state !== 'payload') return undefined;
+    const buffered = this.#payload;
+    if (buffered !== undefined && !process.env.XNOINPLACE) {
+      const rest = buffered.length - this.#payloadFill;
+      if (rest < minBytes || rest === 0) return undefined;
+      this.#inPlace = buffered.subarray(this.#payloadFill);
+      return this.#inPlace;
     }
+    const sink = this.#sink;
+    if (this.#rawIndex === undefined || !sink?.pageTarget) return undefined;
     const at = this.#payloadFill;
     const raw = at >>> this.#pageShift;
     const inPage = at & (this.#pageSize - 1);

@@ -67,9 +67,9 @@ export class FrameSender {
   }
 
   /** One message; see FramedSocket.send. */
-  send(message: Message): boolean {
+  send(message: Message, onWritten?: () => void): boolean {
     this.#checkWritable();
-    return this.write(this.encode(message));
+    return this.write(this.encode(message), onWritten);
   }
 
   /** Several messages as one write; see FramedSocket.sendAll. */
@@ -106,8 +106,10 @@ export class FrameSender {
    * Write one encoded frame, unless it would pass maxWriteBufferBytes: then fail the connection
    * and throw ERR_BUFFER_OVERFLOW. Returns false at or above writeHighWaterMark. Does not check
    * that the connection is writable (the keepalive's heartbeats come through here).
+   * `onWritten` is called once the socket holds no reference to the buffers any more (they
+   * went to the kernel, or the connection was torn down), so their memory may be reused.
    */
-  write(buffers: Uint8Array[]): boolean {
+  write(buffers: Uint8Array[], onWritten?: () => void): boolean {
     const socket = this.#socket;
     const bytes = frameByteLength(buffers);
     if (socket.writableLength + bytes > this.#maxBuffered) {
@@ -118,11 +120,14 @@ export class FrameSender {
       this.#link.fail(err);
       throw err;
     }
+    // Node calls a write's callback after the chunk left its buffer, with an error if the
+    // socket was destroyed first: either way it is done with the memory.
+    const done = onWritten && ((): void => onWritten());
     if (buffers.length === 1) {
-      socket.write(buffers[0]!);
+      socket.write(buffers[0]!, done);
     } else {
       socket.cork();
-      for (const b of buffers) socket.write(b);
+      for (let i = 0; i < buffers.length; i++) socket.write(buffers[i]!, i === buffers.length - 1 ? done : undefined);
       socket.uncork();
     }
     this.#stats.bytesSent += bytes;

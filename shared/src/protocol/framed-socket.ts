@@ -209,9 +209,11 @@ export class FramedSocket extends EventEmitter<FramedSocketEvents> {
    * Send one message. Returns false when the write buffer is at or above writeHighWaterMark:
    * await `onDrain()` before sending more. Throws the connection's error once it failed, and
    * ERR_BUFFER_OVERFLOW (failing the connection) if the frame would pass maxWriteBufferBytes.
+   * `onWritten`: called once the socket is done with the message's payload bytes (they may be
+   * reused then), also when the connection is torn down first.
    */
-  send(message: Message): boolean {
-    return this.#sender.send(message);
+  send(message: Message, onWritten?: () => void): boolean {
+    return this.#sender.send(message, onWritten);
   }
 
   /**

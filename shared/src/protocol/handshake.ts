@@ -25,6 +25,8 @@ export const KNOWN_CAPABILITIES = Object.freeze({
   'setup-bitmap': 'Setup may carry a bitmap of possibly non-zero pages; the rest are zero and never sent.',
   'zero-pages': 'Pages batches may mark pages as zero (kind 1) instead of sending their bytes.',
   disk: 'The VM may have a disk (Setup.disk), migrated shared, copied, mirrored (DiskBlocks, DiskAck) or on demand (DiskAbsent, DiskRequest, DiskMissing).',
+  'disk-prehash':
+    'Shared storage: while the VM runs, the source says which blocks were allocated (DiskAllocated) and the destination hashes them (DiskPrehashed); at the stop point only the blocks written since are re-hashed (DiskWritten).',
   'signed-record':
     'At the end the source sends its signed migration record (Record) and the destination answers with its countersignature or refusal (Countersignature). Offered only by agents with a key (--pki).',
 } as const);

@@ -16,7 +16,10 @@ import {
   type DiskAbsentMsg,
   type DiskAckMsg,
   type DiskBlocksMsg,
+  type DiskAllocatedMsg,
   type DiskMissingMsg,
+  type DiskPrehashedMsg,
+  type DiskWrittenMsg,
   type DiskRequestMsg,
   type ErrorMsg,
   type HandoffMsg,
@@ -195,6 +198,15 @@ export const msg = {
   },
   diskMissing(bitmap: Uint8Array): DiskMissingMsg {
     return { type: MsgType.DiskMissing, bitmap };
+  },
+  diskAllocated(bitmap: Uint8Array): DiskAllocatedMsg {
+    return { type: MsgType.DiskAllocated, bitmap };
+  },
+  diskPrehashed(ms: number, outcome: DiskPrehashedMsg['outcome']): DiskPrehashedMsg {
+    return { type: MsgType.DiskPrehashed, ms: Math.min(0xffff_ffff, Math.max(0, Math.round(ms))), outcome };
+  },
+  diskWritten(blocks: Uint32Array | readonly number[]): DiskWrittenMsg {
+    return { type: MsgType.DiskWritten, blocks: toU32Array(blocks) };
   },
   roundAck(round: number): RoundAckMsg {
     return { type: MsgType.RoundAck, round };

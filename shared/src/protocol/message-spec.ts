@@ -17,6 +17,7 @@ import {
   STORAGE_MODES,
   type DiskBlocksMsg,
   type DiskRequestMsg,
+  type DiskWrittenMsg,
   type HelloMsg,
   type Message,
   type PageRequestMsg,
@@ -66,6 +67,8 @@ export const MAX_REGISTER_BYTES = 64 * 1024;
 export const DISK_BLOCK_BYTES = 4096;
 /** Most blocks in one DiskBlocks or DiskRequest (1 MiB of data). */
 export const MAX_DISK_BATCH_BLOCKS = 256;
+/** Most block numbers in one DiskWritten (256 KiB of metadata; more go in several). */
+export const MAX_DISK_WRITTEN_BLOCKS = 65_536;
 /** Disk sizes Setup accepts (the disk's MIN_DISK_BYTES, MAX_DISK_BYTES). */
 const MIN_SETUP_DISK_BYTES = 1024 * 1024;
 const MAX_SETUP_DISK_BYTES = 1024 ** 4;
@@ -97,11 +100,9 @@ function checkPageNumbers(pages: Uint32Array, ctx: CheckContext, what: string): 
   }
 }
 
-function checkBlockNumbers(blocks: Uint32Array, ctx: CheckContext, what: string): void {
+function checkBlockNumbers(blocks: Uint32Array, ctx: CheckContext, what: string, max = MAX_DISK_BATCH_BLOCKS): void {
   if (blocks.length === 0) reject('ERR_BAD_METADATA', `${what}: no blocks`);
-  if (blocks.length > MAX_DISK_BATCH_BLOCKS) {
-    reject('ERR_BAD_METADATA', `${what}: ${blocks.length} blocks, at most ${MAX_DISK_BATCH_BLOCKS}`);
-  }
+  if (blocks.length > max) reject('ERR_BAD_METADATA', `${what}: ${blocks.length} blocks, at most ${max}`);
   const count = ctx.blockCount;
   if (count === undefined) return;
   for (let i = 0; i < blocks.length; i++) {
@@ -368,6 +369,26 @@ export const MESSAGE_SPEC: Readonly<Record<Exclude<MsgType, MsgType.Invalid>, Me
     schema: {},
     payload: { kind: 'bytes', field: 'bitmap', optional: false, maxBytes: MAX_SETUP_DISK_BYTES / DISK_BLOCK_BYTES / 8 },
     check: (_m, ctx) => checkBlockBitmapLength('DiskMissing', ctx),
+  },
+  [MsgType.DiskAllocated]: {
+    name: 'DiskAllocated',
+    direction: 'source→dest',
+    schema: {},
+    payload: { kind: 'bytes', field: 'bitmap', optional: false, maxBytes: MAX_SETUP_DISK_BYTES / DISK_BLOCK_BYTES / 8 },
+    check: (_m, ctx) => checkBlockBitmapLength('DiskAllocated', ctx),
+  },
+  [MsgType.DiskPrehashed]: {
+    name: 'DiskPrehashed',
+    direction: 'dest→source',
+    schema: { ms: u32, outcome: { oneOf: ['done', 'failed'] } },
+    payload: NONE,
+  },
+  [MsgType.DiskWritten]: {
+    name: 'DiskWritten',
+    direction: 'source→dest',
+    schema: { blocks: 'u32array' },
+    payload: NONE,
+    check: (m, ctx) => checkBlockNumbers((m as DiskWrittenMsg).blocks, ctx, 'DiskWritten', MAX_DISK_WRITTEN_BLOCKS),
   },
 });
 

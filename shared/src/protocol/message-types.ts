@@ -44,10 +44,13 @@ export const enum MsgType {
   DiskRequest = 28,
   DiskAbsent = 29,
   DiskMissing = 30,
+  DiskAllocated = 31,
+  DiskPrehashed = 32,
+  DiskWritten = 33,
 }
 
 /** Highest assigned MsgType. */
-export const MAX_MSG_TYPE = MsgType.DiskMissing;
+export const MAX_MSG_TYPE = MsgType.DiskWritten;
 
 /** How a migration moves memory (MIGRATION_MODES is the one list of them). */
 export type MigrationMode = 'precopy' | 'postcopy' | 'hybrid';
@@ -408,6 +411,32 @@ export interface DiskMissingMsg {
   bitmap: Uint8Array;
 }
 
+/**
+ * S→D, shared storage with `disk-prehash`, while the VM still runs: the blocks allocated when
+ * the source marked its image (its dirty log cleared, then the image written back), 1 bit per
+ * block. The destination hashes those blocks of the shared image now, not in the downtime.
+ */
+export interface DiskAllocatedMsg {
+  type: MsgType.DiskAllocated;
+  bitmap: Uint8Array;
+}
+
+/** D→S, shared storage: the pre-hash DiskAllocated asked for is done, or failed (then the stop point hashes the image whole), after `ms`. */
+export interface DiskPrehashedMsg {
+  type: MsgType.DiskPrehashed;
+  ms: number;
+  outcome: 'done' | 'failed';
+}
+
+/**
+ * S→D, shared storage, at the stop point before StopCopyEnd: blocks written since the mark
+ * (one message per up to MAX_DISK_WRITTEN_BLOCKS): the destination re-hashes only these.
+ */
+export interface DiskWrittenMsg {
+  type: MsgType.DiskWritten;
+  blocks: Uint32Array;
+}
+
 export type Message =
   | HelloMsg
   | WelcomeMsg
@@ -438,7 +467,10 @@ export type Message =
   | DiskAckMsg
   | DiskRequestMsg
   | DiskAbsentMsg
-  | DiskMissingMsg;
+  | DiskMissingMsg
+  | DiskAllocatedMsg
+  | DiskPrehashedMsg
+  | DiskWrittenMsg;
 
 /** The message interface for a type number. */
 export type MessageOf<T extends Message['type']> = Extract<Message, { type: T }>;

@@ -172,6 +172,15 @@ export class ToyVm {
     return this.#vcpu.failure;
   }
 
+  /**
+   * Resolves once the vCPU worker is up (at once for a booted VM); rejects with why it died. An
+   * incoming VM's worker starts while the migration runs: the destination awaits this before it
+   * says it can run the VM.
+   */
+  vcpuReady(): Promise<void> {
+    return this.#vcpu.ready;
+  }
+
   /** The step counter, live (read from shared memory, no round trip). */
   get steps(): number {
     return this.#vcpu.steps;

@@ -40,6 +40,7 @@ import {
   ControlBlock,
   F64_BLOCKED_MS,
   FAULT_RING,
+  STATE_BOOTING,
   STATE_EXITED,
   STATE_PAUSED,
   STATE_RUNNING,
@@ -164,6 +165,10 @@ export function runVcpu(data: VcpuWorkerData): void {
     return n;
   };
 
+  // Up: the host's `ready` waits for the state to leave BOOTING (whatever it was told meanwhile,
+  // the loop below reads next).
+  Atomics.compareExchange(i32, CTL_STATE, STATE_BOOTING, STATE_PAUSED);
+  Atomics.notify(i32, CTL_STATE);
   for (;;) {
     const seq = Atomics.load(i32, CTL_SEQ);
     const cmd = Atomics.load(i32, CTL_CMD);

@@ -34,6 +34,7 @@ import {
   F64_BLOCKED_MS,
   FAULT_RING,
   NO_STOP,
+  STATE_BOOTING,
   STATE_RUNNING,
 } from './control-block.ts';
 import type { VcpuWorkerData } from './vcpu-worker.ts';
@@ -73,6 +74,7 @@ export class Vcpu {
   #exited: Promise<void>;
   #faults = 0;
   #faultsLost = 0;
+  readonly #ready: Promise<void>;
 
   private constructor(init: VcpuInit) {
     this.#ctl = new ControlBlock();
@@ -106,13 +108,31 @@ export class Vcpu {
       });
     });
     if (init.presence) void this.#watchFaults();
+    this.#ready = this.#waitUp();
+    this.#ready.catch(() => {}); // a death is also #failure and the crash listeners' to report
   }
 
   /** Starts a vCPU worker and waits until it is parked and ready (state paused). */
   static async start(init: VcpuInit): Promise<Vcpu> {
-    const vcpu = new Vcpu(init);
-    await vcpu.#waitAck(0);
+    const vcpu = Vcpu.spawn(init);
+    await vcpu.ready;
     return vcpu;
+  }
+
+  /**
+   * Starts a vCPU worker without waiting for it: `ready` says when it is parked and ready, or
+   * rejects with why it died. Loading the worker's modules takes a few hundred milliseconds;
+   * an incoming VM's build does not wait for that (the destination answers SetupDone and
+   * receives meanwhile) and waits for `ready` before it says it can run the VM. Commands given
+   * before then are not lost: they are state in the control block, which the worker reads first.
+   */
+  static spawn(init: VcpuInit): Vcpu {
+    return new Vcpu(init);
+  }
+
+  /** Resolves once the worker is parked and ready; rejects with the error that killed it first. */
+  get ready(): Promise<void> {
+    return this.#ready;
   }
 
   /** Steps executed, live (published by the worker at every batch boundary). */
@@ -239,6 +259,17 @@ export class Vcpu {
     const seq = Atomics.add(this.#ctl.i32, CTL_SEQ, 1) + 1;
     Atomics.notify(this.#ctl.i32, CTL_SEQ);
     return seq;
+  }
+
+  /** Until the worker has loaded and left STATE_BOOTING (it may be running already: see spawn). */
+  async #waitUp(): Promise<void> {
+    const i32 = this.#ctl.i32;
+    while (Atomics.load(i32, CTL_STATE) === STATE_BOOTING) {
+      if (this.#failure) throw this.#failure;
+      if (this.#exiting) throw new MigrationError('ERR_VM_STATE', 'the VM was destroyed while its vCPU was starting');
+      const wait = waitAsync(i32, CTL_STATE, STATE_BOOTING);
+      if (wait.async) await Promise.race([wait.value, this.#crashed, this.#exited]);
+    }
   }
 
   async #waitAck(seq: number): Promise<void> {

@@ -113,14 +113,16 @@ export async function buildVm(input: VmSpec, options: BuildOptions, mode: BuildM
   const dirtyLog = new DirtyLog(memory.pageCount);
   const dmaLog = spec.nic || spec.disk ? new DirtyLog(memory.pageCount) : null;
   const presence = mode.postcopy ? new PresenceMap(memory.pageCount) : null;
-  const vcpu = await Vcpu.start({
+  const vcpuInit = {
     memory: memory.layout,
     dirty: dirtyLog.buffer,
     presence: presence?.buffer ?? null,
     registers: registers.buffer,
     devices: devices.buffer,
     workload: spec.workload,
-  });
+  };
+  // An incoming VM's vCPU comes up while the migration runs (ToyVm.vcpuReady before it may run).
+  const vcpu = mode.incoming ? Vcpu.spawn(vcpuInit) : await Vcpu.start(vcpuInit);
   let nic: NicDevice | null = null;
   if (dmaLog && spec.nic) {
     const [ip = '', port] = spec.nic.split(':');

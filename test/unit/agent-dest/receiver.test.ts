@@ -55,6 +55,9 @@ const SAMPLES: Record<Exclude<MsgType, MsgType.Invalid>, Message> = {
   [MsgType.DiskRequest]: msg.diskRequest(1, [2]),
   [MsgType.DiskAbsent]: msg.diskAbsent(BITMAP),
   [MsgType.DiskMissing]: msg.diskMissing(BITMAP),
+  [MsgType.DiskAllocated]: msg.diskAllocated(BITMAP),
+  [MsgType.DiskPrehashed]: msg.diskPrehashed(5, 'done'),
+  [MsgType.DiskWritten]: msg.diskWritten([3]),
 };
 
 /** A state of each status, reached the way a migration reaches it (hybrid, both state sections loaded where relevant). */
@@ -169,6 +172,26 @@ describe('receiver step: the checks inside a state', () => {
     ).toMatchObject({ action: { kind: 'disk-blocks' } });
   });
 
+  it('shared storage: DiskAllocated once, DiskWritten any number of times, only for a disk on shared storage', () => {
+    const copied = { ...receiving(['cpu', 'devices']), hasDisk: true };
+    expect(step(copied, SAMPLES[MsgType.DiskAllocated])).toBeInstanceOf(MigrationError);
+    expect(step(copied, SAMPLES[MsgType.DiskWritten])).toBeInstanceOf(MigrationError);
+    const shared = { ...copied, diskShared: true };
+    const first = step(shared, SAMPLES[MsgType.DiskAllocated]);
+    expect(first).toMatchObject({ action: { kind: 'disk-prehash' }, state: { prehashAsked: true } });
+    expect(step((first as { state: ReceiverState }).state, SAMPLES[MsgType.DiskAllocated])).toBeInstanceOf(
+      MigrationError,
+    );
+    const written = step(shared, SAMPLES[MsgType.DiskWritten]);
+    expect(written).toMatchObject({ action: { kind: 'disk-written', blocks: new Uint32Array([3]) } });
+    expect(step((written as { state: ReceiverState }).state, SAMPLES[MsgType.DiskWritten])).toMatchObject({
+      action: { kind: 'disk-written' },
+    });
+    expect(step({ ...stateIn('ready', 'precopy'), diskShared: true }, SAMPLES[MsgType.DiskWritten])).toBeInstanceOf(
+      MigrationError,
+    ); // after StopCopyEnd: too late
+  });
+
   it('memory pre-copy with a post-copy disk switches over by PostcopyStart (no page absent, the disk fetched after)', () => {
     const precopyMemory = { ...receiving(['cpu', 'devices'], 'precopy'), hasDisk: true, diskPostcopy: true };
     expect(step(precopyMemory, SAMPLES[MsgType.PostcopyStart])).toMatchObject({
@@ -185,7 +208,11 @@ describe('receiver step: the checks inside a state', () => {
       disk: { sizeBytes: 1 << 20, storage: 'postcopy' },
     });
     expect(step(initialState({ postcopyAllowed: true }), setup)).toMatchObject({
-      state: { hasDisk: true, diskPostcopy: true },
+      state: { hasDisk: true, diskPostcopy: true, diskShared: false },
+    });
+    const onShare = { ...setup, disk: { sizeBytes: 1 << 20, storage: 'shared' as const } };
+    expect(step(initialState({ postcopyAllowed: true }), onShare)).toMatchObject({
+      state: { hasDisk: true, diskPostcopy: false, diskShared: true },
     });
     expect((step(initialState({ postcopyAllowed: false }), setup) as MigrationError).code).toBe('ERR_UNSUPPORTED');
   });

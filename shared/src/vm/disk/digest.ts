@@ -8,7 +8,8 @@
  * migration gives the same value without reading the disk.
  */
 import { BLOCK_SIZE, type DiskImage } from './image.ts';
-import { readBlockList } from './read-blocks.ts';
+import { readBlockList, SpanScratch, type BlockSource } from './read-blocks.ts';
+import type { ReadonlyBitmap } from '../bitmap.ts';
 import { BlockDigestLedger } from './ledger.ts';
 
 /** Allocated blocks read and hashed at a time (1 MiB). */
@@ -27,17 +28,34 @@ export async function digestDisk(image: DiskImage): Promise<string> {
  */
 export async function ledgerOf(image: DiskImage): Promise<BlockDigestLedger> {
   const ledger = new BlockDigestLedger(image.blockCount);
-  const allocated = image.allocated;
-  const batch = new Uint32Array(BATCH_BLOCKS);
-  for (let b = allocated.nextSet(0); b >= 0;) {
-    let count = 0;
-    while (b >= 0 && count < BATCH_BLOCKS) {
-      batch[count++] = b;
-      b = b + 1 < image.blockCount ? allocated.nextSet(b + 1) : -1;
-    }
-    const blocks = batch.subarray(0, count);
-    const data = await readBlockList(image, blocks);
-    for (let i = 0; i < count; i++) ledger.update(blocks[i]!, data.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE));
-  }
+  await hashBlocksInto(ledger, image, image.allocated);
   return ledger;
+}
+
+/**
+ * Reads the blocks set in `blocks` from `source` and records them in `ledger` (BATCH_BLOCKS at a
+ * time, by readBlockList). What ledgerOf does for an open image; a shared-storage destination
+ * does it for the image file the source still runs on (file-reader.ts) and, at the stop point,
+ * for the blocks written since.
+ */
+export async function hashBlocksInto(
+  ledger: BlockDigestLedger,
+  source: BlockSource,
+  blocks: ReadonlyBitmap,
+  signal?: AbortSignal,
+): Promise<void> {
+  const batch = new Uint32Array(BATCH_BLOCKS);
+  const scratch = new SpanScratch();
+  const end = Math.min(blocks.size, ledger.blockCount);
+  for (let b = end > 0 ? blocks.nextSet(0) : -1; b >= 0 && b < end;) {
+    if (signal?.aborted) throw signal.reason as Error;
+    let count = 0;
+    while (b >= 0 && b < end && count < BATCH_BLOCKS) {
+      batch[count++] = b;
+      b = b + 1 < end ? blocks.nextSet(b + 1) : -1;
+    }
+    const list = batch.subarray(0, count);
+    const data = await readBlockList(source, list, { scratch });
+    for (let i = 0; i < count; i++) ledger.update(list[i]!, data.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE));
+  }
 }

@@ -22,6 +22,13 @@ export type { BlkCounters, BlkDeviceComponents, BlkHooks, BlkState } from './blk
 export { GuestBlkRing } from './guest-ring.ts';
 export { INCOMING_SUFFIX, VirtualDisk } from './virtual-disk.ts';
 export { lockImage, LOCK_SUFFIX } from './lock.ts';
-export { digestDisk, ledgerOf } from './digest.ts';
-export { readBlockList, SPAN_READ_FACTOR } from './read-blocks.ts';
-export { BlockDigestLedger, CHUNK_BLOCKS } from './ledger.ts';
+export { digestDisk, hashBlocksInto, ledgerOf } from './digest.ts';
+export { ImageFileReader } from './file-reader.ts';
+export {
+  readBlockList,
+  SpanScratch,
+  SPAN_READ_FACTOR,
+  type BlockSource,
+  type ReadBlockListOptions,
+} from './read-blocks.ts';
+export { BlockDigestLedger, blockHashes, CHUNK_BLOCKS } from './ledger.ts';

@@ -50,6 +50,17 @@ function untouched(blocks: number): Uint8Array {
   return h;
 }
 
+/** The block hashes of `data` (whole blocks, concatenated): 8 bytes each, in order, for setHash. */
+export function blockHashes(data: Uint8Array): Uint8Array {
+  if (data.length % BLOCK_SIZE !== 0) {
+    throw new MigrationError('ERR_INVALID_ARGUMENT', `whole blocks of ${BLOCK_SIZE} bytes, got ${data.length} bytes`);
+  }
+  const count = data.length / BLOCK_SIZE;
+  const out = new Uint8Array(count * HASH_BYTES);
+  for (let k = 0; k < count; k++) out.set(hash(data.subarray(k * BLOCK_SIZE, (k + 1) * BLOCK_SIZE)), k * HASH_BYTES);
+  return out;
+}
+
 export class BlockDigestLedger {
   /** Blocks covered. */
   readonly blockCount: number;
@@ -76,6 +87,18 @@ export class BlockDigestLedger {
   updateRun(first: number, data: Uint8Array): void {
     const count = data.length / BLOCK_SIZE;
     for (let k = 0; k < count; k++) this.update(first + k, data.subarray(k * BLOCK_SIZE, (k + 1) * BLOCK_SIZE));
+  }
+
+  /**
+   * Records block `block` by its hash: entry `index` of `hashes` (blockHashes' output). For a
+   * side that keeps two ledgers of the same bytes (a destination: what it received, and its
+   * disk's live one), so each block is hashed once.
+   */
+  setHash(block: number, hashes: Uint8Array, index: number): void {
+    this.#hashesOf(block).set(
+      hashes.subarray(index * HASH_BYTES, (index + 1) * HASH_BYTES),
+      (block % CHUNK_BLOCKS) * HASH_BYTES,
+    );
   }
 
   /** The digest of the blocks recorded so far (hex; same definition as digestDisk). */

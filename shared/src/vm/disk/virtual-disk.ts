@@ -55,9 +55,12 @@ export class VirtualDisk {
     return this.#ledger;
   }
 
-  /** Blocks a migration wrote into the image (not through the device). */
-  written(first: number, data: Uint8Array): void {
-    this.#ledger.updateRun(first, data);
+  /**
+   * Blocks a migration wrote into the image (not through the device): `count` from `first`, by
+   * their hashes from entry `from` of `hashes` (blockHashes: the writer hashed them already).
+   */
+  written(first: number, count: number, hashes: Uint8Array, from: number): void {
+    for (let k = 0; k < count; k++) this.#ledger.setHash(first + k, hashes, from + k);
   }
 
   /** The image was opened here and hashed whole (shared storage): that is its ledger from now on. */

@@ -167,6 +167,11 @@ export const messageArbitraries: Record<string, fc.Arbitrary<Message>> = {
     .map(([id, blocks]) => msg.diskRequest(id, blocks)),
   DiskAbsent: blockBitmap.map((b) => msg.diskAbsent(b)),
   DiskMissing: blockBitmap.map((b) => msg.diskMissing(b)),
+  DiskAllocated: blockBitmap.map((b) => msg.diskAllocated(b)),
+  DiskPrehashed: fc
+    .tuple(u32, fc.constantFrom('done' as const, 'failed' as const))
+    .map(([ms, outcome]) => msg.diskPrehashed(ms, outcome)),
+  DiskWritten: fc.array(blockNumber, { minLength: 1, maxLength: 16 }).map((blocks) => msg.diskWritten(blocks)),
 };
 
 /** Any message. */

@@ -272,6 +272,32 @@ describe('FrameDecoder: PageSink', () => {
     expect(codeOf(() => decoder.consumedInPlace(10, () => {}))).toBe('ERR_INTERNAL');
   });
 
+  it('readTarget: a payload decoded whole (DiskBlocks) is read in place, in pieces, and arrives intact', () => {
+    const data = new Uint8Array(3 * 4096).map((_, i) => (i * 7) & 0xff);
+    const frame = bytesOf(msg.diskBlocks({ blocks: [4, 5, 9], data }));
+    const decoder = new FrameDecoder();
+    const out: Message[] = [];
+    const payloadAt = frame.length - data.length;
+    decoder.feed(frame.subarray(0, payloadAt + 100), (m) => out.push(m)); // header, metadata, the first bytes
+    let at = payloadAt + 100;
+    let inPlace = 0;
+    while (at < frame.length) {
+      const target = decoder.readTarget(1);
+      expect(target).toBeDefined();
+      const n = Math.min(target!.length, 5000, frame.length - at);
+      target!.set(frame.subarray(at, at + n));
+      decoder.consumedInPlace(n, (m) => out.push(m));
+      at += n;
+      inPlace += n;
+    }
+    expect(inPlace).toBe(data.length - 100);
+    expect(out).toHaveLength(1);
+    const got = out[0] as Extract<Message, { type: MsgType.DiskBlocks }>;
+    expect([...got.blocks]).toEqual([4, 5, 9]);
+    expect(Buffer.from(got.data).equals(Buffer.from(data))).toBe(true);
+    expect(decoder.readTarget(1)).toBeUndefined(); // between frames: nothing to read in place
+  });
+
   it('calls the sink in stream order with the messages around it (feed)', () => {
     const events: string[] = [];
     const sink: PageSink = {

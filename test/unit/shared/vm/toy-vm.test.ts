@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { runReference } from '../../../../shared/src/vm/oracle.ts';
 import { ToyVm } from '../../../../shared/src/vm/toy-vm.ts';
 import { parseVmSpec, type VmSpecInput } from '../../../../shared/src/vm/vm-spec.ts';
@@ -107,6 +107,28 @@ describe('ToyVm lifecycle', () => {
     incoming.importCpuState(source.exportCpuState());
     expect(incoming.steps).toBe(1000);
     expect(() => incoming.start()).not.toThrow();
+  });
+
+  it("an incoming VM is built without waiting for its vCPU worker; what it is told before the worker is up is not lost", async () => {
+    const source = await boot({ memory: '2MiB', workload: 'sweep:rate=0' });
+    await source.runSteps(500);
+    const incoming = await ToyVm.createIncoming(source.spec, { postcopy: false });
+    vms.push(incoming);
+    let up = false;
+    const ready = incoming.vcpuReady().then(() => (up = true));
+    // Straight away (the worker is still loading its modules): import the state and run.
+    expect(up).toBe(false);
+    incoming.importCpuState(source.exportCpuState());
+    incoming.start();
+    await ready;
+    // It runs once its worker is up: the step counter moves past where the import left it.
+    await vi.waitFor(() => expect(incoming.steps).toBeGreaterThan(500), { timeout: 10_000, interval: 5 });
+    await incoming.pause();
+    // Destroyed before its worker is up: the worker exits when it comes up, nothing hangs.
+    const early = await ToyVm.createIncoming(source.spec, { postcopy: false });
+    await early.destroy();
+    await early.vcpuReady().catch(() => undefined); // settles: came up and exited, or never did
+    expect(early.status).toBe('destroyed');
   });
 });
 

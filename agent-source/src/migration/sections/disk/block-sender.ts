@@ -4,18 +4,23 @@
  * the bandwidth cap and backpressured by the channel. Each batch's blocks are read from the
  * image (positional reads, one per contiguous run), then filtered by `skip` (a mirror drops a
  * block the guest wrote — and mirrored — while the read was in flight: its newer bytes went
- * ahead), fed to the digest ledger and sent.
+ * ahead) and sent. Nothing is hashed here: this side's digest is its disk's live ledger (every
+ * write this host made, hashed as it landed), the destination's that of what it received.
  *
  * A block read here may be written by the running guest at the same moment; that is fine: the
  * image marks it dirty after the write is in the file, so the next harvest sends it again. Only
  * the stop point's set, read with the VM paused and its device drained, must be exact.
  */
 import { msg, type PeerChannel } from '@livemig/shared/channel';
-import { BLOCK_SIZE, readBlockList, type BlockDigestLedger, type DiskImage } from '@livemig/shared/disk';
+import { BLOCK_SIZE, readBlockList, SpanScratch, type DiskImage } from '@livemig/shared/disk';
 import { MAX_DISK_BATCH_BLOCKS } from '@livemig/shared/protocol';
 import type { StorageReport } from '@livemig/shared/report';
 import { Bitmap } from '@livemig/shared/vm';
 import type { TokenBucket } from '../../token-bucket.ts';
+import { BufferPool } from './buffer-pool.ts';
+
+/** Payload buffers kept for reuse: what backpressure lets be in flight (4 MiB high-water mark), and some. */
+const POOLED_BUFFERS = 8;
 
 /** Frame overhead the bandwidth cap charges per batch (header + metadata), roughly. */
 const FRAME_OVERHEAD = (blocks: number): number => 32 + blocks * 4;
@@ -34,7 +39,6 @@ export interface BlockSenderComponents {
   channel: () => PeerChannel;
   image: () => DiskImage;
   bucket: TokenBucket;
-  ledger: BlockDigestLedger;
   counters: DiskCounters;
   signal: AbortSignal;
   /** Blocks not to send after all (read, then found superseded). @default none */
@@ -47,6 +51,10 @@ export class BlockSender {
   readonly #sentOnce: Bitmap;
   #blocks: Uint32Array = new Uint32Array(0);
   #cursor = 0;
+  /** sendSome reads one batch at a time: its spans share one buffer. */
+  readonly #scratch = new SpanScratch();
+  /** Payload buffers, back once the channel wrote them (a few are in flight under backpressure). */
+  readonly #pool = new BufferPool(MAX_DISK_BATCH_BLOCKS * BLOCK_SIZE, POOLED_BUFFERS);
 
   constructor(components: BlockSenderComponents, blockCount: number) {
     this.#c = components;
@@ -83,12 +91,25 @@ export class BlockSender {
       const cost = batch.length * BLOCK_SIZE + FRAME_OVERHEAD(batch.length);
       await bucket.take(cost);
       spent += cost;
-      const data = await readBlockList(this.#c.image(), batch);
+      const { data, release } = await this.readPooled(batch, this.#scratch);
       const { blocks, bytes } = this.#keep(batch, data); // no await from here to the send
+      if (bytes !== data) release(); // filtered into a buffer of its own (or nothing left)
       if (blocks.length === 0) continue;
-      if (!this.send(blocks, bytes)) await this.#c.channel().drained(signal);
+      if (!this.send(blocks, bytes, 'copy', 0, bytes === data ? release : undefined)) {
+        await this.#c.channel().drained(signal);
+      }
     }
     return this.#cursor >= this.#blocks.length;
+  }
+
+  /**
+   * Read `blocks` (at most a message's worth) into a pooled buffer; `release` gives it back —
+   * pass it to send() as its onWritten, or call it if the bytes are not sent.
+   */
+  async readPooled(blocks: Uint32Array, scratch: SpanScratch): Promise<{ data: Uint8Array; release: () => void }> {
+    const buffer = blocks.length <= MAX_DISK_BATCH_BLOCKS ? this.#pool.take() : undefined;
+    const data = await readBlockList(this.#c.image(), blocks, { scratch, ...(buffer ? { into: buffer } : {}) });
+    return { data, release: buffer ? () => this.#pool.give(buffer) : () => {} };
   }
 
   /** Send all of `blocks` (the VM is paused). */
@@ -98,17 +119,22 @@ export class BlockSender {
   }
 
   /**
-   * Put `blocks` (their bytes in `data`) on the wire — ledger, counters — as a pre-copy `copy`,
+   * Put `blocks` (their bytes in `data`) on the wire — and in the counters — as a pre-copy `copy`,
    * a post-copy `push`, or a `fetch` answering DiskRequest `requestId`. Returns the channel's
    * backpressure flag.
    */
-  send(blocks: Uint32Array, data: Uint8Array, kind: 'copy' | 'push' | 'fetch' = 'copy', requestId = 0): boolean {
-    const { counters, ledger } = this.#c;
+  send(
+    blocks: Uint32Array,
+    data: Uint8Array,
+    kind: 'copy' | 'push' | 'fetch' = 'copy',
+    requestId = 0,
+    onWritten?: () => void,
+  ): boolean {
+    const { counters } = this.#c;
     const channel = this.#c.channel();
     if (channel.failure) throw channel.failure;
     for (let i = 0; i < blocks.length; i++) {
       const block = blocks[i]!;
-      ledger.update(block, data.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE));
       if (this.#sentOnce.has(block)) counters.blocksResent += 1;
       else this.#sentOnce.set(block);
     }
@@ -116,7 +142,7 @@ export class BlockSender {
     else if (kind === 'push') counters.blocksPushed += blocks.length;
     else counters.blocksFetched += blocks.length;
     counters.wireBytes += data.length;
-    return channel.send(msg.diskBlocks({ blocks, data, requestId }));
+    return channel.send(msg.diskBlocks({ blocks, data, requestId }), onWritten);
   }
 
   /** The blocks of a batch still to send, and their bytes. */

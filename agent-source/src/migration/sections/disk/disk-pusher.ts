@@ -16,7 +16,7 @@
  */
 import type { Logger } from 'pino';
 import { MsgType, type PeerChannel } from '@livemig/shared/channel';
-import { readBlockList, type DiskImage } from '@livemig/shared/disk';
+import { readBlockList, SpanScratch, type DiskImage } from '@livemig/shared/disk';
 import { MAX_DISK_BATCH_BLOCKS } from '@livemig/shared/protocol';
 import type { Bitmap } from '@livemig/shared/vm';
 import type { TokenBucket } from '../../token-bucket.ts';
@@ -33,6 +33,8 @@ export interface DiskPusherComponents {
 export class DiskPusher {
   readonly #c: DiskPusherComponents;
   readonly #unsent: Bitmap;
+  /** pushAll reads one batch at a time (answers to DiskRequest read beside it, without one). */
+  readonly #pushScratch = new SpanScratch();
   #cursor = 0;
   #unroute: (() => void) | undefined;
   /** The first failure of an answer (a read error): fails the push. */
@@ -80,9 +82,9 @@ export class DiskPusher {
       if (channel.failure) throw channel.failure;
       const blocks = this.#take();
       if (blocks.length === 0) continue;
-      const data = await readBlockList(this.#c.image, blocks);
+      const { data, release } = await sender.readPooled(blocks, this.#pushScratch);
       await bucket.take(data.length);
-      if (!sender.send(blocks, data, 'push')) await channel.drained(signal);
+      if (!sender.send(blocks, data, 'push', 0, release)) await channel.drained(signal);
       // Let DiskRequests in between batches: they must never wait for the whole push.
       await new Promise<void>((resolve) => setImmediate(resolve));
     }

@@ -2,7 +2,7 @@
  * The disk section: the VM's virtual disk, block by block, in one of four ways (--storage):
  *
  *   shared    nothing travels: both hosts see the same image. At the stop point (the VM paused,
- *             its device drained) the image is hashed, flushed and closed — its lock dropped —
+ *             its device drained) the image is flushed and closed — its lock dropped —
  *             so the destination can open it; a failure before Handoff opens it here again
  *             (rollback), and after Handoff it is the destination's (keepImage: never removed
  *             here).
@@ -17,15 +17,16 @@
  *             lacks (every allocated one not sent), and after the handoff disk-pusher.ts sends
  *             them, on demand first.
  *
- * The digest is a BlockDigestLedger fed every block as it is sent (and every mirrored write):
- * after the last block it equals digestDisk() of the disk at the stop point, so nothing is
- * re-read in the downtime — except in `shared` mode, where nothing was sent and the image
- * itself is hashed there (the report's note says how long it took).
+ * This side's digest, in every mode, is the disk's live ledger (VirtualDisk.ledger: every write
+ * this host made, hashed as it landed): at the stop point it is digestDisk() of the disk as it
+ * stands, without reading it and without hashing what is sent. The destination's is of what it
+ * received (or, shared, of the image it opened), so a block sent stale, lost or never sent shows
+ * as a mismatch of the disk's contents, not only of the transfer.
  */
 import type { Logger } from 'pino';
 import { MigrationError } from '@livemig/shared';
 import { msg, type PeerChannel } from '@livemig/shared/channel';
-import { BlockDigestLedger, type VirtualDisk } from '@livemig/shared/disk';
+import type { VirtualDisk } from '@livemig/shared/disk';
 import type { SetupMsg, StorageMode } from '@livemig/shared/protocol';
 import type { StorageReport, SwitchoverReason, WriteLatency } from '@livemig/shared/report';
 import { Bitmap, unionSorted } from '@livemig/shared/vm';
@@ -34,6 +35,7 @@ import type { OutgoingSection } from '../section.ts';
 import { BlockSender, newDiskCounters } from './block-sender.ts';
 import { DiskPusher } from './disk-pusher.ts';
 import { DiskMirror } from './mirror.ts';
+import { SharedImage } from './shared-image.ts';
 
 export interface DiskSectionComponents {
   disk: VirtualDisk;
@@ -53,7 +55,6 @@ export class DiskSection implements OutgoingSection {
   readonly name = 'disk';
   readonly storage: StorageMode;
   readonly #c: DiskSectionComponents;
-  readonly #ledger: BlockDigestLedger;
   readonly #counters = newDiskCounters();
   readonly #sender: BlockSender;
   readonly #allocatedAtStart: number;
@@ -69,13 +70,8 @@ export class DiskSection implements OutgoingSection {
   #pusher: DiskPusher | undefined;
   #absent: Bitmap | undefined;
   #note: string | undefined;
-  /**
-   * Shared storage: a write-back (fdatasync) of the image started while the VM still runs, so the
-   * one in the downtime (closing the image) finds little left to write — a guest that wrote
-   * hundreds of megabytes lately would otherwise have them all written back inside it.
-   */
-  #flushing: Promise<void> = Promise.resolve();
-  #flushDone = true;
+  /** Shared storage: write-back and the destination's pre-hash (shared-image.ts). */
+  readonly #shared: SharedImage | undefined;
   /** Blocks the stop point sent (inside the downtime), once it ran. */
   #stopPointBlocks: number | undefined;
 
@@ -83,13 +79,11 @@ export class DiskSection implements OutgoingSection {
     this.#c = components;
     this.storage = components.storage;
     const { disk } = components;
-    this.#ledger = new BlockDigestLedger(disk.blockCount);
     this.#sender = new BlockSender(
       {
         channel: components.channel,
         image: () => disk.image,
         bucket: components.bucket,
-        ledger: this.#ledger,
         counters: this.#counters,
         signal: components.signal,
         skip: (block) => this.#mirror?.mirrored.has(block) ?? false,
@@ -97,6 +91,8 @@ export class DiskSection implements OutgoingSection {
       disk.blockCount,
     );
     this.#allocatedAtStart = disk.image.allocatedBytes;
+    this.#shared =
+      components.storage === 'shared' ? new SharedImage(disk, components.channel, components.logger) : undefined;
     this.#writeSeqAtStart = disk.device.writeSeq;
     this.#latencyBefore = latencyOf(disk.device.writeLatenciesSince(0));
   }
@@ -104,7 +100,7 @@ export class DiskSection implements OutgoingSection {
   setup(setup: SetupMsg): void {
     const { disk, storage } = this.#c;
     setup.disk = { sizeBytes: disk.sizeBytes, storage };
-    if (storage === 'shared') this.#writeBack();
+    this.#shared?.setup();
     if (storage === 'copy' || storage === 'mirror') {
       // The first harvest clears the log: every block written from now on shows in a later one.
       disk.image.dirtyLog.harvest();
@@ -126,19 +122,13 @@ export class DiskSection implements OutgoingSection {
   }
 
   async iterate(budgetBytes: number): Promise<boolean> {
-    if (this.storage === 'shared') {
-      // The round is not done until the image's write-back is: the switchover then finds it
-      // written back, and the downtime only the writes since. Checked every few ms, so a
-      // switchover request still acts at once.
-      await Promise.race([this.#flushing, new Promise((resolve) => setTimeout(resolve, 5))]);
-      return this.#flushDone;
-    }
+    if (this.#shared) return this.#shared.iterate();
     if (!this.#precopies || this.#round < 0) return true;
     return this.#sender.sendSome(budgetBytes);
   }
 
   endRound(): void {
-    if (this.storage === 'shared') this.#writeBack();
+    this.#shared?.writeBack();
     if (!this.#precopies) return;
     const { disk } = this.#c;
     const harvested = disk.image.dirtyLog.harvest();
@@ -148,7 +138,7 @@ export class DiskSection implements OutgoingSection {
       // Round 0 is done: from now on guest writes are synchronous with the destination. What was
       // written before that is in the log (marked before its write completed, so before the
       // hook could see it): harvest it once more, for the catch-up round.
-      this.#mirror = new DiskMirror(this.#c.channel(), this.#ledger, this.#counters, disk.blockCount);
+      this.#mirror = new DiskMirror(this.#c.channel(), this.#counters, disk.blockCount);
       this.#mirror.activate(disk.device);
       this.#dirty = unionSorted(this.#dirty, disk.image.dirtyLog.harvest());
       this.#c.logger.info(
@@ -193,12 +183,13 @@ export class DiskSection implements OutgoingSection {
     const { disk } = this.#c;
     if (this.storage === 'shared') {
       const started = performance.now();
-      await this.#flushing; // what the last write-back started: the close's own flush is then short
+      // The last write-back, and DiskWritten: the close's own flush is then short.
+      await this.#shared!.stopPoint();
       // This side's digest is the ledger its writes kept (nothing is read); the destination
-      // hashes the image it opens.
+      // hashes the image it opens (or only what was written since its pre-hash).
       this.#digest = disk.ledger.digest();
       await disk.detach();
-      this.#note = `shared image: flushed, closed and handed over in ${(performance.now() - started).toFixed(1)} ms of the downtime; the destination hashed it whole`;
+      this.#note = `shared image: flushed, closed and handed over in ${(performance.now() - started).toFixed(1)} ms of the downtime; ${this.#shared!.hashNote}`;
       return;
     }
     if (this.storage === 'postcopy') {
@@ -212,7 +203,7 @@ export class DiskSection implements OutgoingSection {
     this.#stopPointBlocks = final.length;
     await this.#sender.sendAll(final);
     this.#mirror?.stop();
-    this.#digest = this.#ledger.digest();
+    this.#digest = disk.ledger.digest(); // the disk as this side wrote it; the destination's is what it received
   }
 
   digest(): string | undefined {
@@ -230,7 +221,9 @@ export class DiskSection implements OutgoingSection {
     if (!pusher) throw new MigrationError('ERR_INTERNAL', 'disk push without a post-copy switchover');
     pusher.serve(channel);
     await pusher.pushAll(channel);
-    this.#digest = this.#ledger.digest();
+    // The disk as it stood at the stop point (the VM no longer writes here), against what the
+    // destination received.
+    this.#digest = this.#c.disk.ledger.digest();
     return this.#digest;
   }
 
@@ -255,6 +248,7 @@ export class DiskSection implements OutgoingSection {
   async rollback(): Promise<void> {
     this.#mirror?.stop();
     this.#pusher?.stop();
+    this.#shared?.finish();
     await this.#c.disk.attach();
   }
 
@@ -262,6 +256,7 @@ export class DiskSection implements OutgoingSection {
   finish(): void {
     this.#mirror?.stop();
     this.#pusher?.stop();
+    this.#shared?.finish();
   }
 
   /** The report's storage section; `reason` is the switchover's (a copy that did not converge says why). */
@@ -285,16 +280,6 @@ export class DiskSection implements OutgoingSection {
     const note = this.#note ?? this.#convergenceNote(reason);
     if (note) out.note = note;
     return out;
-  }
-
-  /** Start a write-back of the image unless one is running (shared storage, before the stop point). */
-  #writeBack(): void {
-    if (!this.#flushDone || !this.#c.disk.attached) return;
-    this.#flushDone = false;
-    this.#flushing = this.#c.disk.image
-      .flush()
-      .catch((error: unknown) => this.#c.logger.warn({ err: error, event: 'disk.writeback' }, 'write-back failed'))
-      .finally(() => (this.#flushDone = true));
   }
 
   #convergenceNote(reason: SwitchoverReason | undefined): string | undefined {

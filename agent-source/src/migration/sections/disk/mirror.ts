@@ -15,14 +15,13 @@
  * same channel).
  */
 import { msg, MsgType, type PeerChannel } from '@livemig/shared/channel';
-import { BLOCK_SIZE, type BlkDevice, type BlockDigestLedger } from '@livemig/shared/disk';
+import { BLOCK_SIZE, type BlkDevice } from '@livemig/shared/disk';
 import { Bitmap } from '@livemig/shared/vm';
 import type { DiskCounters } from './block-sender.ts';
 
 export class DiskMirror {
   readonly mirrored: Bitmap;
   readonly #channel: PeerChannel;
-  readonly #ledger: BlockDigestLedger;
   readonly #counters: DiskCounters;
   readonly #waiting = new Map<number, () => void>();
   #nextId = 1;
@@ -30,9 +29,8 @@ export class DiskMirror {
   #unroute: (() => void) | undefined;
   #stopped = false;
 
-  constructor(channel: PeerChannel, ledger: BlockDigestLedger, counters: DiskCounters, blockCount: number) {
+  constructor(channel: PeerChannel, counters: DiskCounters, blockCount: number) {
     this.#channel = channel;
-    this.#ledger = ledger;
     this.#counters = counters;
     this.mirrored = new Bitmap(blockCount);
   }
@@ -68,10 +66,7 @@ export class DiskMirror {
     if (this.#stopped || this.#channel.failure) return Promise.resolve();
     const count = data.length / BLOCK_SIZE;
     const blocks = Uint32Array.from({ length: count }, (_, k) => first + k);
-    for (let k = 0; k < count; k++) {
-      this.mirrored.set(first + k);
-      this.#ledger.update(first + k, data.subarray(k * BLOCK_SIZE, (k + 1) * BLOCK_SIZE));
-    }
+    for (let k = 0; k < count; k++) this.mirrored.set(first + k);
     this.#counters.blocksMirrored += count;
     this.#counters.wireBytes += data.length;
     const id = this.#nextId++;
