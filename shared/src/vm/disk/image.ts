@@ -341,18 +341,27 @@ export class DiskImage {
   }
 
   /**
-   * Closes the files without making anything durable (no fdatasync, no map written): for an
-   * image about to be removed — a VM destroyed, or the copy a source keeps after its VM left.
-   * A close() would first write back every dirty page of it (seconds for a large image written
-   * lately) for nothing, holding the lock and the process all the while. Idempotent.
+   * Closes the files without making anything durable (no fdatasync, no map written) and removes
+   * the image, its map and any `alsoRemove` paths — then, last, drops the lock: for an image
+   * whose VM is gone (destroyed, or migrated away from a copy). A close() would first write back
+   * every dirty page of it (seconds for a large image written lately) for nothing. The lock goes
+   * last because removing a large file can take a while (a filesystem mounted with `discard`
+   * trims its extents): an image of the same name made here meanwhile — a VM migrating straight
+   * back — would otherwise be created first and then lose its map, or itself, to this removal.
+   * While the lock is held, that image is refused instead (ERR_DISK_IMAGE names the holder).
+   * Idempotent.
    */
-  async discard(): Promise<void> {
+  async remove(alsoRemove: readonly string[] = []): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     await Promise.allSettled([...this.#inflight]);
     await this.#file.close().catch(() => undefined);
     await this.#map.close().catch(() => undefined);
-    await this.#unlock().catch(() => undefined);
+    try {
+      for (const path of [this.path, this.path + ALLOC_MAP_SUFFIX, ...alsoRemove]) await fs.rm(path, { force: true });
+    } finally {
+      await this.#unlock().catch(() => undefined);
+    }
   }
 
   #checkOpen(): void {

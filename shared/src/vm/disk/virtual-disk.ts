@@ -17,7 +17,7 @@
 import { promises as fs } from 'node:fs';
 import { MigrationError } from '../../errors.ts';
 import type { BlkDevice } from './blk-device.ts';
-import { ALLOC_MAP_SUFFIX, BLOCK_SIZE, DiskImage } from './image.ts';
+import { BLOCK_SIZE, DiskImage } from './image.ts';
 import { BlockDigestLedger } from './ledger.ts';
 
 /** Mark beside an image an incoming migration is writing (removed once the VM runs there; see VmHost). */
@@ -113,15 +113,19 @@ export class VirtualDisk {
   /** The VM is gone: stop the device, close the image, and remove it unless kept. */
   async close(): Promise<void> {
     this.device.close();
+    const image = this.device.image;
     try {
-      // An image that stays (shared storage) is made durable; one about to be removed is not.
-      await (this.#keep ? this.device.image?.close() : this.device.image?.discard());
+      // An image that stays (shared storage) is made durable; one that goes is removed, its lock
+      // dropped only after its files (see DiskImage.remove).
+      if (this.#keep) await image?.close();
+      else if (image) await image.remove([this.path + INCOMING_SUFFIX]);
     } finally {
       this.device.attachImage(null);
       if (!this.#keep) {
-        await fs.rm(this.path, { force: true });
-        await fs.rm(this.path + ALLOC_MAP_SUFFIX, { force: true });
-        await fs.rm(this.path + INCOMING_SUFFIX, { force: true });
+        if (!image) {
+          // Detached (another host holds it, or it never opened here): only what is ours to remove.
+          await fs.rm(this.path + INCOMING_SUFFIX, { force: true });
+        }
         if (this.#ownedDir) await fs.rm(this.#ownedDir, { recursive: true, force: true });
       }
     }

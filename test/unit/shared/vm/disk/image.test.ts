@@ -1,7 +1,7 @@
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, promises as fs, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import {
   ALLOC_MAP_SUFFIX,
   BLOCK_SIZE,
@@ -128,6 +128,40 @@ describe('DiskImage', () => {
     const second = await DiskImage.open(path);
     images.push(second);
     expect(readFileSync(path + LOCK_SUFFIX, 'utf8')).toContain(String(process.pid));
+  });
+
+  it('remove() drops the lock only after the files are gone: an image of the same name made meanwhile is refused, not robbed of its map', async () => {
+    const path = join(dir, 'disk.img');
+    const old = await DiskImage.create(path, 2 * MiB);
+    await old.writeBlocks(3, pattern(1, 1));
+    // Removing a large file can be slow (a filesystem mounted with discard): make the image's own removal slow.
+    const rm = fs.rm.bind(fs);
+    let slow!: () => void;
+    const slowed = new Promise<void>((resolve) => (slow = resolve));
+    const spy = vi.spyOn(fs, 'rm').mockImplementation(async (target, options) => {
+      if (target === path) await slowed;
+      return rm(target, options);
+    });
+    try {
+      const removing = old.remove();
+      // A VM migrating straight back makes its image here while the old one is being removed: refused.
+      await expect(DiskImage.create(path, 2 * MiB)).rejects.toMatchObject({ code: 'ERR_DISK_IMAGE' });
+      slow();
+      await removing;
+      const order = spy.mock.calls.map(([target]) => String(target));
+      expect(order.slice(-1)).toEqual([path + LOCK_SUFFIX]); // the lock last
+      expect(order).toContain(path);
+      expect(order).toContain(path + ALLOC_MAP_SUFFIX);
+    } finally {
+      spy.mockRestore();
+    }
+    const fresh = await DiskImage.create(path, 2 * MiB);
+    await fresh.writeBlocks(7, pattern(1, 2));
+    await fresh.close();
+    const reopened = await DiskImage.open(path);
+    images.push(reopened);
+    expect(reopened.allocationSource).toBe('map'); // its map survived: no crash-recovery scan
+    expect([...reopened.allocated.toPageList()]).toEqual([7]);
   });
 
   it('rebuilds the map by scanning when the image was not closed (crash) or the map is missing', async () => {
