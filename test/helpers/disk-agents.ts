@@ -100,13 +100,13 @@ export function useDiskAgents() {
     },
 
     /** Wait until the guest has written `bytes` of its disk (its allocated bytes). */
-    async written(client: ControlClient, bytes: number): Promise<VmInfo> {
+    async written(client: ControlClient, bytes: number, timeoutMs = 30_000): Promise<VmInfo> {
       return waitUntil(
         async () => {
           const vm = await vmOn(client);
           return (vm?.disk?.allocatedBytes ?? 0) >= bytes && vm;
         },
-        { what: `the guest has written ${bytes} bytes of its disk` },
+        { what: `the guest has written ${bytes} bytes of its disk`, timeoutMs },
       );
     },
   };
