@@ -26,7 +26,7 @@
  * several minutes more).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -483,11 +483,36 @@ const section: BenchSection = {
         '(the fill plus new blocks written since).',
       `This machine is shared (2 vCPUs, both agents and the relay on it): 1-minute load average ${load0.toFixed(1)} at the start of this section, ` +
         `${loadavg()[0]!.toFixed(1)} at its end.`,
+      ...pageCacheNote(),
     );
     if (refused.length) notes.push(`Lab links refused by the shaping check and measured again: ${refused.join('; ')}.`);
     return { rows, notes };
   },
 };
+
+/**
+ * Whether the kernel evicts idle page cache on its own (DAMON's paddr `pageout` scheme, as this
+ * machine runs): then an image not touched for a while is read back from the virtual disk — by a
+ * copy's source, or a shared destination's hash — while the bulk copy reads nothing.
+ */
+function pageCacheNote(): string[] {
+  const kdamond = '/sys/kernel/mm/damon/admin/kdamonds/0';
+  const read = (path: string): string | undefined => {
+    try {
+      return readFileSync(join(kdamond, path), 'utf8').trim();
+    } catch {
+      return undefined;
+    }
+  };
+  if (read('state') !== 'on' || read('contexts/0/schemes/0/action') !== 'pageout') return [];
+  const minAge = read('contexts/0/schemes/0/access_pattern/age/min');
+  const aggrUs = Number(read('contexts/0/monitoring_attrs/intervals/aggr_us'));
+  const idle = minAge && aggrUs > 0 ? ` (pages idle ≥ ${((Number(minAge) * aggrUs) / 1e6).toFixed(0)} s)` : '';
+  return [
+    `The kernel reclaims idle page cache here by itself (DAMON pageout${idle}): a disk image idle for a while is read back ` +
+      'from the virtual disk — by a copy’s source, or by a shared destination hashing it — where the bulk copy reads nothing.',
+  ];
+}
 
 /** Whether each goal was met, in words, with the figures. */
 function goalNotes(measured: Measured[], rows: BenchRow[]): string[] {
