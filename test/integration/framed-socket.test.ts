@@ -456,7 +456,11 @@ describe('FramedSocket over loopback', () => {
   });
 
   it('onWritten: called once the socket is done with a payload — after the write, or when the connection is torn down first', async () => {
-    const opts = { writeHighWaterMark: 64 * 1024, maxFrameBytes: 2 * 1024 * 1024, maxWriteBufferBytes: 64 * 1024 * 1024 };
+    const opts = {
+      writeHighWaterMark: 64 * 1024,
+      maxFrameBytes: 2 * 1024 * 1024,
+      maxWriteBufferBytes: 64 * 1024 * 1024,
+    };
     const { port, accepted } = await server(opts);
     const c = await client(port, opts);
     const s = await accepted();

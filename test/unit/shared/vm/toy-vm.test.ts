@@ -109,7 +109,7 @@ describe('ToyVm lifecycle', () => {
     expect(() => incoming.start()).not.toThrow();
   });
 
-  it("an incoming VM is built without waiting for its vCPU worker; what it is told before the worker is up is not lost", async () => {
+  it('an incoming VM is built without waiting for its vCPU worker; what it is told before the worker is up is not lost', async () => {
     const source = await boot({ memory: '2MiB', workload: 'sweep:rate=0' });
     await source.runSteps(500);
     const incoming = await ToyVm.createIncoming(source.spec, { postcopy: false });
