@@ -35,6 +35,9 @@ export class SharedImage {
   #askedPrehash = false;
   #prehashed: { ms: number; outcome: 'done' | 'failed' } | undefined;
   #answer: () => void = () => {};
+  /** When a round stops waiting for DiskPrehashed (set when DiskAllocated goes). */
+  #answerDeadline = Number.POSITIVE_INFINITY;
+  #gaveUp = false;
   /** Resolves when DiskPrehashed came. */
   readonly #answered = new Promise<void>((resolve) => (this.#answer = resolve));
   #unroute: (() => void) | undefined;
@@ -69,7 +72,15 @@ export class SharedImage {
     if (this.#marked && !this.#askedPrehash) this.#askPrehash(this.#marked);
     if (!this.#askedPrehash || this.#prehashed !== undefined) return true;
     await Promise.race([this.#answered, tick()]);
-    return this.#prehashed !== undefined;
+    if (this.#prehashed !== undefined) return true;
+    if (performance.now() > this.#answerDeadline) {
+      // A destination that does not answer does not hold the VM here for ever: switch over; it
+      // finishes its pre-hash inside the downtime (bounded by the switchover timeout).
+      this.#logger.warn({ event: 'disk.prehash.late' }, 'the destination has not pre-hashed the shared image in time');
+      this.#answerDeadline = Number.POSITIVE_INFINITY;
+      this.#gaveUp = true;
+    }
+    return this.#gaveUp;
   }
 
   /** Start a write-back of the image unless one is running. */
@@ -125,6 +136,8 @@ export class SharedImage {
       );
     });
     this.#askedPrehash = true;
+    // Reading the allocated blocks at 20 MB/s — a cold read on a slow share — and 30 s to spare.
+    this.#answerDeadline = performance.now() + 30_000 + (this.#disk.image.allocatedBytes * 1000) / 20e6;
     this.#marked = undefined;
     channel.send(msg.diskAllocated(bitmap));
   }
