@@ -1,0 +1,81 @@
+/**
+ * The prediction model's inputs and outputs (issue 16): what a migration will cost, per
+ * technique, from what was measured before it ran — the VM's dirty-rate curve and the link's
+ * bandwidth and RTT. Pure data; the model is in model.ts, the choice in choose.ts. Times ms,
+ * sizes bytes, rates bytes per second.
+ */
+
+/** The techniques the model predicts (the engine's modes). */
+export type Technique = 'precopy' | 'postcopy' | 'hybrid';
+export const TECHNIQUES: readonly Technique[] = ['precopy', 'postcopy', 'hybrid'];
+
+/** What `--mode auto` optimises. */
+export type Objective = 'downtime' | 'total-time' | 'bytes';
+export const OBJECTIVES: readonly Objective[] = ['downtime', 'total-time', 'bytes'];
+
+/**
+ * How the guest dirties memory: W(t) = wss × (1 − e^(−rate·t/wss)) distinct bytes dirtied in a
+ * window of t seconds — uniform random writes over a working set of `wssBytes` at `rateBps`
+ * (the coupon collector's curve); `wssBytes` null: no bound seen (W(t) = rate·t, up to memory).
+ */
+export interface DirtyCurve {
+  /** Distinct bytes dirtied per second at the start of a window (the curve's slope at 0). */
+  rateBps: number;
+  /** The working set the curve saturates at; null when the measurement saw no bound. */
+  wssBytes: number | null;
+}
+
+/** The link as measured (or given). */
+export interface LinkEstimate {
+  /** Payload bytes per second the migration stream moves (the link, or the engine if slower). */
+  bandwidthBps: number;
+  rttMs: number;
+  /** Where the figures came from, for the report (e.g. "round 0 so far", "idle calibration", "--link-bandwidth"). */
+  source: string;
+}
+
+export interface ModelInputs {
+  memoryBytes: number;
+  pageSize: number;
+  /** Fraction of pages that are all zero (sent as a few bytes each). @default 0 */
+  zeroFraction?: number;
+  dirty: DirtyCurve;
+  link: LinkEstimate;
+  /** The engine's limits in force (the migrate params). */
+  downtimeLimitMs: number;
+  maxRounds: number;
+  /** Hybrid: pre-copy rounds before the switch to post-copy. */
+  postcopyAfterRounds: number;
+  /**
+   * Fixed costs measured on this host and link (an idle migration's setup and downtime), or the
+   * model's defaults: setup (handshake → first page), and the switchover's own cost (pause,
+   * CPU and devices, digests, resume) on top of the pages still to send.
+   */
+  overheads?: { setupMs: number; switchoverMs: number };
+}
+
+/** The model's answer for one technique. */
+export interface Prediction {
+  technique: Technique;
+  /** Pre-copy rounds (round 0 counts); hybrid: before the switch; post-copy: 0. */
+  rounds: number;
+  totalMs: number;
+  downtimeMs: number;
+  /** Bytes on the wire (page payload and per-page headers). */
+  wireBytes: number;
+  /** Pre-copy: the rule that ends the rounds (converged, max-rounds, not-shrinking); else 'postcopy'. */
+  switchover: 'converged' | 'nothing-dirty' | 'max-rounds' | 'not-shrinking' | 'postcopy';
+  /** Post-copy and hybrid: bytes the guest is expected to fault on after the switch (its working set still absent). */
+  faultBytes?: number;
+}
+
+/** A technique chosen for an objective, and why (for `--mode auto` and the report). */
+export interface Choice {
+  objective: Objective;
+  technique: Technique;
+  /** Hybrid: the rounds before the switch. */
+  postcopyAfterRounds?: number;
+  /** One sentence a person reads in the report. */
+  why: string;
+  predictions: Prediction[];
+}
