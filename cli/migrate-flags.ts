@@ -10,7 +10,17 @@ import {
   SWITCHOVER_TIMEOUT_FACTOR,
 } from '@livemig/agent-source';
 import type { StorageMode } from '@livemig/shared/protocol';
-import { durationFlag, MODES, modeFlag, positiveIntFlag, rateFlag, STORAGE, storageFlag } from './options.ts';
+import { OBJECTIVES } from '@livemig/shared/predict';
+import {
+  durationFlag,
+  MODES,
+  modeFlag,
+  objectiveFlag,
+  positiveIntFlag,
+  rateFlag,
+  STORAGE,
+  storageFlag,
+} from './options.ts';
 
 /** What each storage mode does, one line each for --help (a Record: a new mode must be described). */
 const STORAGE_MODE_HELP: Record<StorageMode, string> = {
@@ -43,7 +53,23 @@ export function addStorageOption(command: Command): Command {
 
 export function addMigrationKnobs(command: Command): Command {
   command
-    .option('--mode <mode>', `${MODES.join(' | ')} (hybrid: pre-copy rounds, then post-copy)`, modeFlag, 'precopy')
+    .option(
+      '--mode <mode>',
+      `${MODES.join(' | ')} (hybrid: pre-copy rounds, then post-copy; auto: the technique the prediction ` +
+        'model picks for --objective, decided in round 0 from what it measured, reason in the report)',
+      modeFlag,
+      'precopy',
+    )
+    .option(
+      '--objective <what>',
+      `--mode auto: what to optimise, ${OBJECTIVES.join(' | ')} (default downtime)`,
+      objectiveFlag,
+    )
+    .option(
+      '--max-downtime <duration>',
+      '--mode auto: only techniques predicted to stay under this downtime compete',
+      durationFlag,
+    )
     .option('--postcopy-after <n>', 'hybrid: switch to post-copy after this many pre-copy rounds', positiveIntFlag)
     .option(
       '--downtime-limit <duration>',

@@ -14,6 +14,7 @@ import {
   type MigrationMode,
   type StorageMode,
 } from '@livemig/shared/protocol';
+import { OBJECTIVES, type Objective } from '@livemig/shared/predict';
 import {
   formatHostPort,
   LOG_LEVELS,
@@ -158,8 +159,9 @@ export function oneOf<T extends string>(values: readonly T[]): FlagParser<T> {
 export const logLevelFlag = oneOf(LOG_LEVELS);
 
 /** The migration modes, from the one list of them (the protocol's). */
-export const MODES = MIGRATION_MODES;
-export type ModeName = MigrationMode;
+/** The engine's modes, and auto: the prediction model picks one of them (--objective). */
+export const MODES: readonly ModeName[] = [...MIGRATION_MODES, 'auto'];
+export type ModeName = MigrationMode | 'auto';
 
 export const modeFlag = oneOf(MODES);
 
@@ -167,6 +169,9 @@ export const modeFlag = oneOf(MODES);
 export const STORAGE = STORAGE_MODES;
 
 export const storageFlag = oneOf(STORAGE);
+
+/** What --mode auto optimises. */
+export const objectiveFlag = oneOf(OBJECTIVES);
 
 /** HOST:PORT, canonical ("[::1]:7070" for IPv6). */
 export const hostPortFlag = flag((text) => formatHostPort(parseHostPort(text)));
@@ -233,6 +238,9 @@ export interface MigrateFlags {
   switchoverTimeout?: number;
   /** How a VM's disk migrates (the engine's default, copy, when absent). */
   storage?: StorageMode;
+  /** --mode auto: what to optimise, and the downtime ceiling. */
+  objective?: Objective;
+  maxDowntime?: number;
 }
 
 /** The control API's migrate params from those flags. */
@@ -245,5 +253,7 @@ export function migrateParams(flags: MigrateFlags): MigrateParams {
     ...(flags.recoveryTimeout === undefined ? {} : { recoveryTimeoutMs: flags.recoveryTimeout }),
     ...(flags.switchoverTimeout === undefined ? {} : { switchoverTimeoutMs: flags.switchoverTimeout }),
     ...(flags.storage === undefined ? {} : { storage: flags.storage }),
+    ...(flags.objective === undefined ? {} : { objective: flags.objective }),
+    ...(flags.maxDowntime === undefined ? {} : { maxDowntimeMs: flags.maxDowntime }),
   };
 }

@@ -47,7 +47,7 @@ export interface LabMigration {
 export interface LabMigrationOptions {
   profile: LinkProfile;
   spec: VmSpec;
-  mode?: MigrationMode;
+  mode?: MigrationMode | 'auto';
   params?: MigrateParams;
   /** Called with every agent process as it starts (tests track them for cleanup). */
   onSpawn?: StartAgentOptions['onSpawn'];

@@ -6,6 +6,7 @@
  */
 import type { MigrationError } from '@livemig/shared';
 import { REPORT_SCHEMA, type MigrationReport, type Verification } from '@livemig/shared/report';
+import { fitDirtyCurve } from '@livemig/shared/predict';
 import { pageCounts } from './build-record.ts';
 import type { MigrationContext, SideDigests } from './context.ts';
 
@@ -20,7 +21,7 @@ export function buildReport(
     schema: REPORT_SCHEMA,
     migrationId: ctx.id,
     agents: { source: ctx.agentName, dest: ctx.destAgentName },
-    mode: params.mode,
+    mode: ctx.mode,
     outcome,
     error: error ? error.toJSON() : null,
     vm: {
@@ -63,10 +64,26 @@ export function buildReport(
         }
       : {}),
     ...(ctx.postcopy ? { postcopy: ctx.postcopy } : {}),
+    ...dirtyRateReport(ctx),
+    ...(ctx.auto ? { auto: ctx.auto } : {}),
     ...(ctx.sections?.disk ? { storage: ctx.sections.disk.report(ctx.switchover?.reason) } : {}),
     ...nicReport(ctx),
     vmRunsOn: outcome === 'completed' ? 'destination' : ctx.vmRunsOnIfFailed,
     ...(ctx.record ? { record: ctx.record } : {}),
+  };
+}
+
+/** The dirty rate measured as the migration started, with the curve fitted to it, or why there is none. */
+function dirtyRateReport(ctx: MigrationContext): Pick<MigrationReport, 'dirtyRate'> {
+  const start = ctx.startDirtyRate;
+  if (!start) return {};
+  const m = start.measurement;
+  return {
+    dirtyRate: {
+      measurement: m,
+      curve: m ? fitDirtyCurve(m) : null,
+      ...(start.note === undefined ? {} : { note: start.note }),
+    },
   };
 }
 

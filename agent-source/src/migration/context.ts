@@ -4,6 +4,8 @@
  * sections, the figures, and the outcome as it becomes known. Phases (phases/*.ts) are
  * functions over this context; the driver (outgoing.ts) owns its lifetime.
  */
+import type { StartDirtyRate } from './start-dirty-rate.ts';
+import type { AutoReport } from '@livemig/shared/report';
 import type { Logger } from 'pino';
 import { MigrationError, StateMachine } from '@livemig/shared';
 import type { ControlEvents, EventName } from '@livemig/shared/control';
@@ -106,6 +108,14 @@ export class MigrationContext {
   readonly stepsAtStart: { steps: number; at: number };
   /** Set while recovery waits between attempts: cuts the wait short (migrate-resume). */
   retryNow: (() => void) | undefined;
+  /** The dirty-rate measurement taken as the migration starts (start-dirty-rate.ts). */
+  startDirtyRate: StartDirtyRate | undefined;
+  /** Setup → SetupDone, ms: an upper bound of the data connection's RTT, known before round 0. */
+  setupRoundTripMs: number | undefined;
+  /** --mode auto: what it chose and why, once decided (auto.ts). */
+  auto: AutoReport | undefined;
+  /** The mode in force: the params' until --mode auto chooses (chooseMode). */
+  #mode: ResolvedMigrateParams['mode'];
 
   constructor(components: OutgoingComponents, options: OutgoingOptions) {
     this.id = options.migrationId;
@@ -124,6 +134,7 @@ export class MigrationContext {
     this.bucket = new TokenBucket({ rateBps: options.params.maxBandwidthBps });
     this.channels = new ChannelSet(components.connect, this.abort.signal, this.id);
     this.stepsAtStart = { steps: this.vm.steps, at: performance.now() };
+    this.#mode = options.params.mode;
   }
 
   get signal(): AbortSignal {
@@ -131,7 +142,16 @@ export class MigrationContext {
   }
 
   get mode(): ResolvedMigrateParams['mode'] {
-    return this.params.mode;
+    return this.#mode;
+  }
+
+  /**
+   * --mode auto chose pre-copy: from now on a switchover rule that gives up stops and copies
+   * instead of switching to post-copy. The destination was set up for hybrid, which includes
+   * a pre-copy switchover.
+   */
+  chooseMode(mode: 'precopy'): void {
+    this.#mode = mode;
   }
 
   /**
@@ -154,6 +174,7 @@ export class MigrationContext {
 
   /** Pause the vCPU: the downtime starts, and the switchover watchdog with it. */
   async pause(): Promise<void> {
+    this.startDirtyRate?.cancel('the VM paused for the switchover');
     await this.vm.pause();
     this.pausedAt = performance.now();
     this.#disarmWatchdog = armSwitchoverWatchdog(this);

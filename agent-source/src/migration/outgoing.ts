@@ -31,6 +31,7 @@ import { recordPhase, sourceOnlyRecord } from './phases/record.ts';
 import { rollbackPhase } from './phases/rollback.ts';
 import { setupPhase } from './phases/setup.ts';
 import { stopCopyPhase } from './phases/stop-copy.ts';
+import { startDirtyRate } from './start-dirty-rate.ts';
 import { SOURCE_OWNS_VM, type SourceStatus } from './status.ts';
 
 export type { OutgoingComponents, OutgoingOptions } from './context.ts';
@@ -121,6 +122,7 @@ export class OutgoingMigration {
   async run(): Promise<MigrationReport> {
     const ctx = this.#ctx;
     ctx.setVmState('migrating-out');
+    ctx.startDirtyRate = startDirtyRate(ctx.vm.memory);
     let error: MigrationError | undefined;
     try {
       await setupPhase(ctx);
@@ -157,6 +159,8 @@ export class OutgoingMigration {
     } catch (keepError) {
       ctx.logger.error({ event: 'record.unkept', err: keepError }, 'the migration record could not be kept');
     }
+    ctx.startDirtyRate.cancel('the migration ended');
+    await ctx.startDirtyRate.done;
     this.#report = buildReport(ctx, outcome, error);
     ctx.emit('MIGRATION_REPORT', { migrationId: this.id, report: this.#report });
     return this.#report;

@@ -6,6 +6,7 @@
  */
 import { MigrationError } from '@livemig/shared';
 import type { MigrateParams } from '@livemig/shared/control';
+import { OBJECTIVES, type Objective } from '@livemig/shared/predict';
 import { MIGRATION_MODES, STORAGE_MODES, type MigrationMode, type StorageMode } from '@livemig/shared/protocol';
 
 export interface ResolvedMigrateParams {
@@ -30,6 +31,12 @@ export interface ResolvedMigrateParams {
   switchoverTimeoutGiven?: boolean;
   /** How the VM's disk migrates (ignored without a disk). @default 'copy' */
   storage: StorageMode;
+  /**
+   * `--mode auto`: the objective and downtime ceiling the choice is made for (auto.ts); the
+   * migration then starts as hybrid (so post-copy stays possible) until round 0 decides. null:
+   * a fixed mode.
+   */
+  auto: { objective: Objective; maxDowntimeMs: number | null } | null;
 }
 
 /** The switchover timeout's default is this many downtime limits … */
@@ -43,14 +50,28 @@ export function defaultSwitchoverTimeoutMs(downtimeLimitMs: number): number {
 }
 
 /** The defaults that do not depend on another parameter (switchoverTimeoutMs does: see above). */
-export const DEFAULT_MIGRATE_PARAMS: Omit<ResolvedMigrateParams, 'mode' | 'switchoverTimeoutMs'> = Object.freeze({
-  downtimeLimitMs: 300,
-  maxRounds: 30,
-  maxBandwidthBps: null,
-  postcopyAfterRounds: null,
-  recoveryTimeoutMs: 60_000,
-  storage: 'copy',
-});
+export const DEFAULT_MIGRATE_PARAMS: Omit<ResolvedMigrateParams, 'mode' | 'switchoverTimeoutMs' | 'auto'> =
+  Object.freeze({
+    downtimeLimitMs: 300,
+    maxRounds: 30,
+    maxBandwidthBps: null,
+    postcopyAfterRounds: null,
+    recoveryTimeoutMs: 60_000,
+    storage: 'copy',
+  });
+
+/** --mode auto's objective and ceiling, checked. */
+function resolveAuto(params: MigrateParams): NonNullable<ResolvedMigrateParams['auto']> {
+  const objective = params.objective ?? 'downtime';
+  if (!OBJECTIVES.includes(objective)) {
+    throw invalid(`objective must be one of ${OBJECTIVES.join(', ')}, got "${String(objective)}"`);
+  }
+  const ceiling = params.maxDowntimeMs;
+  if (ceiling !== undefined && !(Number.isFinite(ceiling) && ceiling > 0)) {
+    throw invalid(`max-downtime must be > 0 ms, got ${ceiling}`);
+  }
+  return { objective, maxDowntimeMs: ceiling ?? null };
+}
 
 function invalid(text: string): MigrationError {
   return new MigrationError('ERR_INVALID_ARGUMENT', text);
@@ -58,10 +79,19 @@ function invalid(text: string): MigrationError {
 
 /** Check and complete migrate parameters. */
 export function resolveMigrateParams(mode: string | undefined, params: MigrateParams = {}): ResolvedMigrateParams {
-  const chosen = (mode ?? 'precopy') as MigrationMode;
+  const auto = mode === 'auto' ? resolveAuto(params) : null;
+  if (!auto && (params.objective !== undefined || params.maxDowntimeMs !== undefined)) {
+    throw invalid('objective and max-downtime apply to --mode auto only');
+  }
+  if (auto && params.postcopyAfterRounds != null) {
+    throw invalid('postcopy-after is chosen by --mode auto itself: give one or the other');
+  }
+  // auto starts as hybrid: the fault channel is open, so the choice may still be post-copy.
+  const chosen = (auto ? 'hybrid' : (mode ?? 'precopy')) as MigrationMode;
   if (!MIGRATION_MODES.includes(chosen))
-    throw invalid(`mode must be one of ${MIGRATION_MODES.join(', ')}, got "${mode}"`);
-  const defined = Object.fromEntries(Object.entries(params).filter(([, v]) => v !== undefined));
+    throw invalid(`mode must be one of ${MIGRATION_MODES.join(', ')} or auto, got "${mode}"`);
+  const { objective: _objective, maxDowntimeMs: _ceiling, ...knobs } = params;
+  const defined = Object.fromEntries(Object.entries(knobs).filter(([, v]) => v !== undefined));
   const downtimeLimitMs = (defined.downtimeLimitMs as number | undefined) ?? DEFAULT_MIGRATE_PARAMS.downtimeLimitMs;
   const r: ResolvedMigrateParams = {
     ...DEFAULT_MIGRATE_PARAMS,
@@ -69,6 +99,7 @@ export function resolveMigrateParams(mode: string | undefined, params: MigratePa
     ...defined,
     mode: chosen,
     switchoverTimeoutGiven: defined.switchoverTimeoutMs !== undefined,
+    auto,
   };
   if (!(Number.isFinite(r.downtimeLimitMs) && r.downtimeLimitMs > 0)) {
     throw invalid(`downtime-limit must be > 0 ms, got ${r.downtimeLimitMs}`);

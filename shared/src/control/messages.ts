@@ -25,6 +25,7 @@
  * Events: MIGRATION { migrationId, status }, MIGRATION_PASS { migrationId, pass },
  *         MIGRATION_REPORT { migrationId, report }, VM_STATE { name, state }.
  */
+import type { Objective } from '../predict/types.ts';
 import type { VmInfo, VmState } from '../host/vm-state.ts';
 import type { MigrationReport } from '../report/types.ts';
 import type { StorageMode } from '../protocol/message-types.ts';
@@ -176,6 +177,10 @@ export interface DirtyRateInfo {
   startedAt: number;
   /** Guest memory size, bytes. */
   memoryBytes: number;
+  /** With checkpoints: the curve of pages changed against window length, shortest first. */
+  curve?: { windowMs: number; pagesChanged: number }[];
+  /** With checkpoints: sampled pages that were all zero. */
+  zeroPagesSampled?: number;
   method: 'page-sampling';
 }
 
@@ -197,6 +202,10 @@ export interface MigrateParams {
   switchoverTimeoutMs?: number;
   /** How a VM's disk migrates (a VM without a disk ignores it). @default 'copy' */
   storage?: StorageMode;
+  /** `mode: 'auto'`: what the choice optimises (shared/src/predict/choose.ts). @default 'downtime' */
+  objective?: Objective;
+  /** `mode: 'auto'`: only techniques predicted to keep the downtime under this (ms) compete. */
+  maxDowntimeMs?: number;
 }
 
 export interface ControlCommands {
@@ -220,7 +229,8 @@ export interface ControlCommands {
     args: {
       vm: string;
       to: string;
-      mode?: 'precopy' | 'postcopy' | 'hybrid';
+      /** auto: the technique the prediction model picks for params.objective, decided in round 0. */
+      mode?: 'precopy' | 'postcopy' | 'hybrid' | 'auto';
       params?: MigrateParams;
       /** The destination's single-use ticket (its `prepare-incoming`). */
       ticket?: string;
@@ -255,7 +265,8 @@ export interface ControlCommands {
    * for an unknown VM, ERR_BUSY while another measurement of the same VM runs.
    */
   'query-dirty-rate': {
-    args: { vm: string; calcTimeMs?: number; samplePagesPerGiB?: number };
+    /** checkpoints (0..6, default 0): also the curve at 1/2, 1/4, … of the window (DirtyRateMeasurement.curve). */
+    args: { vm: string; calcTimeMs?: number; samplePagesPerGiB?: number; checkpoints?: number };
     result: DirtyRateInfo;
   };
 }

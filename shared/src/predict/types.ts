@@ -44,14 +44,15 @@ export interface ModelInputs {
   /** The engine's limits in force (the migrate params). */
   downtimeLimitMs: number;
   maxRounds: number;
-  /** Hybrid: pre-copy rounds before the switch to post-copy. */
-  postcopyAfterRounds: number;
+  /** Hybrid: pre-copy rounds before the switch to post-copy; null: until the rule gives up (the engine's default). */
+  postcopyAfterRounds: number | null;
   /**
    * Fixed costs measured on this host and link (an idle migration's setup and downtime), or the
    * model's defaults: setup (handshake → first page), and the switchover's own cost (pause,
-   * CPU and devices, digests, resume) on top of the pages still to send.
+   * CPU and devices, digests, resume) on top of the pages still to send, and the tail after
+   * the resume (verification, the record) that the total includes. model.ts overheadsFromIdle.
    */
-  overheads?: { setupMs: number; switchoverMs: number };
+  overheads?: { setupMs: number; switchoverMs: number; tailMs: number };
 }
 
 /** The model's answer for one technique. */

@@ -8,6 +8,8 @@ export const REPORT_SCHEMA = 'livemig.report/1';
 
 import type { MigrationMode, StorageMode } from '../protocol/message-types.ts';
 import type { SignedRecord } from '../security/record.ts';
+import type { DirtyCurve, ModelInputs, Objective, Prediction, Technique } from '../predict/types.ts';
+import type { DirtyRateMeasurement } from '../vm/dirty-rate.ts';
 
 export type { MigrationMode, StorageMode };
 export type MigrationOutcome = 'completed' | 'failed' | 'cancelled';
@@ -142,6 +144,30 @@ export interface SecurityReport {
   ticket: boolean;
 }
 
+/** Extra: `--mode auto`'s decision — the model's inputs as measured, every prediction, the choice and why. */
+export interface AutoReport {
+  objective: Objective;
+  /** The downtime ceiling (--max-downtime), ms, or null. */
+  maxDowntimeMs: number | null;
+  chosen: Technique;
+  /** One sentence: the predicted figures that decided it. */
+  why: string;
+  /** When it was decided, ms after the migration started, and where. */
+  decidedAtMs: number;
+  decidedIn: 'round 0' | 'end of round 0';
+  inputs: ModelInputs;
+  predictions: Prediction[];
+}
+
+/** Extra: the VM's dirty rate measured as the migration started (page sampling, as QEMU's calc-dirty-rate). */
+export interface StartDirtyRateReport {
+  /** null: not measured (`note` says why, e.g. the VM paused before the window ended). */
+  measurement: DirtyRateMeasurement | null;
+  /** The curve the prediction model fits to it (shared/src/predict/dirty-curve.ts). */
+  curve: DirtyCurve | null;
+  note?: string;
+}
+
 export interface MigrationReport {
   schema: typeof REPORT_SCHEMA;
   /** The migration's id (as `migrate` returned it, in the agents' logs and audit records). */
@@ -223,6 +249,10 @@ export interface MigrationReport {
   postcopy?: PostcopyReport;
   /** Extra: the VM's disk and how it migrated (a VM with a disk). */
   storage?: StorageReport;
+  /** Extra: the dirty rate measured at the start (every migration from issue 16 on). */
+  dirtyRate?: StartDirtyRateReport;
+  /** Extra: `--mode auto` — what it chose, from which predictions (`mode` is the technique chosen). */
+  auto?: AutoReport;
   /**
    * Extra: the migration record (who moved what, both sides' digests and counts) with the
    * source's signature and the destination's countersignature — or why there is none

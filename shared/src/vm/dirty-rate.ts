@@ -40,6 +40,7 @@ import { setTimeout as sleepMs } from 'node:timers/promises';
 import { MigrationError } from '../errors.ts';
 import { hashPage } from './digest.ts';
 import { HASH_BYTES } from './digest-pages.mjs';
+import { PAGE_SIZE as PAGE_BYTES } from './guest-memory.ts';
 import { below, deriveKey, stepHash } from './prng.ts';
 
 /** Bytes in the MB of `dirtyRateMBps` (decimal, as livemig's units). */
@@ -68,6 +69,8 @@ export const DIRTY_RATE_LIMITS = {
    * 64 MiB VM would be 32 pages — a standard error of up to 9 percentage points.
    */
   minSamplePages: 256,
+  /** Most checkpoints: the shortest is then 1/2^6 of the window. */
+  maxCheckpoints: 6,
 } as const;
 
 /** How a measurement is asked for (the control command's optional arguments). */
@@ -76,10 +79,22 @@ export interface DirtyRateOptions {
   calcTimeMs?: number;
   /** Pages sampled per GiB of guest memory. @default 512 */
   samplePagesPerGiB?: number;
+  /**
+   * Also hash the sample at 1/2, 1/4, … of the window (this many points, before the end), so
+   * the result has the curve of distinct pages dirtied against window length — what the
+   * prediction model fits (a hot set saturates, a streaming writer does not). @default 0
+   */
+  checkpoints?: number;
 }
 
 /** DirtyRateOptions with the defaults applied and checked. */
 export type ResolvedDirtyRateOptions = Required<DirtyRateOptions>;
+
+/** One point of the curve: of the sample, how many pages changed within `windowMs`. */
+export interface DirtyCurvePoint {
+  windowMs: number;
+  pagesChanged: number;
+}
 
 /** What a measurement found. */
 export interface DirtyRateEstimate {
@@ -101,6 +116,10 @@ export interface DirtyRateMeasurement extends DirtyRateEstimate {
   startedAt: number;
   /** Guest memory size, bytes. */
   memoryBytes: number;
+  /** With `checkpoints`: the curve, shortest window first, the whole window last. */
+  curve?: DirtyCurvePoint[];
+  /** With `checkpoints`: sampled pages that were all zero in the first pass. */
+  zeroPagesSampled?: number;
 }
 
 /** What measureDirtyRate reads: a GuestMemory has it. */
@@ -127,6 +146,11 @@ export interface DirtyRateComponents {
    * is done).
    */
   onFirstPass?: () => void;
+  /**
+   * With checkpoints: cancelled after at least one, resolve with the curve so far (the window
+   * is then the last checkpoint's) instead of rejecting. @default false
+   */
+  keepPartial?: boolean;
 }
 
 /** Pages hashed between two yields to the event loop (16 MiB, a few ms). */
@@ -139,10 +163,11 @@ const SAMPLE_TAG = 0xd127;
  * within its bounds (the message names the argument and the bounds).
  */
 export function resolveDirtyRateOptions(
-  options: { calcTimeMs?: unknown; samplePagesPerGiB?: unknown } = {},
-): ResolvedDirtyRateOptions {
+  options: { calcTimeMs?: unknown; samplePagesPerGiB?: unknown; checkpoints?: unknown } = {},
+): ResolvedDirtyRateOptions & { checkpoints: number } {
   const L = DIRTY_RATE_LIMITS;
   return {
+    checkpoints: wholeInRange('checkpoints', options.checkpoints ?? 0, 0, L.maxCheckpoints, 'points'),
     calcTimeMs: wholeInRange(
       'calcTimeMs',
       options.calcTimeMs ?? L.defaultCalcTimeMs,
@@ -278,7 +303,7 @@ export async function measureDirtyRate(
   options: DirtyRateOptions = {},
   components: DirtyRateComponents = {},
 ): Promise<DirtyRateMeasurement> {
-  const { calcTimeMs, samplePagesPerGiB } = resolveDirtyRateOptions(options);
+  const { calcTimeMs, samplePagesPerGiB, checkpoints } = resolveDirtyRateOptions(options);
   const now = components.now ?? (() => performance.now());
   const sleep = components.sleep ?? ((ms: number, signal?: AbortSignal) => sleepMs(ms, undefined, { signal }));
   const { signal } = components;
@@ -289,25 +314,60 @@ export async function measureDirtyRate(
 
   const startedAt = (components.wallClock ?? Date.now)();
   const first = await timedPass(memory, pages, before, now, signal);
+  const firstMid = (first.start + first.end) / 2;
   components.onFirstPass?.();
-  // Sleep so that the window, middle to middle, is calcTimeMs when the second pass takes as long as the first.
-  try {
-    await sleep(Math.max(0, calcTimeMs - (first.end - first.start)), signal);
-  } catch (error) {
-    throw cancelled(signal, error);
-  }
-  const second = await timedPass(memory, pages, after, now, signal);
-  return {
+  const curve: DirtyCurvePoint[] = [];
+  // Each pass is timed middle to middle from the first; a pass is assumed to take as long as the first.
+  const passTo = async (windowMs: number): Promise<number> => {
+    try {
+      await sleep(Math.max(0, firstMid + windowMs - (first.end - first.start) / 2 - now()), signal);
+    } catch (error) {
+      throw cancelled(signal, error);
+    }
+    const pass = await timedPass(memory, pages, after, now, signal);
+    return (pass.start + pass.end) / 2 - firstMid;
+  };
+  const measured = (windowMs: number, pagesChanged: number): DirtyRateMeasurement => ({
     ...estimateDirtyRate({
       memoryBytes: memory.bytes,
       pageCount: memory.pageCount,
       pagesSampled: pages.length,
-      pagesChanged: countChanged(before, after),
-      windowMs: (second.start + second.end) / 2 - (first.start + first.end) / 2,
+      pagesChanged,
+      windowMs,
     }),
     startedAt,
     memoryBytes: memory.bytes,
-  };
+  });
+  try {
+    for (let c = checkpoints; c >= 1; c--) {
+      const windowMs = await passTo(calcTimeMs / 2 ** c);
+      curve.push({ windowMs, pagesChanged: countChanged(before, after) });
+    }
+    const windowMs = await passTo(calcTimeMs);
+    const pagesChanged = countChanged(before, after);
+    if (checkpoints === 0) return measured(windowMs, pagesChanged);
+    curve.push({ windowMs, pagesChanged });
+  } catch (error) {
+    // Cut short: the curve so far is a measurement over a shorter window, when asked for.
+    const last = curve[curve.length - 1];
+    if (!(components.keepPartial && last && error instanceof MigrationError && error.code === 'ERR_CANCELLED')) {
+      throw error;
+    }
+  }
+  const last = curve[curve.length - 1]!;
+  return { ...measured(last.windowMs, last.pagesChanged), curve, zeroPagesSampled: countZero(before) };
+}
+
+/** How many of the hashes in `hashes` (HASH_BYTES each) are the hash of an all-zero page. */
+function countZero(hashes: Uint8Array): number {
+  const zero = hashPage(new Uint8Array(PAGE_BYTES));
+  let count = 0;
+  for (let i = 0; i < hashes.length; i += HASH_BYTES) {
+    let same = true;
+    for (let b = 0; b < HASH_BYTES && same; b++) same = hashes[i + b] === zero[b];
+    if (same) count++;
+  }
+  return count;
 }
 
 /** One hash pass over the sample, in chunks with a yield between them; when it began and ended. */

@@ -48,6 +48,7 @@ export {
   samplePageCount,
 } from './dirty-rate.ts';
 export type {
+  DirtyCurvePoint,
   DirtyRateComponents,
   DirtyRateEstimate,
   DirtyRateMeasurement,

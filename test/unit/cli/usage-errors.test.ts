@@ -136,7 +136,7 @@ describe('every subcommand and option: bad input is `livemig: ERR_CODE: message`
     expect(bandwidth.stderr).toMatch(/^livemig: ERR_INVALID_RATE: --max-bandwidth: /);
     const mode = await run(['migrate', '--mode', 'teleport']);
     expect(mode.stderr).toBe(
-      'livemig: ERR_INVALID_ARGUMENT: --mode: expected one of precopy, postcopy, hybrid, got "teleport"\n',
+      'livemig: ERR_INVALID_ARGUMENT: --mode: expected one of precopy, postcopy, hybrid, auto, got "teleport"\n',
     );
     const control = await run(['status', '--control', 'ws://[::1']);
     expect(control.stderr).toMatch(/^livemig: ERR_INVALID_ARGUMENT: --control: bad control URL "ws:\/\/\[::1"/);

@@ -92,8 +92,10 @@ export async function setupPhase(ctx: MigrationContext): Promise<void> {
     vm: setupVmOf(ctx),
   });
   setupAll(sections, setup);
+  const setupSent = performance.now();
   channel.send(setup);
   await channel.expect(MsgType.SetupDone, ctx.signal);
+  ctx.setupRoundTripMs = performance.now() - setupSent;
   if (runsWithPartsAbsent(ctx)) await ctx.channels.openFault();
   stats.setupMs = stats.elapsedMs;
   logger.info({ event: 'setup.done', setupMs: stats.setupMs, mode: ctx.mode }, 'destination ready for pages');

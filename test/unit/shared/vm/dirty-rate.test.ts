@@ -28,15 +28,18 @@ const code = (c: string) => expect.objectContaining({ code: c });
 
 describe('resolveDirtyRateOptions', () => {
   it("defaults to QEMU's: 1 s, 512 pages per GiB", () => {
-    expect(resolveDirtyRateOptions()).toEqual({ calcTimeMs: 1000, samplePagesPerGiB: 512 });
+    expect(resolveDirtyRateOptions()).toEqual({ calcTimeMs: 1000, samplePagesPerGiB: 512, checkpoints: 0 });
     expect(resolveDirtyRateOptions({ calcTimeMs: 100, samplePagesPerGiB: 128 })).toEqual({
       calcTimeMs: 100,
       samplePagesPerGiB: 128,
+      checkpoints: 0,
     });
-    expect(resolveDirtyRateOptions({ calcTimeMs: 60_000, samplePagesPerGiB: 16_384 })).toEqual({
+    expect(resolveDirtyRateOptions({ calcTimeMs: 60_000, samplePagesPerGiB: 16_384, checkpoints: 6 })).toEqual({
       calcTimeMs: 60_000,
       samplePagesPerGiB: 16_384,
+      checkpoints: 6,
     });
+    expect(() => resolveDirtyRateOptions({ checkpoints: 7 })).toThrow(code('ERR_INVALID_ARGUMENT'));
   });
 
   it.each([
@@ -224,6 +227,61 @@ describe('measureDirtyRate on memory written during the wait', () => {
       memoryBytes: 4 * MiB,
     } satisfies DirtyRateMeasurement);
     expect(measured.standardErrorMBps).toBeGreaterThan(0);
+  });
+
+  it('with checkpoints: the curve at 1/8, 1/4, 1/2 and all of the window, counted against the first pass', async () => {
+    const memory = GuestMemory.allocate(MiB); // 256 pages: all sampled (the fewest a sample has)
+    const clock = fakeClock();
+    const slept: number[] = [];
+    let written = 0;
+    const measured = await measureDirtyRate(
+      memory,
+      { calcTimeMs: 800, samplePagesPerGiB: 16_384, checkpoints: 3 },
+      {
+        seed: 1,
+        now: clock.now,
+        sleep: async (ms) => {
+          slept.push(ms);
+          clock.advance(ms);
+          // The guest writes 25 pages it never wrote before per wait.
+          for (let i = 0; i < 25; i++, written++) memory.page(written)[7] = 1;
+        },
+      },
+    );
+    // Passes take no time on this clock: each wait ends at the next checkpoint.
+    expect(slept).toEqual([100, 100, 200, 400]);
+    expect(measured.curve).toEqual([
+      { windowMs: 100, pagesChanged: 25 },
+      { windowMs: 200, pagesChanged: 50 },
+      { windowMs: 400, pagesChanged: 75 },
+      { windowMs: 800, pagesChanged: 100 },
+    ]);
+    expect(measured).toMatchObject({ pagesSampled: 256, pagesChanged: 100, windowMs: 800, zeroPagesSampled: 256 });
+  });
+
+  it('keepPartial: cancelled after a checkpoint, the curve so far is the measurement; before one, ERR_CANCELLED', async () => {
+    const memory = GuestMemory.allocate(MiB);
+    const stop = new AbortController();
+    let waits = 0;
+    const sleep = async (_ms: number, signal?: AbortSignal): Promise<void> => {
+      memory.page(waits)[0] = 9;
+      if (++waits === 3) stop.abort('the VM paused');
+      if (signal?.aborted) throw new Error('aborted');
+    };
+    const partial = await measureDirtyRate(
+      memory,
+      { calcTimeMs: 1000, checkpoints: 4, samplePagesPerGiB: 16_384 },
+      { signal: stop.signal, sleep, keepPartial: true },
+    );
+    expect(partial.curve).toHaveLength(2);
+    expect(partial.pagesChanged).toBe(partial.curve![1]!.pagesChanged);
+    expect(partial.windowMs).toBe(partial.curve![1]!.windowMs);
+
+    const early = new AbortController();
+    early.abort('the VM paused');
+    await expect(
+      measureDirtyRate(memory, { checkpoints: 4 }, { signal: early.signal, keepPartial: true }),
+    ).rejects.toThrow(code('ERR_CANCELLED'));
   });
 
   it('a paused guest: nothing changed, rate 0', async () => {

@@ -1,0 +1,120 @@
+/**
+ * `--mode auto`: choose the technique in round 0, from measurements, with the prediction model
+ * (shared/src/predict). The migration starts as hybrid — the destination opens the fault
+ * channel, so every choice stays possible — and decides once it knows enough:
+ *
+ *   - mid-round 0, as soon as the dirty-rate measurement taken at start is in and the round
+ *     has moved at least DECIDE_AFTER_BYTES (the bandwidth is then a measurement of this link
+ *     and this engine, not a guess);
+ *   - at the end of round 0 at the latest, from what round 0 itself measured: its bandwidth,
+ *     and the pages dirtied during it (all of them counted, no sampling) as a point on the curve.
+ *
+ * Then: post-copy → switch now (as migrate-start-postcopy does, mid-round); hybrid → carry on
+ * (rounds, then post-copy if the rule gives up); pre-copy → carry on as pre-copy (a rule that
+ * gives up stops and copies). The report keeps the inputs, every prediction and the reason.
+ */
+import { MB, type DirtyRateMeasurement } from '@livemig/shared/vm';
+import {
+  choose,
+  DEFAULT_OVERHEADS,
+  fitDirtyCurve,
+  predictAll,
+  type DirtyCurve,
+  type ModelInputs,
+} from '@livemig/shared/predict';
+import type { AutoReport } from '@livemig/shared/report';
+import type { MigrationContext } from './context.ts';
+
+/** Bytes round 0 must have moved before its rate counts as the link's (and ≥ 20 ms of sending). */
+export const DECIDE_AFTER_BYTES = 8 << 20;
+const DECIDE_AFTER_MS = 20;
+
+/** The curve from the measurement at start, with round 0's own count as one more point when given. */
+export function curveFrom(
+  measurement: DirtyRateMeasurement | null,
+  round0: { ms: number; dirtyPages: number; pageCount: number } | undefined,
+  memoryBytes: number,
+): DirtyCurve {
+  if (!measurement && !round0) return { rateBps: 0, wssBytes: null };
+  if (!measurement) {
+    return fitDirtyCurve({
+      dirtyRateMBps: 0,
+      standardErrorMBps: 0,
+      pagesSampled: round0!.pageCount,
+      pagesChanged: round0!.dirtyPages,
+      windowMs: round0!.ms,
+      startedAt: 0,
+      memoryBytes,
+    });
+  }
+  if (!round0 || !measurement.curve) return fitDirtyCurve(measurement);
+  // Round 0's count, scaled to the measurement's sample size, joins its curve in window order.
+  const point = {
+    windowMs: round0.ms,
+    pagesChanged: (round0.dirtyPages / round0.pageCount) * measurement.pagesSampled,
+  };
+  const curve = [...measurement.curve, point].sort((a, b) => a.windowMs - b.windowMs);
+  return fitDirtyCurve({ ...measurement, curve });
+}
+
+/**
+ * Decide if it is time (see the header); returns the decision once made. `roundEnd`: round 0
+ * just ended, with its figures.
+ */
+export function autoDecide(
+  ctx: MigrationContext,
+  roundEnd?: { ms: number; bytes: number; dirtyPages: number },
+): AutoReport | undefined {
+  const auto = ctx.params.auto;
+  if (!auto || ctx.auto || ctx.stats.rounds.length > (roundEnd ? 1 : 0)) return ctx.auto;
+  const start = ctx.startDirtyRate;
+  const now = performance.now();
+  let bandwidthBps: number;
+  let source: string;
+  if (roundEnd) {
+    bandwidthBps = roundEnd.ms > 0 ? (roundEnd.bytes / roundEnd.ms) * 1000 : 0;
+    source = `round 0 (${(roundEnd.bytes / MB).toFixed(1)} MB in ${Math.round(roundEnd.ms)} ms)`;
+  } else {
+    if (!start?.measurement) return undefined;
+    const sent = ctx.channels.main.bytesSent - ctx.stats.current.bytesAtStart;
+    const ms = now - ctx.stats.current.startedAt;
+    if (sent < DECIDE_AFTER_BYTES || ms < DECIDE_AFTER_MS) return undefined;
+    bandwidthBps = (sent / ms) * 1000;
+    source = `round 0 so far (${(sent / MB).toFixed(1)} MB in ${Math.round(ms)} ms)`;
+  }
+  const { memoryBytes } = ctx.vm.spec;
+  const pageSize = ctx.vm.memory.pageSize;
+  const measurement = start?.measurement ?? null;
+  const inputs: ModelInputs = {
+    memoryBytes,
+    pageSize,
+    zeroFraction:
+      measurement?.zeroPagesSampled !== undefined ? measurement.zeroPagesSampled / measurement.pagesSampled : 0,
+    dirty: curveFrom(
+      measurement,
+      roundEnd ? { ms: roundEnd.ms, dirtyPages: roundEnd.dirtyPages, pageCount: ctx.vm.memory.pageCount } : undefined,
+      memoryBytes,
+    ),
+    link: { bandwidthBps, rttMs: ctx.setupRoundTripMs ?? 0, source },
+    downtimeLimitMs: ctx.params.downtimeLimitMs,
+    maxRounds: ctx.params.maxRounds,
+    postcopyAfterRounds: null,
+    overheads: { ...DEFAULT_OVERHEADS, setupMs: ctx.stats.setupMs },
+  };
+  const choice = choose(predictAll(inputs), auto.objective, auto.maxDowntimeMs ?? undefined);
+  const report: AutoReport = {
+    objective: auto.objective,
+    maxDowntimeMs: auto.maxDowntimeMs,
+    chosen: choice.technique,
+    why: choice.why,
+    decidedAtMs: now - ctx.stats.startedAt,
+    decidedIn: roundEnd ? 'end of round 0' : 'round 0',
+    inputs,
+    predictions: choice.predictions,
+  };
+  ctx.auto = report;
+  if (choice.technique === 'postcopy') ctx.requests.postcopy = true;
+  if (choice.technique === 'precopy') ctx.chooseMode('precopy');
+  ctx.logger.info({ event: 'auto.decided', chosen: choice.technique, why: choice.why }, `auto: ${choice.technique}`);
+  return report;
+}

@@ -1,0 +1,150 @@
+/**
+ * What a migration will cost, per technique, before it runs: a pure model of livemig's own
+ * engine in the spirit of Clark et al. (pre-copy rounds shrinking geometrically while the link
+ * outruns the dirtying) and Akoush et al. (the dirty set as a curve of the round's length, and
+ * fixed costs measured on the host). It walks the rounds the engine would run:
+ *
+ *   round 0 sends every page (all-zero pages as a few bytes); round i + 1 sends what the guest
+ *   dirtied during round i, W(t_i) (dirty-curve.ts); t_i = bytes_i / bandwidth.
+ *   After each round the engine's own switchover rule (agent-source convergence.ts, restated
+ *   here: a pure copy would tie the two packages together) decides: pending ÷ bandwidth ≤
+ *   downtime-limit → converged; rounds = max-rounds → max-rounds; pending not shrinking for 3
+ *   rounds (round 0 aside) → not-shrinking. Before pausing, the source waits for the last
+ *   round's acknowledgement (one RTT, during which the guest dirties more).
+ *
+ *   downtime (stop-and-copy) = switchover + 1.5 RTT + final dirty bytes ÷ bandwidth
+ *   downtime (post-copy)     = switchover + 1.5 RTT: no pages, CPU and devices only
+ *   total = setup + rounds + [post-copy: every page not yet sent, pushed] + downtime + tail
+ *
+ * 1.5 RTT: the last page reaches the destination, Ready comes back, Handoff goes out; the
+ * engine's downtime subtracts half an RTT of its own (downtime.ts) — the calibration below
+ * absorbs whatever this gets wrong, since it is measured the same way. `overheads` are an
+ * idle migration's figures on the same host and link (switchover = its downtime − 1.5 RTT;
+ * tail = its total − setup − round 0 − downtime): calibrate once per link, predict many.
+ */
+import { dirtiedIn } from './dirty-curve.ts';
+import type { ModelInputs, Prediction, Technique } from './types.ts';
+
+/** Wire bytes per page besides its payload (the page number and encoding in the batch's meta), and per zero page. */
+export const PAGE_OVERHEAD_BYTES = 8;
+/** Rounds whose pending set did not shrink, in a row, that end pre-copy (the engine's NOT_SHRINKING_ROUNDS). */
+export const NOT_SHRINKING_ROUNDS = 3;
+/** A round "shrank" when it left less than this fraction of the best before it (the model has no noise to ride). */
+const SHRINK_FACTOR = 0.97;
+/** Defaults when no idle migration was measured: this host's loopback figures, roughly. */
+export const DEFAULT_OVERHEADS = { setupMs: 100, switchoverMs: 30, tailMs: 50 } as const;
+
+export type Overheads = { setupMs: number; switchoverMs: number; tailMs: number };
+
+/** The calibration: an idle migration's measured figures → the model's fixed costs. */
+export function overheadsFromIdle(idle: {
+  setupMs: number;
+  downtimeMs: number;
+  totalMs: number;
+  round0Ms: number;
+  rttMs: number;
+}): Overheads {
+  const switchoverMs = Math.max(0, idle.downtimeMs - 1.5 * idle.rttMs);
+  return {
+    setupMs: idle.setupMs,
+    switchoverMs,
+    tailMs: Math.max(0, idle.totalMs - idle.setupMs - idle.round0Ms - idle.downtimeMs),
+  };
+}
+
+interface Walk {
+  rounds: number;
+  roundsMs: number;
+  roundsBytes: number;
+  /** Bytes dirty when pre-copy stops (after the last round and the ack's wait). */
+  pendingBytes: number;
+  switchover: Prediction['switchover'];
+}
+
+function wire(bytes: number, pageSize: number): number {
+  return bytes * (1 + PAGE_OVERHEAD_BYTES / pageSize);
+}
+
+/** Walk the pre-copy rounds until the engine's rule (or, hybrid, `stopAfter` rounds) ends them. */
+function walkRounds(input: ModelInputs, stopAfter: number | null): Walk {
+  const { memoryBytes: M, pageSize, dirty, link } = input;
+  const B = Math.max(1, link.bandwidthBps);
+  const z = input.zeroFraction ?? 0;
+  const pageCount = M / pageSize;
+  let bytes = wire(M * (1 - z), pageSize) + pageCount * z * PAGE_OVERHEAD_BYTES;
+  let roundsMs = 0;
+  let roundsBytes = 0;
+  const pendingAfter: number[] = [];
+  for (let round = 0; ; round++) {
+    const ms = (bytes / B) * 1000;
+    roundsMs += ms;
+    roundsBytes += bytes;
+    const pending = dirtiedIn(dirty, ms / 1000, M);
+    pendingAfter.push(pending);
+    const done = round + 1;
+    const expectedMs = (wire(pending, pageSize) / B) * 1000;
+    const ackWait = (ms: number) => dirtiedIn(dirty, (ms + input.link.rttMs) / 1000, M);
+    let switchover: Prediction['switchover'] | undefined;
+    if (stopAfter !== null && done >= stopAfter) switchover = 'postcopy';
+    else if (pending === 0) switchover = 'nothing-dirty';
+    else if (expectedMs <= input.downtimeLimitMs) switchover = 'converged';
+    else if (done >= input.maxRounds) switchover = 'max-rounds';
+    else if (notShrinking(pendingAfter)) switchover = 'not-shrinking';
+    if (switchover) {
+      return { rounds: done, roundsMs, roundsBytes, pendingBytes: ackWait(ms), switchover };
+    }
+    bytes = wire(pending, pageSize);
+  }
+}
+
+function notShrinking(pendingAfter: readonly number[]): boolean {
+  const steady = pendingAfter.slice(1);
+  if (steady.length <= NOT_SHRINKING_ROUNDS) return false;
+  const best = Math.min(...steady.slice(0, steady.length - NOT_SHRINKING_ROUNDS));
+  return steady.slice(-NOT_SHRINKING_ROUNDS).every((p) => p >= best * SHRINK_FACTOR);
+}
+
+/** Predict one technique. */
+export function predict(technique: Technique, input: ModelInputs): Prediction {
+  const o: Overheads = { ...DEFAULT_OVERHEADS, ...input.overheads };
+  const B = Math.max(1, input.link.bandwidthBps);
+  const rtt = input.link.rttMs;
+  const pauseMs = o.switchoverMs + 1.5 * rtt;
+  const { memoryBytes: M, pageSize } = input;
+  if (technique === 'postcopy') {
+    const z = input.zeroFraction ?? 0;
+    const bytes = wire(M * (1 - z), pageSize) + (M / pageSize) * z * PAGE_OVERHEAD_BYTES;
+    const pushMs = (bytes / B) * 1000;
+    return {
+      technique,
+      rounds: 0,
+      totalMs: o.setupMs + pauseMs + pushMs + o.tailMs,
+      downtimeMs: pauseMs,
+      wireBytes: bytes,
+      switchover: 'postcopy',
+      faultBytes: dirtiedIn(input.dirty, pushMs / 1000, M),
+    };
+  }
+  const stopAfter = technique === 'hybrid' ? input.postcopyAfterRounds : null;
+  const walk = walkRounds(input, stopAfter);
+  const finalBytes = wire(walk.pendingBytes, pageSize);
+  const finalMs = (finalBytes / B) * 1000;
+  const toPostcopy =
+    technique === 'hybrid' &&
+    (walk.switchover === 'postcopy' || walk.switchover === 'max-rounds' || walk.switchover === 'not-shrinking');
+  const downtimeMs = toPostcopy ? pauseMs : pauseMs + finalMs;
+  return {
+    technique,
+    rounds: walk.rounds,
+    totalMs: o.setupMs + walk.roundsMs + rtt + downtimeMs + (toPostcopy ? finalMs : 0) + o.tailMs,
+    downtimeMs,
+    wireBytes: walk.roundsBytes + finalBytes,
+    switchover: walk.switchover,
+    ...(toPostcopy ? { faultBytes: dirtiedIn(input.dirty, finalMs / 1000, Math.min(M, walk.pendingBytes)) } : {}),
+  };
+}
+
+/** Every technique's prediction. */
+export function predictAll(input: ModelInputs): Prediction[] {
+  return (['precopy', 'postcopy', 'hybrid'] as const).map((t) => predict(t, input));
+}
