@@ -1,0 +1,236 @@
+/**
+ * The two numbers `livemig compare` is judged by, computed from its results (pure):
+ *
+ * - the prediction error: how far the model's prediction of each completed cell's total time and
+ *   downtime was from what the migration measured — the median of |predicted − measured| /
+ *   measured over the cells that have both;
+ * - the auto score: for each `auto:<objective>` cell, its measured objective against the fixed
+ *   techniques (pre-copy, post-copy, hybrid) run on the same workload, link and repeat — never
+ *   worse than the worst of them, and within 10 % of the best.
+ *
+ * The summary (summary.ts), the benchmark and the tests share these definitions, so a number in
+ * the report and a number a test asserts on are the same computation.
+ */
+import type { MigrationReport } from '@livemig/shared/report';
+import { TECHNIQUES, type Objective, type Technique } from '@livemig/shared/predict';
+import type { CellResult, TechniqueName } from './results.ts';
+
+/** The median of `values` (the mean of the middle two when even), or null when there are none. */
+export function median(values: readonly number[]): number | null {
+  if (values.length === 0) return null;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/**
+ * (predicted − measured) / measured, signed: +0.2 means the model said 20 % more than happened.
+ * null when measured is not a positive finite number (a relative error of 0 ms means nothing).
+ */
+export function relativeError(predicted: number, measured: number | null | undefined): number | null {
+  if (measured === null || measured === undefined || !Number.isFinite(measured) || measured <= 0) return null;
+  if (!Number.isFinite(predicted)) return null;
+  return (predicted - measured) / measured;
+}
+
+/** The prediction error of one quantity over the cells that had a prediction and a measurement. */
+export interface ErrorStat {
+  /** Cells counted: completed, with a prediction and a positive measurement. */
+  cells: number;
+  /** Median |relative error| (0.25 = 25 %), null when no cell counted. */
+  medianAbs: number | null;
+  /** Median signed relative error: > 0, the model over-predicts. null when no cell counted. */
+  medianSigned: number | null;
+  /** The largest |relative error|, null when no cell counted. */
+  maxAbs: number | null;
+}
+
+export interface PredictionErrors {
+  totalTime: ErrorStat;
+  downtime: ErrorStat;
+}
+
+function errorStat(errors: readonly number[]): ErrorStat {
+  const abs = errors.map(Math.abs);
+  return {
+    cells: errors.length,
+    medianAbs: median(abs),
+    medianSigned: median(errors),
+    maxAbs: abs.length === 0 ? null : abs.reduce((a, b) => Math.max(a, b)),
+  };
+}
+
+/** The cell's relative errors of total time, downtime and wire bytes, each null when not comparable. */
+export function cellRelativeErrors(cell: CellResult): {
+  totalTime: number | null;
+  downtime: number | null;
+  wireBytes: number | null;
+} {
+  const { predicted, report } = cell;
+  if (cell.outcome !== 'completed' || predicted === null || report === null) {
+    return { totalTime: null, downtime: null, wireBytes: null };
+  }
+  return {
+    totalTime: relativeError(predicted.totalMs, report.times.totalMs),
+    downtime: relativeError(predicted.downtimeMs, report.times.downtimeMs),
+    wireBytes: relativeError(predicted.wireBytes, report.bytes.wire),
+  };
+}
+
+/** The prediction error of total time and downtime over the completed cells with a prediction. */
+export function predictionErrors(cells: readonly CellResult[]): PredictionErrors {
+  const total: number[] = [];
+  const downtime: number[] = [];
+  for (const cell of cells) {
+    const errors = cellRelativeErrors(cell);
+    if (errors.totalTime !== null) total.push(errors.totalTime);
+    if (errors.downtime !== null) downtime.push(errors.downtime);
+  }
+  return { totalTime: errorStat(total), downtime: errorStat(downtime) };
+}
+
+/** A fixed technique, or null for `auto:<objective>`. */
+export function fixedTechnique(name: TechniqueName): Technique | null {
+  return (TECHNIQUES as readonly string[]).includes(name) ? (name as Technique) : null;
+}
+
+/** The objective of an `auto:<objective>` technique, or null for a fixed one. */
+export function autoObjective(name: TechniqueName): Objective | null {
+  return name.startsWith('auto:') ? (name.slice('auto:'.length) as Objective) : null;
+}
+
+/**
+ * What a completed migration measured on `objective`: its downtime, total time or bytes on the
+ * wire. null when it did not complete or did not measure it (a downtime with no resume).
+ */
+export function objectiveValue(report: MigrationReport | null, objective: Objective): number | null {
+  if (report === null || report.outcome !== 'completed') return null;
+  const value =
+    objective === 'downtime'
+      ? report.times.downtimeMs
+      : objective === 'total-time'
+        ? report.times.totalMs
+        : report.bytes.wire;
+  return value !== null && Number.isFinite(value) ? value : null;
+}
+
+/** How much worse than the best fixed technique an auto cell may be and still count as "within". */
+export const WITHIN_BEST_FACTOR = 1.1;
+
+/** One auto cell against the fixed techniques of its workload, link and repeat. */
+export interface AutoComparison {
+  cellId: string;
+  objective: Objective;
+  workload: string;
+  link: string;
+  repeat: number;
+  /** The technique auto chose, when the cell says. */
+  chose: Technique | null;
+  /** Its measured objective; Infinity when the auto cell ran but did not complete. */
+  auto: number;
+  /** The best and worst fixed technique measured; a fixed cell that ran but failed is the worst (Infinity). */
+  best: { technique: Technique; value: number };
+  worst: { technique: Technique; value: number };
+  /** auto ≤ worst. */
+  neverWorse: boolean;
+  /** auto ≤ 1.1 × best. */
+  withinBest: boolean;
+}
+
+export interface AutoScore {
+  /** Auto cells compared (each had at least one completed fixed technique to compare with). */
+  compared: number;
+  neverWorse: number;
+  withinBest: number;
+  /** Percentages of `compared` (0–100), null when nothing was compared. */
+  neverWorsePct: number | null;
+  withinBestPct: number | null;
+  comparisons: AutoComparison[];
+  /** Auto cells that could not be compared, and why (not run, no fixed technique completed). */
+  notCompared: { cellId: string; reason: string }[];
+}
+
+/** Cells that ran: a migration was attempted (not skipped, not an `error` before it could start). */
+function ran(cell: CellResult): boolean {
+  return cell.outcome === 'completed' || cell.outcome === 'failed' || cell.outcome === 'cancelled';
+}
+
+function groupKey(cell: CellResult): string {
+  return JSON.stringify([cell.spec.workload.name, cell.spec.link.name, cell.spec.repeat]);
+}
+
+function chosenTechnique(cell: CellResult): Technique | null {
+  // The choice is what auto was asked to do; the report's mode is what the engine then ran.
+  return cell.choice?.technique ?? cell.predicted?.technique ?? cell.report?.mode ?? null;
+}
+
+/**
+ * Each `auto:<objective>` cell's measured objective against the fixed techniques of the same
+ * workload, link and repeat. A cell (auto or fixed) that ran but did not complete counts as
+ * infinitely bad on every objective: auto failing where a fixed technique completed is worse
+ * than it, and a fixed technique failing makes "never worse than the worst" easy to meet, as it
+ * should. Cells that never ran (skipped, error) are left out; an auto cell with no completed
+ * fixed technique beside it cannot be scored and is listed in `notCompared`.
+ */
+export function autoScore(cells: readonly CellResult[]): AutoScore {
+  const fixedByGroup = new Map<string, CellResult[]>();
+  for (const cell of cells) {
+    if (fixedTechnique(cell.spec.technique) === null || !ran(cell)) continue;
+    const key = groupKey(cell);
+    fixedByGroup.set(key, [...(fixedByGroup.get(key) ?? []), cell]);
+  }
+  const comparisons: AutoComparison[] = [];
+  const notCompared: AutoScore['notCompared'] = [];
+  for (const cell of cells) {
+    const objective = autoObjective(cell.spec.technique);
+    if (objective === null) continue;
+    if (!ran(cell)) {
+      notCompared.push({ cellId: cell.spec.id, reason: `not run (${cell.outcome})` });
+      continue;
+    }
+    const fixed = (fixedByGroup.get(groupKey(cell)) ?? []).map((f) => ({
+      technique: fixedTechnique(f.spec.technique)!,
+      value: objectiveValue(f.report, objective) ?? Infinity,
+    }));
+    const finite = fixed.filter((f) => Number.isFinite(f.value));
+    if (finite.length === 0) {
+      notCompared.push({
+        cellId: cell.spec.id,
+        reason:
+          fixed.length === 0
+            ? 'no fixed technique ran on the same workload, link and repeat'
+            : 'no fixed technique completed on the same workload, link and repeat',
+      });
+      continue;
+    }
+    const best = finite.reduce((a, b) => (b.value < a.value ? b : a));
+    const worst = fixed.reduce((a, b) => (b.value > a.value ? b : a));
+    const auto = objectiveValue(cell.report, objective) ?? Infinity;
+    comparisons.push({
+      cellId: cell.spec.id,
+      objective,
+      workload: cell.spec.workload.name,
+      link: cell.spec.link.name,
+      repeat: cell.spec.repeat,
+      chose: chosenTechnique(cell),
+      auto,
+      best,
+      worst,
+      neverWorse: auto <= worst.value,
+      withinBest: auto <= WITHIN_BEST_FACTOR * best.value,
+    });
+  }
+  const compared = comparisons.length;
+  const neverWorse = comparisons.filter((c) => c.neverWorse).length;
+  const withinBest = comparisons.filter((c) => c.withinBest).length;
+  const pct = (n: number): number | null => (compared === 0 ? null : (100 * n) / compared);
+  return {
+    compared,
+    neverWorse,
+    withinBest,
+    neverWorsePct: pct(neverWorse),
+    withinBestPct: pct(withinBest),
+    comparisons,
+    notCompared,
+  };
+}
