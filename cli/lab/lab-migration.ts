@@ -10,25 +10,18 @@
  * migrates it as `params.storage` says; for `shared` both agents get one disk directory (a
  * temporary one, removed at teardown), as two hosts would mount the same shared storage.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { ControlClient, type MigrateParams } from '@livemig/shared/control';
+import type { ControlClient, MigrateParams } from '@livemig/shared/control';
 import type { MigrationMode, MigrationReport } from '@livemig/shared/report';
 import type { VmSpec } from '@livemig/shared/vm';
-import { startAgentProcess, type AgentProcess, type StartAgentOptions } from '../agent-process.ts';
+import type { AgentProcess, StartAgentOptions } from '../agent-process.ts';
 import { parseHostPort } from '@livemig/shared';
 import { followMigration } from '../follow-migration.ts';
 import { networkSection, startProbe } from '../probe/during.ts';
-import { startDelayRelay, type DelayRelay } from './delay-relay.ts';
-import { checkHost } from './host-probe.ts';
-import { checkProfile, measureLink, type LinkMeasurement } from './measure.ts';
-import { labNeeds } from './prerequisites.ts';
+import { withLabAgents } from './lab-agents.ts';
+import type { LinkMeasurement } from './measure.ts';
 import type { LinkProfile } from './profiles.ts';
-import { shapeLab, type ShapingMechanisms } from './shape.ts';
-import { Lab } from './topology.ts';
-import type { ThrowawayPki } from '../throwaway-pki.ts';
-import { prepareIncoming, secureAgentArgs, SECURE_NAMES, securePki } from './secure.ts';
+import type { ShapingMechanisms } from './shape.ts';
+import type { Lab } from './topology.ts';
 
 export interface LabMigration {
   lab: Lab;
@@ -66,112 +59,58 @@ export async function withLabMigration<T>(
   options: LabMigrationOptions,
   inspect: (run: LabMigration) => Promise<T>,
 ): Promise<T> {
-  const { profile, spec } = options;
-  checkHost(
-    `run a lab migration over ${profile.name}`,
-    labNeeds('run', [profile], { vmAddress: options.service !== undefined }),
-  );
-  const lab = Lab.create(['source', 'dest']);
-  const agents: AgentProcess[] = [];
-  const relays: DelayRelay[] = [];
-  let pki: ThrowawayPki | undefined;
-  let sharedDisks: string | undefined;
-  // The agents' path to the destination: through the delay relay when netem cannot add the delay.
-  const pathTo = async (mechanisms: ShapingMechanisms, port: number): Promise<string> => {
-    const dest = lab.host('dest').address;
-    if (mechanisms.delay !== 'relay') return `${dest}:${port}`;
-    const relay = await startDelayRelay({
-      listenHost: lab.controllerAddress,
-      target: { host: dest, port },
-      oneWayMs: profile.rttMs / 2,
-    });
-    relays.push(relay);
-    return relay.address;
-  };
-  try {
-    if (options.secure) pki = await securePki();
-    // The agents bind lab addresses (not loopback): plaintext only with --insecure.
-    const securityArgs = (side: 'source' | 'dest'): string[] => (pki ? secureAgentArgs(pki, side) : ['--insecure']);
-    const mechanisms = shapeLab(lab, profile);
-    const measured = await measureLink(lab, 'source', 'dest', profile, async (port) => ({
-      address: await pathTo(mechanisms, port),
-      close: async () => {},
-    }));
-    // Shaping must be real: a link more than 20% off its profile fails the run here.
-    checkProfile(measured, profile);
-    const spawn = options.onSpawn ? { onSpawn: options.onSpawn } : {};
-    const destHost = lab.host('dest');
-    const sourceHost = lab.host('source');
-    const service = options.service;
-    const vmAddress = service ? `${lab.vmAddress()}:${service.port}` : undefined;
-    const vmLink = service ? ['--vm-link', 'eth0'] : [];
-    if (options.params?.storage === 'shared') sharedDisks = mkdtempSync(join(tmpdir(), 'livemig-lab-disks-'));
-    const diskDir = sharedDisks === undefined ? [] : ['--disk-dir', sharedDisks];
-    const [dest, source] = await Promise.all([
-      startAgentProcess('dest', {
-        wrap: lab.wrap('dest'),
-        args: [
-          ...['--listen', `${destHost.address}:0`, '--control', `${destHost.address}:0`, ...vmLink, ...diskDir],
-          ...securityArgs('dest'),
-        ],
-        ...spawn,
-      }).then((a) => (agents.push(a), a)),
-      startAgentProcess('source', {
-        wrap: lab.wrap('source'),
-        args: [
-          ...['--control', `${sourceHost.address}:0`, '--vm', 'vm', '--memory', String(spec.memoryBytes)],
-          ...['--init', spec.init, '--workload', spec.workload, '--seed', String(spec.seed)],
-          ...(vmAddress ? ['--nic', vmAddress, ...vmLink] : []),
-          ...(spec.disk === null ? [] : ['--disk', String(spec.disk), ...diskDir]),
-          ...securityArgs('source'),
-        ],
-        ...spawn,
-      }).then((a) => (agents.push(a), a)),
-    ]);
-    const to = await pathTo(mechanisms, Number(dest.listen.split(':').pop()));
-    const client = pki
-      ? await pki.connect(source.control, SECURE_NAMES.operator, SECURE_NAMES.source)
-      : await ControlClient.connect(source.control);
-    let report: MigrationReport;
-    const probe = vmAddress
-      ? startProbe({ target: parseHostPort(vmAddress), intervalMs: service?.probeIntervalMs })
-      : null;
-    try {
-      await probe?.answered;
-      const { migrationId } = await client.request('migrate', {
-        vm: 'vm',
-        to,
-        mode: options.mode ?? 'precopy',
-        params: options.params ?? {},
-        ...(pki ? await prepareIncoming(pki, dest.control, 'vm') : {}),
+  const { spec } = options;
+  const service = options.service;
+  return withLabAgents(
+    {
+      profile: options.profile,
+      ...(options.onSpawn ? { onSpawn: options.onSpawn } : {}),
+      vmLink: service !== undefined,
+      sharedDisks: options.params?.storage === 'shared',
+      ...(options.secure ? { secure: true } : {}),
+      sourceArgs: (vmAddress) => [
+        ...['--vm', 'vm', '--memory', String(spec.memoryBytes)],
+        ...['--init', spec.init, '--workload', spec.workload, '--seed', String(spec.seed)],
+        ...(service ? ['--nic', `${vmAddress}:${service.port}`] : []),
+        ...(spec.disk === null ? [] : ['--disk', String(spec.disk)]),
+      ],
+    },
+    async (env) => {
+      const { source, dest } = env;
+      const vmAddress = service ? `${env.lab.vmAddress()}:${service.port}` : undefined;
+      const client = await env.control('source', 'operator');
+      let report: MigrationReport;
+      const probe = vmAddress
+        ? startProbe({ target: parseHostPort(vmAddress), intervalMs: service?.probeIntervalMs })
+        : null;
+      try {
+        await probe?.answered;
+        const { migrationId } = await client.request('migrate', {
+          vm: 'vm',
+          to: env.to,
+          mode: options.mode ?? 'precopy',
+          params: options.params ?? {},
+          ...(await env.prepare('vm')),
+        });
+        report = await followMigration(client, migrationId, { progress: false });
+        if (probe) report = { ...report, network: networkSection(await probe.finish(), report) };
+      } catch (error) {
+        await probe?.abandon();
+        throw error;
+      } finally {
+        client.close();
+      }
+      return await inspect({
+        lab: env.lab,
+        profile: env.profile,
+        mechanisms: env.mechanisms,
+        measured: env.measured,
+        report,
+        source,
+        dest,
+        ...(vmAddress ? { vmAddress } : {}),
+        admin: (side) => env.control(side, 'admin'),
       });
-      report = await followMigration(client, migrationId, { progress: false });
-      if (probe) report = { ...report, network: networkSection(await probe.finish(), report) };
-    } catch (error) {
-      await probe?.abandon();
-      throw error;
-    } finally {
-      client.close();
-    }
-    return await inspect({
-      lab,
-      profile,
-      mechanisms,
-      measured,
-      report,
-      source,
-      dest,
-      ...(vmAddress ? { vmAddress } : {}),
-      admin: (side) => {
-        const control = (side === 'source' ? source : dest).control;
-        return pki ? pki.connect(control, SECURE_NAMES.admin, SECURE_NAMES[side]) : ControlClient.connect(control);
-      },
-    });
-  } finally {
-    await Promise.all(agents.map((agent) => agent.stop()));
-    for (const relay of relays) await relay.close();
-    lab.destroy();
-    await pki?.remove();
-    if (sharedDisks !== undefined) rmSync(sharedDisks, { recursive: true, force: true });
-  }
+    },
+  );
 }

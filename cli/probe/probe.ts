@@ -42,6 +42,8 @@ export interface ProbeResult extends ProbeSummary {
    */
   arrivalsMs: number[];
   timeOriginMs: number;
+  /** Every request: when it left (ms since the epoch) and its reply's latency (null: none came). */
+  timeline: { sentAt: number; latencyMs: number | null }[];
 }
 
 /** Request id of read-backs (probe requests count from 1). */
@@ -119,6 +121,10 @@ export async function runProbe(options: ProbeOptions): Promise<ProbeResult> {
       socketErrors,
       arrivalsMs: [...repliedAt.values()].sort((a, b) => a - b),
       timeOriginMs: performance.timeOrigin,
+      timeline: [...sentAt].map(([id, at]) => {
+        const replied = repliedAt.get(id);
+        return { sentAt: performance.timeOrigin + at, latencyMs: replied === undefined ? null : replied - at };
+      }),
     };
     if (options.writes && !options.signal?.aborted) {
       // Read back in small windows, each waited for: a burst of thousands of GETs would only

@@ -1,0 +1,402 @@
+/**
+ * `livemig compare`'s runner: every cell of the matrix, link by link (one set of agents, or one
+ * lab, per link), each cell in four steps:
+ *
+ *   1. boot the VM on the source and let it run; measure its dirty rate the way QEMU's
+ *      calc-dirty-rate does (1 s, with the curve at 62-500 ms), and its steps/s meanwhile (the
+ *      unmigrated rate, for slowdown);
+ *   2. predict every technique with the model (shared/src/predict) from that curve and what was
+ *      measured of the link — before the migration, never after: the link's bandwidth and the
+ *      fixed costs come from an idle calibration migration of the same VM size on the same link,
+ *      run first (kept in results.json);
+ *   3. migrate (auto: the agent decides itself, from its own measurements), following the
+ *      report; a kv VM is probed throughout (the client's view, every request kept);
+ *   4. destroy the VM wherever it ended up.
+ *
+ * A cell that fails is recorded with its error and the run goes on; `signal` (Ctrl-C) stops
+ * before the next cell. results.json is rewritten after every cell, so an interrupted or
+ * crashed run keeps what it did.
+ */
+import { writeFile, mkdir } from 'node:fs/promises';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import { parseHostPort, toMigrationError } from '@livemig/shared';
+import {
+  choose,
+  fitDirtyCurve,
+  overheadsFromIdle,
+  predictAll,
+  type LinkEstimate,
+  type ModelInputs,
+  type Objective,
+  type Overheads,
+} from '@livemig/shared/predict';
+import type { MigrationReport } from '@livemig/shared/report';
+import { MB, type DirtyRateMeasurement } from '@livemig/shared/vm';
+import { followMigration } from '../follow-migration.ts';
+import { networkSection, startProbe, type RunningProbe } from '../probe/during.ts';
+import { linkUnavailable, withLink, type LinkEnv } from './links.ts';
+import { cellsOf, type Matrix } from './matrix.ts';
+import {
+  COMPARE_SCHEMA,
+  type CellResult,
+  type CellSpec,
+  type CompareResults,
+  type LinkCase,
+  type WorkloadCase,
+} from './results.ts';
+
+/** The engine's defaults the predictions assume (every cell runs with them). */
+const DOWNTIME_LIMIT_MS = 300;
+const MAX_ROUNDS = 30;
+/** The dirty-rate measurement before each cell: QEMU's window, its most samples, the curve. */
+const MEASURE = { calcTimeMs: 1000, samplePagesPerGiB: 16_384, checkpoints: 4 } as const;
+
+export interface Progress {
+  /** Cells done, of `total`; the one starting now. */
+  done: number;
+  total: number;
+  cell: CellSpec | null;
+  /** Estimated ms left (from the cells so far), or null before one ended. */
+  etaMs: number | null;
+  /** A line about what just happened (a cell's outcome, a calibration, a link skipped). */
+  note?: string;
+}
+
+export interface CompareRunOptions {
+  matrix: Matrix;
+  /** Directory results.json goes to (rewritten after each cell). */
+  out: string;
+  onProgress?: (progress: Progress) => void;
+  /** Aborted: no new cell starts; what is done is returned (interrupted: true). */
+  signal?: AbortSignal;
+}
+
+/** An idle migration of one VM size on one link: the model's link bandwidth and fixed costs. */
+export interface Calibration {
+  link: string;
+  memoryBytes: number;
+  estimate: LinkEstimate;
+  overheads: Overheads;
+  report: MigrationReport;
+}
+
+export async function runCompare(
+  options: CompareRunOptions,
+): Promise<CompareResults & { calibrations: Calibration[] }> {
+  const { matrix } = options;
+  const skippedLinks: CompareResults['skippedLinks'] = [];
+  const runnable = matrix.links.filter((link) => {
+    const reason = linkUnavailable(link);
+    if (reason !== undefined) skippedLinks.push({ name: link.name, reason });
+    return reason === undefined;
+  });
+  const cells = cellsOf(matrix, runnable);
+  const results: CompareResults & { calibrations: Calibration[] } = {
+    schema: COMPARE_SCHEMA,
+    startedAt: new Date().toISOString(),
+    endedAt: new Date().toISOString(),
+    host: { cpus: cpus().length, node: process.version, root: process.getuid?.() === 0 },
+    matrix: {
+      techniques: matrix.techniques,
+      workloads: matrix.workloads,
+      links: matrix.links.map(({ workloads: _w, techniques: _t, ...link }) => link),
+      repeat: matrix.repeat,
+    },
+    skippedLinks,
+    interrupted: false,
+    cells: [],
+    calibrations: [],
+  };
+  await mkdir(options.out, { recursive: true });
+  const save = async (): Promise<void> => {
+    results.endedAt = new Date().toISOString();
+    await writeFile(join(options.out, 'results.json'), JSON.stringify(results, null, 1) + '\n');
+  };
+  for (const skipped of skippedLinks) {
+    options.onProgress?.({
+      done: 0,
+      total: cells.length,
+      cell: null,
+      etaMs: null,
+      note: `skipped link ${skipped.name}: ${skipped.reason}`,
+    });
+  }
+  const started = performance.now();
+  let index = 0;
+  for (const link of runnable) {
+    const linkCells = cells.filter((c) => c.link.name === link.name);
+    if (linkCells.length === 0) continue;
+    if (options.signal?.aborted) break;
+    try {
+      await withLink(linkCells[0]!.link, async (env) => {
+        for (const spec of linkCells) {
+          if (options.signal?.aborted) return;
+          const done = results.cells.length;
+          const elapsed = performance.now() - started;
+          options.onProgress?.({
+            done,
+            total: cells.length,
+            cell: spec,
+            etaMs: done === 0 ? null : (elapsed / done) * (cells.length - done),
+          });
+          const calibration = await calibrationFor(env, spec.workload, results.calibrations, ++index, options);
+          const result = await runCell(env, spec, calibration, ++index);
+          results.cells.push(result);
+          options.onProgress?.({
+            done: results.cells.length,
+            total: cells.length,
+            cell: spec,
+            etaMs: null,
+            note: summaryLine(result),
+          });
+          await save();
+        }
+      });
+    } catch (error) {
+      // The link itself failed (the lab would not build, an agent died): its cells not run are errors.
+      const failure = toMigrationError(error);
+      for (const spec of linkCells.filter((c) => !results.cells.some((r) => r.spec.id === c.id))) {
+        results.cells.push(errorCell(spec, failure));
+      }
+      options.onProgress?.({
+        done: results.cells.length,
+        total: cells.length,
+        cell: null,
+        etaMs: null,
+        note: `link ${link.name} failed: ${failure.code}: ${failure.message}`,
+      });
+      await save();
+    }
+  }
+  results.interrupted = options.signal?.aborted === true;
+  await save();
+  return results;
+}
+
+function summaryLine(r: CellResult): string {
+  if (!r.report) return `${r.spec.id}: ${r.outcome} ${r.error?.code ?? ''} ${r.error?.message ?? ''}`;
+  const t = r.report.times;
+  const predicted = r.predicted
+    ? ` (predicted ${(r.predicted.totalMs / 1000).toFixed(2)} s, ${Math.round(r.predicted.downtimeMs)} ms)`
+    : '';
+  return (
+    `${r.spec.id}: ${r.outcome}, ${(t.totalMs / 1000).toFixed(2)} s total, ` +
+    `${t.downtimeMs === null ? '—' : Math.round(t.downtimeMs)} ms down, ${(r.report.bytes.wire / MB).toFixed(1)} MB${predicted}`
+  );
+}
+
+function errorCell(spec: CellSpec, error: { code: string; message: string }): CellResult {
+  return {
+    spec,
+    outcome: 'error',
+    error: { code: error.code, message: error.message },
+    startedAt: new Date().toISOString(),
+    wallMs: 0,
+    measured: { dirtyRate: null, link: null },
+    predicted: null,
+    predictions: null,
+    report: null,
+  };
+}
+
+/** The calibration for this VM size on this link: measured once (an idle pre-copy), then reused. */
+async function calibrationFor(
+  env: LinkEnv,
+  workload: WorkloadCase,
+  done: Calibration[],
+  index: number,
+  options: CompareRunOptions,
+): Promise<Calibration | null> {
+  const known = done.find((c) => c.link === env.link.name && c.memoryBytes === workload.memoryBytes);
+  if (known) return known;
+  const idle: WorkloadCase = {
+    name: 'calibration',
+    workload: 'idle',
+    memoryBytes: workload.memoryBytes,
+    init: workload.init,
+  };
+  const name = `calibrate${index}`;
+  try {
+    await env.source.request('create-vm', {
+      name,
+      memory: idle.memoryBytes,
+      init: idle.init,
+      workload: 'idle',
+      seed: index,
+    });
+    const report = await migrate(env, name, 'precopy', env.link);
+    await destroy(env, name, report);
+    const round0 = report.rounds[0];
+    if (report.outcome !== 'completed' || !round0 || report.times.downtimeMs === null) {
+      throw new Error(`calibration migration ${report.outcome}: ${report.error?.message ?? 'no round 0'}`);
+    }
+    const rttMs = env.measured?.rttMs ?? report.times.rttMs ?? 0;
+    const calibration: Calibration = {
+      link: env.link.name,
+      memoryBytes: workload.memoryBytes,
+      estimate: {
+        bandwidthBps: round0.bandwidthBps,
+        rttMs,
+        source: `idle calibration migration on this link (round 0: ${(round0.bytes / MB).toFixed(1)} MB in ${Math.round(round0.ms)} ms)`,
+      },
+      overheads: overheadsFromIdle({
+        setupMs: report.times.setupMs,
+        downtimeMs: report.times.downtimeMs,
+        totalMs: report.times.totalMs,
+        round0Ms: round0.ms,
+        rttMs,
+      }),
+      report,
+    };
+    done.push(calibration);
+    options.onProgress?.({
+      done: 0,
+      total: 0,
+      cell: null,
+      etaMs: null,
+      note: `calibrated ${env.link.name}: ${(calibration.estimate.bandwidthBps / MB).toFixed(1)} MB/s, setup ${Math.round(calibration.overheads.setupMs)} ms, switchover ${Math.round(calibration.overheads.switchoverMs)} ms`,
+    });
+    return calibration;
+  } catch (error) {
+    options.onProgress?.({
+      done: 0,
+      total: 0,
+      cell: null,
+      etaMs: null,
+      note: `calibration on ${env.link.name} failed: ${toMigrationError(error).message}`,
+    });
+    await destroy(env, name, null);
+    return null;
+  }
+}
+
+async function runCell(
+  env: LinkEnv,
+  spec: CellSpec,
+  calibration: Calibration | null,
+  index: number,
+): Promise<CellResult> {
+  const startedAt = new Date().toISOString();
+  const wallStart = performance.now();
+  const { workload } = spec;
+  const name = `cell${index}`;
+  const kv = /^kv(:|$)/.test(workload.workload);
+  let dirtyRate: DirtyRateMeasurement | null = null;
+  let probe: RunningProbe | undefined;
+  let report: MigrationReport | null = null;
+  const base = {
+    spec,
+    startedAt,
+    measured: { dirtyRate: null as DirtyRateMeasurement | null, link: calibration?.estimate ?? null },
+    predicted: null,
+    predictions: null,
+  };
+  try {
+    const nic = kv ? await env.serviceAddress() : undefined;
+    await env.source.request('create-vm', {
+      name,
+      memory: workload.memoryBytes,
+      init: workload.init,
+      workload: workload.workload,
+      seed: index,
+      ...(nic ? { nic } : {}),
+    });
+    const before = await stepsOf(env, name);
+    dirtyRate = await env.source.request('query-dirty-rate', { vm: name, ...MEASURE });
+    const after = await stepsOf(env, name);
+    const baselineStepsPerSec = ((after.steps - before.steps) / (after.at - before.at)) * 1000;
+    const inputs: ModelInputs | null = calibration
+      ? {
+          memoryBytes: workload.memoryBytes,
+          pageSize: 4096,
+          zeroFraction: (dirtyRate.zeroPagesSampled ?? 0) / dirtyRate.pagesSampled,
+          dirty: fitDirtyCurve(dirtyRate),
+          link: calibration.estimate,
+          downtimeLimitMs: DOWNTIME_LIMIT_MS,
+          maxRounds: MAX_ROUNDS,
+          postcopyAfterRounds: null,
+          overheads: calibration.overheads,
+        }
+      : null;
+    const predictions = inputs ? predictAll(inputs) : null;
+    const objective = spec.technique.startsWith('auto:') ? (spec.technique.slice(5) as Objective) : undefined;
+    const choice = predictions && objective ? choose(predictions, objective) : undefined;
+    const fixed = objective ? undefined : spec.technique;
+    if (kv && nic) {
+      probe = startProbe({ target: parseHostPort(nic), intervalMs: workload.probeIntervalMs ?? 2 });
+      await probe.answered;
+    }
+    report = await migrate(env, name, objective ? 'auto' : (spec.technique as 'precopy'), env.link, objective);
+    let samples: CellResult['probe'];
+    if (probe) {
+      const seen = await probe.finish();
+      probe = undefined;
+      report = { ...report, network: networkSection(seen, report) };
+      samples = { intervalMs: seen.intervalMs, samples: seen.timeline };
+    }
+    // Auto: the prediction (made before) of the technique the agent then chose itself.
+    const ran = report.auto?.chosen ?? choice?.technique ?? fixed;
+    const predicted = predictions?.find((p) => p.technique === ran) ?? null;
+    return {
+      ...base,
+      outcome: report.outcome,
+      error: report.error,
+      wallMs: performance.now() - wallStart,
+      measured: { dirtyRate, link: calibration?.estimate ?? null },
+      predicted,
+      predictions,
+      ...(choice ? { choice } : {}),
+      report,
+      ...(samples ? { probe: samples } : {}),
+      baselineStepsPerSec,
+    };
+  } catch (error) {
+    const failure = toMigrationError(error);
+    return {
+      ...base,
+      outcome: 'error',
+      error: { code: failure.code, message: failure.message },
+      wallMs: performance.now() - wallStart,
+      measured: { dirtyRate, link: calibration?.estimate ?? null },
+      report,
+    };
+  } finally {
+    await probe?.abandon();
+    await destroy(env, name, report);
+  }
+}
+
+async function stepsOf(env: LinkEnv, name: string): Promise<{ steps: number; at: number }> {
+  const { vms } = await env.source.request('query-vms', {});
+  return { steps: vms.find((v) => v.name === name)?.steps ?? 0, at: performance.now() };
+}
+
+async function migrate(
+  env: LinkEnv,
+  vm: string,
+  mode: 'precopy' | 'postcopy' | 'hybrid' | 'auto',
+  link: LinkCase,
+  objective?: Objective,
+): Promise<MigrationReport> {
+  const { migrationId } = await env.source.request('migrate', {
+    vm,
+    to: env.to,
+    mode,
+    params: { maxBandwidthBps: link.maxBandwidthBps, ...(objective ? { objective } : {}) },
+    ...(await env.prepare(vm)),
+  });
+  return followMigration(env.source, migrationId, { progress: false });
+}
+
+/** Remove the VM wherever it is (a failed migration leaves it on the source). */
+async function destroy(env: LinkEnv, vm: string, report: MigrationReport | null): Promise<void> {
+  const order = report?.vmRunsOn === 'destination' ? [env.dest, env.source] : [env.source, env.dest];
+  for (const client of order) {
+    try {
+      await client.request('destroy-vm', { vm });
+    } catch {
+      // Not on this side (or already gone): the other side is tried too.
+    }
+  }
+}
