@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { registerAgentCommand } from './agent.ts';
 import { registerAuditCommand } from './audit.ts';
 import { registerCreateVmCommand } from './create-vm.ts';
+import { registerDashboardCommand } from './dashboard.ts';
 import { registerDemoCommand } from './demo.ts';
 import { registerDestCommand } from './dest.ts';
 import { registerDestroyVmCommand } from './destroy-vm.ts';
@@ -27,6 +28,7 @@ export const COMMANDS: ReadonlyArray<(program: Command) => void> = [
   registerPrepareIncomingCommand,
   registerStatusCommand,
   registerEventsCommand,
+  registerDashboardCommand,
   registerQueryDirtyRateCommand,
   registerListCommand,
   registerCreateVmCommand,
