@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { registerAgentCommand } from './agent.ts';
 import { registerAuditCommand } from './audit.ts';
+import { registerCompareCommand } from './compare.ts';
 import { registerCreateVmCommand } from './create-vm.ts';
 import { registerDashboardCommand } from './dashboard.ts';
 import { registerDemoCommand } from './demo.ts';
@@ -30,6 +31,7 @@ export const COMMANDS: ReadonlyArray<(program: Command) => void> = [
   registerEventsCommand,
   registerDashboardCommand,
   registerQueryDirtyRateCommand,
+  registerCompareCommand,
   registerListCommand,
   registerCreateVmCommand,
   registerDestroyVmCommand,

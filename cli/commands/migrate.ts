@@ -14,6 +14,7 @@ import type { Command } from 'commander';
 import { isMigrationError, MigrationError, parseHostPort, type ErrorCode } from '@livemig/shared';
 import type { ControlClient } from '@livemig/shared/control';
 import { formatReport, type MigrationReport } from '@livemig/shared/report';
+import { dryRun, formatDryRun } from '../dry-run.ts';
 import { followMigration } from '../follow-migration.ts';
 import { EXIT_DETACHED, followHints, MigrateInterrupt } from '../migrate-interrupt.ts';
 import { networkSection, startProbe, type RunningProbe } from '../probe/during.ts';
@@ -23,6 +24,7 @@ import {
   durationFlag,
   hostPortFlag,
   migrateParams,
+  rateFlag,
   type MigrateFlags,
   type ModeName,
 } from '../options.ts';
@@ -43,6 +45,9 @@ interface MigrateCommandFlags extends MigrateFlags, SecurityFlags {
   wait: number;
   probe?: boolean | string;
   probeInterval: number;
+  dryRun?: boolean;
+  linkBandwidth?: number;
+  linkRtt?: number;
 }
 
 export function registerMigrateCommand(program: Command): void {
@@ -89,6 +94,13 @@ export function registerMigrateCommand(program: Command): void {
     )
     .option('--ticket <ticket>', "the destination's single-use ticket for this VM (livemig prepare-incoming)")
     .option(
+      '--dry-run',
+      "don't migrate: measure the VM's dirty rate now and print what each technique would cost (the prediction " +
+        'model) and what --mode auto would choose; needs --link-bandwidth or --max-bandwidth',
+    )
+    .option('--link-bandwidth <rate>', '--dry-run: the link bandwidth to predict with, e.g. 1gbit', rateFlag)
+    .option('--link-rtt <duration>', '--dry-run: the link round-trip time to predict with (default 0)', anyDurationFlag)
+    .option(
       '--dest-control <url>',
       "secure agents: the destination's control URL — ask it for a ticket (prepare-incoming, as the source's " +
         "certificate name), learn its certificate name, then migrate: libvirt's Prepare → Perform in one command",
@@ -111,6 +123,17 @@ export function registerMigrateCommand(program: Command): void {
         '130 detached by Ctrl-C.',
     );
   addClientSecurityOptions(command).action(async (flags: MigrateCommandFlags) => {
+    if (flags.dryRun) {
+      if (flags.vm === undefined) throw new MigrationError('ERR_INVALID_ARGUMENT', '--dry-run: give --vm NAME');
+      const client = await connectControl(flags.control, flags);
+      try {
+        const run = await dryRun(client, flags);
+        process.stdout.write(flags.json ? JSON.stringify(run) + '\n' : formatDryRun(run) + '\n');
+      } finally {
+        client.close();
+      }
+      return;
+    }
     if (!flags.resume && (flags.vm === undefined || flags.to === undefined)) {
       throw new MigrationError('ERR_INVALID_ARGUMENT', 'give --vm NAME and --to HOST:PORT (or --resume)');
     }

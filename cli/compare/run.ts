@@ -72,13 +72,15 @@ export interface CompareRunOptions {
   signal?: AbortSignal;
 }
 
-/** An idle migration of one VM size on one link: the model's link bandwidth and fixed costs. */
+/** Idle migrations of one VM size on one link: the model's link bandwidth and fixed costs. */
 export interface Calibration {
   link: string;
   memoryBytes: number;
   estimate: LinkEstimate;
+  /** From the idle pre-copy, and from the idle post-copy (longer setup: the destination's vCPU starts first). */
   overheads: Overheads;
-  report: MigrationReport;
+  postcopyOverheads: Overheads;
+  reports: { precopy: MigrationReport; postcopy: MigrationReport };
 }
 
 export async function runCompare(
@@ -210,28 +212,36 @@ async function calibrationFor(
 ): Promise<Calibration | null> {
   const known = done.find((c) => c.link === env.link.name && c.memoryBytes === workload.memoryBytes);
   if (known) return known;
-  const idle: WorkloadCase = {
-    name: 'calibration',
-    workload: 'idle',
-    memoryBytes: workload.memoryBytes,
-    init: workload.init,
-  };
   const name = `calibrate${index}`;
   try {
-    await env.source.request('create-vm', {
-      name,
-      memory: idle.memoryBytes,
-      init: idle.init,
-      workload: 'idle',
-      seed: index,
-    });
-    const report = await migrate(env, name, 'precopy', env.link);
-    await destroy(env, name, report);
-    const round0 = report.rounds[0];
-    if (report.outcome !== 'completed' || !round0 || report.times.downtimeMs === null) {
-      throw new Error(`calibration migration ${report.outcome}: ${report.error?.message ?? 'no round 0'}`);
-    }
-    const rttMs = env.measured?.rttMs ?? report.times.rttMs ?? 0;
+    const idle = async (mode: 'precopy' | 'postcopy', vm: string): Promise<MigrationReport> => {
+      await env.source.request('create-vm', {
+        name: vm,
+        memory: workload.memoryBytes,
+        init: workload.init,
+        workload: 'idle',
+        seed: index,
+      });
+      const report = await migrate(env, vm, mode, env.link);
+      await destroy(env, vm, report);
+      if (report.outcome !== 'completed' || report.times.downtimeMs === null) {
+        throw new Error(`calibration ${mode} migration ${report.outcome}: ${report.error?.message ?? 'no downtime'}`);
+      }
+      return report;
+    };
+    const precopy = await idle('precopy', `${name}-pre`);
+    const postcopy = await idle('postcopy', `${name}-post`);
+    const round0 = precopy.rounds[0];
+    if (!round0) throw new Error('calibration pre-copy migration had no round 0');
+    const rttMs = env.measured?.rttMs ?? precopy.times.rttMs ?? 0;
+    const overheadsOf = (report: MigrationReport, sendMs: number): Overheads =>
+      overheadsFromIdle({
+        setupMs: report.times.setupMs,
+        downtimeMs: report.times.downtimeMs!,
+        totalMs: report.times.totalMs,
+        round0Ms: sendMs,
+        rttMs,
+      });
     const calibration: Calibration = {
       link: env.link.name,
       memoryBytes: workload.memoryBytes,
@@ -240,22 +250,21 @@ async function calibrationFor(
         rttMs,
         source: `idle calibration migration on this link (round 0: ${(round0.bytes / MB).toFixed(1)} MB in ${Math.round(round0.ms)} ms)`,
       },
-      overheads: overheadsFromIdle({
-        setupMs: report.times.setupMs,
-        downtimeMs: report.times.downtimeMs,
-        totalMs: report.times.totalMs,
-        round0Ms: round0.ms,
-        rttMs,
-      }),
-      report,
+      overheads: overheadsOf(precopy, round0.ms),
+      postcopyOverheads: overheadsOf(postcopy, postcopy.postcopy?.postcopyMs ?? 0),
+      reports: { precopy, postcopy },
     };
     done.push(calibration);
+    const o = calibration.overheads;
+    const p = calibration.postcopyOverheads;
     options.onProgress?.({
       done: 0,
       total: 0,
       cell: null,
       etaMs: null,
-      note: `calibrated ${env.link.name}: ${(calibration.estimate.bandwidthBps / MB).toFixed(1)} MB/s, setup ${Math.round(calibration.overheads.setupMs)} ms, switchover ${Math.round(calibration.overheads.switchoverMs)} ms`,
+      note:
+        `calibrated ${env.link.name} (${(workload.memoryBytes / 2 ** 20).toFixed(0)} MiB): ${(calibration.estimate.bandwidthBps / MB).toFixed(1)} MB/s, ` +
+        `setup ${Math.round(o.setupMs)} ms (post-copy ${Math.round(p.setupMs)} ms), switchover ${Math.round(o.switchoverMs)} / ${Math.round(p.switchoverMs)} ms`,
     });
     return calibration;
   } catch (error) {
@@ -266,7 +275,6 @@ async function calibrationFor(
       etaMs: null,
       note: `calibration on ${env.link.name} failed: ${toMigrationError(error).message}`,
     });
-    await destroy(env, name, null);
     return null;
   }
 }
@@ -317,6 +325,7 @@ async function runCell(
           maxRounds: MAX_ROUNDS,
           postcopyAfterRounds: null,
           overheads: calibration.overheads,
+          postcopyOverheads: calibration.postcopyOverheads,
         }
       : null;
     const predictions = inputs ? predictAll(inputs) : null;

@@ -36,7 +36,10 @@ export const DEFAULT_OVERHEADS = { setupMs: 100, switchoverMs: 30, tailMs: 50 } 
 
 export type Overheads = { setupMs: number; switchoverMs: number; tailMs: number };
 
-/** The calibration: an idle migration's measured figures → the model's fixed costs. */
+/**
+ * The calibration: an idle migration's measured figures → the model's fixed costs. For an idle
+ * post-copy, `round0Ms` is its push (report.postcopy.postcopyMs): the time spent sending pages.
+ */
 export function overheadsFromIdle(idle: {
   setupMs: number;
   downtimeMs: number;
@@ -106,12 +109,14 @@ function notShrinking(pendingAfter: readonly number[]): boolean {
 
 /** Predict one technique. */
 export function predict(technique: Technique, input: ModelInputs): Prediction {
-  const o: Overheads = { ...DEFAULT_OVERHEADS, ...input.overheads };
+  const pre: Overheads = { ...DEFAULT_OVERHEADS, ...input.overheads };
+  const post: Overheads = { ...pre, ...input.postcopyOverheads };
   const B = Math.max(1, input.link.bandwidthBps);
   const rtt = input.link.rttMs;
-  const pauseMs = o.switchoverMs + 1.5 * rtt;
   const { memoryBytes: M, pageSize } = input;
   if (technique === 'postcopy') {
+    const o = post;
+    const pauseMs = o.switchoverMs + 1.5 * rtt;
     const z = input.zeroFraction ?? 0;
     const bytes = wire(M * (1 - z), pageSize) + (M / pageSize) * z * PAGE_OVERHEAD_BYTES;
     const pushMs = (bytes / B) * 1000;
@@ -132,11 +137,14 @@ export function predict(technique: Technique, input: ModelInputs): Prediction {
   const toPostcopy =
     technique === 'hybrid' &&
     (walk.switchover === 'postcopy' || walk.switchover === 'max-rounds' || walk.switchover === 'not-shrinking');
+  // A switch to post-copy costs what an idle post-copy's does; setup is pre-copy's (round 0 hides the vCPU's start).
+  const end = toPostcopy ? post : pre;
+  const pauseMs = end.switchoverMs + 1.5 * rtt;
   const downtimeMs = toPostcopy ? pauseMs : pauseMs + finalMs;
   return {
     technique,
     rounds: walk.rounds,
-    totalMs: o.setupMs + walk.roundsMs + rtt + downtimeMs + (toPostcopy ? finalMs : 0) + o.tailMs,
+    totalMs: pre.setupMs + walk.roundsMs + rtt + downtimeMs + (toPostcopy ? finalMs : 0) + end.tailMs,
     downtimeMs,
     wireBytes: walk.roundsBytes + finalBytes,
     switchover: walk.switchover,

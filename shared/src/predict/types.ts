@@ -53,6 +53,12 @@ export interface ModelInputs {
    * the resume (verification, the record) that the total includes. model.ts overheadsFromIdle.
    */
   overheads?: { setupMs: number; switchoverMs: number; tailMs: number };
+  /**
+   * The same, from an idle post-copy migration, for post-copy (and hybrid's switch and tail):
+   * its setup is longer — the destination's vCPU must be running before the VM resumes there,
+   * where pre-copy starts it during round 0. @default overheads
+   */
+  postcopyOverheads?: { setupMs: number; switchoverMs: number; tailMs: number };
 }
 
 /** The model's answer for one technique. */
