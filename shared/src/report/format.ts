@@ -113,6 +113,32 @@ export function formatReport(report: MigrationReport): string {
       }`,
     );
   }
+  if (report.dirtyRate) {
+    const { measurement: m, curve, note } = report.dirtyRate;
+    field(
+      'dirty rate at start',
+      m === null
+        ? (note ?? 'not measured')
+        : `${m.dirtyRateMBps.toFixed(1)} ± ${m.standardErrorMBps.toFixed(1)} MB/s over ${formatDuration(m.windowMs)}` +
+            (curve?.wssBytes != null ? `, a working set of about ${formatBytes(curve.wssBytes)}` : '') +
+            (note === undefined ? '' : ` (${note})`),
+    );
+  }
+  if (report.auto) {
+    const a = report.auto;
+    const predicted = a.predictions.find((p) => p.technique === a.chosen);
+    field(
+      'auto',
+      `chose ${a.chosen} for ${a.objective} (${a.decidedIn}, ${formatDuration(a.decidedAtMs)} in): ${a.why}`,
+    );
+    if (predicted) {
+      field(
+        'predicted',
+        `${formatDuration(predicted.totalMs)} total, ${formatDuration(predicted.downtimeMs)} downtime, ` +
+          `${formatBytes(predicted.wireBytes)} on the wire (measured above)`,
+      );
+    }
+  }
   if (report.postcopy) {
     const pc = report.postcopy;
     const latency = pc.faultLatencyMs;

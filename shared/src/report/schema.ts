@@ -1,9 +1,10 @@
 /**
  * JSON Schema (draft 2020-12 subset) of the schema-1 report, for programs that consume
  * `--json` output and for our tests. Extra fields are allowed, contract fields are required; an
- * extra field the schema describes (`storage`) is checked whole when present.
+ * extra field the schema describes (`storage`, `dirtyRate`, `auto`) is checked whole when present.
  */
 import { MIGRATION_MODES, STORAGE_MODES } from '../protocol/message-types.ts';
+import { OBJECTIVES, TECHNIQUES } from '../predict/types.ts';
 
 const num = { type: 'number' } as const;
 const str = { type: 'string' } as const;
@@ -159,6 +160,59 @@ export const REPORT_JSON_SCHEMA = {
           properties: { before: WRITE_LATENCY, during: WRITE_LATENCY },
         },
         note: str,
+      },
+    },
+    dirtyRate: {
+      type: 'object',
+      required: ['measurement', 'curve'],
+      properties: {
+        measurement: {
+          oneOf: [
+            { type: 'null' },
+            {
+              type: 'object',
+              required: ['dirtyRateMBps', 'standardErrorMBps', 'pagesSampled', 'pagesChanged', 'windowMs'],
+              properties: {
+                dirtyRateMBps: num,
+                standardErrorMBps: num,
+                pagesSampled: num,
+                pagesChanged: num,
+                windowMs: num,
+              },
+            },
+          ],
+        },
+        curve: {
+          oneOf: [
+            { type: 'null' },
+            {
+              type: 'object',
+              required: ['rateBps', 'wssBytes'],
+              properties: { rateBps: num, wssBytes: { type: ['number', 'null'] } },
+            },
+          ],
+        },
+        note: str,
+      },
+    },
+    auto: {
+      type: 'object',
+      required: ['objective', 'maxDowntimeMs', 'chosen', 'why', 'decidedAtMs', 'inputs', 'predictions'],
+      properties: {
+        objective: { enum: OBJECTIVES },
+        maxDowntimeMs: { type: ['number', 'null'] },
+        chosen: { enum: TECHNIQUES },
+        why: str,
+        decidedAtMs: num,
+        inputs: { type: 'object', required: ['memoryBytes', 'dirty', 'link'] },
+        predictions: {
+          type: 'array',
+          items: {
+            type: 'object',
+            required: ['technique', 'rounds', 'totalMs', 'downtimeMs', 'wireBytes', 'switchover'],
+            properties: { technique: { enum: TECHNIQUES }, totalMs: num, downtimeMs: num, wireBytes: num, rounds: num },
+          },
+        },
       },
     },
     network: {
