@@ -241,6 +241,7 @@ async function calibrationFor(
         totalMs: report.times.totalMs,
         round0Ms: sendMs,
         rttMs,
+        postcopy: report.mode === 'postcopy',
       });
     const calibration: Calibration = {
       link: env.link.name,

@@ -47,13 +47,14 @@ export function curveFrom(
       memoryBytes,
     });
   }
-  if (!round0 || !measurement.curve) return fitDirtyCurve(measurement);
+  if (!round0) return fitDirtyCurve(measurement);
   // Round 0's count, scaled to the measurement's sample size, joins its curve in window order.
   const point = {
     windowMs: round0.ms,
     pagesChanged: (round0.dirtyPages / round0.pageCount) * measurement.pagesSampled,
   };
-  const curve = [...measurement.curve, point].sort((a, b) => a.windowMs - b.windowMs);
+  const measured = measurement.curve ?? [{ windowMs: measurement.windowMs, pagesChanged: measurement.pagesChanged }];
+  const curve = [...measured, point].sort((a, b) => a.windowMs - b.windowMs);
   return fitDirtyCurve({ ...measurement, curve });
 }
 

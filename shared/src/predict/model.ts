@@ -37,8 +37,10 @@ export const DEFAULT_OVERHEADS = { setupMs: 100, switchoverMs: 30, tailMs: 50 } 
 export type Overheads = { setupMs: number; switchoverMs: number; tailMs: number };
 
 /**
- * The calibration: an idle migration's measured figures → the model's fixed costs. For an idle
- * post-copy, `round0Ms` is its push (report.postcopy.postcopyMs): the time spent sending pages.
+ * The calibration: an idle migration's measured figures → the model's fixed costs, so that
+ * predicting that same migration gives back its total and downtime. For an idle post-copy
+ * (`postcopy: true`), `round0Ms` is its push (report.postcopy.postcopyMs), and there is no
+ * round acknowledgement to wait for (pre-copy's total holds one RTT for it, which predict adds).
  */
 export function overheadsFromIdle(idle: {
   setupMs: number;
@@ -46,12 +48,14 @@ export function overheadsFromIdle(idle: {
   totalMs: number;
   round0Ms: number;
   rttMs: number;
+  postcopy?: boolean;
 }): Overheads {
   const switchoverMs = Math.max(0, idle.downtimeMs - 1.5 * idle.rttMs);
+  const ackMs = idle.postcopy ? 0 : idle.rttMs;
   return {
     setupMs: idle.setupMs,
     switchoverMs,
-    tailMs: Math.max(0, idle.totalMs - idle.setupMs - idle.round0Ms - idle.downtimeMs),
+    tailMs: Math.max(0, idle.totalMs - idle.setupMs - idle.round0Ms - ackMs - idle.downtimeMs),
   };
 }
 

@@ -120,7 +120,9 @@ export function formatReport(report: MigrationReport): string {
       m === null
         ? (note ?? 'not measured')
         : `${m.dirtyRateMBps.toFixed(1)} ± ${m.standardErrorMBps.toFixed(1)} MB/s over ${formatDuration(m.windowMs)}` +
-            (curve?.wssBytes != null ? `, a working set of about ${formatBytes(curve.wssBytes)}` : '') +
+            (curve?.wssBytes != null && curve.wssBytes < m.memoryBytes
+              ? `, a working set of about ${formatBytes(curve.wssBytes)}`
+              : '') +
             (note === undefined ? '' : ` (${note})`),
     );
   }

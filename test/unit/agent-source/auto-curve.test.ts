@@ -119,12 +119,8 @@ describe('curveFrom', () => {
     expect(rel(c.wssBytes!, S)).toBeLessThan(0.02);
   });
 
-  // Bug (reported, not fixed here; auto.ts): the header says "with round 0's own count as one
-  // more point when given", but a measurement without checkpoints (no `curve`) drops round 0:
-  // `if (!round0 || !measurement.curve) return fitDirtyCurve(measurement)`. Its one point
-  // (windowMs, pagesChanged) could join round 0's as a two-point curve. Low impact today: the
-  // start measurement always asks for checkpoints (start-dirty-rate.ts).
-  it.fails('a measurement without checkpoints still takes round 0 as a second point', () => {
+  // Found by this test and fixed: a measurement without checkpoints used to drop round 0's point.
+  it('a measurement without checkpoints still takes round 0 as a second point', () => {
     const S = 0.05 * M;
     const r = 0.1 * M;
     const m: DirtyRateMeasurement = { ...measured(S, r, [62.5, 250]), curve: undefined };

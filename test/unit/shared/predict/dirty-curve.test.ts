@@ -88,26 +88,24 @@ describe('fitDirtyCurve: recovers S and r from noise-free checkpoints', () => {
     ['ten times memory', 10],
     ['a hundred times memory (a straight line)', 100],
   ])(
-    'a streaming writer whose S is %s: S is all of memory, r within 3 % (the window sees 10 % of memory)',
+    'a streaming writer whose S is %s: no bound below memory, r within 3 % (the window sees 10 % of memory)',
     (_what, s) => {
       const S = s * M;
       // W(1 s) = 10 % of memory.
       const r = -S * Math.log1p(-0.1 / s);
       const m = measurement(S, r);
       const fit = fitDirtyCurve(m);
-      expect(fit.wssBytes).toBe(M);
+      // A straight line (null), or a set of at least about memory: W(t) is capped at memory.
+      expect(fit.wssBytes === null || fit.wssBytes >= 0.95 * M).toBe(true);
       expect(rel(fit.rateBps, r)).toBeLessThan(0.03);
       expect(worstPointError(fit, m)).toBeLessThan(0.04);
     },
   );
 
-  // Bug (reported, not fixed here): the header says "a streaming writer (S large) is a straight
-  // line r·t", but the grid stops at S = memory and r is the mean of the points' own rates, so
-  // a straight line that covers much of memory within the window is fitted as a curve that
-  // bends: W(t) = 0.9·M·t (t ≤ 1 s) gives S = 0.91 M and r = 1.44 M/s (+60 %), so the fitted
-  // W(1 s) = 0.72 M (true 0.9 M) and W(1/64 s) = 0.022 M (true 0.014 M); W(t) = 0.5·M·t gives
-  // r = 0.55 M/s (+9.5 %) and W(1 s) = 0.42 M (true 0.5 M).
-  it.fails('a straight line covering 90 % of memory in the window: r within 5 %', () => {
+  // Found by these tests and fixed: the grid stopped at S = memory and r was the mean of the
+  // points' own rates, so a straight line covering much of memory was fitted as a bending curve
+  // (W(t) = 0.9·M·t gave r +60 %). The grid now reaches 100 memories and r is a least-squares fit.
+  it('a straight line covering 90 % of memory in the window: r within 5 %', () => {
     const r = 0.9 * M;
     const curve = [1 / 64, 1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2, 1].map((t) => ({
       windowMs: t * 1000,
@@ -121,7 +119,7 @@ describe('fitDirtyCurve: recovers S and r from noise-free checkpoints', () => {
   // saturation give a rate from log(1 − f/S) clamped at 0.9999, far below the truth, and the
   // mean takes them in. S = 0.1 M, r = 5 M/s (the set half written at the first checkpoint,
   // 1/64 s; saturated from 1/8 s): r fitted 3.77 M/s (−25 %), W(1/64 s) fitted 0.045 M, true 0.054 M.
-  it.fails('a hot set saturating between the first checkpoints: r within 5 %', () => {
+  it('a hot set saturating between the first checkpoints: r within 5 %', () => {
     const fit = fitDirtyCurve(measurement(0.1 * M, 5 * M));
     expect(rel(fit.rateBps, 5 * M)).toBeLessThan(0.05);
   });
