@@ -246,7 +246,7 @@ export function parseMatrix(text: string, file = 'matrix'): Matrix {
       );
     }
     const maxBandwidthBps = quantity([...path, 'max-bandwidth'], parseRate, 'rate') ?? null;
-    const only = value([...path, 'workloads']);
+    const only: unknown = node([...path, 'workloads'])?.toJSON(); // a list is a YAMLSeq: as plain values
     if (only !== undefined) {
       const list = node([...path, 'workloads']);
       if (!isSeq(list)) fail(list, `links[${i}].workloads must be a list of workload names`);
