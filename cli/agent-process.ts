@@ -43,6 +43,13 @@ export interface StartAgentOptions {
   onSpawn?: (child: ChildProcess) => void;
   /** Run through this command, e.g. ['ip', 'netns', 'exec', 'lab-b'] (tests' network namespaces). */
   wrap?: readonly string[];
+  /**
+   * In a process group of its own, so a terminal's Ctrl-C (sent to the whole foreground group)
+   * reaches only the caller, which then stops the agent when it is done with it — `livemig
+   * compare` finishes the cell in progress. The caller must stop it even when it exits early.
+   * @default false
+   */
+  ownProcessGroup?: boolean;
 }
 
 /**
@@ -57,6 +64,7 @@ export async function startAgentProcess(role: AgentRole, options: StartAgentOpti
   const child = spawn(command, rest, {
     cwd: REPO_ROOT,
     stdio: ['ignore', 'pipe', options.stderr ?? 'pipe'],
+    ...(options.ownProcessGroup ? { detached: true } : {}),
   });
   options.onSpawn?.(child);
   let logs = '';

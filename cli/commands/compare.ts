@@ -10,6 +10,7 @@ import type { Command } from 'commander';
 import { readFile } from 'node:fs/promises';
 import { MigrationError, formatDuration } from '@livemig/shared';
 import { DEFAULT_MATRIX, parseMatrix, type Matrix } from '../compare/matrix.ts';
+import { killAgents } from '../compare/links.ts';
 import { runCompare, type Progress } from '../compare/run.ts';
 import { writeCompareReport } from '../compare/report-html.ts';
 import { predictionErrors, autoScore } from '../compare/scores.ts';
@@ -65,6 +66,7 @@ export function registerCompareCommand(program: Command): void {
           stop.abort('interrupted');
         } else {
           process.stderr.write(`compare: exiting; ${flags.out}/results.json has every cell finished\n`);
+          killAgents();
           process.exit(130);
         }
       };

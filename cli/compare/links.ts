@@ -5,6 +5,7 @@
  * environment says what it measured of its link (a lab's link is measured before the agents
  * start; loopback's is not a link to measure) and how to reach a VM's service.
  */
+import type { ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
 import type { ControlClient } from '@livemig/shared/control';
 import { withAgentPair } from '../agent-process.ts';
@@ -32,6 +33,29 @@ export interface LinkEnv {
   serviceAddress(): Promise<string>;
 }
 
+/**
+ * Every agent process this run started and has not stopped. They run in process groups of
+ * their own (a terminal's Ctrl-C must not stop them mid-cell: compare finishes the cell), so an
+ * early exit — a second Ctrl-C — must kill them itself (killAgents).
+ */
+const running = new Set<ChildProcess>();
+
+const track = (child: ChildProcess): void => {
+  running.add(child);
+  child.once('exit', () => running.delete(child));
+};
+
+/** Kill every agent still running (a lab agent through its `ip netns exec` wrapper's group). */
+export function killAgents(): void {
+  for (const child of running) {
+    try {
+      if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+    } catch {
+      // Gone already.
+    }
+  }
+}
+
 /** Why a link cannot run on this host, or undefined when it can. */
 export function linkUnavailable(link: LinkCase): string | undefined {
   if (link.kind === 'loopback') return undefined;
@@ -45,7 +69,12 @@ export async function withLink<T>(link: LinkCase, use: (env: LinkEnv) => Promise
     const pki = await securePki();
     try {
       return await withAgentPair(
-        { sourceArgs: secureAgentArgs(pki, 'source'), destArgs: secureAgentArgs(pki, 'dest') },
+        {
+          sourceArgs: secureAgentArgs(pki, 'source'),
+          destArgs: secureAgentArgs(pki, 'dest'),
+          ownProcessGroup: true,
+          onSpawn: track,
+        },
         async ({ source, dest }) => {
           const clients = await Promise.all([
             pki.connect(source.control, SECURE_NAMES.admin, SECURE_NAMES.source),
@@ -71,22 +100,25 @@ export async function withLink<T>(link: LinkCase, use: (env: LinkEnv) => Promise
     }
   }
   const profile = PROFILES[link.profile!]!;
-  return await withLabAgents({ profile, vmLink: true, secure: true }, async (lab) => {
-    const clients = await Promise.all([lab.control('source', 'admin'), lab.control('dest', 'admin')]);
-    try {
-      return await use({
-        link,
-        to: lab.to,
-        measured: lab.measured,
-        source: clients[0],
-        dest: clients[1],
-        prepare: (vm) => lab.prepare(vm),
-        serviceAddress: async () => `${lab.lab.vmAddress()}:${LAB_SERVICE_PORT}`,
-      });
-    } finally {
-      for (const client of clients) client.close();
-    }
-  });
+  return await withLabAgents(
+    { profile, vmLink: true, secure: true, ownProcessGroup: true, onSpawn: track },
+    async (lab) => {
+      const clients = await Promise.all([lab.control('source', 'admin'), lab.control('dest', 'admin')]);
+      try {
+        return await use({
+          link,
+          to: lab.to,
+          measured: lab.measured,
+          source: clients[0],
+          dest: clients[1],
+          prepare: (vm) => lab.prepare(vm),
+          serviceAddress: async () => `${lab.lab.vmAddress()}:${LAB_SERVICE_PORT}`,
+        });
+      } finally {
+        for (const client of clients) client.close();
+      }
+    },
+  );
 }
 
 async function freeLoopbackAddress(): Promise<string> {

@@ -49,6 +49,10 @@ import {
 /** The engine's defaults the predictions assume (every cell runs with them). */
 const DOWNTIME_LIMIT_MS = 300;
 const MAX_ROUNDS = 30;
+/** The guest of the calibration that measures the resend rate: a 16 MiB hot set, resent every round. */
+const CALIBRATION_HOT_SET = 'hotset:wss=16MiB,rate=20000';
+/** The warm-up migrations' VM size (a few MB: one-time costs, not the link, are what it is for). */
+const WARM_UP_BYTES = 8 << 20;
 /** The dirty-rate measurement before each cell: QEMU's window, its most samples, the curve. */
 const MEASURE = { calcTimeMs: 1000, samplePagesPerGiB: 16_384, checkpoints: 4 } as const;
 
@@ -80,7 +84,8 @@ export interface Calibration {
   /** From the idle pre-copy, and from the idle post-copy (longer setup: the destination's vCPU starts first). */
   overheads: Overheads;
   postcopyOverheads: Overheads;
-  reports: { precopy: MigrationReport; postcopy: MigrationReport };
+  /** The idle pre-copy and post-copy, and the hot-set pre-copy that measured the resend rate. */
+  reports: { precopy: MigrationReport; postcopy: MigrationReport; hot: MigrationReport };
 }
 
 export async function runCompare(
@@ -214,12 +219,12 @@ async function calibrationFor(
   if (known) return known;
   const name = `calibrate${index}`;
   try {
-    const idle = async (mode: 'precopy' | 'postcopy', vm: string): Promise<MigrationReport> => {
+    const idle = async (mode: 'precopy' | 'postcopy', vm: string, guest = 'idle'): Promise<MigrationReport> => {
       await env.source.request('create-vm', {
         name: vm,
         memory: workload.memoryBytes,
         init: workload.init,
-        workload: 'idle',
+        workload: guest,
         seed: index,
       });
       const report = await migrate(env, vm, mode, env.link);
@@ -229,10 +234,34 @@ async function calibrationFor(
       }
       return report;
     };
+    // A fresh agent's first migrations pay one-time costs (its first vCPU worker loads its
+    // modules: ~0.6 s here) that no later cell pays: warm both agents up first, in both directions
+    // of use the cells make (pre-copy and post-copy), with a small VM, and measure after.
+    if (!done.some((c) => c.link === env.link.name)) {
+      for (const mode of ['precopy', 'postcopy'] as const) {
+        const vm = `${name}-warm-${mode}`;
+        await env.source.request('create-vm', {
+          name: vm,
+          memory: WARM_UP_BYTES,
+          init: 'random',
+          workload: 'idle',
+          seed: index,
+        });
+        await destroy(env, vm, await migrate(env, vm, mode, env.link));
+      }
+    }
     const precopy = await idle('precopy', `${name}-pre`);
     const postcopy = await idle('postcopy', `${name}-post`);
     const round0 = precopy.rounds[0];
     if (!round0) throw new Error('calibration pre-copy migration had no round 0');
+    // The rate of resends: a VM writing a hot set, pre-copy — its rounds after the first and its
+    // stop-and-copy (the report's last round), those large enough to time.
+    const hot = await idle('precopy', `${name}-hot`, CALIBRATION_HOT_SET);
+    const resends = hot.rounds.slice(1).filter((r) => r.bytes >= 1 << 20 && r.ms >= 5);
+    const resendBandwidthBps =
+      resends.length === 0
+        ? undefined
+        : resends.reduce((a, r) => a + r.bytes, 0) / (resends.reduce((a, r) => a + r.ms, 0) / 1000);
     const rttMs = env.measured?.rttMs ?? precopy.times.rttMs ?? 0;
     const overheadsOf = (report: MigrationReport, sendMs: number): Overheads =>
       overheadsFromIdle({
@@ -248,12 +277,13 @@ async function calibrationFor(
       memoryBytes: workload.memoryBytes,
       estimate: {
         bandwidthBps: round0.bandwidthBps,
+        ...(resendBandwidthBps === undefined ? {} : { resendBandwidthBps }),
         rttMs,
         source: `idle calibration migration on this link (round 0: ${(round0.bytes / MB).toFixed(1)} MB in ${Math.round(round0.ms)} ms)`,
       },
       overheads: overheadsOf(precopy, round0.ms),
       postcopyOverheads: overheadsOf(postcopy, postcopy.postcopy?.postcopyMs ?? 0),
-      reports: { precopy, postcopy },
+      reports: { precopy, postcopy, hot },
     };
     done.push(calibration);
     const o = calibration.overheads;
@@ -264,7 +294,8 @@ async function calibrationFor(
       cell: null,
       etaMs: null,
       note:
-        `calibrated ${env.link.name} (${(workload.memoryBytes / 2 ** 20).toFixed(0)} MiB): ${(calibration.estimate.bandwidthBps / MB).toFixed(1)} MB/s, ` +
+        `calibrated ${env.link.name} (${(workload.memoryBytes / 2 ** 20).toFixed(0)} MiB): ${(calibration.estimate.bandwidthBps / MB).toFixed(1)} MB/s ` +
+        `(resends ${resendBandwidthBps === undefined ? '—' : (resendBandwidthBps / MB).toFixed(1)} MB/s), ` +
         `setup ${Math.round(o.setupMs)} ms (post-copy ${Math.round(p.setupMs)} ms), switchover ${Math.round(o.switchoverMs)} / ${Math.round(p.switchoverMs)} ms`,
     });
     return calibration;

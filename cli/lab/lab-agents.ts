@@ -26,6 +26,8 @@ export interface LabAgentsOptions {
   profile: LinkProfile;
   /** Called with every agent process as it starts (tests track them for cleanup). */
   onSpawn?: StartAgentOptions['onSpawn'];
+  /** Each agent in a process group of its own (startAgentProcess). @default false */
+  ownProcessGroup?: boolean;
   /** VMs get their own IP on the lab link (a macvlan, --vm-link eth0 on both agents). @default false */
   vmLink?: boolean;
   /** Both agents keep disk images in one (temporary) directory, as shared storage. @default false */
@@ -82,7 +84,10 @@ export async function withLabAgents<T>(options: LabAgentsOptions, use: (env: Lab
       close: async () => {},
     }));
     checkProfile(measured, profile);
-    const spawn = options.onSpawn ? { onSpawn: options.onSpawn } : {};
+    const spawn = {
+      ...(options.onSpawn ? { onSpawn: options.onSpawn } : {}),
+      ...(options.ownProcessGroup ? { ownProcessGroup: true } : {}),
+    };
     const destHost = lab.host('dest');
     const sourceHost = lab.host('source');
     const vmLink = options.vmLink ? ['--vm-link', 'eth0'] : [];

@@ -11,6 +11,7 @@
  * compare starts its agents itself (grandchildren of the test): each compare runs in a process
  * group of its own, killed whole after each test, so a failure leaves no agent behind.
  */
+import { readdirSync, readFileSync } from 'node:fs';
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { once } from 'node:events';
 import { chmod, chown, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
@@ -25,19 +26,43 @@ import type { CellResult, CompareResults } from '../../cli/compare/results.ts';
 import { stopAll, track } from '../helpers/processes.ts';
 import { waitUntil } from '../helpers/wait.ts';
 
-/** Every compare of this file: a process group each (compare and the agents it starts). */
+/**
+ * Every compare of this file: a process group each. The agents it starts have process groups
+ * of their own (a terminal's Ctrl-C must reach compare alone), so cleanup kills compare's
+ * children's groups first — found while compare still lives, before they are orphaned.
+ */
 const groups = new Set<number>();
 afterEach(async () => {
   for (const group of groups) {
-    try {
-      process.kill(-group, 'SIGKILL');
-    } catch {
-      // The group is gone: compare stopped its agents and exited.
-    }
+    for (const child of childrenOf(group)) killGroup(child);
+    killGroup(group);
   }
   groups.clear();
   await stopAll();
 });
+
+function killGroup(pid: number): void {
+  try {
+    process.kill(-pid, 'SIGKILL');
+  } catch {
+    // The group is gone: compare stopped its agents and exited.
+  }
+}
+
+/** The pids whose parent is `pid` (from /proc). */
+function childrenOf(pid: number): number[] {
+  const children: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) children.push(Number(entry));
+    } catch {
+      // Exited meanwhile.
+    }
+  }
+  return children;
+}
 
 /** As root, compare runs as this user (nobody): lab links need root, and most people run it without. */
 const NOBODY = 65534;
@@ -247,10 +272,9 @@ describe('livemig compare', () => {
       timeoutMs: 60_000,
     });
     expect(compare.child.exitCode, compare.err()).toBeNull();
-    // SIGINT to compare alone, as `kill -INT` sends it. A terminal's Ctrl-C signals the whole
-    // foreground process group — compare's agents too, which take SIGINT as "shut down", so the
-    // cell in progress fails (ERR_CONNECTION): compare starts them in its own group (a bug).
-    compare.child.kill('SIGINT');
+    // SIGINT to compare's whole process group, as a terminal's Ctrl-C sends it: its agents are
+    // in groups of their own (they take SIGINT as "shut down"), so the cell in progress finishes.
+    process.kill(-compare.child.pid!, 'SIGINT');
     const sent = performance.now();
     const deadline = new Promise<'deadline'>((resolve) => setTimeout(() => resolve('deadline'), 30_000).unref());
     const code = await Promise.race([compare.exited, deadline]);

@@ -5,7 +5,9 @@
  * fixed costs measured on the host). It walks the rounds the engine would run:
  *
  *   round 0 sends every page (all-zero pages as a few bytes); round i + 1 sends what the guest
- *   dirtied during round i, W(t_i) (dirty-curve.ts); t_i = bytes_i / bandwidth.
+ *   dirtied during round i, W(t_i) (dirty-curve.ts); t_i = bytes_i / bandwidth (the resend
+ *   bandwidth after round 0, when measured apart: on loopback the engine, not the link, sets
+ *   the pace, and round 0 pays for the destination's first touch of its memory).
  *   After each round the engine's own switchover rule (agent-source convergence.ts, restated
  *   here: a pure copy would tie the two packages together) decides: pending ÷ bandwidth ≤
  *   downtime-limit → converged; rounds = max-rounds → max-rounds; pending not shrinking for 3
@@ -75,7 +77,8 @@ function wire(bytes: number, pageSize: number): number {
 /** Walk the pre-copy rounds until the engine's rule (or, hybrid, `stopAfter` rounds) ends them. */
 function walkRounds(input: ModelInputs, stopAfter: number | null): Walk {
   const { memoryBytes: M, pageSize, dirty, link } = input;
-  const B = Math.max(1, link.bandwidthBps);
+  const B0 = Math.max(1, link.bandwidthBps);
+  const B = Math.max(1, link.resendBandwidthBps ?? link.bandwidthBps);
   const z = input.zeroFraction ?? 0;
   const pageCount = M / pageSize;
   let bytes = wire(M * (1 - z), pageSize) + pageCount * z * PAGE_OVERHEAD_BYTES;
@@ -83,13 +86,14 @@ function walkRounds(input: ModelInputs, stopAfter: number | null): Walk {
   let roundsBytes = 0;
   const pendingAfter: number[] = [];
   for (let round = 0; ; round++) {
-    const ms = (bytes / B) * 1000;
+    const ms = (bytes / (round === 0 ? B0 : B)) * 1000;
     roundsMs += ms;
     roundsBytes += bytes;
     const pending = dirtiedIn(dirty, ms / 1000, M);
     pendingAfter.push(pending);
     const done = round + 1;
-    const expectedMs = (wire(pending, pageSize) / B) * 1000;
+    // The engine's rule divides by the last round's measured rate (bandwidth.ts): round 0's after round 0.
+    const expectedMs = (wire(pending, pageSize) / (round === 0 ? B0 : B)) * 1000;
     const ackWait = (ms: number) => dirtiedIn(dirty, (ms + input.link.rttMs) / 1000, M);
     let switchover: Prediction['switchover'] | undefined;
     if (stopAfter !== null && done >= stopAfter) switchover = 'postcopy';
@@ -137,7 +141,7 @@ export function predict(technique: Technique, input: ModelInputs): Prediction {
   const stopAfter = technique === 'hybrid' ? input.postcopyAfterRounds : null;
   const walk = walkRounds(input, stopAfter);
   const finalBytes = wire(walk.pendingBytes, pageSize);
-  const finalMs = (finalBytes / B) * 1000;
+  const finalMs = (finalBytes / Math.max(1, input.link.resendBandwidthBps ?? B)) * 1000;
   const toPostcopy =
     technique === 'hybrid' &&
     (walk.switchover === 'postcopy' || walk.switchover === 'max-rounds' || walk.switchover === 'not-shrinking');

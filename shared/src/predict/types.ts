@@ -29,6 +29,12 @@ export interface DirtyCurve {
 export interface LinkEstimate {
   /** Payload bytes per second the migration stream moves (the link, or the engine if slower). */
   bandwidthBps: number;
+  /**
+   * The rate of the rounds after the first and of the stop-and-copy, when measured apart: where
+   * the engine, not the link, is the bottleneck they run faster than round 0 (the destination's
+   * memory is faulted in by then, and a paused guest takes no CPU). @default bandwidthBps
+   */
+  resendBandwidthBps?: number;
   rttMs: number;
   /** Where the figures came from, for the report (e.g. "round 0 so far", "idle calibration", "--link-bandwidth"). */
   source: string;
