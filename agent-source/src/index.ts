@@ -12,3 +12,4 @@ export {
   type ResolvedMigrateParams,
 } from './migration/params.ts';
 export { decideSwitchover } from './migration/convergence.ts';
+export { linkSampleOf, type LinkSample } from './migration/link-history.ts';

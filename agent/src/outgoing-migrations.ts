@@ -16,7 +16,13 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { MigrationError, parseHostPort, formatHostPort, type HostPort } from '@livemig/shared';
-import { OutgoingMigration, resolveMigrateParams, type OutgoingComponents } from '@livemig/agent-source';
+import {
+  linkSampleOf,
+  OutgoingMigration,
+  resolveMigrateParams,
+  type LinkSample,
+  type OutgoingComponents,
+} from '@livemig/agent-source';
 import { connectPeer, type PeerChannel, type SourceTls } from '@livemig/shared/channel';
 import type { MigrateParams, MigrationInfo } from '@livemig/shared/control';
 import { VmHost } from '@livemig/shared/host';
@@ -60,6 +66,8 @@ export class OutgoingMigrations {
   readonly #running = new Set<Promise<void>>();
   /** Per VM, where its last migration from here was taking it (asked before a forced cont: forced-cont.ts). */
   readonly #handedTo = new Map<string, HandedTo>();
+  /** Per destination address, the link as the last migration there measured it (--mode auto). */
+  readonly #links = new Map<string, LinkSample>();
 
   constructor(components: OutgoingMigrationsComponents) {
     this.#c = components;
@@ -125,6 +133,7 @@ export class OutgoingMigrations {
         ...(pki ? { sourceName: pki.identity.name } : {}),
         agentName: pki?.identity.name ?? agentId,
         operator: security.operator ?? null,
+        ...(this.#links.has(formatHostPort(target)) ? { linkHint: this.#links.get(formatHostPort(target))! } : {}),
       },
     );
     this.#migrations.set(migrationId, migration);
@@ -134,6 +143,8 @@ export class OutgoingMigrations {
         // Keep the figures, drop the migration object and with it every reference to the VM.
         this.#migrations.set(migrationId, new FinishedMigration(migration.info(), report));
         this.#c.onReport?.(report);
+        const sample = linkSampleOf(report, this.#links.get(formatHostPort(target)));
+        if (sample) this.#links.set(formatHostPort(target), sample);
         if (report.outcome === 'completed') await host.retire(name);
       })
       .catch((error: unknown) => logger.error({ err: error }, 'migration bookkeeping failed'))

@@ -25,6 +25,15 @@ import {
 import type { AutoReport } from '@livemig/shared/report';
 import type { MigrationContext } from './context.ts';
 
+/**
+ * Without a measured post-copy to this destination: what the destination's vCPU start adds to a
+ * post-copy's setup (measured here: 300-700 ms, a worker thread loading its modules).
+ */
+export const DEFAULT_VCPU_START_MS = 400;
+
+/** Checkpoints of the measurement at start a decision before round 0 waits for (62 and 125 ms). */
+export const SETUP_DECISION_POINTS = 2;
+
 /** Bytes round 0 must have moved before its rate counts as the link's (and ≥ 20 ms of sending). */
 export const DECIDE_AFTER_BYTES = 8 << 20;
 const DECIDE_AFTER_MS = 20;
@@ -59,6 +68,35 @@ export function curveFrom(
 }
 
 /**
+ * Before round 0, when an earlier migration to this destination measured the link (the agent's
+ * link history): wait for the first checkpoints of the measurement at start (the curve's first
+ * 125 ms) and decide now — the only point where a pure post-copy is still possible (deciding in
+ * round 0, a switch to post-copy costs what round 0 had sent, and more downtime). Without a
+ * history, nothing happens here and round 0 decides.
+ */
+export async function autoDecideAtSetup(ctx: MigrationContext): Promise<AutoReport | undefined> {
+  const hint = ctx.linkHint;
+  const start = ctx.startDirtyRate;
+  if (!ctx.params.auto || ctx.auto || !hint || !start) return ctx.auto;
+  await start.whenPoints(SETUP_DECISION_POINTS);
+  const measurement = start.measurement ?? start.soFar;
+  if (!measurement) return undefined;
+  const ageS = Math.max(0, (Date.now() - hint.at) / 1000);
+  return decide(
+    ctx,
+    measurement,
+    {
+      bandwidthBps: hint.bandwidthBps,
+      ...(hint.resendBandwidthBps === undefined ? {} : { resendBandwidthBps: hint.resendBandwidthBps }),
+      rttMs: hint.rttMs,
+      source: `the last migration to this destination (${hint.migrationId}, ${ageS.toFixed(0)} s ago)`,
+    },
+    undefined,
+    'setup',
+  );
+}
+
+/**
  * Decide if it is time (see the header); returns the decision once made. `roundEnd`: round 0
  * just ended, with its figures.
  */
@@ -83,24 +121,49 @@ export function autoDecide(
     bandwidthBps = (sent / ms) * 1000;
     source = `round 0 so far (${(sent / MB).toFixed(1)} MB in ${Math.round(ms)} ms)`;
   }
-  const { memoryBytes } = ctx.vm.spec;
-  const pageSize = ctx.vm.memory.pageSize;
   const measurement = start?.measurement ?? null;
+  const round0 = roundEnd
+    ? { ms: roundEnd.ms, dirtyPages: roundEnd.dirtyPages, pageCount: ctx.vm.memory.pageCount }
+    : undefined;
+  return decide(
+    ctx,
+    measurement,
+    { bandwidthBps, rttMs: ctx.setupRoundTripMs ?? 0, source },
+    round0,
+    roundEnd ? 'end of round 0' : 'round 0',
+  );
+}
+
+/** Predict every technique from what is known now, choose for the objective, act on it, and keep it for the report. */
+function decide(
+  ctx: MigrationContext,
+  measurement: DirtyRateMeasurement | null,
+  link: ModelInputs['link'],
+  round0: { ms: number; dirtyPages: number; pageCount: number } | undefined,
+  where: AutoReport['decidedIn'],
+): AutoReport {
+  const auto = ctx.params.auto!;
+  const { memoryBytes } = ctx.vm.spec;
   const inputs: ModelInputs = {
     memoryBytes,
-    pageSize,
+    pageSize: ctx.vm.memory.pageSize,
     zeroFraction:
       measurement?.zeroPagesSampled !== undefined ? measurement.zeroPagesSampled / measurement.pagesSampled : 0,
-    dirty: curveFrom(
-      measurement,
-      roundEnd ? { ms: roundEnd.ms, dirtyPages: roundEnd.dirtyPages, pageCount: ctx.vm.memory.pageCount } : undefined,
-      memoryBytes,
-    ),
-    link: { bandwidthBps, rttMs: ctx.setupRoundTripMs ?? 0, source },
+    dirty: curveFrom(measurement, round0, memoryBytes),
+    link,
     downtimeLimitMs: ctx.params.downtimeLimitMs,
     maxRounds: ctx.params.maxRounds,
     postcopyAfterRounds: null,
     overheads: { ...DEFAULT_OVERHEADS, setupMs: ctx.stats.setupMs },
+    // Before round 0, a post-copy also waits for the destination's vCPU to start, which
+    // pre-copy hides in round 0; in round 0 that start is under way already.
+    postcopyOverheads: {
+      ...DEFAULT_OVERHEADS,
+      setupMs:
+        where === 'setup'
+          ? (ctx.linkHint?.postcopySetupMs ?? ctx.stats.setupMs + DEFAULT_VCPU_START_MS)
+          : ctx.stats.setupMs,
+    },
   };
   const choice = choose(predictAll(inputs), auto.objective, auto.maxDowntimeMs ?? undefined);
   const report: AutoReport = {
@@ -108,14 +171,17 @@ export function autoDecide(
     maxDowntimeMs: auto.maxDowntimeMs,
     chosen: choice.technique,
     why: choice.why,
-    decidedAtMs: now - ctx.stats.startedAt,
-    decidedIn: roundEnd ? 'end of round 0' : 'round 0',
+    decidedAtMs: performance.now() - ctx.stats.startedAt,
+    decidedIn: where,
     inputs,
     predictions: choice.predictions,
   };
   ctx.auto = report;
   if (choice.technique === 'postcopy') ctx.requests.postcopy = true;
   if (choice.technique === 'precopy') ctx.chooseMode('precopy');
-  ctx.logger.info({ event: 'auto.decided', chosen: choice.technique, why: choice.why }, `auto: ${choice.technique}`);
+  ctx.logger.info(
+    { event: 'auto.decided', chosen: choice.technique, where, why: choice.why },
+    `auto: ${choice.technique}`,
+  );
   return report;
 }

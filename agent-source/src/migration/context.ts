@@ -5,6 +5,7 @@
  * functions over this context; the driver (outgoing.ts) owns its lifetime.
  */
 import type { StartDirtyRate } from './start-dirty-rate.ts';
+import type { LinkSample } from './link-history.ts';
 import type { AutoReport } from '@livemig/shared/report';
 import type { Logger } from 'pino';
 import { MigrationError, StateMachine } from '@livemig/shared';
@@ -46,6 +47,8 @@ export interface OutgoingOptions {
   agentName: string;
   /** Who asked for the migration (the verified control caller), for the record. @default null */
   operator?: RecordOperator | null;
+  /** The link to this destination as an earlier migration measured it (--mode auto decides before round 0 with it). */
+  linkHint?: LinkSample;
 }
 
 /** What the operator or the agent asked for while the migration runs; read between batches. */
@@ -114,6 +117,7 @@ export class MigrationContext {
   setupRoundTripMs: number | undefined;
   /** --mode auto: what it chose and why, once decided (auto.ts). */
   auto: AutoReport | undefined;
+  readonly linkHint: LinkSample | undefined;
   /** The mode in force: the params' until --mode auto chooses (chooseMode). */
   #mode: ResolvedMigrateParams['mode'];
 
@@ -135,6 +139,7 @@ export class MigrationContext {
     this.channels = new ChannelSet(components.connect, this.abort.signal, this.id);
     this.stepsAtStart = { steps: this.vm.steps, at: performance.now() };
     this.#mode = options.params.mode;
+    this.linkHint = options.linkHint;
   }
 
   get signal(): AbortSignal {

@@ -18,6 +18,7 @@
 import { MigrationError, toMigrationError } from '@livemig/shared';
 import type { MigrationInfo } from '@livemig/shared/control';
 import type { MigrationReport } from '@livemig/shared/report';
+import { autoDecideAtSetup } from './auto.ts';
 import { buildReport } from './build-report.ts';
 import { MigrationContext, type OutgoingComponents, type OutgoingOptions } from './context.ts';
 import { liveInfo } from './live-info.ts';
@@ -130,6 +131,7 @@ export class OutgoingMigration {
       if (ctx.mode === 'postcopy' && disk && (disk.storage === 'copy' || disk.storage === 'mirror')) {
         await diskPrecopyPhase(ctx, disk);
       }
+      await autoDecideAtSetup(ctx);
       let next = ctx.mode === 'postcopy' ? 'postcopy' : await precopyPhase(ctx);
       // Memory converged, the disk is fetched on demand: a post-copy switchover with no page absent.
       if (next === 'stopcopy' && disk?.storage === 'postcopy') next = 'postcopy';

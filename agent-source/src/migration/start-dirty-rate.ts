@@ -22,21 +22,36 @@ export interface StartDirtyRate {
   measurement: DirtyRateMeasurement | null;
   /** Why there is no measurement (cancelled by the pause, the VM left). */
   note: string | undefined;
+  /** The measurement so far: the curve to the last checkpoint passed (null before the first). */
+  soFar: DirtyRateMeasurement | null;
+  /** Settles once `points` checkpoints are in, or the measurement ended (never rejects). */
+  whenPoints(points: number): Promise<void>;
   /** Stop it now (the VM pauses); `why` goes into the note. */
   cancel(why: string): void;
 }
 
 export function startDirtyRate(memory: Parameters<typeof measureDirtyRate>[0]): StartDirtyRate {
   const stop = new AbortController();
+  const waiting: { points: number; resolve: () => void }[] = [];
   const state: StartDirtyRate = {
     measurement: null,
     note: undefined,
+    soFar: null,
     cancel: (why) => stop.abort(why),
     done: Promise.resolve(),
+    whenPoints: (points) =>
+      (state.soFar?.curve?.length ?? 0) >= points || state.measurement !== null || state.note !== undefined
+        ? Promise.resolve()
+        : Promise.race([new Promise<void>((resolve) => waiting.push({ points, resolve })), state.done]),
+  };
+  const onCheckpoint = (soFar: DirtyRateMeasurement): void => {
+    state.soFar = soFar;
+    for (const w of waiting.filter((w) => (soFar.curve?.length ?? 0) >= w.points)) w.resolve();
   };
   (state as { done: Promise<void> }).done = measureDirtyRate(memory, START_DIRTY_RATE, {
     signal: stop.signal,
     keepPartial: true,
+    onCheckpoint,
   }).then(
     (m) => {
       state.measurement = m;

@@ -154,7 +154,8 @@ export interface AutoReport {
   why: string;
   /** When it was decided, ms after the migration started, and where. */
   decidedAtMs: number;
-  decidedIn: 'round 0' | 'end of round 0';
+  /** setup: before round 0, with the link as the last migration to this destination measured it. */
+  decidedIn: 'setup' | 'round 0' | 'end of round 0';
   inputs: ModelInputs;
   predictions: Prediction[];
 }

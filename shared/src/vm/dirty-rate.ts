@@ -151,6 +151,8 @@ export interface DirtyRateComponents {
    * is then the last checkpoint's) instead of rejecting. @default false
    */
   keepPartial?: boolean;
+  /** With checkpoints: called after each, with the measurement so far (the curve to that point). */
+  onCheckpoint?: (soFar: DirtyRateMeasurement) => void;
 }
 
 /** Pages hashed between two yields to the event loop (16 MiB, a few ms). */
@@ -341,7 +343,13 @@ export async function measureDirtyRate(
   try {
     for (let c = checkpoints; c >= 1; c--) {
       const windowMs = await passTo(calcTimeMs / 2 ** c);
-      curve.push({ windowMs, pagesChanged: countChanged(before, after) });
+      const pagesChanged = countChanged(before, after);
+      curve.push({ windowMs, pagesChanged });
+      components.onCheckpoint?.({
+        ...measured(windowMs, pagesChanged),
+        curve: [...curve],
+        zeroPagesSampled: countZero(before),
+      });
     }
     const windowMs = await passTo(calcTimeMs);
     const pagesChanged = countChanged(before, after);

@@ -26,7 +26,16 @@ export async function precopyPhase(ctx: MigrationContext): Promise<Exit['to']> {
   const pendingAfter: number[] = [];
   for (let round = 0; ; round++) {
     const requestedFirst = exitOnRequest(ctx, round);
-    if (requestedFirst) return decided(ctx, requestedFirst);
+    if (requestedFirst) {
+      // A switch to post-copy before a round: an empty round, acknowledged, before the pause —
+      // the destination acknowledges only once its vCPU is ready, which must not fall in the
+      // downtime (a pure post-copy waits for it at setup instead).
+      if (requestedFirst.to === 'postcopy' && round === 0) {
+        if (!main.send(msg.roundEnd({ round, pages: 0, bytes: 0 }))) await main.drained(ctx.signal);
+        await awaitRoundAck(ctx, main, round);
+      }
+      return decided(ctx, requestedFirst);
+    }
     const started = performance.now();
     const bytesBefore = main.bytesSent;
     startRound(sections, round);
