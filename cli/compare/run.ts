@@ -10,7 +10,8 @@
  *      fixed costs come from an idle calibration migration of the same VM size on the same link,
  *      run first (kept in results.json);
  *   3. migrate (auto: the agent decides itself, from its own measurements), following the
- *      report; a kv VM is probed throughout (the client's view, every request kept);
+ *      report; a kv VM is probed throughout, from before the measurement of step 1 (its
+ *      clients' writes are part of its dirty rate) to after the migration (every request kept);
  *   4. destroy the VM wherever it ended up.
  *
  * A cell that fails is recorded with its error and the run goes on; `signal` (Ctrl-C) stops
@@ -342,6 +343,12 @@ async function runCell(
       seed: index,
       ...(nic ? { nic } : {}),
     });
+    // A service's clients start first: they write to it, and what they dirty is part of the load
+    // the migration meets, so the measurement (and the prediction) must see it.
+    if (kv && nic) {
+      probe = startProbe({ target: parseHostPort(nic), intervalMs: workload.probeIntervalMs ?? 2 });
+      await probe.answered;
+    }
     const before = await stepsOf(env, name);
     dirtyRate = await env.source.request('query-dirty-rate', { vm: name, ...MEASURE });
     const after = await stepsOf(env, name);
@@ -364,10 +371,6 @@ async function runCell(
     const objective = spec.technique.startsWith('auto:') ? (spec.technique.slice(5) as Objective) : undefined;
     const choice = predictions && objective ? choose(predictions, objective) : undefined;
     const fixed = objective ? undefined : spec.technique;
-    if (kv && nic) {
-      probe = startProbe({ target: parseHostPort(nic), intervalMs: workload.probeIntervalMs ?? 2 });
-      await probe.answered;
-    }
     report = await migrate(env, name, objective ? 'auto' : (spec.technique as 'precopy'), env.link, objective);
     let samples: CellResult['probe'];
     if (probe) {

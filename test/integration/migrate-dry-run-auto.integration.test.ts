@@ -143,7 +143,7 @@ describe('livemig migrate --mode auto', () => {
     expect(text.code, text.stderr).toBe(0);
     const first = await fleet.ask(a, lastReport);
     expectAuto(first, 'total-time');
-    expect(text.stdout).toMatch(/^ *dirty rate at start +\d+\.\d ± \d+\.\d MB\/s over /m);
+    expect(text.stdout).toMatch(/^ *start dirty rate +\d+\.\d ± \d+\.\d MB\/s over /m);
     expect(text.stdout).toMatch(
       new RegExp(`^ *auto +chose ${first.auto!.chosen} for total-time \\((round 0|end of round 0), `, 'm'),
     );

@@ -12,6 +12,7 @@
  * faulted pages wait in a queue and go out as answers free the window — a guest (or a
  * re-request after recovery) can never flood the source.
  */
+import { latencyHistogram, type LatencyHistogram } from '@livemig/shared/report';
 import type { Logger } from 'pino';
 import type { PeerChannel } from '@livemig/shared/channel';
 import { msg } from '@livemig/shared/channel';
@@ -29,6 +30,8 @@ export interface FaultStats {
   latencyMs: Percentiles | null;
   /** Fault → this thread noticed it (part of latencyMs). */
   noticeDelayMs: Percentiles | null;
+  /** Every fault's latency in power-of-two µs buckets (QEMU's postcopy-latency-dist). */
+  latencyHistogram: LatencyHistogram | null;
 }
 
 /** Pages asked for and not yet installed, at most. */
@@ -141,6 +144,7 @@ export class FaultHandler {
       faults: this.#faults,
       latencyMs: percentiles(this.#latencies),
       noticeDelayMs: percentiles(this.#noticeDelays),
+      latencyHistogram: latencyHistogram(this.#latencies),
     };
   }
 

@@ -90,11 +90,12 @@ export class PostcopyPaging {
     stats: Record<string, unknown>;
     noticeDelayMs: ReturnType<FaultHandler['stats']>['noticeDelayMs'];
   } {
-    const faults = this.#faults?.stats() ?? { faults: 0, latencyMs: null, noticeDelayMs: null };
+    const faults = this.#faults?.stats() ?? { faults: 0, latencyMs: null, noticeDelayMs: null, latencyHistogram: null };
     const ranMs = performance.now() - resumedAt.at;
     const stats = {
       faults: faults.faults,
       faultLatencyMs: faults.latencyMs,
+      faultLatencyHistogram: faults.latencyHistogram,
       vcpuBlockedMs: this.#vm.stats().faultBlockedMs,
       stepsPerSecDuring: ranMs > 0 ? ((this.#vm.steps - resumedAt.steps) / ranMs) * 1000 : 0,
     };

@@ -116,7 +116,7 @@ export function formatReport(report: MigrationReport): string {
   if (report.dirtyRate) {
     const { measurement: m, curve, note } = report.dirtyRate;
     field(
-      'dirty rate at start',
+      'start dirty rate',
       m === null
         ? (note ?? 'not measured')
         : `${m.dirtyRateMBps.toFixed(1)} ± ${m.standardErrorMBps.toFixed(1)} MB/s over ${formatDuration(m.windowMs)}` +
@@ -156,6 +156,16 @@ export function formatReport(report: MigrationReport): string {
           : ''
       }; vCPU blocked ${formatDuration(pc.vcpuBlockedMs)}${pc.recoveries ? `; link recovered ${pc.recoveries}×` : ''}`,
     );
+    const h = pc.faultLatencyHistogram;
+    if (h) {
+      field(
+        'fault latency',
+        h.counts
+          .map((count, i) => (count ? `${h.bucketsUs[i]} µs+: ${count}` : ''))
+          .filter(Boolean)
+          .join(', ') + ' (faults per 2^N µs bucket)',
+      );
+    }
     field(
       'guest speed',
       `${Math.round(pc.stepsPerSecBefore)} steps/s before, ${Math.round(pc.stepsPerSecDuring)} steps/s during post-copy`,

@@ -2,3 +2,4 @@
 export * from './types.ts';
 export * from './schema.ts';
 export * from './format.ts';
+export * from './latency-histogram.ts';

@@ -8,6 +8,7 @@ export const REPORT_SCHEMA = 'livemig.report/1';
 
 import type { MigrationMode, StorageMode } from '../protocol/message-types.ts';
 import type { SignedRecord } from '../security/record.ts';
+import type { LatencyHistogram } from './latency-histogram.ts';
 import type { DirtyCurve, ModelInputs, Objective, Prediction, Technique } from '../predict/types.ts';
 import type { DirtyRateMeasurement } from '../vm/dirty-rate.ts';
 
@@ -47,6 +48,8 @@ export interface PostcopyReport {
   faults: number;
   /** From the vCPU blocking on an absent page to that page being installed. */
   faultLatencyMs: { p50: number; p99: number; max: number } | null;
+  /** Extra: every fault's latency in power-of-two µs buckets (QEMU 10.1's postcopy-latency-dist). */
+  faultLatencyHistogram?: LatencyHistogram;
   /** Total time the vCPU spent blocked on absent pages (QEMU: postcopy-blocktime). */
   vcpuBlockedMs: number;
   /** Guest steps per second on the source before the switch, and on the destination during post-copy. */

@@ -6,6 +6,7 @@
  * blocked time). A broken link parks the migration in postcopy-paused until recovery.ts
  * reconnects; running out of recovery time loses the VM, and the report says so.
  */
+import { checkHistogram } from '@livemig/shared/report';
 import { MigrationError, toMigrationError } from '@livemig/shared';
 import { msg, MsgType } from '@livemig/shared/channel';
 import type { PostcopyReport } from '@livemig/shared/report';
@@ -41,6 +42,9 @@ export async function postcopyPhase(ctx: MigrationContext): Promise<void> {
   report.vcpuBlockedMs = numberOf(destStats.vcpuBlockedMs);
   report.stepsPerSecDuring = numberOf(destStats.stepsPerSecDuring);
   report.faultLatencyMs = (destStats.faultLatencyMs as PostcopyReport['faultLatencyMs'] | undefined) ?? null;
+  // From the peer: kept only when well formed (bounded, buckets of 2^i µs).
+  const histogram = checkHistogram(destStats.faultLatencyHistogram);
+  if (histogram) report.faultLatencyHistogram = histogram;
 }
 
 /** One attempt: push everything on the main channel while answering faults; StopCopyEnd → Complete. */
