@@ -43,14 +43,14 @@ const section: BenchSection = {
       rows: [
         { name: 'cells completed', value: completed, unit: `of ${results.cells.length}` },
         {
-          name: 'prediction error, total time (median |rel|)',
+          name: 'prediction error, total time (median abs. relative error)',
           value: median.total,
           unit: '%',
           goal: '≤ 20 %',
           met: median.total <= 20,
         },
         {
-          name: 'prediction error, downtime (median |rel|)',
+          name: 'prediction error, downtime (median abs. relative error)',
           value: median.downtime,
           unit: '%',
           goal: '≤ 20 %',
