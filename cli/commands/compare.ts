@@ -40,7 +40,7 @@ export function registerCompareCommand(program: Command): void {
     .option('--matrix <file>', 'a YAML matrix (schema in the README; default: the built-in matrix, ~10 min with root)')
     .option('--out <dir>', 'where the results go', 'compare-results')
     .option('--repeat <n>', "run every cell this many times (overrides the matrix's repeat:)", positiveIntFlag)
-    .option('--links <names>', 'only these links of the matrix, comma-separated (e.g. loopback,lan)', linksFlag)
+    .option('--links <name>', 'only these links of the matrix, names comma-separated (e.g. loopback,lan)', linksFlag)
     .addHelpText(
       'after',
       '\nThe default matrix: a 128 MiB VM (random pages) idle, writing a 16 MiB hot set at 5k/20k/80k writes/s, ' +
