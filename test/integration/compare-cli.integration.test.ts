@@ -1,7 +1,7 @@
 /**
  * `livemig compare --matrix FILE --out DIR` as a person runs it, a child process on loopback: a
- * tiny matrix (32 MiB VMs idle, writing a hot set, and a probed kv service × pre-copy, post-copy
- * and auto:downtime) runs every cell between real secure agents and writes results.json (every
+ * tiny matrix (32 MiB VMs writing a hot set, and a probed kv service × pre-copy and
+ * auto:downtime) runs every cell between real secure agents and writes results.json (every
  * cell measured, predicted, migrated and verified; one calibration), results.csv, summary.md and
  * report.html with its seven figures, with `[i/n]` progress on stderr. It runs as a user who is
  * not root (as root: as nobody, a real other user, not a faked uid), so the matrix's lab link is
@@ -143,10 +143,8 @@ function figureEntries(html: string): { n: number; kind: 'figure' | 'omitted' }[
 
 const MATRIX = `
 vm: { memory: 32MiB, init: random }
-techniques: [precopy, postcopy, auto:downtime]
+techniques: [precopy, auto:downtime]
 workloads:
-  - name: idle
-    workload: idle
   - name: hot
     workload: hotset:wss=4MiB,rate=20000
   - name: kv
@@ -159,9 +157,7 @@ links:
 `;
 
 /** The matrix's cells in run order: workload by workload, technique by technique. */
-const CELLS = ['idle', 'hot', 'kv'].flatMap((w) =>
-  ['precopy', 'postcopy', 'auto:downtime'].map((t) => `loopback/${w}/${t}/1`),
-);
+const CELLS = ['hot', 'kv'].flatMap((w) => ['precopy', 'auto:downtime'].map((t) => `loopback/${w}/${t}/1`));
 
 describe('livemig compare', () => {
   it('not root: skips the lab link, runs every loopback cell (measured, predicted, migrated, verified), writes every file', async () => {
@@ -208,7 +204,7 @@ describe('livemig compare', () => {
     const fixed = results.cells.filter((c) => !c.spec.technique.startsWith('auto:'));
     for (const cell of fixed) expect(cell.predicted?.technique, cell.spec.id).toBe(cell.spec.technique);
     const auto = results.cells.filter((c) => c.spec.technique === 'auto:downtime');
-    expect(auto).toHaveLength(3);
+    expect(auto).toHaveLength(2);
     for (const cell of auto) {
       const chosen = cell.report?.auto?.chosen;
       expect(cell.report?.auto?.objective, cell.spec.id).toBe('downtime');
@@ -219,7 +215,7 @@ describe('livemig compare', () => {
 
     // The kv cells: the client's every request, and what it saw in the report.
     const kv: CellResult[] = results.cells.filter((c) => c.spec.workload.name === 'kv');
-    expect(kv).toHaveLength(3);
+    expect(kv).toHaveLength(2);
     for (const cell of kv) {
       expect(cell.probe?.intervalMs, cell.spec.id).toBe(2);
       expect(cell.probe?.samples.length, cell.spec.id).toBeGreaterThan(0);
