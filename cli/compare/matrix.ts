@@ -155,6 +155,14 @@ export function parseMatrix(text: string, file = 'matrix'): Matrix {
       return fail(node(path), `${path.join('.')}: not a ${what}: ${(error as Error).message}`);
     }
   };
+  const vmNode = node(['vm']);
+  if (vmNode !== undefined) {
+    if (!isMap(vmNode)) fail(vmNode, 'vm: must be a mapping, e.g. { memory: 128MiB, init: random }');
+    for (const pair of (vmNode as { items: { key: unknown }[] }).items) {
+      const key = String((pair.key as { value?: unknown }).value);
+      if (!['memory', 'init'].includes(key)) fail(pair.key as Node, `vm: unknown key "${key}" (known: memory, init)`);
+    }
+  }
   const vmMemory = quantity(['vm', 'memory'], parseSize, 'size') ?? VM.memoryBytes;
   const vmInit = initOf(value(['vm', 'init']) ?? VM.init, () =>
     fail(node(['vm', 'init']), 'vm.init must be random or zero'),
@@ -198,6 +206,9 @@ export function parseMatrix(text: string, file = 'matrix'): Matrix {
       fail(node([...path, 'init']), `workloads[${i}].init must be random or zero`),
     );
     const probeIntervalMs = quantity([...path, 'probe'], parseDuration, 'duration');
+    if (probeIntervalMs !== undefined && !(probeIntervalMs >= 1)) {
+      fail(node([...path, 'probe']), `workloads[${i}] (${name}): probe: must be at least 1ms`);
+    }
     try {
       parseVmSpec({
         memory: memoryBytes,
@@ -246,6 +257,9 @@ export function parseMatrix(text: string, file = 'matrix'): Matrix {
       );
     }
     const maxBandwidthBps = quantity([...path, 'max-bandwidth'], parseRate, 'rate') ?? null;
+    if (maxBandwidthBps !== null && !(maxBandwidthBps > 0)) {
+      fail(node([...path, 'max-bandwidth']), `links[${i}] (${name}): max-bandwidth must be more than 0`);
+    }
     const only: unknown = node([...path, 'workloads'])?.toJSON(); // a list is a YAMLSeq: as plain values
     if (only !== undefined) {
       const list = node([...path, 'workloads']);

@@ -182,6 +182,20 @@ describe('parseMatrix', () => {
       /links\[0\] \(lo\): no workload named "hot 80k"/,
     ],
     ['repeat: 0', [...WORKLOAD, ...LINK, 'repeat: 0'], 6, /repeat must be a whole number from 1 to 20, got 0/],
+    ['an unknown key under vm:', ['vm:', '  memroy: 64MiB', ...WORKLOAD, ...LINK], 2, /vm: unknown key "memroy"/],
+    ['vm: that is not a mapping', ['vm: 64MiB', ...WORKLOAD, ...LINK], 1, /vm: must be a mapping/],
+    [
+      'probe: 0ms',
+      [...WORKLOAD, '  - name: kv', '    workload: kv', '    probe: 0ms', ...LINK],
+      6,
+      /workloads\[1\] \(kv\): probe: must be at least 1ms/,
+    ],
+    [
+      'max-bandwidth: 0',
+      [...WORKLOAD, ...LINK, '    max-bandwidth: 0'],
+      6,
+      /links\[0\] \(lo\): max-bandwidth must be more than 0/,
+    ],
   ])('rejects %s, naming the line', (_what, lines, line, message) => {
     const error = rejection(yaml(...lines));
     expect(error.code, error.message).toBe('ERR_INVALID_ARGUMENT');
