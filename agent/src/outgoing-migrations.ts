@@ -59,6 +59,9 @@ export interface OutgoingMigrationsComponents {
 /** An outgoing migration, in flight or over. */
 export type OutgoingRecord = OutgoingMigration | FinishedMigration;
 
+/** Destinations whose link this agent remembers for --mode auto (the most recent). */
+const MAX_LINK_HISTORY = 256;
+
 export class OutgoingMigrations {
   readonly #c: OutgoingMigrationsComponents;
   /** By id, in the order they started: in flight, or — once over — a record of how they ended. */
@@ -144,7 +147,12 @@ export class OutgoingMigrations {
         this.#migrations.set(migrationId, new FinishedMigration(migration.info(), report));
         this.#c.onReport?.(report);
         const sample = linkSampleOf(report, this.#links.get(formatHostPort(target)));
-        if (sample) this.#links.set(formatHostPort(target), sample);
+        if (sample) {
+          // Newest last; bounded: an agent sending to ever new addresses forgets the oldest.
+          this.#links.delete(formatHostPort(target));
+          this.#links.set(formatHostPort(target), sample);
+          if (this.#links.size > MAX_LINK_HISTORY) this.#links.delete(this.#links.keys().next().value!);
+        }
         if (report.outcome === 'completed') await host.retire(name);
       })
       .catch((error: unknown) => logger.error({ err: error }, 'migration bookkeeping failed'))
