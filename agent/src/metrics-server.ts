@@ -18,7 +18,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
-import { formatHostPort, listenError, MigrationError, type HostPort } from '@livemig/shared';
+import { answerClientError, formatHostPort, listenError, MigrationError, type HostPort } from '@livemig/shared';
 import { identityOf } from '@livemig/shared/channel';
 import { authorize } from '@livemig/shared/security';
 
@@ -87,17 +87,7 @@ export class MetricsServer {
     });
     server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
       logger.debug({ err: error }, 'metrics: bad request');
-      if (error.code === 'ECONNRESET' || !socket.writable) {
-        socket.destroy();
-        return;
-      }
-      const status =
-        error.code === 'HPE_HEADER_OVERFLOW'
-          ? '431 Request Header Fields Too Large'
-          : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-            ? '408 Request Timeout'
-            : '400 Bad Request';
-      socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+      answerClientError(error, socket);
     });
     if (options.tls) {
       server.on('tlsClientError', (error: Error, socket: TLSSocket) =>

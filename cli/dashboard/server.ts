@@ -22,7 +22,7 @@
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { formatHostPort, listenError, MigrationError, type HostPort } from '@livemig/shared';
+import { answerClientError, formatHostPort, listenError, MigrationError, type HostPort } from '@livemig/shared';
 import { isLoopbackHostHeader } from './listen-address.ts';
 import { PAGE_CSP, PAGE_HTML } from './page.ts';
 
@@ -85,17 +85,7 @@ export class DashboardServer {
     server.maxConnections = maxBrowsers + PAGE_SLOTS;
     server.maxRequestsPerSocket = 100;
     server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
-      if (error.code === 'ECONNRESET' || !socket.writable) {
-        socket.destroy();
-        return;
-      }
-      const status =
-        error.code === 'HPE_HEADER_OVERFLOW'
-          ? '431 Request Header Fields Too Large'
-          : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-            ? '408 Request Timeout'
-            : '400 Bad Request';
-      socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+      answerClientError(error, socket);
     });
     return new Promise((resolve, reject) => {
       const onError = (error: Error): void => {

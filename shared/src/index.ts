@@ -10,3 +10,4 @@ export * from './state-machine.ts';
 export * from './address.ts';
 export * from './daemon.ts';
 export * from './admission.ts';
+export { answerClientError } from './http-client-error.ts';
