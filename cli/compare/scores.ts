@@ -4,9 +4,11 @@
  * - the prediction error: how far the model's prediction of each completed cell's total time and
  *   downtime was from what the migration measured — the median of |predicted − measured| /
  *   measured over the cells that have both;
- * - the auto score: for each `auto:<objective>` cell, its measured objective against the fixed
- *   techniques (pre-copy, post-copy, hybrid) run on the same workload, link and repeat — never
- *   worse than the worst of them, and within 10 % of the best.
+ * - the auto score: for each `auto:<objective>` of a workload and link, its measured objective
+ *   against the fixed techniques (pre-copy, post-copy, hybrid) run on the same workload and link —
+ *   never worse than the worst of them, and within 10 % of the best. With repeats, each side is
+ *   the median over its repeats: two techniques that chose the same way differ by the run's noise
+ *   alone (a few ms of an RTT on a shaped link), and a single pair of runs would score that noise.
  *
  * The summary (summary.ts), the benchmark and the tests share these definitions, so a number in
  * the report and a number a test asserts on are the same computation.
@@ -117,18 +119,23 @@ export function objectiveValue(report: MigrationReport | null, objective: Object
 /** How much worse than the best fixed technique an auto cell may be and still count as "within". */
 export const WITHIN_BEST_FACTOR = 1.1;
 
-/** One auto cell against the fixed techniques of its workload, link and repeat. */
+/** One auto objective against the fixed techniques of its workload and link (medians over repeats). */
 export interface AutoComparison {
+  /** The auto cells' id without the repeat, e.g. "wan/kv/auto:downtime". */
   cellId: string;
   objective: Objective;
   workload: string;
   link: string;
-  repeat: number;
-  /** The technique auto chose, when the cell says. */
+  /** Repeats of the auto cell that ran (its value is their median). */
+  repeats: number;
+  /** The technique auto chose (the most frequent over its repeats), when the cells say. */
   chose: Technique | null;
-  /** Its measured objective; Infinity when the auto cell ran but did not complete. */
+  /** Its measured objective (median over repeats); Infinity when it ran but did not complete. */
   auto: number;
-  /** The best and worst fixed technique measured; a fixed cell that ran but failed is the worst (Infinity). */
+  /**
+   * The best and worst fixed technique, each its median over repeats; a fixed cell that ran but
+   * failed counts as Infinity.
+   */
   best: { technique: Technique; value: number };
   worst: { technique: Technique; value: number };
   /** auto ≤ worst. */
@@ -138,7 +145,7 @@ export interface AutoComparison {
 }
 
 export interface AutoScore {
-  /** Auto cells compared (each had at least one completed fixed technique to compare with). */
+  /** Auto objectives compared (each had at least one completed fixed technique to compare with). */
   compared: number;
   neverWorse: number;
   withinBest: number;
@@ -156,7 +163,7 @@ function ran(cell: CellResult): boolean {
 }
 
 function groupKey(cell: CellResult): string {
-  return JSON.stringify([cell.spec.workload.name, cell.spec.link.name, cell.spec.repeat]);
+  return JSON.stringify([cell.spec.workload.name, cell.spec.link.name]);
 }
 
 function chosenTechnique(cell: CellResult): Technique | null {
@@ -164,55 +171,71 @@ function chosenTechnique(cell: CellResult): Technique | null {
   return cell.choice?.technique ?? cell.predicted?.technique ?? cell.report?.mode ?? null;
 }
 
+/** The most frequent non-null value (the first seen on a tie), or null. */
+function mostFrequent<T>(values: readonly (T | null)[]): T | null {
+  const counts = new Map<T, number>();
+  for (const v of values) if (v !== null) counts.set(v, (counts.get(v) ?? 0) + 1);
+  let best: T | null = null;
+  for (const [v, n] of counts) if (best === null || n > counts.get(best)!) best = v;
+  return best;
+}
+
 /**
- * Each `auto:<objective>` cell's measured objective against the fixed techniques of the same
- * workload, link and repeat. A cell (auto or fixed) that ran but did not complete counts as
- * infinitely bad on every objective: auto failing where a fixed technique completed is worse
- * than it, and a fixed technique failing makes "never worse than the worst" easy to meet, as it
- * should. Cells that never ran (skipped, error) are left out; an auto cell with no completed
- * fixed technique beside it cannot be scored and is listed in `notCompared`.
+ * Each `auto:<objective>` of a workload and link, its measured objective (median over the
+ * repeats that ran) against each fixed technique's median on the same workload and link. A cell
+ * (auto or fixed) that ran but did not complete counts as infinitely bad on every objective:
+ * auto failing where a fixed technique completed is worse than it, and a fixed technique failing
+ * makes "never worse than the worst" easy to meet, as it should. Cells that never ran (skipped,
+ * error) are left out; an auto objective with no completed fixed technique beside it cannot be
+ * scored and its cells are listed in `notCompared`.
  */
 export function autoScore(cells: readonly CellResult[]): AutoScore {
-  const fixedByGroup = new Map<string, CellResult[]>();
-  for (const cell of cells) {
-    if (fixedTechnique(cell.spec.technique) === null || !ran(cell)) continue;
-    const key = groupKey(cell);
-    fixedByGroup.set(key, [...(fixedByGroup.get(key) ?? []), cell]);
-  }
-  const comparisons: AutoComparison[] = [];
+  const fixedByGroup = new Map<string, Map<Technique, CellResult[]>>();
+  const autoByGroup = new Map<string, CellResult[]>();
   const notCompared: AutoScore['notCompared'] = [];
   for (const cell of cells) {
+    const technique = fixedTechnique(cell.spec.technique);
     const objective = autoObjective(cell.spec.technique);
-    if (objective === null) continue;
-    if (!ran(cell)) {
+    if (objective !== null && !ran(cell)) {
       notCompared.push({ cellId: cell.spec.id, reason: `not run (${cell.outcome})` });
       continue;
     }
-    const fixed = (fixedByGroup.get(groupKey(cell)) ?? []).map((f) => ({
-      technique: fixedTechnique(f.spec.technique)!,
-      value: objectiveValue(f.report, objective) ?? Infinity,
-    }));
+    if (!ran(cell)) continue;
+    if (technique !== null) {
+      const group = fixedByGroup.get(groupKey(cell)) ?? new Map<Technique, CellResult[]>();
+      fixedByGroup.set(groupKey(cell), group.set(technique, [...(group.get(technique) ?? []), cell]));
+    } else if (objective !== null) {
+      const key = JSON.stringify([groupKey(cell), cell.spec.technique]);
+      autoByGroup.set(key, [...(autoByGroup.get(key) ?? []), cell]);
+    }
+  }
+  const comparisons: AutoComparison[] = [];
+  for (const autos of autoByGroup.values()) {
+    const first = autos[0]!;
+    const objective = autoObjective(first.spec.technique)!;
+    const valueOf = (cell: CellResult): number => objectiveValue(cell.report, objective) ?? Infinity;
+    const fixed = [...(fixedByGroup.get(groupKey(first)) ?? new Map<Technique, CellResult[]>())].map(
+      ([technique, runs]) => ({ technique, value: median(runs.map(valueOf))! }),
+    );
     const finite = fixed.filter((f) => Number.isFinite(f.value));
     if (finite.length === 0) {
-      notCompared.push({
-        cellId: cell.spec.id,
-        reason:
-          fixed.length === 0
-            ? 'no fixed technique ran on the same workload, link and repeat'
-            : 'no fixed technique completed on the same workload, link and repeat',
-      });
+      const reason =
+        fixed.length === 0
+          ? 'no fixed technique ran on the same workload and link'
+          : 'no fixed technique completed on the same workload and link';
+      notCompared.push(...autos.map((cell) => ({ cellId: cell.spec.id, reason })));
       continue;
     }
     const best = finite.reduce((a, b) => (b.value < a.value ? b : a));
     const worst = fixed.reduce((a, b) => (b.value > a.value ? b : a));
-    const auto = objectiveValue(cell.report, objective) ?? Infinity;
+    const auto = median(autos.map(valueOf))!;
     comparisons.push({
-      cellId: cell.spec.id,
+      cellId: [first.spec.link.name, first.spec.workload.name, first.spec.technique].join('/'),
       objective,
-      workload: cell.spec.workload.name,
-      link: cell.spec.link.name,
-      repeat: cell.spec.repeat,
-      chose: chosenTechnique(cell),
+      workload: first.spec.workload.name,
+      link: first.spec.link.name,
+      repeats: autos.length,
+      chose: mostFrequent(autos.map(chosenTechnique)),
       auto,
       best,
       worst,

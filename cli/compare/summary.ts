@@ -296,8 +296,9 @@ function autoSection(results: CompareResults): SummarySection {
   const mark = (ok: boolean): string => (ok ? 'yes' : 'NO');
   return section('Auto', {
     paragraphs: [
-      'Each auto:<objective> cell, measured on its objective against the fixed techniques (precopy, postcopy, ' +
-        'hybrid) of the same workload, link and repeat. A cell that ran and failed counts as the worst.',
+      'Each auto:<objective>, measured on its objective against the fixed techniques (precopy, postcopy, ' +
+        'hybrid) of the same workload and link, each side the median over its repeats (with one repeat, ' +
+        'two techniques that chose alike differ by noise alone). A cell that ran and failed counts as the worst.',
     ],
     bullets: [
       `Never worse than the worst fixed technique: ${fraction(score.neverWorse, score.neverWorsePct)}.`,
@@ -310,10 +311,19 @@ function autoSection(results: CompareResults): SummarySection {
         : [
             {
               caption: 'auto cells against the fixed techniques',
-              header: ['cell', 'objective', 'chose', 'auto', 'best fixed', 'worst fixed', 'never worse', 'within 10 %'],
+              header: [
+                'cells',
+                'objective',
+                'chose',
+                'auto',
+                'best fixed',
+                'worst fixed',
+                'never worse',
+                'within 10 %',
+              ],
               numeric: [false, false, false, true, true, true, false, false],
               rows: score.comparisons.map((c) => [
-                c.cellId,
+                c.repeats === 1 ? c.cellId : `${c.cellId} (${c.repeats} repeats)`,
                 c.objective,
                 c.chose ?? '?',
                 formatObjective(c.objective, c.auto),

@@ -138,19 +138,33 @@ describe('autoScore', () => {
     expect(score.comparisons[0]!.worst).toEqual({ technique: 'precopy', value: Infinity });
   });
 
-  it('compares within the same workload, link and repeat only', () => {
+  it('compares within the same workload and link, each side the median over its repeats', () => {
     const cells = [
       ...group(1, 10),
-      // repeat 2: auto alone — nothing to compare with (repeat 1's fixed cells do not count)
-      cellFixture({ technique: 'auto:downtime', repeat: 2, totalMs: 1000, downtimeMs: 99 }),
-      // another link: its fixed cell is far better, but not auto's competitor in repeat 1
+      // repeat 2: auto noisy (55 > every fixed technique's 50 of repeat 1)...
+      ...group(2, 55),
+      // ...repeat 3: fixed techniques noisy the other way; medians: auto 12, precopy 50, postcopy 10
+      cellFixture({ technique: 'precopy', repeat: 3, totalMs: 1000, downtimeMs: 60 }),
+      cellFixture({ technique: 'postcopy', repeat: 3, totalMs: 1000, downtimeMs: 12 }),
+      cellFixture({ technique: 'auto:downtime', repeat: 3, totalMs: 1000, downtimeMs: 12 }),
+      // another link: its fixed cell is far better, but not auto's competitor
       cellFixture({ technique: 'postcopy', link: 'other', repeat: 1, totalMs: 1000, downtimeMs: 1 }),
+      // another workload: auto alone, nothing to compare with
+      cellFixture({ technique: 'auto:downtime', workload: 'v', repeat: 1, totalMs: 1000, downtimeMs: 99 }),
     ];
     const score = autoScore(cells);
     expect(score.compared).toBe(1);
-    expect(score.comparisons[0]).toMatchObject({ neverWorse: true, withinBest: true });
+    expect(score.comparisons[0]).toMatchObject({
+      cellId: 'l/w/auto:downtime',
+      repeats: 3,
+      auto: 12,
+      best: { technique: 'postcopy', value: 10 },
+      worst: { technique: 'precopy', value: 50 },
+      neverWorse: true,
+      withinBest: false,
+    });
     expect(score.notCompared).toEqual([
-      { cellId: 'l/w/auto:downtime/2', reason: 'no fixed technique ran on the same workload, link and repeat' },
+      { cellId: 'l/v/auto:downtime/1', reason: 'no fixed technique ran on the same workload and link' },
     ]);
   });
 
@@ -180,8 +194,6 @@ describe('autoScore', () => {
       cellFixture({ technique: 'precopy', totalMs: null }),
       cellFixture({ technique: 'auto:downtime', totalMs: 1000, downtimeMs: 5 }),
     ];
-    expect(autoScore(cells).notCompared[0]!.reason).toBe(
-      'no fixed technique completed on the same workload, link and repeat',
-    );
+    expect(autoScore(cells).notCompared[0]!.reason).toBe('no fixed technique completed on the same workload and link');
   });
 });
