@@ -160,20 +160,26 @@ describe('livemig migrate --detach, and livemig migrate-cancel', () => {
   });
 
   it("past post-copy's point of no return: migrate-cancel and Ctrl-C are refused with the reason; it completes", async () => {
-    // 32 MiB at 4 MB/s: about eight seconds of post-copy push after the handoff.
-    const small = parseVmSpec({ memory: '32MiB', init: 'random', workload: 'hotset:wss=2MiB,rate=5000', seed: 6 });
+    // 40 MiB at 4 MB/s: about ten seconds of post-copy push after the handoff, for two refusals
+    // and a --resume on the destination, each a CLI started on a slow machine.
+    const small = parseVmSpec({ memory: '40MiB', init: 'random', workload: 'hotset:wss=2MiB,rate=5000', seed: 6 });
     const [source, dest] = await Promise.all([fleet.source('vm', small), fleet.agent()]);
     const migrate = spawnCliAs(migrateArgs(source, dest, ['--mode', 'postcopy', '--json'], '4MB/s'));
     const { migrationId } = await inFlight(source, 'postcopy');
 
+    // Ctrl-C first: its grace second runs while the other command starts.
+    migrate.child.kill('SIGINT');
     const cancel = await fleet.cli(['migrate-cancel', '--control', source.control]);
     expect(cancel.code).toBe(1);
     expect(cancel.stderr).toMatch(
       /^livemig: ERR_VM_STATE: cannot cancel: the migration is past the point of no return \(postcopy\); .+\n$/,
     );
 
-    migrate.child.kill('SIGINT');
-    await waitUntil(() => migrate.err().includes('following it to the end'), { what: 'the refusal shown' });
+    await waitUntil(() => migrate.err().includes('following it to the end'), { what: 'the refusal shown' }).catch(
+      (error: unknown) => {
+        throw new Error(`${String(error)}; the command's stderr: ${migrate.err()}`);
+      },
+    );
     expect(migrate.err()).toMatch(
       /livemig: ERR_VM_STATE: cannot cancel: the migration is past the point of no return \(postcopy\); .+; following it to the end \(Ctrl-C again to detach\)\n/,
     );
