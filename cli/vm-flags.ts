@@ -70,7 +70,12 @@ export function addVmSpecOptions(
 ): Command {
   return command
     .option('--memory <size>', 'guest memory, 1MiB..16GiB, a multiple of 4KiB', memoryFlag, memoryFlag(defaults.memory))
-    .option('--init <spec>', 'initial memory: zero | random | mixed:<fraction of zero pages>', initFlag, defaults.init)
+    .option(
+      '--init <spec>',
+      'initial memory: zero | random | mixed:<fraction of zero pages, the rest random> | mixed:zero=F,dup=F,text=F,code=F,random=F (fractions of page kinds summing to 1, a kind left out is 0) | realistic (such a mix, from published measurements of guest RAM: README "Initial memory")',
+      initFlag,
+      defaults.init,
+    )
     .option(
       '--workload <spec>',
       'workload spec, e.g. hotset:wss=64MiB,rate=20000 (see below)',

@@ -17,7 +17,10 @@ import { DISK_BYTES_PARAM } from './workloads/types.ts';
 export interface VmSpec {
   /** Guest RAM in bytes: a multiple of 4 KiB in [1 MiB, 16 GiB]. */
   memoryBytes: number;
-  /** "zero" | "random" | "mixed:<fraction of zero pages>". */
+  /**
+   * "zero" | "random" | "mixed:<fraction of zero pages>" | "mixed:zero=…,dup=…,text=…,code=…,random=…"
+   * (`realistic` is written out as the latter).
+   */
   init: string;
   /** Canonical workload spec, e.g. "hotset:wss=64MiB,rate=20000". */
   workload: string;
