@@ -42,6 +42,8 @@ export const ERROR_CODES = {
   ERR_BUFFER_OVERFLOW: 'A read or write buffer grew past its hard cap.',
   ERR_IDLE_TIMEOUT: 'The peer sent nothing (not even a heartbeat) for longer than the idle timeout.',
   ERR_HANDSHAKE: 'The handshake failed (incompatible page size, capabilities or VM spec).',
+  ERR_BAD_ENCODING:
+    'An encoded page from the peer is malformed: an XBZRLE delta that runs past the page end, is truncated, has an overlong length or an empty run in the middle, or a compressed batch that does not decompress to exactly its declared length (or declares too much). Nothing was written to the page; the migration fails and the source keeps the VM.',
   // Migration
   ERR_BAD_TRANSITION: 'A migration state machine was asked for a transition its table does not allow.',
   ERR_CONNECTION: 'A connection failed or closed before the migration finished.',
