@@ -6,7 +6,8 @@
  * it is recomposed for the width at every redraw, so it follows a resized terminal. No line at
  * all when stderr is not a terminal.
  */
-import cliProgress from 'cli-progress';
+import { createRequire } from 'node:module';
+import type cliProgress from 'cli-progress';
 import { MigrationError } from '@livemig/shared';
 import type { ControlClient, MigrationInfo } from '@livemig/shared/control';
 import type { MigrationReport } from '@livemig/shared/report';
@@ -70,7 +71,9 @@ export async function followMigration(
 
 /** The line on stderr, redrawn by cli-progress (at most 10 times a second) with the last figures polled. */
 function createBar(stream: NodeJS.WriteStream = process.stderr): cliProgress.SingleBar {
-  return new cliProgress.SingleBar({
+  // Loaded here, on a terminal only: every livemig process (agents too) loads this module.
+  const { SingleBar } = createRequire(import.meta.url)('cli-progress') as typeof cliProgress;
+  return new SingleBar({
     format: (_options, _params, payload: { info?: MigrationInfo }) => progressLine(payload.info, lineWidth(stream)),
     stream,
     hideCursor: true,

@@ -35,11 +35,19 @@
  * Harvesting an idle VM's dirty log is safe: ToyVm.harvestDirty() ORs what it clears into the
  * ever-dirty map, so a later migration's first pass still sends every possibly-non-zero page.
  */
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { createRequire } from 'node:module';
+import type * as PromClient from 'prom-client';
+import type { Counter, Histogram, Registry } from 'prom-client';
 import type { PeerChannel } from '@livemig/shared/channel';
 import type { MigrationInfo } from '@livemig/shared/control';
 import type { VmHost, VmState } from '@livemig/shared/host';
 import type { MigrationMode, MigrationOutcome, MigrationReport } from '@livemig/shared/report';
+
+/**
+ * prom-client, loaded by the first AgentMetrics: an agent without `--metrics` never needs its
+ * modules, and every livemig process (agents and CLI calls) would otherwise load them at start.
+ */
+const promClient = (): typeof PromClient => createRequire(import.meta.url)('prom-client') as typeof PromClient;
 
 /** Which end of a migration this agent was: outgoing = the source. */
 export type MigrationDirection = 'outgoing' | 'incoming';
@@ -81,7 +89,7 @@ interface TrackedChannel {
 
 export class AgentMetrics {
   /** This daemon's registry (never the global one). */
-  readonly registry = new Registry();
+  readonly registry: Registry;
   readonly #c: AgentMetricsComponents;
   readonly #intervalMs: number;
   readonly #migrations: Counter<'direction' | 'mode' | 'outcome'>;
@@ -97,6 +105,8 @@ export class AgentMetrics {
   #sampler: NodeJS.Timeout | undefined;
 
   constructor(components: AgentMetricsComponents, options: AgentMetricsOptions = {}) {
+    const { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } = promClient();
+    this.registry = new Registry();
     this.#c = components;
     this.#intervalMs = options.dirtyRateIntervalMs ?? 1000;
     const registers = [this.registry];

@@ -20,7 +20,9 @@
  *       workloads: [idle, hot 40k]   # optional: only these workloads on this link
  *       techniques: [precopy]        # optional: only these techniques on this link
  */
-import { LineCounter, parseDocument, isMap, isSeq, type Node } from 'yaml';
+import { createRequire } from 'node:module';
+import type * as Yaml from 'yaml';
+import type { Node } from 'yaml';
 import { MigrationError, parseDuration, parseRate, parseSize } from '@livemig/shared';
 import { parseVmSpec } from '@livemig/shared/vm';
 import { PROFILES } from '../lab/profiles.ts';
@@ -115,6 +117,8 @@ export function cellsOf(matrix: Matrix, links: readonly Matrix['links'][number][
 
 /** Read a matrix from YAML text; errors are ERR_INVALID_ARGUMENT naming `file` and the line. */
 export function parseMatrix(text: string, file = 'matrix'): Matrix {
+  // Loaded here: every livemig process (agents too) loads this module, and yaml is 70 modules.
+  const { LineCounter, parseDocument, isMap, isSeq } = createRequire(import.meta.url)('yaml') as typeof Yaml;
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   const at = (node: Node | null | undefined): string => {

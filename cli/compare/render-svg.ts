@@ -6,8 +6,8 @@
  * URL, and a spec that asks for one fails here rather than fetching it. Warnings from either
  * library (e.g. a log scale given a zero) are returned, not printed, so the caller decides.
  */
-import * as vega from 'vega';
-import { compile, type TopLevelSpec } from 'vega-lite';
+import type * as Vega from 'vega';
+import type { TopLevelSpec } from 'vega-lite';
 import { MigrationError } from '@livemig/shared';
 
 export interface RenderedSvg {
@@ -17,9 +17,9 @@ export interface RenderedSvg {
 }
 
 /** A vega logger that keeps warnings and errors instead of printing them. */
-function collectingLogger(warnings: string[]): vega.LoggerInterface {
+function collectingLogger(vega: typeof Vega, warnings: string[]): Vega.LoggerInterface {
   let level = vega.Warn;
-  const logger: vega.LoggerInterface = {
+  const logger: Vega.LoggerInterface = {
     level(next?: number) {
       if (next === undefined) return level;
       level = next;
@@ -39,7 +39,7 @@ function collectingLogger(warnings: string[]): vega.LoggerInterface {
     debug() {
       return logger;
     },
-  } as vega.LoggerInterface;
+  } as Vega.LoggerInterface;
   return logger;
 }
 
@@ -47,7 +47,7 @@ function collectingLogger(warnings: string[]): vega.LoggerInterface {
  * A loader that loads nothing (a figure's data is inline, and a report must not fetch), and
  * notes each URL it was asked for: Vega only logs a failed load and draws without the data.
  */
-function refusingLoader(refused: string[]): vega.Loader {
+function refusingLoader(vega: typeof Vega, refused: string[]): Vega.Loader {
   const loader = vega.loader();
   const refuse = async (uri: string): Promise<never> => {
     refused.push(uri);
@@ -56,8 +56,8 @@ function refusingLoader(refused: string[]): vega.Loader {
       `a figure asked to load ${uri}: figures are drawn from inline data only`,
     );
   };
-  loader.load = refuse as vega.Loader['load'];
-  loader.sanitize = refuse as vega.Loader['sanitize'];
+  loader.load = refuse as Vega.Loader['load'];
+  loader.sanitize = refuse as Vega.Loader['sanitize'];
   return loader;
 }
 
@@ -66,11 +66,14 @@ function refusingLoader(refused: string[]): vega.Loader {
  * Rejects with ERR_INVALID_ARGUMENT when the spec asks to load anything (data or an image by URL).
  */
 export async function renderSvg(spec: TopLevelSpec): Promise<RenderedSvg> {
+  // Loaded here, not at the top: every livemig process (each agent too) loads the CLI's modules,
+  // and vega with d3 is some 200 of them, for `compare` alone.
+  const [vega, { compile }] = await Promise.all([import('vega'), import('vega-lite')]);
   const warnings: string[] = [];
   const refused: string[] = [];
-  const logger = collectingLogger(warnings);
+  const logger = collectingLogger(vega, warnings);
   const compiled = compile(spec, { logger }).spec;
-  const view = new vega.View(vega.parse(compiled), { renderer: 'none', loader: refusingLoader(refused), logger });
+  const view = new vega.View(vega.parse(compiled), { renderer: 'none', loader: refusingLoader(vega, refused), logger });
   try {
     const svg = await view.toSVG();
     if (refused.length > 0) {
