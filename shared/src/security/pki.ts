@@ -13,6 +13,8 @@
  * Keys are ECDSA P-256 (small, fast, what every TLS 1.3 stack speaks), generated and signed with
  * Node's WebCrypto through @peculiar/x509 — no openssl binary, no shell-outs. Files are created
  * with the exclusive flag (`wx`), so nothing here ever overwrites a CA, a certificate or a key.
+ * Reading and checking certificates (loadPki, readIdentity, describeCertificate, roleOf) is
+ * node:crypto's X509Certificate alone; @peculiar/x509 is loaded only to issue (see loadX509).
  *
  * Where the role lives: an OU in the subject, `OU=livemig-role:<role>`. A custom extension under a
  * private OID would be the more "proper" place, but node:tls's `getPeerCertificate()` does not
@@ -22,19 +24,37 @@
  * any OU an operator might add. Exactly one such OU must be present, or the certificate is
  * refused (ERR_CERTIFICATE): never guess a role.
  */
-// @peculiar/x509 2.x resolves its algorithm providers through tsyringe, which needs the Reflect
-// metadata API: the polyfill must be evaluated before the library, hence the first import.
-import 'reflect-metadata';
-import { createPrivateKey, createPublicKey, randomBytes, webcrypto } from 'node:crypto';
+import { createPrivateKey, randomBytes, webcrypto, X509Certificate, type KeyObject } from 'node:crypto';
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
-import * as x509 from '@peculiar/x509';
+import type * as X509 from '@peculiar/x509';
 import { MigrationError } from '../errors.ts';
 import { ROLES, type Role } from './roles.ts';
 
-// @peculiar/x509 keeps one provider per process; it is Node's own WebCrypto, set once here.
-x509.cryptoProvider.set(webcrypto);
+let x509Loading: Promise<typeof X509> | undefined;
+
+/**
+ * @peculiar/x509, loaded on first use: only issuing (initPki, issueCertificate) needs it. It
+ * brings reflect-metadata, tsyringe and a dozen @peculiar/asn1-* packages, some 200 module files
+ * (a quarter of a second natively, more through tsx), and every secure agent and client calls
+ * loadPki at start, which reads and checks certificates with node:crypto alone.
+ */
+function loadX509(): Promise<typeof X509> {
+  x509Loading ??= (async () => {
+    // @peculiar/x509 2.x resolves its algorithm providers through tsyringe, which needs the
+    // Reflect metadata API: the polyfill must be evaluated before the library.
+    await import('reflect-metadata');
+    const x509 = await import('@peculiar/x509');
+    // @peculiar/x509 keeps one provider per process; it is Node's own WebCrypto, set once here.
+    x509.cryptoProvider.set(webcrypto);
+    return x509;
+  })().catch((error: unknown) => {
+    x509Loading = undefined;
+    throw error;
+  });
+  return x509Loading;
+}
 
 /** The subject OU prefix that marks the role (`OU=livemig-role:operator`). */
 export const ROLE_OU_PREFIX = 'livemig-role:';
@@ -80,7 +100,7 @@ export interface Identity {
   name: string;
   /** The livemig role, or null for a certificate without one (the CA). */
   role: Role | null;
-  /** Whether it is a CA certificate (basicConstraints CA). */
+  /** Whether it is a CA certificate (basicConstraints CA, and keyCertSign if it has a keyUsage). */
   ca: boolean;
   /** SHA-256 of the DER, colon-separated upper-case hex as `openssl x509 -fingerprint -sha256` prints it. */
   fingerprint: string;
@@ -160,6 +180,7 @@ export async function initPki(dir: string, options: InitPkiOptions = {}): Promis
       throw new MigrationError('ERR_PKI', `${join(dir, file)} already exists: a CA is never overwritten`);
     }
   }
+  const x509 = await loadX509();
   const keys = await webcrypto.subtle.generateKey(KEY_ALGORITHM, true, ['sign', 'verify']);
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: serial(),
@@ -175,9 +196,9 @@ export async function initPki(dir: string, options: InitPkiOptions = {}): Promis
     ],
   });
   // The key first: a crash in between leaves a key without a certificate, never the reverse.
-  await writeExclusive(join(dir, CA_KEY_FILE), await privateKeyPem(keys.privateKey), 0o600);
+  await writeExclusive(join(dir, CA_KEY_FILE), await privateKeyPem(x509, keys.privateKey), 0o600);
   await writeExclusive(join(dir, CA_CERT_FILE), cert.toString('pem') + '\n', 0o644);
-  return describe(cert);
+  return describe(parseCertificate(new Uint8Array(cert.rawData), join(dir, CA_CERT_FILE)));
 }
 
 /**
@@ -217,13 +238,16 @@ export async function issueCertificate(dir: string, options: IssueOptions): Prom
       `a certificate valid ${days} days would outlive its CA (valid until ${caCert.notAfter.toISOString()})`,
     );
   }
+  const x509 = await loadX509();
+  // The CA's subject and key as @peculiar/x509 has them: the issuer name is copied as it is.
+  const ca = new x509.X509Certificate(caCert.native.raw);
   const keys = await webcrypto.subtle.generateKey(KEY_ALGORITHM, true, ['sign', 'verify']);
-  const altNames: x509.JsonGeneralName[] = [{ type: 'dns', value: name }];
+  const altNames: X509.JsonGeneralName[] = [{ type: 'dns', value: name }];
   if (isIP(name)) altNames.push({ type: 'ip', value: name });
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: serial(),
     subject: [{ CN: [name] }, { OU: [`${ROLE_OU_PREFIX}${role}`] }],
-    issuer: caCert.subjectName,
+    issuer: ca.subjectName,
     notBefore: new Date(now.getTime() - BACKDATE_MS),
     notAfter,
     signingAlgorithm: SIGNING_ALGORITHM,
@@ -235,12 +259,12 @@ export async function issueCertificate(dir: string, options: IssueOptions): Prom
       new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
       new x509.SubjectAlternativeNameExtension(altNames),
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
-      await x509.AuthorityKeyIdentifierExtension.create(caCert.publicKey),
+      await x509.AuthorityKeyIdentifierExtension.create(ca.publicKey),
     ],
   });
-  await writeExclusive(keyFile, await privateKeyPem(keys.privateKey), 0o600);
+  await writeExclusive(keyFile, await privateKeyPem(x509, keys.privateKey), 0o600);
   await writeExclusive(certFile, cert.toString('pem') + '\n', 0o644);
-  return describe(cert);
+  return describe(parseCertificate(new Uint8Array(cert.rawData), certFile));
 }
 
 /** Describe the (first) certificate in a PEM file. */
@@ -270,15 +294,14 @@ export async function loadPki(dir: string, name: string, options: LoadPkiOptions
   const caCert = parseCertificate(ca, caFile);
   const leaf = parseCertificate(cert, certFile);
   checkValidity(caCert, caFile, now);
-  const signed =
-    leaf.issuer === caCert.subject &&
-    (await leaf.verify({ publicKey: caCert.publicKey, signatureOnly: true }).catch(() => false));
+  // The issuer name, and the signature over the leaf checked with the CA's public key.
+  const signed = leaf.issuer === caCert.subject && verifiesWith(leaf, caCert);
   if (!signed) {
     throw new MigrationError('ERR_CERTIFICATE', `${certFile} is not signed by the CA in ${caFile}`);
   }
   checkValidity(leaf, certFile, now);
   checkKeyMatches(leaf, key, certFile, keyFile);
-  const identity = await describe(leaf);
+  const identity = describe(leaf);
   if (identity.role === null) {
     throw new MigrationError('ERR_CERTIFICATE', `${certFile} carries no livemig role (OU=${ROLE_OU_PREFIX}<role>)`);
   }
@@ -297,8 +320,7 @@ export type PeerCertificateLike = { subject?: Record<string, string | string[] |
 export function roleOf(peer: PeerCertificateLike): Role {
   let values: string[];
   if (typeof peer === 'string' || peer instanceof Uint8Array) {
-    const cert = parseCertificate(peer, 'the peer certificate');
-    values = cert.subjectName.getField('OU');
+    values = field(parseCertificate(peer, 'the peer certificate'), 'OU');
   } else {
     const ou = peer.subject?.OU;
     if (peer.subject === undefined) throw new MigrationError('ERR_CERTIFICATE', 'the peer presented no certificate');
@@ -322,36 +344,71 @@ function roleFromOus(values: readonly string[], what: string): Role {
   return role as Role;
 }
 
-async function describe(cert: x509.X509Certificate): Promise<Identity> {
-  const ous = cert.subjectName.getField('OU');
+/** A certificate as node:crypto parsed it, with what this module reads of it. */
+interface Certificate {
+  native: X509Certificate;
+  /** The subject's attributes in order, as [OpenSSL short name, value] (`['OU', 'livemig-role:agent']`). */
+  subjectFields: Array<[string, string]>;
+  /** Subject and issuer as `Identity` has always shown them (@peculiar/x509's format, see formatName). */
+  subject: string;
+  issuer: string;
+  notBefore: Date;
+  notAfter: Date;
+}
+
+function describe(cert: Certificate): Identity {
+  const ous = field(cert, 'OU');
   const hasRole = ous.some((v) => v.startsWith(ROLE_OU_PREFIX));
-  const san = cert.getExtension(x509.SubjectAlternativeNameExtension);
-  const thumbprint = Buffer.from(await cert.getThumbprint('SHA-256'));
   return {
-    name: cert.subjectName.getField('CN')[0] ?? '',
+    name: field(cert, 'CN')[0] ?? '',
     role: hasRole ? roleFromOus(ous, 'the certificate') : null,
-    ca: cert.getExtension(x509.BasicConstraintsExtension)?.ca ?? false,
-    fingerprint: [...thumbprint].map((b) => b.toString(16).padStart(2, '0').toUpperCase()).join(':'),
-    serialNumber: cert.serialNumber,
+    ca: cert.native.ca,
+    // node:crypto's fingerprint256 is already colon-separated upper-case hex.
+    fingerprint: cert.native.fingerprint256,
+    serialNumber: serialHex(cert.native.serialNumber),
     notBefore: cert.notBefore,
     notAfter: cert.notAfter,
     subject: cert.subject,
     issuer: cert.issuer,
-    altNames: san ? san.names.items.map((n) => `${n.type}:${n.value}`) : [],
+    altNames: altNamesOf(cert.native.subjectAltName),
   };
 }
 
-function parseCertificate(data: string | Uint8Array, what: string): x509.X509Certificate {
+/** Every value of one subject attribute (`CN`, `OU`), in order. */
+function field(cert: Certificate, key: string): string[] {
+  return cert.subjectFields.filter(([k]) => k === key).map(([, value]) => value);
+}
+
+/**
+ * Parse the first PEM block of a string (it must hold a certificate's BEGIN line) or DER bytes
+ * (or PEM bytes), as @peculiar/x509 took them. Throws ERR_CERTIFICATE for anything else.
+ */
+function parseCertificate(data: string | Uint8Array, what: string): Certificate {
   try {
     if (typeof data === 'string' && !data.includes('-----BEGIN CERTIFICATE-----'))
       throw new Error('no PEM certificate');
-    return new x509.X509Certificate(typeof data === 'string' ? data : new Uint8Array(data));
+    const der =
+      typeof data !== 'string' && data[0] === 0x30
+        ? data
+        : firstPemBlock(typeof data === 'string' ? data : Buffer.from(data).toString('latin1'));
+    if (der === undefined) throw new Error('no PEM block');
+    const native = new X509Certificate(der);
+    // OpenSSL's multi-line format: one RDN a line, " + " between the attributes of one.
+    const subject = splitName(native.subject ?? '', '\n', ' + ');
+    return {
+      native,
+      subjectFields: subject.flat().map(([key, printed]): [string, string] => [key, unescapeValue(printed)]),
+      subject: formatName(subject),
+      issuer: formatName(splitName(native.issuer ?? '', '\n', ' + ')),
+      notBefore: parseTime(native.validFrom),
+      notAfter: parseTime(native.validTo),
+    };
   } catch (error) {
     throw new MigrationError('ERR_CERTIFICATE', `${what} is not an X.509 certificate`, { cause: error });
   }
 }
 
-function checkValidity(cert: x509.X509Certificate, file: string, now: Date): void {
+function checkValidity(cert: Certificate, file: string, now: Date): void {
   if (now > cert.notAfter) {
     throw new MigrationError('ERR_CERTIFICATE', `${file} expired on ${cert.notAfter.toISOString()}`);
   }
@@ -360,17 +417,232 @@ function checkValidity(cert: x509.X509Certificate, file: string, now: Date): voi
   }
 }
 
-function checkKeyMatches(cert: x509.X509Certificate, keyPem: string, certFile: string, keyFile: string): void {
-  let spki: Buffer;
+/** Whether `cert`'s signature verifies with `issuer`'s public key (signature only, no chain). */
+function verifiesWith(cert: Certificate, issuer: Certificate): boolean {
   try {
-    spki = createPublicKey(createPrivateKey(keyPem)).export({ type: 'spki', format: 'der' });
+    return cert.native.verify(issuer.native.publicKey);
+  } catch {
+    return false;
+  }
+}
+
+function checkKeyMatches(cert: Certificate, keyPem: string, certFile: string, keyFile: string): void {
+  let key: KeyObject;
+  try {
+    key = createPrivateKey(keyPem);
   } catch (error) {
     throw new MigrationError('ERR_CERTIFICATE', `${keyFile} is not a private key`, { cause: error });
   }
-  if (!spki.equals(Buffer.from(cert.publicKey.rawData))) {
+  if (!cert.native.checkPrivateKey(key)) {
     throw new MigrationError('ERR_CERTIFICATE', `${keyFile} is not the key of ${certFile}`);
   }
 }
+
+// ---- Reading what node:crypto prints, in the formats Identity has always had ----------------
+// Identity's subject, issuer, serialNumber and altNames were @peculiar/x509's renderings; they
+// are rebuilt here from node:crypto's X509Certificate fields, which OpenSSL prints otherwise:
+// subject `CN=a\nOU=b` (escaped per RFC 2253, control characters as \XX, " + " inside a
+// multi-valued RDN) vs `CN=a, OU=b`; serial upper-case vs lower-case hex; subjectAltName
+// `DNS:a, IP Address:10.0.0.1` (a value with a comma, quote, backslash or control character as a
+// JSON string) vs ["dns:a", "ip:10.0.0.1"]. The unit tests compare both (pki-node-crypto.test.ts).
+// What OpenSSL does not print cannot be rebuilt: a name value of a type that is no string
+// (NumericString…) reads as its text where @peculiar/x509 wrote #<hex of its DER>, an otherName SAN
+// other than a UPN as `othername:<unsupported>`, and `ca` is OpenSSL's (so a basicConstraints CA
+// whose keyUsage lacks keyCertSign is none). livemig's certificates have none of these.
+
+/** OpenSSL's short names of name attributes → @peculiar/x509's (its 12 names; the rest by OID). */
+const NAME_KEYS = new Map<string, string>([
+  ['CN', 'CN'],
+  ['L', 'L'],
+  ['ST', 'ST'],
+  ['O', 'O'],
+  ['OU', 'OU'],
+  ['C', 'C'],
+  ['DC', 'DC'],
+  ['emailAddress', 'E'],
+  ['GN', 'G'],
+  ['initials', 'I'],
+  ['SN', 'SN'],
+  ['title', 'T'],
+  ['serialNumber', '2.5.4.5'],
+  ['street', '2.5.4.9'],
+  ['description', '2.5.4.13'],
+  ['businessCategory', '2.5.4.15'],
+  ['postalAddress', '2.5.4.16'],
+  ['postalCode', '2.5.4.17'],
+  ['postOfficeBox', '2.5.4.18'],
+  ['telephoneNumber', '2.5.4.20'],
+  ['name', '2.5.4.41'],
+  ['generationQualifier', '2.5.4.44'],
+  ['x500UniqueIdentifier', '2.5.4.45'],
+  ['dnQualifier', '2.5.4.46'],
+  ['pseudonym', '2.5.4.65'],
+  ['role', '2.5.4.72'],
+  ['organizationIdentifier', '2.5.4.97'],
+  ['UID', '0.9.2342.19200300.100.1.1'],
+  ['unstructuredName', '1.2.840.113549.1.9.2'],
+  ['unstructuredAddress', '1.2.840.113549.1.9.8'],
+  ['jurisdictionL', '1.3.6.1.4.1.311.60.2.1.1'],
+  ['jurisdictionST', '1.3.6.1.4.1.311.60.2.1.2'],
+  ['jurisdictionC', '1.3.6.1.4.1.311.60.2.1.3'],
+]);
+
+/** Split at `separator` where it is not escaped by a backslash. */
+function splitUnescaped(text: string, separator: string): string[] {
+  const parts: string[] = [];
+  let start = 0;
+  for (let i = 0; i < text.length; i++) {
+    if (text[i] === '\\') i++;
+    else if (text.startsWith(separator, i)) {
+      parts.push(text.slice(start, i));
+      start = i + separator.length;
+      i = start - 1;
+    }
+  }
+  parts.push(text.slice(start));
+  return parts;
+}
+
+/** A name as OpenSSL printed it: RDNs of [short name, value as printed (still escaped)]. */
+type PrintedName = Array<Array<[string, string]>>;
+
+/** Split an OpenSSL-printed name: RDNs at `rdnSeparator`, the attributes of one at `valueSeparator`. */
+function splitName(text: string, rdnSeparator: string, valueSeparator: string): PrintedName {
+  if (text === '') return [];
+  return splitUnescaped(text, rdnSeparator).map((rdn) =>
+    splitUnescaped(rdn, valueSeparator).map((attribute): [string, string] => {
+      const eq = attribute.indexOf('=');
+      if (eq < 1) throw new Error(`unreadable name attribute "${attribute}"`);
+      return [attribute.slice(0, eq), attribute.slice(eq + 1)];
+    }),
+  );
+}
+
+/** A printed value's text: `\,` → `,`, `\0A` → newline. */
+function unescapeValue(printed: string): string {
+  return printed.replace(/\\([0-9A-F]{2}|[\s\S])/g, (_, c: string) =>
+    c.length === 2 ? String.fromCharCode(parseInt(c, 16)) : c,
+  );
+}
+
+/** A name as @peculiar/x509's Name.toString() printed it: `CN=a+OU=b, O=c`, its escaping. */
+function formatName(rdns: PrintedName): string {
+  return rdns
+    .map((rdn) =>
+      rdn
+        .map(([key, printed]) => {
+          // An unescaped leading # is OpenSSL's hex dump of a value that is no string (RFC 2253
+          // output only); @peculiar/x509 wrote those as # and lower-case hex too.
+          const value = printed.startsWith('#') ? printed.toLowerCase() : escapeValue(unescapeValue(printed));
+          return `${NAME_KEYS.get(key) ?? key}=${value}`;
+        })
+        .join('+'),
+    )
+    .join(', ');
+}
+
+/** @peculiar/x509's escaping of a name value, quirks included (only the first CR, LF or tab). */
+function escapeValue(value: string): string {
+  return value
+    .replace(/([,+"\\<>;])/g, '\\$1')
+    .replace(/^([ #])/, '\\$1')
+    .replace(/([ ]$)/, '\\$1')
+    .replace(/([\r\n\t])/, (c: string) => `\\${c.charCodeAt(0).toString(16).padStart(2, '0').toUpperCase()}`);
+}
+
+/** A directoryName SAN as OpenSSL prints it (RFC 2253: reversed, `,` and `+`) in @peculiar/x509's format. */
+function formatRfc2253Name(text: string): string {
+  return formatName(
+    splitName(text, ',', '+')
+      .reverse()
+      .map((rdn) => rdn.reverse()),
+  );
+}
+
+/** OpenSSL prints the serial as upper-case hex of its bytes; @peculiar/x509 printed lower-case. */
+function serialHex(serialNumber: string): string {
+  const hex = serialNumber.toLowerCase();
+  return hex.length % 2 === 1 ? `0${hex}` : hex;
+}
+
+const MONTHS = 'JanFebMarAprMayJunJulAugSepOctNovDec';
+
+/** OpenSSL's `Dec  2 19:46:58 2026 GMT` (validFrom / validTo) as a Date. */
+function parseTime(text: string): Date {
+  const m = /^([A-Z][a-z]{2}) +(\d{1,2}) (\d{2}):(\d{2}):(\d{2})(\.\d+)? (\d{4,}) GMT$/.exec(text);
+  const month = m ? MONTHS.indexOf(m[1]!) / 3 : -1;
+  if (!m || !Number.isInteger(month)) throw new Error(`unreadable certificate time "${text}"`);
+  const ms = m[6] ? Math.floor(Number(m[6]) * 1000) : 0;
+  return new Date(Date.UTC(Number(m[7]), month, Number(m[2]), Number(m[3]), Number(m[4]), Number(m[5]), ms));
+}
+
+/**
+ * node:crypto's subjectAltName (`DNS:a, IP Address:10.0.0.1`) as ["dns:a", "ip:10.0.0.1"]. Never
+ * throws: what it cannot read is kept as node:crypto printed it.
+ */
+function altNamesOf(subjectAltName: string | undefined): string[] {
+  if (!subjectAltName) return [];
+  const names: string[] = [];
+  // TYPE:value, the value a JSON string when it holds `,` (so unquoted ones end at ", ").
+  const entry = /([^:]*):("(?:[^"\\]|\\[\s\S])*"|[^,]*)(?:, |$)/y;
+  while (entry.lastIndex < subjectAltName.length) {
+    const start = entry.lastIndex;
+    const m = entry.exec(subjectAltName);
+    if (!m) {
+      names.push(subjectAltName.slice(start));
+      break;
+    }
+    try {
+      names.push(altName(m[1]!, m[2]!.startsWith('"') ? (JSON.parse(m[2]!) as string) : m[2]!));
+    } catch {
+      names.push(m[0].replace(/, $/, ''));
+    }
+  }
+  return names;
+}
+
+function altName(type: string, value: string): string {
+  switch (type) {
+    case 'DNS':
+      return `dns:${value}`;
+    case 'email':
+      return `email:${value}`;
+    case 'URI':
+      return `url:${value}`;
+    case 'IP Address':
+      return `ip:${value.includes(':') ? ipv6(value) : value}`;
+    case 'Registered ID':
+      return `id:${value}`;
+    case 'DirName':
+      return `dn:${formatRfc2253Name(value)}`;
+    case 'othername':
+      if (value.startsWith('UPN:')) return `upn:${value.slice('UPN:'.length)}`;
+      return `othername:${value}`;
+    default:
+      return `${type}:${value}`;
+  }
+}
+
+/** OpenSSL's `2001:DB8:0:0:8:800:200C:417A` as @peculiar/x509 wrote it: `2001:db8::8:800:200c:417a`. */
+function ipv6(text: string): string {
+  const parts = text.split(':').map((p) => parseInt(p, 16).toString(16));
+  // The longest run of two or more zero groups (the first of equals) becomes "::".
+  let best = -1;
+  let bestLength = 0;
+  for (let i = 0; i < parts.length;) {
+    let j = i;
+    while (parts[j] === '0') j++;
+    if (j - i > bestLength) {
+      best = i;
+      bestLength = j - i;
+    }
+    i = j === i ? i + 1 : j;
+  }
+  if (bestLength < 2) return parts.join(':');
+  return `${parts.slice(0, best).join(':')}::${parts.slice(best + bestLength).join(':')}`;
+}
+
+// ---- Files --------------------------------------------------------------------------------
 
 /** Read a PKI file; a secret one must not be readable by group or others. */
 async function readPkiFile(file: string, hint: string, options: { secret?: boolean } = {}): Promise<string> {
@@ -394,9 +666,24 @@ async function readPkiFile(file: string, hint: string, options: { secret?: boole
   }
 }
 
-function pemBody(pem: string, file: string): ArrayBuffer {
+// A PEM block as @peculiar/x509's PemConverter matches one (after CRs are removed): BEGIN line,
+// optional RFC 1421 headers, base64 lines, the END line of the same label.
+const PEM_BLOCK =
+  /-{5}BEGIN ([^\n]+(?=-{5}))-{5}\n(?:((?:[^:\n]+: (?:[^\n]+\n(?: +[^\n]+\n)*))+))?\n?((?:[a-zA-Z0-9=+/]+\n)+)-{5}END \1-{5}/;
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+/** The bytes of the first PEM block (whatever its label), or undefined without one. Throws on bad base64. */
+function firstPemBlock(text: string): Buffer | undefined {
+  const m = PEM_BLOCK.exec(text.replace(/\r/g, ''));
+  if (!m) return undefined;
+  const base64 = m[3]!.replace(/\n+/g, '');
+  if (!BASE64.test(base64)) throw new TypeError('the PEM block is not base64');
+  return Buffer.from(base64, 'base64');
+}
+
+function pemBody(pem: string, file: string): Uint8Array {
   try {
-    const der = x509.PemConverter.decode(pem)[0];
+    const der = firstPemBlock(pem);
     if (!der) throw new Error('no PEM block');
     return der;
   } catch (error) {
@@ -404,7 +691,7 @@ function pemBody(pem: string, file: string): ArrayBuffer {
   }
 }
 
-async function privateKeyPem(key: webcrypto.CryptoKey): Promise<string> {
+async function privateKeyPem(x509: typeof X509, key: webcrypto.CryptoKey): Promise<string> {
   const der = await webcrypto.subtle.exportKey('pkcs8', key);
   return x509.PemConverter.encode(der, 'PRIVATE KEY') + '\n';
 }
