@@ -61,6 +61,8 @@ function describeOutgoing(info: MigrationInfo): string {
       ? `expected downtime ${orUnknown(info.expectedDowntime, formatDuration)}`
       : `downtime ${formatDuration(info.downtime)}`,
   );
+  // QEMU's cpu-throttle-percentage: shown while --auto-converge/--dirty-limit holds the guest back.
+  if (info.cpuThrottlePercentage > 0) parts.push(`vCPU throttled ${info.cpuThrottlePercentage} %`);
   return `migration ${info.migrationId} of ${info.vm} (${info.mode}, outgoing): ${parts.join(', ')}`;
 }
 

@@ -1,7 +1,8 @@
 /**
  * The migration knobs `migrate` and `demo` share (mode, switchover, bandwidth, the switchover
- * watchdog, how a disk migrates), as flags with the engine's own defaults — one place, so the
- * two commands cannot drift apart. `lab run` takes --storage from here too.
+ * watchdog, throttling the guest to converge, how a disk migrates), as flags with the engine's
+ * own defaults — one place, so the two commands cannot drift apart. `lab run` takes --storage
+ * from here too.
  */
 import type { Command } from 'commander';
 import {
@@ -11,13 +12,16 @@ import {
 } from '@livemig/agent-source';
 import type { StorageMode } from '@livemig/shared/protocol';
 import { OBJECTIVES } from '@livemig/shared/predict';
+import { AUTO_CONVERGE_DEFAULTS } from '@livemig/agent-source';
 import {
   durationFlag,
+  intInRangeFlag,
   MODES,
   modeFlag,
   objectiveFlag,
   positiveIntFlag,
   rateFlag,
+  rateWithUnitFlag,
   STORAGE,
   storageFlag,
 } from './options.ts';
@@ -91,5 +95,47 @@ export function addMigrationKnobs(command: Command): Command {
         `${MIN_DEFAULT_SWITCHOVER_TIMEOUT_MS / 1000}s))`,
       durationFlag,
     );
-  return addStorageOption(command);
+  return addStorageOption(addThrottleOptions(command));
+}
+
+/**
+ * --auto-converge with QEMU's knobs (percentages of the vCPU's time taken away; the engine's
+ * defaults apply when absent, and it refuses a knob without its technique), and --dirty-limit.
+ */
+export function addThrottleOptions(command: Command): Command {
+  const d = AUTO_CONVERGE_DEFAULTS;
+  const percent = intInRangeFlag(1, 99);
+  return command
+    .option(
+      '--auto-converge',
+      "QEMU's auto-converge: when 2 pre-copy rounds in a row dirty more than --throttle-trigger-threshold of what " +
+        'they sent, throttle the vCPU, more each such round; lifted at the switchover (the report shows the cost)',
+    )
+    .option(
+      '--cpu-throttle-initial <percent>',
+      `--auto-converge: the first throttle, % of the vCPU's time taken away, 1-99 (default ${d.initialPercent})`,
+      percent,
+    )
+    .option(
+      '--cpu-throttle-increment <percent>',
+      `--auto-converge: added each round that still outruns the link, 1-99 (default ${d.incrementPercent})`,
+      percent,
+    )
+    .option(
+      '--max-cpu-throttle <percent>',
+      `--auto-converge, --dirty-limit: the most the vCPU is throttled, 1-99 (default ${d.maxPercent})`,
+      percent,
+    )
+    .option(
+      '--throttle-trigger-threshold <percent>',
+      '--auto-converge: a round outruns the link when it dirties more than this % of the bytes it sent, 1-100 ' +
+        `(default ${d.triggerThresholdPercent})`,
+      intInRangeFlag(1, 100),
+    )
+    .option(
+      '--dirty-limit <rate>',
+      "cap the guest's dirty rate (QEMU's dirty-limit), e.g. 20MB/s: throttle the vCPU so the pages it dirties per " +
+        'second stay under it, re-derived each round (not with --auto-converge)',
+      rateWithUnitFlag,
+    );
 }

@@ -105,6 +105,26 @@ export function sizeFlagOf(parse: FlagParser<number>): FlagParser<number> {
 /** A rate > 0 in bytes per second. */
 export const rateFlag = positiveQuantity('rate', 'ERR_INVALID_RATE', parseRate, asRate);
 
+/**
+ * A rate > 0 in bytes per second that must carry its unit (e.g. --dirty-limit 50MB/s): a bare
+ * number is bytes/s everywhere else here but MB/s in QEMU's vcpu-dirty-limit, so neither guess
+ * is safe.
+ */
+export const rateWithUnitFlag = positiveQuantity(
+  'rate',
+  'ERR_INVALID_RATE',
+  (text) => {
+    if (/^\s*\d+(\.\d+)?\s*$/.test(text)) {
+      throw new MigrationError(
+        'ERR_INVALID_RATE',
+        `"${text}" needs a unit, e.g. ${text.trim()}MB/s (QEMU's vcpu-dirty-limit is in MB/s; a bare number here would be bytes/s)`,
+      );
+    }
+    return parseRate(text);
+  },
+  asRate,
+);
+
 /** The whole number `text` spells (digits, spaces around them), else NaN. */
 function wholeNumber(text: string): number {
   return /^\s*\d+\s*$/.test(text) ? Number(text) : NaN;
@@ -241,6 +261,13 @@ export interface MigrateFlags {
   /** --mode auto: what to optimise, and the downtime ceiling. */
   objective?: Objective;
   maxDowntime?: number;
+  /** Throttle the guest so pre-copy converges: QEMU's auto-converge and its knobs (percent), or a dirty-rate cap (bytes/s). */
+  autoConverge?: boolean;
+  cpuThrottleInitial?: number;
+  cpuThrottleIncrement?: number;
+  maxCpuThrottle?: number;
+  throttleTriggerThreshold?: number;
+  dirtyLimit?: number;
 }
 
 /** The control API's migrate params from those flags. */
@@ -255,5 +282,13 @@ export function migrateParams(flags: MigrateFlags): MigrateParams {
     ...(flags.storage === undefined ? {} : { storage: flags.storage }),
     ...(flags.objective === undefined ? {} : { objective: flags.objective }),
     ...(flags.maxDowntime === undefined ? {} : { maxDowntimeMs: flags.maxDowntime }),
+    ...(flags.autoConverge ? { autoConverge: true } : {}),
+    ...(flags.cpuThrottleInitial === undefined ? {} : { cpuThrottleInitial: flags.cpuThrottleInitial }),
+    ...(flags.cpuThrottleIncrement === undefined ? {} : { cpuThrottleIncrement: flags.cpuThrottleIncrement }),
+    ...(flags.maxCpuThrottle === undefined ? {} : { maxCpuThrottle: flags.maxCpuThrottle }),
+    ...(flags.throttleTriggerThreshold === undefined
+      ? {}
+      : { throttleTriggerThreshold: flags.throttleTriggerThreshold }),
+    ...(flags.dirtyLimit === undefined ? {} : { dirtyLimitBps: flags.dirtyLimit }),
   };
 }

@@ -12,4 +12,5 @@ export {
   type ResolvedMigrateParams,
 } from './migration/params.ts';
 export { decideSwitchover } from './migration/convergence.ts';
+export { AUTO_CONVERGE_DEFAULTS, type ThrottleSettings } from './migration/throttle.ts';
 export { linkSampleOf, type LinkSample } from './migration/link-history.ts';

@@ -9,6 +9,7 @@ import { REPORT_SCHEMA, type MigrationReport, type Verification } from '@livemig
 import { fitDirtyCurve } from '@livemig/shared/predict';
 import { pageCounts } from './build-record.ts';
 import type { MigrationContext, SideDigests } from './context.ts';
+import { throttleReport } from './throttle.ts';
 
 export function buildReport(
   ctx: MigrationContext,
@@ -66,6 +67,7 @@ export function buildReport(
     ...(ctx.postcopy ? { postcopy: ctx.postcopy } : {}),
     ...dirtyRateReport(ctx),
     ...(ctx.auto ? { auto: ctx.auto } : {}),
+    ...(params.throttle ? { throttle: throttleReport(params.throttle, s.rounds, vm.memory.pageSize) } : {}),
     ...(ctx.sections?.disk ? { storage: ctx.sections.disk.report(ctx.switchover?.reason) } : {}),
     ...nicReport(ctx),
     vmRunsOn: outcome === 'completed' ? 'destination' : ctx.vmRunsOnIfFailed,

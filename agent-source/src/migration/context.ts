@@ -19,6 +19,7 @@ import type { ResolvedMigrateParams } from './params.ts';
 import type { SectionSet } from './sections/index.ts';
 import { MigrationStats } from './stats.ts';
 import { SOURCE_TRANSITIONS, type SourceStatus } from './status.ts';
+import { runFraction, throttlePercentOf, UNTHROTTLED, type ThrottleState } from './throttle.ts';
 import { TokenBucket } from './token-bucket.ts';
 import { armSwitchoverWatchdog } from './watchdog.ts';
 
@@ -120,6 +121,8 @@ export class MigrationContext {
   readonly linkHint: LinkSample | undefined;
   /** The mode in force: the params' until --mode auto chooses (chooseMode). */
   #mode: ResolvedMigrateParams['mode'];
+  /** auto-converge / dirty-limit: the throttle the controller set (throttle.ts), in force until lifted. */
+  throttle: ThrottleState = UNTHROTTLED;
 
   constructor(components: OutgoingComponents, options: OutgoingOptions) {
     this.id = options.migrationId;
@@ -183,6 +186,43 @@ export class MigrationContext {
     await this.vm.pause();
     this.pausedAt = performance.now();
     this.#disarmWatchdog = armSwitchoverWatchdog(this);
+    // Whatever follows — the VM resumed on the destination (a new vCPU, never throttled) or
+    // here by a rollback — it runs at full speed: the throttle served the rounds only.
+    this.liftThrottle('the VM paused for the switchover');
+  }
+
+  /** Throttle the vCPU (auto-converge, dirty-limit) for the rounds that follow. */
+  setThrottle(next: ThrottleState, round: number): void {
+    const before = this.throttle.percent;
+    this.throttle = next;
+    if (next.percent === before) return;
+    this.vm.setThrottle(runFraction(next.percent));
+    this.logger.info(
+      { event: 'throttle.set', round, from: before, to: next.percent },
+      `vCPU throttled to ${next.percent} % after round ${round}`,
+    );
+  }
+
+  /**
+   * Let the vCPU run at full speed again: at the switchover's pause, at a rollback before the VM
+   * resumes here, and at the end whatever happened. Idempotent; a VM already destroyed (the
+   * agent stopping) has nothing to lift.
+   */
+  liftThrottle(why: string): void {
+    if (this.throttle.percent !== 0) {
+      this.logger.info({ event: 'throttle.lifted', from: this.throttle.percent, why }, `vCPU unthrottled: ${why}`);
+    }
+    this.throttle = { ...this.throttle, percent: 0 };
+    try {
+      if (this.vm.throttle !== 1) this.vm.setThrottle(1);
+    } catch (error) {
+      this.logger.debug({ event: 'throttle.lift.skipped', err: error }, 'no vCPU to unthrottle');
+    }
+  }
+
+  /** The throttle the vCPU is under now (QMP cpu-throttle-percentage), read from the vCPU itself. */
+  get cpuThrottlePercent(): number {
+    return throttlePercentOf(this.vm.throttle);
   }
 
   /** Handoff is about to be sent, or the migration failed: the watchdog has nothing left to guard. */

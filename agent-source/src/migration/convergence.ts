@@ -7,11 +7,13 @@
  *     expected downtime = pending bytes (summed over every section) ÷ bandwidth measured over
  *     the last round — QEMU's `threshold_size = bandwidth × downtime_limit`, turned around
  *  3. the round count reached max-rounds                 → switch over ('max-rounds')
- *  4. the pending set has not shrunk for 3 rounds in a row → switch over ('not-shrinking')
+ *  4. the pending set has not shrunk for 3 rounds in a row → switch over ('not-shrinking'),
+ *     unless auto-converge is still raising the throttle (throttle.ts): the set keeps its size
+ *     until the throttle bites
  *  otherwise                                             → another round
  *
  * Rules 3 and 4 mean the VM did not converge: the stop-and-copy that follows will take longer
- * than the limit, and the report says so. (Auto-converge and post-copy, later, are the cures.)
+ * than the limit, and the report says so. (Auto-converge, dirty-limit and post-copy are the cures.)
  */
 import type { SwitchoverReason } from '@livemig/shared/report';
 
@@ -27,6 +29,8 @@ export interface ConvergenceInput {
   bandwidthBps: number;
   downtimeLimitMs: number;
   maxRounds: number;
+  /** auto-converge is raising the throttle (throttle.ts throttleRising): rule 4 waits. @default false */
+  throttleRising?: boolean;
 }
 
 export interface ConvergenceDecision {
@@ -49,7 +53,8 @@ export function decideSwitchover(input: ConvergenceInput): ConvergenceDecision {
   if (pending === 0) return { switchover: 'nothing-dirty', expectedDowntimeMs: 0 };
   if (expected <= input.downtimeLimitMs) return { switchover: 'converged', expectedDowntimeMs: expected };
   if (input.roundsDone >= input.maxRounds) return { switchover: 'max-rounds', expectedDowntimeMs: expected };
-  if (stoppedShrinking(input.pendingBytesAfter)) return { switchover: 'not-shrinking', expectedDowntimeMs: expected };
+  if (!input.throttleRising && stoppedShrinking(input.pendingBytesAfter))
+    return { switchover: 'not-shrinking', expectedDowntimeMs: expected };
   return { switchover: undefined, expectedDowntimeMs: expected };
 }
 

@@ -6,6 +6,7 @@
  *   remaining      every section's pending bytes (sections/index.ts): the round in progress not
  *                  sent yet plus what the last harvest found dirty; in post-copy the absent
  *                  pages not sent yet
+ *   cpu-throttle   the vCPU's throttle now, read from its control block (0 once lifted)
  *   mbps, ETA      from one measurement (bandwidth.ts liveSample): the round in progress once it
  *                  has moved enough to time, else the last round that did; in post-copy the push
  *                  since the switchover (or since the reconnect) — never a guess: unknown is null
@@ -42,6 +43,7 @@ export function liveInfo(ctx: MigrationContext): MigrationInfo {
     setupTime: s.setupMs,
     downtime: s.downtimeMs,
     timeRemaining: timeRemaining(status, remaining, sample, vm.memory.pageSize),
+    cpuThrottlePercentage: ctx.cpuThrottlePercent,
     passProgress: s.current.planned ? s.current.sent / s.current.planned : 0,
     pass: s.current.index,
     postcopy:

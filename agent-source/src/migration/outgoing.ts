@@ -154,6 +154,7 @@ export class OutgoingMigration {
       ctx.sections?.disk?.finish();
     }
     const outcome = this.status === 'completed' ? 'completed' : this.status === 'cancelled' ? 'cancelled' : 'failed';
+    ctx.liftThrottle(`the migration ${outcome}`);
     ctx.record ??= sourceOnlyRecord(ctx, outcome, error);
     try {
       // Kept (the audit log, fsynced) before anyone hears of the outcome.

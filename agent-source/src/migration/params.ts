@@ -1,13 +1,15 @@
 /**
  * The knobs of one migration — mode, downtime limit, rounds, bandwidth cap, when hybrid switches
  * to post-copy, how long post-copy recovery keeps trying, how long the VM may stay paused here
- * waiting for the destination at the switchover — resolved once, with finite defaults, every bad
- * value rejected with ERR_INVALID_ARGUMENT naming it.
+ * waiting for the destination at the switchover, whether and how the guest is throttled to
+ * converge — resolved once, with finite defaults, every bad value rejected with
+ * ERR_INVALID_ARGUMENT naming it.
  */
 import { MigrationError } from '@livemig/shared';
 import type { MigrateParams } from '@livemig/shared/control';
 import { OBJECTIVES, type Objective } from '@livemig/shared/predict';
 import { MIGRATION_MODES, STORAGE_MODES, type MigrationMode, type StorageMode } from '@livemig/shared/protocol';
+import { AUTO_CONVERGE_DEFAULTS, type ThrottleSettings } from './throttle.ts';
 
 export interface ResolvedMigrateParams {
   mode: MigrationMode;
@@ -37,6 +39,11 @@ export interface ResolvedMigrateParams {
    * a fixed mode.
    */
   auto: { objective: Objective; maxDowntimeMs: number | null } | null;
+  /**
+   * What throttles the guest so pre-copy converges (throttle.ts): auto-converge with QEMU's
+   * schedule, or a dirty-rate cap; null: the guest runs at its own speed. @default null
+   */
+  throttle: ThrottleSettings | null;
 }
 
 /** The switchover timeout's default is this many downtime limits … */
@@ -58,7 +65,85 @@ export const DEFAULT_MIGRATE_PARAMS: Omit<ResolvedMigrateParams, 'mode' | 'switc
     postcopyAfterRounds: null,
     recoveryTimeoutMs: 60_000,
     storage: 'copy',
+    throttle: null,
   });
+
+/** The throttle knobs of MigrateParams (resolved into `throttle`). */
+type ThrottleKnobs = Pick<
+  MigrateParams,
+  | 'autoConverge'
+  | 'cpuThrottleInitial'
+  | 'cpuThrottleIncrement'
+  | 'maxCpuThrottle'
+  | 'throttleTriggerThreshold'
+  | 'dirtyLimitBps'
+>;
+
+/** A whole percentage in min..max, or ERR_INVALID_ARGUMENT naming the knob. */
+function percentIn(name: string, value: unknown, min: number, max: number): number {
+  if (!(typeof value === 'number' && Number.isSafeInteger(value) && value >= min && value <= max)) {
+    throw invalid(`${name} must be a whole percentage in ${min}..${max}, got ${String(value)}`);
+  }
+  return value;
+}
+
+/**
+ * auto-converge or dirty-limit, checked: not both (QEMU refuses both too: they pull the same
+ * lever), knobs only with the technique they tune, percentages in QEMU's ranges, the first
+ * throttle not above the most, and not for a pure post-copy (it has no pre-copy rounds).
+ */
+function resolveThrottle(mode: MigrationMode, knobs: ThrottleKnobs): ThrottleSettings | null {
+  const autoConverge = knobs.autoConverge ?? false;
+  if (typeof autoConverge !== 'boolean')
+    throw invalid(`auto-converge must be true or false, got ${String(autoConverge)}`);
+  const limit = knobs.dirtyLimitBps ?? null;
+  if (limit !== null && !(typeof limit === 'number' && Number.isFinite(limit) && limit > 0)) {
+    throw invalid(`dirty-limit must be > 0 bytes/s, got ${String(limit)}`);
+  }
+  if (autoConverge && limit !== null) {
+    throw invalid('auto-converge and dirty-limit both throttle the guest: give one or the other');
+  }
+  const tuning = (['cpuThrottleInitial', 'cpuThrottleIncrement', 'throttleTriggerThreshold'] as const).filter(
+    (k) => knobs[k] !== undefined,
+  );
+  if (!autoConverge && tuning.length) {
+    throw invalid(`${tuning.map(kebab).join(', ')} ${tuning.length > 1 ? 'apply' : 'applies'} with auto-converge only`);
+  }
+  if (!autoConverge && limit === null) {
+    if (knobs.maxCpuThrottle !== undefined)
+      throw invalid('max-cpu-throttle applies with auto-converge or dirty-limit only');
+    return null;
+  }
+  if (mode === 'postcopy') {
+    throw invalid(
+      `${autoConverge ? 'auto-converge' : 'dirty-limit'} throttles pre-copy rounds: a pure post-copy has none`,
+    );
+  }
+  const d = AUTO_CONVERGE_DEFAULTS;
+  const maxPercent = percentIn('max-cpu-throttle', knobs.maxCpuThrottle ?? d.maxPercent, 1, 99);
+  if (limit !== null) return { kind: 'dirty-limit', limitBps: limit, maxPercent };
+  const initialPercent = percentIn('cpu-throttle-initial', knobs.cpuThrottleInitial ?? d.initialPercent, 1, 99);
+  if (initialPercent > maxPercent) {
+    throw invalid(`cpu-throttle-initial (${initialPercent} %) is above max-cpu-throttle (${maxPercent} %)`);
+  }
+  return {
+    kind: 'auto-converge',
+    initialPercent,
+    incrementPercent: percentIn('cpu-throttle-increment', knobs.cpuThrottleIncrement ?? d.incrementPercent, 1, 99),
+    maxPercent,
+    triggerThresholdPercent: percentIn(
+      'throttle-trigger-threshold',
+      knobs.throttleTriggerThreshold ?? d.triggerThresholdPercent,
+      1,
+      100,
+    ),
+  };
+}
+
+/** cpuThrottleInitial → cpu-throttle-initial (the flag's name). */
+function kebab(name: string): string {
+  return name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}
 
 /** --mode auto's objective and ceiling, checked. */
 function resolveAuto(params: MigrateParams): NonNullable<ResolvedMigrateParams['auto']> {
@@ -90,7 +175,17 @@ export function resolveMigrateParams(mode: string | undefined, params: MigratePa
   const chosen = (auto ? 'hybrid' : (mode ?? 'precopy')) as MigrationMode;
   if (!MIGRATION_MODES.includes(chosen))
     throw invalid(`mode must be one of ${MIGRATION_MODES.join(', ')} or auto, got "${mode}"`);
-  const { objective: _objective, maxDowntimeMs: _ceiling, ...knobs } = params;
+  const {
+    objective: _objective,
+    maxDowntimeMs: _ceiling,
+    autoConverge,
+    cpuThrottleInitial,
+    cpuThrottleIncrement,
+    maxCpuThrottle,
+    throttleTriggerThreshold,
+    dirtyLimitBps,
+    ...knobs
+  } = params;
   const defined = Object.fromEntries(Object.entries(knobs).filter(([, v]) => v !== undefined));
   const downtimeLimitMs = (defined.downtimeLimitMs as number | undefined) ?? DEFAULT_MIGRATE_PARAMS.downtimeLimitMs;
   const r: ResolvedMigrateParams = {
@@ -100,6 +195,14 @@ export function resolveMigrateParams(mode: string | undefined, params: MigratePa
     mode: chosen,
     switchoverTimeoutGiven: defined.switchoverTimeoutMs !== undefined,
     auto,
+    throttle: resolveThrottle(chosen, {
+      autoConverge,
+      cpuThrottleInitial,
+      cpuThrottleIncrement,
+      maxCpuThrottle,
+      throttleTriggerThreshold,
+      dirtyLimitBps,
+    }),
   };
   if (!(Number.isFinite(r.downtimeLimitMs) && r.downtimeLimitMs > 0)) {
     throw invalid(`downtime-limit must be > 0 ms, got ${r.downtimeLimitMs}`);

@@ -98,6 +98,12 @@ export interface MigrationInfo {
    * on a broken link, failed or cancelled; 0 once completed.
    */
   timeRemaining: number | null;
+  /**
+   * The throttle the VM's vCPU is under now (QMP: cpu-throttle-percentage), percent of its time
+   * taken away: --auto-converge or --dirty-limit during pre-copy; 0 when none, and once the
+   * migration paused or ended (the throttle is lifted then).
+   */
+  cpuThrottlePercentage: number;
   /** Share of this pass's pages sent so far (0..1): pre-copy rounds and stop-and-copy. */
   passProgress: number;
   pass: number;
@@ -206,6 +212,29 @@ export interface MigrateParams {
   objective?: Objective;
   /** `mode: 'auto'`: only techniques predicted to keep the downtime under this (ms) compete. */
   maxDowntimeMs?: number;
+  /**
+   * QEMU's auto-converge: when the guest dirties memory faster than pre-copy sends it, throttle
+   * its vCPU — cpuThrottleInitial, then +cpuThrottleIncrement per round, up to maxCpuThrottle.
+   * The throttle is lifted when the VM stops here (switchover) or the migration ends. @default false
+   */
+  autoConverge?: boolean;
+  /** auto-converge: the first throttle, percent of the vCPU's time taken away (1..99). @default 20 */
+  cpuThrottleInitial?: number;
+  /** auto-converge: added per round that still outruns the link, percent (1..99). @default 10 */
+  cpuThrottleIncrement?: number;
+  /** auto-converge and dirty-limit: the most the vCPU is throttled, percent (1..99). @default 99 */
+  maxCpuThrottle?: number;
+  /**
+   * auto-converge: a round outruns the link when the bytes the guest dirtied during it exceed
+   * this percentage of the bytes sent during it (1..100). @default 50
+   */
+  throttleTriggerThreshold?: number;
+  /**
+   * QEMU's dirty-limit: cap the guest's dirty rate at this many bytes per second (distinct pages
+   * dirtied during a round × page size ÷ its duration) by throttling its vCPU, re-derived every
+   * round. null or absent: no cap. Not with autoConverge.
+   */
+  dirtyLimitBps?: number | null;
 }
 
 export interface ControlCommands {

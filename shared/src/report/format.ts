@@ -4,7 +4,14 @@
  * with a disk gets a storage block (storageLines) before the proof, its lines within 80 columns.
  */
 import { formatBytes, formatDuration, formatRate } from '../units.ts';
-import type { MigrationReport, StorageReport, SwitchoverReason, WriteLatency } from './types.ts';
+import type {
+  MigrationReport,
+  RoundReport,
+  StorageReport,
+  SwitchoverReason,
+  ThrottleReport,
+  WriteLatency,
+} from './types.ts';
 
 const SWITCHOVER_WORDS: Record<SwitchoverReason, string> = {
   converged: 'expected downtime fell under the limit',
@@ -141,6 +148,11 @@ export function formatReport(report: MigrationReport): string {
       );
     }
   }
+  if (report.throttle) {
+    const [what, cost] = throttleLines(report.throttle);
+    field(report.throttle.technique, what);
+    if (cost) field('guest cost', cost);
+  }
   if (report.postcopy) {
     const pc = report.postcopy;
     const latency = pc.faultLatencyMs;
@@ -185,17 +197,80 @@ export function formatReport(report: MigrationReport): string {
     );
   }
   if (report.rounds.length) {
-    lines.push('', '  round     pages        bytes       time    bandwidth   dirty after');
+    // With a throttle, what each round cost the guest: the throttle in force and its speed
+    // (steps/s, and × its unthrottled speed).
+    const guest = report.throttle;
+    lines.push(
+      '',
+      '  round     pages        bytes       time    bandwidth   dirty after' +
+        (guest ? ' throttle  guest steps/s' : ''),
+    );
     for (const r of report.rounds) {
       lines.push(
         `  ${padLeft(String(r.index), 5)} ${padLeft(String(r.pages), 9)} ${padLeft(formatBytes(r.bytes), 12)} ${padLeft(
           formatDuration(r.ms),
           10,
-        )} ${padLeft(formatRate(r.bandwidthBps), 12)} ${padLeft(String(r.dirtyAfter), 13)}`,
+        )} ${padLeft(formatRate(r.bandwidthBps), 12)} ${padLeft(String(r.dirtyAfter), 13)}` +
+          (guest ? guestColumns(r, guest.unthrottledStepsPerSec) : ''),
       );
     }
   }
   return lines.join('\n');
+}
+
+/** "870", "9.99k", "12.3k", "1.25M": a steps/s figure in a few characters. */
+function compactCount(n: number): string {
+  if (n >= 999_500) return `${(n / 1e6).toFixed(2)}M`;
+  if (n >= 9_995) return `${(n / 1e3).toFixed(1)}k`;
+  if (n >= 999.5) return `${(n / 1e3).toFixed(2)}k`;
+  return String(Math.round(n));
+}
+
+/** A round's throttle and guest speed columns; the stop-and-copy set (VM paused) has none. */
+function guestColumns(r: RoundReport, unthrottled: number | null): string {
+  if (r.cpuThrottlePercent === undefined || r.guestStepsPerSec === undefined) {
+    return ` ${padLeft('–', 8)}  ${'paused'.padStart(13)}`;
+  }
+  const speed = unthrottled ? ` ${(r.guestStepsPerSec / unthrottled).toFixed(2)}×` : '';
+  return ` ${padLeft(`${r.cpuThrottlePercent} %`, 8)}  ${padLeft(compactCount(r.guestStepsPerSec) + speed, 13)}`;
+}
+
+/** × the unthrottled speed, two decimals. */
+function times(ratio: number | null): string {
+  return ratio === null ? 'n/a' : `${ratio.toFixed(2)}×`;
+}
+
+/**
+ * auto-converge or dirty-limit: how far the throttle went, from which round and by which rule
+ * (dirty-limit: the dirty rate it held the guest to); then what it cost the guest — its speed
+ * while throttled next to its unthrottled speed (undefined: it was never throttled).
+ */
+function throttleLines(t: ThrottleReport): [string, string | undefined] {
+  const rule =
+    t.technique === 'auto-converge'
+      ? `${t.initialPercent} % + ${t.incrementPercent} % per round dirtying > ${t.triggerThresholdPercent} % of what it sent, at most ${t.maxPercent} %`
+      : `limit ${formatRate(t.dirtyLimitBps ?? 0)}, at most ${t.maxPercent} %`;
+  if (t.peakRound === null) {
+    const why =
+      t.technique === 'auto-converge' ? 'the rounds kept up with the link' : 'the guest dirtied under the limit';
+    return [`never throttled (${rule}): ${why}`, undefined];
+  }
+  const held =
+    t.technique === 'dirty-limit' && t.throttledDirtyRateBps !== null
+      ? `; dirty rate ${formatRate(t.throttledDirtyRateBps)} while throttled (a round's most ${formatRate(
+          t.maxThrottledRoundDirtyRateBps ?? 0,
+        )})`
+      : '';
+  const rounds = `${t.throttledRounds} ${t.throttledRounds === 1 ? 'round' : 'rounds'} throttled`;
+  const steps =
+    t.unthrottledStepsPerSec !== null && t.throttledStepsPerSec !== null
+      ? ` (${compactCount(t.unthrottledStepsPerSec)} → ${compactCount(t.throttledStepsPerSec)} steps/s)`
+      : '';
+  return [
+    `throttled to ${t.peakPercent} % by round ${t.peakRound} (${rule}; ${rounds})${held}`,
+    `the guest ran at ${times(t.speedWhileThrottled)} its unthrottled speed while throttled${steps}, ` +
+      `${times(t.speedDuringPrecopy)} over all of pre-copy`,
+  ];
 }
 
 /**

@@ -1,7 +1,8 @@
 /**
  * JSON Schema (draft 2020-12 subset) of the schema-1 report, for programs that consume
  * `--json` output and for our tests. Extra fields are allowed, contract fields are required; an
- * extra field the schema describes (`storage`, `dirtyRate`, `auto`) is checked whole when present.
+ * extra field the schema describes (`storage`, `dirtyRate`, `auto`, `throttle`) is checked whole
+ * when present.
  */
 import { MIGRATION_MODES, STORAGE_MODES } from '../protocol/message-types.ts';
 import { OBJECTIVES, TECHNIQUES } from '../predict/types.ts';
@@ -15,6 +16,9 @@ const WRITE_LATENCY = {
     { type: 'object', required: ['count', 'p50', 'p99'], properties: { count: num, p50: num, p99: num } },
   ],
 } as const;
+/** A throttle, percent of the vCPU's time taken away. */
+const PERCENT = { type: 'number', minimum: 0, maximum: 100 } as const;
+const NUM_OR_NULL = { type: ['number', 'null'] } as const;
 /** An instant as Date.toISOString() writes it (UTC). */
 const ISO_TIME = { type: 'string', pattern: '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}\\.\\d{3}Z$' } as const;
 
@@ -81,7 +85,16 @@ export const REPORT_JSON_SCHEMA = {
       items: {
         type: 'object',
         required: ['index', 'pages', 'bytes', 'ms', 'bandwidthBps', 'dirtyAfter'],
-        properties: { index: num, pages: num, bytes: num, ms: num, bandwidthBps: num, dirtyAfter: num },
+        properties: {
+          index: num,
+          pages: num,
+          bytes: num,
+          ms: num,
+          bandwidthBps: num,
+          dirtyAfter: num,
+          cpuThrottlePercent: PERCENT,
+          guestStepsPerSec: { type: 'number', minimum: 0 },
+        },
       },
     },
     verify: {
@@ -213,6 +226,39 @@ export const REPORT_JSON_SCHEMA = {
             properties: { technique: { enum: TECHNIQUES }, totalMs: num, downtimeMs: num, wireBytes: num, rounds: num },
           },
         },
+      },
+    },
+    throttle: {
+      type: 'object',
+      required: [
+        'technique',
+        'maxPercent',
+        'peakPercent',
+        'peakRound',
+        'throttledRounds',
+        'unthrottledStepsPerSec',
+        'throttledStepsPerSec',
+        'speedWhileThrottled',
+        'speedDuringPrecopy',
+        'throttledDirtyRateBps',
+        'maxThrottledRoundDirtyRateBps',
+      ],
+      properties: {
+        technique: { enum: ['auto-converge', 'dirty-limit'] },
+        maxPercent: PERCENT,
+        initialPercent: PERCENT,
+        incrementPercent: PERCENT,
+        triggerThresholdPercent: PERCENT,
+        dirtyLimitBps: { type: 'number', exclusiveMinimum: 0 },
+        peakPercent: PERCENT,
+        peakRound: NUM_OR_NULL,
+        throttledRounds: num,
+        unthrottledStepsPerSec: NUM_OR_NULL,
+        throttledStepsPerSec: NUM_OR_NULL,
+        speedWhileThrottled: NUM_OR_NULL,
+        speedDuringPrecopy: NUM_OR_NULL,
+        throttledDirtyRateBps: NUM_OR_NULL,
+        maxThrottledRoundDirtyRateBps: NUM_OR_NULL,
       },
     },
     network: {

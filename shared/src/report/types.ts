@@ -36,6 +36,48 @@ export interface RoundReport {
   bandwidthBps: number;
   /** Pages found dirty when the round ended (what the next round would send). */
   dirtyAfter: number;
+  /**
+   * Extra (pre-copy rounds; absent for the stop-and-copy set, when the VM is paused): the vCPU
+   * throttle in force during the round, percent of its time taken away (QEMU's
+   * cpu-throttle-percentage; 0 = none).
+   */
+  cpuThrottlePercent?: number;
+  /** Extra (pre-copy rounds): guest steps per second over the round — what it cost the guest. */
+  guestStepsPerSec?: number;
+}
+
+/**
+ * Extra: the guest was throttled so pre-copy would converge (--auto-converge, --dirty-limit), and
+ * what it cost. Speeds are guest steps per second; the baseline is the rounds that ran
+ * unthrottled (round 0 always does: the controller acts at round ends).
+ */
+export interface ThrottleReport {
+  technique: 'auto-converge' | 'dirty-limit';
+  /** The most the vCPU could be throttled, percent (max-cpu-throttle). */
+  maxPercent: number;
+  /** auto-converge: the schedule (cpu-throttle-initial, cpu-throttle-increment, throttle-trigger-threshold), percent. */
+  initialPercent?: number;
+  incrementPercent?: number;
+  triggerThresholdPercent?: number;
+  /** dirty-limit: the cap, bytes per second. */
+  dirtyLimitBps?: number;
+  /** The highest throttle a round ran at, percent (0: the guest was never throttled). */
+  peakPercent: number;
+  /** The first round that ran at peakPercent (null: never throttled). */
+  peakRound: number | null;
+  /** Pre-copy rounds that ran throttled. */
+  throttledRounds: number;
+  /** Guest steps/s over the rounds that ran unthrottled. */
+  unthrottledStepsPerSec: number | null;
+  /** Guest steps/s over the rounds that ran throttled (null: none did). */
+  throttledStepsPerSec: number | null;
+  /** throttledStepsPerSec ÷ unthrottledStepsPerSec: the guest's speed while throttled (1 = no cost). */
+  speedWhileThrottled: number | null;
+  /** Steps/s over every pre-copy round ÷ unthrottledStepsPerSec: the guest's speed during pre-copy. */
+  speedDuringPrecopy: number | null;
+  /** The guest's dirty rate over the throttled rounds (pages dirtied × page size ÷ time), bytes/s, and the highest one round measured. */
+  throttledDirtyRateBps: number | null;
+  maxThrottledRoundDirtyRateBps: number | null;
 }
 
 export interface PostcopyReport {
@@ -257,6 +299,8 @@ export interface MigrationReport {
   dirtyRate?: StartDirtyRateReport;
   /** Extra: `--mode auto` — what it chose, from which predictions (`mode` is the technique chosen). */
   auto?: AutoReport;
+  /** Extra: --auto-converge or --dirty-limit — how far the guest was throttled, and what it cost. */
+  throttle?: ThrottleReport;
   /**
    * Extra: the migration record (who moved what, both sides' digests and counts) with the
    * source's signature and the destination's countersignature — or why there is none

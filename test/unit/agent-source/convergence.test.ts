@@ -44,6 +44,21 @@ describe('decideSwitchover', () => {
       undefined,
     ],
     [
+      'auto-converge still raising the throttle: a dirty set that stopped shrinking is not given up on',
+      {
+        roundsDone: 5,
+        pendingBytesAfter: pages(200_000, 50_000, 52_000, 50_000, 51_000),
+        bandwidthBps: 100 * MBps,
+        throttleRising: true,
+      },
+      undefined,
+    ],
+    [
+      'max rounds stops even while the throttle rises',
+      { roundsDone: 30, pendingBytesAfter: pages(100_000), bandwidthBps: 100 * MBps, throttleRising: true },
+      'max-rounds',
+    ],
+    [
       'no bandwidth measured never converges by rule 2',
       { roundsDone: 1, pendingBytesAfter: pages(10), bandwidthBps: 0 },
       undefined,

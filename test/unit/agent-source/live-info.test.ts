@@ -110,6 +110,21 @@ describe('liveInfo (query-migrate on the source)', () => {
     expect(later.timeRemaining!).toBeGreaterThanOrEqual((pagesLeft / ctx.stats.current.sent) * 10);
   });
 
+  it("cpuThrottlePercentage (QMP cpu-throttle-percentage) is the vCPU's own throttle: set by the controller, 0 once lifted", async () => {
+    const ctx = await migrationOf('1MiB');
+    expect(liveInfo(ctx).cpuThrottlePercentage).toBe(0);
+    ctx.setThrottle({ percent: 40, hotRounds: 3 }, 4);
+    expect(ctx.vm.throttle).toBeCloseTo(0.6, 6);
+    expect(liveInfo(ctx).cpuThrottlePercentage).toBe(40);
+    ctx.liftThrottle('the migration cancelled');
+    expect(ctx.vm.throttle).toBe(1);
+    expect(liveInfo(ctx).cpuThrottlePercentage).toBe(0);
+    // A VM already gone (the agent stopping) has nothing to lift: no throw.
+    ctx.setThrottle({ percent: 20, hotRounds: 2 }, 5);
+    await ctx.vm.destroy();
+    expect(() => ctx.liftThrottle('the migration failed')).not.toThrow();
+  });
+
   it('timeRemaining: 0 once completed, unknown on a broken link and at the end of a failure', () => {
     const sample = { pages: 1000, bytes: 4096 * 1000, ms: 100 };
     expect(timeRemaining('precopy', 4096 * 10_000, sample, 4096)).toBe(1000);

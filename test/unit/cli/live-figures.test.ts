@@ -22,6 +22,7 @@ function outgoing(overrides: Partial<MigrationInfo> = {}): MigrationInfo {
     dirtyPagesRate: null,
     mbps: null,
     dirtySyncCount: 1,
+    cpuThrottlePercentage: 0,
     expectedDowntime: null,
     totalTime: 4_200,
     setupTime: 30,
@@ -101,6 +102,11 @@ describe('describeMigration (livemig status)', () => {
     expect(line).toContain('12.5 MB/s');
     expect(line).toContain('ETA 36 s');
     expect(line).toContain('expected downtime 250.0 ms');
+  });
+
+  it("the vCPU's throttle while --auto-converge/--dirty-limit holds it (QMP cpu-throttle-percentage), nothing without", () => {
+    expect(describeMigration(outgoing({ cpuThrottlePercentage: 60 }))).toMatch(/, vCPU throttled 60 %$/);
+    expect(describeMigration(outgoing())).not.toContain('throttled');
   });
 
   it('post-copy: pages present and faults served from the source side', () => {

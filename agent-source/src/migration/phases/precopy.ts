@@ -6,14 +6,21 @@
  * source waits for the destination's RoundAck of the last round: otherwise stop-and-copy
  * queues behind what is still in socket buffers and on the wire (up to megabytes — a third of a
  * second at 100 Mbit/s), and all of that would count as downtime.
+ *
+ * Each round records what it cost the guest: the throttle in force and the guest's steps/s over
+ * it. With --auto-converge or --dirty-limit the controller (throttle.ts) sets the throttle for
+ * the next round from what this one measured; it is lifted at the pause (context.ts).
  */
 import { msg, MsgType, type PeerChannel } from '@livemig/shared/channel';
+import { fitDirtyCurve, type DirtyCurve } from '@livemig/shared/predict';
+import type { DirtyRateMeasurement } from '@livemig/shared/vm';
 import { autoDecide } from '../auto.ts';
 import { bandwidthEstimate } from '../bandwidth.ts';
 import type { MigrationContext } from '../context.ts';
 import { decideSwitchover, expectedDowntimeMs, type ConvergenceDecision } from '../convergence.ts';
 import { endRound, iterateAll, pendingBytes, startRound } from '../sections/index.ts';
 import { chooseExit, type Exit } from '../switchover.ts';
+import { nextThrottle, throttleRising, type RoundMeasure, type ThrottleState } from '../throttle.ts';
 
 /** Payload bytes a section may send before the engine looks at requests again (~4 ms at 1 GB/s). */
 export const ITERATE_BUDGET_BYTES = 4 << 20;
@@ -38,6 +45,8 @@ export async function precopyPhase(ctx: MigrationContext): Promise<Exit['to']> {
     }
     const started = performance.now();
     const bytesBefore = main.bytesSent;
+    const stepsBefore = ctx.vm.steps;
+    const throttleInForce = ctx.throttle.percent;
     startRound(sections, round);
     let cut: Exit | undefined;
     while (!(await iterateAll(sections, ITERATE_BUDGET_BYTES))) {
@@ -54,11 +63,33 @@ export async function precopyPhase(ctx: MigrationContext): Promise<Exit['to']> {
     if (flush && !main.send(msg.roundEnd({ round, pages, bytes: main.bytesSent - bytesBefore }))) {
       await main.drained(ctx.signal);
     }
+    // dirty-limit's model, fitted before the harvest: the pages the guest dirties between the
+    // harvest and the next throttle count in the next round, at the wrong throttle.
+    const model = cut ? null : dirtyModel(ctx);
     endRound(sections);
     const ms = performance.now() - started;
+    const guestSteps = ctx.vm.steps - stepsBefore;
     const bytes = main.bytesSent - bytesBefore;
     const dirtyAfter = sections.ram.dirtyPages;
-    stats.rounds.push({ index: round, pages, bytes, ms, bandwidthBps: ms > 0 ? (bytes / ms) * 1000 : 0, dirtyAfter });
+    stats.rounds.push({
+      index: round,
+      pages,
+      bytes,
+      ms,
+      bandwidthBps: ms > 0 ? (bytes / ms) * 1000 : 0,
+      dirtyAfter,
+      cpuThrottlePercent: throttleInForce,
+      guestStepsPerSec: ms > 0 ? (guestSteps / ms) * 1000 : 0,
+    });
+    // The throttle for the next round, set at once (a switchover's pause lifts it anyway).
+    const throttle = cut
+      ? ctx.throttle
+      : throttleAfterRound(ctx, round, model, {
+          transferredBytes: bytes,
+          dirtiedBytes: dirtyAfter * ctx.vm.memory.pageSize,
+          ms,
+          percent: throttleInForce,
+        });
     stats.pendingPages = dirtyAfter + sections.ram.unsentOfRound;
     ctx.emit('MIGRATION_PASS', { migrationId: ctx.id, pass: round + 1 });
     if (cut) {
@@ -68,10 +99,20 @@ export async function precopyPhase(ctx: MigrationContext): Promise<Exit['to']> {
     }
     pendingAfter.push(pendingBytes(sections));
     if (round === 0) autoDecide(ctx, { ms, bytes, dirtyPages: dirtyAfter });
-    const decision = ruleAfterRound(ctx, round, pendingAfter);
+    const decision = ruleAfterRound(ctx, round, pendingAfter, throttleRising(throttle, ctx.params.throttle));
     stats.expectedDowntimeMs = decision.expectedDowntimeMs;
     logger.info(
-      { event: 'precopy.round.end', round, pages, bytes, ms, dirtyAfter, ...decision },
+      {
+        event: 'precopy.round.end',
+        round,
+        pages,
+        bytes,
+        ms,
+        dirtyAfter,
+        cpuThrottlePercent: throttleInForce,
+        guestSteps,
+        ...decision,
+      },
       `round ${round}: ${pages} pages, ${dirtyAfter} dirty after`,
     );
     const exit = chooseExit({ ...exitInput(ctx, round + 1), decision });
@@ -84,11 +125,48 @@ export async function precopyPhase(ctx: MigrationContext): Promise<Exit['to']> {
   }
 }
 
+/**
+ * Set the throttle for the round after `round` from what it measured (unchanged without
+ * --auto-converge/--dirty-limit), and return it.
+ */
+function throttleAfterRound(
+  ctx: MigrationContext,
+  round: number,
+  model: DirtyCurve | null,
+  measure: RoundMeasure,
+): ThrottleState {
+  const settings = ctx.params.throttle;
+  if (!settings) return ctx.throttle;
+  const next = nextThrottle(ctx.throttle, measure, settings, model);
+  ctx.setThrottle(next, round);
+  return next;
+}
+
+/**
+ * dirty-limit's model of the guest (throttle.ts): the dirty rate measured as the migration
+ * started, fitted to the prediction model's curve — its working set and slope; null without
+ * dirty-limit or a measurement.
+ */
+function dirtyModel(ctx: MigrationContext): DirtyCurve | null {
+  if (ctx.params.throttle?.kind !== 'dirty-limit') return null;
+  const start = ctx.startDirtyRate?.measurement ?? ctx.startDirtyRate?.soFar;
+  return start ? fitOf(start) : null;
+}
+
+/** Fits by measurement (a fit takes ~8 ms; the measurement changes only at its checkpoints). A memo, keyed weakly. */
+const FITS = new WeakMap<DirtyRateMeasurement, DirtyCurve>();
+function fitOf(m: DirtyRateMeasurement): DirtyCurve {
+  let fit = FITS.get(m);
+  if (!fit) FITS.set(m, (fit = fitDirtyCurve(m)));
+  return fit;
+}
+
 /** The switchover rule after round `round`, from what was pending after each round so far and the measured bandwidth. */
 export function ruleAfterRound(
   ctx: MigrationContext,
   round: number,
   pendingAfter: readonly number[],
+  throttleRising = false,
 ): ConvergenceDecision {
   const { stats, params } = ctx;
   return decideSwitchover({
@@ -97,6 +175,7 @@ export function ruleAfterRound(
     bandwidthBps: bandwidthEstimate(stats.rounds, params.maxBandwidthBps),
     downtimeLimitMs: params.downtimeLimitMs,
     maxRounds: params.maxRounds,
+    throttleRising,
   });
 }
 

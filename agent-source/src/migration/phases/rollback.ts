@@ -19,6 +19,8 @@ export async function rollbackPhase(ctx: MigrationContext, error: MigrationError
   const owned = SOURCE_OWNS_VM.includes(ctx.machine.state);
   const outcome = error.code === 'ERR_CANCELLED' && owned ? 'cancelled' : 'failed';
   ctx.disarmWatchdog();
+  // Before the VM resumes (or, not paused, simply runs on) here: never throttled past the migration.
+  ctx.liftThrottle(`the migration ${outcome}`);
   if (owned) {
     ctx.vmRunsOnIfFailed = 'source';
     await reattachDisk(ctx);

@@ -36,6 +36,7 @@ function info(overrides: Partial<MigrationInfo> = {}): MigrationInfo {
     dirtyPagesRate: null,
     mbps: null,
     dirtySyncCount: 1,
+    cpuThrottlePercentage: 0,
     expectedDowntime: null,
     totalTime: 10,
     setupTime: 1,

@@ -38,6 +38,7 @@ function outgoing(overrides: Partial<MigrationInfo> = {}): MigrationInfo {
     dirtyPagesRate: null,
     mbps: null,
     dirtySyncCount: 1,
+    cpuThrottlePercentage: 0,
     expectedDowntime: null,
     totalTime: 100,
     setupTime: 20,

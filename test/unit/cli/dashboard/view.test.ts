@@ -27,6 +27,7 @@ function outgoing(overrides: Partial<MigrationInfo> = {}): MigrationInfo {
     dirtyPagesRate: null,
     mbps: 800,
     dirtySyncCount: 1,
+    cpuThrottlePercentage: 0,
     expectedDowntime: null,
     totalTime: 1_050,
     setupTime: 20,
