@@ -43,7 +43,8 @@
  *   - the next throttle is 1 − limit ÷ r, rounded up to a whole percent, between 0 and
  *     max-cpu-throttle — up or down, every round.
  *   QEMU applies the limit only once the auto-converge trigger fired (2 hot periods); a cap
- *   the operator asked for applies here from round 0's end, whatever the link. */
+ *   the operator asked for applies here from round 0's end, whatever the link.
+ */
 import type { RoundReport, ThrottleReport } from '@livemig/shared/report';
 
 /** QEMU's defaults: cpu-throttle-initial 20, cpu-throttle-increment 10, max-cpu-throttle 99, throttle-trigger-threshold 50. */
