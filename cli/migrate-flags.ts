@@ -5,6 +5,7 @@
  * from here too.
  */
 import type { Command } from 'commander';
+import { addEncodingOptions } from './encoding-flags.ts';
 import {
   DEFAULT_MIGRATE_PARAMS,
   MIN_DEFAULT_SWITCHOVER_TIMEOUT_MS,
@@ -95,7 +96,7 @@ export function addMigrationKnobs(command: Command): Command {
         `${MIN_DEFAULT_SWITCHOVER_TIMEOUT_MS / 1000}s))`,
       durationFlag,
     );
-  return addStorageOption(addThrottleOptions(command));
+  return addStorageOption(addEncodingOptions(addThrottleOptions(command)));
 }
 
 /**

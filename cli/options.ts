@@ -5,6 +5,7 @@
  * Parsers of quantities say how to show their defaults in --help with units (defaultDescription).
  */
 import type { MigrateParams } from '@livemig/shared/control';
+import { encodingParams, type EncodingFlags } from './encoding-flags.ts';
 import {
   isKnownCapability,
   KNOWN_CAPABILITIES,
@@ -249,7 +250,7 @@ export const capabilitiesFlag = flag((text) => {
 });
 
 /** The migration knobs `migrate` and `demo` share, as flags. */
-export interface MigrateFlags {
+export interface MigrateFlags extends EncodingFlags {
   downtimeLimit: number;
   maxRounds: number;
   maxBandwidth?: number;
@@ -290,5 +291,6 @@ export function migrateParams(flags: MigrateFlags): MigrateParams {
       ? {}
       : { throttleTriggerThreshold: flags.throttleTriggerThreshold }),
     ...(flags.dirtyLimit === undefined ? {} : { dirtyLimitBps: flags.dirtyLimit }),
+    ...encodingParams(flags),
   };
 }

@@ -5,7 +5,7 @@
  * downtime; a migration that ended before both sides had digests has nothing verified.
  */
 import type { MigrationError } from '@livemig/shared';
-import { REPORT_SCHEMA, type MigrationReport, type Verification } from '@livemig/shared/report';
+import { REPORT_SCHEMA, type EncodingsReport, type MigrationReport, type Verification } from '@livemig/shared/report';
 import { fitDirtyCurve } from '@livemig/shared/predict';
 import { pageCounts } from './build-record.ts';
 import type { MigrationContext, SideDigests } from './context.ts';
@@ -68,6 +68,7 @@ export function buildReport(
     ...dirtyRateReport(ctx),
     ...(ctx.auto ? { auto: ctx.auto } : {}),
     ...(params.throttle ? { throttle: throttleReport(params.throttle, s.rounds, vm.memory.pageSize) } : {}),
+    ...encodingsReport(ctx),
     ...(ctx.sections?.disk ? { storage: ctx.sections.disk.report(ctx.switchover?.reason) } : {}),
     ...nicReport(ctx),
     vmRunsOn: outcome === 'completed' ? 'destination' : ctx.vmRunsOnIfFailed,
@@ -120,4 +121,10 @@ function nicReport(ctx: MigrationContext): Pick<MigrationReport, 'nic'> {
   if (!net) return {};
   const { ip, port, mac } = net.address;
   return { nic: { address: `${ip}:${port}`, mac, addressMode: net.mode } };
+}
+
+/** The page encodings' figures, when any could run (negotiated and not all off). */
+function encodingsReport(ctx: MigrationContext): { encodings?: EncodingsReport } {
+  const encodings = ctx.sections?.ram.encodingsReport();
+  return encodings ? { encodings } : {};
 }

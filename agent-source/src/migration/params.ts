@@ -6,6 +6,8 @@
  * ERR_INVALID_ARGUMENT naming it.
  */
 import { MigrationError } from '@livemig/shared';
+import type { EncodingParams } from './sections/ram/encoding-policy.ts';
+import { resolveEncodingParams } from './encoding-params.ts';
 import type { MigrateParams } from '@livemig/shared/control';
 import { OBJECTIVES, type Objective } from '@livemig/shared/predict';
 import { MIGRATION_MODES, STORAGE_MODES, type MigrationMode, type StorageMode } from '@livemig/shared/protocol';
@@ -39,6 +41,8 @@ export interface ResolvedMigrateParams {
    * a fixed mode.
    */
   auto: { objective: Objective; maxDowntimeMs: number | null } | null;
+  /** Page encodings (issue 17: --xbzrle, --dedup, --compress …). @default DEFAULT_ENCODING_PARAMS */
+  encodings?: EncodingParams;
   /**
    * What throttles the guest so pre-copy converges (throttle.ts): auto-converge with QEMU's
    * schedule, or a dirty-rate cap; null: the guest runs at its own speed. @default null
@@ -184,6 +188,11 @@ export function resolveMigrateParams(mode: string | undefined, params: MigratePa
     maxCpuThrottle,
     throttleTriggerThreshold,
     dirtyLimitBps,
+    xbzrle,
+    xbzrleCacheBytes,
+    dedup,
+    compress,
+    compressThreads,
     ...knobs
   } = params;
   const defined = Object.fromEntries(Object.entries(knobs).filter(([, v]) => v !== undefined));
@@ -203,6 +212,7 @@ export function resolveMigrateParams(mode: string | undefined, params: MigratePa
       throttleTriggerThreshold,
       dirtyLimitBps,
     }),
+    encodings: resolveEncodingParams({ xbzrle, xbzrleCacheBytes, dedup, compress, compressThreads }),
   };
   if (!(Number.isFinite(r.downtimeLimitMs) && r.downtimeLimitMs > 0)) {
     throw invalid(`downtime-limit must be > 0 ms, got ${r.downtimeLimitMs}`);

@@ -24,6 +24,7 @@ import {
   makeHello,
   MsgType,
   negotiate,
+  negotiatedEncodings,
   resolveFramedSocketOptions,
   type Capability,
   type FramedSocketOptions,
@@ -167,7 +168,9 @@ export function listenForPeers(options: ListenOptions): Promise<PeerListener> {
         channel.send(welcome);
         pending.done();
         options.logger.debug({ event: 'handshake.done', peer: hello.agentId, version: welcome.version });
-        channel.identify(hello.agentId, 0, new Set(welcome.capabilities.filter(isKnownCapability)));
+        const capabilities = new Set(welcome.capabilities.filter(isKnownCapability));
+        channel.identify(hello.agentId, 0, capabilities);
+        applier.encodings = negotiatedEncodings(capabilities);
         options.onPeer({ channel, applier, remoteAgentId: hello.agentId, remote, deadline: pending.signal });
       } catch (error) {
         const failure = toMigrationError(error, 'ERR_HANDSHAKE');

@@ -11,7 +11,15 @@
  *   bytes) are copied once, a whole run of consecutive pages per call (`maxRunPages`).
  * With an `onPage` hook (post-copy marks presence there, and the guest may be running on this
  * memory) pages are never read in place: they are copied in pageBytes as before.
+ *
+ * Encoded pages (issue 17; page-encodings.ts) are applied at the batch's end, in batch order,
+ * each only if its capability was negotiated (`encodings`): a Compressed page from the batch's
+ * block, inflated once and bounded to its pages; a Delta decoded in place onto this side's copy
+ * and a Dedup copied from another page — both only while the VM is not running here (`wanted`
+ * unset), and only onto/from a page this applier has received: the source's cache and index
+ * model what the destination holds, and a reference outside that model is refused, not guessed.
  */
+import { COMPRESSION_CODECS, decompressSync, xbzrleDecode } from '../codec/index.ts';
 import { MigrationError } from '../errors.ts';
 import { PageKind, type PageSink, type PagesMeta } from '../protocol/index.ts';
 import { PageDigestLedger, type GuestMemory } from '../vm/index.ts';
@@ -37,6 +45,10 @@ export class PageApplier implements PageSink {
   wanted: ((page: number) => boolean) | undefined;
   /** Called after each page is complete (post-copy marks presence here). */
   onPage: ((page: number) => void) | undefined;
+  /** The page encodings the handshake negotiated (capabilities xbzrle, dedup, compress); none by default. */
+  encodings: { delta: boolean; dedup: boolean; compress: boolean } = { delta: false, dedup: false, compress: false };
+  /** Pages received at least once since attach (a Delta's base, a Dedup's source), 1 byte each. */
+  #received: Uint8Array = new Uint8Array(0);
 
   /**
    * Start writing into this memory; the ledger starts as all-zero (the memory is fresh). When the
@@ -51,11 +63,13 @@ export class PageApplier implements PageSink {
     this.#regionShift = memory.regionPageShift;
     this.#pageMask = (1 << memory.regionPageShift) - 1;
     this.#pageShift = Math.log2(memory.pageSize);
+    this.#received = new Uint8Array(memory.pageCount);
     memory.onRelease(() => {
       if (this.#memory !== memory) return;
       this.#memory = undefined;
       this.#regions = [];
       this.#current = undefined;
+      this.#received = new Uint8Array(0);
     });
   }
 
@@ -104,28 +118,73 @@ export class PageApplier implements PageSink {
     return this.#target(index, offset, length);
   }
 
-  pagesEnd(meta: PagesMeta): void {
+  pagesEnd(meta: PagesMeta, encoded?: Uint8Array): void {
     const memory = this.#memory ?? released();
     const ledger = this.#ledger!;
     const { pages, kinds } = meta;
+    const decoder = new EncodedPages(meta, encoded, memory.pageSize);
     for (let i = 0; i < pages.length; i++) {
       const page = pages[i]!;
-      if (kinds[i] === PageKind.Raw) this.rawPagesReceived += 1;
-      if (this.wanted !== undefined && !this.wanted(page)) continue;
-      if (kinds[i] === PageKind.Raw) {
+      const kind = kinds[i]!;
+      if (kind === PageKind.Raw) this.rawPagesReceived += 1;
+      if (kind > PageKind.Zero) this.#checkEncoding(kind, page);
+      // A skipped page still steps over its encoded part, so the cursors stay in step.
+      if (this.wanted !== undefined && !this.wanted(page)) {
+        decoder.skip(kind);
+        continue;
+      }
+      if (kind === PageKind.Raw) {
         ledger.update(page, memory.page(page));
         // The bytes went in through region views, not writePage(): record that this page may be
         // non-zero, or a VM that arrived here would skip it as known-zero when it leaves again.
         memory.markTouched(page);
-      } else {
+      } else if (kind === PageKind.Zero) {
         // Reading a never-written page does not allocate it; writing would (PERFORMANCE.md).
         if (!memory.isZeroPage(page)) memory.page(page).fill(0);
         ledger.updateZero(page);
+      } else {
+        const target = memory.page(page);
+        if (kind === PageKind.Delta) {
+          xbzrleDecode(decoder.nextDelta(), target);
+        } else if (kind === PageKind.Dedup) {
+          const from = decoder.nextRef();
+          if (this.#received[from] !== 1) {
+            throw new MigrationError(
+              'ERR_BAD_ENCODING',
+              `page ${page} refers to page ${from}, which never arrived here`,
+            );
+          }
+          target.set(memory.page(from));
+        } else {
+          target.set(decoder.nextCompressed());
+        }
+        ledger.update(page, target);
+        memory.markTouched(page);
       }
+      this.#received[page] = 1;
       this.onPage?.(page);
     }
     this.pagesReceived += pages.length;
     this.#current = undefined;
+  }
+
+  /** An encoded page: its capability negotiated, and a Delta or Dedup only onto what this side holds, not running. */
+  #checkEncoding(kind: number, page: number): void {
+    const e = this.encodings;
+    const allowed = kind === PageKind.Delta ? e.delta : kind === PageKind.Dedup ? e.dedup : e.compress;
+    if (!allowed) {
+      throw new MigrationError('ERR_BAD_METADATA', `Pages: page kind ${kind} was not negotiated`);
+    }
+    if (kind === PageKind.Compressed) return;
+    if (this.wanted !== undefined) {
+      throw new MigrationError(
+        'ERR_BAD_ENCODING',
+        `page ${page}: a ${kind === PageKind.Delta ? 'delta' : 'dedup reference'} while the VM runs here (post-copy)`,
+      );
+    }
+    if (kind === PageKind.Delta && this.#received[page] !== 1) {
+      throw new MigrationError('ERR_BAD_ENCODING', `page ${page}: a delta against a page that never arrived here`);
+    }
   }
 
   /** Guest memory for `length` bytes from `offset` in page `pages[index]` (within one region: see maxRunPages). */
@@ -142,4 +201,61 @@ export class PageApplier implements PageSink {
 /** Pages of a frame begun before the VM's memory was released (it was destroyed meanwhile). */
 function released(): never {
   throw new MigrationError('ERR_VM_STATE', "the VM's guest memory was released: its pages are not taken");
+}
+
+/**
+ * The encoded part of one batch, read in batch order: the next Delta's bytes, Dedup's reference,
+ * Compressed page's bytes (the block inflated on first use, to exactly its pages' size).
+ */
+class EncodedPages {
+  readonly #meta: PagesMeta;
+  readonly #encoded: Uint8Array;
+  readonly #pageSize: number;
+  #deltaIndex = 0;
+  #deltaAt = 0;
+  #refIndex = 0;
+  #compressedIndex = 0;
+  #block: Uint8Array | undefined;
+
+  constructor(meta: PagesMeta, encoded: Uint8Array | undefined, pageSize: number) {
+    this.#meta = meta;
+    this.#encoded = encoded ?? new Uint8Array(0);
+    this.#pageSize = pageSize;
+  }
+
+  nextDelta(): Uint8Array {
+    const length = this.#meta.deltas![this.#deltaIndex++]!;
+    const bytes = this.#encoded.subarray(this.#deltaAt, this.#deltaAt + length);
+    this.#deltaAt += length;
+    return bytes;
+  }
+
+  nextRef(): number {
+    return this.#meta.refs![this.#refIndex++]!;
+  }
+
+  nextCompressed(): Uint8Array {
+    const k = this.#compressedIndex++;
+    return this.#inflated().subarray(k * this.#pageSize, (k + 1) * this.#pageSize);
+  }
+
+  /** Step over a page that is not applied. */
+  skip(kind: number): void {
+    if (kind === PageKind.Delta) this.nextDelta();
+    else if (kind === PageKind.Dedup) this.nextRef();
+    else if (kind === PageKind.Compressed) this.#compressedIndex++;
+  }
+
+  #inflated(): Uint8Array {
+    if (this.#block !== undefined) return this.#block;
+    const { zcodec, zlen, kinds } = this.#meta;
+    const codec = COMPRESSION_CODECS[zcodec!];
+    if (codec === undefined) throw new MigrationError('ERR_BAD_ENCODING', `unknown compression codec ${zcodec}`);
+    let pages = 0;
+    for (let i = 0; i < kinds.length; i++) if (kinds[i] === PageKind.Compressed) pages++;
+    // The block is the encoded part's tail (after the deltas); page-encodings.ts checked its length.
+    const block = this.#encoded.subarray(this.#encoded.length - zlen!);
+    this.#block = decompressSync(block, pages * this.#pageSize, codec);
+    return this.#block;
+  }
 }

@@ -18,7 +18,9 @@ import { createRequire } from 'node:module';
 import { brotliCompressSync, brotliDecompressSync, constants } from 'node:zlib';
 
 const require = createRequire(import.meta.url);
-const lz4 = require('lz4-napi');
+/** lz4-napi, loaded on first use (a native module; every agent imports this file). */
+let lz4Module;
+const lz4 = () => (lz4Module ??= require('lz4-napi'));
 
 /** The codecs, in the order of their wire ids. */
 export const CODECS = ['lz4', 'brotli'];
@@ -28,7 +30,7 @@ export const DEFAULT_BROTLI_QUALITY = 1;
 
 /** `input` compressed with `codec` (a Buffer of its own). */
 export function compressWith(codec, input, brotliQuality = DEFAULT_BROTLI_QUALITY) {
-  if (codec === 'lz4') return lz4.compressSync(input);
+  if (codec === 'lz4') return lz4().compressSync(input);
   if (codec === 'brotli') {
     return brotliCompressSync(input, {
       params: {
@@ -50,7 +52,7 @@ export function decompressWith(codec, input, expectedLength) {
       throw badEncoding(`lz4 batch declares ${declared} bytes, expected ${expectedLength}`);
     }
     try {
-      output = lz4.uncompressSync(input);
+      output = lz4().uncompressSync(input);
     } catch (error) {
       throw badEncoding(`lz4 batch does not decompress: ${error?.message ?? error}`);
     }

@@ -235,6 +235,16 @@ export interface MigrateParams {
    * round. null or absent: no cap. Not with autoConverge.
    */
   dirtyLimitBps?: number | null;
+  /** XBZRLE deltas of re-sent pages (QEMU's xbzrle capability). @default 'off' */
+  xbzrle?: 'auto' | 'on' | 'off';
+  /** The source's cache of sent pages for deltas, bytes (QEMU's xbzrle-cache-size). @default 64 MiB */
+  xbzrleCacheBytes?: number;
+  /** References to pages the destination already holds with the same content. @default 'off' */
+  dedup?: 'auto' | 'on' | 'off';
+  /** Page compression: a codec, off, or chosen per batch from measurements. @default 'auto' */
+  compress?: 'auto' | 'off' | 'lz4' | 'brotli';
+  /** Worker threads compressing. @default 1 */
+  compressThreads?: number;
 }
 
 export interface ControlCommands {

@@ -12,7 +12,8 @@
 import { MigrationError } from '../errors.ts';
 import { DEFAULT_MAX_FRAME_BYTES, DEFAULT_PAGE_SIZE, HEADER_BYTES, MAX_FRAME_LIMIT, writeHeader } from './frame.ts';
 import { encodeMeta } from './meta-codec.ts';
-import { countRawPages, specOf } from './message-spec.ts';
+import { specOf } from './message-spec.ts';
+import { pagesLayout } from './page-encodings.ts';
 import { MsgType, PageKind, type Message } from './message-types.ts';
 import { toWire, u32ToBytes } from './schema.ts';
 import { PROTOCOL_VERSION } from './version.ts';
@@ -37,6 +38,11 @@ export interface PagesBatch {
   pages: Uint32Array;
   /** One PageKind per page. */
   kinds: Uint8Array;
+  /** Encoded pages (page-encodings.ts): Delta lengths, Dedup references, the compressed block's codec and length. */
+  deltas?: Uint32Array;
+  refs?: Uint32Array;
+  zcodec?: number;
+  zlen?: number;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -82,11 +88,10 @@ export function encodeFrame(message: Message, options?: EncodeOptions): Uint8Arr
     payload = fields[spec.payload.field] as Uint8Array | undefined;
     if (payload === undefined && !spec.payload.optional) throw invalid(`${spec.name} needs ${spec.payload.field}`);
   } else if (spec.payload.kind === 'pages' && message.type === MsgType.Pages) {
-    const raw = countRawPages(message.pages, message.kinds);
-    const expected = raw * (options?.pageSize ?? DEFAULT_PAGE_SIZE);
+    const expected = pagesLayout(message, options?.pageSize ?? DEFAULT_PAGE_SIZE).payloadBytes;
     payload = message.data ?? new Uint8Array(0);
     if (payload.length !== expected) {
-      throw invalid(`Pages: ${raw} raw pages need ${expected} bytes of data, got ${payload.length}`);
+      throw invalid(`Pages: the batch's pages need ${expected} bytes of data, got ${payload.length}`);
     }
   }
   const payloadLen = payload?.length ?? 0;
@@ -95,17 +100,17 @@ export function encodeFrame(message: Message, options?: EncodeOptions): Uint8Arr
 }
 
 /**
- * Encode a page batch whose raw pages' bytes are `views` (any split: one view per page, one per
- * run of pages, …, in batch order, totalling rawCount × pageSize bytes). The views are returned
- * as they are (merged where adjacent), never copied, so they must stay unchanged until written.
+ * Encode a page batch whose payload is `views` (any split: one view per page, one per run of
+ * pages, …): the raw pages' bytes in batch order, then any Delta encodings and compressed block
+ * (page-encodings.ts). The views are returned as they are (merged where adjacent), never copied,
+ * so they must stay unchanged until written.
  */
 export function encodePages(batch: PagesBatch, views: readonly Uint8Array[], options?: EncodeOptions): Uint8Array[] {
   const requestId = batch.requestId ?? 0;
   if (!isU32(batch.round) || !isU32(requestId)) {
     throw invalid(`Pages: round ${batch.round} and requestId ${requestId} must be integers in [0, 2^32)`);
   }
-  const raw = countRawPages(batch.pages, batch.kinds);
-  const expected = raw * (options?.pageSize ?? DEFAULT_PAGE_SIZE);
+  const expected = pagesLayout(batch, options?.pageSize ?? DEFAULT_PAGE_SIZE).payloadBytes;
   const out: Uint8Array[] = [EMPTY]; // out[0] becomes the head
   let total = 0;
   // The run of adjacent views being merged: [runStart, runEnd) of runView.buffer.
@@ -133,8 +138,12 @@ export function encodePages(batch: PagesBatch, views: readonly Uint8Array[], opt
     }
   }
   closeRun();
-  if (total !== expected) throw invalid(`Pages: ${raw} raw pages need ${expected} bytes, views hold ${total}`);
-  const meta = encodePagesMeta(batch);
+  if (total !== expected) throw invalid(`Pages: the batch's pages need ${expected} bytes, views hold ${total}`);
+  const encoded =
+    batch.deltas !== undefined || batch.refs !== undefined || batch.zcodec !== undefined || batch.zlen !== undefined;
+  const meta = encoded
+    ? encodeMeta(toWire(specOf(MsgType.Pages)!.schema, { ...batch, requestId }))
+    : encodePagesMeta(batch);
   out[0] = headWithMeta(MsgType.Pages, meta, total, options);
   return out;
 }
@@ -192,7 +201,7 @@ export function encodePagesFrom(
 ): Uint8Array[] {
   const pageSize = options?.pageSize ?? DEFAULT_PAGE_SIZE;
   const { pages, kinds } = batch;
-  countRawPages(pages, kinds);
+  pagesLayout(batch, pageSize);
   const memoryPages = Math.floor(memory.length / pageSize);
   const views: Uint8Array[] = [];
   let runStart = -1; // first page of the current run (relative to firstPage)

@@ -135,6 +135,10 @@ export class FrameDecoder {
   /** The view handed out by readTarget, until consumedInPlace. */
   #inPlace: Uint8Array | undefined;
   #sinkMeta: PagesMeta | undefined;
+  /** Pages streaming to the sink: bytes of raw pages at the payload's start (the rest is `#encoded`). */
+  #rawBytes = 0;
+  /** Pages streaming to the sink: the encoded pages' bytes (deltas, compressed block), buffered whole. */
+  #encoded: Uint8Array | undefined;
 
   constructor(options?: FrameDecoderOptions) {
     this.#opts = resolveOptions(options);
@@ -245,6 +249,13 @@ export class FrameDecoder {
       this.#inPlace = buffered.subarray(this.#payloadFill);
       return this.#inPlace;
     }
+    const encoded = this.#encoded;
+    if (this.#rawIndex !== undefined && encoded !== undefined && this.#payloadFill >= this.#rawBytes) {
+      const rest = encoded.length - (this.#payloadFill - this.#rawBytes);
+      if (rest < minBytes || rest === 0) return undefined;
+      this.#inPlace = encoded.subarray(this.#payloadFill - this.#rawBytes);
+      return this.#inPlace;
+    }
     const sink = this.#sink;
     if (this.#rawIndex === undefined || !sink?.pageTarget) return undefined;
     const at = this.#payloadFill;
@@ -295,6 +306,7 @@ export class FrameDecoder {
     this.#payload = undefined;
     this.#message = undefined;
     this.#sinkMeta = undefined;
+    this.#encoded = undefined;
     throw err;
   }
 
@@ -324,7 +336,7 @@ export class FrameDecoder {
         if (this.#metaFill === meta.length) this.#onMeta(onMessage);
       } else {
         const n = Math.min(this.#payloadLen - this.#payloadFill, end - pos);
-        if (this.#rawIndex !== undefined) this.#toSink(chunk, pos, n);
+        if (this.#rawIndex !== undefined) this.#toSinkOrEncoded(chunk, pos, n);
         else this.#payload!.set(chunk.subarray(pos, pos + n), this.#payloadFill);
         this.#payloadFill += n;
         pos += n;
@@ -359,11 +371,16 @@ export class FrameDecoder {
     this.#message = message;
     if (message.type === MsgType.Pages && this.#sink !== undefined) {
       const meta: PagesMeta = message;
-      const rawCount = this.#payloadLen >>> this.#pageShift;
+      let rawCount = 0;
+      for (let i = 0; i < meta.kinds.length; i++) if (meta.kinds[i] === PageKind.Raw) rawCount++;
       const index = new Uint32Array(rawCount);
       let j = 0;
       for (let i = 0; i < meta.kinds.length; i++) if (meta.kinds[i] === PageKind.Raw) index[j++] = i;
       this.#rawIndex = index;
+      // The spec's check made payloadLen = raw pages + deltas + block (page-encodings.ts).
+      this.#rawBytes = rawCount << this.#pageShift;
+      const encodedBytes = this.#payloadLen - this.#rawBytes;
+      this.#encoded = encodedBytes > 0 ? new Uint8Array(encodedBytes) : undefined;
       this.#runEnd = runEnds(meta.pages, index, this.#sink.maxRunPages ?? 1);
       this.#sinkMeta = meta;
       this.#sink.pagesBegin(meta);
@@ -373,6 +390,16 @@ export class FrameDecoder {
     this.#payloadFill = 0;
     this.#state = 'payload';
     if (this.#payloadLen === 0) this.#onPayloadDone(onMessage);
+  }
+
+  /** Payload bytes of a Pages frame with a sink: raw pages to the sink, the encoded part to its buffer. */
+  #toSinkOrEncoded(chunk: Uint8Array, pos: number, n: number): void {
+    const toRaw = Math.max(0, Math.min(n, this.#rawBytes - this.#payloadFill));
+    if (toRaw > 0) this.#toSink(chunk, pos, toRaw);
+    if (toRaw < n) {
+      const at = this.#payloadFill + toRaw - this.#rawBytes;
+      this.#encoded!.set(chunk.subarray(pos + toRaw, pos + n), at);
+    }
   }
 
   #toSink(chunk: Uint8Array, pos: number, n: number): void {
@@ -404,10 +431,12 @@ export class FrameDecoder {
     this.#spec = undefined;
     this.#state = 'header';
     if (sinkMeta !== undefined) {
+      const encoded = this.#encoded;
       this.#rawIndex = undefined;
       this.#runEnd = undefined;
       this.#sinkMeta = undefined;
-      this.#sink!.pagesEnd(sinkMeta);
+      this.#encoded = undefined;
+      this.#sink!.pagesEnd(sinkMeta, encoded);
       return;
     }
     const fields = message as unknown as Record<string, unknown>;

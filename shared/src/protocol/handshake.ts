@@ -27,6 +27,11 @@ export const KNOWN_CAPABILITIES = Object.freeze({
   disk: 'The VM may have a disk (Setup.disk), migrated shared, copied, mirrored (DiskBlocks, DiskAck) or on demand (DiskAbsent, DiskRequest, DiskMissing).',
   'disk-prehash':
     'Shared storage: while the VM runs, the source says which blocks were allocated (DiskAllocated) and the destination hashes them (DiskPrehashed); at the stop point only the blocks written since are re-hashed (DiskWritten).',
+  xbzrle:
+    'Pages batches may carry XBZRLE deltas (kind 2) of a page against the copy the destination holds, before its VM runs.',
+  dedup:
+    'Pages batches may carry references (kind 3) to a page the destination received earlier with the same content, before its VM runs.',
+  compress: 'Pages batches may carry pages in one compressed block (kind 4; lz4 or brotli, named in the batch).',
   'signed-record':
     'At the end the source sends its signed migration record (Record) and the destination answers with its countersignature or refusal (Countersignature). Offered only by agents with a key (--pki).',
 } as const);

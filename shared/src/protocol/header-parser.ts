@@ -92,9 +92,8 @@ export function parseHeader(bytes: Uint8Array, at: number, rules: HeaderRules): 
   if (rule.kind === 'bytes' && (payloadLen > rule.maxBytes || (payloadLen === 0 && !rule.optional))) {
     throw new MigrationError('ERR_BAD_PAYLOAD', `${spec.name} payload of ${payloadLen} bytes is not allowed`);
   }
-  if (rule.kind === 'pages' && payloadLen % rules.pageSize !== 0) {
-    throw new MigrationError('ERR_BAD_PAYLOAD', `Pages payload of ${payloadLen} bytes is not whole pages`);
-  }
+  // A Pages payload is raw pages plus encoded ones (page-encodings.ts): its exact length is
+  // checked against the metadata before any byte of it is buffered (the spec's check).
   return { version, type, flags, metaLen, payloadLen, spec };
 }
 

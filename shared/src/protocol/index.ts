@@ -45,6 +45,7 @@ export * from './encode.ts';
 export * from './frame-decoder.ts';
 export * from './handshake.ts';
 export * from './page-sink.ts';
+export * from './page-encodings.ts';
 export * from './header-parser.ts';
 export * from './framed-socket.ts';
 export {

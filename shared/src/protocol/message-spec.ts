@@ -9,10 +9,8 @@ import { MigrationError, type ErrorCode } from '../errors.ts';
 import {
   ATTACH_CHANNELS,
   MAX_MSG_TYPE,
-  MAX_PAGE_KIND,
   MIGRATION_MODES,
   MsgType,
-  PageKind,
   QUERY_STATES,
   STORAGE_MODES,
   type DiskBlocksMsg,
@@ -26,6 +24,7 @@ import {
   type SetupVm,
 } from './message-types.ts';
 import type { ObjectSchema } from './schema.ts';
+import { pagesLayout } from './page-encodings.ts';
 
 /** Who sends a message. */
 export type Direction = 'source→dest' | 'dest→source' | 'both';
@@ -119,20 +118,6 @@ function checkBlockBitmapLength(name: string, ctx: CheckContext): void {
   }
 }
 
-/** Raw-kind pages in a batch; throws ERR_BAD_METADATA on a length mismatch or unknown kind. */
-export function countRawPages(pages: Uint32Array, kinds: Uint8Array): number {
-  if (kinds.length !== pages.length) {
-    reject('ERR_BAD_METADATA', `Pages: ${pages.length} page numbers but ${kinds.length} kinds`);
-  }
-  let raw = 0;
-  for (let i = 0; i < kinds.length; i++) {
-    const kind = kinds[i]!;
-    if (kind === PageKind.Raw) raw++;
-    else if (kind > MAX_PAGE_KIND) reject('ERR_BAD_METADATA', `Pages: unknown page kind ${kind} at index ${i}`);
-  }
-  return raw;
-}
-
 const NONE: PayloadSpec = { kind: 'none' };
 const u32 = 'uint32' as const;
 
@@ -214,18 +199,29 @@ export const MESSAGE_SPEC: Readonly<Record<Exclude<MsgType, MsgType.Invalid>, Me
   [MsgType.Pages]: {
     name: 'Pages',
     direction: 'source→dest',
-    schema: { round: u32, requestId: u32, pages: 'u32array', kinds: 'u8array' },
+    schema: {
+      round: u32,
+      requestId: u32,
+      pages: 'u32array',
+      kinds: 'u8array',
+      deltas: { optional: 'u32array' },
+      refs: { optional: 'u32array' },
+      zcodec: { optional: u32 },
+      zlen: { optional: u32 },
+    },
     payload: { kind: 'pages' },
     check: (m, ctx) => {
-      const { pages, kinds } = m as PagesMsg;
-      const raw = countRawPages(pages, kinds);
-      if (raw * ctx.pageSize !== ctx.payloadLen) {
+      const message = m as PagesMsg;
+      const layout = pagesLayout(message, ctx.pageSize);
+      if (layout.payloadBytes !== ctx.payloadLen) {
         reject(
           'ERR_BAD_PAYLOAD',
-          `Pages: ${raw} raw pages of ${ctx.pageSize} bytes but a ${ctx.payloadLen}-byte payload`,
+          `Pages: ${layout.raw} raw pages of ${ctx.pageSize} bytes, ${layout.deltaBytes} bytes of deltas and a ` +
+            `${layout.zlen}-byte compressed block but a ${ctx.payloadLen}-byte payload`,
         );
       }
-      checkPageNumbers(pages, ctx, 'Pages');
+      checkPageNumbers(message.pages, ctx, 'Pages');
+      if (message.refs !== undefined) checkPageNumbers(message.refs, ctx, 'Pages references');
     },
   },
   [MsgType.RoundEnd]: {

@@ -67,15 +67,25 @@ export const MIGRATION_MODES: readonly MigrationMode[] = ['precopy', 'postcopy',
 export type StorageMode = 'shared' | 'copy' | 'mirror' | 'postcopy';
 export const STORAGE_MODES: readonly StorageMode[] = ['shared', 'copy', 'mirror', 'postcopy'];
 
-/** Per-page encoding inside a Pages batch. */
+/**
+ * Per-page encoding inside a Pages batch (page-encodings.ts lays out the payload). Delta and
+ * Dedup build on what the destination holds, so they are used only before the destination's VM
+ * runs (pre-copy rounds and the stop-and-copy); Compressed carries the page itself.
+ */
 export const enum PageKind {
   /** `pageSize` raw bytes follow in the payload. */
   Raw = 0,
   /** The page is all zero: no bytes travel. */
   Zero = 1,
+  /** XBZRLE delta against the destination's copy of the page (capability `xbzrle`); its length in `deltas`. */
+  Delta = 2,
+  /** The content of destination page `refs[k]` (capability `dedup`): no bytes travel. */
+  Dedup = 3,
+  /** The page's bytes are in the batch's compressed block (capability `compress`, codec `zcodec`). */
+  Compressed = 4,
 }
 /** Highest defined PageKind (a kind above it is rejected). */
-export const MAX_PAGE_KIND = PageKind.Zero;
+export const MAX_PAGE_KIND = PageKind.Compressed;
 
 /**
  * The VM being migrated, as Setup describes it so the destination can rebuild it (the wire form;
@@ -161,8 +171,17 @@ export interface PagesMsg {
   pages: Uint32Array;
   /** One PageKind per page. */
   kinds: Uint8Array;
+  /** Byte length of each Delta page's encoding, in batch order (absent: no Delta page). */
+  deltas?: Uint32Array;
+  /** The destination page each Dedup page copies, in batch order (absent: no Dedup page). */
+  refs?: Uint32Array;
+  /** Codec of the compressed block (index in COMPRESSION_CODECS); absent: no Compressed page. */
+  zcodec?: number;
+  /** Bytes of the compressed block, which inflates to (Compressed pages) × pageSize. */
+  zlen?: number;
   /**
-   * The raw pages' bytes, concatenated. Set when the frame was decoded without a PageSink, or
+   * The payload: raw pages' bytes in batch order, then the Delta encodings in batch order, then
+   * the compressed block (page-encodings.ts). Set when the frame was decoded without a PageSink, or
    * when a caller builds a message to encode with `encodeFrame`; absent when a sink took them.
    */
   data?: Uint8Array;

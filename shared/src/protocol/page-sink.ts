@@ -46,7 +46,9 @@ export interface PageSink {
   pageTarget?(index: number, offset: number, length: number): Uint8Array | undefined;
   /**
    * Every byte of the batch has been delivered. Zero-kind pages got no pageBytes calls: the sink
-   * applies them from `meta.kinds` (e.g. here, or in pagesBegin).
+   * applies them from `meta.kinds` (e.g. here, or in pagesBegin). Encoded pages (Delta, Dedup,
+   * Compressed: page-encodings.ts) got none either: their bytes are `encoded` (the payload after
+   * the raw pages; undefined when empty), valid only during this call.
    */
-  pagesEnd(meta: PagesMeta): void;
+  pagesEnd(meta: PagesMeta, encoded?: Uint8Array): void;
 }

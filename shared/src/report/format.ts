@@ -5,6 +5,7 @@
  */
 import { formatBytes, formatDuration, formatRate } from '../units.ts';
 import type {
+  EncodingsReport,
   MigrationReport,
   RoundReport,
   StorageReport,
@@ -148,6 +149,9 @@ export function formatReport(report: MigrationReport): string {
       );
     }
   }
+  if (report.encodings) {
+    for (const [i, line] of encodingsLines(report.encodings).entries()) field(i === 0 ? 'encodings' : '', line);
+  }
   if (report.throttle) {
     const [what, cost] = throttleLines(report.throttle);
     field(report.throttle.technique, what);
@@ -245,6 +249,31 @@ function times(ratio: number | null): string {
  * (dirty-limit: the dirty rate it held the guest to); then what it cost the guest — its speed
  * while throttled next to its unthrottled speed (undefined: it was never throttled).
  */
+/** What the page encodings did: one line per encoding used, then the policy's last choice. */
+function encodingsLines(e: EncodingsReport): string[] {
+  const lines: string[] = [];
+  const c = e.compression;
+  if (c && c.pages > 0) {
+    const ratio = c.inputBytes > 0 ? c.outputBytes / c.inputBytes : 1;
+    lines.push(
+      `compressed ${c.pages} pages: ${formatBytes(c.inputBytes)} → ${formatBytes(c.outputBytes)} (${ratio.toFixed(2)}×, ` +
+        `--compress ${c.mode}, ${c.threads} thread${c.threads === 1 ? '' : 's'}, busy ${c.busyMs.map((ms) => formatDuration(ms)).join(' + ')})`,
+    );
+  }
+  if (e.dedup && e.dedup.pages > 0) lines.push(`${e.dedup.pages} pages sent as references to a page already there`);
+  const x = e.xbzrle;
+  if (x && (x.pages > 0 || x.cacheHits + x.cacheMisses > 0)) {
+    lines.push(
+      `xbzrle ${x.pages} pages as deltas (${formatBytes(x.bytes)}, ${formatBytes(x.bytesSaved)} saved); cache ` +
+        `${formatBytes(x.cacheBytes)}: ${x.cacheHits} hits, ${x.cacheMisses} misses, ${x.cacheOverflows} overflows`,
+    );
+  }
+  if (lines.length === 0) lines.push('none used');
+  const last = e.decisions.at(-1);
+  if (last !== undefined) lines.push(`last choice: ${last}`);
+  return lines;
+}
+
 function throttleLines(t: ThrottleReport): [string, string | undefined] {
   const rule =
     t.technique === 'auto-converge'

@@ -1,7 +1,7 @@
 /**
  * JSON Schema (draft 2020-12 subset) of the schema-1 report, for programs that consume
  * `--json` output and for our tests. Extra fields are allowed, contract fields are required; an
- * extra field the schema describes (`storage`, `dirtyRate`, `auto`, `throttle`) is checked whole
+ * extra field the schema describes (`storage`, `dirtyRate`, `auto`, `throttle`, `encodings`) is checked whole
  * when present.
  */
 import { MIGRATION_MODES, STORAGE_MODES } from '../protocol/message-types.ts';
@@ -226,6 +226,70 @@ export const REPORT_JSON_SCHEMA = {
             properties: { technique: { enum: TECHNIQUES }, totalMs: num, downtimeMs: num, wireBytes: num, rounds: num },
           },
         },
+      },
+    },
+    encodings: {
+      type: 'object',
+      required: ['xbzrle', 'dedup', 'compression', 'encodeMs', 'decisions'],
+      properties: {
+        xbzrle: {
+          oneOf: [
+            { type: 'null' },
+            {
+              type: 'object',
+              required: [
+                'mode',
+                'cacheBytes',
+                'cacheHits',
+                'cacheMisses',
+                'cacheOverflows',
+                'pages',
+                'bytes',
+                'bytesSaved',
+              ],
+              properties: {
+                mode: { enum: ['auto', 'on', 'off'] },
+                cacheBytes: num,
+                cacheHits: num,
+                cacheMisses: num,
+                cacheOverflows: num,
+                pages: num,
+                bytes: num,
+                bytesSaved: num,
+              },
+            },
+          ],
+        },
+        dedup: {
+          oneOf: [
+            { type: 'null' },
+            {
+              type: 'object',
+              required: ['mode', 'pages'],
+              properties: { mode: { enum: ['auto', 'on', 'off'] }, pages: num },
+            },
+          ],
+        },
+        compression: {
+          oneOf: [
+            { type: 'null' },
+            {
+              type: 'object',
+              required: ['mode', 'threads', 'pages', 'inputBytes', 'outputBytes', 'incompressibleBlocks', 'busyMs'],
+              properties: {
+                mode: { enum: ['auto', 'off', 'lz4', 'brotli'] },
+                threads: num,
+                pages: num,
+                inputBytes: num,
+                outputBytes: num,
+                incompressibleBlocks: num,
+                busyMs: { type: 'array', items: num },
+              },
+            },
+          ],
+        },
+        encodeMs: num,
+        decisions: { type: 'array', maxItems: 32, items: { type: 'string' } },
       },
     },
     throttle: {

@@ -47,6 +47,43 @@ export interface RoundReport {
 }
 
 /**
+ * Extra: the page encodings of a migration (issue 17), as asked (`mode`) and as they ran. Counters
+ * are QEMU's where QEMU has them (xbzrle: cache hits, misses, overflows, pages, bytes, encoding
+ * rate). `decisions` are the policy's choices in order, each with the figures it was made from.
+ */
+export interface EncodingsReport {
+  xbzrle: {
+    mode: 'auto' | 'on' | 'off';
+    cacheBytes: number;
+    cacheHits: number;
+    cacheMisses: number;
+    cacheOverflows: number;
+    /** Pages sent as deltas, and the deltas' bytes. */
+    pages: number;
+    bytes: number;
+    /** Page bytes the deltas kept off the wire. */
+    bytesSaved: number;
+  } | null;
+  dedup: { mode: 'auto' | 'on' | 'off'; /** Pages sent as references. */ pages: number } | null;
+  compression: {
+    mode: 'auto' | 'off' | 'lz4' | 'brotli';
+    threads: number;
+    /** Pages sent in compressed blocks; the blocks' input and output bytes. */
+    pages: number;
+    inputBytes: number;
+    outputBytes: number;
+    /** Blocks compressed but sent raw (they did not shrink by 5 %). */
+    incompressibleBlocks: number;
+    /** Time the compression threads worked, ms (one entry per thread). */
+    busyMs: number[];
+  } | null;
+  /** Main-thread time spent encoding (snapshots, hashes, deltas), ms. */
+  encodeMs: number;
+  /** The policy's choices, in order (at most 32 kept). */
+  decisions: string[];
+}
+
+/**
  * Extra: the guest was throttled so pre-copy would converge (--auto-converge, --dirty-limit), and
  * what it cost. Speeds are guest steps per second; the baseline is the rounds that ran
  * unthrottled (round 0 always does: the controller acts at round ends).
@@ -301,6 +338,8 @@ export interface MigrationReport {
   auto?: AutoReport;
   /** Extra: --auto-converge or --dirty-limit — how far the guest was throttled, and what it cost. */
   throttle?: ThrottleReport;
+  /** Extra: page encodings (deltas, references, compression) — what each did, when any could run. */
+  encodings?: EncodingsReport;
   /**
    * Extra: the migration record (who moved what, both sides' digests and counts) with the
    * source's signature and the destination's countersignature — or why there is none

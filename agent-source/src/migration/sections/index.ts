@@ -2,7 +2,8 @@
  * The sections of one outgoing migration, and what the engine does over all of them. The RAM
  * section is also named on its own: post-copy (absent map, push, requests) is RAM's today.
  */
-import type { SetupMsg } from '@livemig/shared/protocol';
+import { negotiatedEncodings, type SetupMsg } from '@livemig/shared/protocol';
+import { DEFAULT_ENCODING_PARAMS } from './ram/encoding-policy.ts';
 import type { MigrationContext } from '../context.ts';
 import { cpuSection } from './cpu.ts';
 import { devicesSection } from './devices.ts';
@@ -28,7 +29,12 @@ export function createSections(ctx: MigrationContext): SectionSet {
     bucket: ctx.bucket,
     logger: ctx.logger,
     signal: ctx.signal,
-    capabilities: { setupBitmap: caps.has('setup-bitmap'), zeroPages: caps.has('zero-pages') },
+    capabilities: {
+      setupBitmap: caps.has('setup-bitmap'),
+      zeroPages: caps.has('zero-pages'),
+      ...negotiatedEncodings(caps),
+    },
+    encodings: ctx.params.encodings ?? DEFAULT_ENCODING_PARAMS,
     // Pre-copy of memory with post-copy of the disk: RAM is complete at the switchover.
     completeAtSwitchover: ctx.mode === 'precopy',
   });

@@ -11,8 +11,12 @@
  */
 import { MigrationError } from '@livemig/shared';
 import type { PeerChannel } from '@livemig/shared/channel';
+import { COMPRESSION_CODECS } from '@livemig/shared/codec';
+import { PageKind, type PagesMeta } from '@livemig/shared/protocol';
 import type { GuestMemory } from '@livemig/shared/vm';
 import { encodeBatch, type BatchEncoding } from './page-batch.ts';
+import type { PageCodecs } from './page-codecs.ts';
+import { chooseEncodings, CODEC_PRIORS, LINK_PROBE_BYTES, type EncodingParams } from './encoding-policy.ts';
 import type { MigrationStats } from '../../stats.ts';
 import type { TokenBucket } from '../../token-bucket.ts';
 
@@ -33,6 +37,20 @@ export interface PageSenderComponents {
   encoding: Omit<BatchEncoding, 'memory' | 'stats'>;
   /** Aborts the send between batches. */
   signal: AbortSignal;
+  /** Page encodings (issue 17), with the policy's knobs; absent: raw and zero pages only. */
+  codecs?: { codecs: PageCodecs; params: EncodingParams; fitsCache: boolean; onChoice?: (why: string) => void };
+}
+
+/** A batch taken from the round, its encoding under way. */
+interface PendingBatch {
+  batch: Uint32Array;
+  encoded: Promise<{
+    meta: Omit<PagesMeta, 'type' | 'round' | 'requestId' | 'pages'>;
+    views: Uint8Array[];
+    payloadBytes: number;
+    compressed: boolean;
+    contentBytes: number;
+  }>;
 }
 
 export class PageSender {
@@ -43,6 +61,18 @@ export class PageSender {
   #cursor = 0;
   #round = 0;
   #anySent = false;
+  /** The link's rate for page data as last measured over LINK_PROBE_BYTES sent uncompressed; null before. */
+  #linkBps: number | null = null;
+  /**
+   * Pages' bytes delivered per second, as last measured over LINK_PROBE_BYTES of them, sent raw
+   * (key 'raw') or through a codec: what compression is judged by, measured, not modelled — on a
+   * loopback link the receiver's or sender's CPU, not the wire, sets the pace, and compressing
+   * there only slows it.
+   */
+  readonly #delivered = new Map<string, number>();
+  /** The stretch being measured: how it is sent, wire and page bytes, and when it began. */
+  #window: { mode: string; bytes: number; content: number; startedAt: number } | undefined;
+  #lastWhy = '';
 
   constructor(components: PageSenderComponents) {
     this.#c = components;
@@ -54,6 +84,7 @@ export class PageSender {
     this.#pages = pages;
     this.#cursor = 0;
     this.#round = round;
+    this.#window = undefined; // a round's start follows a harvest: no link time in between
     const bytesAtStart = this.#c.channel().bytesSent;
     this.#c.stats.current = {
       index: round,
@@ -79,11 +110,16 @@ export class PageSender {
    * Resolves true when the round is done (every page queued on the socket).
    */
   async sendSome(budgetBytes: number): Promise<boolean> {
-    const { memory, stats, bucket, signal } = this.#c;
+    const { stats, bucket, signal } = this.#c;
     const channel = this.#c.channel();
     let spent = 0;
     let lastYield = performance.now();
-    while (this.#cursor < this.#pages.length && spent < budgetBytes) {
+    // With compression, the next batch is encoded (its block compressed in the worker) while this
+    // one waits for the link: otherwise the link idles for every block's compression. Never past
+    // the end of this call: a batch encoded is in the delta cache and dedup index as sent, so it
+    // is sent before the engine may look at the round (and switch to post-copy) between calls.
+    let ahead: PendingBatch | undefined;
+    while ((this.#cursor < this.#pages.length && spent < budgetBytes) || ahead !== undefined) {
       // On a fast link the socket never pushes back, so nothing here would wait for I/O and a
       // round would hold the event loop from start to end — and the same loop serves this
       // host's VMs (their NICs: a kv VM's clients would see the whole round as an outage) and
@@ -94,19 +130,108 @@ export class PageSender {
       }
       if (signal.aborted) throw signal.reason as Error;
       if (channel.failure) throw channel.failure;
-      const end = Math.min(this.#cursor + PAGES_PER_BATCH, this.#pages.length);
-      const batch = this.#pages.subarray(this.#cursor, end);
-      this.#countResends(batch);
-      const { kinds, views, payloadBytes } = encodeBatch(batch, { memory, stats, ...this.#c.encoding });
-      this.#cursor = end;
+      const current = ahead ?? this.#next();
+      ahead = undefined;
+      const { meta, views, payloadBytes, compressed, contentBytes } = await current.encoded;
+      const wire = payloadBytes + FRAME_OVERHEAD(current.batch.length);
+      if (compressed && this.#cursor < this.#pages.length && spent + wire < budgetBytes) ahead = this.#next();
       this.#anySent = true;
-      await bucket.take(payloadBytes + FRAME_OVERHEAD(batch.length));
-      const ok = channel.sendPages({ round: this.#round, pages: batch, kinds }, views);
-      stats.current.sent += batch.length;
-      spent += payloadBytes + FRAME_OVERHEAD(batch.length);
+      await bucket.take(wire);
+      const ok = channel.sendPages({ round: this.#round, pages: current.batch, ...meta }, views);
+      stats.current.sent += current.batch.length;
+      spent += wire;
       if (!ok) await channel.drained(signal);
+      this.#measure(wire, contentBytes, compressed ? (meta.zcodec ?? 0) : -1);
     }
     return this.#cursor >= this.#pages.length;
+  }
+
+  /** Take the next batch of the round and start encoding it. */
+  #next(): PendingBatch {
+    const end = Math.min(this.#cursor + PAGES_PER_BATCH, this.#pages.length);
+    const batch = this.#pages.subarray(this.#cursor, end);
+    this.#countResends(batch);
+    this.#cursor = end;
+    const encoded = this.#encode(batch);
+    // Awaited by sendSome; a failure while it waits its turn must not count as unhandled.
+    encoded.catch(() => undefined);
+    return { batch, encoded };
+  }
+
+  /** One batch, encoded as the policy says (or raw and zero, zero-copy, when nothing is engaged). */
+  async #encode(batch: Uint32Array): Promise<{
+    meta: Omit<PagesMeta, 'type' | 'round' | 'requestId' | 'pages'>;
+    views: Uint8Array[];
+    payloadBytes: number;
+    compressed: boolean;
+    contentBytes: number;
+  }> {
+    const { memory, stats } = this.#c;
+    const codecs = this.#c.codecs;
+    if (codecs !== undefined) this.#decide(codecs);
+    if (codecs === undefined || !codecs.codecs.engaged) {
+      const { kinds, views, payloadBytes } = encodeBatch(batch, { memory, stats, ...this.#c.encoding });
+      codecs?.codecs.sentPlain(batch);
+      return { meta: { kinds }, views, payloadBytes, compressed: false, contentBytes: payloadBytes };
+    }
+    const { kinds, views, payloadBytes, deltas, refs, zcodec, zlen, rawEquivalentBytes } = await codecs.codecs.encode(
+      batch,
+      memory,
+      {
+        zeroPages: this.#c.encoding.zeroPages,
+        cacheNew: this.#round >= 1 || codecs.fitsCache,
+        onPageSent: this.#c.encoding.onPageSent,
+      },
+    );
+    for (let i = 0; i < kinds.length; i++) {
+      if (kinds[i] === PageKind.Zero) stats.zeroPages += 1;
+      else if (kinds[i] === PageKind.Raw) stats.rawPages += 1;
+    }
+    stats.pagePayloadBytes += payloadBytes;
+    const meta = {
+      kinds,
+      ...(deltas ? { deltas } : {}),
+      ...(refs ? { refs } : {}),
+      ...(zcodec !== undefined ? { zcodec, zlen: zlen! } : {}),
+    };
+    return { meta, views, payloadBytes, compressed: zcodec !== undefined, contentBytes: rawEquivalentBytes };
+  }
+
+  /** The policy's choice for the next batch, from the link and codecs as measured so far. */
+  #decide(codecs: NonNullable<PageSenderComponents['codecs']>): void {
+    const choice = chooseEncodings({
+      params: codecs.params,
+      linkBps: this.#linkBps,
+      delivered: Object.fromEntries(this.#delivered),
+      codecs: codecs.codecs.codecFigures(CODEC_PRIORS),
+      round: this.#round,
+      fitsCache: codecs.fitsCache,
+    });
+    codecs.codecs.use(choice);
+    if (choice.why !== this.#lastWhy) {
+      this.#lastWhy = choice.why;
+      codecs.onChoice?.(choice.why);
+    }
+  }
+
+  /**
+   * Each batch counts towards the stretch of its mode (raw, or the codec's id): once it holds
+   * LINK_PROBE_BYTES of pages, its rate of pages delivered is that mode's figure, and a raw
+   * stretch's wire rate is the link's. A change of mode starts a new stretch.
+   */
+  #measure(wireBytes: number, contentBytes: number, codec: number): void {
+    const mode = codec < 0 ? 'raw' : (COMPRESSION_CODECS[codec] ?? 'raw');
+    const now = performance.now();
+    if (this.#window?.mode !== mode) this.#window = { mode, bytes: 0, content: 0, startedAt: now };
+    const w = this.#window;
+    w.bytes += wireBytes;
+    w.content += contentBytes;
+    const ms = now - w.startedAt;
+    if (w.content >= LINK_PROBE_BYTES && ms > 0) {
+      if (mode === 'raw') this.#linkBps = (w.bytes / ms) * 1000;
+      this.#delivered.set(mode, (w.content / ms) * 1000);
+      this.#window = undefined;
+    }
   }
 
   /** Send all of `pages` as round `round` (stop-and-copy: the VM is paused). */

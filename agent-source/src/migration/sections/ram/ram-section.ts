@@ -26,6 +26,10 @@ import type { OutgoingSection } from '../section.ts';
 import { absentAtSwitchover } from './absent-map.ts';
 import { PageSender } from './page-sender.ts';
 import { PostcopyPusher, serveFaults } from './postcopy-pusher.ts';
+import { COMPRESSION_CODECS } from '@livemig/shared/codec';
+import type { EncodingsReport } from '@livemig/shared/report';
+import type { EncodingParams } from './encoding-policy.ts';
+import { PageCodecs, type PageCodecsOptions } from './page-codecs.ts';
 
 export interface RamSectionComponents {
   vm: ToyVm;
@@ -35,7 +39,9 @@ export interface RamSectionComponents {
   logger: Logger;
   signal: AbortSignal;
   /** What the destination negotiated. */
-  capabilities: { setupBitmap: boolean; zeroPages: boolean };
+  capabilities: { setupBitmap: boolean; zeroPages: boolean; delta: boolean; dedup: boolean; compress: boolean };
+  /** The page encodings asked for (issue 17); what the destination did not negotiate stays off. */
+  encodings: EncodingParams;
   /**
    * complete('postcopy') sends every page first, leaving none absent (memory pre-copy with the
    * disk in post-copy: the switchover is post-copy's only for the disk). @default false
@@ -50,6 +56,10 @@ export class RamSection implements OutgoingSection {
   readonly #c: RamSectionComponents;
   readonly #ledger: PageDigestLedger;
   readonly #sender: PageSender;
+  /** The page encodings of this migration, when any may be used. */
+  readonly #codecs: PageCodecs | undefined;
+  /** The encoding policy's choices, in order (for the report). */
+  readonly #decisions: string[] = [];
   #firstRound: Uint32Array = EMPTY;
   /** Pages harvested dirty and not sent since. */
   #dirty: Uint32Array = EMPTY;
@@ -62,6 +72,19 @@ export class RamSection implements OutgoingSection {
     this.#c = components;
     const { vm, stats, bucket, signal } = components;
     this.#ledger = new PageDigestLedger(vm.memory.pageCount);
+    const { encodings: params, capabilities: caps } = components;
+    const options: PageCodecsOptions = {
+      delta: caps.delta && params.delta !== 'off' ? { cacheBytes: params.xbzrleCacheBytes } : null,
+      dedup: caps.dedup && params.dedup !== 'off' ? {} : null,
+      compress:
+        caps.compress && params.compress !== 'off'
+          ? {
+              codecs: params.compress === 'auto' ? COMPRESSION_CODECS : [params.compress],
+              workers: params.compressThreads,
+            }
+          : null,
+    };
+    this.#codecs = options.delta || options.dedup || options.compress ? new PageCodecs(options) : undefined;
     this.#sender = new PageSender({
       channel: components.channel,
       memory: vm.memory,
@@ -69,7 +92,33 @@ export class RamSection implements OutgoingSection {
       bucket,
       signal,
       encoding: { zeroPages: components.capabilities.zeroPages, onPageSent: this.#onPageSent },
+      ...(this.#codecs
+        ? {
+            codecs: {
+              codecs: this.#codecs,
+              params,
+              fitsCache: vm.memory.pageCount * vm.memory.pageSize <= params.xbzrleCacheBytes,
+              onChoice: (why) => {
+                if (this.#decisions.length < 32) this.#decisions.push(why);
+                components.logger.info({ event: 'encodings', why }, `page encodings: ${why}`);
+              },
+            },
+          }
+        : {}),
     });
+  }
+
+  /** What the page encodings did, for the report; undefined when none could be used. */
+  encodingsReport(): EncodingsReport | undefined {
+    return this.#codecs?.report(this.#c.encodings, this.#decisions);
+  }
+
+  /** Stop the compression threads (the migration is over, whichever way). */
+  async close(): Promise<void> {
+    const codecs = this.#codecs;
+    if (codecs === undefined) return;
+    this.#c.logger.info({ event: 'encodings.done', ...codecs.stats, cache: codecs.cacheStats, pool: codecs.poolStats });
+    await codecs.close();
   }
 
   readonly #onPageSent = (page: number, bytes: Uint8Array | null): void => {
@@ -197,6 +246,8 @@ export class RamSection implements OutgoingSection {
       for (const page of devicePages) absent.clear(page);
     }
     stats.pendingPages = absent.count;
+    // The destination resumes next: its pages stop being what the delta cache and index say.
+    this.#codecs?.destinationRuns();
     // What the guest wrote since the last harvest before this one is its working set: push it first.
     const pushFirst = nothingSent ? harvested : unionSorted(this.#dirty, harvested);
     this.#dirty = EMPTY;

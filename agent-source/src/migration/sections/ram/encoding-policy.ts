@@ -1,0 +1,133 @@
+/**
+ * Which page encodings to use for the next batches, from what was measured (pure; issue 17):
+ * compress when the link, not the CPU, is the bottleneck; deltas and references when the link is
+ * slow enough that encoding a page costs less than sending it.
+ *
+ *   compress  per codec, pages per second = min(codec speed × threads, link ÷ ratio); the best
+ *             codec is used when it beats sending raw (the link's rate) by COMPRESS_GAIN; on a
+ *             link faster than any codec (loopback) that never happens: auto costs nothing
+ *   delta     from round 1 (round 0 too when the VM fits the cache: every page is then a base),
+ *             below DELTA_MAX_LINK_BPS — an XBZRLE encode runs at ≥ 0.6 GB/s per core, so on a
+ *             faster link the copy and encode would be most of a page's cost
+ *   dedup     below DEDUP_MAX_LINK_BPS: every page is hashed (SHA-256, ~1.1 GB/s per core on
+ *             the main thread), worth it only where that is a fraction of the send
+ *
+ * Until the link has been measured (the first LINK_PROBE_BYTES of the migration, sent raw) auto
+ * uses nothing; a fixed `on`/codec is used from the start, and `off` never.
+ */
+import type { CompressionCodec } from '@livemig/shared/codec';
+import type { ActiveEncodings } from './page-codecs.ts';
+
+/** `--xbzrle` / `--dedup`: on, off, or chosen from measurements. */
+export type EncodingMode = 'auto' | 'on' | 'off';
+/** `--compress`: a codec, off, or chosen from measurements. */
+export type CompressMode = 'auto' | 'off' | CompressionCodec;
+
+/** The encoding knobs of one migration. */
+export interface EncodingParams {
+  delta: EncodingMode;
+  dedup: EncodingMode;
+  compress: CompressMode;
+  /** `--xbzrle-cache`: bytes of page copies the source keeps for deltas. */
+  xbzrleCacheBytes: number;
+  /** `--compress-threads`: worker threads compressing. */
+  compressThreads: number;
+}
+
+/**
+ * Compression is chosen from measurements by default (it turns itself off on a fast link or
+ * incompressible memory); deltas and references are off unless asked for, as QEMU's xbzrle
+ * capability is: they keep a model of the destination's memory (a 64 MiB cache, an index).
+ */
+export const DEFAULT_ENCODING_PARAMS: Readonly<EncodingParams> = Object.freeze({
+  delta: 'off',
+  dedup: 'off',
+  compress: 'auto',
+  xbzrleCacheBytes: 64 * 1024 * 1024,
+  compressThreads: 1,
+});
+
+/** Compression must promise at least this many times the raw rate to be used. */
+export const COMPRESS_GAIN = 1.15;
+/** Deltas only on links slower than this (bytes/s). */
+export const DELTA_MAX_LINK_BPS = 400e6;
+/** References only on links slower than this (bytes/s). */
+export const DEDUP_MAX_LINK_BPS = 250e6;
+/** Raw bytes sent before auto trusts its measure of the link. */
+export const LINK_PROBE_BYTES = 8 * 1024 * 1024;
+
+/** A codec's speed per thread (input bytes/s) and output ÷ input. */
+export interface CodecFigures {
+  bps: number;
+  ratio: number;
+}
+
+/** Before a codec has run here: PERFORMANCE.md's per-core figures on text-like pages, and a ratio not yet known to be good. */
+export const CODEC_PRIORS: Readonly<Record<CompressionCodec, CodecFigures>> = Object.freeze({
+  lz4: { bps: 250e6, ratio: 0.5 },
+  brotli: { bps: 150e6, ratio: 0.4 },
+});
+
+export interface PolicyInput {
+  params: EncodingParams;
+  /** The link's rate for page data, bytes/s; null until measured. */
+  linkBps: number | null;
+  codecs: Readonly<Record<CompressionCodec, CodecFigures>>;
+  /**
+   * Pages' bytes delivered per second as measured in this migration, raw (`raw`) and per codec:
+   * a codec measured slower than raw is not used again, whatever the model says.
+   */
+  delivered?: Readonly<Record<string, number>>;
+  round: number;
+  /** The VM's memory fits the delta cache (so round 0's pages are worth caching). */
+  fitsCache: boolean;
+}
+
+export interface EncodingChoice extends ActiveEncodings {
+  /** One line: what was chosen and from which figures. */
+  why: string;
+}
+
+/** Pages' bytes per second that `codec` would deliver over a link of `linkBps`. */
+export function compressedRate(figures: CodecFigures, threads: number, linkBps: number): number {
+  return Math.min(figures.bps * threads, linkBps / Math.max(figures.ratio, 1e-3));
+}
+
+export function chooseEncodings(input: PolicyInput): EncodingChoice {
+  const { params, linkBps, codecs, round } = input;
+  const known = linkBps !== null;
+  const link = linkBps ?? Infinity;
+  const delta =
+    params.delta === 'on' ||
+    (params.delta === 'auto' && known && link < DELTA_MAX_LINK_BPS && (round >= 1 || input.fitsCache));
+  const dedup = params.dedup === 'on' || (params.dedup === 'auto' && known && link < DEDUP_MAX_LINK_BPS);
+  let compress: CompressionCodec | null = null;
+  let compressWhy = 'compress off';
+  if (params.compress === 'lz4' || params.compress === 'brotli') {
+    compress = params.compress;
+    compressWhy = `compress ${compress} (asked)`;
+  } else if (params.compress === 'auto' && known) {
+    // Raw as measured (pages delivered per second), else the link's wire rate; each codec as
+    // measured, else modelled. The best codec must beat raw by COMPRESS_GAIN.
+    const raw = input.delivered?.raw ?? link;
+    let best: { codec: CompressionCodec; rate: number } | null = null;
+    for (const codec of Object.keys(codecs) as CompressionCodec[]) {
+      const rate = input.delivered?.[codec] ?? compressedRate(codecs[codec], params.compressThreads, link);
+      if (best === null || rate > best.rate) best = { codec, rate };
+    }
+    if (best !== null && best.rate >= COMPRESS_GAIN * raw) {
+      compress = best.codec;
+      compressWhy = `compress ${best.codec}: ${mbps(best.rate)} of pages vs ${mbps(raw)} raw`;
+    } else if (best !== null) {
+      compressWhy = `no compression: ${best.codec} would give ${mbps(best.rate)} of pages, raw ${mbps(raw)}`;
+    }
+  } else if (params.compress === 'auto') {
+    compressWhy = 'no compression until the link is measured';
+  }
+  const why = `link ${known ? mbps(link) : 'not measured yet'}; delta ${delta ? 'on' : 'off'}, dedup ${dedup ? 'on' : 'off'}, ${compressWhy}`;
+  return { delta, dedup, compress, why };
+}
+
+function mbps(bps: number): string {
+  return `${(bps / 1e6).toFixed(bps < 10e6 ? 1 : 0)} MB/s`;
+}
