@@ -8,7 +8,7 @@
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { ControlClient } from '@livemig/shared/control';
+import { ControlClient, type MigrateParams } from '@livemig/shared/control';
 import type { MigrationReport } from '@livemig/shared/report';
 import { withAgentPair } from '../cli/agent-process.ts';
 import { followMigration } from '../cli/follow-migration.ts';
@@ -19,9 +19,12 @@ const GiB = 1024 ** 3;
 
 export interface VmRequest {
   memory: number;
-  init: 'random' | 'zero';
+  /** An --init spec: zero, random, realistic, mixed:… */
+  init: string;
   workload: string;
   maxBandwidthBps?: number | null;
+  /** More migrate parameters (page encodings, throttles …). */
+  params?: MigrateParams;
   /** @default 'precopy' */
   mode?: 'precopy' | 'postcopy' | 'hybrid';
 }
@@ -72,7 +75,7 @@ export async function migrateOnce(vm: VmRequest, pki?: ThrowawayPki): Promise<Mi
         vm: 'bench',
         to: dest.listen,
         mode: vm.mode ?? 'precopy',
-        params: { maxBandwidthBps: vm.maxBandwidthBps ?? null },
+        params: { maxBandwidthBps: vm.maxBandwidthBps ?? null, ...vm.params },
         ...(pki ? await prepareIncoming(pki, dest.control, 'bench') : {}),
       });
       const report = await followMigration(control, migrationId, { progress: false });
