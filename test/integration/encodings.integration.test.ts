@@ -17,7 +17,7 @@ const fleet = useFleet();
 afterEach(stopAll);
 
 const validate = new Ajv({ strict: false }).compile(REPORT_JSON_SCHEMA);
-const spec = parseVmSpec({ memory: '48MiB', init: 'realistic', workload: 'hotset:wss=2MiB,rate=3000', seed: 11 });
+const spec = parseVmSpec({ memory: '96MiB', init: 'realistic', workload: 'hotset:wss=2MiB,rate=3000', seed: 11 });
 
 describe('page encodings', () => {
   it('over a 16 MB/s link: compression, references and deltas chosen from measurements; the oracle holds', async () => {
@@ -36,9 +36,9 @@ describe('page encodings', () => {
     // The hot set is re-sent after round 0: as deltas against the copy sent before.
     expect(e.xbzrle!.cacheHits + e.xbzrle!.cacheMisses).toBeGreaterThan(0);
     // Far fewer bytes than the non-zero pages hold (30 % of realistic memory is zero; the rest
-    // compresses about 3×).
+    // compresses about 2.5×), though the first 16 MiB go raw while auto measures the link.
     const contentBytes = spec.memoryBytes * 0.7;
-    expect(report.bytes.wire, explainReport(report)).toBeLessThan(contentBytes * 0.65);
+    expect(report.bytes.wire, explainReport(report)).toBeLessThan(contentBytes * 0.7);
     expect(formatReport(report)).toMatch(/encodings\s+compressed \d+ pages/);
     expect(report.verify.match).toBe(true);
     const oracle = await fleet.oracle(dest, 'vm', spec);

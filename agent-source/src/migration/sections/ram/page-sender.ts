@@ -72,6 +72,7 @@ export class PageSender {
   readonly #delivered = new Map<string, number>();
   /** The stretch being measured: how it is sent, wire and page bytes, and when it began. */
   #window: { mode: string; bytes: number; content: number; startedAt: number } | undefined;
+  #warmedUp = false;
   #lastWhy = '';
 
   constructor(components: PageSenderComponents) {
@@ -228,8 +229,13 @@ export class PageSender {
     w.content += contentBytes;
     const ms = now - w.startedAt;
     if (w.content >= LINK_PROBE_BYTES && ms > 0) {
-      if (mode === 'raw') this.#linkBps = (w.bytes / ms) * 1000;
-      this.#delivered.set(mode, (w.content / ms) * 1000);
+      // The migration's first stretch is a warm-up (socket buffers filling, the destination's
+      // memory faulting in): it measured loopback at a third of its rate. Not counted.
+      if (this.#warmedUp) {
+        if (mode === 'raw') this.#linkBps = (w.bytes / ms) * 1000;
+        this.#delivered.set(mode, (w.content / ms) * 1000);
+      }
+      this.#warmedUp = true;
       this.#window = undefined;
     }
   }
