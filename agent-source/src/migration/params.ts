@@ -7,7 +7,7 @@
  */
 import { MigrationError } from '@livemig/shared';
 import type { EncodingParams } from './sections/ram/encoding-policy.ts';
-import { resolveEncodingParams } from './encoding-params.ts';
+import { resolveEncodingParams, type EncodingKnobs } from './encoding-params.ts';
 import type { MigrateParams } from '@livemig/shared/control';
 import { OBJECTIVES, type Objective } from '@livemig/shared/predict';
 import { MIGRATION_MODES, STORAGE_MODES, type MigrationMode, type StorageMode } from '@livemig/shared/protocol';
@@ -167,6 +167,33 @@ function invalid(text: string): MigrationError {
 }
 
 /** Check and complete migrate parameters. */
+const THROTTLE_KNOBS = [
+  'autoConverge',
+  'cpuThrottleInitial',
+  'cpuThrottleIncrement',
+  'maxCpuThrottle',
+  'throttleTriggerThreshold',
+  'dirtyLimitBps',
+] as const satisfies readonly (keyof ThrottleKnobs)[];
+const ENCODING_KNOBS = [
+  'xbzrle',
+  'xbzrleCacheBytes',
+  'dedup',
+  'compress',
+  'compressThreads',
+] as const satisfies readonly (keyof EncodingKnobs)[];
+
+/** `params` split into the listed keys and the rest (each group resolved by its own function). */
+function split<T extends object, K extends keyof T>(params: T, keys: readonly K[]): [Pick<T, K>, Omit<T, K>] {
+  const picked: Partial<Pick<T, K>> = {};
+  const rest: Partial<T> = { ...params };
+  for (const key of keys) {
+    if (params[key] !== undefined) picked[key] = params[key];
+    delete rest[key];
+  }
+  return [picked as Pick<T, K>, rest as Omit<T, K>];
+}
+
 export function resolveMigrateParams(mode: string | undefined, params: MigrateParams = {}): ResolvedMigrateParams {
   const auto = mode === 'auto' ? resolveAuto(params) : null;
   if (!auto && (params.objective !== undefined || params.maxDowntimeMs !== undefined)) {
@@ -179,22 +206,9 @@ export function resolveMigrateParams(mode: string | undefined, params: MigratePa
   const chosen = (auto ? 'hybrid' : (mode ?? 'precopy')) as MigrationMode;
   if (!MIGRATION_MODES.includes(chosen))
     throw invalid(`mode must be one of ${MIGRATION_MODES.join(', ')} or auto, got "${mode}"`);
-  const {
-    objective: _objective,
-    maxDowntimeMs: _ceiling,
-    autoConverge,
-    cpuThrottleInitial,
-    cpuThrottleIncrement,
-    maxCpuThrottle,
-    throttleTriggerThreshold,
-    dirtyLimitBps,
-    xbzrle,
-    xbzrleCacheBytes,
-    dedup,
-    compress,
-    compressThreads,
-    ...knobs
-  } = params;
+  const { objective: _objective, maxDowntimeMs: _ceiling, ...rest } = params;
+  const [throttleKnobs, afterThrottle] = split(rest, THROTTLE_KNOBS);
+  const [encodingKnobs, knobs] = split(afterThrottle, ENCODING_KNOBS);
   const defined = Object.fromEntries(Object.entries(knobs).filter(([, v]) => v !== undefined));
   const downtimeLimitMs = (defined.downtimeLimitMs as number | undefined) ?? DEFAULT_MIGRATE_PARAMS.downtimeLimitMs;
   const r: ResolvedMigrateParams = {
@@ -204,15 +218,8 @@ export function resolveMigrateParams(mode: string | undefined, params: MigratePa
     mode: chosen,
     switchoverTimeoutGiven: defined.switchoverTimeoutMs !== undefined,
     auto,
-    throttle: resolveThrottle(chosen, {
-      autoConverge,
-      cpuThrottleInitial,
-      cpuThrottleIncrement,
-      maxCpuThrottle,
-      throttleTriggerThreshold,
-      dirtyLimitBps,
-    }),
-    encodings: resolveEncodingParams({ xbzrle, xbzrleCacheBytes, dedup, compress, compressThreads }),
+    throttle: resolveThrottle(chosen, throttleKnobs),
+    encodings: resolveEncodingParams(encodingKnobs),
   };
   if (!(Number.isFinite(r.downtimeLimitMs) && r.downtimeLimitMs > 0)) {
     throw invalid(`downtime-limit must be > 0 ms, got ${r.downtimeLimitMs}`);

@@ -1,3 +1,4 @@
+import { isMigrationError } from '../../../../shared/src/errors.ts';
 /**
  * fast-check arbitraries for page codecs: pages of several characters (random, text-like,
  * zero, patterned) built from a seed (cheap to generate and to shrink), and edits as real
@@ -125,4 +126,14 @@ export function applyEdit(old: Uint8Array, edit: Edit): Uint8Array {
 /** Byte equality of two arrays (fast; vitest's toEqual walks typed arrays element by element). */
 export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+}
+
+/** The code of the MigrationError `fn` throws, or undefined when it throws nothing. */
+export function codeOf(fn: () => unknown): string | undefined {
+  try {
+    fn();
+  } catch (error) {
+    return isMigrationError(error) ? error.code : `not a MigrationError: ${String(error)}`;
+  }
+  return undefined;
 }

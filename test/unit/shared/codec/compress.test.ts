@@ -16,16 +16,7 @@ import {
   looksCompressible,
   type CompressionCodec,
 } from '../../../../shared/src/codec/compress.ts';
-import { PAGE, anyPage, makePage, sameBytes } from './arbitraries.ts';
-
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (error) {
-    return isMigrationError(error) ? error.code : `not a MigrationError: ${String(error)}`;
-  }
-  return undefined;
-}
+import { PAGE, anyPage, codeOf, makePage, sameBytes } from './arbitraries.ts';
 
 const codecs = COMPRESSION_CODECS;
 const batch = fc.array(anyPage, { minLength: 0, maxLength: 8 }).map((pages) => Uint8Array.from(Buffer.concat(pages)));

@@ -6,19 +6,9 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { isMigrationError } from '../../../../shared/src/errors.ts';
 import { DEFAULT_DELTA_CACHE_BYTES, DeltaCache, encodeWithCache } from '../../../../shared/src/codec/delta-cache.ts';
 import { xbzrleDecode } from '../../../../shared/src/codec/xbzrle.ts';
-import { PAGE, anyEdit, applyEdit, makePage, pageKind, sameBytes, type Edit } from './arbitraries.ts';
-
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (error) {
-    return isMigrationError(error) ? error.code : `not a MigrationError: ${String(error)}`;
-  }
-  return undefined;
-}
+import { PAGE, anyEdit, applyEdit, makePage, pageKind, sameBytes, type Edit, codeOf } from './arbitraries.ts';
 
 describe('DeltaCache', () => {
   it('sizes itself in whole pages, at least one; 64 MiB by default', () => {

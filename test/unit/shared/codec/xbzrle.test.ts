@@ -7,9 +7,8 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { isMigrationError } from '../../../../shared/src/errors.ts';
 import { XBZRLE_MAX_PAGE_BYTES, xbzrleDecode, xbzrleEncode } from '../../../../shared/src/codec/xbzrle.ts';
-import { PAGE, anyEdit, anyPage, applyEdit, makePage, sameBytes } from './arbitraries.ts';
+import { PAGE, anyEdit, anyPage, applyEdit, makePage, sameBytes, codeOf } from './arbitraries.ts';
 
 /** The delta of `cur` against `old` with room to spare (never -1), as a fresh array. */
 function encode(old: Uint8Array, cur: Uint8Array): Uint8Array {
@@ -23,15 +22,6 @@ function decoded(old: Uint8Array, delta: Uint8Array): Uint8Array {
   const page = old.slice();
   xbzrleDecode(delta, page);
   return page;
-}
-
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (error) {
-    return isMigrationError(error) ? error.code : `not a MigrationError: ${String(error)}`;
-  }
-  return undefined;
 }
 
 /** Hand-built deltas: ULEB128 of each number in `parts`, arrays as raw bytes. */

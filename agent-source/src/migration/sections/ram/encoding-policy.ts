@@ -15,6 +15,7 @@
  * Until the link has been measured (the first LINK_PROBE_BYTES of the migration, sent raw) auto
  * uses nothing; a fixed `on`/codec is used from the start, and `off` never.
  */
+import { formatRate } from '@livemig/shared';
 import type { CompressionCodec } from '@livemig/shared/codec';
 import type { ActiveEncodings } from './page-codecs.ts';
 
@@ -121,17 +122,13 @@ export function chooseEncodings(input: PolicyInput): EncodingChoice {
     if (best !== null && measured !== undefined && input.delivered?.raw !== undefined) best.rate = measured;
     if (best !== null && best.rate >= COMPRESS_GAIN * raw) {
       compress = best.codec;
-      compressWhy = `compress ${best.codec}: ${mbps(best.rate)} of pages vs ${mbps(raw)} raw`;
+      compressWhy = `compress ${best.codec}: ${formatRate(best.rate)} of pages vs ${formatRate(raw)} raw`;
     } else if (best !== null) {
-      compressWhy = `no compression: ${best.codec} would give ${mbps(best.rate)} of pages, raw ${mbps(raw)}`;
+      compressWhy = `no compression: ${best.codec} would give ${formatRate(best.rate)} of pages, raw ${formatRate(raw)}`;
     }
   } else if (params.compress === 'auto') {
     compressWhy = 'no compression until the link is measured';
   }
-  const why = `link ${known ? mbps(link) : 'not measured yet'}; delta ${delta ? 'on' : 'off'}, dedup ${dedup ? 'on' : 'off'}, ${compressWhy}`;
+  const why = `link ${known ? formatRate(link) : 'not measured yet'}; delta ${delta ? 'on' : 'off'}, dedup ${dedup ? 'on' : 'off'}, ${compressWhy}`;
   return { delta, dedup, compress, why };
-}
-
-function mbps(bps: number): string {
-  return `${(bps / 1e6).toFixed(bps < 10e6 ? 1 : 0)} MB/s`;
 }
