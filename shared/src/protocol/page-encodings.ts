@@ -38,6 +38,13 @@ export interface PagesLayout {
   payloadBytes: number;
 }
 
+/**
+ * The most a batch's compressed block may inflate to: the default frame limit. A source's batch
+ * is 256 pages (1 MiB); without this bound a 16 MiB frame of brotli could ask for an allocation
+ * of (its page count, up to the metadata limit) × 4 KiB — hundreds of MiB.
+ */
+export const MAX_INFLATED_BYTES = 16 * 1024 * 1024;
+
 function reject(text: string): never {
   throw new MigrationError('ERR_BAD_METADATA', `Pages: ${text}`);
 }
@@ -74,6 +81,9 @@ export function pagesLayout(
   if (compressed > 0 || zcodec !== undefined || zlen !== undefined) {
     if (zcodec === undefined || zlen === undefined) reject(`${compressed} compressed pages without zcodec and zlen`);
     if (compressed === 0) reject('a compressed block without compressed pages');
+    if (compressed * pageSize > MAX_INFLATED_BYTES) {
+      reject(`${compressed} compressed pages inflate past ${MAX_INFLATED_BYTES} bytes`);
+    }
     if (zlen < 1 || zlen > compressed * pageSize) {
       reject(`a ${zlen}-byte block for ${compressed} compressed pages of ${pageSize} bytes`);
     }

@@ -285,6 +285,17 @@ describe('hostile encoded batches at the destination', () => {
       'more than',
     ],
     [
+      'more compressed pages than a block may inflate to (an allocation bomb)',
+      {
+        pages: Uint32Array.from({ length: 4097 }, (_, i) => i),
+        kinds: new Uint8Array(4097).fill(PageKind.Compressed),
+        zcodec: 1,
+        zlen: 64,
+      },
+      64,
+      'inflate past',
+    ],
+    [
       'delta pages without their lengths',
       { pages: Uint32Array.of(1), kinds: Uint8Array.of(PageKind.Delta) },
       0,
