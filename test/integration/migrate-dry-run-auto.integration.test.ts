@@ -128,18 +128,22 @@ describe('livemig migrate --mode auto', () => {
 
   it('--objective total-time then downtime: each migrates intact, the report says what auto chose and ran', async () => {
     const [a, b] = await Promise.all([fleet.source('vm', SPEC), fleet.agent()]);
+    /** `livemig migrate --mode auto --objective <objective>` from one agent to the other. */
+    const auto = (from: FleetAgent, to: FleetAgent, objective: string, ...more: string[]) =>
+      migrateCli(from, [
+        '--to',
+        to.listen!,
+        '--dest-control',
+        to.control,
+        '--mode',
+        'auto',
+        '--objective',
+        objective,
+        ...more,
+      ]);
 
     // a → b, total-time, the text report.
-    const text = await migrateCli(a, [
-      '--to',
-      b.listen!,
-      '--dest-control',
-      b.control,
-      '--mode',
-      'auto',
-      '--objective',
-      'total-time',
-    ]);
+    const text = await auto(a, b, 'total-time');
     expect(text.code, text.stderr).toBe(0);
     const first = await fleet.ask(a, lastReport);
     expectAuto(first, 'total-time');
@@ -150,26 +154,42 @@ describe('livemig migrate --mode auto', () => {
     expect(await whereIs(a, b)).toEqual(['migrated', 'running']);
 
     // b → a, downtime, --json: one report object.
-    const json = await migrateCli(b, [
-      '--to',
-      a.listen!,
-      '--dest-control',
-      a.control,
-      '--mode',
-      'auto',
-      '--objective',
-      'downtime',
-      '--json',
-    ]);
+    const json = await auto(b, a, 'downtime', '--json');
     expect(json.code, json.stderr).toBe(0);
     const second = JSON.parse(json.stdout) as MigrationReport;
     expectAuto(second, 'downtime');
+    expect(await whereIs(a, b)).toEqual(['running', 'migrated']);
+
+    // a → b again: a measured its link to b in the first migration, so auto decides from that
+    // history and the first 125 ms of the dirty-rate measurement; for total time in round 0
+    // (capped so that round 0 outlasts those 125 ms), nothing waiting for it.
+    const again = await auto(a, b, 'total-time', '--max-bandwidth', '100MB/s', '--json');
+    expect(again.code, again.stderr).toBe(0);
+    const third = JSON.parse(again.stdout) as MigrationReport;
+    expectAuto(third, 'total-time');
+    expect(third.auto!.inputs.link.source).toMatch(/^the last migration to this destination \(/);
+    expect(third.auto!.inputs.link.bandwidthBps).toBe(first.rounds[0]!.bandwidthBps);
+    expect(third.auto!).toMatchObject({ decidedIn: 'round 0' });
+    expect(third.auto!.decidedAtMs).toBeGreaterThan(third.times.setupMs);
+    expect(await whereIs(a, b)).toEqual(['migrated', 'running']);
+
+    // b → a again, for downtime: b knows its link to a (the second migration), and decides
+    // before round 0, where a pure post-copy is still possible.
+    const back = await auto(b, a, 'downtime', '--json');
+    expect(back.code, back.stderr).toBe(0);
+    const fourth = JSON.parse(back.stdout) as MigrationReport;
+    expectAuto(fourth, 'downtime');
+    expect(fourth.auto!.inputs.link.source).toMatch(/^the last migration to this destination \(/);
+    expect(fourth.auto!).toMatchObject({ decidedIn: 'setup' });
+    if (fourth.auto!.chosen === 'postcopy') expect(fourth.rounds, 'a pure post-copy').toEqual([]);
     expect(await whereIs(a, b)).toEqual(['running', 'migrated']);
     const oracle = await fleet.oracle(a, 'vm', SPEC);
     expect(oracle.migratedDigest).toBe(oracle.referenceDigest);
     console.log(
       `auto chose ${first.auto!.chosen} (mode ${first.mode}) for total-time, ` +
-        `${second.auto!.chosen} (mode ${second.mode}) for downtime`,
+        `${second.auto!.chosen} (mode ${second.mode}) for downtime, ` +
+        `then from the link history ${third.auto!.chosen} ${Math.round(third.auto!.decidedAtMs)} ms in ` +
+        `(setup ${Math.round(third.times.setupMs)} ms) and ${fourth.auto!.chosen} at setup`,
     );
   });
 

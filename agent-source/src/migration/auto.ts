@@ -3,7 +3,11 @@
  * (shared/src/predict). The migration starts as hybrid — the destination opens the fault
  * channel, so every choice stays possible — and decides once it knows enough:
  *
- *   - mid-round 0, as soon as the dirty-rate measurement taken at start is in and the round
+ *   - with a link history (an earlier migration to this destination measured the link), from
+ *     that link and the first SETUP_DECISION_POINTS checkpoints (125 ms) of the dirty-rate
+ *     measurement taken at start: before round 0 for `--objective downtime`, which waits for
+ *     them (autoDecideAtSetup), in round 0 for the others, which do not;
+ *   - otherwise mid-round 0, as soon as the dirty-rate measurement taken at start is in and the round
  *     has moved at least DECIDE_AFTER_BYTES (the bandwidth is then a measurement of this link
  *     and this engine, not a guess);
  *   - at the end of round 0 at the latest, from what round 0 itself measured: its bandwidth,
@@ -31,7 +35,7 @@ import type { MigrationContext } from './context.ts';
  */
 export const DEFAULT_VCPU_START_MS = 400;
 
-/** Checkpoints of the measurement at start a decision before round 0 waits for (62 and 125 ms). */
+/** Checkpoints of the measurement at start a decision from the link history needs (62 and 125 ms). */
 export const SETUP_DECISION_POINTS = 2;
 
 /** Bytes round 0 must have moved before its rate counts as the link's (and ≥ 20 ms of sending). */
@@ -68,18 +72,29 @@ export function curveFrom(
 }
 
 /**
- * Before round 0, when an earlier migration to this destination measured the link (the agent's
- * link history): wait for the first checkpoints of the measurement at start (the curve's first
- * 125 ms) and decide now — the only point where a pure post-copy is still possible (deciding in
- * round 0, a switch to post-copy costs what round 0 had sent, and more downtime). Without a
- * history, nothing happens here and round 0 decides.
+ * Before round 0, for `--objective downtime` when an earlier migration to this destination
+ * measured the link (the agent's link history): wait for the first checkpoints of the
+ * measurement at start (the curve's first 125 ms) and decide now — the only point where a pure
+ * post-copy is still possible: a switch in round 0 must flush what round 0 has queued before
+ * the pause (3–5 ms of downtime on loopback from here, 11–22 ms from round 0). The other
+ * objectives decide in round 0 (autoDecide): for them the wait would cost, measured by
+ * `livemig compare`, 7–9 % of a lan migration's total time whatever was chosen, and a switch
+ * there loses no time and no bytes (round 0's pages are in place; the destination's vCPU starts
+ * meanwhile). Without a history, nothing happens here and round 0 decides.
  */
 export async function autoDecideAtSetup(ctx: MigrationContext): Promise<AutoReport | undefined> {
-  const hint = ctx.linkHint;
   const start = ctx.startDirtyRate;
-  if (!ctx.params.auto || ctx.auto || !hint || !start) return ctx.auto;
+  if (!ctx.params.auto || ctx.auto || !ctx.linkHint || !start || ctx.params.auto.objective !== 'downtime') {
+    return ctx.auto;
+  }
   await start.whenPoints(SETUP_DECISION_POINTS);
-  const measurement = start.measurement ?? start.soFar;
+  return decideFromHistory(ctx, 'setup');
+}
+
+/** Decide from the link history and the measurement at start so far (none yet: undefined). */
+function decideFromHistory(ctx: MigrationContext, where: AutoReport['decidedIn']): AutoReport | undefined {
+  const hint = ctx.linkHint!;
+  const measurement = ctx.startDirtyRate?.measurement ?? ctx.startDirtyRate?.soFar;
   if (!measurement) return undefined;
   const ageS = Math.max(0, (Date.now() - hint.at) / 1000);
   return decide(
@@ -92,7 +107,7 @@ export async function autoDecideAtSetup(ctx: MigrationContext): Promise<AutoRepo
       source: `the last migration to this destination (${hint.migrationId}, ${ageS.toFixed(0)} s ago)`,
     },
     undefined,
-    'setup',
+    where,
   );
 }
 
@@ -113,6 +128,8 @@ export function autoDecide(
   if (roundEnd) {
     bandwidthBps = roundEnd.ms > 0 ? (roundEnd.bytes / roundEnd.ms) * 1000 : 0;
     source = `round 0 (${(roundEnd.bytes / MB).toFixed(1)} MB in ${Math.round(roundEnd.ms)} ms)`;
+  } else if (ctx.linkHint && (start?.soFar?.curve?.length ?? 0) >= SETUP_DECISION_POINTS) {
+    return decideFromHistory(ctx, 'round 0');
   } else {
     if (!start?.measurement) return undefined;
     const sent = ctx.channels.main.bytesSent - ctx.stats.current.bytesAtStart;
