@@ -87,6 +87,8 @@ interface Job {
   id: number;
   op: 'compress' | 'decompress';
   codec: CompressionCodec;
+  /** Brotli's quality for this job (compress only). */
+  quality: number;
   /** Our copy of the input (detached once handed to the worker). */
   input: Uint8Array;
   /** Its length, kept for the counters. */
@@ -156,14 +158,20 @@ export class CompressPool {
   }
 
   /**
-   * `input` compressed with `codec` in a worker. The result may be larger than the input: the
-   * caller compares and sends raw then. The input is copied before this returns.
+   * `input` compressed with `codec` in a worker (brotli at `brotliQuality`, default the pool's).
+   * The result may be larger than the input: the caller compares and sends raw then. The input
+   * is copied before this returns.
    * @throws (rejects) ERR_BUFFER_OVERFLOW when the queue is full, ERR_INVALID_ARGUMENT for an
-   *         input over maxBatchBytes or an unknown codec, ERR_CANCELLED once closed
+   *         input over maxBatchBytes, an unknown codec or a bad quality, ERR_CANCELLED once closed
    */
-  compress(input: Uint8Array, codec: CompressionCodec = this.codec): Promise<Uint8Array> {
+  compress(
+    input: Uint8Array,
+    codec: CompressionCodec = this.codec,
+    brotliQuality: number = this.#brotliQuality,
+  ): Promise<Uint8Array> {
     try {
       checkCodec(codec);
+      checkQuality(brotliQuality);
       if (input.length > this.#maxBatchBytes) {
         throw new MigrationError(
           'ERR_INVALID_ARGUMENT',
@@ -173,7 +181,7 @@ export class CompressPool {
     } catch (error) {
       return Promise.reject(error as MigrationError);
     }
-    return this.#submit('compress', codec, input, 0);
+    return this.#submit('compress', codec, input, 0, brotliQuality);
   }
 
   /**
@@ -197,7 +205,7 @@ export class CompressPool {
     } catch (error) {
       return Promise.reject(error as MigrationError);
     }
-    return this.#submit('decompress', codec, input, expectedLength);
+    return this.#submit('decompress', codec, input, expectedLength, this.#brotliQuality);
   }
 
   /** Jobs waiting for a worker plus jobs running. */
@@ -251,7 +259,13 @@ export class CompressPool {
     await Promise.all([...this.#exits]);
   }
 
-  #submit(op: Job['op'], codec: CompressionCodec, input: Uint8Array, expectedLength: number): Promise<Uint8Array> {
+  #submit(
+    op: Job['op'],
+    codec: CompressionCodec,
+    input: Uint8Array,
+    expectedLength: number,
+    quality: number,
+  ): Promise<Uint8Array> {
     if (this.#closed) return Promise.reject(new MigrationError('ERR_CANCELLED', 'the compress pool was closed'));
     const idle = this.#idleSlot();
     if (!idle && this.#queue.length > 0 && this.full) {
@@ -272,6 +286,7 @@ export class CompressPool {
         id: this.#nextId++,
         op,
         codec,
+        quality,
         input: copy,
         inputLength: copy.length,
         expectedLength,
@@ -346,7 +361,7 @@ export class CompressPool {
         codec: job.codec,
         input: job.input,
         expectedLength: job.expectedLength,
-        brotliQuality: this.#brotliQuality,
+        brotliQuality: job.quality,
       },
       [job.input.buffer as ArrayBuffer],
     );

@@ -1,8 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { resolveEncodingParams } from '../../../agent-source/src/migration/encoding-params.ts';
 import {
+  LEVEL_PRIORS,
+  levelFigures,
+  levelsFor,
+  type CodecFigures,
+  type CompressLevel,
+} from '../../../agent-source/src/migration/sections/ram/compress-levels.ts';
+import {
   chooseEncodings,
-  CODEC_PRIORS,
   DEFAULT_ENCODING_PARAMS,
   type EncodingParams,
   type PolicyInput,
@@ -12,7 +18,7 @@ const AUTO: EncodingParams = { ...DEFAULT_ENCODING_PARAMS, delta: 'auto', dedup:
 const input = (over: Partial<PolicyInput>): PolicyInput => ({
   params: AUTO,
   linkBps: null,
-  codecs: CODEC_PRIORS,
+  codecs: LEVEL_PRIORS,
   round: 1,
   fitsCache: false,
   ...over,
@@ -29,30 +35,69 @@ describe('chooseEncodings', () => {
     expect(c.why).toContain('no compression');
   });
 
-  it('on a slow link compresses with the codec that delivers the most pages, and deltas and references on', () => {
-    // 12 MB/s (the lab's wan): brotli's better ratio wins over lz4's speed.
+  /** Figures for every level: `given` where named, a figure no level would be chosen with elsewhere. */
+  const only = (given: Partial<Record<CompressLevel, CodecFigures>>): Record<CompressLevel, CodecFigures> => ({
+    lz4: { bps: 1e6, ratio: 1 },
+    brotli: { bps: 1e6, ratio: 1 },
+    'brotli:2': { bps: 1e6, ratio: 1 },
+    'brotli:5': { bps: 1e6, ratio: 1 },
+    ...given,
+  });
+
+  it('on a slow link compresses with the level that delivers the most pages, and deltas and references on', () => {
+    // 12 MB/s (the lab's wan): a dense brotli's ratio wins over lz4's speed while one core keeps up.
     const c = chooseEncodings(input({ linkBps: 12e6 }));
-    expect(c).toMatchObject({ delta: true, dedup: true, compress: 'brotli' });
+    expect(c).toMatchObject({ delta: true, dedup: true });
+    expect(c.compress).toMatch(/^brotli/);
     // Where the CPU is the bottleneck (a fast link, a slow codec) the faster codec wins.
     const fast = chooseEncodings(
-      input({ linkBps: 200e6, codecs: { lz4: { bps: 400e6, ratio: 0.5 }, brotli: { bps: 100e6, ratio: 0.3 } } }),
+      input({ linkBps: 200e6, codecs: only({ lz4: { bps: 400e6, ratio: 0.5 }, brotli: { bps: 100e6, ratio: 0.3 } }) }),
     );
     expect(fast.compress).toBe('lz4');
+  });
+
+  it('a denser level is used while its one thread outruns the link, not once the CPU would hold the link back', () => {
+    const figures = only({ brotli: { bps: 175e6, ratio: 0.26 }, 'brotli:2': { bps: 122e6, ratio: 0.18 } });
+    // 12 MB/s: brotli:2 carries 12 ÷ 0.18 = 67 MB/s of pages, brotli 46.
+    expect(chooseEncodings(input({ linkBps: 12e6, codecs: figures })).compress).toBe('brotli:2');
+    // 40 MB/s: brotli:2 would need 222 MB/s of input, its thread does 122; brotli does 154 of 175.
+    expect(chooseEncodings(input({ linkBps: 40e6, codecs: figures })).compress).toBe('brotli');
+  });
+
+  it('keeps the level in use unless another promises 10 % more (no flapping on noise)', () => {
+    const figures = only({ brotli: { bps: 175e6, ratio: 0.2 }, 'brotli:2': { bps: 122e6, ratio: 0.19 } });
+    // brotli:2 would carry 63 MB/s of pages, brotli 60: not enough to switch.
+    expect(chooseEncodings(input({ linkBps: 12e6, codecs: figures, current: 'brotli' })).compress).toBe('brotli');
+    expect(chooseEncodings(input({ linkBps: 12e6, codecs: figures })).compress).toBe('brotli:2');
+  });
+
+  it('auto chooses among the negotiated levels only', () => {
+    const c = chooseEncodings(input({ linkBps: 12e6, levels: ['lz4'] }));
+    expect(c.compress).toBe('lz4');
+    expect(levelsFor('auto')).toEqual(['lz4', 'brotli', 'brotli:2', 'brotli:5']);
+    expect(levelsFor('brotli')).toEqual(['brotli']);
+    expect(levelsFor('off')).toEqual([]);
   });
 
   it('a codec measured delivering fewer pages than raw is not used, whatever the model says (a CPU-bound loopback)', () => {
     // The model says lz4 doubles a 100 MB/s "link"; measured, it delivered 80 MB/s of pages where raw did 100.
     const modelled = chooseEncodings(input({ linkBps: 100e6, delivered: { raw: 100e6 } }));
     expect(modelled.compress).not.toBeNull();
-    const measured = chooseEncodings(input({ linkBps: 100e6, delivered: { raw: 100e6, lz4: 80e6, brotli: 60e6 } }));
+    const measured = chooseEncodings(
+      input({
+        linkBps: 100e6,
+        delivered: { raw: 100e6, lz4: 80e6, brotli: 60e6, 'brotli:2': 50e6, 'brotli:5': 30e6 },
+      }),
+    );
     expect(measured.compress).toBeNull();
     // Measured better, it is kept.
-    expect(chooseEncodings(input({ linkBps: 16e6, delivered: { raw: 16e6, brotli: 45e6 } })).compress).toBe('brotli');
+    const kept = input({ linkBps: 16e6, delivered: { raw: 16e6, brotli: 45e6, lz4: 30e6, 'brotli:2': 40e6 } });
+    expect(chooseEncodings({ ...kept, levels: ['lz4', 'brotli', 'brotli:2'] }).compress).toBe('brotli');
   });
 
   it('stops compressing memory measured incompressible', () => {
     const c = chooseEncodings(
-      input({ linkBps: 12e6, codecs: { lz4: { bps: 300e6, ratio: 1 }, brotli: { bps: 150e6, ratio: 1 } } }),
+      input({ linkBps: 12e6, codecs: only({ lz4: { bps: 300e6, ratio: 1 }, brotli: { bps: 150e6, ratio: 1 } }) }),
     );
     expect(c.compress).toBeNull();
   });
@@ -75,6 +120,20 @@ describe('chooseEncodings', () => {
       dedup: false,
       compress: null,
     });
+  });
+});
+
+describe('levelFigures', () => {
+  it('a level that ran is its measurement; one that did not is its prior, scaled by a measured sibling of its codec', () => {
+    const f = levelFigures(new Map([['brotli', { bps: 300e6, ratio: 0.2 }]]));
+    expect(f.brotli).toEqual({ bps: 300e6, ratio: 0.2 });
+    // brotli:2's prior is 0.7× brotli's speed and 0.75× its ratio: so is its prediction.
+    expect(f['brotli:2'].bps).toBeCloseTo(300e6 * (LEVEL_PRIORS['brotli:2'].bps / LEVEL_PRIORS.brotli.bps));
+    expect(f['brotli:2'].ratio).toBeCloseTo(0.2 * (LEVEL_PRIORS['brotli:2'].ratio / LEVEL_PRIORS.brotli.ratio));
+    // lz4 has no measured sibling: its prior.
+    expect(f.lz4).toEqual(LEVEL_PRIORS.lz4);
+    // A ratio measured before the speed: the prior's speed with it.
+    expect(levelFigures(new Map([['lz4', { ratio: 0.4 }]])).lz4).toEqual({ bps: LEVEL_PRIORS.lz4.bps, ratio: 0.4 });
   });
 });
 

@@ -62,6 +62,18 @@ describe('CompressPool', () => {
     expect(p.threads).toBe(1);
   });
 
+  it("a job's brotli quality is its own: byte for byte the synchronous codec at that quality, one pool for all", async () => {
+    const p = pool({ codec: 'brotli' });
+    const input = textBatch(64);
+    const [fast, dense] = await Promise.all([p.compress(input, 'brotli', 1), p.compress(input, 'brotli', 5)]);
+    expect(sameBytes(fast, compressSync(input, 'brotli', { brotliQuality: 1 }))).toBe(true);
+    expect(sameBytes(dense, compressSync(input, 'brotli', { brotliQuality: 5 }))).toBe(true);
+    expect(sameBytes(fast, dense)).toBe(false);
+    // Either decodes without knowing the quality (the wire does not carry it).
+    expect(sameBytes(await p.decompress(dense, input.length), input)).toBe(true);
+    expect(await codeOf(p.compress(input, 'brotli', 12))).toBe('ERR_INVALID_ARGUMENT');
+  });
+
   it('takes a snapshot: changing the input after the call does not change the result', async () => {
     const p = pool({ codec: 'brotli' });
     const input = new Uint8Array(new SharedArrayBuffer(8 * PAGE));

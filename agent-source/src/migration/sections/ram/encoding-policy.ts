@@ -3,9 +3,10 @@
  * compress when the link, not the CPU, is the bottleneck; deltas and references when the link is
  * slow enough that encoding a page costs less than sending it.
  *
- *   compress  per codec, pages per second = min(codec speed × threads, link ÷ ratio); the best
- *             codec is used when it beats sending raw (the link's rate) by COMPRESS_GAIN; on a
- *             link faster than any codec (loopback) that never happens: auto costs nothing
+ *   compress  per level (a codec at a setting: compress-levels.ts), pages per second =
+ *             min(codec speed × threads, link ÷ ratio), or what the level delivered once it ran;
+ *             the best level is used when it beats sending raw (the link's rate) by COMPRESS_GAIN;
+ *             on a link faster than any codec (loopback) that never happens: auto costs nothing
  *   delta     from round 1 (round 0 too when the VM fits the cache: every page is then a base),
  *             below DELTA_MAX_LINK_BPS — an XBZRLE encode runs at ≥ 0.6 GB/s per core, so on a
  *             faster link the copy and encode would be most of a page's cost
@@ -16,13 +17,13 @@
  * uses nothing; a fixed `on`/codec is used from the start, and `off` never.
  */
 import { formatRate } from '@livemig/shared';
-import type { CompressionCodec } from '@livemig/shared/codec';
+import type { CodecFigures, CompressLevel } from './compress-levels.ts';
 import type { ActiveEncodings } from './page-codecs.ts';
 
 /** `--xbzrle` / `--dedup`: on, off, or chosen from measurements. */
 export type EncodingMode = 'auto' | 'on' | 'off';
-/** `--compress`: a codec, off, or chosen from measurements. */
-export type CompressMode = 'auto' | 'off' | CompressionCodec;
+/** `--compress`: a codec (at its default setting), off, or chosen from measurements. */
+export type CompressMode = 'auto' | 'off' | 'lz4' | 'brotli';
 
 /** The encoding knobs of one migration. */
 export interface EncodingParams {
@@ -50,6 +51,8 @@ export const DEFAULT_ENCODING_PARAMS: Readonly<EncodingParams> = Object.freeze({
 
 /** Compression must promise at least this many times the raw rate to be used. */
 export const COMPRESS_GAIN = 1.15;
+/** Another level must promise this many times the current one's rate to replace it (no flapping). */
+export const LEVEL_SWITCH_GAIN = 1.1;
 /** Deltas only on links slower than this (bytes/s). */
 export const DELTA_MAX_LINK_BPS = 400e6;
 /** References only on links slower than this (bytes/s). */
@@ -57,26 +60,19 @@ export const DEDUP_MAX_LINK_BPS = 250e6;
 /** Raw bytes sent before auto trusts its measure of the link. */
 export const LINK_PROBE_BYTES = 8 * 1024 * 1024;
 
-/** A codec's speed per thread (input bytes/s) and output ÷ input. */
-export interface CodecFigures {
-  bps: number;
-  ratio: number;
-}
-
-/** Before a codec has run here: PERFORMANCE.md's per-core figures on text-like pages, and a ratio not yet known to be good. */
-export const CODEC_PRIORS: Readonly<Record<CompressionCodec, CodecFigures>> = Object.freeze({
-  lz4: { bps: 250e6, ratio: 0.5 },
-  brotli: { bps: 150e6, ratio: 0.4 },
-});
-
 export interface PolicyInput {
   params: EncodingParams;
   /** The link's rate for page data, bytes/s; null until measured. */
   linkBps: number | null;
-  codecs: Readonly<Record<CompressionCodec, CodecFigures>>;
+  /** Each level's figures (compress-levels.ts levelFigures). */
+  codecs: Readonly<Record<CompressLevel, CodecFigures>>;
+  /** The levels auto may choose among (what was negotiated). @default every level in `codecs` */
+  levels?: readonly CompressLevel[];
+  /** The level the last batches used, if any. */
+  current?: CompressLevel | null;
   /**
-   * Pages' bytes delivered per second as measured in this migration, raw (`raw`) and per codec:
-   * a codec measured slower than raw is not used again, whatever the model says.
+   * Pages' bytes delivered per second as measured in this migration, raw (`raw`) and per level:
+   * once measured, a level is judged by what it delivered, not by the model.
    */
   delivered?: Readonly<Record<string, number>>;
   round: number;
@@ -102,29 +98,38 @@ export function chooseEncodings(input: PolicyInput): EncodingChoice {
     params.delta === 'on' ||
     (params.delta === 'auto' && known && link < DELTA_MAX_LINK_BPS && (round >= 1 || input.fitsCache));
   const dedup = params.dedup === 'on' || (params.dedup === 'auto' && known && link < DEDUP_MAX_LINK_BPS);
-  let compress: CompressionCodec | null = null;
+  let compress: CompressLevel | null = null;
   let compressWhy = 'compress off';
   if (params.compress === 'lz4' || params.compress === 'brotli') {
     compress = params.compress;
     compressWhy = `compress ${compress} (asked)`;
   } else if (params.compress === 'auto' && known) {
-    // The codec: the one the model says delivers the most pages (its speed and ratio as measured
-    // here: a ratio is stable, a short stretch's delivered rate is not). Used when the model says
-    // it beats raw by COMPRESS_GAIN and, once measured, it did deliver that much more than raw did
-    // (on loopback the CPUs, not the wire, set the pace: the model cannot see that, the measure can).
+    // Each level's pages per second: what it delivered once it ran (on loopback the CPUs, not the
+    // wire, set the pace: the model cannot see that, the measure can), else what the model says
+    // from its speed and ratio as measured (or predicted from a sibling). The best is used when
+    // it beats raw by COMPRESS_GAIN; the one in use is kept unless another beats it by
+    // LEVEL_SWITCH_GAIN. A level modelled above the best measured one gets tried: that is how a
+    // denser level is found when the CPU has room.
     const raw = input.delivered?.raw ?? link;
-    let best: { codec: CompressionCodec; rate: number } | null = null;
-    for (const codec of Object.keys(codecs) as CompressionCodec[]) {
-      const rate = compressedRate(codecs[codec], params.compressThreads, link);
-      if (best === null || rate > best.rate) best = { codec, rate };
+    const rateOf = (level: CompressLevel): number =>
+      (input.delivered?.raw !== undefined ? input.delivered[level] : undefined) ??
+      compressedRate(codecs[level], params.compressThreads, link);
+    const levels = input.levels ?? (Object.keys(codecs) as CompressLevel[]);
+    let best: { level: CompressLevel; rate: number } | null = null;
+    for (const level of levels) {
+      const rate = rateOf(level);
+      if (best === null || rate > best.rate) best = { level, rate };
     }
-    const measured = best === null ? undefined : input.delivered?.[best.codec];
-    if (best !== null && measured !== undefined && input.delivered?.raw !== undefined) best.rate = measured;
+    const current = input.current;
+    if (best !== null && current && current !== best.level && levels.includes(current)) {
+      const kept = rateOf(current);
+      if (best.rate < kept * LEVEL_SWITCH_GAIN && kept >= COMPRESS_GAIN * raw) best = { level: current, rate: kept };
+    }
     if (best !== null && best.rate >= COMPRESS_GAIN * raw) {
-      compress = best.codec;
-      compressWhy = `compress ${best.codec}: ${formatRate(best.rate)} of pages vs ${formatRate(raw)} raw`;
+      compress = best.level;
+      compressWhy = `compress ${best.level}: ${formatRate(best.rate)} of pages vs ${formatRate(raw)} raw`;
     } else if (best !== null) {
-      compressWhy = `no compression: ${best.codec} would give ${formatRate(best.rate)} of pages, raw ${formatRate(raw)}`;
+      compressWhy = `no compression: ${best.level} would give ${formatRate(best.rate)} of pages, raw ${formatRate(raw)}`;
     }
   } else if (params.compress === 'auto') {
     compressWhy = 'no compression until the link is measured';

@@ -15,37 +15,41 @@
  * Delta and Dedup build on the destination's copy, so they stop for good when its VM may run
  * (`destinationRuns()`, at the handoff); the pre-copy sender is the only user before that.
  */
-import {
-  CompressPool,
-  DedupIndex,
-  DeltaCache,
-  COMPRESSION_CODECS,
-  pageHash,
-  type CompressionCodec,
-} from '@livemig/shared/codec';
+import { CompressPool, DedupIndex, DeltaCache, COMPRESSION_CODECS, pageHash } from '@livemig/shared/codec';
 import { PageKind } from '@livemig/shared/protocol';
 import type { EncodingsReport } from '@livemig/shared/report';
-import type { CodecFigures, EncodingParams } from './encoding-policy.ts';
+import {
+  COMPRESS_LEVELS,
+  levelFigures,
+  type CodecFigures,
+  type CompressLevel,
+  type MeasuredLevel,
+} from './compress-levels.ts';
+import type { EncodingParams } from './encoding-policy.ts';
 import type { GuestMemory } from '@livemig/shared/vm';
 
 /** A block is sent compressed only when it is at most this fraction of the pages' bytes. */
 export const MIN_COMPRESSION_GAIN = 0.95;
-/** Bytes a codec must have compressed here before its measured figures replace the priors. */
+/** Bytes a level must have compressed here before its measured speed replaces the prior. */
 const MIN_MEASURED_BYTES = 1024 * 1024;
 
 /** What a migration may use (negotiated ∧ allowed), fixed at its start. */
 export interface PageCodecsOptions {
   delta: { cacheBytes: number } | null;
-  dedup: { maxEntries?: number } | null;
-  /** Codecs the policy may pick from (empty: no compression); workers for the pool. */
-  compress: { codecs: readonly CompressionCodec[]; workers: number } | null;
+  /**
+   * `index`: the dedup index to use (built by the caller when it must seed it: host content,
+   * host-content-refs.ts); otherwise a new one bounded by `maxEntries`.
+   */
+  dedup: { maxEntries?: number; index?: DedupIndex } | null;
+  /** Levels the policy may pick from (compress-levels.ts); workers for the pool. */
+  compress: { codecs: readonly CompressLevel[]; workers: number } | null;
 }
 
 /** What the current batch uses (the policy's latest choice). */
 export interface ActiveEncodings {
   delta: boolean;
   dedup: boolean;
-  compress: CompressionCodec | null;
+  compress: CompressLevel | null;
 }
 
 /** Counters for the report (QEMU's xbzrle statistics and multifd-compression figures). */
@@ -98,9 +102,9 @@ export class PageCodecs {
   readonly #index: DedupIndex | undefined;
   #pool: CompressPool | undefined;
   #active: ActiveEncodings = { delta: false, dedup: false, compress: null };
-  /** Per codec, what it did here: input bytes, output bytes (a block sent raw counts as its input), ms waited. */
+  /** Per level, what it did here: input bytes, output bytes (a block sent raw counts as its input), ms waited. */
   readonly #measured = new Map<
-    CompressionCodec,
+    CompressLevel,
     { in: number; out: number; ms: number; firstIn: number; firstOut: number }
   >();
   #destinationRuns = false;
@@ -109,7 +113,7 @@ export class PageCodecs {
   constructor(options: PageCodecsOptions) {
     this.options = options;
     this.#cache = options.delta ? new DeltaCache({ cacheBytes: options.delta.cacheBytes }) : undefined;
-    this.#index = options.dedup ? new DedupIndex(options.dedup) : undefined;
+    this.#index = options.dedup ? (options.dedup.index ?? new DedupIndex(options.dedup)) : undefined;
     // Started now, so its thread boots during the setup, not inside the first measured batch.
     if (options.compress) this.#pool = new CompressPool({ workers: options.compress.workers });
   }
@@ -253,7 +257,7 @@ export class PageCodecs {
     if (refs.length > 0) batch.refs = Uint32Array.from(refs);
     if (block !== undefined) {
       batch.views.push(block);
-      batch.zcodec = COMPRESSION_CODECS.indexOf(compress!);
+      batch.zcodec = COMPRESSION_CODECS.indexOf(COMPRESS_LEVELS[compress!].codec);
       batch.zlen = block.length;
       this.stats.compressedPages += plain.length;
     }
@@ -262,17 +266,17 @@ export class PageCodecs {
   }
 
   /**
-   * Each codec's speed (input bytes/s, from the time waited for it: with one batch at a time that
-   * is its compression time) and ratio as measured here, over `priors` for codecs not run yet.
+   * Each level's speed (input bytes/s, from the time waited for it: with one batch at a time that
+   * is its compression time) and ratio as measured here; levels not run yet are predicted
+   * (compress-levels.ts levelFigures).
    */
-  codecFigures(priors: Readonly<Record<CompressionCodec, CodecFigures>>): Record<CompressionCodec, CodecFigures> {
-    const out = { ...priors };
-    for (const [codec, m] of this.#measured) {
+  codecFigures(): Record<CompressLevel, CodecFigures> {
+    const measured = new Map<CompressLevel, MeasuredLevel>();
+    for (const [level, m] of this.#measured) {
       const ratio = (m.out + m.firstOut) / (m.in + m.firstIn);
-      out[codec] =
-        m.in >= MIN_MEASURED_BYTES && m.ms > 0 ? { bps: (m.in / m.ms) * 1000, ratio } : { ...out[codec], ratio };
+      measured.set(level, m.in >= MIN_MEASURED_BYTES && m.ms > 0 ? { bps: (m.in / m.ms) * 1000, ratio } : { ratio });
     }
-    return out;
+    return levelFigures(measured);
   }
 
   /** Stop the compression workers (no thread left behind); their figures stay for the report. */
@@ -328,23 +332,24 @@ export class PageCodecs {
     plain: readonly number[],
     arena: Uint8Array,
     pageSize: number,
-    codec: CompressionCodec,
+    level: CompressLevel,
   ): Promise<Uint8Array | undefined> {
     const input = new Uint8Array(plain.length * pageSize);
     plain.forEach((i, k) => input.set(arena.subarray(i * pageSize, (i + 1) * pageSize), k * pageSize));
+    const { codec, quality } = COMPRESS_LEVELS[level];
     this.#pool ??= new CompressPool({ workers: this.options.compress?.workers ?? 1, codec });
     const started = performance.now();
-    const output = await this.#pool.compress(input, codec);
+    const output = await this.#pool.compress(input, codec, quality);
     const ms = performance.now() - started;
     this.stats.compressWaitMs += ms;
     this.stats.compressInBytes += input.length;
     const worth = output.length <= input.length * MIN_COMPRESSION_GAIN;
-    // A codec's first block is left out of its speed (its tables and the thread warming up),
+    // A level's first block is left out of its speed (its tables and the thread warming up),
     // not of its ratio.
-    const m = this.#measured.get(codec);
+    const m = this.#measured.get(level);
     const out = worth ? output.length : input.length;
     this.#measured.set(
-      codec,
+      level,
       m === undefined
         ? { in: 0, out: 0, ms: 0, firstIn: input.length, firstOut: out }
         : { ...m, in: m.in + input.length, out: m.out + out, ms: m.ms + ms },

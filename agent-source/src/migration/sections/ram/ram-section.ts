@@ -26,9 +26,9 @@ import type { OutgoingSection } from '../section.ts';
 import { absentAtSwitchover } from './absent-map.ts';
 import { PageSender } from './page-sender.ts';
 import { PostcopyPusher, serveFaults } from './postcopy-pusher.ts';
-import { COMPRESSION_CODECS } from '@livemig/shared/codec';
 import type { EncodingsReport } from '@livemig/shared/report';
 import type { EncodingParams } from './encoding-policy.ts';
+import { levelsFor } from './compress-levels.ts';
 import { PageCodecs, type PageCodecsOptions } from './page-codecs.ts';
 
 export interface RamSectionComponents {
@@ -79,7 +79,7 @@ export class RamSection implements OutgoingSection {
       compress:
         caps.compress && params.compress !== 'off'
           ? {
-              codecs: params.compress === 'auto' ? COMPRESSION_CODECS : [params.compress],
+              codecs: levelsFor(params.compress),
               workers: params.compressThreads,
             }
           : null,
