@@ -25,8 +25,13 @@ const input = (over: Partial<PolicyInput>): PolicyInput => ({
 });
 
 describe('chooseEncodings', () => {
-  it('uses nothing in auto until the link is measured', () => {
+  it('uses nothing in auto until the link is measured, but lz4 in the warm-up (which measures nothing)', () => {
     expect(chooseEncodings(input({}))).toMatchObject({ delta: false, dedup: false, compress: null });
+    expect(chooseEncodings(input({ warmingUp: true }))).toMatchObject({ delta: false, dedup: false, compress: 'lz4' });
+    // Not where lz4 was not negotiated, nor when compression is off.
+    expect(chooseEncodings(input({ warmingUp: true, levels: ['brotli'] })).compress).toBeNull();
+    const off: EncodingParams = { ...AUTO, compress: 'off' };
+    expect(chooseEncodings(input({ params: off, warmingUp: true })).compress).toBeNull();
   });
 
   it('costs nothing on a link faster than every codec (loopback): all off', () => {

@@ -210,6 +210,7 @@ export class PageSender {
       codecs: codecs.codecs.codecFigures(),
       levels: codecs.codecs.options.compress?.codecs ?? [],
       current: codecs.codecs.active.compress,
+      warmingUp: !this.#warmedUp,
       round: this.#round,
       fitsCache: codecs.fitsCache,
     });
