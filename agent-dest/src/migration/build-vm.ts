@@ -32,6 +32,8 @@ export interface BuildComponents {
   setupBitmap: boolean;
   /** Setup may carry a disk (negotiated `disk`). @default false */
   disk?: boolean;
+  /** Setup may ask for host content (negotiated `dedup-host` with `dedup`). @default false */
+  hostContent?: boolean;
   /**
    * May this Setup build a VM here? Throws the refusal. Runs once the Setup is known to fit —
    * name and budget — so a ticket is spent only by a Setup this agent can take, and before
@@ -67,6 +69,12 @@ export async function buildIncomingVm(setup: SetupMsg, c: BuildComponents): Prom
   });
   if (setup.disk && !c.disk) {
     throw new MigrationError('ERR_UNEXPECTED_MESSAGE', 'Setup carries a disk, but disk was not negotiated');
+  }
+  if (setup.hostContent !== undefined && !c.hostContent) {
+    throw new MigrationError(
+      'ERR_UNEXPECTED_MESSAGE',
+      'Setup asks for host content, but dedup-host (with dedup) was not negotiated',
+    );
   }
   const name = setup.vm.name;
   const what = `incoming VM "${name}"`;

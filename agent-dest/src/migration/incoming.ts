@@ -19,7 +19,7 @@ import { DEFAULT_SETUP_TIMEOUT_MS, MigrationError, toMigrationError } from '@liv
 import { msg, type PageApplier, type PeerChannel, type PeerIdentity } from '@livemig/shared/channel';
 import type { ControlEvents, EventName, IncomingInfo } from '@livemig/shared/control';
 import type { VmHost } from '@livemig/shared/host';
-import type { Message, RecordMsg, SetupMsg } from '@livemig/shared/protocol';
+import { negotiatedEncodings, type Message, type RecordMsg, type SetupMsg } from '@livemig/shared/protocol';
 import {
   cancelCode,
   countersignRecord,
@@ -45,6 +45,7 @@ import { MainLink } from './main-link.ts';
 import { PostcopyPaging } from './postcopy-paging.ts';
 import { advance, initialState, step, type Action, type InternalEvent, type ReceiverState } from './receiver.ts';
 import { DiskLoad } from './disk-load.ts';
+import { offerHostContent } from './host-content.ts';
 import { IncomingSections } from './sections.ts';
 import { DEST_DISCARDS_ON_FAILURE, type DestStatus } from './status.ts';
 
@@ -149,6 +150,7 @@ export class IncomingMigration {
     } finally {
       this.#endedAt = performance.now();
       clearTimeout(this.#setupDeadline);
+      this.#dropHostContent();
       this.#built?.paging.stop();
       await this.#built?.prefault?.stop();
     }
@@ -276,6 +278,7 @@ export class IncomingMigration {
         await sections.disk?.prepare(); // shared storage: open the image the source just closed
         const digests = sections.verify(action.digests, sections.names);
         this.#exchanged(action.digests, digests);
+        this.#dropHostContent(); // every page is here: no reference can come any more
         vm.markAllPresent(); // a hybrid that converged: nothing is absent
         await vm.vcpuReady(); // started in the background at Setup; a vCPU that died fails the migration here
         this.#link.channel.send(msg.ready(digests));
@@ -294,6 +297,7 @@ export class IncomingMigration {
         const digests = sections.verify(action.digests, sections.stateNames);
         this.#exchanged(action.digests, digests);
         const absent = Bitmap.fromBytes(action.bitmap, vm.memory.pageCount);
+        this.#dropHostContent(); // the VM runs here next: references are refused from now on
         paging.start(absent);
         await vm.vcpuReady();
         this.#link.channel.send(msg.ready(digests));
@@ -310,6 +314,18 @@ export class IncomingMigration {
       case 'countersign':
         return this.#countersign(action.message);
     }
+  }
+
+  /** The host content table is no longer needed: let its memory go (the applier logs what it served). */
+  #dropHostContent(): void {
+    const { applier, logger } = this.#c;
+    const table = applier.hostContent;
+    if (table === undefined) return;
+    applier.hostContent = undefined;
+    logger.info(
+      { event: 'dedup.host.done', offered: table.count, tableBytes: table.bytes, references: applier.hostReferences },
+      `host content: ${applier.hostReferences} references to ${table.count} contents offered`,
+    );
   }
 
   #exchanged(source: Readonly<Record<string, string>>, dest: Readonly<Record<string, string>>): void {
@@ -430,8 +446,16 @@ export class IncomingMigration {
       maxMemoryBytes: this.#options.maxMemoryBytes,
       setupBitmap: this.#link.channel.capabilities.has('setup-bitmap'),
       disk: this.#link.channel.capabilities.has('disk'),
+      hostContent: negotiatedEncodings(this.#link.channel.capabilities).dedupHost,
       ...(admit ? { admit: () => admit(setup, this.#link.channel.peer) } : {}),
     });
+    // Asked for (dedup on, dedup-host negotiated: checked above): what this host's other VMs
+    // hold, snapshotted now, so references to it mean what SetupDone says until the end.
+    const offered =
+      setup.hostContent !== undefined
+        ? offerHostContent(host, name, setup.hostContent, vm.memory.pageSize, logger)
+        : undefined;
+    applier.hostContent = offered;
     const paging = new PostcopyPaging(vm, applier, logger, this.#c.onFaultLatency);
     const virtualDisk = vm.virtualDisk;
     const disk =
@@ -442,7 +466,12 @@ export class IncomingMigration {
     // The vCPU worker starts while pages arrive, and the first RoundAck waits for it; post-copy
     // has no pre-copy round, so it waits here, before the source may pause the VM.
     if (setup.mode === 'postcopy') await vm.vcpuReady();
-    this.#link.channel.send(msg.setupDone(performance.now() - started));
+    this.#link.channel.send(
+      msg.setupDone(
+        performance.now() - started,
+        offered ? { hashes: offered.hashes, ms: offered.figures.ms } : undefined,
+      ),
+    );
     this.#event('built');
     logger.info({ event: 'setup.done', migrationId: this.#migrationId, vm: name, mode: setup.mode }, 'receiving VM');
   }

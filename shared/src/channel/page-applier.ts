@@ -18,8 +18,11 @@
  * and a Dedup copied from another page — both only while the VM is not running here (`wanted`
  * unset), and only onto/from a page this applier has received: the source's cache and index
  * model what the destination holds, and a reference outside that model is refused, not guessed.
+ * A reference at or past the VM's page count (`dedup-host`) names entry (ref − pageCount) of
+ * `hostContent`, the table of other VMs' content this side snapshotted and offered at Setup; an
+ * entry it did not offer is refused the same way.
  */
-import { COMPRESSION_CODECS, decompressSync, xbzrleDecode } from '../codec/index.ts';
+import { COMPRESSION_CODECS, decompressSync, xbzrleDecode, type HostContentTable } from '../codec/index.ts';
 import { MigrationError } from '../errors.ts';
 import { PageKind, type PageSink, type PagesMeta } from '../protocol/index.ts';
 import { PageDigestLedger, type GuestMemory } from '../vm/index.ts';
@@ -47,8 +50,15 @@ export class PageApplier implements PageSink {
   onPage: ((page: number) => void) | undefined;
   /** The page encodings the handshake negotiated (capabilities xbzrle, dedup, compress); none by default. */
   encodings: { delta: boolean; dedup: boolean; compress: boolean } = { delta: false, dedup: false, compress: false };
+  /**
+   * The host content this side offered in SetupDone (`dedup-host`): what a reference at or past
+   * the page count copies. Undefined: none offered (or no longer needed: dropped to free it).
+   */
+  hostContent: HostContentTable | undefined;
   /** Pages received at least once since attach (a Delta's base, a Dedup's source), 1 byte each. */
   #received: Uint8Array = new Uint8Array(0);
+  /** References applied to host content (for the logs: the source reports its own count). */
+  hostReferences = 0;
 
   /**
    * Start writing into this memory; the ledger starts as all-zero (the memory is fresh). When the
@@ -70,6 +80,7 @@ export class PageApplier implements PageSink {
       this.#regions = [];
       this.#current = undefined;
       this.#received = new Uint8Array(0);
+      this.hostContent = undefined;
     });
   }
 
@@ -147,14 +158,7 @@ export class PageApplier implements PageSink {
         if (kind === PageKind.Delta) {
           xbzrleDecode(decoder.nextDelta(), target);
         } else if (kind === PageKind.Dedup) {
-          const from = decoder.nextRef();
-          if (this.#received[from] !== 1) {
-            throw new MigrationError(
-              'ERR_BAD_ENCODING',
-              `page ${page} refers to page ${from}, which never arrived here`,
-            );
-          }
-          target.set(memory.page(from));
+          target.set(this.#referenced(page, decoder.nextRef(), memory));
         } else {
           target.set(decoder.nextCompressed());
         }
@@ -185,6 +189,26 @@ export class PageApplier implements PageSink {
     if (kind === PageKind.Delta && this.#received[page] !== 1) {
       throw new MigrationError('ERR_BAD_ENCODING', `page ${page}: a delta against a page that never arrived here`);
     }
+  }
+
+  /** The bytes a reference from `page` copies: a page received here, or an entry of the host content offered. */
+  #referenced(page: number, from: number, memory: GuestMemory): Uint8Array {
+    if (from < memory.pageCount) {
+      if (this.#received[from] !== 1) {
+        throw new MigrationError('ERR_BAD_ENCODING', `page ${page} refers to page ${from}, which never arrived here`);
+      }
+      return memory.page(from);
+    }
+    const k = from - memory.pageCount;
+    const entry = this.hostContent?.entry(k);
+    if (entry === undefined) {
+      throw new MigrationError(
+        'ERR_BAD_ENCODING',
+        `page ${page} refers to host content ${k}, which this side did not offer (${this.hostContent?.count ?? 0} entries)`,
+      );
+    }
+    this.hostReferences += 1;
+    return entry;
   }
 
   /** Guest memory for `length` bytes from `offset` in page `pages[index]` (within one region: see maxRunPages). */

@@ -48,6 +48,12 @@
  *
  *  Keeping all 256 bits is the fastest form (the digest goes straight to a string, no Buffer)
  *  and ends the collision question; it costs ~21 bytes more per entry than a 128-bit key.
+ *
+ * Host content (capability `dedup-host`): the destination may also hold contents outside this
+ * VM's pages — a table it snapshotted from its other VMs at setup, entry k answering to the
+ * reference pageCount + k. addHost() pins those contents: a find() for one returns its
+ * reference first (it never changes and is never in the batch being sent), they are never
+ * evicted and no sent()/forget() of a page drops them; only clear() does (a new migration).
  */
 import { hash } from 'node:crypto';
 import { MigrationError } from '../errors.ts';
@@ -55,12 +61,28 @@ import { MigrationError } from '../errors.ts';
 /** A page content's identity: its SHA-256 as 43 base64url characters. */
 export type PageHash = string;
 
+/** Bytes of a page hash as raw SHA-256 (the wire form of host content: SetupDone's payload). */
+export const PAGE_HASH_BYTES = 32;
+
 /** Default bound on contents remembered: 256 Ki entries (1 GiB of distinct pages, ~35 MB of heap). */
 export const DEFAULT_DEDUP_MAX_ENTRIES = 256 * 1024;
 
 /** The dedup key of a page's bytes: SHA-256 as base64url (43 characters). */
 export function pageHash(bytes: Uint8Array): PageHash {
   return hash('sha256', bytes, 'base64url');
+}
+
+/** The raw 32-byte SHA-256 of a page hash (what travels in SetupDone). */
+export function pageHashBytes(hash: PageHash): Buffer {
+  return Buffer.from(hash, 'base64url');
+}
+
+/** The page hash of a raw 32-byte SHA-256 digest. Throws ERR_INVALID_ARGUMENT for another length. */
+export function pageHashOfBytes(digest: Uint8Array): PageHash {
+  if (digest.length !== PAGE_HASH_BYTES) {
+    throw new MigrationError('ERR_INVALID_ARGUMENT', `a page hash is ${PAGE_HASH_BYTES} bytes, not ${digest.length}`);
+  }
+  return Buffer.from(digest.buffer, digest.byteOffset, digest.length).toString('base64url');
 }
 
 /** Options of a DedupIndex. */
@@ -81,6 +103,14 @@ export interface DedupIndexStats {
   evictions: number;
 }
 
+/** What a DedupIndex counted of host content (addHost). */
+export interface DedupHostStats {
+  /** Contents pinned by addHost(). */
+  entries: number;
+  /** find() calls answered with a host reference (each one a page not sent). */
+  hits: number;
+}
+
 /** Content hash → a page whose destination copy holds that content (bounded, LRU). */
 export class DedupIndex {
   /** The bound on entries. */
@@ -89,9 +119,12 @@ export class DedupIndex {
   readonly #byHash = new Map<PageHash, number>();
   /** page → hash, for exactly the pages #byHash points to. */
   readonly #byPage = new Map<number, PageHash>();
+  /** hash → reference of host content (pinned: not in the LRU, not bounded by maxEntries). */
+  readonly #host = new Map<PageHash, number>();
   #lookups = 0;
   #hits = 0;
   #evictions = 0;
+  #hostHits = 0;
 
   constructor(options: DedupIndexOptions = {}) {
     const maxEntries = options.maxEntries ?? DEFAULT_DEDUP_MAX_ENTRIES;
@@ -105,11 +138,18 @@ export class DedupIndex {
   }
 
   /**
-   * A page whose destination copy holds the content `hash` now, or undefined. A hit makes the
-   * entry the most recently used.
+   * A page whose destination copy holds the content `hash` now — host content first (its
+   * reference, ≥ the VM's page count: addHost) — or undefined. A hit on a page makes its entry
+   * the most recently used.
    */
   find(hash: PageHash): number | undefined {
     this.#lookups++;
+    const pinned = this.#host.get(hash);
+    if (pinned !== undefined) {
+      this.#hits++;
+      this.#hostHits++;
+      return pinned;
+    }
     const page = this.#byHash.get(hash);
     if (page === undefined) return undefined;
     this.#hits++;
@@ -147,10 +187,34 @@ export class DedupIndex {
     this.#byHash.delete(old);
   }
 
-  /** Forgets everything (a new migration; counters are kept). */
+  /**
+   * Pins content the destination holds outside the VM's pages: `hashes[k]` answers to the
+   * reference `base + k` (base = the VM's page count, so no page of the VM has that number). A
+   * content listed twice keeps its first reference; one pinned already keeps its own.
+   * Throws ERR_INVALID_ARGUMENT when a reference would not fit a u32 (the wire's refs).
+   */
+  addHost(hashes: readonly PageHash[], base: number): void {
+    if (!Number.isInteger(base) || base < 0 || base + hashes.length - 1 > 0xffff_ffff) {
+      throw new MigrationError(
+        'ERR_INVALID_ARGUMENT',
+        `dedup index: host references ${base}..${base + hashes.length - 1} do not fit u32 page numbers`,
+      );
+    }
+    hashes.forEach((hash, k) => {
+      if (!this.#host.has(hash)) this.#host.set(hash, base + k);
+    });
+  }
+
+  /** Host content pinned and the finds it answered. */
+  get host(): DedupHostStats {
+    return { entries: this.#host.size, hits: this.#hostHits };
+  }
+
+  /** Forgets everything, host content too (a new migration; counters are kept). */
   clear(): void {
     this.#byHash.clear();
     this.#byPage.clear();
+    this.#host.clear();
   }
 
   /** Contents remembered now. */

@@ -8,12 +8,15 @@
  *   QEMU's statistics; DeltaCache.encode() / encodeWithCache() pick delta or raw per page.
  * - dedup-index.ts: content hash (SHA-256) → a page the destination already holds with
  *   that content, for sending references instead of bytes.
+ * - host-content.ts: the destination's snapshot of content its other VMs hold (`dedup-host`),
+ *   offered to the source as hashes; references to it copy from the snapshot.
  * - compress.ts: the batch codecs (lz4 fast, brotli dense), synchronous forms and a per-page
  *   "looks compressible" test; compress-pool.ts runs them in worker threads.
  */
 export * from './xbzrle.ts';
 export * from './delta-cache.ts';
 export * from './dedup-index.ts';
+export * from './host-content.ts';
 export {
   COMPRESSION_CODECS,
   DEFAULT_BROTLI_QUALITY,

@@ -31,6 +31,8 @@ export const KNOWN_CAPABILITIES = Object.freeze({
     'Pages batches may carry XBZRLE deltas (kind 2) of a page against the copy the destination holds, before its VM runs.',
   dedup:
     'Pages batches may carry references (kind 3) to a page the destination received earlier with the same content, before its VM runs.',
+  'dedup-host':
+    'With dedup: Setup may ask (hostContent) for the SHA-256 of up to 16384 page contents the destination already holds in its other VMs; SetupDone carries them, and a reference to page count + k (kind 3) copies content k.',
   compress: 'Pages batches may carry pages in one compressed block (kind 4; lz4 or brotli, named in the batch).',
   'signed-record':
     'At the end the source sends its signed migration record (Record) and the destination answers with its countersignature or refusal (Countersignature). Offered only by agents with a key (--pki).',

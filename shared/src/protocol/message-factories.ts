@@ -87,6 +87,8 @@ export const msg = {
     ticket?: string;
     bitmap?: Uint8Array;
     disk?: SetupDisk;
+    /** With `dedup-host`: how many host content hashes to ask for. @default none */
+    hostContent?: number;
   }): SetupMsg {
     const m: SetupMsg = {
       type: MsgType.Setup,
@@ -97,10 +99,18 @@ export const msg = {
     };
     if (fields.bitmap !== undefined) m.bitmap = fields.bitmap;
     if (fields.disk !== undefined) m.disk = { ...fields.disk };
+    if (fields.hostContent !== undefined) m.hostContent = fields.hostContent;
     return m;
   },
-  setupDone(preparedMs: number): SetupDoneMsg {
-    return { type: MsgType.SetupDone, preparedMs };
+  /** `host`: the host content offered (Setup asked for it): its hashes, 32 bytes each, and the ms it took. */
+  setupDone(preparedMs: number, host?: { hashes: Uint8Array; ms: number }): SetupDoneMsg {
+    const m: SetupDoneMsg = { type: MsgType.SetupDone, preparedMs };
+    if (host !== undefined) {
+      m.hostMs = host.ms;
+      // A zero-length payload reads as absent: none offered.
+      if (host.hashes.length > 0) m.hostHashes = host.hashes;
+    }
+    return m;
   },
   /** A page batch; `data` = the raw pages' bytes concatenated (use `encodePages` to send views). */
   pages(fields: {

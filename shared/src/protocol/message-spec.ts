@@ -71,6 +71,13 @@ export const MAX_DISK_WRITTEN_BLOCKS = 65_536;
 /** Disk sizes Setup accepts (the disk's MIN_DISK_BYTES, MAX_DISK_BYTES). */
 const MIN_SETUP_DISK_BYTES = 1024 * 1024;
 const MAX_SETUP_DISK_BYTES = 1024 ** 4;
+/**
+ * Most host contents a destination offers (`dedup-host`): SetupDone carries at most this many
+ * 32-byte hashes (512 KiB), and a reference may name at most pageCount + this − 1.
+ */
+export const MAX_HOST_CONTENT_PAGES = 16_384;
+/** Bytes of one host content hash in SetupDone (SHA-256). */
+export const HOST_HASH_BYTES = 32;
 /** Page sizes accepted in Setup. */
 export const MIN_PAGE_SIZE = 512;
 export const MAX_PAGE_SIZE = 1024 * 1024;
@@ -95,6 +102,25 @@ function checkPageNumbers(pages: Uint32Array, ctx: CheckContext, what: string): 
   for (let i = 0; i < pages.length; i++) {
     if (pages[i]! >= count) {
       reject('ERR_PAGE_OUT_OF_RANGE', `${what}: page ${pages[i]} is outside the VM (${count} pages)`);
+    }
+  }
+}
+
+/**
+ * A reference names a page of the VM or host content (`dedup-host`): below pageCount +
+ * MAX_HOST_CONTENT_PAGES. Whether the destination offered that entry is the applier's check
+ * (ERR_BAD_ENCODING): the decoder does not know what was offered.
+ */
+function checkReferences(refs: Uint32Array, ctx: CheckContext): void {
+  const count = ctx.pageCount;
+  if (count === undefined) return;
+  const limit = count + MAX_HOST_CONTENT_PAGES;
+  for (let i = 0; i < refs.length; i++) {
+    if (refs[i]! >= limit) {
+      reject(
+        'ERR_PAGE_OUT_OF_RANGE',
+        `Pages references: ${refs[i]} is outside the VM (${count} pages) and its host content (at most ${MAX_HOST_CONTENT_PAGES})`,
+      );
     }
   }
 }
@@ -157,6 +183,7 @@ export const MESSAGE_SPEC: Readonly<Record<Exclude<MsgType, MsgType.Invalid>, Me
         },
       },
       disk: { optional: { fields: { sizeBytes: 'uint', storage: { oneOf: STORAGE_MODES } } } },
+      hostContent: { optional: u32 },
     },
     payload: { kind: 'bytes', field: 'bitmap', optional: true, maxBytes: Number.MAX_SAFE_INTEGER },
     check: (m, ctx) => {
@@ -176,6 +203,10 @@ export const MESSAGE_SPEC: Readonly<Record<Exclude<MsgType, MsgType.Invalid>, Me
       if (ctx.payloadLen !== 0 && ctx.payloadLen !== Math.ceil(pages / 8)) {
         reject('ERR_BAD_PAYLOAD', `Setup: bitmap of ${ctx.payloadLen} bytes for ${pages} pages`);
       }
+      const { hostContent } = m as SetupMsg;
+      if (hostContent !== undefined && (hostContent < 1 || hostContent > MAX_HOST_CONTENT_PAGES)) {
+        reject('ERR_BAD_METADATA', `Setup: hostContent ${hostContent} is not in [1, ${MAX_HOST_CONTENT_PAGES}]`);
+      }
       const disk = (m as SetupMsg).disk;
       if (
         disk &&
@@ -193,8 +224,18 @@ export const MESSAGE_SPEC: Readonly<Record<Exclude<MsgType, MsgType.Invalid>, Me
   [MsgType.SetupDone]: {
     name: 'SetupDone',
     direction: 'dest→source',
-    schema: { preparedMs: 'number' },
-    payload: NONE,
+    schema: { preparedMs: 'number', hostMs: { optional: 'number' } },
+    payload: {
+      kind: 'bytes',
+      field: 'hostHashes',
+      optional: true,
+      maxBytes: MAX_HOST_CONTENT_PAGES * HOST_HASH_BYTES,
+    },
+    check: (_m, ctx) => {
+      if (ctx.payloadLen % HOST_HASH_BYTES !== 0) {
+        reject('ERR_BAD_PAYLOAD', `SetupDone: ${ctx.payloadLen} bytes of host content hashes, not a multiple of 32`);
+      }
+    },
   },
   [MsgType.Pages]: {
     name: 'Pages',
@@ -221,7 +262,7 @@ export const MESSAGE_SPEC: Readonly<Record<Exclude<MsgType, MsgType.Invalid>, Me
         );
       }
       checkPageNumbers(message.pages, ctx, 'Pages');
-      if (message.refs !== undefined) checkPageNumbers(message.refs, ctx, 'Pages references');
+      if (message.refs !== undefined) checkReferences(message.refs, ctx);
     },
   },
   [MsgType.RoundEnd]: {

@@ -79,7 +79,10 @@ export const enum PageKind {
   Zero = 1,
   /** XBZRLE delta against the destination's copy of the page (capability `xbzrle`); its length in `deltas`. */
   Delta = 2,
-  /** The content of destination page `refs[k]` (capability `dedup`): no bytes travel. */
+  /**
+   * The content of destination page `refs[k]` (capability `dedup`), or of host content
+   * `refs[k] − pageCount` (capability `dedup-host`): no bytes travel.
+   */
   Dedup = 3,
   /** The page's bytes are in the batch's compressed block (capability `compress`, codec `zcodec`). */
   Compressed = 4,
@@ -150,12 +153,25 @@ export interface SetupMsg {
   bitmap?: Uint8Array;
   /** The VM's disk; absent for a VM without one. */
   disk?: SetupDisk;
+  /**
+   * With `dedup-host`: the most hashes of host content (page contents the destination holds
+   * already, in its other VMs) the source wants in SetupDone, 1..MAX_HOST_CONTENT_PAGES. Absent:
+   * none (dedup is off for this migration).
+   */
+  hostContent?: number;
 }
 
-/** D→S: the destination has allocated (and pre-faulted) memory. */
+/**
+ * D→S: the destination has allocated (and pre-faulted) memory. Payload, when Setup asked for
+ * host content: the SHA-256 (32 bytes) of each content it offers, entry k at k × 32; a Dedup
+ * reference to `pageCount + k` then means a copy of content k. Absent: none offered.
+ */
 export interface SetupDoneMsg {
   type: MsgType.SetupDone;
   preparedMs: number;
+  /** Time the destination took to choose and snapshot the host content it offers, ms. */
+  hostMs?: number;
+  hostHashes?: Uint8Array;
 }
 
 /**
@@ -173,7 +189,10 @@ export interface PagesMsg {
   kinds: Uint8Array;
   /** Byte length of each Delta page's encoding, in batch order (absent: no Delta page). */
   deltas?: Uint32Array;
-  /** The destination page each Dedup page copies, in batch order (absent: no Dedup page). */
+  /**
+   * The destination page each Dedup page copies, in batch order (absent: no Dedup page); with
+   * `dedup-host`, `pageCount + k` is host content k offered in SetupDone.
+   */
   refs?: Uint32Array;
   /** Codec of the compressed block (index in COMPRESSION_CODECS); absent: no Compressed page. */
   zcodec?: number;

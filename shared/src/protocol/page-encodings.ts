@@ -123,15 +123,20 @@ export function buildsOnDestination(kind: number): boolean {
   return kind === PageKind.Delta || kind === PageKind.Dedup;
 }
 
-/** The page encodings a set of negotiated capabilities allows (capabilities xbzrle, dedup, compress). */
+/**
+ * The page encodings a set of negotiated capabilities allows (capabilities xbzrle, dedup,
+ * compress; `dedupHost`: references to host content, dedup-host with dedup).
+ */
 export function negotiatedEncodings(capabilities: ReadonlySet<string>): {
   delta: boolean;
   dedup: boolean;
+  dedupHost: boolean;
   compress: boolean;
 } {
   return {
     delta: capabilities.has('xbzrle'),
     dedup: capabilities.has('dedup'),
+    dedupHost: capabilities.has('dedup') && capabilities.has('dedup-host'),
     compress: capabilities.has('compress'),
   };
 }

@@ -261,6 +261,13 @@ function encodingsLines(e: EncodingsReport): string[] {
     );
   }
   if (e.dedup && e.dedup.pages > 0) lines.push(`${e.dedup.pages} pages sent as references to a page already there`);
+  const host = e.dedup?.host;
+  if (host) {
+    lines.push(
+      `${host.pages} pages sent as references to content the destination host held: ${host.offered} contents ` +
+        `offered (${formatBytes(host.tableBytes)} there, chosen in ${formatDuration(host.buildMs)})`,
+    );
+  }
   const x = e.xbzrle;
   if (x && (x.pages > 0 || x.cacheHits + x.cacheMisses > 0)) {
     lines.push(

@@ -266,7 +266,15 @@ export const REPORT_JSON_SCHEMA = {
             {
               type: 'object',
               required: ['mode', 'pages'],
-              properties: { mode: { enum: ['auto', 'on', 'off'] }, pages: num },
+              properties: {
+                mode: { enum: ['auto', 'on', 'off'] },
+                pages: num,
+                host: {
+                  type: 'object',
+                  required: ['offered', 'pages', 'tableBytes', 'buildMs'],
+                  properties: { offered: num, pages: num, tableBytes: num, buildMs: num },
+                },
+              },
             },
           ],
         },

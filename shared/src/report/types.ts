@@ -64,7 +64,13 @@ export interface EncodingsReport {
     /** Page bytes the deltas kept off the wire. */
     bytesSaved: number;
   } | null;
-  dedup: { mode: 'auto' | 'on' | 'off'; /** Pages sent as references. */ pages: number } | null;
+  dedup: {
+    mode: 'auto' | 'on' | 'off';
+    /** Pages sent as references (to pages sent earlier, and to host content). */
+    pages: number;
+    /** Extra: content the destination host held already (`dedup-host`), when the source asked for it. */
+    host?: HostDedupReport;
+  } | null;
   compression: {
     mode: 'auto' | 'off' | 'lz4' | 'brotli';
     threads: number;
@@ -81,6 +87,21 @@ export interface EncodingsReport {
   encodeMs: number;
   /** The policy's choices, in order (at most 32 kept). */
   decisions: string[];
+}
+
+/**
+ * References to content the destination host held before the migration (capability
+ * `dedup-host`): the page contents of its other VMs it snapshotted and offered at setup.
+ */
+export interface HostDedupReport {
+  /** Contents the destination offered (their SHA-256 came in SetupDone). */
+  offered: number;
+  /** Of the dedup pages, those sent as references to that content. */
+  pages: number;
+  /** Memory the offered table held on the destination while it was needed: a page and a hash per content. */
+  tableBytes: number;
+  /** Time the destination took to choose and snapshot it (part of the setup), ms. */
+  buildMs: number;
 }
 
 /**

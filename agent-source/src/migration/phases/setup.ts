@@ -94,8 +94,11 @@ export async function setupPhase(ctx: MigrationContext): Promise<void> {
   setupAll(sections, setup);
   const setupSent = performance.now();
   channel.send(setup);
-  await channel.expect(MsgType.SetupDone, ctx.signal);
-  ctx.setupRoundTripMs = performance.now() - setupSent;
+  const done = await channel.expect(MsgType.SetupDone, ctx.signal);
+  // Less the time the destination spent choosing host content: this bounds the link's RTT.
+  ctx.setupRoundTripMs = Math.max(0, performance.now() - setupSent - (done.hostMs ?? 0));
+  // Before round 0: the host content the destination offered (when RAM asked for it) is referable.
+  sections.ram.setupDone(done);
   if (runsWithPartsAbsent(ctx)) await ctx.channels.openFault();
   stats.setupMs = stats.elapsedMs;
   logger.info({ event: 'setup.done', setupMs: stats.setupMs, mode: ctx.mode }, 'destination ready for pages');

@@ -5,6 +5,7 @@
 import fc from 'fast-check';
 import {
   ATTACH_CHANNELS,
+  MAX_HOST_CONTENT_PAGES,
   MIGRATION_MODES,
   msg,
   QUERY_STATES,
@@ -103,17 +104,24 @@ export const messageArbitraries: Record<string, fc.Arbitrary<Message>> = {
       ticket: str,
       withBitmap: fc.boolean(),
       storage: fc.option(fc.constantFrom(...STORAGE_MODES), { nil: undefined }),
+      hostContent: fc.option(fc.integer({ min: 1, max: MAX_HOST_CONTENT_PAGES }), { nil: undefined }),
     })
-    .map(({ withBitmap, storage, ...f }) => {
+    .map(({ withBitmap, storage, hostContent, ...f }) => {
       const pages = f.vm.memoryBytes / f.vm.pageSize;
       const disk = storage ? { disk: { sizeBytes: DISK_BLOCKS * 4096, storage } } : {};
       return msg.setup({
         ...f,
         ...disk,
+        ...(hostContent !== undefined ? { hostContent } : {}),
         ...(withBitmap ? { bitmap: new Uint8Array(Math.ceil(pages / 8)).fill(0xa5) } : {}),
       });
     }),
-  SetupDone: num.map((ms) => msg.setupDone(ms)),
+  SetupDone: fc
+    .tuple(num, fc.option(fc.tuple(fc.nat(8), fc.nat({ max: 1000 })), { nil: undefined }))
+    .map(([ms, host]) =>
+      // Host content offered: 32-byte hashes (none is a zero-length payload, read as absent).
+      msg.setupDone(ms, host && { hashes: new Uint8Array(host[0] * 32).fill(0x5c), ms: host[1] }),
+    ),
   Pages: pagesMessage,
   RoundEnd: fc.record({ round: u32, pages: uint, bytes: uint }).map((f) => msg.roundEnd(f)),
   CpuState: fc

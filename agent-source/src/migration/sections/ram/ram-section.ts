@@ -18,7 +18,7 @@
 import type { Logger } from 'pino';
 import { MigrationError } from '@livemig/shared';
 import type { PeerChannel } from '@livemig/shared/channel';
-import type { SetupMsg } from '@livemig/shared/protocol';
+import type { SetupDoneMsg, SetupMsg } from '@livemig/shared/protocol';
 import { Bitmap, PageDigestLedger, unionSorted, type ToyVm } from '@livemig/shared/vm';
 import type { MigrationStats } from '../../stats.ts';
 import type { TokenBucket } from '../../token-bucket.ts';
@@ -30,6 +30,8 @@ import type { EncodingsReport } from '@livemig/shared/report';
 import type { EncodingParams } from './encoding-policy.ts';
 import { levelsFor } from './compress-levels.ts';
 import { PageCodecs, type PageCodecsOptions } from './page-codecs.ts';
+import { DedupIndex } from '@livemig/shared/codec';
+import { HostContentRefs } from './host-content-refs.ts';
 
 export interface RamSectionComponents {
   vm: ToyVm;
@@ -38,8 +40,15 @@ export interface RamSectionComponents {
   bucket: TokenBucket;
   logger: Logger;
   signal: AbortSignal;
-  /** What the destination negotiated. */
-  capabilities: { setupBitmap: boolean; zeroPages: boolean; delta: boolean; dedup: boolean; compress: boolean };
+  /** What the destination negotiated (`dedupHost`: references to content it holds already, dedup-host). */
+  capabilities: {
+    setupBitmap: boolean;
+    zeroPages: boolean;
+    delta: boolean;
+    dedup: boolean;
+    dedupHost?: boolean;
+    compress: boolean;
+  };
   /** The page encodings asked for (issue 17); what the destination did not negotiate stays off. */
   encodings: EncodingParams;
   /**
@@ -58,6 +67,8 @@ export class RamSection implements OutgoingSection {
   readonly #sender: PageSender;
   /** The page encodings of this migration, when any may be used. */
   readonly #codecs: PageCodecs | undefined;
+  /** References to content the destination host holds (dedup on, dedup-host negotiated). */
+  readonly #hostRefs: HostContentRefs | undefined;
   /** The encoding policy's choices, in order (for the report). */
   readonly #decisions: string[] = [];
   #firstRound: Uint32Array = EMPTY;
@@ -73,9 +84,11 @@ export class RamSection implements OutgoingSection {
     const { vm, stats, bucket, signal } = components;
     this.#ledger = new PageDigestLedger(vm.memory.pageCount);
     const { encodings: params, capabilities: caps } = components;
+    const dedup = caps.dedup && params.dedup !== 'off';
+    this.#hostRefs = dedup && caps.dedupHost ? new HostContentRefs(new DedupIndex(), vm.memory) : undefined;
     const options: PageCodecsOptions = {
       delta: caps.delta && params.delta !== 'off' ? { cacheBytes: params.xbzrleCacheBytes } : null,
-      dedup: caps.dedup && params.dedup !== 'off' ? {} : null,
+      dedup: dedup ? (this.#hostRefs ? { index: this.#hostRefs.index } : {}) : null,
       compress:
         caps.compress && params.compress !== 'off'
           ? {
@@ -110,7 +123,13 @@ export class RamSection implements OutgoingSection {
 
   /** What the page encodings did, for the report; undefined when none could be used. */
   encodingsReport(): EncodingsReport | undefined {
-    return this.#codecs?.report(this.#c.encodings, this.#decisions);
+    const report = this.#codecs?.report(this.#c.encodings, this.#decisions);
+    return this.#hostRefs ? this.#hostRefs.withHost(report) : report;
+  }
+
+  /** SetupDone came: the host content the destination offered, if Setup asked for it, becomes referable. */
+  setupDone(done: SetupDoneMsg): void {
+    this.#hostRefs?.offered(done);
   }
 
   /** Stop the compression threads (the migration is over, whichever way). */
@@ -133,6 +152,7 @@ export class RamSection implements OutgoingSection {
     this.#harvest();
     const nonZero = vm.possiblyNonZero();
     if (this.#c.capabilities.setupBitmap) setup.bitmap = nonZero.bytes();
+    this.#hostRefs?.ask(setup);
     stats.skippedZeroPages = vm.memory.pageCount - nonZero.count;
     this.#firstRound = nonZero.toPageList();
     this.#dirty = EMPTY;
