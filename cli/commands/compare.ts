@@ -52,6 +52,7 @@ export function registerCompareCommand(program: Command): void {
         '  livemig compare --out results/            # the default matrix\n' +
         '  livemig compare --links loopback --repeat 3\n' +
         '  livemig compare --matrix my-matrix.yaml --out results/\n' +
+        '  livemig compare --matrix docs/compare-encodings.yaml   # precopy+compress, +xbzrle, +dedup, +auto-converge, +dirty-limit=RATE\n' +
         '\nCtrl-C finishes the cell in progress and writes the report of what is done; a second Ctrl-C exits at once.' +
         '\nExit status: 0 when every cell completed, 1 when a cell failed or the run was interrupted, 2 bad input.',
     )

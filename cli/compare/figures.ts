@@ -4,7 +4,7 @@
  *
  *   1 downtime vs dirty rate            4 the client's view over time, phases shaded (Clark et al.)
  *   2 total time vs link bandwidth      5 post-copy fault latency
- *   3 bytes on the wire vs dirty rate   6 guest slowdown during the migration
+ *   3 bytes on the wire vs dirty rate   6 guest slowdown: post-copy vs auto-converge/dirty-limit
  *                                       7 predicted vs measured
  *
  * Each figure's data is the rows it draws, inline in its spec (one row per cell, or per probe
@@ -51,9 +51,10 @@ const HEIGHT = 220;
 
 /**
  * One colour per technique, the same in every figure (Tableau 10, as Vega's default), so a
- * reader learns it once.
+ * reader learns it once. Techniques with options (precopy+compress, precopy+auto-converge, …)
+ * take the rest of Tableau 10 and then Tableau 20's, in the order the matrix names them.
  */
-const TECHNIQUE_COLORS: Record<TechniqueName, string> = {
+const TECHNIQUE_COLORS: Partial<Record<TechniqueName, string>> = {
   precopy: '#4c78a8',
   postcopy: '#f58518',
   hybrid: '#54a24b',
@@ -61,6 +62,24 @@ const TECHNIQUE_COLORS: Record<TechniqueName, string> = {
   'auto:total-time': '#e45756',
   'auto:bytes': '#72b7b2',
 };
+const OPTION_COLORS = [
+  '#eeca3b',
+  '#9d755d',
+  '#ff9da6',
+  '#79706e',
+  '#d67195',
+  '#8cd17d',
+  '#b6992d',
+  '#499894',
+  '#86bcb6',
+  '#f1ce63',
+];
+
+/** The colours of `domain`, in order: a plain technique's own, the next option colour for any other. */
+export function techniqueColors(domain: readonly TechniqueName[]): string[] {
+  let next = 0;
+  return domain.map((t) => TECHNIQUE_COLORS[t] ?? OPTION_COLORS[next++ % OPTION_COLORS.length]!);
+}
 
 /** Phases of a migration, shaded in the timeline, and their colours (none red: red is a request lost). */
 const PHASE_COLORS: Record<PhaseKind, string> = {
@@ -84,7 +103,7 @@ function techniqueColor(results: CompareResults) {
     field: 'technique',
     type: 'nominal' as const,
     title: 'technique',
-    scale: { domain, range: domain.map((t) => TECHNIQUE_COLORS[t] ?? '#888') },
+    scale: { domain, range: techniqueColors(domain) },
   };
 }
 
@@ -667,38 +686,78 @@ export function faultLatency(results: CompareResults): FigureResult {
 
 // ————————————————————————————————————————————— 6. guest slowdown
 
+/** Steps/s over the pre-copy rounds a report measured (rounds that ran under the throttle controller), or null. */
+function precopyStepsPerSec(report: MigrationReport): number | null {
+  const rounds = report.rounds.filter((r) => r.cpuThrottlePercent !== undefined && r.guestStepsPerSec !== undefined);
+  const ms = rounds.reduce((a, r) => a + r.ms, 0);
+  return ms > 0 ? rounds.reduce((a, r) => a + r.guestStepsPerSec! * r.ms, 0) / ms : null;
+}
+
+/**
+ * Figure 6: what the migration cost the guest — its steps/s relative to the unmigrated VM —
+ * where the report measures it: on the destination during post-copy (post-copy, hybrid: page
+ * faults), and over the pre-copy rounds of a throttled migration (auto-converge, dirty-limit:
+ * the throttle is the price of converging). Plain pre-copy runs the guest at full speed and is
+ * the dashed rule at 1.
+ */
 export function guestSlowdown(results: CompareResults): FigureResult {
   const n = 6;
   const slug = 'guest-slowdown';
   const title = 'Guest slowdown during the migration';
-  const cells = completed(results).filter((c) => {
+  type Row = CellPoint & { phase: string; relative: number; baseline: string; label: string };
+  const rows: Row[] = [];
+  const drawnCells: CellResult[] = [];
+  for (const c of completed(results)) {
     const p = c.report.postcopy;
-    const base = c.baselineStepsPerSec ?? p?.stepsPerSecBefore;
-    return p !== undefined && base !== undefined && base > 0 && Number.isFinite(p.stepsPerSecDuring);
-  });
-  if (cells.length === 0) {
+    const t = c.report.throttle;
+    let drew = false;
+    const postBase = c.baselineStepsPerSec ?? p?.stepsPerSecBefore;
+    if (p !== undefined && postBase !== undefined && postBase > 0 && Number.isFinite(p.stepsPerSecDuring)) {
+      rows.push({
+        ...point(c),
+        phase: 'post-copy',
+        relative: p.stepsPerSecDuring / postBase,
+        baseline: c.baselineStepsPerSec !== undefined ? 'unmigrated VM' : 'source before the switch',
+        label: c.spec.technique,
+      });
+      drew = true;
+    }
+    const during = precopyStepsPerSec(c.report);
+    const preBase = c.baselineStepsPerSec ?? t?.unthrottledStepsPerSec ?? undefined;
+    if (t !== undefined && during !== null && preBase !== undefined && preBase > 0) {
+      rows.push({
+        ...point(c),
+        phase: `pre-copy, ${t.technique}`,
+        relative: during / preBase,
+        baseline: c.baselineStepsPerSec !== undefined ? 'unmigrated VM' : 'unthrottled rounds',
+        label: c.spec.technique,
+      });
+      drew = true;
+    }
+    if (drew) drawnCells.push(c);
+  }
+  if (rows.length === 0) {
     return omitted(
       n,
       slug,
       title,
-      'no completed cell measured guest steps/s during the migration (only post-copy and hybrid do)',
+      'no completed cell measured the guest slowed down: post-copy and hybrid measure it after the switch, ' +
+        'a throttled pre-copy (precopy+auto-converge, precopy+dirty-limit=RATE) over its rounds',
     );
   }
-  const rows = cells.map((c) => {
-    const p = c.report.postcopy!;
-    const base = c.baselineStepsPerSec ?? p.stepsPerSecBefore;
-    return {
-      ...point(c),
-      relative: p.stepsPerSecDuring / base,
-      baseline: c.baselineStepsPerSec !== undefined ? 'unmigrated VM' : 'source before the switch',
-    };
-  });
+  // A technique measured in two phases (hybrid with a throttle) gets a bar for each.
+  for (const row of rows) {
+    if (new Set(rows.filter((r) => r.technique === row.technique).map((r) => r.phase)).size > 1) {
+      row.label = `${row.technique} (${row.phase})`;
+    }
+  }
+  const order = techniquesOf(results).flatMap((t) => unique(rows.filter((r) => r.technique === t).map((r) => r.label)));
   const x = {
-    field: 'technique',
+    field: 'label',
     type: 'nominal' as const,
     title: 'technique',
-    sort: techniquesOf(results),
-    axis: { labelAngle: 0 },
+    sort: order,
+    axis: { labelAngle: order.some((l) => l.length > 12) ? -30 : 0 },
   };
   const y = { field: 'relative', type: 'quantitative' as const, title: 'guest steps/s, relative to unmigrated' };
   const color = techniqueColor(results);
@@ -711,7 +770,8 @@ export function guestSlowdown(results: CompareResults): FigureResult {
       {
         data: { values: rows },
         mark: { type: 'bar', opacity: 0.35 },
-        encoding: { x, y: { ...y, aggregate: 'median' }, color },
+        // One bar per label (x) in its technique's colour: never stacked (a label has one technique).
+        encoding: { x, y: { ...y, aggregate: 'median', stack: null }, color },
       },
       {
         data: { values: rows },
@@ -727,13 +787,21 @@ export function guestSlowdown(results: CompareResults): FigureResult {
     config: CONFIG,
   };
   const baselines = unique(rows.map((r) => r.baseline));
+  const throttled = rows.filter((r) => r.phase !== 'post-copy');
+  const throttleWords =
+    throttled.length > 0
+      ? `Throttled pre-copy cells (${unique(throttled.map((r) => r.technique)).join(', ')}): steps/s over their ` +
+        `pre-copy rounds, the price of converging. `
+      : 'No cell ran a throttled pre-copy (give the matrix precopy+auto-converge or precopy+dirty-limit=RATE to ' +
+        "compare its cost with post-copy's). ";
   const caption =
-    `Guest steps per second on the destination during post-copy, relative to the ${baselines.join(' or ')} ` +
-    `(dashed rule: 1 = no slowdown); a bar per technique at the median, a dot per cell. Pre-copy cells are not ` +
-    `drawn: their reports do not measure the guest's speed during the rounds. Auto-converge (throttling the ` +
-    `guest so pre-copy converges) does not exist yet; it will join this figure when issue 17 lands. ` +
-    `${whatWasRun(results, cells)} From results.json (not in results.csv): report.postcopy.stepsPerSecDuring ÷ ` +
-    `baselineStepsPerSec (or report.postcopy.stepsPerSecBefore).`;
+    `Guest steps per second relative to the ${baselines.join(' or ')} (dashed rule: 1 = no slowdown); a bar ` +
+    `per technique at the median, a dot per cell. Post-copy and hybrid cells: steps/s on the destination ` +
+    `during post-copy (the vCPU waits on faults). ${throttleWords}Plain pre-copy runs the guest at full speed ` +
+    `and is not drawn. ${whatWasRun(results, drawnCells)} From results.json (not in results.csv): ` +
+    `report.postcopy.stepsPerSecDuring, and Σ guestStepsPerSec × ms ÷ Σ ms over report.rounds with a ` +
+    `cpuThrottlePercent, each ÷ baselineStepsPerSec (or report.postcopy.stepsPerSecBefore, ` +
+    `report.throttle.unthrottledStepsPerSec).`;
   return figure(n, slug, title, caption, spec);
 }
 

@@ -7,11 +7,16 @@
  *   repeat: 1                        # optional, 1..20
  *   vm: { memory: 128MiB, init: random }   # optional defaults for every workload
  *   techniques: [precopy, postcopy, hybrid, auto:downtime, auto:total-time, auto:bytes]
+ *                                    # and any fixed one with engine options (issue 17), e.g.
+ *                                    # precopy+compress, precopy+compress=brotli, precopy+xbzrle,
+ *                                    # precopy+dedup, precopy+auto-converge, precopy+auto-converge=30/10/99,
+ *                                    # precopy+dirty-limit=20MB/s, hybrid+xbzrle+dedup
+ *                                    # (technique := base ('+' option)*; options.ts in shared/src/predict)
  *   workloads:                       # required, 1..32
  *     - name: hot 40k                # label (unique)
  *       workload: hotset:wss=16MiB,rate=40000   # any --workload spec
  *       memory: 128MiB               # optional: overrides vm.memory
- *       init: random                 # optional: random | zero
+ *       init: random                 # optional: any --init (random, zero, realistic, mixed:…)
  *       probe: 2ms                   # optional (kv only): probe its service every 2 ms
  *   links:                           # required, 1..16
  *     - name: loopback               # label (unique)
@@ -19,23 +24,23 @@
  *       max-bandwidth: 25MB/s        # optional: the engine's cap (sweeps bandwidth on loopback)
  *       workloads: [idle, hot 40k]   # optional: only these workloads on this link
  *       techniques: [precopy]        # optional: only these techniques on this link
+ *
+ * A technique with options runs its mode with those flags (--compress lz4, --auto-converge,
+ * --dirty-limit 20MB/s, …) and is predicted with them (shared/src/predict encodings.ts and
+ * throttle.ts); an option it does not name is the engine's default. The default matrix has
+ * none: its runtime is budgeted (docs/compare-encodings.yaml is a matrix that uses them).
  */
 import { createRequire } from 'node:module';
 import type * as Yaml from 'yaml';
 import type { Node } from 'yaml';
 import { MigrationError, parseDuration, parseRate, parseSize } from '@livemig/shared';
-import { parseVmSpec } from '@livemig/shared/vm';
+import { parseInitSpec, parseVmSpec } from '@livemig/shared/vm';
 import { PROFILES } from '../lab/profiles.ts';
 import type { CellSpec, LinkCase, TechniqueName, WorkloadCase } from './results.ts';
+import { PLAIN_TECHNIQUE_NAMES, techniqueCase } from './techniques.ts';
 
-export const TECHNIQUE_NAMES: readonly TechniqueName[] = [
-  'precopy',
-  'postcopy',
-  'hybrid',
-  'auto:downtime',
-  'auto:total-time',
-  'auto:bytes',
-];
+/** The techniques without options (a matrix without techniques: runs these); with options, any `base+option…`. */
+export const TECHNIQUE_NAMES: readonly TechniqueName[] = PLAIN_TECHNIQUE_NAMES;
 
 export interface Matrix {
   repeat: number;
@@ -168,22 +173,33 @@ export function parseMatrix(text: string, file = 'matrix'): Matrix {
     }
   }
   const vmMemory = quantity(['vm', 'memory'], parseSize, 'size') ?? VM.memoryBytes;
-  const vmInit = initOf(value(['vm', 'init']) ?? VM.init, () =>
-    fail(node(['vm', 'init']), 'vm.init must be random or zero'),
-  );
+  const vmInit = initOf(value(['vm', 'init']) ?? VM.init, (why) => fail(node(['vm', 'init']), `vm.init: ${why}`));
 
   const techniqueList = (path: (string | number)[]): TechniqueName[] | undefined => {
     const raw = value(path);
     if (raw === undefined) return undefined;
     const list = node(path);
     if (!isSeq(list) || list.items.length === 0) return fail(list, `${path.join('.')} must be a non-empty list`);
-    return list.items.map((item) => {
+    const names = list.items.map((item) => {
       const name = String((item as { value?: unknown }).value);
       if (!(TECHNIQUE_NAMES as readonly string[]).includes(name)) {
-        fail(item as Node, `unknown technique "${name}" (known: ${TECHNIQUE_NAMES.join(', ')})`);
+        if (!name.includes('+')) {
+          fail(
+            item as Node,
+            `unknown technique "${name}" (known: ${TECHNIQUE_NAMES.join(', ')}); with engine options: precopy or ` +
+              'hybrid +options, e.g. precopy+compress, precopy+auto-converge, precopy+dirty-limit=20MB/s',
+          );
+        }
+        try {
+          techniqueCase(name);
+        } catch (error) {
+          fail(item as Node, `technique "${name}": ${(error as Error).message}`);
+        }
       }
       return name as TechniqueName;
     });
+    unique(names, (i) => fail(list.items[i] as Node, `technique "${names[i]}" is listed twice`));
+    return names;
   };
   const techniques = techniqueList(['techniques']) ?? [...TECHNIQUE_NAMES];
 
@@ -206,8 +222,8 @@ export function parseMatrix(text: string, file = 'matrix'): Matrix {
     if (typeof name !== 'string' || name === '') return fail(entry, `workloads[${i}] needs a name:`);
     if (typeof workload !== 'string') return fail(entry, `workloads[${i}] (${name}) needs a workload: spec`);
     const memoryBytes = quantity([...path, 'memory'], parseSize, 'size') ?? vmMemory;
-    const init = initOf(value([...path, 'init']) ?? vmInit, () =>
-      fail(node([...path, 'init']), `workloads[${i}].init must be random or zero`),
+    const init = initOf(value([...path, 'init']) ?? vmInit, (why) =>
+      fail(node([...path, 'init']), `workloads[${i}].init: ${why}`),
     );
     const probeIntervalMs = quantity([...path, 'probe'], parseDuration, 'duration');
     if (probeIntervalMs !== undefined && !(probeIntervalMs >= 1)) {
@@ -291,8 +307,15 @@ export function parseMatrix(text: string, file = 'matrix'): Matrix {
   return { repeat: repeat as number, techniques, workloads, links };
 }
 
-function initOf(raw: unknown, bad: () => never): 'random' | 'zero' {
-  return raw === 'random' || raw === 'zero' ? raw : bad();
+/** An --init spec (random, zero, realistic, mixed:…), as written; `bad` says why not. */
+function initOf(raw: unknown, bad: (why: string) => never): string {
+  if (typeof raw !== 'string') return bad(`must be an --init spec such as random, zero or realistic`);
+  try {
+    parseInitSpec(raw);
+  } catch (error) {
+    return bad((error as Error).message);
+  }
+  return raw;
 }
 
 function unique(names: readonly string[], duplicate: (index: number) => never): void {

@@ -6,12 +6,23 @@
  */
 import type { DirtyRateMeasurement } from '@livemig/shared/vm';
 import type { MigrationReport } from '@livemig/shared/report';
-import type { Choice, LinkEstimate, Prediction } from '@livemig/shared/predict';
+import type { Choice, LinkEstimate, PageFigures, Prediction } from '@livemig/shared/predict';
 
 export const COMPARE_SCHEMA = 'livemig.compare/1';
 
-/** A technique as the matrix names it: a fixed mode, or `auto` for an objective. */
-export type TechniqueName = 'precopy' | 'postcopy' | 'hybrid' | 'auto:downtime' | 'auto:total-time' | 'auto:bytes';
+/**
+ * A technique as the matrix names it: a fixed mode, a fixed mode with engine options
+ * (`precopy+compress`, `precopy+auto-converge`, `hybrid+dirty-limit=20MB/s`: the syntax of
+ * shared/src/predict/options.ts; a pure post-copy takes none), or `auto` for an objective.
+ */
+export type TechniqueName =
+  | 'precopy'
+  | 'postcopy'
+  | 'hybrid'
+  | 'auto:downtime'
+  | 'auto:total-time'
+  | 'auto:bytes'
+  | `${'precopy' | 'hybrid'}+${string}`;
 
 /** A guest to migrate: one VM spec. */
 export interface WorkloadCase {
@@ -20,7 +31,8 @@ export interface WorkloadCase {
   /** The workload spec string (`livemig create-vm --workload`), e.g. "hotset:wss=16MiB,rate=20000". */
   workload: string;
   memoryBytes: number;
-  init: 'random' | 'zero';
+  /** The VM's --init: random, zero, realistic, mixed:… (vm/init.ts). */
+  init: string;
   /** A kv VM probed by a client every `probeIntervalMs` during the migration (the client's view). */
   probeIntervalMs?: number;
 }
@@ -74,6 +86,8 @@ export interface CellResult {
   probe?: { intervalMs: number; samples: ProbeSample[] };
   /** Guest steps/s of the same VM before the migration (the unmigrated rate, for slowdown). */
   baselineStepsPerSec?: number;
+  /** A technique with encodings: what the model took the VM's pages to be (sampled before the migration). */
+  pages?: PageFigures;
 }
 
 export interface CompareResults {

@@ -8,8 +8,11 @@
  *   2. predict every technique with the model (shared/src/predict) from that curve and what was
  *      measured of the link — before the migration, never after: the link's bandwidth and the
  *      fixed costs come from an idle calibration migration of the same VM size on the same link,
- *      run first (kept in results.json);
- *   3. migrate (auto: the agent decides itself, from its own measurements), following the
+ *      run first (kept in results.json); a technique with options (precopy+compress, …) is
+ *      predicted with them too, its encodings from the VM's pages as sampled here (the first
+ *      8 MiB of a VM of its --init, through the real codecs, once per --init: sample-pages.ts);
+ *   3. migrate (auto: the agent decides itself, from its own measurements; a technique with
+ *      options: its mode with their flags, e.g. --compress lz4, --auto-converge), following the
  *      report; a kv VM is probed throughout, from before the measurement of step 1 (its
  *      clients' writes are part of its dirty rate) to after the migration (every request kept);
  *   4. destroy the VM wherever it ended up.
@@ -22,22 +25,29 @@ import { writeFile, mkdir } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { parseHostPort, toMigrationError } from '@livemig/shared';
+import type { MigrateParams } from '@livemig/shared/control';
 import {
   choose,
   fitDirtyCurve,
   overheadsFromIdle,
+  predict,
   predictAll,
+  sampleCodecFigures,
+  samplePages,
   type LinkEstimate,
   type ModelInputs,
   type Objective,
   type Overheads,
+  type PageFigures,
+  type TechniqueOptions,
 } from '@livemig/shared/predict';
 import type { MigrationReport } from '@livemig/shared/report';
-import { MB, type DirtyRateMeasurement } from '@livemig/shared/vm';
+import { MB, parseInitSpec, type DirtyRateMeasurement } from '@livemig/shared/vm';
 import { followMigration } from '../follow-migration.ts';
 import { networkSection, startProbe, type RunningProbe } from '../probe/during.ts';
 import { linkUnavailable, withLink, type LinkEnv } from './links.ts';
 import { cellsOf, type Matrix } from './matrix.ts';
+import { optionParams, techniqueCase } from './techniques.ts';
 import {
   COMPARE_SCHEMA,
   type CellResult,
@@ -132,6 +142,8 @@ export async function runCompare(
   }
   const started = performance.now();
   let index = 0;
+  // The VM's pages as the encodings see them, per --init (a cell's seed changes the pages, not their character).
+  const pageFigures = new Map<string, Promise<PageFigures>>();
   for (const link of runnable) {
     const linkCells = cells.filter((c) => c.link.name === link.name);
     if (linkCells.length === 0) continue;
@@ -149,7 +161,7 @@ export async function runCompare(
             etaMs: done === 0 ? null : (elapsed / done) * (cells.length - done),
           });
           const calibration = await calibrationFor(env, spec.workload, results.calibrations, ++index, options);
-          const result = await runCell(env, spec, calibration, ++index);
+          const result = await runCell(env, spec, calibration, ++index, pageFigures);
           results.cells.push(result);
           options.onProgress?.({
             done: results.cells.length,
@@ -312,11 +324,29 @@ async function calibrationFor(
   }
 }
 
+/** The figures of a VM's pages for the model's encodings: sampled once per --init (sample-pages.ts). */
+function figuresFor(cache: Map<string, Promise<PageFigures>>, init: string): Promise<PageFigures> {
+  let figures = cache.get(init);
+  if (!figures) {
+    figures = samplePages(parseInitSpec(init), 1).then((pages) =>
+      sampleCodecFigures(pages, `${pages.length} pages of a --init ${init} VM, through the real codecs on this host`),
+    );
+    cache.set(init, figures);
+  }
+  return figures;
+}
+
+/** Do these options change what a page costs (so the model needs the pages' figures)? */
+function encodes(options: TechniqueOptions): boolean {
+  return options.compress !== undefined || options.xbzrle !== undefined || options.dedup !== undefined;
+}
+
 async function runCell(
   env: LinkEnv,
   spec: CellSpec,
   calibration: Calibration | null,
   index: number,
+  pageFigures: Map<string, Promise<PageFigures>>,
 ): Promise<CellResult> {
   const startedAt = new Date().toISOString();
   const wallStart = performance.now();
@@ -367,11 +397,21 @@ async function runCell(
           postcopyOverheads: calibration.postcopyOverheads,
         }
       : null;
-    const predictions = inputs ? predictAll(inputs) : null;
-    const objective = spec.technique.startsWith('auto:') ? (spec.technique.slice(5) as Objective) : undefined;
-    const choice = predictions && objective ? choose(predictions, objective) : undefined;
-    const fixed = objective ? undefined : spec.technique;
-    report = await migrate(env, name, objective ? 'auto' : (spec.technique as 'precopy'), env.link, objective);
+    const technique = techniqueCase(spec.technique);
+    const objective = technique.objective ?? undefined;
+    const options = technique.options;
+    const withOptions = Object.keys(options).length > 0;
+    const pages = withOptions && encodes(options) ? await figuresFor(pageFigures, workload.init) : undefined;
+    // The plain techniques as ever, and a technique with options predicted with them (its base
+    // without them is among the plain ones, for comparison).
+    const plain = inputs ? predictAll(inputs) : null;
+    const variant =
+      inputs && withOptions && technique.mode !== 'auto'
+        ? predict(technique.mode, { ...inputs, options, ...(pages ? { pages } : {}) })
+        : null;
+    const predictions = plain && variant ? [...plain, variant] : plain;
+    const choice = plain && objective ? choose(plain, objective) : undefined;
+    report = await migrate(env, name, technique.mode, env.link, objective, optionParams(options));
     let samples: CellResult['probe'];
     if (probe) {
       const seen = await probe.finish();
@@ -380,8 +420,8 @@ async function runCell(
       samples = { intervalMs: seen.intervalMs, samples: seen.timeline };
     }
     // Auto: the prediction (made before) of the technique the agent then chose itself.
-    const ran = report.auto?.chosen ?? choice?.technique ?? fixed;
-    const predicted = predictions?.find((p) => p.technique === ran) ?? null;
+    const ran = report.auto?.chosen ?? choice?.technique ?? technique.mode;
+    const predicted = variant ?? plain?.find((p) => p.technique === ran) ?? null;
     return {
       ...base,
       outcome: report.outcome,
@@ -394,6 +434,7 @@ async function runCell(
       report,
       ...(samples ? { probe: samples } : {}),
       baselineStepsPerSec,
+      ...(pages ? { pages } : {}),
     };
   } catch (error) {
     const failure = toMigrationError(error);
@@ -422,12 +463,13 @@ async function migrate(
   mode: 'precopy' | 'postcopy' | 'hybrid' | 'auto',
   link: LinkCase,
   objective?: Objective,
+  extra: Partial<MigrateParams> = {},
 ): Promise<MigrationReport> {
   const { migrationId } = await env.source.request('migrate', {
     vm,
     to: env.to,
     mode,
-    params: { maxBandwidthBps: link.maxBandwidthBps, ...(objective ? { objective } : {}) },
+    params: { maxBandwidthBps: link.maxBandwidthBps, ...(objective ? { objective } : {}), ...extra },
     ...(await env.prepare(vm)),
   });
   return followMigration(env.source, migrationId, { progress: false });

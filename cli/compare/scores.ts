@@ -6,7 +6,11 @@
  *   measured over the cells that have both;
  * - the auto score: for each `auto:<objective>` of a workload and link, its measured objective
  *   against the fixed techniques (pre-copy, post-copy, hybrid) run on the same workload and link —
- *   never worse than the worst of them, and within 10 % of the best. With repeats, each side is
+ *   never worse than the worst of them, and within 10 % of the best. A technique with engine
+ *   options (precopy+compress, precopy+auto-converge, …) is not one of them: auto chooses a
+ *   mode and runs the engine's defaults (compress auto, no deltas, references or throttle), so it
+ *   is scored against what it could have chosen, not against options it was not given; those
+ *   cells are in the tables and figures instead. With repeats, each side is
  *   the median over its repeats: two techniques that chose the same way differ by the run's noise
  *   alone (a few ms of an RTT on a shaped link), and a single pair of runs would score that noise.
  *
@@ -91,7 +95,7 @@ export function predictionErrors(cells: readonly CellResult[]): PredictionErrors
   return { totalTime: errorStat(total), downtime: errorStat(downtime) };
 }
 
-/** A fixed technique, or null for `auto:<objective>`. */
+/** A fixed technique, or null for `auto:<objective>` and for a technique with options (not scored against: see the header). */
 export function fixedTechnique(name: TechniqueName): Technique | null {
   return (TECHNIQUES as readonly string[]).includes(name) ? (name as Technique) : null;
 }

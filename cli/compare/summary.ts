@@ -63,7 +63,19 @@ export const CSV_COLUMNS: readonly CsvColumn[] = [
   { header: 'switchover_gap_ms', value: (c) => num(c.report?.network?.switchoverGapMs, 3) },
   { header: 'fault_p50_ms', value: (c) => num(c.report?.postcopy?.faultLatencyMs?.p50, 3) },
   { header: 'fault_p99_ms', value: (c) => num(c.report?.postcopy?.faultLatencyMs?.p99, 3) },
+  // Issue 17: what a throttle cost and what compression did, measured and predicted.
+  { header: 'throttle_peak_percent', value: (c) => num(c.report?.throttle?.peakPercent, 2) },
+  { header: 'guest_speed_precopy', value: (c) => num(c.report?.throttle?.speedDuringPrecopy, 4) },
+  { header: 'predicted_guest_speed', value: (c) => num(c.predicted?.throttle?.guestSpeed, 4) },
+  { header: 'compression_ratio', value: (c) => num(compressionRatio(c), 4) },
+  { header: 'predicted_compression', value: (c) => c.predicted?.compression?.codec ?? '' },
 ];
+
+/** The compressed blocks' output ÷ input in the cell's report, or null when nothing was compressed. */
+function compressionRatio(cell: CellResult): number | null {
+  const c = cell.report?.encodings?.compression;
+  return c && c.inputBytes > 0 ? c.outputBytes / c.inputBytes : null;
+}
 
 function bandwidthMBps(cell: CellResult): number | null {
   const bps = cell.measured.link?.bandwidthBps;
@@ -298,7 +310,9 @@ function autoSection(results: CompareResults): SummarySection {
     paragraphs: [
       'Each auto:<objective>, measured on its objective against the fixed techniques (precopy, postcopy, ' +
         'hybrid) of the same workload and link, each side the median over its repeats (with one repeat, ' +
-        'two techniques that chose alike differ by noise alone). A cell that ran and failed counts as the worst.',
+        'two techniques that chose alike differ by noise alone). A cell that ran and failed counts as the worst. ' +
+        'Techniques with engine options (precopy+compress, precopy+auto-converge, …) are not counted: auto ' +
+        "chooses a mode and runs the engine's defaults, so it is judged against what it could have chosen.",
     ],
     bullets: [
       `Never worse than the worst fixed technique: ${fraction(score.neverWorse, score.neverWorsePct)}.`,

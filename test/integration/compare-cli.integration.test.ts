@@ -6,7 +6,8 @@
  * report.html with its seven figures, with `[i/n]` progress on stderr. It runs as a user who is
  * not root (as root: as nobody, a real other user, not a faked uid), so the matrix's lab link is
  * skipped with the reason, said on stderr and kept in results.json. Ctrl-C finishes the cell in
- * progress, writes the report of what is done and exits 1.
+ * progress, writes the report of what is done and exits 1. A technique with engine options
+ * (precopy+compress+auto-converge) runs with their flags and is predicted with them.
  *
  * compare starts its agents itself (grandchildren of the test): each compare runs in a process
  * group of its own, killed whole after each test, so a failure leaves no agent behind.
@@ -239,6 +240,44 @@ describe('livemig compare', () => {
     for (const file of written) expect((await stat(file)).size, file).toBeGreaterThan(0);
     const drawn = figureEntries(html).filter((f) => f.kind === 'figure');
     expect(written.filter((file) => file.includes('/figures/'))).toHaveLength(drawn.length);
+  });
+
+  it('a technique with options (issue 17): migrates with its flags, predicted with them from the pages sampled', async () => {
+    const matrix = join(dir, 'options.yaml');
+    const out = join(dir, 'options');
+    const technique = 'precopy+compress+auto-converge';
+    await writeFile(
+      matrix,
+      [
+        'vm: { memory: 32MiB, init: realistic }',
+        `techniques: [${technique}]`,
+        'workloads:',
+        '  - { name: hot, workload: "hotset:wss=4MiB,rate=5000" }',
+        'links:',
+        '  - { name: loopback }',
+        '',
+      ].join('\n'),
+    );
+    const run = await runCompare(['--matrix', matrix, '--out', out], null, 60_000);
+    expect(run.code, run.stderr).toBe(0);
+    const [cell] = (await readResults(out)).cells;
+    expect(cell!.spec.technique).toBe(technique);
+    expect(cell!.outcome, JSON.stringify(cell!.error)).toBe('completed');
+    expect(cell!.report!.verify.match).toBe(true);
+    // Run with --compress lz4 --auto-converge: the engine reports both.
+    expect(cell!.report!.mode).toBe('precopy');
+    expect(cell!.report!.throttle?.technique).toBe('auto-converge');
+    expect(cell!.report!.encodings?.compression).toMatchObject({ mode: 'lz4' });
+    expect(cell!.report!.encodings!.compression!.pages).toBeGreaterThan(0);
+    // Predicted with them, from the VM's pages as sampled through the real codecs.
+    expect(cell!.pages?.codecs.lz4?.ratio).toBeLessThan(0.9);
+    expect(cell!.predicted).toMatchObject({
+      technique: 'precopy',
+      options: { compress: 'lz4', throttle: { kind: 'auto-converge', initialPercent: 20 } },
+      compression: { codec: 'lz4' },
+      throttle: { guestSpeed: expect.any(Number) },
+    });
+    expect(cell!.predictions?.map((p) => p.technique)).toEqual(['precopy', 'postcopy', 'hybrid', 'precopy']);
   });
 
   it('Ctrl-C: the cell in progress finishes, the report of what is done is written, exit 1', async () => {

@@ -47,37 +47,22 @@
  */
 import type { RoundReport, ThrottleReport } from '@livemig/shared/report';
 
-/** QEMU's defaults: cpu-throttle-initial 20, cpu-throttle-increment 10, max-cpu-throttle 99, throttle-trigger-threshold 50. */
-export const AUTO_CONVERGE_DEFAULTS = Object.freeze({
-  initialPercent: 20,
-  incrementPercent: 10,
-  maxPercent: 99,
-  triggerThresholdPercent: 50,
-});
+// QEMU's defaults (cpu-throttle-initial 20, cpu-throttle-increment 10, max-cpu-throttle 99,
+// throttle-trigger-threshold 50), the hot rounds that start the throttle, and the settings' type
+// are the prediction model's (shared/src/predict/throttle.ts), which restates this controller:
+// one definition, so the model and the engine cannot disagree on QEMU's schedule.
+import {
+  AUTO_CONVERGE_DEFAULTS,
+  dirtyLimitPercent,
+  HOT_ROUNDS_TO_START,
+  runFraction,
+  type ThrottleOption,
+} from '@livemig/shared/predict';
 
-/** Hot rounds in a row that start auto-converge's throttle. */
-export const HOT_ROUNDS_TO_START = 2;
+export { AUTO_CONVERGE_DEFAULTS, dirtyLimitPercent, HOT_ROUNDS_TO_START, runFraction };
 
 /** What throttles the guest, resolved (params.ts). */
-export type ThrottleSettings =
-  | {
-      kind: 'auto-converge';
-      /** The first throttle, percent (1..99). */
-      initialPercent: number;
-      /** Added per hot round once on, percent (1..99). */
-      incrementPercent: number;
-      /** Never above this, percent (1..99). */
-      maxPercent: number;
-      /** A round is hot when dirtied bytes exceed this % of transferred bytes (1..100). */
-      triggerThresholdPercent: number;
-    }
-  | {
-      kind: 'dirty-limit';
-      /** The cap on the guest's dirty rate, bytes per second. */
-      limitBps: number;
-      /** Never above this, percent (1..99). */
-      maxPercent: number;
-    };
+export type ThrottleSettings = ThrottleOption;
 
 /** One finished pre-copy round, as the controller sees it. */
 export interface RoundMeasure {
@@ -99,11 +84,6 @@ export interface ThrottleState {
 }
 
 export const UNTHROTTLED: ThrottleState = Object.freeze({ percent: 0, hotRounds: 0 });
-
-/** The run fraction ToyVm.setThrottle takes for a throttle of `percent`. */
-export function runFraction(percent: number): number {
-  return 1 - percent / 100;
-}
 
 /** The throttle (percent) the vCPU is under at run fraction `fraction`, rounded to 0.01 %. */
 export function throttlePercentOf(fraction: number): number {
@@ -155,14 +135,6 @@ export function slopeFromRound(
   if (wssBytes === null || !(wssBytes > 0)) return round.dirtiedBytes / (fraction * seconds);
   const share = Math.min(round.dirtiedBytes / wssBytes, SATURATED_SHARE);
   return (-wssBytes * Math.log1p(-share)) / (fraction * seconds);
-}
-
-/** dirty-limit: the throttle (whole percent, 0..maxPercent) that keeps a guest dirtying at `slopeBps` unthrottled under `limitBps`. */
-export function dirtyLimitPercent(slopeBps: number, limitBps: number, maxPercent: number): number {
-  if (!(slopeBps > limitBps)) return 0;
-  // A tiny epsilon keeps 1 − 0.6 = 0.4000000000000001 from rounding 60 % up to 61 %.
-  const percent = Math.ceil(100 * (1 - limitBps / slopeBps) - 1e-9);
-  return Math.min(Math.max(percent, 0), maxPercent);
 }
 
 /** The throttle after a round: what to set for the next one (`model`: the start measurement's fit, for dirty-limit). */

@@ -11,6 +11,7 @@
  *     the switch has the VM's memory on two hosts (the VM is lost), while a failed pre-copy
  *     leaves it running on the source.
  */
+import { formatTechnique } from './options.ts';
 import type { Choice, Objective, Prediction, Technique } from './types.ts';
 
 const SAFETY: Record<Technique, number> = { precopy: 0, hybrid: 1, postcopy: 2 };
@@ -28,7 +29,9 @@ function describe(p: Prediction): string {
   const parts = [`${Math.round(p.downtimeMs)} ms down`, `${(p.totalMs / 1000).toFixed(2)} s total`];
   parts.push(`${(p.wireBytes / 1e6).toFixed(1)} MB`);
   if (p.technique !== 'postcopy') parts.push(`${p.rounds} round${p.rounds === 1 ? '' : 's'}, ${p.switchover}`);
-  return `${p.technique} ${parts.join(', ')}`;
+  if (p.throttle) parts.push(`guest at ${Math.round(p.throttle.guestSpeed * 100)} % speed`);
+  const name = p.options ? formatTechnique({ base: p.technique, options: p.options }) : p.technique;
+  return `${name} ${parts.join(', ')}`;
 }
 
 export function choose(predictions: readonly Prediction[], objective: Objective, maxDowntimeMs?: number): Choice {

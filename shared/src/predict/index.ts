@@ -9,3 +9,32 @@ export {
   type Overheads,
 } from './model.ts';
 export { choose } from './choose.ts';
+export {
+  activeEncodings,
+  COMPRESS_GAIN,
+  COMPRESS_LEVELS,
+  compressedPageRate,
+  DEDUP_MAX_LINK_BPS,
+  DEFAULT_PAGE_FIGURES,
+  DEFAULT_XBZRLE_CACHE_BYTES,
+  DELTA_MAX_LINK_BPS,
+  pageFiguresFromReport,
+  sendCost,
+  type ActiveEncodings,
+  type SendCost,
+} from './encodings.ts';
+export {
+  AUTO_CONVERGE_DEFAULTS,
+  cappedDirtyRate,
+  dirtyLimitPercent,
+  guestSpeed,
+  HOT_ROUNDS_TO_START,
+  nextThrottle,
+  runFraction,
+  throttledCurve,
+  throttleRising,
+  type ThrottleRound,
+  type ThrottleState,
+} from './throttle.ts';
+export { codecFiguresOf, codecRatioOf, duplicateShare, samplePages, sampleCodecFigures } from './sample-pages.ts';
+export { describeOptions, formatTechnique, OPTION_NAMES, parseTechnique, type TechniqueSpec } from './options.ts';

@@ -23,12 +23,22 @@
  * absorbs whatever this gets wrong, since it is measured the same way. `overheads` are an
  * idle migration's figures on the same host and link (switchover = its downtime − 1.5 RTT;
  * tail = its total − setup − round 0 − downtime): calibrate once per link, predict many.
+ *
+ * Options (issue 17, ModelInputs.options): the page encodings change what a round costs on the
+ * wire and in time (encodings.ts: compression divides the bytes by its ratio, its pages move at
+ * min(codec × threads, bandwidth ÷ ratio)); a throttle changes the dirty rate (throttle.ts: a
+ * round at run fraction f dirties W(f·t)) and costs the guest f of its speed. The engine's rule
+ * sees what the engine measures — the pending pages' raw bytes over the last round's wire rate
+ * (wire bytes ÷ its time, below the link's when the codec is the bottleneck) — and the model
+ * restates that. A pure post-copy pushes raw pages and takes no throttle: options change
+ * pre-copy and hybrid's rounds only.
  */
 import { dirtiedIn } from './dirty-curve.ts';
+import { activeEncodings, DEFAULT_PAGE_FIGURES, PAGE_OVERHEAD_BYTES, sendCost, type SendCost } from './encodings.ts';
+import { guestSpeed, nextThrottle, runFraction, throttleRising, UNTHROTTLED, type ThrottleState } from './throttle.ts';
 import type { ModelInputs, Prediction, Technique } from './types.ts';
 
-/** Wire bytes per page besides its payload (the page number and encoding in the batch's meta), and per zero page. */
-export const PAGE_OVERHEAD_BYTES = 8;
+export { PAGE_OVERHEAD_BYTES };
 /** Rounds whose pending set did not shrink, in a row, that end pre-copy (the engine's NOT_SHRINKING_ROUNDS). */
 export const NOT_SHRINKING_ROUNDS = 3;
 /** A round "shrank" when it left less than this fraction of the best before it (the model has no noise to ride). */
@@ -68,10 +78,25 @@ interface Walk {
   /** Bytes dirty when pre-copy stops (after the last round and the ack's wait). */
   pendingBytes: number;
   switchover: Prediction['switchover'];
+  /** The throttle each round ran at and its length (for the guest's slowdown). */
+  throttled: { ms: number; percent: number }[];
 }
 
 function wire(bytes: number, pageSize: number): number {
   return bytes * (1 + PAGE_OVERHEAD_BYTES / pageSize);
+}
+
+/** What sending pages costs under the inputs' options on a link of `bandwidthBps` (raw pages without options). */
+function sender(
+  input: ModelInputs,
+): (pageBytes: number, zeroPages: number, resend: boolean, bandwidthBps: number) => SendCost {
+  const pages = input.pages ?? DEFAULT_PAGE_FIGURES;
+  const cache = new Map<number, ReturnType<typeof activeEncodings>>();
+  return (pageBytes, zeroPages, resend, bandwidthBps) => {
+    let active = cache.get(bandwidthBps);
+    if (!active) cache.set(bandwidthBps, (active = activeEncodings(input.options, pages, bandwidthBps)));
+    return sendCost({ pageBytes, zeroPages, resend }, active, pages, input.options, input.pageSize, bandwidthBps);
+  };
 }
 
 /** Walk the pre-copy rounds until the engine's rule (or, hybrid, `stopAfter` rounds) ends them. */
@@ -81,30 +106,50 @@ function walkRounds(input: ModelInputs, stopAfter: number | null): Walk {
   const B = Math.max(1, link.resendBandwidthBps ?? link.bandwidthBps);
   const z = input.zeroFraction ?? 0;
   const pageCount = M / pageSize;
-  let bytes = wire(M * (1 - z), pageSize) + pageCount * z * PAGE_OVERHEAD_BYTES;
+  const send = sender(input);
+  const throttle = input.options?.throttle;
+  let state: ThrottleState = UNTHROTTLED;
+  let cost = send(M * (1 - z), pageCount * z, false, B0);
   let roundsMs = 0;
   let roundsBytes = 0;
   const pendingAfter: number[] = [];
+  const throttled: Walk['throttled'] = [];
   for (let round = 0; ; round++) {
-    const ms = (bytes / (round === 0 ? B0 : B)) * 1000;
+    const ms = cost.seconds * 1000;
     roundsMs += ms;
-    roundsBytes += bytes;
-    const pending = dirtiedIn(dirty, ms / 1000, M);
+    roundsBytes += cost.wireBytes;
+    throttled.push({ ms, percent: state.percent });
+    // A guest running a fraction f of the time dirties in t what it would in f·t (throttle.ts).
+    const pending = dirtiedIn(dirty, (runFraction(state.percent) * ms) / 1000, M);
     pendingAfter.push(pending);
+    const ran = state;
+    if (throttle) state = nextThrottle(state, { wireBytes: cost.wireBytes, dirtiedBytes: pending }, throttle, dirty);
     const done = round + 1;
-    // The engine's rule divides by the last round's measured rate (bandwidth.ts): round 0's after round 0.
-    const expectedMs = (wire(pending, pageSize) / (round === 0 ? B0 : B)) * 1000;
-    const ackWait = (ms: number) => dirtiedIn(dirty, (ms + input.link.rttMs) / 1000, M);
+    // The engine's rule divides by the last round's measured rate (bandwidth.ts): wire bytes over its time.
+    // That is the link's rate unless the codec was the bottleneck (the round took longer than its wire bytes).
+    const linkRate = round === 0 ? B0 : B;
+    const roundRate = cost.seconds > cost.wireBytes / linkRate ? cost.wireBytes / cost.seconds : linkRate;
+    const expectedMs = (wire(pending, pageSize) / roundRate) * 1000;
+    // The guest dirties on while the last round's acknowledgement comes back, at the throttle just set.
+    const ackWait = (ms: number) =>
+      dirtiedIn(dirty, (runFraction(ran.percent) * ms + runFraction(state.percent) * input.link.rttMs) / 1000, M);
     let switchover: Prediction['switchover'] | undefined;
     if (stopAfter !== null && done >= stopAfter) switchover = 'postcopy';
     else if (pending === 0) switchover = 'nothing-dirty';
     else if (expectedMs <= input.downtimeLimitMs) switchover = 'converged';
     else if (done >= input.maxRounds) switchover = 'max-rounds';
-    else if (notShrinking(pendingAfter)) switchover = 'not-shrinking';
+    else if (!throttleRising(state, throttle) && notShrinking(pendingAfter)) switchover = 'not-shrinking';
     if (switchover) {
-      return { rounds: done, roundsMs, roundsBytes, pendingBytes: ackWait(ms), switchover };
+      return {
+        rounds: done,
+        roundsMs,
+        roundsBytes,
+        pendingBytes: ackWait(ms),
+        switchover,
+        throttled,
+      };
     }
-    bytes = wire(pending, pageSize);
+    cost = send(pending, 0, true, B);
   }
 }
 
@@ -123,6 +168,7 @@ export function predict(technique: Technique, input: ModelInputs): Prediction {
   const rtt = input.link.rttMs;
   const { memoryBytes: M, pageSize } = input;
   if (technique === 'postcopy') {
+    // The pusher sends raw pages, and a pure post-copy has no rounds to throttle: options change nothing.
     const o = post;
     const pauseMs = o.switchoverMs + 1.5 * rtt;
     const z = input.zeroFraction ?? 0;
@@ -136,19 +182,28 @@ export function predict(technique: Technique, input: ModelInputs): Prediction {
       wireBytes: bytes,
       switchover: 'postcopy',
       faultBytes: dirtiedIn(input.dirty, pushMs / 1000, M),
+      ...(input.options && Object.keys(input.options).length > 0 ? { options: input.options } : {}),
     };
   }
   const stopAfter = technique === 'hybrid' ? input.postcopyAfterRounds : null;
   const walk = walkRounds(input, stopAfter);
-  const finalBytes = wire(walk.pendingBytes, pageSize);
-  const finalMs = (finalBytes / Math.max(1, input.link.resendBandwidthBps ?? B)) * 1000;
   const toPostcopy =
     technique === 'hybrid' &&
     (walk.switchover === 'postcopy' || walk.switchover === 'max-rounds' || walk.switchover === 'not-shrinking');
+  // Stop-and-copy sends the final dirty set as a re-send (deltas apply); a switch to post-copy pushes it raw.
+  const resendB = Math.max(1, input.link.resendBandwidthBps ?? B);
+  const final = toPostcopy
+    ? { wireBytes: wire(walk.pendingBytes, pageSize), seconds: wire(walk.pendingBytes, pageSize) / resendB }
+    : sender(input)(walk.pendingBytes, 0, true, resendB);
+  const finalBytes = final.wireBytes;
+  const finalMs = final.seconds * 1000;
   // A switch to post-copy costs what an idle post-copy's does; setup is pre-copy's (round 0 hides the vCPU's start).
   const end = toPostcopy ? post : pre;
   const pauseMs = end.switchoverMs + 1.5 * rtt;
   const downtimeMs = toPostcopy ? pauseMs : pauseMs + finalMs;
+  const options = input.options;
+  const hasOptions = options !== undefined && Object.keys(options).length > 0;
+  const active = hasOptions ? activeEncodings(options, input.pages ?? DEFAULT_PAGE_FIGURES, B) : undefined;
   return {
     technique,
     rounds: walk.rounds,
@@ -157,10 +212,23 @@ export function predict(technique: Technique, input: ModelInputs): Prediction {
     wireBytes: walk.roundsBytes + finalBytes,
     switchover: walk.switchover,
     ...(toPostcopy ? { faultBytes: dirtiedIn(input.dirty, finalMs / 1000, Math.min(M, walk.pendingBytes)) } : {}),
+    ...(hasOptions ? { options } : {}),
+    ...(options?.throttle
+      ? {
+          throttle: {
+            peakPercent: Math.max(0, ...walk.throttled.map((r) => r.percent)),
+            throttledRounds: walk.throttled.filter((r) => r.percent > 0).length,
+            guestSpeed: guestSpeed(walk.throttled),
+          },
+        }
+      : {}),
+    ...(active && options?.compress !== undefined
+      ? { compression: { codec: active.codec, pageRateBps: active.pageRateBps } }
+      : {}),
   };
 }
 
-/** Every technique's prediction. */
+/** Every technique's prediction (with the inputs' options, if any: they change pre-copy and hybrid). */
 export function predictAll(input: ModelInputs): Prediction[] {
   return (['precopy', 'postcopy', 'hybrid'] as const).map((t) => predict(t, input));
 }

@@ -40,6 +40,69 @@ export interface LinkEstimate {
   source: string;
 }
 
+/**
+ * The engine options a technique can carry (issue 17), as the migrate flags name them:
+ * `--compress`, `--compress-threads`, `--xbzrle`, `--xbzrle-cache`, `--dedup`, and a throttle
+ * (`--auto-converge` with its knobs, or `--dirty-limit`). Absent fields: not modelled (raw
+ * pages, no throttle), whatever the engine's default.
+ */
+export interface TechniqueOptions {
+  compress?: 'auto' | 'off' | 'lz4' | 'brotli';
+  /** Worker threads compressing. @default 1 */
+  compressThreads?: number;
+  xbzrle?: 'auto' | 'on' | 'off';
+  /** The source's cache of sent pages for deltas, bytes. @default 64 MiB */
+  xbzrleCacheBytes?: number;
+  dedup?: 'auto' | 'on' | 'off';
+  throttle?: ThrottleOption;
+}
+
+/**
+ * What throttles the guest: the engine's controller's settings (agent-source throttle.ts
+ * ThrottleSettings is this type) and the model's throttle option, one definition for both.
+ */
+export type ThrottleOption =
+  | {
+      kind: 'auto-converge';
+      /** The first throttle, percent (1..99): QEMU's cpu-throttle-initial. */
+      initialPercent: number;
+      /** Added per hot round once on, percent (1..99): cpu-throttle-increment. */
+      incrementPercent: number;
+      /** Never above this, percent (1..99): max-cpu-throttle. */
+      maxPercent: number;
+      /** A round is hot when dirtied bytes exceed this % of transferred bytes (1..100): throttle-trigger-threshold. */
+      triggerThresholdPercent: number;
+    }
+  | {
+      kind: 'dirty-limit';
+      /** The cap on the guest's dirty rate, bytes per second. */
+      limitBps: number;
+      /** Never above this, percent (1..99). */
+      maxPercent: number;
+    };
+
+/** A codec's figures: output ÷ input over the VM's non-zero pages, and input bytes per second per thread. */
+export interface CodecFigures {
+  ratio: number;
+  bps: number;
+}
+
+/**
+ * What the VM's pages are like, for the encodings: measured (sampled pages through the real
+ * codecs: encodings.ts sampleCodecFigures; or an earlier migration's `encodings` report:
+ * pageFiguresFromReport), or the priors (DEFAULT_PAGE_FIGURES).
+ */
+export interface PageFigures {
+  /** Per codec; a codec not here is not modelled (compression predicted off). */
+  codecs: Partial<Record<'lz4' | 'brotli', CodecFigures>>;
+  /** Fraction of the non-zero pages round 0 can send as a reference (their content was sent before). */
+  dupFraction: number;
+  /** XBZRLE: a re-sent page's delta bytes ÷ page size. */
+  deltaRatio: number;
+  /** Where the figures came from, for the report. */
+  source: string;
+}
+
 export interface ModelInputs {
   memoryBytes: number;
   pageSize: number;
@@ -65,6 +128,10 @@ export interface ModelInputs {
    * where pre-copy starts it during round 0. @default overheads
    */
   postcopyOverheads?: { setupMs: number; switchoverMs: number; tailMs: number };
+  /** Encodings and throttle the technique runs with (issue 17). @default none: raw pages, no throttle */
+  options?: TechniqueOptions;
+  /** The pages' figures the encodings need. @default DEFAULT_PAGE_FIGURES (encodings.ts) */
+  pages?: PageFigures;
 }
 
 /** The model's answer for one technique. */
@@ -80,6 +147,16 @@ export interface Prediction {
   switchover: 'converged' | 'nothing-dirty' | 'max-rounds' | 'not-shrinking' | 'postcopy';
   /** Post-copy and hybrid: bytes the guest is expected to fault on after the switch (its working set still absent). */
   faultBytes?: number;
+  /** The options predicted with, when any (ModelInputs.options). */
+  options?: TechniqueOptions;
+  /**
+   * A throttle's cost: the highest throttle (percent), the rounds run throttled, and the guest's
+   * speed over pre-copy relative to unthrottled (1 = no cost; the report's
+   * throttle.speedDuringPrecopy). Present when options.throttle is.
+   */
+  throttle?: { peakPercent: number; throttledRounds: number; guestSpeed: number };
+  /** Encodings: the compression setting the model expects in use (null: none), and the pages' bytes per second it gives. */
+  compression?: { codec: string | null; pageRateBps: number };
 }
 
 /** A technique chosen for an objective, and why (for `--mode auto` and the report). */

@@ -11,13 +11,14 @@ import {
   lostSpans,
   migrationPhases,
   predictedVsMeasured,
+  techniqueColors,
   thinLatency,
   throughputBins,
   totalTimeVsBandwidth,
   type CompareFigure,
   type FigureResult,
 } from '../../../../cli/compare/figures.ts';
-import type { CompareResults } from '../../../../cli/compare/results.ts';
+import type { CellResult, CompareResults, TechniqueName } from '../../../../cli/compare/results.ts';
 import { compareFixture, resultsOf } from '../../../helpers/compare-fixture.ts';
 import { sampleReport } from '../../../helpers/report.ts';
 
@@ -282,18 +283,102 @@ describe('5. fault latency', () => {
 });
 
 describe('6. guest slowdown', () => {
-  it('is steps/s during post-copy over the unmigrated rate, and says auto-converge is missing', () => {
+  it('is steps/s during post-copy over the unmigrated rate; plain pre-copy is not drawn', () => {
     const f = drawn(guestSlowdown(results));
     const [rows] = dataSets(f.spec);
     const cell = completed.find((c) => c.report!.postcopy !== undefined)!;
     expect(rows).toContainEqual(
       expect.objectContaining({
         id: cell.spec.id,
+        phase: 'post-copy',
         relative: cell.report!.postcopy!.stepsPerSecDuring / cell.baselineStepsPerSec!,
       }),
     );
     expect(rows!.some((r) => r.technique === 'precopy')).toBe(false);
-    expect(f.caption).toMatch(/auto-converge.*does not exist yet.*issue 17/i);
+    expect(f.caption).toMatch(/No cell ran a throttled pre-copy.*precopy\+auto-converge/);
+    expect(f.caption).not.toMatch(/does not exist/);
+  });
+
+  /** A completed pre-copy cell of the fixture, run as `technique` with a throttle: 2 rounds at full speed, 2 throttled. */
+  function throttledCell(technique: TechniqueName, kind: 'auto-converge' | 'dirty-limit', id: string): CellResult {
+    const base = completed.find((c) => c.spec.technique === 'precopy')!;
+    const report = base.report!;
+    const rounds = [
+      { ...report.rounds[0]!, index: 0, ms: 300, cpuThrottlePercent: 0, guestStepsPerSec: 1000 },
+      { ...report.rounds[0]!, index: 1, ms: 100, cpuThrottlePercent: 0, guestStepsPerSec: 1000 },
+      { ...report.rounds[0]!, index: 2, ms: 100, cpuThrottlePercent: 20, guestStepsPerSec: 800 },
+      { ...report.rounds[0]!, index: 3, ms: 100, cpuThrottlePercent: 30, guestStepsPerSec: 700 },
+      // The stop-and-copy: no throttle reading, the guest paused; not a pre-copy round.
+      { ...report.rounds[0]!, index: 4, ms: 10 },
+    ];
+    return {
+      ...base,
+      spec: { ...base.spec, id, technique },
+      baselineStepsPerSec: 1250,
+      report: {
+        ...report,
+        rounds,
+        throttle: {
+          technique: kind,
+          maxPercent: 99,
+          peakPercent: 30,
+          peakRound: 3,
+          throttledRounds: 2,
+          unthrottledStepsPerSec: 1000,
+          throttledStepsPerSec: 750,
+          speedWhileThrottled: 0.75,
+          speedDuringPrecopy: 0.9,
+          throttledDirtyRateBps: 1e6,
+          maxThrottledRoundDirtyRateBps: 1e6,
+        },
+      },
+    };
+  }
+
+  it('draws auto-converge and dirty-limit cells: steps/s over their pre-copy rounds ÷ the unmigrated rate', () => {
+    const ac = throttledCell('precopy+auto-converge', 'auto-converge', 'x/ac/1');
+    const dl = throttledCell('precopy+dirty-limit=20MB/s', 'dirty-limit', 'x/dl/1');
+    const withThrottles = {
+      ...results,
+      matrix: { ...results.matrix, techniques: [...results.matrix.techniques, ac.spec.technique, dl.spec.technique] },
+      cells: [...results.cells, ac, dl],
+    };
+    const f = drawn(guestSlowdown(withThrottles));
+    const [rows] = dataSets(f.spec);
+    // (1000·300 + 1000·100 + 800·100 + 700·100) ÷ 600 = 908.3 steps/s, ÷ 1250 unmigrated.
+    const relative = (1000 * 300 + 1000 * 100 + 800 * 100 + 700 * 100) / 600 / 1250;
+    expect(rows).toContainEqual(
+      expect.objectContaining({
+        id: 'x/ac/1',
+        phase: 'pre-copy, auto-converge',
+        relative,
+        label: 'precopy+auto-converge',
+      }),
+    );
+    expect(rows).toContainEqual(expect.objectContaining({ id: 'x/dl/1', phase: 'pre-copy, dirty-limit', relative }));
+    expect(rows!.some((r) => r.phase === 'post-copy')).toBe(true);
+    expect(f.caption).toMatch(/Throttled pre-copy cells \(precopy\+auto-converge, precopy\+dirty-limit=20MB\/s\)/);
+    // Each new technique has a colour of its own, none a plain technique's.
+    const scale = (f.spec as { layer: { encoding: { color: { scale: { domain: string[]; range: string[] } } } }[] })
+      .layer[0]!.encoding.color.scale;
+    const colorOf = (t: string) => scale.range[scale.domain.indexOf(t)];
+    expect(new Set(scale.range).size).toBe(scale.range.length);
+    expect(colorOf('precopy+auto-converge')).not.toBe(colorOf('precopy'));
+  });
+
+  it('omits the figure, saying where slowdown is measured, when no cell measured one', () => {
+    const f = guestSlowdown({ ...results, cells: results.cells.filter((c) => c.spec.technique === 'precopy') });
+    expect(f.kind).toBe('omitted');
+    if (f.kind === 'omitted') expect(f.reason).toMatch(/precopy\+auto-converge/);
+  });
+});
+
+describe('techniqueColors', () => {
+  it('keeps the plain techniques’ colours and gives the others distinct ones, in order', () => {
+    const colors = techniqueColors(['precopy', 'precopy+compress', 'postcopy', 'precopy+xbzrle']);
+    expect(colors[0]).toBe('#4c78a8');
+    expect(colors[2]).toBe('#f58518');
+    expect(new Set(colors).size).toBe(4);
   });
 });
 

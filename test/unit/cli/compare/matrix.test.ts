@@ -367,3 +367,104 @@ describe('DEFAULT_MATRIX', () => {
     for (const link of links) expect(cellsOf(DEFAULT_MATRIX, [link]).length, link.name).toBeGreaterThan(0);
   });
 });
+
+describe('techniques with engine options (issue 17)', () => {
+  const WORKLOAD = ['workloads:', '  - name: hot', '    workload: hotset:wss=4MiB,rate=1000'];
+  const LINK = ['links:', '  - name: lo'];
+
+  it('reads base+options names as written, at the top and in a link, and any --init', () => {
+    const matrix = parseMatrix(
+      yaml(
+        'techniques: [precopy, precopy+compress, precopy+xbzrle+dedup, precopy+auto-converge, precopy+dirty-limit=20MB/s]',
+        'vm: { memory: 32MiB, init: realistic }',
+        ...WORKLOAD,
+        '    init: mixed:zero=0.5,text=0.5',
+        ...LINK,
+        '    techniques: [precopy+compress=brotli, hybrid+auto-converge=30/10/90]',
+      ),
+      'm.yaml',
+    );
+    expect(matrix.techniques).toEqual([
+      'precopy',
+      'precopy+compress',
+      'precopy+xbzrle+dedup',
+      'precopy+auto-converge',
+      'precopy+dirty-limit=20MB/s',
+    ]);
+    expect(matrix.links[0]!.techniques).toEqual(['precopy+compress=brotli', 'hybrid+auto-converge=30/10/90']);
+    expect(matrix.workloads[0]!.init).toBe('mixed:zero=0.5,text=0.5');
+    expect(parseMatrix(yaml('vm: { init: realistic }', ...WORKLOAD, ...LINK)).workloads[0]!.init).toBe('realistic');
+  });
+
+  it.each<[string, string[], number, RegExp]>([
+    [
+      'an unknown option',
+      ['techniques:', '  - precopy', '  - precopy+zstd', ...WORKLOAD, ...LINK],
+      3,
+      /technique "precopy\+zstd": unknown option "zstd"/,
+    ],
+    [
+      'both throttles',
+      ['techniques:', '  - precopy+auto-converge+dirty-limit=20MB/s', ...WORKLOAD, ...LINK],
+      2,
+      /two ways to throttle/,
+    ],
+    [
+      'a dirty-limit without a unit',
+      ['techniques: [precopy+dirty-limit=20]', ...WORKLOAD, ...LINK],
+      1,
+      /with its unit/,
+    ],
+    [
+      'options on a pure post-copy',
+      [...WORKLOAD, ...LINK, '    techniques:', '      - postcopy+compress'],
+      7,
+      /a pure post-copy takes no options/,
+    ],
+    [
+      'options on auto',
+      ['techniques:', '  - auto:downtime+compress', ...WORKLOAD, ...LINK],
+      2,
+      /auto's objective is one of/,
+    ],
+    [
+      'a technique listed twice',
+      ['techniques:', '  - precopy+xbzrle', '  - precopy+xbzrle', ...WORKLOAD, ...LINK],
+      3,
+      /listed twice/,
+    ],
+    ['an --init that does not parse', ['vm: { init: lumpy }', ...WORKLOAD, ...LINK], 1, /vm\.init: /],
+    [
+      'an --init that does not parse, on a workload',
+      [...WORKLOAD, '    init: mixed:zero=2', ...LINK],
+      4,
+      /workloads\[0\]\.init: /,
+    ],
+  ])('rejects %s, naming the line', (_what, lines, line, message) => {
+    const error = rejection(yaml(...lines));
+    expect(error.code, error.message).toBe('ERR_INVALID_ARGUMENT');
+    expect(error.message.startsWith(`m.yaml:${line}: `), error.message).toBe(true);
+    expect(error.message).toMatch(message);
+  });
+
+  it('the default matrix has none: its techniques and runtime stay as budgeted', () => {
+    expect(DEFAULT_MATRIX.techniques).toEqual(['precopy', 'postcopy', 'hybrid', 'auto:downtime', 'auto:total-time']);
+    for (const link of DEFAULT_MATRIX.links) {
+      for (const t of link.techniques ?? []) expect(t).not.toContain('+');
+    }
+    expect(cellsOf(DEFAULT_MATRIX)).toHaveLength(5 * 5 + 2 * 2 * 3 + 5 * 5 + 3 * 4);
+  });
+
+  it('the example matrix (docs/compare-encodings.yaml) parses and runs each new technique', async () => {
+    const { readFile } = await import('node:fs/promises');
+    const file = new URL('../../../../docs/compare-encodings.yaml', import.meta.url);
+    const matrix = parseMatrix(await readFile(file, 'utf8'), 'docs/compare-encodings.yaml');
+    const names = cellsOf(matrix).map((c) => c.technique);
+    for (const option of ['compress', 'xbzrle', 'dedup', 'auto-converge', 'dirty-limit=']) {
+      expect(
+        names.some((n) => n.includes(`+${option}`)),
+        option,
+      ).toBe(true);
+    }
+  });
+});

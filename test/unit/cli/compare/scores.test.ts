@@ -197,3 +197,28 @@ describe('autoScore', () => {
     expect(autoScore(cells).notCompared[0]!.reason).toBe('no fixed technique completed on the same workload and link');
   });
 });
+
+describe('techniques with engine options (issue 17) are not fixed techniques for the auto score', () => {
+  it('fixedTechnique is null for them, and autoObjective too', () => {
+    expect(fixedTechnique('precopy+compress')).toBeNull();
+    expect(fixedTechnique('precopy+auto-converge')).toBeNull();
+    expect(autoObjective('precopy+dirty-limit=20MB/s')).toBeNull();
+  });
+
+  it('auto is scored against pre-copy, post-copy and hybrid only, however well an option did', () => {
+    const cells = [
+      cellFixture({ technique: 'precopy', totalMs: 1000, downtimeMs: 50 }),
+      cellFixture({ technique: 'postcopy', totalMs: 1000, downtimeMs: 10 }),
+      cellFixture({ technique: 'precopy+auto-converge', totalMs: 1000, downtimeMs: 2 }),
+      cellFixture({ technique: 'precopy+compress', totalMs: 1000, downtimeMs: 400 }),
+      cellFixture({ technique: 'auto:downtime', totalMs: 1000, downtimeMs: 10.5 }),
+    ];
+    const score = autoScore(cells);
+    expect(score.compared).toBe(1);
+    const [c] = score.comparisons;
+    expect(c!.best).toEqual({ technique: 'postcopy', value: 10 });
+    expect(c!.worst).toEqual({ technique: 'precopy', value: 50 });
+    expect(c!.withinBest).toBe(true);
+    expect(c!.neverWorse).toBe(true);
+  });
+});
