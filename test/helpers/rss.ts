@@ -3,6 +3,7 @@
  * or sampled in the background to catch the peak between two observations.
  */
 import { readFileSync } from 'node:fs';
+import { samplePeak, type PeakSampler } from './peak-sampler.ts';
 
 export const MiB = 2 ** 20;
 
@@ -13,26 +14,9 @@ export function rssBytes(pid: number): number {
   return Number(match[1]) * 1024;
 }
 
-export interface RssSampler {
-  /** The highest VmRSS seen since start. */
-  readonly peak: number;
-  stop(): void;
-}
+export type RssSampler = PeakSampler;
 
 /** Sample VmRSS of `pid` every `intervalMs` until stop(); a process that is gone ends the sampling. */
 export function sampleRss(pid: number, intervalMs = 20): RssSampler {
-  let peak = rssBytes(pid);
-  const timer = setInterval(() => {
-    try {
-      peak = Math.max(peak, rssBytes(pid));
-    } catch {
-      clearInterval(timer);
-    }
-  }, intervalMs);
-  return {
-    get peak() {
-      return peak;
-    },
-    stop: () => clearInterval(timer),
-  };
+  return samplePeak(() => rssBytes(pid), intervalMs);
 }
