@@ -120,6 +120,8 @@ describe('a hostile source’s encoded pages are refused by the destination', ()
       expect(failed.err?.code).toBe('ERR_BAD_ENCODING');
       expect(failed.err?.message).toMatch(refusal);
       await waitUntil(async () => (await vmStates(dest)).length === 0, { what: 'the destination discards its copy' });
+      // It was there, being built, and never ran.
+      expect(destVmStates).toContain('incoming');
       expect(destVmStates).not.toContain('running');
       // Exactly one copy, running where it was, its memory what a reference run gives.
       expect(await vmStates(source)).toEqual(['running']);
