@@ -181,6 +181,20 @@ describe('page encodings, source to destination', () => {
     p.codecs.use({ delta: true, dedup: true, compress: null });
     expect(p.codecs.active).toEqual({ delta: false, dedup: false, compress: null });
   });
+  it('compresses nothing once closed: no new pool (a thread nobody would end), ERR_CANCELLED instead', async () => {
+    const p = pair({ cacheBytes: 64 * PAGE_SIZE, maxEntries: 64 });
+    for (let page = 0; page < 4; page++) {
+      fill(p.source.page(page), 1, 3);
+      p.source.markTouched(page);
+    }
+    p.codecs.use({ delta: false, dedup: false, compress: 'brotli' });
+    await p.codecs.close();
+    const noop = { zeroPages: true, cacheNew: true, onPageSent: () => undefined };
+    await expect(p.codecs.encode(Uint32Array.of(0, 1, 2, 3), p.source, noop)).rejects.toMatchObject({
+      code: 'ERR_CANCELLED',
+    });
+    expect(p.codecs.poolStats).toBeUndefined();
+  });
 });
 
 describe('hostile encoded batches at the destination', () => {

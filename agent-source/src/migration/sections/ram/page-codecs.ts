@@ -16,6 +16,7 @@
  * (`destinationRuns()`, at the handoff); the pre-copy sender is the only user before that.
  */
 import { CompressPool, DedupIndex, DeltaCache, COMPRESSION_CODECS, pageHash } from '@livemig/shared/codec';
+import { MigrationError } from '@livemig/shared';
 import { PageKind } from '@livemig/shared/protocol';
 import type { EncodingsReport } from '@livemig/shared/report';
 import {
@@ -109,6 +110,7 @@ export class PageCodecs {
   >();
   #destinationRuns = false;
   #finalPoolStats: CompressPool['stats'] | undefined;
+  #closed = false;
 
   constructor(options: PageCodecsOptions) {
     this.options = options;
@@ -283,6 +285,7 @@ export class PageCodecs {
   async close(): Promise<void> {
     const pool = this.#pool;
     this.#pool = undefined;
+    this.#closed = true;
     if (pool) this.#finalPoolStats = pool.stats;
     await pool?.close();
   }
@@ -337,6 +340,8 @@ export class PageCodecs {
     const input = new Uint8Array(plain.length * pageSize);
     plain.forEach((i, k) => input.set(arena.subarray(i * pageSize, (i + 1) * pageSize), k * pageSize));
     const { codec, quality } = COMPRESS_LEVELS[level];
+    // Never a new pool after close(): it would be a thread nobody ends.
+    if (this.#closed) throw new MigrationError('ERR_CANCELLED', 'page encodings were closed');
     this.#pool ??= new CompressPool({ workers: this.options.compress?.workers ?? 1, codec });
     const started = performance.now();
     const output = await this.#pool.compress(input, codec, quality);

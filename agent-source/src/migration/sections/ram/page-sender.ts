@@ -115,12 +115,14 @@ export class PageSender {
     const channel = this.#c.channel();
     let spent = 0;
     let lastYield = performance.now();
-    // With compression, the next batch is encoded (its block compressed in the worker) while this
-    // one waits for the link: otherwise the link idles for every block's compression. Never past
-    // the end of this call: a batch encoded is in the delta cache and dedup index as sent, so it
-    // is sent before the engine may look at the round (and switch to post-copy) between calls.
-    let ahead: PendingBatch | undefined;
-    while ((this.#cursor < this.#pages.length && spent < budgetBytes) || ahead !== undefined) {
+    // With compression, the next batches — one per compress thread, so that every thread has a
+    // block to work on — are encoded while this one waits for the link: otherwise the link idles
+    // for every block's compression. Never past the end of this call: a batch encoded is in the
+    // delta cache and dedup index as sent, so it is sent before the engine may look at the round
+    // (and switch to post-copy) between calls.
+    const ahead: PendingBatch[] = [];
+    const depth = this.#c.codecs?.codecs.options.compress?.workers ?? 1;
+    while ((this.#cursor < this.#pages.length && spent < budgetBytes) || ahead.length > 0) {
       // On a fast link the socket never pushes back, so nothing here would wait for I/O and a
       // round would hold the event loop from start to end — and the same loop serves this
       // host's VMs (their NICs: a kv VM's clients would see the whole round as an outage) and
@@ -131,12 +133,18 @@ export class PageSender {
       }
       if (signal.aborted) throw signal.reason as Error;
       if (channel.failure) throw channel.failure;
-      const current = ahead ?? this.#next();
-      ahead = undefined;
+      const current = ahead.shift() ?? this.#next();
       const { meta, views, payloadBytes, mode, contentBytes } = await current.encoded;
       const compressed = mode !== 'raw';
       const wire = payloadBytes + FRAME_OVERHEAD(current.batch.length);
-      if (compressed && this.#cursor < this.#pages.length && spent + wire < budgetBytes) ahead = this.#next();
+      while (
+        compressed &&
+        ahead.length < depth &&
+        this.#cursor < this.#pages.length &&
+        spent + wire * (ahead.length + 1) < budgetBytes
+      ) {
+        ahead.push(this.#next());
+      }
       this.#anySent = true;
       await bucket.take(wire);
       const ok = channel.sendPages({ round: this.#round, pages: current.batch, ...meta }, views);
