@@ -86,7 +86,7 @@ export interface CellResult {
   probe?: { intervalMs: number; samples: ProbeSample[] };
   /** Guest steps/s of the same VM before the migration (the unmigrated rate, for slowdown). */
   baselineStepsPerSec?: number;
-  /** A technique with encodings: what the model took the VM's pages to be (sampled before the migration). */
+  /** What the model took the VM's pages to be for the encodings (sampled before the migration). */
   pages?: PageFigures;
 }
 

@@ -8,9 +8,10 @@
  *   2. predict every technique with the model (shared/src/predict) from that curve and what was
  *      measured of the link — before the migration, never after: the link's bandwidth and the
  *      fixed costs come from an idle calibration migration of the same VM size on the same link,
- *      run first (kept in results.json); a technique with options (precopy+compress, …) is
- *      predicted with them too, its encodings from the VM's pages as sampled here (the first
- *      8 MiB of a VM of its --init, through the real codecs, once per --init: sample-pages.ts);
+ *      run first with raw pages (kept in results.json); the encodings from the VM's pages as
+ *      sampled here (the first 8 MiB of a VM of its --init, through the real codecs, once per
+ *      --init: sample-pages.ts): every technique as the engine runs it (compress auto, where
+ *      the pages compress), and a technique with options (precopy+compress, …) with them;
  *   3. migrate (auto: the agent decides itself, from its own measurements; a technique with
  *      options: its mode with their flags, e.g. --compress lz4, --auto-converge), following the
  *      report; a kv VM is probed throughout, from before the measurement of step 1 (its
@@ -64,6 +65,12 @@ const MAX_ROUNDS = 30;
 const CALIBRATION_HOT_SET = 'hotset:wss=16MiB,rate=20000';
 /** The warm-up migrations' VM size (a few MB: one-time costs, not the link, are what it is for). */
 const WARM_UP_BYTES = 8 << 20;
+/**
+ * The calibrations send raw pages: they measure the link, and compression is the model's to
+ * predict (encodings.ts) — with the engine's default (compress auto) a calibration of
+ * compressible memory measured the codec's pace, not the link's (14.5 MB/s on a 25 MB/s cap).
+ */
+const RAW_PAGES = { compress: 'off' } as const;
 /** The dirty-rate measurement before each cell: QEMU's window, its most samples, the curve. */
 const MEASURE = { calcTimeMs: 1000, samplePagesPerGiB: 16_384, checkpoints: 4 } as const;
 
@@ -240,7 +247,7 @@ async function calibrationFor(
         workload: guest,
         seed: index,
       });
-      const report = await migrate(env, vm, mode, env.link);
+      const report = await migrate(env, vm, mode, env.link, undefined, RAW_PAGES);
       await destroy(env, vm, report);
       if (report.outcome !== 'completed' || report.times.downtimeMs === null) {
         throw new Error(`calibration ${mode} migration ${report.outcome}: ${report.error?.message ?? 'no downtime'}`);
@@ -336,9 +343,14 @@ function figuresFor(cache: Map<string, Promise<PageFigures>>, init: string): Pro
   return figures;
 }
 
-/** Do these options change what a page costs (so the model needs the pages' figures)? */
-function encodes(options: TechniqueOptions): boolean {
-  return options.compress !== undefined || options.xbzrle !== undefined || options.dedup !== undefined;
+/**
+ * The options the engine runs a cell with, as the model takes them: the technique's, over the
+ * engine's default `--compress auto` where the VM's pages compress (on pages no codec shrinks,
+ * auto sends them raw and the raw prediction is the one: the options are left out).
+ */
+function modelOptions(options: TechniqueOptions, pages: PageFigures): TechniqueOptions {
+  const compressible = Object.values(pages.codecs).some((c) => c.ratio < 1);
+  return compressible ? { compress: 'auto', ...options } : options;
 }
 
 async function runCell(
@@ -400,14 +412,16 @@ async function runCell(
     const technique = techniqueCase(spec.technique);
     const objective = technique.objective ?? undefined;
     const options = technique.options;
-    const withOptions = Object.keys(options).length > 0;
-    const pages = withOptions && encodes(options) ? await figuresFor(pageFigures, workload.init) : undefined;
-    // The plain techniques as ever, and a technique with options predicted with them (its base
-    // without them is among the plain ones, for comparison).
-    const plain = inputs ? predictAll(inputs) : null;
+    const pages = await figuresFor(pageFigures, workload.init);
+    // Every plain technique as the engine runs it (compress auto on pages that compress), and a
+    // technique with options predicted with them too (its base without them is among the plain).
+    const defaults = modelOptions({}, pages);
+    const plain = inputs
+      ? predictAll(Object.keys(defaults).length > 0 ? { ...inputs, options: defaults, pages } : inputs)
+      : null;
     const variant =
-      inputs && withOptions && technique.mode !== 'auto'
-        ? predict(technique.mode, { ...inputs, options, ...(pages ? { pages } : {}) })
+      inputs && Object.keys(options).length > 0 && technique.mode !== 'auto'
+        ? predict(technique.mode, { ...inputs, options: modelOptions(options, pages), pages })
         : null;
     const predictions = plain && variant ? [...plain, variant] : plain;
     const choice = plain && objective ? choose(plain, objective) : undefined;
@@ -434,7 +448,7 @@ async function runCell(
       report,
       ...(samples ? { probe: samples } : {}),
       baselineStepsPerSec,
-      ...(pages ? { pages } : {}),
+      pages,
     };
   } catch (error) {
     const failure = toMigrationError(error);

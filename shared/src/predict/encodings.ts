@@ -10,10 +10,10 @@
  * — the link's bandwidth divided by the compression ratio (out ÷ in: 0.5 doubles it) until the
  * codec, not the link, is the bottleneck. The same formula as the engine's policy
  * (encoding-policy.ts compressedRate), restated here: a shared import would tie the packages.
- * `--compress auto` is modelled as the policy decides it: the codec setting with the best page
- * rate, used when that beats the link by COMPRESS_GAIN, none otherwise (on loopback, a link
- * faster than any codec, never). Left out: auto's first 8 MiB sent raw while it measures the
- * link, and its switching to what a setting delivered once it ran (the model has one figure).
+ * `--compress auto` is modelled as the policy decides it: the codec with the best page rate, used
+ * when that beats the link by COMPRESS_GAIN, none otherwise (on loopback, a link faster than any
+ * codec, never). Left out: auto's warm-up stretch while it measures the link, its denser brotli
+ * settings (COMPRESS_LEVELS), and its switching to what a setting delivered once it ran.
  *
  * XBZRLE (`--xbzrle`) sends a re-sent page (rounds after the first, and the stop-and-copy) as a
  * delta against the copy the source's cache holds: deltaRatio × a page, for the share of the
@@ -67,28 +67,21 @@ export function compressedPageRate(figures: CodecFigures, threads: number, linkB
 }
 
 /**
- * The settings `--compress auto` chooses among (agent-source compress-levels.ts): a codec at a
- * setting, its speed and what it saves as scale factors on its codec's default setting (the
- * priors' proportions there: brotli quality 2 at 105 of quality 1's 150 MB/s and saving 0.7 of a
- * page where quality 1 saves 0.6, quality 5 at 35 MB/s saving 0.75). The saving (1 − ratio) is
- * scaled, not the ratio: memory that quality 1 cannot shrink (ratio 1) no denser setting shrinks
- * either, where a scaled ratio would promise 0.625 of nothing.
+ * The settings the model's `--compress auto` chooses among: each codec at its default setting
+ * (lz4; brotli quality 1), with the figures measured for it. The engine's auto also tries denser
+ * brotli qualities (2, 5: agent-source compress-levels.ts) and keeps one when it delivers more;
+ * the model does not credit them: their gain is a prior there, and on `realistic` pages through
+ * `livemig compare` (64 MiB over 25 MB/s) quality 2's blocks came to 0.36 of their input where
+ * quality 1's came to 0.39 — a few per cent of the bytes, against 0.3 vs 0.4 in the priors.
  */
-export const COMPRESS_LEVELS: readonly {
-  level: string;
-  codec: 'lz4' | 'brotli';
-  bpsScale: number;
-  savingScale: number;
-}[] = [
-  { level: 'lz4', codec: 'lz4', bpsScale: 1, savingScale: 1 },
-  { level: 'brotli', codec: 'brotli', bpsScale: 1, savingScale: 1 },
-  { level: 'brotli:2', codec: 'brotli', bpsScale: 105 / 150, savingScale: 0.7 / 0.6 },
-  { level: 'brotli:5', codec: 'brotli', bpsScale: 35 / 150, savingScale: 0.75 / 0.6 },
+export const COMPRESS_LEVELS: readonly { level: string; codec: 'lz4' | 'brotli' }[] = [
+  { level: 'lz4', codec: 'lz4' },
+  { level: 'brotli', codec: 'brotli' },
 ];
 
 /** The encodings in force on a link: the compression setting (null: none) and its figures, deltas, references. */
 export interface ActiveEncodings {
-  /** A COMPRESS_LEVELS level ('lz4', 'brotli', 'brotli:2', …), or null. */
+  /** A COMPRESS_LEVELS level ('lz4', 'brotli'), or null. */
   codec: string | null;
   figures: CodecFigures | null;
   delta: boolean;
@@ -97,11 +90,9 @@ export interface ActiveEncodings {
   pageRateBps: number;
 }
 
-/** A level's figures from the pages' figures of its codec (the prior when the pages did not measure it). */
+/** A level's figures: its codec's in the pages' figures, the prior when the pages did not measure it. */
 function levelFigures(level: (typeof COMPRESS_LEVELS)[number], pages: PageFigures): CodecFigures {
-  const base = pages.codecs[level.codec] ?? DEFAULT_PAGE_FIGURES.codecs[level.codec]!;
-  const saving = (1 - Math.min(1, base.ratio)) * level.savingScale;
-  return { bps: base.bps * level.bpsScale, ratio: Math.max(0.001, 1 - saving) };
+  return pages.codecs[level.codec] ?? DEFAULT_PAGE_FIGURES.codecs[level.codec]!;
 }
 
 /** Which encodings the engine would use on a link of `linkBps` with these options and pages (see the header). */
