@@ -132,9 +132,13 @@ describe('levelFigures', () => {
   it('a level that ran is its measurement; one that did not is its prior, scaled by a measured sibling of its codec', () => {
     const f = levelFigures(new Map([['brotli', { bps: 300e6, ratio: 0.2 }]]));
     expect(f.brotli).toEqual({ bps: 300e6, ratio: 0.2 });
-    // brotli:2's prior is 0.7× brotli's speed and 0.75× its ratio: so is its prediction.
+    // brotli:2's prior is 0.7× brotli's speed: so is its prediction; its ratio, a power of brotli's.
     expect(f['brotli:2'].bps).toBeCloseTo(300e6 * (LEVEL_PRIORS['brotli:2'].bps / LEVEL_PRIORS.brotli.bps));
-    expect(f['brotli:2'].ratio).toBeCloseTo(0.2 * (LEVEL_PRIORS['brotli:2'].ratio / LEVEL_PRIORS.brotli.ratio));
+    const exponent = Math.log(LEVEL_PRIORS['brotli:2'].ratio) / Math.log(LEVEL_PRIORS.brotli.ratio);
+    expect(f['brotli:2'].ratio).toBeCloseTo(0.2 ** exponent);
+    expect(f['brotli:2'].ratio).toBeLessThan(0.2);
+    // Memory measured incompressible at one level is incompressible at every level.
+    expect(levelFigures(new Map([['brotli', { ratio: 1 }]]))['brotli:5'].ratio).toBe(1);
     // lz4 has no measured sibling: its prior.
     expect(f.lz4).toEqual(LEVEL_PRIORS.lz4);
     // A ratio measured before the speed: the prior's speed with it.
