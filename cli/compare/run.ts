@@ -239,10 +239,15 @@ async function calibrationFor(
   if (known) return known;
   const name = `calibrate${index}`;
   try {
-    const idle = async (mode: 'precopy' | 'postcopy', vm: string, guest = 'idle'): Promise<MigrationReport> => {
+    const idle = async (
+      mode: 'precopy' | 'postcopy',
+      vm: string,
+      guest = 'idle',
+      memory = workload.memoryBytes,
+    ): Promise<MigrationReport> => {
       await env.source.request('create-vm', {
         name: vm,
-        memory: workload.memoryBytes,
+        memory,
         init: workload.init,
         workload: guest,
         seed: index,
@@ -292,6 +297,22 @@ async function calibrationFor(
         rttMs,
         postcopy: report.mode === 'postcopy',
       });
+    // The switchover's own cost is a few ms, and one idle migration's downtime is one sample of
+    // it: a run measured 14 ms on a link where the same idle VMs then paused 3–4 ms, and every
+    // cell's predicted downtime carried the outlier. So two more small idle migrations each way
+    // (the switchover does not depend on the VM's size), and the median of the three.
+    const switchoverOf = async (mode: 'precopy' | 'postcopy', first: Overheads): Promise<number> => {
+      const samples = [first.switchoverMs];
+      for (let i = 0; i < 2; i++) {
+        const small = await idle(mode, `${name}-${mode}-${i}`, 'idle', WARM_UP_BYTES);
+        samples.push(overheadsOf(small, 0).switchoverMs);
+      }
+      return samples.sort((a, b) => a - b)[1]!;
+    };
+    const overheads = overheadsOf(precopy, round0.ms);
+    const postcopyOverheads = overheadsOf(postcopy, postcopy.postcopy?.postcopyMs ?? 0);
+    overheads.switchoverMs = await switchoverOf('precopy', overheads);
+    postcopyOverheads.switchoverMs = await switchoverOf('postcopy', postcopyOverheads);
     const calibration: Calibration = {
       link: env.link.name,
       memoryBytes: workload.memoryBytes,
@@ -301,8 +322,8 @@ async function calibrationFor(
         rttMs,
         source: `idle calibration migration on this link (round 0: ${(round0.bytes / MB).toFixed(1)} MB in ${Math.round(round0.ms)} ms)`,
       },
-      overheads: overheadsOf(precopy, round0.ms),
-      postcopyOverheads: overheadsOf(postcopy, postcopy.postcopy?.postcopyMs ?? 0),
+      overheads,
+      postcopyOverheads,
       reports: { precopy, postcopy, hot },
     };
     done.push(calibration);
