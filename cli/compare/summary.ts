@@ -317,6 +317,10 @@ function autoSection(results: CompareResults): SummarySection {
     bullets: [
       `Never worse than the worst fixed technique: ${fraction(score.neverWorse, score.neverWorsePct)}.`,
       `Within 10 % of the best fixed technique: ${fraction(score.withinBest, score.withinBestPct)}.`,
+      `Within 10 % of the best, or within the spread of the best's own repeats (as close as this run can tell): ${fraction(
+        score.withinBestOrSpread,
+        score.withinBestOrSpreadPct,
+      )}.`,
       ...score.notCompared.map((n) => `Not scored: ${n.cellId}: ${n.reason}.`),
     ],
     tables:
@@ -334,8 +338,9 @@ function autoSection(results: CompareResults): SummarySection {
                 'worst fixed',
                 'never worse',
                 'within 10 %',
+                'or its spread',
               ],
-              numeric: [false, false, false, true, true, true, false, false],
+              numeric: [false, false, false, true, true, true, false, false, false],
               rows: score.comparisons.map((c) => [
                 c.repeats === 1 ? c.cellId : `${c.cellId} (${c.repeats} repeats)`,
                 c.objective,
@@ -345,6 +350,7 @@ function autoSection(results: CompareResults): SummarySection {
                 `${formatObjective(c.objective, c.worst.value)} (${c.worst.technique})`,
                 mark(c.neverWorse),
                 mark(c.withinBest),
+                mark(c.withinBestOrSpread),
               ]),
             },
           ],

@@ -198,6 +198,25 @@ describe('autoScore', () => {
   });
 });
 
+describe("within the spread of the best technique's repeats", () => {
+  it("counts an auto that is out of 10 % but no slower than the best technique's slowest repeat; one repeat never does", () => {
+    const run = (repeat: number, pre: number, auto: number) => [
+      cellFixture({ technique: 'precopy', repeat, totalMs: 1000, downtimeMs: pre }),
+      cellFixture({ technique: 'postcopy', repeat, totalMs: 1000, downtimeMs: 20 }),
+      cellFixture({ technique: 'auto:downtime', repeat, totalMs: 1000, downtimeMs: auto }),
+    ];
+    // precopy 2.75 / 2.97 / 6.11 ms (median 2.97), auto 3.15 / 3.89 / 6.18 (median 3.89): 31 % more.
+    const spread = autoScore([...run(1, 6.11, 3.15), ...run(2, 2.75, 3.89), ...run(3, 2.97, 6.18)]);
+    expect(spread.comparisons[0]).toMatchObject({ withinBest: false, withinBestOrSpread: true });
+    expect(spread).toMatchObject({ withinBest: 0, withinBestOrSpread: 1, withinBestOrSpreadPct: 100 });
+    // Above the slowest repeat: not within.
+    const out = autoScore([...run(1, 3, 7), ...run(2, 3.2, 7), ...run(3, 2.9, 7)]);
+    expect(out.comparisons[0]).toMatchObject({ withinBest: false, withinBestOrSpread: false });
+    // One repeat has no spread.
+    expect(autoScore(run(1, 3, 3.5)).comparisons[0]).toMatchObject({ withinBestOrSpread: false });
+  });
+});
+
 describe('techniques with engine options (issue 17) are not fixed techniques for the auto score', () => {
   it('fixedTechnique is null for them, and autoObjective too', () => {
     expect(fixedTechnique('precopy+compress')).toBeNull();
