@@ -174,13 +174,17 @@ describe('livemig migrate --mode auto', () => {
     expect(await whereIs(a, b)).toEqual(['migrated', 'running']);
 
     // b → a again, for downtime: b knows its link to a (the second migration), and decides
-    // before round 0, where a pure post-copy is still possible.
-    const back = await auto(b, a, 'downtime', '--json');
+    // before round 0, where a pure post-copy is still possible. With --auto-converge, which the
+    // predictions of pre-copy and hybrid then include.
+    const back = await auto(b, a, 'downtime', '--auto-converge', '--json');
     expect(back.code, back.stderr).toBe(0);
     const fourth = JSON.parse(back.stdout) as MigrationReport;
     expectAuto(fourth, 'downtime');
     expect(fourth.auto!.inputs.link.source).toMatch(/^the last migration to this destination \(/);
     expect(fourth.auto!).toMatchObject({ decidedIn: 'setup' });
+    expect(fourth.auto!.inputs.options?.throttle).toMatchObject({ kind: 'auto-converge', initialPercent: 20 });
+    const precopy = fourth.auto!.predictions.find((p) => p.technique === 'precopy');
+    expect(precopy?.throttle, 'pre-copy predicted with the throttle').toBeDefined();
     if (fourth.auto!.chosen === 'postcopy') expect(fourth.rounds, 'a pure post-copy').toEqual([]);
     expect(await whereIs(a, b)).toEqual(['running', 'migrated']);
     const oracle = await fleet.oracle(a, 'vm', SPEC);

@@ -185,6 +185,11 @@ function decide(
         ? Math.max(ctx.stats.setupMs, ctx.linkHint?.postcopySetupMs ?? ctx.stats.setupMs + DEFAULT_VCPU_START_MS)
         : ctx.stats.setupMs,
     },
+    // The throttle this migration runs with (--auto-converge, --dirty-limit) changes what pre-copy
+    // and hybrid will cost: predicted with it. The encodings are not: their figures depend on the
+    // pages (compare samples them; here `--compress auto` turns itself off on pages that do not
+    // compress, which priors cannot know).
+    ...(ctx.params.throttle ? { options: { throttle: ctx.params.throttle } } : {}),
   };
   const choice = choose(predictAll(inputs), auto.objective, auto.maxDowntimeMs ?? undefined);
   const report: AutoReport = {

@@ -47,7 +47,7 @@ interface PendingBatch {
     meta: Omit<PagesMeta, 'type' | 'round' | 'requestId' | 'pages'>;
     views: Uint8Array[];
     payloadBytes: number;
-    /** How the batch went, for the measured stretches: 'raw', or the compression level. */
+    /** How the batch was sent, for the measured stretches: 'raw', or the compression level in use. */
     mode: string;
     contentBytes: number;
   }>;
@@ -73,6 +73,12 @@ export class PageSender {
   /** The stretch being measured: how it is sent, wire and page bytes, and when it began. */
   #window: { mode: string; bytes: number; content: number; startedAt: number } | undefined;
   #warmedUp = false;
+  /**
+   * sendAll: the VM is paused (stop-and-copy, the device pages of a post-copy switch), every ms
+   * is downtime. No warm-up compression there: a compress worker's first block (lz4-napi loading)
+   * put 50–80 ms into a kv VM's post-copy switch, which sends its NIC's pages so.
+   */
+  #paused = false;
   #lastWhy = '';
 
   constructor(components: PageSenderComponents) {
@@ -205,7 +211,11 @@ export class PageSender {
       ...(refs ? { refs } : {}),
       ...(zcodec !== undefined ? { zcodec, zlen: zlen! } : {}),
     };
-    const mode = zcodec !== undefined && level !== null ? level : 'raw';
+    // The stretch is the policy's choice, not what this batch's pages happened to need: a batch
+    // of random pages (its block not worth sending) or of zeros and references under a level
+    // still measures that level. Counted as raw, such batches cut the level's stretches short
+    // and made raw stretches of buffer-filling bursts: the wan measured its 12 MB/s link at 24.
+    const mode = level ?? 'raw';
     return { meta, views, payloadBytes, mode, contentBytes: rawEquivalentBytes };
   }
 
@@ -218,7 +228,7 @@ export class PageSender {
       codecs: codecs.codecs.codecFigures(),
       levels: codecs.codecs.options.compress?.codecs ?? [],
       current: codecs.codecs.active.compress,
-      warmingUp: !this.#warmedUp,
+      warmingUp: !this.#warmedUp && !this.#paused,
       round: this.#round,
       fitsCache: codecs.fitsCache,
     });
@@ -267,7 +277,12 @@ export class PageSender {
   /** Send all of `pages` as round `round` (stop-and-copy: the VM is paused). */
   async sendAll(pages: Uint32Array, round: number): Promise<void> {
     this.begin(pages, round);
-    while (!(await this.sendSome(Number.POSITIVE_INFINITY)));
+    this.#paused = true;
+    try {
+      while (!(await this.sendSome(Number.POSITIVE_INFINITY)));
+    } finally {
+      this.#paused = false;
+    }
   }
 
   /** Whether `page` was sent at least once by this sender (post-copy counts re-sends with it). */
