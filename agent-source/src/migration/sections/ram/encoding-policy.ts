@@ -20,6 +20,13 @@
  * of the wan's 12 MB/s). A fixed `on`/codec is used from the start, and `off` never.
  */
 import { formatRate } from '@livemig/shared';
+import {
+  COMPRESS_GAIN,
+  DEDUP_MAX_LINK_BPS,
+  DEFAULT_COMPRESS_THREADS,
+  DEFAULT_XBZRLE_CACHE_BYTES,
+  DELTA_MAX_LINK_BPS,
+} from '@livemig/shared/predict';
 import type { CodecFigures, CompressLevel } from './compress-levels.ts';
 import type { ActiveEncodings } from './page-codecs.ts';
 
@@ -48,18 +55,16 @@ export const DEFAULT_ENCODING_PARAMS: Readonly<EncodingParams> = Object.freeze({
   delta: 'off',
   dedup: 'off',
   compress: 'auto',
-  xbzrleCacheBytes: 64 * 1024 * 1024,
-  compressThreads: 1,
+  xbzrleCacheBytes: DEFAULT_XBZRLE_CACHE_BYTES,
+  compressThreads: DEFAULT_COMPRESS_THREADS,
 });
 
-/** Compression must promise at least this many times the raw rate to be used. */
-export const COMPRESS_GAIN = 1.15;
 /** Another level must promise this many times the current one's rate to replace it (no flapping). */
 export const LEVEL_SWITCH_GAIN = 1.1;
-/** Deltas only on links slower than this (bytes/s). */
-export const DELTA_MAX_LINK_BPS = 400e6;
-/** References only on links slower than this (bytes/s). */
-export const DEDUP_MAX_LINK_BPS = 250e6;
+// The thresholds (COMPRESS_GAIN; deltas below DELTA_MAX_LINK_BPS, references below
+// DEDUP_MAX_LINK_BPS) and the defaults are the model's (shared/src/predict/encodings.ts), so that
+// what it predicts and what the engine does cannot drift apart.
+export { COMPRESS_GAIN, DEDUP_MAX_LINK_BPS, DELTA_MAX_LINK_BPS };
 /** Raw bytes sent before auto trusts its measure of the link. */
 export const LINK_PROBE_BYTES = 8 * 1024 * 1024;
 
