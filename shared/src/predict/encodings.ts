@@ -13,7 +13,7 @@
  * `--compress auto` is modelled as the policy decides it: the codec with the best page rate, used
  * when that beats the link by COMPRESS_GAIN, none otherwise (on loopback, a link faster than any
  * codec, never). Left out: auto's warm-up stretch while it measures the link, its denser brotli
- * settings (COMPRESS_LEVELS), and its switching to what a setting delivered once it ran.
+ * settings (MODELLED_LEVELS), and its switching to what a setting delivered once it ran.
  *
  * XBZRLE (`--xbzrle`) sends a re-sent page (rounds after the first, and the stop-and-copy) as a
  * delta against the copy the source's cache holds: deltaRatio × a page, for the share of the
@@ -80,14 +80,14 @@ export function compressedPageRate(figures: CodecFigures, threads: number, linkB
  * `livemig compare` (64 MiB over 25 MB/s) quality 2's blocks came to 0.36 of their input where
  * quality 1's came to 0.39 — a few per cent of the bytes, against 0.3 vs 0.4 in the priors.
  */
-export const COMPRESS_LEVELS: readonly { level: string; codec: 'lz4' | 'brotli' }[] = [
+export const MODELLED_LEVELS: readonly { level: string; codec: 'lz4' | 'brotli' }[] = [
   { level: 'lz4', codec: 'lz4' },
   { level: 'brotli', codec: 'brotli' },
 ];
 
 /** The encodings in force on a link: the compression setting (null: none) and its figures, deltas, references. */
 export interface ActiveEncodings {
-  /** A COMPRESS_LEVELS level ('lz4', 'brotli'), or null. */
+  /** A MODELLED_LEVELS level ('lz4', 'brotli'), or null. */
   codec: string | null;
   figures: CodecFigures | null;
   delta: boolean;
@@ -97,7 +97,7 @@ export interface ActiveEncodings {
 }
 
 /** A level's figures: its codec's in the pages' figures, the prior when the pages did not measure it. */
-function levelFigures(level: (typeof COMPRESS_LEVELS)[number], pages: PageFigures): CodecFigures {
+function levelFigures(level: (typeof MODELLED_LEVELS)[number], pages: PageFigures): CodecFigures {
   return pages.codecs[level.codec] ?? DEFAULT_PAGE_FIGURES.codecs[level.codec]!;
 }
 
@@ -116,14 +116,14 @@ export function activeEncodings(
     // Asked for: used whatever it costs (a codec slower than the link slows the migration down).
     codec = mode;
     figures = levelFigures(
-      COMPRESS_LEVELS.find((l) => l.level === mode)!,
+      MODELLED_LEVELS.find((l) => l.level === mode)!,
       pages,
     );
     pageRateBps = compressedPageRate(figures, threads, linkBps);
   } else if (mode === 'auto') {
     // The level with the best page rate, when it beats raw by COMPRESS_GAIN; codecs the pages did
     // not measure are left out (auto is predicted only from what is known of this VM).
-    for (const level of COMPRESS_LEVELS.filter((l) => pages.codecs[l.codec] !== undefined)) {
+    for (const level of MODELLED_LEVELS.filter((l) => pages.codecs[l.codec] !== undefined)) {
       const f = levelFigures(level, pages);
       const rate = compressedPageRate(f, threads, linkBps);
       if (rate >= COMPRESS_GAIN * linkBps && rate > pageRateBps) {

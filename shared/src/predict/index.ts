@@ -12,7 +12,7 @@ export { choose } from './choose.ts';
 export {
   activeEncodings,
   COMPRESS_GAIN,
-  COMPRESS_LEVELS,
+  MODELLED_LEVELS,
   compressedPageRate,
   DEDUP_MAX_LINK_BPS,
   DEFAULT_COMPRESS_THREADS,
