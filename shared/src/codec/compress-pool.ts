@@ -29,6 +29,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import { MigrationError } from '../errors.ts';
+import { processThreads, type ThreadHandle } from '../vm/thread-registry.ts';
 import {
   DEFAULT_BROTLI_QUALITY,
   DEFAULT_MAX_BATCH_BYTES,
@@ -102,6 +103,8 @@ interface Slot {
   index: number;
   worker: Worker;
   job: Job | undefined;
+  /** The thread's CPU-time slot (thread-registry.ts), read once more before it is terminated. */
+  thread: ThreadHandle;
 }
 
 /** The worker's answer; `input` is the job's input buffer coming back for reuse. */
@@ -253,6 +256,7 @@ export class CompressPool {
       this.#slots[slot.index] = undefined;
       slot.job?.reject(cancelled);
       slot.job = undefined;
+      slot.thread.seal();
       void slot.worker.terminate();
     }
     this.#wakeSpaceWaiters();
@@ -316,14 +320,15 @@ export class CompressPool {
   }
 
   #start(index: number): Slot {
+    const thread = processThreads.register('compress');
     const worker = new Worker(new URL('./compress-worker.mjs', import.meta.url), {
-      workerData: { brotliQuality: this.#brotliQuality },
+      workerData: { brotliQuality: this.#brotliQuality, thread: thread.slot },
       // Plain JavaScript: no loader to inherit (tsx's would only slow the start), and no parent
       // flag (e.g. --input-type) that a worker cannot take.
       execArgv: [],
     });
     worker.unref();
-    const slot: Slot = { index, worker, job: undefined };
+    const slot: Slot = { index, worker, job: undefined, thread };
     this.#slots[index] = slot;
     this.#threads++;
     let exited!: () => void;
@@ -343,6 +348,7 @@ export class CompressPool {
     };
     worker.on('error', (error) => lost(`failed: ${error.message}`));
     worker.on('exit', (code) => {
+      thread.ended();
       this.#threads--;
       this.#exits.delete(exit);
       exited();

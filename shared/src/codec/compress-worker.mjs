@@ -2,7 +2,7 @@
 // synchronous compressSync/decompressSync run, one job at a time. Plain JavaScript on purpose: it
 // needs no TypeScript loader, so it starts in milliseconds.
 //
-// workerData: { brotliQuality }
+// workerData: { brotliQuality, thread: SharedArrayBuffer (thread-cpu.mjs: its id, for its CPU time in reports) }
 // in:  { id, op: 'compress' | 'decompress', codec, input: Uint8Array (its buffer transferred),
 //        expectedLength, brotliQuality? }
 // out: { id, output: Uint8Array (its buffer transferred), input (its buffer transferred back), busyMs }
@@ -10,6 +10,9 @@
 import { performance } from 'node:perf_hooks';
 import { parentPort, workerData } from 'node:worker_threads';
 import { compressWith, decompressWith } from './compress-codecs.mjs';
+import { announceThread } from '../vm/thread-cpu.mjs';
+
+announceThread(workerData?.thread);
 
 const defaultQuality = workerData?.brotliQuality;
 

@@ -3,3 +3,4 @@ export * from './types.ts';
 export * from './schema.ts';
 export * from './format.ts';
 export * from './latency-histogram.ts';
+export * from './threads.ts';

@@ -1,7 +1,8 @@
 /**
  * JSON Schema (draft 2020-12 subset) of the schema-1 report, for programs that consume
  * `--json` output and for our tests. Extra fields are allowed, contract fields are required; an
- * extra field the schema describes (`storage`, `dirtyRate`, `auto`, `throttle`, `encodings`) is checked whole
+ * extra field the schema describes (`storage`, `dirtyRate`, `auto`, `throttle`, `encodings`,
+ * `threads`, `prefault`) is checked whole
  * when present.
  */
 import { MIGRATION_MODES, STORAGE_MODES } from '../protocol/message-types.ts';
@@ -19,6 +20,30 @@ const WRITE_LATENCY = {
 /** A throttle, percent of the vCPU's time taken away. */
 const PERCENT = { type: 'number', minimum: 0, maximum: 100 } as const;
 const NUM_OR_NULL = { type: ['number', 'null'] } as const;
+/** A non-negative duration, ms. */
+const MS = { type: 'number', minimum: 0 } as const;
+/** One side's threads (report/threads.ts SideThreads). */
+const SIDE_THREADS = {
+  type: 'object',
+  required: ['wallMs', 'cpuMs', 'threads'],
+  properties: {
+    wallMs: MS,
+    cpuMs: MS,
+    threads: {
+      type: 'array',
+      maxItems: 32,
+      items: {
+        type: 'object',
+        required: ['name', 'cpuMs', 'wallMs'],
+        properties: {
+          name: { type: 'string', minLength: 1, maxLength: 32 },
+          cpuMs: { type: ['number', 'null'], minimum: 0 },
+          wallMs: MS,
+        },
+      },
+    },
+  },
+} as const;
 /** An instant as Date.toISOString() writes it (UTC). */
 const ISO_TIME = { type: 'string', pattern: '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}\\.\\d{3}Z$' } as const;
 
@@ -298,6 +323,23 @@ export const REPORT_JSON_SCHEMA = {
         },
         encodeMs: num,
         decisions: { type: 'array', maxItems: 32, items: { type: 'string' } },
+      },
+    },
+    threads: {
+      type: 'object',
+      required: ['source', 'dest'],
+      properties: { source: SIDE_THREADS, dest: { oneOf: [{ type: 'null' }, SIDE_THREADS] } },
+    },
+    prefault: {
+      type: 'object',
+      required: ['pages', 'touched', 'startMs', 'ms', 'firstPassMs', 'offCriticalPath'],
+      properties: {
+        pages: { type: 'integer', minimum: 0 },
+        touched: { type: 'integer', minimum: 0 },
+        startMs: MS,
+        ms: { type: ['number', 'null'], minimum: 0 },
+        firstPassMs: { type: ['number', 'null'], minimum: 0 },
+        offCriticalPath: { type: ['boolean', 'null'] },
       },
     },
     throttle: {

@@ -9,6 +9,7 @@ export const REPORT_SCHEMA = 'livemig.report/1';
 import type { MigrationMode, StorageMode } from '../protocol/message-types.ts';
 import type { SignedRecord } from '../security/record.ts';
 import type { LatencyHistogram } from './latency-histogram.ts';
+import type { PrefaultReport, ThreadsReport } from './threads.ts';
 import type { DirtyCurve, ModelInputs, Objective, Prediction, Technique } from '../predict/types.ts';
 import type { DirtyRateMeasurement } from '../vm/dirty-rate.ts';
 
@@ -361,6 +362,10 @@ export interface MigrationReport {
   throttle?: ThrottleReport;
   /** Extra: page encodings (deltas, references, compression) — what each did, when any could run. */
   encodings?: EncodingsReport;
+  /** Extra: where each side's cores went — CPU time per thread over the migration (Linux; issue 18). */
+  threads?: ThreadsReport;
+  /** Extra: the destination's pre-fault of arriving memory — how long it took, and whether it was off the critical path. */
+  prefault?: PrefaultReport;
   /**
    * Extra: the migration record (who moved what, both sides' digests and counts) with the
    * source's signature and the destination's countersignature — or why there is none

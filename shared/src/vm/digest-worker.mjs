@@ -12,8 +12,12 @@
 // Jobs run one after the other; a job's regions are dropped when it ends.
 import { readlinkSync } from 'node:fs';
 import { setPriority } from 'node:os';
-import { parentPort } from 'node:worker_threads';
+import { parentPort, workerData } from 'node:worker_threads';
 import { digestPages } from './digest-pages.mjs';
+import { announceThread } from './thread-cpu.mjs';
+
+// Its id, so the agent can read its CPU time for migration reports (thread-cpu.mjs).
+announceThread(workerData?.thread);
 
 try {
   setPriority(Number(readlinkSync('/proc/thread-self').split('/').pop()), 19);

@@ -20,6 +20,7 @@
 import { Worker } from 'node:worker_threads';
 import { MigrationError } from '../errors.ts';
 import type { GuestMemory } from './guest-memory.ts';
+import { processThreads, type ThreadHandle } from './thread-registry.ts';
 
 /** What computes a memory digest off the calling thread (VmDigests takes any, tests a stub). */
 export interface MemoryHasher {
@@ -40,6 +41,8 @@ type Reply = { id: number; digest: string } | { id: number; error: { stopped: bo
 
 export class DigestWorker implements MemoryHasher {
   #worker: Worker | undefined;
+  /** The thread's CPU-time slot (thread-registry.ts), read once more before it is terminated. */
+  #cpu: ThreadHandle | undefined;
   readonly #jobs = new Map<number, Job>();
   #nextId = 1;
   #closed = false;
@@ -67,12 +70,15 @@ export class DigestWorker implements MemoryHasher {
     const worker = this.#worker;
     this.#worker = undefined;
     this.#failAll(new MigrationError('ERR_CANCELLED', 'the digest worker was closed'));
+    this.#cpu?.seal();
     await worker?.terminate();
   }
 
   #thread(): Worker {
     if (this.#worker) return this.#worker;
-    const worker = new Worker(new URL('./digest-worker.mjs', import.meta.url));
+    const thread = processThreads.register('digest');
+    const worker = new Worker(new URL('./digest-worker.mjs', import.meta.url), { workerData: { thread: thread.slot } });
+    this.#cpu = thread;
     worker.unref();
     worker.on('message', (reply: Reply) => this.#settle(reply));
     const lost = (why: string): void => {
@@ -81,7 +87,10 @@ export class DigestWorker implements MemoryHasher {
       this.#failAll(new MigrationError('ERR_INTERNAL', `the digest worker ${why}`));
     };
     worker.on('error', (error) => lost(`failed: ${error.message}`));
-    worker.on('exit', (code) => lost(`exited (code ${code})`));
+    worker.on('exit', (code) => {
+      thread.ended();
+      lost(`exited (code ${code})`);
+    });
     this.#worker = worker;
     return worker;
   }

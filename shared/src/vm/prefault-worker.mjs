@@ -2,10 +2,13 @@
 // on purpose: it needs no TypeScript loader, so it starts in milliseconds.
 //
 // workerData: { regions: SharedArrayBuffer[], regionBytes: number, pageBytes: number,
-//               pages: Uint32Array (ascending page numbers), stop: Int32Array(1) (1 = stop) }
+//               pages: Uint32Array (ascending page numbers), stop: Int32Array(1) (1 = stop),
+//               thread: SharedArrayBuffer (thread-cpu.mjs: its id and CPU time for the report) }
 import { parentPort, workerData } from 'node:worker_threads';
+import { announceThread, sealThread } from './thread-cpu.mjs';
 
-const { regions, regionBytes, pageBytes, pages, stop } = workerData;
+const { regions, regionBytes, pageBytes, pages, stop, thread } = workerData;
+announceThread(thread);
 const pagesPerRegion = regionBytes / pageBytes;
 const wordsPerPage = pageBytes / 4;
 const views = regions.map((sab) => new Int32Array(sab));
@@ -19,4 +22,5 @@ for (; done < pages.length; done++) {
   // maps the shared zero page and the CAS faults a second time (~0.63 s vs ~0.38 s per GiB here).
   Atomics.compareExchange(views[Math.floor(page / pagesPerRegion)], (page % pagesPerRegion) * wordsPerPage, 0, 0);
 }
+sealThread(thread);
 parentPort.postMessage({ done });

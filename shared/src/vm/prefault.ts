@@ -18,10 +18,18 @@
  */
 import { Worker } from 'node:worker_threads';
 import type { GuestMemory } from './guest-memory.ts';
+import { processThreads } from './thread-registry.ts';
 
 export interface Prefault {
   /** Resolves with how many pages were touched when the worker ends. */
   readonly done: Promise<number>;
+  /** Pages it set out to touch. */
+  readonly pages: number;
+  /** performance.now() when it started, and when it ended (undefined: running); the report says how long it took. */
+  readonly startedAt: number;
+  readonly doneAt: number | undefined;
+  /** Pages touched (known once it ended; 0 before). */
+  readonly touched: number;
   /** Ask the worker to stop early (e.g. the migration failed); resolves when it has. */
   stop(): Promise<number>;
 }
@@ -30,6 +38,8 @@ export interface Prefault {
 export function startPrefault(memory: GuestMemory, pages: Uint32Array): Prefault {
   const stopFlag = new Int32Array(new SharedArrayBuffer(4));
   const layout = memory.layout;
+  const startedAt = performance.now();
+  const thread = processThreads.register('prefault');
   const worker = new Worker(new URL('./prefault-worker.mjs', import.meta.url), {
     workerData: {
       regions: layout.regions,
@@ -37,17 +47,35 @@ export function startPrefault(memory: GuestMemory, pages: Uint32Array): Prefault
       pageBytes: memory.pageSize,
       pages,
       stop: stopFlag,
+      thread: thread.slot,
     },
   });
   const stopOnRelease = memory.onRelease(() => Atomics.store(stopFlag, 0, 1));
+  let touched = 0;
+  let doneAt: number | undefined;
   const done = new Promise<number>((resolve) => {
-    let touched = 0;
-    worker.on('message', (message: { done: number }) => (touched = message.done));
-    worker.on('error', () => resolve(touched));
-    worker.on('exit', () => resolve(touched));
+    const end = (): void => {
+      doneAt ??= performance.now();
+      thread.ended();
+      resolve(touched);
+    };
+    worker.on('message', (message: { done: number }) => {
+      touched = message.done;
+      doneAt = performance.now(); // its last act: the exit event comes a little later
+    });
+    worker.on('error', end);
+    worker.on('exit', end);
   }).finally(stopOnRelease);
   return {
     done,
+    pages: pages.length,
+    startedAt,
+    get doneAt() {
+      return doneAt;
+    },
+    get touched() {
+      return touched;
+    },
     stop: () => {
       Atomics.store(stopFlag, 0, 1);
       return done;

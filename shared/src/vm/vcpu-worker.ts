@@ -50,6 +50,7 @@ import type { GuestMemoryLayout } from './guest-memory.ts';
 import { RegisterFile } from './registers.ts';
 import { parseWorkloadSpec } from './workload-spec.ts';
 import { MAX_PAGES_PER_STEP } from './workloads/types.ts';
+import { announceThread, sealThread } from './thread-cpu.mjs';
 
 /** What the host passes to the vCPU worker (structured-clonable; the buffers are shared). */
 export interface VcpuWorkerData {
@@ -66,6 +67,8 @@ export interface VcpuWorkerData {
   devices: SharedArrayBuffer;
   /** Canonical workload spec. */
   workload: string;
+  /** Where this thread announces its id and, as it exits, its CPU time (thread-registry.ts). */
+  thread: SharedArrayBuffer;
 }
 
 /** Behind by more than this, the pacer forgets the backlog instead of bursting to catch up. */
@@ -80,6 +83,7 @@ const MIN_BATCH = 16;
 
 /** Runs the vCPU until the host says exit. Blocks the calling thread: call it in a worker. */
 export function runVcpu(data: VcpuWorkerData): void {
+  announceThread(data.thread);
   const ctl = new ControlBlock(data.control);
   const { i32, big, f64 } = ctl;
   const registers = new RegisterFile(data.registers);
@@ -247,6 +251,7 @@ export function runVcpu(data: VcpuWorkerData): void {
     }
   }
   publish(registers.steps);
+  sealThread(data.thread);
   Atomics.store(i32, CTL_STATE, STATE_EXITED);
   Atomics.notify(i32, CTL_ACK);
 }

@@ -38,6 +38,7 @@ import {
   STATE_RUNNING,
 } from './control-block.ts';
 import type { VcpuWorkerData } from './vcpu-worker.ts';
+import { processThreads, type ThreadHandle } from './thread-registry.ts';
 
 /** A post-copy fault: the vCPU touched an absent page and is blocked until it is installed. */
 export interface PageFault {
@@ -48,7 +49,7 @@ export interface PageFault {
 }
 
 /** The shared buffers and workload a vCPU runs over (the control block is the vCPU's own). */
-export type VcpuInit = Omit<VcpuWorkerData, 'entry' | 'kind' | 'control'>;
+export type VcpuInit = Omit<VcpuWorkerData, 'entry' | 'kind' | 'control' | 'thread'>;
 
 const EXIT_GRACE_MS = 2000;
 
@@ -64,6 +65,7 @@ const waitAsync = (
 export class Vcpu {
   readonly #ctl: ControlBlock;
   readonly #worker: Worker;
+  readonly #thread: ThreadHandle;
   readonly #crashed: Promise<never>;
   readonly #faultListeners = new Set<(fault: PageFault) => void>();
   readonly #crashListeners = new Set<(error: MigrationError) => void>();
@@ -79,8 +81,11 @@ export class Vcpu {
   private constructor(init: VcpuInit) {
     this.#ctl = new ControlBlock();
     if (init.presence) this.#ctl.i32[CTL_ALL_PRESENT] = 0;
+    // Its CPU time goes in migration reports (thread-registry.ts); it seals the figure as it exits.
+    const thread = (this.#thread = processThreads.register('vcpu'));
     const workerData: VcpuWorkerData = {
       ...init,
+      thread: thread.slot,
       control: this.#ctl.buffer,
       entry: new URL('./vcpu-worker.ts', import.meta.url).href,
       kind: 'livemig-vcpu',
@@ -103,6 +108,7 @@ export class Vcpu {
     });
     this.#exited = new Promise((resolve) => {
       this.#worker.once('exit', (code) => {
+        thread.ended();
         crash(new MigrationError('ERR_VCPU_CRASHED', `vCPU worker exited unexpectedly (code ${code})`));
         resolve();
       });
@@ -217,6 +223,7 @@ export class Vcpu {
    */
   haltWith(error: MigrationError): void {
     this.#crash(error);
+    this.#thread.seal();
     void this.#worker.terminate();
   }
 
@@ -236,7 +243,10 @@ export class Vcpu {
       this.#exiting = true;
       if (!this.#failure) this.#command(CMD_EXIT);
       Atomics.notify(this.#ctl.i32, CTL_FAULT_SEQ);
-      const timer = setTimeout(() => void this.#worker.terminate(), EXIT_GRACE_MS);
+      const timer = setTimeout(() => {
+        this.#thread.seal();
+        void this.#worker.terminate();
+      }, EXIT_GRACE_MS);
       void this.#exited.then(() => {
         clearTimeout(timer);
         this.#faultListeners.clear();
