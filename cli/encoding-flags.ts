@@ -42,7 +42,11 @@ export function addEncodingOptions(command: Command): Command {
       `compress pages in worker threads: ${COMPRESS.join(' | ')}; auto picks a codec per batch when the link, not the CPU, is the bottleneck, and none on a fast link (default auto)`,
       oneOf(COMPRESS),
     )
-    .option('--compress-threads <n>', 'worker threads compressing (default 1)', intInRangeFlag(1, 16));
+    .option(
+      '--compress-threads <n>',
+      'worker threads compressing, fixed (default: one, and a second where the codec, not the link, is the limit)',
+      intInRangeFlag(1, 16),
+    );
 }
 
 /** The flags given, as MigrateParams fields (absent ones left to the agent's defaults). */

@@ -56,5 +56,7 @@ export function resolveEncodingParams(knobs: EncodingKnobs): EncodingParams {
   if (knobs.compressThreads !== undefined && compress === 'off') {
     throw invalid('compress-threads applies with compress on or auto only');
   }
-  return { delta, dedup, compress, xbzrleCacheBytes: cache, compressThreads: threads };
+  // Given, the count is fixed; not given, compression may grow to AUTO_COMPRESS_THREADS (the default's).
+  const maxThreads = knobs.compressThreads ?? d.maxCompressThreads ?? threads;
+  return { delta, dedup, compress, xbzrleCacheBytes: cache, compressThreads: threads, maxCompressThreads: maxThreads };
 }

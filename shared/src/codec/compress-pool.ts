@@ -117,8 +117,8 @@ const MIN_BUFFER_CLASS = 64 * 1024;
 
 /** A fixed-size pool of compression worker threads. */
 export class CompressPool {
-  /** Most worker threads. */
-  readonly workers: number;
+  /** The most worker threads that may run (raiseWorkers() lifts it). */
+  workers: number;
   /** Default codec. */
   readonly codec: CompressionCodec;
   readonly #brotliQuality: number;
@@ -225,6 +225,19 @@ export class CompressPool {
   whenNotFull(): Promise<void> {
     if (!this.full || this.#closed) return Promise.resolve();
     return new Promise((resolve) => this.#spaceWaiters.push(resolve));
+  }
+
+  /**
+   * Allow up to `n` worker threads from now on (never fewer than now): a caller that finds the
+   * codec, not its link, is the bottleneck adds one. The new ones start on demand, as the first.
+   */
+  raiseWorkers(n: number): void {
+    positiveInteger('workers', n);
+    if (n <= this.workers || this.#closed) return;
+    this.#slots.push(...new Array<Slot | undefined>(n - this.workers).fill(undefined));
+    this.#busyMs.push(...new Array<number>(n - this.workers).fill(0));
+    this.workers = n;
+    this.#pump();
   }
 
   /** Worker threads alive now. */

@@ -43,11 +43,28 @@ export const DEDUP_MAX_LINK_BPS = 250e6;
 /** `--xbzrle-cache` default (QEMU's xbzrle-cache-size is 64 MiB too). */
 export const DEFAULT_XBZRLE_CACHE_BYTES = 64 * 1024 * 1024;
 /**
- * `--compress-threads` default: one. Two took a 1 GiB realistic VM over the 12 MB/s wan from
- * 22.7 s to 21.5 s here, but a second worker booting on loopback (where auto then turns
- * compression off) cost up to 5 % there; a thread starts only when a block waits for one.
+ * `--compress-threads` not given: compression starts with one worker, and a second joins once a
+ * level is in use whose codec, not the link, sets the pace (compressThreadsFor). Two from the
+ * start took a 1 GiB realistic VM over the 12 MB/s wan from 22.7 s to 21.5 s here, but the
+ * second worker booting on loopback (where auto then turns compression off) cost up to 5 % there.
  */
 export const DEFAULT_COMPRESS_THREADS = 1;
+export const AUTO_COMPRESS_THREADS = 2;
+
+/**
+ * The workers a level needs on this link, at most `max`: the fewest whose codec speed keeps up
+ * with what the link takes of that level's output (link ÷ ratio), or `max` when none does.
+ */
+export function compressThreadsFor(figures: CodecFigures, linkBps: number, max: number): number {
+  const need = linkBps / Math.max(figures.ratio, 1e-3);
+  for (let n = 1; n < max; n++) if (figures.bps * n >= need) return n;
+  return Math.max(1, max);
+}
+
+/** The most workers compression may use with these options: as given, else AUTO_COMPRESS_THREADS. */
+export function maxCompressThreads(options: TechniqueOptions | undefined): number {
+  return options?.compressThreads ?? AUTO_COMPRESS_THREADS;
+}
 
 /**
  * The priors, for when nothing of the VM's pages was measured: the codecs' speed per core and
@@ -107,7 +124,7 @@ export function activeEncodings(
   pages: PageFigures,
   linkBps: number,
 ): ActiveEncodings {
-  const threads = options?.compressThreads ?? DEFAULT_COMPRESS_THREADS;
+  const threads = maxCompressThreads(options);
   let codec: string | null = null;
   let figures: CodecFigures | null = null;
   let pageRateBps = linkBps;
@@ -186,7 +203,7 @@ export function sendCost(
   let cpuSeconds = 0;
   if (active.figures) {
     wire += rest * active.figures.ratio;
-    cpuSeconds = rest / (active.figures.bps * Math.max(1, options?.compressThreads ?? DEFAULT_COMPRESS_THREADS));
+    cpuSeconds = rest / (active.figures.bps * maxCompressThreads(options));
   } else {
     wire += rest;
   }

@@ -11,7 +11,9 @@ export {
 export { choose } from './choose.ts';
 export {
   activeEncodings,
+  AUTO_COMPRESS_THREADS,
   COMPRESS_GAIN,
+  compressThreadsFor,
   MODELLED_LEVELS,
   compressedPageRate,
   DEDUP_MAX_LINK_BPS,
@@ -19,6 +21,7 @@ export {
   DEFAULT_PAGE_FIGURES,
   DEFAULT_XBZRLE_CACHE_BYTES,
   DELTA_MAX_LINK_BPS,
+  maxCompressThreads,
   pageFiguresFromReport,
   sendCost,
   type ActiveEncodings,

@@ -63,10 +63,33 @@ describe('chooseEncodings', () => {
 
   it('a denser level is used while its one thread outruns the link, not once the CPU would hold the link back', () => {
     const figures = only({ brotli: { bps: 175e6, ratio: 0.26 }, 'brotli:2': { bps: 122e6, ratio: 0.18 } });
+    const one: EncodingParams = { ...AUTO, compressThreads: 1, maxCompressThreads: 1 };
     // 12 MB/s: brotli:2 carries 12 ÷ 0.18 = 67 MB/s of pages, brotli 46.
-    expect(chooseEncodings(input({ linkBps: 12e6, codecs: figures })).compress).toBe('brotli:2');
+    expect(chooseEncodings(input({ params: one, linkBps: 12e6, codecs: figures })).compress).toBe('brotli:2');
     // 40 MB/s: brotli:2 would need 222 MB/s of input, its thread does 122; brotli does 154 of 175.
-    expect(chooseEncodings(input({ linkBps: 40e6, codecs: figures })).compress).toBe('brotli');
+    expect(chooseEncodings(input({ params: one, linkBps: 40e6, codecs: figures })).compress).toBe('brotli');
+  });
+
+  it("--compress-threads not given: a second worker where the chosen level's codec holds the link back, never otherwise", () => {
+    const figures = only({ brotli: { bps: 175e6, ratio: 0.26 }, 'brotli:2': { bps: 122e6, ratio: 0.18 } });
+    // 12 MB/s: brotli:2 needs 67 MB/s of input, one worker does 122: one is enough.
+    expect(chooseEncodings(input({ linkBps: 12e6, codecs: figures }))).toMatchObject({
+      compress: 'brotli:2',
+      compressThreads: 1,
+    });
+    // 40 MB/s: brotli:2 needs 222 MB/s; two workers do 244, so it is chosen, with both.
+    expect(chooseEncodings(input({ linkBps: 40e6, codecs: figures }))).toMatchObject({
+      compress: 'brotli:2',
+      compressThreads: 2,
+    });
+    // Given, the count is fixed: never more than asked for.
+    const fixed = resolveEncodingParams({ compressThreads: 1 });
+    expect(chooseEncodings(input({ params: fixed, linkBps: 40e6, codecs: figures }))).toMatchObject({
+      compress: 'brotli',
+      compressThreads: 1,
+    });
+    // No compression (loopback): no thread count at all.
+    expect(chooseEncodings(input({ linkBps: 1.2e9 })).compressThreads).toBeUndefined();
   });
 
   it('keeps the level in use unless another promises 10 % more (no flapping on noise)', () => {
@@ -150,6 +173,12 @@ describe('resolveEncodingParams', () => {
   it('defaults: compression chosen from measurements, deltas and references off (as QEMU has xbzrle)', () => {
     expect(resolveEncodingParams({})).toEqual(DEFAULT_ENCODING_PARAMS);
     expect(DEFAULT_ENCODING_PARAMS).toMatchObject({ delta: 'off', dedup: 'off', compress: 'auto' });
+  });
+
+  it('compress threads: one at first, up to two when not given; as given, fixed', () => {
+    expect(resolveEncodingParams({})).toMatchObject({ compressThreads: 1, maxCompressThreads: 2 });
+    expect(resolveEncodingParams({ compressThreads: 3 })).toMatchObject({ compressThreads: 3, maxCompressThreads: 3 });
+    expect(resolveEncodingParams({ compressThreads: 1 })).toMatchObject({ compressThreads: 1, maxCompressThreads: 1 });
   });
 
   it.each([

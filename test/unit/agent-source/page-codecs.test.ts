@@ -24,6 +24,7 @@ import {
 } from '@livemig/shared/protocol';
 import { GuestMemory, PAGE_SIZE, PageDigestLedger } from '@livemig/shared/vm';
 import { PageCodecs } from '../../../agent-source/src/migration/sections/ram/page-codecs.ts';
+import { DEFAULT_ENCODING_PARAMS } from '../../../agent-source/src/migration/sections/ram/encoding-policy.ts';
 
 /** Pages of the VM (the smallest memory, 1 MiB); the property writes the first USED of them. */
 const PAGES = 256;
@@ -181,6 +182,29 @@ describe('page encodings, source to destination', () => {
     p.codecs.use({ delta: true, dedup: true, compress: null });
     expect(p.codecs.active).toEqual({ delta: false, dedup: false, compress: null });
   });
+  it('compression workers grow to what the policy asks, up to maxWorkers, never back; the report says how many', () => {
+    const grows = new PageCodecs({
+      delta: null,
+      dedup: null,
+      compress: { codecs: ['lz4'], workers: 1, maxWorkers: 2 },
+    });
+    const fixed = new PageCodecs({ delta: null, dedup: null, compress: { codecs: ['lz4'], workers: 1 } });
+    pools.push(grows, fixed);
+    const params = { ...DEFAULT_ENCODING_PARAMS };
+    grows.use({ delta: false, dedup: false, compress: 'lz4', compressThreads: 3 });
+    expect(grows.compressThreads).toBe(2);
+    grows.use({ delta: false, dedup: false, compress: 'lz4', compressThreads: 1 });
+    expect(grows.compressThreads).toBe(2);
+    expect(grows.report(params, []).compression?.threads).toBe(2);
+    fixed.use({ delta: false, dedup: false, compress: 'lz4', compressThreads: 2 });
+    expect(fixed.compressThreads).toBe(1);
+    // No compression chosen: no worker added, whatever the count says.
+    const idle = new PageCodecs({ delta: null, dedup: null, compress: { codecs: ['lz4'], workers: 1, maxWorkers: 2 } });
+    pools.push(idle);
+    idle.use({ delta: false, dedup: false, compress: null, compressThreads: 2 });
+    expect(idle.compressThreads).toBe(1);
+  });
+
   it('compresses nothing once closed: no new pool (a thread nobody would end), ERR_CANCELLED instead', async () => {
     const p = pair({ cacheBytes: 64 * PAGE_SIZE, maxEntries: 64 });
     for (let page = 0; page < 4; page++) {

@@ -101,6 +101,24 @@ describe('CompressPool', () => {
     expect(stats).toMatchObject({ failed: 0, queued: 0, running: 0 });
   });
 
+  it('raiseWorkers() lets more threads run from then on (never fewer), each started on demand', async () => {
+    const p = pool({ workers: 1 });
+    const inputs = Array.from({ length: 6 }, (_, i) => textBatch(32, i * 100));
+    await Promise.all(inputs.map((input) => p.compress(input)));
+    expect(p.threads).toBe(1);
+    p.raiseWorkers(2);
+    p.raiseWorkers(1); // never fewer
+    expect(p.workers).toBe(2);
+    expect(p.stats.busyMs).toHaveLength(2);
+    // Six jobs at once: the second slot's worker starts while the first is busy, and works.
+    const packed = await Promise.all(inputs.map((input) => p.compress(input)));
+    expect(p.threads).toBe(2);
+    expect(p.stats.busyMs[1]).toBeGreaterThan(0);
+    const unpacked = await Promise.all(packed.map((b, i) => p.decompress(b, inputs[i]!.length)));
+    unpacked.forEach((u, i) => expect(sameBytes(u, inputs[i]!)).toBe(true));
+    expect(() => p.raiseWorkers(0)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }));
+  });
+
   it('keeps the event loop free while a long job runs', async () => {
     const p = pool({ codec: 'brotli', brotliQuality: 9 });
     const input = textBatch(1024); // 4 MiB at quality 9: hundreds of ms of codec work

@@ -5,6 +5,8 @@
  *
  *   compress  per level (a codec at a setting: compress-levels.ts), pages per second =
  *             min(codec speed × threads, link ÷ ratio), or what the level delivered once it ran;
+ *             threads: those the chosen level needs to keep up with the link, up to the most
+ *             allowed (a second worker starts only where the codec, not the link, is the limit);
  *             the best level is used when it beats sending raw (the link's rate) by COMPRESS_GAIN;
  *             on a link faster than any codec (loopback) that never happens: auto costs nothing
  *   delta     from round 1 (round 0 too when the VM fits the cache: every page is then a base),
@@ -21,7 +23,9 @@
  */
 import { formatRate } from '@livemig/shared';
 import {
+  AUTO_COMPRESS_THREADS,
   COMPRESS_GAIN,
+  compressThreadsFor,
   DEDUP_MAX_LINK_BPS,
   DEFAULT_COMPRESS_THREADS,
   DEFAULT_XBZRLE_CACHE_BYTES,
@@ -42,8 +46,14 @@ export interface EncodingParams {
   compress: CompressMode;
   /** `--xbzrle-cache`: bytes of page copies the source keeps for deltas. */
   xbzrleCacheBytes: number;
-  /** `--compress-threads`: worker threads compressing. */
+  /** `--compress-threads`: worker threads compressing (at first, when maxCompressThreads is larger). */
   compressThreads: number;
+  /**
+   * The most workers compression may grow to: `--compress-threads` when given (fixed), else
+   * AUTO_COMPRESS_THREADS, reached only when the level in use is held back by its codec.
+   * @default compressThreads
+   */
+  maxCompressThreads?: number;
 }
 
 /**
@@ -57,6 +67,7 @@ export const DEFAULT_ENCODING_PARAMS: Readonly<EncodingParams> = Object.freeze({
   compress: 'auto',
   xbzrleCacheBytes: DEFAULT_XBZRLE_CACHE_BYTES,
   compressThreads: DEFAULT_COMPRESS_THREADS,
+  maxCompressThreads: AUTO_COMPRESS_THREADS,
 });
 
 /** Another level must promise this many times the current one's rate to replace it (no flapping). */
@@ -93,6 +104,8 @@ export interface PolicyInput {
 export interface EncodingChoice extends ActiveEncodings {
   /** One line: what was chosen and from which figures. */
   why: string;
+  /** Compression workers the chosen level needs on this link (compressThreadsFor); absent without compression. */
+  compressThreads?: number;
 }
 
 /** Pages' bytes per second that `codec` would deliver over a link of `linkBps`. */
@@ -102,6 +115,8 @@ export function compressedRate(figures: CodecFigures, threads: number, linkBps: 
 
 export function chooseEncodings(input: PolicyInput): EncodingChoice {
   const { params, linkBps, codecs, round } = input;
+  const maxThreads = params.maxCompressThreads ?? params.compressThreads;
+  let threads: number | undefined;
   const known = linkBps !== null;
   const link = linkBps ?? Infinity;
   const delta =
@@ -123,7 +138,7 @@ export function chooseEncodings(input: PolicyInput): EncodingChoice {
     const raw = input.delivered?.raw ?? link;
     const rateOf = (level: CompressLevel): number =>
       (input.delivered?.raw !== undefined ? input.delivered[level] : undefined) ??
-      compressedRate(codecs[level], params.compressThreads, link);
+      compressedRate(codecs[level], maxThreads, link);
     const levels = input.levels ?? (Object.keys(codecs) as CompressLevel[]);
     let best: { level: CompressLevel; rate: number } | null = null;
     for (const level of levels) {
@@ -137,6 +152,7 @@ export function chooseEncodings(input: PolicyInput): EncodingChoice {
     }
     if (best !== null && best.rate >= COMPRESS_GAIN * raw) {
       compress = best.level;
+      threads = compressThreadsFor(codecs[best.level], link, maxThreads);
       compressWhy = `compress ${best.level}: ${formatRate(best.rate)} of pages vs ${formatRate(raw)} raw`;
     } else if (best !== null) {
       compressWhy = `no compression: ${best.level} would give ${formatRate(best.rate)} of pages, raw ${formatRate(raw)}`;
@@ -148,5 +164,5 @@ export function chooseEncodings(input: PolicyInput): EncodingChoice {
     compressWhy = 'no compression until the link is measured';
   }
   const why = `link ${known ? formatRate(link) : 'not measured yet'}; delta ${delta ? 'on' : 'off'}, dedup ${dedup ? 'on' : 'off'}, ${compressWhy}`;
-  return { delta, dedup, compress, why };
+  return { delta, dedup, compress, why, ...(threads === undefined ? {} : { compressThreads: threads }) };
 }

@@ -43,7 +43,12 @@ export interface PageCodecsOptions {
    */
   dedup: { maxEntries?: number; index?: DedupIndex } | null;
   /** Levels the policy may pick from (compress-levels.ts); workers for the pool. */
-  compress: { codecs: readonly CompressLevel[]; workers: number } | null;
+  compress: {
+    codecs: readonly CompressLevel[];
+    workers: number;
+    /** The most workers the policy may ask for (its choice's compressThreads). @default workers */
+    maxWorkers?: number;
+  } | null;
 }
 
 /** What the current batch uses (the policy's latest choice). */
@@ -103,6 +108,8 @@ export class PageCodecs {
   readonly #index: DedupIndex | undefined;
   #pool: CompressPool | undefined;
   #active: ActiveEncodings = { delta: false, dedup: false, compress: null };
+  /** Compression workers allowed now: `workers` at first, up to `maxWorkers` as the policy asks. */
+  #threads: number;
   /** Per level, what it did here: input bytes, output bytes (a block sent raw counts as its input), ms waited. */
   readonly #measured = new Map<
     CompressLevel,
@@ -114,6 +121,7 @@ export class PageCodecs {
 
   constructor(options: PageCodecsOptions) {
     this.options = options;
+    this.#threads = options.compress?.workers ?? 1;
     this.#cache = options.delta ? new DeltaCache({ cacheBytes: options.delta.cacheBytes }) : undefined;
     this.#index = options.dedup ? (options.dedup.index ?? new DedupIndex(options.dedup)) : undefined;
     // Started now, so its thread boots during the setup, not inside the first measured batch.
@@ -135,10 +143,24 @@ export class PageCodecs {
     return this.#pool?.stats;
   }
 
-  /** Apply the policy's choice, within what is allowed; Delta and Dedup never after destinationRuns(). */
-  use(choice: ActiveEncodings): void {
+  /** Compression workers allowed now (the depth a sender keeps ahead). */
+  get compressThreads(): number {
+    return this.#threads;
+  }
+
+  /**
+   * Apply the policy's choice, within what is allowed; Delta and Dedup never after
+   * destinationRuns(). Compression workers only grow (up to maxWorkers): a level that needed a
+   * second one still has it if the next choice needs one.
+   */
+  use(choice: ActiveEncodings & { compressThreads?: number }): void {
     const o = this.options;
     const compress = choice.compress !== null && o.compress?.codecs.includes(choice.compress) ? choice.compress : null;
+    const wanted = Math.min(choice.compressThreads ?? 0, o.compress?.maxWorkers ?? this.#threads);
+    if (compress !== null && wanted > this.#threads) {
+      this.#threads = wanted;
+      this.#pool?.raiseWorkers(wanted);
+    }
     this.#active = {
       delta: choice.delta && this.#cache !== undefined && !this.#destinationRuns,
       dedup: choice.dedup && this.#index !== undefined && !this.#destinationRuns,
@@ -312,7 +334,7 @@ export class PageCodecs {
       compression: this.options.compress
         ? {
             mode: params.compress,
-            threads: this.options.compress.workers,
+            threads: this.#threads,
             pages: s.compressedPages,
             inputBytes: s.compressInBytes,
             outputBytes: s.compressOutBytes,
@@ -342,7 +364,7 @@ export class PageCodecs {
     const { codec, quality } = COMPRESS_LEVELS[level];
     // Never a new pool after close(): it would be a thread nobody ends.
     if (this.#closed) throw new MigrationError('ERR_CANCELLED', 'page encodings were closed');
-    this.#pool ??= new CompressPool({ workers: this.options.compress?.workers ?? 1, codec });
+    this.#pool ??= new CompressPool({ workers: this.#threads, codec });
     const started = performance.now();
     const output = await this.#pool.compress(input, codec, quality);
     const ms = performance.now() - started;

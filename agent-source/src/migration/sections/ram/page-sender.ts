@@ -127,7 +127,6 @@ export class PageSender {
     // delta cache and dedup index as sent, so it is sent before the engine may look at the round
     // (and switch to post-copy) between calls.
     const ahead: PendingBatch[] = [];
-    const depth = this.#c.codecs?.codecs.options.compress?.workers ?? 1;
     while ((this.#cursor < this.#pages.length && spent < budgetBytes) || ahead.length > 0) {
       // On a fast link the socket never pushes back, so nothing here would wait for I/O and a
       // round would hold the event loop from start to end — and the same loop serves this
@@ -145,7 +144,7 @@ export class PageSender {
       const wire = payloadBytes + FRAME_OVERHEAD(current.batch.length);
       while (
         compressed &&
-        ahead.length < depth &&
+        ahead.length < (this.#c.codecs?.codecs.compressThreads ?? 1) && // grows when the policy adds a worker
         this.#cursor < this.#pages.length &&
         spent + wire * (ahead.length + 1) < budgetBytes
       ) {

@@ -94,6 +94,7 @@ export class RamSection implements OutgoingSection {
           ? {
               codecs: levelsFor(params.compress),
               workers: params.compressThreads,
+              maxWorkers: params.maxCompressThreads ?? params.compressThreads,
             }
           : null,
     };
