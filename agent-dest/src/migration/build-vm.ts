@@ -108,7 +108,9 @@ export async function buildIncomingVm(setup: SetupMsg, c: BuildComponents): Prom
 /**
  * Handoff: take the VM's address (the source let go of it before sending Handoff; a bind, or
  * bringing a link up, goes on while the vCPU resumes), resume the vCPU, answer Resumed with how
- * long that took. Returns where the guest stood when it resumed (for steps/s during post-copy).
+ * long that took (and, pre-copy, `stats`: what only this side measured, gathered before Handoff
+ * so it costs the downtime nothing). Returns where the guest stood when it resumed (for steps/s
+ * during post-copy).
  */
 export function resumeHere(
   host: VmHost,
@@ -116,6 +118,7 @@ export function resumeHere(
   channel: PeerChannel,
   logger: Logger,
   mode: 'running' | 'postcopy',
+  stats?: Record<string, unknown>,
 ): { steps: number; at: number } {
   const { name, vm } = built;
   const received = performance.now();
@@ -131,7 +134,7 @@ export function resumeHere(
   void host.settleIncomingDisk(name).catch((error: unknown) => {
     logger.warn({ err: error, event: 'disk.settle-failed' }, 'could not remove the incoming mark of the disk image');
   });
-  channel.send(msg.resumed(performance.now() - received));
+  channel.send(msg.resumed(performance.now() - received, stats));
   logger.info({ event: 'vm.resumed', vm: name, mode }, 'the VM runs here now');
   return resumedAt;
 }

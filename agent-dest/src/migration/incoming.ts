@@ -39,7 +39,8 @@ import {
   type SignedRecord,
   type Signer,
 } from '@livemig/shared/security';
-import { Bitmap, type Prefault, type ToyVm } from '@livemig/shared/vm';
+import { prefaultReport, threadsBetween } from '@livemig/shared/report';
+import { Bitmap, processThreads, type Prefault, type ToyVm } from '@livemig/shared/vm';
 import { buildIncomingVm, resumeHere } from './build-vm.ts';
 import { MainLink } from './main-link.ts';
 import { PostcopyPaging } from './postcopy-paging.ts';
@@ -107,6 +108,12 @@ export class IncomingMigration {
   #endedAt: number | undefined;
   /** A disk in post-copy: its DiskAbsent came (before PostcopyStart). */
   #diskAbsentCame = false;
+  /** This process's threads as Setup arrived, for the report's CPU time per thread (thread-registry.ts). */
+  readonly #threadsAtStart = processThreads.snapshot();
+  /** performance.now() when the first full pass had arrived (round 0's end; post-copy: every page present). */
+  #firstPassAt: number | undefined;
+  /** Pre-copy: this side's figures, taken once Ready is sent (off the downtime's path), for Resumed. */
+  #finalStats: Record<string, unknown> | undefined;
 
   constructor(components: IncomingComponents, options: IncomingOptions) {
     this.#c = components;
@@ -267,6 +274,7 @@ export class IncomingMigration {
         // Every page of the round is in memory (frames are applied in order): say so — once the
         // vCPU is up, so the source, which waits for this ack before it pauses the VM, never
         // pauses it before this side could run it (the worker's start stays out of the downtime).
+        if (action.round === 0) this.#firstPassAt ??= performance.now();
         await this.#built!.vm.vcpuReady();
         this.#link.channel.send(msg.roundAck(action.round));
         return;
@@ -282,6 +290,7 @@ export class IncomingMigration {
         vm.markAllPresent(); // a hybrid that converged: nothing is absent
         await vm.vcpuReady(); // started in the background at Setup; a vCPU that died fails the migration here
         this.#link.channel.send(msg.ready(digests));
+        this.#finalStats = this.#ownFigures();
         logger.info({ event: 'stopcopy.verified', digests }, 'memory, CPU and devices verified; waiting for handoff');
         return;
       }
@@ -305,7 +314,14 @@ export class IncomingMigration {
         return;
       }
       case 'resume':
-        this.#resumedAt = resumeHere(this.#c.host, this.#built!, this.#link.channel, this.#c.logger, action.to);
+        this.#resumedAt = resumeHere(
+          this.#c.host,
+          this.#built!,
+          this.#link.channel,
+          this.#c.logger,
+          action.to,
+          action.to === 'running' ? this.#finalStats : undefined,
+        );
         return;
       case 'source-digests':
         return;
@@ -500,12 +516,34 @@ export class IncomingMigration {
     const digests = sections.verify(this.#state.sourceDigests, sections.postcopyNames);
     this.#exchanged(this.#state.sourceDigests, digests);
     const { stats, noticeDelayMs } = paging.completeStats(this.#resumedAt);
-    this.#link.channel.send(msg.complete(stats, digests));
+    this.#firstPassAt ??= performance.now();
+    this.#link.channel.send(msg.complete({ ...stats, ...this.#ownFigures() }, digests));
     this.#event('all-present');
     this.#c.logger.info(
       { event: 'postcopy.complete', ...stats, faultNoticeDelayMs: noticeDelayMs },
       'every page is here; migration complete',
     );
+  }
+
+  /**
+   * What only this side measured over its part, for the source's report: its threads' CPU time
+   * since Setup (report/threads.ts) and how the pre-fault went.
+   */
+  #ownFigures(): Record<string, unknown> {
+    const threads = threadsBetween(this.#threadsAtStart, processThreads.snapshot());
+    const prefault = this.#built?.prefault;
+    if (!prefault) return { threads };
+    return {
+      threads,
+      prefault: prefaultReport({
+        pages: prefault.pages,
+        touched: prefault.touched,
+        setupAt: this.#startedAt,
+        startedAt: prefault.startedAt,
+        doneAt: prefault.doneAt,
+        firstPassAt: this.#firstPassAt,
+      }),
+    };
   }
 
   async #pauseUntilResumed(error: MigrationError): Promise<void> {

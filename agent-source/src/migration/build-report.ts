@@ -5,7 +5,14 @@
  * downtime; a migration that ended before both sides had digests has nothing verified.
  */
 import type { MigrationError } from '@livemig/shared';
-import { REPORT_SCHEMA, type EncodingsReport, type MigrationReport, type Verification } from '@livemig/shared/report';
+import {
+  REPORT_SCHEMA,
+  threadsBetween,
+  type EncodingsReport,
+  type MigrationReport,
+  type Verification,
+} from '@livemig/shared/report';
+import { processThreads } from '@livemig/shared/vm';
 import { fitDirtyCurve } from '@livemig/shared/predict';
 import { pageCounts } from './build-record.ts';
 import type { MigrationContext, SideDigests } from './context.ts';
@@ -69,6 +76,9 @@ export function buildReport(
     ...(ctx.auto ? { auto: ctx.auto } : {}),
     ...(params.throttle ? { throttle: throttleReport(params.throttle, s.rounds, vm.memory.pageSize) } : {}),
     ...encodingsReport(ctx),
+    // Where the cores went: this side's threads since the start (live: so far), the destination's as it said.
+    threads: { source: threadsBetween(ctx.threadsAtStart, processThreads.snapshot()), dest: ctx.destThreads ?? null },
+    ...(ctx.destPrefault ? { prefault: ctx.destPrefault } : {}),
     ...(ctx.sections?.disk ? { storage: ctx.sections.disk.report(ctx.switchover?.reason) } : {}),
     ...nicReport(ctx),
     vmRunsOn: outcome === 'completed' ? 'destination' : ctx.vmRunsOnIfFailed,

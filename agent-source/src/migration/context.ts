@@ -11,9 +11,16 @@ import type { Logger } from 'pino';
 import { MigrationError, StateMachine } from '@livemig/shared';
 import type { ControlEvents, EventName } from '@livemig/shared/control';
 import type { HostedVm } from '@livemig/shared/host';
-import type { MigrationReport, PostcopyReport, SecurityReport, SwitchoverReason } from '@livemig/shared/report';
+import type {
+  MigrationReport,
+  PostcopyReport,
+  PrefaultReport,
+  SecurityReport,
+  SideThreads,
+  SwitchoverReason,
+} from '@livemig/shared/report';
 import type { RecordOperator, RecordParty, SignedRecord, Signer } from '@livemig/shared/security';
-import type { ToyVm } from '@livemig/shared/vm';
+import { processThreads, type ToyVm } from '@livemig/shared/vm';
 import { ChannelSet, type Connect } from './channels.ts';
 import type { ResolvedMigrateParams } from './params.ts';
 import type { SectionSet } from './sections/index.ts';
@@ -123,6 +130,11 @@ export class MigrationContext {
   #mode: ResolvedMigrateParams['mode'];
   /** auto-converge / dirty-limit: the throttle the controller set (throttle.ts), in force until lifted. */
   throttle: ThrottleState = UNTHROTTLED;
+  /** This process's threads as the migration started, for the report's CPU time per thread (thread-registry.ts). */
+  readonly threadsAtStart = processThreads.snapshot();
+  /** The destination's own figures, once its final statistics came and passed the checks (dest-figures.ts). */
+  destThreads: SideThreads | undefined;
+  destPrefault: PrefaultReport | undefined;
 
   constructor(components: OutgoingComponents, options: OutgoingOptions) {
     this.id = options.migrationId;

@@ -149,8 +149,11 @@ export const msg = {
   handoff(): HandoffMsg {
     return { type: MsgType.Handoff };
   },
-  resumed(handoffToResumeMs: number): ResumedMsg {
-    return { type: MsgType.Resumed, handoffToResumeMs };
+  /** `stats`: pre-copy, what only the destination measured (as Complete's in post-copy). */
+  resumed(handoffToResumeMs: number, stats?: Record<string, unknown>): ResumedMsg {
+    return stats === undefined
+      ? { type: MsgType.Resumed, handoffToResumeMs }
+      : { type: MsgType.Resumed, handoffToResumeMs, stats };
   },
   pageRequest(id: number, pages: Uint32Array | readonly number[]): PageRequestMsg {
     return { type: MsgType.PageRequest, id, pages: toU32Array(pages) };

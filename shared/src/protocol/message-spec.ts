@@ -294,7 +294,7 @@ export const MESSAGE_SPEC: Readonly<Record<Exclude<MsgType, MsgType.Invalid>, Me
   [MsgType.Resumed]: {
     name: 'Resumed',
     direction: 'dest→source',
-    schema: { handoffToResumeMs: 'number' },
+    schema: { handoffToResumeMs: 'number', stats: { optional: 'record' } },
     payload: NONE,
   },
   [MsgType.PageRequest]: {

@@ -266,6 +266,12 @@ export interface HandoffMsg {
 export interface ResumedMsg {
   type: MsgType.Resumed;
   handoffToResumeMs: number;
+  /**
+   * Pre-copy: what only the destination measured over its part (its threads' CPU time, the
+   * pre-fault), plain data for the report, checked by the source (report/threads.ts). An older
+   * destination sends none; an older source ignores it.
+   */
+  stats?: Record<string, unknown>;
 }
 
 /** D→S, post-copy: the vCPU faulted on these pages. */

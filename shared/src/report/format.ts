@@ -4,6 +4,7 @@
  * with a disk gets a storage block (storageLines) before the proof, its lines within 80 columns.
  */
 import { formatBytes, formatDuration, formatRate } from '../units.ts';
+import type { PrefaultReport, SideThreads } from './threads.ts';
 import type {
   EncodingsReport,
   MigrationReport,
@@ -187,6 +188,11 @@ export function formatReport(report: MigrationReport): string {
       `${Math.round(pc.stepsPerSecBefore)} steps/s before, ${Math.round(pc.stepsPerSecDuring)} steps/s during post-copy`,
     );
   }
+  if (report.threads) {
+    field('source threads', threadsLine(report.threads.source));
+    field('dest threads', report.threads.dest ? threadsLine(report.threads.dest) : 'none sent');
+  }
+  if (report.prefault) field('pre-fault', prefaultLine(report.prefault));
   if (report.storage) lines.push(...storageLines(report.storage));
   for (const [name, line] of verifyLines(report.verify)) field(name, line);
   if (report.oracle) {
@@ -220,6 +226,38 @@ export function formatReport(report: MigrationReport): string {
     }
   }
   return lines.join('\n');
+}
+
+/**
+ * Where one side's cores went: each thread's CPU time and its share of a core while alive (threads
+ * that used under 0.5 ms are counted, not listed), then the process's total — "1.9 cores" busy.
+ */
+function threadsLine(side: SideThreads): string {
+  const shown = side.threads.filter((t) => t.name === 'main' || t.cpuMs === null || t.cpuMs >= 0.5);
+  const parts = shown.map((t) => {
+    if (t.cpuMs === null) return `${t.name} n/a`;
+    const share = t.name === 'other' || t.wallMs <= 0 ? '' : ` (${Math.round((100 * t.cpuMs) / t.wallMs)} %)`;
+    return `${t.name} ${formatDuration(t.cpuMs)}${share}`;
+  });
+  const idle = side.threads.length - shown.length;
+  const cores = side.wallMs > 0 ? ` = ${(side.cpuMs / side.wallMs).toFixed(1)} cores` : '';
+  return (
+    `${parts.join(', ')}${idle ? `, ${idle} idle` : ''}; ` +
+    `${formatDuration(side.cpuMs)} CPU in ${formatDuration(side.wallMs)}${cores}`
+  );
+}
+
+/** How long the destination's pre-fault took, and whether the receiver ever had to wait for it. */
+function prefaultLine(p: PrefaultReport): string {
+  const what = `${p.touched} of ${p.pages} pages`;
+  if (p.ms === null) return `${what}: not done when the destination's part ended (on the critical path)`;
+  const took = `${what} in ${formatDuration(p.ms)}, from ${formatDuration(p.startMs)} after Setup`;
+  if (p.firstPassMs === null || p.offCriticalPath === null) return took;
+  const doneAt = p.startMs + p.ms;
+  const margin = formatDuration(Math.abs(p.firstPassMs - doneAt));
+  return p.offCriticalPath
+    ? `${took}: done ${margin} before the first pass's last page arrived (off the critical path)`
+    : `${took}: done ${margin} after the first pass's last page arrived (on the critical path)`;
 }
 
 /** "870", "9.99k", "12.3k", "1.25M": a steps/s figure in a few characters. */

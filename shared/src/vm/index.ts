@@ -63,5 +63,7 @@ export type { PageFault } from './vcpu.ts';
 export { snapshotVm, diffSnapshots, runReference, cloneVm, checkAbInvariant } from './oracle.ts';
 export type { VmSnapshot, AbCheck } from './oracle.ts';
 export { startPrefault } from './prefault.ts';
+export { processThreads, ThreadRegistry } from './thread-registry.ts';
+export type { ThreadHandle, ThreadReading, ThreadSnapshot } from './thread-registry.ts';
 export type { Prefault } from './prefault.ts';
 export { cpuStateDigest, deviceStateDigest, canonicalJson, mismatchedSections } from './section-digest.ts';

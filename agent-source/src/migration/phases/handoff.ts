@@ -6,6 +6,7 @@
  */
 import { msg, MsgType } from '@livemig/shared/channel';
 import type { MigrationContext } from '../context.ts';
+import { takeDestFigures } from '../dest-figures.ts';
 import { downtimeFrom } from '../downtime.ts';
 
 export async function handoffPhase(ctx: MigrationContext, from: 'stopcopy' | 'postcopy-start'): Promise<void> {
@@ -28,6 +29,7 @@ export async function handoffPhase(ctx: MigrationContext, from: 'stopcopy' | 'po
   });
   ctx.rttMs = figures.rttMs;
   ctx.stats.downtimeMs = figures.downtimeMs;
+  if (resumed.stats) takeDestFigures(ctx, resumed.stats);
   ctx.logger.info(
     { event: 'handoff.done', downtimeMs: figures.downtimeMs, destHoldMs: resumed.handoffToResumeMs },
     'the VM runs on the destination',

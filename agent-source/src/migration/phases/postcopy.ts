@@ -11,6 +11,7 @@ import { MigrationError, toMigrationError } from '@livemig/shared';
 import { msg, MsgType } from '@livemig/shared/channel';
 import type { PostcopyReport } from '@livemig/shared/report';
 import type { MigrationContext } from '../context.ts';
+import { takeDestFigures } from '../dest-figures.ts';
 import { recoverPhase } from './recovery.ts';
 import { checkDigests } from './verify.ts';
 
@@ -45,6 +46,7 @@ export async function postcopyPhase(ctx: MigrationContext): Promise<void> {
   // From the peer: kept only when well formed (bounded, buckets of 2^i µs).
   const histogram = checkHistogram(destStats.faultLatencyHistogram);
   if (histogram) report.faultLatencyHistogram = histogram;
+  takeDestFigures(ctx, destStats);
 }
 
 /** One attempt: push everything on the main channel while answering faults; StopCopyEnd → Complete. */
