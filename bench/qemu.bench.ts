@@ -19,6 +19,7 @@
  * before measuring, default 6; 0 = none). Skips, saying why, where qemu-system-x86_64 is missing.
  */
 import { execFileSync } from 'node:child_process';
+import { cpus, loadavg } from 'node:os';
 import { downtimeOf } from '@livemig/shared/report';
 import { formatBytes, parseSize } from '../shared/src/units.ts';
 import { migrateOnce, warmMemory, type Migrated } from './bench-migrate.ts';
@@ -74,11 +75,12 @@ const section: BenchSection = {
     }
     if (!Number.isInteger(RUNS) || RUNS < 1) throw new RangeError(`LIVEMIG_BENCH_QEMU_RUNS must be ≥ 1, got ${RUNS}`);
     const notes: string[] = [];
+    const loadAtStart = loadavg()[0]!;
     const size = formatBytes(MEMORY);
     if (WARM_GIB > 0) {
       const msPerGiB = await warmMemory(WARM_GIB);
       notes.push(
-        `Before measuring, a throwaway process touched and freed ${WARM_GIB} GiB (${fmt(msPerGiB)} ms per GiB): this VM's first touch of memory never used since boot is slow and would land on whichever run first gets it.`,
+        `Before measuring, a throwaway process touched and freed ${WARM_GIB} GiB (${fmt(msPerGiB)} ms per GiB): this VM's first touch of memory never used since boot is slow and would land on whichever run first gets it. That figure is also what fresh memory costs in this run: QEMU's default destination (RAM faulted in during the copy) and livemig's destination pay it inside the migration; the pre-allocated QEMU destinations pay it at start-up, off the clock.`,
       );
     }
 
@@ -185,7 +187,7 @@ const section: BenchSection = {
       `QEMU: ${qemuAvailable().ok ? (qemuAvailable() as { version: string }).version : '?'}, TCG (no KVM), machine pc, ${size} RAM in one backend (id mem), no disks, no NIC (-nodefaults). The guest runs SeaBIOS, which finds nothing to boot and waits, idle; the migration starts once its "No bootable device" line appears on the debug port. A running idle guest rather than -S, because livemig's S1 VM runs (idle) too and a paused QEMU source leaves the destination paused: downtime and "destination running" would mean nothing. SeaBIOS writes a few pages (low memory, tables at the top of RAM); every other page is the file's.`,
       `Source RAM: memory-backend-file on a ${size} file of random bytes in /dev/shm, share=off, prealloc=on (every page resident before the migration, as in livemig's source whose VM has written all its memory). Destination RAM: memory-backend-ram, prealloc=off (QEMU default) or prealloc=on (pre-allocated; QEMU faults it in at start-up, before the migration and off the clock), started with -incoming defer and migrate-incoming tcp:127.0.0.1:0. All configurations lift QEMU 7.2's default bandwidth cap of 128 MiB/s (max-bandwidth ${UNCAPPED_BPS}), as livemig is uncapped by default; downtime-limit stays at its default 300 ms. Multifd: capability multifd and multifd-channels 2 on both ends.`,
       "Total time for both is the migrate command → the destination running (QEMU: the destination's RESUME event seen by this driver over QMP; livemig: the destination confirming Resumed). QEMU's downtime is its own (source stop → completion); livemig's is source pause → destination resume. After each QEMU run a 4 MiB sample from the middle of the destination's RAM (pmemsave) was compared with the file and matched; livemig checks its own digests.",
-      'Each QEMU run starts a fresh pair (the source pre-allocating its RAM, the destination pre-allocating when configured) and each livemig run two fresh agents; runs interleave, the order rotating each repeat. The machine has 2 vCPUs shared with other jobs: compare ratios within this run, not absolute figures.',
+      `Each QEMU run starts a fresh pair (the source pre-allocating its RAM, the destination pre-allocating when configured) and each livemig run two fresh agents; runs interleave, the order rotating each repeat. The machine has ${cpus().length} vCPUs shared with other jobs (1-minute load average ${fmt(loadAtStart, 1)} at the start, ${fmt(loadavg()[0]!, 1)} at the end): compare ratios within this run, not absolute figures.`,
     );
     return { rows, notes };
   },

@@ -182,6 +182,9 @@ export async function launchQemu(options: QemuLaunchOptions): Promise<QemuProces
         new Promise<void>((resolve, reject) => {
           const done = (): boolean => /No bootable device/.test(biosText);
           if (done()) return resolve();
+          if (child.exitCode !== null || child.signalCode !== null) {
+            return reject(new QmpError('QMP_CLOSED', why('exited before the BIOS went idle')));
+          }
           const onData = (): void => {
             if (!done()) return;
             finish();
