@@ -102,9 +102,11 @@ beforeEach(() => {
 
 afterEach(async () => {
   for (const qmp of clients.splice(0)) qmp.close();
-  if (server) await new Promise<void>((resolve) => server!.close(() => resolve()));
-  server = undefined;
+  // The directory first: a close that never completes (a connection left open) must not leave it.
   rmSync(dir, { recursive: true, force: true });
+  const closing = server;
+  server = undefined;
+  if (closing) await new Promise<void>((resolve) => closing.close(() => resolve()));
 });
 
 async function peer(
