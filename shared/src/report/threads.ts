@@ -64,6 +64,9 @@ const MAX_MS = 1e9;
 
 const NS_PER_MS = 1e6;
 
+/** ms to the µs: finer says nothing (a reading costs ~20 µs) and only lengthens the report. */
+const toUs = (ms: number): number => Math.round(ms * 1000) / 1000;
+
 /** `end − start` of one side's threads: each thread alive in the window, its CPU ms and wall ms there. */
 export function threadsBetween(start: ThreadSnapshot, end: ThreadSnapshot): SideThreads {
   const before = new Map(start.threads.map((t) => [t.key, t.cpuNs]));
@@ -75,8 +78,8 @@ export function threadsBetween(start: ThreadSnapshot, end: ThreadSnapshot): Side
     // Born in the window: everything it ever used is the window's.
     const prior = before.get(t.key);
     const base = t.bornAt >= start.at || prior === undefined ? 0 : prior;
-    const cpuMs = t.cpuNs === null || base === null ? null : Math.max(0, t.cpuNs - base) / NS_PER_MS;
-    rows.push({ key: t.key, name: t.name, cpuMs, wallMs: Math.max(0, to - from) });
+    const cpuMs = t.cpuNs === null || base === null ? null : toUs(Math.max(0, t.cpuNs - base) / NS_PER_MS);
+    rows.push({ key: t.key, name: t.name, cpuMs, wallMs: toUs(Math.max(0, to - from)) });
   }
   const main = rows.filter((r) => r.key === 0);
   const others = rows.filter((r) => r.key !== 0).sort((a, b) => (b.cpuMs ?? 0) - (a.cpuMs ?? 0));
@@ -90,10 +93,10 @@ export function threadsBetween(start: ThreadSnapshot, end: ThreadSnapshot): Side
     names.set(key, n === 1 ? name : `${name}-${n}`);
   }
   const threads: ThreadCpu[] = listed.map(({ key, cpuMs, wallMs }) => ({ name: names.get(key)!, cpuMs, wallMs }));
-  const wallMs = Math.max(0, end.at - start.at);
-  const cpuMs = Math.max(0, end.processCpuNs - start.processCpuNs) / NS_PER_MS;
+  const wallMs = toUs(Math.max(0, end.at - start.at));
+  const cpuMs = toUs(Math.max(0, end.processCpuNs - start.processCpuNs) / NS_PER_MS);
   const accounted = threads.reduce((sum, t) => sum + (t.cpuMs ?? 0), 0);
-  threads.push({ name: OTHER_THREADS, cpuMs: Math.max(0, cpuMs - accounted), wallMs });
+  threads.push({ name: OTHER_THREADS, cpuMs: toUs(Math.max(0, cpuMs - accounted)), wallMs });
   return { wallMs, cpuMs, threads };
 }
 
@@ -177,9 +180,9 @@ export function prefaultReport(f: {
   return {
     pages: f.pages,
     touched: f.touched,
-    startMs: Math.max(0, f.startedAt - f.setupAt),
-    ms: done === undefined ? null : Math.max(0, done - f.startedAt),
-    firstPassMs: firstPass === undefined ? null : Math.max(0, firstPass - f.setupAt),
+    startMs: toUs(Math.max(0, f.startedAt - f.setupAt)),
+    ms: done === undefined ? null : toUs(Math.max(0, done - f.startedAt)),
+    firstPassMs: firstPass === undefined ? null : toUs(Math.max(0, firstPass - f.setupAt)),
     offCriticalPath: firstPass === undefined ? null : done !== undefined && done <= firstPass,
   };
 }
