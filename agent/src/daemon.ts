@@ -219,6 +219,16 @@ export class AgentDaemon {
         ...(this.#tickets ? { tickets: this.#tickets } : {}),
         ...(this.#signer ? { signer: this.#signer } : {}),
         keepRecord: (record) => this.#keepRecord('dest', record),
+        // Post-copy fault threads listen on the data port's host, with the same TLS identity.
+        ...(options.listen
+          ? {
+              faultThread: {
+                host: options.listen.host,
+                agentId: this.agentId,
+                tls: options.security ? credentials(options.security.pki) : undefined,
+              },
+            }
+          : {}),
         ...(metrics
           ? {
               onFaultLatency: (ms: number) => metrics.faultLatency(ms),

@@ -37,6 +37,8 @@ export interface IncomingMigrationsComponents {
   keepRecord?: IncomingComponents['keepRecord'];
   /** Hears each post-copy fault's latency (IncomingComponents.onFaultLatency: the metrics). */
   onFaultLatency?: IncomingComponents['onFaultLatency'];
+  /** Where post-copy fault threads listen (IncomingComponents.faultThread). @default none */
+  faultThread?: IncomingComponents['faultThread'];
   /** Told how each incoming migration ended, with the mode its Setup asked for (the metrics). */
   onEnded?: (ended: { mode: SetupMsg['mode']; outcome: NonNullable<IncomingMigration['outcome']> }) => void;
 }
@@ -150,6 +152,7 @@ export class IncomingMigrations {
         ...(this.#c.signer ? { signer: this.#c.signer } : {}),
         ...(this.#c.keepRecord ? { keepRecord: this.#c.keepRecord } : {}),
         ...(this.#c.onFaultLatency ? { onFaultLatency: this.#c.onFaultLatency } : {}),
+        ...(this.#c.faultThread ? { faultThread: this.#c.faultThread } : {}),
       },
       this.#options,
     );

@@ -265,9 +265,10 @@ function connector(options: {
   onChannel: ((channel: PeerChannel) => void) | undefined;
 }): OutgoingComponents['connect'] {
   const { target, agentId, logger, capabilities, tls, onChannel } = options;
-  return async (signal) => {
+  return async (signal, port) => {
     const channel = await connectPeer({
       ...target,
+      ...(port === undefined ? {} : { port }),
       agentId,
       logger,
       signal,

@@ -46,6 +46,7 @@ import { MainLink } from './main-link.ts';
 import { PostcopyPaging } from './postcopy-paging.ts';
 import { advance, initialState, step, type Action, type InternalEvent, type ReceiverState } from './receiver.ts';
 import { DiskLoad } from './disk-load.ts';
+import { FaultThread, type FaultThreadConfig } from './fault-thread.ts';
 import { offerHostContent } from './host-content.ts';
 import { IncomingSections } from './sections.ts';
 import { DEST_DISCARDS_ON_FAILURE, type DestStatus } from './status.ts';
@@ -69,6 +70,8 @@ export interface IncomingComponents {
   keepRecord?: (signed: SignedRecord) => Promise<void>;
   /** Hears each post-copy fault's latency in ms, vCPU blocked → page installed (the agent's metrics). */
   onFaultLatency?: (ms: number) => void;
+  /** Where a post-copy fault thread listens (`fault-thread`). @default none: faults on the main thread */
+  faultThread?: FaultThreadConfig;
 }
 
 export interface IncomingOptions {
@@ -158,7 +161,7 @@ export class IncomingMigration {
       this.#endedAt = performance.now();
       clearTimeout(this.#setupDeadline);
       this.#dropHostContent();
-      this.#built?.paging.stop();
+      await this.#built?.paging.stop();
       await this.#built?.prefault?.stop();
     }
   }
@@ -479,17 +482,50 @@ export class IncomingMigration {
         ? new DiskLoad(virtualDisk, setup.disk.storage, () => this.#link.channel, logger)
         : undefined;
     this.#built = { name, vm, prefault, paging, sections: new IncomingSections(vm, applier, disk) };
+    // The fault thread (which listens within milliseconds) starts beside the vCPU worker.
+    const thread = this.#startFaultThread(setup, vm, paging);
     // The vCPU worker starts while pages arrive, and the first RoundAck waits for it; post-copy
     // has no pre-copy round, so it waits here, before the source may pause the VM.
-    if (setup.mode === 'postcopy') await vm.vcpuReady();
+    const ready = setup.mode === 'postcopy' ? vm.vcpuReady() : Promise.resolve();
+    ready.catch(() => {}); // awaited below, once the thread is known (and so stopped on failure)
+    const faultThread = await thread;
+    await ready;
     this.#link.channel.send(
       msg.setupDone(
         performance.now() - started,
         offered ? { hashes: offered.hashes, ms: offered.figures.ms } : undefined,
+        faultThread ? { port: faultThread.port, token: faultThread.token } : undefined,
       ),
     );
     this.#event('built');
     logger.info({ event: 'setup.done', migrationId: this.#migrationId, vm: name, mode: setup.mode }, 'receiving VM');
+  }
+
+  /**
+   * A fault thread for a VM that may run with pages absent, when the source can use one and this
+   * agent has a data address for it; none (faults on this thread) if it cannot start.
+   */
+  async #startFaultThread(setup: SetupMsg, vm: ToyVm, paging: PostcopyPaging): Promise<FaultThread | undefined> {
+    const config = this.#c.faultThread;
+    const channel = this.#link.channel;
+    if (!config || setup.mode === 'precopy' || !channel.capabilities.has('fault-thread')) return undefined;
+    try {
+      const thread = await FaultThread.start({
+        config,
+        vm,
+        claims: paging.claims,
+        migrationId: setup.migrationId,
+        sourceName: channel.peer?.name,
+        capabilities: [...channel.capabilities],
+        logger: this.#c.logger,
+      });
+      paging.useFaultThread(thread);
+      this.#c.logger.info({ event: 'fault-thread.listening', port: thread.port }, 'the fault thread listens');
+      return thread;
+    } catch (error) {
+      this.#c.logger.warn({ event: 'fault-thread.failed', err: error }, 'no fault thread: faults are served here');
+      return undefined;
+    }
   }
 
   /**
@@ -510,6 +546,7 @@ export class IncomingMigration {
         await this.#pauseUntilResumed(toMigrationError(error));
       }
     }
+    await paging.flush(); // the fault thread's last pages in the ledger
     vm.markAllPresent();
     disk?.finish();
     // The VM already runs here: a mismatch has nothing to roll back to, and the error says so.

@@ -11,12 +11,36 @@
  * Requests in flight are bounded (MAX_INFLIGHT_PAGES, hypercore's in-flight window): past it,
  * faulted pages wait in a queue and go out as answers free the window — a guest (or a
  * re-request after recovery) can never flood the source.
+ *
+ * The same handler runs in either thread: on the main thread over the ToyVm, or in the fault
+ * thread (fault-thread-worker.ts) over the vCPU's fault ring and the shared presence map. While
+ * a fault thread owns the fault channel the main thread's handler is `passive`: it still counts
+ * every fault and keeps the faulted pages not yet here (so that, should the thread die, it can
+ * take over and ask for them), but asks for nothing and measures nothing itself — the thread's
+ * latencies come in through `recordLatency`.
  */
 import { latencyHistogram, type LatencyHistogram } from '@livemig/shared/report';
-import type { Logger } from 'pino';
 import type { PeerChannel } from '@livemig/shared/channel';
 import { msg } from '@livemig/shared/channel';
-import type { ToyVm } from '@livemig/shared/vm';
+import type { PageFault } from '@livemig/shared/vm';
+
+/** Where faults come from and whether a page is here (a ToyVm; in the fault thread, its ring and presence map). */
+export interface FaultSource {
+  onFault(listener: (fault: PageFault) => void): () => void;
+  isPresent(n: number): boolean;
+}
+
+/** The one log line a handler writes (re-requests after a reconnect): a pino Logger, or the fault thread's relay. */
+export interface FaultLog {
+  info(fields: Record<string, unknown>, text: string): void;
+}
+
+export interface FaultHandlerOptions {
+  /** Hears each fault's latency as it is measured (the agent's metrics). */
+  onLatency?: ((ms: number, noticeMs: number) => void) | undefined;
+  /** A fault thread asks and measures; this one only counts and keeps track (see the header). */
+  passive?: boolean;
+}
 
 export interface Percentiles {
   p50: number;
@@ -51,8 +75,8 @@ function percentiles(values: readonly number[]): Percentiles | null {
 }
 
 export class FaultHandler {
-  readonly #vm: ToyVm;
-  readonly #logger: Logger;
+  readonly #vm: FaultSource;
+  readonly #logger: FaultLog;
   /** Page → when its first fault blocked the vCPU and when this thread noticed it (Date.now() scale, sub-ms). */
   readonly #inflight = new Map<number, { blockedAt: number; noticedAt: number }>();
   readonly #latencies: number[] = [];
@@ -65,13 +89,24 @@ export class FaultHandler {
   #faults = 0;
   #unsubscribe: (() => void) | undefined;
 
-  readonly #onLatency: ((ms: number) => void) | undefined;
+  readonly #onLatency: ((ms: number, noticeMs: number) => void) | undefined;
+  #passive: boolean;
 
-  /** `onLatency` hears each fault's latency as it is measured (the agent's metrics). */
-  constructor(vm: ToyVm, logger: Logger, onLatency?: (ms: number) => void) {
+  constructor(vm: FaultSource, logger: FaultLog, options: FaultHandlerOptions = {}) {
     this.#vm = vm;
     this.#logger = logger;
-    this.#onLatency = onLatency;
+    this.#onLatency = options.onLatency;
+    this.#passive = options.passive ?? false;
+  }
+
+  /** The fault thread is gone: from now on this handler asks for pages and measures (attachChannel next). */
+  activate(): void {
+    this.#passive = false;
+  }
+
+  /** A latency the fault thread measured (passive mode). */
+  recordLatency(ms: number, noticeMs: number): void {
+    this.#latency(ms, noticeMs);
   }
 
   /** Start turning faults into requests. */
@@ -83,8 +118,7 @@ export class FaultHandler {
         // its latency is at most until now. Counting it keeps a report from having faults but
         // no latency at all.
         const at = now();
-        this.#latency(at - fault.time);
-        this.#noticeDelays.push(at - fault.time);
+        if (!this.#passive) this.#latency(at - fault.time, at - fault.time);
         return;
       }
       if (this.#inflight.has(fault.page)) return;
@@ -119,6 +153,11 @@ export class FaultHandler {
     return this.#latencies.length;
   }
 
+  /** The id of the last PageRequest sent (0: none yet): an answer names one of these. */
+  get lastRequestId(): number {
+    return this.#nextId - 1;
+  }
+
   /** Pages asked for on the current channel and not yet installed. */
   get inflight(): number {
     return this.#asked.size;
@@ -130,8 +169,7 @@ export class FaultHandler {
     if (fault === undefined) return;
     this.#inflight.delete(page);
     this.#asked.delete(page);
-    this.#latency(now() - fault.blockedAt);
-    this.#noticeDelays.push(fault.noticedAt - fault.blockedAt);
+    if (!this.#passive) this.#latency(now() - fault.blockedAt, fault.noticedAt - fault.blockedAt);
     this.#requestMore();
   }
 
@@ -148,15 +186,21 @@ export class FaultHandler {
     };
   }
 
-  #latency(ms: number): void {
+  /** Faulted pages not here yet (in the fault thread: whether a present page resolves one). */
+  waitingFor(): IterableIterator<number> {
+    return this.#inflight.keys();
+  }
+
+  #latency(ms: number, noticeMs: number): void {
     this.#latencies.push(ms);
-    this.#onLatency?.(ms);
+    this.#noticeDelays.push(noticeMs);
+    this.#onLatency?.(ms, noticeMs);
   }
 
   /** Ask for faulted pages not asked for yet on this channel, within the in-flight window. */
   #requestMore(): void {
     const channel = this.#channel;
-    if (!channel || channel.failure) return;
+    if (!channel || channel.failure || this.#passive) return;
     let batch: number[] = [];
     for (const page of this.#inflight.keys()) {
       if (this.#asked.size >= MAX_INFLIGHT_PAGES) break;

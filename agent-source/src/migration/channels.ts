@@ -3,12 +3,25 @@
  * for post-copy, `fault` (PageRequests and their answers, never behind bulk pages). Either
  * may be replaced on post-copy recovery; the wire bytes of connections already closed are kept
  * so the report counts every byte this migration put on a wire.
+ *
+ * With `fault-thread` the destination's SetupDone named the port of its fault thread and a
+ * token: the fault channel connects there (same host, same TLS identity check) and attaches with
+ * the token. On a reconnect the thread's port is tried first; a destination whose thread is gone
+ * refuses the connection, and the fault channel then attaches to the main listener as without
+ * the capability.
  */
-import { MigrationError } from '@livemig/shared';
+import { MigrationError, toMigrationError } from '@livemig/shared';
 import { msg, type PeerChannel } from '@livemig/shared/channel';
 import type { Capability } from '@livemig/shared/protocol';
 
-export type Connect = (signal: AbortSignal) => Promise<PeerChannel>;
+/** Connect to the destination: its data port, or `port` on the same host (the fault thread's). */
+export type Connect = (signal: AbortSignal, port?: number) => Promise<PeerChannel>;
+
+/** Where the destination's fault thread listens (SetupDone's faultPort and faultToken). */
+export interface FaultThreadAddress {
+  port: number;
+  token: string;
+}
 
 export class ChannelSet {
   readonly #connect: Connect;
@@ -16,6 +29,7 @@ export class ChannelSet {
   readonly #migrationId: string;
   #main: PeerChannel | undefined;
   #fault: PeerChannel | undefined;
+  #faultThread: FaultThreadAddress | undefined;
   /** Wire bytes of connections already closed or replaced. */
   #earlierBytes = 0;
 
@@ -47,10 +61,35 @@ export class ChannelSet {
     return this.#main;
   }
 
-  /** Post-copy: a second connection for faults, joined to this migration by Attach. */
+  /** SetupDone named the destination's fault thread: the fault channel goes there. */
+  useFaultThread(address: FaultThreadAddress): void {
+    this.#faultThread = address;
+  }
+
+  /** True when the fault channel goes to the destination's fault thread. */
+  get faultThread(): boolean {
+    return this.#faultThread !== undefined;
+  }
+
+  /**
+   * Post-copy: a second connection for faults, joined to this migration by Attach — at the
+   * destination's fault thread when it has one, else (or when its port refuses) at the main port.
+   */
   async openFault(): Promise<PeerChannel> {
-    const fault = await this.#connect(this.#signal);
-    fault.send(msg.attach(this.#migrationId, 'fault'));
+    const thread = this.#faultThread;
+    if (thread) {
+      try {
+        return this.#joinFault(await this.#connect(this.#signal, thread.port), thread.token);
+      } catch (error) {
+        if (this.#signal.aborted || !refusedConnection(error)) throw error;
+        this.#faultThread = undefined; // the thread is gone: never again for this migration
+      }
+    }
+    return this.#joinFault(await this.#connect(this.#signal));
+  }
+
+  #joinFault(fault: PeerChannel, token?: string): PeerChannel {
+    fault.send(msg.attach(this.#migrationId, 'fault', token));
     this.#fault = fault;
     return fault;
   }
@@ -84,4 +123,11 @@ export class ChannelSet {
     this.#main = undefined;
     this.#fault = undefined;
   }
+}
+
+/** A connection refused outright (nobody listens on the port any more): not worth retrying there. */
+function refusedConnection(error: unknown): boolean {
+  const failure = toMigrationError(error);
+  const cause = failure.cause as NodeJS.ErrnoException | undefined;
+  return cause?.code === 'ECONNREFUSED' || /ECONNREFUSED/.test(failure.message);
 }

@@ -22,6 +22,8 @@ import { SUPPORTED_VERSIONS } from './version.ts';
 export const KNOWN_CAPABILITIES = Object.freeze({
   postcopy: 'The destination can resume before all pages arrived and fetch absent pages with PageRequest.',
   'fault-channel': 'Post-copy page requests and their answers use a second TCP connection.',
+  'fault-thread':
+    "With fault-channel: the destination's fault channel is a thread of its own, listening on its own port; SetupDone names the port and a token (faultPort, faultToken), and the source's fault channel connects there and says Attach fault with the token.",
   'setup-bitmap': 'Setup may carry a bitmap of possibly non-zero pages; the rest are zero and never sent.',
   'zero-pages': 'Pages batches may mark pages as zero (kind 1) instead of sending their bytes.',
   disk: 'The VM may have a disk (Setup.disk), migrated shared, copied, mirrored (DiskBlocks, DiskAck) or on demand (DiskAbsent, DiskRequest, DiskMissing).',

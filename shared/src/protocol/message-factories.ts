@@ -103,8 +103,16 @@ export const msg = {
     return m;
   },
   /** `host`: the host content offered (Setup asked for it): its hashes, 32 bytes each, and the ms it took. */
-  setupDone(preparedMs: number, host?: { hashes: Uint8Array; ms: number }): SetupDoneMsg {
+  setupDone(
+    preparedMs: number,
+    host?: { hashes: Uint8Array; ms: number },
+    faultThread?: { port: number; token: string },
+  ): SetupDoneMsg {
     const m: SetupDoneMsg = { type: MsgType.SetupDone, preparedMs };
+    if (faultThread !== undefined) {
+      m.faultPort = faultThread.port;
+      m.faultToken = faultThread.token;
+    }
     if (host !== undefined) {
       m.hostMs = host.ms;
       // A zero-length payload reads as absent: none offered.
@@ -174,8 +182,10 @@ export const msg = {
   heartbeat(seq: number): HeartbeatMsg {
     return { type: MsgType.Heartbeat, seq: seq >>> 0 };
   },
-  attach(migrationId: string, channel: AttachChannel): AttachMsg {
-    return { type: MsgType.Attach, migrationId, channel };
+  attach(migrationId: string, channel: AttachChannel, token?: string): AttachMsg {
+    return token === undefined
+      ? { type: MsgType.Attach, migrationId, channel }
+      : { type: MsgType.Attach, migrationId, channel, token };
   },
   postcopyStart(bitmap: Uint8Array, digests: SectionDigests = {}): PostcopyStartMsg {
     return { type: MsgType.PostcopyStart, bitmap, digests: { ...digests } };

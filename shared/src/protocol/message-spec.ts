@@ -13,6 +13,7 @@ import {
   MsgType,
   QUERY_STATES,
   STORAGE_MODES,
+  type AttachMsg,
   type DiskBlocksMsg,
   type DiskRequestMsg,
   type DiskWrittenMsg,
@@ -20,6 +21,7 @@ import {
   type Message,
   type PageRequestMsg,
   type PagesMsg,
+  type SetupDoneMsg,
   type SetupMsg,
   type SetupVm,
 } from './message-types.ts';
@@ -137,6 +139,16 @@ function checkBlockNumbers(blocks: Uint32Array, ctx: CheckContext, what: string,
   }
 }
 
+/** Length of a fault thread's token (`fault-thread`): 32 random bytes as hex. */
+export const FAULT_TOKEN_LENGTH = 64;
+const FAULT_TOKEN = /^[0-9a-f]{64}$/;
+
+function checkFaultToken(token: string, what: string): void {
+  if (!FAULT_TOKEN.test(token)) {
+    reject('ERR_BAD_METADATA', `${what}: a fault token is ${FAULT_TOKEN_LENGTH} lower-case hex digits`);
+  }
+}
+
 /** A block bitmap payload must have one bit per block, once the block count is known. */
 function checkBlockBitmapLength(name: string, ctx: CheckContext): void {
   if (ctx.blockCount !== undefined && ctx.payloadLen !== Math.ceil(ctx.blockCount / 8)) {
@@ -224,17 +236,30 @@ export const MESSAGE_SPEC: Readonly<Record<Exclude<MsgType, MsgType.Invalid>, Me
   [MsgType.SetupDone]: {
     name: 'SetupDone',
     direction: 'dest→source',
-    schema: { preparedMs: 'number', hostMs: { optional: 'number' } },
+    schema: {
+      preparedMs: 'number',
+      hostMs: { optional: 'number' },
+      faultPort: { optional: u32 },
+      faultToken: { optional: 'string' },
+    },
     payload: {
       kind: 'bytes',
       field: 'hostHashes',
       optional: true,
       maxBytes: MAX_HOST_CONTENT_PAGES * HOST_HASH_BYTES,
     },
-    check: (_m, ctx) => {
+    check: (m, ctx) => {
       if (ctx.payloadLen % HOST_HASH_BYTES !== 0) {
         reject('ERR_BAD_PAYLOAD', `SetupDone: ${ctx.payloadLen} bytes of host content hashes, not a multiple of 32`);
       }
+      const { faultPort, faultToken } = m as SetupDoneMsg;
+      if ((faultPort === undefined) !== (faultToken === undefined)) {
+        reject('ERR_BAD_METADATA', 'SetupDone: faultPort and faultToken come together or not at all');
+      }
+      if (faultPort !== undefined && (faultPort < 1 || faultPort > 65_535)) {
+        reject('ERR_BAD_METADATA', `SetupDone: faultPort ${faultPort} is not a TCP port`);
+      }
+      if (faultToken !== undefined) checkFaultToken(faultToken, 'SetupDone');
     },
   },
   [MsgType.Pages]: {
@@ -321,8 +346,12 @@ export const MESSAGE_SPEC: Readonly<Record<Exclude<MsgType, MsgType.Invalid>, Me
   [MsgType.Attach]: {
     name: 'Attach',
     direction: 'source→dest',
-    schema: { migrationId: 'string', channel: { oneOf: ATTACH_CHANNELS } },
+    schema: { migrationId: 'string', channel: { oneOf: ATTACH_CHANNELS }, token: { optional: 'string' } },
     payload: NONE,
+    check: (m) => {
+      const { token } = m as AttachMsg;
+      if (token !== undefined) checkFaultToken(token, 'Attach');
+    },
   },
   [MsgType.PostcopyStart]: {
     name: 'PostcopyStart',

@@ -172,6 +172,12 @@ export interface SetupDoneMsg {
   /** Time the destination took to choose and snapshot the host content it offers, ms. */
   hostMs?: number;
   hostHashes?: Uint8Array;
+  /**
+   * `fault-thread`: the port (on the address the source reached) where the destination's fault
+   * thread listens, and the token its Attach fault must carry. Both or neither.
+   */
+  faultPort?: number;
+  faultToken?: string;
 }
 
 /**
@@ -327,6 +333,8 @@ export interface AttachMsg {
   type: MsgType.Attach;
   migrationId: string;
   channel: AttachChannel;
+  /** `fault` to a fault thread (`fault-thread`): the token its SetupDone gave. */
+  token?: string;
 }
 
 export type AttachChannel = 'fault' | 'resume';

@@ -76,6 +76,14 @@ export class PageDigestLedger {
     this.#hashes.set(ZERO_PAGE_HASH, page * HASH_BYTES);
   }
 
+  /** Records page n's hash (hashPage of its bytes), computed by another thread that installed it. */
+  record(page: number, hash: Uint8Array): void {
+    if (!(page >= 0 && page < this.pageCount && Number.isInteger(page)) || hash.length !== HASH_BYTES) {
+      throw new MigrationError('ERR_INVALID_ARGUMENT', `no page hash of ${hash.length} bytes for page ${page}`);
+    }
+    this.#hashes.set(hash, page * HASH_BYTES);
+  }
+
   /** The digest of the pages recorded so far (hex; same definition as digestMemory). */
   digest(): string {
     combiner.init();

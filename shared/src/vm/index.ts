@@ -34,7 +34,7 @@ export type { WorkloadDefinition, WorkloadParam, WorkloadParams } from './worklo
 export { CPU_STATE_BYTES } from './registers.ts';
 export { DEVICE_TICK_STEPS, CONSOLE_EVERY_TICKS } from './devices.ts';
 export type { DeviceState } from './devices.ts';
-export { digestMemory, PageDigestLedger } from './digest.ts';
+export { digestMemory, hashPage, PageDigestLedger } from './digest.ts';
 export {
   DIRTY_RATE_LIMITS,
   MB,
@@ -58,6 +58,10 @@ export type {
 } from './dirty-rate.ts';
 export { unionSorted } from './page-list.ts';
 export { ToyVm } from './toy-vm.ts';
+export { PresenceMap } from './presence-map.ts';
+export { PageClaims, CLAIM_MAIN, CLAIM_FAULT_THREAD } from './page-claims.ts';
+export type { ClaimOwner } from './page-claims.ts';
+export { FaultRing } from './fault-ring.ts';
 export type { VmStatus, VmStats, ToyVmOptions, IncomingOptions } from './toy-vm.ts';
 export type { PageFault } from './vcpu.ts';
 export { snapshotVm, diffSnapshots, runReference, cloneVm, checkAbInvariant } from './oracle.ts';

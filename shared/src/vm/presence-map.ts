@@ -2,7 +2,8 @@
  * The post-copy presence map: one bit per page, set when the page has arrived on the
  * destination. Only the host sets bits (Atomics.or, after copying the page's bytes in, so a
  * vCPU that sees the bit with Atomics.load also sees the bytes); the vCPU only reads them.
- * `missing` is kept on the host side. Waking a vCPU blocked on a page is the vCPU's business
+ * `missing` is a shared count after the words (one Int32): a host thread other than the main one
+ * (the post-copy fault thread) marks pages too, and every thread's count must stay exact. Waking a vCPU blocked on a page is the vCPU's business
  * (see Vcpu.pageArrived); this class is only the set.
  */
 
@@ -14,20 +15,23 @@ export class PresenceMap {
   readonly buffer: SharedArrayBuffer;
   /** The live words (bit p in word p >>> 5). */
   readonly words: Int32Array;
-  #missing: number;
+  /** The shared count of pages not present, after the words. */
+  readonly #missing: Int32Array;
 
   /** A map with every page absent (or present), or a view of an existing one (worker side). */
   constructor(pageCount: number, options: { present?: boolean; buffer?: SharedArrayBuffer } = {}) {
     this.pageCount = pageCount;
-    this.buffer = options.buffer ?? new SharedArrayBuffer(Math.ceil(pageCount / 32) * 4);
-    this.words = new Int32Array(this.buffer);
-    this.#missing = pageCount;
+    const wordCount = Math.ceil(pageCount / 32);
+    this.buffer = options.buffer ?? new SharedArrayBuffer((wordCount + 1) * 4);
+    this.words = new Int32Array(this.buffer, 0, wordCount);
+    this.#missing = new Int32Array(this.buffer, wordCount * 4, 1);
+    if (options.buffer === undefined) Atomics.store(this.#missing, 0, pageCount);
     if (options.present) this.markAll();
   }
 
-  /** Pages not yet present (host side count). */
+  /** Pages not yet present, as every host thread marked them. */
   get missing(): number {
-    return this.#missing;
+    return Atomics.load(this.#missing, 0);
   }
 
   /** True if page p is present. */
@@ -40,7 +44,7 @@ export class PresenceMap {
     const bit = 1 << (p & 31);
     const old = Atomics.or(this.words, p >>> 5, bit);
     if ((old & bit) !== 0) return false;
-    this.#missing -= 1;
+    Atomics.sub(this.#missing, 0, 1);
     return true;
   }
 
@@ -51,6 +55,6 @@ export class PresenceMap {
     for (let i = 0; i < full; i++) Atomics.store(w, i, -1);
     const tail = this.pageCount & 31;
     if (tail !== 0) Atomics.store(w, full, (1 << tail) - 1);
-    this.#missing = 0;
+    Atomics.store(this.#missing, 0, 0);
   }
 }

@@ -29,7 +29,7 @@ import type { ReadonlyBitmap } from './bitmap.ts';
 import type { DeviceState } from './devices.ts';
 import { digestMemory } from './digest.ts';
 import type { DirtyLog } from './dirty-log.ts';
-import type { GuestMemory } from './guest-memory.ts';
+import type { GuestMemory, GuestMemoryLayout } from './guest-memory.ts';
 import { MachineState } from './machine-state.ts';
 import type { VirtualDisk } from './disk/virtual-disk.ts';
 import { digestDisk } from './disk/digest.ts';
@@ -309,6 +309,15 @@ export class ToyVm {
    */
   installPage(n: number, bytes: Uint8Array): boolean {
     return this.#presence.installPage(n, bytes);
+  }
+
+  /**
+   * What a post-copy fault thread shares with this VM (null unless tracking presence): guest
+   * memory, the presence map and the vCPU's control block (its fault ring and wake-up word).
+   */
+  faultThreadBuffers(): { memory: GuestMemoryLayout; presence: SharedArrayBuffer; control: SharedArrayBuffer } | null {
+    const presence = this.#presence.buffer;
+    return presence ? { memory: this.memory.layout, presence, control: this.#vcpu.controlBuffer } : null;
   }
 
   /** Marks every page present (post-copy complete): the vCPU drops all presence checks. */

@@ -141,6 +141,14 @@ export class Vcpu {
     return this.#ready;
   }
 
+  /**
+   * The control block's buffer, for the destination's post-copy fault thread: it drains the fault
+   * ring and wakes a vCPU blocked on a page it installed, as this class does, from its own thread.
+   */
+  get controlBuffer(): SharedArrayBuffer {
+    return this.#ctl.buffer;
+  }
+
   /** Steps executed, live (published by the worker at every batch boundary). */
   get steps(): number {
     return Number(Atomics.load(this.#ctl.big, BIG_LIVE_STEPS));

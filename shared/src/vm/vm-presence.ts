@@ -30,6 +30,11 @@ export class PagePresence {
     return this.#map !== null;
   }
 
+  /** The presence map's shared buffer (null unless tracked), for a thread that installs pages too. */
+  get buffer(): SharedArrayBuffer | null {
+    return this.#map?.buffer ?? null;
+  }
+
   /** Pages not yet present (0 unless tracked). */
   get missing(): number {
     return this.#map?.missing ?? 0;

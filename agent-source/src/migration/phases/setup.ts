@@ -99,6 +99,10 @@ export async function setupPhase(ctx: MigrationContext): Promise<void> {
   ctx.setupRoundTripMs = Math.max(0, performance.now() - setupSent - (done.hostMs ?? 0));
   // Before round 0: the host content the destination offered (when RAM asked for it) is referable.
   sections.ram.setupDone(done);
+  // `fault-thread`: the destination's fault channel is a thread of its own, on its own port.
+  if (done.faultPort !== undefined && done.faultToken !== undefined && channel.capabilities.has('fault-thread')) {
+    ctx.channels.useFaultThread({ port: done.faultPort, token: done.faultToken });
+  }
   if (runsWithPartsAbsent(ctx)) await ctx.channels.openFault();
   stats.setupMs = stats.elapsedMs;
   logger.info({ event: 'setup.done', setupMs: stats.setupMs, mode: ctx.mode }, 'destination ready for pages');
