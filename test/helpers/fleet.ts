@@ -83,13 +83,18 @@ export function useFleet() {
 
     /** `livemig agent` with its own identity, both ports on its address. */
     async agent(
-      options: { args?: readonly string[]; address?: string; wrap?: readonly string[] } = {},
+      options: { args?: readonly string[]; address?: string; wrap?: readonly string[]; kept?: boolean } = {},
     ): Promise<FleetAgent> {
       const name = await identity(options.address);
       const ports = ['--listen', `${name}:0`, '--control', `${name}:0`];
       const secure = [...thePki().flags(name), '--allow-source', ALLOW_SOURCE];
       const agent = await startAgent('agent', [...ports, ...secure, ...(options.args ?? [])], options);
       return Object.assign(agent, { name });
+    },
+
+    /** Two agents that stopAll leaves alone: a pair several tests share (test/helpers/shared-pair.ts). */
+    pair(): Promise<[FleetAgent, FleetAgent]> {
+      return Promise.all([fleet.agent({ kept: true }), fleet.agent({ kept: true })]);
     },
 
     /** An agent hosting one running VM `vm` of this spec. */

@@ -54,9 +54,15 @@ export async function runCli(
 export function startAgent(
   role: AgentRole,
   args: readonly string[] = [],
-  options: { wrap?: readonly string[] } = {},
+  options: { wrap?: readonly string[]; kept?: boolean } = {},
 ): Promise<AgentProcess> {
-  return startAgentProcess(role, { ...options, args: ['--log-level', 'debug', ...args], onSpawn: track });
+  // kept: stopAll leaves it alone, its starter stops it (test/helpers/shared-pair.ts).
+  const { kept, ...rest } = options;
+  return startAgentProcess(role, {
+    ...rest,
+    args: ['--log-level', 'debug', ...args],
+    ...(kept ? {} : { onSpawn: track }),
+  });
 }
 
 /** What boots a VM at an agent's start (a VmSpec has it). */
@@ -78,7 +84,7 @@ export function startSourceWithVm(
   return startAgent('source', vmArgs(name, spec), options);
 }
 
-/** Kill every process these helpers started that is still running. */
+/** Kill every process these helpers started that is still running (but agents started `kept`). */
 export async function stopAll(): Promise<void> {
   await Promise.all(
     [...live].map(

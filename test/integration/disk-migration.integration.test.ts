@@ -8,7 +8,7 @@
 import { promises as fs } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { ControlClient } from '@livemig/shared/control';
 import { KNOWN_CAPABILITIES } from '@livemig/shared/protocol';
 import type { MigrationReport } from '@livemig/shared/report';
@@ -17,12 +17,19 @@ import { followMigration } from '../../cli/follow-migration.ts';
 import { checkOracle } from '../../cli/oracle.ts';
 import { startAgent, stopAll, vmArgs, type AgentProcess } from '../helpers/processes.ts';
 import { expectCompleted } from '../helpers/report.ts';
+import { ask } from '../helpers/plain-agents.ts';
+import { useSharedPair } from '../helpers/shared-pair.ts';
 
 const dirs: string[] = [];
+/** The disk directories of the shared pairs: they outlive each test, and go after the last. */
+const pairDirs: string[] = [];
+const removeAll = (list: string[]): Promise<unknown> =>
+  Promise.all(list.splice(0).map((dir) => fs.rm(dir, { recursive: true, force: true })));
 afterEach(async () => {
   await stopAll();
-  await Promise.all(dirs.splice(0).map((dir) => fs.rm(dir, { recursive: true, force: true })));
+  await removeAll(dirs);
 });
+afterAll(() => removeAll(pairDirs));
 
 const MiB = 1024 * 1024;
 
@@ -31,19 +38,20 @@ async function migrate(
   to: string,
   mode: 'precopy' | 'postcopy' | 'hybrid',
   params: Record<string, unknown>,
+  vm = 'vm',
 ): Promise<MigrationReport> {
   const client = await ControlClient.connect(source.control);
   try {
-    const { migrationId } = await client.request('migrate', { vm: 'vm', to, mode, params });
+    const { migrationId } = await client.request('migrate', { vm, to, mode, params });
     return await followMigration(client, migrationId, { progress: false });
   } finally {
     client.close();
   }
 }
 
-async function tempDir(): Promise<string> {
+async function tempDir(list = dirs): Promise<string> {
   const dir = await fs.mkdtemp(join(tmpdir(), 'livemig-disk-mig-'));
-  dirs.push(dir);
+  list.push(dir);
   return dir;
 }
 
@@ -51,6 +59,22 @@ const STORAGE = ['copy', 'mirror', 'shared', 'postcopy'] as const;
 const MODES = ['precopy', 'hybrid', 'postcopy'] as const;
 
 describe.each(STORAGE)('--storage %s', (storage) => {
+  // One pair of agents for the three memory modes (an agent's start is ~1 s of the two cores):
+  // each test boots its own VM, named after its mode, on the source, and it is destroyed on both
+  // after it. Shared storage: one directory for both agents (the NAS); else one each.
+  const pair = useSharedPair({
+    start: async () => {
+      const shared = storage === 'shared' ? await tempDir(pairDirs) : undefined;
+      const sourceDir = shared ?? (await tempDir(pairDirs));
+      const destDir = shared ?? (await tempDir(pairDirs));
+      return Promise.all([
+        startAgent('source', ['--disk-dir', sourceDir], { kept: true }),
+        startAgent('dest', ['--disk-dir', destDir], { kept: true }),
+      ]);
+    },
+    ask,
+  });
+
   it.each(MODES)(
     'with --mode %s: the oracle holds for memory and disk, and the report says what moved',
     async (mode) => {
@@ -61,18 +85,15 @@ describe.each(STORAGE)('--storage %s', (storage) => {
         seed: 15,
         disk: '64MiB',
       });
-      // Shared storage: one directory for both agents (the NAS); else one each.
-      const shared = storage === 'shared' ? await tempDir() : undefined;
-      const sourceDir = shared ?? (await tempDir());
-      const destDir = shared ?? (await tempDir());
-      const [source, dest] = await Promise.all([
-        startAgent('source', [...vmArgs('vm', spec), '--disk-dir', sourceDir]),
-        startAgent('dest', ['--disk-dir', destDir]),
-      ]);
-      const report = await migrate(source, dest.listen, mode, {
-        storage,
-        ...(mode === 'hybrid' ? { postcopyAfterRounds: 1 } : {}),
-      });
+      const vm = `vm-${mode}`;
+      const [source, dest] = await pair.boot(vm, spec);
+      const report = await migrate(
+        source,
+        dest.listen,
+        mode,
+        { storage, ...(mode === 'hybrid' ? { postcopyAfterRounds: 1 } : {}) },
+        vm,
+      );
       expectCompleted(report);
       expect(report.storage).toMatchObject({ mode: storage, sizeBytes: 64 * MiB });
       expect(report.verify.sections?.disk?.match).toBe(true);
@@ -93,7 +114,7 @@ describe.each(STORAGE)('--storage %s', (storage) => {
           expect(Number(since![1])).toBeGreaterThan(0); // the guest kept writing
         }
       } else expect(report.storage?.wireBytes).toBeGreaterThan(0);
-      const oracle = await checkOracle(dest.control, 'vm', spec);
+      const oracle = await checkOracle(dest.control, vm, spec);
       expect(oracle.disk?.migratedDigest).toBe(oracle.disk?.referenceDigest);
       expect(oracle.migratedDigest).toBe(oracle.referenceDigest);
     },

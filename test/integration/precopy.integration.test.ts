@@ -17,6 +17,7 @@ import { startCuttingRelay } from '../helpers/cutting-relay.ts';
 import { useFleet } from '../helpers/fleet.ts';
 import { runCli, startAgent, startSourceWithVm, stopAll } from '../helpers/processes.ts';
 import { expectCompleted, expectOutcome } from '../helpers/report.ts';
+import { useSharedPair } from '../helpers/shared-pair.ts';
 import { waitUntil } from '../helpers/wait.ts';
 
 const fleet = useFleet();
@@ -36,9 +37,12 @@ async function sentAtLeast(client: ControlClient, migrationId: string, bytes: nu
 }
 
 describe('pre-copy migration between real agents', () => {
+  // One pair of agents for these tests: each boots its VM on the source, and it is destroyed on both after it.
+  const pair = useSharedPair({ start: () => fleet.pair(), ask: fleet.ask });
+
   it.each(WORKLOADS)('migrates a VM running %s; digests match and the oracle holds after it ran on', async (w) => {
     const spec = parseVmSpec({ memory: '32MiB', init: 'mixed:0.5', workload: w, seed: 11 });
-    const [source, dest] = await Promise.all([fleet.source('vm1', spec), fleet.agent()]);
+    const [source, dest] = await pair.boot('vm1', spec);
     const report = await fleet.migrate(source, dest, { vm: 'vm1' });
     expectCompleted(report);
     expect(report.verify.match).toBe(true);
@@ -58,8 +62,10 @@ describe('pre-copy migration between real agents', () => {
   });
 
   it('a dirty rate above the capped bandwidth does not converge: the report names the rule, the VM still arrives intact', async () => {
-    const spec = parseVmSpec({ memory: '16MiB', init: 'random', workload: 'uniform:rate=0', seed: 5 });
-    const [source, dest] = await Promise.all([fleet.source('busy', spec), fleet.agent()]);
+    // An unthrottled guest (rate=0: as fast as it runs) dirties far more than 20 MB/s: every round
+    // resends about all of its 8 MiB (~0.4 s each), and the stop-and-copy would take ~400 ms.
+    const spec = parseVmSpec({ memory: '8MiB', init: 'random', workload: 'uniform:rate=0', seed: 5 });
+    const [source, dest] = await pair.boot('busy', spec);
     const params = { maxBandwidthBps: 20e6, maxRounds: 5, downtimeLimitMs: 10 };
     const report = await fleet.migrate(source, dest, { vm: 'busy', params });
     expectCompleted(report);

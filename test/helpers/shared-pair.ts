@@ -1,0 +1,88 @@
+/**
+ * One pair of agents that the tests of a describe block share, for tests that each migrate a VM
+ * of their own between two agents and need nothing else of them (an agent's start is ~1 s of the
+ * two cores, more than many of these migrations take):
+ *
+ *   const pair = useSharedPair({ start: () => fleet.pair(), ask: fleet.ask }); // in a describe
+ *   const [source, dest] = await pair.boot('vm', spec); // the pair, `vm` running on the source
+ *   const [source, dest] = await pair.agents(); // the pair, for a test that creates its VM itself
+ *
+ * The first test that asks starts the pair. After each test every VM on both agents is
+ * destroyed, so the next test finds them as fresh agents would be; a pair that cannot be emptied
+ * (a test failed mid-migration) is stopped, the test fails for it, and the next test starts
+ * another pair. After the block the pair is stopped. The agents must be started `kept: true`
+ * (startAgent, fleet.agent; fleet.pair() does): they outlive the stopAll that most files run after
+ * each test. A test that kills or restarts an agent, or needs flags of its own, starts its agents.
+ */
+import { afterAll, afterEach } from 'vitest';
+import type { ControlClient } from '@livemig/shared/control';
+import type { VmSpec } from '@livemig/shared/vm';
+import type { AgentProcess } from './processes.ts';
+
+/** Ask an agent something on a connection of its own (fleet.ask; plain-agents.ts ask for plaintext agents). */
+export type Ask = <T>(agent: AgentProcess, run: (client: ControlClient) => Promise<T>) => Promise<T>;
+
+export interface SharedPair<A> {
+  /** The pair, started by the first test that asks. */
+  agents(): Promise<[A, A]>;
+  /** The pair, VM `vm` of `spec` running on its first (the source). */
+  boot(vm: string, spec: VmSpec): Promise<[A, A]>;
+  /** Destroy every VM on both, as after each test (for a test that migrates twice). */
+  empty(): Promise<void>;
+}
+
+export function useSharedPair<A extends AgentProcess>(options: {
+  start: () => Promise<[A, A]>;
+  ask: Ask;
+}): SharedPair<A> {
+  const { start, ask } = options;
+  let pair: Promise<[A, A]> | undefined;
+
+  async function stop(): Promise<void> {
+    const agents = await pair?.catch(() => []);
+    pair = undefined;
+    await Promise.all(
+      (agents ?? []).map(async (agent) => {
+        if (agent.child.exitCode === null && agent.child.signalCode === null) {
+          agent.child.kill('SIGKILL');
+          await agent.exited;
+        }
+      }),
+    );
+  }
+
+  async function empty(): Promise<void> {
+    for (const agent of await pair!) {
+      const { vms } = await ask(agent, (client) => client.request('query-vms', {}));
+      for (const { name } of vms) await ask(agent, (client) => client.request('destroy-vm', { vm: name }));
+    }
+  }
+
+  afterEach(async () => {
+    if (!pair) return;
+    try {
+      await empty();
+    } catch (error) {
+      await stop();
+      throw error;
+    }
+  });
+  afterAll(stop);
+
+  const agents = (): Promise<[A, A]> => (pair ??= start());
+  return {
+    agents,
+    empty: async () => {
+      await agents();
+      await empty();
+    },
+    async boot(vm, spec) {
+      const [source, dest] = await agents();
+      const { memoryBytes: memory, init, workload, seed, disk } = spec;
+      await ask(source, (client) =>
+        client.request('create-vm', { name: vm, memory, init, workload, seed, ...(disk ? { disk } : {}) }),
+      );
+      return [source, dest];
+    },
+  };
+}
