@@ -72,14 +72,16 @@ function expectFits(screen: string[]): void {
 
 describeWhenAvailable('livemig migrate in a real terminal', tmuxUnavailable(), () => {
   it('shows round 0 (share of memory, elapsed, ETA), then post-copy as pages present, within 80 columns', async () => {
-    const spec = parseVmSpec({ memory: '96MiB', init: 'random', workload: 'hotset:wss=2MiB,rate=2000', seed: 3 });
+    const spec = parseVmSpec({ memory: '64MiB', init: 'random', workload: 'hotset:wss=2MiB,rate=2000', seed: 3 });
     const [source, dest] = await Promise.all([fleet.source('vm', spec), fleet.agent()]);
     const migrate = [
       process.execPath,
       CLI_PATH,
       'migrate',
       ...['--control', source.control, '--dest-control', dest.control, '--vm', 'vm', '--to', dest.listen],
-      // 96 MiB at 10 MB/s: round 0 alone would take ~10 s; post-copy takes what is left of it.
+      // 64 MiB at 10 MB/s: round 0 alone would take ~6.7 s, the first half of it (with most of
+      // memory still to send) to read the screen and switch; post-copy pushes what is left of it,
+      // seconds more to read the screen again (96 MiB took 10 s of the suite's budget).
       ...['--mode', 'hybrid', '--max-bandwidth', '10MB/s'],
       ...['--pki', fleet.pkiDir, '--name', 'operator'],
     ];
