@@ -1,0 +1,150 @@
+/**
+ * The source's side of the multifd data plane (issue 18): N channel workers
+ * (source-channel-worker.mjs), each owning one connection to one of the destination's channel
+ * ports, reading pages straight from guest memory and hashing them into a shared page-hash table.
+ * The main thread only partitions each round (partition.ts) and hands each worker its share: it
+ * never touches a page. sendRound() resolves when every channel has written its share and its
+ * end-of-round marker (the destination's barrier, multifd-receiver.ts, says when they arrived).
+ *
+ * Any channel failing fails the whole sender (ChannelPool): every worker is stopped, pending and
+ * later calls reject with the first error; the engine then fails the migration before handoff and
+ * the VM runs on here.
+ */
+import type { GuestMemory } from '../vm/guest-memory.ts';
+import type { ThreadRegistry } from '../vm/index.ts';
+import type { MigrationError } from '../errors.ts';
+import { ChannelPool } from './channel-pool.ts';
+import { DEFAULT_BATCH_PAGES, checkChannels, partitionRound, type PartitionMode } from './partition.ts';
+import type { ChannelMarker } from './round-barrier.ts';
+import type { SharedPageHashes } from './shared-page-hashes.ts';
+
+export interface MultifdSenderOptions {
+  memory: GuestMemory;
+  /** Where the source's page hashes go (its digest). */
+  hashes: SharedPageHashes;
+  /** The destination's data host, and its channel ports (one per channel: their count is N). */
+  host: string;
+  ports: readonly number[];
+  migrationId: string;
+  /** The one-time token the destination gave (SetupDone). */
+  token: string;
+  /** TLS 1.3 with these credentials; `expectName`: the destination's certificate name. Absent: plaintext. */
+  tls?: { ca: string; cert: string; key: string; expectName: string };
+  /** @default 'batches' */
+  mode?: PartitionMode;
+  /** Pages per frame and per partition unit. @default 256 */
+  batchPages?: number;
+  /** Connect + Attach accepted, per channel. @default 5000 */
+  connectTimeoutMs?: number;
+  /** A write blocked by backpressure longer than this fails the channel. @default 10000 */
+  writeTimeoutMs?: number;
+  /** Socket write buffer per channel. @default 4 MiB */
+  highWaterMark?: number;
+  threads?: ThreadRegistry;
+}
+
+type FromSource = { type: 'attached' } | { type: 'sent'; marker: ChannelMarker } | { type: 'stopped' };
+
+export class MultifdSender {
+  readonly channels: number;
+  readonly #pool: ChannelPool<FromSource>;
+  readonly #mode: PartitionMode;
+  readonly #batchPages: number;
+  readonly #attached: boolean[];
+  /** Markers written, per channel, by round. */
+  readonly #sent: Map<number, ChannelMarker>[];
+
+  private constructor(options: MultifdSenderOptions) {
+    this.channels = options.ports.length;
+    checkChannels(this.channels);
+    this.#mode = options.mode ?? 'batches';
+    this.#batchPages = options.batchPages ?? DEFAULT_BATCH_PAGES;
+    this.#attached = new Array<boolean>(this.channels).fill(false);
+    this.#sent = Array.from({ length: this.channels }, () => new Map());
+    const layout = options.memory.layout;
+    this.#pool = new ChannelPool<FromSource>(
+      new URL('./source-channel-worker.mjs', import.meta.url),
+      (index, thread) => ({
+        host: options.host,
+        port: options.ports[index],
+        tls: options.tls ?? null,
+        token: options.token,
+        migrationId: options.migrationId,
+        index,
+        memory: layout,
+        hashes: options.hashes.buffer,
+        batchPages: this.#batchPages,
+        connectTimeoutMs: options.connectTimeoutMs ?? 5000,
+        writeTimeoutMs: options.writeTimeoutMs ?? 10_000,
+        highWaterMark: options.highWaterMark ?? 4 * 1024 * 1024,
+        thread,
+      }),
+      this.channels,
+      'multifd-send',
+      options.threads,
+    );
+    this.#pool.onMessage = (index, message) => {
+      if (message.type === 'attached') this.#attached[index] = true;
+      else if (message.type === 'sent') this.#sent[index]!.set(message.marker.round, message.marker);
+    };
+  }
+
+  /** Start N workers and connect every channel; rejects (all stopped) if any cannot attach in time. */
+  static async connect(options: MultifdSenderOptions): Promise<MultifdSender> {
+    const sender = new MultifdSender(options);
+    try {
+      await sender.#pool.waitUntil(
+        () => sender.#attached.every(Boolean),
+        (options.connectTimeoutMs ?? 5000) + 5000,
+        'attaching the multifd channels',
+      );
+      return sender;
+    } catch (error) {
+      sender.#pool.fail(error as MigrationError);
+      await sender.stop();
+      throw error;
+    }
+  }
+
+  /** The first error of any channel. */
+  get error(): MigrationError | undefined {
+    return this.#pool.error;
+  }
+
+  set onFailure(listener: ((error: MigrationError) => void) | undefined) {
+    this.#pool.onFailure = listener;
+  }
+
+  /**
+   * Send round `round`'s pages over the channels (each its share, partition.ts; `pages` is
+   * copied); resolves with each channel's marker once every channel has written it. `stable`: the
+   * VM is paused for this whole round (its content must then arrive exactly).
+   */
+  async sendRound(
+    round: number,
+    pages: Uint32Array,
+    options: { stable?: boolean; timeoutMs?: number } = {},
+  ): Promise<ChannelMarker[]> {
+    const shares = partitionRound(pages, this.channels, { mode: this.#mode, batchPages: this.#batchPages });
+    shares.forEach((share, i) =>
+      this.#pool.post(i, { type: 'round', round, pages: share, stable: options.stable === true }, [
+        share.buffer as ArrayBuffer,
+      ]),
+    );
+    await this.#pool.waitUntil(
+      () => this.#sent.every((sent) => sent.has(round)),
+      options.timeoutMs ?? 60_000,
+      `sending round ${round}`,
+    );
+    return this.#sent.map((sent) => {
+      const marker = sent.get(round)!;
+      sent.delete(round);
+      return marker;
+    });
+  }
+
+  /** Close every channel and end every worker; resolves once all threads have exited. Never throws. */
+  stop(): Promise<void> {
+    return this.#pool.stop();
+  }
+}
