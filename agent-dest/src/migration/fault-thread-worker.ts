@@ -89,6 +89,33 @@ function reportSoon(): void {
   setImmediate(report);
 }
 
+/**
+ * When each PageRequest in flight went out, and request → first answer byte per answer: the part
+ * of a fault's latency spent on the wire and at the source (logged at the end: where time goes).
+ */
+const requestedAt = new Map<number, number>();
+const answerMs: number[] = [];
+/** Answer times kept, at most (a long post-copy keeps its first ones). */
+const MAX_ANSWER_TIMES = 1 << 16;
+
+function answered(requestId: number): void {
+  const at = requestedAt.get(requestId);
+  if (at === undefined) return;
+  requestedAt.delete(requestId);
+  if (answerMs.length < MAX_ANSWER_TIMES) answerMs.push(performance.now() - at);
+}
+
+function logAnswerTimes(): void {
+  if (answerMs.length === 0) return;
+  const sorted = [...answerMs].sort((a, b) => a - b);
+  const at = (q: number): number => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+  post({
+    type: 'log',
+    text: 'fault thread: request → answer times',
+    fields: { event: 'fault-thread.answers', answers: sorted.length, p50: at(0.5), p99: at(0.99), max: at(1) },
+  });
+}
+
 const listeners = new Set<(fault: PageFault) => void>();
 const faults = new FaultHandler(
   {
@@ -104,6 +131,7 @@ const faults = new FaultHandler(
       pending.latencies.push(ms, noticeMs);
       reportSoon();
     },
+    onRequest: (id) => requestedAt.set(id, performance.now()),
   },
 );
 
@@ -141,6 +169,7 @@ function answersOnly(applier: PageApplier): PageSink {
           `Pages for request ${meta.requestId} on the fault channel: this side asked up to ${faults.lastRequestId}`,
         );
       }
+      answered(meta.requestId);
       applier.pagesBegin(meta);
     },
     pageBytes: (index, offset, bytes) => applier.pageBytes(index, offset, bytes),
@@ -242,6 +271,7 @@ function lost(): void {
 async function stop(): Promise<void> {
   stopping = true;
   report();
+  logAnswerTimes();
   const channel = current?.channel;
   current = undefined;
   await Promise.race([channel?.close(), new Promise((resolve) => setTimeout(resolve, 1000))]);

@@ -40,6 +40,8 @@ export interface FaultHandlerOptions {
   onLatency?: ((ms: number, noticeMs: number) => void) | undefined;
   /** A fault thread asks and measures; this one only counts and keeps track (see the header). */
   passive?: boolean;
+  /** Told each PageRequest's id as it goes out (the fault thread times its answers). */
+  onRequest?: ((id: number) => void) | undefined;
 }
 
 export interface Percentiles {
@@ -91,12 +93,14 @@ export class FaultHandler {
 
   readonly #onLatency: ((ms: number, noticeMs: number) => void) | undefined;
   #passive: boolean;
+  readonly #onRequest: ((id: number) => void) | undefined;
 
   constructor(vm: FaultSource, logger: FaultLog, options: FaultHandlerOptions = {}) {
     this.#vm = vm;
     this.#logger = logger;
     this.#onLatency = options.onLatency;
     this.#passive = options.passive ?? false;
+    this.#onRequest = options.onRequest;
   }
 
   /** The fault thread is gone: from now on this handler asks for pages and measures (attachChannel next). */
@@ -217,7 +221,9 @@ export class FaultHandler {
 
   #send(channel: PeerChannel, pages: number[]): void {
     try {
-      channel.send(msg.pageRequest(this.#nextId++, pages));
+      const id = this.#nextId++;
+      this.#onRequest?.(id);
+      channel.send(msg.pageRequest(id, pages));
     } catch {
       // The channel just failed; recovery will re-request.
     }

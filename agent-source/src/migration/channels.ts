@@ -30,6 +30,7 @@ export class ChannelSet {
   #main: PeerChannel | undefined;
   #fault: PeerChannel | undefined;
   #faultThread: FaultThreadAddress | undefined;
+  #faultOpening: Promise<PeerChannel> | undefined;
   /** Wire bytes of connections already closed or replaced. */
   #earlierBytes = 0;
 
@@ -88,6 +89,21 @@ export class ChannelSet {
     return this.#joinFault(await this.#connect(this.#signal));
   }
 
+  /**
+   * Hybrid with a fault thread: open the fault channel in the background — the thread answers
+   * its handshake once its TypeScript half has loaded (hundreds of ms on a busy machine), which
+   * round 0 need not wait for. `faultReady()` waits for it before the switch to post-copy.
+   */
+  openFaultSoon(): void {
+    this.#faultOpening = this.openFault();
+    this.#faultOpening.catch(() => {}); // faultReady() reports it
+  }
+
+  /** The fault channel opened (openFault or openFaultSoon), or why it could not be. */
+  async faultReady(): Promise<void> {
+    await this.#faultOpening;
+  }
+
   #joinFault(fault: PeerChannel, token?: string): PeerChannel {
     fault.send(msg.attach(this.#migrationId, 'fault', token));
     this.#fault = fault;
@@ -114,6 +130,10 @@ export class ChannelSet {
 
   /** Close both: flushed when there is no error, aborted (telling the peer why) when there is. */
   async close(error?: MigrationError): Promise<void> {
+    // A fault channel still opening (openFaultSoon) is closed with the rest once it is there.
+    const opening = this.#faultOpening;
+    this.#faultOpening = undefined;
+    await opening?.catch(() => {});
     for (const channel of [this.#main, this.#fault]) {
       if (!channel) continue;
       this.#earlierBytes += channel.bytesSent;

@@ -11,11 +11,12 @@ import { PostcopyPusher } from '../../../agent-source/src/migration/sections/ram
 import { MigrationStats } from '../../../agent-source/src/migration/stats.ts';
 import { TokenBucket } from '../../../agent-source/src/migration/token-bucket.ts';
 
-/** A channel that records the page batches it is given. */
-function recordingChannel(): { channel: PeerChannel; batches: number[][] } {
+/** A channel that records the page batches it is given (negotiated: `capabilities`). */
+function recordingChannel(capabilities: string[] = []): { channel: PeerChannel; batches: number[][] } {
   const batches: number[][] = [];
   const channel = {
     failure: undefined,
+    capabilities: new Set(capabilities),
     sendPages: (batch: PagesBatch) => {
       batches.push([...batch.pages]);
       return true;
@@ -69,5 +70,20 @@ describe('PostcopyPusher', () => {
     const all = [...batches.flat(), ...fault.batches.flat()];
     expect(new Set(all).size).toBe(512);
     expect(all).toHaveLength(512);
+  });
+
+  it('a page pushed already and still asked for: answered again with fault-thread (installed once there), never without', async () => {
+    for (const capabilities of [['fault-thread'], []]) {
+      const { channel, batches } = recordingChannel();
+      const p = pusher(512, [10, 20]);
+      await p.pushAll(channel);
+      expect(batches.flat()).toHaveLength(512);
+      const fault = recordingChannel(capabilities);
+      p.answer({ id: 1, pages: Uint32Array.from([20, 30]) }, fault.channel);
+      const again = capabilities.length > 0;
+      expect(fault.batches).toEqual(again ? [[20, 30]] : []);
+      expect(p.answeredAgain).toBe(again ? 2 : 0);
+      expect(p.fetchedOnDemand).toBe(0);
+    }
   });
 });

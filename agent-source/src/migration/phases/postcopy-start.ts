@@ -19,6 +19,7 @@ export async function postcopyStartPhase(ctx: MigrationContext): Promise<void> {
   ctx.switchover ??= { reason: 'postcopy', expectedDowntimeMs: 0 };
   const runningMs = performance.now() - ctx.stepsAtStart.at;
   const stepsBefore = vm.steps - ctx.stepsAtStart.steps;
+  await ctx.channels.faultReady(); // opened during round 0 (hybrid): there before the VM may leave
   await ctx.pause();
   await completeAll(sections, 'postcopy');
   const absent = sections.ram.absentMap();

@@ -103,7 +103,9 @@ export async function setupPhase(ctx: MigrationContext): Promise<void> {
   if (done.faultPort !== undefined && done.faultToken !== undefined && channel.capabilities.has('fault-thread')) {
     ctx.channels.useFaultThread({ port: done.faultPort, token: done.faultToken });
   }
-  if (runsWithPartsAbsent(ctx)) await ctx.channels.openFault();
+  // Hybrid: pre-copy first, so a fault thread's channel may finish opening during round 0.
+  if (ctx.mode === 'hybrid' && ctx.channels.faultThread) ctx.channels.openFaultSoon();
+  else if (runsWithPartsAbsent(ctx)) await ctx.channels.openFault();
   stats.setupMs = stats.elapsedMs;
   logger.info({ event: 'setup.done', setupMs: stats.setupMs, mode: ctx.mode }, 'destination ready for pages');
 }

@@ -12,12 +12,18 @@
  *               want n+1 next — QEMU does the same).
  *
  * `unsent` starts as the pages absent at the destination at switchover and loses each page as it
- * is sent, so a page is never sent twice: a request for a page already pushed is ignored (its
- * bytes are on the way).
+ * is sent, so the push never sends a page twice. A request for a page already pushed means its
+ * bytes are still on the way — behind megabytes of bulk in socket buffers and the destination's
+ * receive path, tens of milliseconds on a busy machine (most of the fault latency tail, measured):
+ * with `fault-thread` negotiated the destination installs each page exactly once whichever copy
+ * wins (its per-page claims), so such a page is answered again on the fault channel, ahead of the
+ * bulk (counted in `answeredAgain`, not as fetched on demand); without it, it is ignored, as a
+ * second copy could land on a page the guest has written since.
  * When every needed page has been sent, the pusher is done; the destination says Complete once
  * it has installed them all. Reads come from paused memory, so what is sent is exactly the VM
  * at the stop point.
  */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { MigrationError } from '@livemig/shared';
 import type { PeerChannel } from '@livemig/shared/channel';
@@ -57,6 +63,8 @@ export class PostcopyPusher {
   /** Pages sent because the destination asked, and in the background. */
   fetchedOnDemand = 0;
   pushed = 0;
+  /** Pages pushed already and asked for before they arrived, answered again on the fault channel. */
+  answeredAgain = 0;
 
   constructor(
     components: PostcopyPusherComponents,
@@ -91,24 +99,51 @@ export class PostcopyPusher {
 
   /** Answer a PageRequest on the fault channel: every requested page not sent yet, at once. */
   answer(request: { id: number; pages: Uint32Array }, faultChannel: PeerChannel): void {
+    const answerAgain = faultChannel.capabilities.has('fault-thread');
     const fresh: number[] = [];
+    const again: number[] = [];
     for (const page of request.pages) {
       if (page >= this.#unsent.size) {
         throw new MigrationError('ERR_PAGE_OUT_OF_RANGE', `PageRequest for page ${page} of ${this.#unsent.size}`);
       }
       if (this.#unsent.has(page)) fresh.push(page);
+      else if (answerAgain) again.push(page);
     }
     const last = request.pages[request.pages.length - 1];
     if (last !== undefined) this.#cursor = last + 1;
-    if (fresh.length === 0) return;
-    this.#sendBatch(Uint32Array.from(fresh), request.id, faultChannel);
+    if (fresh.length === 0 && again.length === 0) return;
+    this.#sendBatch(Uint32Array.from([...fresh, ...again]), request.id, faultChannel);
     this.fetchedOnDemand += fresh.length;
+    this.answeredAgain += again.length;
   }
 
   /** Push every remaining page in the background on `channel`; resolves when all are queued. */
   async pushAll(channel: PeerChannel): Promise<void> {
     const batch = new Uint32Array(PUSH_BATCH);
+    const loop = monitorEventLoopDelay({ resolution: 1 });
+    loop.enable();
+    const turns: number[] = [];
+    try {
+      await this.#pushAll(channel, batch, turns);
+    } finally {
+      loop.disable();
+      turns.sort((a, b) => a - b);
+      const q = (f: number): number => turns[Math.min(turns.length - 1, Math.floor(f * turns.length))] ?? 0;
+      this.#c.logger.debug(
+        {
+          event: 'postcopy.push-turns',
+          turns: turns.length,
+          turnMs: { p50: q(0.5), p99: q(0.99), max: q(1) },
+          loopDelayMs: { p50: loop.percentile(50) / 1e6, p99: loop.percentile(99) / 1e6, max: loop.max / 1e6 },
+        },
+        'post-copy push: how long each batch held the event loop, and the loop delay',
+      );
+    }
+  }
+
+  async #pushAll(channel: PeerChannel, batch: Uint32Array, turns: number[]): Promise<void> {
     while (this.#unsent.count > 0) {
+      const turnStart = performance.now();
       if (this.#c.signal.aborted) throw this.#c.signal.reason as Error;
       if (channel.failure) throw channel.failure;
       const count = this.#fillFromFirst(batch) || this.#fillInOrder(batch);
@@ -119,6 +154,7 @@ export class PostcopyPusher {
       if (pages.length === 0) continue;
       const ok = this.#sendBatch(pages, 0, channel);
       this.pushed += pages.length;
+      turns.push(performance.now() - turnStart);
       if (!ok) await channel.drained(this.#c.signal);
       // Let PageRequests in between batches: they must never wait for the whole push.
       await new Promise<void>((resolve) => setImmediate(resolve));
@@ -158,8 +194,9 @@ export class PostcopyPusher {
     const { memory, stats, onPageSent } = this.#c;
     for (let i = 0; i < pages.length; i++) {
       const page = pages[i]!;
+      // A page answered again (pushed already, still on the way) is a re-send too.
+      if (!this.#unsent.has(page) || this.#c.sentBefore(page)) stats.resentPages += 1;
       this.#unsent.clear(page);
-      if (this.#c.sentBefore(page)) stats.resentPages += 1;
     }
     const { kinds, views } = encodeBatch(pages, { memory, stats, onPageSent, zeroPages: this.#c.zeroPages ?? true });
     return channel.sendPages({ round: this.#round, requestId, pages, kinds }, views);
