@@ -1,7 +1,7 @@
 /**
- * One pair of agents that the tests of a describe block share, for tests that each migrate a VM
- * of their own between two agents and need nothing else of them (an agent's start is ~1 s of the
- * two cores, more than many of these migrations take):
+ * One pair of agents (or one agent) that the tests of a describe block share, for tests that each
+ * migrate a VM of their own between two agents, or command one, and need nothing else of them (an
+ * agent's start is ~1 s of the two cores, more than many of these migrations take):
  *
  *   const pair = useSharedPair({ start: () => fleet.pair(), ask: fleet.ask }); // in a describe
  *   const [source, dest] = await pair.boot('vm', spec); // the pair, `vm` running on the source
@@ -22,24 +22,24 @@ import type { AgentProcess } from './processes.ts';
 /** Ask an agent something on a connection of its own (fleet.ask; plain-agents.ts ask for plaintext agents). */
 export type Ask = <T>(agent: AgentProcess, run: (client: ControlClient) => Promise<T>) => Promise<T>;
 
-export interface SharedPair<A> {
-  /** The pair, started by the first test that asks. */
-  agents(): Promise<[A, A]>;
-  /** The pair, VM `vm` of `spec` running on its first (the source). */
-  boot(vm: string, spec: VmSpec): Promise<[A, A]>;
+/** Agents shared by a block's tests: a pair, source first (or one agent alone: `[agent]`). */
+type Agents = readonly [AgentProcess, ...AgentProcess[]];
+
+export interface SharedPair<T extends Agents> {
+  /** The agents, started by the first test that asks. */
+  agents(): Promise<T>;
+  /** The agents, VM `vm` of `spec` running on the first (the source). */
+  boot(vm: string, spec: VmSpec): Promise<T>;
   /** Destroy every VM on both, as after each test (for a test that migrates twice). */
   empty(): Promise<void>;
 }
 
-export function useSharedPair<A extends AgentProcess>(options: {
-  start: () => Promise<[A, A]>;
-  ask: Ask;
-}): SharedPair<A> {
+export function useSharedPair<T extends Agents>(options: { start: () => Promise<T>; ask: Ask }): SharedPair<T> {
   const { start, ask } = options;
-  let pair: Promise<[A, A]> | undefined;
+  let pair: Promise<T> | undefined;
 
   async function stop(): Promise<void> {
-    const agents = await pair?.catch(() => []);
+    const agents = await pair?.catch(() => [] as AgentProcess[]);
     pair = undefined;
     await Promise.all(
       (agents ?? []).map(async (agent) => {
@@ -69,7 +69,7 @@ export function useSharedPair<A extends AgentProcess>(options: {
   });
   afterAll(stop);
 
-  const agents = (): Promise<[A, A]> => (pair ??= start());
+  const agents = (): Promise<T> => (pair ??= start());
   return {
     agents,
     empty: async () => {
@@ -77,12 +77,12 @@ export function useSharedPair<A extends AgentProcess>(options: {
       await empty();
     },
     async boot(vm, spec) {
-      const [source, dest] = await agents();
+      const booted = await agents();
       const { memoryBytes: memory, init, workload, seed, disk } = spec;
-      await ask(source, (client) =>
+      await ask(booted[0], (client) =>
         client.request('create-vm', { name: vm, memory, init, workload, seed, ...(disk ? { disk } : {}) }),
       );
-      return [source, dest];
+      return booted;
     },
   };
 }

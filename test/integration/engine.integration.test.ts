@@ -15,9 +15,17 @@ import { followMigration } from '../../cli/follow-migration.ts';
 import { checkOracle } from '../../cli/oracle.ts';
 import { startAgent, startSourceWithVm, stopAll, type AgentProcess } from '../helpers/processes.ts';
 import { expectCompleted, expectOutcome } from '../helpers/report.ts';
+import { ask } from '../helpers/plain-agents.ts';
+import { useSharedPair } from '../helpers/shared-pair.ts';
 import { startTamperingRelay } from '../helpers/tampering-relay.ts';
 
 afterEach(stopAll);
+// One plaintext pair for the tests that need nothing else of their agents: each boots VM `vm` on
+// the source, destroyed on both after it (test/helpers/shared-pair.ts).
+const pair = useSharedPair({
+  start: () => Promise.all([startAgent('source', [], { kept: true }), startAgent('dest', [], { kept: true })]),
+  ask,
+});
 
 async function migrate(
   source: AgentProcess,
@@ -51,7 +59,7 @@ function hostPort(address: string): { host: string; port: number } {
 describe.each(['precopy', 'postcopy'] as const)('verification covers CPU state (%s)', (mode) => {
   it('a register changed in transit fails the migration; the VM keeps running on the source, intact', async () => {
     const spec = parseVmSpec({ memory: '16MiB', init: 'random', workload: 'uniform:rate=5000', seed: 8 });
-    const [source, dest] = await Promise.all([startSourceWithVm('vm', spec), startAgent('dest')]);
+    const [source, dest] = await pair.boot('vm', spec);
     const relay = await startTamperingRelay(hostPort(dest.listen), (message, direction) => {
       if (direction !== 'to-dest' || message.type !== MsgType.CpuState) return message;
       const registers = Uint8Array.from(message.registers);
@@ -83,7 +91,7 @@ describe.each(['precopy', 'postcopy'] as const)('verification covers CPU state (
 describe('reports that tell what happened', () => {
   it('a migration that failed before any page moved says so: no downtime, nothing verified (null, with why)', async () => {
     const spec = parseVmSpec({ memory: '8MiB', init: 'random', workload: 'idle', seed: 2 });
-    const source = await startSourceWithVm('vm', spec);
+    const [source] = await pair.boot('vm', spec);
     // A port nothing listens on: the connection is refused before Setup.
     const report = await migrate(source, '127.0.0.1:9');
     expectOutcome(report, 'failed');
@@ -96,7 +104,7 @@ describe('reports that tell what happened', () => {
 
   it('a hybrid that converges finishes as pre-copy: nothing left absent, no post-copy section', async () => {
     const spec = parseVmSpec({ memory: '16MiB', init: 'random', workload: 'idle', seed: 4 });
-    const [source, dest] = await Promise.all([startSourceWithVm('vm', spec), startAgent('dest')]);
+    const [source, dest] = await pair.boot('vm', spec);
     const report = await migrate(source, dest.listen, {}, 'hybrid');
     expectCompleted(report);
     expect(report.mode).toBe('hybrid');
@@ -109,7 +117,7 @@ describe('reports that tell what happened', () => {
 
   it('a completed migration verifies every section, each side with its own digest', async () => {
     const spec = parseVmSpec({ memory: '8MiB', init: 'random', workload: 'uniform:rate=5000', seed: 3 });
-    const [source, dest] = await Promise.all([startSourceWithVm('vm', spec), startAgent('dest')]);
+    const [source, dest] = await pair.boot('vm', spec);
     const report = await migrate(source, dest.listen);
     expectCompleted(report);
     expect(Object.keys(report.verify.sections ?? {}).sort()).toEqual(['cpu', 'devices', 'ram']);

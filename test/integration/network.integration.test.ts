@@ -15,11 +15,15 @@ import { runProbe } from '../../cli/probe/probe.ts';
 import { useFleet } from '../helpers/fleet.ts';
 import { runCli, stopAll } from '../helpers/processes.ts';
 import { expectCompleted, expectOutcome } from '../helpers/report.ts';
+import { useSharedPair } from '../helpers/shared-pair.ts';
 import { expectServedByDestination, freeUdpPort } from '../helpers/udp.ts';
 import { waitUntil } from '../helpers/wait.ts';
 
 const fleet = useFleet();
 afterEach(stopAll);
+// One pair of agents for the tests that only migrate a VM of their own (the one that kills an
+// agent starts its own): each creates its VM on the source, destroyed on both after it.
+const pair = useSharedPair({ start: () => fleet.pair(), ask: fleet.ask });
 
 async function migrateKvVm(mode: 'precopy' | 'postcopy' | 'hybrid'): Promise<{
   report: MigrationReport;
@@ -27,7 +31,7 @@ async function migrateKvVm(mode: 'precopy' | 'postcopy' | 'hybrid'): Promise<{
   source: ControlClient;
   dest: ControlClient;
 }> {
-  const [destAgent, sourceAgent] = await Promise.all([fleet.agent(), fleet.agent()]);
+  const [sourceAgent, destAgent] = await pair.agents();
   const source = await fleet.connect(sourceAgent);
   const dest = await fleet.connect(destAgent);
   const address = `127.0.0.1:${await freeUdpPort()}`;
@@ -110,7 +114,7 @@ describe('livemig demo --workload kv --probe', () => {
 
 describe('livemig migrate --probe', () => {
   it("probes the VM's own address (from query-vms) and puts what it saw in the JSON report", async () => {
-    const [destAgent, sourceAgent] = await Promise.all([fleet.agent(), fleet.agent()]);
+    const [sourceAgent, destAgent] = await pair.agents();
     const source = await fleet.connect(sourceAgent);
     const address = `127.0.0.1:${await freeUdpPort()}`;
     try {
@@ -129,7 +133,7 @@ describe('livemig migrate --probe', () => {
   });
 
   it('--probe on a VM without a NIC is refused before anything moves: exit 2', async () => {
-    const [destAgent, sourceAgent] = await Promise.all([fleet.agent(), fleet.agent()]);
+    const [sourceAgent, destAgent] = await pair.agents();
     const source = await fleet.connect(sourceAgent);
     try {
       await source.request('create-vm', { name: 'plain', memory: '8MiB' });
@@ -155,7 +159,7 @@ describe('a kv VM whose migration fails keeps its address on the source', () => 
       const address = `127.0.0.1:${await freeUdpPort()}`;
       await source.request('create-vm', {
         name: 'kv1',
-        memory: '256MiB',
+        memory: '64MiB',
         init: 'random',
         workload: 'kv',
         nic: address,
@@ -163,7 +167,7 @@ describe('a kv VM whose migration fails keeps its address on the source', () => 
       const [host, port] = address.split(':');
       const probe = startProbe({ target: { host: host!, port: Number(port) }, intervalMs: 1, tailMs: 300 });
       await probe.answered;
-      // Slow enough that the kill lands in round 0.
+      // Slow enough that the kill lands in round 0 (64 MiB at 25 MB/s: ~2.7 s, the kill comes after 8 MiB).
       const params = { maxBandwidthBps: 25_000_000 };
       const migrationId = await fleet.start(source, destAgent, { vm: 'kv1', params });
       await waitUntil(
