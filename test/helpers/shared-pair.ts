@@ -30,8 +30,6 @@ export interface SharedPair<T extends Agents> {
   agents(): Promise<T>;
   /** The agents, VM `vm` of `spec` running on the first (the source). */
   boot(vm: string, spec: VmSpec): Promise<T>;
-  /** Destroy every VM on both, as after each test (for a test that migrates twice). */
-  empty(): Promise<void>;
 }
 
 export function useSharedPair<T extends Agents>(options: { start: () => Promise<T>; ask: Ask }): SharedPair<T> {
@@ -72,10 +70,6 @@ export function useSharedPair<T extends Agents>(options: { start: () => Promise<
   const agents = (): Promise<T> => (pair ??= start());
   return {
     agents,
-    empty: async () => {
-      await agents();
-      await empty();
-    },
     async boot(vm, spec) {
       const booted = await agents();
       const { memoryBytes: memory, init, workload, seed, disk } = spec;
