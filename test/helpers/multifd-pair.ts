@@ -99,6 +99,8 @@ export interface Pair {
   dest: Peer;
   ports: number[];
   token: string;
+  /** Each process's thread count before its channel workers started. */
+  threads: { source: number; dest: number };
   stop(): Promise<void>;
 }
 
@@ -118,17 +120,28 @@ export async function startPair(options: PairOptions, timeoutMs = 20_000): Promi
   };
   try {
     const listening = await dest.expect('listening', timeoutMs);
-    await source.expect('ready', timeoutMs);
-    return { source, dest, ports: listening.ports as number[], token: listening.token as string, stop };
+    const ready = await source.expect('ready', timeoutMs);
+    const threads = { source: ready.threads as number, dest: listening.threads as number };
+    return { source, dest, ports: listening.ports as number[], token: listening.token as string, threads, stop };
   } catch (error) {
     await stop();
     throw error;
   }
 }
 
-/** Connect the source's channels to the destination's ports. */
-export async function connectPair(pair: Pair, timeoutMs = 10_000): Promise<void> {
-  pair.source.send({ type: 'connect', host: '127.0.0.1', ports: pair.ports, token: pair.token });
+/** Run `test` with a fresh pair, stopped afterwards whatever happens. */
+export async function withPair<T>(options: PairOptions, test: (pair: Pair) => Promise<T>): Promise<T> {
+  const pair = await startPair(options);
+  try {
+    return await test(pair);
+  } finally {
+    await pair.stop();
+  }
+}
+
+/** Connect the source's channels to the destination's ports (or to `ports`: relays in front of them). */
+export async function connectPair(pair: Pair, timeoutMs = 10_000, ports = pair.ports): Promise<void> {
+  pair.source.send({ type: 'connect', host: '127.0.0.1', ports, token: pair.token });
   await pair.source.expect('attached', timeoutMs);
 }
 

@@ -8,9 +8,11 @@
  *   listens, and sends { type: 'listening', ports, token }.
  * argv: send <memoryBytes> <mode> <batchPages> [pkiDir] — allocates memory of random pages (a few
  *   zero) and sends { type: 'ready' }.
- * in (both): { type: 'stop' } → stops the channels, sends { type: 'stopped' } and exits; a channel
- *   failure at any time sends { type: 'failed', code, message } (and the process stays, to be
- *   stopped and counted).
+ * in (both): { type: 'close' } → stops the channels (every worker ends) and sends { type: 'closed' },
+ *   the process stays (to count its threads); { type: 'stop' } → the same, { type: 'stopped' }, and
+ *   the process exits. A channel failure at any time sends { type: 'failed', code, message } (the
+ *   channels stop themselves; the process stays, to be counted). `ready` and `listening` carry
+ *   `threads`: the process's thread count just before any channel worker started.
  * in (recv): { type: 'expect', round } → { type: 'round', round, verdict, at } (at: this machine's
  *   clock, ms, when the barrier said the round was complete); { type: 'digest' } → { type: 'digest',
  *   hashes, memory } (the digest from the workers' page hashes, and digestMemory of the memory).
@@ -19,6 +21,7 @@
  *   end, markers }; { type: 'digest' } → { type: 'digest', hashes, memory }.
  */
 import { randomFillSync } from 'node:crypto';
+import { readdirSync } from 'node:fs';
 import type { MigrationError } from '@livemig/shared';
 import { toMigrationError } from '@livemig/shared';
 import { GuestMemory, digestMemory } from '@livemig/shared/vm';
@@ -48,12 +51,18 @@ const hashes = new SharedPageHashes(memory.pageCount);
 let stop: () => Promise<void> = async () => {};
 
 process.on('message', (message: { type: string }) => {
+  if (message.type === 'close') void stop().then(() => tell({ type: 'closed' }));
   if (message.type !== 'stop') return;
   void stop().then(() => {
     tell({ type: 'stopped' });
     process.disconnect?.();
   });
 });
+
+/** This process's threads now (its main thread, libuv's and V8's, one per worker). */
+function threads(): number {
+  return readdirSync('/proc/self/task').length;
+}
 
 if (role === 'recv') {
   const pkiDir = fourth;
@@ -62,6 +71,7 @@ if (role === 'recv') {
     for (let i = 0; i < words.length; i += 1024) words[i] = 0;
   }
   const tls = pkiDir ? await tlsCredentials(pkiDir, SECURE_NAMES.dest) : undefined;
+  const before = threads();
   const receiver = await MultifdReceiver.listen({
     memory,
     hashes,
@@ -82,7 +92,7 @@ if (role === 'recv') {
       void digestMemory(memory).then((digest) => tell({ type: 'digest', hashes: hashes.digest(), memory: digest }));
     }
   });
-  tell({ type: 'listening', ports: receiver.ports, token: receiver.token });
+  tell({ type: 'listening', ports: receiver.ports, token: receiver.token, threads: before });
 } else if (role === 'send') {
   const mode = third as PartitionMode;
   const batchPages = Number(fourth ?? 256);
@@ -130,7 +140,7 @@ if (role === 'recv') {
       }
     },
   );
-  tell({ type: 'ready' });
+  tell({ type: 'ready', threads: threads() });
 } else {
   throw new Error(`multifd-peer: unknown role ${role}`);
 }

@@ -8,7 +8,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import { ERROR_CODES, MigrationError, type ErrorCode } from '../errors.ts';
-import { processThreads, type ThreadRegistry } from '../vm/index.ts';
+import { processThreads, type ThreadRegistry } from '../vm/thread-registry.ts';
 
 /** A worker's message: every one has a type; `failed` carries a code. */
 export interface WorkerMessage {

@@ -369,22 +369,20 @@ function accept(socket) {
   }
   live.setNoDelay(true);
   live.on('error', (error) => {
-    if (attached) fail(coded('ERR_CONNECTION', `channel ${data.index} failed: ${error.message}`), false);
+    if (attached) fail(coded('ERR_CONNECTION', error.message), false);
   });
-  live.on('close', () => {
+  // The source ending or closing the channel is always an error here: the receiver stops its
+  // workers before a source closes (after the last round's barrier). Inside a frame it is a
+  // truncated stream; between frames, a lost connection.
+  const lost = () => {
     clearTimeout(handshake);
     if (!attached || finished) return;
     const where = parser.inFrame ? ' inside a frame' : round !== -1 ? ` inside round ${round}` : '';
-    if (stopping && !parser.inFrame && round === -1) return;
-    fail(
-      coded(parser.inFrame ? 'ERR_TRUNCATED' : 'ERR_CONNECTION', `the source closed channel ${data.index}${where}`),
-      false,
-    );
-  });
-  live.on('end', () => {
-    if (attached && !finished && !stopping)
-      fail(coded('ERR_CONNECTION', `the source ended channel ${data.index}`), false);
-  });
+    const code = parser.inFrame ? 'ERR_TRUNCATED' : 'ERR_CONNECTION';
+    fail(coded(code, `the source closed channel ${data.index}${where}`), false);
+  };
+  live.on('end', lost);
+  live.on('close', lost);
 }
 
 function peerName(socket) {
@@ -433,7 +431,6 @@ const watchdog = setInterval(
   Math.max(50, Math.min(1000, data.frameTimeoutMs / 4)),
 );
 
-let stopping = false;
 let currentParserInFrame = () => false;
 function isMidFrame() {
   return currentParserInFrame();
@@ -441,7 +438,7 @@ function isMidFrame() {
 
 main.on('message', (message) => {
   if (message?.type !== 'stop' || finished) return;
-  stopping = true;
+
   finished = true;
   server.close();
   post({ type: 'stopped' });

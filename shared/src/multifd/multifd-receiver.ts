@@ -12,7 +12,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { GuestMemory } from '../vm/guest-memory.ts';
-import type { ThreadRegistry } from '../vm/index.ts';
+import type { ThreadRegistry } from '../vm/thread-registry.ts';
 import { MigrationError, toMigrationError } from '../errors.ts';
 import { ChannelPool } from './channel-pool.ts';
 import { checkChannels } from './partition.ts';

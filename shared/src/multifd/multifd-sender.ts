@@ -11,7 +11,7 @@
  * the VM runs on here.
  */
 import type { GuestMemory } from '../vm/guest-memory.ts';
-import type { ThreadRegistry } from '../vm/index.ts';
+import type { ThreadRegistry } from '../vm/thread-registry.ts';
 import type { MigrationError } from '../errors.ts';
 import { ChannelPool } from './channel-pool.ts';
 import { DEFAULT_BATCH_PAGES, checkChannels, partitionRound, type PartitionMode } from './partition.ts';

@@ -136,9 +136,9 @@ socket.on('data', (chunk) => {
     fail(error, error.code !== 'ERR_PEER_ABORTED');
   }
 });
-socket.on('error', (error) => fail(coded('ERR_CONNECTION', `channel ${data.index}: ${error.message}`)));
+socket.on('error', (error) => fail(coded('ERR_CONNECTION', error.message)));
 socket.on('close', () => {
-  if (!stopping) fail(coded('ERR_CONNECTION', `the destination closed channel ${data.index}`));
+  if (!stopping) fail(coded('ERR_CONNECTION', 'the destination closed the channel'));
 });
 
 let stopping = false;
