@@ -23,6 +23,7 @@ import { decodeWal } from '../../shared/src/vm/workloads/kv-wal.ts';
 import { useFleet } from '../helpers/fleet.ts';
 import { stopAll } from '../helpers/processes.ts';
 import { expectCompleted } from '../helpers/report.ts';
+import { useSharedPair } from '../helpers/shared-pair.ts';
 import { freeUdpPort } from '../helpers/udp.ts';
 
 const fleet = useFleet();
@@ -106,10 +107,14 @@ describe('kv with a disk in an agent', () => {
     expect(after!.disk!.allocatedBytes).toBe(Math.ceil(records.length / 128) * 4096);
   });
 
+  // One pair of agents for the three storage modes: each test creates its VM on the source, and
+  // it is destroyed on both after it (test/helpers/shared-pair.ts).
+  const pair = useSharedPair({ start: () => fleet.pair(), ask: fleet.ask });
+
   it.each(['copy', 'mirror', 'postcopy'] as const)(
     'migrated with --storage %s while probed with writes: no acknowledged write lost, the log moved with the disk',
     async (storage) => {
-      const [destAgent, sourceAgent] = await Promise.all([fleet.agent(), fleet.agent()]);
+      const [sourceAgent, destAgent] = await pair.agents();
       const source = await fleet.connect(sourceAgent);
       const dest = await fleet.connect(destAgent);
       try {

@@ -23,16 +23,26 @@ import {
   type SequenceDiagram,
 } from '../../scripts/protocol-diagrams.ts';
 import { PROTOCOL_DOC } from '../../scripts/protocol-docs.ts';
-import { startAgent, startSourceWithVm, stopAll } from '../helpers/processes.ts';
+import { ask } from '../helpers/plain-agents.ts';
+import { startAgent, stopAll } from '../helpers/processes.ts';
 import {
   startRecordingRelay,
   type RecordedConnection,
   type RecordingRelayOptions,
 } from '../helpers/recording-relay.ts';
 import { expectCompleted } from '../helpers/report.ts';
+import { useSharedPair } from '../helpers/shared-pair.ts';
 import { waitUntil } from '../helpers/wait.ts';
 
 afterEach(stopAll);
+/**
+ * One plaintext pair for every migration recorded here (an agent's start is ~1 s of the two
+ * cores): each test boots VM `vm` on the source, destroyed on both after it (shared-pair.ts).
+ */
+const pair = useSharedPair({
+  start: () => Promise.all([startAgent('source', [], { kept: true }), startAgent('dest', [], { kept: true })]),
+  ask,
+});
 
 const DIAGRAMS = new Map(sequenceDiagrams(readFileSync(PROTOCOL_DOC, 'utf8')).map((d) => [d.title, d]));
 
@@ -86,7 +96,7 @@ async function migrateRecorded(
   params: Record<string, unknown>,
   relayOptions?: RecordingRelayOptions,
 ): Promise<{ report: MigrationReport; connections: RecordedConnection[] }> {
-  const [source, dest] = await Promise.all([startSourceWithVm('vm', SPEC), startAgent('dest')]);
+  const [source, dest] = await pair.boot('vm', SPEC);
   const [host, port] = dest.listen.split(':') as [string, string];
   const relay = await startRecordingRelay({ host, port: Number(port) }, relayOptions);
   try {

@@ -9,11 +9,16 @@ import type { VmInfo } from '@livemig/shared/control';
 import { issueCertificate } from '@livemig/shared/security';
 import { useFleet, type FleetAgent } from '../helpers/fleet.ts';
 import { runCli, stopAll } from '../helpers/processes.ts';
+import { useSharedPair } from '../helpers/shared-pair.ts';
 import { waitUntil } from '../helpers/wait.ts';
 
 const fleet = useFleet();
 beforeAll(() => issueCertificate(fleet.pkiDir, { name: 'victor', role: 'viewer' }));
 afterEach(stopAll);
+// One agent for every test (its start is ~1 s of the two cores): each test finds it without VMs,
+// those it created are destroyed after it (test/helpers/shared-pair.ts).
+const shared = useSharedPair({ start: () => Promise.all([fleet.agent({ kept: true })]), ask: fleet.ask });
+const theAgent = async (): Promise<FleetAgent> => (await shared.agents())[0];
 
 const ONE_ERROR_LINE = /^livemig: ERR_[A-Z_]+: [^\n]+\n$/;
 const MiB = 1024 * 1024;
@@ -27,7 +32,7 @@ async function listed(agent: FleetAgent): Promise<VmInfo[]> {
 
 describe('livemig create-vm, list, destroy-vm', () => {
   it('create-vm boots a VM that runs and is listed; destroy-vm removes it', async () => {
-    const agent = await fleet.agent();
+    const agent = await theAgent();
     const at = ['--control', agent.control];
     const created = await fleet.cli(
       ['create-vm', ...at, '--vm', 'vm2', '--memory', '16MiB', '--workload', 'hotset:wss=1MiB,rate=5000', '--json'],
@@ -69,7 +74,7 @@ describe('livemig create-vm, list, destroy-vm', () => {
   });
 
   it('the agent refuses: a name taken (ERR_BUSY) and a VM that is not there (ERR_NOT_FOUND) exit 1', async () => {
-    const agent = await fleet.agent();
+    const agent = await theAgent();
     const at = ['--control', agent.control];
     expect((await fleet.cli(['create-vm', ...at, '--vm', 'vm', '--memory', '4MiB'], 'admin')).code).toBe(0);
     const taken = await fleet.cli(['create-vm', ...at, '--vm', 'vm', '--memory', '4MiB'], 'admin');
@@ -84,7 +89,7 @@ describe('livemig create-vm, list, destroy-vm', () => {
   });
 
   it('a bad spec is bad input, checked before the agent is asked: one coded line, exit 2, nothing created', async () => {
-    const agent = await fleet.agent();
+    const agent = await theAgent();
     const cases: Array<[string[], RegExp]> = [
       [['--memory', '1XB'], /^livemig: ERR_INVALID_SIZE: --memory: /],
       [['--memory', '4MiB', '--workload', 'hotset:wss=8MiB'], /^livemig: ERR_INVALID_WORKLOAD: .*wss/],
@@ -106,7 +111,7 @@ describe('livemig create-vm, list, destroy-vm', () => {
   });
 
   it('a viewer may list but not create or destroy; an operator may not create (ERR_FORBIDDEN, exit 1)', async () => {
-    const agent = await fleet.agent();
+    const agent = await theAgent();
     const at = ['--control', agent.control];
     expect((await fleet.cli(['create-vm', ...at, '--vm', 'vm', '--memory', '4MiB'], 'admin')).code).toBe(0);
     const viewer = (args: string[]): ReturnType<typeof runCli> =>
