@@ -81,9 +81,13 @@ function listen(server: net.Server, port: number): Promise<number> {
   });
 }
 
+/**
+ * `onFault: null`: the thread's port is not relayed at all — the source finds it refused, as when
+ * the thread is gone, and falls back to attaching its fault channel to the main port.
+ */
 export async function startFaultPortRelay(
   dest: { host: string; port: number },
-  onFault: (frame: Message | PagesMeta) => 'forward' | 'cut',
+  onFault: ((frame: Message | PagesMeta) => 'forward' | 'cut') | null,
 ): Promise<FaultPortRelay> {
   const sockets = new Set<net.Socket>();
   const servers: net.Server[] = [];
@@ -100,7 +104,7 @@ export async function startFaultPortRelay(
       pipe(client, { host: dest.host, port }, sockets, (direction, chunk, cutIt) => {
         if (direction !== 'to-dest' || hasCut) return;
         for (const frame of read(chunk)) {
-          if (onFault(frame) === 'cut') {
+          if (onFault?.(frame) === 'cut') {
             hasCut = true;
             cutIt();
             onCut(`cut the fault channel at ${messageName(frame.type)}`);
@@ -118,7 +122,7 @@ export async function startFaultPortRelay(
     pipe(client, dest, sockets, (direction, chunk) => {
       if (direction !== 'to-source') return;
       for (const frame of read(chunk)) {
-        if ('type' in frame && frame.type === MsgType.SetupDone && frame.faultPort !== undefined) {
+        if (onFault && frame.type === MsgType.SetupDone && frame.faultPort !== undefined) {
           faultRelay ??= openFaultRelay(frame.faultPort);
           return faultRelay.then(() => {});
         }

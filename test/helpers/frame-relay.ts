@@ -40,6 +40,8 @@ export interface RelayConnection {
   end(direction: RelayDirection, then?: () => void): void;
   /** Destroy both sides of this connection. */
   cut(): void;
+  /** Stop reading what comes in `direction` until `until` settles; then run `then` and read on (order kept). */
+  hold(direction: RelayDirection, until: Promise<unknown>, then: () => void): void;
 }
 
 export type RelayHook<F> = (data: RelayChunk<F>) => void;
@@ -50,6 +52,8 @@ export interface FrameRelayOptions {
    * 'skip': its bytes are not copied; it comes as its metadata when that arrives.
    */
   pageBytes?: 'assemble' | 'skip';
+  /** Where the relay listens. @default 127.0.0.1, an ephemeral port */
+  listen?: { host: string; port: number };
 }
 
 export interface FrameRelay {
@@ -92,6 +96,14 @@ export async function startFrameRelay(
         client.destroy();
         upstream.destroy();
       },
+      hold: (direction, until, then) => {
+        const from = direction === 'to-dest' ? client : upstream;
+        from.pause();
+        void until.finally(() => {
+          then();
+          from.resume();
+        });
+      },
     };
     const hook = onConnection(connection);
     const relay = (from: net.Socket, to: net.Socket, direction: RelayDirection): void => {
@@ -121,15 +133,19 @@ export async function startFrameRelay(
     relay(client, upstream, 'to-dest');
     relay(upstream, client, 'to-source');
   });
-  return listenOnLoopback(server, sockets);
+  return listenOnLoopback(server, sockets, options.listen);
 }
 
-/** Listen on 127.0.0.1:0; `close()` destroys every socket in `sockets`, then closes the server. */
-export async function listenOnLoopback(server: net.Server, sockets: Set<net.Socket>): Promise<FrameRelay> {
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+/** Listen on `at` (127.0.0.1:0); `close()` destroys every socket in `sockets`, then closes the server. */
+export async function listenOnLoopback(
+  server: net.Server,
+  sockets: Set<net.Socket>,
+  at = { host: '127.0.0.1', port: 0 },
+): Promise<FrameRelay> {
+  await new Promise<void>((resolve) => server.listen(at.port, at.host, resolve));
   const { port } = server.address() as net.AddressInfo;
   return {
-    address: `127.0.0.1:${port}`,
+    address: `${at.host}:${port}`,
     close: async () => {
       for (const socket of sockets) socket.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));

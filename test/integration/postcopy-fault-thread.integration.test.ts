@@ -16,7 +16,7 @@ import { followMigration } from '../../cli/follow-migration.ts';
 import { checkOracle } from '../../cli/oracle.ts';
 import { startFaultPortRelay } from '../helpers/fault-port-relay.ts';
 import { useFleet, type FleetAgent } from '../helpers/fleet.ts';
-import { ask } from '../helpers/plain-agents.ts';
+import { ask, hostPort } from '../helpers/plain-agents.ts';
 import { startAgent, startSourceWithVm, stopAll, vmArgs, type AgentProcess } from '../helpers/processes.ts';
 import { expectCompleted } from '../helpers/report.ts';
 import { sampleThreads, threadCount, waitForThreads } from '../helpers/threads.ts';
@@ -146,6 +146,32 @@ describe('the fault thread under failure', () => {
       expect(relay.faultConnections).toBe(2);
       expect(threadAttaches(dest)).toBe(2);
       expect(dest.logs()).toMatch(/"event":"fault-thread\.channel-lost"/);
+      const oracle = await ask(dest, (client) => checkOracle(client, 'vm', spec));
+      expect(oracle.migratedDigest).toBe(oracle.referenceDigest);
+    } finally {
+      await relay.close();
+    }
+  });
+
+  it('its port unreachable: the source attaches the fault channel to the main port, the thread stands down, no page lost', async () => {
+    const spec = hot(35);
+    const [source, dest] = await Promise.all([startSourceWithVm('vm', spec), startAgent('dest')]);
+    const relay = await startFaultPortRelay(hostPort(dest.listen), null);
+    try {
+      const report = await ask(source, async (client) => {
+        const { migrationId } = await client.request('migrate', {
+          vm: 'vm',
+          to: relay.address,
+          mode: 'postcopy',
+          params: slow,
+        });
+        return followMigration(client, migrationId, { progress: false });
+      });
+      expectCompleted(report);
+      expect(report.postcopy!.pagesFetchedOnDemand).toBeGreaterThan(0);
+      expect(relay.faultConnections).toBe(0);
+      expect(threadAttaches(dest)).toBe(0);
+      expect(dest.logs()).toMatch(/"event":"fault-thread\.bypassed"/);
       const oracle = await ask(dest, (client) => checkOracle(client, 'vm', spec));
       expect(oracle.migratedDigest).toBe(oracle.referenceDigest);
     } finally {

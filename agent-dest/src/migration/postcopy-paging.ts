@@ -35,6 +35,8 @@ export class PostcopyPaging {
   /** Who may write which absent page (this thread or the fault thread). */
   readonly claims: PageClaims;
   #thread: FaultThread | undefined;
+  /** The fault channel joined the main listener although the thread lived: it is being stopped. */
+  #bypassed = false;
   /** Pages the fault thread received (installed or dropped), and of those with their bytes. */
   readonly #threadReceived = { pages: 0, rawPages: 0 };
   /** Called when the last absent page arrives. */
@@ -56,9 +58,9 @@ export class PostcopyPaging {
     thread.onFailure = () => this.#faults?.activate();
   }
 
-  /** True while a live fault thread owns the fault channel. */
+  /** True while a live fault thread owns the fault channel (not once the source bypassed it). */
   get faultThread(): boolean {
-    return this.#thread?.alive === true;
+    return this.#thread?.alive === true && !this.#bypassed;
   }
 
   /** Until every report the fault thread sent so far was taken in (the ledger is complete once all pages are present). */
@@ -85,13 +87,14 @@ export class PostcopyPaging {
       channel.abort(new MigrationError('ERR_UNSUPPORTED', 'Attach fault, but fault-channel was not negotiated'));
       return;
     }
-    if (this.#thread?.alive) {
+    if (this.faultThread) {
+      this.#bypassed = true;
       // The source could not reach the thread's port: faults are this thread's from now on.
       this.#logger.warn(
         { event: 'fault-thread.bypassed' },
         'the fault channel joined the main listener; stopping the fault thread',
       );
-      void this.#thread.stop();
+      void this.#thread?.stop();
       this.#faults?.activate();
     }
     this.attachApplier(applier);
