@@ -11,6 +11,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { connectPeer, msg } from '@livemig/shared/channel';
 import { silentLogger } from '@livemig/shared';
 import { FrameDecoder, KNOWN_CAPABILITIES, MsgType, type Message } from '@livemig/shared/protocol';
+import type { MigrationReport } from '@livemig/shared/report';
 import { parseVmSpec, type VmSpec } from '@livemig/shared/vm';
 import { followMigration } from '../../cli/follow-migration.ts';
 import { checkOracle } from '../../cli/oracle.ts';
@@ -124,30 +125,20 @@ describe('the fault thread under failure', () => {
   it('its fault channel cut mid-post-copy: the source recovers, reconnects to the same thread, no page lost', async () => {
     const spec = hot(33);
     const [source, dest] = await Promise.all([startSourceWithVm('vm', spec), startAgent('dest')]);
-    const [host, port] = dest.listen.split(':') as [string, string];
     let answers = 0;
-    const relay = await startFaultPortRelay({ host, port: Number(port) }, (frame) => {
+    const relay = await startFaultPortRelay(hostPort(dest.listen), (frame) => {
       if (frame.type === MsgType.Pages && frame.requestId !== 0) answers += 1;
       return answers === 5 ? 'cut' : 'forward';
     });
     try {
-      const report = await ask(source, async (client) => {
-        const { migrationId } = await client.request('migrate', {
-          vm: 'vm',
-          to: relay.address,
-          mode: 'postcopy',
-          params: slow,
-        });
-        return followMigration(client, migrationId, { progress: false });
-      });
+      const report = await slowPostcopy(source, relay.address);
       expect(await Promise.race([relay.cut, 'no cut happened'])).toMatch(/cut the fault channel/);
       expectCompleted(report);
       expect(report.postcopy?.recoveries).toBe(1);
       expect(relay.faultConnections).toBe(2);
       expect(threadAttaches(dest)).toBe(2);
       expect(dest.logs()).toMatch(/"event":"fault-thread\.channel-lost"/);
-      const oracle = await ask(dest, (client) => checkOracle(client, 'vm', spec));
-      expect(oracle.migratedDigest).toBe(oracle.referenceDigest);
+      await expectOracle(dest, spec);
     } finally {
       await relay.close();
     }
@@ -158,22 +149,13 @@ describe('the fault thread under failure', () => {
     const [source, dest] = await Promise.all([startSourceWithVm('vm', spec), startAgent('dest')]);
     const relay = await startFaultPortRelay(hostPort(dest.listen), null);
     try {
-      const report = await ask(source, async (client) => {
-        const { migrationId } = await client.request('migrate', {
-          vm: 'vm',
-          to: relay.address,
-          mode: 'postcopy',
-          params: slow,
-        });
-        return followMigration(client, migrationId, { progress: false });
-      });
+      const report = await slowPostcopy(source, relay.address);
       expectCompleted(report);
       expect(report.postcopy!.pagesFetchedOnDemand).toBeGreaterThan(0);
       expect(relay.faultConnections).toBe(0);
       expect(threadAttaches(dest)).toBe(0);
       expect(dest.logs()).toMatch(/"event":"fault-thread\.bypassed"/);
-      const oracle = await ask(dest, (client) => checkOracle(client, 'vm', spec));
-      expect(oracle.migratedDigest).toBe(oracle.referenceDigest);
+      await expectOracle(dest, spec);
     } finally {
       await relay.close();
     }
@@ -204,10 +186,23 @@ describe('the fault thread under failure', () => {
     expect(report.postcopy!.pagesFetchedOnDemand).toBeGreaterThan(0);
     expect(dest.logs()).toMatch(/"event":"fault-thread\.refused".*ERR_BAD_MAGIC/);
     expect(dest.logs()).toMatch(/"event":"fault-thread\.refused".*ERR_FORBIDDEN/);
-    const oracle = await ask(dest, (client) => checkOracle(client, 'vm', spec));
-    expect(oracle.migratedDigest).toBe(oracle.referenceDigest);
+    await expectOracle(dest, spec);
   });
 });
+
+/** Post-copy of `vm` at 8 MB/s from a plaintext `source` to `to`, followed to its report. */
+function slowPostcopy(source: AgentProcess, to: string): Promise<MigrationReport> {
+  return ask(source, async (client) => {
+    const { migrationId } = await client.request('migrate', { vm: 'vm', to, mode: 'postcopy', params: slow });
+    return followMigration(client, migrationId, { progress: false });
+  });
+}
+
+/** The determinism oracle holds for `vm` on a plaintext agent. */
+async function expectOracle(agent: AgentProcess, spec: VmSpec): Promise<void> {
+  const oracle = await ask(agent, (client) => checkOracle(client, 'vm', spec));
+  expect(oracle.migratedDigest).toBe(oracle.referenceDigest);
+}
 
 /** Write bytes that are no livemig frame to `port`; the code of the Error frame that comes back before the close. */
 function garbageAnswer(port: number): Promise<string> {
