@@ -7,11 +7,13 @@
  * code while the VM runs on. Secure fleet agents (mutual TLS) unless a relay must read frames.
  */
 import net from 'node:net';
+import tls from 'node:tls';
 import { afterEach, describe, expect, it } from 'vitest';
 import { connectPeer, msg } from '@livemig/shared/channel';
 import { silentLogger } from '@livemig/shared';
 import { FrameDecoder, KNOWN_CAPABILITIES, MsgType, type Message } from '@livemig/shared/protocol';
 import type { MigrationReport } from '@livemig/shared/report';
+import { loadPki } from '@livemig/shared/security';
 import { parseVmSpec, type VmSpec } from '@livemig/shared/vm';
 import { followMigration } from '../../cli/follow-migration.ts';
 import { checkOracle } from '../../cli/oracle.ts';
@@ -187,6 +189,43 @@ describe('the fault thread under failure', () => {
     expect(dest.logs()).toMatch(/"event":"fault-thread\.refused".*ERR_BAD_MAGIC/);
     expect(dest.logs()).toMatch(/"event":"fault-thread\.refused".*ERR_FORBIDDEN/);
     await expectOracle(dest, spec);
+  });
+});
+
+describe('the fault thread of a secure agent', () => {
+  it('takes only its migration source: no client certificate and another identity are refused with a code; the migration completes', async () => {
+    const spec = hot(36);
+    const [source, dest] = await Promise.all([fleet.source('vm', spec), fleet.agent()]);
+    const report = await fleet.migrate(source, dest, { vm: 'vm', mode: 'postcopy', params: slow }, async (_c, id) => {
+      await waitUntil(async () => (await statusOf(source, id, true)) === 'postcopy', { what: 'post-copy running' });
+      const port = await faultPortOf(dest);
+      const { ca, cert, key } = await loadPki(fleet.pkiDir, 'operator');
+      // No client certificate: the TLS handshake itself fails, before any livemig byte.
+      const anonymous = tls.connect({ host: dest.name, port, ca, servername: dest.name, minVersion: 'TLSv1.3' });
+      anonymous.on('data', () => {});
+      await new Promise<void>((resolve) => {
+        anonymous.on('error', () => resolve());
+        anonymous.on('close', () => resolve());
+      });
+      await waitUntil(() => /"event":"fault-thread\.refused".*ERR_UNAUTHENTICATED/.test(dest.logs()), {
+        what: 'the destination logs the anonymous connection refused',
+      });
+      // A certificate of the fleet, but not the migration's source (an operator): an Error frame, then the close.
+      await expect(
+        connectPeer({
+          host: dest.name,
+          port,
+          agentId: 'intruder',
+          logger: silentLogger(),
+          tls: { ca, cert, key, expectName: dest.name },
+        }),
+      ).rejects.toMatchObject({ code: 'ERR_FORBIDDEN' });
+    });
+    expectCompleted(report);
+    expect(report.postcopy!.pagesFetchedOnDemand).toBeGreaterThan(0);
+    expect(dest.logs()).toMatch(/"event":"fault-thread\.refused".*ERR_FORBIDDEN/);
+    const oracle = await fleet.oracle(dest, 'vm', spec);
+    expect(oracle.migratedDigest).toBe(oracle.referenceDigest);
   });
 });
 
