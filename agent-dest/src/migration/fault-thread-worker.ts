@@ -4,8 +4,8 @@
  *
  *   accept   a connection must finish the handshake (TLS: the migration's own source only),
  *            then say Attach fault with this migration's id and token, within the deadline —
- *            else it is refused with an Error frame naming the code and closed. A new fault
- *            channel (after a reconnect) replaces the old one.
+ *            else it is refused with an Error frame naming the code and closed; at most
+ *            MAX_IN_HANDSHAKE at once. A new fault channel (after a reconnect) replaces the old.
  *   faults   the vCPU's fault ring is read here (FaultRing); FaultHandler — the same one the main
  *            thread runs without a fault thread — turns faults into PageRequests.
  *   answers  Pages frames answering those requests (a requestId this thread issued, nothing
@@ -188,8 +188,30 @@ function tokenMatches(token: string | undefined): boolean {
   return timingSafeEqual(Buffer.from(token), Buffer.from(data.token));
 }
 
+/** Connections in their handshake at once, at most (one is expected: the source's fault channel). */
+const MAX_IN_HANDSHAKE = 8;
+let inHandshake = 0;
+
 /** Handshake, authentication, Attach: the connection becomes the fault channel, or is refused. */
 async function accept(raw: net.Socket): Promise<void> {
+  if (inHandshake >= MAX_IN_HANDSHAKE) {
+    post({
+      type: 'refused',
+      code: 'ERR_TOO_MANY_CONNECTIONS',
+      message: `${MAX_IN_HANDSHAKE} already in their handshake`,
+    });
+    raw.destroy();
+    return;
+  }
+  inHandshake += 1;
+  try {
+    await handshake(raw);
+  } finally {
+    inHandshake -= 1;
+  }
+}
+
+async function handshake(raw: net.Socket): Promise<void> {
   const deadline = AbortSignal.timeout(data.handshakeTimeoutMs);
   const framed = FramedSocket.adoptResolved(raw, socketOptions);
   framed.setGeometry({ pageSize: memory.pageSize, pageCount: memory.pageCount });
