@@ -152,17 +152,21 @@ export interface RoundResult {
   markers: ChannelMarker[];
 }
 
-/** Send round `round` (all pages, or the first `pages`) and wait for the destination's barrier. */
+/**
+ * Send round `round` (all pages, or the first `pages`, handed to the sender in `parts` parts) and
+ * wait for the destination's barrier.
+ */
 export async function transferRound(
   pair: Pair,
   round: number,
   timeoutMs = 60_000,
   pages?: number,
+  parts = 1,
 ): Promise<RoundResult> {
   const fromDest = pair.dest.messages.length;
   const fromSource = pair.source.messages.length;
   pair.dest.send({ type: 'expect', round });
-  pair.source.send({ type: 'round', round, ...(pages === undefined ? {} : { pages }) });
+  pair.source.send({ type: 'round', round, parts, ...(pages === undefined ? {} : { pages }) });
   const [done, sent] = await Promise.all([
     pair.dest.expect('round', timeoutMs, fromDest),
     pair.source.expect('sent', timeoutMs, fromSource),

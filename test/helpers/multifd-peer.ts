@@ -17,8 +17,9 @@
  *   clock, ms, when the barrier said the round was complete); { type: 'digest' } → { type: 'digest',
  *   hashes, memory } (the digest from the workers' page hashes, and digestMemory of the memory).
  * in (send): { type: 'connect', host, ports, token } → { type: 'attached' }; { type: 'round',
- *   round, pages? } (pages: the first `pages` pages, default all) → { type: 'sent', round, start,
- *   end, markers }; { type: 'digest' } → { type: 'digest', hashes, memory }.
+ *   round, pages?, parts? } (the first `pages` pages, default all, given to sendPages in `parts`
+ *   parts, default 1, then endRound) → { type: 'sent', round, start, end, markers }; { type:
+ *   'digest' } → { type: 'digest', hashes, memory }.
  */
 import { randomFillSync } from 'node:crypto';
 import { readdirSync } from 'node:fs';
@@ -108,7 +109,15 @@ if (role === 'recv') {
   const all = Uint32Array.from({ length: memory.pageCount }, (_, i) => i);
   process.on(
     'message',
-    (message: { type: string; host?: string; ports?: number[]; token?: string; round?: number; pages?: number }) => {
+    (message: {
+      type: string;
+      host?: string;
+      ports?: number[];
+      token?: string;
+      round?: number;
+      pages?: number;
+      parts?: number;
+    }) => {
       if (message.type === 'connect') {
         MultifdSender.connect({
           memory,
@@ -131,8 +140,17 @@ if (role === 'recv') {
         );
       } else if (message.type === 'round') {
         const start = now();
-        sender!.sendRound(message.round!, all.subarray(0, message.pages ?? all.length), { stable: true }).then(
-          (markers) => tell({ type: 'sent', round: message.round, start, end: now(), markers }),
+        const round = message.round!;
+        const pages = all.subarray(0, message.pages ?? all.length);
+        const step = Math.max(1, Math.ceil(pages.length / (message.parts ?? 1)));
+        try {
+          for (let at = 0; at < pages.length; at += step) sender!.sendPages(round, pages.subarray(at, at + step));
+        } catch (error) {
+          failed(toMigrationError(error));
+          return;
+        }
+        sender!.endRound(round, { stable: true }).then(
+          (markers) => tell({ type: 'sent', round, start, end: now(), markers }),
           (error: unknown) => failed(toMigrationError(error)),
         );
       } else if (message.type === 'digest') {

@@ -100,8 +100,9 @@ describe('multifd channels between two processes', () => {
       const round0 = await transferRound(pair, 0);
       expect(round0.verdict).toMatchObject({ status: 'complete', round: 0, pages: 16384, exact: true, changed: [] });
       expect(round0.markers.map((m) => m.pages)).toEqual([8192, 8192]); // round-robin batches: an even split
-      // A later round with a part of memory (a pre-copy round's dirty pages), over the same channels.
-      const round1 = await transferRound(pair, 1, 30_000, 1000);
+      // A later round with a part of memory (a pre-copy round's dirty pages), over the same
+      // channels, handed to the sender in 3 parts (as the engine's byte budget per call would).
+      const round1 = await transferRound(pair, 1, 30_000, 1000, 3);
       expect(round1.verdict).toMatchObject({ status: 'complete', round: 1, pages: 1000, exact: true });
 
       const { source, dest } = await digests(pair);

@@ -53,6 +53,8 @@ export class MultifdSender {
   readonly #attached: boolean[];
   /** Markers written, per channel, by round. */
   readonly #sent: Map<number, ChannelMarker>[];
+  /** The round being dealt out, and the channel its next batch goes to. */
+  #round = { round: -1, nextChannel: 0 };
 
   private constructor(options: MultifdSenderOptions) {
     this.channels = options.ports.length;
@@ -116,21 +118,32 @@ export class MultifdSender {
   }
 
   /**
-   * Send round `round`'s pages over the channels (each its share, partition.ts; `pages` is
-   * copied); resolves with each channel's marker once every channel has written it. `stable`: the
-   * VM is paused for this whole round (its content must then arrive exactly).
+   * Send more of round `round`'s pages over the channels, each channel its share (partition.ts;
+   * `pages` is copied), dealt on from where the previous part of the round stopped. Returns at once:
+   * the workers send (the engine's byte budget per iterate() maps to a part).
    */
-  async sendRound(
-    round: number,
-    pages: Uint32Array,
-    options: { stable?: boolean; timeoutMs?: number } = {},
-  ): Promise<ChannelMarker[]> {
-    const shares = partitionRound(pages, this.channels, { mode: this.#mode, batchPages: this.#batchPages });
-    shares.forEach((share, i) =>
-      this.#pool.post(i, { type: 'round', round, pages: share, stable: options.stable === true }, [
-        share.buffer as ArrayBuffer,
-      ]),
-    );
+  sendPages(round: number, pages: Uint32Array): void {
+    if (this.#pool.error) throw this.#pool.error;
+    if (round !== this.#round.round) this.#round = { round, nextChannel: 0 };
+    const shares = partitionRound(pages, this.channels, {
+      mode: this.#mode,
+      batchPages: this.#batchPages,
+      firstChannel: this.#round.nextChannel,
+    });
+    const batches = Math.ceil(pages.length / this.#batchPages);
+    this.#round.nextChannel = (this.#round.nextChannel + batches) % this.channels;
+    shares.forEach((share, i) => {
+      if (share.length > 0) this.#pool.post(i, { type: 'pages', round, pages: share }, [share.buffer as ArrayBuffer]);
+    });
+  }
+
+  /**
+   * Round `round` is all given (sendPages): every channel writes its marker after its share;
+   * resolves with the markers once every channel has. `stable`: the VM was paused for this whole
+   * round (its content must then arrive exactly).
+   */
+  async endRound(round: number, options: { stable?: boolean; timeoutMs?: number } = {}): Promise<ChannelMarker[]> {
+    for (let i = 0; i < this.channels; i++) this.#pool.post(i, { type: 'end', round, stable: options.stable === true });
     await this.#pool.waitUntil(
       () => this.#sent.every((sent) => sent.has(round)),
       options.timeoutMs ?? 60_000,
@@ -141,6 +154,16 @@ export class MultifdSender {
       sent.delete(round);
       return marker;
     });
+  }
+
+  /** A whole round at once: sendPages, then endRound. */
+  sendRound(
+    round: number,
+    pages: Uint32Array,
+    options: { stable?: boolean; timeoutMs?: number } = {},
+  ): Promise<ChannelMarker[]> {
+    this.sendPages(round, pages);
+    return this.endRound(round, options);
   }
 
   /** Close every channel and end every worker; resolves once all threads have exited. Never throws. */

@@ -36,6 +36,12 @@ export interface PartitionOptions {
   mode?: PartitionMode;
   /** Pages per batch (the unit dealt out), 1..MAX_BATCH_PAGES. @default 256 */
   batchPages?: number;
+  /**
+   * `batches`: the channel the first batch goes to — a round sent in several parts (a byte budget
+   * per call) keeps dealing where the previous part stopped: `(firstChannel + batches) mod N`.
+   * @default 0
+   */
+  firstChannel?: number;
 }
 
 /** Throws ERR_INVALID_ARGUMENT unless `channels` is an integer in 1..MAX_CHANNELS. */
@@ -63,6 +69,13 @@ export function partitionRound(pages: Uint32Array, channels: number, options: Pa
     );
   }
   const batches = Math.ceil(pages.length / batch);
+  const first = options.firstChannel ?? 0;
+  if (!Number.isInteger(first) || first < 0 || first >= channels) {
+    throw new MigrationError(
+      'ERR_INVALID_ARGUMENT',
+      `firstChannel must be an integer from 0 to ${channels - 1}, got ${first}`,
+    );
+  }
   if ((options.mode ?? 'batches') === 'stripes') {
     // Channel i: batches [floor(i·B/N), floor((i+1)·B/N)) — contiguous, sizes differ by ≤ 1 batch.
     return Array.from({ length: channels }, (_, i) => {
@@ -71,15 +84,17 @@ export function partitionRound(pages: Uint32Array, channels: number, options: Pa
       return pages.slice(from, to);
     });
   }
-  const shares = Array.from({ length: channels }, (_, i) => {
-    // Batches i, i+N, i+2N, …: all full except possibly the round's last one.
+  const shares = Array.from({ length: channels }, (_, channel) => {
+    // Batches i, i+N, i+2N, … where i is this channel's place after `first`: all full except
+    // possibly the last batch of the list.
+    const i = (channel - first + channels) % channels;
     const mine = i < batches ? Math.ceil((batches - i) / channels) : 0;
     const last = mine > 0 && i + (mine - 1) * channels === batches - 1;
     return new Uint32Array(last ? (mine - 1) * batch + (pages.length - (batches - 1) * batch) : mine * batch);
   });
   const filled = new Array<number>(channels).fill(0);
   for (let k = 0; k < batches; k++) {
-    const channel = k % channels;
+    const channel = (first + k) % channels;
     const part = pages.subarray(k * batch, Math.min(pages.length, (k + 1) * batch));
     shares[channel]!.set(part, filled[channel]);
     filled[channel]! += part.length;

@@ -21,7 +21,8 @@
 // workerData: { host, port, tls: { ca, cert, key, expectName } | null, token, migrationId, index,
 //   memory: GuestMemoryLayout, hashes: SharedArrayBuffer (pageCount × 8), batchPages,
 //   connectTimeoutMs, writeTimeoutMs, highWaterMark, thread: SharedArrayBuffer | undefined }
-// in:  { type: 'round', round, pages: Uint32Array, stable } | { type: 'stop' }
+// in:  { type: 'pages', round, pages: Uint32Array } (more of the round's share: any number of these)
+//    | { type: 'end', round, stable } (the round's share is all given: write the marker) | { type: 'stop' }
 // out: { type: 'attached' } | { type: 'sent', marker } | { type: 'failed', code, message } | { type: 'stopped' }
 import net from 'node:net';
 import tls from 'node:tls';
@@ -142,7 +143,7 @@ socket.on('close', () => {
 });
 
 let stopping = false;
-const rounds = [];
+const jobs = [];
 let sending = false;
 
 try {
@@ -169,21 +170,36 @@ main.on('message', (message) => {
     socket.end();
     setTimeout(() => socket.destroy(), 1000).unref();
     exit();
-  } else if (message?.type === 'round') {
-    rounds.push(message);
-    if (!sending) void sendRounds();
+  } else if (message?.type === 'pages' || message?.type === 'end') {
+    jobs.push(message);
+    if (!sending) void work();
   }
 });
 
 // ---- sending ------------------------------------------------------------------------------------
-async function sendRounds() {
+async function work() {
   sending = true;
   try {
-    while (rounds.length > 0 && !finished) await sendRound(rounds.shift());
+    while (jobs.length > 0 && !finished) {
+      const job = jobs.shift();
+      if (job.type === 'pages') await sendPages(job.round, job.pages);
+      else endRound(job.round, job.stable);
+    }
   } catch (error) {
     fail(error);
   }
   sending = false;
+}
+
+/** The round being sent: what its marker will say (the share may come in several parts). */
+let current = { round: -1, pages: 0, bytes: 0 };
+
+function openRound(round) {
+  if (current.round === round) return;
+  if (round <= current.round) throw coded('ERR_INTERNAL', `round ${round} after round ${current.round}`);
+  current = { round, pages: 0, bytes: 0 };
+  pagesHasher.init();
+  contentHasher.init();
 }
 
 function isZero(region, w, offset) {
@@ -192,9 +208,8 @@ function isZero(region, w, offset) {
   return ZERO_PAGE.compare(region, offset, offset + PAGE_BYTES) === 0;
 }
 
-async function sendRound({ round, pages, stable }) {
-  pagesHasher.init();
-  contentHasher.init();
+async function sendPages(round, pages) {
+  openRound(round);
   let bytes = 0;
   const batchPages = data.batchPages;
   const content = new Uint8Array(batchPages * HASH_BYTES);
@@ -249,10 +264,16 @@ async function sendRound({ round, pages, stable }) {
     socket.uncork();
     if (!ok) await waitFor('drain', data.writeTimeoutMs, 'a blocked write');
   }
+  current.pages += pages.length;
+  current.bytes += bytes;
+}
+
+function endRound(round, stable) {
+  openRound(round);
   const marker = {
     round,
-    pages: pages.length,
-    bytes,
+    pages: current.pages,
+    bytes: current.bytes,
     pagesHash: pagesHasher.digest('hex'),
     contentHash: contentHasher.digest('hex'),
     stable: stable === true,

@@ -83,6 +83,23 @@ describe('partitionRound', () => {
     ]);
   });
 
+  it('continues dealing where a previous part of the round stopped (firstChannel): parts dealt one after another equal the whole round dealt at once', () => {
+    fc.assert(
+      fc.property(pageLists, fc.nat(3000), channelCounts, batchSizes, (pages, cutSeed, channels, batchPages) => {
+        // Cut the round at a batch boundary into two parts, the second dealt from where the first stopped.
+        const cut = Math.min(pages.length, Math.floor(cutSeed / batchPages) * batchPages);
+        const first = partitionRound(pages.subarray(0, cut), channels, { batchPages });
+        const next = (Math.ceil(cut / batchPages) % channels) as number;
+        const second = partitionRound(pages.subarray(cut), channels, { batchPages, firstChannel: next });
+        const whole = partitionRound(pages, channels, { batchPages });
+        expect(first.map((share, i) => [...share, ...second[i]!])).toEqual(whole.map((share) => [...share]));
+      }),
+    );
+    expect(() => partitionRound(new Uint32Array(4), 2, { firstChannel: 2 })).toThrow(
+      expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }),
+    );
+  });
+
   it('gives every channel a share, empty ones included (each still ends the round with its marker)', () => {
     const shares = partitionRound(Uint32Array.of(7), 4);
     expect(shares.map((s) => s.length)).toEqual([1, 0, 0, 0]);
