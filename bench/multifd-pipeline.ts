@@ -14,7 +14,7 @@
  * (page-hash table and digestMemory, both sides) are checked equal, outside the timing.
  *
  * Environment: LIVEMIG_BENCH_MULTIFD_MEMORY (default 1GiB), LIVEMIG_BENCH_MULTIFD_RUNS (default 3),
- * LIVEMIG_BENCH_MULTIFD_CELLS (comma-separated cell names to run, default all),
+ * LIVEMIG_BENCH_MULTIFD_CELLS (cell names to run, separated by ';', default all),
  * LIVEMIG_BENCH_MULTIFD_ENGINE=0 to leave out the engine's S1 (it takes longest),
  * LIVEMIG_BENCH_MULTIFD_QEMU=0 to leave out QEMU (its default and its best configuration: 2 multifd
  * channels, destination pre-allocated; bench/qemu, skipped where QEMU is not installed).
@@ -32,7 +32,7 @@ import { createRamFile, type RamFile } from './qemu/ram-file.ts';
 
 const MEMORY = parseSize(process.env.LIVEMIG_BENCH_MULTIFD_MEMORY ?? '1GiB');
 const RUNS = Number(process.env.LIVEMIG_BENCH_MULTIFD_RUNS ?? 3);
-const ONLY = process.env.LIVEMIG_BENCH_MULTIFD_CELLS?.split(',');
+const ONLY = process.env.LIVEMIG_BENCH_MULTIFD_CELLS?.split(';');
 const ENGINE = process.env.LIVEMIG_BENCH_MULTIFD_ENGINE !== '0';
 
 interface Sample {
@@ -80,10 +80,16 @@ for (const tls of [false, true]) {
     });
   }
 }
-cells.push({
-  name: 'multifd N=2 stripes',
-  run: () => multifdOnce({ memoryBytes: MEMORY, channels: 2, mode: 'stripes' }, false),
-});
+// The partition modes side by side (partition.ts): on uniform memory, and on memory whose first
+// half is zero pages (stripes then give one channel all the zero pages, the other all the data).
+for (const init of ['random', 'half-zero'] as const) {
+  for (const mode of ['batches', 'stripes'] as const) {
+    cells.push({
+      name: `partition N=2 ${mode}${init === 'half-zero' ? ', half zero' : ''}`,
+      run: () => multifdOnce({ memoryBytes: MEMORY, channels: 2, mode, init }, false),
+    });
+  }
+}
 if (ENGINE && MEMORY === S1.vm.memory) {
   cells.push({
     name: 'engine S1 (migrateOnce, total)',

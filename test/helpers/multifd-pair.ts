@@ -90,6 +90,8 @@ export interface PairOptions {
   channels: number;
   mode?: PartitionMode;
   batchPages?: number;
+  /** The source's memory: random pages, or the first half zero (a skewed round). @default 'random' */
+  init?: 'random' | 'half-zero';
   /** A throwaway PKI directory with `source` and `dest` (cli/lab/secure.ts): TLS on every channel. */
   pkiDir?: string;
 }
@@ -113,6 +115,7 @@ export async function startPair(options: PairOptions, timeoutMs = 20_000): Promi
     String(options.memoryBytes),
     options.mode ?? 'batches',
     String(options.batchPages ?? 256),
+    options.init ?? 'random',
     ...tls,
   ]);
   const stop = async (): Promise<void> => {

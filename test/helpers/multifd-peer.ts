@@ -6,8 +6,9 @@
  * argv: recv <memoryBytes> <channels> [pkiDir] — allocates the destination's memory (touched
  *   first, as a pre-allocated destination: the figure is the copy, not first-touch page faults),
  *   listens, and sends { type: 'listening', ports, token }.
- * argv: send <memoryBytes> <mode> <batchPages> [pkiDir] — allocates memory of random pages (a few
- *   zero) and sends { type: 'ready' }.
+ * argv: send <memoryBytes> <mode> <batchPages> <init> [pkiDir] — allocates memory of random pages (a
+ *   few zero; init `half-zero`: the first half all zero, a skewed round for the partition modes) and
+ *   sends { type: 'ready' }.
  * in (both): { type: 'close' } → stops the channels (every worker ends) and sends { type: 'closed' },
  *   the process stays (to count its threads); { type: 'stop' } → the same, { type: 'stopped' }, and
  *   the process exits. A channel failure at any time sends { type: 'failed', code, message } (the
@@ -34,7 +35,7 @@ import {
   type PartitionMode,
 } from '../../shared/src/multifd/index.ts';
 
-const [role, memoryArg = '0', third = '1', fourth, fifth] = process.argv.slice(2);
+const [role, memoryArg = '0', third = '1', fourth, fifth, sixth] = process.argv.slice(2);
 const bytes = Number(memoryArg);
 const MIGRATION = 'multifd-peer';
 const now = (): number => performance.timeOrigin + performance.now();
@@ -97,11 +98,15 @@ if (role === 'recv') {
 } else if (role === 'send') {
   const mode = third as PartitionMode;
   const batchPages = Number(fourth ?? 256);
-  const pkiDir = fifth;
+  const halfZero = fifth === 'half-zero';
+  const pkiDir = sixth;
   for (let r = 0; r < memory.regions.length; r++) {
     const region = memory.region(r);
     for (let at = 0; at < region.length; at += 256 * 1024 * 1024)
       randomFillSync(region.subarray(at, at + 256 * 1024 * 1024));
+  }
+  if (halfZero) {
+    for (let page = 0; page < memory.pageCount / 2; page++) memory.page(page).fill(0);
   }
   memory.region(0).fill(0, 0, 16 * memory.pageSize); // a few zero pages travel as Zero
   const credentials = pkiDir ? await tlsCredentials(pkiDir, SECURE_NAMES.source) : undefined;
