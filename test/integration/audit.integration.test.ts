@@ -138,8 +138,16 @@ describe('audit logs of secure agents', () => {
     expect(refused.record?.record).toMatchObject({ outcome: 'failed', error: 'ERR_TICKET_UNKNOWN' });
     expect(refused.record?.countersignature).toMatchObject({ status: 'missing', reason: /data channel is closed/ });
 
-    for (const log of [logs.a, logs.b]) {
-      const result = await verify(log);
+    // The checks are each a livemig process: started together (two cores), then judged in turn.
+    const [verifiedA, verifiedB, show] = await Promise.all([
+      verify(logs.a),
+      verify(logs.b),
+      runCli(['audit', 'show', '--log', logs.a, '--vm', 'vm']),
+    ]);
+    for (const [log, result] of [
+      [logs.a, verifiedA],
+      [logs.b, verifiedB],
+    ] as const) {
       expect(result.out).toMatch(/^ok \d+ entries \(hash chain, entry signatures, records/);
       expect(result.code).toBe(0);
       // A ticket is a secret: the logs keep its id only.
@@ -159,7 +167,6 @@ describe('audit logs of secure agents', () => {
       'migrate',
     ]);
 
-    const show = await runCli(['audit', 'show', '--log', logs.a, '--vm', 'vm']);
     expect(show.code, show.stderr).toBe(0);
     expect(show.stdout).toMatch(/oscar \(operator\): migrate vm=vm .* → ok migrationId=/);
     expect(show.stdout).toMatch(
@@ -266,7 +273,7 @@ describe('audit logs of secure agents', () => {
       status: 'missing',
       reason: expect.stringMatching(/did not negotiate signed-record/),
     });
-    for (const log of [logA, logB]) expect((await verify(log)).code).toBe(0);
+    for (const result of await Promise.all([verify(logA), verify(logB)])) expect(result.code, result.out).toBe(0);
     expect((await entries(logB)).some((e) => e.kind === 'record')).toBe(false);
   });
 
