@@ -95,6 +95,7 @@ describe.each(['postcopy', 'hybrid'] as const)('%s with the fault thread', (mode
     expect(pc.faults).toBeGreaterThan(0);
     expect(pc.pagesFetchedOnDemand).toBeGreaterThan(0);
     expect(pc.faultLatencyMs).not.toBeNull();
+    expect(pc.faultThread, 'the report says who served the faults').toBe(true);
     expect(threadAttaches(dest)).toBe(1);
     // While it ran: the VM's vCPU and the fault thread, at least, above the idle count.
     expect(sampled.peak).toBeGreaterThanOrEqual(idle + 2);
@@ -116,6 +117,7 @@ describe('a source without fault-thread', () => {
     const report = await fleet.migrate(source, dest, { vm: 'vm', mode: 'postcopy', params: slow });
     expectCompleted(report);
     expect(report.postcopy!.pagesFetchedOnDemand).toBeGreaterThan(0);
+    expect(report.postcopy!.faultThread).toBe(false);
     expect(dest.logs()).not.toMatch(/"event":"fault-thread\./);
     const oracle = await fleet.oracle(dest, 'vm', spec);
     expect(oracle.migratedDigest).toBe(oracle.referenceDigest);
@@ -155,6 +157,7 @@ describe('the fault thread under failure', () => {
       expectCompleted(report);
       expect(report.postcopy!.pagesFetchedOnDemand).toBeGreaterThan(0);
       expect(relay.faultConnections).toBe(0);
+      expect(report.postcopy!.faultThread, 'fell back to the main thread').toBe(false);
       expect(threadAttaches(dest)).toBe(0);
       expect(dest.logs()).toMatch(/"event":"fault-thread\.bypassed"/);
       await expectOracle(dest, spec);

@@ -9,6 +9,12 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import { parentPort, workerData } from 'node:worker_threads';
+import { announceThread, sealThread } from '../../../shared/src/vm/thread-cpu.mjs';
+
+// First: the host reads this thread's CPU time by its id (the report's `fault` thread), and the
+// final figure is sealed as the thread exits (the TypeScript half ends it with process.exit()).
+announceThread(workerData.thread);
+process.on('exit', () => sealThread(workerData.thread));
 
 /** Connections held while the TypeScript half loads, at most (one is expected: the source's). */
 const MAX_EARLY = 8;

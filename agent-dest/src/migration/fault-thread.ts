@@ -27,7 +27,14 @@ import type { Logger } from 'pino';
 import { MigrationError } from '@livemig/shared';
 import type { TlsCredentials } from '@livemig/shared/channel';
 import type { Capability } from '@livemig/shared/protocol';
-import { CLAIM_FAULT_THREAD, type GuestMemoryLayout, type PageClaims, type ToyVm } from '@livemig/shared/vm';
+import {
+  CLAIM_FAULT_THREAD,
+  processThreads,
+  type GuestMemoryLayout,
+  type PageClaims,
+  type ThreadHandle,
+  type ToyVm,
+} from '@livemig/shared/vm';
 
 /** Where and as whom a fault thread listens (the agent's data address and TLS material). */
 export interface FaultThreadConfig {
@@ -68,6 +75,8 @@ export interface FaultThreadData {
   presence: SharedArrayBuffer;
   control: SharedArrayBuffer;
   claims: SharedArrayBuffer;
+  /** Its CPU-time slot (thread-registry.ts): the report's `fault` thread. */
+  thread: SharedArrayBuffer;
 }
 
 /** Pages the worker installed since its last report, with what it measured. */
@@ -102,6 +111,7 @@ const EXIT_GRACE_MS = 2000;
 
 export class FaultThread {
   readonly #worker: Worker;
+  readonly #thread: ThreadHandle;
   readonly #logger: Logger;
   readonly #claims: PageClaims;
   readonly #vm: ToyVm;
@@ -125,6 +135,8 @@ export class FaultThread {
     this.#claims = options.claims;
     this.#vm = vm;
     this.token = randomBytes(32).toString('hex');
+    // Counted in the report's threads as `fault` (where the destination's cores went).
+    const thread = (this.#thread = processThreads.register('fault'));
     const data: FaultThreadData = {
       entry: new URL('./fault-thread-worker.ts', import.meta.url).href,
       host: config.host,
@@ -139,12 +151,14 @@ export class FaultThread {
       presence: shared.presence,
       control: shared.control,
       claims: options.claims.buffer,
+      thread: thread.slot,
     };
     this.#worker = new Worker(new URL('./fault-thread-boot.mjs', import.meta.url), { workerData: data });
     this.#worker.on('message', (message: FromFaultThread) => this.#onMessage(message));
     this.#worker.on('error', (error) => this.#died(`it threw: ${error.message}`));
     this.#exited = new Promise((resolve) => {
       this.#worker.once('exit', (code) => {
+        thread.ended();
         this.#died(`it exited (code ${code})`);
         this.#logger.debug({ event: 'fault-thread.exited', code }, 'the fault thread ended');
         resolve();
@@ -189,7 +203,10 @@ export class FaultThread {
     if (!this.#stopping) {
       this.#stopping = true;
       this.#post({ type: 'stop' });
-      const timer = setTimeout(() => void this.#worker.terminate(), EXIT_GRACE_MS);
+      const timer = setTimeout(() => {
+        this.#thread.seal(); // a terminated thread seals nothing itself: read it while it exists
+        void this.#worker.terminate();
+      }, EXIT_GRACE_MS);
       void this.#exited.finally(() => clearTimeout(timer));
     }
     await this.#exited;

@@ -171,7 +171,13 @@ export function formatReport(report: MigrationReport): string {
         latency
           ? `, latency p50 ${formatDuration(latency.p50)} p99 ${formatDuration(latency.p99)} max ${formatDuration(latency.max)}`
           : ''
-      }; vCPU blocked ${formatDuration(pc.vcpuBlockedMs)}${pc.recoveries ? `; link recovered ${pc.recoveries}×` : ''}`,
+      }; vCPU blocked ${formatDuration(pc.vcpuBlockedMs)}${pc.recoveries ? `; link recovered ${pc.recoveries}×` : ''}${
+        pc.faultThread === undefined
+          ? ''
+          : pc.faultThread
+            ? '; served by the fault thread'
+            : '; served by the main thread'
+      }${pc.pagesAnsweredAgain ? `, ${pc.pagesAnsweredAgain} pushed pages answered again` : ''}`,
     );
     const h = pc.faultLatencyHistogram;
     if (h) {

@@ -153,6 +153,13 @@ export interface PostcopyReport {
   faultLatencyHistogram?: LatencyHistogram;
   /** Total time the vCPU spent blocked on absent pages (QEMU: postcopy-blocktime). */
   vcpuBlockedMs: number;
+  /**
+   * Extra: the faults were served by the destination's fault thread (capability fault-thread: a
+   * worker owning the fault channel), not its main thread; false where it fell back.
+   */
+  faultThread?: boolean;
+  /** Extra: pages already pushed, requested again and answered on the fault channel (not counted as fetched on demand). */
+  pagesAnsweredAgain?: number;
   /** Guest steps per second on the source before the switch, and on the destination during post-copy. */
   stepsPerSecBefore: number;
   stepsPerSecDuring: number;

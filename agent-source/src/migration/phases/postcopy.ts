@@ -38,6 +38,8 @@ export async function postcopyPhase(ctx: MigrationContext): Promise<void> {
   ctx.stats.pendingPages = 0;
   report.pagesFetchedOnDemand = pusher.fetchedOnDemand;
   report.pagesPushed = pusher.pushed;
+  report.faultThread = ctx.channels.faultThread;
+  report.pagesAnsweredAgain = pusher.answeredAgain;
   report.postcopyMs = performance.now() - started;
   report.faults = numberOf(destStats.faults);
   report.vcpuBlockedMs = numberOf(destStats.vcpuBlockedMs);
