@@ -80,6 +80,12 @@ for (const tls of [false, true]) {
     });
   }
 }
+// What the page hashing costs (both ends): the same pipeline with the workers hashing nothing.
+cells.push({
+  name: 'multifd N=2, no page hashing (cost of the digest)',
+  run: () => multifdOnce({ memoryBytes: MEMORY, channels: 2, hashPages: false }, false),
+});
+
 // The partition modes side by side (partition.ts): on uniform memory, and on memory whose first
 // half is zero pages (stripes then give one channel all the zero pages, the other all the data).
 for (const init of ['random', 'half-zero'] as const) {

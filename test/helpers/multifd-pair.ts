@@ -21,8 +21,9 @@ export class Peer {
   readonly messages: PeerMessage[] = [];
   readonly #waiters = new Set<() => void>();
 
-  constructor(args: string[]) {
+  constructor(args: string[], env: NodeJS.ProcessEnv = process.env) {
     this.child = fork(peerScript, args, {
+      env,
       execArgv: ['--import', 'tsx'],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
@@ -92,6 +93,8 @@ export interface PairOptions {
   batchPages?: number;
   /** The source's memory: random pages, or the first half zero (a skewed round). @default 'random' */
   init?: 'random' | 'half-zero';
+  /** `false`: the workers hash nothing (to measure what hashing costs; no digest). @default true */
+  hashPages?: boolean;
   /** A throwaway PKI directory with `source` and `dest` (cli/lab/secure.ts): TLS on every channel. */
   pkiDir?: string;
 }
@@ -109,15 +112,19 @@ export interface Pair {
 /** Start both processes; the destination listens (the source is not connected yet). */
 export async function startPair(options: PairOptions, timeoutMs = 20_000): Promise<Pair> {
   const tls = options.pkiDir ? [options.pkiDir] : [];
-  const dest = new Peer(['recv', String(options.memoryBytes), String(options.channels), ...tls]);
-  const source = new Peer([
-    'send',
-    String(options.memoryBytes),
-    options.mode ?? 'batches',
-    String(options.batchPages ?? 256),
-    options.init ?? 'random',
-    ...tls,
-  ]);
+  const env = options.hashPages === false ? { ...process.env, LIVEMIG_MULTIFD_PEER_HASH: '0' } : process.env;
+  const dest = new Peer(['recv', String(options.memoryBytes), String(options.channels), ...tls], env);
+  const source = new Peer(
+    [
+      'send',
+      String(options.memoryBytes),
+      options.mode ?? 'batches',
+      String(options.batchPages ?? 256),
+      options.init ?? 'random',
+      ...tls,
+    ],
+    env,
+  );
   const stop = async (): Promise<void> => {
     await Promise.all([source.stop(), dest.stop()]);
   };

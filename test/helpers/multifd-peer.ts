@@ -14,6 +14,8 @@
  *   the process exits. A channel failure at any time sends { type: 'failed', code, message } (the
  *   channels stop themselves; the process stays, to be counted). `ready` and `listening` carry
  *   `threads`: the process's thread count just before any channel worker started.
+ * env LIVEMIG_MULTIFD_PEER_HASH=0: the workers hash nothing (measuring what hashing costs; the
+ *   digests are then meaningless).
  * in (recv): { type: 'expect', round } → { type: 'round', round, verdict, at } (at: this machine's
  *   clock, ms, when the barrier said the round was complete); { type: 'digest' } → { type: 'digest',
  *   hashes, memory } (the digest from the workers' page hashes, and digestMemory of the memory).
@@ -38,6 +40,7 @@ import {
 const [role, memoryArg = '0', third = '1', fourth, fifth, sixth] = process.argv.slice(2);
 const bytes = Number(memoryArg);
 const MIGRATION = 'multifd-peer';
+const hashPages = process.env.LIVEMIG_MULTIFD_PEER_HASH !== '0';
 const now = (): number => performance.timeOrigin + performance.now();
 
 function tell(message: object): void {
@@ -80,6 +83,7 @@ if (role === 'recv') {
     host: '127.0.0.1',
     channels: Number(third),
     migrationId: MIGRATION,
+    hashPages,
     ...(tls ? { tls, sourceName: SECURE_NAMES.source } : {}),
   });
   receiver.onFailure = failed;
@@ -131,6 +135,7 @@ if (role === 'recv') {
           ports: message.ports!,
           token: message.token!,
           migrationId: MIGRATION,
+          hashPages,
           mode,
           batchPages,
           ...(credentials ? { tls: { ...credentials, expectName: SECURE_NAMES.dest } } : {}),

@@ -58,6 +58,8 @@ const MAX_BATCH_PAGES = 1024;
 const HASH_BYTES = 8;
 
 const data = workerData;
+/** False only to measure what hashing costs (bench/multifd-pipeline.ts): no digest is then kept. */
+const hashPages = data.hashPages !== false;
 announceThread(data.thread);
 const main = parentPort;
 const { memory } = data;
@@ -225,9 +227,11 @@ function pagesDone(meta) {
       region.fill(0, offset, offset + PAGE_BYTES);
       hash = ZERO_HASH;
     } else {
-      pageHasher.init();
-      pageHasher.update(region.subarray(offset, offset + PAGE_BYTES));
-      hash = pageHasher.digest('binary');
+      if (hashPages) {
+        pageHasher.init();
+        pageHasher.update(region.subarray(offset, offset + PAGE_BYTES));
+        hash = pageHasher.digest('binary');
+      } else hash = ZERO_HASH;
       tally.bytes += PAGE_BYTES;
     }
     hashes.set(hash, page * HASH_BYTES);

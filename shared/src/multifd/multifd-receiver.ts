@@ -35,6 +35,11 @@ export interface MultifdReceiverOptions {
   /** A frame must be received whole within this of its first byte. @default 10000 */
   frameTimeoutMs?: number;
   threads?: ThreadRegistry;
+  /**
+   * Hash every page (the digest). `false` only to measure what hashing costs: the page-hash table
+   * then stays as it was, so no digest can be checked. @default true
+   */
+  hashPages?: boolean;
 }
 
 type FromDest =
@@ -84,6 +89,7 @@ export class MultifdReceiver {
         attachTimeoutMs: options.attachTimeoutMs ?? 10_000,
         frameTimeoutMs: options.frameTimeoutMs ?? 10_000,
         thread,
+        hashPages: options.hashPages !== false,
       }),
       this.channels,
       'multifd-recv',

@@ -41,6 +41,11 @@ export interface MultifdSenderOptions {
   /** Socket write buffer per channel. @default 4 MiB */
   highWaterMark?: number;
   threads?: ThreadRegistry;
+  /**
+   * Hash every page (the digest). `false` only to measure what hashing costs: the page-hash table
+   * then stays as it was, so no digest can be checked. @default true
+   */
+  hashPages?: boolean;
 }
 
 type FromSource = { type: 'attached' } | { type: 'sent'; marker: ChannelMarker } | { type: 'stopped' };
@@ -80,6 +85,7 @@ export class MultifdSender {
         writeTimeoutMs: options.writeTimeoutMs ?? 10_000,
         highWaterMark: options.highWaterMark ?? 4 * 1024 * 1024,
         thread,
+        hashPages: options.hashPages !== false,
       }),
       this.channels,
       'multifd-send',

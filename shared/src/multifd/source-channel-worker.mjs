@@ -33,6 +33,8 @@ import { FrameParser, KIND_RAW, KIND_ZERO, PAGE_BYTES, TYPE, coded, errorFrame, 
 
 const HASH_BYTES = 8;
 const data = workerData;
+/** False only to measure what hashing costs (bench/multifd-pipeline.ts): no digest is then kept. */
+const hashPages = data.hashPages !== false;
 announceThread(data.thread);
 const main = parentPort;
 const { memory } = data;
@@ -234,9 +236,11 @@ async function sendPages(round, pages) {
       } else {
         kinds[i] = KIND_RAW;
         const view = region.subarray(offset, offset + PAGE_BYTES);
-        pageHasher.init();
-        pageHasher.update(view);
-        hash = pageHasher.digest('binary');
+        if (hashPages) {
+          pageHasher.init();
+          pageHasher.update(view);
+          hash = pageHasher.digest('binary');
+        } else hash = ZERO_HASH;
         // Consecutive raw pages of one region go as one view (one iovec).
         if (r === runRegion && offset === runEnd) runEnd += PAGE_BYTES;
         else {
