@@ -7,4 +7,4 @@ process.stdout.on('error', (error: NodeJS.ErrnoException) => {
   throw error;
 });
 
-process.exitCode = await runCli(buildProgram(), process.argv);
+process.exitCode = await runCli(await buildProgram(undefined, process.argv), process.argv);

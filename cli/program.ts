@@ -5,12 +5,16 @@
  */
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
-import { COMMANDS } from './commands/index.ts';
+import { commandsFor } from './commands/index.ts';
 import { EXIT, reportError, STDIO, useOneErrorPath, type CliOutput } from './usage.ts';
 
 const PACKAGE = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
 
-export function buildProgram(output: CliOutput = STDIO): Command {
+/**
+ * The program; with `argv` (node, script, args…), only the command it names is loaded (see
+ * commands/index.ts), else every command.
+ */
+export async function buildProgram(output: CliOutput = STDIO, argv?: readonly string[]): Promise<Command> {
   const program = new Command('livemig')
     .description(
       'Live migration of a running toy VM between two agents over TCP, with honest measurements.\n' +
@@ -28,7 +32,9 @@ export function buildProgram(output: CliOutput = STDIO): Command {
       '\nErrors: one line `livemig: ERR_CODE: message` on stderr (codes: docs/errors.md).\n' +
         'Exit status: 0 done, 1 the operation failed, 2 bad input (a flag, value, unit, mode or address).',
     );
-  for (const register of COMMANDS) register(program);
+  // Loaded together, registered in --help's order.
+  const registers = await Promise.all(commandsFor(argv?.slice(2)).map((m) => m.load()));
+  for (const register of registers) register(program);
   useOneErrorPath(program);
   return program;
 }

@@ -25,7 +25,7 @@ async function parse(args: readonly string[]): Promise<Parsed> {
   let stdout = '';
   let stderr = '';
   const output: CliOutput = { out: (text) => (stdout += text), err: (text) => (stderr += text) };
-  const program = buildProgram(output);
+  const program = await buildProgram(output);
   let opts: Record<string, unknown> | undefined;
   const stop = new Error('stopped before the action');
   program.hook('preAction', (_program, command: Command) => {

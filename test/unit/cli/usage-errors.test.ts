@@ -25,11 +25,14 @@ interface Outcome {
 }
 
 /** Run the real program in-process; reaching any command's action is a failure of the parse-time checks. */
-async function run(args: readonly string[], program?: (output: CliOutput) => CommandType): Promise<Outcome> {
+async function run(
+  args: readonly string[],
+  program?: (output: CliOutput) => CommandType | Promise<CommandType>,
+): Promise<Outcome> {
   let stdout = '';
   let stderr = '';
   const output: CliOutput = { out: (text) => (stdout += text), err: (text) => (stderr += text) };
-  const built = (program ?? buildProgram)(output);
+  const built = await (program ?? buildProgram)(output);
   built.hook('preAction', (_program, command) => {
     throw new Error(`reached the action of \`${command.name()}\` with ${args.join(' ')}`);
   });
@@ -49,7 +52,7 @@ function placeholder(option: Option): string | undefined {
 
 const takesValue = (option: Option): boolean => option.required || option.optional;
 
-const program = buildProgram();
+const program = await buildProgram();
 const leaves = allCommands(program).filter((command) => command.commands.length === 0);
 const valueOptions = leaves.flatMap((command) =>
   command.options.filter(takesValue).map((option) => ({ command, option, path: pathOf(command) })),

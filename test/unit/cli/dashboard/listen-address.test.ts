@@ -50,7 +50,7 @@ describe('the listen address', () => {
     let stderr = '';
     const output = { out: () => {}, err: (text: string) => (stderr += text) };
     const code = await runCli(
-      buildProgram(output),
+      await buildProgram(output),
       ['node', 'livemig', 'dashboard', '--listen', '0.0.0.0:8080'],
       output,
     );
