@@ -4,7 +4,7 @@
 //
 // Node cannot hand a socket to a worker, so this worker listens itself (as the post-copy fault
 // thread does): an ephemeral port on the data address, TLS 1.3 with the agent's credentials when
-// given (a client certificate of the fleet CA required, naming the migration's source). The first
+// given (a client certificate of the fleet CA required, of role agent, naming the migration's source). The first
 // connection that says Attach { channel: 'multifd', index, migrationId, token } with the one-time
 // token becomes the channel and the listener closes; a connection that does not (no Attach within
 // the handshake deadline, a wrong token, garbage) is refused with an Error frame and closed, and
@@ -301,9 +301,15 @@ function refuse(socket, code, message) {
 function accept(socket) {
   if (channel || finished) return void socket.destroy();
   if (data.tls) {
-    const name = peerName(socket);
-    if (!socket.authorized || name !== data.sourceName) {
-      return refuse(socket, 'ERR_FORBIDDEN', `this channel belongs to "${data.sourceName}", not "${name}"`);
+    const certificate = socket.getPeerCertificate();
+    const name = peerName(certificate);
+    const role = peerRole(certificate);
+    if (!socket.authorized || name !== data.sourceName || role !== 'agent') {
+      return refuse(
+        socket,
+        'ERR_FORBIDDEN',
+        `this channel belongs to agent "${data.sourceName}", not "${name}" (${role})`,
+      );
     }
   }
   let attached = false;
@@ -389,10 +395,20 @@ function accept(socket) {
   live.on('close', lost);
 }
 
-function peerName(socket) {
-  const alt = socket.getPeerCertificate()?.subjectaltname ?? '';
+/** The certificate's DNS name (SAN), as the agents name each other. */
+function peerName(certificate) {
+  const alt = certificate?.subjectaltname ?? '';
   const dns = alt.split(', ').find((entry) => entry.startsWith('DNS:'));
   return dns ? dns.slice(4) : null;
+}
+
+/** The certificate's livemig role: its one `livemig-role:` OU (shared/src/security/pki.ts roleOf), else null. */
+function peerRole(certificate) {
+  const ou = certificate?.subject?.OU;
+  const roles = (ou === undefined ? [] : Array.isArray(ou) ? ou : [ou])
+    .filter((value) => value.startsWith('livemig-role:'))
+    .map((value) => value.slice('livemig-role:'.length));
+  return roles.length === 1 ? roles[0] : null;
 }
 
 const server = data.tls
