@@ -50,6 +50,13 @@ export const DEFAULT_XBZRLE_CACHE_BYTES = 64 * 1024 * 1024;
  */
 export const DEFAULT_COMPRESS_THREADS = 1;
 export const AUTO_COMPRESS_THREADS = 2;
+/**
+ * ... and only on a link measured at most this fast: there sending raw leaves the cores nearly
+ * idle, so a second codec thread takes time from nobody; on a faster one (or a loopback measured
+ * slow while it warms up: 100 MB/s in one suite run) it competes with the guest and the sender,
+ * and a codec trial that a second thread flatters outlives the first, wrong, measure of the link.
+ */
+export const SECOND_THREAD_MAX_LINK_BPS = 50e6;
 
 /**
  * The workers a level needs on this link, at most `max`: the fewest whose codec speed keeps up
@@ -61,9 +68,12 @@ export function compressThreadsFor(figures: CodecFigures, linkBps: number, max: 
   return Math.max(1, max);
 }
 
-/** The most workers compression may use with these options: as given, else AUTO_COMPRESS_THREADS. */
-export function maxCompressThreads(options: TechniqueOptions | undefined): number {
-  return options?.compressThreads ?? AUTO_COMPRESS_THREADS;
+/** The most workers compression may use on a link of `linkBps`: as given, else as the engine grows (above). */
+export function maxCompressThreads(options: TechniqueOptions | undefined, linkBps: number): number {
+  return (
+    options?.compressThreads ??
+    (linkBps <= SECOND_THREAD_MAX_LINK_BPS ? AUTO_COMPRESS_THREADS : DEFAULT_COMPRESS_THREADS)
+  );
 }
 
 /**
@@ -124,7 +134,7 @@ export function activeEncodings(
   pages: PageFigures,
   linkBps: number,
 ): ActiveEncodings {
-  const threads = maxCompressThreads(options);
+  const threads = maxCompressThreads(options, linkBps);
   let codec: string | null = null;
   let figures: CodecFigures | null = null;
   let pageRateBps = linkBps;
@@ -203,7 +213,7 @@ export function sendCost(
   let cpuSeconds = 0;
   if (active.figures) {
     wire += rest * active.figures.ratio;
-    cpuSeconds = rest / (active.figures.bps * maxCompressThreads(options));
+    cpuSeconds = rest / (active.figures.bps * maxCompressThreads(options, B));
   } else {
     wire += rest;
   }

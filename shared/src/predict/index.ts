@@ -22,6 +22,7 @@ export {
   DEFAULT_XBZRLE_CACHE_BYTES,
   DELTA_MAX_LINK_BPS,
   maxCompressThreads,
+  SECOND_THREAD_MAX_LINK_BPS,
   pageFiguresFromReport,
   sendCost,
   type ActiveEncodings,

@@ -169,16 +169,16 @@ describe('sendCost', () => {
     expect(c.wireBytes).toBeCloseTo(50 * MiB + 25600 * 8, 3);
     // The codec (50 MB/s on its one thread) is slower than half the link: it sets the pace.
     expect(c.seconds).toBeCloseTo((100 * MiB) / 50e6, 9);
-    // Threads not given: the engine grows to AUTO_COMPRESS_THREADS (two) where the codec is the limit.
-    const auto = sendCost(
-      { pageBytes: 100 * MiB, zeroPages: 0, resend: false },
-      active,
-      slow,
-      { compress: 'lz4' },
-      P,
-      100e6,
-    );
-    expect(auto.seconds).toBeCloseTo((100 * MiB) / (2 * 50e6), 9);
+    // Threads not given: the engine grows to AUTO_COMPRESS_THREADS (two) where the codec is the
+    // limit, on a link no faster than SECOND_THREAD_MAX_LINK_BPS (50 MB/s); on this 100 MB/s one, not.
+    const send = { pageBytes: 100 * MiB, zeroPages: 0, resend: false };
+    expect(sendCost(send, active, slow, { compress: 'lz4' }, P, 100e6).seconds).toBeCloseTo(c.seconds, 9);
+    // At 40 MB/s two threads (100 MB/s of pages) outrun what the link takes: the link sets the
+    // pace, where one thread (50 MB/s, 2.1 s) would have.
+    const slowLink = activeEncodings({ compress: 'lz4' }, slow, 40e6);
+    const grown = sendCost(send, slowLink, slow, { compress: 'lz4' }, P, 40e6);
+    expect(grown.seconds).toBeCloseTo(grown.wireBytes / 40e6, 9);
+    expect(grown.seconds).toBeLessThan((100 * MiB) / 50e6);
     const two = sendCost(
       { pageBytes: 100 * MiB, zeroPages: 0, resend: false },
       active,

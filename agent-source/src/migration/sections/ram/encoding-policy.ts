@@ -30,6 +30,7 @@ import {
   DEFAULT_COMPRESS_THREADS,
   DEFAULT_XBZRLE_CACHE_BYTES,
   DELTA_MAX_LINK_BPS,
+  SECOND_THREAD_MAX_LINK_BPS,
 } from '@livemig/shared/predict';
 import type { CodecFigures, CompressLevel } from './compress-levels.ts';
 import type { ActiveEncodings } from './page-codecs.ts';
@@ -115,10 +116,12 @@ export function compressedRate(figures: CodecFigures, threads: number, linkBps: 
 
 export function chooseEncodings(input: PolicyInput): EncodingChoice {
   const { params, linkBps, codecs, round } = input;
-  const maxThreads = params.maxCompressThreads ?? params.compressThreads;
   let threads: number | undefined;
   const known = linkBps !== null;
   const link = linkBps ?? Infinity;
+  // Not given, a second worker only on a slow link (SECOND_THREAD_MAX_LINK_BPS: the model's rule).
+  const maxThreads =
+    link <= SECOND_THREAD_MAX_LINK_BPS ? (params.maxCompressThreads ?? params.compressThreads) : params.compressThreads;
   const delta =
     params.delta === 'on' ||
     (params.delta === 'auto' && known && link < DELTA_MAX_LINK_BPS && (round >= 1 || input.fitsCache));
