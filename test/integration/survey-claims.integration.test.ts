@@ -193,6 +193,11 @@ function dirtyRateMatrix(): Promise<Matrix> {
   return (matrix ??= runMatrix());
 }
 
+/** Post-copy pages already pushed, asked for again by a fault and answered again (fault thread). */
+function again(report: MigrationReport): number {
+  return report.postcopy?.pagesAnsweredAgain ?? 0;
+}
+
 function assertClaims(verdicts: readonly Verdict[]): void {
   for (const v of verdicts) expect(v.ok, v.message).toBe(true);
 }
@@ -242,7 +247,7 @@ describe('the survey’s claims, measured on real agents', () => {
     ]);
   });
 
-  it('2. post-copy: downtime stays flat across dirty rates; every page crosses once, bytes ≈ memory', async ({
+  it('2. post-copy: downtime stays flat across dirty rates; every page is pushed once, bytes ≈ memory', async ({
     annotate,
   }) => {
     const { postcopy, precopy } = await dirtyRateMatrix();
@@ -278,11 +283,16 @@ describe('the survey’s claims, measured on real agents', () => {
             'MiB',
             { min: 1, max: 1.02 },
           ),
+          // Every page is pushed once. The one exception is the fault thread's (issue 18): a page
+          // already pushed but still in flight behind bulk data when the guest faults on it is
+          // answered again on the fault channel (pagesAnsweredAgain), at most once per fault.
           verdict(
-            r.pages.sent === r.pages.total && r.pages.resent === 0,
-            `post-copy sends every page once (${run})`,
-            `pages ${JSON.stringify(r.pages)}`,
-            'sent = total, resent = 0',
+            r.pages.sent === r.pages.total + again(r) &&
+              r.pages.resent === again(r) &&
+              again(r) <= (r.postcopy?.faults ?? 0),
+            `post-copy sends every page once, but pages answered again for a fault (${run})`,
+            `pages ${JSON.stringify(r.pages)}, answered again ${again(r)}, faults ${r.postcopy?.faults}`,
+            'sent = total + answered again, resent = answered again ≤ faults',
           ),
         );
       }
