@@ -37,7 +37,7 @@ export function describeWhenAvailable(name: string, unavailable: string | undefi
       it('has what it needs to run (in CI as root nothing may skip)', () => {
         throw new Error(
           `${name}: ${unavailable}. CI=${process.env.CI} as root: this suite must run, not skip ` +
-            `(.ci/run installs iproute2, nftables, iputils-arping and tmux)`,
+            `(.ci/run installs iproute2, nftables, iputils-arping, tmux and qemu-system-x86)`,
         );
       });
     });
