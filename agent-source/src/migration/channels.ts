@@ -33,6 +33,8 @@ export class ChannelSet {
   #faultOpening: Promise<PeerChannel> | undefined;
   /** Wire bytes of connections already closed or replaced. */
   #earlierBytes = 0;
+  /** Wire bytes of this migration's other connections (parallel bulk channels, multifd.ts). */
+  #otherWire: (() => number) | undefined;
 
   constructor(connect: Connect, signal: AbortSignal, migrationId: string) {
     this.#connect = connect;
@@ -125,7 +127,17 @@ export class ChannelSet {
 
   /** Every byte this migration put on a wire so far, headers included. */
   get wireBytes(): number {
-    return this.#earlierBytes + (this.#main?.bytesSent ?? 0) + (this.#fault?.bytesSent ?? 0);
+    return (
+      this.#earlierBytes +
+      (this.#main?.bytesSent ?? 0) +
+      (this.#fault?.bytesSent ?? 0) +
+      (this.#otherWire?.() ?? 0)
+    );
+  }
+
+  /** Count the wire bytes of connections this set does not own (parallel bulk channels) in wireBytes. */
+  countWireOf(bytes: () => number): void {
+    this.#otherWire = bytes;
   }
 
   /** Close both: flushed when there is no error, aborted (telling the peer why) when there is. */
