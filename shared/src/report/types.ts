@@ -86,7 +86,7 @@ export interface EncodingsReport {
   } | null;
   /** Main-thread time spent encoding (snapshots, hashes, deltas), ms. */
   encodeMs: number;
-  /** The policy's choices, in order (at most 32 kept). */
+  /** The policy's choices, in order: at most 32 kept, the first and the last, with a line counting those left out between. */
   decisions: string[];
 }
 

@@ -10,6 +10,9 @@ import {
 import {
   chooseEncodings,
   DEFAULT_ENCODING_PARAMS,
+  REMEASURE_CONTENT_BYTES,
+  TRIAL_CUT_MIN_RAW_BPS,
+  trustedDelivered,
   type EncodingParams,
   type PolicyInput,
 } from '../../../agent-source/src/migration/sections/ram/encoding-policy.ts';
@@ -199,5 +202,57 @@ describe('resolveEncodingParams', () => {
     expect(() => resolveEncodingParams(knobs as never)).toThrow(
       expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT', message: expect.stringContaining(message) }),
     );
+  });
+});
+
+describe('trustedDelivered', () => {
+  const MB = 1e6;
+  const slow = new Map([
+    ['raw', { bps: 12 * MB, at: 8 * MB }],
+    ['lz4', { bps: 6 * MB, at: 16 * MB }],
+    ['brotli', { bps: 5 * MB, at: 24 * MB }],
+    ['brotli:2', { bps: 5 * MB, at: 24 * MB }],
+    ['brotli:5', { bps: 4 * MB, at: 24 * MB }],
+  ]);
+
+  it('keeps every figure while it is fresh', () => {
+    expect(trustedDelivered(slow, 30 * MB)).toEqual({
+      raw: 12 * MB,
+      lz4: 6 * MB,
+      brotli: 5 * MB,
+      'brotli:2': 5 * MB,
+      'brotli:5': 4 * MB,
+    });
+  });
+
+  it('forgets a stale level on a slow link, so that one bad trial cannot switch compression off for good', () => {
+    const later = 16 * MB + REMEASURE_CONTENT_BYTES;
+    expect(trustedDelivered(slow, later)).toEqual({
+      raw: 12 * MB,
+      brotli: 5 * MB,
+      'brotli:2': 5 * MB,
+      'brotli:5': 4 * MB,
+    });
+    // With its figures forgotten the model's rate stands in, and over a 12 MB/s link it beats raw.
+    const choice = chooseEncodings(
+      input({ linkBps: 12 * MB, delivered: trustedDelivered(slow, 24 * MB + REMEASURE_CONTENT_BYTES) }),
+    );
+    expect(choice.compress).not.toBeNull();
+    // The same stale figures, trusted, keep it off: what the bench's 56 s run did.
+    expect(
+      chooseEncodings(input({ linkBps: 12 * MB, delivered: Object.fromEntries([...slow].map(([k, v]) => [k, v.bps])) }))
+        .compress,
+    ).toBeNull();
+  });
+
+  it('keeps everything on a link where the CPUs set the pace', () => {
+    const fast = new Map([
+      ['raw', { bps: TRIAL_CUT_MIN_RAW_BPS, at: 8 * MB }],
+      ['brotli', { bps: 47 * MB, at: 16 * MB }],
+    ]);
+    expect(trustedDelivered(fast, 16 * MB + 10 * REMEASURE_CONTENT_BYTES)).toEqual({
+      raw: TRIAL_CUT_MIN_RAW_BPS,
+      brotli: 47 * MB,
+    });
   });
 });

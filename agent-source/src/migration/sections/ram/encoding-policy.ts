@@ -79,6 +79,41 @@ export const LEVEL_SWITCH_GAIN = 1.1;
 export { COMPRESS_GAIN, DEDUP_MAX_LINK_BPS, DELTA_MAX_LINK_BPS };
 /** Raw bytes sent before auto trusts its measure of the link. */
 export const LINK_PROBE_BYTES = 8 * 1024 * 1024;
+/**
+ * Raw delivered at least this fast: the CPUs, not the wire, set the pace (loopback), and a level
+ * on trial that falls behind raw is cut short (page-sender.ts). Below it nothing is cut: a trial's
+ * first batches queue behind the megabytes of raw pages still in the socket buffers and the
+ * relay, so a quarter stretch measured the backlog draining — on the wan (12 MB/s) every level
+ * once "delivered" less than raw that way, compression stayed off for the rest of round 0, and
+ * a 1 GiB VM took 56 s instead of 25 (1 run in 5, and the bench's).
+ */
+export const TRIAL_CUT_MIN_RAW_BPS = 100e6;
+/**
+ * Below TRIAL_CUT_MIN_RAW_BPS a level's delivered figure is trusted for this many page bytes
+ * sent after it was measured, then forgotten (the model's figure stands in until it runs again):
+ * one bad stretch must not switch compression off for good. The level in use is re-measured every
+ * stretch, so it is never stale for long; one just switched back to keeps its model figure until
+ * its stretch is done (its stale figure kept would have it flap with the last level every batch).
+ */
+export const REMEASURE_CONTENT_BYTES = 64 * 1024 * 1024;
+
+/**
+ * The delivered figures the policy may judge levels by (`delivered[mode] = { bps, at }`, `at`: page
+ * bytes sent when measured; `sent`: page bytes sent now): raw always; a level while fresh (see
+ * REMEASURE_CONTENT_BYTES), and always on a fast link.
+ */
+export function trustedDelivered(
+  delivered: ReadonlyMap<string, { bps: number; at: number }>,
+  sent: number,
+): Record<string, number> {
+  const raw = delivered.get('raw')?.bps;
+  const fast = raw !== undefined && raw >= TRIAL_CUT_MIN_RAW_BPS;
+  const out: Record<string, number> = {};
+  for (const [mode, { bps, at }] of delivered) {
+    if (mode === 'raw' || fast || sent - at < REMEASURE_CONTENT_BYTES) out[mode] = bps;
+  }
+  return out;
+}
 
 export interface PolicyInput {
   params: EncodingParams;

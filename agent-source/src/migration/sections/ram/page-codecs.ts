@@ -343,7 +343,7 @@ export class PageCodecs {
           }
         : null,
       encodeMs: Math.round(s.encodeMs * 10) / 10,
-      decisions: decisions.slice(0, 32),
+      decisions: decisions.slice(0, 32), // the schema's bound (DecisionLog keeps no more)
     };
   }
 

@@ -15,9 +15,21 @@ import { PageKind, type PagesMeta } from '@livemig/shared/protocol';
 import type { GuestMemory } from '@livemig/shared/vm';
 import { encodeBatch, type BatchEncoding } from './page-batch.ts';
 import type { PageCodecs } from './page-codecs.ts';
-import { chooseEncodings, LINK_PROBE_BYTES, type EncodingParams } from './encoding-policy.ts';
+import {
+  chooseEncodings,
+  LINK_PROBE_BYTES,
+  TRIAL_CUT_MIN_RAW_BPS,
+  trustedDelivered,
+  type EncodingParams,
+} from './encoding-policy.ts';
 import type { MigrationStats } from '../../stats.ts';
 import type { TokenBucket } from '../../token-bucket.ts';
+
+/**
+ * Wire bytes after a change of page encoding on a slow link before the new mode's rate is timed:
+ * more than the socket buffers and the relay hold of the last mode's bytes (a few MiB here).
+ */
+const SETTLE_WIRE_BYTES = 4 * 1024 * 1024;
 
 /** Pages per Pages frame: 256 × 4 KiB = 1 MiB, large enough for writev to pay off, small enough to keep a frame well under the 16 MiB limit. */
 export const PAGES_PER_BATCH = 256;
@@ -69,9 +81,14 @@ export class PageSender {
    * loopback link the receiver's or sender's CPU, not the wire, sets the pace, and compressing
    * there only slows it.
    */
-  readonly #delivered = new Map<string, number>();
-  /** The stretch being measured: how it is sent, wire and page bytes, and when it began. */
-  #window: { mode: string; bytes: number; content: number; startedAt: number } | undefined;
+  readonly #delivered = new Map<string, { bps: number; at: number }>();
+  /** Page bytes (content) sent so far, for how old a delivered figure is (trustedDelivered). */
+  #contentSent = 0;
+  /**
+   * The stretch being measured: how it is sent, wire and page bytes, and when it began; `settle`:
+   * wire bytes still to send before it counts (see #measure).
+   */
+  #window: { mode: string; bytes: number; content: number; startedAt: number; settle: number } | undefined;
   #warmedUp = false;
   /**
    * sendAll: the VM is paused (stop-and-copy, the device pages of a post-copy switch), every ms
@@ -223,7 +240,7 @@ export class PageSender {
     const choice = chooseEncodings({
       params: codecs.params,
       linkBps: this.#linkBps,
-      delivered: Object.fromEntries(this.#delivered),
+      delivered: trustedDelivered(this.#delivered, this.#contentSent),
       codecs: codecs.codecs.codecFigures(),
       levels: codecs.codecs.options.compress?.codecs ?? [],
       current: codecs.codecs.active.compress,
@@ -245,19 +262,32 @@ export class PageSender {
    */
   #measure(wireBytes: number, contentBytes: number, mode: string): void {
     const now = performance.now();
-    if (this.#window?.mode !== mode) this.#window = { mode, bytes: 0, content: 0, startedAt: now };
+    const raw = this.#delivered.get('raw')?.bps;
+    if (this.#window?.mode !== mode) {
+      // After a change of mode on a slow link, the first megabytes written only push out the last
+      // mode's backlog (socket buffers, the relay): timed from the change, a compression trial
+      // measured that backlog draining. They are sent but not counted.
+      const changed = this.#window !== undefined && raw !== undefined && raw < TRIAL_CUT_MIN_RAW_BPS;
+      this.#window = { mode, bytes: 0, content: 0, startedAt: now, settle: changed ? SETTLE_WIRE_BYTES : 0 };
+    }
     const w = this.#window;
+    this.#contentSent += contentBytes;
+    if (w.settle > 0) {
+      w.settle -= wireBytes;
+      w.startedAt = now;
+      return;
+    }
     w.bytes += wireBytes;
     w.content += contentBytes;
     const ms = now - w.startedAt;
     // A level on trial that already delivers fewer pages than raw did is cut short at a quarter
     // of the stretch: on loopback a brotli trial ran at 47 MB/s of pages where raw did 400, and
-    // the full stretch cost 150 ms of a 3 s migration. (On a slow link a level worth having runs
-    // at twice raw's rate or more: nothing is cut there.)
-    const raw = this.#delivered.get('raw');
+    // the full stretch cost 150 ms of a 3 s migration. Only where raw is that fast
+    // (TRIAL_CUT_MIN_RAW_BPS): on a slow link the first batches of a trial measure the backlog.
     const losing =
       mode !== 'raw' &&
       raw !== undefined &&
+      raw >= TRIAL_CUT_MIN_RAW_BPS &&
       w.content >= LINK_PROBE_BYTES / 4 &&
       ms > 0 &&
       (w.content / ms) * 1000 < raw;
@@ -266,7 +296,7 @@ export class PageSender {
       // memory faulting in): it measured loopback at a third of its rate. Not counted.
       if (this.#warmedUp) {
         if (mode === 'raw') this.#linkBps = (w.bytes / ms) * 1000;
-        this.#delivered.set(mode, (w.content / ms) * 1000);
+        this.#delivered.set(mode, { bps: (w.content / ms) * 1000, at: this.#contentSent });
       }
       this.#warmedUp = true;
       this.#window = undefined;

@@ -32,6 +32,7 @@ import { levelsFor } from './compress-levels.ts';
 import { PageCodecs, type PageCodecsOptions } from './page-codecs.ts';
 import { DedupIndex } from '@livemig/shared/codec';
 import { HostContentRefs } from './host-content-refs.ts';
+import { DecisionLog } from './decision-log.ts';
 
 export interface RamSectionComponents {
   vm: ToyVm;
@@ -70,7 +71,7 @@ export class RamSection implements OutgoingSection {
   /** References to content the destination host holds (dedup on, dedup-host negotiated). */
   readonly #hostRefs: HostContentRefs | undefined;
   /** The encoding policy's choices, in order (for the report). */
-  readonly #decisions: string[] = [];
+  readonly #decisions = new DecisionLog(32);
   #firstRound: Uint32Array = EMPTY;
   /** Pages harvested dirty and not sent since. */
   #dirty: Uint32Array = EMPTY;
@@ -113,7 +114,7 @@ export class RamSection implements OutgoingSection {
               params,
               fitsCache: vm.memory.pageCount * vm.memory.pageSize <= params.xbzrleCacheBytes,
               onChoice: (why) => {
-                if (this.#decisions.length < 32) this.#decisions.push(why);
+                this.#decisions.add(why);
                 components.logger.info({ event: 'encodings', why }, `page encodings: ${why}`);
               },
             },
@@ -124,7 +125,7 @@ export class RamSection implements OutgoingSection {
 
   /** What the page encodings did, for the report; undefined when none could be used. */
   encodingsReport(): EncodingsReport | undefined {
-    const report = this.#codecs?.report(this.#c.encodings, this.#decisions);
+    const report = this.#codecs?.report(this.#c.encodings, this.#decisions.lines());
     return this.#hostRefs ? this.#hostRefs.withHost(report) : report;
   }
 
