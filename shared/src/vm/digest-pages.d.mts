@@ -3,6 +3,9 @@
 /** Bytes of one page hash. */
 export declare const HASH_BYTES: 8;
 
+/** The page hash (XXH64 of a 4 KiB page, canonical form), batch by batch: xxhash64-pages.mjs. */
+export { createPageHasher } from './xxhash64-pages.mjs';
+
 export interface DigestPagesOptions {
   /** Let the event loop run every this many pages (setImmediate). @default 0: never */
   yieldEveryPages?: number;

@@ -8,22 +8,23 @@
  * Per-page composition (ARCHITECTURE §2) is what lets a PageDigestLedger compute the same value
  * incrementally from the pages as they are sent or received, in any order, with pages never
  * sent counted as zero pages — so a migration can verify without rehashing all of memory
- * inside its downtime. Hashing pages one by one costs ~10–20% against one long stream
- * (hash-wasm at 5–7 GB/s per page vs 7–8 GB/s streaming, this machine), well above the 2 GB/s
- * goal. digestMemory() yields to the event loop every 256 MiB so an agent stays responsive; the
+ * inside its downtime. Pages are hashed by createPageHasher (digest-pages.mjs → xxhash64-pages.mjs:
+ * XXH64 of up to 256 pages per WebAssembly call): 290–340 ms per GiB here, against 450–600 ms
+ * with hash-wasm's init/update/digest per page (1 GiB of random pages, 3 runs each, same
+ * process); most of what is left is copying each page into the hasher's memory (150–300 ms). digestMemory() yields to the event loop every 256 MiB so an agent stays responsive; the
  * `digest` control command runs the same code (digest-pages.mjs) in a worker thread instead
  * (digest-worker.ts), so it costs the agent's event loop nothing.
  */
 import { createXXHash64, type IHasher } from 'hash-wasm';
 import { MigrationError } from '../errors.ts';
-import { HASH_BYTES, digestPages } from './digest-pages.mjs';
+import { HASH_BYTES, createPageHasher, digestPages } from './digest-pages.mjs';
 import { PAGE_SIZE, type GuestMemory } from './guest-memory.ts';
 
 const YIELD_EVERY_PAGES = (256 * 1024 * 1024) / PAGE_SIZE;
 
-// One synchronous page hasher per thread: each use is init → update → digest with no await in
-// between, so sharing it is safe. digestMemory's hashers are per call (it awaits).
-const pageHasher: IHasher = await createXXHash64();
+// One synchronous page hasher per thread (the page hash's one definition, digest-pages.mjs): each
+// use is synchronous, so sharing it is safe. digestMemory's hashers are per call (it awaits).
+const pageHasher = createPageHasher();
 const combiner: IHasher = await createXXHash64();
 const ZERO_PAGE_HASH = hashPage(new Uint8Array(PAGE_SIZE));
 
@@ -32,9 +33,7 @@ const ZERO_PAGE_HASH = hashPage(new Uint8Array(PAGE_SIZE));
  * what query-dirty-rate compares (dirty-rate.ts). Synchronous; the result is a fresh array.
  */
 export function hashPage(bytes: Uint8Array): Uint8Array {
-  pageHasher.init();
-  pageHasher.update(bytes);
-  return pageHasher.digest('binary');
+  return pageHasher.hashPage(bytes);
 }
 
 /** The memory digest (hex) of all guest memory. Consistent only while the vCPU is paused. */
@@ -53,9 +52,23 @@ export class PageDigestLedger {
   readonly pageCount: number;
   readonly #hashes: Uint8Array;
 
-  /** A ledger of `pageCount` zero pages. */
-  constructor(pageCount: number) {
+  /**
+   * A ledger of `pageCount` zero pages — or, given `shared`, over that table as it stands (a
+   * SharedPageHashes' buffer, pageCount × 8 bytes): parallel bulk channels' workers record the
+   * pages they move in the same table, so one digest covers pages from every channel.
+   */
+  constructor(pageCount: number, shared?: SharedArrayBuffer) {
     this.pageCount = pageCount;
+    if (shared !== undefined) {
+      if (shared.byteLength !== pageCount * HASH_BYTES) {
+        throw new MigrationError(
+          'ERR_INVALID_ARGUMENT',
+          `a page-hash table of ${shared.byteLength} bytes for ${pageCount} pages`,
+        );
+      }
+      this.#hashes = new Uint8Array(shared);
+      return;
+    }
     this.#hashes = new Uint8Array(pageCount * HASH_BYTES);
     for (let n = 0; n < pageCount; n++) this.#hashes.set(ZERO_PAGE_HASH, n * HASH_BYTES);
   }
