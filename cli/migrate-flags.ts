@@ -6,7 +6,9 @@
  */
 import type { Command } from 'commander';
 import { addEncodingOptions } from './encoding-flags.ts';
+import { MAX_CHANNELS } from '@livemig/shared/multifd';
 import {
+  DEFAULT_CHANNELS,
   DEFAULT_MIGRATE_PARAMS,
   MIN_DEFAULT_SWITCHOVER_TIMEOUT_MS,
   SWITCHOVER_TIMEOUT_FACTOR,
@@ -89,6 +91,12 @@ export function addMigrationKnobs(command: Command): Command {
       DEFAULT_MIGRATE_PARAMS.maxRounds,
     )
     .option('--max-bandwidth <rate>', 'cap the data plane, e.g. 1gbit, 100mbit, 125MB/s (default: unlimited)', rateFlag)
+    .option(
+      '--channels <n>',
+      `bulk channels, 1-${MAX_CHANNELS}: above 1, pre-copy pages also travel over that many parallel connections, ` +
+        `each with a thread on both ends (QEMU multifd; a destination without it gets one) (default ${DEFAULT_CHANNELS})`,
+      intInRangeFlag(1, MAX_CHANNELS),
+    )
     .option(
       '--switchover-timeout <duration>',
       'resume the VM on the source and fail (ERR_SWITCHOVER_TIMEOUT) when the destination has not said Ready ' +

@@ -254,6 +254,8 @@ export interface MigrateFlags extends EncodingFlags {
   downtimeLimit: number;
   maxRounds: number;
   maxBandwidth?: number;
+  /** --channels: bulk channels (the agent's default when absent). */
+  channels?: number;
   postcopyAfter?: number;
   recoveryTimeout?: number;
   switchoverTimeout?: number;
@@ -278,6 +280,7 @@ export function migrateParams(flags: MigrateFlags): MigrateParams {
     maxRounds: flags.maxRounds,
     maxBandwidthBps: flags.maxBandwidth ?? null,
     postcopyAfterRounds: flags.postcopyAfter ?? null,
+    ...(flags.channels === undefined ? {} : { channels: flags.channels }),
     ...(flags.recoveryTimeout === undefined ? {} : { recoveryTimeoutMs: flags.recoveryTimeout }),
     ...(flags.switchoverTimeout === undefined ? {} : { switchoverTimeoutMs: flags.switchoverTimeout }),
     ...(flags.storage === undefined ? {} : { storage: flags.storage }),

@@ -7,6 +7,7 @@ export {
   resolveMigrateParams,
   defaultSwitchoverTimeoutMs,
   DEFAULT_MIGRATE_PARAMS,
+  DEFAULT_CHANNELS,
   MIN_DEFAULT_SWITCHOVER_TIMEOUT_MS,
   SWITCHOVER_TIMEOUT_FACTOR,
   type ResolvedMigrateParams,

@@ -123,6 +123,8 @@ export class OutgoingMigrations {
         hosted,
         logger,
         connect,
+        // Parallel bulk channels reach the destination's data host, with the same TLS identity check.
+        multifdTarget: { host: target.host, ...(tls ? { tls } : {}) },
         emit: this.#c.emit,
         setVmState: (state) => host.setState(name, state),
         ...(this.#c.signer ? { signer: this.#c.signer } : {}),

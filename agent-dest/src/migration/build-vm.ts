@@ -14,12 +14,23 @@ import { MigrationError } from '@livemig/shared';
 import { msg, type PageApplier, type PeerChannel } from '@livemig/shared/channel';
 import type { NicBackend, VmHost } from '@livemig/shared/host';
 import type { SetupMsg } from '@livemig/shared/protocol';
-import { Bitmap, PAGE_SIZE, parseVmSpec, startPrefault, ToyVm, type Prefault } from '@livemig/shared/vm';
+import {
+  Bitmap,
+  PAGE_SIZE,
+  PageDigestLedger,
+  parseVmSpec,
+  startPrefault,
+  ToyVm,
+  type Prefault,
+} from '@livemig/shared/vm';
+import { SharedPageHashes } from '@livemig/shared/multifd';
 
 export interface BuiltVm {
   name: string;
   vm: ToyVm;
   prefault: Prefault | undefined;
+  /** Setup asked for parallel bulk channels: the page-hash table their workers and the applier share. */
+  pageHashes: SharedPageHashes | undefined;
 }
 
 export interface BuildComponents {
@@ -34,6 +45,8 @@ export interface BuildComponents {
   disk?: boolean;
   /** Setup may ask for host content (negotiated `dedup-host` with `dedup`). @default false */
   hostContent?: boolean;
+  /** Setup may ask for parallel bulk channels (negotiated `multifd`). @default false */
+  multifd?: boolean;
   /**
    * May this Setup build a VM here? Throws the refusal. Runs once the Setup is known to fit —
    * name and budget — so a ticket is spent only by a Setup this agent can take, and before
@@ -76,6 +89,12 @@ export async function buildIncomingVm(setup: SetupMsg, c: BuildComponents): Prom
       'Setup asks for host content, but dedup-host (with dedup) was not negotiated',
     );
   }
+  if (setup.channels !== undefined && !c.multifd) {
+    throw new MigrationError(
+      'ERR_UNEXPECTED_MESSAGE',
+      'Setup asks for parallel channels, but multifd was not negotiated',
+    );
+  }
   const name = setup.vm.name;
   const what = `incoming VM "${name}"`;
   const refused = host.refuses(name, spec.memoryBytes, what);
@@ -98,11 +117,13 @@ export async function buildIncomingVm(setup: SetupMsg, c: BuildComponents): Prom
   } finally {
     reservation.release();
   }
-  applier.attach(vm.memory);
+  // With parallel channels, their workers hash the pages they write into the ledger's own table.
+  const pageHashes = setup.channels !== undefined ? new SharedPageHashes(vm.memory.pageCount) : undefined;
+  applier.attach(vm.memory, new PageDigestLedger(vm.memory.pageCount, pageHashes?.buffer));
   const prefault = setup.bitmap
     ? startPrefault(vm.memory, Bitmap.fromBytes(setup.bitmap, vm.memory.pageCount).toPageList())
     : undefined;
-  return { name, vm, prefault };
+  return { name, vm, prefault, pageHashes };
 }
 
 /**

@@ -47,9 +47,13 @@ import { PostcopyPaging } from './postcopy-paging.ts';
 import { advance, initialState, step, type Action, type InternalEvent, type ReceiverState } from './receiver.ts';
 import { DiskLoad } from './disk-load.ts';
 import { FaultThread, type FaultThreadConfig } from './fault-thread.ts';
+import { MultifdReceiver, type SharedPageHashes } from '@livemig/shared/multifd';
 import { offerHostContent } from './host-content.ts';
 import { IncomingSections } from './sections.ts';
 import { DEST_DISCARDS_ON_FAILURE, type DestStatus } from './status.ts';
+
+/** RoundEnd to every parallel channel's marker of that round: the channels' tails are socket buffers. */
+const MULTIFD_ROUND_TIMEOUT_MS = 60_000;
 
 export interface IncomingComponents {
   host: VmHost;
@@ -88,6 +92,8 @@ interface Built {
   sections: IncomingSections;
   paging: PostcopyPaging;
   prefault: Prefault | undefined;
+  /** Parallel bulk channels (multifd), when Setup asked for them and they listen. */
+  multifd: MultifdReceiver | undefined;
 }
 
 export class IncomingMigration {
@@ -115,6 +121,8 @@ export class IncomingMigration {
   readonly #threadsAtStart = processThreads.snapshot();
   /** performance.now() when the first full pass had arrived (round 0's end; post-copy: every page present). */
   #firstPassAt: number | undefined;
+  /** The parallel channels were closed after the last pre-copy round: their ending is no failure. */
+  #multifdQuiet = false;
   /** Pre-copy: this side's figures, taken once Ready is sent (off the downtime's path), for Resumed. */
   #finalStats: Record<string, unknown> | undefined;
 
@@ -163,6 +171,7 @@ export class IncomingMigration {
       this.#dropHostContent();
       await this.#built?.paging.stop();
       await this.#built?.prefault?.stop();
+      await this.#built?.multifd?.stop();
     }
   }
 
@@ -176,7 +185,7 @@ export class IncomingMigration {
     await this.#handle(setup);
     const timeoutMs = this.#options.setupTimeoutMs ?? DEFAULT_SETUP_TIMEOUT_MS;
     this.#setupDeadline = setTimeout(() => {
-      if (this.#handled > 1 || this.#c.applier.pagesReceived > 0) return;
+      if (this.#handled > 1 || this.#c.applier.pagesReceived > 0 || this.#built?.multifd?.anyPageReceived) return;
       const error = new MigrationError('ERR_TIMEOUT', `no page within ${timeoutMs} ms of SetupDone (--setup-timeout)`);
       this.#c.logger.warn({ event: 'setup.timeout', err: error }, 'incoming migration made no progress after Setup');
       this.#link.channel.abort(error);
@@ -277,6 +286,8 @@ export class IncomingMigration {
         // Every page of the round is in memory (frames are applied in order): say so — once the
         // vCPU is up, so the source, which waits for this ack before it pauses the VM, never
         // pauses it before this side could run it (the worker's start stays out of the downtime).
+        // With parallel channels, also once every channel's share of it arrived (the barrier).
+        await this.#multifdRound(action.round);
         if (action.round === 0) this.#firstPassAt ??= performance.now();
         await this.#built!.vm.vcpuReady();
         this.#link.channel.send(msg.roundAck(action.round));
@@ -286,6 +297,7 @@ export class IncomingMigration {
         return;
       case 'verify-precopy': {
         const { sections, vm } = this.#built!;
+        await this.#quiesceMultifd();
         await sections.disk?.prepare(); // shared storage: open the image the source just closed
         const digests = sections.verify(action.digests, sections.names);
         this.#exchanged(action.digests, digests);
@@ -299,6 +311,7 @@ export class IncomingMigration {
       }
       case 'start-postcopy': {
         const { sections, paging, vm } = this.#built!;
+        await this.#quiesceMultifd();
         await sections.disk?.prepare();
         if (sections.disk?.storage === 'postcopy' && !this.#diskAbsentCame) {
           throw new MigrationError(
@@ -435,6 +448,10 @@ export class IncomingMigration {
     const { vm } = this.#built!;
     const setup = this.#setup!;
     const applier = this.#c.applier;
+    const multifd = (this.#built?.multifd?.totals ?? []).reduce(
+      (sum, t) => ({ pages: sum.pages + t.pages, bytes: sum.bytes + t.bytes }),
+      { pages: 0, bytes: 0 },
+    );
     return observedRefusal(record, {
       migrationId: this.#migrationId,
       vm: { name: setup.vm.name, specHash: vmSpecHash(setup.vm) },
@@ -442,8 +459,8 @@ export class IncomingMigration {
       digests: this.#digests,
       pages: {
         total: vm.memory.pageCount,
-        received: applier.pagesReceived,
-        payloadBytes: applier.rawPagesReceived * vm.memory.pageSize,
+        received: applier.pagesReceived + multifd.pages,
+        payloadBytes: applier.rawPagesReceived * vm.memory.pageSize + multifd.bytes,
         // Pre-copy: every page came on this one connection; post-copy: some on the fault one.
         exact: this.#state.path === 'precopy',
       },
@@ -458,12 +475,13 @@ export class IncomingMigration {
     const { host, logger, applier } = this.#c;
     const started = performance.now();
     const { admit } = this.#c;
-    const { name, vm, prefault } = await buildIncomingVm(setup, {
+    const { name, vm, prefault, pageHashes } = await buildIncomingVm(setup, {
       host,
       applier,
       logger,
       maxMemoryBytes: this.#options.maxMemoryBytes,
       setupBitmap: this.#link.channel.capabilities.has('setup-bitmap'),
+      multifd: this.#link.channel.capabilities.has('multifd'),
       disk: this.#link.channel.capabilities.has('disk'),
       hostContent: negotiatedEncodings(this.#link.channel.capabilities).dedupHost,
       ...(admit ? { admit: () => admit(setup, this.#link.channel.peer) } : {}),
@@ -481,9 +499,17 @@ export class IncomingMigration {
       setup.disk && virtualDisk
         ? new DiskLoad(virtualDisk, setup.disk.storage, () => this.#link.channel, logger)
         : undefined;
-    this.#built = { name, vm, prefault, paging, sections: new IncomingSections(vm, applier, disk) };
-    // The fault thread (which listens within milliseconds) starts beside the vCPU worker.
+    this.#built = {
+      name,
+      vm,
+      prefault,
+      paging,
+      sections: new IncomingSections(vm, applier, disk),
+      multifd: undefined,
+    };
+    // The fault thread and the parallel channels' workers (each listens within milliseconds) start beside the vCPU worker.
     const thread = this.#startFaultThread(setup, vm, paging);
+    const multifd = await this.#startMultifd(setup, vm, pageHashes);
     // The vCPU worker starts while pages arrive, and the first RoundAck waits for it; post-copy
     // has no pre-copy round, so it waits here, before the source may pause the VM.
     const ready = setup.mode === 'postcopy' ? vm.vcpuReady() : Promise.resolve();
@@ -495,10 +521,96 @@ export class IncomingMigration {
         performance.now() - started,
         offered ? { hashes: offered.hashes, ms: offered.figures.ms } : undefined,
         faultThread ? { port: faultThread.port, token: faultThread.token } : undefined,
+        multifd ? { ports: multifd.ports, token: multifd.token } : undefined,
       ),
     );
     this.#event('built');
     logger.info({ event: 'setup.done', migrationId: this.#migrationId, vm: name, mode: setup.mode }, 'receiving VM');
+  }
+
+  /**
+   * Parallel bulk channels, when Setup asked for them: N channel workers listening where the
+   * fault thread would (this agent's data host, its TLS identity; only the migration's own source,
+   * of role agent, with the token SetupDone carries). None — the source then sends every page on
+   * the main connection — if they cannot start. A channel failing before the last round is in
+   * fails the migration (the VM is discarded here and runs on at the source).
+   */
+  async #startMultifd(
+    setup: SetupMsg,
+    vm: ToyVm,
+    pageHashes: SharedPageHashes | undefined,
+  ): Promise<MultifdReceiver | undefined> {
+    const config = this.#c.faultThread;
+    const { logger } = this.#c;
+    const channels = setup.channels;
+    if (channels === undefined || pageHashes === undefined) return undefined;
+    if (!config) {
+      logger.warn({ event: 'multifd.unavailable', channels }, 'no data address for parallel channels: one channel');
+      return undefined;
+    }
+    try {
+      const receiver = await MultifdReceiver.listen({
+        memory: vm.memory,
+        hashes: pageHashes,
+        host: config.host,
+        channels,
+        migrationId: setup.migrationId,
+        ...(config.tls ? { tls: config.tls } : {}),
+        ...(this.#link.channel.peer ? { sourceName: this.#link.channel.peer.name } : {}),
+        ...(config.handshakeTimeoutMs === undefined ? {} : { attachTimeoutMs: config.handshakeTimeoutMs }),
+      });
+      receiver.onFailure = (error) => {
+        if (this.#multifdQuiet) return;
+        // None attached: the source could not reach the channels' ports and went on with one
+        // connection (multifd.ts) — it attaches every channel before any page, or none.
+        if (receiver.attachedCount === 0) return this.#abandonMultifd(error.message);
+        logger.warn({ event: 'multifd.failed', err: error, refusals: receiver.refusals }, 'a parallel channel failed');
+        this.#link.channel.abort(error);
+      };
+      receiver.onRefused = (refusal) =>
+        logger.warn({ event: 'multifd.refused', err: refusal }, 'a parallel channel port refused a connection');
+      this.#c.applier.receivedElsewhere = (page) => receiver.hasReceived(page);
+      this.#built!.multifd = receiver;
+      logger.info({ event: 'multifd.listening', channels, ports: receiver.ports }, 'parallel channels listen');
+      return receiver;
+    } catch (error) {
+      logger.warn({ event: 'multifd.unavailable', err: error }, 'parallel channels could not start: one channel');
+      return undefined;
+    }
+  }
+
+  /** RoundEnd `round`: with parallel channels, wait until every channel's share of it arrived (the barrier). */
+  async #multifdRound(round: number): Promise<void> {
+    const multifd = this.#built?.multifd;
+    if (!multifd || this.#multifdQuiet) return;
+    // A round ended and no channel ever attached: the source sends every page on the main connection.
+    if (multifd.attachedCount === 0) return this.#abandonMultifd(`round ${round} ended with no channel attached`);
+    const verdict = await multifd.roundComplete(round, MULTIFD_ROUND_TIMEOUT_MS);
+    this.#c.logger.debug({ event: 'multifd.round', ...verdict }, `round ${round} arrived on every parallel channel`);
+  }
+
+  /** The source went on without the parallel channels: stop waiting for them. */
+  #abandonMultifd(why: string): void {
+    const multifd = this.#built?.multifd;
+    if (!multifd || this.#multifdQuiet) return;
+    this.#multifdQuiet = true;
+    this.#c.logger.warn(
+      { event: 'multifd.abandoned', why },
+      'the source did not attach the parallel channels: one channel',
+    );
+    void multifd.stop();
+  }
+
+  /**
+   * The last pre-copy round is in (StopCopyEnd, PostcopyStart): close the parallel channels and wait
+   * until no worker writes into guest memory any more — before the digest is checked and the VM runs.
+   */
+  async #quiesceMultifd(): Promise<void> {
+    const multifd = this.#built?.multifd;
+    if (!multifd || this.#multifdQuiet) return;
+    this.#multifdQuiet = true;
+    if (multifd.error) throw multifd.error;
+    await multifd.quiesce();
   }
 
   /**

@@ -17,6 +17,7 @@ import { fitDirtyCurve } from '@livemig/shared/predict';
 import { pageCounts } from './build-record.ts';
 import type { MigrationContext, SideDigests } from './context.ts';
 import { throttleReport } from './throttle.ts';
+import { channelsReport } from './multifd.ts';
 
 export function buildReport(
   ctx: MigrationContext,
@@ -76,6 +77,7 @@ export function buildReport(
     ...(ctx.auto ? { auto: ctx.auto } : {}),
     ...(params.throttle ? { throttle: throttleReport(params.throttle, s.rounds, vm.memory.pageSize) } : {}),
     ...encodingsReport(ctx),
+    ...(ctx.sections ? { channels: channelsReport(ctx) } : {}),
     // Where the cores went: this side's threads since the start (live: so far), the destination's as it said.
     threads: { source: threadsBetween(ctx.threadsAtStart, processThreads.snapshot()), dest: ctx.destThreads ?? null },
     ...(ctx.destPrefault ? { prefault: ctx.destPrefault } : {}),

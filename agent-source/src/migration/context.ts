@@ -22,6 +22,7 @@ import type {
 import type { RecordOperator, RecordParty, SignedRecord, Signer } from '@livemig/shared/security';
 import { processThreads, type ToyVm } from '@livemig/shared/vm';
 import { ChannelSet, type Connect } from './channels.ts';
+import type { ChannelTotals, MultifdSender } from '@livemig/shared/multifd';
 import type { ResolvedMigrateParams } from './params.ts';
 import type { SectionSet } from './sections/index.ts';
 import { MigrationStats } from './stats.ts';
@@ -41,6 +42,17 @@ export interface OutgoingComponents {
   signer?: Signer;
   /** Keep the record once the migration ended (the audit log, fsynced), before the report is out. */
   keepRecord?: (signed: SignedRecord) => Promise<void>;
+  /**
+   * Where the destination's parallel bulk channels are reached (multifd.ts): the data host, and the
+   * TLS material with the destination's expected name (absent: plaintext). @default none: one channel
+   */
+  multifdTarget?: MultifdTarget;
+}
+
+/** How a source's channel workers reach the destination (its data host; TLS as the main connection). */
+export interface MultifdTarget {
+  host: string;
+  tls?: { ca: string; cert: string; key: string; expectName: string };
 }
 
 export interface OutgoingOptions {
@@ -135,6 +147,14 @@ export class MigrationContext {
   /** The destination's own figures, once its final statistics came and passed the checks (dest-figures.ts). */
   destThreads: SideThreads | undefined;
   destPrefault: PrefaultReport | undefined;
+  /** Where parallel bulk channels would connect (OutgoingComponents.multifdTarget). */
+  readonly multifdTarget: MultifdTarget | undefined;
+  /** The parallel bulk channels, once attached (multifd.ts); undefined: the main connection only. */
+  multifd: MultifdSender | undefined;
+  /** What the channels had written as of the last round's end, already in `stats` (multifd.ts). */
+  multifdCounted: ChannelTotals[] = [];
+  /** Why no parallel channels run although --channels asked for them (the report's channels.note). */
+  multifdNote: string | undefined;
 
   constructor(components: OutgoingComponents, options: OutgoingOptions) {
     this.id = options.migrationId;
@@ -149,6 +169,7 @@ export class MigrationContext {
     this.setVmState = components.setVmState;
     this.signer = components.signer;
     this.keepRecord = components.keepRecord;
+    this.multifdTarget = components.multifdTarget;
     this.operator = options.operator ?? null;
     this.bucket = new TokenBucket({ rateBps: options.params.maxBandwidthBps });
     this.channels = new ChannelSet(components.connect, this.abort.signal, this.id);

@@ -163,8 +163,9 @@ export class OutgoingMigration {
       ctx.logger.error({ event: 'record.unkept', err: keepError }, 'the migration record could not be kept');
     }
     ctx.startDirtyRate.cancel('the migration ended');
-    // The compression threads, if any ran: none outlives its migration.
+    // The compression threads, if any ran, and the parallel channels' workers: none outlives its migration.
     await ctx.sections?.ram.close().catch(() => undefined);
+    await ctx.multifd?.stop();
     await ctx.startDirtyRate.done;
     this.#report = buildReport(ctx, outcome, error);
     ctx.emit('MIGRATION_REPORT', { migrationId: this.id, report: this.#report });

@@ -57,6 +57,12 @@ export class PageApplier implements PageSink {
   hostContent: HostContentTable | undefined;
   /** Pages received at least once since attach (a Delta's base, a Dedup's source), 1 byte each. */
   #received: Uint8Array = new Uint8Array(0);
+  /**
+   * Pages that arrived by another way than this connection — parallel bulk channels (multifd),
+   * whose workers write guest memory themselves — count as received for a delta's base and a
+   * reference's source. @default none
+   */
+  receivedElsewhere: ((page: number) => boolean) | undefined;
   /** References applied to host content (for the logs: the source reports its own count). */
   hostReferences = 0;
 
@@ -186,15 +192,20 @@ export class PageApplier implements PageSink {
         `page ${page}: a ${kind === PageKind.Delta ? 'delta' : 'dedup reference'} while the VM runs here (post-copy)`,
       );
     }
-    if (kind === PageKind.Delta && this.#received[page] !== 1) {
+    if (kind === PageKind.Delta && !this.#arrived(page)) {
       throw new MigrationError('ERR_BAD_ENCODING', `page ${page}: a delta against a page that never arrived here`);
     }
+  }
+
+  /** Page n arrived here: on this connection, or (receivedElsewhere) over a parallel bulk channel. */
+  #arrived(page: number): boolean {
+    return this.#received[page] === 1 || this.receivedElsewhere?.(page) === true;
   }
 
   /** The bytes a reference from `page` copies: a page received here, or an entry of the host content offered. */
   #referenced(page: number, from: number, memory: GuestMemory): Uint8Array {
     if (from < memory.pageCount) {
-      if (this.#received[from] !== 1) {
+      if (!this.#arrived(from)) {
         throw new MigrationError('ERR_BAD_ENCODING', `page ${page} refers to page ${from}, which never arrived here`);
       }
       return memory.page(from);

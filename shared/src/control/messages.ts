@@ -245,6 +245,11 @@ export interface MigrateParams {
   compress?: 'auto' | 'off' | 'lz4' | 'brotli';
   /** Worker threads compressing. @default 1 */
   compressThreads?: number;
+  /**
+   * Bulk channels (1..8): above 1, pre-copy pages also travel over that many parallel
+   * connections, each with a worker thread on both ends (multifd). @default the agent's DEFAULT_CHANNELS
+   */
+  channels?: number;
 }
 
 export interface ControlCommands {

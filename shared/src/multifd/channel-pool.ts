@@ -23,6 +23,8 @@ const EXIT_GRACE_MS = 2000;
 export class ChannelPool<In extends WorkerMessage> {
   readonly #workers: Worker[];
   readonly #exited: Promise<void>[];
+  /** Per worker: it said `stopped` (it touches guest memory no more) or exited. */
+  readonly #quiet: Promise<void>[];
   #error: MigrationError | undefined;
   #stopping = false;
   readonly #waiters = new Set<(error: MigrationError) => void>();
@@ -40,6 +42,7 @@ export class ChannelPool<In extends WorkerMessage> {
   ) {
     this.#workers = [];
     this.#exited = [];
+    this.#quiet = [];
     for (let i = 0; i < count; i++) {
       const handle = threads.register(`${name}-${i}`);
       const worker = new Worker(script, { workerData: data(i, handle.slot) });
@@ -51,15 +54,27 @@ export class ChannelPool<In extends WorkerMessage> {
       worker.on('error', (error) =>
         this.fail(new MigrationError('ERR_INTERNAL', `channel ${i}'s worker threw: ${error.message}`)),
       );
-      this.#exited.push(
-        new Promise((resolve) => {
-          worker.once('exit', (code) => {
-            handle.ended();
-            if (!this.#stopping)
-              this.fail(new MigrationError('ERR_CONNECTION', `channel ${i}'s worker exited (code ${code})`));
-            resolve();
-          });
-        }),
+      const exited = new Promise<void>((resolve) => {
+        worker.once('exit', (code) => {
+          handle.ended();
+          if (!this.#stopping)
+            this.fail(new MigrationError('ERR_CONNECTION', `channel ${i}'s worker exited (code ${code})`));
+          resolve();
+        });
+      });
+      this.#exited.push(exited);
+      this.#quiet.push(
+        Promise.race([
+          exited,
+          new Promise<void>((resolve) => {
+            const onStopped = (message: In): void => {
+              if (message.type !== 'stopped') return;
+              worker.off('message', onStopped);
+              resolve();
+            };
+            worker.on('message', onStopped);
+          }),
+        ]),
       );
     }
   }
@@ -116,8 +131,23 @@ export class ChannelPool<In extends WorkerMessage> {
     void this.stop();
   }
 
+  /**
+   * Ask every worker to stop; resolves once each said it stopped (its socket closed: it writes no
+   * more into guest memory) or exited — sooner than stop(), which waits for the threads to end.
+   * Never throws.
+   */
+  async quiesce(): Promise<void> {
+    this.#askToStop();
+    await Promise.all(this.#quiet);
+  }
+
   /** Stop every worker; resolves once all have exited. Never throws. */
   async stop(): Promise<void> {
+    this.#askToStop();
+    await Promise.all(this.#exited);
+  }
+
+  #askToStop(): void {
     if (!this.#stopping) {
       this.#stopping = true;
       this.#workers.forEach((worker, i) => {
@@ -126,7 +156,6 @@ export class ChannelPool<In extends WorkerMessage> {
         void this.#exited[i]!.then(() => clearTimeout(timer));
       });
     }
-    await Promise.all(this.#exited);
   }
 }
 

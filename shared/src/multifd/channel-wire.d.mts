@@ -8,6 +8,15 @@ export declare const KIND_RAW: 0;
 export declare const KIND_ZERO: 1;
 export declare const MAX_META_BYTES: number;
 
+/** Keep one 8-byte page hash as page `page`'s table entry and as entry `i` of a batch's content hashes. */
+export declare function keepHash(
+  from: Uint8Array,
+  at: number,
+  table: Uint8Array,
+  page: number,
+  content: Uint8Array,
+  i: number,
+): void;
 /** An Error carrying a MigrationError code. */
 export declare function coded(code: string, message: string): Error & { code: string };
 /** Header and metadata of one frame, in one buffer. */

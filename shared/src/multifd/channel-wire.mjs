@@ -28,6 +28,17 @@ export const MAX_META_BYTES = 16 * 1024;
 
 const DECODE_CODEC = msgpack.createCodec({});
 
+/**
+ * Keep one page hash (8 bytes at `from[at..]`, as the page hasher gave it) twice: as page `page`'s
+ * entry of the shared page-hash table (the digest) and as entry `i` of the batch's content hashes.
+ */
+export function keepHash(from, at, table, page, content, i) {
+  for (let b = 0; b < 8; b++) {
+    table[page * 8 + b] = from[at + b];
+    content[i * 8 + b] = from[at + b];
+  }
+}
+
 /** An Error with a MigrationError code (the main thread rebuilds a MigrationError from it). */
 export function coded(code, message) {
   return Object.assign(new Error(message), { code });

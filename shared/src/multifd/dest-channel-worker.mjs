@@ -48,12 +48,17 @@ import {
   coded,
   errorFrame,
   frameHead,
+  keepHash,
   stringField,
   uintField,
 } from './channel-wire.mjs';
 import { readInPlace } from './read-in-place.mjs';
+import { createPageHasher } from '../vm/digest-pages.mjs';
 
 const MAX_REFUSED = 8;
+/** Connections in their handshake at once, at most (one is expected: the source's), as the fault thread bounds its own. */
+const MAX_IN_HANDSHAKE = 8;
+let inHandshake = 0;
 const MAX_BATCH_PAGES = 1024;
 const HASH_BYTES = 8;
 
@@ -69,12 +74,13 @@ const regions = memory.regions.map((r) => new Uint8Array(r));
 const hashes = new Uint8Array(data.hashes);
 const received = new Int32Array(data.received);
 
-const pageHasher = await createXXHash64();
+// The memory digest's page hash, a batch of pages per call (digest-pages.mjs).
+const pageHasher = createPageHasher();
 const pagesHasher = await createXXHash64();
 const contentHasher = await createXXHash64();
-pageHasher.init();
-pageHasher.update(new Uint8Array(PAGE_BYTES));
-const ZERO_HASH = pageHasher.digest('binary');
+const ZERO_HASH = pageHasher.hashPage(new Uint8Array(PAGE_BYTES));
+/** A batch's raw pages, by index in the batch (hashed together once the batch is in memory). */
+const raw = new Int32Array(MAX_BATCH_PAGES);
 
 let channel; // the attached socket
 let finished = false;
@@ -218,26 +224,29 @@ function pagesDone(meta) {
   const count = kinds.length;
   const pages = meta.pageList;
   const content = new Uint8Array(count * HASH_BYTES);
+  let raws = 0;
   for (let i = 0; i < count; i++) {
     const page = pages[i];
     const region = regions[Math.floor(page / regionPages)];
     const offset = (page % regionPages) * PAGE_BYTES;
-    let hash;
-    if (kinds[i] === KIND_ZERO) {
-      region.fill(0, offset, offset + PAGE_BYTES);
-      hash = ZERO_HASH;
-    } else {
-      if (hashPages) {
-        pageHasher.init();
-        pageHasher.update(region.subarray(offset, offset + PAGE_BYTES));
-        hash = pageHasher.digest('binary');
-      } else hash = ZERO_HASH;
-      tally.bytes += PAGE_BYTES;
-    }
-    hashes.set(hash, page * HASH_BYTES);
-    content.set(hash, i * HASH_BYTES);
+    if (kinds[i] === KIND_ZERO) region.fill(0, offset, offset + PAGE_BYTES);
+    else tally.bytes += PAGE_BYTES;
+    if (kinds[i] === KIND_ZERO || !hashPages) {
+      hashes.set(ZERO_HASH, page * HASH_BYTES);
+      content.set(ZERO_HASH, i * HASH_BYTES);
+    } else raw[raws++] = i;
     Atomics.or(received, page >>> 5, 1 << (page & 31));
   }
+  // The raw pages' hashes, in one call: into the page-hash table (the digest) and the content hash.
+  pageHasher.hashPages(
+    raws,
+    (k) => {
+      const page = pages[raw[k]];
+      const offset = (page % regionPages) * PAGE_BYTES;
+      return regions[Math.floor(page / regionPages)].subarray(offset, offset + PAGE_BYTES);
+    },
+    (k, out, at) => keepHash(out, at, hashes, pages[raw[k]], content, raw[k]),
+  );
   contentHasher.update(content);
   tally.pages += count;
 }
@@ -300,6 +309,21 @@ function refuse(socket, code, message) {
 /** A connection: its first frame must be this channel's Attach; then it is the channel. */
 function accept(socket) {
   if (channel || finished) return void socket.destroy();
+  if (inHandshake >= MAX_IN_HANDSHAKE) {
+    post({
+      type: 'refused',
+      code: 'ERR_TOO_MANY_CONNECTIONS',
+      message: `${MAX_IN_HANDSHAKE} already in their handshake`,
+    });
+    return void socket.destroy();
+  }
+  inHandshake += 1;
+  let handshaking = true;
+  const handshakeOver = () => {
+    if (handshaking) inHandshake -= 1;
+    handshaking = false;
+  };
+  socket.once('close', handshakeOver);
   if (data.tls) {
     const certificate = socket.getPeerCertificate();
     const name = peerName(certificate);
@@ -337,6 +361,7 @@ function accept(socket) {
       if (!ok) throw coded('ERR_FORBIDDEN', 'this port takes only its own multifd channel, with its token');
       if (channel || finished) throw coded('ERR_BUSY', 'the channel is attached already');
       attached = true;
+      handshakeOver();
       clearTimeout(handshake);
       channel = live;
       currentParserInFrame = () => parser.inFrame;
@@ -377,6 +402,8 @@ function accept(socket) {
     });
     socket.resume();
   }
+  // The handle may have moved to a new socket (read in place): its close ends the handshake too.
+  if (live !== socket) live.once('close', handshakeOver);
   live.setNoDelay(true);
   live.on('error', (error) => {
     if (attached) fail(coded('ERR_CONNECTION', error.message), false);
@@ -461,7 +488,9 @@ main.on('message', (message) => {
 
   finished = true;
   server.close();
+  // Destroyed, not ended: a socket still open would read its next bytes into the buffer it was
+  // given last — guest memory — and the main thread takes 'stopped' to mean no more writes there.
+  channel?.destroy();
   post({ type: 'stopped' });
-  if (channel && !channel.destroyed) channel.end();
   exit();
 });

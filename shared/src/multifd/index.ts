@@ -10,6 +10,6 @@ export { RoundBarrier } from './round-barrier.ts';
 export type { ChannelCount, ChannelMarker, RoundVerdict } from './round-barrier.ts';
 export { SharedPageHashes } from './shared-page-hashes.ts';
 export { MultifdSender } from './multifd-sender.ts';
-export type { MultifdSenderOptions } from './multifd-sender.ts';
+export type { ChannelTotals, MultifdSenderOptions } from './multifd-sender.ts';
 export { MultifdReceiver } from './multifd-receiver.ts';
 export type { MultifdReceiverOptions } from './multifd-receiver.ts';

@@ -56,22 +56,29 @@ export class MultifdReceiver {
   readonly token: string;
   /** 1 bit per page (Int32 words), set by the workers for every page they wrote. */
   readonly received: SharedArrayBuffer;
+  readonly #words: Int32Array;
   readonly #pool: ChannelPool<FromDest>;
   readonly #ports: number[];
   readonly #attached: boolean[];
   readonly #barrier: RoundBarrier;
   readonly #complete = new Map<number, Extract<RoundVerdict, { status: 'complete' }>>();
+  /** Per channel: pages and page payload bytes of the rounds it completed. */
+  readonly #totals: { pages: number; bytes: number }[];
   /** Connections refused so far (wrong token, garbage, unauthenticated), for the logs. */
   readonly refusals: { code: string; message: string }[] = [];
+  /** Told of each connection refused (the agent logs it). */
+  onRefused: ((refusal: { code: string; message: string }) => void) | undefined;
 
   private constructor(options: MultifdReceiverOptions) {
     checkChannels(options.channels);
     this.channels = options.channels;
     this.token = randomBytes(32).toString('hex');
     this.received = new SharedArrayBuffer(Math.ceil(options.memory.pageCount / 32) * 4);
+    this.#words = new Int32Array(this.received);
     this.#ports = new Array<number>(this.channels).fill(0);
     this.#attached = new Array<boolean>(this.channels).fill(false);
     this.#barrier = new RoundBarrier(this.channels);
+    this.#totals = Array.from({ length: this.channels }, () => ({ pages: 0, bytes: 0 }));
     const layout = options.memory.layout;
     this.#pool = new ChannelPool<FromDest>(
       new URL('./dest-channel-worker.mjs', import.meta.url),
@@ -120,12 +127,34 @@ export class MultifdReceiver {
     return this.#ports;
   }
 
+  /** Pages and payload bytes each channel delivered in the rounds it ended, channel i's at i (copies). */
+  get totals(): { pages: number; bytes: number }[] {
+    return this.#totals.map((t) => ({ ...t }));
+  }
+
+  /** True once any channel wrote any page (the received map has a bit set). */
+  get anyPageReceived(): boolean {
+    const words = this.#words;
+    for (let i = 0; i < words.length; i++) if (Atomics.load(words, i) !== 0) return true;
+    return false;
+  }
+
+  /** True when a channel wrote page `page` (it came here over multifd at least once). */
+  hasReceived(page: number): boolean {
+    return (Atomics.load(this.#words, page >>> 5) & (1 << (page & 31))) !== 0;
+  }
+
   get error(): MigrationError | undefined {
     return this.#pool.error;
   }
 
   set onFailure(listener: ((error: MigrationError) => void) | undefined) {
     this.#pool.onFailure = listener;
+  }
+
+  /** Channels attached so far. */
+  get attachedCount(): number {
+    return this.#attached.filter(Boolean).length;
   }
 
   /** Resolves once every channel is attached. */
@@ -148,6 +177,15 @@ export class MultifdReceiver {
     return verdict;
   }
 
+  /**
+   * The last round is in: close every channel and resolve once no worker writes into guest memory
+   * any more (before the destination verifies and runs the VM). The threads end soon after;
+   * stop() waits for that. Never throws.
+   */
+  quiesce(): Promise<void> {
+    return this.#pool.quiesce();
+  }
+
   /** Close every channel and end every worker; resolves once all threads have exited. Never throws. */
   stop(): Promise<void> {
     return this.#pool.stop();
@@ -163,6 +201,7 @@ export class MultifdReceiver {
         return;
       case 'refused':
         if (this.refusals.length < 64) this.refusals.push({ code: message.code, message: message.message });
+        this.onRefused?.({ code: message.code, message: message.message });
         return;
       case 'attached':
         this.#attached[index] = true;
@@ -170,6 +209,8 @@ export class MultifdReceiver {
       case 'round':
         try {
           const verdict = this.#barrier.arrive(index, message.marker, message.tally);
+          this.#totals[index]!.pages += message.tally.pages;
+          this.#totals[index]!.bytes += message.tally.bytes;
           if (verdict.status === 'complete') this.#complete.set(verdict.round, verdict);
         } catch (error) {
           this.#pool.fail(toMigrationError(error));

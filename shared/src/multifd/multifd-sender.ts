@@ -48,7 +48,21 @@ export interface MultifdSenderOptions {
   hashPages?: boolean;
 }
 
-type FromSource = { type: 'attached' } | { type: 'sent'; marker: ChannelMarker } | { type: 'stopped' };
+type FromSource =
+  | { type: 'attached' }
+  | { type: 'progress'; pages: number; bytes: number; wire: number }
+  | { type: 'sent'; marker: ChannelMarker; wire: number }
+  | { type: 'stopped' };
+
+/** What one channel has written so far (its worker's progress reports). */
+export interface ChannelTotals {
+  /** Pages written (raw and zero). */
+  pages: number;
+  /** Page payload bytes (raw pages only). */
+  bytes: number;
+  /** Bytes on the wire: frame headers, metadata, payloads. */
+  wire: number;
+}
 
 export class MultifdSender {
   readonly channels: number;
@@ -60,6 +74,10 @@ export class MultifdSender {
   readonly #sent: Map<number, ChannelMarker>[];
   /** The round being dealt out, and the channel its next batch goes to. */
   #round = { round: -1, nextChannel: 0 };
+  /** Per channel: what its worker reported written so far. */
+  readonly #totals: ChannelTotals[];
+  /** Pages dealt to the workers and not yet reported written (the window, room()). */
+  #queued = 0;
 
   private constructor(options: MultifdSenderOptions) {
     this.channels = options.ports.length;
@@ -68,6 +86,7 @@ export class MultifdSender {
     this.#batchPages = options.batchPages ?? DEFAULT_BATCH_PAGES;
     this.#attached = new Array<boolean>(this.channels).fill(false);
     this.#sent = Array.from({ length: this.channels }, () => new Map());
+    this.#totals = Array.from({ length: this.channels }, () => ({ pages: 0, bytes: 0, wire: 0 }));
     const layout = options.memory.layout;
     this.#pool = new ChannelPool<FromSource>(
       new URL('./source-channel-worker.mjs', import.meta.url),
@@ -92,8 +111,17 @@ export class MultifdSender {
       options.threads,
     );
     this.#pool.onMessage = (index, message) => {
+      const totals = this.#totals[index]!;
       if (message.type === 'attached') this.#attached[index] = true;
-      else if (message.type === 'sent') this.#sent[index]!.set(message.marker.round, message.marker);
+      else if (message.type === 'progress') {
+        totals.pages += message.pages;
+        totals.bytes += message.bytes;
+        totals.wire += message.wire;
+        this.#queued -= message.pages;
+      } else if (message.type === 'sent') {
+        totals.wire += message.wire;
+        this.#sent[index]!.set(message.marker.round, message.marker);
+      }
     };
   }
 
@@ -112,6 +140,32 @@ export class MultifdSender {
       await sender.stop();
       throw error;
     }
+  }
+
+  /** What each channel has written so far, channel i's at i (copies). */
+  get totals(): ChannelTotals[] {
+    return this.#totals.map((t) => ({ ...t }));
+  }
+
+  /** Bytes every channel put on the wire so far. */
+  get wireBytes(): number {
+    return this.#totals.reduce((sum, t) => sum + t.wire, 0);
+  }
+
+  /** Pages dealt out (sendPages) that the workers have not reported written yet. */
+  get queuedPages(): number {
+    return this.#queued;
+  }
+
+  /**
+   * Resolves once at most `maxQueuedPages` pages dealt out are still unwritten: the engine deals
+   * a round out part by part (its byte budget), and this keeps it from dealing the whole round at
+   * once — the bandwidth cap, a request to switch mid-round and the round's figures need the
+   * channels' real pace. Rejects with the first channel error, or ERR_TIMEOUT after `timeoutMs`
+   * without the room (a blocked write fails its channel sooner: writeTimeoutMs).
+   */
+  room(maxQueuedPages: number, timeoutMs = 60_000): Promise<void> {
+    return this.#pool.waitUntil(() => this.#queued <= maxQueuedPages, timeoutMs, 'the multifd channels writing');
   }
 
   /** The first error of any channel. */
@@ -139,7 +193,9 @@ export class MultifdSender {
     const batches = Math.ceil(pages.length / this.#batchPages);
     this.#round.nextChannel = (this.#round.nextChannel + batches) % this.channels;
     shares.forEach((share, i) => {
-      if (share.length > 0) this.#pool.post(i, { type: 'pages', round, pages: share }, [share.buffer as ArrayBuffer]);
+      if (share.length === 0) return;
+      this.#queued += share.length;
+      this.#pool.post(i, { type: 'pages', round, pages: share }, [share.buffer as ArrayBuffer]);
     });
   }
 

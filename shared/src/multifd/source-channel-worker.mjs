@@ -23,13 +23,26 @@
 //   connectTimeoutMs, writeTimeoutMs, highWaterMark, thread: SharedArrayBuffer | undefined }
 // in:  { type: 'pages', round, pages: Uint32Array } (more of the round's share: any number of these)
 //    | { type: 'end', round, stable } (the round's share is all given: write the marker) | { type: 'stop' }
-// out: { type: 'attached' } | { type: 'sent', marker } | { type: 'failed', code, message } | { type: 'stopped' }
+// out: { type: 'attached' } | { type: 'progress', pages, bytes, wire } (after each 'pages' part is
+//      written: its pages, page payload bytes and wire bytes — the sender's window and figures)
+//    | { type: 'sent', marker, wire } | { type: 'failed', code, message } | { type: 'stopped' }
 import net from 'node:net';
 import tls from 'node:tls';
 import { parentPort, workerData } from 'node:worker_threads';
 import { createXXHash64 } from 'hash-wasm';
+import { createPageHasher } from '../vm/digest-pages.mjs';
 import { announceThread, sealThread } from '../vm/thread-cpu.mjs';
-import { FrameParser, KIND_RAW, KIND_ZERO, PAGE_BYTES, TYPE, coded, errorFrame, frameHead } from './channel-wire.mjs';
+import {
+  FrameParser,
+  KIND_RAW,
+  KIND_ZERO,
+  PAGE_BYTES,
+  TYPE,
+  coded,
+  errorFrame,
+  frameHead,
+  keepHash,
+} from './channel-wire.mjs';
 
 const HASH_BYTES = 8;
 const data = workerData;
@@ -44,12 +57,11 @@ const words = memory.regions.map((r) => new Uint32Array(r));
 const hashes = new Uint8Array(data.hashes);
 const ZERO_PAGE = Buffer.alloc(PAGE_BYTES);
 
-const pageHasher = await createXXHash64();
+// The memory digest's page hash, a batch of pages per call (digest-pages.mjs).
+const pageHasher = createPageHasher();
 const pagesHasher = await createXXHash64();
 const contentHasher = await createXXHash64();
-pageHasher.init();
-pageHasher.update(ZERO_PAGE);
-const ZERO_HASH = pageHasher.digest('binary');
+const ZERO_HASH = pageHasher.hashPage(ZERO_PAGE);
 
 let socket;
 let finished = false;
@@ -204,17 +216,29 @@ function openRound(round) {
   contentHasher.init();
 }
 
+/** Page n's bytes in guest memory (a view). */
+function pageView(page) {
+  const offset = (page % regionPages) * PAGE_BYTES;
+  return regions[Math.floor(page / regionPages)].subarray(offset, offset + PAGE_BYTES);
+}
+
 function isZero(region, w, offset) {
   const w0 = offset >>> 2;
   if ((w[w0] | w[w0 + 1] | w[w0 + 2] | w[w0 + 3] | w[w0 + 4] | w[w0 + 5] | w[w0 + 6] | w[w0 + 7]) !== 0) return false;
   return ZERO_PAGE.compare(region, offset, offset + PAGE_BYTES) === 0;
 }
 
+/** Bytes this channel put on the wire (frame heads and payloads). */
+let wire = 0;
+
 async function sendPages(round, pages) {
   openRound(round);
+  const wireBefore = wire;
   let bytes = 0;
   const batchPages = data.batchPages;
   const content = new Uint8Array(batchPages * HASH_BYTES);
+  /** The batch's raw pages, by their index in the batch (hashed together once the batch is classified). */
+  const raw = new Int32Array(batchPages);
   for (let from = 0; from < pages.length; from += batchPages) {
     if (finished) return;
     const batch = pages.subarray(from, Math.min(pages.length, from + batchPages));
@@ -224,23 +248,20 @@ async function sendPages(round, pages) {
     let runRegion = -1;
     let runStart = 0;
     let runEnd = 0;
+    let raws = 0;
     for (let i = 0; i < count; i++) {
       const page = batch[i];
       const r = Math.floor(page / regionPages);
       const region = regions[r];
       const offset = (page % regionPages) * PAGE_BYTES;
-      let hash;
-      if (isZero(region, words[r], offset)) {
-        kinds[i] = KIND_ZERO;
-        hash = ZERO_HASH;
-      } else {
+      const zero = isZero(region, words[r], offset);
+      if (zero || !hashPages) {
+        hashes.set(ZERO_HASH, page * HASH_BYTES);
+        content.set(ZERO_HASH, i * HASH_BYTES);
+      } else raw[raws++] = i;
+      if (zero) kinds[i] = KIND_ZERO;
+      else {
         kinds[i] = KIND_RAW;
-        const view = region.subarray(offset, offset + PAGE_BYTES);
-        if (hashPages) {
-          pageHasher.init();
-          pageHasher.update(view);
-          hash = pageHasher.digest('binary');
-        } else hash = ZERO_HASH;
         // Consecutive raw pages of one region go as one view (one iovec).
         if (r === runRegion && offset === runEnd) runEnd += PAGE_BYTES;
         else {
@@ -251,9 +272,13 @@ async function sendPages(round, pages) {
         }
         bytes += PAGE_BYTES;
       }
-      hashes.set(hash, page * HASH_BYTES);
-      content.set(hash, i * HASH_BYTES);
     }
+    // The raw pages' hashes, in one call: into the page-hash table (the digest) and the content hash.
+    pageHasher.hashPages(
+      raws,
+      (k) => pageView(batch[raw[k]]),
+      (k, out, at) => keepHash(out, at, hashes, batch[raw[k]], content, raw[k]),
+    );
     if (runRegion !== -1) views.push(regions[runRegion].subarray(runStart, runEnd));
     // The page numbers as u32 LE bytes (copied: `pages` may be a view at any offset).
     const pageBytes = Buffer.from(batch.slice().buffer);
@@ -261,8 +286,10 @@ async function sendPages(round, pages) {
     contentHasher.update(content.subarray(0, count * HASH_BYTES));
     let payload = 0;
     for (const view of views) payload += view.length;
+    const head = frameHead(TYPE.Pages, { round, requestId: 0, pages: pageBytes, kinds }, payload);
+    wire += head.length + payload;
     socket.cork();
-    socket.write(frameHead(TYPE.Pages, { round, requestId: 0, pages: pageBytes, kinds }, payload));
+    socket.write(head);
     let ok = true;
     for (const view of views) ok = socket.write(view);
     socket.uncork();
@@ -270,6 +297,7 @@ async function sendPages(round, pages) {
   }
   current.pages += pages.length;
   current.bytes += bytes;
+  post({ type: 'progress', pages: pages.length, bytes, wire: wire - wireBefore });
 }
 
 function endRound(round, stable) {
@@ -282,16 +310,16 @@ function endRound(round, stable) {
     contentHash: contentHasher.digest('hex'),
     stable: stable === true,
   };
-  socket.write(
-    frameHead(
-      TYPE.RoundEnd,
-      {
-        ...marker,
-        pagesHash: Buffer.from(marker.pagesHash, 'hex'),
-        contentHash: Buffer.from(marker.contentHash, 'hex'),
-      },
-      0,
-    ),
+  const head = frameHead(
+    TYPE.RoundEnd,
+    {
+      ...marker,
+      pagesHash: Buffer.from(marker.pagesHash, 'hex'),
+      contentHash: Buffer.from(marker.contentHash, 'hex'),
+    },
+    0,
   );
-  post({ type: 'sent', marker });
+  wire += head.length;
+  socket.write(head);
+  post({ type: 'sent', marker, wire: head.length });
 }

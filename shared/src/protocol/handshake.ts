@@ -24,6 +24,8 @@ export const KNOWN_CAPABILITIES = Object.freeze({
   'fault-channel': 'Post-copy page requests and their answers use a second TCP connection.',
   'fault-thread':
     "With fault-channel: the destination's fault channel is a thread of its own, listening on its own port; SetupDone names the port and a token (faultPort, faultToken), and the source's fault channel connects there and says Attach fault with the token.",
+  multifd:
+    "Pre-copy pages may also travel over parallel bulk channels: Setup asks for a number of channels (channels), SetupDone names the destination's port for each (multifdPorts) and a token (multifdToken); each channel carries raw and zero pages of the rounds, and a round ends when every channel's marker arrived (the destination's barrier) before its RoundAck.",
   'setup-bitmap': 'Setup may carry a bitmap of possibly non-zero pages; the rest are zero and never sent.',
   'zero-pages': 'Pages batches may mark pages as zero (kind 1) instead of sending their bytes.',
   disk: 'The VM may have a disk (Setup.disk), migrated shared, copied, mirrored (DiskBlocks, DiskAck) or on demand (DiskAbsent, DiskRequest, DiskMissing).',

@@ -89,6 +89,8 @@ export const msg = {
     disk?: SetupDisk;
     /** With `dedup-host`: how many host content hashes to ask for. @default none */
     hostContent?: number;
+    /** With `multifd`: the parallel bulk channels asked for (2..MAX_CHANNELS). @default none */
+    channels?: number;
   }): SetupMsg {
     const m: SetupMsg = {
       type: MsgType.Setup,
@@ -100,6 +102,7 @@ export const msg = {
     if (fields.bitmap !== undefined) m.bitmap = fields.bitmap;
     if (fields.disk !== undefined) m.disk = { ...fields.disk };
     if (fields.hostContent !== undefined) m.hostContent = fields.hostContent;
+    if (fields.channels !== undefined) m.channels = fields.channels;
     return m;
   },
   /** `host`: the host content offered (Setup asked for it): its hashes, 32 bytes each, and the ms it took. */
@@ -107,11 +110,16 @@ export const msg = {
     preparedMs: number,
     host?: { hashes: Uint8Array; ms: number },
     faultThread?: { port: number; token: string },
+    multifd?: { ports: readonly number[]; token: string },
   ): SetupDoneMsg {
     const m: SetupDoneMsg = { type: MsgType.SetupDone, preparedMs };
     if (faultThread !== undefined) {
       m.faultPort = faultThread.port;
       m.faultToken = faultThread.token;
+    }
+    if (multifd !== undefined) {
+      m.multifdPorts = [...multifd.ports];
+      m.multifdToken = multifd.token;
     }
     if (host !== undefined) {
       m.hostMs = host.ms;

@@ -27,6 +27,7 @@ import {
 } from './message-types.ts';
 import type { ObjectSchema } from './schema.ts';
 import { pagesLayout } from './page-encodings.ts';
+import { MAX_CHANNELS } from '../multifd/partition.ts';
 
 /** Who sends a message. */
 export type Direction = 'source→dest' | 'dest→source' | 'both';
@@ -143,10 +144,14 @@ function checkBlockNumbers(blocks: Uint32Array, ctx: CheckContext, what: string,
 export const FAULT_TOKEN_LENGTH = 64;
 const FAULT_TOKEN = /^[0-9a-f]{64}$/;
 
-function checkFaultToken(token: string, what: string): void {
+function checkFaultToken(token: string, what: string, kind = 'fault'): void {
   if (!FAULT_TOKEN.test(token)) {
-    reject('ERR_BAD_METADATA', `${what}: a fault token is ${FAULT_TOKEN_LENGTH} lower-case hex digits`);
+    reject('ERR_BAD_METADATA', `${what}: a ${kind} token is ${FAULT_TOKEN_LENGTH} lower-case hex digits`);
   }
+}
+
+function checkPort(port: number, what: string): void {
+  if (port < 1 || port > 65_535) reject('ERR_BAD_METADATA', `${what} ${port} is not a TCP port`);
 }
 
 /** A block bitmap payload must have one bit per block, once the block count is known. */
@@ -196,6 +201,7 @@ export const MESSAGE_SPEC: Readonly<Record<Exclude<MsgType, MsgType.Invalid>, Me
       },
       disk: { optional: { fields: { sizeBytes: 'uint', storage: { oneOf: STORAGE_MODES } } } },
       hostContent: { optional: u32 },
+      channels: { optional: u32 },
     },
     payload: { kind: 'bytes', field: 'bitmap', optional: true, maxBytes: Number.MAX_SAFE_INTEGER },
     check: (m, ctx) => {
@@ -219,6 +225,10 @@ export const MESSAGE_SPEC: Readonly<Record<Exclude<MsgType, MsgType.Invalid>, Me
       if (hostContent !== undefined && (hostContent < 1 || hostContent > MAX_HOST_CONTENT_PAGES)) {
         reject('ERR_BAD_METADATA', `Setup: hostContent ${hostContent} is not in [1, ${MAX_HOST_CONTENT_PAGES}]`);
       }
+      const { channels } = m as SetupMsg;
+      if (channels !== undefined && (channels < 2 || channels > MAX_CHANNELS)) {
+        reject('ERR_BAD_METADATA', `Setup: channels ${channels} is not in [2, ${MAX_CHANNELS}]`);
+      }
       const disk = (m as SetupMsg).disk;
       if (
         disk &&
@@ -241,6 +251,8 @@ export const MESSAGE_SPEC: Readonly<Record<Exclude<MsgType, MsgType.Invalid>, Me
       hostMs: { optional: 'number' },
       faultPort: { optional: u32 },
       faultToken: { optional: 'string' },
+      multifdPorts: { optional: 'uint32[]' },
+      multifdToken: { optional: 'string' },
     },
     payload: {
       kind: 'bytes',
@@ -256,10 +268,19 @@ export const MESSAGE_SPEC: Readonly<Record<Exclude<MsgType, MsgType.Invalid>, Me
       if ((faultPort === undefined) !== (faultToken === undefined)) {
         reject('ERR_BAD_METADATA', 'SetupDone: faultPort and faultToken come together or not at all');
       }
-      if (faultPort !== undefined && (faultPort < 1 || faultPort > 65_535)) {
-        reject('ERR_BAD_METADATA', `SetupDone: faultPort ${faultPort} is not a TCP port`);
-      }
+      if (faultPort !== undefined) checkPort(faultPort, 'SetupDone: faultPort');
       if (faultToken !== undefined) checkFaultToken(faultToken, 'SetupDone');
+      const { multifdPorts, multifdToken } = m as SetupDoneMsg;
+      if ((multifdPorts === undefined) !== (multifdToken === undefined)) {
+        reject('ERR_BAD_METADATA', 'SetupDone: multifdPorts and multifdToken come together or not at all');
+      }
+      if (multifdPorts !== undefined) {
+        if (multifdPorts.length < 2 || multifdPorts.length > MAX_CHANNELS) {
+          reject('ERR_BAD_METADATA', `SetupDone: ${multifdPorts.length} multifd ports, not 2..${MAX_CHANNELS}`);
+        }
+        for (const port of multifdPorts) checkPort(port, 'SetupDone: a multifd port');
+      }
+      if (multifdToken !== undefined) checkFaultToken(multifdToken, 'SetupDone', 'multifd');
     },
   },
   [MsgType.Pages]: {

@@ -159,6 +159,11 @@ export interface SetupMsg {
    * none (dedup is off for this migration).
    */
   hostContent?: number;
+  /**
+   * With `multifd`: the parallel bulk channels asked for, 2..MAX_CHANNELS (pre-copy rounds deal
+   * raw and zero pages to them). Absent: the main connection only.
+   */
+  channels?: number;
 }
 
 /**
@@ -178,6 +183,13 @@ export interface SetupDoneMsg {
    */
   faultPort?: number;
   faultToken?: string;
+  /**
+   * `multifd`, when Setup asked for channels and the destination listens for them: channel i's
+   * port at i (as many as Setup asked), and the token each channel's Attach must carry. Both or
+   * neither; neither: the main connection only.
+   */
+  multifdPorts?: number[];
+  multifdToken?: string;
 }
 
 /**

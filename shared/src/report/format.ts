@@ -6,6 +6,8 @@
 import { formatBytes, formatDuration, formatRate } from '../units.ts';
 import type { PrefaultReport, SideThreads } from './threads.ts';
 import type {
+  ChannelFigures,
+  ChannelsReport,
   EncodingsReport,
   MigrationReport,
   RoundReport,
@@ -150,6 +152,7 @@ export function formatReport(report: MigrationReport): string {
       );
     }
   }
+  if (report.channels) field('channels', channelsLine(report.channels));
   if (report.encodings) {
     for (const [i, line] of encodingsLines(report.encodings).entries()) field(i === 0 ? 'encodings' : '', line);
   }
@@ -177,7 +180,7 @@ export function formatReport(report: MigrationReport): string {
           : pc.faultThread
             ? '; served by the fault thread'
             : '; served by the main thread'
-      }${pc.pagesAnsweredAgain ? `, ${pc.pagesAnsweredAgain} pushed pages answered again` : ''}`,
+      }${pc.sourceFaultWorker ? ", answered by the source's fault worker" : ''}${pc.pagesAnsweredAgain ? `, ${pc.pagesAnsweredAgain} pushed pages answered again` : ''}`,
     );
     const h = pc.faultLatencyHistogram;
     if (h) {
@@ -293,6 +296,16 @@ function times(ratio: number | null): string {
  * (dirty-limit: the dirty rate it held the guest to); then what it cost the guest — its speed
  * while throttled next to its unthrottled speed (undefined: it was never throttled).
  */
+/** The bulk channels on one line: how many, what each carried, and what the main connection carried besides. */
+function channelsLine(c: ChannelsReport): string {
+  const each = (f: ChannelFigures): string => `${f.pages} pages ${formatBytes(f.wireBytes)}`;
+  if (c.count === 1) {
+    return `1 (the main connection${c.asked > 1 ? `; ${c.asked} asked${c.note ? `: ${c.note}` : ''}` : ''})`;
+  }
+  const channels = c.perChannel.map((f, i) => `#${i} ${each(f)}`).join(', ');
+  return `${c.count} parallel: ${channels}${c.main ? `; main ${each(c.main)}` : ''}`;
+}
+
 /** What the page encodings did: one line per encoding used, then the policy's last choice. */
 function encodingsLines(e: EncodingsReport): string[] {
   const lines: string[] = [];

@@ -2,7 +2,7 @@
  * JSON Schema (draft 2020-12 subset) of the schema-1 report, for programs that consume
  * `--json` output and for our tests. Extra fields are allowed, contract fields are required; an
  * extra field the schema describes (`storage`, `dirtyRate`, `auto`, `throttle`, `encodings`,
- * `threads`, `prefault`) is checked whole
+ * `threads`, `prefault`, `channels`) is checked whole
  * when present.
  */
 import { MIGRATION_MODES, STORAGE_MODES } from '../protocol/message-types.ts';
@@ -42,6 +42,16 @@ const SIDE_THREADS = {
         },
       },
     },
+  },
+} as const;
+/** What one bulk channel carried (ChannelFigures). */
+const CHANNEL_FIGURES = {
+  type: 'object',
+  required: ['pages', 'bytes', 'wireBytes'],
+  properties: {
+    pages: { type: 'integer', minimum: 0 },
+    bytes: { type: 'integer', minimum: 0 },
+    wireBytes: { type: 'integer', minimum: 0 },
   },
 } as const;
 /** An instant as Date.toISOString() writes it (UTC). */
@@ -323,6 +333,17 @@ export const REPORT_JSON_SCHEMA = {
         },
         encodeMs: num,
         decisions: { type: 'array', maxItems: 32, items: { type: 'string' } },
+      },
+    },
+    channels: {
+      type: 'object',
+      required: ['asked', 'count', 'perChannel'],
+      properties: {
+        asked: { type: 'integer', minimum: 1 },
+        count: { type: 'integer', minimum: 1 },
+        note: str,
+        perChannel: { type: 'array', minItems: 1, maxItems: 8, items: CHANNEL_FIGURES },
+        main: CHANNEL_FIGURES,
       },
     },
     threads: {

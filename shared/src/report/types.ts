@@ -158,6 +158,11 @@ export interface PostcopyReport {
    * worker owning the fault channel), not its main thread; false where it fell back.
    */
   faultThread?: boolean;
+  /**
+   * Extra: the source answered the faults from its fault worker (a thread owning its end of the
+   * fault channel) to the end; false where it answered them on its main thread, or fell back to it.
+   */
+  sourceFaultWorker?: boolean;
   /** Extra: pages already pushed, requested again and answered on the fault channel (not counted as fetched on demand). */
   pagesAnsweredAgain?: number;
   /** Guest steps per second on the source before the switch, and on the destination during post-copy. */
@@ -371,6 +376,8 @@ export interface MigrationReport {
   encodings?: EncodingsReport;
   /** Extra: where each side's cores went — CPU time per thread over the migration (Linux; issue 18). */
   threads?: ThreadsReport;
+  /** Extra: the bulk channels — parallel ones (multifd, issue 18) or the main connection alone. */
+  channels?: ChannelsReport;
   /** Extra: the destination's pre-fault of arriving memory — how long it took, and whether it was off the critical path. */
   prefault?: PrefaultReport;
   /**
@@ -391,4 +398,29 @@ export function downtimeOf(report: Pick<MigrationReport, 'times' | 'outcome'>): 
     throw new Error(`no downtime in a ${report.outcome} migration: ${downtimeNote ?? 'the VM never resumed there'}`);
   }
   return downtimeMs;
+}
+
+/** What one bulk channel carried: pages (raw and zero), page payload bytes, bytes on the wire. */
+export interface ChannelFigures {
+  pages: number;
+  bytes: number;
+  wireBytes: number;
+}
+
+/**
+ * The bulk channels of a migration (--channels, issue 18). With parallel channels (multifd),
+ * pre-copy rounds dealt raw and zero pages to them; the main connection carried the rest (pages a
+ * page encoding carried, the stop-and-copy set, post-copy).
+ */
+export interface ChannelsReport {
+  /** --channels as asked. */
+  asked: number;
+  /** Bulk channels used: the parallel ones, or 1 (the main connection alone). */
+  count: number;
+  /** Why fewer were used than asked, when so. */
+  note?: string;
+  /** Each parallel channel's figures, channel i's at i; with one channel, the main connection's. */
+  perChannel: ChannelFigures[];
+  /** With parallel channels: what the main connection carried besides. */
+  main?: ChannelFigures;
 }

@@ -20,6 +20,7 @@ import type { MigrationContext } from '../context.ts';
 import { decideSwitchover, expectedDowntimeMs, type ConvergenceDecision } from '../convergence.ts';
 import { endRound, iterateAll, pendingBytes, startRound } from '../sections/index.ts';
 import { chooseExit, type Exit } from '../switchover.ts';
+import { endMultifdRound } from '../multifd.ts';
 import { nextThrottle, throttleRising, type RoundMeasure, type ThrottleState } from '../throttle.ts';
 
 /** Payload bytes a section may send before the engine looks at requests again (~4 ms at 1 GB/s). */
@@ -32,12 +33,17 @@ export async function precopyPhase(ctx: MigrationContext): Promise<Exit['to']> {
   ctx.machine.transition('setup', 'precopy');
   const pendingAfter: number[] = [];
   for (let round = 0; ; round++) {
+    // Parallel channels: the previous round must have arrived whole on every channel (the
+    // destination's barrier, then its RoundAck) before any page of this one goes — a page sent in
+    // both rounds, on two channels, must never land in the wrong order (multifd.ts).
+    if (ctx.multifd && round > 0) await awaitRoundAck(ctx, main, round - 1);
     const requestedFirst = exitOnRequest(ctx, round);
     if (requestedFirst) {
       // A switch to post-copy before a round: an empty round, acknowledged, before the pause —
       // the destination acknowledges only once its vCPU is ready, which must not fall in the
       // downtime (a pure post-copy waits for it at setup instead).
       if (requestedFirst.to === 'postcopy' && round === 0) {
+        await endMultifdRound(ctx, round);
         if (!main.send(msg.roundEnd({ round, pages: 0, bytes: 0 }))) await main.drained(ctx.signal);
         await awaitRoundAck(ctx, main, round);
       }
@@ -45,6 +51,7 @@ export async function precopyPhase(ctx: MigrationContext): Promise<Exit['to']> {
     }
     const started = performance.now();
     const bytesBefore = main.bytesSent;
+    const channelBytesBefore = ctx.multifd?.wireBytes ?? 0;
     const stepsBefore = ctx.vm.steps;
     const throttleInForce = ctx.throttle.percent;
     startRound(sections, round);
@@ -59,8 +66,12 @@ export async function precopyPhase(ctx: MigrationContext): Promise<Exit['to']> {
     // for post-copy gets one, and the pause waits for its ack (below), as a round's end does:
     // otherwise the CPU state queues behind what round 0 still has in socket buffers and on the
     // wire (a 200-650 ms downtime on loopback, measured, instead of ~20 ms).
-    const flush = !cut || cut.to === 'postcopy';
-    if (flush && !main.send(msg.roundEnd({ round, pages, bytes: main.bytesSent - bytesBefore }))) {
+    // With parallel channels every round is flushed: their share of it may still be in flight, and
+    // nothing may be sent after it before the destination's barrier says it arrived.
+    const flush = !cut || cut.to === 'postcopy' || ctx.multifd !== undefined;
+    if (flush) await endMultifdRound(ctx, round);
+    const roundBytes = (): number => main.bytesSent - bytesBefore + (ctx.multifd?.wireBytes ?? 0) - channelBytesBefore;
+    if (flush && !main.send(msg.roundEnd({ round, pages, bytes: roundBytes() }))) {
       await main.drained(ctx.signal);
     }
     // dirty-limit's model, fitted before the harvest: the pages the guest dirties between the
@@ -69,7 +80,7 @@ export async function precopyPhase(ctx: MigrationContext): Promise<Exit['to']> {
     endRound(sections);
     const ms = performance.now() - started;
     const guestSteps = ctx.vm.steps - stepsBefore;
-    const bytes = main.bytesSent - bytesBefore;
+    const bytes = roundBytes();
     const dirtyAfter = sections.ram.dirtyPages;
     stats.rounds.push({
       index: round,

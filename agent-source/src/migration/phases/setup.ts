@@ -10,6 +10,7 @@ import type { SecurityReport } from '@livemig/shared/report';
 import type { Capability, SetupVm, StorageMode } from '@livemig/shared/protocol';
 import type { MigrationContext } from '../context.ts';
 import { createSections, setupAll } from '../sections/index.ts';
+import { channelsToAsk, openMultifd } from '../multifd.ts';
 
 /** What each mode needs the destination to have negotiated. */
 export const MODE_NEEDS: Readonly<Record<MigrationContext['mode'], readonly Capability[]>> = {
@@ -83,13 +84,15 @@ export async function setupPhase(ctx: MigrationContext): Promise<void> {
         `${ctx.params.storage} needs; the VM keeps running here`,
     );
   }
-  const sections = createSections(ctx);
+  const multifdChannels = channelsToAsk(ctx);
+  const sections = createSections(ctx, multifdChannels !== undefined);
   ctx.sections = sections;
   const setup = msg.setup({
     migrationId: ctx.id,
     mode: ctx.mode,
     ticket: ctx.ticket,
     vm: setupVmOf(ctx),
+    ...(multifdChannels === undefined ? {} : { channels: multifdChannels }),
   });
   setupAll(sections, setup);
   const setupSent = performance.now();
@@ -99,6 +102,8 @@ export async function setupPhase(ctx: MigrationContext): Promise<void> {
   ctx.setupRoundTripMs = Math.max(0, performance.now() - setupSent - (done.hostMs ?? 0));
   // Before round 0: the host content the destination offered (when RAM asked for it) is referable.
   sections.ram.setupDone(done);
+  // Parallel bulk channels, when asked for and named: every one attached before round 0.
+  await openMultifd(ctx, multifdChannels, done);
   // `fault-thread`: the destination's fault channel is a thread of its own, on its own port.
   if (done.faultPort !== undefined && done.faultToken !== undefined && channel.capabilities.has('fault-thread')) {
     ctx.channels.useFaultThread({ port: done.faultPort, token: done.faultToken });

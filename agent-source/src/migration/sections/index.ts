@@ -18,8 +18,11 @@ export interface SectionSet {
   readonly disk: DiskSection | undefined;
 }
 
-/** Build the sections of this VM, using what the destination negotiated. */
-export function createSections(ctx: MigrationContext): SectionSet {
+/**
+ * Build the sections of this VM, using what the destination negotiated. `multifd`: parallel bulk
+ * channels were asked for — RAM keeps its page hashes where their workers can add to them.
+ */
+export function createSections(ctx: MigrationContext, multifd = false): SectionSet {
   const caps = ctx.channels.capabilities;
   const channel = () => ctx.channels.main;
   const ram = new RamSection({
@@ -37,6 +40,7 @@ export function createSections(ctx: MigrationContext): SectionSet {
     encodings: ctx.params.encodings ?? DEFAULT_ENCODING_PARAMS,
     // Pre-copy of memory with post-copy of the disk: RAM is complete at the switchover.
     completeAtSwitchover: ctx.mode === 'precopy',
+    sharedPageHashes: multifd,
   });
   const virtualDisk = ctx.vm.virtualDisk;
   const disk = virtualDisk

@@ -24,6 +24,7 @@ import {
 } from './encoding-policy.ts';
 import type { MigrationStats } from '../../stats.ts';
 import type { TokenBucket } from '../../token-bucket.ts';
+import type { MultifdSender } from '@livemig/shared/multifd';
 
 /**
  * Wire bytes after a change of page encoding on a slow link before the new mode's rate is timed:
@@ -84,6 +85,7 @@ export class PageSender {
   readonly #delivered = new Map<string, { bps: number; at: number }>();
   /** Page bytes (content) sent so far, for how old a delivered figure is (trustedDelivered). */
   #contentSent = 0;
+  /** The stretch being measured: how it is sent, wire and page bytes, and when it began. */
   /**
    * The stretch being measured: how it is sent, wire and page bytes, and when it began; `settle`:
    * wire bytes still to send before it counts (see #measure).
@@ -97,6 +99,8 @@ export class PageSender {
    */
   #paused = false;
   #lastWhy = '';
+  /** Parallel bulk channels (multifd.ts) and the pages they may hold unwritten; undefined: main only. */
+  #multifd: { sender: MultifdSender; windowPages: number } | undefined;
 
   constructor(components: PageSenderComponents) {
     this.#c = components;
@@ -117,6 +121,14 @@ export class PageSender {
       startedAt: performance.now(),
       bytesAtStart,
     };
+  }
+
+  /**
+   * Pre-copy rounds deal raw and zero pages to these channels from now on; batches a page encoding
+   * carries, and everything sendAll() sends (the VM paused), stay on the main connection.
+   */
+  useMultifd(sender: MultifdSender, windowPages: number): void {
+    this.#multifd = { sender, windowPages };
   }
 
   /** Pages of the current round not sent yet. */
@@ -155,6 +167,10 @@ export class PageSender {
       }
       if (signal.aborted) throw signal.reason as Error;
       if (channel.failure) throw channel.failure;
+      if (ahead.length === 0 && this.#toChannels()) {
+        spent += await this.#dealToChannels(budgetBytes - spent);
+        continue;
+      }
       const current = ahead.shift() ?? this.#next();
       const { meta, views, payloadBytes, mode, contentBytes } = await current.encoded;
       const compressed = mode !== 'raw';
@@ -176,6 +192,41 @@ export class PageSender {
       this.#measure(wire, contentBytes, mode);
     }
     return this.#cursor >= this.#pages.length;
+  }
+
+  /** The next part of the round goes to the parallel channels: they exist, the VM runs, and no page encoding is engaged. */
+  #toChannels(): boolean {
+    if (this.#multifd === undefined || this.#paused) return false;
+    const codecs = this.#c.codecs;
+    if (codecs === undefined) return true;
+    this.#decide(codecs);
+    return !codecs.codecs.engaged;
+  }
+
+  /**
+   * Deal up to `budgetBytes` of the round's next pages to the parallel channels (their workers read,
+   * hash and send them), paced by the bandwidth cap and then by the channels themselves: resolves
+   * once at most the window is still unwritten. Returns the wire bytes charged — every page as raw,
+   * an upper bound (the worker sends a zero page as a record).
+   */
+  async #dealToChannels(budgetBytes: number): Promise<number> {
+    const { sender, windowPages } = this.#multifd!;
+    const { memory, stats, bucket } = this.#c;
+    const pages = Math.max(1, Math.min(Math.floor(budgetBytes / memory.pageSize), windowPages));
+    const end = Math.min(this.#cursor + pages, this.#pages.length);
+    const part = this.#pages.subarray(this.#cursor, end);
+    this.#countResends(part);
+    this.#cursor = end;
+    // The delta cache learns what the destination holds, as for a plain batch on the main connection.
+    this.#c.codecs?.codecs.sentPlain(part);
+    const wire = part.length * memory.pageSize + FRAME_OVERHEAD(part.length);
+    this.#anySent = true;
+    await bucket.take(wire);
+    sender.sendPages(this.#round, part);
+    stats.current.sent += part.length;
+    await sender.room(windowPages);
+    this.#measure(wire, part.length * memory.pageSize, 'raw');
+    return wire;
   }
 
   /** Take the next batch of the round and start encoding it. */

@@ -33,6 +33,7 @@ import { PageCodecs, type PageCodecsOptions } from './page-codecs.ts';
 import { DedupIndex } from '@livemig/shared/codec';
 import { HostContentRefs } from './host-content-refs.ts';
 import { DecisionLog } from './decision-log.ts';
+import { SharedPageHashes, type MultifdSender } from '@livemig/shared/multifd';
 
 export interface RamSectionComponents {
   vm: ToyVm;
@@ -57,6 +58,11 @@ export interface RamSectionComponents {
    * disk in post-copy: the switchover is post-copy's only for the disk). @default false
    */
   completeAtSwitchover?: boolean;
+  /**
+   * Keep the page hashes (the digest) in a table parallel bulk channels' workers write too
+   * (multifd: they hash the pages they send). @default false
+   */
+  sharedPageHashes?: boolean;
 }
 
 const EMPTY = new Uint32Array(0);
@@ -65,6 +71,8 @@ export class RamSection implements OutgoingSection {
   readonly name = 'ram';
   readonly #c: RamSectionComponents;
   readonly #ledger: PageDigestLedger;
+  /** The ledger's table, shared with the multifd channel workers (sharedPageHashes). */
+  readonly #pageHashes: SharedPageHashes | undefined;
   readonly #sender: PageSender;
   /** The page encodings of this migration, when any may be used. */
   readonly #codecs: PageCodecs | undefined;
@@ -83,7 +91,8 @@ export class RamSection implements OutgoingSection {
   constructor(components: RamSectionComponents) {
     this.#c = components;
     const { vm, stats, bucket, signal } = components;
-    this.#ledger = new PageDigestLedger(vm.memory.pageCount);
+    this.#pageHashes = components.sharedPageHashes ? new SharedPageHashes(vm.memory.pageCount) : undefined;
+    this.#ledger = new PageDigestLedger(vm.memory.pageCount, this.#pageHashes?.buffer);
     const { encodings: params, capabilities: caps } = components;
     const dedup = caps.dedup && params.dedup !== 'off';
     this.#hostRefs = dedup && caps.dedupHost ? new HostContentRefs(new DedupIndex(), vm.memory) : undefined;
@@ -127,6 +136,17 @@ export class RamSection implements OutgoingSection {
   encodingsReport(): EncodingsReport | undefined {
     const report = this.#codecs?.report(this.#c.encodings, this.#decisions.lines());
     return this.#hostRefs ? this.#hostRefs.withHost(report) : report;
+  }
+
+  /** The page-hash table multifd channel workers hash into (the same digest); ERR_INTERNAL unless asked for. */
+  pageHashes(): SharedPageHashes {
+    if (!this.#pageHashes) throw new MigrationError('ERR_INTERNAL', 'no shared page hashes: multifd was not asked for');
+    return this.#pageHashes;
+  }
+
+  /** Pre-copy rounds deal raw and zero pages to these parallel channels (page-sender.ts). */
+  useMultifd(sender: MultifdSender, windowPages: number): void {
+    this.#sender.useMultifd(sender, windowPages);
   }
 
   /** SetupDone came: the host content the destination offered, if Setup asked for it, becomes referable. */
