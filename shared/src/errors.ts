@@ -23,7 +23,7 @@ export const ERROR_CODES = {
   ERR_VM_STATE: 'The VM is not in a state that allows the operation (e.g. resume while running).',
   ERR_VCPU_CRASHED: 'The vCPU worker thread exited or threw unexpectedly.',
   ERR_FAULT_THREAD:
-    "The destination's post-copy fault thread (the worker that owns the fault channel) could not start, or exited or threw; its faults go back to the main thread.",
+    "A post-copy fault thread (the destination's fault thread or the source's fault worker: the worker that owns its end of the fault channel) could not start, or exited or threw; its faults go back to the main thread.",
   ERR_DEVICE_FAILED:
     'A device of the VM (its disk) failed other than with an I/O error the guest is told of; the VM was halted as crashed rather than left waiting on a device that no longer answers.',
   ERR_STATE_MISMATCH: 'Imported CPU or device state does not fit this VM (size, workload, version).',

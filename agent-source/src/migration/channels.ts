@@ -9,10 +9,15 @@
  * the token. On a reconnect the thread's port is tried first; a destination whose thread is gone
  * refuses the connection, and the fault channel then attaches to the main listener as without
  * the capability.
+ *
+ * With a source fault worker (fault-worker.ts) the fault channel to the destination's fault thread
+ * is the worker's: it connects, attaches and answers there, off this thread. Should the worker
+ * die, the next fault channel (recovery reconnects) is this thread's again.
  */
 import { MigrationError, toMigrationError } from '@livemig/shared';
 import { msg, type PeerChannel } from '@livemig/shared/channel';
 import type { Capability } from '@livemig/shared/protocol';
+import type { SourceFaultWorker } from './fault-worker.ts';
 
 /** Connect to the destination: its data port, or `port` on the same host (the fault thread's). */
 export type Connect = (signal: AbortSignal, port?: number) => Promise<PeerChannel>;
@@ -30,7 +35,10 @@ export class ChannelSet {
   #main: PeerChannel | undefined;
   #fault: PeerChannel | undefined;
   #faultThread: FaultThreadAddress | undefined;
-  #faultOpening: Promise<PeerChannel> | undefined;
+  #faultOpening: Promise<void> | undefined;
+  /** The source's fault worker, when one was started, and whether it holds the fault channel now. */
+  #worker: SourceFaultWorker | undefined;
+  #faultInWorker = false;
   /** Wire bytes of connections already closed or replaced. */
   #earlierBytes = 0;
   /** Wire bytes of this migration's other connections (parallel bulk channels, multifd.ts). */
@@ -78,17 +86,48 @@ export class ChannelSet {
    * Post-copy: a second connection for faults, joined to this migration by Attach — at the
    * destination's fault thread when it has one, else (or when its port refuses) at the main port.
    */
-  async openFault(): Promise<PeerChannel> {
+  async openFault(): Promise<void> {
     const thread = this.#faultThread;
     if (thread) {
       try {
-        return this.#joinFault(await this.#connect(this.#signal, thread.port), thread.token);
+        if (await this.#openInWorker(thread)) return;
+        this.#joinFault(await this.#connect(this.#signal, thread.port), thread.token);
+        return;
       } catch (error) {
         if (this.#signal.aborted || !refusedConnection(error)) throw error;
         this.#faultThread = undefined; // the thread is gone: never again for this migration
       }
     }
-    return this.#joinFault(await this.#connect(this.#signal));
+    this.#joinFault(await this.#connect(this.#signal));
+  }
+
+  /** The source's fault worker to use for the fault channel to the destination's fault thread (fault-worker.ts). */
+  useFaultWorker(worker: SourceFaultWorker): void {
+    this.#worker = worker;
+  }
+
+  /** The fault worker when it holds the fault channel (serve it there), else undefined (this thread's `fault`). */
+  get faultWorker(): SourceFaultWorker | undefined {
+    return this.#faultInWorker ? this.#worker : undefined;
+  }
+
+  /** End the fault worker, if one was started (the migration is over). Never throws. */
+  async stopFaultWorker(): Promise<void> {
+    await this.#worker?.stop();
+  }
+
+  /** The fault worker opens the channel to the thread; false when there is none or it died (this thread opens it then). */
+  async #openInWorker(thread: FaultThreadAddress): Promise<boolean> {
+    const worker = this.#worker;
+    if (!worker?.alive) return false;
+    try {
+      await worker.open(this.#migrationId, thread.port, thread.token);
+    } catch (error) {
+      if (this.#signal.aborted || toMigrationError(error).code !== 'ERR_FAULT_THREAD') throw error;
+      return false;
+    }
+    this.#faultInWorker = true;
+    return true;
   }
 
   /**
@@ -131,6 +170,7 @@ export class ChannelSet {
       this.#earlierBytes +
       (this.#main?.bytesSent ?? 0) +
       (this.#fault?.bytesSent ?? 0) +
+      (this.#worker?.wireBytes ?? 0) +
       (this.#otherWire?.() ?? 0)
     );
   }
@@ -154,6 +194,8 @@ export class ChannelSet {
     }
     this.#main = undefined;
     this.#fault = undefined;
+    if (this.#faultInWorker) await this.#worker?.closeChannel(error);
+    this.#faultInWorker = false;
   }
 }
 

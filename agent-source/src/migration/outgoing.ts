@@ -166,6 +166,7 @@ export class OutgoingMigration {
     // The compression threads, if any ran, and the parallel channels' workers: none outlives its migration.
     await ctx.sections?.ram.close().catch(() => undefined);
     await ctx.multifd?.stop();
+    await ctx.channels.stopFaultWorker();
     await ctx.startDirtyRate.done;
     this.#report = buildReport(ctx, outcome, error);
     ctx.emit('MIGRATION_REPORT', { migrationId: this.id, report: this.#report });

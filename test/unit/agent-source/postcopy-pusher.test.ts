@@ -4,27 +4,11 @@
  */
 import { describe, expect, it } from 'vitest';
 import { silentLogger } from '@livemig/shared';
-import type { PeerChannel } from '@livemig/shared/channel';
-import type { PagesBatch } from '@livemig/shared/protocol';
 import { Bitmap, GuestMemory } from '@livemig/shared/vm';
 import { PostcopyPusher } from '../../../agent-source/src/migration/sections/ram/postcopy-pusher.ts';
 import { MigrationStats } from '../../../agent-source/src/migration/stats.ts';
 import { TokenBucket } from '../../../agent-source/src/migration/token-bucket.ts';
-
-/** A channel that records the page batches it is given (negotiated: `capabilities`). */
-function recordingChannel(capabilities: string[] = []): { channel: PeerChannel; batches: number[][] } {
-  const batches: number[][] = [];
-  const channel = {
-    failure: undefined,
-    capabilities: new Set(capabilities),
-    sendPages: (batch: PagesBatch) => {
-      batches.push([...batch.pages]);
-      return true;
-    },
-    drained: async () => {},
-  } as unknown as PeerChannel;
-  return { channel, batches };
-}
+import { recordingChannel } from '../../helpers/recording-channel.ts';
 
 function pusher(pageCount: number, first: number[]): PostcopyPusher {
   const memory = GuestMemory.allocate(pageCount * 4096);

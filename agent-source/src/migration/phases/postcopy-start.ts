@@ -23,6 +23,9 @@ export async function postcopyStartPhase(ctx: MigrationContext): Promise<void> {
   await ctx.pause();
   await completeAll(sections, 'postcopy');
   const absent = sections.ram.absentMap();
+  // The source's fault worker answers from the moment the destination resumes, not once this thread gets to it.
+  const pusher = sections.ram.pusher;
+  if (pusher) ctx.channels.faultWorker?.arm(pusher);
   ctx.verify.source = digestsOf(sections);
   // A disk in post-copy: which blocks the destination lacks, before it may resume.
   const diskAbsent = sections.disk?.absentMessage();

@@ -36,9 +36,11 @@ export async function postcopyPhase(ctx: MigrationContext): Promise<void> {
     }
   }
   ctx.stats.pendingPages = 0;
+  pusher.settle(); // what the fault worker sent joins this side's figures
   report.pagesFetchedOnDemand = pusher.fetchedOnDemand;
   report.pagesPushed = pusher.pushed;
   report.faultThread = ctx.channels.faultThread;
+  report.sourceFaultWorker = ctx.channels.faultWorker?.alive ?? false;
   report.pagesAnsweredAgain = pusher.answeredAgain;
   report.postcopyMs = performance.now() - started;
   report.faults = numberOf(destStats.faults);
@@ -56,7 +58,10 @@ async function pushUntilComplete(ctx: MigrationContext): Promise<Record<string, 
   const ram = ctx.s.ram;
   const main = ctx.channels.main;
   const disk = ctx.s.disk?.storage === 'postcopy' ? ctx.s.disk : undefined;
-  const faults = ram.serveFaults(ctx.channels.fault, ctx.signal);
+  // The source's fault worker answers on its own thread when it holds the fault channel; else this thread does.
+  const worker = ctx.channels.faultWorker;
+  const faults =
+    worker && ram.pusher ? worker.serve(ram.pusher, ctx.signal) : ram.serveFaults(ctx.channels.fault, ctx.signal);
   const pushing = (async () => {
     // Memory and disk push side by side on the main channel; each answers its own requests first.
     const [ramDigest, diskDigest] = await Promise.all([ram.push(main), disk?.push(main)]);

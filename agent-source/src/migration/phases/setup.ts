@@ -10,6 +10,7 @@ import type { SecurityReport } from '@livemig/shared/report';
 import type { Capability, SetupVm, StorageMode } from '@livemig/shared/protocol';
 import type { MigrationContext } from '../context.ts';
 import { createSections, setupAll } from '../sections/index.ts';
+import { startFaultWorker } from '../fault-worker.ts';
 import { channelsToAsk, openMultifd } from '../multifd.ts';
 
 /** What each mode needs the destination to have negotiated. */
@@ -74,6 +75,9 @@ export async function setupPhase(ctx: MigrationContext): Promise<void> {
       `the destination did not negotiate ${missing.join(', ')}, which --mode ${ctx.mode} needs; the VM keeps running here`,
     );
   }
+  // The destination's fault thread answers faults off its main thread: the source's fault worker
+  // does so here too, and starts loading now, beside Setup (fault-worker.ts).
+  if (ctx.mode !== 'precopy' && channel.capabilities.has('fault-thread')) startFaultWorker(ctx);
   const diskMissing = ctx.vm.virtualDisk
     ? STORAGE_NEEDS[ctx.params.storage].filter((c) => !channel.capabilities.has(c))
     : [];

@@ -22,6 +22,13 @@
  * When every needed page has been sent, the pusher is done; the destination says Complete once
  * it has installed them all. Reads come from paused memory, so what is sent is exactly the VM
  * at the stop point.
+ *
+ * The requests may be answered by the source's fault worker instead (fault-worker.ts: a thread
+ * that owns the fault channel, so an answer never waits for this thread's event loop, busy with
+ * the push). Then `answers` (fault-answers.ts) is what the two threads share: each page is claimed
+ * by whichever sends it first; the push skips a page the worker answered (no second copy) and
+ * records its hash in the digest ledger from the same paused memory; the worker's counters join
+ * this side's figures (settle()).
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { Logger } from 'pino';
@@ -32,6 +39,7 @@ import type { Bitmap } from '@livemig/shared/vm';
 import { type GuestMemory } from '@livemig/shared/vm';
 import type { MigrationStats } from '../../stats.ts';
 import type { TokenBucket } from '../../token-bucket.ts';
+import { Counter, FaultAnswers, SENT_BY_FAULT_WORKER, SENT_BY_PUSHER } from './fault-answers.ts';
 import { encodeBatch } from './page-batch.ts';
 
 /** Pages per background batch (1 MiB). */
@@ -53,18 +61,26 @@ export interface PostcopyPusherComponents {
 
 export class PostcopyPusher {
   readonly #c: PostcopyPusherComponents;
-  /** Pages the destination lacks that have not been sent yet. */
+  /** Pages the destination lacks that this thread has neither sent nor found answered by the fault worker. */
   readonly #unsent: Bitmap;
+  /** The absent map and per-page claims shared with the fault worker, and its counters. */
+  readonly answers: FaultAnswers;
   #cursor = 0;
-  #round: number;
+  readonly round: number;
   /** Pages to push before the page-order scan (ascending), and how far that got. */
   readonly #first: Uint32Array<ArrayBufferLike>;
   #firstAt = 0;
-  /** Pages sent because the destination asked, and in the background. */
-  fetchedOnDemand = 0;
+  /** Pages this thread sent because the destination asked, and in the background. */
+  #fetched = 0;
   pushed = 0;
-  /** Pages pushed already and asked for before they arrived, answered again on the fault channel. */
-  answeredAgain = 0;
+  /** Pages this thread answered again on the fault channel (pushed already, asked for before they arrived). */
+  #again = 0;
+  /** Pages the worker answered first that this thread has found (and dropped from #unsent) since. */
+  #foundAnswered = 0;
+  /** The worker's pre-paging cursor as last seen (its change count). */
+  #askedSeq = 0;
+  /** The worker's counters as last folded into the stats. */
+  readonly #folded = { raw: 0, zero: 0, payload: 0, again: 0 };
 
   constructor(
     components: PostcopyPusherComponents,
@@ -74,30 +90,50 @@ export class PostcopyPusher {
   ) {
     this.#c = components;
     this.#unsent = absent.clone();
-    this.#round = round;
+    this.answers = new FaultAnswers(absent.size, absent);
+    this.round = round;
     this.#first = first;
   }
 
-  /** Pages still to send. */
+  /** Pages sent because the destination asked, by either thread. */
+  get fetchedOnDemand(): number {
+    return this.#fetched + this.answers.count(Counter.Fetched);
+  }
+
+  /** Pages pushed already and asked for before they arrived, answered again on the fault channel (either thread). */
+  get answeredAgain(): number {
+    return this.#again + this.answers.count(Counter.Again);
+  }
+
+  /** Pages still to send (those the worker answered and the push has not reached yet are sent). */
   get remaining(): number {
-    return this.#unsent.count;
+    return Math.max(0, this.#unsent.count - (this.answers.count(Counter.Fetched) - this.#foundAnswered));
   }
 
   /**
    * After a reconnect: the destination says which pages it still lacks. Pages sent but lost in
-   * the broken connection become unsent again (they were never installed).
+   * the broken connection become unsent again (they were never installed). The fault worker
+   * answers nothing meanwhile (its new channel waits to be told to serve).
    */
   resync(missing: Bitmap): void {
+    const answers = this.answers;
     for (let n = missing.nextSet(0); n >= 0; n = missing.nextSet(n + 1)) {
-      if (!this.#unsent.has(n)) {
+      const by = answers.sentBy(n);
+      // A page the worker answered that the push had not reached yet: found now, unsent again below.
+      if (by === SENT_BY_FAULT_WORKER && this.#unsent.has(n)) this.#foundAnswered += 1;
+      if (!this.#unsent.has(n) || by !== 0) {
         this.#unsent.set(n);
         this.#c.stats.resentPages += 1;
       }
+      answers.reset(n);
     }
     this.#cursor = 0;
   }
 
-  /** Answer a PageRequest on the fault channel: every requested page not sent yet, at once. */
+  /**
+   * Answer a PageRequest on the fault channel from this thread (no fault worker, or it died): every
+   * requested page not sent yet, at once.
+   */
   answer(request: { id: number; pages: Uint32Array }, faultChannel: PeerChannel): void {
     const answerAgain = faultChannel.capabilities.has('fault-thread');
     const fresh: number[] = [];
@@ -106,15 +142,35 @@ export class PostcopyPusher {
       if (page >= this.#unsent.size) {
         throw new MigrationError('ERR_PAGE_OUT_OF_RANGE', `PageRequest for page ${page} of ${this.#unsent.size}`);
       }
-      if (this.#unsent.has(page)) fresh.push(page);
+      if (this.#unsent.has(page) && this.answers.claim(page, SENT_BY_PUSHER)) fresh.push(page);
       else if (answerAgain) again.push(page);
     }
     const last = request.pages[request.pages.length - 1];
     if (last !== undefined) this.#cursor = last + 1;
     if (fresh.length === 0 && again.length === 0) return;
     this.#sendBatch(Uint32Array.from([...fresh, ...again]), request.id, faultChannel);
-    this.fetchedOnDemand += fresh.length;
-    this.answeredAgain += again.length;
+    this.#fetched += fresh.length;
+    this.#again += again.length;
+  }
+
+  /**
+   * Fold what the fault worker sent so far into the stats (raw and zero pages, payload bytes,
+   * pages sent again). Idempotent: only what was not folded yet is added.
+   */
+  settle(): void {
+    const { stats } = this.#c;
+    const a = this.answers;
+    const now = {
+      raw: a.count(Counter.RawPages),
+      zero: a.count(Counter.ZeroPages),
+      payload: a.count(Counter.PayloadBytes),
+      again: a.count(Counter.Again),
+    };
+    stats.rawPages += now.raw - this.#folded.raw;
+    stats.zeroPages += now.zero - this.#folded.zero;
+    stats.pagePayloadBytes += now.payload - this.#folded.payload;
+    stats.resentPages += now.again - this.#folded.again;
+    Object.assign(this.#folded, now);
   }
 
   /** Push every remaining page in the background on `channel`; resolves when all are queued. */
@@ -149,8 +205,8 @@ export class PostcopyPusher {
       const count = this.#fillFromFirst(batch) || this.#fillInOrder(batch);
       if (count === 0) continue;
       await this.#c.bucket.take(count * this.#c.memory.pageSize);
-      // While we waited, a PageRequest may have sent some of these: send only what is still unsent.
-      const pages = batch.slice(0, count).filter((page) => this.#unsent.has(page));
+      // While we waited, a PageRequest may have sent some of these: send only what nobody sent.
+      const pages = this.#claim(batch.subarray(0, count));
       if (pages.length === 0) continue;
       const ok = this.#sendBatch(pages, 0, channel);
       this.pushed += pages.length;
@@ -159,6 +215,28 @@ export class PostcopyPusher {
       // Let PageRequests in between batches: they must never wait for the whole push.
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
+  }
+
+  /**
+   * The pages of `batch` this thread may push: still unsent here and claimed now. A page the fault
+   * worker answered first is dropped from the push, and its hash goes into the ledger (the same
+   * bytes: memory is paused), so the digest covers it as if this thread had sent it.
+   */
+  #claim(batch: Uint32Array): Uint32Array {
+    const { memory, onPageSent, sentBefore, stats } = this.#c;
+    const pages: number[] = [];
+    for (const page of batch) {
+      if (!this.#unsent.has(page)) continue;
+      if (this.answers.claim(page, SENT_BY_PUSHER)) {
+        pages.push(page);
+        continue;
+      }
+      this.#unsent.clear(page);
+      this.#foundAnswered += 1;
+      if (sentBefore(page)) stats.resentPages += 1;
+      onPageSent(page, memory.page(page));
+    }
+    return Uint32Array.from(pages);
   }
 
   /** A batch of the pages to push first that are still unsent; 0 once they are all done. */
@@ -173,6 +251,12 @@ export class PostcopyPusher {
 
   /** A batch in page order from the cursor. Only its start wraps around: within it pages ascend, so none repeats. */
   #fillInOrder(batch: Uint32Array): number {
+    // The fault worker was asked for a page since the last batch: go on from there, as answer() does.
+    const seq = this.answers.count(Counter.NextPageSeq);
+    if (seq !== this.#askedSeq) {
+      this.#askedSeq = seq;
+      this.#cursor = this.answers.count(Counter.NextPage);
+    }
     let count = 0;
     let n = this.#nextUnsent(this.#cursor);
     while (n >= 0 && count < batch.length) {
@@ -194,12 +278,15 @@ export class PostcopyPusher {
     const { memory, stats, onPageSent } = this.#c;
     for (let i = 0; i < pages.length; i++) {
       const page = pages[i]!;
+      // The worker answered it first (before it died) and the push had not reached it: found now.
+      const byWorker = this.#unsent.has(page) && this.answers.sentBy(page) === SENT_BY_FAULT_WORKER;
+      if (byWorker) this.#foundAnswered += 1;
       // A page answered again (pushed already, still on the way) is a re-send too.
-      if (!this.#unsent.has(page) || this.#c.sentBefore(page)) stats.resentPages += 1;
+      if (!this.#unsent.has(page) || byWorker || this.#c.sentBefore(page)) stats.resentPages += 1;
       this.#unsent.clear(page);
     }
     const { kinds, views } = encodeBatch(pages, { memory, stats, onPageSent, zeroPages: this.#c.zeroPages ?? true });
-    return channel.sendPages({ round: this.#round, requestId, pages, kinds }, views);
+    return channel.sendPages({ round: this.round, requestId, pages, kinds }, views);
   }
 }
 
