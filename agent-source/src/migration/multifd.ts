@@ -53,18 +53,49 @@ function notAskedWhy(ctx: MigrationContext): string | undefined {
   return 'the destination did not negotiate multifd';
 }
 
+/** Channel workers started beside Setup and not attached yet (or never to be). */
+const starting = new WeakMap<MigrationContext, MultifdSender>();
+
+/**
+ * Setup asks for `asked` channels: start their workers now, beside Setup — a worker's start-up (a
+ * V8 isolate and its modules) takes hundreds of ms on a busy machine, which the destination's
+ * building of the VM then hides. They connect once SetupDone names the ports (openMultifd).
+ */
+export function startMultifd(ctx: MigrationContext, asked: number | undefined): void {
+  const target = ctx.multifdTarget;
+  if (asked === undefined || !target) return;
+  starting.set(
+    ctx,
+    MultifdSender.start({
+      channels: asked,
+      memory: ctx.vm.memory,
+      hashes: ctx.s.ram.pageHashes(),
+      host: target.host,
+      migrationId: ctx.id,
+      ...(target.tls ? { tls: target.tls } : {}),
+    }),
+  );
+}
+
+/** End every channel worker of the migration, attached or only started. Never throws. */
+export async function stopMultifd(ctx: MigrationContext): Promise<void> {
+  await Promise.all([ctx.multifd?.stop(), starting.get(ctx)?.stop()]);
+}
+
 /**
  * SetupDone came: connect the channels it named (all of them attach, or the migration fails here,
  * before any page was sent), or go on with the main connection when it named none.
  */
 export async function openMultifd(ctx: MigrationContext, asked: number | undefined, done: SetupDoneMsg): Promise<void> {
   const target = ctx.multifdTarget;
-  if (asked === undefined || !target) {
+  const sender = starting.get(ctx);
+  if (asked === undefined || !target || !sender) {
     ctx.multifdNote = notAskedWhy(ctx);
     return;
   }
   const { multifdPorts: ports, multifdToken: token } = done;
   if (ports === undefined || token === undefined) {
+    void sender.stop();
     ctx.multifdNote = 'the destination named no parallel channels (it could not listen for them)';
     ctx.logger.warn(
       { event: 'multifd.declined', asked },
@@ -79,17 +110,8 @@ export async function openMultifd(ctx: MigrationContext, asked: number | undefin
     );
   }
   const started = performance.now();
-  let sender: MultifdSender;
   try {
-    sender = await MultifdSender.connect({
-      memory: ctx.vm.memory,
-      hashes: ctx.s.ram.pageHashes(),
-      host: target.host,
-      ports,
-      migrationId: ctx.id,
-      token,
-      ...(target.tls ? { tls: target.tls } : {}),
-    });
+    await sender.attach(ports, token);
   } catch (caught) {
     // The ports cannot be reached (a firewall, a relay that stands in for the main port only):
     // one connection, as with a peer without multifd. The destination, seeing no channel attach
@@ -106,6 +128,7 @@ export async function openMultifd(ctx: MigrationContext, asked: number | undefin
   sender.onFailure = (error) => {
     if (ctx.machine.state === 'setup' || ctx.machine.state === 'precopy') ctx.abort.abort(error);
   };
+  starting.delete(ctx);
   ctx.multifd = sender;
   ctx.multifdCounted = sender.totals;
   ctx.channels.countWireOf(() => sender.wireBytes);

@@ -33,6 +33,7 @@ import { rollbackPhase } from './phases/rollback.ts';
 import { setupPhase } from './phases/setup.ts';
 import { stopCopyPhase } from './phases/stop-copy.ts';
 import { startDirtyRate } from './start-dirty-rate.ts';
+import { stopMultifd } from './multifd.ts';
 import { SOURCE_OWNS_VM, type SourceStatus } from './status.ts';
 
 export type { OutgoingComponents, OutgoingOptions } from './context.ts';
@@ -165,7 +166,7 @@ export class OutgoingMigration {
     ctx.startDirtyRate.cancel('the migration ended');
     // The compression threads, if any ran, and the parallel channels' workers: none outlives its migration.
     await ctx.sections?.ram.close().catch(() => undefined);
-    await ctx.multifd?.stop();
+    await stopMultifd(ctx);
     await ctx.channels.stopFaultWorker();
     await ctx.startDirtyRate.done;
     this.#report = buildReport(ctx, outcome, error);

@@ -36,24 +36,14 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { timingSafeEqual } from 'node:crypto';
 import { parentPort, workerData } from 'node:worker_threads';
-import { createXXHash64 } from 'hash-wasm';
 import { announceThread, sealThread } from '../vm/thread-cpu.mjs';
-import {
-  FrameParser,
-  KIND_RAW,
-  KIND_ZERO,
-  PAGE_BYTES,
-  TYPE,
-  bytesField,
-  coded,
-  errorFrame,
-  frameHead,
-  keepHash,
-  stringField,
-  uintField,
-} from './channel-wire.mjs';
 import { readInPlace } from './read-in-place.mjs';
-import { createPageHasher } from '../vm/digest-pages.mjs';
+
+// The wire and the hashers load after the port listens (load(), below): their modules (msgpack-lite,
+// hash-wasm) take a fresh isolate 100-300 ms, and SetupDone waits for the port. A connection that
+// comes meanwhile waits, unread, until they are there.
+let FrameParser, KIND_RAW, KIND_ZERO, TYPE, bytesField, coded, errorFrame, frameHead, keepHash, stringField, uintField;
+const PAGE_BYTES = 4096;
 
 const MAX_REFUSED = 8;
 /** Connections in their handshake at once, at most (one is expected: the source's), as the fault thread bounds its own. */
@@ -74,11 +64,23 @@ const regions = memory.regions.map((r) => new Uint8Array(r));
 const hashes = new Uint8Array(data.hashes);
 const received = new Int32Array(data.received);
 
-// The memory digest's page hash, a batch of pages per call (digest-pages.mjs).
-const pageHasher = createPageHasher();
-const pagesHasher = await createXXHash64();
-const contentHasher = await createXXHash64();
-const ZERO_HASH = pageHasher.hashPage(new Uint8Array(PAGE_BYTES));
+// The memory digest's page hash, a batch of pages per call (digest-pages.mjs), and the tally's hashers.
+let pageHasher, pagesHasher, contentHasher, ZERO_HASH;
+
+async function load() {
+  const [wire, { createXXHash64 }, { createPageHasher }] = await Promise.all([
+    import('./channel-wire.mjs'),
+    import('hash-wasm'),
+    import('../vm/digest-pages.mjs'),
+  ]);
+  ({ FrameParser, KIND_RAW, KIND_ZERO, TYPE, bytesField, coded, errorFrame, frameHead, keepHash } = wire);
+  ({ stringField, uintField } = wire);
+  if (wire.PAGE_BYTES !== PAGE_BYTES) throw new Error(`a page is ${wire.PAGE_BYTES} bytes on the wire`);
+  pageHasher = createPageHasher();
+  [pagesHasher, contentHasher] = await Promise.all([createXXHash64(), createXXHash64()]);
+  ZERO_HASH = pageHasher.hashPage(new Uint8Array(PAGE_BYTES));
+}
+
 /** A batch's raw pages, by index in the batch (hashed together once the batch is in memory). */
 const raw = new Int32Array(MAX_BATCH_PAGES);
 
@@ -438,6 +440,14 @@ function peerRole(certificate) {
   return roles.length === 1 ? roles[0] : null;
 }
 
+/** Resolves once load() is done (set once the port listens). */
+let loaded;
+/** Hold a connection until the wire and the hashers are loaded. */
+const acceptLoaded = (socket) => {
+  socket.on('error', () => {}); // until accept() watches it
+  void loaded.then(() => accept(socket));
+};
+
 const server = data.tls
   ? tls.createServer(
       {
@@ -450,9 +460,9 @@ const server = data.tls
         rejectUnauthorized: true,
         handshakeTimeout: data.attachTimeoutMs,
       },
-      accept,
+      acceptLoaded,
     )
-  : net.createServer({ pauseOnConnect: true }, accept);
+  : net.createServer({ pauseOnConnect: true }, acceptLoaded);
 server.on('tlsClientError', (error, socket) => {
   post({ type: 'refused', code: 'ERR_UNAUTHENTICATED', message: error.message });
   socket.destroy();
@@ -463,6 +473,14 @@ server.once('error', (error) => {
   exit();
 });
 server.listen(data.port ?? 0, data.host, () => post({ type: 'listening', port: server.address().port }));
+loaded = load();
+loaded.catch((error) => {
+  if (finished) return;
+  finished = true;
+  post({ type: 'failed', code: 'ERR_INTERNAL', message: `channel ${data.index}: ${error?.message ?? error}` });
+  server.close();
+  exit();
+});
 
 // The attach deadline, and a frame's deadline from its first byte.
 const attachBy = performance.now() + data.attachTimeoutMs;
@@ -470,13 +488,18 @@ const watchdog = setInterval(
   () => {
     const now = performance.now();
     if (!channel && now > attachBy)
-      fail(coded('ERR_TIMEOUT', `no channel attached within ${data.attachTimeoutMs} ms`), false);
+      fail(codedError('ERR_TIMEOUT', `no channel attached within ${data.attachTimeoutMs} ms`), false);
     else if (channel && isMidFrame() && now - frameStarted > data.frameTimeoutMs) {
-      fail(coded('ERR_IDLE_TIMEOUT', `a frame took longer than ${data.frameTimeoutMs} ms`), true);
+      fail(codedError('ERR_IDLE_TIMEOUT', `a frame took longer than ${data.frameTimeoutMs} ms`), true);
     }
   },
   Math.max(50, Math.min(1000, data.frameTimeoutMs / 4)),
 );
+
+/** An Error with a code, before the wire module may have loaded (channel-wire.mjs coded()). */
+function codedError(code, message) {
+  return Object.assign(new Error(message), { code });
+}
 
 let currentParserInFrame = () => false;
 function isMidFrame() {

@@ -12,7 +12,7 @@
  */
 import type { GuestMemory } from '../vm/guest-memory.ts';
 import type { ThreadRegistry } from '../vm/thread-registry.ts';
-import type { MigrationError } from '../errors.ts';
+import { MigrationError, toMigrationError } from '../errors.ts';
 import { ChannelPool } from './channel-pool.ts';
 import { DEFAULT_BATCH_PAGES, checkChannels, partitionRound, type PartitionMode } from './partition.ts';
 import type { ChannelMarker } from './round-barrier.ts';
@@ -28,11 +28,11 @@ export interface MultifdSenderOptions {
   migrationId: string;
   /** The one-time token the destination gave (SetupDone). */
   token: string;
+  /** Pages per frame and per partition unit. @default 256 */
   /** TLS 1.3 with these credentials; `expectName`: the destination's certificate name. Absent: plaintext. */
   tls?: { ca: string; cert: string; key: string; expectName: string };
   /** @default 'batches' */
   mode?: PartitionMode;
-  /** Pages per frame and per partition unit. @default 256 */
   batchPages?: number;
   /** Connect + Attach accepted, per channel. @default 5000 */
   connectTimeoutMs?: number;
@@ -47,6 +47,9 @@ export interface MultifdSenderOptions {
    */
   hashPages?: boolean;
 }
+
+/** What start() needs: everything but where to connect, and the number of channels instead. */
+export type MultifdStartOptions = Omit<MultifdSenderOptions, 'ports' | 'token'> & { channels: number };
 
 type FromSource =
   | { type: 'attached' }
@@ -79,8 +82,11 @@ export class MultifdSender {
   /** Pages dealt to the workers and not yet reported written (the window, room()). */
   #queued = 0;
 
-  private constructor(options: MultifdSenderOptions) {
-    this.channels = options.ports.length;
+  readonly #connectTimeoutMs: number;
+
+  private constructor(options: MultifdStartOptions & { ports?: readonly number[]; token?: string }) {
+    this.channels = options.ports?.length ?? options.channels;
+    this.#connectTimeoutMs = options.connectTimeoutMs ?? 5000;
     checkChannels(this.channels);
     this.#mode = options.mode ?? 'batches';
     this.#batchPages = options.batchPages ?? DEFAULT_BATCH_PAGES;
@@ -92,9 +98,9 @@ export class MultifdSender {
       new URL('./source-channel-worker.mjs', import.meta.url),
       (index, thread) => ({
         host: options.host,
-        port: options.ports[index],
+        port: options.ports?.[index] ?? null,
         tls: options.tls ?? null,
-        token: options.token,
+        token: options.token ?? null,
         migrationId: options.migrationId,
         index,
         memory: layout,
@@ -127,17 +133,39 @@ export class MultifdSender {
 
   /** Start N workers and connect every channel; rejects (all stopped) if any cannot attach in time. */
   static async connect(options: MultifdSenderOptions): Promise<MultifdSender> {
-    const sender = new MultifdSender(options);
+    const sender = new MultifdSender({ ...options, channels: options.ports.length });
+    await sender.#attachAll();
+    return sender;
+  }
+
+  /**
+   * Start N workers that load and then wait to be told where to connect (attach()): the engine
+   * starts them beside Setup, so that their start-up (a fresh V8 isolate and its modules: hundreds
+   * of ms on a busy machine) overlaps the destination building its VM.
+   */
+  static start(options: MultifdStartOptions): MultifdSender {
+    return new MultifdSender(options);
+  }
+
+  /** Connect every channel of a started sender; rejects (all stopped) if any cannot attach in time. */
+  async attach(ports: readonly number[], token: string): Promise<void> {
+    if (ports.length !== this.channels) {
+      throw new MigrationError('ERR_BAD_METADATA', `${ports.length} multifd ports for ${this.channels} channels`);
+    }
+    ports.forEach((port, i) => this.#pool.post(i, { type: 'connect', port, token }));
+    await this.#attachAll();
+  }
+
+  async #attachAll(): Promise<void> {
     try {
-      await sender.#pool.waitUntil(
-        () => sender.#attached.every(Boolean),
-        (options.connectTimeoutMs ?? 5000) + 5000,
+      await this.#pool.waitUntil(
+        () => this.#attached.every(Boolean),
+        this.#connectTimeoutMs + 5000,
         'attaching the multifd channels',
       );
-      return sender;
     } catch (error) {
-      sender.#pool.fail(error as MigrationError);
-      await sender.stop();
+      this.#pool.fail(toMigrationError(error));
+      await this.stop();
       throw error;
     }
   }

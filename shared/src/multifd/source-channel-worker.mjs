@@ -19,6 +19,7 @@
 // 'failed', code, message } and the worker exits.
 //
 // workerData: { host, port, tls: { ca, cert, key, expectName } | null, token, migrationId, index,
+//   (port and token null: wait for { type: 'connect', port, token } — the worker was started early)
 //   memory: GuestMemoryLayout, hashes: SharedArrayBuffer (pageCount × 8), batchPages,
 //   connectTimeoutMs, writeTimeoutMs, highWaterMark, thread: SharedArrayBuffer | undefined }
 // in:  { type: 'pages', round, pages: Uint32Array } (more of the round's share: any number of these)
@@ -131,6 +132,27 @@ const parser = new FrameParser({
     socket.emit('attached');
   },
 });
+
+// Started before the destination named its ports (the engine starts the workers beside Setup, so
+// that their start-up is off the critical path): wait to be told where to connect.
+if (data.port === undefined || data.port === null) {
+  const address = await new Promise((resolve) => {
+    const onMessage = (message) => {
+      if (message?.type !== 'connect' && message?.type !== 'stop') return;
+      main.off('message', onMessage);
+      resolve(message.type === 'connect' ? message : null);
+    };
+    main.on('message', onMessage);
+  });
+  if (address === null) {
+    finished = true;
+    post({ type: 'stopped' });
+    exit();
+    await new Promise(() => {}); // the thread ends (exit()); nothing below runs
+  }
+  data.port = address.port;
+  data.token = address.token;
+}
 
 const options = { host: data.host, port: data.port, highWaterMark: data.highWaterMark, noDelay: true };
 socket = data.tls

@@ -11,7 +11,7 @@ import type { Capability, SetupVm, StorageMode } from '@livemig/shared/protocol'
 import type { MigrationContext } from '../context.ts';
 import { createSections, setupAll } from '../sections/index.ts';
 import { startFaultWorker } from '../fault-worker.ts';
-import { channelsToAsk, openMultifd } from '../multifd.ts';
+import { channelsToAsk, openMultifd, startMultifd } from '../multifd.ts';
 
 /** What each mode needs the destination to have negotiated. */
 export const MODE_NEEDS: Readonly<Record<MigrationContext['mode'], readonly Capability[]>> = {
@@ -91,6 +91,7 @@ export async function setupPhase(ctx: MigrationContext): Promise<void> {
   const multifdChannels = channelsToAsk(ctx);
   const sections = createSections(ctx, multifdChannels !== undefined);
   ctx.sections = sections;
+  startMultifd(ctx, multifdChannels);
   const setup = msg.setup({
     migrationId: ctx.id,
     mode: ctx.mode,
