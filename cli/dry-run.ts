@@ -65,6 +65,7 @@ export function optionsFromFlags(flags: MigrateFlags): TechniqueOptions {
   return {
     // The encoding flags as migrate params: the same names as the model's options.
     ...encodingParams(flags),
+    ...(flags.channels !== undefined && flags.channels > 1 ? { channels: flags.channels } : {}),
     ...(flags.autoConverge
       ? {
           throttle: {

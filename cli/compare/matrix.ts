@@ -10,7 +10,8 @@
  *                                    # and any fixed one with engine options (issue 17), e.g.
  *                                    # precopy+compress, precopy+compress=brotli, precopy+xbzrle,
  *                                    # precopy+dedup, precopy+auto-converge, precopy+auto-converge=30/10/99,
- *                                    # precopy+dirty-limit=20MB/s, hybrid+xbzrle+dedup
+ *                                    # precopy+dirty-limit=20MB/s, hybrid+xbzrle+dedup,
+ *                                    # precopy+channels=2 (parallel bulk channels, issue 18)
  *                                    # (technique := base ('+' option)*; options.ts in shared/src/predict)
  *   workloads:                       # required, 1..32
  *     - name: hot 40k                # label (unique)

@@ -9,6 +9,7 @@ export {
   type Overheads,
 } from './model.ts';
 export { choose } from './choose.ts';
+export { CHANNEL_SPEEDUP, channelsBandwidthBps, channelSpeedup, ONE_CHANNEL_BPS, withChannels } from './channels.ts';
 export {
   activeEncodings,
   AUTO_COMPRESS_THREADS,

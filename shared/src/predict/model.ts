@@ -31,12 +31,14 @@
  * sees what the engine measures — the pending pages' raw bytes over the last round's wire rate
  * (wire bytes ÷ its time, below the link's when the codec is the bottleneck) — and the model
  * restates that. A pure post-copy pushes raw pages and takes no throttle: options change
- * pre-copy and hybrid's rounds only.
+ * pre-copy and hybrid's rounds only. Parallel channels (channels.ts) raise the rate the rounds
+ * move at where the engine, not the link, is the limit.
  */
 import { dirtiedIn } from './dirty-curve.ts';
 import { activeEncodings, DEFAULT_PAGE_FIGURES, PAGE_OVERHEAD_BYTES, sendCost, type SendCost } from './encodings.ts';
 import { guestSpeed, nextThrottle, runFraction, throttleRising, UNTHROTTLED, type ThrottleState } from './throttle.ts';
 import type { ModelInputs, Prediction, Technique } from './types.ts';
+import { withChannels } from './channels.ts';
 
 export { PAGE_OVERHEAD_BYTES };
 /** Rounds whose pending set did not shrink, in a row, that end pre-copy (the engine's NOT_SHRINKING_ROUNDS). */
@@ -186,7 +188,8 @@ export function predict(technique: Technique, input: ModelInputs): Prediction {
     };
   }
   const stopAfter = technique === 'hybrid' ? input.postcopyAfterRounds : null;
-  const walk = walkRounds(input, stopAfter);
+  // Parallel channels carry the rounds (channels.ts); the final set goes on the main connection.
+  const walk = walkRounds(withChannels(input), stopAfter);
   const toPostcopy =
     technique === 'hybrid' &&
     (walk.switchover === 'postcopy' || walk.switchover === 'max-rounds' || walk.switchover === 'not-shrinking');

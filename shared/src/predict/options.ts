@@ -10,9 +10,11 @@
  *              | dedup[=on|off|auto]                     --dedup (bare: on)
  *              | auto-converge[=INITIAL/INCREMENT/MAX]   --auto-converge, its knobs in percent (bare: QEMU's 20/10/99)
  *              | dirty-limit=RATE                        --dirty-limit, a rate with its unit, e.g. 20MB/s
+ *              | channels=N                              --channels, bulk channels (1..8; above 1 parallel, multifd)
  *
  * e.g. `precopy+compress`, `precopy+compress=brotli+xbzrle`, `hybrid+dedup`,
- * `precopy+auto-converge`, `precopy+auto-converge=30/20/95`, `precopy+dirty-limit=20MB/s`.
+ * `precopy+auto-converge`, `precopy+auto-converge=30/20/95`, `precopy+dirty-limit=20MB/s`,
+ * `precopy+channels=2`.
  * Each option at most once; auto-converge and dirty-limit not together (the engine refuses
  * both); a pure post-copy takes none (it pushes raw pages and has no rounds to throttle). An
  * option not given is the engine's default in a migration (compress auto, the rest off) and
@@ -21,6 +23,7 @@
 import { MigrationError } from '../errors.ts';
 import { formatBytes, formatRate, parseRate, parseSize } from '../units.ts';
 import { AUTO_CONVERGE_DEFAULTS } from './throttle.ts';
+import { MAX_CHANNELS } from '../multifd/partition.ts';
 import { TECHNIQUES, type TechniqueOptions, type Technique } from './types.ts';
 
 /** The option names, in the order a name is written back (formatTechnique). */
@@ -32,6 +35,7 @@ export const OPTION_NAMES = [
   'dedup',
   'auto-converge',
   'dirty-limit',
+  'channels',
 ] as const;
 
 export interface TechniqueSpec {
@@ -127,6 +131,13 @@ export function parseTechnique(name: string): TechniqueSpec {
         options.throttle = { kind: 'dirty-limit', limitBps, maxPercent: AUTO_CONVERGE_DEFAULTS.maxPercent };
         break;
       }
+      case 'channels': {
+        const n = Number(value);
+        if (!(Number.isInteger(n) && n >= 1 && n <= MAX_CHANNELS))
+          bad(`channels: "${value}" is not a whole number from 1 to ${MAX_CHANNELS}`);
+        options.channels = n;
+        break;
+      }
     }
   }
   if (seen.has('auto-converge') && seen.has('dirty-limit')) {
@@ -168,6 +179,7 @@ export function formatTechnique(spec: TechniqueSpec): string {
     parts.push(defaults ? 'auto-converge' : `auto-converge=${t.initialPercent}/${t.incrementPercent}/${t.maxPercent}`);
   }
   if (t?.kind === 'dirty-limit') parts.push(`dirty-limit=${t.limitBps}B/s`);
+  if (o.channels !== undefined) parts.push(`channels=${o.channels}`);
   return parts.join('+');
 }
 
@@ -185,5 +197,6 @@ export function describeOptions(o: TechniqueOptions | undefined): string {
     words.push(`auto-converge ${t.initialPercent}/${t.incrementPercent}/${t.maxPercent} %`);
   }
   if (o.throttle?.kind === 'dirty-limit') words.push(`dirty-limit ${formatRate(o.throttle.limitBps)}`);
+  if (o.channels !== undefined) words.push(o.channels === 1 ? 'one channel' : `${o.channels} parallel channels`);
   return words.join(', ');
 }

@@ -55,6 +55,8 @@ export interface TechniqueOptions {
   xbzrleCacheBytes?: number;
   dedup?: 'auto' | 'on' | 'off';
   throttle?: ThrottleOption;
+  /** Bulk channels for the pre-copy rounds (--channels, 1..8; above 1 parallel: channels.ts). */
+  channels?: number;
 }
 
 /**
