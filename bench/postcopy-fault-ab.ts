@@ -5,7 +5,9 @@
  * change of load on this shared machine hits both alike. Off = LIVEMIG_SOURCE_FAULT_WORKER=off in
  * the agents' environment: the source answers PageRequests on its main thread, as before the worker.
  *
- *   npx tsx bench/postcopy-fault-ab.ts [runs per setup, default 3] [memory, default 1GiB] [workload]
+ *   npx tsx bench/postcopy-fault-ab.ts [runs per setup, default 3] [memory, default 1GiB] [workload] [setups]
+ *
+ * setups: comma-separated names of ENVS below, default off,on (e.g. off,on,nice).
  *
  * Prints one line per run (fault latency p50/p99/max as the destination measured it, faults, pages
  * fetched on demand and answered again, total time, the 1-minute load average as the run ended) and
@@ -25,7 +27,11 @@ import { median } from './harness.ts';
 const RUNS = Number(process.argv[2] ?? 3);
 const MEMORY = parseSize(process.argv[3] ?? '1GiB');
 const WORKLOAD = process.argv[4] ?? 'hotset:wss=64MiB,rate=50000';
-/** Each setup's environment for both agents (EXPERIMENT: the fault threads' nice). */
+/**
+ * Each setup's environment for both agents: off = the source answers on its main thread, on = its
+ * fault worker answers; `nice` variants with the fault threads' priority raised (fault-priority.mjs),
+ * the others without.
+ */
 const ENVS: Record<string, Record<string, string>> = {
   off: { [FAULT_WORKER_ENV]: 'off', LIVEMIG_FAULT_THREAD_NICE: '0' },
   on: { [FAULT_WORKER_ENV]: 'on', LIVEMIG_FAULT_THREAD_NICE: '0' },

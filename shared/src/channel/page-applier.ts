@@ -121,13 +121,27 @@ export class PageApplier implements PageSink {
     const pageSize = 1 << this.#pageShift;
     for (let done = 0; done < bytes.length;) {
       const length = Math.min(pageSize - offset, bytes.length - done);
-      if (this.wanted(this.#current!.pages[index]!)) {
+      const page = this.#current!.pages[index]!;
+      if (this.wanted(page)) {
         this.#target(index, offset, length).set(bytes.subarray(done, done + length));
+        // Complete: installed now, not at the batch's end. A fault on it waits for nothing else — a
+        // bulk batch is up to a megabyte, read over several turns of a busy event loop — and the
+        // other writer (the fault thread), whose copy loses to this claim, no longer waits on the rest.
+        if (offset + length === pageSize) this.#installRaw(page);
       }
       done += length;
       index += 1;
       offset = 0;
     }
+  }
+
+  /** A raw page's bytes are all in (post-copy, under this applier's claim): hash it, then let the guest have it. */
+  #installRaw(page: number): void {
+    const memory = this.#memory ?? released();
+    this.#ledger!.update(page, memory.page(page));
+    memory.markTouched(page);
+    this.#received[page] = 1;
+    this.onPage?.(page);
   }
 
   pageTarget(index: number, offset: number, length: number): Uint8Array | undefined {
@@ -145,7 +159,8 @@ export class PageApplier implements PageSink {
       const kind = kinds[i]!;
       if (kind === PageKind.Raw) this.rawPagesReceived += 1;
       if (kind > PageKind.Zero) this.#checkEncoding(kind, page);
-      // A skipped page still steps over its encoded part, so the cursors stay in step.
+      // A skipped page still steps over its encoded part, so the cursors stay in step. (A raw page
+      // installed as its last byte came is present now, so no longer wanted: skipped here.)
       if (this.wanted !== undefined && !this.wanted(page)) {
         decoder.skip(kind);
         continue;
