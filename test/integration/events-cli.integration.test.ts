@@ -10,9 +10,12 @@ import { useFleet } from '../helpers/fleet.ts';
 import { runCli, spawnCli, stopAll, type RunningCli } from '../helpers/processes.ts';
 import { waitUntil } from '../helpers/wait.ts';
 import { expectCompleted } from '../helpers/report.ts';
+import { useSharedPair } from '../helpers/shared-pair.ts';
 
 const fleet = useFleet();
 afterEach(stopAll);
+// The agents of the tests that keep them running: the migration's pair, and its source again for bad input.
+const pair = useSharedPair({ start: () => fleet.pair(), ask: fleet.ask });
 
 /** `livemig events` as the operator, once it says it follows the stream. */
 async function follow(control: string, args: readonly string[]): Promise<RunningCli> {
@@ -29,7 +32,7 @@ const spec = parseVmSpec({ memory: '16MiB', init: 'random', workload: 'hotset:ws
 
 describe('livemig events', () => {
   it('follows a migration: JSON lines with its status changes, rounds and report; readable lines; --event and --count', async () => {
-    const [source, dest] = await Promise.all([fleet.source('vm', spec), fleet.agent()]);
+    const [source, dest] = await pair.boot('vm', spec);
     const json = await follow(source.control, ['--json']);
     const arrivals = await follow(dest.control, ['--event', 'VM_STATE', '--count', '1']);
     const report = await fleet.migrate(source, dest, { vm: 'vm' });
@@ -69,7 +72,7 @@ describe('livemig events', () => {
   });
 
   it('refuses an unknown event name as bad input (exit 2)', async () => {
-    const agent = await fleet.agent();
+    const [agent] = await pair.agents();
     const run = await runCli(['events', '--control', agent.control, '--event', 'NOPE']);
     expect(run.code).toBe(2);
     expect(run.stderr).toMatch(/NOPE/);

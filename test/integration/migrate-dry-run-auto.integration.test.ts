@@ -20,9 +20,14 @@ import { parseVmSpec } from '@livemig/shared/vm';
 import { useFleet, type FleetAgent } from '../helpers/fleet.ts';
 import { stopAll } from '../helpers/processes.ts';
 import { expectCompleted } from '../helpers/report.ts';
+import { useSharedPair } from '../helpers/shared-pair.ts';
 
 const fleet = useFleet();
 afterEach(stopAll);
+// One pair for the tests that migrate nothing (the dry run; the refused flags): each boots VM `vm`
+// on its source, destroyed after it, and each ends finding no migration ever started there. The
+// auto migrations start agents of their own: a fresh pair, with no link history between them.
+const pair = useSharedPair({ start: () => fleet.pair(), ask: fleet.ask });
 
 const SPEC = parseVmSpec({ memory: '64MiB', init: 'random', workload: 'hotset:wss=8MiB,rate=20000', seed: 16 });
 const TECHNIQUES = ['precopy', 'postcopy', 'hybrid'];
@@ -48,7 +53,7 @@ async function whereIs(...agents: FleetAgent[]): Promise<(string | undefined)[]>
 
 describe('livemig migrate --dry-run', () => {
   it('measures the dirty rate, predicts every technique and auto per objective, and migrates nothing', async () => {
-    const source = await fleet.source('vm', SPEC);
+    const [source] = await pair.boot('vm', SPEC);
     const steps = (await fleet.vms(source))[0]!.steps;
 
     const json = await migrateCli(source, ['--dry-run', '--link-bandwidth', '1gbit', '--link-rtt', '1ms', '--json']);
@@ -198,7 +203,7 @@ describe('livemig migrate --mode auto', () => {
   });
 
   it('--objective without --mode auto, and --postcopy-after with it, are bad input; the VM stays', async () => {
-    const [a, b] = await Promise.all([fleet.source('vm', SPEC), fleet.agent()]);
+    const [a, b] = await pair.boot('vm', SPEC);
     const to = ['--to', b.listen!, '--dest-control', b.control];
     const [objective, postcopyAfter] = await Promise.all([
       migrateCli(a, [...to, '--objective', 'downtime']),

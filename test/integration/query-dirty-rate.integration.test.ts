@@ -16,11 +16,14 @@ import { useFleet, type FleetAgent } from '../helpers/fleet.ts';
 import { runCli, stopAll, vmArgs } from '../helpers/processes.ts';
 import { parsePrometheusText, value } from '../helpers/prometheus-text.ts';
 import { expectCompleted } from '../helpers/report.ts';
+import { useSharedPair } from '../helpers/shared-pair.ts';
 import { waitUntil } from '../helpers/wait.ts';
 
 const fleet = useFleet();
 beforeAll(() => issueCertificate(fleet.pkiDir, { name: 'victor', role: 'viewer' }));
 afterEach(stopAll);
+// The agents of the tests that need no flags of their own: the migration's pair, then its source for bad input.
+const pair = useSharedPair({ start: () => fleet.pair(), ask: fleet.ask });
 
 /** The dirty rate the agent's metrics sampler saw over its last second, MB/s; undefined before its first. */
 async function gaugeMBps(agent: FleetAgent, vm: string): Promise<number | undefined> {
@@ -91,7 +94,7 @@ describe('livemig query-dirty-rate', () => {
 
   it('during a pre-copy migration of the VM: measured on the source, and the migration loses nothing', async () => {
     const spec = parseVmSpec({ memory: '32MiB', init: 'random', workload: 'hotset:wss=2MiB,rate=5000', seed: 6 });
-    const [source, dest] = await Promise.all([fleet.source('vm', spec), fleet.agent()]);
+    const [source, dest] = await pair.boot('vm', spec);
     let measured: DirtyRateInfo | undefined;
     // 32 MiB at 8 MB/s: about four seconds of copy, so the one-second measurement runs inside it.
     const report = await fleet.migrate(source, dest, { vm: 'vm', params: { maxBandwidthBps: 8e6 } }, async () => {
@@ -107,7 +110,7 @@ describe('livemig query-dirty-rate', () => {
   });
 
   it('bad arguments are bad input (exit 2); an unknown VM is ERR_NOT_FOUND (exit 1)', async () => {
-    const agent = await fleet.agent();
+    const [agent] = await pair.agents();
     const [short, pages, missing] = await Promise.all([
       asViewer(agent, ['--vm', 'x', '--calc-time', '50ms']),
       asViewer(agent, ['--vm', 'x', '--sample-pages', '100']),
