@@ -40,6 +40,33 @@ export function channelsToAsk(ctx: MigrationContext): number | undefined {
   return ctx.channels.capabilities.has('multifd') ? asked : undefined;
 }
 
+/** How long a channel's failure waits for the main connection to say why (see channelFailureCause). */
+const CAUSE_GRACE_MS = 250;
+
+/**
+ * What a migration failed of, when `caught` is a parallel channel's failure: a destination that
+ * ends the migration (shutting down, a refusal, a digest) says why on the main connection and then
+ * closes the channels, but a channel's close can reach this side first. So the main connection gets
+ * CAUSE_GRACE_MS to fail with its reason, which is preferred; else the channel's error stands.
+ * Anything else is returned as it is.
+ */
+export async function channelFailureCause(ctx: MigrationContext, caught: unknown): Promise<unknown> {
+  const channelError = ctx.multifd?.error ?? starting.get(ctx)?.error;
+  if (channelError === undefined || caught !== channelError) return caught;
+  const deadline = performance.now() + CAUSE_GRACE_MS;
+  for (;;) {
+    let main: MigrationError | undefined;
+    try {
+      main = ctx.channels.main.failure;
+    } catch {
+      return caught; // no main connection any more: nothing to say more
+    }
+    if (main) return main;
+    if (performance.now() >= deadline) return caught;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
 /** A connect that found nobody there, or nothing within its deadline (not a refusal by the destination). */
 function unreachable(error: MigrationError): boolean {
   return /ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|connecting took longer/.test(error.message);
@@ -126,7 +153,11 @@ export async function openMultifd(ctx: MigrationContext, asked: number | undefin
   // A channel failing while rounds still use them fails the migration at once (the VM runs on
   // here), not at the next page dealt out. After the last round the destination closes them.
   sender.onFailure = (error) => {
-    if (ctx.machine.state === 'setup' || ctx.machine.state === 'precopy') ctx.abort.abort(error);
+    void channelFailureCause(ctx, error).then((cause) => {
+      if ((ctx.machine.state === 'setup' || ctx.machine.state === 'precopy') && !ctx.signal.aborted) {
+        ctx.abort.abort(cause);
+      }
+    });
   };
   starting.delete(ctx);
   ctx.multifd = sender;

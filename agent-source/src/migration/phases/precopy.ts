@@ -20,13 +20,23 @@ import type { MigrationContext } from '../context.ts';
 import { decideSwitchover, expectedDowntimeMs, type ConvergenceDecision } from '../convergence.ts';
 import { endRound, iterateAll, pendingBytes, startRound } from '../sections/index.ts';
 import { chooseExit, type Exit } from '../switchover.ts';
-import { endMultifdRound } from '../multifd.ts';
+import { channelFailureCause, endMultifdRound } from '../multifd.ts';
 import { nextThrottle, throttleRising, type RoundMeasure, type ThrottleState } from '../throttle.ts';
 
 /** Payload bytes a section may send before the engine looks at requests again (~4 ms at 1 GB/s). */
 export const ITERATE_BUDGET_BYTES = 4 << 20;
 
 export async function precopyPhase(ctx: MigrationContext): Promise<Exit['to']> {
+  try {
+    return await precopyRounds(ctx);
+  } catch (caught) {
+    // A parallel channel's failure may be the echo of the destination ending the migration: its
+    // reason comes on the main connection (multifd.ts).
+    throw await channelFailureCause(ctx, caught);
+  }
+}
+
+async function precopyRounds(ctx: MigrationContext): Promise<Exit['to']> {
   const { logger, stats } = ctx;
   const sections = ctx.s;
   const main = ctx.channels.main;
