@@ -94,6 +94,7 @@ async function migrate(setup: Run['setup']): Promise<Run> {
       while (!dest.logs().includes('"event":"fault-thread.answers"') && performance.now() < deadline) {
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
+      if (process.env.LIVEMIG_AB_THREADS) console.log(JSON.stringify(report.threads));
       return {
         ...runOf(setup, report),
         notice: logged(dest, 'postcopy.complete', 'faultNoticeDelayMs'),

@@ -145,7 +145,9 @@ export class PostcopyPaging {
     const faults = this.#faults?.stats() ?? { faults: 0, latencyMs: null, noticeDelayMs: null, latencyHistogram: null };
     const ranMs = performance.now() - resumedAt.at;
     const stats = {
-      faults: faults.faults,
+      // Every fault the vCPU raised: this thread's handler sees only those still in the fault ring
+      // when its busy event loop drains it (the fault thread served the others).
+      faults: Math.max(faults.faults, this.#vm.stats().faults),
       faultLatencyMs: faults.latencyMs,
       faultLatencyHistogram: faults.latencyHistogram,
       vcpuBlockedMs: this.#vm.stats().faultBlockedMs,

@@ -55,6 +55,8 @@ export class PageApplier implements PageSink {
    * the page count copies. Undefined: none offered (or no longer needed: dropped to free it).
    */
   hostContent: HostContentTable | undefined;
+  /** Post-copy: the start of the page a read cut off (see pageBytes). */
+  #partial: Uint8Array | undefined;
   /** Pages received at least once since attach (a Delta's base, a Dedup's source), 1 byte each. */
   #received: Uint8Array = new Uint8Array(0);
   /**
@@ -117,17 +119,27 @@ export class PageApplier implements PageSink {
       this.#target(index, offset, bytes.length).set(bytes);
       return;
     }
-    // Page by page, so that a page already present is skipped.
+    // Page by page, so that a page already present is skipped. A page is claimed (wanted) only
+    // once all its bytes are here: the part of a page that a read cut off waits in #partial, so a
+    // claim never spans two reads — the other writer (the fault thread) would otherwise drop its
+    // copy and wait for this connection's next read, which a busy event loop may make late.
     const pageSize = 1 << this.#pageShift;
     for (let done = 0; done < bytes.length;) {
       const length = Math.min(pageSize - offset, bytes.length - done);
-      const page = this.#current!.pages[index]!;
-      if (this.wanted(page)) {
-        this.#target(index, offset, length).set(bytes.subarray(done, done + length));
-        // Complete: installed now, not at the batch's end. A fault on it waits for nothing else — a
-        // bulk batch is up to a megabyte, read over several turns of a busy event loop — and the
-        // other writer (the fault thread), whose copy loses to this claim, no longer waits on the rest.
-        if (offset + length === pageSize) this.#installRaw(page);
+      const part = bytes.subarray(done, done + length);
+      if (offset + length < pageSize) {
+        this.#partial ??= new Uint8Array(pageSize);
+        this.#partial.set(part, offset); // the page's start (its end comes with the next read)
+      } else {
+        const page = this.#current!.pages[index]!;
+        if (this.wanted(page)) {
+          const target = this.#target(index, 0, pageSize);
+          if (offset > 0) target.set(this.#partial!.subarray(0, offset));
+          target.set(part, offset);
+          // Installed now, not at the batch's end (up to a megabyte later, over several turns of a
+          // busy event loop): a fault on it waits for nothing else.
+          this.#installRaw(page);
+        }
       }
       done += length;
       index += 1;

@@ -1,7 +1,7 @@
 /**
  * The PageApplier in post-copy (`wanted` set): a raw page is installed — hashed into the ledger,
  * then handed to onPage, which lets the guest have it — as soon as its last byte arrived, not at
- * the end of its batch; the rest of the batch still follows, each page once.
+ * the end of its batch; a page a read cut in two is claimed only once whole; each page once.
  */
 import { describe, expect, it } from 'vitest';
 import { PageApplier } from '@livemig/shared/channel';
@@ -55,6 +55,25 @@ describe('PageApplier in post-copy', () => {
     expected.update(6, memory.page(6));
     expected.update(9, memory.page(9));
     expect(ledger.digest()).toBe(expected.digest());
+  });
+
+  it('claims a page cut across two reads only once it is whole: meanwhile the other writer may install it', () => {
+    const { memory, applier, installed } = postcopyApplier();
+    const asked: number[] = [];
+    const wanted = applier.wanted!;
+    applier.wanted = (page) => (asked.push(page), wanted(page));
+    applier.pagesBegin(meta([8]));
+    applier.pageBytes(0, 0, new Uint8Array(100).fill(4));
+    expect(asked, 'no claim on a partial page').toEqual([]);
+    expect(memory.page(8)[0], 'nor a byte written').toBe(0);
+    // The other writer (the fault thread) installs page 8 meanwhile; this copy is dropped.
+    applier.onPage!(8);
+    installed.length = 0;
+    applier.pageBytes(0, 100, new Uint8Array(PAGE_SIZE - 100).fill(4));
+    applier.pagesEnd(meta([8]));
+    expect(asked).toContain(8);
+    expect(installed).toEqual([]);
+    expect(memory.page(8)[0]).toBe(0);
   });
 
   it('a page present already is neither written nor installed again', () => {
