@@ -1,13 +1,15 @@
 /**
- * Post-copy fault latency, the source's fault worker on and off, side by side in one run: the
+ * Post-copy fault latency, setups of the fault path side by side in one run (the source's fault
+ * worker off and on, the fault threads' priority raised or not): the
  * `npm run bench -- postcopy` scenario (1 GiB random, hotset:wss=64MiB,rate=50000, loopback, full
- * background push), fresh agents each run, the two setups interleaved (off, on, off, on, …) so a
+ * background push), fresh agents each run, the setups interleaved (off, on, off, on, …) so a
  * change of load on this shared machine hits both alike. Off = LIVEMIG_SOURCE_FAULT_WORKER=off in
  * the agents' environment: the source answers PageRequests on its main thread, as before the worker.
  *
  *   npx tsx bench/postcopy-fault-ab.ts [runs per setup, default 3] [memory, default 1GiB] [workload] [setups]
  *
- * setups: comma-separated names of ENVS below, default off,on (e.g. off,on,nice).
+ * setups: comma-separated names of ENVS below, default off,nice: the source's main thread answering
+ * at default priority (as before the fault worker) against the fault path as shipped.
  *
  * Prints one line per run (fault latency p50/p99/max as the destination measured it, faults, pages
  * fetched on demand and answered again, total time, the 1-minute load average as the run ended) and
@@ -29,8 +31,8 @@ const MEMORY = parseSize(process.argv[3] ?? '1GiB');
 const WORKLOAD = process.argv[4] ?? 'hotset:wss=64MiB,rate=50000';
 /**
  * Each setup's environment for both agents: off = the source answers on its main thread, on = its
- * fault worker answers; `nice` variants with the fault threads' priority raised (fault-priority.mjs),
- * the others without.
+ * fault worker answers; `nice` variants with the fault threads' priority raised (fault-priority.mjs,
+ * the default), the others without. `nice` is the fault path as shipped.
  */
 const ENVS: Record<string, Record<string, string>> = {
   off: { [FAULT_WORKER_ENV]: 'off', LIVEMIG_FAULT_THREAD_NICE: '0' },
@@ -38,7 +40,7 @@ const ENVS: Record<string, Record<string, string>> = {
   nice: { [FAULT_WORKER_ENV]: 'on', LIVEMIG_FAULT_THREAD_NICE: '-10' },
   offnice: { [FAULT_WORKER_ENV]: 'off', LIVEMIG_FAULT_THREAD_NICE: '-10' },
 };
-const SETUPS = (process.argv[5] ?? 'off,on').split(',');
+const SETUPS = (process.argv[5] ?? 'off,nice').split(',');
 
 interface Run {
   setup: string;
@@ -135,7 +137,7 @@ function line(r: Run): string {
 
 const runs: Run[] = [];
 console.log(
-  `post-copy fault latency, source fault worker off vs on: ${process.argv[3] ?? '1GiB'} random, ${WORKLOAD}, ${RUNS} runs each`,
+  `post-copy fault latency, ${SETUPS.join(' vs ')}: ${process.argv[3] ?? '1GiB'} random, ${WORKLOAD}, ${RUNS} runs each`,
 );
 for (let i = 0; i < RUNS; i++) {
   for (const setup of SETUPS) {
