@@ -18,10 +18,14 @@ import { parseVmSpec } from '@livemig/shared/vm';
 import { useFleet, type FleetAgent } from '../helpers/fleet.ts';
 import { spawnCli, stopAll, type RunningCli } from '../helpers/processes.ts';
 import { expectCompleted, expectOutcome } from '../helpers/report.ts';
+import { useSharedPair } from '../helpers/shared-pair.ts';
 import { waitUntil } from '../helpers/wait.ts';
 
 const fleet = useFleet();
 afterEach(stopAll);
+// One pair of agents for the file: each test boots its VM on the source, and it is destroyed on
+// both after it. No test kills an agent; query-migrate without an id answers the latest migration.
+const pair = useSharedPair({ start: () => fleet.pair(), ask: fleet.ask });
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const VM = { init: 'random', workload: 'hotset:wss=2MiB,rate=5000', seed: 9 };
@@ -79,7 +83,7 @@ async function expectMoved(source: FleetAgent, dest: FleetAgent): Promise<void> 
 
 describe('Ctrl-C on livemig migrate', () => {
   it('once: says it cancels, then the report says cancelled (exit 1); the VM runs on at the source', async () => {
-    const [source, dest] = await Promise.all([fleet.source('vm', spec), fleet.agent()]);
+    const [source, dest] = await pair.boot('vm', spec);
     const migrate = spawnCliAs(migrateArgs(source, dest, ['--json']));
     const { migrationId } = await inFlight(source, 'precopy');
     migrate.child.kill('SIGINT');
@@ -95,7 +99,7 @@ describe('Ctrl-C on livemig migrate', () => {
   });
 
   it('twice: detaches with exit 130, saying how to follow and cancel it; the migration completes', async () => {
-    const [source, dest] = await Promise.all([fleet.source('vm', spec), fleet.agent()]);
+    const [source, dest] = await pair.boot('vm', spec);
     const migrate = spawnCliAs(migrateArgs(source, dest, []));
     const { migrationId } = await inFlight(source, 'precopy');
     migrate.child.kill('SIGINT');
@@ -118,7 +122,7 @@ describe('Ctrl-C on livemig migrate', () => {
 
 describe('livemig migrate --detach, and livemig migrate-cancel', () => {
   it('--detach --json prints {"migrationId"} at once; the migration goes on to complete', async () => {
-    const [source, dest] = await Promise.all([fleet.source('vm', spec), fleet.agent()]);
+    const [source, dest] = await pair.boot('vm', spec);
     const detach = spawnCliAs(migrateArgs(source, dest, ['--detach', '--json']));
     expect(await detach.exited, detach.err()).toBe(0);
     const { migrationId } = JSON.parse(detach.out()) as { migrationId: string };
@@ -132,7 +136,7 @@ describe('livemig migrate --detach, and livemig migrate-cancel', () => {
   });
 
   it('migrate-cancel --migration ID from another process cancels a detached migration; again: over already', async () => {
-    const [source, dest] = await Promise.all([fleet.source('vm', large), fleet.agent()]);
+    const [source, dest] = await pair.boot('vm', large);
     const detach = spawnCliAs(migrateArgs(source, dest, ['--detach']));
     expect(await detach.exited, detach.err()).toBe(0);
     const migrationId = detach.out().trim();
@@ -169,7 +173,7 @@ describe('livemig migrate --detach, and livemig migrate-cancel', () => {
     // 40 MiB at 4 MB/s: about ten seconds of post-copy push after the handoff, for two refusals
     // and a --resume on the destination, each a CLI started on a slow machine.
     const small = parseVmSpec({ memory: '40MiB', init: 'random', workload: 'hotset:wss=2MiB,rate=5000', seed: 6 });
-    const [source, dest] = await Promise.all([fleet.source('vm', small), fleet.agent()]);
+    const [source, dest] = await pair.boot('vm', small);
     const migrate = spawnCliAs(migrateArgs(source, dest, ['--mode', 'postcopy', '--json'], '4MB/s'));
     const { migrationId } = await inFlight(source, 'postcopy');
 
