@@ -11,3 +11,4 @@ export * from './address.ts';
 export * from './daemon.ts';
 export * from './admission.ts';
 export { answerClientError } from './http-client-error.ts';
+export { workerEntry } from './worker-bundle.ts';

@@ -1,7 +1,7 @@
-// Worker threads do not inherit tsx's loader, so every worker starts here: register tsx in
-// this thread, then import the TypeScript entry named in workerData.entry (a file: URL).
-import { register } from 'tsx/esm/api';
+// Worker threads do not inherit tsx's loader, so a worker running TypeScript starts here and
+// imports workerData.entry (a file: URL): a plain-JavaScript bundle of it (worker-bundle.ts), or
+// the TypeScript entry itself after registering tsx in this thread (no bundle built yet).
 import { workerData } from 'node:worker_threads';
 
-register();
+if (/\.[cm]?ts$/.test(workerData.entry)) (await import('tsx/esm/api')).register();
 await import(workerData.entry);

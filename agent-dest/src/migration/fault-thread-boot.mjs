@@ -52,8 +52,8 @@ server.listen(0, workerData.host, () => {
   parentPort.postMessage({ type: 'listening', port: server.address().port });
 });
 
-const { register } = await import('tsx/esm/api');
-register();
+// The entry is a bundle of it (shared/src/worker-bundle.ts), or the TypeScript itself through tsx.
+if (/\.[cm]?ts$/.test(workerData.entry)) (await import('tsx/esm/api')).register();
 const { serve } = await import(workerData.entry);
 take = serve(server);
 for (const socket of early.splice(0)) take(socket);

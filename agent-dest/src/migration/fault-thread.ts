@@ -24,7 +24,7 @@
 import { randomBytes } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
-import { MigrationError } from '@livemig/shared';
+import { MigrationError, workerEntry } from '@livemig/shared';
 import type { TlsCredentials } from '@livemig/shared/channel';
 import type { Capability } from '@livemig/shared/protocol';
 import {
@@ -138,7 +138,7 @@ export class FaultThread {
     // Counted in the report's threads as `fault` (where the destination's cores went).
     const thread = (this.#thread = processThreads.register('fault'));
     const data: FaultThreadData = {
-      entry: new URL('./fault-thread-worker.ts', import.meta.url).href,
+      entry: workerEntry(new URL('./fault-thread-worker.ts', import.meta.url).href),
       host: config.host,
       tls: config.tls ?? null,
       handshakeTimeoutMs: config.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,

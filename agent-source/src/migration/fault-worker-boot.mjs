@@ -14,6 +14,6 @@ process.on('exit', () => sealThread(workerData.thread));
 // Ahead of the bulk work on a busy machine (fault-priority.mjs): a blocked guest waits for this thread.
 prioritizeFaultThread();
 
-const { register } = await import('tsx/esm/api');
-register();
+// The entry is a bundle of it (shared/src/worker-bundle.ts), or the TypeScript itself through tsx.
+if (/\.[cm]?ts$/.test(workerData.entry)) (await import('tsx/esm/api')).register();
 await import(workerData.entry);

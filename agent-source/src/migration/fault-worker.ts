@@ -29,7 +29,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
-import { MigrationError, type ErrorCode } from '@livemig/shared';
+import { MigrationError, workerEntry, type ErrorCode } from '@livemig/shared';
 import type { SourceTls } from '@livemig/shared/channel';
 import type { Capability } from '@livemig/shared/protocol';
 import { processThreads, type GuestMemoryLayout, type ThreadHandle } from '@livemig/shared/vm';
@@ -156,7 +156,7 @@ export class SourceFaultWorker {
     // Counted in the report's threads as `fault` (where the source's cores went).
     const thread = (this.#thread = processThreads.register('fault'));
     const data: FaultWorkerData = {
-      entry: new URL('./fault-worker-thread.ts', import.meta.url).href,
+      entry: workerEntry(new URL('./fault-worker-thread.ts', import.meta.url).href),
       host: options.host,
       agentId: options.agentId,
       capabilities: options.capabilities ?? null,

@@ -39,6 +39,7 @@ import {
 } from './control-block.ts';
 import type { VcpuWorkerData } from './vcpu-worker.ts';
 import { processThreads, type ThreadHandle } from './thread-registry.ts';
+import { workerEntry } from '../worker-bundle.ts';
 
 /** A post-copy fault: the vCPU touched an absent page and is blocked until it is installed. */
 export interface PageFault {
@@ -87,7 +88,7 @@ export class Vcpu {
       ...init,
       thread: thread.slot,
       control: this.#ctl.buffer,
-      entry: new URL('./vcpu-worker.ts', import.meta.url).href,
+      entry: workerEntry(new URL('./vcpu-worker.ts', import.meta.url).href),
       kind: 'livemig-vcpu',
     };
     this.#worker = new Worker(new URL('../worker-boot.mjs', import.meta.url), { workerData });
