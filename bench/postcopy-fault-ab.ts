@@ -39,6 +39,7 @@ const ENVS: Record<string, Record<string, string>> = {
   on: { [FAULT_WORKER_ENV]: 'on', LIVEMIG_FAULT_THREAD_NICE: '0' },
   nice: { [FAULT_WORKER_ENV]: 'on', LIVEMIG_FAULT_THREAD_NICE: '-10' },
   offnice: { [FAULT_WORKER_ENV]: 'off', LIVEMIG_FAULT_THREAD_NICE: '-10' },
+  nice5: { [FAULT_WORKER_ENV]: 'on', LIVEMIG_FAULT_THREAD_NICE: '-5' },
 };
 const SETUPS = (process.argv[5] ?? 'off,nice').split(',');
 
