@@ -59,12 +59,12 @@ export interface ResolvedMigrateParams {
 
 /**
  * Bulk channels by default: what measures best on this machine. S1 (idle 1 GiB random, loopback,
- * plaintext, fresh agents, 3 runs of each N interleaved; `npx tsx bench/multifd-s1.ts 1 2 3`) at a
- * load average of ~10 from other work on its 2 cores: total median N=1 6200 ms, N=2 7592, N=3
- * 7438; round 0 5624 / 5439 / 5427 ms; CPU of both agents 3890 / 5230 / 4960 ms. With the cores
- * already busy, more threads only add their start-up (an isolate and its modules per worker,
- * ~1 s of setup at this load) and coordination: one channel. (256 MiB alone, N=2, round 0 took
- * 715 ms against 2465 ms with one channel in one run: where cores are free, channels pay.)
+ * plaintext, fresh agents, 3 runs of each N interleaved; `npx tsx bench/multifd-s1.ts 1 2 3`), on
+ * its 2 cores shared with other work: at a load average of 8-9, total median N=1 2042 ms, N=2
+ * 2444, N=3 3222 (round 0 1889 / 1556 / 2100 ms; CPU of both agents 2480 / 3050 / 3610 ms); at
+ * ~10, 6200 / 7592 / 7438 ms. Two channels shorten round 0 where a core is free, but their
+ * workers' start-up (an isolate and its modules each side, 0.4-1 s of setup here) costs more than
+ * that saves on 1 GiB: one channel.
  */
 export const DEFAULT_CHANNELS = 1;
 

@@ -14,21 +14,21 @@
  * acknowledgement, the barrier: one RTT a round, not modelled — under a millisecond here.)
  *
  * Measured (npx tsx bench/multifd-s1.ts 1 2 3: S1 idle 1 GiB random, loopback, plaintext, 3 runs
- * of each N interleaved, load average ~10 on 2 cores): round 0 median 5624 ms with one channel,
- * 5439 with 2, 5427 with 3 — the speed-ups below. The cores were busy with other work: where they
- * are free the gain is larger (256 MiB, N=2: 715 ms against 2465 in one run), and these figures
- * are what to re-measure on a machine of one's own.
+ * of each N interleaved, on 2 cores shared with other work): round 0 median 1889 ms with one
+ * channel, 1556 with 2, 2100 with 3 at a load average of 8-9 — the speed-ups below; at a load of
+ * ~10, 5624 / 5439 / 5427 ms. Two channels help a little where a core is free; a third thread per
+ * side does not fit two cores. Figures to re-measure on a machine of one's own.
  */
 import type { LinkEstimate, TechniqueOptions } from './types.ts';
 
 /** Pages per second one channel's engine moves here (S1 over loopback, --channels 1), as bytes/s. */
-export const ONE_CHANNEL_BPS = 191e6;
+export const ONE_CHANNEL_BPS = 568e6;
 
 /** A measured bandwidth at or above this fraction of ONE_CHANNEL_BPS is the engine's, not a link's. */
 export const ENGINE_BOUND_FRACTION = 0.6;
 
 /** S1's round-0 rate with N parallel channels over its rate with one (index N; 0 and 1: none). */
-export const CHANNEL_SPEEDUP: readonly number[] = [1, 1, 1.03, 1.04];
+export const CHANNEL_SPEEDUP: readonly number[] = [1, 1, 1.21, 0.9];
 
 /** The speed-up N channels give where the engine is the limit (the last measured for N beyond). */
 export function channelSpeedup(channels: number): number {
