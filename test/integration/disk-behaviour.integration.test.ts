@@ -71,19 +71,22 @@ describe('a guest writing its disk faster than the link copies it', () => {
 });
 
 describe('a sparse disk', () => {
-  it('16 GiB with 32 MiB written migrates by copy with about 32 MiB of disk on the wire: holes are never sent', async () => {
+  it('16 GiB with 16 MiB written migrates by copy with about 16 MiB of disk on the wire: holes are never sent', async () => {
     // Writes only, as fast as the device takes them (one request in flight: 1–3 thousand 4 KiB
-    // writes a second here), over a 128 MiB working set: 32 MiB allocated in ~9 thousand writes
-    // (64 MiB took this test 41 s of the suite's budget; the holes, not the data, are the point).
+    // writes a second here), over a 128 MiB working set: 16 MiB allocated in ~4.4 thousand writes
+    // (64 MiB took this test 41 s of the suite's budget, 32 MiB 18 s; the holes, not the data, are
+    // the point: 16 GiB of them against 16 MiB written is as clear as against 32).
     const spec = diskVmSpec('disk:wss=128MiB,rate=3000,rw=0', 44, '16GiB');
     const { dest, src, dst } = await disks.pair(spec);
-    await disks.written(src, 32 * MiB, 120_000);
+    await disks.written(src, 16 * MiB, 120_000);
     const report = await migrateVm(src, dest.listen, 'precopy', { storage: 'copy' });
     expectCompleted(report);
     const storage = report.storage!;
     expect(storage).toMatchObject({ mode: 'copy', sizeBytes: 16 * 1024 * MiB });
-    expect(storage.allocatedBytes).toBeGreaterThanOrEqual(32 * MiB);
-    expect(storage.allocatedBytes).toBeLessThan(48 * MiB);
+    // At least what was written before the migration started, plus what the guest wrote since
+    // (the same 16 MiB of slack as with 32 MiB written: at most ~12 MB/s of new blocks).
+    expect(storage.allocatedBytes).toBeGreaterThanOrEqual(16 * MiB);
+    expect(storage.allocatedBytes).toBeLessThan(32 * MiB);
     expect(storage.wireBytes).toBe(storage.blocksCopied * BLOCK);
     // Every block allocated at the start once, and at most one block more for each write the
     // guest made while the migration ran (counted by the device: fewer than its 4096 latency

@@ -19,6 +19,7 @@ import { checkOracle } from '../../cli/oracle.ts';
 import { useFleet } from '../helpers/fleet.ts';
 import { startAgent, stopAll, vmArgs, type AgentProcess } from '../helpers/processes.ts';
 import { expectCompleted, expectOutcome, explainReport } from '../helpers/report.ts';
+import { useSharedPair } from '../helpers/shared-pair.ts';
 import { startTamperingRelay } from '../helpers/tampering-relay.ts';
 import { waitUntil } from '../helpers/wait.ts';
 
@@ -31,8 +32,14 @@ const there = parseVmSpec({ memory: '48MiB', init: 'realistic', workload, seed: 
 const incoming = parseVmSpec({ memory: '48MiB', init: 'realistic', workload, seed: 202 });
 
 describe('dedup references to content the destination host holds', () => {
+  // One pair for both: the destination offers what its VMs hold at each Setup (none left after
+  // the first test: every VM is destroyed on both agents after each test).
+  const pair = useSharedPair({ start: () => fleet.pair(), ask: fleet.ask });
+
   it('a realistic VM migrating to a host that runs another: pages go as references to its content; the oracle holds', async () => {
-    const [source, dest] = await Promise.all([fleet.source('vm', incoming), fleet.source('there', there)]);
+    const [source, dest] = await pair.boot('vm', incoming);
+    const { memoryBytes: memory, init, seed } = there;
+    await fleet.ask(dest, (client) => client.request('create-vm', { name: 'there', memory, init, workload, seed }));
     const report = await fleet.migrate(source, dest, { vm: 'vm', params: { dedup: 'on' } });
     expectCompleted(report);
     expect(validate(report), JSON.stringify(validate.errors)).toBe(true);
@@ -53,7 +60,7 @@ describe('dedup references to content the destination host holds', () => {
   });
 
   it('a destination with no other VM offers nothing: 0 references to host content', async () => {
-    const [source, dest] = await Promise.all([fleet.source('vm', incoming), fleet.agent()]);
+    const [source, dest] = await pair.boot('vm', incoming);
     const report = await fleet.migrate(source, dest, { vm: 'vm', params: { dedup: 'on' } });
     expectCompleted(report);
     expect(validate(report), JSON.stringify(validate.errors)).toBe(true);

@@ -12,16 +12,19 @@ import { parseVmSpec } from '@livemig/shared/vm';
 import { useFleet } from '../helpers/fleet.ts';
 import { stopAll } from '../helpers/processes.ts';
 import { expectCompleted } from '../helpers/report.ts';
+import { useSharedPair } from '../helpers/shared-pair.ts';
 
 const fleet = useFleet();
 afterEach(stopAll);
+// One pair of agents for the three modes: each test boots its VM on A, and it is destroyed on both after it.
+const pair = useSharedPair({ start: () => fleet.pair(), ask: fleet.ask });
 
 const spec = parseVmSpec({ memory: '64MiB', init: 'random', workload: 'hotset:wss=8MiB,rate=20000', seed: 17 });
 const HOPS = 3;
 
 describe.each(['precopy', 'postcopy', 'hybrid'] as const)('%s: a VM migrated A → B → A → B', (mode: MigrationMode) => {
   it('arrives intact after every hop, leaves a `migrated` record behind and can migrate back', async () => {
-    const [a, b] = await Promise.all([fleet.source('vm', spec), fleet.agent()]);
+    const [a, b] = await pair.boot('vm', spec);
     expect(a.role).toBe('agent');
     expect(a.listen).toMatch(/^127\.0\.0\.\d+:\d+$/);
     // Hybrid: one pre-copy round, then post-copy, so every hop really has both phases.
