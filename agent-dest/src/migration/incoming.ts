@@ -234,8 +234,9 @@ export class IncomingMigration {
       status: this.status,
       startedAt: performance.timeOrigin + this.#startedAt,
       totalTime: (this.#endedAt ?? performance.now()) - this.#startedAt,
-      pagesReceived: received.pages,
-      bytesReceived: received.rawPages * pageSize,
+      // With parallel channels, their pages count once their round is in (the barrier).
+      pagesReceived: received.pages + this.#multifdTotals().pages,
+      bytesReceived: received.rawPages * pageSize + this.#multifdTotals().bytes,
       total: setup?.vm.memoryBytes ?? 0,
       // Post-copy paging started at PostcopyStart; a hybrid that converged never starts it.
       postcopy:
@@ -448,10 +449,7 @@ export class IncomingMigration {
     const { vm } = this.#built!;
     const setup = this.#setup!;
     const applier = this.#c.applier;
-    const multifd = (this.#built?.multifd?.totals ?? []).reduce(
-      (sum, t) => ({ pages: sum.pages + t.pages, bytes: sum.bytes + t.bytes }),
-      { pages: 0, bytes: 0 },
-    );
+    const multifd = this.#multifdTotals();
     return observedRefusal(record, {
       migrationId: this.#migrationId,
       vm: { name: setup.vm.name, specHash: vmSpecHash(setup.vm) },
@@ -577,6 +575,14 @@ export class IncomingMigration {
       logger.warn({ event: 'multifd.unavailable', err: error }, 'parallel channels could not start: one channel');
       return undefined;
     }
+  }
+
+  /** Pages and payload bytes the parallel channels delivered in their completed rounds (none without them). */
+  #multifdTotals(): { pages: number; bytes: number } {
+    return (this.#built?.multifd?.totals ?? []).reduce(
+      (sum, t) => ({ pages: sum.pages + t.pages, bytes: sum.bytes + t.bytes }),
+      { pages: 0, bytes: 0 },
+    );
   }
 
   /** RoundEnd `round`: with parallel channels, wait until every channel's share of it arrived (the barrier). */
