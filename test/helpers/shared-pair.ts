@@ -7,7 +7,8 @@
  *   const [source, dest] = await pair.boot('vm', spec); // the pair, `vm` running on the source
  *   const [source, dest] = await pair.agents(); // the pair, for a test that creates its VM itself
  *
- * The first test that asks starts the pair. After each test every VM on both agents is
+ * The first test that asks starts the pair. After each test that asked for it (in its own body:
+ * agents kept from an earlier test are not emptied after this one) every VM on both agents is
  * destroyed, so the next test finds them as fresh agents would be; a pair that cannot be emptied
  * (a test failed mid-migration) is stopped, the test fails for it, and the next test starts
  * another pair. After the block the pair is stopped. The agents must be started `kept: true`
@@ -49,15 +50,24 @@ export function useSharedPair<T extends Agents>(options: { start: () => Promise<
     );
   }
 
+  // One connection per agent, both agents at once: on secure agents each connection is a mutual
+  // TLS handshake, and this runs after every test that used the pair.
   async function empty(): Promise<void> {
-    for (const agent of await pair!) {
-      const { vms } = await ask(agent, (client) => client.request('query-vms', {}));
-      for (const { name } of vms) await ask(agent, (client) => client.request('destroy-vm', { vm: name }));
-    }
+    await Promise.all(
+      (await pair!).map((agent) =>
+        ask(agent, async (client) => {
+          const { vms } = await client.request('query-vms', {});
+          for (const { name } of vms) await client.request('destroy-vm', { vm: name });
+        }),
+      ),
+    );
   }
 
+  /** Whether the test running now asked for the agents (only then is there anything to empty). */
+  let used = false;
   afterEach(async () => {
-    if (!pair) return;
+    if (!pair || !used) return;
+    used = false;
     try {
       await empty();
     } catch (error) {
@@ -67,7 +77,10 @@ export function useSharedPair<T extends Agents>(options: { start: () => Promise<
   });
   afterAll(stop);
 
-  const agents = (): Promise<T> => (pair ??= start());
+  const agents = (): Promise<T> => {
+    used = true;
+    return (pair ??= start());
+  };
   return {
     agents,
     async boot(vm, spec) {

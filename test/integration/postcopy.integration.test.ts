@@ -26,10 +26,11 @@ async function statusOf(client: ControlClient, migrationId: string): Promise<str
   return (await client.request('query-migrate', { migrationId }))?.status;
 }
 
-describe.each(['postcopy', 'hybrid'] as const)('%s migration between real agents', (mode) => {
-  // One pair of agents for these tests: each boots its VM on the source, and it is destroyed on both after it.
-  const pair = useSharedPair({ start: () => fleet.pair(), ask: fleet.ask });
+// One pair of agents for the tests whose migrations end by themselves and that neither kill an
+// agent nor need flags of their own: each boots its VM on the source, destroyed on both after it.
+const pair = useSharedPair({ start: () => fleet.pair(), ask: fleet.ask });
 
+describe.each(['postcopy', 'hybrid'] as const)('%s migration between real agents', (mode) => {
   it.each(WORKLOADS)(`migrates a VM running %s; the oracle holds after it ran on (${mode})`, async (w) => {
     const spec = parseVmSpec({ memory: '32MiB', init: 'mixed:0.5', workload: w, seed: 21 });
     const [source, dest] = await pair.boot('vm', spec);
@@ -80,7 +81,7 @@ describe('post-copy under failure', () => {
   });
 
   it('cancel after the point of no return is refused with a clear error, and the migration completes', async () => {
-    const [source, dest] = await Promise.all([fleet.source('vm', spec), fleet.agent()]);
+    const [source, dest] = await pair.boot('vm', spec);
     const report = await fleet.migrate(
       source,
       dest,
@@ -148,7 +149,7 @@ describe('hybrid switching by hand', () => {
     const maxBandwidthBps = 100e6 / 8;
     const roundZeroMs = (spec.memoryBytes / maxBandwidthBps) * 1000;
     const pages = spec.memoryBytes / 4096;
-    const [source, dest] = await Promise.all([fleet.source('vm', spec), fleet.agent()]);
+    const [source, dest] = await pair.boot('vm', spec);
     const times = { start: performance.now(), command: 0, commandDone: 0, switched: 0 };
     const params = { maxBandwidthBps, downtimeLimitMs: 1, maxRounds: 10_000 };
     const report = await fleet.migrate(source, dest, { vm: 'vm', mode: 'hybrid', params }, async (client, id) => {

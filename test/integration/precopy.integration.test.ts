@@ -36,10 +36,11 @@ async function sentAtLeast(client: ControlClient, migrationId: string, bytes: nu
   );
 }
 
-describe('pre-copy migration between real agents', () => {
-  // One pair of agents for these tests: each boots its VM on the source, and it is destroyed on both after it.
-  const pair = useSharedPair({ start: () => fleet.pair(), ask: fleet.ask });
+// One pair of agents for the tests that neither kill an agent nor need flags of their own: each
+// boots its VM on the source, and it is destroyed on both after it.
+const pair = useSharedPair({ start: () => fleet.pair(), ask: fleet.ask });
 
+describe('pre-copy migration between real agents', () => {
   it.each(WORKLOADS)('migrates a VM running %s; digests match and the oracle holds after it ran on', async (w) => {
     const spec = parseVmSpec({ memory: '32MiB', init: 'mixed:0.5', workload: w, seed: 11 });
     const [source, dest] = await pair.boot('vm1', spec);
@@ -83,7 +84,7 @@ describe('failures leave the VM on exactly one side, intact', () => {
   const slow = { maxBandwidthBps: 8e6 };
 
   it('cancel mid-round: the VM keeps running on the source, the destination discards its copy', async () => {
-    const [source, dest] = await Promise.all([fleet.source('vm', spec), fleet.agent()]);
+    const [source, dest] = await pair.boot('vm', spec);
     const report = await fleet.migrate(source, dest, { vm: 'vm', params: slow }, async (client, id) => {
       await sentAtLeast(client, id, 2 << 20);
       expect(await client.request('migrate-cancel', { migrationId: id })).toEqual({ cancelled: true });
@@ -275,7 +276,7 @@ describe('exactly one owner around the handoff (link cut by a relay at an exact 
 describe('livemig status', () => {
   it('lists the VMs of an agent with --json, and a table without', async () => {
     const spec = parseVmSpec({ memory: '8MiB', init: 'zero', workload: 'idle', seed: 1 });
-    const source = await fleet.source('listed', spec);
+    const [source] = await pair.boot('listed', spec);
     const json = await fleet.cli(['status', '--control', source.control, '--json']);
     expect(json.code, json.stderr).toBe(0);
     const parsed = JSON.parse(json.stdout) as { vms: Array<{ name: string; state: string; memoryBytes: number }> };
@@ -294,7 +295,7 @@ describe('livemig status', () => {
 describe('livemig migrate --json', () => {
   it('prints exactly one report object that validates against the published schema', async () => {
     const spec = parseVmSpec({ memory: '16MiB', init: 'random', workload: 'hotset:wss=1MiB,rate=5000', seed: 9 });
-    const [source, dest] = await Promise.all([fleet.source('vm', spec), fleet.agent()]);
+    const [source, dest] = await pair.boot('vm', spec);
     // --dest-control: the CLI gets the ticket (and the destination's name) from the destination.
     const result = await fleet.cli([
       ...['migrate', '--control', source.control, '--vm', 'vm', '--to', dest.listen, '--json'],
