@@ -40,8 +40,9 @@
  *    20 ms floor absorbs a stall of the agents behind other processes, yet is a fifth of
  *    pre-copy's downtime growth over the same sweep (~5 → 112–149 ms), which the test checks
  *    too: a downtime that grew as pre-copy's does would fail.
- *  - post-copy bytes ≤ 1.02 × memory and no page resent: the framing costs 0.15–0.3 % here; 2 %
- *    is far below one resend of the hot set (25 % of memory).
+ *  - post-copy bytes ≤ 1.02 × (memory + the pages answered again for a fault), and no other page
+ *    resent: the framing costs 0.15–0.3 % here; 2 % is far below one resend of the hot set (25 %
+ *    of memory).
  *  - hybrid (claim 3): strict inequalities, no tolerance needed: 80.1 MiB between 64.1 and
  *    ≥ 137 MiB; downtime 6–28 ms against ≥ 112 ms.
  *  - capped link (claim 4, idle VM, 50 and 25 MB/s): the ratio of the totals is 2 ± 25 % (seen
@@ -54,7 +55,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import type { MigrateParams } from '@livemig/shared/control';
 import type { MigrationReport } from '@livemig/shared/report';
-import { parseVmSpec, type VmSpec } from '@livemig/shared/vm';
+import { PAGE_SIZE, parseVmSpec, type VmSpec } from '@livemig/shared/vm';
 import {
   between,
   below,
@@ -276,10 +277,13 @@ describe('the survey’s claims, measured on real agents', () => {
       for (const [i, r] of postcopy[label].entries()) {
         const run = `${label} #${i + 1}`;
         verdicts.push(
+          // The bytes of the pages answered again (below) come on top: with the source's fault
+          // worker a fault is answered at once, and one in twenty pages of a 64 MiB VM can be on
+          // its way behind bulk data when the guest touches it (2.9 MiB of 66.9 in one run).
           near(
-            `post-copy bytes on the wire ≈ memory size (${run})`,
+            `post-copy bytes on the wire ≈ memory size + the pages answered again (${run})`,
             { label: 'wire', value: r.bytes.wire },
-            { label: 'memory', value: memoryBytes },
+            { label: 'memory + answered again', value: memoryBytes + again(r) * PAGE_SIZE },
             'MiB',
             { min: 1, max: 1.02 },
           ),
