@@ -34,17 +34,21 @@ describe('parseSchedstat', () => {
 });
 
 /**
- * A worker that announces itself in `slot`, burns `busyMs` of CPU, then seals (`seal`) or just
- * waits to be terminated; it posts 'busy-done' when it stopped burning.
+ * A worker that announces itself in `slot`, burns `busyMs` of CPU — its own CPU time, as the
+ * kernel counts it, not wall time: on a loaded machine 150 ms of wall time gave it less than 100
+ * of CPU — then seals (`seal`) or just waits to be terminated; it posts 'busy-done' when it
+ * stopped burning.
  */
 function burner(slot: SharedArrayBuffer, busyMs: number, seal: boolean): Worker {
   const code = `
     const { workerData, parentPort } = require('node:worker_threads');
     import(workerData.module).then((t) => {
       t.announceThread(workerData.slot);
-      const end = performance.now() + workerData.busyMs;
+      const from = t.threadCpuNs();
+      const deadline = performance.now() + 10000; // a counter that never grew fails the test, not hangs it
       let x = 0;
-      while (performance.now() < end) x++;
+      while (t.threadCpuNs() - from < workerData.busyMs * 1e6 && performance.now() < deadline)
+        for (let i = 0; i < 1e5; i++) x++;
       if (workerData.seal) t.sealThread(workerData.slot);
       parentPort.postMessage('busy-done');
       if (!workerData.seal) setInterval(() => {}, 1000);
@@ -59,9 +63,11 @@ describe.runIf(process.platform === 'linux')('reading threads (Linux)', () => {
   it('reads this thread’s CPU time, which grows as it runs', () => {
     expect(ownThreadId()).toBeGreaterThan(0);
     const before = threadCpuNs()!;
-    const end = performance.now() + 30;
-    while (performance.now() < end);
-    expect(threadCpuNs()! - before).toBeGreaterThan(10e6);
+    // Spin until 20 ms of this thread's CPU time went by (wall time would depend on the load);
+    // a counter that never grew would leave the loop by the deadline and fail below.
+    const deadline = performance.now() + 10_000;
+    while (threadCpuNs()! - before < 20e6 && performance.now() < deadline);
+    expect(threadCpuNs()! - before).toBeGreaterThanOrEqual(20e6);
     expect(threadCpuNs(ownThreadId()!)).toBeGreaterThanOrEqual(before);
     expect(threadCpuNs(2 ** 30)).toBeNull(); // no such thread
   });
