@@ -35,6 +35,9 @@ export function defaultBundleDir(): string {
  */
 const SCRIPT_BESIDE_MODULE = /new URL\(\s*["']\.{1,2}\/[^"']*\.[cm]?[jt]s["']\s*,\s*import\.meta\.url/;
 
+/** The oldest Node a bundle must run on (package.json engines). */
+const NODE_TARGET = 'node20';
+
 /** What a bundle was built from: each input file's path, size and mtime. */
 interface Manifest {
   entry: string;
@@ -113,7 +116,7 @@ export function buildBundle(entryUrl: string, options: WorkerBundleOptions = {})
         bundle: true,
         platform: 'node',
         format: 'esm',
-        target: 'node20',
+        target: NODE_TARGET,
         outfile: temporary,
         metafile: true,
         logLevel: 'silent',
