@@ -35,6 +35,9 @@ export function defaultBundleDir(): string {
  */
 const SCRIPT_BESIDE_MODULE = /new URL\(\s*["']\.{1,2}\/[^"']*\.[cm]?[jt]s["']\s*,\s*import\.meta\.url/;
 
+/** This module's source file. */
+const SELF = fileURLToPath(import.meta.url);
+
 /** The oldest Node a bundle must run on (package.json engines). */
 const NODE_TARGET = 'node20';
 
@@ -133,8 +136,9 @@ export function buildBundle(entryUrl: string, options: WorkerBundleOptions = {})
         ],
       });
       const cwd = process.cwd();
-      const inputs = Object.keys(result.metafile.inputs).map((input) => {
-        const path = resolve(cwd, input);
+      // This file is an input of every bundle too: a change to how they are built rebuilds them.
+      const paths = new Set([...Object.keys(result.metafile.inputs).map((input) => resolve(cwd, input)), SELF]);
+      const inputs = [...paths].map((path) => {
         const stat = statSync(path);
         return { path, size: stat.size, mtimeMs: stat.mtimeMs };
       });
