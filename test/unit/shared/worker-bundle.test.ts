@@ -5,6 +5,7 @@ import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { buildBundle, currentBundle, workerEntry } from '../../../shared/src/worker-bundle.ts';
+import { firstMessageThenTerminate } from '../../helpers/worker-answer.ts';
 
 let dir: string;
 let entry: string;
@@ -35,15 +36,7 @@ function writeSources(factor: number): void {
 }
 
 async function run(url: string, n: number): Promise<unknown> {
-  const worker = new Worker(new URL(url), { workerData: { n } });
-  try {
-    return await new Promise((resolve, reject) => {
-      worker.once('message', resolve);
-      worker.once('error', reject);
-    });
-  } finally {
-    await worker.terminate();
-  }
+  return firstMessageThenTerminate(new Worker(new URL(url), { workerData: { n } }));
 }
 
 describe('worker bundles', () => {

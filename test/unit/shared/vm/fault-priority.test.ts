@@ -6,6 +6,7 @@ import { Worker } from 'node:worker_threads';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { FAULT_THREAD_NICE, prioritizeFaultThread } from '../../../../shared/src/vm/fault-priority.mjs';
+import { firstMessageThenTerminate } from '../../../helpers/worker-answer.ts';
 
 /** The calling thread's nice value (Linux: field 19 of /proc/thread-self/stat). */
 function ownNice(): number {
@@ -24,15 +25,9 @@ async function inThread(env: Record<string, string>): Promise<{ set: number | nu
       const stat = readFileSync('/proc/thread-self/stat', 'utf8');
       parentPort.postMessage({ set, nice: Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]) });
     });`;
-  const worker = new Worker(code, { eval: true, workerData: { module, env } });
-  try {
-    return await new Promise((resolve, reject) => {
-      worker.once('message', resolve);
-      worker.once('error', reject);
-    });
-  } finally {
-    await worker.terminate();
-  }
+  return firstMessageThenTerminate<{ set: number | null; nice: number }>(
+    new Worker(code, { eval: true, workerData: { module, env } }),
+  );
 }
 
 describe.runIf(process.platform === 'linux')('prioritizeFaultThread', () => {
