@@ -38,7 +38,7 @@ import { ipv4ToU32 } from '../../vm/nic/ipv4.ts';
 import { MigrationError } from '../../errors.ts';
 import type { AddressMover, VmAddress } from './address-mover.ts';
 import { ArpAnnouncer, type AnnounceSchedule } from './announce.ts';
-import { ArmedCommand } from './armed-command.ts';
+import { ArmedCommand, type ArmedResult } from './armed-command.ts';
 import { isNoSuchLink, runIp } from './ip-command.ts';
 import { ensureLooseRpFilter, ensureSysctls, MACVLAN_SYSCTLS } from './sysctls.ts';
 
@@ -78,6 +78,8 @@ export class MacvlanAddress implements AddressMover {
   readonly #announcer: ArpAnnouncer;
   /** Operations run one at a time, in call order (a give() during a take() waits for it). */
   #queue: Promise<unknown> = Promise.resolve();
+  /** Operations queued or running. */
+  #pending = 0;
   #prepared = false;
   #taken = false;
   /** The process that will bring the link up at take(), started at prepare (armed-command.ts). */
@@ -125,11 +127,15 @@ export class MacvlanAddress implements AddressMover {
   }
 
   take(): Promise<{ ms: number }> {
+    const start = performance.now();
+    // take() runs inside the handoff, which clients see as downtime: with nothing else queued
+    // and the link-up armed, fire it now, in the caller's tick, instead of a microtask later —
+    // after the rest of the caller's Handoff handling (the vCPU's resume, Resumed, logging).
+    const early = this.#pending === 0 && this.#prepared && !this.#taken ? this.#fireArmed() : undefined;
     return this.#serial(async () => {
-      const start = performance.now();
       if (!this.#prepared) await this.#prepare();
       this.#announcer.stop();
-      await this.#linkUp();
+      await this.#linkUp(early);
       this.#taken = true;
       const ms = performance.now() - start;
       this.#logger?.info({ event: 'address.taken', mode: this.mode, ms }, `took ${this.address.ip}`);
@@ -167,7 +173,10 @@ export class MacvlanAddress implements AddressMover {
   }
 
   #serial<T>(operation: () => Promise<T>): Promise<T> {
-    const result = this.#queue.then(operation);
+    this.#pending += 1;
+    const result = this.#queue.then(operation).finally(() => {
+      this.#pending -= 1;
+    });
     this.#queue = result.catch(() => undefined);
     return result;
   }
@@ -191,10 +200,16 @@ export class MacvlanAddress implements AddressMover {
     this.#armed = undefined;
   }
 
-  /** Bring the link up: through the armed process when there is one, else `ip` now. */
-  async #linkUp(): Promise<void> {
+  /** The armed link-up, fired (undefined if there is none, or it can no longer run). */
+  #fireArmed(): Promise<ArmedResult> | undefined {
     const fired = this.#armed?.fire();
     this.#armed = undefined;
+    return fired;
+  }
+
+  /** Bring the link up: through the armed process (fired already, or now) when there is one, else `ip` now. */
+  async #linkUp(early?: Promise<ArmedResult>): Promise<void> {
+    const fired = early ?? this.#fireArmed();
     if (fired) {
       const { code, stderr } = await fired;
       if (code === 0) return;

@@ -40,7 +40,11 @@ async function client(): Promise<{
 
 let target = { port: 0 };
 
-async function kvVm(): Promise<{ vm: ToyVm; net: NicBackend }> {
+/**
+ * A kv VM at a free loopback port, still paused, its backend prepared but not holding the
+ * address: the destination between Setup and Handoff.
+ */
+async function preparedKvVm(): Promise<{ vm: ToyVm; net: NicBackend }> {
   target = { port: await freeUdpPort() };
   const spec = parseVmSpec({
     memory: '4MiB',
@@ -59,6 +63,12 @@ async function kvVm(): Promise<{ vm: ToyVm; net: NicBackend }> {
     await vm.destroy();
   });
   await net.prepare();
+  return { vm, net };
+}
+
+/** A running kv VM whose backend holds its address. */
+async function kvVm(): Promise<{ vm: ToyVm; net: NicBackend }> {
+  const { vm, net } = await preparedKvVm();
   await net.take();
   vm.start();
   return { vm, net };
@@ -146,6 +156,54 @@ describe('NicBackend (loopback)', () => {
     const c = await client();
     c.send(KvOp.Get, 9, 1);
     await waitUntil(() => c.replies.length === 1, { what: 'a reply after taking the address back' });
+  });
+
+  it('take() holds the port before it first awaits: a request sent before the VM runs is answered when it does', async () => {
+    // The destination at Handoff: the VM is still paused when take() is called, and the vCPU
+    // resumes right after, in the same tick. The port must be this backend's by then, or the
+    // client's datagrams of the next milliseconds are refused instead of queued.
+    const { vm, net } = await preparedKvVm();
+    const taking = net.take();
+    const other = dgram.createSocket('udp4');
+    cleanups.push(() => void other.close());
+    const refused = await new Promise<string | undefined>((resolve) => {
+      other.once('error', (error: NodeJS.ErrnoException) => resolve(error.code));
+      other.bind({ port: target.port, address: '127.0.0.1', exclusive: true }, () => resolve(undefined));
+    });
+    expect(refused).toBe('EADDRINUSE');
+    const c = await client();
+    c.send(KvOp.Put, 1, 11, 110);
+    await waitUntil(() => net.queued === 1, { what: 'the request to wait for the paused VM' });
+    expect(c.replies).toEqual([]);
+    vm.start();
+    await waitUntil(() => c.replies.length === 1, { what: 'the reply once the VM runs' });
+    expect(c.replies[0]).toMatchObject({ id: 1, status: KvStatus.Ok, value: 110 });
+    await expect(taking).resolves.toMatchObject({ ms: expect.any(Number) });
+    expect(net.taken).toBe(true);
+  });
+
+  it('take() on a port still held waits for it (retrying) and serves once it is free', async () => {
+    const { vm, net } = await preparedKvVm();
+    const holder = dgram.createSocket('udp4');
+    let held = true;
+    cleanups.push(() => {
+      if (held) holder.close();
+    });
+    await new Promise<void>((resolve) =>
+      holder.bind({ port: target.port, address: '127.0.0.1', exclusive: true }, resolve),
+    );
+    let settled = false;
+    const taking = net.take().finally(() => (settled = true));
+    // The first attempt failed in take()'s own tick; the retries wait on timers.
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(settled).toBe(false);
+    holder.close();
+    held = false;
+    await taking;
+    vm.start();
+    const c = await client();
+    c.send(KvOp.Get, 5, 1);
+    await waitUntil(() => c.replies.length === 1, { what: 'a reply once the port was taken' });
   });
 
   it('what the device writes into guest memory is in harvestDirty(), like DMA', async () => {
