@@ -25,6 +25,8 @@ export interface BacklogSample {
   backlogBytes: number;
   /** Packets dropped by the qdisc so far. */
   drops: number;
+  /** Under bench/lan-priority-qdisc.ts's shaping: the part of backlogBytes in the priority class. */
+  priorityBacklogBytes?: number;
 }
 
 export interface QueueProbe {
@@ -95,9 +97,20 @@ function readBacklog(ns: string, dev: string): Promise<BacklogSample | undefined
     execFile('ip', ['netns', 'exec', ns, 'tc', '-s', '-j', 'qdisc', 'show', 'dev', dev], (error, stdout) => {
       if (error) return resolve(undefined);
       try {
-        const qdiscs = JSON.parse(stdout) as { root?: boolean; backlog?: number; drops?: number }[];
+        const qdiscs = JSON.parse(stdout) as { root?: boolean; handle?: string; backlog?: number; drops?: number }[];
         const root = qdiscs.find((q) => q.root) ?? qdiscs[0];
-        resolve(root ? { at, backlogBytes: root.backlog ?? 0, drops: root.drops ?? 0 } : undefined);
+        // bench/lan-priority-qdisc.ts's priority class has leaf 10:; the lab's tbf has none.
+        const priority = qdiscs.find((q) => q.handle === '10:' && !q.root);
+        resolve(
+          root
+            ? {
+                at,
+                backlogBytes: root.backlog ?? 0,
+                drops: root.drops ?? 0,
+                ...(priority ? { priorityBacklogBytes: priority.backlog ?? 0 } : {}),
+              }
+            : undefined,
+        );
       } catch {
         resolve(undefined);
       }

@@ -31,12 +31,21 @@ import { withLabAgents } from '../cli/lab/lab-agents.ts';
 import { PROFILES } from '../cli/lab/profiles.ts';
 import { labUnavailable } from '../cli/lab/topology.ts';
 import { median, ratioRow, type BenchRow } from './harness.ts';
+import { measureLink } from '../cli/lab/measure.ts';
+import { classBytes, prioritiseAllButBulk } from './lan-priority-qdisc.ts';
 import { startQueueProbe, type BacklogSample, type QueueProbe, type RttSample } from './lan-queue-probe.ts';
 
 const RUNS = Number(process.env.LIVEMIG_BENCH_POSTCOPY_LAN_RUNS ?? 3);
 const PRECOPY_RUNS = Number(process.env.LIVEMIG_BENCH_POSTCOPY_LAN_PRECOPY_RUNS ?? 1);
 const MIB = Number(process.env.LIVEMIG_BENCH_POSTCOPY_LAN_MIB ?? 1024);
 const PROBE = process.env.LIVEMIG_BENCH_POSTCOPY_LAN_PROBE !== '0';
+/** 'tbf': the lab's shaping; 'prio': the diagnostic of bench/lan-priority-qdisc.ts on the source. */
+const QDISC = process.env.LIVEMIG_BENCH_POSTCOPY_LAN_QDISC ?? 'tbf';
+if (QDISC !== 'tbf' && QDISC !== 'prio') {
+  throw new Error(`postcopy bench: LIVEMIG_BENCH_POSTCOPY_LAN_QDISC must be tbf or prio, not ${QDISC}`);
+}
+/** What the rows call the setup: the lab's lan, or that with the diagnostic qdisc. */
+const LAN = QDISC === 'prio' ? 'lan (source egress re-shaped: bulk behind all else, diagnostic)' : 'lan';
 const WORKLOAD = 'hotset:wss=64MiB,rate=50000';
 /** What the goal allows on top of the link's round trip (issue 18). */
 const GOAL_OVER_RTT_MS = 2;
@@ -54,6 +63,8 @@ export interface LanRun {
   /** The lab's measurement of the idle link before the agents started. */
   linkRttMs: number;
   linkRateMBps: number;
+  /** With QDISC prio: the link measured again after the re-shaping, and the bytes each class sent. */
+  reshaped?: { rttMs: number; rateMBps: number; priorityBytes?: number; bulkBytes?: number };
   /** The report's RTT (source, data connection, at handoff); NaN when it has none. */
   reportRttMs: number;
   downtimeMs: number;
@@ -76,6 +87,8 @@ export interface LanRun {
   controlRttP99Ms: number;
   backlogMedianKiB: number;
   backlogMaxKiB: number;
+  /** Under QDISC prio: the largest backlog sampled in the priority class (NaN otherwise). */
+  priorityBacklogMaxKiB: number;
 }
 
 export interface LanResult {
@@ -112,7 +125,11 @@ function summarise(
   const pings = seen.through.filter((s) => s.at >= from && s.at <= to);
   const answered = pings.filter((s) => Number.isFinite(s.rttMs)).map((s) => s.rttMs);
   const control = seen.around.filter((s) => s.at >= from && s.at <= to && Number.isFinite(s.rttMs)).map((s) => s.rttMs);
-  const backlog = seen.backlog.filter((s) => s.at >= from && s.at <= to).map((s) => s.backlogBytes / 1024);
+  const sampled = seen.backlog.filter((s) => s.at >= from && s.at <= to);
+  const backlog = sampled.map((s) => s.backlogBytes / 1024);
+  const priorityBacklog = sampled.flatMap((s) =>
+    s.priorityBacklogBytes === undefined ? [] : [s.priorityBacklogBytes / 1024],
+  );
   const pc = report.postcopy;
   return {
     mode,
@@ -139,6 +156,7 @@ function summarise(
     controlRttP99Ms: quantile(control, 0.99),
     backlogMedianKiB: backlog.length ? median(backlog) : NaN,
     backlogMaxKiB: backlog.length ? Math.max(...backlog) : NaN,
+    priorityBacklogMaxKiB: priorityBacklog.length ? Math.max(...priorityBacklog) : NaN,
   };
 }
 
@@ -153,6 +171,12 @@ async function lanOnce(mode: MigrationMode, run: number): Promise<LanRun> {
       ],
     },
     async (env) => {
+      let reshaped: LanRun['reshaped'];
+      if (QDISC === 'prio') {
+        prioritiseAllButBulk(env.lab, 'source', Number(env.to.split(':').pop()), PROFILES.lan!);
+        const again = await measureLink(env.lab, 'source', 'dest', PROFILES.lan!);
+        reshaped = { rttMs: again.rttMs, rateMBps: again.rateBps / 1e6 };
+      }
       const client = await env.control('source', 'operator');
       const probe = PROBE
         ? await startQueueProbe(env.lab, {
@@ -179,14 +203,21 @@ async function lanOnce(mode: MigrationMode, run: number): Promise<LanRun> {
               `${JSON.stringify(report.error)}\n${env.source.logs()}${env.dest.logs()}`,
           );
         }
+        if (reshaped) {
+          const sent = classBytes(env.lab, 'source');
+          reshaped = { ...reshaped, priorityBytes: sent.priority, bulkBytes: sent.bulk };
+        }
         const result = summarise(
           mode,
           run,
           report,
           env.measured,
-          `rate ${env.mechanisms.rate}, delay ${env.mechanisms.delay}, loss ${env.mechanisms.loss}`,
+          reshaped
+            ? 'htb at the profile rate, bulk port in a low-priority class (bench/lan-priority-qdisc.ts)'
+            : `rate ${env.mechanisms.rate}, delay ${env.mechanisms.delay}, loss ${env.mechanisms.loss}`,
           seen,
         );
+        if (reshaped) result.reshaped = reshaped;
         const f = (v: number): string => v.toFixed(2);
         process.stderr.write(
           `  lan ${mode} #${run}: link RTT ${f(result.linkRttMs)} ms (report ${f(result.reportRttMs)} ms), ` +
@@ -197,7 +228,12 @@ async function lanOnce(mode: MigrationMode, run: number): Promise<LanRun> {
             `; ping during the push p50/p99 ${f(result.loadedRttP50Ms)}/${f(result.loadedRttP99Ms)} ms ` +
             `(${result.pings} pings, ${result.lostPings} lost; control ping not through the queue ` +
             `${f(result.controlRttP50Ms)}/${f(result.controlRttP99Ms)} ms), tbf backlog median/max ` +
-            `${result.backlogMedianKiB.toFixed(0)}/${result.backlogMaxKiB.toFixed(0)} KiB\n`,
+            `${result.backlogMedianKiB.toFixed(0)}/${result.backlogMaxKiB.toFixed(0)} KiB` +
+            (reshaped
+              ? `; re-shaped link ${f(reshaped.rttMs)} ms, ${f(reshaped.rateMBps)} MB/s, sent priority/bulk ` +
+                `${((reshaped.priorityBytes ?? NaN) / 2 ** 20).toFixed(1)}/${((reshaped.bulkBytes ?? NaN) / 2 ** 20).toFixed(1)} MiB`
+              : '') +
+            '\n',
         );
         return result;
       } finally {
@@ -211,7 +247,7 @@ async function lanOnce(mode: MigrationMode, run: number): Promise<LanRun> {
 const fmt = (v: number): string => `${v.toFixed(2)} ms`;
 
 function postcopyRows(runs: readonly LanRun[]): BenchRow[] {
-  const label = `lan ${MIB} MiB random, ${WORKLOAD}, post-copy`;
+  const label = `${LAN} ${MIB} MiB random, ${WORKLOAD}, post-copy`;
   const n = runs.length;
   const of = (f: (r: LanRun) => number): number[] => runs.map(f);
   const rtt = median(of((r) => r.linkRttMs));
@@ -235,12 +271,12 @@ function postcopyRows(runs: readonly LanRun[]): BenchRow[] {
     },
     { name: `${label}: fault latency max, median of ${n}`, value: median(of((r) => r.faultMaxMs)), unit: 'ms' },
     {
-      name: `lan link RTT, idle (the lab's 20 TCP pings source → dest before the agents start), median of ${n}`,
+      name: `${LAN} link RTT, idle (the lab's 20 TCP pings source → dest before the agents start), median of ${n}`,
       value: rtt,
       unit: 'ms',
     },
     {
-      name: `lan RTT the report measured (data connection, at handoff), median of ${n}`,
+      name: `${LAN} RTT the report measured (data connection, at handoff), median of ${n}`,
       value: median(of((r) => r.reportRttMs)),
       unit: 'ms',
     },
@@ -261,15 +297,15 @@ function probeRows(runs: readonly LanRun[], rtt: number): BenchRow[] {
   const ping = (what: string, f: (r: LanRun) => number): BenchRow =>
     ratioRow({ name: `${what} during the post-copy push, median of ${n}`, value: median(of(f)), unit: 'ms' }, idle);
   return [
-    ping("lan TCP ping p50 (echo through the source's tbf queue)", (r) => r.loadedRttP50Ms),
-    ping('lan TCP ping p99 (same)', (r) => r.loadedRttP99Ms),
+    ping(`${LAN} TCP ping p50 (echo through the source's egress queue)`, (r) => r.loadedRttP50Ms),
+    ping(`${LAN} TCP ping p99 (same)`, (r) => r.loadedRttP99Ms),
     ping(
-      "lan control ping p50 (controller ↔ dest: same CPUs, not through the source's queue)",
+      `${LAN} control ping p50 (controller ↔ dest: same CPUs, not through the source's queue)`,
       (r) => r.controlRttP50Ms,
     ),
-    ping('lan control ping p99 (same)', (r) => r.controlRttP99Ms),
+    ping(`${LAN} control ping p99 (same)`, (r) => r.controlRttP99Ms),
     {
-      name: `lan source tbf backlog during the post-copy push, median of ${n} (max ${Math.max(...of((r) => r.backlogMaxKiB)).toFixed(0)} KiB)`,
+      name: `${LAN} source egress backlog during the post-copy push, median of ${n} (max ${Math.max(...of((r) => r.backlogMaxKiB)).toFixed(0)} KiB)`,
       value: median(of((r) => r.backlogMedianKiB)),
       unit: 'KiB',
     },
@@ -278,7 +314,7 @@ function probeRows(runs: readonly LanRun[], rtt: number): BenchRow[] {
 
 function precopyRows(post: readonly LanRun[], pre: readonly LanRun[]): BenchRow[] {
   if (!pre.length || !post.length) return [];
-  const label = `lan ${MIB} MiB random, ${WORKLOAD}`;
+  const label = `${LAN} ${MIB} MiB random, ${WORKLOAD}`;
   const m = (rs: readonly LanRun[], f: (r: LanRun) => number): number => median(rs.map(f));
   const base = (name: string, f: (r: LanRun) => number): NonNullable<BenchRow['baseline']> => ({
     name: `pre-copy ${name}, median of ${pre.length}`,
@@ -306,7 +342,7 @@ function precopyRows(post: readonly LanRun[], pre: readonly LanRun[]): BenchRow[
       ? [
           ratioRow(
             {
-              name: `lan TCP ping p99 during the post-copy push, median of ${post.length}`,
+              name: `${LAN} TCP ping p99 during the post-copy push, median of ${post.length}`,
               value: m(post, (r) => r.loadedRttP99Ms),
               unit: 'ms',
             },
@@ -323,7 +359,7 @@ function goalNote(post: readonly LanRun[]): string[] {
   const rtt = median(post.map((r) => r.linkRttMs));
   const p99 = median(post.map((r) => r.faultP99Ms));
   return [
-    `lan goal (p99 ≤ RTT + ${GOAL_OVER_RTT_MS} ms, RTT as the lab measured the idle link in the same run): median p99 ` +
+    `${LAN} goal (p99 ≤ RTT + ${GOAL_OVER_RTT_MS} ms, RTT as the lab measured the idle link in the same run): median p99 ` +
       `${fmt(p99)} against ${fmt(rtt + GOAL_OVER_RTT_MS)} — ${p99 <= rtt + GOAL_OVER_RTT_MS ? 'met' : 'not met'}; ` +
       `${post.filter((r) => r.faultP99Ms <= r.linkRttMs + GOAL_OVER_RTT_MS).length} of ${post.length} runs met it ` +
       `(fault thread on the destination: ${[...new Set(post.map((r) => String(r.faultThread)))].join('/')}).`,
@@ -342,16 +378,24 @@ function explain(post: readonly LanRun[]): string[] {
   const drain = (kib: number): number => (kib * 1024) / (PROFILES.lan!.rateBps / 1000);
   return [
     ...goalNote(post),
-    `Where a fault answer waits on lan: the lab shapes each host’s egress with one queue (${post[0]!.shaping}; ` +
-      `cli/lab/shape.ts). The fault channel is its own TCP connection, but its answers leave the source through the ` +
-      `same queue as the background push. During the push, a 1-byte TCP ping echoed by the source (the fault answers’ ` +
+    (QDISC === 'prio'
+      ? `Diagnostic run: the source’s egress was re-shaped (${post[0]!.shaping}), so the fault answers and the ` +
+        `pings no longer queue behind the push (the destination keeps the lab’s tbf). During the push, `
+      : `Where a fault answer waits on lan: the lab shapes each host’s egress with one queue (${post[0]!.shaping}; ` +
+        `cli/lab/shape.ts). The fault channel is its own TCP connection, but its answers leave the source through the ` +
+        `same queue as the background push. During the push, `) +
+      `a 1-byte TCP ping echoed by the source (the fault answers’ ` +
       `path) took ${fmt(ping50)} p50 / ${fmt(ping99)} p99 against ${fmt(rtt)} idle; a control ping between the ` +
       `controller and the destination (the same machine and CPU contention, not through the source’s queue) took ` +
       `${fmt(control50)} / ${fmt(control99)}. So the queue added ${fmt(ping50 - control50)} at p50 and ` +
-      `${fmt(ping99 - control99)} at p99 over the control; the source’s tbf held ${backlog.toFixed(0)} KiB in the median ` +
-      `sample (${drain(backlog).toFixed(1)} ms at the profile’s rate) and ${backlogMax.toFixed(0)} KiB at most ` +
-      `(${drain(backlogMax).toFixed(1)} ms): any packet entering it then waits that long behind bulk data, whatever its ` +
-      `connection. The control ping’s own p99 is what 2 cores shared by both agents, their vCPU and fault workers and ` +
+      `${fmt(ping99 - control99)} at p99 over the control; the source’s egress qdisc held ${backlog.toFixed(0)} KiB in ` +
+      `the median sample (${drain(backlog).toFixed(1)} ms at the profile’s rate) and ${backlogMax.toFixed(0)} KiB at most ` +
+      `(${drain(backlogMax).toFixed(1)} ms)` +
+      (QDISC === 'prio'
+        ? `, of which at most ${Math.max(...post.map((r) => r.priorityBacklogMaxKiB)).toFixed(0)} KiB in the priority ` +
+          'class (htb serves it before the bulk class). '
+        : ': any packet entering it then waits that long behind bulk data, whatever its connection. ') +
+      `The control ping’s own p99 is what 2 cores shared by both agents, their vCPU and fault workers and ` +
       `the probe cost a round trip at the tail, queue or not.`,
   ];
 }
