@@ -15,4 +15,9 @@ export {
 export { decideSwitchover } from './migration/convergence.ts';
 export { AUTO_CONVERGE_DEFAULTS, type ThrottleSettings } from './migration/throttle.ts';
 export { linkSampleOf, type LinkSample } from './migration/link-history.ts';
-export { liveFaultWorkers, FAULT_WORKER_ENV, type SourceFaultWorker } from './migration/fault-worker.ts';
+export {
+  liveFaultWorkers,
+  faultWorkerEntry,
+  FAULT_WORKER_ENV,
+  type SourceFaultWorker,
+} from './migration/fault-worker.ts';

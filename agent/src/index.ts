@@ -9,4 +9,5 @@ export { auditAppendUs, recordExchangeMs, sampleRecord } from './audit-cost.ts';
 export { AgentDaemon, type AgentDaemonOptions, type AgentSecurity, type AvailabilityStatus } from './daemon.ts';
 export { AgentMetrics, type AgentMetricsComponents, type AgentMetricsOptions } from './metrics.ts';
 export { MetricsServer, type MetricsServerOptions } from './metrics-server.ts';
+export { prebuildWorkerBundles, workerEntries, type PrebuiltBundles } from './worker-bundles.ts';
 export { DirtyRateQueries, type DirtyRateQueriesComponents } from './query-dirty-rate.ts';

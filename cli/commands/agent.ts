@@ -6,7 +6,7 @@
  */
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { createLogger, MigrationError, parseHostPort, runDaemon } from '@livemig/shared';
-import { AgentDaemon } from '@livemig/agent';
+import { AgentDaemon, prebuildWorkerBundles } from '@livemig/agent';
 import {
   addLogLevelOption,
   addressMoverFromFlags,
@@ -162,6 +162,12 @@ export function addAgentCommand(program: Command, variant: AgentCommandVariant):
           ...metricsFromFlags(flags),
           addressMover: addressMoverFromFlags(flags, logger),
           ...(flags.vm && spec ? { vm: { name: flags.vm, spec } } : {}),
+        });
+        // Worker bundles changed since `npm ci` built them: rebuilt now, not by the first migration.
+        void prebuildWorkerBundles().then((bundles) => {
+          if (bundles.built.length || bundles.failed.length) {
+            logger.info({ event: 'worker-bundles', ...bundles }, 'worker bundles rebuilt');
+          }
         });
         const data = daemon.dataAddress;
         return {

@@ -11,4 +11,10 @@ export * from './address.ts';
 export * from './daemon.ts';
 export * from './admission.ts';
 export { answerClientError } from './http-client-error.ts';
-export { workerEntry } from './worker-bundle.ts';
+export {
+  buildBundle,
+  currentBundle,
+  workerBundlesOff,
+  workerEntry,
+  type WorkerBundleOptions,
+} from './worker-bundle.ts';

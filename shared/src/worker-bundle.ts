@@ -67,7 +67,8 @@ function keyOf(entryPath: string): string {
   return `${base}-${createHash('sha256').update(entryPath).digest('hex').slice(0, 12)}`;
 }
 
-function disabled(env: NodeJS.ProcessEnv): boolean {
+/** True when the environment turns bundles off (LIVEMIG_WORKER_BUNDLES=0). */
+export function workerBundlesOff(env: NodeJS.ProcessEnv = process.env): boolean {
   return env.LIVEMIG_WORKER_BUNDLES === '0';
 }
 
@@ -167,7 +168,7 @@ export function buildBundle(entryUrl: string, options: WorkerBundleOptions = {})
  * or the entry itself while one is built in the background for the next worker.
  */
 export function workerEntry(entryUrl: string, options: WorkerBundleOptions = {}): string {
-  if (disabled(options.env ?? process.env)) return entryUrl;
+  if (workerBundlesOff(options.env)) return entryUrl;
   const bundle = currentBundle(entryUrl, options);
   if (bundle !== undefined) return bundle;
   void buildBundle(entryUrl, options);

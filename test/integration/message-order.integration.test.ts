@@ -136,6 +136,12 @@ describe('the message order of docs/protocol.md is what real agents send', () =>
       expectCompleted(report);
       expect(connections.map(kindOf).sort()).toEqual(connectionsOf(d).sort());
       for (const connection of connections) expectFollows(d, connection);
+      // fault-on-demand (offered by both): a hybrid asks for the fault thread, a post-copy has it from Setup.
+      const main = connections.find((c) => kindOf(c) === 'main')!;
+      const asked = (side: 'source' | 'dest', name: string) => sentBy(main, side).filter((n) => n === name).length;
+      expect([asked('source', 'FaultOpen'), asked('dest', 'FaultListening')]).toEqual(
+        mode === 'hybrid' ? [1, 1] : [0, 0],
+      );
     },
   );
 

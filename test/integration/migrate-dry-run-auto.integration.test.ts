@@ -127,6 +127,13 @@ describe('livemig migrate --mode auto', () => {
     // auto starts as hybrid; a choice of pre-copy makes it pre-copy, post-copy switches at once.
     expect(report.mode).toBe(report.auto!.chosen === 'precopy' ? 'precopy' : 'hybrid');
     if (report.auto!.chosen === 'postcopy') expect(report.postcopy, 'switched to post-copy').toBeDefined();
+    // fault-on-demand: a choice of pre-copy never asked for the fault channel, so neither side
+    // started a fault thread (each side lists its own threads); post-copy's were served by them.
+    const faultThreads = [report.threads?.source, report.threads?.dest].map(
+      (side) => side?.threads.filter((t) => t.name.startsWith('fault')).length,
+    );
+    if (report.auto!.chosen === 'precopy') expect(faultThreads, 'fault threads (source, dest)').toEqual([0, 0]);
+    if (report.postcopy) expect(report.postcopy.faultThread, 'the fault thread served the faults').toBe(true);
     expect(report.dirtyRate).toBeDefined();
     expect(report.dirtyRate!.measurement?.dirtyRateMBps ?? 0).toBeGreaterThan(0);
   }

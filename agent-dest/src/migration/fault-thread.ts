@@ -37,6 +37,11 @@ import {
 } from '@livemig/shared/vm';
 
 /** Where and as whom a fault thread listens (the agent's data address and TLS material). */
+/** The fault thread's TypeScript entry (its bundle: worker-bundle.ts; a function: see vcpuWorkerEntry). */
+export function faultThreadEntry(): string {
+  return new URL('./fault-thread-worker.ts', import.meta.url).href;
+}
+
 export interface FaultThreadConfig {
   /** The data port's host: the thread listens on an ephemeral port there. */
   host: string;
@@ -138,7 +143,7 @@ export class FaultThread {
     // Counted in the report's threads as `fault` (where the destination's cores went).
     const thread = (this.#thread = processThreads.register('fault'));
     const data: FaultThreadData = {
-      entry: workerEntry(new URL('./fault-thread-worker.ts', import.meta.url).href),
+      entry: workerEntry(faultThreadEntry()),
       host: config.host,
       tls: config.tls ?? null,
       handshakeTimeoutMs: config.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,

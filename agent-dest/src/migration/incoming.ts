@@ -119,6 +119,8 @@ export class IncomingMigration {
   #diskAbsentCame = false;
   /** This process's threads as Setup arrived, for the report's CPU time per thread (thread-registry.ts). */
   readonly #threadsAtStart = processThreads.snapshot();
+  /** `fault-on-demand`: the fault thread FaultOpen asked for, while it starts (never rejects). */
+  #faultThreadStarting: Promise<void> | undefined;
   /** performance.now() when the first full pass had arrived (round 0's end; post-copy: every page present). */
   #firstPassAt: number | undefined;
   /** The parallel channels were closed after the last pre-copy round: their ending is no failure. */
@@ -130,9 +132,11 @@ export class IncomingMigration {
     this.#c = components;
     this.#options = options;
     this.#link = new MainLink(components.channel);
+    const caps = components.channel.capabilities;
     this.#state = initialState({
-      postcopyAllowed: components.channel.capabilities.has('postcopy'),
-      recordAllowed: components.channel.capabilities.has('signed-record'),
+      postcopyAllowed: caps.has('postcopy'),
+      recordAllowed: caps.has('signed-record'),
+      faultOnDemand: caps.has('fault-on-demand') && caps.has('fault-thread'),
     });
   }
 
@@ -169,6 +173,7 @@ export class IncomingMigration {
       this.#endedAt = performance.now();
       clearTimeout(this.#setupDeadline);
       this.#dropHostContent();
+      await this.#faultThreadStarting; // one started on demand is stopped with the rest, once it is there
       await this.#built?.paging.stop();
       await this.#built?.prefault?.stop();
       await this.#built?.multifd?.stop();
@@ -273,6 +278,10 @@ export class IncomingMigration {
         return;
       case 'disk-blocks':
         return this.#built!.sections.disk!.apply(action.message);
+      case 'fault-open':
+        // Started beside the pages (round 0 goes on meanwhile); answered once it listens, or not.
+        this.#faultThreadStarting = this.#openFaultOnDemand();
+        return;
       case 'disk-prehash':
         this.#built!.sections.disk!.prehash(action.bitmap);
         return;
@@ -505,8 +514,12 @@ export class IncomingMigration {
       sections: new IncomingSections(vm, applier, disk),
       multifd: undefined,
     };
-    // The fault thread and the parallel channels' workers (each listens within milliseconds) start beside the vCPU worker.
-    const thread = this.#startFaultThread(setup, vm, paging);
+    // The fault thread and the parallel channels' workers start beside the vCPU worker — the
+    // thread not yet for a hybrid with `fault-on-demand`: it starts when the source asks
+    // (FaultOpen), so SetupDone does not wait for it (150–300 ms here, measured with
+    // `--mode auto`) and a migration that ends as pre-copy never starts it.
+    const onDemand = setup.mode === 'hybrid' && this.#state.faultOnDemand;
+    const thread = onDemand ? Promise.resolve(undefined) : this.#startFaultThread(setup, vm, paging);
     const multifd = await this.#startMultifd(setup, vm, pageHashes);
     // The vCPU worker starts while pages arrive, and the first RoundAck waits for it; post-copy
     // has no pre-copy round, so it waits here, before the source may pause the VM.
@@ -617,6 +630,13 @@ export class IncomingMigration {
     this.#multifdQuiet = true;
     if (multifd.error) throw multifd.error;
     await multifd.quiesce();
+  }
+
+  /** FaultOpen: start the fault thread and say where it listens (FaultListening; nothing: attach at the main port). */
+  async #openFaultOnDemand(): Promise<void> {
+    const { vm, paging } = this.#built!;
+    const thread = await this.#startFaultThread(this.#setup!, vm, paging);
+    this.#link.channel.send(msg.faultListening(thread ? { port: thread.port, token: thread.token } : undefined));
   }
 
   /**

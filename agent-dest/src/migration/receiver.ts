@@ -54,6 +54,10 @@ export interface ReceiverState {
   readonly diskShared: boolean;
   /** DiskAllocated came (it comes once). */
   readonly prehashAsked: boolean;
+  /** The peer negotiated `fault-on-demand` (with `fault-thread`): a hybrid's fault thread starts on FaultOpen. */
+  readonly faultOnDemand: boolean;
+  /** FaultOpen came (it comes once). */
+  readonly faultOpenAsked: boolean;
   /** The source ended the migration with a Cancel (status failed): the record of that may follow. */
   readonly cancelled: boolean;
 }
@@ -68,6 +72,8 @@ export type Action =
   | { kind: 'disk-absent'; bitmap: Uint8Array }
   /** Shared storage: hash these allocated blocks of the image now, while the VM runs there. */
   | { kind: 'disk-prehash'; bitmap: Uint8Array }
+  /** Hybrid with `fault-on-demand`: start the fault thread now and say where it listens (FaultListening). */
+  | { kind: 'fault-open' }
   /** Shared storage, at the stop point: blocks written since the mark, to hash again. */
   | { kind: 'disk-written'; blocks: Uint32Array }
   | { kind: 'ack-round'; round: number }
@@ -88,7 +94,11 @@ export type Step = { state: ReceiverState; action: Action } | MigrationError;
 
 export type InternalEvent = 'built' | 'resumed' | 'all-present' | 'link-lost' | 'relinked' | 'failed';
 
-export function initialState(options: { postcopyAllowed: boolean; recordAllowed?: boolean }): ReceiverState {
+export function initialState(options: {
+  postcopyAllowed: boolean;
+  recordAllowed?: boolean;
+  faultOnDemand?: boolean;
+}): ReceiverState {
   return {
     status: 'none',
     mode: undefined,
@@ -103,6 +113,8 @@ export function initialState(options: { postcopyAllowed: boolean; recordAllowed?
     hasDisk: false,
     diskShared: false,
     prehashAsked: false,
+    faultOnDemand: options.faultOnDemand ?? false,
+    faultOpenAsked: false,
   };
 }
 
@@ -213,6 +225,11 @@ function receiving(state: ReceiverState, message: Message): Step {
     case MsgType.DiskWritten:
       if (!state.diskShared) return refuse(state, message, 'the disk is not on shared storage');
       return { state, action: { kind: 'disk-written', blocks: message.blocks } };
+    case MsgType.FaultOpen:
+      if (!state.faultOnDemand) return refuse(state, message, 'fault-on-demand was not negotiated');
+      if (state.mode !== 'hybrid') return refuse(state, message, `this migration is ${state.mode ?? 'not set up'}`);
+      if (state.faultOpenAsked) return refuse(state, message, 'FaultOpen came already');
+      return { state: { ...state, faultOpenAsked: true }, action: { kind: 'fault-open' } };
     case MsgType.CpuState:
     case MsgType.DeviceState: {
       const section: StateSection = message.type === MsgType.CpuState ? 'cpu' : 'devices';

@@ -1,7 +1,8 @@
 /**
  * `--mode auto`: choose the technique in round 0, from measurements, with the prediction model
- * (shared/src/predict). The migration starts as hybrid — the destination opens the fault
- * channel, so every choice stays possible — and decides once it knows enough:
+ * (shared/src/predict). The migration starts as hybrid, so every choice stays possible (the
+ * fault channel is asked for only once post-copy or hybrid is chosen: fault-on-demand.ts), and
+ * decides once it knows enough:
  *
  *   - with a link history (an earlier migration to this destination measured the link), from
  *     that link and the first SETUP_DECISION_POINTS checkpoints (125 ms) of the dirty-rate
@@ -28,6 +29,7 @@ import {
 } from '@livemig/shared/predict';
 import type { AutoReport } from '@livemig/shared/report';
 import type { MigrationContext } from './context.ts';
+import { requestFaultChannel } from './fault-on-demand.ts';
 
 /**
  * Without a measured post-copy to this destination: what the destination's vCPU start adds to a
@@ -205,6 +207,8 @@ function decide(
   ctx.auto = report;
   if (choice.technique === 'postcopy') ctx.requests.postcopy = true;
   if (choice.technique === 'precopy') ctx.chooseMode('precopy');
+  // Post-copy or hybrid: the destination's fault thread is needed from now (fault-on-demand.ts).
+  else requestFaultChannel(ctx);
   ctx.logger.info(
     { event: 'auto.decided', chosen: choice.technique, where, why: choice.why },
     `auto: ${choice.technique}`,

@@ -36,6 +36,12 @@ export class ChannelSet {
   #fault: PeerChannel | undefined;
   #faultThread: FaultThreadAddress | undefined;
   #faultOpening: Promise<void> | undefined;
+  /** The fault channel's opening (openFaultSoon, openFaultWhen) began and has not settled yet. */
+  #faultPending = false;
+  /** `fault-on-demand`: the destination was asked for its fault thread (openFaultWhen). */
+  #faultRequested = false;
+  /** Aborted by close(): an opening still waiting to hear where to connect stops waiting. */
+  readonly #closing = new AbortController();
   /** The source's fault worker, when one was started, and whether it holds the fault channel now. */
   #worker: SourceFaultWorker | undefined;
   #faultInWorker = false;
@@ -136,7 +142,47 @@ export class ChannelSet {
    * round 0 need not wait for. `faultReady()` waits for it before the switch to post-copy.
    */
   openFaultSoon(): void {
-    this.#faultOpening = this.openFault();
+    this.#inBackground(this.openFault());
+  }
+
+  /**
+   * `fault-on-demand`: open the fault channel in the background once `address` says where the
+   * destination's fault thread listens (its answer to FaultOpen; undefined: at the main port).
+   * `faultReady()` waits for it; close() stops the wait for an answer that has not come.
+   */
+  openFaultWhen(address: Promise<FaultThreadAddress | undefined>): void {
+    this.#faultRequested = true;
+    const closing = this.#closing.signal;
+    const closed = new Promise<never>((_, reject) =>
+      closing.addEventListener(
+        'abort',
+        () => reject(new MigrationError('ERR_CONNECTION', 'the migration ended before the fault channel opened')),
+        { once: true },
+      ),
+    );
+    closed.catch(() => {});
+    this.#inBackground(
+      (async () => {
+        const thread = await Promise.race([address, closed]);
+        if (thread) this.#faultThread = thread;
+        await this.openFault();
+      })(),
+    );
+  }
+
+  /** True once openFaultWhen asked the destination for its fault thread. */
+  get faultRequested(): boolean {
+    return this.#faultRequested;
+  }
+
+  /** True while the fault channel is opening in the background (a switch to post-copy waits for it). */
+  get faultPending(): boolean {
+    return this.#faultPending;
+  }
+
+  #inBackground(opening: Promise<void>): void {
+    this.#faultPending = true;
+    this.#faultOpening = opening.finally(() => (this.#faultPending = false));
     this.#faultOpening.catch(() => {}); // faultReady() reports it
   }
 
@@ -183,6 +229,7 @@ export class ChannelSet {
   /** Close both: flushed when there is no error, aborted (telling the peer why) when there is. */
   async close(error?: MigrationError): Promise<void> {
     // A fault channel still opening (openFaultSoon) is closed with the rest once it is there.
+    this.#closing.abort();
     const opening = this.#faultOpening;
     this.#faultOpening = undefined;
     await opening?.catch(() => {});

@@ -92,6 +92,11 @@ const EXIT_GRACE_MS = 2000;
  */
 const CONNECT_ANSWER_MS = 15_000;
 const CLOSE_ANSWER_MS = 2000;
+/** The fault worker's TypeScript entry (its bundle: worker-bundle.ts; a function: see vcpuWorkerEntry). */
+export function faultWorkerEntry(): string {
+  return new URL('./fault-worker-thread.ts', import.meta.url).href;
+}
+
 /** The environment switch that keeps the fault channel on the main thread. */
 export const FAULT_WORKER_ENV = 'LIVEMIG_SOURCE_FAULT_WORKER';
 
@@ -156,7 +161,7 @@ export class SourceFaultWorker {
     // Counted in the report's threads as `fault` (where the source's cores went).
     const thread = (this.#thread = processThreads.register('fault'));
     const data: FaultWorkerData = {
-      entry: workerEntry(new URL('./fault-worker-thread.ts', import.meta.url).href),
+      entry: workerEntry(faultWorkerEntry()),
       host: options.host,
       agentId: options.agentId,
       capabilities: options.capabilities ?? null,

@@ -24,6 +24,8 @@ export const KNOWN_CAPABILITIES = Object.freeze({
   'fault-channel': 'Post-copy page requests and their answers use a second TCP connection.',
   'fault-thread':
     "With fault-channel: the destination's fault channel is a thread of its own, listening on its own port; SetupDone names the port and a token (faultPort, faultToken), and the source's fault channel connects there and says Attach fault with the token.",
+  'fault-on-demand':
+    "With fault-thread, in a hybrid migration: the destination starts its fault thread only when the source asks (FaultOpen, once it may switch to post-copy) and answers where it listens (FaultListening), instead of before SetupDone: a hybrid's setup does not wait for the thread, and one that ends as pre-copy (--mode auto choosing pre-copy) never starts it.",
   multifd:
     "Pre-copy pages may also travel over parallel bulk channels: Setup asks for a number of channels (channels), SetupDone names the destination's port for each (multifdPorts) and a token (multifdToken); each channel carries raw and zero pages of the rounds, and a round ends when every channel's marker arrived (the destination's barrier) before its RoundAck.",
   'setup-bitmap': 'Setup may carry a bitmap of possibly non-zero pages; the rest are zero and never sent.',

@@ -20,6 +20,8 @@ import {
   type DiskMissingMsg,
   type DiskPrehashedMsg,
   type DiskWrittenMsg,
+  type FaultListeningMsg,
+  type FaultOpenMsg,
   type DiskRequestMsg,
   type ErrorMsg,
   type HandoffMsg,
@@ -238,6 +240,18 @@ export const msg = {
   },
   diskWritten(blocks: Uint32Array | readonly number[]): DiskWrittenMsg {
     return { type: MsgType.DiskWritten, blocks: toU32Array(blocks) };
+  },
+  faultOpen(): FaultOpenMsg {
+    return { type: MsgType.FaultOpen };
+  },
+  /** Where the fault thread listens; none: no thread could start (attach at the main port). */
+  faultListening(faultThread?: { port: number; token: string }): FaultListeningMsg {
+    const m: FaultListeningMsg = { type: MsgType.FaultListening };
+    if (faultThread !== undefined) {
+      m.faultPort = faultThread.port;
+      m.faultToken = faultThread.token;
+    }
+    return m;
   },
   roundAck(round: number): RoundAckMsg {
     return { type: MsgType.RoundAck, round };

@@ -17,6 +17,7 @@ import {
   type DiskBlocksMsg,
   type DiskRequestMsg,
   type DiskWrittenMsg,
+  type FaultListeningMsg,
   type HelloMsg,
   type Message,
   type PageRequestMsg,
@@ -150,6 +151,16 @@ function checkFaultToken(token: string, what: string, kind = 'fault'): void {
   }
 }
 
+/** Where a fault thread listens (SetupDone, FaultListening): port and token together or not at all. */
+function checkFaultAddress(m: { faultPort?: number; faultToken?: string }, name: string): void {
+  const { faultPort, faultToken } = m;
+  if ((faultPort === undefined) !== (faultToken === undefined)) {
+    reject('ERR_BAD_METADATA', `${name}: faultPort and faultToken come together or not at all`);
+  }
+  if (faultPort !== undefined) checkPort(faultPort, `${name}: faultPort`);
+  if (faultToken !== undefined) checkFaultToken(faultToken, name);
+}
+
 function checkPort(port: number, what: string): void {
   if (port < 1 || port > 65_535) reject('ERR_BAD_METADATA', `${what} ${port} is not a TCP port`);
 }
@@ -264,12 +275,7 @@ export const MESSAGE_SPEC: Readonly<Record<Exclude<MsgType, MsgType.Invalid>, Me
       if (ctx.payloadLen % HOST_HASH_BYTES !== 0) {
         reject('ERR_BAD_PAYLOAD', `SetupDone: ${ctx.payloadLen} bytes of host content hashes, not a multiple of 32`);
       }
-      const { faultPort, faultToken } = m as SetupDoneMsg;
-      if ((faultPort === undefined) !== (faultToken === undefined)) {
-        reject('ERR_BAD_METADATA', 'SetupDone: faultPort and faultToken come together or not at all');
-      }
-      if (faultPort !== undefined) checkPort(faultPort, 'SetupDone: faultPort');
-      if (faultToken !== undefined) checkFaultToken(faultToken, 'SetupDone');
+      checkFaultAddress(m as SetupDoneMsg, 'SetupDone');
       const { multifdPorts, multifdToken } = m as SetupDoneMsg;
       if ((multifdPorts === undefined) !== (multifdToken === undefined)) {
         reject('ERR_BAD_METADATA', 'SetupDone: multifdPorts and multifdToken come together or not at all');
@@ -476,6 +482,19 @@ export const MESSAGE_SPEC: Readonly<Record<Exclude<MsgType, MsgType.Invalid>, Me
     schema: { blocks: 'u32array' },
     payload: NONE,
     check: (m, ctx) => checkBlockNumbers((m as DiskWrittenMsg).blocks, ctx, 'DiskWritten', MAX_DISK_WRITTEN_BLOCKS),
+  },
+  [MsgType.FaultOpen]: {
+    name: 'FaultOpen',
+    direction: 'source→dest',
+    schema: {},
+    payload: NONE,
+  },
+  [MsgType.FaultListening]: {
+    name: 'FaultListening',
+    direction: 'dest→source',
+    schema: { faultPort: { optional: u32 }, faultToken: { optional: 'string' } },
+    payload: NONE,
+    check: (m) => checkFaultAddress(m as FaultListeningMsg, 'FaultListening'),
   },
 });
 

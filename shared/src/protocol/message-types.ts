@@ -47,10 +47,12 @@ export const enum MsgType {
   DiskAllocated = 31,
   DiskPrehashed = 32,
   DiskWritten = 33,
+  FaultOpen = 34,
+  FaultListening = 35,
 }
 
 /** Highest assigned MsgType. */
-export const MAX_MSG_TYPE = MsgType.DiskWritten;
+export const MAX_MSG_TYPE = MsgType.FaultListening;
 
 /** How a migration moves memory (MIGRATION_MODES is the one list of them). */
 export type MigrationMode = 'precopy' | 'postcopy' | 'hybrid';
@@ -501,6 +503,27 @@ export interface DiskWrittenMsg {
   blocks: Uint32Array;
 }
 
+/**
+ * S→D (`fault-on-demand`, a hybrid migration): start the fault thread now. Hybrid and auto
+ * migrations need the fault channel only once they switch to post-copy: the destination starts
+ * its fault thread when asked, not at Setup, so SetupDone does not wait for it and a migration
+ * that ends as pre-copy never starts it. Once per migration.
+ */
+export interface FaultOpenMsg {
+  type: MsgType.FaultOpen;
+}
+
+/**
+ * D→S, the answer to FaultOpen: where the fault thread listens and the token its Attach fault
+ * must carry (as SetupDone's faultPort and faultToken). Neither: no thread could start, and the
+ * fault channel attaches at the main port.
+ */
+export interface FaultListeningMsg {
+  type: MsgType.FaultListening;
+  faultPort?: number;
+  faultToken?: string;
+}
+
 export type Message =
   | HelloMsg
   | WelcomeMsg
@@ -534,7 +557,9 @@ export type Message =
   | DiskMissingMsg
   | DiskAllocatedMsg
   | DiskPrehashedMsg
-  | DiskWrittenMsg;
+  | DiskWrittenMsg
+  | FaultOpenMsg
+  | FaultListeningMsg;
 
 /** The message interface for a type number. */
 export type MessageOf<T extends Message['type']> = Extract<Message, { type: T }>;

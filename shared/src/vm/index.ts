@@ -64,6 +64,7 @@ export type { ClaimOwner } from './page-claims.ts';
 export { FaultRing } from './fault-ring.ts';
 export type { VmStatus, VmStats, ToyVmOptions, IncomingOptions } from './toy-vm.ts';
 export type { PageFault } from './vcpu.ts';
+export { vcpuWorkerEntry } from './vcpu.ts';
 export { snapshotVm, diffSnapshots, runReference, cloneVm, checkAbInvariant } from './oracle.ts';
 export type { VmSnapshot, AbCheck } from './oracle.ts';
 export { startPrefault } from './prefault.ts';

@@ -41,6 +41,13 @@ import type { VcpuWorkerData } from './vcpu-worker.ts';
 import { processThreads, type ThreadHandle } from './thread-registry.ts';
 import { workerEntry } from '../worker-bundle.ts';
 
+/**
+ * The vCPU worker's TypeScript entry (its bundle: worker-bundle.ts) (a function, not a constant: a top-level `new URL` would stay in every bundle whose graph includes this module, and worker-bundle.ts refuses those).
+ */
+export function vcpuWorkerEntry(): string {
+  return new URL('./vcpu-worker.ts', import.meta.url).href;
+}
+
 /** A post-copy fault: the vCPU touched an absent page and is blocked until it is installed. */
 export interface PageFault {
   /** The page. */
@@ -88,7 +95,7 @@ export class Vcpu {
       ...init,
       thread: thread.slot,
       control: this.#ctl.buffer,
-      entry: workerEntry(new URL('./vcpu-worker.ts', import.meta.url).href),
+      entry: workerEntry(vcpuWorkerEntry()),
       kind: 'livemig-vcpu',
     };
     this.#worker = new Worker(new URL('../worker-boot.mjs', import.meta.url), { workerData });

@@ -58,6 +58,8 @@ const SAMPLES: Record<Exclude<MsgType, MsgType.Invalid>, Message> = {
   [MsgType.DiskAllocated]: msg.diskAllocated(BITMAP),
   [MsgType.DiskPrehashed]: msg.diskPrehashed(5, 'done'),
   [MsgType.DiskWritten]: msg.diskWritten([3]),
+  [MsgType.FaultOpen]: msg.faultOpen(),
+  [MsgType.FaultListening]: msg.faultListening({ port: 4000, token: 'ab'.repeat(32) }),
 };
 
 /** A state of each status, reached the way a migration reaches it (hybrid, both state sections loaded where relevant). */
@@ -190,6 +192,21 @@ describe('receiver step: the checks inside a state', () => {
     expect(step({ ...stateIn('ready', 'precopy'), diskShared: true }, SAMPLES[MsgType.DiskWritten])).toBeInstanceOf(
       MigrationError,
     ); // after StopCopyEnd: too late
+  });
+
+  it('FaultOpen: once, in a hybrid migration, only with fault-on-demand negotiated', () => {
+    const onDemand = { ...receiving([]), faultOnDemand: true };
+    const first = step(onDemand, SAMPLES[MsgType.FaultOpen]);
+    expect(first).toMatchObject({
+      action: { kind: 'fault-open' },
+      state: { faultOpenAsked: true, status: 'receiving' },
+    });
+    const again = step((first as { state: ReceiverState }).state, SAMPLES[MsgType.FaultOpen]);
+    expect((again as MigrationError).message).toMatch(/FaultOpen came already/);
+    const notNegotiated = step(receiving([]), SAMPLES[MsgType.FaultOpen]);
+    expect((notNegotiated as MigrationError).message).toMatch(/fault-on-demand was not negotiated/);
+    const precopy = step({ ...receiving([], 'precopy'), faultOnDemand: true }, SAMPLES[MsgType.FaultOpen]);
+    expect((precopy as MigrationError).message).toMatch(/this migration is precopy/);
   });
 
   it('memory pre-copy with a post-copy disk switches over by PostcopyStart (no page absent, the disk fetched after)', () => {

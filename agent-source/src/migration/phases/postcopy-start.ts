@@ -10,6 +10,7 @@ import { msg, MsgType } from '@livemig/shared/channel';
 import type { MigrationContext } from '../context.ts';
 import { completeAll, digestsOf } from '../sections/index.ts';
 import { checkDigests } from './verify.ts';
+import { faultChannelReady } from '../fault-on-demand.ts';
 
 export async function postcopyStartPhase(ctx: MigrationContext): Promise<void> {
   const { vm, logger } = ctx;
@@ -19,7 +20,7 @@ export async function postcopyStartPhase(ctx: MigrationContext): Promise<void> {
   ctx.switchover ??= { reason: 'postcopy', expectedDowntimeMs: 0 };
   const runningMs = performance.now() - ctx.stepsAtStart.at;
   const stepsBefore = vm.steps - ctx.stepsAtStart.steps;
-  await ctx.channels.faultReady(); // opened during round 0 (hybrid): there before the VM may leave
+  await faultChannelReady(ctx); // opened during round 0 (hybrid): there before the VM may leave
   await ctx.pause();
   await completeAll(sections, 'postcopy');
   const absent = sections.ram.absentMap();

@@ -69,6 +69,9 @@ async function precopyRounds(ctx: MigrationContext): Promise<Exit['to']> {
     while (!(await iterateAll(sections, ITERATE_BUDGET_BYTES))) {
       if (round === 0) autoDecide(ctx);
       cut = exitOnRequest(ctx, round);
+      // A switch to post-copy waits for the fault channel still opening (fault-on-demand.ts):
+      // the round's pages go on meanwhile instead of the link standing idle.
+      if (cut?.to === 'postcopy' && ctx.channels.faultPending) cut = undefined;
       if (cut) break;
     }
     const pages = stats.current.sent;

@@ -2,7 +2,8 @@
  * Setup: connect (Hello/Welcome), check the destination negotiated what this mode needs, build
  * the sections from what it negotiated, send Setup (each section adds its part) and wait for
  * SetupDone — the destination has built an empty VM. Post-copy and hybrid open the fault
- * channel now, so it is there the moment the VM resumes on the other side.
+ * channel now, so it is there the moment the VM resumes on the other side (with
+ * `fault-on-demand`, a hybrid asks for it now and --mode auto once it chose: fault-on-demand.ts).
  */
 import { MigrationError } from '@livemig/shared';
 import { msg, MsgType, type PeerIdentity } from '@livemig/shared/channel';
@@ -11,6 +12,7 @@ import type { Capability, SetupVm, StorageMode } from '@livemig/shared/protocol'
 import type { MigrationContext } from '../context.ts';
 import { createSections, setupAll } from '../sections/index.ts';
 import { startFaultWorker } from '../fault-worker.ts';
+import { requestFaultChannel, usesFaultOnDemand } from '../fault-on-demand.ts';
 import { channelsToAsk, openMultifd, startMultifd } from '../multifd.ts';
 
 /** What each mode needs the destination to have negotiated. */
@@ -76,8 +78,10 @@ export async function setupPhase(ctx: MigrationContext): Promise<void> {
     );
   }
   // The destination's fault thread answers faults off its main thread: the source's fault worker
-  // does so here too, and starts loading now, beside Setup (fault-worker.ts).
-  if (ctx.mode !== 'precopy' && channel.capabilities.has('fault-thread')) startFaultWorker(ctx);
+  // does so here too, and starts loading now, beside Setup (fault-worker.ts) — or, on demand,
+  // once the fault channel is asked for (fault-on-demand.ts).
+  const onDemand = usesFaultOnDemand(ctx);
+  if (ctx.mode !== 'precopy' && channel.capabilities.has('fault-thread') && !onDemand) startFaultWorker(ctx);
   const diskMissing = ctx.vm.virtualDisk
     ? STORAGE_NEEDS[ctx.params.storage].filter((c) => !channel.capabilities.has(c))
     : [];
@@ -113,8 +117,11 @@ export async function setupPhase(ctx: MigrationContext): Promise<void> {
   if (done.faultPort !== undefined && done.faultToken !== undefined && channel.capabilities.has('fault-thread')) {
     ctx.channels.useFaultThread({ port: done.faultPort, token: done.faultToken });
   }
-  // Hybrid: pre-copy first, so a fault thread's channel may finish opening during round 0.
-  if (ctx.mode === 'hybrid' && ctx.channels.faultThread) ctx.channels.openFaultSoon();
+  // Hybrid: pre-copy first, so a fault thread's channel may finish opening during round 0 — on
+  // demand, asked for now by a plain hybrid, by --mode auto once it chose (auto.ts).
+  if (onDemand) {
+    if (!ctx.params.auto) requestFaultChannel(ctx);
+  } else if (ctx.mode === 'hybrid' && ctx.channels.faultThread) ctx.channels.openFaultSoon();
   else if (runsWithPartsAbsent(ctx)) await ctx.channels.openFault();
   stats.setupMs = stats.elapsedMs;
   logger.info({ event: 'setup.done', setupMs: stats.setupMs, mode: ctx.mode }, 'destination ready for pages');

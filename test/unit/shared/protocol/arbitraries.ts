@@ -180,6 +180,12 @@ export const messageArbitraries: Record<string, fc.Arbitrary<Message>> = {
     .tuple(u32, fc.constantFrom('done' as const, 'failed' as const))
     .map(([ms, outcome]) => msg.diskPrehashed(ms, outcome)),
   DiskWritten: fc.array(blockNumber, { minLength: 1, maxLength: 16 }).map((blocks) => msg.diskWritten(blocks)),
+  FaultOpen: fc.constant(msg.faultOpen()),
+  FaultListening: fc
+    .option(fc.tuple(fc.integer({ min: 1, max: 65535 }), fc.uint8Array({ minLength: 32, maxLength: 32 })), {
+      nil: undefined,
+    })
+    .map((thread) => msg.faultListening(thread && { port: thread[0], token: Buffer.from(thread[1]).toString('hex') })),
 };
 
 /** Any message. */
