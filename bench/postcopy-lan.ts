@@ -16,13 +16,16 @@
  * Per run: fault latency p50/p99/max (report.postcopy.faultLatencyMs), faults, vCPU blocked
  * time, downtime, total time; rows give each run and the medians over runs; every run's figures
  * are stored under `lanRuns` in bench/results/postcopy.json. A pre-copy baseline of the same VM
- * over the same profile is measured when LIVEMIG_BENCH_POSTCOPY_LAN_PRECOPY_RUNS > 0.
+ * over the same profile is measured when LIVEMIG_BENCH_POSTCOPY_LAN_PRECOPY_RUNS > 0. And, as a
+ * diagnostic, the same post-copy runs with the source's egress re-shaped so the push no longer
+ * shares a FIFO with the fault answers (bench/lan-priority-qdisc.ts), interleaved with the others.
  *
  * Environment: LIVEMIG_BENCH_POSTCOPY_LAN_RUNS (post-copy runs, default 3; 0 = no lan rows),
  * LIVEMIG_BENCH_POSTCOPY_LAN_MIB (VM size, default 1024 as on loopback: ~30 s a run with the
  * lab's setup), LIVEMIG_BENCH_POSTCOPY_LAN_PRECOPY_RUNS (default 1),
  * LIVEMIG_BENCH_POSTCOPY_LAN_PROBE (default 1; 0 = no queue probe, to see what its two pinging
- * processes cost the fault latency on this 2-core machine).
+ * processes cost the fault latency on this 2-core machine), LIVEMIG_BENCH_POSTCOPY_LAN_PRIO_RUNS
+ * (the diagnostic's runs, default 3; 0 = none).
  */
 import type { MigrationMode, MigrationReport } from '@livemig/shared/report';
 import { downtimeOf } from '@livemig/shared/report';
@@ -39,13 +42,12 @@ const RUNS = Number(process.env.LIVEMIG_BENCH_POSTCOPY_LAN_RUNS ?? 3);
 const PRECOPY_RUNS = Number(process.env.LIVEMIG_BENCH_POSTCOPY_LAN_PRECOPY_RUNS ?? 1);
 const MIB = Number(process.env.LIVEMIG_BENCH_POSTCOPY_LAN_MIB ?? 1024);
 const PROBE = process.env.LIVEMIG_BENCH_POSTCOPY_LAN_PROBE !== '0';
-/** 'tbf': the lab's shaping; 'prio': the diagnostic of bench/lan-priority-qdisc.ts on the source. */
-const QDISC = process.env.LIVEMIG_BENCH_POSTCOPY_LAN_QDISC ?? 'tbf';
-if (QDISC !== 'tbf' && QDISC !== 'prio') {
-  throw new Error(`postcopy bench: LIVEMIG_BENCH_POSTCOPY_LAN_QDISC must be tbf or prio, not ${QDISC}`);
-}
-/** What the rows call the setup: the lab's lan, or that with the diagnostic qdisc. */
-const LAN = QDISC === 'prio' ? 'lan (source egress re-shaped: bulk behind all else, diagnostic)' : 'lan';
+/** Post-copy runs with the diagnostic shaping of bench/lan-priority-qdisc.ts, interleaved with the others. */
+const PRIO_RUNS = Number(process.env.LIVEMIG_BENCH_POSTCOPY_LAN_PRIO_RUNS ?? 3);
+/** 'tbf': the lab's shaping; 'prio': the source's egress re-shaped by bench/lan-priority-qdisc.ts. */
+type Qdisc = 'tbf' | 'prio';
+/** What the rows call a setup. */
+const where = (qdisc: Qdisc): string => (qdisc === 'prio' ? 'lan (diagnostic: push behind all else)' : 'lan');
 const WORKLOAD = 'hotset:wss=64MiB,rate=50000';
 /** What the goal allows on top of the link's round trip (issue 18). */
 const GOAL_OVER_RTT_MS = 2;
@@ -56,6 +58,7 @@ const BACKLOG_EVERY_MS = 100;
 /** One lan migration's figures, as stored in postcopy.json. */
 export interface LanRun {
   mode: MigrationMode;
+  qdisc: Qdisc;
   run: number;
   vmMiB: number;
   /** How the lab shaped the link (cli/lab/shape.ts's mechanisms). */
@@ -63,7 +66,7 @@ export interface LanRun {
   /** The lab's measurement of the idle link before the agents started. */
   linkRttMs: number;
   linkRateMBps: number;
-  /** With QDISC prio: the link measured again after the re-shaping, and the bytes each class sent. */
+  /** qdisc prio: the link measured again after the re-shaping, and the bytes each class sent. */
   reshaped?: { rttMs: number; rateMBps: number; priorityBytes?: number; bulkBytes?: number };
   /** The report's RTT (source, data connection, at handoff); NaN when it has none. */
   reportRttMs: number;
@@ -87,7 +90,7 @@ export interface LanRun {
   controlRttP99Ms: number;
   backlogMedianKiB: number;
   backlogMaxKiB: number;
-  /** Under QDISC prio: the largest backlog sampled in the priority class (NaN otherwise). */
+  /** qdisc prio: the largest backlog sampled in the priority class (NaN otherwise). */
   priorityBacklogMaxKiB: number;
 }
 
@@ -115,6 +118,7 @@ function pushWindow(report: MigrationReport): { from: number; to: number } {
 
 function summarise(
   mode: MigrationMode,
+  qdisc: Qdisc,
   run: number,
   report: MigrationReport,
   link: { rttMs: number; rateBps: number },
@@ -133,6 +137,7 @@ function summarise(
   const pc = report.postcopy;
   return {
     mode,
+    qdisc,
     run,
     vmMiB: MIB,
     shaping,
@@ -161,7 +166,7 @@ function summarise(
 }
 
 /** One migration across a fresh lab shaped to `lan`, with the queue probe running throughout. */
-async function lanOnce(mode: MigrationMode, run: number): Promise<LanRun> {
+async function lanOnce(mode: MigrationMode, run: number, qdisc: Qdisc = 'tbf'): Promise<LanRun> {
   return withLabAgents(
     {
       profile: PROFILES.lan!,
@@ -172,7 +177,7 @@ async function lanOnce(mode: MigrationMode, run: number): Promise<LanRun> {
     },
     async (env) => {
       let reshaped: LanRun['reshaped'];
-      if (QDISC === 'prio') {
+      if (qdisc === 'prio') {
         prioritiseAllButBulk(env.lab, 'source', Number(env.to.split(':').pop()), PROFILES.lan!);
         const again = await measureLink(env.lab, 'source', 'dest', PROFILES.lan!);
         reshaped = { rttMs: again.rttMs, rateMBps: again.rateBps / 1e6 };
@@ -209,6 +214,7 @@ async function lanOnce(mode: MigrationMode, run: number): Promise<LanRun> {
         }
         const result = summarise(
           mode,
+          qdisc,
           run,
           report,
           env.measured,
@@ -220,14 +226,14 @@ async function lanOnce(mode: MigrationMode, run: number): Promise<LanRun> {
         if (reshaped) result.reshaped = reshaped;
         const f = (v: number): string => v.toFixed(2);
         process.stderr.write(
-          `  lan ${mode} #${run}: link RTT ${f(result.linkRttMs)} ms (report ${f(result.reportRttMs)} ms), ` +
+          `  ${where(qdisc)} ${mode} #${run}: link RTT ${f(result.linkRttMs)} ms (report ${f(result.reportRttMs)} ms), ` +
             `${f(result.linkRateMBps)} MB/s; total ${result.totalMs.toFixed(0)} ms, downtime ${f(result.downtimeMs)} ms` +
             (mode === 'precopy'
               ? ''
               : `; ${result.faults} faults p50/p99/max ${f(result.faultP50Ms)}/${f(result.faultP99Ms)}/${f(result.faultMaxMs)} ms`) +
             `; ping during the push p50/p99 ${f(result.loadedRttP50Ms)}/${f(result.loadedRttP99Ms)} ms ` +
             `(${result.pings} pings, ${result.lostPings} lost; control ping not through the queue ` +
-            `${f(result.controlRttP50Ms)}/${f(result.controlRttP99Ms)} ms), tbf backlog median/max ` +
+            `${f(result.controlRttP50Ms)}/${f(result.controlRttP99Ms)} ms), egress backlog median/max ` +
             `${result.backlogMedianKiB.toFixed(0)}/${result.backlogMaxKiB.toFixed(0)} KiB` +
             (reshaped
               ? `; re-shaped link ${f(reshaped.rttMs)} ms, ${f(reshaped.rateMBps)} MB/s, sent priority/bulk ` +
@@ -247,7 +253,9 @@ async function lanOnce(mode: MigrationMode, run: number): Promise<LanRun> {
 const fmt = (v: number): string => `${v.toFixed(2)} ms`;
 
 function postcopyRows(runs: readonly LanRun[]): BenchRow[] {
-  const label = `${LAN} ${MIB} MiB random, ${WORKLOAD}, post-copy`;
+  if (!runs.length) return [];
+  const setup = where(runs[0]!.qdisc);
+  const label = `${setup} ${MIB} MiB random, ${WORKLOAD}, post-copy`;
   const n = runs.length;
   const of = (f: (r: LanRun) => number): number[] => runs.map(f);
   const rtt = median(of((r) => r.linkRttMs));
@@ -271,16 +279,16 @@ function postcopyRows(runs: readonly LanRun[]): BenchRow[] {
     },
     { name: `${label}: fault latency max, median of ${n}`, value: median(of((r) => r.faultMaxMs)), unit: 'ms' },
     {
-      name: `${LAN} link RTT, idle (the lab's 20 TCP pings source → dest before the agents start), median of ${n}`,
+      name: `${setup} link RTT, idle (the lab's 20 TCP pings source → dest before the agents start), median of ${n}`,
       value: rtt,
       unit: 'ms',
     },
     {
-      name: `${LAN} RTT the report measured (data connection, at handoff), median of ${n}`,
+      name: `${setup} RTT the report measured (data connection, at handoff), median of ${n}`,
       value: median(of((r) => r.reportRttMs)),
       unit: 'ms',
     },
-    ...(PROBE ? probeRows(runs, rtt) : []),
+    ...(PROBE ? probeRows(runs, rtt, setup) : []),
     { name: `${label}: faults, median of ${n}`, value: median(of((r) => r.faults)), unit: '' },
     { name: `${label}: vCPU blocked, median of ${n}`, value: median(of((r) => r.vcpuBlockedMs)), unit: 'ms' },
     { name: `${label}: downtime, median of ${n}`, value: median(of((r) => r.downtimeMs)), unit: 'ms' },
@@ -290,22 +298,22 @@ function postcopyRows(runs: readonly LanRun[]): BenchRow[] {
 }
 
 /** The queue probe's rows: what a small answer waited for on the link during the push. */
-function probeRows(runs: readonly LanRun[], rtt: number): BenchRow[] {
+function probeRows(runs: readonly LanRun[], rtt: number, setup: string): BenchRow[] {
   const n = runs.length;
   const of = (f: (r: LanRun) => number): number[] => runs.map(f);
   const idle = { name: 'idle link RTT, same runs', value: rtt, unit: 'ms' };
   const ping = (what: string, f: (r: LanRun) => number): BenchRow =>
     ratioRow({ name: `${what} during the post-copy push, median of ${n}`, value: median(of(f)), unit: 'ms' }, idle);
   return [
-    ping(`${LAN} TCP ping p50 (echo through the source's egress queue)`, (r) => r.loadedRttP50Ms),
-    ping(`${LAN} TCP ping p99 (same)`, (r) => r.loadedRttP99Ms),
+    ping(`${setup} TCP ping p50 (echo through the source's egress queue)`, (r) => r.loadedRttP50Ms),
+    ping(`${setup} TCP ping p99 (same)`, (r) => r.loadedRttP99Ms),
     ping(
-      `${LAN} control ping p50 (controller ↔ dest: same CPUs, not through the source's queue)`,
+      `${setup} control ping p50 (controller ↔ dest: same CPUs, not through the source's queue)`,
       (r) => r.controlRttP50Ms,
     ),
-    ping(`${LAN} control ping p99 (same)`, (r) => r.controlRttP99Ms),
+    ping(`${setup} control ping p99 (same)`, (r) => r.controlRttP99Ms),
     {
-      name: `${LAN} source egress backlog during the post-copy push, median of ${n} (max ${Math.max(...of((r) => r.backlogMaxKiB)).toFixed(0)} KiB)`,
+      name: `${setup} source egress backlog during the post-copy push, median of ${n} (max ${Math.max(...of((r) => r.backlogMaxKiB)).toFixed(0)} KiB)`,
       value: median(of((r) => r.backlogMedianKiB)),
       unit: 'KiB',
     },
@@ -314,7 +322,7 @@ function probeRows(runs: readonly LanRun[], rtt: number): BenchRow[] {
 
 function precopyRows(post: readonly LanRun[], pre: readonly LanRun[]): BenchRow[] {
   if (!pre.length || !post.length) return [];
-  const label = `${LAN} ${MIB} MiB random, ${WORKLOAD}`;
+  const label = `lan ${MIB} MiB random, ${WORKLOAD}`;
   const m = (rs: readonly LanRun[], f: (r: LanRun) => number): number => median(rs.map(f));
   const base = (name: string, f: (r: LanRun) => number): NonNullable<BenchRow['baseline']> => ({
     name: `pre-copy ${name}, median of ${pre.length}`,
@@ -342,7 +350,7 @@ function precopyRows(post: readonly LanRun[], pre: readonly LanRun[]): BenchRow[
       ? [
           ratioRow(
             {
-              name: `${LAN} TCP ping p99 during the post-copy push, median of ${post.length}`,
+              name: `lan TCP ping p99 during the post-copy push, median of ${post.length}`,
               value: m(post, (r) => r.loadedRttP99Ms),
               unit: 'ms',
             },
@@ -359,7 +367,7 @@ function goalNote(post: readonly LanRun[]): string[] {
   const rtt = median(post.map((r) => r.linkRttMs));
   const p99 = median(post.map((r) => r.faultP99Ms));
   return [
-    `${LAN} goal (p99 ≤ RTT + ${GOAL_OVER_RTT_MS} ms, RTT as the lab measured the idle link in the same run): median p99 ` +
+    `${where(post[0]!.qdisc)} goal (p99 ≤ RTT + ${GOAL_OVER_RTT_MS} ms, RTT as the lab measured the idle link in the same run): median p99 ` +
       `${fmt(p99)} against ${fmt(rtt + GOAL_OVER_RTT_MS)} — ${p99 <= rtt + GOAL_OVER_RTT_MS ? 'met' : 'not met'}; ` +
       `${post.filter((r) => r.faultP99Ms <= r.linkRttMs + GOAL_OVER_RTT_MS).length} of ${post.length} runs met it ` +
       `(fault thread on the destination: ${[...new Set(post.map((r) => String(r.faultThread)))].join('/')}).`,
@@ -378,8 +386,8 @@ function explain(post: readonly LanRun[]): string[] {
   const drain = (kib: number): number => (kib * 1024) / (PROFILES.lan!.rateBps / 1000);
   return [
     ...goalNote(post),
-    (QDISC === 'prio'
-      ? `Diagnostic run: the source’s egress was re-shaped (${post[0]!.shaping}), so the fault answers and the ` +
+    (post[0]!.qdisc === 'prio'
+      ? `Diagnostic runs: the source’s egress was re-shaped (${post[0]!.shaping}), so the fault answers and the ` +
         `pings no longer queue behind the push (the destination keeps the lab’s tbf). During the push, `
       : `Where a fault answer waits on lan: the lab shapes each host’s egress with one queue (${post[0]!.shaping}; ` +
         `cli/lab/shape.ts). The fault channel is its own TCP connection, but its answers leave the source through the ` +
@@ -391,13 +399,43 @@ function explain(post: readonly LanRun[]): string[] {
       `${fmt(ping99 - control99)} at p99 over the control; the source’s egress qdisc held ${backlog.toFixed(0)} KiB in ` +
       `the median sample (${drain(backlog).toFixed(1)} ms at the profile’s rate) and ${backlogMax.toFixed(0)} KiB at most ` +
       `(${drain(backlogMax).toFixed(1)} ms)` +
-      (QDISC === 'prio'
+      (post[0]!.qdisc === 'prio'
         ? `, of which at most ${Math.max(...post.map((r) => r.priorityBacklogMaxKiB)).toFixed(0)} KiB in the priority ` +
           'class (htb serves it before the bulk class). '
         : ': any packet entering it then waits that long behind bulk data, whatever its connection. ') +
       `The control ping’s own p99 is what 2 cores shared by both agents, their vCPU and fault workers and ` +
       `the probe cost a round trip at the tail, queue or not.`,
   ];
+}
+
+/** The lab's shaping against the diagnostic one, from interleaved runs of the same migration. */
+function comparisonRows(tbf: readonly LanRun[], prio: readonly LanRun[]): BenchRow[] {
+  if (!tbf.length || !prio.length) return [];
+  const m = (rs: readonly LanRun[], f: (r: LanRun) => number): number => median(rs.map(f));
+  const queueShare = (r: LanRun): number => r.loadedRttP50Ms - r.controlRttP50Ms;
+  const rows: BenchRow[] = [
+    ratioRow(
+      {
+        name: `lan post-copy fault latency p99, source egress re-shaped (bulk behind all else), median of ${prio.length}`,
+        value: m(prio, (r) => r.faultP99Ms),
+        unit: 'ms',
+      },
+      { name: `the lab's tbf, median of ${tbf.length}`, value: m(tbf, (r) => r.faultP99Ms), unit: 'ms' },
+    ),
+  ];
+  if (PROBE) {
+    rows.push(
+      ratioRow(
+        {
+          name: `lan ping p50 through the source's egress − control ping p50 (what the queue adds), re-shaped, median of ${prio.length}`,
+          value: m(prio, queueShare),
+          unit: 'ms',
+        },
+        { name: `the lab's tbf, median of ${tbf.length}`, value: m(tbf, queueShare), unit: 'ms' },
+      ),
+    );
+  }
+  return rows;
 }
 
 /** The lan rows (or the reason they were skipped), for bench/postcopy.bench.ts. */
@@ -413,19 +451,34 @@ export async function lanSection(): Promise<LanResult> {
     };
   }
   const post: LanRun[] = [];
-  for (let i = 1; i <= RUNS; i++) post.push(await lanOnce('postcopy', i));
+  const prio: LanRun[] = [];
+  // Interleaved, so both setups see the same drift of this shared machine's load.
+  for (let i = 1; i <= Math.max(RUNS, PRIO_RUNS); i++) {
+    if (i <= RUNS) post.push(await lanOnce('postcopy', i));
+    if (i <= PRIO_RUNS) prio.push(await lanOnce('postcopy', i, 'prio'));
+  }
   const pre: LanRun[] = [];
   for (let i = 1; i <= PRECOPY_RUNS; i++) pre.push(await lanOnce('precopy', i));
   return {
-    rows: [...postcopyRows(post), ...precopyRows(post, pre)],
+    rows: [...postcopyRows(post), ...precopyRows(post, pre), ...postcopyRows(prio), ...comparisonRows(post, prio)],
     notes: [
-      `lan: ${MIB} MiB of random memory, ${WORKLOAD}, post-copy at once with the background push uncapped; ${RUNS} post-copy runs` +
+      `lan: ${MIB} MiB of random memory, ${WORKLOAD}, post-copy at once with the background push uncapped; ${RUNS} post-copy run(s)` +
         (pre.length ? ` and ${pre.length} pre-copy run(s) as the baseline` : '') +
         ', each across a fresh lab shaped to the lan profile' +
         (PROBE ? '.' : '; the queue probe was off (LIVEMIG_BENCH_POSTCOPY_LAN_PROBE=0).'),
       ...(PROBE ? explain(post) : goalNote(post)),
+      ...(prio.length
+        ? [
+            `Diagnostic (LIVEMIG_BENCH_POSTCOPY_LAN_PRIO_RUNS=${PRIO_RUNS}, interleaved with the runs above): the same ` +
+              'migration with the source’s egress re-shaped by bench/lan-priority-qdisc.ts — htb at the profile’s rate, ' +
+              'packets to the destination’s main data port (the push) in a class served after every other packet (the ' +
+              'fault channel’s answers, the pings). Not a livemig figure: it shows how much of the fault latency is the ' +
+              'lab’s one shared queue.',
+            ...(PROBE ? explain(prio) : goalNote(prio)),
+          ]
+        : []),
     ],
-    lanRuns: [...post, ...pre],
+    lanRuns: [...post, ...prio, ...pre],
     skipped: [],
   };
 }
