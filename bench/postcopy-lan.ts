@@ -395,8 +395,8 @@ function explain(post: readonly LanRun[]): string[] {
       `a 1-byte TCP ping echoed by the source (the fault answers’ ` +
       `path) took ${fmt(ping50)} p50 / ${fmt(ping99)} p99 against ${fmt(rtt)} idle; a control ping between the ` +
       `controller and the destination (the same machine and CPU contention, not through the source’s queue) took ` +
-      `${fmt(control50)} / ${fmt(control99)}. So the queue added ${fmt(ping50 - control50)} at p50 and ` +
-      `${fmt(ping99 - control99)} at p99 over the control; the source’s egress qdisc held ${backlog.toFixed(0)} KiB in ` +
+      `${fmt(control50)} / ${fmt(control99)}. So the queue added ${fmt(ping50 - control50)} at p50 over the control ` +
+      `(the two pings’ p99s, a few hundred samples each, are mostly this machine’s scheduling tail); the source’s egress qdisc held ${backlog.toFixed(0)} KiB in ` +
       `the median sample (${drain(backlog).toFixed(1)} ms at the profile’s rate) and ${backlogMax.toFixed(0)} KiB at most ` +
       `(${drain(backlogMax).toFixed(1)} ms)` +
       (post[0]!.qdisc === 'prio'
