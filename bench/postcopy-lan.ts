@@ -25,7 +25,8 @@
  * lab's setup), LIVEMIG_BENCH_POSTCOPY_LAN_PRECOPY_RUNS (default 1),
  * LIVEMIG_BENCH_POSTCOPY_LAN_PROBE (default 1; 0 = no queue probe, to see what its two pinging
  * processes cost the fault latency on this 2-core machine), LIVEMIG_BENCH_POSTCOPY_LAN_PRIO_RUNS
- * (the diagnostic's runs, default 3; 0 = none).
+ * (the diagnostic's runs, default 3; 0 = none), LIVEMIG_BENCH_POSTCOPY_LAN_PACED_RUNS (runs with the push
+ * capped by --max-postcopy-bandwidth at 80 % of the measured link rate, default 3; 0 = none).
  */
 import type { MigrationMode, MigrationReport } from '@livemig/shared/report';
 import { downtimeOf } from '@livemig/shared/report';
@@ -44,10 +45,22 @@ const MIB = Number(process.env.LIVEMIG_BENCH_POSTCOPY_LAN_MIB ?? 1024);
 const PROBE = process.env.LIVEMIG_BENCH_POSTCOPY_LAN_PROBE !== '0';
 /** Post-copy runs with the diagnostic shaping of bench/lan-priority-qdisc.ts, interleaved with the others. */
 const PRIO_RUNS = Number(process.env.LIVEMIG_BENCH_POSTCOPY_LAN_PRIO_RUNS ?? 3);
-/** 'tbf': the lab's shaping; 'prio': the source's egress re-shaped by bench/lan-priority-qdisc.ts. */
-type Qdisc = 'tbf' | 'prio';
+/** Post-copy runs with the push paced under --max-postcopy-bandwidth (PACED_SHARE of the link as measured), interleaved too. */
+const PACED_RUNS = Number(process.env.LIVEMIG_BENCH_POSTCOPY_LAN_PACED_RUNS ?? 3);
+/** The paced runs' push cap, as a share of the link rate the lab measured in the same run. */
+const PACED_SHARE = 0.8;
+/**
+ * 'tbf': the lab's shaping; 'prio': the source's egress re-shaped by bench/lan-priority-qdisc.ts;
+ * 'paced': the lab's shaping, the push capped by livemig's own --max-postcopy-bandwidth.
+ */
+type Qdisc = 'tbf' | 'prio' | 'paced';
 /** What the rows call a setup. */
-const where = (qdisc: Qdisc): string => (qdisc === 'prio' ? 'lan (diagnostic: push behind all else)' : 'lan');
+const where = (qdisc: Qdisc): string =>
+  qdisc === 'prio'
+    ? 'lan (diagnostic: push behind all else)'
+    : qdisc === 'paced'
+      ? `lan, --max-postcopy-bandwidth ${PACED_SHARE * 100} % of the link`
+      : 'lan';
 const WORKLOAD = 'hotset:wss=64MiB,rate=50000';
 /** What the goal allows on top of the link's round trip (issue 18). */
 const GOAL_OVER_RTT_MS = 2;
@@ -197,7 +210,10 @@ async function lanOnce(mode: MigrationMode, run: number, qdisc: Qdisc = 'tbf'): 
           vm: 'vm',
           to: env.to,
           mode,
-          params: { maxBandwidthBps: null },
+          params: {
+            maxBandwidthBps: null,
+            ...(qdisc === 'paced' ? { maxPostcopyBandwidthBps: Math.round(PACED_SHARE * env.measured.rateBps) } : {}),
+          },
           ...(await env.prepare('vm')),
         });
         const report = await followMigration(client, migrationId, { progress: false });
@@ -452,21 +468,38 @@ export async function lanSection(): Promise<LanResult> {
   }
   const post: LanRun[] = [];
   const prio: LanRun[] = [];
-  // Interleaved, so both setups see the same drift of this shared machine's load.
-  for (let i = 1; i <= Math.max(RUNS, PRIO_RUNS); i++) {
+  const paced: LanRun[] = [];
+  // Interleaved, so every setup sees the same drift of this shared machine's load.
+  for (let i = 1; i <= Math.max(RUNS, PRIO_RUNS, PACED_RUNS); i++) {
     if (i <= RUNS) post.push(await lanOnce('postcopy', i));
     if (i <= PRIO_RUNS) prio.push(await lanOnce('postcopy', i, 'prio'));
+    if (i <= PACED_RUNS) paced.push(await lanOnce('postcopy', i, 'paced'));
   }
   const pre: LanRun[] = [];
   for (let i = 1; i <= PRECOPY_RUNS; i++) pre.push(await lanOnce('precopy', i));
   return {
-    rows: [...postcopyRows(post), ...precopyRows(post, pre), ...postcopyRows(prio), ...comparisonRows(post, prio)],
+    rows: [
+      ...postcopyRows(post),
+      ...precopyRows(post, pre),
+      ...postcopyRows(paced),
+      ...postcopyRows(prio),
+      ...comparisonRows(post, prio),
+    ],
     notes: [
       `lan: ${MIB} MiB of random memory, ${WORKLOAD}, post-copy at once with the background push uncapped; ${RUNS} post-copy run(s)` +
         (pre.length ? ` and ${pre.length} pre-copy run(s) as the baseline` : '') +
         ', each across a fresh lab shaped to the lan profile' +
         (PROBE ? '.' : '; the queue probe was off (LIVEMIG_BENCH_POSTCOPY_LAN_PROBE=0).'),
       ...(PROBE ? explain(post) : goalNote(post)),
+      ...(paced.length
+        ? [
+            `Paced (LIVEMIG_BENCH_POSTCOPY_LAN_PACED_RUNS=${PACED_RUNS}, interleaved): the same migration with the ` +
+              `background push capped at ${PACED_SHARE * 100} % of the link rate the lab measured in that run ` +
+              '(--max-postcopy-bandwidth, QEMU’s max-postcopy-bandwidth), paced in batches of what the cap sends in 2 ms ' +
+              '(agent-source/src/migration/sections/ram/push-pacing.ts): the lab’s tbf drains between batches.',
+            ...(PROBE ? explain(paced) : goalNote(paced)),
+          ]
+        : []),
       ...(prio.length
         ? [
             `Diagnostic (LIVEMIG_BENCH_POSTCOPY_LAN_PRIO_RUNS=${PRIO_RUNS}, interleaved with the runs above): the same ` +
@@ -478,7 +511,7 @@ export async function lanSection(): Promise<LanResult> {
           ]
         : []),
     ],
-    lanRuns: [...post, ...prio, ...pre],
+    lanRuns: [...post, ...paced, ...prio, ...pre],
     skipped: [],
   };
 }

@@ -92,6 +92,12 @@ export function addMigrationKnobs(command: Command): Command {
     )
     .option('--max-bandwidth <rate>', 'cap the data plane, e.g. 1gbit, 100mbit, 125MB/s (default: unlimited)', rateFlag)
     .option(
+      '--max-postcopy-bandwidth <rate>',
+      "cap post-copy's background push (QEMU's max-postcopy-bandwidth), paced in small batches: below the link's rate " +
+        'a fault is not answered behind a queue of pushed pages, at the cost of a longer push (default: --max-bandwidth alone)',
+      rateFlag,
+    )
+    .option(
       '--channels <n>',
       `bulk channels, 1-${MAX_CHANNELS}: above 1, pre-copy pages also travel over that many parallel connections, ` +
         `each with a thread on both ends (QEMU multifd; a destination without it gets one) (default ${DEFAULT_CHANNELS})`,

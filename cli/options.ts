@@ -254,6 +254,7 @@ export interface MigrateFlags extends EncodingFlags {
   downtimeLimit: number;
   maxRounds: number;
   maxBandwidth?: number;
+  maxPostcopyBandwidth?: number;
   /** --channels: bulk channels (the agent's default when absent). */
   channels?: number;
   postcopyAfter?: number;
@@ -279,6 +280,7 @@ export function migrateParams(flags: MigrateFlags): MigrateParams {
     downtimeLimitMs: flags.downtimeLimit,
     maxRounds: flags.maxRounds,
     maxBandwidthBps: flags.maxBandwidth ?? null,
+    ...(flags.maxPostcopyBandwidth === undefined ? {} : { maxPostcopyBandwidthBps: flags.maxPostcopyBandwidth }),
     postcopyAfterRounds: flags.postcopyAfter ?? null,
     ...(flags.channels === undefined ? {} : { channels: flags.channels }),
     ...(flags.recoveryTimeout === undefined ? {} : { recoveryTimeoutMs: flags.recoveryTimeout }),

@@ -68,6 +68,9 @@ export function buildReport(
             downtimeLimitMs: params.downtimeLimitMs,
             maxRounds: params.maxRounds,
             maxBandwidthBps: params.maxBandwidthBps,
+            ...(params.maxPostcopyBandwidthBps === null
+              ? {}
+              : { maxPostcopyBandwidthBps: params.maxPostcopyBandwidthBps }),
             switchoverTimeoutMs: ctx.switchoverTimeoutMs,
           },
         }

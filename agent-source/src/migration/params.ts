@@ -22,6 +22,13 @@ export interface ResolvedMigrateParams {
   maxRounds: number;
   /** Bytes per second; null = unlimited. @default null */
   maxBandwidthBps: number | null;
+  /**
+   * The post-copy background push's own cap, bytes per second (QEMU's max-postcopy-bandwidth):
+   * below the link's rate, the push leaves the bottleneck queue short, so a fault's answer is
+   * not queued behind megabytes of pushed pages (postcopy-pusher.ts paces it in small batches).
+   * null: the push runs under max-bandwidth alone. @default null
+   */
+  maxPostcopyBandwidthBps: number | null;
   /** Hybrid: switch to post-copy after this many pre-copy rounds at the latest. @default null (switchover rule only) */
   postcopyAfterRounds: number | null;
   /** Post-copy: how long to keep reconnecting after the link broke before declaring the VM lost. @default 60000 */
@@ -84,6 +91,7 @@ export const DEFAULT_MIGRATE_PARAMS: Omit<ResolvedMigrateParams, 'mode' | 'switc
     downtimeLimitMs: 300,
     maxRounds: 30,
     maxBandwidthBps: null,
+    maxPostcopyBandwidthBps: null,
     postcopyAfterRounds: null,
     recoveryTimeoutMs: 60_000,
     storage: 'copy',
@@ -248,6 +256,12 @@ export function resolveMigrateParams(mode: string | undefined, params: MigratePa
   }
   if (r.maxBandwidthBps !== null && !(r.maxBandwidthBps > 0)) {
     throw invalid(`max-bandwidth must be > 0, got ${r.maxBandwidthBps}`);
+  }
+  if (r.maxPostcopyBandwidthBps !== null) {
+    if (!(r.maxPostcopyBandwidthBps > 0)) {
+      throw invalid(`max-postcopy-bandwidth must be > 0, got ${r.maxPostcopyBandwidthBps}`);
+    }
+    if (chosen === 'precopy') throw invalid('max-postcopy-bandwidth applies to --mode postcopy, hybrid or auto');
   }
   if (r.postcopyAfterRounds !== null) {
     if (chosen !== 'hybrid') throw invalid('postcopy-after only applies to --mode hybrid');

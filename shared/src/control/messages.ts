@@ -197,6 +197,8 @@ export interface MigrateParams {
   maxRounds?: number;
   /** Bytes per second; null or absent = unlimited. */
   maxBandwidthBps?: number | null;
+  /** The post-copy background push's cap, bytes per second (QEMU's max-postcopy-bandwidth); null or absent = max-bandwidth alone. */
+  maxPostcopyBandwidthBps?: number | null;
   /** Hybrid: switch to post-copy after this many pre-copy rounds at the latest. */
   postcopyAfterRounds?: number | null;
   /** Post-copy: keep reconnecting for this long after the link broke. @default 60000 (ms) */

@@ -121,7 +121,7 @@ export function formatReport(report: MigrationReport): string {
       'limits',
       `downtime ${formatDuration(s.downtimeLimitMs)}, ${s.maxRounds} rounds, bandwidth ${
         s.maxBandwidthBps === null ? 'unlimited' : formatRate(s.maxBandwidthBps)
-      }`,
+      }${s.maxPostcopyBandwidthBps === undefined ? '' : `, post-copy push ${formatRate(s.maxPostcopyBandwidthBps)}`}`,
     );
   }
   if (report.dirtyRate) {

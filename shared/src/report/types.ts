@@ -342,6 +342,8 @@ export interface MigrationReport {
     downtimeLimitMs: number;
     maxRounds: number;
     maxBandwidthBps: number | null;
+    /** Extra: post-copy's background push cap (--max-postcopy-bandwidth), when one was given. */
+    maxPostcopyBandwidthBps?: number;
     expectedDowntimeMs: number;
     /** Extra: the stop-and-copy watchdog's bound in force (--switchover-timeout). */
     switchoverTimeoutMs?: number;

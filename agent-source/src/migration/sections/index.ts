@@ -30,6 +30,7 @@ export function createSections(ctx: MigrationContext, multifd = false): SectionS
     channel,
     stats: ctx.stats,
     bucket: ctx.bucket,
+    postcopyRateBps: ctx.params.maxPostcopyBandwidthBps,
     logger: ctx.logger,
     signal: ctx.signal,
     capabilities: {

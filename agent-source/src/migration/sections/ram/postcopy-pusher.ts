@@ -42,8 +42,8 @@ import type { TokenBucket } from '../../token-bucket.ts';
 import { Counter, FaultAnswers, SENT_BY_FAULT_WORKER, SENT_BY_PUSHER } from './fault-answers.ts';
 import { encodeBatch } from './page-batch.ts';
 
-/** Pages per background batch (1 MiB). */
-const PUSH_BATCH = 256;
+/** Pages per background batch (1 MiB), unpaced. */
+export const PUSH_BATCH = 256;
 
 export interface PostcopyPusherComponents {
   memory: GuestMemory;
@@ -57,6 +57,8 @@ export interface PostcopyPusherComponents {
   signal: AbortSignal;
   /** The peer understands zero records (capability `zero-pages`). @default true */
   zeroPages?: boolean;
+  /** Pages per background batch: fewer when the push is paced (push-pacing.ts). @default PUSH_BATCH */
+  batchPages?: number;
 }
 
 export class PostcopyPusher {
@@ -175,7 +177,7 @@ export class PostcopyPusher {
 
   /** Push every remaining page in the background on `channel`; resolves when all are queued. */
   async pushAll(channel: PeerChannel): Promise<void> {
-    const batch = new Uint32Array(PUSH_BATCH);
+    const batch = new Uint32Array(this.#c.batchPages ?? PUSH_BATCH);
     const loop = monitorEventLoopDelay({ resolution: 1 });
     loop.enable();
     const turns: number[] = [];

@@ -21,11 +21,12 @@ import type { PeerChannel } from '@livemig/shared/channel';
 import type { SetupDoneMsg, SetupMsg } from '@livemig/shared/protocol';
 import { Bitmap, PageDigestLedger, unionSorted, type ToyVm } from '@livemig/shared/vm';
 import type { MigrationStats } from '../../stats.ts';
-import type { TokenBucket } from '../../token-bucket.ts';
+import { TokenBucket } from '../../token-bucket.ts';
 import type { OutgoingSection } from '../section.ts';
 import { absentAtSwitchover } from './absent-map.ts';
 import { PageSender } from './page-sender.ts';
-import { PostcopyPusher, serveFaults } from './postcopy-pusher.ts';
+import { PostcopyPusher, PUSH_BATCH, serveFaults } from './postcopy-pusher.ts';
+import { pacedBatchPages } from './push-pacing.ts';
 import type { EncodingsReport } from '@livemig/shared/report';
 import type { EncodingParams } from './encoding-policy.ts';
 import { levelsFor } from './compress-levels.ts';
@@ -40,6 +41,8 @@ export interface RamSectionComponents {
   channel: () => PeerChannel;
   stats: MigrationStats;
   bucket: TokenBucket;
+  /** The post-copy push's own cap (--max-postcopy-bandwidth), bytes/s; null: `bucket`'s. @default null */
+  postcopyRateBps?: number | null;
   logger: Logger;
   signal: AbortSignal;
   /** What the destination negotiated (`dedupHost`: references to content it holds already, dedup-host). */
@@ -293,11 +296,18 @@ export class RamSection implements OutgoingSection {
     // What the guest wrote since the last harvest before this one is its working set: push it first.
     const pushFirst = nothingSent ? harvested : unionSorted(this.#dirty, harvested);
     this.#dirty = EMPTY;
+    const rate = this.#c.postcopyRateBps ?? null;
+    const batchPages = pacedBatchPages(rate, vm.memory.pageSize, PUSH_BATCH);
     const pusher = new PostcopyPusher(
       {
         memory: vm.memory,
         stats,
-        bucket: this.#c.bucket,
+        // Capped: its own bucket, whose burst is one paced batch (push-pacing.ts).
+        bucket:
+          rate === null
+            ? this.#c.bucket
+            : new TokenBucket({ rateBps: rate, burstBytes: batchPages * vm.memory.pageSize }),
+        batchPages,
         logger: this.#c.logger,
         onPageSent: this.#onPageSent,
         sentBefore: (page) => this.#sender.wasSent(page),
