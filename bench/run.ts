@@ -1,6 +1,8 @@
 /**
  * `npm run bench [-- <id> …]`: run the benchmark sections (all by default), write each one's
  * figures to bench/results/<id>.json, and rebuild BENCHMARKS.md from all results files.
+ * `npm run bench -- --render`: only rebuild BENCHMARKS.md (results files gathered from runs made
+ * elsewhere, e.g. sections run from fresh clones at different times).
  */
 import { readdir, readFile, writeFile, mkdir } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
@@ -71,7 +73,8 @@ function renderMarkdown(results: StoredResult[]): string {
 }
 
 async function main(): Promise<void> {
-  const wanted = process.argv.slice(2);
+  const render = process.argv.includes('--render');
+  const wanted = render ? [] : process.argv.slice(2);
   const sections = await loadSections();
   const unknown = wanted.filter((id) => !sections.some((s) => s.id === id));
   if (unknown.length) {
@@ -83,7 +86,7 @@ async function main(): Promise<void> {
   }
   await mkdir(resultsDir, { recursive: true });
   for (const section of sections) {
-    if (wanted.length && !wanted.includes(section.id)) continue;
+    if (render || (wanted.length && !wanted.includes(section.id))) continue;
     process.stderr.write(`bench: running ${section.id} — ${section.title}\n`);
     const started = performance.now();
     const result = await section.run();
