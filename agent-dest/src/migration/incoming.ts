@@ -632,11 +632,25 @@ export class IncomingMigration {
     await multifd.quiesce();
   }
 
-  /** FaultOpen: start the fault thread and say where it listens (FaultListening; nothing: attach at the main port). */
+  /**
+   * FaultOpen: start the fault thread and say where it listens (FaultListening; nothing: attach at
+   * the main port). Never rejects: nobody awaits it until run() ends, and a hybrid that converges
+   * may end — its channel closed — before the thread listens (a 16 MiB one takes ~300 ms, a thread
+   * as long to start on a loaded machine): then there is nobody to tell, and the thread stops
+   * with the rest.
+   */
   async #openFaultOnDemand(): Promise<void> {
     const { vm, paging } = this.#built!;
     const thread = await this.#startFaultThread(this.#setup!, vm, paging);
-    this.#link.channel.send(msg.faultListening(thread ? { port: thread.port, token: thread.token } : undefined));
+    if (this.#state.status !== 'receiving' && this.#state.status !== 'ready') return;
+    try {
+      this.#link.channel.send(msg.faultListening(thread ? { port: thread.port, token: thread.token } : undefined));
+    } catch (error) {
+      this.#c.logger.debug(
+        { event: 'fault-thread.unannounced', err: error },
+        'the migration ended before the fault thread listened',
+      );
+    }
   }
 
   /**

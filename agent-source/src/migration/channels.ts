@@ -170,6 +170,11 @@ export class ChannelSet {
     );
   }
 
+  /** Aborted once close() began: a wait that only matters while the channels are open stops then. */
+  get closing(): AbortSignal {
+    return this.#closing.signal;
+  }
+
   /** True once openFaultWhen asked the destination for its fault thread. */
   get faultRequested(): boolean {
     return this.#faultRequested;

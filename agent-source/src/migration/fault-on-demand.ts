@@ -35,7 +35,8 @@ export function requestFaultChannel(ctx: MigrationContext): void {
   if (!usesFaultOnDemand(ctx) || ctx.channels.faultRequested) return;
   const main = ctx.channels.main;
   startFaultWorker(ctx);
-  const address = faultListening(main, ctx.signal);
+  // Stops waiting when the migration is aborted or its channels close (a hybrid that converged).
+  const address = faultListening(main, AbortSignal.any([ctx.signal, ctx.channels.closing]));
   main.send(msg.faultOpen());
   ctx.logger.debug({ event: 'fault.requested' }, 'asked the destination for its fault thread');
   ctx.channels.openFaultWhen(address);
