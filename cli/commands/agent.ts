@@ -164,11 +164,15 @@ export function addAgentCommand(program: Command, variant: AgentCommandVariant):
           ...(flags.vm && spec ? { vm: { name: flags.vm, spec } } : {}),
         });
         // Worker bundles changed since `npm ci` built them: rebuilt now, not by the first migration.
-        void prebuildWorkerBundles().then((bundles) => {
-          if (bundles.built.length || bundles.failed.length) {
-            logger.info({ event: 'worker-bundles', ...bundles }, 'worker bundles rebuilt');
-          }
-        });
+        // An optimisation: whatever goes wrong here is logged, never the agent's end.
+        prebuildWorkerBundles().then(
+          (bundles) => {
+            if (bundles.built.length || bundles.failed.length) {
+              logger.info({ event: 'worker-bundles', ...bundles }, 'worker bundles rebuilt');
+            }
+          },
+          (error: unknown) => logger.warn({ event: 'worker-bundles.failed', err: error }, 'worker bundles not rebuilt'),
+        );
         const data = daemon.dataAddress;
         return {
           ready: {
