@@ -148,22 +148,14 @@ export class ChannelSet {
   /**
    * `fault-on-demand`: open the fault channel in the background once `address` says where the
    * destination's fault thread listens (its answer to FaultOpen; undefined: at the main port).
-   * `faultReady()` waits for it; close() stops the wait for an answer that has not come.
+   * `faultReady()` waits for it. `address` must settle once `closing` aborts (fault-on-demand.ts
+   * waits on that signal), so close() never waits for an answer that is not coming.
    */
   openFaultWhen(address: Promise<FaultThreadAddress | undefined>): void {
     this.#faultRequested = true;
-    const closing = this.#closing.signal;
-    const closed = new Promise<never>((_, reject) =>
-      closing.addEventListener(
-        'abort',
-        () => reject(new MigrationError('ERR_CONNECTION', 'the migration ended before the fault channel opened')),
-        { once: true },
-      ),
-    );
-    closed.catch(() => {});
     this.#inBackground(
       (async () => {
-        const thread = await Promise.race([address, closed]);
+        const thread = await address;
         if (thread) this.#faultThread = thread;
         await this.openFault();
       })(),
