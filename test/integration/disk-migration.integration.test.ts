@@ -19,6 +19,8 @@ import { startAgent, stopAll, vmArgs, type AgentProcess } from '../helpers/proce
 import { expectCompleted } from '../helpers/report.ts';
 import { ask } from '../helpers/plain-agents.ts';
 import { useSharedPair } from '../helpers/shared-pair.ts';
+import { vmOn } from '../helpers/disk-agents.ts';
+import { waitUntil } from '../helpers/wait.ts';
 
 const dirs: string[] = [];
 /** The disk directories of the shared pairs: they outlive each test, and go after the last. */
@@ -47,6 +49,13 @@ async function migrate(
   } finally {
     client.close();
   }
+}
+
+/** Wait until `vm`'s guest has written some of its disk. */
+function written(client: ControlClient, vm: string): Promise<unknown> {
+  return waitUntil(async () => ((await vmOn(client, vm))?.disk?.allocatedBytes ?? 0) > 0, {
+    what: `${vm}'s guest writes its disk`,
+  });
 }
 
 async function tempDir(list = dirs): Promise<string> {
@@ -87,6 +96,8 @@ describe.each(STORAGE)('--storage %s', (storage) => {
       });
       const vm = `vm-${mode}`;
       const [source, dest] = await pair.boot(vm, spec);
+      // The shared disk's allowance counts what the guest has written (below): let it write first.
+      await ask(source, (client) => written(client, vm));
       const report = await migrate(
         source,
         dest.listen,

@@ -121,6 +121,11 @@ export class MigrationContext {
   resumedHereAt: number | undefined;
   /** Disarms the stop-and-copy watchdog armed at the pause (watchdog.ts). */
   #disarmWatchdog: (() => void) | undefined;
+  /**
+   * The switchover timeout fixed at the pause: a shared disk's allowance follows what the guest
+   * has written by then, and the report states the bound that was in force.
+   */
+  #armedTimeoutMs: number | undefined;
   rttMs: number | undefined;
   /** How the main connection was secured, once it is open (null: plaintext). */
   security: SecurityReport | null = null;
@@ -201,6 +206,10 @@ export class MigrationContext {
    * whole by the destination as it opens it).
    */
   get switchoverTimeoutMs(): number {
+    return this.#armedTimeoutMs ?? this.#switchoverTimeoutNow();
+  }
+
+  #switchoverTimeoutNow(): number {
     const { switchoverTimeoutMs, switchoverTimeoutGiven } = this.params;
     return switchoverTimeoutGiven
       ? switchoverTimeoutMs
@@ -218,6 +227,7 @@ export class MigrationContext {
     this.startDirtyRate?.cancel('the VM paused for the switchover');
     await this.vm.pause();
     this.pausedAt = performance.now();
+    this.#armedTimeoutMs = this.#switchoverTimeoutNow();
     this.#disarmWatchdog = armSwitchoverWatchdog(this);
     // Whatever follows — the VM resumed on the destination (a new vCPU, never throttled) or
     // here by a rollback — it runs at full speed: the throttle served the rounds only.

@@ -151,10 +151,12 @@ export class DiskSection implements OutgoingSection {
   /**
    * Time the stop point may need beyond the transfer the switchover rule predicts: with shared
    * storage the destination hashes the image it opens (its allocated blocks) inside the
-   * downtime — allowed at SHARED_HASH_BPS, a pace this machine beats several times over.
+   * downtime — allowed at SHARED_HASH_BPS, a pace this machine beats several times over. Read
+   * when the VM pauses: the blocks allocated then, not at the start (a guest that had written
+   * nothing yet when the migration began would get no allowance for what it wrote since).
    */
   get stopPointAllowanceMs(): number {
-    return this.storage === 'shared' ? (this.#allocatedAtStart / SHARED_HASH_BPS) * 1000 : 0;
+    return this.storage === 'shared' ? (this.#c.disk.image.allocatedBytes / SHARED_HASH_BPS) * 1000 : 0;
   }
 
   /** Disk bytes this migration plans to move (the allocated blocks; none for shared storage). */
