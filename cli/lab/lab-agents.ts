@@ -15,7 +15,7 @@ import { startAgentProcess, type AgentProcess, type StartAgentOptions } from '..
 import type { ThrowawayPki } from '../throwaway-pki.ts';
 import { startDelayRelay, type DelayRelay } from './delay-relay.ts';
 import { checkHost } from './host-probe.ts';
-import { checkProfile, measureLink, type LinkMeasurement } from './measure.ts';
+import { measureCheckedLink, type LinkMeasurement } from './measure.ts';
 import { labNeeds } from './prerequisites.ts';
 import type { LinkProfile } from './profiles.ts';
 import { prepareIncoming, secureAgentArgs, SECURE_NAMES, securePki } from './secure.ts';
@@ -79,11 +79,10 @@ export async function withLabAgents<T>(options: LabAgentsOptions, use: (env: Lab
     // The agents bind lab addresses (not loopback): plaintext only with --insecure.
     const securityArgs = (side: 'source' | 'dest'): string[] => (pki ? secureAgentArgs(pki, side) : ['--insecure']);
     const mechanisms = shapeLab(lab, profile);
-    const measured = await measureLink(lab, 'source', 'dest', profile, async (port) => ({
+    const measured = await measureCheckedLink(lab, 'source', 'dest', profile, async (port) => ({
       address: await pathTo(mechanisms, port),
       close: async () => {},
     }));
-    checkProfile(measured, profile);
     const spawn = {
       ...(options.onSpawn ? { onSpawn: options.onSpawn } : {}),
       ...(options.ownProcessGroup ? { ownProcessGroup: true } : {}),
