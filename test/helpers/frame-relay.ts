@@ -1,5 +1,5 @@
 /**
- * The plumbing the test relays share (cutting-relay.ts, recording-relay.ts, tampering-relay.ts):
+ * The plumbing the test relays share (cutting-relay.ts, recording-relay.ts):
  * a TCP server on 127.0.0.1:0 that opens one upstream connection to `target` per client it
  * accepts, decodes the livemig frames of each direction with its own FrameDecoder, and hands
  * every chunk read — the raw bytes and the frames completed in it — to the relay's hook, which

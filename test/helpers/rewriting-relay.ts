@@ -1,8 +1,9 @@
 /**
  * A man in the middle of a plaintext data link that rewrites what the source sends — each frame
- * decoded, handed to `rewrite`, re-encoded — and passes the destination's bytes back untouched.
+ * decoded, handed to `rewrite`, re-encoded — and passes the destination's bytes back untouched
+ * (decoded too, to be watched, when asked).
  *
- * Unlike frame-relay.ts (and so tampering-relay.ts), which destroys both sides as soon as either
+ * Unlike frame-relay.ts, which destroys both sides as soon as either
  * closes, it keeps TCP's half-close, as a plain link does: a side that ends (FIN) ends the way
  * on in that direction only, and the other direction goes on. A destination that refuses a frame
  * relies on that: it sends Error, ends its side and reads on, discarding, so that a source busy
@@ -24,10 +25,14 @@ export interface RewritingRelay {
   close(): Promise<void>;
 }
 
-/** `rewrite` returns the message to forward (the same object: forwarded as it was). */
+/**
+ * `rewrite` returns the message to forward (the same object: forwarded as it was); `watchBack`,
+ * when given, sees each message the destination sends (its bytes pass untouched all the same).
+ */
 export async function startRewritingRelay(
   target: { host: string; port: number },
   rewrite: (message: Message) => Message,
+  watchBack?: (message: Message) => void,
 ): Promise<RewritingRelay> {
   let rewritten = 0;
   const sockets = new Set<net.Socket>();
@@ -57,7 +62,15 @@ export async function startRewritingRelay(
         cut();
       }
     });
-    upstream.on('data', (chunk: Buffer) => forward(upstream, client, chunk));
+    const back = watchBack ? new FrameDecoder({ maxFrameBytes: 64 << 20 }) : undefined;
+    upstream.on('data', (chunk: Buffer) => {
+      try {
+        back?.feed(chunk, watchBack!);
+      } catch {
+        return cut();
+      }
+      forward(upstream, client, chunk);
+    });
     client.on('end', () => upstream.end());
     upstream.on('end', () => client.end());
     for (const socket of [client, upstream]) {

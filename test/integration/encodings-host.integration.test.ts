@@ -11,7 +11,7 @@
  */
 import { Ajv } from 'ajv';
 import { afterEach, describe, expect, it } from 'vitest';
-import { HOST_HASH_BYTES, MsgType, type PagesMsg } from '@livemig/shared/protocol';
+import { HOST_HASH_BYTES, MsgType, type Message, type PagesMsg } from '@livemig/shared/protocol';
 import { formatReport, REPORT_JSON_SCHEMA, type MigrationReport } from '@livemig/shared/report';
 import { PAGE_SIZE, parseVmSpec } from '@livemig/shared/vm';
 import { followMigration } from '../../cli/follow-migration.ts';
@@ -20,7 +20,7 @@ import { useFleet } from '../helpers/fleet.ts';
 import { startAgent, stopAll, vmArgs, type AgentProcess } from '../helpers/processes.ts';
 import { expectCompleted, expectOutcome, explainReport } from '../helpers/report.ts';
 import { useSharedPair } from '../helpers/shared-pair.ts';
-import { startTamperingRelay } from '../helpers/tampering-relay.ts';
+import { startRewritingRelay } from '../helpers/rewriting-relay.ts';
 import { waitUntil } from '../helpers/wait.ts';
 
 const fleet = useFleet();
@@ -83,19 +83,26 @@ describe('a hostile source naming host content that was not offered', () => {
     let offered: number | undefined;
     let rewritten: PagesMsg | undefined;
     const [host, port] = dest.listen.split(':') as [string, string];
-    const relay = await startTamperingRelay({ host, port: Number(port) }, (message, direction) => {
-      if (direction === 'to-source' && message.type === MsgType.SetupDone) {
-        offered = (message.hostHashes?.length ?? 0) / HOST_HASH_BYTES;
-      }
-      if (direction !== 'to-dest' || message.type !== MsgType.Pages || rewritten || !message.refs) return message;
-      // The batch's first reference to host content, pointed at the first entry not offered.
-      const k = [...message.refs].findIndex((ref) => ref >= pageCount);
-      if (k < 0 || offered === undefined) return message;
-      const refs = Uint32Array.from(message.refs);
-      refs[k] = pageCount + offered;
-      rewritten = { ...message, refs };
-      return rewritten;
-    });
+    // A relay that keeps TCP's half-close (rewriting-relay.ts): the destination's Error reaches
+    // the source before its close does, as over a plain link — a relay that resets the source's
+    // side at the destination's FIN has the source fail on EPIPE first, now and then.
+    const watchSetupDone = (message: Message): void => {
+      if (message.type === MsgType.SetupDone) offered = (message.hostHashes?.length ?? 0) / HOST_HASH_BYTES;
+    };
+    const relay = await startRewritingRelay(
+      { host, port: Number(port) },
+      (message) => {
+        if (message.type !== MsgType.Pages || rewritten || !message.refs) return message;
+        // The batch's first reference to host content, pointed at the first entry not offered.
+        const k = [...message.refs].findIndex((ref) => ref >= pageCount);
+        if (k < 0 || offered === undefined) return message;
+        const refs = Uint32Array.from(message.refs);
+        refs[k] = pageCount + offered;
+        rewritten = { ...message, refs };
+        return rewritten;
+      },
+      watchSetupDone,
+    );
     try {
       const report: MigrationReport = await fleet.ask(source, async (client) => {
         const { migrationId } = await client.request('migrate', {
@@ -105,7 +112,7 @@ describe('a hostile source naming host content that was not offered', () => {
         });
         return followMigration(client, migrationId, { progress: false });
       });
-      expect(relay.tampered, 'no batch with a reference to host content came by').toBe(1);
+      expect(relay.rewritten, 'no batch with a reference to host content came by').toBe(1);
       expect(offered).toBeGreaterThan(0);
       expectOutcome(report, 'failed');
       expect(report.error?.code, explainReport(report)).toBe('ERR_BAD_ENCODING');

@@ -17,7 +17,7 @@ import { startAgent, startSourceWithVm, stopAll, type AgentProcess } from '../he
 import { expectCompleted, expectOutcome } from '../helpers/report.ts';
 import { ask } from '../helpers/plain-agents.ts';
 import { useSharedPair } from '../helpers/shared-pair.ts';
-import { startTamperingRelay } from '../helpers/tampering-relay.ts';
+import { startRewritingRelay } from '../helpers/rewriting-relay.ts';
 
 afterEach(stopAll);
 // One plaintext pair for the tests that need nothing else of their agents: each boots VM `vm` on
@@ -60,15 +60,15 @@ describe.each(['precopy', 'postcopy'] as const)('verification covers CPU state (
   it('a register changed in transit fails the migration; the VM keeps running on the source, intact', async () => {
     const spec = parseVmSpec({ memory: '16MiB', init: 'random', workload: 'uniform:rate=5000', seed: 8 });
     const [source, dest] = await pair.boot('vm', spec);
-    const relay = await startTamperingRelay(hostPort(dest.listen), (message, direction) => {
-      if (direction !== 'to-dest' || message.type !== MsgType.CpuState) return message;
+    const relay = await startRewritingRelay(hostPort(dest.listen), (message) => {
+      if (message.type !== MsgType.CpuState) return message;
       const registers = Uint8Array.from(message.registers);
       registers[registers.length - 1]! ^= 0x01; // one bit of the last register
       return { ...message, registers };
     });
     try {
       const report = await migrate(source, relay.address, {}, mode);
-      expect(relay.tampered).toBe(1);
+      expect(relay.rewritten).toBe(1);
       expectOutcome(report, 'failed');
       expect(report.error?.code).toBe('ERR_DIGEST_MISMATCH');
       expect(report.error?.message).toMatch(/cpu/);
