@@ -3,13 +3,13 @@
  * while clients flood the control port): one migration between fresh secure agents (mutual TLS
  * on both planes, a ticket; cli/lab/secure.ts), unloaded or with admin clients flooding the
  * source's control port (cli/control-flood.ts: `digest` of the migrating VM and `query-vms`, each
- * in its own loop) from before the migrate command until the report — the scenario of
+ * in its own loop; from a process of their own at nice 19) from before the migrate command until the report — the scenario of
  * test/integration/control-flood.integration.test.ts, with fresh agents for every migration as in
  * the rest of the section.
  */
 import type { MigrationReport } from '@livemig/shared/report';
 import { withAgentPair } from '../cli/agent-process.ts';
-import { floodControl, type FloodTally } from '../cli/control-flood.ts';
+import { floodControlApart, type FloodTally } from '../cli/control-flood.ts';
 import { followMigration } from '../cli/follow-migration.ts';
 import { prepareIncoming, secureAgentArgs, SECURE_NAMES } from '../cli/lab/secure.ts';
 import type { ThrowawayPki } from '../cli/throwaway-pki.ts';
@@ -35,8 +35,17 @@ export function floodMigration(pki: ThrowawayPki, flooded: boolean): Promise<Flo
     const control = await admin();
     try {
       await control.request('create-vm', { name: vm, ...FLOOD_VM });
-      // The flood has settled when floodControl resolves; the report's times start at the migrate command.
-      const flood = flooded ? await floodControl(admin, vm, { clients: FLOOD_CLIENTS }) : undefined;
+      // The flood has settled when floodControlApart resolves; the report's times start at the migrate command.
+      const flood = flooded
+        ? await floodControlApart({
+            control: source.control,
+            pkiDir: pki.dir,
+            name: SECURE_NAMES.admin,
+            agentName: SECURE_NAMES.source,
+            vm,
+            clients: FLOOD_CLIENTS,
+          })
+        : undefined;
       try {
         const ticket = await prepareIncoming(pki, dest.control, vm);
         const { migrationId } = await control.request('migrate', { vm, to: dest.listen, ...ticket });

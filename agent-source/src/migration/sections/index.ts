@@ -3,7 +3,7 @@
  * section is also named on its own: post-copy (absent map, push, requests) is RAM's today.
  */
 import { negotiatedEncodings, type SetupMsg } from '@livemig/shared/protocol';
-import { DEFAULT_ENCODING_PARAMS } from './ram/encoding-policy.ts';
+import { DEFAULT_ENCODING_PARAMS, type EncodingParams } from './ram/encoding-policy.ts';
 import type { MigrationContext } from '../context.ts';
 import { cpuSection } from './cpu.ts';
 import { devicesSection } from './devices.ts';
@@ -17,6 +17,18 @@ export interface SectionSet {
   /** The VM's disk, or undefined for a VM without one. */
   readonly disk: DiskSection | undefined;
 }
+
+/**
+ * A pure post-copy's: it has no rounds, and its pusher sends raw pages, so no encoding could run.
+ * With the default --compress auto a compression thread would start beside Setup all the same,
+ * and boot — a V8 isolate, on a core the switchover that follows Setup at once needs — for nothing.
+ */
+const NO_ENCODINGS: Readonly<EncodingParams> = Object.freeze({
+  ...DEFAULT_ENCODING_PARAMS,
+  delta: 'off',
+  dedup: 'off',
+  compress: 'off',
+});
 
 /**
  * Build the sections of this VM, using what the destination negotiated. `multifd`: parallel bulk
@@ -38,7 +50,7 @@ export function createSections(ctx: MigrationContext, multifd = false): SectionS
       zeroPages: caps.has('zero-pages'),
       ...negotiatedEncodings(caps),
     },
-    encodings: ctx.params.encodings ?? DEFAULT_ENCODING_PARAMS,
+    encodings: ctx.mode === 'postcopy' ? NO_ENCODINGS : (ctx.params.encodings ?? DEFAULT_ENCODING_PARAMS),
     // Pre-copy of memory with post-copy of the disk: RAM is complete at the switchover.
     completeAtSwitchover: ctx.mode === 'precopy',
     sharedPageHashes: multifd,
