@@ -8,7 +8,8 @@
  *   2. predict every technique with the model (shared/src/predict) from that curve and what was
  *      measured of the link — before the migration, never after: the link's bandwidth and the
  *      fixed costs come from an idle calibration migration of the same VM size on the same link,
- *      run first with raw pages (kept in results.json); the encodings from the VM's pages as
+ *      run first with raw pages (kept in results.json) — the post-copy switchover's cost then
+ *      kept up to date by the cells before (switchover-history.ts); the encodings from the VM's pages as
  *      sampled here (the first 8 MiB of a VM of its --init, through the real codecs, once per
  *      --init: sample-pages.ts): every technique as the engine runs it (compress auto, where
  *      the pages compress), and a technique with options (precopy+compress, …) with them;
@@ -49,6 +50,7 @@ import { networkSection, startProbe, type RunningProbe } from '../probe/during.t
 import { linkUnavailable, withLink, type LinkEnv } from './links.ts';
 import { cellsOf, type Matrix } from './matrix.ts';
 import { optionParams, techniqueCase } from './techniques.ts';
+import { learnedSwitchoverMs, postcopySwitchoverOf } from './switchover-history.ts';
 import {
   COMPARE_SCHEMA,
   type CellResult,
@@ -102,6 +104,11 @@ export interface Calibration {
   /** From the idle pre-copy, and from the idle post-copy (longer setup: the destination's vCPU starts first). */
   overheads: Overheads;
   postcopyOverheads: Overheads;
+  /**
+   * What each completed cell's post-copy switchover cost since (switchover-history.ts), in order:
+   * the next cells' post-copy switchover is predicted from these and the calibration's.
+   */
+  postcopySwitchoversMs: number[];
   /** The idle pre-copy and post-copy, and the hot-set pre-copy that measured the resend rate. */
   reports: { precopy: MigrationReport; postcopy: MigrationReport; hot: MigrationReport };
 }
@@ -324,6 +331,7 @@ async function calibrationFor(
       },
       overheads,
       postcopyOverheads,
+      postcopySwitchoversMs: [],
       reports: { precopy, postcopy, hot },
     };
     done.push(calibration);
@@ -427,7 +435,13 @@ async function runCell(
           maxRounds: MAX_ROUNDS,
           postcopyAfterRounds: null,
           overheads: calibration.overheads,
-          postcopyOverheads: calibration.postcopyOverheads,
+          postcopyOverheads: {
+            ...calibration.postcopyOverheads,
+            switchoverMs: learnedSwitchoverMs(
+              calibration.postcopyOverheads.switchoverMs,
+              calibration.postcopySwitchoversMs,
+            ),
+          },
         }
       : null;
     const technique = techniqueCase(spec.technique);
@@ -447,6 +461,8 @@ async function runCell(
     const predictions = plain && variant ? [...plain, variant] : plain;
     const choice = plain && objective ? choose(plain, objective) : undefined;
     report = await migrate(env, name, technique.mode, env.link, objective, optionParams(options));
+    const switchover = calibration ? postcopySwitchoverOf(report, calibration.estimate.rttMs) : null;
+    if (switchover !== null) calibration!.postcopySwitchoversMs.push(switchover);
     let samples: CellResult['probe'];
     if (probe) {
       const seen = await probe.finish();
