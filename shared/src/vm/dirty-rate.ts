@@ -133,6 +133,11 @@ export interface SampledMemory {
 export interface DirtyRateComponents {
   /** Seed of the sample's page choice. @default random */
   seed?: number;
+  /**
+   * Fewest pages sampled, for the engine's own measurements (not a control argument: QEMU's
+   * per-GiB bounds hold there). @default DIRTY_RATE_LIMITS.minSamplePages
+   */
+  minSamplePages?: number;
   /** Ends the wait early; the measurement then rejects with ERR_CANCELLED. */
   signal?: AbortSignal;
   /** @default node:timers/promises setTimeout */
@@ -199,11 +204,16 @@ function wholeInRange(name: string, value: unknown, min: number, max: number, un
 
 /**
  * How many of `pageCount` pages of `memoryBytes` to sample: samplePagesPerGiB per GiB, at least
- * DIRTY_RATE_LIMITS.minSamplePages, at most every page.
+ * `minPages` (DIRTY_RATE_LIMITS.minSamplePages unless the engine asks for more), at most every page.
  */
-export function samplePageCount(memoryBytes: number, pageCount: number, samplePagesPerGiB: number): number {
+export function samplePageCount(
+  memoryBytes: number,
+  pageCount: number,
+  samplePagesPerGiB: number,
+  minPages: number = DIRTY_RATE_LIMITS.minSamplePages,
+): number {
   const wanted = Math.round((memoryBytes / GiB) * samplePagesPerGiB);
-  return Math.min(pageCount, Math.max(DIRTY_RATE_LIMITS.minSamplePages, wanted));
+  return Math.min(pageCount, Math.max(minPages, wanted));
 }
 
 /**
@@ -310,7 +320,8 @@ export async function measureDirtyRate(
   const sleep = components.sleep ?? ((ms: number, signal?: AbortSignal) => sleepMs(ms, undefined, { signal }));
   const { signal } = components;
   const seed = components.seed ?? Math.floor(Math.random() * 2 ** 32);
-  const pages = choosePages(memory.pageCount, samplePageCount(memory.bytes, memory.pageCount, samplePagesPerGiB), seed);
+  const count = samplePageCount(memory.bytes, memory.pageCount, samplePagesPerGiB, components.minSamplePages);
+  const pages = choosePages(memory.pageCount, count, seed);
   const before = new Uint8Array(pages.length * HASH_BYTES);
   const after = new Uint8Array(pages.length * HASH_BYTES);
 

@@ -67,6 +67,9 @@ describe('samplePageCount', () => {
     expect(samplePageCount(64 * MiB, (64 * MiB) / PAGE_SIZE, 512)).toBe(DIRTY_RATE_LIMITS.minSamplePages);
     expect(samplePageCount(64 * MiB, (64 * MiB) / PAGE_SIZE, 16_384)).toBe(1024);
     expect(samplePageCount(MiB, MiB / PAGE_SIZE, 16_384)).toBe(256); // every page of a 1 MiB VM
+    // The engine's own measurement may ask for more (start-dirty-rate.ts), still at most every page.
+    expect(samplePageCount(16 * MiB, (16 * MiB) / PAGE_SIZE, 16_384, 2048)).toBe(2048);
+    expect(samplePageCount(4 * MiB, (4 * MiB) / PAGE_SIZE, 16_384, 2048)).toBe(1024);
     expect(samplePageCount(100 * PAGE_SIZE, 100, 512)).toBe(100);
   });
 });
