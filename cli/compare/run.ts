@@ -8,8 +8,8 @@
  *   2. predict every technique with the model (shared/src/predict) from that curve and what was
  *      measured of the link — before the migration, never after: the link's bandwidth and the
  *      fixed costs come from an idle calibration migration of the same VM size on the same link,
- *      run first with raw pages (kept in results.json) — the post-copy switchover's cost then
- *      kept up to date by the cells before (switchover-history.ts); the encodings from the VM's pages as
+ *      run first with raw pages (kept in results.json) — the switchovers' costs and the
+ *      stop-and-copy's rate then kept up to date by the cells before (cost-history.ts); the encodings from the VM's pages as
  *      sampled here (the first 8 MiB of a VM of its --init, through the real codecs, once per
  *      --init: sample-pages.ts): every technique as the engine runs it (compress auto, where
  *      the pages compress), and a technique with options (precopy+compress, …) with them;
@@ -50,7 +50,7 @@ import { networkSection, startProbe, type RunningProbe } from '../probe/during.t
 import { linkUnavailable, withLink, type LinkEnv } from './links.ts';
 import { cellsOf, type Matrix } from './matrix.ts';
 import { optionParams, techniqueCase } from './techniques.ts';
-import { learnedSwitchoverMs, postcopySwitchoverOf } from './switchover-history.ts';
+import { costSamplesOf, emptyCostHistory, learnedCosts, recordCosts, type CostHistory } from './cost-history.ts';
 import {
   COMPARE_SCHEMA,
   type CellResult,
@@ -104,11 +104,13 @@ export interface Calibration {
   /** From the idle pre-copy, and from the idle post-copy (longer setup: the destination's vCPU starts first). */
   overheads: Overheads;
   postcopyOverheads: Overheads;
+  /** The stop-and-copy's rate: the hot-set migration's final round, when large enough to time. */
+  stopCopyBps: number | undefined;
   /**
-   * What each completed cell's post-copy switchover cost since (switchover-history.ts), in order:
-   * the next cells' post-copy switchover is predicted from these and the calibration's.
+   * What each completed plain cell's switchover cost since, and the rate of its final set
+   * (cost-history.ts): the next cells are predicted from these and the calibration's figures.
    */
-  postcopySwitchoversMs: number[];
+  history: CostHistory;
   /** The idle pre-copy and post-copy, and the hot-set pre-copy that measured the resend rate. */
   reports: { precopy: MigrationReport; postcopy: MigrationReport; hot: MigrationReport };
 }
@@ -294,6 +296,8 @@ async function calibrationFor(
       resends.length === 0
         ? undefined
         : resends.reduce((a, r) => a + r.bytes, 0) / (resends.reduce((a, r) => a + r.ms, 0) / 1000);
+    // The stop-and-copy's rate: the same migration's final set (its last round), the guest paused.
+    const stopCopyBps = hot.rounds.length > 1 ? costSamplesOf(hot, 0, undefined).stopCopyBps : undefined;
     const rttMs = env.measured?.rttMs ?? precopy.times.rttMs ?? 0;
     const overheadsOf = (report: MigrationReport, sendMs: number): Overheads =>
       overheadsFromIdle({
@@ -331,7 +335,8 @@ async function calibrationFor(
       },
       overheads,
       postcopyOverheads,
-      postcopySwitchoversMs: [],
+      stopCopyBps,
+      history: emptyCostHistory(),
       reports: { precopy, postcopy, hot },
     };
     done.push(calibration);
@@ -344,7 +349,8 @@ async function calibrationFor(
       etaMs: null,
       note:
         `calibrated ${env.link.name} (${(workload.memoryBytes / 2 ** 20).toFixed(0)} MiB): ${(calibration.estimate.bandwidthBps / MB).toFixed(1)} MB/s ` +
-        `(resends ${resendBandwidthBps === undefined ? '—' : (resendBandwidthBps / MB).toFixed(1)} MB/s), ` +
+        `(resends ${resendBandwidthBps === undefined ? '—' : (resendBandwidthBps / MB).toFixed(1)} MB/s, ` +
+        `stop-and-copy ${stopCopyBps === undefined ? '—' : (stopCopyBps / MB).toFixed(1)} MB/s), ` +
         `setup ${Math.round(o.setupMs)} ms (post-copy ${Math.round(p.setupMs)} ms), switchover ${Math.round(o.switchoverMs)} / ${Math.round(p.switchoverMs)} ms`,
     });
     return calibration;
@@ -424,26 +430,34 @@ async function runCell(
     dirtyRate = await env.source.request('query-dirty-rate', { vm: name, ...MEASURE });
     const after = await stepsOf(env, name);
     const baselineStepsPerSec = ((after.steps - before.steps) / (after.at - before.at)) * 1000;
-    const inputs: ModelInputs | null = calibration
-      ? {
-          memoryBytes: workload.memoryBytes,
-          pageSize: 4096,
-          zeroFraction: (dirtyRate.zeroPagesSampled ?? 0) / dirtyRate.pagesSampled,
-          dirty: fitDirtyCurve(dirtyRate),
-          link: calibration.estimate,
-          downtimeLimitMs: DOWNTIME_LIMIT_MS,
-          maxRounds: MAX_ROUNDS,
-          postcopyAfterRounds: null,
-          overheads: calibration.overheads,
-          postcopyOverheads: {
-            ...calibration.postcopyOverheads,
-            switchoverMs: learnedSwitchoverMs(
-              calibration.postcopyOverheads.switchoverMs,
-              calibration.postcopySwitchoversMs,
-            ),
+    // The calibration's fixed costs, kept up to date by the cells before this one (cost-history.ts).
+    const costs = calibration
+      ? learnedCosts(
+          {
+            precopySwitchoverMs: calibration.overheads.switchoverMs,
+            postcopySwitchoverMs: calibration.postcopyOverheads.switchoverMs,
+            stopCopyBps: calibration.stopCopyBps,
           },
-        }
+          calibration.history,
+          nic !== undefined,
+        )
       : null;
+    const link = calibration && costs ? linkWith(calibration.estimate, costs.stopCopyBps) : null;
+    const inputs: ModelInputs | null =
+      calibration && costs && link
+        ? {
+            memoryBytes: workload.memoryBytes,
+            pageSize: 4096,
+            zeroFraction: (dirtyRate.zeroPagesSampled ?? 0) / dirtyRate.pagesSampled,
+            dirty: fitDirtyCurve(dirtyRate),
+            link,
+            downtimeLimitMs: DOWNTIME_LIMIT_MS,
+            maxRounds: MAX_ROUNDS,
+            postcopyAfterRounds: null,
+            overheads: { ...calibration.overheads, switchoverMs: costs.precopySwitchoverMs },
+            postcopyOverheads: { ...calibration.postcopyOverheads, switchoverMs: costs.postcopySwitchoverMs },
+          }
+        : null;
     const technique = techniqueCase(spec.technique);
     const objective = technique.objective ?? undefined;
     const options = technique.options;
@@ -461,8 +475,11 @@ async function runCell(
     const predictions = plain && variant ? [...plain, variant] : plain;
     const choice = plain && objective ? choose(plain, objective) : undefined;
     report = await migrate(env, name, technique.mode, env.link, objective, optionParams(options));
-    const switchover = calibration ? postcopySwitchoverOf(report, calibration.estimate.rttMs) : null;
-    if (switchover !== null) calibration!.postcopySwitchoversMs.push(switchover);
+    // A technique with options (a codec, a throttle) times its final set differently: plain cells only.
+    if (calibration && costs && Object.keys(options).length === 0) {
+      const samples = costSamplesOf(report, calibration.estimate.rttMs, costs.stopCopyBps);
+      recordCosts(calibration.history, samples, nic !== undefined);
+    }
     let samples: CellResult['probe'];
     if (probe) {
       const seen = await probe.finish();
@@ -478,7 +495,7 @@ async function runCell(
       outcome: report.outcome,
       error: report.error,
       wallMs: performance.now() - wallStart,
-      measured: { dirtyRate, link: calibration?.estimate ?? null },
+      measured: { dirtyRate, link: link ?? calibration?.estimate ?? null },
       predicted,
       predictions,
       ...(choice ? { choice } : {}),
@@ -501,6 +518,11 @@ async function runCell(
     await probe?.abandon();
     await destroy(env, name, report);
   }
+}
+
+/** The calibration's link estimate, with the stop-and-copy's rate to predict from when there is one. */
+function linkWith(estimate: LinkEstimate, stopCopyBps: number | undefined): LinkEstimate {
+  return stopCopyBps === undefined ? estimate : { ...estimate, stopCopyBandwidthBps: stopCopyBps };
 }
 
 async function stepsOf(env: LinkEnv, name: string): Promise<{ steps: number; at: number }> {

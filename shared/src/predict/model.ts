@@ -14,7 +14,7 @@
  *   rounds (round 0 aside) → not-shrinking. Before pausing, the source waits for the last
  *   round's acknowledgement (one RTT, during which the guest dirties more).
  *
- *   downtime (stop-and-copy) = switchover + 1.5 RTT + final dirty bytes ÷ bandwidth
+ *   downtime (stop-and-copy) = switchover + 1.5 RTT + final dirty bytes ÷ stop-and-copy rate
  *   downtime (post-copy)     = switchover + 1.5 RTT: no pages, CPU and devices only
  *   total = setup + rounds + [post-copy: every page not yet sent, pushed] + downtime + tail
  *
@@ -193,11 +193,13 @@ export function predict(technique: Technique, input: ModelInputs): Prediction {
   const toPostcopy =
     technique === 'hybrid' &&
     (walk.switchover === 'postcopy' || walk.switchover === 'max-rounds' || walk.switchover === 'not-shrinking');
-  // Stop-and-copy sends the final dirty set as a re-send (deltas apply); a switch to post-copy pushes it raw.
+  // Stop-and-copy sends the final dirty set as a re-send (deltas apply), the guest paused; a
+  // switch to post-copy pushes it raw, the guest running.
   const resendB = Math.max(1, input.link.resendBandwidthBps ?? B);
+  const stopCopyB = Math.max(1, input.link.stopCopyBandwidthBps ?? resendB);
   const final = toPostcopy
     ? { wireBytes: wire(walk.pendingBytes, pageSize), seconds: wire(walk.pendingBytes, pageSize) / resendB }
-    : sender(input)(walk.pendingBytes, 0, true, resendB);
+    : sender(input)(walk.pendingBytes, 0, true, stopCopyB);
   const finalBytes = final.wireBytes;
   const finalMs = final.seconds * 1000;
   // A switch to post-copy costs what an idle post-copy's does; setup is pre-copy's (round 0 hides the vCPU's start).

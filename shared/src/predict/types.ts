@@ -35,6 +35,12 @@ export interface LinkEstimate {
    * memory is faulted in by then, and a paused guest takes no CPU). @default bandwidthBps
    */
   resendBandwidthBps?: number;
+  /**
+   * The rate of the stop-and-copy's final set, when measured apart: the guest is paused, and
+   * where the engine sets the pace its CPU goes to the copy (loopback: 300–850 MB/s against
+   * 200–400 for rounds while it runs). @default resendBandwidthBps
+   */
+  stopCopyBandwidthBps?: number;
   rttMs: number;
   /** Where the figures came from, for the report (e.g. "round 0 so far", "idle calibration", "--link-bandwidth"). */
   source: string;

@@ -160,6 +160,22 @@ describe('pre-copy against the dirty rate', () => {
     expect(p.wireBytes).toBeCloseTo(total + finalBytes, 0);
   });
 
+  it('the final set moves at the stop-and-copy rate when measured apart; the rounds and a switch to post-copy do not', () => {
+    const r = B / 5;
+    const dirty = { rateBps: r, wssBytes: null };
+    const base = predict('precopy', withDirty(dirty));
+    const fast = predict('precopy', withDirty(dirty, { link: { ...link(B), stopCopyBandwidthBps: 4 * B } }));
+    expect(fast.rounds).toBe(base.rounds);
+    expect(fast.wireBytes).toBe(base.wireBytes);
+    // The final set's time is a quarter of what it was; the pause around it is the same.
+    expect(fast.downtimeMs - pause()).toBeCloseTo((base.downtimeMs - pause()) / 4, 9);
+    expect(base.totalMs - fast.totalMs).toBeCloseTo(base.downtimeMs - fast.downtimeMs, 9);
+    // A hybrid that gives up pushes its final set after the switch, the guest running: the resend rate.
+    const give = { rateBps: 2 * B, wssBytes: null };
+    const hybrid = predict('hybrid', withDirty(give));
+    expect(predict('hybrid', withDirty(give, { link: { ...link(B), stopCopyBandwidthBps: 4 * B } }))).toEqual(hybrid);
+  });
+
   it('property: while pre-copy converges, total time and bytes grow with the dirty rate', () => {
     fc.assert(
       fc.property(
