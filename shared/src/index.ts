@@ -11,10 +11,6 @@ export * from './address.ts';
 export * from './daemon.ts';
 export * from './admission.ts';
 export { answerClientError } from './http-client-error.ts';
-export {
-  buildBundle,
-  currentBundle,
-  workerBundlesOff,
-  workerEntry,
-  type WorkerBundleOptions,
-} from './worker-bundle.ts';
+export { workerBundlesOff, workerEntry, type WorkerBundleOptions } from './worker-bundle.ts';
+export { buildBundle } from './bundle-build.ts';
+export { bundleRefused, currentBundle, type BundleLocation } from './bundle-manifest.mjs';

@@ -1,7 +1,7 @@
 /**
  * The agent's worker bundles, built ahead of use (`npm ci`'s prepare script, an agent's start):
  * every worker the agent boots from a bundle gets one — none of their graphs may be refused
- * (a module with a top-level `new URL('./x.ts', import.meta.url)` in it would be) — a second
+ * (a module using `import.meta` other than its url, filename or dirname would be) — a second
  * pass finds them current, and LIVEMIG_WORKER_BUNDLES=0 builds nothing.
  */
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';

@@ -4,7 +4,9 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { buildBundle, currentBundle, workerEntry } from '../../../shared/src/worker-bundle.ts';
+import { buildBundle } from '../../../shared/src/bundle-build.ts';
+import { bundleRefused, currentBundle } from '../../../shared/src/bundle-manifest.mjs';
+import { workerEntry } from '../../../shared/src/worker-bundle.ts';
 import { firstMessageThenTerminate } from '../../helpers/worker-answer.ts';
 
 let dir: string;
@@ -64,15 +66,42 @@ describe('worker bundles', () => {
     expect(await run(rebuilt!, 2)).toBe(60);
   });
 
-  it('does not bundle a graph whose module names a script beside itself (it would be looked for beside the bundle)', async () => {
+  it("bundles a graph whose module names a file beside itself: import.meta.url is that module's source, not the bundle", async () => {
     writeSources(2);
     writeFileSync(
-      helper,
-      "export const twice = (n: number): number => n * 2;\nexport const script = new URL('./other.mjs', import.meta.url);\n",
+      entry,
+      "import { parentPort } from 'node:worker_threads';\n" +
+        "import { script } from './twice.ts';\n" +
+        'parentPort!.postMessage([script, import.meta.url]);\n',
+    );
+    writeFileSync(helper, "export const script = new URL('./other.mjs', import.meta.url).href;\n");
+    const url = pathToFileURL(entry).href;
+    const built = await buildBundle(url, options);
+    expect(built).toMatch(/\.mjs$/);
+    expect(await run(built!, 0)).toEqual([pathToFileURL(join(dir, 'src', 'other.mjs')).href, url]);
+  });
+
+  it('refuses a graph that uses import.meta otherwise (it would mean the bundle), until its sources change', async () => {
+    writeSources(2);
+    writeFileSync(
+      entry,
+      "import { parentPort } from 'node:worker_threads';\nconst meta = import.meta;\nparentPort!.postMessage(meta.url);\n",
     );
     const url = pathToFileURL(entry).href;
     expect(await buildBundle(url, options)).toBeUndefined();
+    expect(bundleRefused(url, options)).toBe(true); // workerEntry builds it no more
     expect(workerEntry(url, options)).toBe(url);
+    writeSources(3);
+    expect(bundleRefused(url, options)).toBe(false);
+    expect(await run((await buildBundle(url, options))!, 2)).toBe(6);
+  });
+
+  it('does not run a bundle its manifest does not describe (another build replaced it)', async () => {
+    writeSources(2);
+    const url = pathToFileURL(entry).href;
+    const built = await buildBundle(url, options);
+    writeFileSync(new URL(built!), '// another build\n');
+    expect(currentBundle(url, options)).toBeUndefined();
   });
 
   it('is off with LIVEMIG_WORKER_BUNDLES=0, and a bundle that cannot be built leaves the entry as it is', async () => {
