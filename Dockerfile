@@ -27,8 +27,8 @@ COPY . .
 # Fails the build if the CLI cannot load with the production dependencies alone, and fills tsx's
 # compile cache (under /tmp) so the first commands and healthchecks start faster.
 RUN node bin/livemig.mjs --help > /dev/null
-# The worker threads' bundles (agent/src/worker-bundles.ts): `npm ci`'s prepare script builds them,
-# but the deps stage above has no sources yet (it skips them), so they are built here.
-RUN node --import tsx scripts/build-worker-bundles.ts
+# The CLI's and the worker threads' bundles (scripts/build-bundles.ts): `npm ci`'s prepare script
+# builds them, but the deps stage above has no sources yet (it skips them), so they are built here.
+RUN node --import tsx scripts/build-bundles.ts
 ENTRYPOINT ["/bin/sh", "/app/docker/entrypoint.sh"]
 CMD ["node", "bin/livemig.mjs", "--help"]

@@ -1,7 +1,7 @@
 /**
  * The bundles this agent's worker threads boot from (shared/src/worker-bundle.ts: the vCPU, the
  * source's fault worker, the destination's fault thread), built before their first use: by
- * `npm ci` (the root package's `prepare` script, scripts/build-worker-bundles.ts) and, for sources
+ * `npm ci` (the root package's `prepare` script, scripts/build-bundles.ts) and, for sources
  * changed since, as an agent starts. Without that, the first worker of each kind boots through
  * tsx (0.6–0.8 s of CPU) while its bundle is built: in a fresh clone that fell on the first
  * migrations, which `livemig compare` runs to calibrate its model ("post-copy setup 318 ms").
