@@ -87,6 +87,10 @@ describe('what a migration measured of the costs', () => {
     // Too quick to time: nothing.
     const quick = report('completed', 45, false, [[16 * MB, 4]]);
     expect(costSamplesOf(quick, 2, 400 * MB)).toEqual({});
+    // A few RTTs long: mostly waiting, not sending — nothing either (1.1 MB in 140 ms, 43 ms RTT).
+    const wan = report('completed', 153, false, [[1.1 * MB, 140]]);
+    expect(costSamplesOf(wan, 43, 12 * MB)).toEqual({});
+    expect(costSamplesOf(wan, 20, 12 * MB)).toEqual({ stopCopyBps: expect.closeTo((1.1 * MB) / 0.14, 3) });
   });
 
   it('a stop-and-copy of a small final set: its switchover, the downtime less 1.5 RTT and the set at the predicted rate', () => {
