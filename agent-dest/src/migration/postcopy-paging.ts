@@ -117,7 +117,7 @@ export class PostcopyPaging {
 
   /** PostcopyStart: every page not in `absent` is present; from here on arriving pages are installed. */
   start(absent: Bitmap): void {
-    this.#vm.markPresent(presentPages(absent));
+    this.#vm.markPresentExcept(absent);
     const onFaultLatency = this.#onFaultLatency;
     this.#faults = new FaultHandler(this.#vm, this.#logger, {
       onLatency: onFaultLatency ? (ms) => onFaultLatency(ms) : undefined,
@@ -212,21 +212,4 @@ export class PostcopyPaging {
     vm.markPresent([]); // the last page present: the vCPU drops its presence checks
     if (vm.missingPages === 0) this.onAllPresent?.();
   }
-}
-
-/** The pages NOT in `absent`, ascending — word by word, since all-absent words are the common case. */
-export function presentPages(absent: Bitmap): Uint32Array {
-  const present = new Uint32Array(absent.size - absent.count);
-  let k = 0;
-  const words = absent.words;
-  for (let w = 0; w < words.length; w++) {
-    let free = ~words[w]! >>> 0;
-    while (free !== 0) {
-      const bit = 31 - Math.clz32(free & -free);
-      const page = w * 32 + bit;
-      if (page < absent.size) present[k++] = page;
-      free = (free & (free - 1)) >>> 0;
-    }
-  }
-  return present;
 }

@@ -6,6 +6,7 @@
  * (the post-copy fault thread) marks pages too, and every thread's count must stay exact. Waking a vCPU blocked on a page is the vCPU's business
  * (see Vcpu.pageArrived); this class is only the set.
  */
+import { popcount32 } from './bitmap.ts';
 
 /** Shared bitmap of pages present in guest memory. */
 export class PresenceMap {
@@ -46,6 +47,29 @@ export class PresenceMap {
     if ((old & bit) !== 0) return false;
     Atomics.sub(this.#missing, 0, 1);
     return true;
+  }
+
+  /**
+   * Marks present every page NOT set in `absent` (same layout: bit p in word p >>> 5), word by
+   * word: a hybrid's switchover marks most of memory at once, inside the downtime, and per page
+   * that was 28 672 atomic read-modify-writes for 112 MiB (2–5 ms measured). Returns how many
+   * pages became present (host only).
+   */
+  markAllExcept(absent: ArrayLike<number>): number {
+    const w = this.words;
+    const full = this.pageCount >>> 5;
+    const tail = this.pageCount & 31;
+    let marked = 0;
+    for (let i = 0; i < w.length; i++) {
+      // Bits past the last page stay clear whatever the absent map holds there.
+      const valid = i < full ? -1 : (1 << tail) - 1;
+      const want = ~(absent[i] ?? 0) & valid;
+      if (want === 0) continue;
+      const fresh = want & ~Atomics.or(w, i, want);
+      if (fresh !== 0) marked += popcount32(fresh);
+    }
+    if (marked > 0) Atomics.sub(this.#missing, 0, marked);
+    return marked;
   }
 
   /** Marks every page present (host only). */

@@ -302,6 +302,11 @@ export class ToyVm {
     this.#presence.markPresent(pages);
   }
 
+  /** Marks present every page not in `absent` (a post-copy switchover's map), waking a vCPU blocked on one. */
+  markPresentExcept(absent: ReadonlyBitmap): void {
+    this.#presence.markPresentExcept(absent);
+  }
+
   /**
    * Post-copy: copies bytes into page n, marks it present and wakes a vCPU blocked on it.
    * Returns false (and writes nothing) if the page is already present — the VM may have written

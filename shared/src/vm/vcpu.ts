@@ -221,6 +221,12 @@ export class Vcpu {
     if (Atomics.load(this.#ctl.i32, CTL_WAIT_PAGE) === p) this.#wake();
   }
 
+  /** Wakes the vCPU if the page it is blocked on is present now (after pages were marked in bulk). */
+  wakeIfArrived(isPresent: (p: number) => boolean): void {
+    const p = Atomics.load(this.#ctl.i32, CTL_WAIT_PAGE);
+    if (p >= 0 && isPresent(p)) this.#wake();
+  }
+
   /** Tells the vCPU every page is present: it switches to the path without presence checks. */
   setAllPresent(): void {
     Atomics.store(this.#ctl.i32, CTL_ALL_PRESENT, 1);

@@ -10,6 +10,7 @@
  */
 import { MigrationError } from '../errors.ts';
 import type { GuestMemory } from './guest-memory.ts';
+import type { ReadonlyBitmap } from './bitmap.ts';
 import type { PresenceMap } from './presence-map.ts';
 import type { PageFault, Vcpu } from './vcpu.ts';
 
@@ -56,6 +57,23 @@ export class PagePresence {
       }
       if (map.mark(p)) this.#vcpu.pageArrived(p);
     }
+    if (map.missing === 0) this.#vcpu.setAllPresent();
+  }
+
+  /**
+   * Marks present every page not in `absent` (the pages a post-copy switchover says are here),
+   * word by word rather than page by page, waking a vCPU blocked on one of them.
+   */
+  markPresentExcept(absent: ReadonlyBitmap): void {
+    const map = this.#map;
+    if (!map) return;
+    if (absent.size !== this.#memory.pageCount) {
+      throw new MigrationError(
+        'ERR_PAGE_OUT_OF_RANGE',
+        `the absent map covers ${absent.size} pages, the VM has ${this.#memory.pageCount}`,
+      );
+    }
+    if (map.markAllExcept(absent.words) > 0) this.#vcpu.wakeIfArrived((p) => map.has(p));
     if (map.missing === 0) this.#vcpu.setAllPresent();
   }
 
