@@ -7,6 +7,7 @@
  * techniques measured in the same run.
  */
 import { fileURLToPath } from 'node:url';
+import { killAgents } from '../cli/compare/links.ts';
 import { DEFAULT_MATRIX } from '../cli/compare/matrix.ts';
 import { runCompare } from '../cli/compare/run.ts';
 import { writeCompareReport } from '../cli/compare/report-html.ts';
@@ -29,6 +30,14 @@ const section: BenchSection = {
     `The matrix runs ${REPEATS} times (\`--repeat ${REPEATS}\`); auto is scored on medians over the repeats.`,
   async run() {
     const started = performance.now();
+    // The agents run in process groups of their own (a cell is never cut by a terminal's Ctrl-C in
+    // the CLI): an interrupted bench must stop them itself, or they outlive it.
+    const onSignal = (signal: NodeJS.Signals): void => {
+      process.stderr.write(`compare bench: ${signal}, stopping its agents (a lab left up: livemig lab down)\n`);
+      killAgents();
+      process.exit(130);
+    };
+    process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
     const results = await runCompare({
       // Three repeats: auto is scored against each fixed technique by medians, as one run of two
       // techniques that chose alike differs by noise alone (a few ms of RTT on a shaped link).
@@ -39,6 +48,7 @@ const section: BenchSection = {
         else if (p.cell) process.stderr.write(`  [${p.done + 1}/${p.total}] ${p.cell.id}\n`);
       },
     });
+    process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
     await writeCompareReport(results, OUT);
     const errors = predictionErrors(results.cells);
     const auto = autoScore(results.cells);
