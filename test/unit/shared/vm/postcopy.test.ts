@@ -114,6 +114,14 @@ describe('post-copy fault path', () => {
     expect(diffSnapshots(await snapshotVm(dest), reference)).toEqual([]);
   });
 
+  it('markPresentExcept refuses an absent map of another size and marks nothing', async () => {
+    const { dest } = await handOff(1_000);
+    expect(() => dest.markPresentExcept(new Bitmap(dest.memory.pageCount - 1))).toThrow(
+      expect.objectContaining({ code: 'ERR_PAGE_OUT_OF_RANGE' }),
+    );
+    expect(dest.missingPages).toBe(dest.memory.pageCount);
+  });
+
   it('once every page is present the vCPU raises no more faults', async () => {
     const reference = await runReference(spec, 50_000);
     const { source, dest } = await handOff(25_000);
