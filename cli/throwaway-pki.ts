@@ -4,6 +4,7 @@
  * default without asking anyone to set up certificates first. Names are identities, not
  * addresses: clients check each agent's certificate against the name they expect.
  */
+import { rmSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,9 +17,19 @@ export interface ThrowawayPki {
   flags(name: string): string[];
   /** Open an agent's control API (wss) as `name`, trusting only an agent certificate named `agentName`. */
   connect(url: string, name: string, agentName: string): Promise<ControlClient>;
-  /** Delete the directory. */
+  /** Delete the directory (done at process exit if nobody did it before). */
   remove(): Promise<void>;
 }
+
+/**
+ * Directories not yet removed. A run that ends early (a second Ctrl-C in `livemig compare`, an
+ * interrupted bench: both call process.exit) skips its `finally`, and the CA key would stay in
+ * /tmp; 'exit' listeners still run, synchronously, so they remove what is left.
+ */
+const live = new Set<string>();
+process.once('exit', () => {
+  for (const dir of live) rmSync(dir, { recursive: true, force: true });
+});
 
 /** A fresh CA in a new temporary directory, and one certificate per identity. */
 export async function createThrowawayPki(
@@ -26,7 +37,11 @@ export async function createThrowawayPki(
   prefix = 'livemig-pki-',
 ): Promise<ThrowawayPki> {
   const dir = await mkdtemp(join(tmpdir(), prefix));
-  const remove = (): Promise<void> => rm(dir, { recursive: true, force: true });
+  live.add(dir);
+  const remove = async (): Promise<void> => {
+    await rm(dir, { recursive: true, force: true });
+    live.delete(dir);
+  };
   try {
     await initPki(dir);
     for (const identity of identities) await issueCertificate(dir, identity);
