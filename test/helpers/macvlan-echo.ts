@@ -5,9 +5,11 @@
  * when `take` is true), serves a UDP echo on ip:port while it holds the address (replies are
  * "<host> <datagram>"), and obeys one command per stdin line:
  *
- *   take   take the address, then bind        → {"event":"taken","ms":…} (`at`: bound)
- *   give   close the socket, give the address → {"event":"given","closedAt":…}
- *   exit   give, dispose, exit                → {"event":"disposed"}, then exit 0
+ *   take          take the address, then bind        → {"event":"taken","ms":…} (`at`: bound)
+ *   prepare-give  mover.prepareGive() (a migration starts) → {"event":"give-prepared"}
+ *   give          close the socket, give the address → {"event":"given","closedAt":…,"ipRuns":…}
+ *                 (`ipRuns`: `ip` commands the mover started during give(), forks at handoff)
+ *   exit          give, dispose, exit                → {"event":"disposed"}, then exit 0
  *
  * Every state reached is one JSON line on stdout ({"event":"ready"} after prepare and the
  * optional take); failures are {"event":"error","message":…} and exit 1. stdin closing (the test
@@ -16,6 +18,7 @@
 import dgram from 'node:dgram';
 import { createInterface } from 'node:readline';
 import { MacvlanAddress } from '@livemig/shared/net';
+import { pino } from 'pino';
 
 interface EchoOptions {
   host: string;
@@ -27,7 +30,13 @@ interface EchoOptions {
 }
 
 const options = JSON.parse(process.argv[2] ?? '{}') as EchoOptions;
-const mover = new MacvlanAddress({ address: options, parent: options.parent });
+/** `ip` commands the mover ran (runIp logs each at debug as address.command). */
+let ipRuns = 0;
+const logger = pino(
+  { level: 'debug' },
+  { write: (line: string) => void (line.includes('"address.command"') && (ipRuns += 1)) },
+);
+const mover = new MacvlanAddress({ address: options, parent: options.parent, logger });
 let socket: dgram.Socket | undefined;
 
 /** One JSON line; `at` is wall-clock ms with sub-ms precision, comparable across processes. */
@@ -50,14 +59,15 @@ async function take(): Promise<number> {
   return ms;
 }
 
-/** Close the socket (the service stops answering), then give the address; returns when it closed. */
-async function give(): Promise<number> {
+/** Close the socket (the service stops answering), then give the address; when it closed, and `ip` runs it took. */
+async function give(): Promise<{ closedAt: number; ipRuns: number }> {
   const server = socket;
   socket = undefined;
   if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
   const closedAt = performance.timeOrigin + performance.now();
+  const before = ipRuns;
   await mover.give();
-  return closedAt;
+  return { closedAt, ipRuns: ipRuns - before };
 }
 
 let exiting = false;
@@ -83,10 +93,11 @@ lines.on('line', (line) => {
     .then(async () => {
       const command = line.trim();
       if (command === 'take') say('taken', { ms: await take() });
-      else if (command === 'give') {
-        const closedAt = await give();
-        say('given', { closedAt });
-      } else if (command === 'exit') await exit();
+      else if (command === 'prepare-give') {
+        mover.prepareGive();
+        say('give-prepared');
+      } else if (command === 'give') say('given', await give());
+      else if (command === 'exit') await exit();
       else if (command !== '') throw new Error(`unknown command "${command}"`);
     })
     .catch(fail);

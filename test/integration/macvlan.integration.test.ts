@@ -60,7 +60,7 @@ class EchoHost {
     );
   }
 
-  send(command: 'take' | 'give' | 'exit'): void {
+  send(command: 'take' | 'prepare-give' | 'give' | 'exit'): void {
     this.#child.stdin!.write(command + '\n');
   }
 
@@ -171,9 +171,16 @@ describeWhenAvailable('macvlan address handoff between two lab hosts', unavailab
       const neighbourBefore = ipOut('neigh', 'show', ip).trim();
       const portBefore = bridgePort(lab, mac);
 
+      // A migration starts: the source readies its give (the link-down, forked now).
+      source.send('prepare-give');
+      await source.next('give-prepared');
       const handoffStart = performance.now();
       source.send('give');
       const given = await source.next('given');
+      // Inside the handoff only the armed exec ran: no `ip` forked from the source (a fork of an
+      // agent holding a VM blocked its main thread 16–37 ms there), and the link is down.
+      expect(given.ipRuns).toBe(0);
+      expect(linkState(sourceNs, link)).toBe('DOWN');
       const giveMs = performance.now() - handoffStart;
       dest.send('take');
       const taken = await dest.next('taken');

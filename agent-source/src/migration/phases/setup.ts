@@ -66,6 +66,9 @@ export function setupVmOf(ctx: MigrationContext): SetupVm {
 export async function setupPhase(ctx: MigrationContext): Promise<void> {
   const { logger, stats } = ctx;
   ctx.machine.transition('none', 'setup');
+  // The handoff will give the VM's address up inside the downtime: ready that now (a fork here,
+  // while the VM runs, not there).
+  ctx.hosted.net?.prepareGive();
   const channel = await ctx.channels.openMain();
   ctx.security = securityOf(ctx, channel.peer);
   ctx.destParty = channel.peer ? { name: channel.peer.name, fingerprint: channel.peer.fingerprint } : null;

@@ -35,6 +35,12 @@ export interface AddressMover {
   prepare(): Promise<void>;
   /** Make the address reachable here; announcing may go on in the background. Resolves with how long it took. */
   take(): Promise<{ ms: number }>;
+  /**
+   * Get ready to give the address up, so that give() — inside the handoff, which clients see as
+   * downtime — has least to do (macvlan: fork the link-down now). The source calls it as a
+   * migration starts. Idempotent; nothing to undo if the migration goes no further.
+   */
+  prepareGive(): void;
   /** Stop answering for the address here (and stop announcing). Safe when not taken. */
   give(): Promise<void>;
   /** Undo prepare (remove the link). Idempotent; safe after any failure. */

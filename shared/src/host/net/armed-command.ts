@@ -54,11 +54,16 @@ export class ArmedCommand {
    * command the ordinary way.
    */
   fire(): Promise<ArmedResult> | undefined {
-    const child = this.#child;
-    if (this.#used || child.exitCode !== null || !child.stdin?.writable) return undefined;
+    if (!this.waiting) return undefined;
     this.#used = true;
-    child.stdin.end('go\n');
+    this.#child.stdin!.end('go\n');
     return this.#exited;
+  }
+
+  /** True while fire() would run the command: not fired, not disarmed, the shell still waiting. */
+  get waiting(): boolean {
+    const child = this.#child;
+    return !this.#used && child.exitCode === null && child.signalCode === null && child.stdin?.writable === true;
   }
 
   /** Kills the process (if it still runs); fire() does nothing afterwards. */

@@ -33,6 +33,8 @@ export class LoopbackAddress implements AddressMover {
     return { ms: 0 };
   }
 
+  prepareGive(): void {}
+
   async give(): Promise<void> {}
 
   async dispose(): Promise<void> {}

@@ -5,7 +5,8 @@
  * and the link; the pieces it drives are their own modules:
  *   ip-command.ts     running `ip` (no shell, in the current network namespace)
  *   sysctls.ts        the namespace and link sysctls, and why each is needed
- *   armed-command.ts  the process, forked at prepare(), that brings the link up at take()
+ *   armed-command.ts  the processes, forked ahead, that bring the link up at take() and down
+ *                     at give()
  *   announce.ts       the re-announcements after take()
  *
  *   prepare()  namespace sysctls; `ip link add link <parent> name <link> address <mac>
@@ -20,7 +21,10 @@
  *              announce.ts schedule (iputils `arping -U`), so a bridge that missed the first
  *              learns the MAC's new port. The MAC does not change, so clients' ARP caches stay
  *              right throughout: what moves is the bridges' idea of which port the MAC is behind.
- *   give()     stop announcing; `ip link set <link> down`.
+ *   prepareGive()  the source, as a migration starts: arm the link-down.
+ *   give()     stop announcing; `ip link set <link> down` (through the armed process). The
+ *              source does this at handoff, inside the downtime: forking an agent that holds a
+ *              128 MiB VM blocked its main thread 16–37 ms there (lan, kv), and Resumed waited.
  *   dispose()  stop announcing; `ip link del <link>`.
  *
  * Two things the kernel does that this relies on or works around:
@@ -83,7 +87,9 @@ export class MacvlanAddress implements AddressMover {
   #prepared = false;
   #taken = false;
   /** The process that will bring the link up at take(), started at prepare (armed-command.ts). */
-  #armed: ArmedCommand | undefined;
+  #armedUp: ArmedCommand | undefined;
+  /** The process that will take the link down at give(), started at prepareGive. */
+  #armedDown: ArmedCommand | undefined;
 
   constructor(options: MacvlanAddressOptions) {
     const { address, parent } = options;
@@ -131,11 +137,11 @@ export class MacvlanAddress implements AddressMover {
     // take() runs inside the handoff, which clients see as downtime: with nothing else queued
     // and the link-up armed, fire it now, in the caller's tick, instead of a microtask later —
     // after the rest of the caller's Handoff handling (the vCPU's resume, Resumed, logging).
-    const early = this.#pending === 0 && this.#prepared && !this.#taken ? this.#fireArmed() : undefined;
+    const early = this.#pending === 0 && this.#prepared && !this.#taken ? fire(this.#takeArmed('up')) : undefined;
     return this.#serial(async () => {
       if (!this.#prepared) await this.#prepare();
       this.#announcer.stop();
-      await this.#linkUp(early);
+      await this.#armedOrIp(early ?? fire(this.#takeArmed('up')), 'up');
       this.#taken = true;
       const ms = performance.now() - start;
       this.#logger?.info({ event: 'address.taken', mode: this.mode, ms }, `took ${this.address.ip}`);
@@ -144,12 +150,26 @@ export class MacvlanAddress implements AddressMover {
     });
   }
 
+  prepareGive(): void {
+    if (this.#armedDown?.waiting) return;
+    this.#armedDown = ArmedCommand.arm(['ip', 'link', 'set', 'dev', this.linkName, 'down']);
+  }
+
   give(): Promise<void> {
+    // As take(): with nothing queued, the armed link-down goes now, in the caller's tick (the
+    // handoff sends Handoff right after), and the announcements stop first.
+    let early: Promise<ArmedResult> | undefined;
+    if (this.#pending === 0 && this.#taken) {
+      this.#announcer.stop();
+      early = fire(this.#takeArmed('down'));
+    }
     return this.#serial(async () => {
       this.#announcer.stop();
+      const taken = this.#taken;
       this.#taken = false;
       try {
-        await this.#ip('link', 'set', 'dev', this.linkName, 'down');
+        const fired = early ?? (taken ? fire(this.#takeArmed('down')) : undefined);
+        await this.#armedOrIp(fired, 'down');
       } catch (error) {
         // Nothing to give: never prepared here, or already disposed.
         if (!isNoSuchLink(error)) throw error;
@@ -161,7 +181,8 @@ export class MacvlanAddress implements AddressMover {
   dispose(): Promise<void> {
     return this.#serial(async () => {
       this.#announcer.stop();
-      this.#disarmLinkUp();
+      this.#takeArmed('up')?.disarm();
+      this.#takeArmed('down')?.disarm();
       this.#taken = false;
       this.#prepared = false;
       try {
@@ -191,31 +212,29 @@ export class MacvlanAddress implements AddressMover {
     if (!this.#taken) await this.#ip('link', 'set', 'dev', this.linkName, 'down');
     this.#prepared = true;
     // At handoff only an exec remains: take() is inside what clients see as downtime.
-    this.#disarmLinkUp();
-    this.#armed = ArmedCommand.arm(['ip', 'link', 'set', 'dev', this.linkName, 'up']);
+    this.#takeArmed('up')?.disarm();
+    this.#armedUp = ArmedCommand.arm(['ip', 'link', 'set', 'dev', this.linkName, 'up']);
   }
 
-  #disarmLinkUp(): void {
-    this.#armed?.disarm();
-    this.#armed = undefined;
+  /** The armed link-up or link-down, handed over (this mover holds it no more). */
+  #takeArmed(state: 'up' | 'down'): ArmedCommand | undefined {
+    const armed = state === 'up' ? this.#armedUp : this.#armedDown;
+    if (state === 'up') this.#armedUp = undefined;
+    else this.#armedDown = undefined;
+    return armed;
   }
 
-  /** The armed link-up, fired (undefined if there is none, or it can no longer run). */
-  #fireArmed(): Promise<ArmedResult> | undefined {
-    const fired = this.#armed?.fire();
-    this.#armed = undefined;
-    return fired;
-  }
-
-  /** Bring the link up: through the armed process (fired already, or now) when there is one, else `ip` now. */
-  async #linkUp(early?: Promise<ArmedResult>): Promise<void> {
-    const fired = early ?? this.#fireArmed();
+  /** Set the link up or down: through the armed process's run when there is one, else `ip` now. */
+  async #armedOrIp(fired: Promise<ArmedResult> | undefined, state: 'up' | 'down'): Promise<void> {
     if (fired) {
       const { code, stderr } = await fired;
       if (code === 0) return;
-      this.#logger?.warn({ event: 'address.armed-failed', code, stderr }, 'armed link-up failed; running ip again');
+      this.#logger?.warn(
+        { event: 'address.armed-failed', state, code, stderr },
+        `armed link-${state} failed; running ip again`,
+      );
     }
-    await this.#ip('link', 'set', 'dev', this.linkName, 'up');
+    await this.#ip('link', 'set', 'dev', this.linkName, state);
   }
 
   /** Create the link, or keep one already there if it is the right macvlan on the right parent. */
@@ -256,6 +275,11 @@ export class MacvlanAddress implements AddressMover {
   #ip(...args: string[]): Promise<string> {
     return runIp(args, this.#logger);
   }
+}
+
+/** Run an armed command (undefined if there is none, or it can no longer run). */
+function fire(armed: ArmedCommand | undefined): Promise<ArmedResult> | undefined {
+  return armed?.fire();
 }
 
 function checkLinkName(name: string, what: string): void {

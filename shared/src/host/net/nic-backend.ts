@@ -6,6 +6,8 @@
  *   source, VM booted       prepare() + take(): the address is here, the socket bound
  *   destination, Setup      prepare(): everything short of the address (fails the migration
  *                           early, while the source still runs the VM, if it cannot be done)
+ *   source, migration start prepareGive(): the mover readies what give() will do (a fork, not
+ *                           at handoff)
  *   source, before Handoff  give(): the socket closes (synchronously: a loopback port is free
  *                           before the destination can try it), the mover lets go
  *   destination, Handoff    take(), started as the vCPU resumes: on loopback the port is bound
@@ -150,6 +152,11 @@ export class NicBackend {
     socket.on('message', (payload, from) => this.#receive(payload, from));
     socket.on('error', (error) => this.#logger.warn({ err: error, event: 'nic.socket-error' }, 'NIC socket error'));
     return socket;
+  }
+
+  /** A migration of this VM starts: get the mover ready to give the address up (AddressMover.prepareGive). */
+  prepareGive(): void {
+    if (!this.#disposed) this.#mover.prepareGive();
   }
 
   /**

@@ -42,6 +42,17 @@ describe('ArmedCommand', () => {
     expect(await armed.fire()).toEqual({ code: 3, stderr: 'no\n' });
   });
 
+  it('is waiting from arm() until it is fired or disarmed, and not once its shell is gone', async () => {
+    const fired = ArmedCommand.arm(['true']);
+    expect(fired.waiting).toBe(true);
+    const result = fired.fire();
+    expect(fired.waiting).toBe(false);
+    expect(await result).toEqual({ code: 0, stderr: '' });
+    const disarmed = ArmedCommand.arm(['true']);
+    disarmed.disarm();
+    expect(disarmed.waiting).toBe(false);
+  });
+
   it('does nothing when fired after disarm()', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'armed-'));
     dirs.push(dir);
