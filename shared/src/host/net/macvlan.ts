@@ -137,11 +137,11 @@ export class MacvlanAddress implements AddressMover {
     // take() runs inside the handoff, which clients see as downtime: with nothing else queued
     // and the link-up armed, fire it now, in the caller's tick, instead of a microtask later —
     // after the rest of the caller's Handoff handling (the vCPU's resume, Resumed, logging).
-    const early = this.#pending === 0 && this.#prepared && !this.#taken ? fire(this.#takeArmed('up')) : undefined;
+    const early = this.#pending === 0 && this.#prepared && !this.#taken ? this.#takeArmed('up')?.fire() : undefined;
     return this.#serial(async () => {
       if (!this.#prepared) await this.#prepare();
       this.#announcer.stop();
-      await this.#armedOrIp(early ?? fire(this.#takeArmed('up')), 'up');
+      await this.#armedOrIp(early ?? this.#takeArmed('up')?.fire(), 'up');
       this.#taken = true;
       const ms = performance.now() - start;
       this.#logger?.info({ event: 'address.taken', mode: this.mode, ms }, `took ${this.address.ip}`);
@@ -161,14 +161,14 @@ export class MacvlanAddress implements AddressMover {
     let early: Promise<ArmedResult> | undefined;
     if (this.#pending === 0 && this.#taken) {
       this.#announcer.stop();
-      early = fire(this.#takeArmed('down'));
+      early = this.#takeArmed('down')?.fire();
     }
     return this.#serial(async () => {
       this.#announcer.stop();
       const taken = this.#taken;
       this.#taken = false;
       try {
-        const fired = early ?? (taken ? fire(this.#takeArmed('down')) : undefined);
+        const fired = early ?? (taken ? this.#takeArmed('down')?.fire() : undefined);
         await this.#armedOrIp(fired, 'down');
       } catch (error) {
         // Nothing to give: never prepared here, or already disposed.
@@ -275,11 +275,6 @@ export class MacvlanAddress implements AddressMover {
   #ip(...args: string[]): Promise<string> {
     return runIp(args, this.#logger);
   }
-}
-
-/** Run an armed command (undefined if there is none, or it can no longer run). */
-function fire(armed: ArmedCommand | undefined): Promise<ArmedResult> | undefined {
-  return armed?.fire();
 }
 
 function checkLinkName(name: string, what: string): void {
