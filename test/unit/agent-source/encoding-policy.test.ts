@@ -10,6 +10,8 @@ import {
 import {
   chooseEncodings,
   DEFAULT_ENCODING_PARAMS,
+  RAW_SAMPLES,
+  recentMedian,
   REMEASURE_CONTENT_BYTES,
   TRIAL_CUT_MIN_RAW_BPS,
   trustedDelivered,
@@ -254,5 +256,33 @@ describe('trustedDelivered', () => {
       raw: TRIAL_CUT_MIN_RAW_BPS,
       brotli: 47 * MB,
     });
+  });
+});
+
+describe('recentMedian (the link and raw figures: one noisy stretch is not the link)', () => {
+  const MB = 1e6;
+  it('is the median of the last RAW_SAMPLES samples, the mean of the middle two of an even count', () => {
+    expect(RAW_SAMPLES).toBe(3);
+    expect(recentMedian([5])).toBe(5);
+    expect(recentMedian([4, 8])).toBe(6);
+    expect(recentMedian([9, 1, 5])).toBe(5);
+    expect(recentMedian([100, 9, 1, 5])).toBe(5);
+    expect(() => recentMedian([])).toThrow(RangeError);
+  });
+
+  it('one slow stretch on loopback does not turn compression on; a lasting slowdown does after two', () => {
+    // The CI run's figures: raw 411 and 385 MB/s of pages, then one stretch beside a burst of
+    // another process at 160; lz4 had delivered 198.
+    const samples = [411 * MB, 385 * MB, 160 * MB];
+    const choose = (raw: number) =>
+      chooseEncodings(input({ params: DEFAULT_ENCODING_PARAMS, linkBps: raw, delivered: { raw, lz4: 197.8 * MB } }))
+        .compress;
+    // The last stretch alone (what the sender used to judge by) turns lz4 on ...
+    expect(choose(samples.at(-1)!)).toBe('lz4');
+    // ... the median does not.
+    expect(recentMedian(samples)).toBe(385 * MB);
+    expect(choose(recentMedian(samples))).toBeNull();
+    // Two slow stretches in a row are a slower link, and the median follows.
+    expect(choose(recentMedian([...samples, 150 * MB]))).toBe('lz4');
   });
 });

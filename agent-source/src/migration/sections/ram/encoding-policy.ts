@@ -98,6 +98,24 @@ export const TRIAL_CUT_MIN_RAW_BPS = 100e6;
 export const REMEASURE_CONTENT_BYTES = 64 * 1024 * 1024;
 
 /**
+ * Raw stretches the link's figure is the median of. One stretch is one sample of a noisy rate:
+ * on loopback the CPUs set the pace, and a stretch that ran beside another process's burst measured
+ * 160 MB/s between two of 385 and 411. Taken alone, that one sample turned lz4 on (198 MB/s
+ * of pages beat it), and raw, no longer sent, was never measured again: the migration compressed
+ * for 21 MiB on a link where compressing halves the rate. A median of three ignores one such
+ * stretch and follows a lasting change after two.
+ */
+export const RAW_SAMPLES = 3;
+
+/** The median of the last RAW_SAMPLES of `samples` (the mean of the middle two of an even count). */
+export function recentMedian(samples: readonly number[]): number {
+  const recent = samples.slice(-RAW_SAMPLES).sort((a, b) => a - b);
+  if (recent.length === 0) throw new RangeError('recentMedian: no samples');
+  const mid = recent.length >> 1;
+  return recent.length % 2 === 1 ? recent[mid]! : (recent[mid - 1]! + recent[mid]!) / 2;
+}
+
+/**
  * The delivered figures the policy may judge levels by (`delivered[mode] = { bps, at }`, `at`: page
  * bytes sent when measured; `sent`: page bytes sent now): raw always; a level while fresh (see
  * REMEASURE_CONTENT_BYTES), and always on a fast link.

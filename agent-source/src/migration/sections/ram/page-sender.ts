@@ -18,6 +18,8 @@ import type { PageCodecs } from './page-codecs.ts';
 import {
   chooseEncodings,
   LINK_PROBE_BYTES,
+  RAW_SAMPLES,
+  recentMedian,
   TRIAL_CUT_MIN_RAW_BPS,
   trustedDelivered,
   type EncodingParams,
@@ -74,8 +76,13 @@ export class PageSender {
   #cursor = 0;
   #round = 0;
   #anySent = false;
-  /** The link's rate for page data as last measured over LINK_PROBE_BYTES sent uncompressed; null before. */
+  /**
+   * The link's rate for page data: the median of the last raw stretches (recentMedian) of
+   * LINK_PROBE_BYTES sent uncompressed; null before the first.
+   */
   #linkBps: number | null = null;
+  /** Each raw stretch's rates, wire and pages' bytes per second, newest last (RAW_SAMPLES kept). */
+  readonly #rawSamples: { wire: number[]; content: number[] } = { wire: [], content: [] };
   /**
    * Pages' bytes delivered per second, as last measured over LINK_PROBE_BYTES of them, sent raw
    * (key 'raw') or through a codec: what compression is judged by, measured, not modelled — on a
@@ -346,8 +353,19 @@ export class PageSender {
       // The migration's first stretch is a warm-up (socket buffers filling, the destination's
       // memory faulting in): it measured loopback at a third of its rate. Not counted.
       if (this.#warmedUp) {
-        if (mode === 'raw') this.#linkBps = (w.bytes / ms) * 1000;
-        this.#delivered.set(mode, { bps: (w.content / ms) * 1000, at: this.#contentSent });
+        let bps = (w.content / ms) * 1000;
+        if (mode === 'raw') {
+          const { wire, content } = this.#rawSamples;
+          wire.push((w.bytes / ms) * 1000);
+          content.push(bps);
+          if (wire.length > RAW_SAMPLES) {
+            wire.shift();
+            content.shift();
+          }
+          this.#linkBps = recentMedian(wire);
+          bps = recentMedian(content);
+        }
+        this.#delivered.set(mode, { bps, at: this.#contentSent });
       }
       this.#warmedUp = true;
       this.#window = undefined;
