@@ -3,7 +3,8 @@ import { defineConfig } from 'vitest/config';
 // Two projects: fast unit/property tests, and integration tests that start real processes,
 // threads, sockets and (as root) network namespaces. Each file's agents keep their state (audit
 // logs) in a temporary state home of its own (test/setup/state-home.ts, run again before every
-// file, isolated or not).
+// file, isolated or not), inside the run's state root (test/setup/state-root.ts, removed after
+// the run even when a file's own cleanup did not run).
 //
 // Unit files run in vitest's default number of workers (one on this 2-core machine): two were
 // not faster here (the unit project at a load average of ~5: 149 s with two, 135 s with one).
@@ -21,6 +22,7 @@ export default defineConfig({
         test: {
           name: 'unit',
           include: ['test/unit/**/*.test.ts'],
+          globalSetup: ['test/setup/state-root.ts'],
           setupFiles: ['test/setup/state-home.ts'],
           testTimeout: 60_000,
         },
@@ -29,6 +31,7 @@ export default defineConfig({
         test: {
           name: 'integration',
           include: ['test/integration/**/*.test.ts'],
+          globalSetup: ['test/setup/state-root.ts'],
           setupFiles: ['test/setup/state-home.ts'],
           testTimeout: 180_000,
           hookTimeout: 60_000,
