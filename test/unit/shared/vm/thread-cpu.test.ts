@@ -4,6 +4,7 @@
  * the worker answering anything; a worker that ends keeps its sealed figure, and one the host
  * terminates keeps the figure read just before. Linux only (elsewhere every figure is null).
  */
+import { once } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 import {
@@ -56,8 +57,15 @@ function burner(slot: SharedArrayBuffer, busyMs: number, seal: boolean): Worker 
   return new Worker(code, { eval: true, workerData: { module: THREAD_CPU, slot, busyMs, seal } });
 }
 
-const once = (worker: Worker, event: 'message' | 'exit'): Promise<unknown> =>
-  new Promise((resolve) => worker.once(event, resolve));
+/**
+ * The worker's first message, and its exit — both listened for from the start: when the host is
+ * slow to get to the message, the worker has exited by then, and Node delivers its last messages
+ * and 'exit' in one go, before a listener added after the message could be (CI hung there 60 s).
+ * Either rejects if the worker throws.
+ */
+function watch(worker: Worker): { message: Promise<unknown>; exit: Promise<unknown> } {
+  return { message: once(worker, 'message'), exit: once(worker, 'exit') };
+}
 
 describe.runIf(process.platform === 'linux')('reading threads (Linux)', () => {
   it('reads this thread’s CPU time, which grows as it runs', () => {
@@ -75,13 +83,13 @@ describe.runIf(process.platform === 'linux')('reading threads (Linux)', () => {
   it('reads a busy worker by its id without asking it, and keeps its sealed figure once it ended', async () => {
     const registry = new ThreadRegistry();
     const handle = registry.register('burner');
-    const worker = burner(handle.slot, 150, true);
+    const worker = watch(burner(handle.slot, 150, true));
     const start = registry.snapshot();
-    await once(worker, 'message');
+    await worker.message;
     const { tid, finalNs } = readThreadSlot(handle.slot);
     expect(tid).toBeGreaterThan(0);
     expect(finalNs).toBeGreaterThan(100e6);
-    await once(worker, 'exit');
+    await worker.exit;
     handle.ended();
     const end = registry.snapshot();
     const side = threadsBetween(start, end);
@@ -96,7 +104,7 @@ describe.runIf(process.platform === 'linux')('reading threads (Linux)', () => {
     const registry = new ThreadRegistry();
     const handle = registry.register('burner');
     const worker = burner(handle.slot, 100, false);
-    await once(worker, 'message');
+    await watch(worker).message;
     handle.seal();
     const sealed = readThreadSlot(handle.slot).finalNs;
     expect(sealed).toBeNull(); // the host's reading is its own, not written into the worker's slot
