@@ -44,20 +44,26 @@ describe('BlkDevice for a migration', () => {
   it('holds a write until afterWrite resolves — the write is in the image by then — and times it', async () => {
     memory.page(20).fill(7);
     let release!: () => void;
+    let called!: () => void;
+    const hookCalled = new Promise<void>((resolve) => (called = resolve));
     const seen: number[] = [];
     device.setHooks({
       afterWrite: (first, data) => {
         seen.push(first, data[0]!);
+        called();
         return new Promise<void>((resolve) => (release = resolve));
       },
     });
     const seq = device.writeSeq;
     const w = submit(OP_WRITE, 9, 20);
     const serving = device.serve();
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    await hookCalled;
     expect(seen).toEqual([9, 7]);
     expect(guest.completed(w)).toBe(false); // the guest waits for the mirror's acknowledgement
     expect((await image.readBlocks(9, 1))[0]).toBe(7); // …but the local write is done
+    // The mirror holds the write 20 ms more: its latency, as the guest sees it, includes that.
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(guest.completed(w)).toBe(false);
     release();
     await serving;
     expect(guest.status(w)).toBe(S_OK);
