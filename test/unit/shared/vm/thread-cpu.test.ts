@@ -104,7 +104,7 @@ describe.runIf(process.platform === 'linux')('reading threads (Linux)', () => {
     const registry = new ThreadRegistry();
     const handle = registry.register('burner');
     const worker = burner(handle.slot, 100, false);
-    await watch(worker).message;
+    await once(worker, 'message'); // it never exits by itself: terminate() below ends it
     handle.seal();
     const sealed = readThreadSlot(handle.slot).finalNs;
     expect(sealed).toBeNull(); // the host's reading is its own, not written into the worker's slot
